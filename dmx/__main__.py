@@ -1,0 +1,5 @@
+import sys
+
+from dmx.cli import main
+
+sys.exit(main())

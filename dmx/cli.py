@@ -1,0 +1,139 @@
+"""The ``dmx`` command line: a thin layer over the library.
+
+stdout carries data (or ``--json``); stderr carries progress and logs.
+Exit codes: 0 all good, 1 finished but some study failed or was flagged as
+failed, 2 usage or input error.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from dmx.errors import DmxError
+
+app = typer.Typer(
+    name="dmx",
+    help="Cervical-spine instability measurements from Digital Motion X-ray (DMX).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+log = logging.getLogger("dmx")
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+
+def _fail(message: str, code: int = EXIT_USAGE) -> None:
+    typer.echo(f"dmx: error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def _not_built(command: str) -> None:
+    _fail(f"'dmx {command}' is not built yet in this version", EXIT_USAGE)
+
+
+MmPerPx = Annotated[
+    float | None,
+    typer.Option(
+        "--mm-per-px",
+        help="Calibration in mm per pixel (isotropic); overrides every DICOM value.",
+    ),
+]
+Series = Annotated[
+    str | None,
+    typer.Option("--series", help="Series Instance UID to read from a folder holding several."),
+]
+
+
+@app.command()
+def info(
+    path: Annotated[Path, typer.Argument(help="DICOM file, folder of frames, DICOMDIR or video.")],
+    json_out: Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")] = False,
+    series: Series = None,
+    mm_per_px: MmPerPx = None,
+) -> None:
+    """Describe a study: frames, size, transfer syntax, frame time, calibration, warnings."""
+    from dmx.io.describe import describe, format_description
+
+    d = describe(path, series=series, mm_per_px=mm_per_px)
+    if json_out:
+        import json
+
+        typer.echo(json.dumps(d, indent=2))
+    else:
+        typer.echo(format_description(d))
+
+
+@app.command()
+def phantom(
+    out: Annotated[Path, typer.Argument(help="Output folder for the study and its ground truth.")],
+) -> None:
+    """Write a synthetic lateral cervical DMX study with known ground truth."""
+    _not_built("phantom")
+
+
+@app.command()
+def analyze(
+    study: Annotated[Path, typer.Argument(help="DICOM file, folder of frames, DICOMDIR or video.")],
+    landmarks: Annotated[
+        Path | None, typer.Option("--landmarks", help="Landmark file (dmx.landmarks/1).")
+    ] = None,
+    out: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("dmx-out"),
+    json_out: Annotated[bool, typer.Option("--json", help="Print measurements JSON.")] = False,
+    series: Series = None,
+    mm_per_px: MmPerPx = None,
+) -> None:
+    """Track C2-C7 through the cine and write measurements.json (and the report)."""
+    _not_built("analyze")
+
+
+@app.command()
+def batch(
+    inbox: Annotated[Path, typer.Argument(help="Folder of studies, any layout.")],
+    out: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("dmx-batch"),
+    jobs: Annotated[int, typer.Option("--jobs", help="Parallel worker processes.")] = 1,
+) -> None:
+    """Analyse every study under INBOX; resumable; writes a manifest."""
+    _not_built("batch")
+
+
+@app.command()
+def aggregate(
+    results: Annotated[Path, typer.Argument(help="Batch output folder.")],
+    out: Annotated[Path, typer.Option("--out", help="Table to write (.csv or .parquet).")] = Path(
+        "dmx-table.csv"
+    ),
+) -> None:
+    """Pool many studies' measurements.json into tables for research."""
+    _not_built("aggregate")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line with ``argv`` (default ``sys.argv[1:]``); return the exit code."""
+    logging.basicConfig(level=logging.INFO, format="dmx: %(message)s", stream=sys.stderr)
+    try:
+        app(args=argv, prog_name="dmx")  # standalone: click reports usage errors, exits 2
+    except SystemExit as exc:
+        code = exc.code
+        if code is None:
+            return EXIT_OK
+        return code if isinstance(code, int) else EXIT_USAGE
+    except DmxError as exc:
+        typer.echo(f"dmx: error: {exc}", err=True)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        typer.echo("dmx: interrupted", err=True)
+        return 130
+    return EXIT_OK
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

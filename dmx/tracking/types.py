@@ -1,0 +1,50 @@
+"""Tracks: every vertebral body's corners in every frame, with per-frame confidence."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from dmx.anatomy import Vertebra
+
+
+@dataclass(frozen=True)
+class Tracks:
+    """Corner tracks of the vertebral bodies through a cine.
+
+    Attributes
+    ----------
+    vertebrae : tuple of Vertebra
+        Vertebrae tracked, top to bottom; index ``v`` of the arrays below.
+    corners_px : numpy.ndarray
+        ``(T, V, 4, 2)`` corner positions (x, y) in pixels in
+        :data:`dmx.anatomy.CORNERS` order; NaN where the vertebra is not
+        tracked in that frame.
+    quality : numpy.ndarray
+        ``(T, V)`` confidence in 0..1; NaN where no score could be computed.
+        A frame whose corners are NaN may still carry a (low) score.
+    reason : tuple of tuple of str or None
+        ``reason[t][v]`` says why a frame is NaN for that vertebra (``None`` when tracked).
+    reference_frame : int
+        The frame the landmarks were placed on.
+    transforms : numpy.ndarray or None
+        ``(T, V, 2, 3)`` rigid transforms mapping reference-frame pixel
+        coordinates of each vertebra to frame ``t`` (``[x', y'] = A @ [x, y, 1]``);
+        NaN where lost. Lets other points on a body (e.g. the dens) follow it.
+    """
+
+    vertebrae: tuple[Vertebra, ...]
+    corners_px: np.ndarray
+    quality: np.ndarray
+    reason: tuple[tuple[str | None, ...], ...]
+    reference_frame: int = 0
+    transforms: np.ndarray | None = None
+
+    @property
+    def n_frames(self) -> int:
+        return int(self.corners_px.shape[0])
+
+    def corners_of(self, vertebra: Vertebra) -> np.ndarray:
+        """``(T, 4, 2)`` corners of one vertebra (NaN where lost)."""
+        return self.corners_px[:, self.vertebrae.index(vertebra)]
