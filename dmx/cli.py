@@ -100,9 +100,32 @@ def batch(
     inbox: Annotated[Path, typer.Argument(help="Folder of studies, any layout.")],
     out: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("dmx-batch"),
     jobs: Annotated[int, typer.Option("--jobs", help="Parallel worker processes.")] = 1,
+    force: Annotated[
+        bool, typer.Option("--force", help="Redo studies whose input is unchanged since an earlier run.")
+    ] = False,
+    executor: Annotated[
+        str, typer.Option("--executor", help="'local' (worker processes) or 'dask' (needs dmx[dask]).")
+    ] = "local",
+    scheduler: Annotated[
+        str | None,
+        typer.Option(
+            "--scheduler", help="Dask scheduler address (with --executor dask), e.g. tcp://host:8786."
+        ),
+    ] = None,
+    mm_per_px: MmPerPx = None,
 ) -> None:
-    """Analyse every study under INBOX; resumable; writes a manifest."""
-    _not_built("batch")
+    """Analyse every study under INBOX; resumable; writes a manifest.
+
+    Each study gets its own folder OUT/<key>/ (measurements.json, report.html,
+    landmarks.csv); OUT/manifest.csv lists every input with status ok, failed or
+    skipped. Exit 0 when no study failed, 1 when any failed.
+    """
+    from dmx.batch import run_batch
+
+    result = run_batch(
+        inbox, out, jobs=jobs, force=force, executor=executor, scheduler=scheduler, mm_per_px=mm_per_px
+    )
+    raise typer.Exit(result.exit_code)
 
 
 @app.command()
@@ -111,9 +134,26 @@ def aggregate(
     out: Annotated[Path, typer.Option("--out", help="Table to write (.csv or .parquet).")] = Path(
         "dmx-table.csv"
     ),
+    pseudonymize: Annotated[
+        str | None,
+        typer.Option(
+            "--pseudonymize",
+            metavar="SECRET",
+            help="Replace patient ID and UIDs by keyed hashes and shift dates per patient.",
+        ),
+    ] = None,
 ) -> None:
-    """Pool many studies' measurements.json into tables for research."""
-    _not_built("aggregate")
+    """Pool many studies' measurements.json into tables for research.
+
+    Writes a long table (one row per study x level x metric x key frame) and
+    TABLE_summary (n, mean, SD, percentiles per level x metric). Exit 1 when
+    some measurements.json could not be read (they are named and skipped).
+    """
+    from dmx.aggregate import aggregate as run_aggregate
+
+    result = run_aggregate(results, out, secret=pseudonymize)
+    typer.echo(f"{result.table}\n{result.summary}")
+    raise typer.Exit(result.exit_code)
 
 
 def main(argv: list[str] | None = None) -> int:

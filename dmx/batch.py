@@ -1,0 +1,952 @@
+"""Batch runner: analyse every study found under an inbox folder, resumably, in parallel.
+
+One study in, one output folder out::
+
+    OUT/
+      manifest.csv, manifest.jsonl     one row per input found (ok / failed / skipped)
+      <study key>/                     12 hex digits, a hash: no names, no UIDs, no dates
+        measurements.json, report.html, landmarks.csv   (written by dmx.pipeline)
+        batch.json                     input checksum and finish time (for resuming)
+
+Every study folder appears atomically: the analysis writes into
+``OUT/.tmp-<key>-<pid>/`` which is renamed to ``OUT/<key>/`` only when complete,
+so a crash or Ctrl-C never leaves half a study; stale temporary folders are
+removed at the start of the next run.
+
+The per-study function :func:`run_study` is a picklable top-level function that
+never raises for a bad study (it returns a failed :class:`ManifestRow`), so the
+same function runs in local worker processes (``concurrent.futures``) or on a
+Dask distributed cluster.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import hashlib
+import importlib
+import io
+import json
+import logging
+import os
+import shutil
+import sys
+import time
+import warnings
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, ThreadPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import asdict, dataclass, replace
+from datetime import datetime, timezone
+from enum import Enum
+from pathlib import Path
+from typing import IO, Any
+
+from dmx.errors import DmxError, InputError, LandmarkError, UsageError
+
+log = logging.getLogger("dmx.batch")
+
+#: The analysis each worker runs, as ``"module:function"`` (a string, so that it
+#: pickles under any start method and on a Dask cluster). See :func:`analyze_study`.
+DEFAULT_ANALYZER = "dmx.batch:analyze_study"
+
+#: Columns of ``manifest.csv`` (and keys of each ``manifest.jsonl`` line), in order.
+MANIFEST_FIELDS: tuple[str, ...] = (
+    "input",
+    "kind",
+    "files",
+    "status",
+    "reason",
+    "duration_s",
+    "input_sha256",
+    "output",
+    "finished_at",
+)
+
+BATCH_SCHEMA = "dmx.batch-study/1"
+VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mov", ".mkv", ".m4v", ".wmv", ".mpg", ".mpeg", ".webm"})
+DICOMDIR_SOP_CLASS = "1.2.840.10008.1.3.10"
+_MAX_REASON = 300
+
+
+class Status(str, Enum):
+    """Outcome of one input in the manifest."""
+
+    OK = "ok"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+
+
+@dataclass(frozen=True)
+class StudyInput:
+    """One study found in the inbox: what the analysis reads and where its output goes.
+
+    Attributes
+    ----------
+    key : str
+        Stable, non-identifying id (12 hex digits): the output folder name.
+    label : str
+        The study's path relative to the inbox (POSIX form); what the manifest and logs show.
+    kind : str
+        ``"dicom"`` or ``"video"``.
+    study_path : Path
+        What :func:`dmx.pipeline.analyze` reads: a file, or the folder of a series.
+    paths : tuple of Path
+        Every input file of the study, sorted.
+    root : Path
+        The inbox (used to shorten paths in messages).
+    series_uid : str or None
+        Series to read when ``study_path`` is a folder; passed to the analysis, never logged.
+    landmarks_path : Path or None
+        The sidecar landmark file, when there is one.
+    landmarks_hint : str
+        Where a landmark file would be picked up (for the "no landmarks" reason).
+    sha256 : str
+        Input checksum (:func:`input_checksum`); filled in by :func:`run_batch`.
+    """
+
+    key: str
+    label: str
+    kind: str
+    study_path: Path
+    paths: tuple[Path, ...]
+    root: Path
+    series_uid: str | None = None
+    landmarks_path: Path | None = None
+    landmarks_hint: str = ""
+    sha256: str = ""
+
+
+@dataclass(frozen=True)
+class Unusable:
+    """An input file that is not a study (``skipped``) or cannot be read at all (``failed``)."""
+
+    path: Path
+    label: str
+    reason: str
+    status: Status = Status.SKIPPED
+
+
+@dataclass(frozen=True)
+class ManifestRow:
+    """One line of the manifest: what happened to one input."""
+
+    input: str
+    kind: str
+    files: int
+    status: Status
+    reason: str
+    duration_s: float | None
+    input_sha256: str
+    output: str
+    finished_at: str
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["status"] = self.status.value
+        return d
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    """What :func:`run_batch` did."""
+
+    rows: tuple[ManifestRow, ...]
+    elapsed_s: float
+    manifest_csv: Path
+    manifest_jsonl: Path
+    interrupted: bool = False
+
+    def count(self, status: Status) -> int:
+        return sum(r.status is status for r in self.rows)
+
+    @property
+    def exit_code(self) -> int:
+        """0 when nothing failed (skipped counts as success), 1 otherwise."""
+        return 1 if self.interrupted or self.count(Status.FAILED) else 0
+
+
+# --------------------------------------------------------------------------- discovery
+
+
+def discover_inputs(
+    inbox: str | Path, *, exclude: Sequence[Path] = ()
+) -> tuple[list[StudyInput], list[Unusable]]:
+    """Find every study under ``inbox`` whatever the folder layout.
+
+    Returns the studies (sorted by label, checksums not yet computed) and the
+    files that are not studies.
+
+    .. note:: SWITCH POINT. Until ``dmx.io.discover.find_studies`` lands on main
+       this uses :func:`_find_studies_standin`, a deliberately minimal grouping
+       (DICOM by folder + Study/Series Instance UID, one study per video file,
+       DICOMDIR index files skipped because the images they list are found by
+       the walk). Replace the body with an adapter over ``find_studies``.
+    """
+    return _find_studies_standin(Path(inbox), exclude=tuple(Path(p).resolve() for p in exclude))
+
+
+def _find_studies_standin(
+    root: Path, *, exclude: tuple[Path, ...]
+) -> tuple[list[StudyInput], list[Unusable]]:
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
+    groups: dict[tuple[Path, str | None, str | None], list[Path]] = {}
+    unusable: list[Unusable] = []
+    for path in _walk(root, exclude=exclude):
+        label = _rel(path, root)
+        if path.suffix.lower() in VIDEO_SUFFIXES:
+            groups[(path, None, None)] = [path]
+            continue
+        try:
+            with open(path, "rb") as fh:
+                head = fh.read(132)
+        except OSError as exc:
+            unusable.append(Unusable(path, label, f"cannot read: {exc.strerror}", Status.FAILED))
+            continue
+        if head[128:132] != b"DICM":
+            unusable.append(Unusable(path, label, "not a DICOM or video file"))
+            continue
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                ds = pydicom.dcmread(path, stop_before_pixels=True)
+                study_uid = str(ds.get("StudyInstanceUID", "") or "") or None
+                series_uid = str(ds.get("SeriesInstanceUID", "") or "") or None
+        except (InvalidDicomError, Exception) as exc:  # noqa: BLE001 - any header failure is this file's problem
+            reason = f"unreadable DICOM header ({type(exc).__name__})"
+            unusable.append(Unusable(path, label, reason, Status.FAILED))
+            continue
+        sop_class = str(getattr(getattr(ds, "file_meta", None), "MediaStorageSOPClassUID", "") or "")
+        if path.name.upper() == "DICOMDIR" or sop_class == DICOMDIR_SOP_CLASS:
+            unusable.append(Unusable(path, label, "DICOMDIR index: the images it lists are read directly"))
+            continue
+        if study_uid is None and series_uid is None:
+            reason = "corrupt or incomplete DICOM header (no Study/Series Instance UID)"
+            unusable.append(Unusable(path, label, reason, Status.FAILED))
+            continue
+        groups.setdefault((path.parent, study_uid, series_uid), []).append(path)
+
+    per_folder: dict[Path, int] = {}  # studies per folder: a folder's landmarks.json needs exactly one
+    for files in groups.values():
+        per_folder[files[0].parent] = per_folder.get(files[0].parent, 0) + 1
+
+    studies = []
+    for (_, study_uid, series_uid), files in groups.items():
+        files = sorted(files)
+        folder = files[0].parent
+        alone = per_folder[folder] == 1
+        kind = "video" if files[0].suffix.lower() in VIDEO_SUFFIXES else "dicom"
+        if len(files) == 1:
+            f = files[0]
+            study_path, label, series = f, _rel(f, root), None
+            candidates = [f.with_name(f.name + ".landmarks.json"), f.with_name(f.stem + ".landmarks.json")]
+            if alone:
+                candidates.append(folder / "landmarks.json")
+            hint = f"{label}.landmarks.json"
+        else:
+            study_path, series = folder, series_uid
+            label = _rel(folder, root) if alone else f"{_rel(files[0], root)} (+{len(files) - 1} files)"
+            candidates = [folder / "landmarks.json"] if alone else []
+            hint = f"{_rel(folder, root)}/landmarks.json" + ("" if alone else " (one series per folder)")
+        landmarks = next((c for c in candidates if c.is_file()), None)
+        key = _study_key(label, study_uid, series_uid)
+        studies.append(
+            StudyInput(
+                key=key,
+                label=label,
+                kind=kind,
+                study_path=study_path,
+                paths=tuple(files),
+                root=root,
+                series_uid=series,
+                landmarks_path=landmarks,
+                landmarks_hint=hint,
+            )
+        )
+    studies.sort(key=lambda s: s.label)
+    unusable.sort(key=lambda u: u.label)
+    return studies, unusable
+
+
+def _walk(root: Path, *, exclude: tuple[Path, ...]) -> Iterator[Path]:
+    for dirpath, dirnames, filenames in os.walk(root):
+        here = Path(dirpath)
+        dirnames[:] = sorted(
+            d for d in dirnames if not d.startswith(".") and (here / d).resolve() not in exclude
+        )
+        for name in sorted(filenames):
+            if name.startswith(".") or name == "landmarks.json" or name.endswith(".landmarks.json"):
+                continue
+            path = here / name
+            if path.is_file():
+                yield path
+
+
+def _rel(path: Path, root: Path) -> str:
+    try:
+        rel = path.relative_to(root).as_posix()
+    except ValueError:
+        return path.as_posix()
+    return rel if rel != "." else path.name
+
+
+def _study_key(label: str, study_uid: str | None, series_uid: str | None) -> str:
+    text = "\x00".join(["dmx-study", label, study_uid or "", series_uid or ""])
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
+
+
+# --------------------------------------------------------------------------- checksums
+
+
+def file_sha256(path: str | Path) -> str:
+    """SHA-256 of one file's bytes, hex."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def input_checksum(paths: Sequence[str | Path], *, landmarks_path: str | Path | None = None) -> str:
+    """Checksum of a study's inputs, independent of file names and folders.
+
+    SHA-256 over the sorted SHA-256 digests of the study's files, then the
+    digest of its landmark sidecar (so that correcting landmarks re-runs the
+    study). Two copies of a study in different folders share the checksum.
+    """
+    h = hashlib.sha256(b"dmx.input/1\n")
+    for digest in sorted(file_sha256(p) for p in paths):
+        h.update(f"file {digest}\n".encode())
+    if landmarks_path is not None:
+        h.update(f"landmarks {file_sha256(landmarks_path)}\n".encode())
+    return h.hexdigest()
+
+
+# --------------------------------------------------------------------------- one study
+
+
+def detect_landmarks(study: StudyInput) -> Any | None:
+    """Automatic landmark detection hook: returns :class:`dmx.landmarks.Landmarks` or None.
+
+    Not built yet: always ``None``, so a study without a sidecar fails with a
+    "no landmarks" reason.
+    """
+    return None
+
+
+def resolve_landmarks(study: StudyInput, out_dir: Path) -> Path:
+    """The landmark file for ``study``: its sidecar, else automatic detection written into ``out_dir``.
+
+    Raises
+    ------
+    LandmarkError
+        "no landmarks: add <file>.landmarks.json" when there is neither.
+    """
+    if study.landmarks_path is not None:
+        return study.landmarks_path
+    detected = detect_landmarks(study)
+    if detected is None:
+        raise LandmarkError(None, f"no landmarks: add {study.landmarks_hint}")
+    from dmx.landmarks import write_landmarks
+
+    path = out_dir / "landmarks.auto.json"
+    write_landmarks(detected, path)
+    return path
+
+
+def analyze_study(study: StudyInput, out_dir: Path, *, mm_per_px: float | None = None) -> list[str]:
+    """The default per-study analysis: :func:`dmx.pipeline.analyze` then ``write_outputs``.
+
+    Writes ``measurements.json``, ``report.html`` and ``landmarks.csv`` into
+    ``out_dir`` and returns the analysis warnings.
+
+    Raises
+    ------
+    DmxError
+        Bad input, or no landmarks (see :func:`resolve_landmarks`).
+    """
+    from dmx import pipeline
+
+    landmarks_path = resolve_landmarks(study, out_dir)
+    analysis = pipeline.analyze(
+        study.study_path, landmarks_path=landmarks_path, series=study.series_uid, mm_per_px=mm_per_px
+    )
+    pipeline.write_outputs(analysis, out_dir, report=True)
+    return [str(w) for w in analysis.measurements.get("warnings", []) or []]
+
+
+def run_study(
+    study: StudyInput,
+    out_root: str | Path,
+    *,
+    force: bool = False,
+    mm_per_px: float | None = None,
+    analyzer: str = DEFAULT_ANALYZER,
+) -> ManifestRow:
+    """Analyse one study into ``out_root/<study.key>/`` atomically; never raises for a bad study.
+
+    Parameters
+    ----------
+    study : StudyInput
+        The study, with its checksum filled in.
+    out_root : path
+        The batch output folder (shared by every worker).
+    force : bool
+        Redo the study even when its outputs exist for the same input checksum.
+    mm_per_px : float, optional
+        Calibration override passed to the analysis.
+    analyzer : str
+        ``"module:function"`` called as ``function(study, out_dir, mm_per_px=...)``; it
+        writes the outputs into ``out_dir`` and returns a list of warnings.
+
+    Returns
+    -------
+    ManifestRow
+        ``ok``, ``skipped`` (unchanged since an earlier run) or ``failed`` with a
+        one-line reason. Only ``KeyboardInterrupt`` propagates.
+    """
+    t0 = time.monotonic()
+    out_root = Path(out_root)
+    final = out_root / study.key
+
+    def row(status: Status, reason: str) -> ManifestRow:
+        return _row(study, status, reason, duration_s=time.monotonic() - t0)
+
+    try:
+        if not force:
+            since = previous_success(final, study.sha256)
+            if since is not None:
+                return row(Status.SKIPPED, f"unchanged since {since}")
+        tmp = out_root / f".tmp-{study.key}-{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        try:
+            warnings = _resolve(analyzer)(study, tmp, mm_per_px=mm_per_px) or []
+            if not (tmp / "measurements.json").is_file():
+                raise DmxError("the analysis wrote no measurements.json")
+            outputs = sorted(p.name for p in tmp.iterdir())
+            record = {
+                "schema": BATCH_SCHEMA,
+                "input": study.label,
+                "input_sha256": study.sha256,
+                "finished_at": _now(),
+                "outputs": outputs,
+            }
+            _write_text_atomic(tmp / "batch.json", json.dumps(record, indent=2) + "\n")
+            _install(tmp, final)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        n = len(warnings)
+        return row(Status.OK, f"{n} warning{'s' * (n != 1)} (see measurements.json)" if n else "")
+    except KeyboardInterrupt:
+        raise
+    except DmxError as exc:
+        return row(Status.FAILED, _one_line(str(exc), study.root))
+    except BaseException as exc:  # noqa: BLE001 - a bad study must never stop the batch
+        return row(Status.FAILED, _one_line(f"internal error ({type(exc).__name__}): {exc}", study.root))
+
+
+def previous_success(folder: Path, sha256: str) -> str | None:
+    """Finish time of an earlier successful run on the same input, or None.
+
+    The outputs count as existing when ``folder/batch.json`` records ``sha256``
+    and every file it lists is still there.
+    """
+    try:
+        record = json.loads((folder / "batch.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(record, dict) or record.get("input_sha256") != sha256 or not sha256:
+        return None
+    outputs = record.get("outputs")
+    if not isinstance(outputs, list) or "measurements.json" not in outputs:
+        return None
+    if not all(isinstance(n, str) and (folder / n).is_file() for n in outputs):
+        return None
+    return str(record.get("finished_at") or "an earlier run")
+
+
+def _install(tmp: Path, final: Path) -> None:
+    """Move the complete temporary folder into place (replacing an older version)."""
+    if final.exists():
+        old = final.with_name(f".old-{final.name}-{os.getpid()}")
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(final, old)
+        os.replace(tmp, final)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, final)
+
+
+def _resolve(analyzer: str) -> Callable[..., Any]:
+    module, _, name = analyzer.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def _row(
+    study: StudyInput, status: Status, reason: str, *, duration_s: float | None, output: str = ""
+) -> ManifestRow:
+    return ManifestRow(
+        input=study.label,
+        kind=study.kind,
+        files=len(study.paths),
+        status=status,
+        reason=reason,
+        duration_s=None if duration_s is None else round(duration_s, 3),
+        input_sha256=study.sha256,
+        output=output or (study.key if status is not Status.FAILED else ""),
+        finished_at=_now(),
+    )
+
+
+def _one_line(text: str, root: Path) -> str:
+    text = text.replace(str(root) + os.sep, "")
+    text = " ".join(text.split())
+    return text if len(text) <= _MAX_REASON else text[: _MAX_REASON - 1] + "…"
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _write_text_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w", encoding="utf-8", newline="") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+# --------------------------------------------------------------------------- manifest
+
+
+class ManifestWriter:
+    """``manifest.csv`` + ``manifest.jsonl``, appended and flushed row by row.
+
+    An interrupted run keeps every row written so far; :meth:`finish` rewrites
+    both files atomically, sorted by input.
+    """
+
+    def __init__(self, out_root: Path) -> None:
+        self.csv_path = out_root / "manifest.csv"
+        self.jsonl_path = out_root / "manifest.jsonl"
+        _write_text_atomic(self.csv_path, _csv_line(MANIFEST_FIELDS))
+        _write_text_atomic(self.jsonl_path, "")
+        self._csv: IO[str] = open(self.csv_path, "a", encoding="utf-8", newline="")  # noqa: SIM115
+        self._jsonl: IO[str] = open(self.jsonl_path, "a", encoding="utf-8")  # noqa: SIM115
+
+    def add(self, row: ManifestRow) -> None:
+        for fh, line in ((self._csv, _csv_row(row)), (self._jsonl, json.dumps(row.to_json()) + "\n")):
+            fh.write(line)
+            fh.flush()
+            os.fsync(fh.fileno())
+
+    def finish(self, rows: Sequence[ManifestRow]) -> None:
+        self.close()
+        ordered = sorted(rows, key=lambda r: r.input)
+        _write_text_atomic(self.csv_path, _csv_line(MANIFEST_FIELDS) + "".join(_csv_row(r) for r in ordered))
+        _write_text_atomic(self.jsonl_path, "".join(json.dumps(r.to_json()) + "\n" for r in ordered))
+
+    def close(self) -> None:
+        self._csv.close()
+        self._jsonl.close()
+
+
+def _csv_line(values: Sequence[Any]) -> str:
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\n").writerow(values)
+    return buf.getvalue()
+
+
+def _csv_row(row: ManifestRow) -> str:
+    d = row.to_json()
+    return _csv_line(["" if d[k] is None else d[k] for k in MANIFEST_FIELDS])
+
+
+def read_manifest(out_root: str | Path) -> list[dict[str, Any]]:
+    """Rows of ``out_root/manifest.jsonl`` (as written; a torn last line is ignored)."""
+    rows = []
+    for line in (Path(out_root) / "manifest.jsonl").read_text(encoding="utf-8").splitlines():
+        with contextlib.suppress(ValueError):
+            rows.append(json.loads(line))
+    return rows
+
+
+# --------------------------------------------------------------------------- progress
+
+
+class Progress:
+    """Progress bar with ETA on a terminal; one log line per study otherwise."""
+
+    def __init__(self, total: int, *, stream: IO[str] | None = None, tty: bool | None = None) -> None:
+        self.stream = stream if stream is not None else sys.stderr
+        self.tty = self.stream.isatty() if tty is None else tty
+        self.total = total
+        self.done = 0
+        self.counts = {s: 0 for s in Status}
+        self.t0 = time.monotonic()
+        if self.tty and total:
+            self._draw()
+
+    def update(self, row: ManifestRow) -> None:
+        self.done += 1
+        self.counts[row.status] += 1
+        if self.tty:
+            self._draw()
+        else:
+            dur = "" if row.duration_s is None else f" ({row.duration_s:.1f} s)"
+            why = f": {row.reason}" if row.reason else ""
+            log.info("[%d/%d] %s %s%s%s", self.done, self.total, row.status.value, row.input, dur, why)
+
+    def eta_s(self) -> float | None:
+        if not self.done:
+            return None
+        return (time.monotonic() - self.t0) / self.done * (self.total - self.done)
+
+    def _draw(self) -> None:
+        width = 30
+        filled = int(width * self.done / self.total) if self.total else width
+        eta = self.eta_s()
+        c = self.counts
+        text = (
+            f"\r[{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total}"
+            f"  ok {c[Status.OK]}  failed {c[Status.FAILED]}  skipped {c[Status.SKIPPED]}"
+            f"  ETA {'--' if eta is None else format_duration(eta)}   "
+        )
+        self.stream.write(text)
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.tty and self.total:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def format_duration(seconds: float) -> str:
+    """``"1h02m"``, ``"3m05s"`` or ``"12s"``."""
+    s = int(round(seconds))
+    if s >= 3600:
+        return f"{s // 3600}h{s % 3600 // 60:02d}m"
+    if s >= 60:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s}s"
+
+
+# --------------------------------------------------------------------------- the run
+
+
+@contextlib.contextmanager
+def _lock(out_root: Path) -> Iterator[None]:
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows: no lock
+        yield
+        return
+    with open(out_root / ".dmx-batch.lock", "w") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise InputError(out_root, "another 'dmx batch' is writing to this folder") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def clean_stale(out_root: Path) -> int:
+    """Remove temporary folders left by a crashed run; restore a replaced folder whose successor is missing.
+
+    Returns the number of entries cleaned.
+    """
+    n = 0
+    for entry in sorted(out_root.iterdir()):
+        name = entry.name
+        if name.startswith(".tmp-") and entry.is_dir():
+            shutil.rmtree(entry, ignore_errors=True)
+            n += 1
+        elif name.startswith(".old-") and entry.is_dir():
+            key = name[len(".old-") :].rsplit("-", 1)[0]
+            if not (out_root / key).exists():
+                os.replace(entry, out_root / key)
+            else:
+                shutil.rmtree(entry, ignore_errors=True)
+            n += 1
+    return n
+
+
+def run_batch(
+    inbox: str | Path,
+    out_root: str | Path,
+    *,
+    jobs: int = 1,
+    force: bool = False,
+    executor: str = "local",
+    scheduler: str | None = None,
+    mm_per_px: float | None = None,
+    analyzer: str | None = None,
+    progress_stream: IO[str] | None = None,
+) -> BatchResult:
+    """Analyse every study under ``inbox`` into ``out_root``; resumable.
+
+    Parameters
+    ----------
+    inbox : path
+        Folder of studies in any layout.
+    out_root : path
+        Output folder (created). Must not be a study folder of the inbox.
+    jobs : int
+        Parallel worker processes (local executor), or local Dask workers
+        when ``executor="dask"`` and no ``scheduler`` is given.
+    force : bool
+        Redo studies whose outputs exist for the same input checksum.
+    executor : {"local", "dask"}
+        ``"local"``: a ``ProcessPoolExecutor``; ``"dask"``: a Dask distributed
+        cluster (``scheduler`` address, workers sharing ``out_root``'s file system).
+    scheduler : str, optional
+        Dask scheduler address, e.g. ``"tcp://10.0.0.5:8786"``.
+    mm_per_px : float, optional
+        Calibration override for every study.
+    analyzer : str, optional
+        ``"module:function"`` per-study analysis (default :data:`DEFAULT_ANALYZER`).
+    progress_stream : file, optional
+        Where the progress bar goes (default stderr; a bar only on a terminal).
+
+    Returns
+    -------
+    BatchResult
+        Every manifest row; ``exit_code`` is 0 when nothing failed.
+
+    Raises
+    ------
+    InputError, UsageError
+        Bad inbox, output folder or options. ``KeyboardInterrupt`` propagates
+        after the manifest has been completed with "interrupted" rows.
+    """
+    t0 = time.monotonic()
+    inbox, out_root = Path(inbox), Path(out_root)
+    if not inbox.is_dir():
+        raise InputError(inbox, "inbox folder not found" if not inbox.exists() else "not a folder")
+    if jobs < 1:
+        raise UsageError(f"--jobs must be at least 1, got {jobs}")
+    if executor not in ("local", "dask"):
+        raise UsageError(f"--executor must be 'local' or 'dask', got {executor!r}")
+    if scheduler and executor != "dask":
+        raise UsageError("--scheduler needs --executor dask")
+    analyzer = analyzer or DEFAULT_ANALYZER
+    out_root.mkdir(parents=True, exist_ok=True)
+    with _lock(out_root):
+        if n := clean_stale(out_root):
+            log.info("removed %d unfinished folder(s) left by an earlier run", n)
+        studies, unusable = discover_inputs(inbox, exclude=[out_root])
+        studies = _with_checksums(studies, jobs=jobs)
+        manifest = ManifestWriter(out_root)
+        rows: list[ManifestRow] = []
+        for u in unusable:
+            sha = _safe_sha(u.path)
+            row = ManifestRow(u.label, "file", 1, u.status, u.reason, None, sha, "", _now())
+            rows.append(row)
+            manifest.add(row)
+        primaries: list[StudyInput] = []
+        first: dict[str, StudyInput] = {}
+        for s in studies:
+            if s.sha256 in first:
+                orig = first[s.sha256]
+                row = _row(s, Status.SKIPPED, f"duplicate of {orig.label}", duration_s=None, output=orig.key)
+                rows.append(row)
+                manifest.add(row)
+            else:
+                first[s.sha256] = s
+                primaries.append(s)
+        log.info(
+            "%d stud%s found under %s (%d duplicate, %d other file%s)",
+            len(studies),
+            "y" if len(studies) == 1 else "ies",
+            inbox,
+            len(studies) - len(primaries),
+            len(unusable),
+            "" if len(unusable) == 1 else "s",
+        )
+        progress = Progress(len(primaries), stream=progress_stream)
+        finished: set[str] = set()
+
+        def on_row(study: StudyInput, row: ManifestRow) -> None:
+            finished.add(study.key)
+            rows.append(row)
+            manifest.add(row)
+            progress.update(row)
+
+        kwargs = {"force": force, "mm_per_px": mm_per_px, "analyzer": analyzer}
+        interrupted = False
+        try:
+            if executor == "local":
+                _run_local(primaries, out_root, jobs=jobs, kwargs=kwargs, on_row=on_row)
+            else:
+                _run_dask(primaries, out_root, scheduler=scheduler, jobs=jobs, kwargs=kwargs, on_row=on_row)
+            clean_stale(out_root)  # every worker is done: what is left of crashed ones goes
+        except KeyboardInterrupt:
+            interrupted = True
+            for s in primaries:
+                if s.key not in finished:
+                    row = _row(s, Status.FAILED, "interrupted before it finished", duration_s=None)
+                    rows.append(row)
+                    manifest.add(row)
+            raise
+        finally:
+            progress.close()
+            manifest.finish(rows)
+            result = BatchResult(
+                tuple(sorted(rows, key=lambda r: r.input)),
+                time.monotonic() - t0,
+                manifest.csv_path,
+                manifest.jsonl_path,
+                interrupted,
+            )
+            _log_summary(result)
+    return result
+
+
+def _log_summary(result: BatchResult) -> None:
+    dup = sum(r.reason.startswith("duplicate of ") for r in result.rows)
+    unchanged = sum(r.reason.startswith("unchanged since ") for r in result.rows)
+    other = result.count(Status.SKIPPED) - dup - unchanged
+    log.info(
+        "%s%d ok, %d failed, %d skipped (%d unchanged, %d duplicate, %d not a study) in %s; manifest: %s",
+        "interrupted: " if result.interrupted else "",
+        result.count(Status.OK),
+        result.count(Status.FAILED),
+        result.count(Status.SKIPPED),
+        unchanged,
+        dup,
+        other,
+        format_duration(result.elapsed_s),
+        result.manifest_csv,
+    )
+
+
+def _safe_sha(path: Path) -> str:
+    try:
+        return file_sha256(path)
+    except OSError:
+        return ""
+
+
+def _with_checksums(studies: list[StudyInput], *, jobs: int) -> list[StudyInput]:
+    def one(s: StudyInput) -> StudyInput:
+        return replace(s, sha256=input_checksum(s.paths, landmarks_path=s.landmarks_path))
+
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        return list(pool.map(one, studies))
+
+
+def _run_local(
+    studies: list[StudyInput],
+    out_root: Path,
+    *,
+    jobs: int,
+    kwargs: dict[str, Any],
+    on_row: Callable[[StudyInput, ManifestRow], None],
+) -> None:
+    """Run in a process pool, ``jobs`` studies in flight; survive worker crashes.
+
+    When a worker process dies (segfault, ``os._exit``, out-of-memory kill), every
+    study in flight at that moment is re-run alone in a fresh process: the one
+    that crashes again is marked failed, the others finish normally.
+    """
+    pending = deque(studies)
+    suspects: list[StudyInput] = []
+    while pending:
+        pool = ProcessPoolExecutor(max_workers=jobs)
+        in_flight: dict[Any, StudyInput] = {}
+        broken = False
+        try:
+            while (pending or in_flight) and not broken:
+                while pending and len(in_flight) < jobs:
+                    s = pending.popleft()
+                    in_flight[pool.submit(run_study, s, out_root, **kwargs)] = s
+                done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    s = in_flight.pop(fut)
+                    try:
+                        on_row(s, fut.result())
+                    except BrokenProcessPool:
+                        broken = True
+                        suspects.append(s)
+            suspects.extend(in_flight.values())
+        except BaseException:
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+        pool.shutdown(wait=True, cancel_futures=True)
+        if broken and jobs == 1 and len(suspects) == 1:
+            s = suspects.pop()
+            on_row(s, _crashed_row(s, out_root))
+    for s in suspects:
+        with ProcessPoolExecutor(max_workers=1) as pool:
+            try:
+                row = pool.submit(run_study, s, out_root, **kwargs).result()
+            except BrokenProcessPool:
+                row = _crashed_row(s, out_root)
+        on_row(s, row)
+
+
+def _crashed_row(study: StudyInput, out_root: Path) -> ManifestRow:
+    for tmp in out_root.glob(f".tmp-{study.key}-*"):
+        shutil.rmtree(tmp, ignore_errors=True)
+    return _row(
+        study, Status.FAILED, "the worker process crashed while analysing this study", duration_s=None
+    )
+
+
+def _run_dask(
+    studies: list[StudyInput],
+    out_root: Path,
+    *,
+    scheduler: str | None,
+    jobs: int,
+    kwargs: dict[str, Any],
+    on_row: Callable[[StudyInput, ManifestRow], None],
+) -> None:
+    try:
+        from dask.distributed import Client, LocalCluster, as_completed
+    except ImportError:
+        raise UsageError("--executor dask needs Dask distributed: pip install 'dmx[dask]'") from None
+    if not studies:
+        return
+    cluster = None
+    try:
+        if scheduler:
+            client = Client(scheduler, timeout="30s")
+        else:
+            cluster = LocalCluster(
+                n_workers=jobs, threads_per_worker=1, processes=True, dashboard_address=None
+            )
+            client = Client(cluster)
+    except OSError as exc:
+        raise UsageError(f"cannot reach the Dask scheduler {scheduler}: {exc}") from None
+    try:
+        futures = {
+            client.submit(run_study, s, out_root, key=f"dmx-study-{s.key}", pure=False, **kwargs): s
+            for s in studies
+        }
+        for fut in as_completed(futures):
+            s = futures[fut]
+            try:
+                row = fut.result()
+            except KeyboardInterrupt:
+                raise
+            except Exception as exc:  # noqa: BLE001 - e.g. KilledWorker: the worker died on this study
+                row = _row(
+                    s,
+                    Status.FAILED,
+                    _one_line(f"Dask worker failed ({type(exc).__name__}): {exc}", s.root),
+                    duration_s=None,
+                )
+            on_row(s, row)
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
