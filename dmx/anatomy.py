@@ -7,10 +7,10 @@ string used in files (``measurements.json``, landmark files), as defined in
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 
 
-class Vertebra(str, Enum):
+class Vertebra(StrEnum):
     """A vertebra of the cervical column (and T1), top to bottom."""
 
     C1 = "C1"
@@ -42,7 +42,7 @@ BODIES: tuple[Vertebra, ...] = (
 OPTIONAL_BODIES: tuple[Vertebra, ...] = (Vertebra.T1,)
 
 
-class Corner(str, Enum):
+class Corner(StrEnum):
     """A corner of a vertebral body on the lateral view (spec section 1)."""
 
     ANT_SUP = "ant_sup"
@@ -55,7 +55,7 @@ class Corner(str, Enum):
 CORNERS: tuple[Corner, ...] = (Corner.ANT_SUP, Corner.POST_SUP, Corner.POST_INF, Corner.ANT_INF)
 
 
-class Level(str, Enum):
+class Level(StrEnum):
     """A motion segment ``U-L`` (U above L)."""
 
     C2_C3 = "C2-C3"
@@ -76,20 +76,20 @@ class Level(str, Enum):
 LEVELS: tuple[Level, ...] = tuple(Level)
 
 
-class UpperCervicalPoint(str, Enum):
+class UpperCervicalPoint(StrEnum):
     """Optional upper-cervical points giving the atlanto-dental interval."""
 
     C1_ARCH_POST = "C1.arch_post"
     C2_DENS_ANT = "C2.dens_ant"
 
 
-class KeyFrame(str, Enum):
+class KeyFrame(StrEnum):
     NEUTRAL = "neutral"
     FLEXION = "flexion"
     EXTENSION = "extension"
 
 
-class CurveClass(str, Enum):
+class CurveClass(StrEnum):
     LORDOTIC = "lordotic"
     STRAIGHT = "straight"
     KYPHOTIC = "kyphotic"
@@ -97,12 +97,12 @@ class CurveClass(str, Enum):
     UNDETERMINED = "undetermined"
 
 
-class SType(str, Enum):
+class SType(StrEnum):
     UPPER_KYPHOTIC = "upper_kyphotic"
     LOWER_KYPHOTIC = "lower_kyphotic"
 
 
-class CalibrationSource(str, Enum):
+class CalibrationSource(StrEnum):
     """Where mm per pixel came from, in order of precedence (spec section 2)."""
 
     USER = "user"
@@ -112,7 +112,7 @@ class CalibrationSource(str, Enum):
     NONE = "none"
 
 
-class Flag(str, Enum):
+class Flag(StrEnum):
     """Instability flags (spec section 7)."""
 
     TRANSLATION_GT_3_5MM = "translation_gt_3_5mm"

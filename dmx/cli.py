@@ -80,6 +80,19 @@ def phantom(
     _not_built("phantom")
 
 
+def _parse_thresholds(pairs: list[str] | None) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for pair in pairs or []:
+        name, sep, value = pair.partition("=")
+        if not sep or not name.strip():
+            _fail(f"--threshold expects NAME=VALUE, got {pair!r}")
+        try:
+            out[name.strip()] = float(value)
+        except ValueError:
+            _fail(f"--threshold {name.strip()}: {value!r} is not a number")
+    return out
+
+
 @app.command()
 def analyze(
     study: Annotated[Path, typer.Argument(help="DICOM file, folder of frames, DICOMDIR or video.")],
@@ -87,12 +100,46 @@ def analyze(
         Path | None, typer.Option("--landmarks", help="Landmark file (dmx.landmarks/1).")
     ] = None,
     out: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("dmx-out"),
-    json_out: Annotated[bool, typer.Option("--json", help="Print measurements JSON.")] = False,
+    json_out: Annotated[
+        bool, typer.Option("--json", help="Print measurements.json on stdout instead of the summary.")
+    ] = False,
     series: Series = None,
     mm_per_px: MmPerPx = None,
+    neutral_frame: Annotated[
+        int | None, typer.Option("--neutral-frame", help="Frame index of the neutral posture.")
+    ] = None,
+    threshold: Annotated[
+        list[str] | None,
+        typer.Option("--threshold", help="Override a flag threshold: NAME=VALUE (repeatable)."),
+    ] = None,
+    config: Annotated[Path | None, typer.Option("--config", help="TOML file of flag thresholds.")] = None,
+    report: Annotated[bool, typer.Option("--report/--no-report", help="Write report.html.")] = True,
+    pdf: Annotated[bool, typer.Option("--pdf", help="Also write report.pdf (needs Chromium).")] = False,
 ) -> None:
-    """Track C2-C7 through the cine and write measurements.json (and the report)."""
-    _not_built("analyze")
+    """Track C2-C7 through the cine and write measurements.json, landmarks.csv and report.html."""
+    import json
+
+    from dmx.measure import format_summary
+    from dmx.measure.config import load_thresholds
+    from dmx.pipeline import analyze as run_analysis
+    from dmx.pipeline import write_outputs
+
+    thresholds = load_thresholds(config, _parse_thresholds(threshold))
+    analysis = run_analysis(
+        study,
+        landmarks_path=landmarks,
+        series=series,
+        mm_per_px=mm_per_px,
+        neutral_frame=neutral_frame,
+        thresholds=thresholds,
+    )
+    written = write_outputs(analysis, out, report=report, pdf=pdf)
+    if json_out:
+        typer.echo(json.dumps(analysis.measurements, indent=1, allow_nan=False))
+    else:
+        typer.echo(format_summary(analysis.measurements))
+    for path in written.values():
+        log.info("wrote %s", path)
 
 
 @app.command()
