@@ -4,7 +4,7 @@ One study in, one output folder out::
 
     OUT/
       manifest.csv, manifest.jsonl     one row per input found (ok / failed / skipped)
-      <study key>/                     12 hex digits, a hash: no names, no UIDs, no dates
+      <study key>/                     16 hex digits, a hash: no names, no UIDs, no dates
         measurements.json, report.html, landmarks.csv   (written by dmx.pipeline)
         batch.json                     input checksum and finish time (for resuming)
 
@@ -38,8 +38,8 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, ThreadPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, replace
-from datetime import datetime, timezone
-from enum import Enum
+from datetime import UTC, datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import IO, Any
 
@@ -60,6 +60,7 @@ MANIFEST_FIELDS: tuple[str, ...] = (
     "reason",
     "duration_s",
     "input_sha256",
+    "landmarks_sha256",
     "output",
     "finished_at",
 )
@@ -70,7 +71,7 @@ DICOMDIR_SOP_CLASS = "1.2.840.10008.1.3.10"
 _MAX_REASON = 300
 
 
-class Status(str, Enum):
+class Status(StrEnum):
     """Outcome of one input in the manifest."""
 
     OK = "ok"
@@ -79,13 +80,13 @@ class Status(str, Enum):
 
 
 @dataclass(frozen=True)
-class StudyInput:
+class StudyJob:
     """One study found in the inbox: what the analysis reads and where its output goes.
 
     Attributes
     ----------
     key : str
-        Stable, non-identifying id (12 hex digits): the output folder name.
+        Stable, non-identifying id (16 hex digits): the output folder name.
     label : str
         The study's path relative to the inbox (POSIX form); what the manifest and logs show.
     kind : str
@@ -103,7 +104,10 @@ class StudyInput:
     landmarks_hint : str
         Where a landmark file would be picked up (for the "no landmarks" reason).
     sha256 : str
-        Input checksum (:func:`input_checksum`); filled in by :func:`run_batch`.
+        SHA-256 over the study's files in order (:func:`input_checksum`, the same as
+        ``measurements.json`` ``input.sha256``); filled in by :func:`run_batch`.
+    landmarks_sha256 : str
+        SHA-256 of the landmark sidecar ("" without one); filled in by :func:`run_batch`.
     """
 
     key: str
@@ -116,6 +120,12 @@ class StudyInput:
     landmarks_path: Path | None = None
     landmarks_hint: str = ""
     sha256: str = ""
+    landmarks_sha256: str = ""
+
+    @property
+    def fingerprint(self) -> str:
+        """What decides "unchanged" and "duplicate": the images and the landmarks."""
+        return f"{self.sha256}+{self.landmarks_sha256}"
 
 
 @dataclass(frozen=True)
@@ -139,6 +149,7 @@ class ManifestRow:
     reason: str
     duration_s: float | None
     input_sha256: str
+    landmarks_sha256: str
     output: str
     finished_at: str
 
@@ -172,24 +183,129 @@ class BatchResult:
 
 def discover_inputs(
     inbox: str | Path, *, exclude: Sequence[Path] = ()
-) -> tuple[list[StudyInput], list[Unusable]]:
+) -> tuple[list[StudyJob], list[Unusable]]:
     """Find every study under ``inbox`` whatever the folder layout.
 
     Returns the studies (sorted by label, checksums not yet computed) and the
-    files that are not studies.
+    files that are not studies. Landmark sidecars, hidden files and anything
+    under ``exclude`` (the output folder) are left out.
 
-    .. note:: SWITCH POINT. Until ``dmx.io.discover.find_studies`` lands on main
-       this uses :func:`_find_studies_standin`, a deliberately minimal grouping
-       (DICOM by folder + Study/Series Instance UID, one study per video file,
-       DICOMDIR index files skipped because the images they list are found by
-       the walk). Replace the body with an adapter over ``find_studies``.
+    Uses :func:`dmx.io.discover.discover` when it is available (grouping by
+    UID, DICOMDIR, video), else :func:`_find_studies_standin`.
+
+    .. note:: SWITCH POINT. Once ``dmx.io.discover`` is on main, delete
+       ``_find_studies_standin`` and keep only :func:`_studies_from_discovery`.
     """
-    return _find_studies_standin(Path(inbox), exclude=tuple(Path(p).resolve() for p in exclude))
+    root = Path(inbox)
+    excluded = tuple(Path(p).resolve() for p in exclude)
+    try:
+        from dmx.io.discover import discover
+    except ImportError:
+        return _find_studies_standin(root, exclude=excluded)
+    return _studies_from_discovery(discover(root), root, exclude=excluded)
 
 
-def _find_studies_standin(
-    root: Path, *, exclude: tuple[Path, ...]
-) -> tuple[list[StudyInput], list[Unusable]]:
+#: Reasons ``dmx.io.discover`` gives for DICOM files that are fine but not studies.
+_BENIGN_SKIPS = ("duplicate", "dicomdir", "dicom without an image")
+
+
+def _studies_from_discovery(
+    found: Any, root: Path, *, exclude: tuple[Path, ...]
+) -> tuple[list[StudyJob], list[Unusable]]:
+    """Adapt ``dmx.io.discover.Discovery`` (studies with kind/paths/UIDs/id, skipped with reasons)."""
+
+    def wanted(path: Path) -> bool:
+        rel = path.relative_to(root).parts if path.is_relative_to(root) else path.parts
+        if any(part.startswith(".") for part in rel) or _is_sidecar(path.name):
+            return False
+        return not any(path.resolve().is_relative_to(e) for e in exclude)
+
+    unusable = []
+    for sk in found.skipped:
+        path = Path(sk.path)
+        if not wanted(path):
+            continue
+        benign = str(sk.reason).lower().startswith(_BENIGN_SKIPS)
+        status = Status.SKIPPED if benign or not _has_dicom_magic(path) else Status.FAILED
+        unusable.append(Unusable(path, _rel(path, root), str(sk.reason), status))
+
+    entries = [st for st in found.studies if all(wanted(Path(p)) for p in st.paths)]
+    jobs = []
+    for st in entries:
+        kind = getattr(st.kind, "value", str(st.kind))
+        paths = tuple(Path(p) for p in st.paths)
+        dicomdir = getattr(st, "dicomdir", None)
+        if len(paths) == 1 and dicomdir is None:
+            study_path, series = paths[0], None
+        else:
+            study_path = Path(dicomdir) if dicomdir is not None else Path(os.path.commonpath(paths))
+            series = st.series_uid
+        jobs.append((st.id, kind, study_path, paths, series))
+    return _make_jobs(jobs, root), sorted(unusable, key=lambda u: u.label)
+
+
+def _make_jobs(
+    entries: list[tuple[str, str, Path, tuple[Path, ...], str | None]], root: Path
+) -> list[StudyJob]:
+    """Labels, landmark sidecars and unique keys for ``(key, kind, study_path, paths, series)`` entries."""
+    per_folder: dict[Path, int] = {}  # studies per folder: a folder's landmarks.json needs exactly one
+    for _, _, study_path, paths, _ in entries:
+        folder = study_path if study_path.is_dir() else paths[0].parent
+        per_folder[folder] = per_folder.get(folder, 0) + 1
+    jobs: list[StudyJob] = []
+    seen_keys: set[str] = set()
+    for key, kind, study_path, paths, series in entries:
+        if study_path.is_file() and len(paths) == 1:
+            f = study_path
+            label = _rel(f, root)
+            candidates = [f.with_name(f.name + ".landmarks.json"), f.with_name(f.stem + ".landmarks.json")]
+            if per_folder[f.parent] == 1:
+                candidates.append(f.parent / "landmarks.json")
+            hint = f"{label}.landmarks.json"
+        else:
+            folder = study_path if study_path.is_dir() else study_path.parent
+            alone = per_folder.get(folder, 1) == 1
+            label = _rel(folder, root) if alone else f"{_rel(paths[0], root)} (+{len(paths) - 1} files)"
+            candidates = [folder / "landmarks.json"] if alone else []
+            hint = f"{_rel(folder, root)}/landmarks.json" + ("" if alone else " (one series per folder)")
+        if key in seen_keys:
+            key = _study_key(label, key, None)
+        seen_keys.add(key)
+        jobs.append(
+            StudyJob(
+                key=key,
+                label=label,
+                kind=kind,
+                study_path=study_path,
+                paths=paths,
+                root=root,
+                series_uid=series,
+                landmarks_path=next((c for c in candidates if c.is_file()), None),
+                landmarks_hint=hint,
+            )
+        )
+    jobs.sort(key=lambda j: j.label)
+    return jobs
+
+
+def _is_sidecar(name: str) -> bool:
+    return name == "landmarks.json" or name.endswith(".landmarks.json")
+
+
+def _has_dicom_magic(path: Path) -> bool:
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(132)[128:132] == b"DICM"
+    except OSError:
+        return False
+
+
+def _find_studies_standin(root: Path, *, exclude: tuple[Path, ...]) -> tuple[list[StudyJob], list[Unusable]]:
+    """TEMPORARY stand-in for ``dmx.io.discover`` (delete once that is on main).
+
+    DICOM grouped by folder + Study/Series Instance UID, one study per video
+    file, DICOMDIR index files skipped (the images they list are found by the walk).
+    """
     import pydicom
     from pydicom.errors import InvalidDicomError
 
@@ -229,46 +345,19 @@ def _find_studies_standin(
             continue
         groups.setdefault((path.parent, study_uid, series_uid), []).append(path)
 
-    per_folder: dict[Path, int] = {}  # studies per folder: a folder's landmarks.json needs exactly one
-    for files in groups.values():
-        per_folder[files[0].parent] = per_folder.get(files[0].parent, 0) + 1
-
-    studies = []
+    entries = []
     for (_, study_uid, series_uid), files in groups.items():
         files = sorted(files)
-        folder = files[0].parent
-        alone = per_folder[folder] == 1
         kind = "video" if files[0].suffix.lower() in VIDEO_SUFFIXES else "dicom"
         if len(files) == 1:
-            f = files[0]
-            study_path, label, series = f, _rel(f, root), None
-            candidates = [f.with_name(f.name + ".landmarks.json"), f.with_name(f.stem + ".landmarks.json")]
-            if alone:
-                candidates.append(folder / "landmarks.json")
-            hint = f"{label}.landmarks.json"
-        else:
-            study_path, series = folder, series_uid
-            label = _rel(folder, root) if alone else f"{_rel(files[0], root)} (+{len(files) - 1} files)"
-            candidates = [folder / "landmarks.json"] if alone else []
-            hint = f"{_rel(folder, root)}/landmarks.json" + ("" if alone else " (one series per folder)")
-        landmarks = next((c for c in candidates if c.is_file()), None)
-        key = _study_key(label, study_uid, series_uid)
-        studies.append(
-            StudyInput(
-                key=key,
-                label=label,
-                kind=kind,
-                study_path=study_path,
-                paths=tuple(files),
-                root=root,
-                series_uid=series,
-                landmarks_path=landmarks,
-                landmarks_hint=hint,
+            entries.append(
+                (_study_key(_rel(files[0], root), study_uid, series_uid), kind, files[0], (files[0],), None)
             )
-        )
-    studies.sort(key=lambda s: s.label)
-    unusable.sort(key=lambda u: u.label)
-    return studies, unusable
+        else:
+            folder = files[0].parent
+            key = _study_key(_rel(folder, root), study_uid, series_uid)
+            entries.append((key, kind, folder, tuple(files), series_uid))
+    return _make_jobs(entries, root), sorted(unusable, key=lambda u: u.label)
 
 
 def _walk(root: Path, *, exclude: tuple[Path, ...]) -> Iterator[Path]:
@@ -278,7 +367,7 @@ def _walk(root: Path, *, exclude: tuple[Path, ...]) -> Iterator[Path]:
             d for d in dirnames if not d.startswith(".") and (here / d).resolve() not in exclude
         )
         for name in sorted(filenames):
-            if name.startswith(".") or name == "landmarks.json" or name.endswith(".landmarks.json"):
+            if name.startswith(".") or _is_sidecar(name):
                 continue
             path = here / name
             if path.is_file():
@@ -295,7 +384,7 @@ def _rel(path: Path, root: Path) -> str:
 
 def _study_key(label: str, study_uid: str | None, series_uid: str | None) -> str:
     text = "\x00".join(["dmx-study", label, study_uid or "", series_uid or ""])
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
 # --------------------------------------------------------------------------- checksums
@@ -310,25 +399,21 @@ def file_sha256(path: str | Path) -> str:
     return h.hexdigest()
 
 
-def input_checksum(paths: Sequence[str | Path], *, landmarks_path: str | Path | None = None) -> str:
-    """Checksum of a study's inputs, independent of file names and folders.
+def input_checksum(paths: Sequence[str | Path]) -> str:
+    """SHA-256 over the bytes of the study's files concatenated in the given (frame) order.
 
-    SHA-256 over the sorted SHA-256 digests of the study's files, then the
-    digest of its landmark sidecar (so that correcting landmarks re-runs the
-    study). Two copies of a study in different folders share the checksum.
+    The same as ``input.sha256`` in ``measurements.json`` (:func:`dmx.io.checksum.sha256_files`);
+    for a single file it is that file's SHA-256, so copies of a study share it.
     """
-    h = hashlib.sha256(b"dmx.input/1\n")
-    for digest in sorted(file_sha256(p) for p in paths):
-        h.update(f"file {digest}\n".encode())
-    if landmarks_path is not None:
-        h.update(f"landmarks {file_sha256(landmarks_path)}\n".encode())
-    return h.hexdigest()
+    from dmx.io.checksum import sha256_files
+
+    return sha256_files(paths)
 
 
 # --------------------------------------------------------------------------- one study
 
 
-def detect_landmarks(study: StudyInput) -> Any | None:
+def detect_landmarks(study: StudyJob) -> Any | None:
     """Automatic landmark detection hook: returns :class:`dmx.landmarks.Landmarks` or None.
 
     Not built yet: always ``None``, so a study without a sidecar fails with a
@@ -337,7 +422,7 @@ def detect_landmarks(study: StudyInput) -> Any | None:
     return None
 
 
-def resolve_landmarks(study: StudyInput, out_dir: Path) -> Path:
+def resolve_landmarks(study: StudyJob, out_dir: Path) -> Path:
     """The landmark file for ``study``: its sidecar, else automatic detection written into ``out_dir``.
 
     Raises
@@ -357,7 +442,7 @@ def resolve_landmarks(study: StudyInput, out_dir: Path) -> Path:
     return path
 
 
-def analyze_study(study: StudyInput, out_dir: Path, *, mm_per_px: float | None = None) -> list[str]:
+def analyze_study(study: StudyJob, out_dir: Path, *, mm_per_px: float | None = None) -> list[str]:
     """The default per-study analysis: :func:`dmx.pipeline.analyze` then ``write_outputs``.
 
     Writes ``measurements.json``, ``report.html`` and ``landmarks.csv`` into
@@ -379,7 +464,7 @@ def analyze_study(study: StudyInput, out_dir: Path, *, mm_per_px: float | None =
 
 
 def run_study(
-    study: StudyInput,
+    study: StudyJob,
     out_root: str | Path,
     *,
     force: bool = False,
@@ -390,7 +475,7 @@ def run_study(
 
     Parameters
     ----------
-    study : StudyInput
+    study : StudyJob
         The study, with its checksum filled in.
     out_root : path
         The batch output folder (shared by every worker).
@@ -417,7 +502,7 @@ def run_study(
 
     try:
         if not force:
-            since = previous_success(final, study.sha256)
+            since = previous_success(final, study.fingerprint)
             if since is not None:
                 return row(Status.SKIPPED, f"unchanged since {since}")
         tmp = out_root / f".tmp-{study.key}-{os.getpid()}"
@@ -432,6 +517,8 @@ def run_study(
                 "schema": BATCH_SCHEMA,
                 "input": study.label,
                 "input_sha256": study.sha256,
+                "landmarks_sha256": study.landmarks_sha256,
+                "fingerprint": study.fingerprint,
                 "finished_at": _now(),
                 "outputs": outputs,
             }
@@ -450,17 +537,17 @@ def run_study(
         return row(Status.FAILED, _one_line(f"internal error ({type(exc).__name__}): {exc}", study.root))
 
 
-def previous_success(folder: Path, sha256: str) -> str | None:
-    """Finish time of an earlier successful run on the same input, or None.
+def previous_success(folder: Path, fingerprint: str) -> str | None:
+    """Finish time of an earlier successful run on the same input and landmarks, or None.
 
-    The outputs count as existing when ``folder/batch.json`` records ``sha256``
-    and every file it lists is still there.
+    The outputs count as existing when ``folder/batch.json`` records ``fingerprint``
+    (:attr:`StudyJob.fingerprint`) and every file it lists is still there.
     """
     try:
         record = json.loads((folder / "batch.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    if not isinstance(record, dict) or record.get("input_sha256") != sha256 or not sha256:
+    if not isinstance(record, dict) or record.get("fingerprint") != fingerprint or not fingerprint:
         return None
     outputs = record.get("outputs")
     if not isinstance(outputs, list) or "measurements.json" not in outputs:
@@ -488,7 +575,7 @@ def _resolve(analyzer: str) -> Callable[..., Any]:
 
 
 def _row(
-    study: StudyInput, status: Status, reason: str, *, duration_s: float | None, output: str = ""
+    study: StudyJob, status: Status, reason: str, *, duration_s: float | None, output: str = ""
 ) -> ManifestRow:
     return ManifestRow(
         input=study.label,
@@ -498,6 +585,7 @@ def _row(
         reason=reason,
         duration_s=None if duration_s is None else round(duration_s, 3),
         input_sha256=study.sha256,
+        landmarks_sha256=study.landmarks_sha256,
         output=output or (study.key if status is not Status.FAILED else ""),
         finished_at=_now(),
     )
@@ -510,7 +598,7 @@ def _one_line(text: str, root: Path) -> str:
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _write_text_atomic(path: Path, text: str) -> None:
@@ -748,19 +836,19 @@ def run_batch(
         rows: list[ManifestRow] = []
         for u in unusable:
             sha = _safe_sha(u.path)
-            row = ManifestRow(u.label, "file", 1, u.status, u.reason, None, sha, "", _now())
+            row = ManifestRow(u.label, "file", 1, u.status, u.reason, None, sha, "", "", _now())
             rows.append(row)
             manifest.add(row)
-        primaries: list[StudyInput] = []
-        first: dict[str, StudyInput] = {}
+        primaries: list[StudyJob] = []
+        first: dict[str, StudyJob] = {}
         for s in studies:
-            if s.sha256 in first:
-                orig = first[s.sha256]
+            if s.fingerprint in first:
+                orig = first[s.fingerprint]
                 row = _row(s, Status.SKIPPED, f"duplicate of {orig.label}", duration_s=None, output=orig.key)
                 rows.append(row)
                 manifest.add(row)
             else:
-                first[s.sha256] = s
+                first[s.fingerprint] = s
                 primaries.append(s)
         log.info(
             "%d stud%s found under %s (%d duplicate, %d other file%s)",
@@ -774,7 +862,7 @@ def run_batch(
         progress = Progress(len(primaries), stream=progress_stream)
         finished: set[str] = set()
 
-        def on_row(study: StudyInput, row: ManifestRow) -> None:
+        def on_row(study: StudyJob, row: ManifestRow) -> None:
             finished.add(study.key)
             rows.append(row)
             manifest.add(row)
@@ -835,21 +923,22 @@ def _safe_sha(path: Path) -> str:
         return ""
 
 
-def _with_checksums(studies: list[StudyInput], *, jobs: int) -> list[StudyInput]:
-    def one(s: StudyInput) -> StudyInput:
-        return replace(s, sha256=input_checksum(s.paths, landmarks_path=s.landmarks_path))
+def _with_checksums(studies: list[StudyJob], *, jobs: int) -> list[StudyJob]:
+    def one(s: StudyJob) -> StudyJob:
+        lm = file_sha256(s.landmarks_path) if s.landmarks_path is not None else ""
+        return replace(s, sha256=input_checksum(s.paths), landmarks_sha256=lm)
 
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         return list(pool.map(one, studies))
 
 
 def _run_local(
-    studies: list[StudyInput],
+    studies: list[StudyJob],
     out_root: Path,
     *,
     jobs: int,
     kwargs: dict[str, Any],
-    on_row: Callable[[StudyInput, ManifestRow], None],
+    on_row: Callable[[StudyJob, ManifestRow], None],
 ) -> None:
     """Run in a process pool, ``jobs`` studies in flight; survive worker crashes.
 
@@ -858,10 +947,10 @@ def _run_local(
     that crashes again is marked failed, the others finish normally.
     """
     pending = deque(studies)
-    suspects: list[StudyInput] = []
+    suspects: list[StudyJob] = []
     while pending:
         pool = ProcessPoolExecutor(max_workers=jobs)
-        in_flight: dict[Any, StudyInput] = {}
+        in_flight: dict[Any, StudyJob] = {}
         broken = False
         try:
             while (pending or in_flight) and not broken:
@@ -893,7 +982,7 @@ def _run_local(
         on_row(s, row)
 
 
-def _crashed_row(study: StudyInput, out_root: Path) -> ManifestRow:
+def _crashed_row(study: StudyJob, out_root: Path) -> ManifestRow:
     for tmp in out_root.glob(f".tmp-{study.key}-*"):
         shutil.rmtree(tmp, ignore_errors=True)
     return _row(
@@ -902,13 +991,13 @@ def _crashed_row(study: StudyInput, out_root: Path) -> ManifestRow:
 
 
 def _run_dask(
-    studies: list[StudyInput],
+    studies: list[StudyJob],
     out_root: Path,
     *,
     scheduler: str | None,
     jobs: int,
     kwargs: dict[str, Any],
-    on_row: Callable[[StudyInput, ManifestRow], None],
+    on_row: Callable[[StudyJob, ManifestRow], None],
 ) -> None:
     try:
         from dask.distributed import Client, LocalCluster, as_completed

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import os
 import shutil
@@ -207,7 +208,7 @@ def test_discovery_groups_layouts_and_finds_sidecars(tmp_path):
     assert by_label["g/nolm.dcm"].landmarks_path is None
     assert by_label["g/nolm.dcm"].landmarks_hint == "g/nolm.dcm.landmarks.json"
     keys = [s.key for s in studies]
-    assert len(set(keys)) == len(keys) and all(len(k) == 12 for k in keys)
+    assert len(set(keys)) == len(keys) and all(len(k) == 16 for k in keys)
     assert {(u.label, u.status) for u in other} == {
         ("notes.txt", Status.SKIPPED),
         ("d/broken.dcm", Status.FAILED),
@@ -216,17 +217,17 @@ def test_discovery_groups_layouts_and_finds_sidecars(tmp_path):
     assert [s.key for s in discover_inputs(inbox)[0]] == keys
 
 
-def test_checksum_ignores_names_and_includes_landmarks(tmp_path):
+def test_checksum_is_the_measurements_checksum_and_ignores_names(tmp_path):
+    from dmx.io.checksum import sha256_files
+
     a = write_dicom(tmp_path / "a.dcm")
     b = tmp_path / "x" / "renamed.dcm"
     b.parent.mkdir()
     shutil.copy(a, b)
-    lm = tmp_path / "lm.json"
-    sidecar(lm)
-    assert input_checksum([a]) == input_checksum([b])
-    assert input_checksum([a], landmarks_path=lm) != input_checksum([a])
+    assert input_checksum([a]) == input_checksum([b]) == sha256_files([a])
+    assert input_checksum([a]) == hashlib.sha256(a.read_bytes()).hexdigest()
     c = write_dicom(tmp_path / "c.dcm")
-    assert input_checksum([a, c]) == input_checksum([c, a]) != input_checksum([a])
+    assert input_checksum([a, c]) != input_checksum([c, a])  # frame order matters, as in measurements.json
 
 
 # --------------------------------------------------------------------------- runs
@@ -258,6 +259,9 @@ def test_batch_messy_inbox_every_input_accounted_for(tmp_path, fake, capsys, cap
     assert rows["z_copy/cine.dcm"]["output"] == rows["patient_a/cine.dcm"]["output"]
     assert all(len(r["input_sha256"]) == 64 for r in rows.values())
     assert rows["patient_a/cine.dcm"]["input_sha256"] == rows["z_copy/cine.dcm"]["input_sha256"]
+    lm_sha = hashlib.sha256((inbox / "patient_a" / "cine.dcm.landmarks.json").read_bytes()).hexdigest()
+    assert rows["patient_a/cine.dcm"]["landmarks_sha256"] == lm_sha
+    assert rows["g/nolm.dcm"]["landmarks_sha256"] == "" and rows["notes.txt"]["landmarks_sha256"] == ""
     assert all(isinstance(r["duration_s"], float) for r in rows.values() if r["status"] == "ok")
     # no patient name or ID, no UIDs anywhere in the manifest or the log
     ds = pydicom.dcmread(inbox / "patient_a" / "cine.dcm")
@@ -417,7 +421,7 @@ def test_progress_bar_on_terminal():
 
     stream = Tty()
     p = batch.Progress(4, stream=stream)
-    row = batch.ManifestRow("x", "dicom", 1, Status.OK, "", 1.0, "", "k", "t")
+    row = batch.ManifestRow("x", "dicom", 1, Status.OK, "", 1.0, "", "", "k", "t")
     p.update(row)
     p.close()
     text = stream.getvalue()
@@ -487,3 +491,24 @@ def test_real_pipeline_on_phantom(tmp_path):
         assert doc["schema"] == "dmx.measurements/1"
         assert (out / r["output"] / "report.html").is_file()
         assert (out / r["output"] / "landmarks.csv").is_file()
+
+
+def test_output_inside_inbox_is_not_read_as_input(tmp_path, fake):
+    inbox = good_inbox(tmp_path / "inbox")
+    out = inbox / "results"
+    assert main(["batch", str(inbox), "--out", str(out)]) == 0
+    assert main(["batch", str(inbox), "--out", str(out)]) == 0
+    assert sorted(manifest(out)) == ["b/series1", "c/clip.avi", "notes.txt", "patient_a/cine.dcm"]
+
+
+def test_second_batch_on_the_same_output_is_refused(tmp_path, capsys):
+    import fcntl
+
+    (tmp_path / "in").mkdir()
+    out = tmp_path / "out"
+    out.mkdir()
+    with open(out / ".dmx-batch.lock", "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        assert main(["batch", str(tmp_path / "in"), "--out", str(out)]) == 2
+    assert "another 'dmx batch' is writing to this folder" in capsys.readouterr().err
+    assert not (out / "manifest.csv").exists()
