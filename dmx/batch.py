@@ -886,6 +886,7 @@ def run_batch(
             raise
         finally:
             progress.close()
+            rows = _point_duplicates(rows, first)
             manifest.finish(rows)
             result = BatchResult(
                 tuple(sorted(rows, key=lambda r: r.input)),
@@ -896,6 +897,18 @@ def run_batch(
             )
             _log_summary(result)
     return result
+
+
+def _point_duplicates(rows: list[ManifestRow], first: dict[str, StudyJob]) -> list[ManifestRow]:
+    """A duplicate's output is its original's, once that is known (none when the original failed)."""
+    output = {r.input: r.output for r in rows}
+    by_label = {s.label for s in first.values()}
+    out = []
+    for r in rows:
+        if r.reason.startswith("duplicate of ") and r.reason[len("duplicate of ") :] in by_label:
+            r = replace(r, output=output.get(r.reason[len("duplicate of ") :], ""))
+        out.append(r)
+    return out
 
 
 def _log_summary(result: BatchResult) -> None:
@@ -946,6 +959,7 @@ def _run_local(
     study in flight at that moment is re-run alone in a fresh process: the one
     that crashes again is marked failed, the others finish normally.
     """
+    started = _now()
     pending = deque(studies)
     suspects: list[StudyJob] = []
     while pending:
@@ -956,7 +970,14 @@ def _run_local(
             while (pending or in_flight) and not broken:
                 while pending and len(in_flight) < jobs:
                     s = pending.popleft()
-                    in_flight[pool.submit(run_study, s, out_root, **kwargs)] = s
+                    try:
+                        in_flight[pool.submit(run_study, s, out_root, **kwargs)] = s
+                    except BrokenProcessPool:  # broke before we saw it: s never started
+                        pending.appendleft(s)
+                        broken = True
+                        break
+                if broken:
+                    break
                 done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
                 for fut in done:
                     s = in_flight.pop(fut)
@@ -965,7 +986,13 @@ def _run_local(
                     except BrokenProcessPool:
                         broken = True
                         suspects.append(s)
-            suspects.extend(in_flight.values())
+            if in_flight:  # the pool broke: keep what finished, suspect the rest
+                wait(in_flight, timeout=30)
+                for fut, s in in_flight.items():
+                    if fut.done() and not fut.cancelled() and fut.exception() is None:
+                        on_row(s, fut.result())
+                    else:
+                        suspects.append(s)
         except BaseException:
             pool.shutdown(wait=False, cancel_futures=True)
             raise
@@ -974,6 +1001,10 @@ def _run_local(
             s = suspects.pop()
             on_row(s, _crashed_row(s, out_root))
     for s in suspects:
+        since = previous_success(out_root / s.key, s.fingerprint)
+        if since is not None and since[:1].isdigit() and since >= started:  # finished; its result got lost
+            on_row(s, _row(s, Status.OK, "", duration_s=None))
+            continue
         with ProcessPoolExecutor(max_workers=1) as pool:
             try:
                 row = pool.submit(run_study, s, out_root, **kwargs).result()

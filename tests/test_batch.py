@@ -250,6 +250,7 @@ def test_batch_messy_inbox_every_input_accounted_for(tmp_path, fake, capsys, cap
     assert status["z_copy/cine.dcm"] == ("skipped", "duplicate of patient_a/cine.dcm")
     assert status["g/nolm.dcm"] == ("failed", "no landmarks: add g/nolm.dcm.landmarks.json")
     assert len(rows) == 8
+    assert rows["e/trunc.dcm"]["output"] == "" and rows["notes.txt"]["output"] == ""
     # outputs: one complete folder per successful study, named by its key
     ok = {r["output"] for r in rows.values() if r["status"] == "ok"}
     assert {p.name for p in study_dirs(out)} == ok
@@ -512,3 +513,16 @@ def test_second_batch_on_the_same_output_is_refused(tmp_path, capsys):
         assert main(["batch", str(tmp_path / "in"), "--out", str(out)]) == 2
     assert "another 'dmx batch' is writing to this folder" in capsys.readouterr().err
     assert not (out / "manifest.csv").exists()
+
+
+def test_duplicate_of_a_failed_study_points_nowhere(tmp_path, fake):
+    inbox = tmp_path / "inbox"
+    f = write_dicom(inbox / "a_boom" / "x.dcm")
+    sidecar(f.with_name("x.dcm.landmarks.json"))
+    shutil.copytree(inbox / "a_boom", inbox / "b_copy")
+    result = run_batch(inbox, tmp_path / "out", analyzer=FAKE)
+    assert [(r.input, r.status.value, r.reason, r.output) for r in result.rows] == [
+        ("a_boom/x.dcm", "failed", "internal error (RuntimeError): unexpected bug", ""),
+        ("b_copy/x.dcm", "skipped", "duplicate of a_boom/x.dcm", ""),
+    ]
+    assert manifest(tmp_path / "out")["b_copy/x.dcm"]["output"] == ""
