@@ -1036,6 +1036,8 @@ def _run_dask(
         raise UsageError("--executor dask needs Dask distributed: pip install 'dmx[dask]'") from None
     if not studies:
         return
+    for name in ("distributed", "dask"):  # their INFO chatter would drown the per-study lines
+        logging.getLogger(name).setLevel(logging.WARNING)
     cluster = None
     try:
         if scheduler:
