@@ -68,8 +68,9 @@ def format_summary(doc: dict[str, Any]) -> str:
             cls = c.get("class", "?")
             if c.get("s_type"):
                 cls += f" ({c['s_type']})"
+            frame = f"(frame {c['frame']})" if c.get("frame") is not None else "(no frame)"
             lines.append(
-                f"  {kf.value:<10} {cls:<28} Cobb {_fmt(c.get('cobb_c2c7_deg'), unit=' deg'):>10}"
+                f"  {kf.value:<10} {frame:<12} {cls:<28} Cobb {_fmt(c.get('cobb_c2c7_deg'), unit=' deg'):>10}"
                 f"  ARA {_fmt(c.get('ara_c2c7_deg'), unit=' deg'):>10}  CCI {_fmt(c.get('cci')):>6}"
             )
     adi = doc.get("adi")
