@@ -80,19 +80,6 @@ def phantom(
     _not_built("phantom")
 
 
-def _parse_thresholds(pairs: list[str] | None) -> dict[str, float]:
-    out: dict[str, float] = {}
-    for pair in pairs or []:
-        name, sep, value = pair.partition("=")
-        if not sep or not name.strip():
-            _fail(f"--threshold expects NAME=VALUE, got {pair!r}")
-        try:
-            out[name.strip()] = float(value)
-        except ValueError:
-            _fail(f"--threshold {name.strip()}: {value!r} is not a number")
-    return out
-
-
 @app.command()
 def analyze(
     study: Annotated[Path, typer.Argument(help="DICOM file, folder of frames, DICOMDIR or video.")],
@@ -124,7 +111,7 @@ def analyze(
     from dmx.pipeline import analyze as run_analysis
     from dmx.pipeline import write_outputs
 
-    thresholds = load_thresholds(config, _parse_thresholds(threshold))
+    thresholds = load_thresholds(config, overrides=threshold or None)
     analysis = run_analysis(
         study,
         landmarks_path=landmarks,
