@@ -53,6 +53,7 @@ COLUMNS: tuple[str, ...] = (
     "category",
     "unit",
     "flags",
+    "flags_not_evaluated",
     "calibration_source",
     "landmarks_source",
     "source",
@@ -88,6 +89,7 @@ LEVEL_MOTION_METRICS: tuple[str, ...] = (
     "translation_mm",
     "translation_pct",
     "offset_range_mm",
+    "excursion_mm",
 )
 #: Per-level per-frame metrics, reported at the key frames.
 LEVEL_FRAME_METRICS: tuple[str, ...] = ("angle_deg", "offset_mm", "offset_pct")
@@ -95,6 +97,8 @@ LEVEL_FRAME_METRICS: tuple[str, ...] = ("angle_deg", "offset_mm", "offset_pct")
 CURVE_METRICS: tuple[str, ...] = ("cobb_c2c7_deg", "ara_c2c7_deg", "cci")
 CURVE_CATEGORIES: tuple[str, ...] = ("class", "s_type")
 ISHIHARA_VERTEBRAE: tuple[str, ...] = ("C3", "C4", "C5", "C6")
+#: Level of the atlanto-dental interval rows (``adi`` block, when present).
+ADI_LEVEL = "C1-C2"
 
 UNITS: dict[str, str] = {
     "rotation_rom_deg": "deg",
@@ -102,6 +106,7 @@ UNITS: dict[str, str] = {
     "translation_mm": "mm",
     "translation_pct": "%",
     "offset_range_mm": "mm",
+    "excursion_mm": "mm",
     "angle_deg": "deg",
     "offset_mm": "mm",
     "offset_pct": "%",
@@ -111,16 +116,25 @@ UNITS: dict[str, str] = {
     "d_mm": "mm",
     "class": "",
     "s_type": "",
+    "adi_mm": "mm",
+    "adi_max_mm": "mm",
 }
 
 _METRIC_ORDER = {
     m: i
     for i, m in enumerate(
-        LEVEL_MOTION_METRICS + LEVEL_FRAME_METRICS + CURVE_METRICS + CURVE_CATEGORIES + ("d_mm",)
+        LEVEL_MOTION_METRICS
+        + LEVEL_FRAME_METRICS
+        + CURVE_METRICS
+        + CURVE_CATEGORIES
+        + ("d_mm", "adi_max_mm", "adi_mm")
     )
 }
 _LEVEL_ORDER = {
-    lv: i for i, lv in enumerate([lv.value for lv in LEVELS] + [CURVE_LEVEL] + list(ISHIHARA_VERTEBRAE))
+    lv: i
+    for i, lv in enumerate(
+        [ADI_LEVEL] + [lv.value for lv in LEVELS] + [CURVE_LEVEL] + list(ISHIHARA_VERTEBRAE)
+    )
 }
 _FRAME_ORDER = {k: i for i, k in enumerate((MOTION,) + KEY_FRAMES)}
 _PARQUET_BATCH = 5000
@@ -240,6 +254,14 @@ def _obj(doc: dict[str, Any], key: str, where: str = "") -> dict[str, Any]:
     return value
 
 
+def _flag_list(block: dict[str, Any], key: str, where: str) -> str:
+    """``"a;b"`` from a list of flag names (empty when absent)."""
+    raw = block.get(key) or []
+    if not isinstance(raw, list) or not all(isinstance(f, str) for f in raw):
+        raise MalformedMeasurements(f"{where}.{key}: expected a list of strings")
+    return ";".join(raw)
+
+
 def study_rows(
     doc: Any, *, source: str = "", pseudonymizer: Pseudonymizer | None = None
 ) -> list[dict[str, Any]]:
@@ -319,7 +341,12 @@ def study_rows(
     rows: list[dict[str, Any]] = []
 
     def add(
-        level: str, metric: str, key_frame: str, value: float | None, category: str | None, flags: str
+        level: str,
+        metric: str,
+        key_frame: str,
+        value: float | None,
+        category: str | None,
+        flags: tuple[str, str] = ("", ""),
     ) -> None:
         rows.append(
             {
@@ -330,29 +357,37 @@ def study_rows(
                 "value": value,
                 "category": category,
                 "unit": UNITS[metric],
-                "flags": flags,
+                "flags": flags[0],
+                "flags_not_evaluated": flags[1],
             }
         )
+
+    def at_key_frames(level: str, metric: str, series: Any, where: str, flags: tuple[str, str]) -> None:
+        if series is not None and not isinstance(series, list):
+            raise MalformedMeasurements(f"{where}: expected a list (one value per frame)")
+        for kf in KEY_FRAMES:
+            idx = key_index[kf]
+            value = series[idx] if series is not None and idx is not None and idx < len(series) else None
+            add(level, metric, kf, _number(value, f"{where}[{idx}]"), None, flags)
+
+    adi = doc.get("adi")
+    if adi is not None:
+        if not isinstance(adi, dict):
+            raise MalformedMeasurements("adi: expected an object")
+        flags = (_flag_list(adi, "flags", "adi"), _flag_list(adi, "flags_not_evaluated", "adi"))
+        add(ADI_LEVEL, "adi_max_mm", MOTION, _number(adi.get("max_mm"), "adi.max_mm"), None, flags)
+        at_key_frames(ADI_LEVEL, "adi_mm", adi.get("adi_mm"), "adi.adi_mm", flags)
 
     for level in sorted(levels, key=lambda lv: (_LEVEL_ORDER.get(lv, 99), lv)):
         data = levels[level]
         where = f"levels.{level}"
         if not isinstance(data, dict):
             raise MalformedMeasurements(f"{where}: expected an object")
-        raw_flags = data.get("flags") or []
-        if not isinstance(raw_flags, list) or not all(isinstance(f, str) for f in raw_flags):
-            raise MalformedMeasurements(f"{where}.flags: expected a list of strings")
-        flags = ";".join(raw_flags)
+        flags = (_flag_list(data, "flags", where), _flag_list(data, "flags_not_evaluated", where))
         for metric in LEVEL_MOTION_METRICS:
             add(level, metric, MOTION, _number(data.get(metric), f"{where}.{metric}"), None, flags)
         for metric in LEVEL_FRAME_METRICS:
-            series = data.get(metric)
-            if series is not None and not isinstance(series, list):
-                raise MalformedMeasurements(f"{where}.{metric}: expected a list (one value per frame)")
-            for kf in KEY_FRAMES:
-                idx = key_index[kf]
-                value = series[idx] if series is not None and idx is not None and idx < len(series) else None
-                add(level, metric, kf, _number(value, f"{where}.{metric}[{idx}]"), None, flags)
+            at_key_frames(level, metric, data.get(metric), f"{where}.{metric}", flags)
 
     for kf in KEY_FRAMES:
         shape = curve.get(kf) or {}
@@ -360,14 +395,14 @@ def study_rows(
         if not isinstance(shape, dict):
             raise MalformedMeasurements(f"{where}: expected an object")
         for metric in CURVE_METRICS:
-            add(CURVE_LEVEL, metric, kf, _number(shape.get(metric), f"{where}.{metric}"), None, "")
+            add(CURVE_LEVEL, metric, kf, _number(shape.get(metric), f"{where}.{metric}"), None)
         for metric in CURVE_CATEGORIES:
-            add(CURVE_LEVEL, metric, kf, None, _text(shape.get(metric), f"{where}.{metric}"), "")
+            add(CURVE_LEVEL, metric, kf, None, _text(shape.get(metric), f"{where}.{metric}"))
         d_mm = shape.get("d_mm") or {}
         if not isinstance(d_mm, dict):
             raise MalformedMeasurements(f"{where}.d_mm: expected an object")
         for vert in ISHIHARA_VERTEBRAE:
-            add(vert, "d_mm", kf, _number(d_mm.get(vert), f"{where}.d_mm.{vert}"), None, "")
+            add(vert, "d_mm", kf, _number(d_mm.get(vert), f"{where}.d_mm.{vert}"), None)
     return rows
 
 

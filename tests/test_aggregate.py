@@ -143,8 +143,8 @@ def test_long_table_values_units_and_nulls(results, tmp_path):
     assert res.n_studies == 3 and res.exit_code == 0
     rows = read_csv(table)
     assert tuple(rows[0]) == COLUMNS
-    # per study: 2 levels x (5 motion + 3 metrics x 3 key frames) + 3 key frames x (3 + 2 + 4 d_mm)
-    assert len(rows) == res.n_rows == 3 * (2 * 14 + 3 * 9)
+    # per study: 2 levels x (6 motion + 3 metrics x 3 key frames) + 3 key frames x (3 + 2 + 4 d_mm)
+    assert len(rows) == res.n_rows == 3 * (2 * 15 + 3 * 9)
     s1 = [r for r in rows if r["patient_id"] == "PAT-0001" and r["study_date"] == "2024-03-15"]
     r = pick(s1, level="C4-C5", metric="rotation_rom_deg", key_frame="motion")
     assert (float(r["value"]), r["unit"], r["flags"]) == (12.5, "deg", "translation_gt_2mm")
@@ -316,3 +316,31 @@ def test_parquet_round_trip(results, tmp_path):
     summary = pq.read_table(res.summary).to_pylist()
     t = next(r for r in summary if r["level"] == "C4-C5" and r["metric"] == "translation_mm")
     assert t["n"] == 3 and math.isclose(t["mean"], 7 / 3) and t["p95"] == pytest.approx(3.8)
+
+
+def test_reads_a_document_written_by_dmx_measure(tmp_path):
+    """A real measure() document (the schema test's): values at the key frames, ADI rows, flags."""
+    from test_schema import full_doc
+
+    doc = full_doc()
+    folder = tmp_path / "r" / "study"
+    folder.mkdir(parents=True)
+    (folder / "measurements.json").write_text(json.dumps(doc))
+    res = aggregate(tmp_path / "r", tmp_path / "t.csv")
+    assert res.exit_code == 0
+    rows = read_csv(tmp_path / "t.csv")
+    frames = doc["frames"]
+    for level, data in doc["levels"].items():
+        for kf in ("neutral", "flexion", "extension"):
+            want = data["angle_deg"][frames[kf]] if frames[kf] is not None else None
+            got = pick(rows, level=level, metric="angle_deg", key_frame=kf)["value"]
+            assert (float(got) if got else None) == pytest.approx(want)
+        r = pick(rows, level=level, metric="rotation_rom_deg", key_frame="motion")
+        assert r["flags"] == ";".join(data["flags"])
+        assert r["flags_not_evaluated"] == ";".join(data.get("flags_not_evaluated", []))
+        want = data["rotation_rom_deg"]
+        assert (float(r["value"]) if r["value"] else None) == pytest.approx(want)
+    adi = pick(rows, level="C1-C2", metric="adi_max_mm", key_frame="motion")
+    assert float(adi["value"]) == pytest.approx(doc["adi"]["max_mm"]) and adi["unit"] == "mm"
+    cls = pick(rows, level="C2-C7", metric="class", key_frame="neutral")
+    assert cls["category"] == doc["curve"]["neutral"]["class"]
