@@ -553,6 +553,12 @@ def find_measurements(results: Path) -> Iterator[Path]:
             yield Path(dirpath) / "measurements.json"
 
 
+def _check_writable(folder: Path) -> None:
+    probe = folder / f".dmx-write-test-{os.getpid()}"
+    probe.write_bytes(b"")
+    probe.unlink()
+
+
 def summary_path(table: str | Path) -> Path:
     """``TABLE_summary.<ext>`` beside ``TABLE.<ext>``."""
     table = Path(table)
@@ -594,7 +600,11 @@ def aggregate(results: str | Path, table: str | Path, *, secret: str | None = No
         _require_pyarrow()
     pseudonymizer = Pseudonymizer(resolve_secret(secret)) if secret is not None else None
     summary_file = summary_path(table)
-    table.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        table.parent.mkdir(parents=True, exist_ok=True)
+        _check_writable(table.parent)
+    except OSError as exc:
+        raise InputError(table, f"cannot write the table: {exc.strerror or exc}") from None
     tmp_table = table.with_name(f".{table.name}.{os.getpid()}.tmp")
     tmp_summary = summary_file.with_name(f".{summary_file.name}.{os.getpid()}.tmp")
 

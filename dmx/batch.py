@@ -826,7 +826,11 @@ def run_batch(
     if scheduler and executor != "dask":
         raise UsageError("--scheduler needs --executor dask")
     analyzer = analyzer or DEFAULT_ANALYZER
-    out_root.mkdir(parents=True, exist_ok=True)
+    try:
+        out_root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        problem = "exists and is not a folder" if out_root.exists() else exc.strerror
+        raise InputError(out_root, f"cannot create the output folder: {problem}") from None
     with _lock(out_root):
         if n := clean_stale(out_root):
             log.info("removed %d unfinished folder(s) left by an earlier run", n)

@@ -225,6 +225,8 @@ def test_usage_and_input_errors_exit_2(tmp_path, results):
     assert main(["aggregate", str(results), "--out", str(tmp_path / "t.xlsx")]) == 2
     assert main(["aggregate", str(results), "--out", str(tmp_path / "t.csv"), "--pseudonymize", ""]) == 2
     assert not (tmp_path / "t.csv").exists()
+    (tmp_path / "afile").write_text("x")
+    assert main(["aggregate", str(results), "--out", str(tmp_path / "afile" / "t.csv")]) == 2
 
 
 def test_pseudonymized_tables_hold_no_identifying_value(results, tmp_path):

@@ -439,6 +439,14 @@ def test_usage_errors_exit_2(tmp_path, capsys):
     assert main(["batch", str(tmp_path), "--out", str(tmp_path / "o"), "--jobs", "0"]) == 2
     assert main(["batch", str(tmp_path), "--out", str(tmp_path / "o"), "--scheduler", "tcp://x:1"]) == 2
     assert main(["batch", str(tmp_path), "--out", str(tmp_path / "o"), "--executor", "slurm"]) == 2
+    capsys.readouterr()
+    (tmp_path / "afile").write_text("x")
+    assert main(["batch", str(tmp_path), "--out", str(tmp_path / "afile")]) == 2
+    err = capsys.readouterr().err
+    assert (
+        err.strip()
+        == f"dmx: error: {tmp_path / 'afile'}: cannot create the output folder: exists and is not a folder"
+    )
 
 
 def test_empty_inbox_exits_0(tmp_path):
