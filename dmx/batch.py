@@ -28,6 +28,7 @@ import importlib
 import io
 import json
 import logging
+import multiprocessing
 import os
 import shutil
 import sys
@@ -69,6 +70,11 @@ BATCH_SCHEMA = "dmx.batch-study/1"
 VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mov", ".mkv", ".m4v", ".wmv", ".mpg", ".mpeg", ".webm"})
 DICOMDIR_SOP_CLASS = "1.2.840.10008.1.3.10"
 _MAX_REASON = 300
+#: Worker processes start from a clean server process, never by forking this one
+#: (forking a process with threads can deadlock; the same on every Python version).
+_MP = multiprocessing.get_context(
+    "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+)
 
 
 class Status(StrEnum):
@@ -963,11 +969,13 @@ def _run_local(
     study in flight at that moment is re-run alone in a fresh process: the one
     that crashes again is marked failed, the others finish normally.
     """
+    if _MP.get_start_method() == "forkserver":
+        _MP.set_forkserver_preload(["dmx.batch", "numpy", "pydicom"])  # each worker starts warm
     started = _now()
     pending = deque(studies)
     suspects: list[StudyJob] = []
     while pending:
-        pool = ProcessPoolExecutor(max_workers=jobs)
+        pool = ProcessPoolExecutor(max_workers=jobs, mp_context=_MP)
         in_flight: dict[Any, StudyJob] = {}
         broken = False
         try:
@@ -1009,7 +1017,7 @@ def _run_local(
         if since is not None and since[:1].isdigit() and since >= started:  # finished; its result got lost
             on_row(s, _row(s, Status.OK, "", duration_s=None))
             continue
-        with ProcessPoolExecutor(max_workers=1) as pool:
+        with ProcessPoolExecutor(max_workers=1, mp_context=_MP) as pool:
             try:
                 row = pool.submit(run_study, s, out_root, **kwargs).result()
             except BrokenProcessPool:

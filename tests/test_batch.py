@@ -47,11 +47,14 @@ def analyze(study, out_dir, *, mm_per_px=None):
         raise RuntimeError("unexpected bug")
     if "interrupt" in label:
         raise KeyboardInterrupt
-    kill_flag = os.environ.get("FAKE_KILL_PARENT_FLAG")
-    if kill_flag and os.path.exists(kill_flag) and "kill" in label:
-        os.unlink(kill_flag)
+    # Workers start from a server process: they see files, not the test's later environment.
+    control = out_dir.parent.parent  # out_dir is OUT/.tmp-<key>-<pid>: this is the test's tmp_path
+    kill_flag = control / "kill-once"
+    if kill_flag.exists() and "kill" in label:
+        main_pid = int(kill_flag.read_text())
+        kill_flag.unlink()
         (out_dir / "measurements.json").write_text("{half")  # half-written output
-        os.kill(os.getppid(), signal.SIGKILL)  # the whole batch dies (power cut, kill -9)
+        os.kill(main_pid, signal.SIGKILL)  # the whole batch dies (power cut, kill -9)
         os._exit(9)
     if study.kind == "dicom":
         for p in study.paths:
@@ -69,9 +72,8 @@ def analyze(study, out_dir, *, mm_per_px=None):
     (out_dir / "measurements.json").write_text(json.dumps(doc))
     (out_dir / "report.html").write_text("<html></html>")
     (out_dir / "landmarks.csv").write_text("vertebra,corner,x,y\\n")
-    marker = os.environ.get("FAKE_RUN_LOG")
-    if marker:
-        with open(marker, "a") as fh:
+    if (control / "ran.txt").exists():  # a test that wants to know what ran creates it
+        with open(control / "ran.txt", "a") as fh:
             fh.write(label + "\\n")
     return ["calibration from ImagerPixelSpacing"] if "warn" in label else []
 """
@@ -276,36 +278,33 @@ def test_batch_messy_inbox_every_input_accounted_for(tmp_path, fake, capsys, cap
 def test_rerun_skips_unchanged_force_redoes_and_changes_rerun(tmp_path, fake, capsys):
     inbox = good_inbox(tmp_path / "inbox")
     out = tmp_path / "out"
-    log = tmp_path / "ran.txt"
-    os.environ["FAKE_RUN_LOG"] = str(log)
-    try:
-        assert main(["batch", str(inbox), "--out", str(out)]) == 0
-        assert sorted(log.read_text().split()) == ["b/series1", "c/clip.avi", "patient_a/cine.dcm"]
-        log.unlink()
-        assert main(["batch", str(inbox), "--out", str(out)]) == 0
-        assert not log.exists()  # nothing re-analysed
-        rows = manifest(out)
-        for k in ("b/series1", "c/clip.avi", "patient_a/cine.dcm"):
-            assert rows[k]["status"] == "skipped" and rows[k]["reason"].startswith("unchanged since 20")
-        # a corrected landmark file re-runs that study only
-        lm = inbox / "c" / "clip.avi.landmarks.json"
-        lm.write_text(lm.read_text().replace("[1, 1]", "[2, 1]"))
-        assert main(["batch", str(inbox), "--out", str(out)]) == 0
-        assert log.read_text().split() == ["c/clip.avi"]
-        assert manifest(out)["c/clip.avi"]["status"] == "ok"
-        log.unlink()
-        # a study folder whose output went missing is redone
-        key = manifest(out)["b/series1"]["output"]
-        (out / key / "report.html").unlink()
-        assert main(["batch", str(inbox), "--out", str(out)]) == 0
-        assert log.read_text().split() == ["b/series1"]
-        log.unlink()
-        assert main(["batch", str(inbox), "--out", str(out), "--force"]) == 0
-        assert sorted(log.read_text().split()) == ["b/series1", "c/clip.avi", "patient_a/cine.dcm"]
-        assert {r["status"] for r in manifest(out).values()} == {"ok", "skipped"}  # notes.txt skipped
-        assert len(study_dirs(out)) == 3
-    finally:
-        del os.environ["FAKE_RUN_LOG"]
+    log = tmp_path / "ran.txt"  # the fake analysis lists what it analysed there
+    log.write_text("")
+    assert main(["batch", str(inbox), "--out", str(out)]) == 0
+    assert sorted(log.read_text().split()) == ["b/series1", "c/clip.avi", "patient_a/cine.dcm"]
+    log.write_text("")
+    assert main(["batch", str(inbox), "--out", str(out)]) == 0
+    assert log.read_text() == ""  # nothing re-analysed
+    rows = manifest(out)
+    for k in ("b/series1", "c/clip.avi", "patient_a/cine.dcm"):
+        assert rows[k]["status"] == "skipped" and rows[k]["reason"].startswith("unchanged since 20")
+    # a corrected landmark file re-runs that study only
+    lm = inbox / "c" / "clip.avi.landmarks.json"
+    lm.write_text(lm.read_text().replace("[1, 1]", "[2, 1]"))
+    assert main(["batch", str(inbox), "--out", str(out)]) == 0
+    assert log.read_text().split() == ["c/clip.avi"]
+    assert manifest(out)["c/clip.avi"]["status"] == "ok"
+    log.write_text("")
+    # a study folder whose output went missing is redone
+    key = manifest(out)["b/series1"]["output"]
+    (out / key / "report.html").unlink()
+    assert main(["batch", str(inbox), "--out", str(out)]) == 0
+    assert log.read_text().split() == ["b/series1"]
+    log.write_text("")
+    assert main(["batch", str(inbox), "--out", str(out), "--force"]) == 0
+    assert sorted(log.read_text().split()) == ["b/series1", "c/clip.avi", "patient_a/cine.dcm"]
+    assert {r["status"] for r in manifest(out).values()} == {"ok", "skipped"}  # notes.txt skipped
+    assert len(study_dirs(out)) == 3
 
 
 def test_failing_analysis_leaves_no_folder_and_others_finish(tmp_path, fake):
@@ -368,15 +367,15 @@ def test_killed_batch_loses_nothing_and_rerun_finishes(tmp_path, fake):
         sidecar(write_dicom(inbox / name / "x.dcm").with_name("x.dcm.landmarks.json"))
     out = tmp_path / "out"
     flag = tmp_path / "kill-once"
-    flag.write_text("")
     script = textwrap.dedent(
         f"""
-        import sys
+        import os, pathlib
         from dmx.batch import run_batch
+        pathlib.Path({str(flag)!r}).write_text(str(os.getpid()))
         run_batch({str(inbox)!r}, {str(out)!r}, jobs=1, analyzer={FAKE!r})
         """
     )
-    env = dict(os.environ, FAKE_KILL_PARENT_FLAG=str(flag))
+    env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(REPO), str(fake), env.get("PYTHONPATH", "")])
     proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, timeout=120)
     assert proc.returncode == -9, proc.stderr.decode()
