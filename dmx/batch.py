@@ -96,7 +96,8 @@ class StudyJob:
     label : str
         The study's path relative to the inbox (POSIX form); what the manifest and logs show.
     kind : str
-        ``"dicom"`` or ``"video"``.
+        ``"multiframe"``, ``"dicom-series"``, ``"dicomdir"`` or ``"video"`` (as
+        :class:`dmx.io.discover.InputKind`).
     study_path : Path
         What :func:`dmx.pipeline.analyze` reads: a file, or the folder of a series.
     paths : tuple of Path
@@ -316,6 +317,7 @@ def _find_studies_standin(root: Path, *, exclude: tuple[Path, ...]) -> tuple[lis
     from pydicom.errors import InvalidDicomError
 
     groups: dict[tuple[Path, str | None, str | None], list[Path]] = {}
+    multiframe: dict[Path, bool] = {}
     unusable: list[Unusable] = []
     for path in _walk(root, exclude=exclude):
         label = _rel(path, root)
@@ -337,6 +339,7 @@ def _find_studies_standin(root: Path, *, exclude: tuple[Path, ...]) -> tuple[lis
                 ds = pydicom.dcmread(path, stop_before_pixels=True)
                 study_uid = str(ds.get("StudyInstanceUID", "") or "") or None
                 series_uid = str(ds.get("SeriesInstanceUID", "") or "") or None
+                multiframe[path] = int(ds.get("NumberOfFrames", 1) or 1) > 1
         except (InvalidDicomError, Exception) as exc:  # noqa: BLE001 - any header failure is this file's problem
             reason = f"unreadable DICOM header ({type(exc).__name__})"
             unusable.append(Unusable(path, label, reason, Status.FAILED))
@@ -354,7 +357,10 @@ def _find_studies_standin(root: Path, *, exclude: tuple[Path, ...]) -> tuple[lis
     entries = []
     for (_, study_uid, series_uid), files in groups.items():
         files = sorted(files)
-        kind = "video" if files[0].suffix.lower() in VIDEO_SUFFIXES else "dicom"
+        if files[0].suffix.lower() in VIDEO_SUFFIXES:
+            kind = "video"
+        else:
+            kind = "multiframe" if len(files) == 1 and multiframe.get(files[0]) else "dicom-series"
         if len(files) == 1:
             entries.append(
                 (_study_key(_rel(files[0], root), study_uid, series_uid), kind, files[0], (files[0],), None)

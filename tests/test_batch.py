@@ -22,7 +22,7 @@ from dmx import batch
 from dmx.batch import Status, discover_inputs, input_checksum, run_batch
 from dmx.cli import main
 
-REPO = Path(__file__).resolve().parents[1]
+PACKAGE_ROOT = Path(batch.__file__).resolve().parents[1]  # where the dmx under test lives
 PATIENT_NAME = "DOE^JANE"
 PATIENT_ID = "PID-93731"
 
@@ -56,7 +56,7 @@ def analyze(study, out_dir, *, mm_per_px=None):
         (out_dir / "measurements.json").write_text("{half")  # half-written output
         os.kill(main_pid, signal.SIGKILL)  # the whole batch dies (power cut, kill -9)
         os._exit(9)
-    if study.kind == "dicom":
+    if study.kind != "video":
         for p in study.paths:
             try:
                 n = pydicom.dcmread(p).pixel_array.size
@@ -160,14 +160,13 @@ def good_inbox(root: Path) -> Path:
 def messy_inbox(root: Path) -> Path:
     """Good studies plus a corrupt file, a truncated cine, a duplicate and one without landmarks."""
     good_inbox(root)
-    data = (root / "patient_a" / "cine.dcm").read_bytes()
-    (root / "d").mkdir()
-    (root / "d" / "broken.dcm").write_bytes(data[:200])  # header cut short
-    trunc = root / "e" / "trunc.dcm"
-    trunc.parent.mkdir()
-    trunc.write_bytes(data[:-500])  # pixel data cut short
+    broken = write_dicom(root / "d" / "broken.dcm")
+    broken.write_bytes(broken.read_bytes()[:200])  # header cut short
+    trunc = write_dicom(root / "e" / "trunc.dcm")
+    trunc.write_bytes(trunc.read_bytes()[:-500])  # pixel data cut short
     sidecar(trunc.with_name("trunc.dcm.landmarks.json"))
-    shutil.copytree(root / "patient_a", root / "z_copy")  # a duplicate, with its sidecar
+    shutil.copytree(root / "patient_a", root / "z_copy")  # duplicates, with their sidecars
+    shutil.copytree(root / "c", root / "zz_video")
     write_dicom(root / "g" / "nolm.dcm")
     return root
 
@@ -194,13 +193,18 @@ def test_discovery_groups_layouts_and_finds_sidecars(tmp_path):
     inbox = messy_inbox(tmp_path / "inbox")
     studies, other = discover_inputs(inbox)
     by_label = {s.label: s for s in studies}
-    assert sorted(by_label) == [
+    others = {u.label: u for u in other}
+    # a copy of a DICOM study is a study (duplicate by checksum) or, with dmx.io.discover, a skipped
+    # duplicate SOP instance; a copied video is always a study
+    dup = "z_copy/cine.dcm"
+    assert (dup in by_label) != (dup in others and others[dup].reason.startswith("duplicate"))
+    assert sorted(set(by_label) - {dup}) == [
         "b/series1",
         "c/clip.avi",
         "e/trunc.dcm",
         "g/nolm.dcm",
         "patient_a/cine.dcm",
-        "z_copy/cine.dcm",
+        "zz_video/clip.avi",
     ]
     frames = by_label["b/series1"]
     assert len(frames.paths) == 3 and frames.study_path == inbox / "b" / "series1" and frames.series_uid
@@ -211,7 +215,7 @@ def test_discovery_groups_layouts_and_finds_sidecars(tmp_path):
     assert by_label["g/nolm.dcm"].landmarks_hint == "g/nolm.dcm.landmarks.json"
     keys = [s.key for s in studies]
     assert len(set(keys)) == len(keys) and all(len(k) == 16 for k in keys)
-    assert {(u.label, u.status) for u in other} == {
+    assert {(u.label, u.status) for u in other if u.label != dup} == {
         ("notes.txt", Status.SKIPPED),
         ("d/broken.dcm", Status.FAILED),
     }
@@ -245,13 +249,18 @@ def test_batch_messy_inbox_every_input_accounted_for(tmp_path, fake, capsys, cap
     assert status["patient_a/cine.dcm"] == ("ok", "")
     assert status["b/series1"] == ("ok", "")
     assert status["c/clip.avi"] == ("ok", "")
-    assert status["notes.txt"] == ("skipped", "not a DICOM or video file")
-    assert status["d/broken.dcm"][0] == "failed" and "DICOM header" in status["d/broken.dcm"][1]
+    assert status["notes.txt"][0] == "skipped" and "not a DICOM" in status["notes.txt"][1]
+    assert status["d/broken.dcm"][0] == "failed"
     assert status["e/trunc.dcm"][0] == "failed"
     assert status["e/trunc.dcm"][1].startswith("e/trunc.dcm: cannot decode pixel data")
-    assert status["z_copy/cine.dcm"] == ("skipped", "duplicate of patient_a/cine.dcm")
+    assert status["z_copy/cine.dcm"][0] == "skipped"
+    assert (
+        status["z_copy/cine.dcm"][1].startswith("duplicate")
+        and "patient_a/cine.dcm" in status["z_copy/cine.dcm"][1]
+    )
+    assert status["zz_video/clip.avi"] == ("skipped", "duplicate of c/clip.avi")
     assert status["g/nolm.dcm"] == ("failed", "no landmarks: add g/nolm.dcm.landmarks.json")
-    assert len(rows) == 8
+    assert len(rows) == 9
     assert rows["e/trunc.dcm"]["output"] == "" and rows["notes.txt"]["output"] == ""
     # outputs: one complete folder per successful study, named by its key
     ok = {r["output"] for r in rows.values() if r["status"] == "ok"}
@@ -259,9 +268,9 @@ def test_batch_messy_inbox_every_input_accounted_for(tmp_path, fake, capsys, cap
     for d in study_dirs(out):
         names = {p.name for p in d.iterdir()}
         assert names == {"measurements.json", "report.html", "landmarks.csv", "batch.json"}
-    assert rows["z_copy/cine.dcm"]["output"] == rows["patient_a/cine.dcm"]["output"]
+    assert rows["zz_video/clip.avi"]["output"] == rows["c/clip.avi"]["output"] != ""
     assert all(len(r["input_sha256"]) == 64 for r in rows.values())
-    assert rows["patient_a/cine.dcm"]["input_sha256"] == rows["z_copy/cine.dcm"]["input_sha256"]
+    assert rows["c/clip.avi"]["input_sha256"] == rows["zz_video/clip.avi"]["input_sha256"]
     lm_sha = hashlib.sha256((inbox / "patient_a" / "cine.dcm.landmarks.json").read_bytes()).hexdigest()
     assert rows["patient_a/cine.dcm"]["landmarks_sha256"] == lm_sha
     assert rows["g/nolm.dcm"]["landmarks_sha256"] == "" and rows["notes.txt"]["landmarks_sha256"] == ""
@@ -272,7 +281,7 @@ def test_batch_messy_inbox_every_input_accounted_for(tmp_path, fake, capsys, cap
     for text in ((out / "manifest.csv").read_text(), (out / "manifest.jsonl").read_text(), err):
         for secret in ("DOE", PATIENT_ID, ds.StudyInstanceUID, ds.SeriesInstanceUID):
             assert secret not in text
-    assert "[5/5]" in err and "3 ok, 3 failed, 2 skipped" in err
+    assert "[5/5]" in err and "3 ok, 3 failed, 3 skipped" in err
 
 
 def test_rerun_skips_unchanged_force_redoes_and_changes_rerun(tmp_path, fake, capsys):
@@ -376,7 +385,7 @@ def test_killed_batch_loses_nothing_and_rerun_finishes(tmp_path, fake):
         """
     )
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO), str(fake), env.get("PYTHONPATH", "")])
+    env["PYTHONPATH"] = os.pathsep.join([str(PACKAGE_ROOT), str(fake), env.get("PYTHONPATH", "")])
     proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, timeout=120)
     assert proc.returncode == -9, proc.stderr.decode()
     rows = batch.read_manifest(out)
@@ -531,12 +540,12 @@ def test_second_batch_on_the_same_output_is_refused(tmp_path, capsys):
 
 def test_duplicate_of_a_failed_study_points_nowhere(tmp_path, fake):
     inbox = tmp_path / "inbox"
-    f = write_dicom(inbox / "a_boom" / "x.dcm")
-    sidecar(f.with_name("x.dcm.landmarks.json"))
+    f = write_video(inbox / "a_boom" / "x.avi")
+    sidecar(f.with_name("x.avi.landmarks.json"))
     shutil.copytree(inbox / "a_boom", inbox / "b_copy")
     result = run_batch(inbox, tmp_path / "out", analyzer=FAKE)
     assert [(r.input, r.status.value, r.reason, r.output) for r in result.rows] == [
-        ("a_boom/x.dcm", "failed", "internal error (RuntimeError): unexpected bug", ""),
-        ("b_copy/x.dcm", "skipped", "duplicate of a_boom/x.dcm", ""),
+        ("a_boom/x.avi", "failed", "internal error (RuntimeError): unexpected bug", ""),
+        ("b_copy/x.avi", "skipped", "duplicate of a_boom/x.avi", ""),
     ]
-    assert manifest(tmp_path / "out")["b_copy/x.dcm"]["output"] == ""
+    assert manifest(tmp_path / "out")["b_copy/x.avi"]["output"] == ""
