@@ -501,20 +501,30 @@ def _pipeline_built() -> bool:
     not _pipeline_built(), reason="dmx.pipeline not built yet (analyze, loader, tracking, measure, report)"
 )
 def test_real_pipeline_on_phantom(tmp_path):
+    """Two phantom studies through the real pipeline: outputs, checksums, resume, aggregate."""
+    phantom = pytest.importorskip("dmx.phantom", reason="dmx.phantom not built yet")
+    if not hasattr(phantom, "write_phantom"):
+        pytest.skip("dmx.phantom.write_phantom not built yet")
+    from dmx.aggregate import aggregate
+
     inbox = tmp_path / "inbox"
-    if main(["phantom", str(inbox / "phantom1")]) != 0:
-        pytest.skip("dmx phantom not built yet")
+    for seed in (1, 2):  # study.dcm + landmarks.json (+ truth.json, not a study) per folder
+        phantom.write_phantom(phantom.make_phantom(seed=seed, frames=12), inbox / f"phantom{seed}")
     out = tmp_path / "out"
-    code = main(["batch", str(inbox), "--out", str(out), "--jobs", "2"])
+    assert main(["batch", str(inbox), "--out", str(out), "--jobs", "2"]) == 0
     rows = batch.read_manifest(out)
     studies = [r for r in rows if r["kind"] != "file"]
-    assert studies and all(r["status"] == "ok" for r in studies), rows
-    assert code == 0
+    assert [r["status"] for r in studies] == ["ok", "ok"], rows
     for r in studies:
         doc = json.loads((out / r["output"] / "measurements.json").read_text())
         assert doc["schema"] == "dmx.measurements/1"
+        assert doc["input"]["sha256"] == r["input_sha256"]
         assert (out / r["output"] / "report.html").is_file()
         assert (out / r["output"] / "landmarks.csv").is_file()
+    assert main(["batch", str(inbox), "--out", str(out)]) == 0
+    assert {r["status"] for r in batch.read_manifest(out)} == {"skipped"}
+    result = aggregate(out, tmp_path / "table.csv")
+    assert (result.n_studies, result.exit_code) == (2, 0)
 
 
 def test_output_inside_inbox_is_not_read_as_input(tmp_path, fake):
