@@ -39,18 +39,20 @@ def fake_analyze(study, out_dir, *, mm_per_px=None):  # noqa: ANN001, ANN201 - t
     return []
 
 
-def make_inbox(inbox: Path, n: int, *, fake: bool) -> None:
+def make_inbox(inbox: Path, n: int, *, fake: bool, frames: int = 60) -> None:
     """``n`` distinct studies: copies of one phantom (or a small synthetic cine) with new UIDs."""
     import pydicom
     from pydicom.uid import generate_uid
 
-    from dmx.cli import main
-
     template = inbox.parent / "template"
     if fake:
         _synthetic_cine(template / "cine.dcm")
-    elif main(["phantom", str(template)]) != 0:
-        sys.exit("benchmarks/batch.py: 'dmx phantom' is not available yet; try --fake 0.5")
+    else:
+        try:
+            from dmx.phantom import make_phantom, write_phantom
+        except ImportError:
+            sys.exit("benchmarks/batch.py: dmx.phantom is not available yet; try --fake 0.5")
+        write_phantom(make_phantom(seed=0, frames=frames), template)
     for i in range(n):
         dest = inbox / f"study{i:03d}"
         shutil.copytree(template, dest)
@@ -103,6 +105,7 @@ def main() -> None:
     )
     parser.add_argument("--studies", type=int, default=6, help="number of studies (default 6)")
     parser.add_argument("--jobs", type=int, nargs="+", default=[1, 2], help="worker counts to compare")
+    parser.add_argument("--frames", type=int, default=60, help="phantom frames per study (default 60)")
     parser.add_argument(
         "--fake", type=float, metavar="SECONDS", help="runner only: a stand-in analysis sleeping SECONDS"
     )
@@ -117,8 +120,8 @@ def main() -> None:
     what = "real pipeline" if analyzer is None else f"fake analysis {args.fake:.2f} s"
     with tempfile.TemporaryDirectory(prefix="dmx-bench-") as tmp, open(os.devnull, "w") as quiet:
         inbox = Path(tmp) / "inbox"
-        make_inbox(inbox, args.studies, fake=args.fake is not None)
-        print(f"{args.studies} studies, {what}")
+        make_inbox(inbox, args.studies, fake=args.fake is not None, frames=args.frames)
+        print(f"{args.studies} studies ({args.frames} frames each), {what}")
         for jobs in args.jobs:
             out = Path(tmp) / f"out-{jobs}"
             t0 = time.perf_counter()
@@ -134,10 +137,8 @@ def main() -> None:
                 print(f"  failed {r.input}: {r.reason}")
             t0 = time.perf_counter()
             rerun = run_batch(inbox, out, jobs=jobs, analyzer=analyzer, progress_stream=quiet)
-            print(
-                f"  rerun (all unchanged): {rerun.count(Status.SKIPPED)} skipped in "
-                f"{time.perf_counter() - t0:.2f} s"
-            )
+            unchanged = sum(r.reason.startswith("unchanged since") for r in rerun.rows)
+            print(f"  rerun: {unchanged} unchanged studies skipped in {time.perf_counter() - t0:.2f} s")
 
 
 if __name__ == "__main__":
