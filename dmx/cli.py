@@ -138,7 +138,7 @@ def batch(
         bool, typer.Option("--force", help="Redo studies whose input is unchanged since an earlier run.")
     ] = False,
     executor: Annotated[
-        str, typer.Option("--executor", help="'local' (worker processes) or 'dask' (needs dmx[dask]).")
+        str, typer.Option("--executor", help="'local' (worker processes) or 'dask' (needs dmx\\[dask]).")
     ] = "local",
     scheduler: Annotated[
         str | None,
@@ -173,7 +173,8 @@ def aggregate(
         typer.Option(
             "--pseudonymize",
             metavar="SECRET",
-            help="Replace patient ID and UIDs by keyed hashes and shift dates per patient.",
+            help="Replace patient ID and UIDs by keyed hashes and shift dates per patient "
+            "(@FILE reads the secret from a file).",
         ),
     ] = None,
 ) -> None:
