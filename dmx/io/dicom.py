@@ -210,12 +210,13 @@ def _walk_fragments(f: Any, pos: int, size: int, end: str) -> str | None:
         f.seek(pos)
         head = f.read(8)
         if len(head) < 8:
-            return f"pixel data cut short: the file ends after {items} encapsulated item(s), before its end marker"
+            return f"pixel data cut short: the file ends after {items} encapsulated item(s), before its end"
         group, elem, length = struct.unpack(f"{end}HHL", head)
         if (group, elem) == (0xFFFE, 0xE0DD):
             return None if items > 1 else "encapsulated pixel data holds no frame"
         if (group, elem) != (0xFFFE, 0xE000):
-            return f"encapsulated pixel data damaged (unexpected tag ({group:04X},{elem:04X}) after {items} items)"
+            tag = f"({group:04X},{elem:04X})"
+            return f"encapsulated pixel data damaged (unexpected tag {tag} after {items} items)"
         pos += 8 + length
         if pos > size:
             return f"pixel data cut short: encapsulated item {items} runs past the end of the file"
