@@ -7,10 +7,12 @@ failure becomes a one-line :class:`dmx.errors.InputError` naming the file.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import struct
 import warnings as _warnings
+from collections.abc import Iterator
 from collections.abc import Sequence as Seq
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +44,24 @@ MAX_FRAMES = 10000
 MAX_BYTES = 4 * 1024**3
 
 _PIXEL_TAGS = {0x7FE00010: "PixelData", 0x7FE00008: "FloatPixelData", 0x7FE00009: "DoubleFloatPixelData"}
+
+
+@contextlib.contextmanager
+def quiet_pydicom() -> Iterator[None]:
+    """Silence pydicom's warnings and log records (vendor quirks, decoder tracebacks) for a block.
+
+    Lenient reading tolerates what pydicom complains about; real failures
+    surface as one-line :class:`~dmx.errors.InputError` instead.
+    """
+    logger = logging.getLogger("pydicom")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL + 1)
+    try:
+        with _warnings.catch_warnings():
+            _warnings.simplefilter("ignore")
+            yield
+    finally:
+        logger.setLevel(level)
 
 
 @dataclass(frozen=True)
@@ -125,8 +145,7 @@ def read_header(path: str | Path, *, specific_tags: list[Any] | None = None) -> 
             if not has_preamble and not _plausible_acr_nema(head):
                 raise InputError(path, "not a DICOM file (no DICM marker and no DICOM data set at its start)")
             f.seek(0)
-            with _warnings.catch_warnings():
-                _warnings.simplefilter("ignore")
+            with quiet_pydicom():
                 ds = pydicom.dcmread(f, force=True, stop_before_pixels=True, specific_tags=specific_tags)
                 _convert_quietly(ds)
             pixel_length = pixel_avail = pixel_problem = None
@@ -488,8 +507,7 @@ def decode_frames(
     n = geom.frames if indices is None else len(indices)
     count = 0
     try:
-        with _warnings.catch_warnings():
-            _warnings.simplefilter("ignore")
+        with quiet_pydicom():
             if header.transfer_syntax == DeflatedExplicitVRLittleEndian:
                 ds = pydicom.dcmread(path, force=True)
                 if not any(k in ds for k in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")):

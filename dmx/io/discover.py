@@ -17,7 +17,7 @@ from enum import Enum
 from pathlib import Path
 
 from dmx.errors import InputError
-from dmx.io.dicom import Header, read_header
+from dmx.io.dicom import Header, quiet_pydicom, read_header
 
 log = logging.getLogger("dmx.io")
 
@@ -241,14 +241,11 @@ def dicomdir_files(dicomdir: Path) -> list[Path]:
     dmx.errors.InputError
         The DICOMDIR cannot be read.
     """
-    import warnings
-
     import pydicom
     from pydicom.fileset import FileSet
 
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+        with quiet_pydicom():
             ds = pydicom.dcmread(dicomdir, force=True)
     except Exception as exc:
         raise InputError(dicomdir, f"not a readable DICOMDIR ({type(exc).__name__})") from None
@@ -256,8 +253,7 @@ def dicomdir_files(dicomdir: Path) -> list[Path]:
         raise InputError(dicomdir, "not a DICOMDIR (no directory records)")
     paths: list[Path] = []
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+        with quiet_pydicom():
             fs = FileSet(ds)
             paths = [Path(inst.path) for inst in fs]
     except Exception as exc:
@@ -291,6 +287,7 @@ def _discover_dicomdir(dicomdir: Path) -> Discovery:
         else:
             headers.append(probed)
     studies, more = group_headers(headers, root=dicomdir.parent, kind=InputKind.DICOMDIR, dicomdir=dicomdir)
+    _log_skipped(skipped + more, dicomdir.parent)
     return Discovery(tuple(studies), tuple(skipped + more))
 
 
@@ -354,9 +351,26 @@ def discover(root: str | Path) -> Discovery:
                 headers.append(probed)
     studies, more = group_headers(headers, root=root)
     skipped.extend(more)
-    for s in skipped:
-        log.info("skipped %s: %s", _rel(s.path, root), s.reason)
+    _log_skipped(skipped, root)
     return Discovery(tuple(studies + videos), tuple(skipped))
+
+
+def _log_skipped(skipped: list[SkippedInput], root: Path) -> None:
+    """Each skipped file at DEBUG, and one INFO line counting them by reason."""
+    counts: dict[str, int] = {}
+    for s in skipped:
+        log.debug("skipped %s: %s", _rel(s.path, root), s.reason)
+        kind = s.reason.split(" (")[0].split(":")[0]
+        counts[kind] = counts.get(kind, 0) + 1
+    if counts:
+        detail = ", ".join(f"{n} {k}" for k, n in sorted(counts.items(), key=lambda kv: -kv[1]))
+        log.info(
+            "skipped %d file%s under %s: %s",
+            len(skipped),
+            "s" if len(skipped) != 1 else "",
+            root.name,
+            detail,
+        )
 
 
 def find_studies(root: str | Path) -> list[StudyInput]:
