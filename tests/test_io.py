@@ -450,3 +450,63 @@ def test_broken_video_is_a_clean_error(tmp_path):
     p.write_bytes(b"definitely not a video" * 10)
     with pytest.raises(InputError, match=r"broken\.mp4: "):
         load_sequence(p)
+
+
+def test_colour_frames_are_converted_to_grey(tmp_path):
+    rgb = np.zeros((2, 4, 4, 3), np.uint8)
+    rgb[..., 0] = 100
+    rgb[1, ..., 1] = 200
+    p = write_image(tmp_path / "rgb.dcm", rgb[..., 0], photometric="RGB")
+    ds = pydicom.dcmread(p)
+    ds.SamplesPerPixel = 3
+    ds.PlanarConfiguration = 0
+    ds.Rows, ds.Columns = 4, 4
+    ds.NumberOfFrames = 2
+    ds.PixelData = rgb.tobytes()
+    ds.save_as(p)
+    seq = load_sequence(p)
+    assert seq.frames.shape == (2, 4, 4) and seq.frames.dtype == np.uint8
+    assert seq.frames[0, 0, 0] == round(100 * 0.299) and seq.frames[1, 0, 0] == round(
+        100 * 0.299 + 200 * 0.587
+    )
+    assert any("converted to grey" in w for w in seq.warnings)
+
+
+def test_bits_above_bits_stored_are_not_part_of_the_value(tmp_path):
+    raw = np.array([[0, 255, 0x0100 | 7]], np.uint16)  # the last value has junk above 8 stored bits
+    seq = load_sequence(write_image(tmp_path / "b.dcm", raw, bits_stored=8))
+    assert seq.frames.dtype == np.uint8
+    assert seq.frames[0].tolist() == [[0, 255, 7]]  # masked to the 8 stored bits, no wrap-around
+
+
+def test_rescale_in_the_shared_functional_group(tmp_path):
+    pvt = Dataset()
+    pvt.RescaleSlope = 1
+    pvt.RescaleIntercept = -1024
+    shared = Dataset()
+    shared.PixelValueTransformationSequence = [pvt]
+    p = write_image(
+        tmp_path / "enh.dcm",
+        np.array([[0, 2000]], np.uint16),
+        bits_stored=12,
+        SharedFunctionalGroupsSequence=[shared],
+    )
+    seq = load_sequence(p)
+    assert seq.frames.dtype == np.int16 and seq.frames[0].tolist() == [[-1024, 976]]
+
+
+def test_series_option_on_a_single_file_must_match(tmp_path):
+    p = write_image(tmp_path / "one.dcm", np.zeros((2, 2), np.uint8), series_uid="1.2.3.7")
+    assert load_sequence(p, series="1.2.3.7").n_frames == 1
+    with pytest.raises(InputError, match="series 9.9 not found; this file holds series 1.2.3.7"):
+        load_sequence(p, series="9.9")
+
+
+@pytest.mark.parametrize(
+    "head", [b"\x00\x00\x00\x01Bud1" + bytes(200), b"\x00\x00\x00\x00\x04\x00\x00\x00" + b"\xff" * 200]
+)
+def test_binary_files_starting_with_zeros_are_not_dicom(tmp_path, head):
+    p = tmp_path / "blob"
+    p.write_bytes(head)
+    with pytest.raises(InputError, match=r"blob: not a (readable )?DICOM file"):
+        load_sequence(p)

@@ -105,12 +105,25 @@ class Header:
 
 
 def _plausible_acr_nema(head: bytes) -> bool:
-    """Whether a file without preamble starts like a DICOM data set (group 0000, 0002 or 0008)."""
+    """Whether a file without preamble starts like a DICOM data set.
+
+    ACR-NEMA style files start with a group 0008 (or 0002) element, or with a
+    group length (0000,0000) or (0008,0000) of 4 bytes.
+    """
     if len(head) < 8:
         return False
-    group_le, elem_le = struct.unpack("<HH", head[:4])
-    group_be = struct.unpack(">H", head[:2])[0]
-    return group_le in (0x0000, 0x0002, 0x0008) or group_be in (0x0002, 0x0008) and elem_le < 0x2000
+    for end in "<>":
+        group, elem = struct.unpack(f"{end}HH", head[:4])
+        if group in (0x0002, 0x0008) and elem < 0x2000:
+            return True
+        if group == 0 and elem == 0:
+            length = struct.unpack(f"{end}L", head[4:8])[0]
+            if length == 4 or head[4:6] == b"UL":
+                return True
+    return False
+
+
+_IDENTIFYING = ("SOPClassUID", "Rows", "Modality", "StudyInstanceUID", "SeriesInstanceUID", "PatientID")
 
 
 def read_header(path: str | Path, *, specific_tags: list[Any] | None = None) -> Header:
@@ -160,6 +173,8 @@ def read_header(path: str | Path, *, specific_tags: list[Any] | None = None) -> 
         raise InputError(path, f"not a readable DICOM file ({_short(exc)})") from None
     if len(ds) == 0 and not (ds.file_meta and "TransferSyntaxUID" in ds.file_meta):
         raise InputError(path, "not a DICOM file (no data elements)")
+    if not has_preamble and not any(k in ds for k in _IDENTIFYING):
+        raise InputError(path, "not a DICOM file (no DICM marker and no image or study elements)")
     has_meta = bool(ds.file_meta) and "TransferSyntaxUID" in ds.file_meta
     if has_meta:
         ts = UID(ds.file_meta.TransferSyntaxUID)
@@ -410,11 +425,13 @@ class ValueMap:
             else:
                 out[...] = frame
             return
+        if frame.dtype.kind in "ui":
+            info = np.iinfo(frame.dtype)
+            if info.min < self.stored_min or info.max > self.stored_max:  # bits above BitsStored
+                frame = np.clip(frame, self.stored_min, self.stored_max)
         if self.identity:
             out[...] = frame
             return
-        if frame.dtype.kind in "ui":
-            frame = np.clip(frame, self.stored_min, self.stored_max)
         if self.table is not None:
             idx = frame.astype(np.int64) - self.stored_min if self.stored_min else frame
             out[...] = self.table[idx]
@@ -471,11 +488,19 @@ def value_map(header: Header, geom: Geometry, warnings: list[str]) -> ValueMap:
             table = (tmin + tmax) - table.astype(np.float64)
         return ValueMap(dtype, lo, hi, table=np.asarray(table).astype(dtype))
 
-    slope = _float_or_none(ds, "RescaleSlope")
-    intercept = _float_or_none(ds, "RescaleIntercept")
+    rescale = ds
+    if (
+        "RescaleSlope" not in ds
+    ):  # enhanced objects: Pixel Value Transformation in the shared functional group
+        try:
+            rescale = ds.SharedFunctionalGroupsSequence[0].PixelValueTransformationSequence[0]
+        except (AttributeError, IndexError, KeyError, TypeError):
+            rescale = ds
+    slope = _float_or_none(rescale, "RescaleSlope")
+    intercept = _float_or_none(rescale, "RescaleIntercept")
     if slope is None or slope == 0:
-        if "RescaleSlope" in ds and slope is None or slope == 0:
-            warnings.append(f"RescaleSlope (0028,1053) is {ds.get('RescaleSlope')!r}: invalid, 1 used")
+        if "RescaleSlope" in rescale:
+            warnings.append(f"RescaleSlope (0028,1053) is {rescale.get('RescaleSlope')!r}: invalid, 1 used")
         slope = 1.0
     intercept = 0.0 if intercept is None else intercept
     a, b = slope * lo + intercept, slope * hi + intercept

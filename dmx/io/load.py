@@ -240,6 +240,9 @@ def resolve_input(path: str | Path, *, series: str | None = None) -> StudyInput:
         sop = header.dataset.get("SOPClassUID")
         name = getattr(sop, "name", None) or "unknown SOP class"
         raise InputError(path, f"no image in this DICOM file ({name})")
+    uid = header.dataset.get("SeriesInstanceUID")
+    if series is not None and series != (str(uid) if uid else None):
+        raise InputError(path, f"series {series} not found; this file holds series {uid or '(none)'}")
     return StudyInput(InputKind.MULTIFRAME, (path,), None, None, "file")
 
 
