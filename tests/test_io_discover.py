@@ -14,7 +14,7 @@ from test_io import _write_video, write_image
 
 from dmx.errors import InputError
 from dmx.io.discover import InputKind, discover, find_studies
-from dmx.io.load import load_input
+from dmx.io.load import load_input, load_sequence
 
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "dicom-corpus"
 
@@ -40,7 +40,7 @@ def _write_report(path: Path) -> Path:
 @pytest.fixture
 def inbox(tmp_path: Path) -> Path:
     root = tmp_path / "inbox"
-    series = root / "Doe_Jane" / "study1" / "series1"
+    series = root / "patient1" / "study1" / "series1"
     series.mkdir(parents=True)
     for n in (2, 3, 1):
         write_image(
@@ -51,7 +51,7 @@ def inbox(tmp_path: Path) -> Path:
             InstanceNumber=n,
         )
     write_image(
-        root / "Doe_Jane" / "study1" / "cine.dcm",
+        root / "patient1" / "study1" / "cine.dcm",
         np.zeros((5, 8, 8), np.uint16),
         series_uid="1.2.3.1.2",
         study_uid="1.2.3.1",
@@ -60,7 +60,7 @@ def inbox(tmp_path: Path) -> Path:
     shutil.copy(
         series / "IM1", root / "zz_exported_twice" / "copy_of_IM1"
     )  # walked after: the copy is skipped
-    other = root / "Roe_John"
+    other = root / "patient2"
     other.mkdir()
     _write_video(other / "neck.avi", n=4)
     (other / "readme.txt").write_text("hello")
@@ -120,3 +120,12 @@ def test_dicomdir_lists_its_series():
     assert empty.studies == () and empty.skipped == ()
     tiny = discover(CORPUS / "dicomdir" / "TINY_ALPHA" / "DICOMDIR")
     assert tiny.studies == () and len(tiny.skipped) == 50
+
+
+def test_logs_carry_no_patient_names(inbox, caplog):
+    caplog.set_level("DEBUG", logger="dmx")
+    for study in find_studies(inbox):
+        load_input(study)
+    load_sequence(inbox / "patient1" / "study1" / "cine.dcm")
+    assert "skipped 4 files" in caplog.text and "loaded 5 frames of 8 x 8" in caplog.text
+    assert "Doe" not in caplog.text and "Jane" not in caplog.text

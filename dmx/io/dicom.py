@@ -191,7 +191,7 @@ def read_header(path: str | Path, *, specific_tags: list[Any] | None = None) -> 
         if not ds.file_meta:
             ds.file_meta = pydicom.dataset.FileMetaDataset()
         ds.file_meta.TransferSyntaxUID = ts
-        log.info("%s: no file meta; read as %s", path.name, ts.name)
+        log.debug("%s: no file meta; read as %s", path.name, ts.name)
     return Header(path, ds, ts, has_meta and has_preamble, pixel_length, pixel_avail, pixel_problem)
 
 

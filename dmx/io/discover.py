@@ -257,7 +257,7 @@ def dicomdir_files(dicomdir: Path) -> list[Path]:
             fs = FileSet(ds)
             paths = [Path(inst.path) for inst in fs]
     except Exception as exc:
-        log.info(
+        log.debug(
             "%s: directory records not in a standard hierarchy (%s); reading them one by one",
             dicomdir.name,
             type(exc).__name__,
@@ -364,13 +364,7 @@ def _log_skipped(skipped: list[SkippedInput], root: Path) -> None:
         counts[kind] = counts.get(kind, 0) + 1
     if counts:
         detail = ", ".join(f"{n} {k}" for k, n in sorted(counts.items(), key=lambda kv: -kv[1]))
-        log.info(
-            "skipped %d file%s under %s: %s",
-            len(skipped),
-            "s" if len(skipped) != 1 else "",
-            root.name,
-            detail,
-        )
+        log.info("skipped %d file%s: %s", len(skipped), "s" if len(skipped) != 1 else "", detail)
 
 
 def find_studies(root: str | Path) -> list[StudyInput]:
