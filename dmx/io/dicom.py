@@ -356,6 +356,8 @@ def check_pixel_data(header: Header, geom: Geometry) -> None:
     expected = geom.frame_bytes * geom.frames
     if geom.bits_allocated == 1:
         expected = math.ceil(geom.rows * geom.columns * geom.samples * geom.frames / 8)
+    if str(header.dataset.get("PhotometricInterpretation", "")).strip() == "YBR_FULL_422":
+        expected = expected * 2 // 3  # two chroma samples shared by each pair of pixels
     length = header.pixel_value_length
     if length < expected:
         raise InputError(path, f"pixel data shorter than its header says ({length} of {expected} bytes)")
