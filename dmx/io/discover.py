@@ -13,7 +13,7 @@ import hashlib
 import logging
 import os
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 
 from dmx.errors import InputError
@@ -42,7 +42,7 @@ GROUPING_TAGS = [
 ]
 
 
-class InputKind(str, Enum):
+class InputKind(StrEnum):
     """What an input is made of."""
 
     DICOM_SERIES = "dicom-series"
