@@ -33,7 +33,6 @@ import os
 import shutil
 import sys
 import time
-import warnings
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, ThreadPoolExecutor, wait
@@ -42,9 +41,12 @@ from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from dmx.errors import DmxError, InputError, LandmarkError, UsageError
+
+if TYPE_CHECKING:
+    from dmx.io.discover import Discovery
 
 log = logging.getLogger("dmx.batch")
 
@@ -67,8 +69,6 @@ MANIFEST_FIELDS: tuple[str, ...] = (
 )
 
 BATCH_SCHEMA = "dmx.batch-study/1"
-VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mov", ".mkv", ".m4v", ".wmv", ".mpg", ".mpeg", ".webm"})
-DICOMDIR_SOP_CLASS = "1.2.840.10008.1.3.10"
 _MAX_REASON = 300
 #: Worker processes start from a clean server process, never by forking this one
 #: (forking a process with threads can deadlock; the same on every Python version).
@@ -191,24 +191,16 @@ class BatchResult:
 def discover_inputs(
     inbox: str | Path, *, exclude: Sequence[Path] = ()
 ) -> tuple[list[StudyJob], list[Unusable]]:
-    """Find every study under ``inbox`` whatever the folder layout.
+    """Find every study under ``inbox`` whatever the folder layout (:func:`dmx.io.discover.discover`).
 
     Returns the studies (sorted by label, checksums not yet computed) and the
     files that are not studies. Landmark sidecars, hidden files and anything
     under ``exclude`` (the output folder) are left out.
-
-    Uses :func:`dmx.io.discover.discover` when it is available (grouping by
-    UID, DICOMDIR, video), else :func:`_find_studies_standin`.
-
-    .. note:: SWITCH POINT. Once ``dmx.io.discover`` is on main, delete
-       ``_find_studies_standin`` and keep only :func:`_studies_from_discovery`.
     """
+    from dmx.io.discover import discover
+
     root = Path(inbox)
     excluded = tuple(Path(p).resolve() for p in exclude)
-    try:
-        from dmx.io.discover import discover
-    except ImportError:
-        return _find_studies_standin(root, exclude=excluded)
     return _studies_from_discovery(discover(root), root, exclude=excluded)
 
 
@@ -217,9 +209,9 @@ _BENIGN_SKIPS = ("duplicate", "dicomdir", "dicom without an image")
 
 
 def _studies_from_discovery(
-    found: Any, root: Path, *, exclude: tuple[Path, ...]
+    found: Discovery, root: Path, *, exclude: tuple[Path, ...]
 ) -> tuple[list[StudyJob], list[Unusable]]:
-    """Adapt ``dmx.io.discover.Discovery`` (studies with kind/paths/UIDs/id, skipped with reasons)."""
+    """Batch jobs from :class:`dmx.io.discover.Discovery`; a corrupt DICOM file counts as failed."""
 
     def wanted(path: Path) -> bool:
         rel = path.relative_to(root).parts if path.is_relative_to(root) else path.parts
@@ -305,85 +297,6 @@ def _has_dicom_magic(path: Path) -> bool:
             return fh.read(132)[128:132] == b"DICM"
     except OSError:
         return False
-
-
-def _find_studies_standin(root: Path, *, exclude: tuple[Path, ...]) -> tuple[list[StudyJob], list[Unusable]]:
-    """TEMPORARY stand-in for ``dmx.io.discover`` (delete once that is on main).
-
-    DICOM grouped by folder + Study/Series Instance UID, one study per video
-    file, DICOMDIR index files skipped (the images they list are found by the walk).
-    """
-    import pydicom
-    from pydicom.errors import InvalidDicomError
-
-    groups: dict[tuple[Path, str | None, str | None], list[Path]] = {}
-    multiframe: dict[Path, bool] = {}
-    unusable: list[Unusable] = []
-    for path in _walk(root, exclude=exclude):
-        label = _rel(path, root)
-        if path.suffix.lower() in VIDEO_SUFFIXES:
-            groups[(path, None, None)] = [path]
-            continue
-        try:
-            with open(path, "rb") as fh:
-                head = fh.read(132)
-        except OSError as exc:
-            unusable.append(Unusable(path, label, f"cannot read: {exc.strerror}", Status.FAILED))
-            continue
-        if head[128:132] != b"DICM":
-            unusable.append(Unusable(path, label, "not a DICOM or video file"))
-            continue
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                ds = pydicom.dcmread(path, stop_before_pixels=True)
-                study_uid = str(ds.get("StudyInstanceUID", "") or "") or None
-                series_uid = str(ds.get("SeriesInstanceUID", "") or "") or None
-                multiframe[path] = int(ds.get("NumberOfFrames", 1) or 1) > 1
-        except (InvalidDicomError, Exception) as exc:  # noqa: BLE001 - any header failure is this file's problem
-            reason = f"unreadable DICOM header ({type(exc).__name__})"
-            unusable.append(Unusable(path, label, reason, Status.FAILED))
-            continue
-        sop_class = str(getattr(getattr(ds, "file_meta", None), "MediaStorageSOPClassUID", "") or "")
-        if path.name.upper() == "DICOMDIR" or sop_class == DICOMDIR_SOP_CLASS:
-            unusable.append(Unusable(path, label, "DICOMDIR index: the images it lists are read directly"))
-            continue
-        if study_uid is None and series_uid is None:
-            reason = "corrupt or incomplete DICOM header (no Study/Series Instance UID)"
-            unusable.append(Unusable(path, label, reason, Status.FAILED))
-            continue
-        groups.setdefault((path.parent, study_uid, series_uid), []).append(path)
-
-    entries = []
-    for (_, study_uid, series_uid), files in groups.items():
-        files = sorted(files)
-        if files[0].suffix.lower() in VIDEO_SUFFIXES:
-            kind = "video"
-        else:
-            kind = "multiframe" if len(files) == 1 and multiframe.get(files[0]) else "dicom-series"
-        if len(files) == 1:
-            entries.append(
-                (_study_key(_rel(files[0], root), study_uid, series_uid), kind, files[0], (files[0],), None)
-            )
-        else:
-            folder = files[0].parent
-            key = _study_key(_rel(folder, root), study_uid, series_uid)
-            entries.append((key, kind, folder, tuple(files), series_uid))
-    return _make_jobs(entries, root), sorted(unusable, key=lambda u: u.label)
-
-
-def _walk(root: Path, *, exclude: tuple[Path, ...]) -> Iterator[Path]:
-    for dirpath, dirnames, filenames in os.walk(root):
-        here = Path(dirpath)
-        dirnames[:] = sorted(
-            d for d in dirnames if not d.startswith(".") and (here / d).resolve() not in exclude
-        )
-        for name in sorted(filenames):
-            if name.startswith(".") or _is_sidecar(name):
-                continue
-            path = here / name
-            if path.is_file():
-                yield path
 
 
 def _rel(path: Path, root: Path) -> str:
