@@ -194,10 +194,12 @@ def test_discovery_groups_layouts_and_finds_sidecars(tmp_path):
     studies, other = discover_inputs(inbox)
     by_label = {s.label: s for s in studies}
     others = {u.label: u for u in other}
-    # a copy of a DICOM study is a study (duplicate by checksum) or, with dmx.io.discover, a skipped
-    # duplicate SOP instance; a copied video is always a study
+    # a copied DICOM file is a duplicate SOP instance (dmx.io.discover); a copied video is a study
+    # (and a duplicate by checksum when run)
     dup = "z_copy/cine.dcm"
-    assert (dup in by_label) != (dup in others and others[dup].reason.startswith("duplicate"))
+    assert dup not in by_label
+    assert others[dup].reason == "duplicate: same SOP Instance UID as patient_a/cine.dcm"
+    assert others[dup].status is Status.SKIPPED
     assert sorted(set(by_label) - {dup}) == [
         "b/series1",
         "c/clip.avi",
@@ -254,10 +256,7 @@ def test_batch_messy_inbox_every_input_accounted_for(tmp_path, fake, capsys, cap
     assert status["e/trunc.dcm"][0] == "failed"
     assert status["e/trunc.dcm"][1].startswith("e/trunc.dcm: cannot decode pixel data")
     assert status["z_copy/cine.dcm"][0] == "skipped"
-    assert (
-        status["z_copy/cine.dcm"][1].startswith("duplicate")
-        and "patient_a/cine.dcm" in status["z_copy/cine.dcm"][1]
-    )
+    assert status["z_copy/cine.dcm"][1] == "duplicate: same SOP Instance UID as patient_a/cine.dcm"
     assert status["zz_video/clip.avi"] == ("skipped", "duplicate of c/clip.avi")
     assert status["g/nolm.dcm"] == ("failed", "no landmarks: add g/nolm.dcm.landmarks.json")
     assert len(rows) == 9
