@@ -101,7 +101,7 @@ class StudyJob:
     study_path : Path
         What :func:`dmx.pipeline.analyze` reads: a file, or the folder of a series.
     paths : tuple of Path
-        Every input file of the study, sorted.
+        Every input file of the study, in frame order.
     root : Path
         The inbox (used to shorten paths in messages).
     series_uid : str or None
@@ -234,7 +234,7 @@ def _studies_from_discovery(
         kind = getattr(st.kind, "value", str(st.kind))
         paths = tuple(Path(p) for p in st.paths)
         dicomdir = getattr(st, "dicomdir", None)
-        if len(paths) == 1 and dicomdir is None:
+        if len(paths) == 1:
             study_path, series = paths[0], None
         else:
             study_path = Path(dicomdir) if dicomdir is not None else Path(os.path.commonpath(paths))
@@ -247,23 +247,30 @@ def _make_jobs(
     entries: list[tuple[str, str, Path, tuple[Path, ...], str | None]], root: Path
 ) -> list[StudyJob]:
     """Labels, landmark sidecars and unique keys for ``(key, kind, study_path, paths, series)`` entries."""
+
+    def home(study_path: Path, paths: tuple[Path, ...]) -> Path:
+        """The folder whose ``landmarks.json`` would belong to the study."""
+        if study_path.is_dir():
+            return study_path
+        return paths[0].parent if len(paths) == 1 else study_path.parent  # a DICOMDIR's folder
+
     per_folder: dict[Path, int] = {}  # studies per folder: a folder's landmarks.json needs exactly one
     for _, _, study_path, paths, _ in entries:
-        folder = study_path if study_path.is_dir() else paths[0].parent
+        folder = home(study_path, paths)
         per_folder[folder] = per_folder.get(folder, 0) + 1
     jobs: list[StudyJob] = []
     seen_keys: set[str] = set()
     for key, kind, study_path, paths, series in entries:
-        if study_path.is_file() and len(paths) == 1:
-            f = study_path
+        folder = home(study_path, paths)
+        alone = per_folder[folder] == 1
+        if len(paths) == 1:
+            f = paths[0]
             label = _rel(f, root)
             candidates = [f.with_name(f.name + ".landmarks.json"), f.with_name(f.stem + ".landmarks.json")]
-            if per_folder[f.parent] == 1:
-                candidates.append(f.parent / "landmarks.json")
+            if alone:
+                candidates.append(folder / "landmarks.json")
             hint = f"{label}.landmarks.json"
         else:
-            folder = study_path if study_path.is_dir() else study_path.parent
-            alone = per_folder.get(folder, 1) == 1
             label = _rel(folder, root) if alone else f"{_rel(paths[0], root)} (+{len(paths) - 1} files)"
             candidates = [folder / "landmarks.json"] if alone else []
             hint = f"{_rel(folder, root)}/landmarks.json" + ("" if alone else " (one series per folder)")

@@ -558,3 +558,18 @@ def test_duplicate_of_a_failed_study_points_nowhere(tmp_path, fake):
         ("b_copy/x.avi", "skipped", "duplicate of a_boom/x.avi", ""),
     ]
     assert manifest(tmp_path / "out")["b_copy/x.avi"]["output"] == ""
+
+
+def test_two_series_in_one_folder_get_distinct_labels_and_no_shared_landmarks(tmp_path):
+    inbox = tmp_path / "inbox"
+    for s, (st, se) in enumerate([(generate_uid(), generate_uid()), (generate_uid(), generate_uid())]):
+        for i in range(2):
+            f = inbox / "mixed" / f"S{s}_IM{i}"
+            write_dicom(f, frames=1, study_uid=st, series_uid=se, instance=i + 1)
+    sidecar(inbox / "mixed" / "landmarks.json")  # ambiguous: which series?
+    studies, other = discover_inputs(inbox)
+    assert sorted(s.label for s in studies) == ["mixed/S0_IM0 (+1 files)", "mixed/S1_IM0 (+1 files)"]
+    assert all(s.landmarks_path is None for s in studies)
+    assert {s.landmarks_hint for s in studies} == {"mixed/landmarks.json (one series per folder)"}
+    assert all(s.study_path == inbox / "mixed" and s.series_uid for s in studies)
+    assert other == []
