@@ -129,3 +129,16 @@ def test_logs_carry_no_patient_names(inbox, caplog):
     load_sequence(inbox / "patient1" / "study1" / "cine.dcm")
     assert "skipped 4 files" in caplog.text and "loaded 5 frames of 8 x 8" in caplog.text
     assert "Doe" not in caplog.text and "Jane" not in caplog.text
+
+
+def test_a_truncated_copy_does_not_displace_the_complete_file(tmp_path):
+    full = tmp_path / "a" / "cine.dcm"
+    full.parent.mkdir()
+    write_image(full, np.zeros((4, 16, 16), np.uint8))
+    cut = tmp_path / "0_first_in_walk" / "cine.dcm"
+    cut.parent.mkdir()
+    cut.write_bytes(full.read_bytes()[: full.stat().st_size - 100])
+    found = discover(tmp_path)
+    assert [s.paths for s in found.studies] == [(full,)]
+    assert [s.path for s in found.skipped] == [cut]
+    assert found.skipped[0].reason.startswith("duplicate: same SOP Instance UID as a/cine.dcm")

@@ -151,6 +151,13 @@ def frame_order_key(header: Header) -> tuple:
     return (number is None, number if number is not None else 0, acq, content, header.path.name)
 
 
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return -1
+
+
 def group_headers(
     headers: list[Header], *, root: Path, kind: InputKind | None = None, dicomdir: Path | None = None
 ) -> tuple[list[StudyInput], list[SkippedInput]]:
@@ -170,16 +177,20 @@ def group_headers(
     studies: list[StudyInput] = []
     skipped: list[SkippedInput] = []
     series: dict[tuple[str | None, str | None, str | None], list[Header]] = {}
-    seen_sop: dict[str, Path] = {}
+    # Of several files with one SOP Instance UID keep the largest (a truncated copy is never
+    # larger than the complete one), the first in walk order on a tie.
+    keep: dict[str, Header] = {}
     for h in headers:
         sop_uid = _text(h, "SOPInstanceUID")
-        if sop_uid and sop_uid in seen_sop:
+        if sop_uid and (sop_uid not in keep or _size(h.path) > _size(keep[sop_uid].path)):
+            keep[sop_uid] = h
+    for h in headers:
+        sop_uid = _text(h, "SOPInstanceUID")
+        if sop_uid and keep[sop_uid] is not h:
             skipped.append(
-                SkippedInput(h.path, f"duplicate: same SOP Instance UID as {_rel(seen_sop[sop_uid], root)}")
+                SkippedInput(h.path, f"duplicate: same SOP Instance UID as {_rel(keep[sop_uid].path, root)}")
             )
             continue
-        if sop_uid:
-            seen_sop[sop_uid] = h.path
         if h.is_dicomdir:
             skipped.append(SkippedInput(h.path, "DICOMDIR index (its images are read as files)"))
             continue
