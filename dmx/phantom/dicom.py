@@ -164,7 +164,7 @@ def build_dataset(
         ds.PixelData = arr.tobytes()
         ds["PixelData"].VR = "OB" if ds.BitsAllocated == 8 else "OW"
     elif transfer_syntax == "rle":
-        ds.compress(RLELossless, arr, encoding_plugin="pydicom")
+        ds.compress(RLELossless, arr, encoding_plugin="pydicom", generate_instance_uid=False)
     else:
         if bits != 8:
             raise ValueError("JPEG baseline needs 8-bit frames")

@@ -283,8 +283,8 @@ def skull_structure(*, ds_mm: float) -> Structure:
     return Structure("skull", "skull", "add", _finish(dens), u0, v0, ds_mm, occluder=_skull_occluder)
 
 
-_MANDIBLE_BODY = [(26.0, -10.0), (50.0, -22.0), (82.0, -25.0)]
-_MANDIBLE_RAMUS = [(26.0, -10.0), (24.0, 15.0), (21.0, 38.0)]
+_MANDIBLE_BODY = [(19.0, -12.0), (48.0, -24.0), (82.0, -25.0)]
+_MANDIBLE_RAMUS = [(19.0, -12.0), (18.5, 15.0), (17.0, 38.0)]
 
 
 def _mandible_occluder(u: np.ndarray, v: np.ndarray) -> np.ndarray:
