@@ -82,7 +82,8 @@ def phantom(
     mm_per_px: Annotated[
         str | None,
         typer.Option(
-            "--mm-per-px", help="True spacing at the patient: MM or ROW,COL [default: 153.6 mm/side]."
+            "--mm-per-px",
+            help="True spacing at the patient: MM or ROW,COL (default: 153.6 mm over the shorter side).",
         ),
     ] = None,
     curve: Annotated[

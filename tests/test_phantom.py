@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pydicom
@@ -267,7 +268,9 @@ def test_adi_and_visibility(lordotic):
     t = lordotic.truth
     assert t["adi_mm"][0] == pytest.approx(1.5, abs=1e-9)
     assert max(abs(a - 1.5) for a in t["adi_mm"]) < 0.3
-    assert min(t["visibility"]["C3"]) == 1.0
+    assert min(t["visibility"]["C5"]) == 1.0
+    assert t["visibility"]["C3"][0] == 1.0
+    assert t["visibility"]["C3"][t["motion_key_frames"]["flexion"]] < 0.95  # the mandible comes down
     assert max(t["visibility"]["T1"]) < 0.5  # behind the shoulders
     arch, dens = np.array(t["points"]["C1.arch_post"]), np.array(t["points"]["C2.dens_ant"])
     assert np.all(arch[:, 0] > dens[:, 0])  # facing right: the arch lies anterior (+x) of the dens
@@ -380,3 +383,31 @@ def test_cli_bad_option_is_one_line_exit_2(tmp_path, capsys, bad):
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and err.startswith("dmx: error:")
     assert not (tmp_path / "x").exists()
+
+
+def test_written_files_are_byte_identical_for_a_seed(tmp_path):
+    opts = dict(seed=11, rows=128, cols=160, frames=5, transfer_syntax="rle", photometric="MONOCHROME1")
+    a = write_phantom(make_phantom(**opts), tmp_path / "a")
+    b = write_phantom(make_phantom(**opts), tmp_path / "b")
+    for key in ("study", "truth", "landmarks"):
+        assert a[key].read_bytes() == b[key].read_bytes(), key
+    ds = pydicom.dcmread(a["study"])
+    assert ds.SOPInstanceUID == ds.file_meta.MediaStorageSOPInstanceUID
+
+
+def test_sample_data_matches_its_truth():
+    root = Path(__file__).resolve().parents[1] / "sample_data"
+    studies = sorted(p for p in root.iterdir() if (p / "truth.json").exists())
+    assert {p.name for p in studies} >= {"lordotic_stable", "s_curve_unstable"}
+    for study in studies:
+        truth = json.loads((study / "truth.json").read_text())
+        ds = pydicom.dcmread(study / "study.dcm", stop_before_pixels=True)
+        assert int(ds.NumberOfFrames) == truth["frames"]
+        assert (study / "study.dcm").stat().st_size + (study / "truth.json").stat().st_size < 5_000_000
+        lm = read_landmarks(study / "landmarks.json")
+        ref = truth["reference_frame"]
+        np.testing.assert_allclose(lm.corners_px[Vertebra.C5][0], truth["tracks"]["C5"]["ant_sup"][ref])
+    s = json.loads((root / "s_curve_unstable" / "truth.json").read_text())
+    assert s["unstable_levels"] == {"C4-C5": 4.0}
+    assert s["curve_shape"]["neutral"]["class"] == "s_curve"
+    assert s["levels"]["C4-C5"]["translation_mm"] > s["levels"]["C3-C4"]["translation_mm"] + 3.5

@@ -86,12 +86,24 @@ def attenuation(
     Soft tissue and air (combined by maximum over the per-vertebra slabs) are
     smoothed with ``soft_blur_px`` so the slabs blend into one neck.
     """
-    add = np.zeros(shape, np.float32)
-    soft = np.zeros(shape, np.float32)
-    air = np.zeros(shape, np.float32)
-    canvases = {"add": add, "soft": soft, "air": air}
+    names = ("add", "soft", "soft_w", "air", "air_w", "soft_max", "air_max")
+    canvas = {n: np.zeros(shape, np.float32) for n in names}
     for s in structures:
-        place(canvases[s.group], s, local_to_image[s.frame], mode="add" if s.group == "add" else "max")
+        a = local_to_image[s.frame]
+        if s.group in ("soft", "air"):
+            place(canvas[s.group], s, a)
+            weight = Structure(s.name, s.frame, s.group, s.weight, s.u0_mm, s.v0_mm, s.ds_mm)
+            place(canvas[s.group + "_w"], weight, a)
+        else:
+            place(canvas[s.group], s, a, mode="max" if s.group.endswith("_max") else "add")
+    soft, air = (
+        np.maximum(
+            canvas[g] / np.maximum(canvas[g + "_w"], 1e-3) * np.minimum(canvas[g + "_w"], 1.0),
+            canvas[g + "_max"],
+        )
+        for g in ("soft", "air")
+    )
+    add = canvas["add"]
     if soft_blur_px > 0:
         soft = cv2.GaussianBlur(soft, (0, 0), soft_blur_px, borderType=cv2.BORDER_REPLICATE)
         air = cv2.GaussianBlur(air, (0, 0), 0.5 * soft_blur_px, borderType=cv2.BORDER_REPLICATE)

@@ -39,14 +39,19 @@ class Structure:
     frame : str
         Key of the pose that carries it (see :func:`dmx.phantom.skeleton.chain_poses`).
     group : str
-        ``"add"`` (bone, summed), ``"soft"`` (soft tissue, combined by maximum)
-        or ``"air"`` (air columns, maximum, subtracted).
+        ``"add"`` (bone, summed); ``"soft"``/``"air"`` (soft tissue / air
+        carried by the vertebrae: ``density`` is premultiplied by ``weight``
+        and the slabs are blended as a weighted mean, so the neck bends
+        smoothly); ``"soft_max"``/``"air_max"`` (head: combined with the
+        neck by maximum). Air is subtracted from soft tissue.
     density : numpy.ndarray
         float32 map, zero on its border.
     u0_mm, v0_mm, ds_mm : float
         Local position of source pixel (0, 0) and the grid spacing.
     occluder : callable or None
         Signed distance (positive inside) used to decide what hides a vertebral body.
+    weight : numpy.ndarray or None
+        Blending weight map of ``"soft"``/``"air"`` slabs (same grid as ``density``).
     """
 
     name: str
@@ -57,6 +62,7 @@ class Structure:
     v0_mm: float
     ds_mm: float
     occluder: Sdf | None = None
+    weight: np.ndarray | None = None
 
     def local_to_source(self) -> np.ndarray:
         """3 x 3 affine from local mm to source pixel coordinates (column, row)."""
@@ -229,9 +235,9 @@ def vertebra_structure(vertebra: Vertebra, *, ds_mm: float, rng: np.random.Gener
     post = (
         0.25 * coverage(sdf_polygon(u, v, pedicle), w)
         + 0.38 * coverage(sdf_polygon(u, v, pillar), w)
-        + 0.22 * coverage(sdf_capsule(u, v, [(uc - 3, vc - 3), (uc - 14, vc - 6)], 2.5), w)
-        + 0.28 * coverage(sdf_capsule(u, v, [(uc - 13, vc - 6), tip], r_sp), w)
-        + 0.12 * coverage(sdf_ellipse(u, v, tip, r_sp + 1.5, r_sp + 1.0), w)
+        + 0.30 * coverage(sdf_capsule(u, v, [(uc, vc - 1), (uc - 14, vc - 6)], 2.8), w)
+        + 0.30 * coverage(sdf_capsule(u, v, [(uc - 13, vc - 6), tip], r_sp), w)
+        + 0.15 * coverage(sdf_ellipse(u, v, tip, r_sp + 1.5, r_sp + 1.0), w)
     )
     if vertebra is Vertebra.C2:  # massive C2 lamina rising to the dens level
         post = post + 0.2 * coverage(sdf_capsule(u, v, [(uc + 2, vc + 8), (uc - 6, vc + 2)], 3.0), w)
@@ -341,18 +347,27 @@ def neck_structures(vertebra: Vertebra, *, ds_mm: float) -> tuple[Structure, Str
     """Soft tissue slab and air column carried by one vertebra (combined by maximum with the others)."""
     post, ant, width, pv, aw = _NECK[vertebra]
     d = sk.BODY_SIZES[vertebra].depth_mm / 2
-    u, v, u0, v0 = _grid((post - 2, ant + 2, -26.0, 26.0), ds_mm)
-    fall = np.clip((24.0 - np.abs(v)) / 10.0, 0.0, 1.0)
-    fall = fall * fall * (3 - 2 * fall)
+    u, v, u0, v0 = _grid((post - 2, ant + 2, -28.0, 28.0), ds_mm)
+    weight = _finish(_smoothstep((27.0 - np.abs(v)) / 17.0))
     mid, half = 0.5 * (post + ant), 0.5 * (ant - post)
-    soft = MU_SOFT * path_profile(u - mid, half, width, 2.5) * fall
-    soft_s = Structure(f"neck:{vertebra.value}", vertebra.value, "soft", _finish(soft), u0, v0, ds_mm)
+    soft = MU_SOFT * path_profile(u - mid, half, width, 2.5) * weight
+    soft_s = Structure(
+        f"neck:{vertebra.value}", vertebra.value, "soft", _finish(soft), u0, v0, ds_mm, weight=weight
+    )
     a0, a1 = d + pv, d + pv + aw
-    ua, va, ua0, va0 = _grid((a0 - 3, a1 + 3, -26.0, 26.0), ds_mm)
-    rect = sdf_polygon(ua, va, [(a0, -24.0), (a1, -24.0), (a1, 24.0), (a0, 24.0)])
-    air = MU_SOFT * 22.0 * coverage(rect, 1.2)
-    air_s = Structure(f"air:{vertebra.value}", vertebra.value, "air", _finish(air), ua0, va0, ds_mm)
+    ua, va, ua0, va0 = _grid((a0 - 3, a1 + 3, -28.0, 28.0), ds_mm)
+    wa = _finish(_smoothstep((27.0 - np.abs(va)) / 17.0))
+    rect = sdf_polygon(ua, va, [(a0, -30.0), (a1, -30.0), (a1, 30.0), (a0, 30.0)])
+    air = MU_SOFT * 22.0 * coverage(rect, 1.2) * wa
+    air_s = Structure(
+        f"air:{vertebra.value}", vertebra.value, "air", _finish(air), ua0, va0, ds_mm, weight=wa
+    )
     return soft_s, air_s
+
+
+def _smoothstep(x: np.ndarray) -> np.ndarray:
+    t = np.clip(x, 0.0, 1.0)
+    return t * t * (3 - 2 * t)
 
 
 def head_structures(*, ds_mm: float) -> tuple[Structure, Structure]:
@@ -360,11 +375,11 @@ def head_structures(*, ds_mm: float) -> tuple[Structure, Structure]:
     u, v, u0, v0 = _grid((-120.0, 110.0, -50.0, 200.0), ds_mm)
     head = MU_SOFT * 150.0 * np.clip(sdf_ellipse(u, v, (5.0, 95.0), 105.0, 100.0) / 20.0, 0, 1) ** 0.5
     chin = MU_SOFT * 90.0 * np.clip(sdf_ellipse(u, v, (62.0, 0.0), 34.0, 32.0) / 15.0, 0, 1) ** 0.5
-    soft = Structure("head", "skull", "soft", _finish(np.maximum(head, chin)), u0, v0, ds_mm)
+    soft = Structure("head", "skull", "soft_max", _finish(np.maximum(head, chin)), u0, v0, ds_mm)
     ua, va, ua0, va0 = _grid((8.0, 40.0, 0.0, 48.0), ds_mm)
     rect = sdf_polygon(ua, va, [(13.0, 2.0), (28.0, 2.0), (30.0, 44.0), (16.0, 44.0)])
     air = Structure(
-        "air:head", "skull", "air", _finish(MU_SOFT * 20.0 * coverage(rect, 1.5)), ua0, va0, ds_mm
+        "air:head", "skull", "air_max", _finish(MU_SOFT * 20.0 * coverage(rect, 1.5)), ua0, va0, ds_mm
     )
     return soft, air
 
