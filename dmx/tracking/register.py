@@ -46,6 +46,11 @@ def _level_matrix(scale: float) -> np.ndarray:
     return np.array([[1.0 / scale, 0.0, off], [0.0, 1.0 / scale, off], [0.0, 0.0, 1.0]])
 
 
+def _level_matrix_inv(scale: float) -> np.ndarray:
+    off = 0.5 / scale - 0.5
+    return np.array([[scale, 0.0, -off * scale], [0.0, scale, -off * scale], [0.0, 0.0, 1.0]])
+
+
 def _pyramid(image: np.ndarray, n_levels: int) -> list[np.ndarray]:
     levels = [image]
     for _ in range(1, n_levels):
@@ -76,7 +81,8 @@ class Template:
 
     quad_px: np.ndarray  # (4, 2) reference corners
     centre_px: np.ndarray  # (2,) rotation centre (quad centroid)
-    bbox: tuple[int, int, int, int]  # x0, y0, x1, y1 (exclusive) of the padded template, full resolution
+    bbox: tuple[int, int, int, int]  # x0, y0, x1, y1 (exclusive) of the finest template grid
+    filter_pad_px: int  # context the prefilter and pyramid need around a frame region
     levels: tuple[_Level, ...]  # finest first
     blur_sigma_px: float
     highpass_sigma_px: float | None
@@ -84,11 +90,31 @@ class Template:
     weight_total: float  # sum of static weights at the finest level
 
 
+def _box_size(highpass_sigma: float) -> int:
+    """Odd box width whose double application has about the given Gaussian sigma."""
+    k = int(round(math.sqrt(6.0 * highpass_sigma**2 + 1.0)))
+    return k + 1 - k % 2
+
+
+def filter_radius(blur_sigma: float, highpass_sigma: float | None) -> int:
+    """Pixels of context the prefilter needs on each side."""
+    r = int(math.ceil(3 * blur_sigma))
+    if highpass_sigma:
+        r = max(r, 2 * (_box_size(highpass_sigma) // 2))
+    return r
+
+
 def _prefilter(img: np.ndarray, sigma: float, highpass_sigma: float | None) -> np.ndarray:
-    """Gaussian low-pass (noise, JPEG) minus a wide Gaussian (smooth overlapping soft tissue)."""
+    """Gaussian low-pass (noise, JPEG) minus a wide smooth (soft-tissue shading that does not follow bone).
+
+    The wide smooth is a box filter applied twice (about Gaussian, cost independent of its width).
+    """
     out = cv2.GaussianBlur(img, (0, 0), sigma, borderType=cv2.BORDER_REFLECT) if sigma > 0 else img
     if highpass_sigma:
-        out = out - cv2.GaussianBlur(img, (0, 0), highpass_sigma, borderType=cv2.BORDER_REFLECT)
+        k = _box_size(highpass_sigma)
+        low = cv2.boxFilter(img, -1, (k, k), borderType=cv2.BORDER_REFLECT)
+        low = cv2.boxFilter(low, -1, (k, k), borderType=cv2.BORDER_REFLECT)
+        out = out - low
     return out
 
 
@@ -139,7 +165,8 @@ def make_template(
         n_levels = 1
         while n_levels < 4 and size / 2**n_levels >= 16:
             n_levels += 1
-    pad = int(math.ceil(margin + 3 * max(blur_sigma_px, highpass_sigma_px or 0) + 2 ** (n_levels + 1)))
+    filter_pad = filter_radius(blur_sigma_px, highpass_sigma_px) + 2 ** (n_levels + 1)
+    pad = int(math.ceil(margin)) + filter_pad
     x0 = int(math.floor(x.min())) - pad
     y0 = int(math.floor(y.min())) - pad
     x1 = int(math.ceil(x.max())) + pad + 1
@@ -173,11 +200,22 @@ def make_template(
     images = _pyramid(roi, n_levels)
     masks = _pyramid(maskf, n_levels)
     levels = []
-    for lvl, (img, msk) in enumerate(zip(images, masks, strict=True)):
+    grid_box = None
+    for lvl, (img_full, msk_full) in enumerate(zip(images, masks, strict=True)):
         scale = float(2**lvl)
-        gx, gy = _sobel(img)
+        rows = np.flatnonzero(msk_full.max(axis=1) >= 0.5)
+        cols = np.flatnonzero(msk_full.max(axis=0) >= 0.5)
+        if rows.size == 0 or cols.size == 0:
+            raise ValueError("empty template")
+        hf, wf = img_full.shape
+        r0, r1 = max(rows[0] - 2, 0), min(rows[-1] + 3, hf)
+        c0, c1 = max(cols[0] - 2, 0), min(cols[-1] + 3, wf)
+        gx_full, gy_full = _sobel(img_full)
+        img = img_full[r0:r1, c0:c1]
+        gx = gx_full[r0:r1, c0:c1]
+        gy = gy_full[r0:r1, c0:c1]
+        m = msk_full[r0:r1, c0:c1].copy()
         h, w = img.shape
-        m = msk.copy()
         m[:1, :] = 0
         m[-1:, :] = 0
         m[:, :1] = 0
@@ -185,7 +223,9 @@ def make_template(
         m[m < 0.5] = 0
         idx = np.flatnonzero(m.ravel() > 0)
         vv, uu = np.divmod(idx, w)
-        origin = (cx0 / scale, cy0 / scale)
+        origin = (cx0 / scale + c0, cy0 / scale + r0)
+        if lvl == 0:
+            grid_box = (cx0 + c0, cy0 + r0, cx0 + c1, cy0 + r1)
         c_l = (_level_matrix(scale) @ np.array([centre[0], centre[1], 1.0]))[:2]
         xs = uu + origin[0] - c_l[0]
         ys = vv + origin[1] - c_l[1]
@@ -201,15 +241,17 @@ def make_template(
                 idx=idx,
                 u=uu.astype(np.float64),
                 v=vv.astype(np.float64),
-                values=img.ravel()[idx].astype(np.float64),
-                weight=m.ravel()[idx].astype(np.float64),
-                sd=sd,
+                values=img.ravel()[idx].astype(np.float32),
+                weight=m.ravel()[idx].astype(np.float32),
+                sd=np.ascontiguousarray(sd, dtype=np.float32),
             )
         )
+    assert grid_box is not None
     return Template(
         quad_px=quad,
         centre_px=centre,
-        bbox=(cx0, cy0, cx1, cy1),
+        bbox=grid_box,
+        filter_pad_px=filter_pad,
         levels=tuple(levels),
         blur_sigma_px=blur_sigma_px,
         highpass_sigma_px=highpass_sigma_px,
@@ -298,42 +340,73 @@ def needed_box(
     return bx0, by0, max(bx1, bx0), max(by1, by0)
 
 
+def _rigid_inv(a: np.ndarray) -> np.ndarray:
+    out = np.eye(3)
+    r_t = a[:2, :2].T
+    out[:2, :2] = r_t
+    out[:2, 2] = -r_t @ a[:2, 2]
+    return out
+
+
+def _solve3(h: np.ndarray, b: np.ndarray) -> tuple[float, float, float] | None:
+    """Solve the 3x3 system ``h x = b`` (Cramer; numpy's solver costs more than the fit for tiny systems)."""
+    (a, b_, c), (d, e, f), (g, h_, i) = h.tolist()
+    det = a * (e * i - f * h_) - b_ * (d * i - f * g) + c * (d * h_ - e * g)
+    scale = abs(a * e * i) + 1e-300
+    if not math.isfinite(det) or abs(det) < 1e-12 * scale:
+        return None
+    r0, r1, r2 = b.tolist()
+    x0 = (r0 * (e * i - f * h_) - b_ * (r1 * i - f * r2) + c * (r1 * h_ - e * r2)) / det
+    x1 = (a * (r1 * i - f * r2) - r0 * (d * i - f * g) + c * (d * r2 - r1 * g)) / det
+    x2 = (a * (e * r2 - r1 * h_) - b_ * (d * r2 - r1 * g) + r0 * (d * h_ - e * g)) / det
+    return x0, x1, x2
+
+
 def _warp(level: _Level, image: np.ndarray, roi_origin: tuple[float, float], a_l: np.ndarray):
-    """Sample ``image`` (level coordinates offset by ``roi_origin``) at the warped template pixels."""
-    m = a_l.copy()
+    """Sample ``image`` (level coordinates offset by ``roi_origin``) at the warped template pixels.
+
+    Returns the values (float32) and a validity mask (None when every pixel is inside ``image``).
+    """
     # grid (u, v) -> level ref coords: + origin ; -> level frame coords: a_l ; -> roi: - roi_origin
-    g = np.array([[1.0, 0.0, level.origin[0]], [0.0, 1.0, level.origin[1]], [0.0, 0.0, 1.0]])
-    m = m @ g
+    m = a_l[:2].copy()
+    m[:, 2] += m[:, 0] * level.origin[0] + m[:, 1] * level.origin[1]
     m[0, 2] -= roi_origin[0]
     m[1, 2] -= roi_origin[1]
     h, w = level.shape
     warped = cv2.warpAffine(
-        image,
-        m[:2].astype(np.float64),
-        (w, h),
-        flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-        borderMode=cv2.BORDER_REPLICATE,
+        image, m, (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE
     )
-    vals = warped.ravel()[level.idx].astype(np.float64)
+    vals = warped.ravel()[level.idx]
+    ih, iw = image.shape
+    corners = m @ np.array([[0.0, w - 1, w - 1, 0.0], [0.0, 0.0, h - 1, h - 1], [1.0, 1.0, 1.0, 1.0]])
+    if (
+        corners[0].min() >= 0
+        and corners[0].max() <= iw - 1
+        and corners[1].min() >= 0
+        and corners[1].max() <= ih - 1
+    ):
+        return vals, None
     xs = m[0, 0] * level.u + m[0, 1] * level.v + m[0, 2]
     ys = m[1, 0] * level.u + m[1, 1] * level.v + m[1, 2]
-    ih, iw = image.shape
     valid = (xs >= 0) & (xs <= iw - 1) & (ys >= 0) & (ys <= ih - 1)
     return vals, valid
 
 
 def _gain_bias(t: np.ndarray, i: np.ndarray, w: np.ndarray) -> tuple[float, float]:
-    sw = w.sum()
+    """Weighted least-squares ``i ~ gain * t + bias``."""
+    sw = float(w.sum())
     if sw <= 0:
         return 1.0, 0.0
-    mt = (w * t).sum() / sw
-    mi = (w * i).sum() / sw
-    dt = t - mt
-    var_t = (w * dt * dt).sum()
+    wt = w * t
+    st = float(wt.sum())
+    si = float(w @ i)
+    stt = float(wt @ t)
+    sti = float(wt @ i)
+    var_t = stt - st * st / sw
     if var_t <= 0:
-        return 1.0, mi - mt
-    gain = (w * dt * (i - mi)).sum() / var_t
-    return float(gain), float(mi - gain * mt)
+        return 1.0, (si - st) / sw
+    gain = (sti - st * si / sw) / var_t
+    return gain, (si - gain * st) / sw
 
 
 def register(
@@ -379,44 +452,39 @@ def register(
         if level.idx.size < 12:
             continue
         s = _level_matrix(level.scale)
-        s_inv = np.linalg.inv(s)
+        s_inv = _level_matrix_inv(level.scale)
         a_l = s @ a @ s_inv
         image = roi.images[lvl]
         roi_origin = (roi.box[0] / level.scale, roi.box[1] / level.scale)
         tol = tolerance_px / level.scale * (1 if lvl == 0 else 4)
         rad_l = radius / level.scale
-        robust_w = np.ones_like(level.values)
+        robust_w = None
         converged = False
         for it in range(max_iterations):
             vals, valid = _warp(level, image, roi_origin, a_l)
-            w0 = level.weight * valid
-            if w0.sum() < 0.2 * level.weight.sum():
+            w0 = level.weight if valid is None else level.weight * valid
+            if valid is not None and w0.sum() < 0.2 * level.weight.sum():
                 break
-            gain, bias = _gain_bias(level.values, vals, w0 * robust_w)
+            gain, bias = _gain_bias(level.values, vals, w0 if robust_w is None else w0 * robust_w)
             if not gain > 1e-6:
                 break
-            e = (vals - bias) / gain - level.values
-            ae = np.abs(e[w0 > 0])
-            sigma = 1.4826 * float(np.median(ae)) + 1e-9
-            use_tukey = lvl == 0 and it >= 2
-            if use_tukey:
-                r = e / (_TUKEY_C * sigma)
-                robust_w = np.where(np.abs(r) < 1, (1 - r * r) ** 2, 0.0)
-            else:
-                ar = np.abs(e) / (_HUBER_C * sigma)
-                robust_w = np.where(ar <= 1, 1.0, 1.0 / np.maximum(ar, 1e-12))
+            e = (vals - np.float32(bias)) * np.float32(1.0 / gain) - level.values
+            ae = np.abs(e)
+            sub = ae[::3] if valid is None else ae[valid][::3]
+            sigma = 1.4826 * float(np.median(sub)) + 1e-9
+            if lvl == 0 and it >= 2:  # Tukey biweight once roughly aligned
+                r = ae * np.float32(1.0 / (_TUKEY_C * sigma))
+                robust_w = np.square(1 - np.square(np.minimum(r, np.float32(1.0))))
+            else:  # Huber
+                robust_w = np.minimum(np.float32(1.0), np.float32(_HUBER_C * sigma) / np.maximum(ae, 1e-12))
             w = w0 * robust_w
             sdw = level.sd * w[:, None]
-            h_mat = sdw.T @ level.sd
-            b = sdw.T @ e
-            try:
-                dp = np.linalg.solve(h_mat, b)
-            except np.linalg.LinAlgError:
+            dp = _solve3((sdw.T @ level.sd).astype(np.float64), (sdw.T @ e).astype(np.float64))
+            if dp is None:
                 break
-            dtheta, dx, dy = float(dp[0]), float(dp[1]), float(dp[2])
-            dw = rigid(dtheta, dx, dy, level.centre)
-            a_l = a_l @ np.linalg.inv(dw)
-            last = (e, w0, robust_w, sigma, gain, vals, h_mat)
+            dtheta, dx, dy = dp
+            a_l = a_l @ _rigid_inv(rigid(dtheta, dx, dy, level.centre))
+            last = (robust_w,)
             if lvl == 0:
                 iters = it + 1
             if math.hypot(dx, dy) + abs(dtheta) * rad_l < tol:
@@ -428,31 +496,34 @@ def register(
     # final statistics at the finest level, at the final estimate
     level = template.levels[0]
     vals, valid = _warp(level, roi.images[0], (roi.box[0], roi.box[1]), a)
-    w0 = level.weight * valid
+    vals = vals.astype(np.float64)
+    values = level.values.astype(np.float64)
+    weight = level.weight.astype(np.float64)
+    w0 = weight if valid is None else weight * valid
     visible = float(w0.sum() / max(template.weight_total, 1e-12))
     if w0.sum() <= 0:
         return Fit(a, False, visible, 0.0, float("nan"), float("nan"), 0.0, float("inf"), iters)
-    robust_w = last[2] if last[2].shape == vals.shape else np.ones_like(vals)
-    gain, bias = _gain_bias(level.values, vals, w0 * robust_w)
+    robust_w = last[0].astype(np.float64) if last[0] is not None else np.ones_like(vals)
+    gain, bias = _gain_bias(values, vals, w0 * robust_w)
     if not gain > 1e-6:
         return Fit(a, False, visible, 0.0, float("nan"), gain, 0.0, float("inf"), iters)
-    e = (vals - bias) / gain - level.values
+    e = (vals - bias) / gain - values
     sigma = 1.4826 * float(np.median(np.abs(e[w0 > 0]))) + 1e-9
     ref = sigma if noise_scale is None else noise_scale
     inl = (np.abs(e) < 3.5 * ref) & (w0 > 0)
-    inliers = float((level.weight * inl).sum() / max(template.weight_total, 1e-12))
-    wi = level.weight * inl
+    inliers = float((weight * inl).sum() / max(template.weight_total, 1e-12))
+    wi = weight * inl
     if wi.sum() > 0:
-        mt = (wi * level.values).sum() / wi.sum()
+        mt = (wi * values).sum() / wi.sum()
         mi = (wi * vals).sum() / wi.sum()
-        dt = level.values - mt
+        dt = values - mt
         di = vals - mi
         den = math.sqrt(float((wi * dt * dt).sum() * (wi * di * di).sum()))
         zncc = float((wi * dt * di).sum() / den) if den > 0 else 0.0
     else:
         zncc = 0.0
-    sdw = level.sd * wi[:, None]
-    h_mat = sdw.T @ level.sd
+    sd = level.sd.astype(np.float64)
+    h_mat = (sd * wi[:, None]).T @ sd
     try:
         cov = np.linalg.inv(h_mat) * ref**2
         corner_std = math.sqrt(max(cov[1, 1] + cov[2, 2] + cov[0, 0] * radius**2, 0.0))

@@ -23,6 +23,9 @@ from dmx.tracking.register import (
     Fit,
     FrameROI,
     Template,
+    _level_matrix,
+    _level_matrix_inv,
+    _rigid_inv,
     make_template,
     needed_box,
     register,
@@ -75,7 +78,7 @@ def _predict(state: _State, t: int) -> np.ndarray | None:
     if abs(t1 - t0) > 3 or abs(t - t1) > 3:
         return a1
     # constant velocity of (theta, tx, ty) about the origin-independent frame: use relative motion
-    rel = a1 @ np.linalg.inv(a0)
+    rel = a1 @ _rigid_inv(a0)
     step = (t - t1) / (t1 - t0)
     theta = math.atan2(rel[1, 0], rel[0, 0])
     # fractional power of a rigid motion: rotate by step*theta about its fixed point
@@ -120,17 +123,15 @@ def _search(
     mask = mask.reshape(h, w)
     if mask.sum() < 20:
         return []
-    box = needed_box(template, around, frame.shape, radius_px + template.size_px)
+    box = needed_box(template, around, frame.shape, radius_px + template.filter_pad_px + 4)
     if box[2] - box[0] < 8 or box[3] - box[1] < 8:
         return []
     roi = FrameROI(frame, box, template)
     img = roi.images[lvl]
     out = []
     c_ref = template.centre_px
-    from dmx.tracking.register import _level_matrix  # local import keeps the public surface small
-
     s = _level_matrix(scale)
-    s_inv = np.linalg.inv(s)
+    s_inv = _level_matrix_inv(scale)
     for ang in angles_deg:
         cand = around @ rigid(math.radians(ang), 0.0, 0.0, c_ref)
         # resample the frame so the template is axis aligned: search grid = template grid translated
@@ -286,14 +287,14 @@ def track(
     def fit_at(i: int, frame: np.ndarray, guess: np.ndarray, cache: dict) -> tuple[Fit, float]:
         tpl = templates[i]
         assert tpl is not None
-        slack = 6.0 + 2.0 ** len(tpl.levels) + 3.0 * (tpl.highpass_sigma_px or 0.0)
+        slack = 6.0 + 2.0 ** len(tpl.levels) + tpl.filter_pad_px
         box = needed_box(tpl, guess, frame.shape, slack)
         fit = None
         if box[2] - box[0] >= 8 and box[3] - box[1] >= 8:
             roi = FrameROI(frame, box, tpl)
             fit = register(tpl, roi, guess, max_iterations=max_iterations, noise_scale=noise_scale[i])
             # the estimate moved beyond the region: redo the finest levels on a region around it
-            fbox = needed_box(tpl, fit.transform, frame.shape, 2.0)
+            fbox = needed_box(tpl, fit.transform, frame.shape, 2.0 + tpl.filter_pad_px)
             box2 = needed_box(tpl, fit.transform, frame.shape, slack)
             if not roi.covers(fbox) and box2[2] - box2[0] >= 8 and box2[3] - box2[1] >= 8:
                 roi = FrameROI(frame, box2, tpl)
@@ -315,7 +316,7 @@ def track(
         tpl = templates[i]
         assert tpl is not None
         if last is not None:
-            rel = a @ np.linalg.inv(last)
+            rel = a @ _rigid_inv(last)
             if abs(math.degrees(math.atan2(rel[1, 0], rel[0, 0]))) > max_rotation_step_deg:
                 return False
         if pred is not None:
@@ -359,7 +360,7 @@ def track(
                                     aj_then = aa
                                     break
                             if aj_now is not None and aj_then is not None:
-                                cands.append(aj_now @ np.linalg.inv(aj_then) @ last)
+                                cands.append(aj_now @ _rigid_inv(aj_then) @ last)
                     gap = abs(t - last_t)
                     radius = min(0.5 * tpl.size_px * (1 + 0.5 * gap), 2.0 * tpl.size_px)
                     searched: list[np.ndarray] = []
