@@ -21,7 +21,6 @@ import cv2
 import numpy as np
 
 _TUKEY_C = 4.685
-_HUBER_C = 1.345
 
 
 def rigid(theta_rad: float, tx_px: float, ty_px: float, centre_px: np.ndarray) -> np.ndarray:
@@ -70,6 +69,7 @@ class _Level:
     values: np.ndarray  # template values (N,)
     weight: np.ndarray  # static weights (N,)
     sd: np.ndarray  # steepest-descent images (N, 3)
+    design: np.ndarray  # (4, N) photometric design: template values, 1, x and y (body-size units)
 
 
 @dataclass(frozen=True)
@@ -87,6 +87,7 @@ class Template:
     blur_sigma_px: float
     highpass_sigma_px: float | None
     size_px: float  # sqrt(quad area)
+    residual_scale: float  # expected residual std of a good match at the finest level (noise + model error)
     weight_total: float  # sum of static weights at the finest level
 
 
@@ -116,6 +117,29 @@ def _prefilter(img: np.ndarray, sigma: float, highpass_sigma: float | None) -> n
         low = cv2.boxFilter(low, -1, (k, k), borderType=cv2.BORDER_REFLECT)
         out = out - low
     return out
+
+
+def _expected_residual(
+    raw: np.ndarray, filtered: np.ndarray, mask: np.ndarray, sigma: float, highpass_sigma: float | None
+) -> float:
+    """Residual std expected between the template and a well-registered frame.
+
+    Image noise (Immerkaer's Laplacian estimate on the raw reference, robust form) carried through the
+    prefilter and doubled in variance (template and frame are both noisy), plus a model-error floor of
+    3 % of the template contrast (interpolation, compression, non-rigid soft tissue).
+    """
+    kern = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], np.float32)
+    lap = cv2.filter2D(raw, cv2.CV_32F, kern, borderType=cv2.BORDER_REFLECT)
+    inside = mask > 0.5
+    if inside.sum() < 16:
+        return 1e-6
+    sigma_n = 1.4826 * float(np.median(np.abs(lap[inside]))) / 6.0
+    n = 4 * int(math.ceil(3 * max(sigma, highpass_sigma or 0.0))) + 9
+    delta = np.zeros((n, n), np.float32)
+    delta[n // 2, n // 2] = 1.0
+    gain = float(np.sqrt(np.square(_prefilter(delta, sigma, highpass_sigma)).sum()))
+    contrast = float(filtered[inside].std())
+    return math.sqrt(2.0 * (gain * sigma_n) ** 2 + (0.03 * contrast) ** 2) + 1e-6
 
 
 def _sobel(img: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -163,7 +187,7 @@ def make_template(
     margin = max(4.0, margin_frac * size)
     if n_levels is None:
         n_levels = 1
-        while n_levels < 4 and size / 2**n_levels >= 16:
+        while n_levels < 4 and size / 2**n_levels >= 10:
             n_levels += 1
     filter_pad = filter_radius(blur_sigma_px, highpass_sigma_px) + 2 ** (n_levels + 1)
     pad = int(math.ceil(margin)) + filter_pad
@@ -195,6 +219,13 @@ def make_template(
         other = cv2.dilate(other, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5)))
         mask[other > 0] = 0
     maskf = mask.astype(np.float32) / 255.0
+    residual_scale = _expected_residual(
+        np.asarray(reference[cy0:cy1, cx0:cx1], dtype=np.float32),
+        roi,
+        maskf,
+        blur_sigma_px,
+        highpass_sigma_px,
+    )
 
     centre = quad.mean(axis=0)
     images = _pyramid(roi, n_levels)
@@ -244,6 +275,9 @@ def make_template(
                 values=img.ravel()[idx].astype(np.float32),
                 weight=m.ravel()[idx].astype(np.float32),
                 sd=np.ascontiguousarray(sd, dtype=np.float32),
+                design=np.stack(
+                    [img.ravel()[idx], np.ones(idx.size), xs * (scale / size), ys * (scale / size)]
+                ).astype(np.float32),
             )
         )
     assert grid_box is not None
@@ -256,6 +290,7 @@ def make_template(
         blur_sigma_px=blur_sigma_px,
         highpass_sigma_px=highpass_sigma_px,
         size_px=size,
+        residual_scale=residual_scale,
         weight_total=float(levels[0].weight.sum()),
     )
 
@@ -274,7 +309,7 @@ class Fit:
         Fraction of the template (weighted) that falls inside the frame.
     inliers : float
         Fraction of the template (weighted, invisible parts count as outliers) whose residual is
-        within 3.5 reference noise scales.
+        within 3.5 expected residual scales (``Template.residual_scale``).
     residual_scale : float
         Robust (MAD) scale of the residual, in template intensity units.
     gain : float
@@ -392,21 +427,45 @@ def _warp(level: _Level, image: np.ndarray, roi_origin: tuple[float, float], a_l
     return vals, valid
 
 
-def _gain_bias(t: np.ndarray, i: np.ndarray, w: np.ndarray) -> tuple[float, float]:
-    """Weighted least-squares ``i ~ gain * t + bias``."""
-    sw = float(w.sum())
-    if sw <= 0:
-        return 1.0, 0.0
-    wt = w * t
-    st = float(wt.sum())
-    si = float(w @ i)
-    stt = float(wt @ t)
-    sti = float(wt @ i)
-    var_t = stt - st * st / sw
-    if var_t <= 0:
-        return 1.0, (si - st) / sw
-    gain = (sti - st * si / sw) / var_t
-    return gain, (si - gain * st) / sw
+def _solve_spd(m: list[list[float]], r: list[float]) -> list[float] | None:
+    """Gaussian elimination for a small symmetric positive system (plain Python: cheaper than numpy)."""
+    n = len(r)
+    a = [row[:] + [r[k]] for k, row in enumerate(m)]
+    for c in range(n):
+        piv = a[c][c]
+        if not abs(piv) > 1e-12 * (abs(a[0][0]) + 1e-300):
+            return None
+        for k in range(c + 1, n):
+            f = a[k][c] / piv
+            if f:
+                row_c = a[c]
+                row_k = a[k]
+                for j in range(c, n + 1):
+                    row_k[j] -= f * row_c[j]
+    x = [0.0] * n
+    for c in range(n - 1, -1, -1):
+        x[c] = (a[c][n] - sum(a[c][j] * x[j] for j in range(c + 1, n))) / a[c][c]
+    return x
+
+
+def _photometric(
+    level: _Level, i: np.ndarray, w: np.ndarray, plane: bool
+) -> tuple[float, np.ndarray | float]:
+    """Weighted least squares ``i ~ gain * template + bias``, bias a constant or a plane over the body.
+
+    The plane absorbs smooth shading that does not move with the bone (soft tissue, a wide overlapping
+    structure). Returns ``(gain, bias)``, bias an array (N,) or a float.
+    """
+    c = level.design if plane else level.design[:2]
+    cw = c * w
+    m = (cw @ c.T).astype(np.float64).tolist()
+    r = (cw @ i).astype(np.float64).tolist()
+    x = _solve_spd(m, r)
+    if x is None:
+        return 0.0, 0.0
+    if plane:
+        return x[0], np.float32(x[1]) + np.float32(x[2]) * c[2] + np.float32(x[3]) * c[3]
+    return x[0], x[1]
 
 
 def register(
@@ -416,8 +475,8 @@ def register(
     *,
     max_iterations: int = 15,
     tolerance_px: float = 0.01,
-    noise_scale: float | None = None,
     first_level: int | None = None,
+    plane: bool = True,
 ) -> Fit:
     """Robustly register ``template`` to the frame region ``roi``, starting from ``initial``.
 
@@ -434,11 +493,10 @@ def register(
     tolerance_px : float
         Stop a level when an update moves no corner more than this (full-resolution pixels; scaled up on
         coarse levels).
-    noise_scale : float or None
-        Residual scale of a good match (template intensity units), used to count inliers; by default
-        the robust scale of this fit.
     first_level : int or None
         Coarsest level to start at (default: the coarsest).
+    plane : bool
+        Photometric model gain + bias plane (True) or gain + constant bias.
     """
     n = len(template.levels)
     start = n - 1 if first_level is None else min(first_level, n - 1)
@@ -460,29 +518,51 @@ def register(
         rad_l = radius / level.scale
         robust_w = None
         converged = False
+        rs = template.residual_scale
+        max_step = max(1.0, 0.15 * template.size_px / level.scale)
         for it in range(max_iterations):
             vals, valid = _warp(level, image, roi_origin, a_l)
             w0 = level.weight if valid is None else level.weight * valid
             if valid is not None and w0.sum() < 0.2 * level.weight.sum():
                 break
-            gain, bias = _gain_bias(level.values, vals, w0 if robust_w is None else w0 * robust_w)
-            if not gain > 1e-6:
-                break
-            e = (vals - np.float32(bias)) * np.float32(1.0 / gain) - level.values
-            ae = np.abs(e)
-            sub = ae[::3] if valid is None else ae[valid][::3]
-            sigma = 1.4826 * float(np.median(sub)) + 1e-9
-            if lvl == 0 and it >= 2:  # Tukey biweight once roughly aligned
-                r = ae * np.float32(1.0 / (_TUKEY_C * sigma))
+            # photometric fit and robust weights; on a level's first iteration, a few rounds so that an
+            # occluder is rejected before the first geometric step
+            ok = True
+            if robust_w is None:
+                # robust start: same exposure assumed (gain 1), bias = median difference, Tukey weights
+                d = vals - level.values
+                dv = d if valid is None else d[valid]
+                e0 = np.abs(d - np.float32(np.median(dv[::2])))
+                sig0 = 1.4826 * float(np.median(e0[::3] if valid is None else e0[valid][::3])) + 1e-9
+                r = e0 * np.float32(1.0 / (_TUKEY_C * max(sig0, rs)))
                 robust_w = np.square(1 - np.square(np.minimum(r, np.float32(1.0))))
-            else:  # Huber
-                robust_w = np.minimum(np.float32(1.0), np.float32(_HUBER_C * sigma) / np.maximum(ae, 1e-12))
+            for _rnd in range(3 if it == 0 else 1):
+                gain, bias = _photometric(level, vals, w0 * robust_w, plane)
+                if not gain > 1e-6:
+                    ok = False
+                    break
+                e = (vals - bias) * np.float32(1.0 / gain) - level.values
+                ae = np.abs(e)
+                sub = ae[::3] if valid is None else ae[valid][::3]
+                sigma = 1.4826 * float(np.median(sub)) + 1e-9
+                # Tukey biweight; the scale is tied to the expected residual once near convergence
+                scale_t = max(sigma, rs)
+                if lvl == 0 and it >= 2:
+                    scale_t = min(scale_t, 2.5 * rs)
+                r = ae * np.float32(1.0 / (_TUKEY_C * scale_t))
+                robust_w = np.square(1 - np.square(np.minimum(r, np.float32(1.0))))
+            if not ok:
+                break
             w = w0 * robust_w
             sdw = level.sd * w[:, None]
             dp = _solve3((sdw.T @ level.sd).astype(np.float64), (sdw.T @ e).astype(np.float64))
             if dp is None:
                 break
             dtheta, dx, dy = dp
+            step = math.hypot(dx, dy)
+            if step > max_step:  # trust region: never jump far on one linearisation
+                dx, dy = dx * max_step / step, dy * max_step / step
+            dtheta = max(-0.1, min(0.1, dtheta))
             a_l = a_l @ _rigid_inv(rigid(dtheta, dx, dy, level.centre))
             last = (robust_w,)
             if lvl == 0:
@@ -503,13 +583,17 @@ def register(
     visible = float(w0.sum() / max(template.weight_total, 1e-12))
     if w0.sum() <= 0:
         return Fit(a, False, visible, 0.0, float("nan"), float("nan"), 0.0, float("inf"), iters)
-    robust_w = last[0].astype(np.float64) if last[0] is not None else np.ones_like(vals)
-    gain, bias = _gain_bias(values, vals, w0 * robust_w)
+    robust_w = (
+        last[0].astype(np.float64)
+        if last[0] is not None and last[0].shape == vals.shape
+        else np.ones_like(vals)
+    )
+    gain, bias = _photometric(level, vals.astype(np.float32), (w0 * robust_w).astype(np.float32), plane)
     if not gain > 1e-6:
         return Fit(a, False, visible, 0.0, float("nan"), gain, 0.0, float("inf"), iters)
     e = (vals - bias) / gain - values
     sigma = 1.4826 * float(np.median(np.abs(e[w0 > 0]))) + 1e-9
-    ref = sigma if noise_scale is None else noise_scale
+    ref = template.residual_scale
     inl = (np.abs(e) < 3.5 * ref) & (w0 > 0)
     inliers = float((weight * inl).sum() / max(template.weight_total, 1e-12))
     wi = weight * inl

@@ -57,7 +57,7 @@ def _quality(fit: Fit, *, min_visible: float) -> float:
     """Confidence in 0..1 from inlier fraction, visibility, precision, convergence and gain."""
     if not np.isfinite(fit.gain) or fit.gain <= 0:
         return 0.0
-    q_in = float(np.clip((fit.inliers - 0.35) / 0.45, 0.0, 1.0))
+    q_in = float(np.clip((fit.inliers - 0.25) / 0.35, 0.0, 1.0))
     q_vis = float(np.clip((fit.visible - min_visible) / (1.0 - min_visible + 1e-9) * 2, 0.0, 1.0))
     q_prec = 1.0 / (1.0 + (fit.corner_std_px / 0.25) ** 2)
     q_corr = float(np.clip((fit.zncc - 0.2) / 0.5, 0.0, 1.0))
@@ -281,9 +281,6 @@ def track(
             corners[ref, i] = quads[i]
             quality[ref, i] = 1.0
 
-    noise_scale: list[float | None] = [None] * n_v
-    last_sigma: dict[int, float] = {}
-
     def fit_at(i: int, frame: np.ndarray, guess: np.ndarray, cache: dict) -> tuple[Fit, float]:
         tpl = templates[i]
         assert tpl is not None
@@ -292,7 +289,7 @@ def track(
         fit = None
         if box[2] - box[0] >= 8 and box[3] - box[1] >= 8:
             roi = FrameROI(frame, box, tpl)
-            fit = register(tpl, roi, guess, max_iterations=max_iterations, noise_scale=noise_scale[i])
+            fit = register(tpl, roi, guess, max_iterations=max_iterations)
             # the estimate moved beyond the region: redo the finest levels on a region around it
             fbox = needed_box(tpl, fit.transform, frame.shape, 2.0 + tpl.filter_pad_px)
             box2 = needed_box(tpl, fit.transform, frame.shape, slack)
@@ -303,13 +300,10 @@ def track(
                     roi,
                     fit.transform,
                     max_iterations=max_iterations,
-                    noise_scale=noise_scale[i],
                     first_level=1,
                 )
         if fit is None:
             fit = Fit(guess, False, 0.0, 0.0, float("nan"), float("nan"), 0.0, float("inf"), 0)
-        if noise_scale[i] is None and np.isfinite(fit.residual_scale):
-            last_sigma[i] = max(fit.residual_scale, 1e-6)
         return fit, _quality(fit, min_visible=min_visible)
 
     def plausible(i: int, a: np.ndarray, pred: np.ndarray | None, last: np.ndarray | None) -> bool:
@@ -409,11 +403,6 @@ def track(
                 st.lost = False
                 st.history.append((t, a))
                 del st.history[:-3]
-                if noise_scale[i] is None and q >= TRUSTED_QUALITY:
-                    # residual scale of the first good frame next to the reference: the noise reference
-                    fit_s = last_sigma.get(i)
-                    if fit_s is not None:
-                        noise_scale[i] = fit_s
 
     run_pass(range(ref + 1, n_t))
     run_pass(range(ref - 1, -1, -1))
