@@ -545,10 +545,8 @@ def register(
                 ae = np.abs(e)
                 sub = ae[::3] if valid is None else ae[valid][::3]
                 sigma = 1.4826 * float(np.median(sub)) + 1e-9
-                # Tukey biweight; the scale is tied to the expected residual once near convergence
+                # Tukey biweight, robust scale of this residual (never below the expected noise)
                 scale_t = max(sigma, rs)
-                if lvl == 0 and it >= 2:
-                    scale_t = min(scale_t, 2.5 * rs)
                 r = ae * np.float32(1.0 / (_TUKEY_C * scale_t))
                 robust_w = np.square(1 - np.square(np.minimum(r, np.float32(1.0))))
             if not ok:

@@ -12,7 +12,7 @@ reported NaN with a reason rather than drifting silently.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import cv2
 import numpy as np
@@ -181,7 +181,7 @@ def track(
     vertebrae: tuple[Vertebra, ...] | None = None,
     margin_frac: float = 0.15,
     blur_sigma_px: float = 1.0,
-    highpass_frac: float | None = 0.15,
+    highpass_frac: float | None = 0.1,
     n_levels: int | None = None,
     max_iterations: int = 12,
     min_quality: float = 0.3,
@@ -305,6 +305,27 @@ def track(
         if fit is None:
             fit = Fit(guess, False, 0.0, 0.0, float("nan"), float("nan"), 0.0, float("inf"), 0)
         return fit, _quality(fit, min_visible=min_visible)
+
+    # calibrate the expected residual of a good match on the frames next to the reference (their noise,
+    # compression and blur are the study's, which the template's own noise estimate may miss)
+    for i in range(n_v):
+        tpl = templates[i]
+        if tpl is None:
+            continue
+        scales = []
+        for t_adj in (ref + 1, ref - 1):
+            if 0 <= t_adj < n_t:
+                fit, _ = fit_at(i, frames_arr[t_adj], np.eye(3), {})
+                # a wrong fit (motion beyond reach of an unpredicted start) leaves residuals far above noise
+                if (
+                    fit.converged
+                    and fit.visible > 0.9
+                    and np.isfinite(fit.residual_scale)
+                    and fit.residual_scale < 20.0 * tpl.residual_scale
+                ):
+                    scales.append(fit.residual_scale)
+        if scales:
+            templates[i] = replace(tpl, residual_scale=max(tpl.residual_scale, float(np.min(scales))))
 
     def plausible(i: int, a: np.ndarray, pred: np.ndarray | None, last: np.ndarray | None) -> bool:
         tpl = templates[i]
