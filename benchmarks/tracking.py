@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from dmx.anatomy import CORNERS
 from dmx.tracking import TRUSTED_QUALITY, track
 from dmx.tracking._synthetic import make_scene
 
@@ -45,11 +46,10 @@ def _row(name: str, tracks: Any, truth: np.ndarray, seconds: float) -> list[str]
         else:
             med = p95 = mx = float("nan")
         bad = int(np.sum((err[:, v_idx] > 2.0) & ok))
-        lines.append(
-            f"{name:<34} {v.value:<3} {med:7.3f} {p95:7.3f} {mx:7.3f} {flagged[:, v_idx].mean():8.1%} {bad:6d}"
-        )
+        frac = flagged[:, v_idx].mean()
+        lines.append(f"{name:<38} {v.value:<3} {med:7.3f} {p95:7.3f} {mx:7.3f} {frac:8.1%} {bad:6d}")
     lines.append(
-        f"{'':<34} {'all':<3} {np.median(err[~flagged]):7.3f} "
+        f"{'':<38} {'all':<3} {np.median(err[~flagged]):7.3f} "
         f"{np.percentile(err[~flagged], 95):7.3f} {err[~flagged].max():7.3f} {flagged.mean():8.1%} "
         f"{int(np.sum((err > 2.0) & ~flagged)):6d}   ({truth.shape[0] / seconds:.0f} fps)"
     )
@@ -73,19 +73,71 @@ def _synthetic_cases(full: bool) -> list[tuple[str, dict]]:
     return cases
 
 
-def _phantom_cases(full: bool) -> list[tuple[str, Any, np.ndarray, Any]]:
-    """(name, frames, truth (T,V,4,2), landmarks) from dmx.phantom, if it is available."""
-    try:
-        from dmx.phantom import make_phantom  # type: ignore[attr-defined]
-    except ImportError:
-        return []
-    from dmx.phantom_adapter import phantom_cases  # noqa: F401  (placeholder, replaced once available)
+def _phantom_settings(full: bool) -> list[tuple[str, dict]]:
+    seeds = (1, 2, 3) if full else (1,)
+    cases = [(f"phantom default s{seed}", dict(seed=seed)) for seed in seeds]
+    cases += [
+        (
+            "phantom low dose, MONO1, facing left",
+            dict(seed=4, photons=1500, photometric="MONOCHROME1", facing="left"),
+        ),
+        ("phantom jpeg70 flicker10%", dict(seed=5, transfer_syntax="jpeg", jpeg_quality=70, flicker=0.1)),
+        ("phantom 30 frames (fast motion)", dict(seed=6, frames=30)),
+        (
+            "phantom ref=mid kyphotic unstable",
+            dict(seed=7, reference_frame=30, curve="kyphotic", unstable_mm={"C4-C5": 4.0}),
+        ),
+    ]
+    if full:
+        cases += [
+            (
+                "phantom very low dose + jpeg60",
+                dict(seed=8, photons=300, transfer_syntax="jpeg", jpeg_quality=60),
+            ),
+            ("phantom 12 bit 1024x1024", dict(seed=9, bits=12, rows=1024, cols=1024, frames=60)),
+            (
+                "phantom s-curve, big ROM",
+                dict(
+                    seed=10,
+                    curve="s_upper_kyphotic",
+                    rom_deg={"C2-C3": 14, "C3-C4": 18, "C4-C5": 20, "C5-C6": 20, "C6-C7": 16},
+                ),
+            ),
+        ]
+    return cases
 
-    return []
+
+def _phantom_truth(phantom: Any, vertebrae: tuple) -> np.ndarray:
+    """(T, V, 4, 2) truth corners from the phantom's truth.json document (NaN where null)."""
+    doc = phantom.truth["tracks"]
+    n_t = phantom.frames.shape[0]
+    out = np.full((n_t, len(vertebrae), 4, 2), np.nan)
+    for v_idx, v in enumerate(vertebrae):
+        for k, c in enumerate(CORNERS):
+            for t, xy in enumerate(doc[v.value][c.value]):
+                if xy is not None:
+                    out[t, v_idx, k] = xy
+    return out
+
+
+def _phantom_cases(full: bool):
+    """Yield (name, frames, truth, landmarks) from :mod:`dmx.phantom`, if it is available."""
+    try:
+        from dmx.phantom import make_phantom
+    except ImportError:
+        print("(dmx.phantom not available: synthetic columns only)")
+        return
+    for name, kw in _phantom_settings(full):
+        try:
+            ph = make_phantom(**kw)
+        except Exception as exc:  # an option this phantom version does not know
+            print(f"{name}: skipped ({exc})")
+            continue
+        yield name, ph.frames, _phantom_truth(ph, ph.landmarks.vertebrae), ph.landmarks
 
 
 def accuracy(full: bool) -> None:
-    print(f"{'case':<34} {'V':<3} {'median':>7} {'p95':>7} {'max':>7} {'flagged':>8} {'>2px!':>6}")
+    print(f"{'case':<38} {'V':<3} {'median':>7} {'p95':>7} {'max':>7} {'flagged':>8} {'>2px!':>6}")
     for name, frames, truth, landmarks in _phantom_cases(full):
         t0 = time.perf_counter()
         tr = track(frames, landmarks)
@@ -121,9 +173,8 @@ def _speed_study(shape: tuple[int, int], body_px: float, n_frames: int) -> Any:
 def speed(full: bool) -> None:
     import cv2
 
-    print(
-        f"{'study':<22} {'frames':>6} {'wall s':>7} {'fps':>7} {'x RT30':>7} {'cpu fps':>8}  (cv2 threads {cv2.getNumThreads()})"
-    )
+    head = f"{'study':<22} {'frames':>6} {'wall s':>7} {'fps':>7} {'x RT30':>7} {'cpu fps':>8}"
+    print(f"{head}  (cv2 threads {cv2.getNumThreads()})")
     sizes = [((1024, 1024), 65.0), ((512, 512), 32.0)]
     counts = (150, 300, 600) if full else (150, 600)
     for shape, body in sizes:
@@ -135,10 +186,9 @@ def speed(full: bool) -> None:
             wall = time.perf_counter() - t0
             cpu = time.process_time() - c0
             lost = int(np.isnan(tr.corners_px[..., 0, 0]).sum())
-            print(
-                f"{shape[0]}x{shape[1]} body {body:.0f}px  {n:6d} {wall:7.2f} {n / wall:7.1f} {n / wall / 30:7.2f} "
-                f"{n / cpu:8.1f}  lost {lost}"
-            )
+            study = f"{shape[0]}x{shape[1]} body {body:.0f}px"
+            rt = n / wall / 30
+            print(f"{study:<22} {n:6d} {wall:7.2f} {n / wall:7.1f} {rt:7.2f} {n / cpu:8.1f}  lost {lost}")
             sys.stdout.flush()
             del frames
 
