@@ -281,7 +281,9 @@ def track(
             corners[ref, i] = quads[i]
             quality[ref, i] = 1.0
 
-    def fit_at(i: int, frame: np.ndarray, guess: np.ndarray, cache: dict) -> tuple[Fit, float]:
+    def fit_at(
+        i: int, frame: np.ndarray, guess: np.ndarray, first_level: int | None = None
+    ) -> tuple[Fit, float]:
         tpl = templates[i]
         assert tpl is not None
         slack = 6.0 + 2.0 ** len(tpl.levels) + tpl.filter_pad_px
@@ -289,7 +291,7 @@ def track(
         fit = None
         if box[2] - box[0] >= 8 and box[3] - box[1] >= 8:
             roi = FrameROI(frame, box, tpl)
-            fit = register(tpl, roi, guess, max_iterations=max_iterations)
+            fit = register(tpl, roi, guess, max_iterations=max_iterations, first_level=first_level)
             # the estimate moved beyond the region: redo the finest levels on a region around it
             fbox = needed_box(tpl, fit.transform, frame.shape, 2.0 + tpl.filter_pad_px)
             box2 = needed_box(tpl, fit.transform, frame.shape, slack)
@@ -315,7 +317,7 @@ def track(
         scales = []
         for t_adj in (ref + 1, ref - 1):
             if 0 <= t_adj < n_t:
-                fit, _ = fit_at(i, frames_arr[t_adj], np.eye(3), {})
+                fit, _ = fit_at(i, frames_arr[t_adj], np.eye(3))
                 # a wrong fit (motion beyond reach of an unpredicted start) leaves residuals far above noise
                 if (
                     fit.converged
@@ -344,7 +346,6 @@ def track(
         states = [_State(history=[(ref, np.eye(3))]) for _ in range(n_v)]
         for t in order:
             frame = frames_arr[t]
-            cache: dict = {}
             fits: list[tuple[np.ndarray, float] | None] = [None] * n_v
             for i in range(n_v):
                 tpl = templates[i]
@@ -356,7 +357,7 @@ def track(
                 best: tuple[Fit, float] | None = None
                 why = NOT_FOUND
                 if pred is not None and not st.lost:
-                    fit, q = fit_at(i, frame, pred, cache)
+                    fit, q = fit_at(i, frame, pred, 1 if len(st.history) >= 2 else None)
                     if plausible(i, fit.transform, pred, last):
                         best = (fit, q)
                     else:
@@ -389,7 +390,7 @@ def track(
                             blur=blur_sigma_px,
                         )
                     for c in cands + searched:
-                        fit, q = fit_at(i, frame, c, cache)
+                        fit, q = fit_at(i, frame, c)
                         ok = plausible(i, fit.transform, None, last if gap <= 3 else None)
                         if ok and (best is None or q > best[1]):
                             best = (fit, q)
