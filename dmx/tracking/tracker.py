@@ -184,7 +184,7 @@ def track(
     highpass_frac: float | None = 0.1,
     n_levels: int | None = None,
     max_iterations: int = 12,
-    min_quality: float = 0.3,
+    min_quality: float = TRUSTED_QUALITY,
     min_visible: float = 0.6,
     max_rotation_step_deg: float = 12.0,
     max_step_frac: float = 0.6,
