@@ -80,19 +80,6 @@ def phantom(
     _not_built("phantom")
 
 
-def _parse_thresholds(pairs: list[str] | None) -> dict[str, float]:
-    out: dict[str, float] = {}
-    for pair in pairs or []:
-        name, sep, value = pair.partition("=")
-        if not sep or not name.strip():
-            _fail(f"--threshold expects NAME=VALUE, got {pair!r}")
-        try:
-            out[name.strip()] = float(value)
-        except ValueError:
-            _fail(f"--threshold {name.strip()}: {value!r} is not a number")
-    return out
-
-
 @app.command()
 def analyze(
     study: Annotated[Path, typer.Argument(help="DICOM file, folder of frames, DICOMDIR or video.")],
@@ -124,7 +111,7 @@ def analyze(
     from dmx.pipeline import analyze as run_analysis
     from dmx.pipeline import write_outputs
 
-    thresholds = load_thresholds(config, _parse_thresholds(threshold))
+    thresholds = load_thresholds(config, overrides=threshold or None)
     analysis = run_analysis(
         study,
         landmarks_path=landmarks,
@@ -147,9 +134,32 @@ def batch(
     inbox: Annotated[Path, typer.Argument(help="Folder of studies, any layout.")],
     out: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("dmx-batch"),
     jobs: Annotated[int, typer.Option("--jobs", help="Parallel worker processes.")] = 1,
+    force: Annotated[
+        bool, typer.Option("--force", help="Redo studies whose input is unchanged since an earlier run.")
+    ] = False,
+    executor: Annotated[
+        str, typer.Option("--executor", help="'local' (worker processes) or 'dask' (needs dmx\\[dask]).")
+    ] = "local",
+    scheduler: Annotated[
+        str | None,
+        typer.Option(
+            "--scheduler", help="Dask scheduler address (with --executor dask), e.g. tcp://host:8786."
+        ),
+    ] = None,
+    mm_per_px: MmPerPx = None,
 ) -> None:
-    """Analyse every study under INBOX; resumable; writes a manifest."""
-    _not_built("batch")
+    """Analyse every study under INBOX; resumable; writes a manifest.
+
+    Each study gets its own folder OUT/<key>/ (measurements.json, report.html,
+    landmarks.csv); OUT/manifest.csv lists every input with status ok, failed or
+    skipped. Exit 0 when no study failed, 1 when any failed.
+    """
+    from dmx.batch import run_batch
+
+    result = run_batch(
+        inbox, out, jobs=jobs, force=force, executor=executor, scheduler=scheduler, mm_per_px=mm_per_px
+    )
+    raise typer.Exit(result.exit_code)
 
 
 @app.command()
@@ -158,9 +168,27 @@ def aggregate(
     out: Annotated[Path, typer.Option("--out", help="Table to write (.csv or .parquet).")] = Path(
         "dmx-table.csv"
     ),
+    pseudonymize: Annotated[
+        str | None,
+        typer.Option(
+            "--pseudonymize",
+            metavar="SECRET",
+            help="Replace patient ID and UIDs by keyed hashes and shift dates per patient "
+            "(@FILE reads the secret from a file).",
+        ),
+    ] = None,
 ) -> None:
-    """Pool many studies' measurements.json into tables for research."""
-    _not_built("aggregate")
+    """Pool many studies' measurements.json into tables for research.
+
+    Writes a long table (one row per study x level x metric x key frame) and
+    TABLE_summary (n, mean, SD, percentiles per level x metric). Exit 1 when
+    some measurements.json could not be read (they are named and skipped).
+    """
+    from dmx.aggregate import aggregate as run_aggregate
+
+    result = run_aggregate(results, out, secret=pseudonymize)
+    typer.echo(f"{result.table}\n{result.summary}")
+    raise typer.Exit(result.exit_code)
 
 
 def main(argv: list[str] | None = None) -> int:

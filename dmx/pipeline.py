@@ -9,7 +9,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
 import os
 import tempfile
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from dmx.landmarks import Landmarks
 from dmx.tracking.types import Tracks
 
 MEASUREMENTS_SCHEMA = "dmx.measurements/1"
+BODY_NAMES = frozenset(v.value for v in BODIES + OPTIONAL_BODIES)
 
 
 @dataclass(frozen=True)
@@ -80,30 +80,6 @@ def _adi_points(tracks: Tracks, landmarks: Landmarks) -> dict[str, np.ndarray] |
     return {UpperCervicalPoint.C1_ARCH_POST.value: arch, UpperCervicalPoint.C2_DENS_ANT.value: dens}
 
 
-def _num(value: float) -> float | None:
-    value = float(value)
-    return value if math.isfinite(value) else None
-
-
-def tracks_json(tracks: Tracks) -> tuple[dict[str, Any], dict[str, Any]]:
-    """``tracks`` and ``quality`` blocks of measurements.json (null where lost)."""
-    out_tracks: dict[str, Any] = {}
-    out_quality: dict[str, Any] = {}
-    for v_idx, v in enumerate(tracks.vertebrae):
-        if v not in BODIES + OPTIONAL_BODIES:  # C1 may be followed for the ADI, but has no corners
-            continue
-        c = tracks.corners_px[:, v_idx]
-        out_tracks[v.value] = {
-            corner.value: [
-                None if not np.all(np.isfinite(c[t, k])) else [float(c[t, k, 0]), float(c[t, k, 1])]
-                for t in range(tracks.n_frames)
-            ]
-            for k, corner in enumerate(CORNERS)
-        }
-        out_quality[v.value] = [_num(q) for q in tracks.quality[:, v_idx]]
-    return out_tracks, out_quality
-
-
 def build_measurements(
     sequence: Sequence,
     landmarks: Landmarks,
@@ -115,8 +91,11 @@ def build_measurements(
     """Assemble the measurements.json document (spec section 8) from its parts."""
     from dmx import __version__
     from dmx.io.checksum import sha256_files
+    from dmx.measure import quality_json, tracks_json
 
-    trk, qual = tracks_json(tracks)
+    # C1 may be followed (for the atlanto-dental interval) but has no body corners.
+    trk = {k: v for k, v in tracks_json(tracks).items() if k in BODY_NAMES}
+    qual = {k: v for k, v in quality_json(tracks).items() if k in BODY_NAMES}
     time_ms = sequence.time_ms
     s = sequence.study
     frames = {
@@ -248,6 +227,7 @@ def write_text_atomic(path: Path, text: str) -> None:
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
             fh.write(text)
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; outputs are ordinary readable files
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -9,13 +9,13 @@ from dmx.anatomy import CalibrationSource, UpperCervicalPoint, Vertebra
 from dmx.errors import LandmarkError
 from dmx.io.sequence import Sequence, StudyInfo
 from dmx.landmarks import Landmarks
+from dmx.measure import quality_json, tracks_json
 from dmx.pipeline import (
     _adi_points,
     build_measurements,
     check_landmarks,
     landmarks_csv,
     measurements_text,
-    tracks_json,
 )
 from dmx.tracking.types import Tracks
 
@@ -49,7 +49,7 @@ def _sequence(tmp_path, n=3):
 
 
 def test_tracks_json_nulls_where_lost():
-    trk, qual = tracks_json(_tracks())
+    trk, qual = tracks_json(_tracks()), quality_json(_tracks())
     assert trk["C3"]["post_sup"][0] == [10.0, 10.0]
     assert trk["C3"]["post_sup"][1] is None
     assert trk["C3"]["ant_inf"][2] == [32.0, 26.0]

@@ -46,8 +46,16 @@ class Sequence:
         Patient and study metadata.
     paths : tuple of Path
         The files the frames were read from, in frame order.
+    photometric_interpretation : str or None
+        As stored (``MONOCHROME1`` frames have already been inverted).
+    transfer_syntax : str or None
+        Transfer Syntax UID of the (first) file; ``None`` for video.
+    bits_stored : int or None
+        Bits Stored of the DICOM pixels (8 for video).
     warnings : tuple of str
         Everything a user should know about the input (e.g. calibration caveats).
+    kind : str or None
+        What the input was: ``multiframe``, ``dicom-series``, ``dicomdir`` or ``video``.
     """
 
     frames: np.ndarray
@@ -60,6 +68,7 @@ class Sequence:
     transfer_syntax: str | None = None
     bits_stored: int | None = None
     warnings: tuple[str, ...] = ()
+    kind: str | None = None
 
     @property
     def n_frames(self) -> int:

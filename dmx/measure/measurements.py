@@ -1,0 +1,313 @@
+"""The measurement part of ``measurements.json`` (spec sections 3-8), computed from tracks.
+
+:func:`measure` is the one entry point: tracks and calibration in, a
+JSON-ready ``dict`` out (Python floats, ints, strings, lists and ``None``
+only; no NaN). The pipeline adds the study, input, calibration, tracks and
+quality blocks around it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from dmx.anatomy import CORNERS, LEVELS, Flag, KeyFrame, Level, UpperCervicalPoint, Vertebra
+from dmx.errors import UsageError
+from dmx.measure.config import Thresholds
+from dmx.measure.curve import ISHIHARA_VERTEBRAE, cobb_c2c7_deg, curve_shape
+from dmx.measure.flags import adi_flags, level_flags
+from dmx.measure.geometry import norm, spine_facing, to_mm
+from dmx.measure.keyframes import key_frames
+from dmx.measure.segmental import LevelSeries, level_series, level_summary
+
+#: Flags that need mm and cannot be evaluated without calibration.
+MM_FLAGS: tuple[Flag, ...] = (Flag.TRANSLATION_GT_3_5MM, Flag.TRANSLATION_GT_2MM, Flag.ADI_GT_3MM)
+
+
+def _num(x: Any) -> float | None:
+    """A finite float, or ``None`` for None/NaN/inf."""
+    if x is None:
+        return None
+    x = float(x)
+    return x if math.isfinite(x) else None
+
+
+def _list(a: np.ndarray | None, n: int) -> list[float | None]:
+    if a is None:
+        return [None] * n
+    return [_num(v) for v in np.asarray(a, dtype=float)]
+
+
+def _check_mm_per_px(mm_per_px: Any) -> tuple[float, float] | None:
+    if mm_per_px is None:
+        return None
+    if isinstance(mm_per_px, (int, float)) and not isinstance(mm_per_px, bool):
+        pair: Sequence[Any] = (mm_per_px, mm_per_px)
+    else:
+        pair = tuple(mm_per_px)
+    try:
+        row, col = (float(v) for v in pair)
+    except (TypeError, ValueError):
+        raise UsageError(f"mm_per_px must be (row_mm, col_mm) or one number, got {mm_per_px!r}") from None
+    if not (math.isfinite(row) and math.isfinite(col) and row > 0 and col > 0):
+        raise UsageError(f"mm_per_px must be positive, got {mm_per_px!r}")
+    return row, col
+
+
+def _lost_to_nan(corners: np.ndarray) -> np.ndarray:
+    """Copy of ``(T, V, 4, 2)`` corners with a whole vertebra-frame NaN when any coordinate is NaN."""
+    c = np.array(corners, dtype=float, copy=True)
+    lost = ~np.all(np.isfinite(c), axis=(-2, -1))
+    c[lost] = np.nan
+    return c
+
+
+def _adi_series(
+    adi_points_px: Mapping[Any, Any], n_frames: int, mm_per_px: tuple[float, float] | None
+) -> tuple[np.ndarray, np.ndarray | None]:
+    pts: dict[UpperCervicalPoint, np.ndarray] = {}
+    for key, value in adi_points_px.items():
+        try:
+            name = UpperCervicalPoint(key)
+        except ValueError:
+            raise UsageError(
+                f"unknown ADI point {key!r} (expected {', '.join(p.value for p in UpperCervicalPoint)})"
+            ) from None
+        arr = np.asarray(value, dtype=float)
+        if arr.shape != (n_frames, 2):
+            raise UsageError(f"ADI point {name.value} must have shape ({n_frames}, 2), got {arr.shape}")
+        pts[name] = arr
+    missing = [p.value for p in UpperCervicalPoint if p not in pts]
+    if missing:
+        raise UsageError(f"ADI needs both upper-cervical points; missing {', '.join(missing)}")
+    a, b = pts[UpperCervicalPoint.C1_ARCH_POST], pts[UpperCervicalPoint.C2_DENS_ANT]
+    adi_px = norm(b - a)
+    adi_mm = None if mm_per_px is None else norm(to_mm(b, mm_per_px) - to_mm(a, mm_per_px))
+    return adi_px, adi_mm
+
+
+def _curve_json(shape: Any, frame: int | None, *, calibrated: bool) -> dict[str, Any]:
+    d_work = {v.value: _num(shape.d[v]) for v in ISHIHARA_VERTEBRAE}
+    return {
+        "frame": frame,
+        "class": shape.curve_class.value,
+        "s_type": None if shape.s_type is None else shape.s_type.value,
+        "cobb_c2c7_deg": _num(shape.cobb_c2c7_deg),
+        "ara_c2c7_deg": _num(shape.ara_c2c7_deg),
+        "cci": _num(shape.cci),
+        "d_mm": d_work if calibrated else {k: None for k in d_work},
+        "d_px": None if calibrated else d_work,
+        "tolerance": {"value": _num(shape.tolerance), "unit": "mm" if calibrated else "px"},
+    }
+
+
+def measure(
+    tracks: Any,
+    *,
+    mm_per_px: Sequence[float] | float | None,
+    neutral_frame: int | None = None,
+    thresholds: Thresholds | None = None,
+    adi_points_px: Mapping[str | UpperCervicalPoint, Any] | None = None,
+) -> dict[str, Any]:
+    """Compute the measurements of spec sections 3-7 from corner tracks.
+
+    Parameters
+    ----------
+    tracks : dmx.tracking.types.Tracks
+        ``corners_px`` ``(T, V, 4, 2)`` in :data:`dmx.anatomy.CORNERS` order,
+        NaN where lost (a vertebra-frame with any NaN coordinate counts as lost).
+    mm_per_px : (float, float), float or None
+        ``(row_mm, col_mm)`` calibration (one number = isotropic); ``None``
+        without calibration: every mm value is ``None``, angles and
+        percentages are computed in pixels (square pixels assumed).
+    neutral_frame : int, optional
+        Neutral frame; default the first frame.
+    thresholds : Thresholds, optional
+        Default :class:`~dmx.measure.config.Thresholds`.
+    adi_points_px : mapping, optional
+        ``{"C1.arch_post": (T, 2), "C2.dens_ant": (T, 2)}`` per-frame points
+        in pixels, NaN where not available; gives the ``adi`` block.
+
+    Returns
+    -------
+    dict
+        JSON-ready: ``frames`` (count, reference, neutral, flexion, extension,
+        key_frame_basis, key_frame_levels), ``facing``, ``levels``, ``curve``,
+        ``thresholds``, ``adi`` (only when points are given) and ``warnings``.
+
+    Raises
+    ------
+    dmx.errors.UsageError
+        Bad ``neutral_frame``, ``mm_per_px``, corner array shape or ADI points.
+    """
+    thresholds = Thresholds() if thresholds is None else thresholds
+    spacing = _check_mm_per_px(mm_per_px)
+    calibrated = spacing is not None
+    corners_px = np.asarray(tracks.corners_px, dtype=float)
+    if corners_px.ndim != 4 or corners_px.shape[2:] != (len(CORNERS), 2):
+        raise UsageError(f"tracks.corners_px must have shape (T, V, 4, 2), got {corners_px.shape}")
+    n = int(corners_px.shape[0])
+    vertebrae = tuple(Vertebra(v) for v in tracks.vertebrae)
+    if len(vertebrae) != corners_px.shape[1]:
+        raise UsageError(f"tracks name {len(vertebrae)} vertebrae but corners_px has {corners_px.shape[1]}")
+    work = to_mm(_lost_to_nan(corners_px), spacing)
+    by_vertebra = {v: work[:, i] for i, v in enumerate(vertebrae)}
+    warnings: list[str] = []
+
+    if not calibrated:
+        warnings.append(
+            "no calibration: every mm value is null; angles and percentages are computed in pixels; "
+            f"flags {', '.join(f.value for f in MM_FLAGS)} were not evaluated"
+        )
+    for v in (Vertebra.C2, Vertebra.C3, Vertebra.C4, Vertebra.C5, Vertebra.C6, Vertebra.C7):
+        if v not in by_vertebra:
+            warnings.append(f"{v.value} is not in the tracks: its levels and the curve are not measured")
+        elif not np.isfinite(by_vertebra[v]).any():
+            warnings.append(
+                f"{v.value} is not tracked in any frame: its levels and the curve are not measured"
+            )
+
+    ref = int(getattr(tracks, "reference_frame", 0) or 0)
+    h, n_agree, n_total = spine_facing(work, reference_frame=ref)
+    if h is None:
+        warnings.append("no vertebra is tracked in any frame: nothing could be measured")
+    elif n_agree < n_total:
+        warnings.append(
+            f"facing direction: {n_total - n_agree} of {n_total} tracked vertebra-frames disagree with the "
+            "majority (check that anterior and posterior corners are not swapped)"
+        )
+
+    # Per-frame level series.
+    series: dict[Level, LevelSeries | None] = {}
+    for level in LEVELS:
+        up, lo = by_vertebra.get(level.upper), by_vertebra.get(level.lower)
+        if h is None or up is None or lo is None:
+            series[level] = None
+        else:
+            series[level] = level_series(up, lo, h=h, lower_vertebra=level.lower)
+
+    # Key frames.
+    if h is not None and Vertebra.C2 in by_vertebra and Vertebra.C7 in by_vertebra:
+        cobb = cobb_c2c7_deg(by_vertebra[Vertebra.C2], by_vertebra[Vertebra.C7], h=h)
+    else:
+        cobb = np.full(n, np.nan)
+    angles = {lv: s.angle_deg for lv, s in series.items() if s is not None}
+    kf = key_frames(cobb, angles, neutral_frame=neutral_frame)
+    warnings.extend(kf.warnings)
+
+    # Level summaries and flags.
+    summaries = {
+        lv: None
+        if s is None
+        else level_summary(s, neutral=kf.neutral, flexion=kf.flexion, extension=kf.extension)
+        for lv, s in series.items()
+    }
+    levels_out: dict[str, Any] = {}
+    for i, level in enumerate(LEVELS):
+        s, sm = series[level], summaries[level]
+        mm = (lambda x: _num(x)) if calibrated else (lambda x: None)  # noqa: E731
+        adjacent = [LEVELS[j] for j in (i - 1, i + 1) if 0 <= j < len(LEVELS)]
+        adj_rom = [None if summaries[a] is None else summaries[a].rotation_rom_deg for a in adjacent]
+        entry = {
+            "angle_deg": _list(None if s is None else s.angle_deg, n),
+            "offset_mm": _list(None if s is None or not calibrated else s.offset, n),
+            "offset_pct": _list(None if s is None else s.offset_pct, n),
+            "rotation_rom_deg": None if sm is None else _num(sm.rotation_rom_deg),
+            "rotation_range_deg": None if sm is None else _num(sm.rotation_range_deg),
+            "translation_mm": None if sm is None else mm(sm.translation),
+            "translation_pct": None if sm is None else _num(sm.translation_pct),
+            "offset_range_mm": None if sm is None else mm(sm.offset_range),
+            "excursion_mm": None if sm is None else mm(sm.excursion),
+        }
+        result = level_flags(
+            translation_mm=entry["translation_mm"],
+            offset_range_mm=entry["offset_range_mm"],
+            translation_pct=entry["translation_pct"],
+            excursion_mm=entry["excursion_mm"],
+            rotation_rom_deg=entry["rotation_rom_deg"],
+            adjacent_rom_deg=adj_rom,
+            thresholds=thresholds,
+        )
+        entry["flags"] = [f.value for f in result.raised]
+        entry["flags_not_evaluated"] = [f.value for f in result.not_evaluated]
+        levels_out[level.value] = entry
+    if any(Flag.INSUFFICIENT_MOTION.value in e["flags"] for e in levels_out.values()):
+        stressed = [k for k, e in levels_out.items() if Flag.INSUFFICIENT_MOTION.value in e["flags"]]
+        warnings.append(
+            f"insufficient motion at {', '.join(stressed)} (|rotation_rom_deg| < "
+            f"{thresholds.min_rotation_deg:g} deg): the flags of these levels are unreliable"
+        )
+
+    # Curve shape at the key frames.
+    curve_out: dict[str, Any] = {}
+    frame_of = {KeyFrame.NEUTRAL: kf.neutral, KeyFrame.FLEXION: kf.flexion, KeyFrame.EXTENSION: kf.extension}
+    for key, frame in frame_of.items():
+        corners_f = {} if frame is None else {v: c[frame] for v, c in by_vertebra.items()}
+        shape = curve_shape(
+            corners_f,
+            h=h,
+            tolerance=thresholds.curve_tolerance_mm if calibrated else None,
+            tolerance_pct_depth=None if calibrated else thresholds.curve_tolerance_pct_depth,
+        )
+        curve_out[key.value] = _curve_json(shape, frame, calibrated=calibrated)
+
+    out: dict[str, Any] = {
+        "frames": {
+            "count": n,
+            "reference": ref,
+            "neutral": kf.neutral,
+            "flexion": kf.flexion,
+            "extension": kf.extension,
+            "key_frame_basis": kf.basis,
+            "key_frame_levels": [lv.value for lv in kf.levels_summed],
+        },
+        "facing": {
+            "h": h,
+            "direction": None if h is None else ("right" if h < 0 else "left"),
+            "vertebra_frames_agreeing": n_agree,
+            "vertebra_frames_total": n_total,
+        },
+        "levels": levels_out,
+        "curve": curve_out,
+        "thresholds": thresholds.to_json(),
+    }
+
+    if adi_points_px is not None:
+        adi_px, adi_mm = _adi_series(adi_points_px, n, spacing)
+        res = adi_flags(adi_mm, thresholds=thresholds)
+        finite_mm = None if adi_mm is None else adi_mm[np.isfinite(adi_mm)]
+        out["adi"] = {
+            "adi_mm": _list(adi_mm, n),
+            "adi_px": None if calibrated else _list(adi_px, n),
+            "max_mm": None if finite_mm is None or finite_mm.size == 0 else _num(finite_mm.max()),
+            "flags": [f.value for f in res.raised],
+            "flags_not_evaluated": [f.value for f in res.not_evaluated],
+        }
+        if calibrated and Flag.ADI_GT_3MM in res.not_evaluated:
+            warnings.append("atlanto-dental interval: no frame has both C1.arch_post and C2.dens_ant")
+
+    out["warnings"] = warnings
+    return out
+
+
+def tracks_json(tracks: Any) -> dict[str, dict[str, list[list[float] | None]]]:
+    """The ``tracks`` block of ``measurements.json``: per vertebra and corner, ``[x, y]`` or ``None``."""
+    corners = _lost_to_nan(np.asarray(tracks.corners_px, dtype=float))
+    out: dict[str, dict[str, list[list[float] | None]]] = {}
+    for i, v in enumerate(tracks.vertebrae):
+        out[Vertebra(v).value] = {
+            corner.value: [
+                [float(xy[0]), float(xy[1])] if np.all(np.isfinite(xy)) else None for xy in corners[:, i, k]
+            ]
+            for k, corner in enumerate(CORNERS)
+        }
+    return out
+
+
+def quality_json(tracks: Any) -> dict[str, list[float | None]]:
+    """The ``quality`` block of ``measurements.json``: per vertebra, a score in 0..1 or ``None`` per frame."""
+    q = np.asarray(tracks.quality, dtype=float)
+    return {Vertebra(v).value: _list(q[:, i], q.shape[0]) for i, v in enumerate(tracks.vertebrae)}

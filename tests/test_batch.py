@@ -1,0 +1,575 @@
+"""Tests of dmx.batch: discovery, resumable parallel runs, manifest, atomic folders, crashes."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+from dmx import batch
+from dmx.batch import Status, discover_inputs, input_checksum, run_batch
+from dmx.cli import main
+
+PACKAGE_ROOT = Path(batch.__file__).resolve().parents[1]  # where the dmx under test lives
+PATIENT_NAME = "DOE^JANE"
+PATIENT_ID = "PID-93731"
+
+# A stand-in for the per-study analysis, imported by name in the worker processes
+# (a string "module:function", so it works under fork, spawn and on Dask).
+FAKE_PIPELINE = """
+import json, os, signal, time
+from pathlib import Path
+
+import pydicom
+
+from dmx.batch import resolve_landmarks
+from dmx.errors import InputError
+
+
+def analyze(study, out_dir, *, mm_per_px=None):
+    landmarks = resolve_landmarks(study, out_dir)
+    label = study.label
+    if "crash" in label:
+        os._exit(3)  # the worker process dies (segfault, OOM kill ...)
+    if "boom" in label:
+        raise RuntimeError("unexpected bug")
+    if "interrupt" in label:
+        raise KeyboardInterrupt
+    # Workers start from a server process: they see files, not the test's later environment.
+    control = out_dir.parent.parent  # out_dir is OUT/.tmp-<key>-<pid>: this is the test's tmp_path
+    kill_flag = control / "kill-once"
+    if kill_flag.exists() and "kill" in label:
+        main_pid = int(kill_flag.read_text())
+        kill_flag.unlink()
+        (out_dir / "measurements.json").write_text("{half")  # half-written output
+        os.kill(main_pid, signal.SIGKILL)  # the whole batch dies (power cut, kill -9)
+        os._exit(9)
+    if study.kind != "video":
+        for p in study.paths:
+            try:
+                n = pydicom.dcmread(p).pixel_array.size
+            except Exception as exc:
+                raise InputError(p, f"cannot decode pixel data: {exc}") from None
+    else:
+        import cv2
+        ok, _ = cv2.VideoCapture(str(study.study_path)).read()
+        if not ok:
+            raise InputError(study.study_path, "cannot decode the video")
+    doc = {"schema": "dmx.measurements/1", "input": {"paths": [str(p) for p in study.paths],
+           "sha256": study.sha256}, "landmarks": json.loads(Path(landmarks).read_text())}
+    (out_dir / "measurements.json").write_text(json.dumps(doc))
+    (out_dir / "report.html").write_text("<html></html>")
+    (out_dir / "landmarks.csv").write_text("vertebra,corner,x,y\\n")
+    if (control / "ran.txt").exists():  # a test that wants to know what ran creates it
+        with open(control / "ran.txt", "a") as fh:
+            fh.write(label + "\\n")
+    return ["calibration from ImagerPixelSpacing"] if "warn" in label else []
+"""
+FAKE = "fake_pipeline:analyze"
+
+
+@pytest.fixture()
+def fake(tmp_path, monkeypatch):
+    mod_dir = tmp_path / "fakemod"
+    mod_dir.mkdir()
+    (mod_dir / "fake_pipeline.py").write_text(FAKE_PIPELINE)
+    monkeypatch.syspath_prepend(str(mod_dir))
+    monkeypatch.setattr(batch, "DEFAULT_ANALYZER", FAKE)
+    return mod_dir
+
+
+LANDMARKS = {
+    "schema": "dmx.landmarks/1",
+    "frame": 0,
+    "points": {"C3": {"ant_sup": [1, 1], "post_sup": [5, 1], "post_inf": [5, 5], "ant_inf": [1, 5]}},
+}
+
+
+def write_dicom(path: Path, *, frames: int = 4, study_uid=None, series_uid=None, instance: int = 1) -> Path:
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.12.2"  # X-Ray Radiofluoroscopic Image
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID = meta.MediaStorageSOPClassUID
+    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds.PatientName = PATIENT_NAME
+    ds.PatientID = PATIENT_ID
+    ds.StudyInstanceUID = study_uid or generate_uid()
+    ds.SeriesInstanceUID = series_uid or generate_uid()
+    ds.InstanceNumber = instance
+    ds.Modality = "RF"
+    ds.Rows = ds.Columns = 16
+    if frames > 1:
+        ds.NumberOfFrames = frames
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.BitsAllocated = ds.BitsStored = 8
+    ds.HighBit = 7
+    ds.PixelRepresentation = 0
+    rng = np.random.default_rng(instance)
+    ds.PixelData = rng.integers(0, 255, (frames, 16, 16), dtype=np.uint8).tobytes()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+def write_video(path: Path) -> Path:
+    import cv2
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    w = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (32, 32), False)
+    for i in range(5):
+        w.write(np.full((32, 32), i * 40, np.uint8))
+    w.release()
+    return path
+
+
+def sidecar(path: Path) -> None:
+    path.write_text(json.dumps(LANDMARKS))
+
+
+def good_inbox(root: Path) -> Path:
+    """Three good studies in three layouts plus a stray non-DICOM file."""
+    cine = write_dicom(root / "patient_a" / "cine.dcm")
+    sidecar(cine.with_name("cine.dcm.landmarks.json"))
+    st, se = generate_uid(), generate_uid()
+    for i in range(3):
+        f = root / "b" / "series1" / f"IM{i:04d}"
+        write_dicom(f, frames=1, study_uid=st, series_uid=se, instance=i + 1)
+    sidecar(root / "b" / "series1" / "landmarks.json")
+    clip = write_video(root / "c" / "clip.avi")
+    sidecar(clip.with_name("clip.avi.landmarks.json"))
+    (root / "notes.txt").write_text("not an image")
+    return root
+
+
+def messy_inbox(root: Path) -> Path:
+    """Good studies plus a corrupt file, a truncated cine, a duplicate and one without landmarks."""
+    good_inbox(root)
+    broken = write_dicom(root / "d" / "broken.dcm")
+    broken.write_bytes(broken.read_bytes()[:200])  # header cut short
+    trunc = write_dicom(root / "e" / "trunc.dcm")
+    trunc.write_bytes(trunc.read_bytes()[:-500])  # pixel data cut short
+    sidecar(trunc.with_name("trunc.dcm.landmarks.json"))
+    shutil.copytree(root / "patient_a", root / "z_copy")  # duplicates, with their sidecars
+    shutil.copytree(root / "c", root / "zz_video")
+    write_dicom(root / "g" / "nolm.dcm")
+    return root
+
+
+def manifest(out: Path) -> dict[str, dict]:
+    rows = batch.read_manifest(out)
+    by_input = {r["input"]: r for r in rows}
+    assert len(by_input) == len(rows), "an input appears twice in the manifest"
+    with open(out / "manifest.csv", newline="") as fh:
+        csv_rows = list(csv.DictReader(fh))
+    assert [r["input"] for r in csv_rows] == [r["input"] for r in rows]
+    assert tuple(csv_rows[0]) == batch.MANIFEST_FIELDS
+    return by_input
+
+
+def study_dirs(out: Path) -> list[Path]:
+    return sorted(p for p in out.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+# --------------------------------------------------------------------------- discovery
+
+
+def test_discovery_groups_layouts_and_finds_sidecars(tmp_path):
+    inbox = messy_inbox(tmp_path / "inbox")
+    studies, other = discover_inputs(inbox)
+    by_label = {s.label: s for s in studies}
+    others = {u.label: u for u in other}
+    # a copied DICOM file is a duplicate SOP instance (dmx.io.discover); a copied video is a study
+    # (and a duplicate by checksum when run)
+    dup = "z_copy/cine.dcm"
+    assert dup not in by_label
+    assert others[dup].reason == "duplicate: same SOP Instance UID as patient_a/cine.dcm"
+    assert others[dup].status is Status.SKIPPED
+    assert sorted(set(by_label) - {dup}) == [
+        "b/series1",
+        "c/clip.avi",
+        "e/trunc.dcm",
+        "g/nolm.dcm",
+        "patient_a/cine.dcm",
+        "zz_video/clip.avi",
+    ]
+    frames = by_label["b/series1"]
+    assert len(frames.paths) == 3 and frames.study_path == inbox / "b" / "series1" and frames.series_uid
+    assert frames.landmarks_path == inbox / "b" / "series1" / "landmarks.json"
+    assert by_label["patient_a/cine.dcm"].landmarks_path == inbox / "patient_a" / "cine.dcm.landmarks.json"
+    assert by_label["c/clip.avi"].kind == "video"
+    assert by_label["g/nolm.dcm"].landmarks_path is None
+    assert by_label["g/nolm.dcm"].landmarks_hint == "g/nolm.dcm.landmarks.json"
+    keys = [s.key for s in studies]
+    assert len(set(keys)) == len(keys) and all(len(k) == 16 for k in keys)
+    assert {(u.label, u.status) for u in other if u.label != dup} == {
+        ("notes.txt", Status.SKIPPED),
+        ("d/broken.dcm", Status.FAILED),
+    }
+    # stable: the same inbox gives the same keys
+    assert [s.key for s in discover_inputs(inbox)[0]] == keys
+
+
+def test_checksum_is_the_measurements_checksum_and_ignores_names(tmp_path):
+    from dmx.io.checksum import sha256_files
+
+    a = write_dicom(tmp_path / "a.dcm")
+    b = tmp_path / "x" / "renamed.dcm"
+    b.parent.mkdir()
+    shutil.copy(a, b)
+    assert input_checksum([a]) == input_checksum([b]) == sha256_files([a])
+    assert input_checksum([a]) == hashlib.sha256(a.read_bytes()).hexdigest()
+    c = write_dicom(tmp_path / "c.dcm")
+    assert input_checksum([a, c]) != input_checksum([c, a])  # frame order matters, as in measurements.json
+
+
+# --------------------------------------------------------------------------- runs
+
+
+def test_batch_messy_inbox_every_input_accounted_for(tmp_path, fake, capsys, caplog):
+    caplog.set_level("INFO", logger="dmx")
+    inbox = messy_inbox(tmp_path / "inbox")
+    out = tmp_path / "out"
+    assert main(["batch", str(inbox), "--out", str(out), "--jobs", "2"]) == 1
+    rows = manifest(out)
+    status = {k: (r["status"], r["reason"]) for k, r in rows.items()}
+    assert status["patient_a/cine.dcm"] == ("ok", "")
+    assert status["b/series1"] == ("ok", "")
+    assert status["c/clip.avi"] == ("ok", "")
+    assert status["notes.txt"][0] == "skipped" and "not a DICOM" in status["notes.txt"][1]
+    assert status["d/broken.dcm"][0] == "failed"
+    assert status["e/trunc.dcm"][0] == "failed"
+    assert status["e/trunc.dcm"][1].startswith("e/trunc.dcm: cannot decode pixel data")
+    assert status["z_copy/cine.dcm"][0] == "skipped"
+    assert status["z_copy/cine.dcm"][1] == "duplicate: same SOP Instance UID as patient_a/cine.dcm"
+    assert status["zz_video/clip.avi"] == ("skipped", "duplicate of c/clip.avi")
+    assert status["g/nolm.dcm"] == ("failed", "no landmarks: add g/nolm.dcm.landmarks.json")
+    assert len(rows) == 9
+    assert rows["e/trunc.dcm"]["output"] == "" and rows["notes.txt"]["output"] == ""
+    # outputs: one complete folder per successful study, named by its key
+    ok = {r["output"] for r in rows.values() if r["status"] == "ok"}
+    assert {p.name for p in study_dirs(out)} == ok
+    for d in study_dirs(out):
+        names = {p.name for p in d.iterdir()}
+        assert names == {"measurements.json", "report.html", "landmarks.csv", "batch.json"}
+    assert rows["zz_video/clip.avi"]["output"] == rows["c/clip.avi"]["output"] != ""
+    assert all(len(r["input_sha256"]) == 64 for r in rows.values())
+    assert rows["c/clip.avi"]["input_sha256"] == rows["zz_video/clip.avi"]["input_sha256"]
+    lm_sha = hashlib.sha256((inbox / "patient_a" / "cine.dcm.landmarks.json").read_bytes()).hexdigest()
+    assert rows["patient_a/cine.dcm"]["landmarks_sha256"] == lm_sha
+    assert rows["g/nolm.dcm"]["landmarks_sha256"] == "" and rows["notes.txt"]["landmarks_sha256"] == ""
+    assert all(isinstance(r["duration_s"], float) for r in rows.values() if r["status"] == "ok")
+    # no patient name or ID, no UIDs anywhere in the manifest or the log
+    ds = pydicom.dcmread(inbox / "patient_a" / "cine.dcm")
+    err = capsys.readouterr().err + caplog.text
+    for text in ((out / "manifest.csv").read_text(), (out / "manifest.jsonl").read_text(), err):
+        for secret in ("DOE", PATIENT_ID, ds.StudyInstanceUID, ds.SeriesInstanceUID):
+            assert secret not in text
+    assert "[5/5]" in err and "3 ok, 3 failed, 3 skipped" in err
+
+
+def test_rerun_skips_unchanged_force_redoes_and_changes_rerun(tmp_path, fake, capsys):
+    inbox = good_inbox(tmp_path / "inbox")
+    out = tmp_path / "out"
+    log = tmp_path / "ran.txt"  # the fake analysis lists what it analysed there
+    log.write_text("")
+    assert main(["batch", str(inbox), "--out", str(out)]) == 0
+    assert sorted(log.read_text().split()) == ["b/series1", "c/clip.avi", "patient_a/cine.dcm"]
+    log.write_text("")
+    assert main(["batch", str(inbox), "--out", str(out)]) == 0
+    assert log.read_text() == ""  # nothing re-analysed
+    rows = manifest(out)
+    for k in ("b/series1", "c/clip.avi", "patient_a/cine.dcm"):
+        assert rows[k]["status"] == "skipped" and rows[k]["reason"].startswith("unchanged since 20")
+    # a corrected landmark file re-runs that study only
+    lm = inbox / "c" / "clip.avi.landmarks.json"
+    lm.write_text(lm.read_text().replace("[1, 1]", "[2, 1]"))
+    assert main(["batch", str(inbox), "--out", str(out)]) == 0
+    assert log.read_text().split() == ["c/clip.avi"]
+    assert manifest(out)["c/clip.avi"]["status"] == "ok"
+    log.write_text("")
+    # a study folder whose output went missing is redone
+    key = manifest(out)["b/series1"]["output"]
+    (out / key / "report.html").unlink()
+    assert main(["batch", str(inbox), "--out", str(out)]) == 0
+    assert log.read_text().split() == ["b/series1"]
+    log.write_text("")
+    assert main(["batch", str(inbox), "--out", str(out), "--force"]) == 0
+    assert sorted(log.read_text().split()) == ["b/series1", "c/clip.avi", "patient_a/cine.dcm"]
+    assert {r["status"] for r in manifest(out).values()} == {"ok", "skipped"}  # notes.txt skipped
+    assert len(study_dirs(out)) == 3
+
+
+def test_failing_analysis_leaves_no_folder_and_others_finish(tmp_path, fake):
+    inbox = tmp_path / "inbox"
+    for name in ("a_boom", "b_ok", "c_crash", "d_ok"):
+        f = write_dicom(inbox / name / "cine.dcm")
+        sidecar(f.with_name("cine.dcm.landmarks.json"))
+    (inbox / "b_ok" / "cine.dcm.landmarks.json").unlink()
+    sidecar(inbox / "b_ok" / "landmarks.json")  # folder sidecar also works for a lone file
+    out = tmp_path / "out"
+    result = run_batch(inbox, out, jobs=2, analyzer=FAKE)
+    rows = {r.input: r for r in result.rows}
+    assert rows["a_boom/cine.dcm"].status is Status.FAILED
+    assert rows["a_boom/cine.dcm"].reason == "internal error (RuntimeError): unexpected bug"
+    assert rows["c_crash/cine.dcm"].status is Status.FAILED
+    assert rows["c_crash/cine.dcm"].reason == "the worker process crashed while analysing this study"
+    assert rows["b_ok/cine.dcm"].status is Status.OK and rows["d_ok/cine.dcm"].status is Status.OK
+    assert result.exit_code == 1
+    names = sorted(p.name for p in out.iterdir())
+    assert not [n for n in names if n.startswith((".tmp-", ".old-"))]
+    assert len(study_dirs(out)) == 2
+
+
+def test_worker_crash_with_one_job(tmp_path, fake):
+    inbox = tmp_path / "inbox"
+    for name in ("a_crash", "b_ok"):
+        sidecar(write_dicom(inbox / name / "x.dcm").with_name("x.dcm.landmarks.json"))
+    result = run_batch(inbox, tmp_path / "out", jobs=1, analyzer=FAKE)
+    assert [(r.input, r.status) for r in result.rows] == [
+        ("a_crash/x.dcm", Status.FAILED),
+        ("b_ok/x.dcm", Status.OK),
+    ]
+
+
+def test_keyboard_interrupt_keeps_what_finished_and_rerun_completes(tmp_path, fake):
+    inbox = tmp_path / "inbox"
+    for name in ("a", "b_interrupt", "c", "d"):
+        sidecar(write_dicom(inbox / name / "x.dcm").with_name("x.dcm.landmarks.json"))
+    out = tmp_path / "out"
+    assert main(["batch", str(inbox), "--out", str(out), "--jobs", "1"]) == 130
+    rows = manifest(out)
+    assert len(rows) == 4
+    assert rows["a/x.dcm"]["status"] == "ok"
+    assert {rows[k]["reason"] for k in ("b_interrupt/x.dcm", "c/x.dcm", "d/x.dcm")} == {
+        "interrupted before it finished"
+    }
+    assert [p.name for p in study_dirs(out)] == [rows["a/x.dcm"]["output"]]
+    os.rename(inbox / "b_interrupt", inbox / "b")
+    assert main(["batch", str(inbox), "--out", str(out)]) == 0
+    rows = manifest(out)
+    assert rows["a/x.dcm"]["status"] == "skipped"
+    assert [rows[k]["status"] for k in ("b/x.dcm", "c/x.dcm", "d/x.dcm")] == ["ok", "ok", "ok"]
+    assert len(study_dirs(out)) == 4
+
+
+def test_killed_batch_loses_nothing_and_rerun_finishes(tmp_path, fake):
+    """kill -9 of the whole batch on the 2nd study: finished rows and folders survive, no half folder."""
+    inbox = tmp_path / "inbox"
+    for name in ("a", "b_kill", "c"):
+        sidecar(write_dicom(inbox / name / "x.dcm").with_name("x.dcm.landmarks.json"))
+    out = tmp_path / "out"
+    flag = tmp_path / "kill-once"
+    script = textwrap.dedent(
+        f"""
+        import os, pathlib
+        from dmx.batch import run_batch
+        pathlib.Path({str(flag)!r}).write_text(str(os.getpid()))
+        run_batch({str(inbox)!r}, {str(out)!r}, jobs=1, analyzer={FAKE!r})
+        """
+    )
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(PACKAGE_ROOT), str(fake), env.get("PYTHONPATH", "")])
+    proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, timeout=120)
+    assert proc.returncode == -9, proc.stderr.decode()
+    rows = batch.read_manifest(out)
+    assert [(r["input"], r["status"]) for r in rows] == [("a/x.dcm", "ok")]
+    finished = [p.name for p in study_dirs(out)]
+    assert finished == [rows[0]["output"]]  # the half-written study is only a hidden temp folder
+    assert [p.name for p in out.iterdir() if p.name.startswith(".tmp-")]
+    result = run_batch(inbox, out, jobs=1, analyzer=FAKE)
+    assert [(r.input, r.status.value) for r in result.rows] == [
+        ("a/x.dcm", "skipped"),
+        ("b_kill/x.dcm", "ok"),
+        ("c/x.dcm", "ok"),
+    ]
+    assert not [p for p in out.iterdir() if p.name.startswith(".tmp-")]
+    assert len(study_dirs(out)) == 3
+    for d in study_dirs(out):
+        json.loads((d / "measurements.json").read_text())  # complete, valid files only
+
+
+def test_stale_replaced_folder_is_restored(tmp_path):
+    out = tmp_path / "out"
+    (out / ".old-abc123def456-77").mkdir(parents=True)
+    (out / ".old-abc123def456-77" / "measurements.json").write_text("{}")
+    (out / ".tmp-abc123def456-78").mkdir()
+    assert batch.clean_stale(out) == 2
+    assert sorted(p.name for p in out.iterdir()) == ["abc123def456"]
+
+
+def test_ok_row_reports_warnings(tmp_path, fake):
+    inbox = tmp_path / "inbox"
+    sidecar(write_dicom(inbox / "warn.dcm").with_name("warn.dcm.landmarks.json"))
+    result = run_batch(inbox, tmp_path / "out", analyzer=FAKE)
+    assert [(r.status, r.reason) for r in result.rows] == [(Status.OK, "1 warning (see measurements.json)")]
+
+
+def test_progress_bar_on_terminal():
+    import io
+
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+
+    stream = Tty()
+    p = batch.Progress(4, stream=stream)
+    row = batch.ManifestRow("x", "dicom", 1, Status.OK, "", 1.0, "", "", "k", "t")
+    p.update(row)
+    p.close()
+    text = stream.getvalue()
+    assert "1/4" in text and "ok 1" in text and "ETA" in text and text.endswith("\n")
+    assert batch.format_duration(3725) == "1h02m" and batch.format_duration(65) == "1m05s"
+
+
+# --------------------------------------------------------------------------- usage errors and real pipeline
+
+
+def test_usage_errors_exit_2(tmp_path, capsys):
+    assert main(["batch", str(tmp_path / "nope"), "--out", str(tmp_path / "o")]) == 2
+    assert "inbox folder not found" in capsys.readouterr().err
+    assert main(["batch", str(tmp_path), "--out", str(tmp_path / "o"), "--jobs", "0"]) == 2
+    assert main(["batch", str(tmp_path), "--out", str(tmp_path / "o"), "--scheduler", "tcp://x:1"]) == 2
+    assert main(["batch", str(tmp_path), "--out", str(tmp_path / "o"), "--executor", "slurm"]) == 2
+    capsys.readouterr()
+    (tmp_path / "afile").write_text("x")
+    assert main(["batch", str(tmp_path), "--out", str(tmp_path / "afile")]) == 2
+    err = capsys.readouterr().err
+    assert (
+        err.strip()
+        == f"dmx: error: {tmp_path / 'afile'}: cannot create the output folder: exists and is not a folder"
+    )
+
+
+def test_empty_inbox_exits_0(tmp_path):
+    (tmp_path / "in").mkdir()
+    assert main(["batch", str(tmp_path / "in"), "--out", str(tmp_path / "out")]) == 0
+    assert (tmp_path / "out" / "manifest.csv").read_text().strip() == ",".join(batch.MANIFEST_FIELDS)
+
+
+def test_dask_executor_runs_the_same_function(tmp_path, fake):
+    pytest.importorskip("dask.distributed", reason="dask is an optional extra: pip install 'dmx[dask]'")
+    from dask.distributed import LocalCluster
+
+    inbox = messy_inbox(tmp_path / "inbox")
+    local = run_batch(inbox, tmp_path / "local", jobs=1, analyzer=FAKE)
+    with LocalCluster(n_workers=1, processes=False, dashboard_address=None) as cluster:
+        result = run_batch(
+            inbox, tmp_path / "dask", executor="dask", scheduler=cluster.scheduler_address, analyzer=FAKE
+        )
+    strip = [(r.input, r.status, r.reason.split(":")[0]) for r in local.rows]
+    assert [(r.input, r.status, r.reason.split(":")[0]) for r in result.rows] == strip
+    assert result.exit_code == 1
+
+
+def _pipeline_built() -> bool:
+    """Whether every stage dmx.pipeline.analyze/write_outputs calls exists yet."""
+    import importlib
+
+    needed = {
+        "dmx.io.load": "load_sequence",
+        "dmx.tracking": "track",
+        "dmx.measure": "measure",
+        "dmx.report": "write_report",
+    }
+    for module, name in needed.items():
+        try:
+            if not hasattr(importlib.import_module(module), name):
+                return False
+        except ImportError:
+            return False
+    return True
+
+
+@pytest.mark.skipif(
+    not _pipeline_built(), reason="dmx.pipeline not built yet (analyze, loader, tracking, measure, report)"
+)
+def test_real_pipeline_on_phantom(tmp_path):
+    """Two phantom studies through the real pipeline: outputs, checksums, resume, aggregate."""
+    phantom = pytest.importorskip("dmx.phantom", reason="dmx.phantom not built yet")
+    if not hasattr(phantom, "write_phantom"):
+        pytest.skip("dmx.phantom.write_phantom not built yet")
+    from dmx.aggregate import aggregate
+
+    inbox = tmp_path / "inbox"
+    for seed in (1, 2):  # study.dcm + landmarks.json (+ truth.json, not a study) per folder
+        phantom.write_phantom(phantom.make_phantom(seed=seed, frames=12), inbox / f"phantom{seed}")
+    out = tmp_path / "out"
+    assert main(["batch", str(inbox), "--out", str(out), "--jobs", "2"]) == 0
+    rows = batch.read_manifest(out)
+    studies = [r for r in rows if r["kind"] != "file"]
+    assert [r["status"] for r in studies] == ["ok", "ok"], rows
+    for r in studies:
+        doc = json.loads((out / r["output"] / "measurements.json").read_text())
+        assert doc["schema"] == "dmx.measurements/1"
+        assert doc["input"]["sha256"] == r["input_sha256"]
+        assert (out / r["output"] / "report.html").is_file()
+        assert (out / r["output"] / "landmarks.csv").is_file()
+    assert main(["batch", str(inbox), "--out", str(out)]) == 0
+    assert {r["status"] for r in batch.read_manifest(out)} == {"skipped"}
+    result = aggregate(out, tmp_path / "table.csv")
+    assert (result.n_studies, result.exit_code) == (2, 0)
+
+
+def test_output_inside_inbox_is_not_read_as_input(tmp_path, fake):
+    inbox = good_inbox(tmp_path / "inbox")
+    out = inbox / "results"
+    assert main(["batch", str(inbox), "--out", str(out)]) == 0
+    assert main(["batch", str(inbox), "--out", str(out)]) == 0
+    assert sorted(manifest(out)) == ["b/series1", "c/clip.avi", "notes.txt", "patient_a/cine.dcm"]
+
+
+def test_second_batch_on_the_same_output_is_refused(tmp_path, capsys):
+    import fcntl
+
+    (tmp_path / "in").mkdir()
+    out = tmp_path / "out"
+    out.mkdir()
+    with open(out / ".dmx-batch.lock", "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        assert main(["batch", str(tmp_path / "in"), "--out", str(out)]) == 2
+    assert "another 'dmx batch' is writing to this folder" in capsys.readouterr().err
+    assert not (out / "manifest.csv").exists()
+
+
+def test_duplicate_of_a_failed_study_points_nowhere(tmp_path, fake):
+    inbox = tmp_path / "inbox"
+    f = write_video(inbox / "a_boom" / "x.avi")
+    sidecar(f.with_name("x.avi.landmarks.json"))
+    shutil.copytree(inbox / "a_boom", inbox / "b_copy")
+    result = run_batch(inbox, tmp_path / "out", analyzer=FAKE)
+    assert [(r.input, r.status.value, r.reason, r.output) for r in result.rows] == [
+        ("a_boom/x.avi", "failed", "internal error (RuntimeError): unexpected bug", ""),
+        ("b_copy/x.avi", "skipped", "duplicate of a_boom/x.avi", ""),
+    ]
+    assert manifest(tmp_path / "out")["b_copy/x.avi"]["output"] == ""
+
+
+def test_two_series_in_one_folder_get_distinct_labels_and_no_shared_landmarks(tmp_path):
+    inbox = tmp_path / "inbox"
+    for s, (st, se) in enumerate([(generate_uid(), generate_uid()), (generate_uid(), generate_uid())]):
+        for i in range(2):
+            f = inbox / "mixed" / f"S{s}_IM{i}"
+            write_dicom(f, frames=1, study_uid=st, series_uid=se, instance=i + 1)
+    sidecar(inbox / "mixed" / "landmarks.json")  # ambiguous: which series?
+    studies, other = discover_inputs(inbox)
+    assert sorted(s.label for s in studies) == ["mixed/S0_IM0 (+1 files)", "mixed/S1_IM0 (+1 files)"]
+    assert all(s.landmarks_path is None for s in studies)
+    assert {s.landmarks_hint for s in studies} == {"mixed/landmarks.json (one series per folder)"}
+    assert all(s.study_path == inbox / "mixed" and s.series_uid for s in studies)
+    assert other == []

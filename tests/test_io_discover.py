@@ -1,0 +1,144 @@
+"""Finding studies in an inbox of any layout, accounting for every file."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+from test_io import _write_video, write_image
+
+from dmx.errors import InputError
+from dmx.io.discover import InputKind, discover, find_studies
+from dmx.io.load import load_input, load_sequence
+
+CORPUS = Path(__file__).resolve().parents[2] / "shared" / "dicom-corpus"
+
+
+def _write_report(path: Path) -> Path:
+    """A DICOM object without an image (a structured report, as PACS exports put beside images)."""
+    meta = FileMetaDataset()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.88.11"
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID = meta.MediaStorageSOPClassUID
+    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds.StudyInstanceUID = "1.2.3.9"
+    ds.SeriesInstanceUID = "1.2.3.9.9"
+    ds.PatientName = "Doe^Jane"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+@pytest.fixture
+def inbox(tmp_path: Path) -> Path:
+    root = tmp_path / "inbox"
+    series = root / "patient1" / "study1" / "series1"
+    series.mkdir(parents=True)
+    for n in (2, 3, 1):
+        write_image(
+            series / f"IM{4 - n}",
+            np.full((8, 8), n, np.uint8),
+            series_uid="1.2.3.1.1",
+            study_uid="1.2.3.1",
+            InstanceNumber=n,
+        )
+    write_image(
+        root / "patient1" / "study1" / "cine.dcm",
+        np.zeros((5, 8, 8), np.uint16),
+        series_uid="1.2.3.1.2",
+        study_uid="1.2.3.1",
+    )
+    (root / "zz_exported_twice").mkdir()
+    shutil.copy(
+        series / "IM1", root / "zz_exported_twice" / "copy_of_IM1"
+    )  # walked after: the copy is skipped
+    other = root / "patient2"
+    other.mkdir()
+    _write_video(other / "neck.avi", n=4)
+    (other / "readme.txt").write_text("hello")
+    (other / ".DS_Store").write_bytes(bytes(range(256)))
+    _write_report(other / "report.dcm")
+    return root
+
+
+def test_inbox_is_grouped_and_every_file_is_accounted_for(inbox):
+    found = discover(inbox)
+    kinds = sorted(s.kind.value for s in found.studies)
+    assert kinds == ["dicom-series", "multiframe", "video"]
+    series = next(s for s in found.studies if s.kind is InputKind.DICOM_SERIES)
+    assert [p.name for p in series.paths] == ["IM3", "IM2", "IM1"]  # InstanceNumber 1, 2, 3
+    assert series.series_uid == "1.2.3.1.1" and series.study_uid == "1.2.3.1"
+    assert series.modality == "RF"
+    reasons = {s.path.name: s.reason for s in found.skipped}
+    assert reasons["readme.txt"].startswith("not a DICOM file")
+    assert reasons[".DS_Store"].startswith("not a DICOM file")
+    assert reasons["report.dcm"].startswith("DICOM without an image")
+    assert reasons["copy_of_IM1"].startswith("duplicate: same SOP Instance UID as")
+    used = {p for s in found.studies for p in s.paths} | {s.path for s in found.skipped}
+    assert used == {p for p in inbox.rglob("*") if p.is_file()}
+
+
+def test_ids_are_stable_unique_and_carry_no_names(inbox):
+    first = [s.id for s in find_studies(inbox)]
+    again = [s.id for s in find_studies(inbox)]
+    assert first == again
+    assert len(set(first)) == len(first)
+    for ident in first:
+        assert re.fullmatch(r"[0-9a-f]{16}", ident)
+
+
+def test_found_inputs_load(inbox):
+    loaded = {s.kind: load_input(s) for s in find_studies(inbox)}
+    assert loaded[InputKind.DICOM_SERIES].frames[:, 0, 0].tolist() == [1, 2, 3]
+    assert loaded[InputKind.MULTIFRAME].n_frames == 5
+    assert loaded[InputKind.VIDEO].n_frames == 4
+
+
+def test_single_file_and_missing_root(tmp_path):
+    p = write_image(tmp_path / "one.dcm", np.zeros((3, 4, 4), np.uint8))
+    (study,) = find_studies(p)
+    assert study.kind is InputKind.MULTIFRAME and study.paths == (p,)
+    with pytest.raises(InputError, match="not found"):
+        discover(tmp_path / "absent")
+
+
+@pytest.mark.skipif(not CORPUS.exists(), reason="shared DICOM corpus not present")
+def test_dicomdir_lists_its_series():
+    found = discover(CORPUS / "dicomdir" / "DICOMDIR")
+    assert len(found.studies) == 13
+    assert all(s.kind is InputKind.DICOMDIR and s.dicomdir.name == "DICOMDIR" for s in found.studies)
+    assert sum(len(s.paths) for s in found.studies) == 31
+    empty = discover(CORPUS / "dicomdir" / "DICOMDIR-empty.dcm")
+    assert empty.studies == () and empty.skipped == ()
+    tiny = discover(CORPUS / "dicomdir" / "TINY_ALPHA" / "DICOMDIR")
+    assert tiny.studies == () and len(tiny.skipped) == 50
+
+
+def test_logs_carry_no_patient_names(inbox, caplog):
+    caplog.set_level("DEBUG", logger="dmx")
+    for study in find_studies(inbox):
+        load_input(study)
+    load_sequence(inbox / "patient1" / "study1" / "cine.dcm")
+    assert "skipped 4 files" in caplog.text and "loaded 5 frames of 8 x 8" in caplog.text
+    assert "Doe" not in caplog.text and "Jane" not in caplog.text
+
+
+def test_a_truncated_copy_does_not_displace_the_complete_file(tmp_path):
+    full = tmp_path / "a" / "cine.dcm"
+    full.parent.mkdir()
+    write_image(full, np.zeros((4, 16, 16), np.uint8))
+    cut = tmp_path / "0_first_in_walk" / "cine.dcm"
+    cut.parent.mkdir()
+    cut.write_bytes(full.read_bytes()[: full.stat().st_size - 100])
+    found = discover(tmp_path)
+    assert [s.paths for s in found.studies] == [(full,)]
+    assert [s.path for s in found.skipped] == [cut]
+    assert found.skipped[0].reason.startswith("duplicate: same SOP Instance UID as a/cine.dcm")
