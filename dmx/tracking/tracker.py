@@ -2,16 +2,25 @@
 
 Every frame is registered against the *reference* appearance of each body (the
 template cut from the landmark frame), so errors do not accumulate; previous
-frames only predict the starting guess (constant velocity of the rigid
-parameters). When that fails, candidates from the last good pose and from the
-neighbouring bodies' motion are tried, with a coarse rotation/translation
-search (:func:`cv2.matchTemplate`) on the coarsest pyramid level. A frame is
-reported NaN with a reason rather than drifting silently.
+frames only predict the starting guess (constant velocity of the rigid motion).
+When that fails, candidates from the last good pose and from the neighbouring
+bodies' motion are tried, with a coarse rotation/translation search
+(:func:`cv2.matchTemplate`) on the coarsest pyramid level. A frame is reported
+NaN with a reason rather than drifting silently.
+
+Quality (0..1) of a frame is the product of: the share of the template that
+still matches the reference within noise (inliers), the share inside the image,
+the normalised correlation over the inliers, the expected corner precision from
+the fit's Hessian, convergence, and a plausible photometric gain. Frames below
+:data:`TRUSTED_QUALITY` (default ``min_quality``) are NaN, with ``reason`` one of
+:data:`LEFT_IMAGE`, :data:`NOT_FOUND`, :data:`DIVERGED`, :data:`IMPLAUSIBLE`,
+:data:`OVERLAP`, :data:`ORDER`, :data:`REFERENCE_OUTSIDE`.
 """
 
 from __future__ import annotations
 
 import math
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 
 import cv2
@@ -191,6 +200,7 @@ def track(
     max_overlap: float = 0.1,
     anatomy_check: bool = True,
     reacquire: bool = True,
+    threads: int = 1,
 ) -> Tracks:
     """Track the four corners of every landmarked vertebral body through the cine.
 
@@ -230,6 +240,9 @@ def track(
         Check that neighbours keep their top-to-bottom order and do not overlap.
     reacquire : bool
         Search for a lost body in later frames (coarse search) instead of giving it up.
+    threads : int
+        Register the bodies of a frame on this many threads (OpenCV releases the GIL; results are
+        identical to one thread).
 
     Returns
     -------
@@ -347,17 +360,27 @@ def track(
         for t in order:
             frame = frames_arr[t]
             fits: list[tuple[np.ndarray, float] | None] = [None] * n_v
+            preds = [_predict(states[i], t) for i in range(n_v)]
+
+            def primary(i: int, frame=frame, preds=preds, states=states) -> tuple[Fit, float] | None:
+                if templates[i] is None or preds[i] is None or states[i].lost:
+                    return None
+                return fit_at(i, frame, preds[i], 1 if len(states[i].history) >= 2 else None)
+
+            firsts = (
+                list(pool.map(primary, range(n_v))) if pool is not None else [primary(i) for i in range(n_v)]
+            )
             for i in range(n_v):
                 tpl = templates[i]
                 if tpl is None:
                     continue
                 st = states[i]
-                pred = _predict(st, t)
+                pred = preds[i]
                 last = st.history[-1][1] if st.history else None
                 best: tuple[Fit, float] | None = None
                 why = NOT_FOUND
-                if pred is not None and not st.lost:
-                    fit, q = fit_at(i, frame, pred, 1 if len(st.history) >= 2 else None)
+                if firsts[i] is not None:
+                    fit, q = firsts[i]
                     if plausible(i, fit.transform, pred, last):
                         best = (fit, q)
                     else:
@@ -426,8 +449,13 @@ def track(
                 st.history.append((t, a))
                 del st.history[:-3]
 
-    run_pass(range(ref + 1, n_t))
-    run_pass(range(ref - 1, -1, -1))
+    pool = ThreadPoolExecutor(max_workers=threads) if threads > 1 else None
+    try:
+        run_pass(range(ref + 1, n_t))
+        run_pass(range(ref - 1, -1, -1))
+    finally:
+        if pool is not None:
+            pool.shutdown()
 
     return Tracks(
         vertebrae=verts,
