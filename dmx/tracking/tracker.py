@@ -101,6 +101,23 @@ def _predict(state: _State, t: int) -> np.ndarray | None:
     return pred @ a1
 
 
+def _visible(template: Template, a: np.ndarray | None, shape: tuple[int, int]) -> float:
+    """Share of the body quadrilateral inside the frame at pose ``a`` (sampled on a 7x7 grid)."""
+    if a is None:
+        return 0.0
+    q = _corners(a, template.quad_px)
+    s = np.linspace(0.0, 1.0, 7)
+    u, v = np.meshgrid(s, s)
+    u = u.ravel()[:, None]
+    v = v.ravel()[:, None]
+    top = q[0] + (q[1] - q[0]) * u
+    bottom = q[3] + (q[2] - q[3]) * u
+    p = top + (bottom - top) * v
+    h, w = shape
+    inside = (p[:, 0] >= 0) & (p[:, 0] <= w - 1) & (p[:, 1] >= 0) & (p[:, 1] <= h - 1)
+    return float(inside.mean())
+
+
 def _size(quad: np.ndarray) -> float:
     x, y = quad[:, 0], quad[:, 1]
     return math.sqrt(0.5 * abs(float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1)))))
@@ -195,7 +212,7 @@ def track(
     max_iterations: int = 12,
     min_quality: float = TRUSTED_QUALITY,
     min_visible: float = 0.6,
-    max_rotation_step_deg: float = 12.0,
+    max_rotation_step_deg: float = 20.0,
     max_step_frac: float = 0.6,
     max_overlap: float = 0.1,
     anatomy_check: bool = True,
@@ -370,10 +387,27 @@ def track(
             firsts = (
                 list(pool.map(primary, range(n_v))) if pool is not None else [primary(i) for i in range(n_v)]
             )
+            # accept the predicted fits that are good; the others fall back, once their neighbours are known
+            pending: list[int] = []
             for i in range(n_v):
-                tpl = templates[i]
-                if tpl is None:
+                if templates[i] is None:
                     continue
+                first = firsts[i]
+                if first is not None and first[1] >= TRUSTED_QUALITY:
+                    last = states[i].history[-1][1] if states[i].history else None
+                    if plausible(i, first[0].transform, preds[i], last):
+                        fits[i] = (first[0].transform, first[1])
+                        continue
+                pending.append(i)
+            # fallbacks next to a tracked neighbour first (bottom-up and top-down chains)
+            while pending:
+                nxt = [
+                    k for k in pending if any(0 <= j < n_v and fits[j] is not None for j in (k - 1, k + 1))
+                ]
+                i = nxt[0] if nxt else pending[0]
+                pending.remove(i)
+                tpl = templates[i]
+                assert tpl is not None
                 st = states[i]
                 pred = preds[i]
                 last = st.history[-1][1] if st.history else None
@@ -385,14 +419,13 @@ def track(
                         best = (fit, q)
                     else:
                         why = IMPLAUSIBLE
-                accepted = best is not None and best[1] >= TRUSTED_QUALITY
-                if not accepted and (reacquire or not st.lost) and last is not None:
+                if (reacquire or not st.lost) and last is not None:
                     # fallback: last pose, neighbours' motion, coarse search around them
-                    cands: list[np.ndarray] = [last]
+                    cands: list[np.ndarray] = []
                     last_t = st.history[-1][0]
-                    for j in (i - 1, i + 1):
+                    for j in (i + 1, i - 1):
                         if 0 <= j < n_v and templates[j] is not None:
-                            aj_now = fits[j][0] if fits[j] is not None else _predict(states[j], t)
+                            aj_now = fits[j][0] if fits[j] is not None else None
                             aj_then = None
                             for tt, aa in reversed(states[j].history):
                                 if tt == last_t:
@@ -400,10 +433,11 @@ def track(
                                     break
                             if aj_now is not None and aj_then is not None:
                                 cands.append(aj_now @ _rigid_inv(aj_then) @ last)
+                    cands.append(last)
                     gap = abs(t - last_t)
                     radius = min(0.5 * tpl.size_px * (1 + 0.5 * gap), 2.0 * tpl.size_px)
                     searched: list[np.ndarray] = []
-                    for c in cands[:2] if len(cands) > 1 else cands:
+                    for c in cands[:2]:
                         searched += _search(
                             tpl,
                             frame,
@@ -417,14 +451,18 @@ def track(
                         ok = plausible(i, fit.transform, None, last if gap <= 3 else None)
                         if ok and (best is None or q > best[1]):
                             best = (fit, q)
+                            if q >= 0.9:
+                                break
                 if best is None:
                     quality[t, i] = 0.0
                     reason[t][i] = why
-                    st.lost = True
                     continue
                 fit, q = best
                 quality[t, i] = q
-                if fit.visible < min_visible:
+                if (
+                    fit.visible < min_visible
+                    and _visible(tpl, pred if pred is not None else last, frame.shape) < min_visible
+                ):
                     reason[t][i] = LEFT_IMAGE
                 elif not np.isfinite(fit.gain) or fit.gain <= 0:
                     reason[t][i] = DIVERGED
@@ -432,8 +470,9 @@ def track(
                     reason[t][i] = NOT_FOUND
                 else:
                     fits[i] = (fit.transform, q)
-                    continue
-                st.lost = True
+            for i in range(n_v):
+                if fits[i] is not None:
+                    quality[t, i] = fits[i][1]
             if anatomy_check:
                 _check_anatomy(fits, quads, reason, quality, t, max_overlap)
             for i in range(n_v):
