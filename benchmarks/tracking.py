@@ -49,7 +49,7 @@ def _row(name: str, tracks: Any, truth: np.ndarray, seconds: float) -> list[str]
         frac = flagged[:, v_idx].mean()
         lines.append(f"{name:<38} {v.value:<3} {med:7.3f} {p95:7.3f} {mx:7.3f} {frac:8.1%} {bad:6d}")
     lines.append(
-        f"{'':<38} {'all':<3} {np.median(err[~flagged]):7.3f} "
+        f"{name[:38]:<38} {'all':<3} {np.median(err[~flagged]):7.3f} "
         f"{np.percentile(err[~flagged], 95):7.3f} {err[~flagged].max():7.3f} {flagged.mean():8.1%} "
         f"{int(np.sum((err > 2.0) & ~flagged)):6d}   ({truth.shape[0] / seconds:.0f} fps)"
     )
