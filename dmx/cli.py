@@ -75,9 +75,131 @@ def info(
 @app.command()
 def phantom(
     out: Annotated[Path, typer.Argument(help="Output folder for the study and its ground truth.")],
+    seed: Annotated[int, typer.Option("--seed", help="Random seed; same options and seed, same files.")] = 0,
+    frames: Annotated[int, typer.Option("--frames", help="Number of frames.")] = 60,
+    fps: Annotated[float, typer.Option("--fps", help="Frame rate (frames per second).")] = 15.0,
+    size: Annotated[str, typer.Option("--size", help="Image size: N (square) or WxH, 128..2048.")] = "512",
+    mm_per_px: Annotated[
+        str | None,
+        typer.Option(
+            "--mm-per-px", help="True spacing at the patient: MM or ROW,COL [default: 153.6 mm/side]."
+        ),
+    ] = None,
+    curve: Annotated[
+        str,
+        typer.Option(
+            "--curve", help="Neutral curve: lordotic, straight, kyphotic, s_upper_kyphotic, s_lower_kyphotic."
+        ),
+    ] = "lordotic",
+    facing: Annotated[
+        str, typer.Option("--facing", help="Patient faces the image's right or left.")
+    ] = "right",
+    rom: Annotated[
+        list[str] | None,
+        typer.Option("--rom", help="Range of motion of a joint, LEVEL=DEG (e.g. C4-C5=18); repeatable."),
+    ] = None,
+    flexion_fraction: Annotated[
+        float, typer.Option("--flexion-fraction", help="Share of each range spent in flexion.")
+    ] = 0.55,
+    unstable: Annotated[
+        list[str] | None,
+        typer.Option("--unstable", help="Unstable level, LEVEL or LEVEL=MM (extra translation); repeatable."),
+    ] = None,
+    translation_mm: Annotated[
+        float,
+        typer.Option("--translation-mm", help="Extra translation (mm) of --unstable levels without =MM."),
+    ] = 4.0,
+    adi_mm: Annotated[float, typer.Option("--adi-mm", help="Atlanto-dental interval (mm).")] = 1.5,
+    sway_mm: Annotated[float, typer.Option("--sway-mm", help="Whole-body drift amplitude (mm).")] = 1.0,
+    sway_deg: Annotated[float, typer.Option("--sway-deg", help="Whole-body rotation drift (degrees).")] = 0.8,
+    photons: Annotated[
+        float, typer.Option("--photons", help="Unattenuated quanta per pixel (0: noise-free).")
+    ] = 8000.0,
+    blur_px: Annotated[float, typer.Option("--blur-px", help="Detector blur sigma (pixels).")] = 0.8,
+    flicker: Annotated[
+        float, typer.Option("--flicker", help="Per-frame exposure variation (relative SD).")
+    ] = 0.03,
+    bits: Annotated[int, typer.Option("--bits", help="Stored bits: 8 or 12.")] = 8,
+    photometric: Annotated[
+        str, typer.Option("--photometric", help="MONOCHROME2 or MONOCHROME1.")
+    ] = "MONOCHROME2",
+    calibration: Annotated[
+        str,
+        typer.Option(
+            "--calibration", help="PixelSpacing, ImagerPixelSpacing+ERMF, ImagerPixelSpacing or none."
+        ),
+    ] = "PixelSpacing",
+    magnification: Annotated[
+        float, typer.Option("--magnification", help="Geometric magnification for ImagerPixelSpacing/ERMF.")
+    ] = 1.15,
+    transfer_syntax: Annotated[
+        str, typer.Option("--transfer-syntax", help="explicit (VR little endian), rle or jpeg (baseline).")
+    ] = "explicit",
+    jpeg_quality: Annotated[int, typer.Option("--jpeg-quality", help="JPEG quality 1..100.")] = 90,
+    frame_timing: Annotated[
+        str, typer.Option("--frame-timing", help="Cine timing tags: FrameTime, FrameTimeVector or both.")
+    ] = "FrameTime",
+    reference_frame: Annotated[int, typer.Option("--reference-frame", help="Frame of landmarks.json.")] = 0,
+    return_to_neutral: Annotated[
+        bool, typer.Option("--return/--no-return", help="End the cine back in neutral.")
+    ] = True,
 ) -> None:
-    """Write a synthetic lateral cervical DMX study with known ground truth."""
-    _not_built("phantom")
+    """Write a synthetic lateral cervical DMX study with known ground truth.
+
+    OUT receives study.dcm (multi-frame RF DICOM), truth.json (every corner in
+    every frame) and landmarks.json (the reference frame's corners).
+    """
+    import re
+    import time
+
+    from dmx.errors import UsageError
+    from dmx.phantom import make_phantom, parse_level_values, write_phantom
+
+    m = re.fullmatch(r"\s*(\d+)\s*(?:[xX]\s*(\d+)\s*)?", size)
+    if not m:
+        raise UsageError(f"--size must be N or WxH (e.g. 512 or 640x480), got {size!r}")
+    cols = int(m.group(1))
+    rows = int(m.group(2)) if m.group(2) else cols
+    spacing: float | tuple[float, ...] | None = None
+    if mm_per_px is not None:
+        try:
+            vals = tuple(float(t) for t in mm_per_px.split(","))
+        except ValueError:
+            raise UsageError(f"--mm-per-px must be MM or ROW,COL in mm, got {mm_per_px!r}") from None
+        spacing = vals[0] if len(vals) == 1 else vals
+    start = time.perf_counter()
+    ph = make_phantom(
+        seed=seed,
+        frames=frames,
+        fps=fps,
+        rows=rows,
+        cols=cols,
+        mm_per_px=spacing,
+        curve=curve,
+        facing=facing,
+        rom_deg=parse_level_values(rom or [], option="--rom"),
+        flexion_fraction=flexion_fraction,
+        unstable_mm=parse_level_values(unstable or [], option="--unstable", default=translation_mm),
+        adi_mm=adi_mm,
+        sway_mm=sway_mm,
+        sway_deg=sway_deg,
+        photons=photons,
+        blur_px=blur_px,
+        flicker=flicker,
+        bits=bits,
+        photometric=photometric.upper(),
+        calibration=calibration,
+        magnification=magnification,
+        transfer_syntax=transfer_syntax,
+        jpeg_quality=jpeg_quality,
+        frame_timing=frame_timing,
+        reference_frame=reference_frame,
+        return_to_neutral=return_to_neutral,
+    )
+    paths = write_phantom(ph, out)
+    log.info("phantom: %d frames %dx%d in %.1f s", frames, cols, rows, time.perf_counter() - start)
+    for p in paths.values():
+        typer.echo(str(p))
 
 
 @app.command()

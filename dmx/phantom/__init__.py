@@ -1,0 +1,28 @@
+"""Synthetic lateral cervical DMX studies with exact ground truth (the project's validation instrument).
+
+>>> from dmx.phantom import make_phantom, write_phantom
+>>> p = make_phantom(seed=1, frames=60, unstable_mm={"C4-C5": 4.0})  # doctest: +SKIP
+>>> write_phantom(p, "out/")  # doctest: +SKIP
+"""
+
+from dmx.phantom.generator import (
+    SCHEMA,
+    Phantom,
+    PhantomModel,
+    body_mask,
+    make_phantom,
+    parse_level_values,
+    render_structure,
+    write_phantom,
+)
+
+__all__ = [
+    "SCHEMA",
+    "Phantom",
+    "PhantomModel",
+    "body_mask",
+    "make_phantom",
+    "parse_level_values",
+    "render_structure",
+    "write_phantom",
+]

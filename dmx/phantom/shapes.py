@@ -1,0 +1,385 @@
+"""Attenuation maps of the phantom's rigid structures, each built once in its own local frame.
+
+A map holds, per source pixel, the excess X-ray attenuation ``mu * path``
+(dimensionless) of the structure over soft tissue, sampled on a grid of
+spacing ``ds_mm`` whose pixel ``(c, r)`` sits at local ``(u0 + c*ds, v0 - r*ds)``.
+Edges are anti-aliased analytically from signed distances, so an outline
+sits exactly where the geometry says it does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+from dmx.anatomy import Vertebra
+from dmx.phantom import skeleton as sk
+
+MU_SOFT = 0.020  # 1/mm, water-like tissue at ~60 keV effective
+MU_TRAB = 0.012  # excess of trabecular bone over soft tissue, 1/mm
+MU_CORT = 0.040  # excess of cortical bone over soft tissue, 1/mm
+#: Width of the anti-aliasing ramp in source pixels. Two pixels keep the ramp linear between any two
+#: samples that straddle an outline, so bilinear warping puts the 0.5 level exactly on the outline.
+RAMP = 2.0
+
+Sdf = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+
+@dataclass(frozen=True)
+class Structure:
+    """A rigid structure's attenuation map in its local frame.
+
+    Attributes
+    ----------
+    name : str
+        What it is (``"C4"``, ``"mandible"``, ``"neck:C4"`` ...).
+    frame : str
+        Key of the pose that carries it (see :func:`dmx.phantom.skeleton.chain_poses`).
+    group : str
+        ``"add"`` (bone, summed), ``"soft"`` (soft tissue, combined by maximum)
+        or ``"air"`` (air columns, maximum, subtracted).
+    density : numpy.ndarray
+        float32 map, zero on its border.
+    u0_mm, v0_mm, ds_mm : float
+        Local position of source pixel (0, 0) and the grid spacing.
+    occluder : callable or None
+        Signed distance (positive inside) used to decide what hides a vertebral body.
+    """
+
+    name: str
+    frame: str
+    group: str
+    density: np.ndarray
+    u0_mm: float
+    v0_mm: float
+    ds_mm: float
+    occluder: Sdf | None = None
+
+    def local_to_source(self) -> np.ndarray:
+        """3 x 3 affine from local mm to source pixel coordinates (column, row)."""
+        s = 1.0 / self.ds_mm
+        return np.array([[s, 0.0, -self.u0_mm * s], [0.0, -s, self.v0_mm * s], [0.0, 0.0, 1.0]])
+
+
+# --------------------------------------------------------------------------- signed distances
+
+
+def coverage(sdf: np.ndarray, width_mm: float) -> np.ndarray:
+    """Anti-aliased inside fraction from a signed distance (positive inside)."""
+    return np.clip(0.5 + sdf / width_mm, 0.0, 1.0)
+
+
+def sdf_polygon(u: np.ndarray, v: np.ndarray, verts: list[tuple[float, float]]) -> np.ndarray:
+    """Signed distance to a convex polygon (exact near edges, positive inside)."""
+    p = np.asarray(verts, dtype=float)
+    area = 0.5 * np.sum(p[:, 0] * np.roll(p[:, 1], -1) - np.roll(p[:, 0], -1) * p[:, 1])
+    if area < 0:
+        p = p[::-1]
+    out = np.full(np.broadcast(u, v).shape, np.inf)
+    for i in range(len(p)):
+        a, b = p[i], p[(i + 1) % len(p)]
+        e = b - a
+        n = np.hypot(*e)
+        out = np.minimum(out, (e[0] * (v - a[1]) - e[1] * (u - a[0])) / n)
+    return out
+
+
+def sdf_ellipse(
+    u: np.ndarray, v: np.ndarray, centre: tuple[float, float], a: float, b: float, angle_deg: float = 0.0
+) -> np.ndarray:
+    """First-order signed distance to an ellipse (exactly zero on its outline)."""
+    t = np.deg2rad(angle_deg)
+    du, dv = u - centre[0], v - centre[1]
+    x = du * np.cos(t) + dv * np.sin(t)
+    y = -du * np.sin(t) + dv * np.cos(t)
+    r = np.sqrt((x / a) ** 2 + (y / b) ** 2)
+    g = np.sqrt((x / a**2) ** 2 + (y / b**2) ** 2)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        d = np.where(g > 0, (1.0 - r) * r / np.maximum(g, 1e-12), min(a, b))
+    return d
+
+
+def sdf_capsule(u: np.ndarray, v: np.ndarray, points: list[tuple[float, float]], radius: float) -> np.ndarray:
+    """Signed distance to a thick polyline of ``radius`` mm."""
+    p = np.asarray(points, dtype=float)
+    dist = np.full(np.broadcast(u, v).shape, np.inf)
+    for i in range(len(p) - 1):
+        a, b = p[i], p[i + 1]
+        e = b - a
+        t = np.clip(((u - a[0]) * e[0] + (v - a[1]) * e[1]) / max(e @ e, 1e-12), 0, 1)
+        dist = np.minimum(dist, np.hypot(u - a[0] - t * e[0], v - a[1] - t * e[1]))
+    return radius - dist
+
+
+def path_profile(x: np.ndarray, half_mm: float, width_mm: float, power: float = 4.0) -> np.ndarray:
+    """X-ray path length (mm) through a super-elliptic cross-section at offset ``x`` from its centre."""
+    r = np.clip(np.abs(x) / half_mm, 0.0, 1.0)
+    return width_mm * (1.0 - r**power) ** (1.0 / power)
+
+
+# --------------------------------------------------------------------------- body outline
+
+
+def body_sdf(vertebra: Vertebra, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Signed distance to a vertebral body's outline (C2 including its dens).
+
+    The walls are slightly waisted and the endplates concave; all four curves
+    pass exactly through the corners of :func:`dmx.phantom.skeleton.body_corners_mm`.
+    """
+    b = sk.BODY_SIZES[vertebra]
+    d, hp, ha = b.depth_mm / 2, b.height_post_mm / 2, b.height_ant_mm / 2
+    sag = 0.0 if vertebra is Vertebra.C2 else 0.9
+    t_ant = np.clip((v + ha) / (2 * ha), 0, 1)
+    t_post = np.clip((v + hp) / (2 * hp), 0, 1)
+    s = np.clip((u + d) / (2 * d), 0, 1)
+    frac = (u + d) / (2 * d)
+    slope = (ha - hp) / (2 * d)
+    cos_a = 1.0 / np.sqrt(1.0 + slope**2)
+    sdf_ant = d - 0.6 * 4 * t_ant * (1 - t_ant) - u
+    sdf_post = u - (-d + 0.3 * 4 * t_post * (1 - t_post))
+    sup_sag = 0.0 if vertebra is Vertebra.C2 else sag
+    y_sup = hp + (ha - hp) * frac - sup_sag * 4 * s * (1 - s)
+    y_inf = -hp + (hp - ha) * frac + sag * 4 * s * (1 - s)
+    body = np.minimum(np.minimum(sdf_ant, sdf_post), np.minimum((y_sup - v) * cos_a, (v - y_inf) * cos_a))
+    if vertebra is not Vertebra.C2:
+        return body
+    g = sk.dens_geometry_mm()
+    trap = sdf_polygon(
+        u,
+        v,
+        [
+            (g["post_base_u"], g["base_v"]),
+            (g["ant_base_u"], g["base_v"]),
+            (g["ant_top_u"], g["top_v"]),
+            (g["post_top_u"], g["top_v"]),
+        ],
+    )
+    cap = sdf_ellipse(
+        u,
+        v,
+        (0.5 * (g["ant_top_u"] + g["post_top_u"]), g["top_v"]),
+        0.5 * (g["ant_top_u"] - g["post_top_u"]),
+        g["tip_v"] - g["top_v"],
+    )
+    return np.maximum(body, np.maximum(trap, cap))
+
+
+# --------------------------------------------------------------------------- builders
+
+
+def _grid(
+    box: tuple[float, float, float, float], ds_mm: float
+) -> tuple[np.ndarray, np.ndarray, float, float]:
+    umin, umax, vmin, vmax = box
+    cols = int(np.ceil((umax - umin) / ds_mm)) + 1
+    rows = int(np.ceil((vmax - vmin) / ds_mm)) + 1
+    u = umin + ds_mm * np.arange(cols)
+    v = vmax - ds_mm * np.arange(rows)
+    uu, vv = np.meshgrid(u, v)
+    return uu, vv, umin, vmax
+
+
+def _finish(density: np.ndarray) -> np.ndarray:
+    out = density.astype(np.float32)
+    out[0, :] = out[-1, :] = 0
+    out[:, 0] = out[:, -1] = 0
+    return out
+
+
+def trabecular_texture(shape: tuple[int, int], ds_mm: float, rng: np.random.Generator) -> np.ndarray:
+    """Random trabecular pattern around 1 (vertical struts a little longer than horizontal)."""
+    noise = rng.standard_normal(shape)
+    fine = ndimage.gaussian_filter(noise, (0.45 / ds_mm, 0.28 / ds_mm))
+    coarse = ndimage.gaussian_filter(noise, (1.6 / ds_mm, 1.6 / ds_mm))
+    g = fine - coarse
+    g /= max(float(g.std()), 1e-12)
+    return np.clip(1.0 + 0.4 * g, 0.25, 2.0)
+
+
+def vertebra_structure(vertebra: Vertebra, *, ds_mm: float, rng: np.random.Generator) -> Structure:
+    """Vertebral body (cortical rim, trabecular texture) with its posterior elements."""
+    b = sk.BODY_SIZES[vertebra]
+    d, hp = b.depth_mm / 2, b.height_post_mm / 2
+    ls = b.spinous_mm
+    top = 26.0 if vertebra is Vertebra.C2 else hp + 8
+    box = (-d - 18 - ls, d + 3, -hp - 16, top)
+    u, v, u0, v0 = _grid(box, ds_mm)
+    sdf = body_sdf(vertebra, u, v)
+    w = RAMP * ds_mm
+    cov = coverage(sdf, w)
+    inner = coverage(sdf - 0.9, w)
+    shell = cov - inner
+    path = path_profile(u, d, b.width_mm)
+    if vertebra is Vertebra.C2:
+        g = sk.dens_geometry_mm()
+        dens_c = 0.5 * (g["ant_base_u"] + g["post_base_u"])
+        dens_path = path_profile(u - dens_c, 0.5 * (g["ant_base_u"] - g["post_base_u"]) + 0.5, 10.0)
+        path = np.where(v > b.height_ant_mm / 2 - 1.0, dens_path, path)
+    tex = trabecular_texture(u.shape, ds_mm, rng)
+    dens = cov * MU_CORT * 1.6 + inner * MU_TRAB * path * tex + shell * MU_CORT * 0.7 * path
+    # posterior elements (both sides superimpose in the lateral view)
+    uc, vc = -d - 10.0, 1.0
+    pedicle = [(-d - 0.4, hp - 2.0), (-d - 6.0, hp - 2.5), (-d - 6.0, hp - 8.0), (-d - 0.4, hp - 7.5)]
+    pillar = [(uc + 5, vc + 10.5), (uc - 5, vc + 2.5), (uc - 5, vc - 10.5), (uc + 5, vc - 2.5)]
+    r_sp = 4.5 if vertebra is Vertebra.C2 else (3.5 if vertebra in (Vertebra.C7, Vertebra.T1) else 3.0)
+    tip = (uc - 13 - 0.94 * ls, vc - 6 - 0.34 * ls)
+    post = (
+        0.25 * coverage(sdf_polygon(u, v, pedicle), w)
+        + 0.38 * coverage(sdf_polygon(u, v, pillar), w)
+        + 0.22 * coverage(sdf_capsule(u, v, [(uc - 3, vc - 3), (uc - 14, vc - 6)], 2.5), w)
+        + 0.28 * coverage(sdf_capsule(u, v, [(uc - 13, vc - 6), tip], r_sp), w)
+        + 0.12 * coverage(sdf_ellipse(u, v, tip, r_sp + 1.5, r_sp + 1.0), w)
+    )
+    if vertebra is Vertebra.C2:  # massive C2 lamina rising to the dens level
+        post = post + 0.2 * coverage(sdf_capsule(u, v, [(uc + 2, vc + 8), (uc - 6, vc + 2)], 3.0), w)
+    return Structure(vertebra.value, vertebra.value, "add", _finish(dens + post), u0, v0, ds_mm)
+
+
+def atlas_structure(*, adi_mm: float, ds_mm: float) -> Structure:
+    """C1: anterior arch (behind it the atlanto-dental interval), lateral masses, posterior arch."""
+    u, v, u0, v0 = _grid((-52.0, 16.0 + adi_mm, 6.0, 30.0), ds_mm)
+    w = RAMP * ds_mm
+    ap = sk.arch_post_mm(adi_mm)
+    a_arch, b_arch = 3.0, 5.5
+    arch = sdf_ellipse(u, v, (ap[0] + a_arch, ap[1]), a_arch, b_arch)
+    cov = coverage(arch, w)
+    shell = cov - coverage(arch - 0.8, w)
+    dens = 0.30 * cov + 0.35 * shell
+    dens += 0.22 * coverage(sdf_ellipse(u, v, (-6.0, 19.0), 9.0, 6.5), w)
+    dens += 0.22 * coverage(sdf_capsule(u, v, [(-14.0, 18.0), (-30.0, 17.0), (-40.0, 16.0)], 3.2), w)
+    dens += 0.30 * coverage(sdf_ellipse(u, v, (-42.0, 16.0), 5.0, 5.5), w)
+    return Structure("C1", "C1", "add", _finish(dens), u0, v0, ds_mm)
+
+
+def _skull_occluder(u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    return np.maximum.reduce(
+        [
+            sdf_ellipse(u, v, (-20.0, 112.0), 92.0, 82.0),
+            sdf_ellipse(u, v, (-12.0, 44.0), 18.0, 10.0),
+            sdf_capsule(u, v, [(-33.0, 30.0), (-55.0, 37.0), (-75.0, 56.0)], 5.0),
+            sdf_capsule(u, v, [(2.0, 30.0), (20.0, 55.0)], 4.0),
+        ]
+    )
+
+
+def skull_structure(*, ds_mm: float) -> Structure:
+    """Skull base, occiput, calvarium, clivus, hard palate, maxillary teeth (C1 frame at neutral)."""
+    u, v, u0, v0 = _grid((-115.0, 95.0, 20.0, 200.0), ds_mm)
+    w = RAMP * ds_mm
+    outer = sdf_ellipse(u, v, (-20.0, 112.0), 92.0, 82.0)
+    inner = sdf_ellipse(u, v, (-20.0, 112.0), 85.0, 75.0)
+    vault = coverage(outer, w)
+    shell = vault - coverage(inner, w)
+    dens = 0.40 * vault + MU_CORT * 8.0 * shell  # both parietal walls + the tangential vault
+    dens += 0.55 * coverage(sdf_ellipse(u, v, (-12.0, 44.0), 18.0, 10.0), w)  # petrous / mastoid
+    dens += 0.35 * coverage(sdf_capsule(u, v, [(-33.0, 30.0), (-55.0, 37.0), (-75.0, 56.0)], 5.0), w)
+    dens += 0.30 * coverage(sdf_capsule(u, v, [(2.0, 30.0), (20.0, 55.0)], 4.0), w)  # clivus
+    dens += 0.25 * coverage(sdf_capsule(u, v, [(25.0, 38.0), (78.0, 40.0)], 3.0), w)  # hard palate
+    dens += 0.20 * coverage(sdf_polygon(u, v, [(25.0, 38.0), (85.0, 40.0), (88.0, 70.0), (30.0, 70.0)]), w)
+    dens += 0.80 * coverage(sdf_ellipse(u, v, (68.0, 30.0), 13.0, 7.0), w)  # upper teeth
+    return Structure("skull", "skull", "add", _finish(dens), u0, v0, ds_mm, occluder=_skull_occluder)
+
+
+_MANDIBLE_BODY = [(19.0, -12.0), (48.0, -24.0), (82.0, -25.0)]
+_MANDIBLE_RAMUS = [(19.0, -12.0), (18.5, 15.0), (17.0, 38.0)]
+
+
+def _mandible_occluder(u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    return np.maximum.reduce(
+        [
+            sdf_capsule(u, v, _MANDIBLE_BODY, 6.0),
+            sdf_capsule(u, v, _MANDIBLE_RAMUS, 6.0),
+            sdf_ellipse(u, v, (82.0, -15.0), 8.0, 14.0),
+        ]
+    )
+
+
+def mandible_structure(*, ds_mm: float) -> Structure:
+    """Mandible (both halves superimposed) with the lower teeth; moves with the skull."""
+    u, v, u0, v0 = _grid((10.0, 95.0, -40.0, 48.0), ds_mm)
+    w = RAMP * ds_mm
+    body = sdf_capsule(u, v, _MANDIBLE_BODY, 6.0)
+    ramus = sdf_capsule(u, v, _MANDIBLE_RAMUS, 6.0)
+    bone = np.maximum(body, ramus)
+    cov = coverage(bone, w)
+    dens = 0.30 * cov + 0.30 * (cov - coverage(bone - 1.5, w))
+    dens += 0.35 * coverage(sdf_ellipse(u, v, (82.0, -15.0), 8.0, 14.0), w)
+    dens += 0.80 * coverage(sdf_ellipse(u, v, (64.0, 12.0), 14.0, 7.0), w)  # lower teeth
+    return Structure("mandible", "skull", "add", _finish(dens), u0, v0, ds_mm, occluder=_mandible_occluder)
+
+
+def _shoulder_occluder(u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    return sdf_ellipse(u, v, (-25.0, -80.0), 125.0, 112.0) - 8.0
+
+
+def shoulder_structure(*, ds_mm: float) -> Structure:
+    """Both shoulders (soft tissue, humeral heads, clavicles), fixed to the thorax (T1 frame at neutral)."""
+    u, v, u0, v0 = _grid((-150.0, 100.0, -95.0, 40.0), ds_mm)
+    w = RAMP * ds_mm
+    e = sdf_ellipse(u, v, (-25.0, -80.0), 125.0, 112.0)
+    dens = MU_SOFT * 110.0 * np.clip(e / 25.0, 0.0, 1.0) ** 0.6
+    dens += 0.45 * coverage(sdf_ellipse(u, v, (-55.0, -15.0), 24.0, 26.0), w)
+    dens += 0.30 * coverage(sdf_capsule(u, v, [(-40.0, 12.0), (20.0, 0.0), (70.0, -18.0)], 5.0), w)
+    return Structure("shoulders", "base", "add", _finish(dens), u0, v0, ds_mm, occluder=_shoulder_occluder)
+
+
+_NECK = {  # posterior skin, anterior skin (mm from body centre), lateral width, prevertebral, airway AP
+    Vertebra.C2: (-72.0, 62.0, 110.0, 4.0, 14.0),
+    Vertebra.C3: (-72.0, 60.0, 110.0, 5.0, 12.0),
+    Vertebra.C4: (-74.0, 57.0, 112.0, 6.0, 10.0),
+    Vertebra.C5: (-76.0, 55.0, 116.0, 12.0, 9.0),
+    Vertebra.C6: (-78.0, 55.0, 120.0, 15.0, 15.0),
+    Vertebra.C7: (-80.0, 56.0, 126.0, 16.0, 16.0),
+    Vertebra.T1: (-84.0, 58.0, 132.0, 17.0, 16.0),
+}
+
+
+def neck_structures(vertebra: Vertebra, *, ds_mm: float) -> tuple[Structure, Structure]:
+    """Soft tissue slab and air column carried by one vertebra (combined by maximum with the others)."""
+    post, ant, width, pv, aw = _NECK[vertebra]
+    d = sk.BODY_SIZES[vertebra].depth_mm / 2
+    u, v, u0, v0 = _grid((post - 2, ant + 2, -26.0, 26.0), ds_mm)
+    fall = np.clip((24.0 - np.abs(v)) / 10.0, 0.0, 1.0)
+    fall = fall * fall * (3 - 2 * fall)
+    mid, half = 0.5 * (post + ant), 0.5 * (ant - post)
+    soft = MU_SOFT * path_profile(u - mid, half, width, 2.5) * fall
+    soft_s = Structure(f"neck:{vertebra.value}", vertebra.value, "soft", _finish(soft), u0, v0, ds_mm)
+    a0, a1 = d + pv, d + pv + aw
+    ua, va, ua0, va0 = _grid((a0 - 3, a1 + 3, -26.0, 26.0), ds_mm)
+    rect = sdf_polygon(ua, va, [(a0, -24.0), (a1, -24.0), (a1, 24.0), (a0, 24.0)])
+    air = MU_SOFT * 22.0 * coverage(rect, 1.2)
+    air_s = Structure(f"air:{vertebra.value}", vertebra.value, "air", _finish(air), ua0, va0, ds_mm)
+    return soft_s, air_s
+
+
+def head_structures(*, ds_mm: float) -> tuple[Structure, Structure]:
+    """Soft tissue of head and face, and the naso/oropharynx air (skull frame)."""
+    u, v, u0, v0 = _grid((-120.0, 110.0, -50.0, 200.0), ds_mm)
+    head = MU_SOFT * 150.0 * np.clip(sdf_ellipse(u, v, (5.0, 95.0), 105.0, 100.0) / 20.0, 0, 1) ** 0.5
+    chin = MU_SOFT * 90.0 * np.clip(sdf_ellipse(u, v, (62.0, 0.0), 34.0, 32.0) / 15.0, 0, 1) ** 0.5
+    soft = Structure("head", "skull", "soft", _finish(np.maximum(head, chin)), u0, v0, ds_mm)
+    ua, va, ua0, va0 = _grid((8.0, 40.0, 0.0, 48.0), ds_mm)
+    rect = sdf_polygon(ua, va, [(13.0, 2.0), (28.0, 2.0), (30.0, 44.0), (16.0, 44.0)])
+    air = Structure(
+        "air:head", "skull", "air", _finish(MU_SOFT * 20.0 * coverage(rect, 1.5)), ua0, va0, ds_mm
+    )
+    return soft, air
+
+
+def build_structures(
+    *, ds_mm: float, adi_mm: float, seed_sequence: np.random.SeedSequence
+) -> list[Structure]:
+    """All the phantom's structures, deterministic for ``seed_sequence``."""
+    rngs = [np.random.default_rng(s) for s in seed_sequence.spawn(len(sk.CORNER_BODIES))]
+    out: list[Structure] = [shoulder_structure(ds_mm=ds_mm)]
+    out += list(head_structures(ds_mm=ds_mm))
+    out.append(skull_structure(ds_mm=ds_mm))
+    out.append(mandible_structure(ds_mm=ds_mm))
+    out.append(atlas_structure(adi_mm=adi_mm, ds_mm=ds_mm))
+    for vert, rng in zip(sk.CORNER_BODIES, rngs, strict=True):
+        out.append(vertebra_structure(vert, ds_mm=ds_mm, rng=rng))
+        out += list(neck_structures(vert, ds_mm=ds_mm))
+    return out
