@@ -43,7 +43,7 @@ from dmx.tracking.register import (
 from dmx.tracking.types import Tracks
 
 #: Quality below which a tracked frame should not be used for measurement.
-TRUSTED_QUALITY = 0.5
+TRUSTED_QUALITY = 0.6
 
 LEFT_IMAGE = "left the image"
 NOT_FOUND = "not found (occluded or changed appearance)"
