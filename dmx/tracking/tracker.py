@@ -78,6 +78,7 @@ def _quality(fit: Fit, *, min_visible: float) -> float:
 
 
 def _predict(state: _State, t: int) -> np.ndarray | None:
+    """Initial guess for frame ``t`` from the last good poses (None before any)."""
     if not state.history:
         return None
     t1, a1 = state.history[-1]
@@ -86,12 +87,12 @@ def _predict(state: _State, t: int) -> np.ndarray | None:
     t0, a0 = state.history[-2]
     if abs(t1 - t0) > 3 or abs(t - t1) > 3:
         return a1
-    # constant velocity of (theta, tx, ty) about the origin-independent frame: use relative motion
+    # constant velocity: repeat the last inter-frame rigid motion, scaled to the frame gap
     rel = a1 @ _rigid_inv(a0)
     step = (t - t1) / (t1 - t0)
     theta = math.atan2(rel[1, 0], rel[0, 0])
     # fractional power of a rigid motion: rotate by step*theta about its fixed point
-    if abs(theta) > 1e-9:
+    if abs(theta) > 1e-6:
         m = np.eye(2) - rel[:2, :2]
         c = np.linalg.solve(m, rel[:2, 2])
         pred = rigid(step * theta, 0.0, 0.0, c)
