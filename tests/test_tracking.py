@@ -39,6 +39,9 @@ def test_recovers_known_rigid_motion():
     assert np.median(err) < 0.03
     assert (tr.quality > 0.9).all()
     assert all(r is None for row in tr.reason for r in row)
+    assert (
+        (tr.precision_px[0] == 0).all() and (tr.precision_px[1:] > 0).all() and (tr.precision_px < 0.1).all()
+    )
     # the transforms carry the reference corners to the tracked corners
     a = tr.transforms[7, 2]
     q_ref = s.landmarks.corners_px[Vertebra.C4]
@@ -53,6 +56,9 @@ def test_background_noise_flicker_and_any_dtype():
     err = _errors(tr, s.truth_px)
     assert np.isfinite(err).all()
     assert np.median(err) < 0.1 and err.max() < 0.3, (np.median(err), err.max())
+    # the noise-based precision estimate is of the order of the actual error
+    rms = np.sqrt(np.mean(np.linalg.norm(tr.corners_px - s.truth_px, axis=-1)[1:] ** 2))
+    assert 0.3 < np.median(tr.precision_px[1:]) / rms < 3.0, (np.median(tr.precision_px[1:]), rms)
     # float frames with a different scale track the same
     tr_f = track(s.frames.astype(np.float64) * 13.0 + 500.0, s.landmarks)
     np.testing.assert_allclose(tr_f.corners_px, tr.corners_px, atol=0.02)

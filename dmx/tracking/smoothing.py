@@ -72,4 +72,5 @@ def smooth_tracks(tracks: Tracks, *, sigma_frames: float = 1.0) -> Tracks:
         reason=tracks.reason,
         reference_frame=ref,
         transforms=out_tf,
+        precision_px=tracks.precision_px,
     )
