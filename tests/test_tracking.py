@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from dmx.anatomy import BODIES, Vertebra
+from dmx.errors import LandmarkError
 from dmx.landmarks import Landmarks
 from dmx.tracking import TRUSTED_QUALITY, Tracks, smooth_tracks, track
 from dmx.tracking import tracker as tracker_mod
@@ -201,7 +202,7 @@ def test_smooth_tracks_keeps_raw_and_gaps():
 
 def test_bad_input():
     s = make_scene(shape=(128, 128), n_frames=3, body_px=14, seed=0)
-    with pytest.raises(ValueError, match="reference frame"):
+    with pytest.raises(LandmarkError, match="reference frame 5 is outside the cine"):
         track(s.frames, dataclasses.replace(s.landmarks, frame=5))
     with pytest.raises(ValueError, match=r"\(T, H, W\)"):
         track(s.frames[0], s.landmarks)

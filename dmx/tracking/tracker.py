@@ -27,6 +27,7 @@ import cv2
 import numpy as np
 
 from dmx.anatomy import Vertebra
+from dmx.errors import LandmarkError
 from dmx.landmarks import Landmarks
 from dmx.tracking.register import (
     Fit,
@@ -271,6 +272,13 @@ def track(
     -------
     Tracks
         Raw (unsmoothed) tracks; see :func:`dmx.tracking.smooth_tracks` for smoothing.
+
+    Raises
+    ------
+    LandmarkError
+        If the landmark frame is not a frame of the cine.
+    ValueError
+        If ``frames`` is not ``(T, H, W)``.
     """
     frames_arr = np.asarray(frames)
     if frames_arr.ndim != 3:
@@ -278,7 +286,7 @@ def track(
     n_t, h_img, w_img = frames_arr.shape
     ref = int(landmarks.frame)
     if not 0 <= ref < n_t:
-        raise ValueError(f"reference frame {ref} outside the cine (0..{n_t - 1})")
+        raise LandmarkError(None, f"landmark reference frame {ref} is outside the cine (frames 0..{n_t - 1})")
     verts = tuple(v for v in Vertebra if v in landmarks.corners_px and (vertebrae is None or v in vertebrae))
     n_v = len(verts)
     quads = [np.asarray(landmarks.corners_px[v], dtype=np.float64) for v in verts]
