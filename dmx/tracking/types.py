@@ -32,6 +32,9 @@ class Tracks:
         ``(T, V, 2, 3)`` rigid transforms mapping reference-frame pixel
         coordinates of each vertebra to frame ``t`` (``[x', y'] = A @ [x, y, 1]``);
         NaN where lost. Lets other points on a body (e.g. the dens) follow it.
+    precision_px : numpy.ndarray or None
+        ``(T, V)`` expected RMS corner error from image noise alone (pixels), from the fit's Hessian;
+        NaN where lost, 0 on the reference frame. It does not cover a wrong match (see ``quality``).
     """
 
     vertebrae: tuple[Vertebra, ...]
@@ -40,6 +43,7 @@ class Tracks:
     reason: tuple[tuple[str | None, ...], ...]
     reference_frame: int = 0
     transforms: np.ndarray | None = None
+    precision_px: np.ndarray | None = None
 
     @property
     def n_frames(self) -> int:

@@ -1,0 +1,234 @@
+"""Tracking benchmark: corner accuracy against ground truth, and speed.
+
+Run from the repository root::
+
+    PYTHONPATH=$PWD python benchmarks/tracking.py            # quick (about a minute)
+    PYTHONPATH=$PWD python benchmarks/tracking.py --full     # more seeds, 150/300/600 frames
+    PYTHONPATH=$PWD python benchmarks/tracking.py --speed-only / --accuracy-only
+
+Accuracy uses the realistic phantom (:mod:`dmx.phantom`) when it is installed, and the small synthetic
+columns of :mod:`dmx.tracking._synthetic` (exact rigid motion) always. For every vertebra it prints the
+median / 95th percentile / max corner error (px) over the frames reported as trusted (finite and
+quality >= ``TRUSTED_QUALITY``), the fraction flagged (NaN or low quality), and the number of frames
+off by more than 2 px that were NOT flagged (must be 0).
+
+Speed: frames per second (wall clock and CPU), and times real time at 30 fps, for 1024x1024 and 512x512
+studies of 150 / 300 / 600 frames.
+
+Targets (issue): median <= 0.2 px, p95 <= 0.6 px, no unflagged frame > 2 px; >= 30 fps (1x real
+time) for 600 frames at 1024x1024, aiming for 90 fps.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from typing import Any
+
+import numpy as np
+
+from dmx.anatomy import CORNERS
+from dmx.tracking import TRUSTED_QUALITY, track
+from dmx.tracking._synthetic import make_scene
+
+
+def _row(name: str, tracks: Any, truth: np.ndarray, seconds: float) -> list[str]:
+    err = np.linalg.norm(tracks.corners_px - truth, axis=-1).max(axis=-1)  # (T, V)
+    q = np.nan_to_num(tracks.quality, nan=0.0)
+    flagged = ~np.isfinite(err) | (q < TRUSTED_QUALITY)
+    lines = []
+    for v_idx, v in enumerate(tracks.vertebrae):
+        ok = ~flagged[:, v_idx]
+        e = err[ok, v_idx]
+        if e.size:
+            med, p95, mx = np.median(e), np.percentile(e, 95), e.max()
+        else:
+            med = p95 = mx = float("nan")
+        bad = int(np.sum((err[:, v_idx] > 2.0) & ok))
+        frac = flagged[:, v_idx].mean()
+        lines.append(f"{name:<38} {v.value:<3} {med:7.3f} {p95:7.3f} {mx:7.3f} {frac:8.1%} {bad:6d}")
+    lines.append(
+        f"{name[:38]:<38} {'all':<3} {np.median(err[~flagged]):7.3f} "
+        f"{np.percentile(err[~flagged], 95):7.3f} {err[~flagged].max():7.3f} {flagged.mean():8.1%} "
+        f"{int(np.sum((err > 2.0) & ~flagged)):6d}   ({truth.shape[0] / seconds:.0f} fps)"
+    )
+    return lines
+
+
+def _synthetic_cases(full: bool) -> list[tuple[str, dict]]:
+    seeds = (0, 1, 2) if full else (0,)
+    base = dict(shape=(512, 512), body_px=48, n_frames=60, amplitude_deg=3.0)
+    cases = []
+    for seed in seeds:
+        cases += [
+            (f"syn clean s{seed}", dict(base, seed=seed)),
+            (f"syn noise8 flicker s{seed}", dict(base, seed=seed, noise=8.0, flicker=0.1)),
+            (f"syn mandible noise4 s{seed}", dict(base, seed=seed, noise=4.0, occluder="mandible")),
+            (f"syn inverted mirrored s{seed}", dict(base, seed=seed, noise=4.0, invert=True, mirror=True)),
+            (f"syn jpeg60 noise3 s{seed}", dict(base, seed=seed, noise=3.0, jpeg_quality=60)),
+            (f"syn block (C4 covered) s{seed}", dict(base, seed=seed, occluder="block")),
+            (f"syn ref=mid drift s{seed}", dict(base, seed=seed, reference_frame=30, drift_px=40.0)),
+        ]
+    return cases
+
+
+def _phantom_settings(full: bool) -> list[tuple[str, dict]]:
+    seeds = (1, 2, 3) if full else (1,)
+    cases = [(f"phantom default s{seed}", dict(seed=seed)) for seed in seeds]
+    cases += [
+        (
+            "phantom low dose, MONO1, facing left",
+            dict(seed=4, photons=1500, photometric="MONOCHROME1", facing="left"),
+        ),
+        ("phantom jpeg70 flicker10%", dict(seed=5, transfer_syntax="jpeg", jpeg_quality=70, flicker=0.1)),
+        ("phantom 30 frames (fast motion)", dict(seed=6, frames=30)),
+        (
+            "phantom ref=mid kyphotic unstable",
+            dict(seed=7, reference_frame=30, curve="kyphotic", unstable_mm={"C4-C5": 4.0}),
+        ),
+    ]
+    if full:
+        cases += [
+            (
+                "phantom very low dose + jpeg60",
+                dict(seed=8, photons=300, transfer_syntax="jpeg", jpeg_quality=60),
+            ),
+            ("phantom 12 bit 1024x1024", dict(seed=9, bits=12, rows=1024, cols=1024, frames=60)),
+            (
+                "phantom s-curve, big ROM",
+                dict(
+                    seed=10,
+                    curve="s_upper_kyphotic",
+                    rom_deg={"C2-C3": 14, "C3-C4": 18, "C4-C5": 20, "C5-C6": 20, "C6-C7": 16},
+                ),
+            ),
+        ]
+    return cases
+
+
+def _phantom_truth(phantom: Any, vertebrae: tuple) -> np.ndarray:
+    """(T, V, 4, 2) truth corners from the phantom's truth.json document (NaN where null)."""
+    doc = phantom.truth["tracks"]
+    n_t = phantom.frames.shape[0]
+    out = np.full((n_t, len(vertebrae), 4, 2), np.nan)
+    for v_idx, v in enumerate(vertebrae):
+        for k, c in enumerate(CORNERS):
+            for t, xy in enumerate(doc[v.value][c.value]):
+                if xy is not None:
+                    out[t, v_idx, k] = xy
+    return out
+
+
+def _phantom_cases(full: bool):
+    """Yield (name, frames, truth, landmarks) from :mod:`dmx.phantom`, if it is available."""
+    try:
+        from dmx.phantom import make_phantom
+    except ImportError:
+        print("(dmx.phantom not available: synthetic columns only)")
+        return
+    for name, kw in _phantom_settings(full):
+        try:
+            ph = make_phantom(**kw)
+        except Exception as exc:  # an option this phantom version does not know
+            print(f"{name}: skipped ({exc})")
+            continue
+        yield name, ph.frames, _phantom_truth(ph, ph.landmarks.vertebrae), ph.landmarks
+
+
+def accuracy(full: bool) -> None:
+    print(f"{'case':<38} {'V':<3} {'median':>7} {'p95':>7} {'max':>7} {'flagged':>8} {'>2px!':>6}")
+    for name, frames, truth, landmarks in _phantom_cases(full):
+        t0 = time.perf_counter()
+        tr = track(frames, landmarks)
+        for line in _row(name, tr, truth, time.perf_counter() - t0):
+            print(line)
+        sys.stdout.flush()
+    for name, kw in _synthetic_cases(full):
+        s = make_scene(**kw)
+        t0 = time.perf_counter()
+        tr = track(s.frames, s.landmarks)
+        for line in _row(name, tr, s.truth_px, time.perf_counter() - t0):
+            print(line)
+        sys.stdout.flush()
+
+
+def _speed_study(shape: tuple[int, int], body_px: float, n_frames: int) -> Any:
+    """A study of ``n_frames``: one 150-frame flexion-extension cycle rendered once and repeated."""
+    period = min(n_frames, 150)
+    s = make_scene(
+        shape=shape,
+        body_px=body_px,
+        n_frames=period,
+        amplitude_deg=5.0,
+        noise=4.0,
+        occluder="mandible",
+        seed=0,
+    )
+    reps = -(-n_frames // period)
+    frames = np.concatenate([s.frames] * reps)[:n_frames]
+    return frames, s.landmarks
+
+
+def speed(full: bool) -> None:
+    import cv2
+
+    head = f"{'study':<22} {'frames':>6} {'wall s':>7} {'fps':>7} {'x RT30':>7} {'cpu fps':>8}"
+    print(f"{head}  (cv2 threads {cv2.getNumThreads()})")
+    sizes = [((1024, 1024), 65.0), ((512, 512), 32.0)]
+    counts = (150, 300, 600) if full else (150, 600)
+    for shape, body in sizes:
+        for n in counts if shape[0] == 1024 else counts[:1]:
+            frames, lm = _speed_study(shape, body, n)
+            c0 = time.process_time()
+            t0 = time.perf_counter()
+            tr = track(frames, lm)
+            wall = time.perf_counter() - t0
+            cpu = time.process_time() - c0
+            lost = int(np.isnan(tr.corners_px[..., 0, 0]).sum())
+            study = f"{shape[0]}x{shape[1]} body {body:.0f}px"
+            rt = n / wall / 30
+            print(f"{study:<22} {n:6d} {wall:7.2f} {n / wall:7.1f} {rt:7.2f} {n / cpu:8.1f}  lost {lost}")
+            sys.stdout.flush()
+            del frames
+
+
+def speed_phantom(full: bool) -> None:
+    """Speed on the realistic phantom at 1024x1024 (bodies about 105 px deep): 150 frames, tiled to 600."""
+    try:
+        from dmx.phantom import make_phantom
+    except ImportError:
+        return
+    ph = make_phantom(seed=4, rows=1024, cols=1024, frames=150)
+    for n in (150, 600) if full else (150,):
+        frames = np.concatenate([ph.frames] * (n // 150))
+        t0 = time.perf_counter()
+        c0 = time.process_time()
+        tr = track(frames, ph.landmarks)
+        wall = time.perf_counter() - t0
+        cpu = time.process_time() - c0
+        lost = int(np.isnan(tr.corners_px[..., 0, 0]).sum())
+        study = "phantom 1024x1024"
+        print(
+            f"{study:<22} {n:6d} {wall:7.2f} {n / wall:7.1f} {n / wall / 30:7.2f} {n / cpu:8.1f}  lost {lost}"
+        )
+        sys.stdout.flush()
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--full", action="store_true", help="more seeds and frame counts (several minutes)")
+    p.add_argument("--speed-only", action="store_true")
+    p.add_argument("--accuracy-only", action="store_true")
+    args = p.parse_args(argv)
+    if not args.speed_only:
+        accuracy(args.full)
+        print()
+    if not args.accuracy_only:
+        speed(args.full)
+        speed_phantom(args.full)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,627 @@
+"""Robust rigid registration of one vertebral body template to one frame.
+
+The core of the tracker: an inverse-compositional Lucas-Kanade fit over the
+Euclidean group (rotation + translation, 3 parameters) with a per-iteration
+gain/bias photometric normalisation and iteratively re-weighted least squares
+(Huber, then Tukey) so that an occluder over part of the body (mandible,
+shoulder, skull base) is rejected instead of pulling the fit. Coarse to fine
+over a small Gaussian pyramid built on a region of interest only.
+
+All transforms are 3x3 matrices in full-resolution pixel coordinates
+(x = column, y = row, centre of the top-left pixel = (0, 0)) mapping
+reference-frame coordinates to the frame.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+_TUKEY_C = 4.685
+
+
+def rigid(theta_rad: float, tx_px: float, ty_px: float, centre_px: np.ndarray) -> np.ndarray:
+    """3x3 rotation by ``theta_rad`` about ``centre_px`` followed by a translation."""
+    c, s = math.cos(theta_rad), math.sin(theta_rad)
+    cx, cy = float(centre_px[0]), float(centre_px[1])
+    return np.array(
+        [[c, -s, cx - c * cx + s * cy + tx_px], [s, c, cy - s * cx - c * cy + ty_px], [0.0, 0.0, 1.0]]
+    )
+
+
+def rigid_params(a: np.ndarray, centre_px: np.ndarray) -> np.ndarray:
+    """``(theta_rad, tx_px, ty_px)`` of rigid ``a``: rotation, and displacement of ``centre_px``."""
+    theta = math.atan2(a[1, 0], a[0, 0])
+    moved = a[:2, :2] @ centre_px + a[:2, 2]
+    return np.array([theta, moved[0] - centre_px[0], moved[1] - centre_px[1]])
+
+
+def _level_matrix(scale: float) -> np.ndarray:
+    """Full-resolution coordinates -> pyramid level coordinates (cv2.pyrDown pixel-centre convention)."""
+    off = 0.5 / scale - 0.5
+    return np.array([[1.0 / scale, 0.0, off], [0.0, 1.0 / scale, off], [0.0, 0.0, 1.0]])
+
+
+def _level_matrix_inv(scale: float) -> np.ndarray:
+    off = 0.5 / scale - 0.5
+    return np.array([[scale, 0.0, -off * scale], [0.0, scale, -off * scale], [0.0, 0.0, 1.0]])
+
+
+def _pyramid(image: np.ndarray, n_levels: int) -> list[np.ndarray]:
+    levels = [image]
+    for _ in range(1, n_levels):
+        levels.append(cv2.pyrDown(levels[-1]))
+    return levels
+
+
+@dataclass(frozen=True)
+class _Level:
+    scale: float
+    shape: tuple[int, int]  # (h, w) of the dense template grid
+    origin: tuple[float, float]  # level coordinates of grid pixel (0, 0)
+    centre: np.ndarray  # rotation centre, level coordinates
+    idx: np.ndarray  # flat indices of the pixels used
+    u: np.ndarray  # grid columns of used pixels
+    v: np.ndarray  # grid rows of used pixels
+    values: np.ndarray  # template values (N,)
+    weight: np.ndarray  # static weights (N,)
+    sd: np.ndarray  # steepest-descent images (N, 3)
+    design: np.ndarray  # (4, N) photometric design: template values, 1, x and y (body-size units)
+
+
+@dataclass(frozen=True)
+class Template:
+    """Reference appearance of one vertebral body, precomputed for every pyramid level.
+
+    Build with :func:`make_template`.
+    """
+
+    quad_px: np.ndarray  # (4, 2) reference corners
+    centre_px: np.ndarray  # (2,) rotation centre (quad centroid)
+    bbox: tuple[int, int, int, int]  # x0, y0, x1, y1 (exclusive) of the finest template grid
+    filter_pad_px: int  # context the prefilter and pyramid need around a frame region
+    levels: tuple[_Level, ...]  # finest first
+    blur_sigma_px: float
+    highpass_sigma_px: float | None
+    size_px: float  # sqrt(quad area)
+    residual_scale: float  # expected residual std of a good match at the finest level (noise + model error)
+    weight_total: float  # sum of static weights at the finest level
+
+
+def _box_size(highpass_sigma: float) -> int:
+    """Odd box width whose double application has about the given Gaussian sigma."""
+    k = int(round(math.sqrt(6.0 * highpass_sigma**2 + 1.0)))
+    return k + 1 - k % 2
+
+
+def filter_radius(blur_sigma: float, highpass_sigma: float | None) -> int:
+    """Pixels of context the prefilter needs on each side."""
+    r = int(math.ceil(3 * blur_sigma))
+    if highpass_sigma:
+        r = max(r, 2 * (_box_size(highpass_sigma) // 2))
+    return r
+
+
+def _prefilter(img: np.ndarray, sigma: float, highpass_sigma: float | None) -> np.ndarray:
+    """Gaussian low-pass (noise, JPEG) minus a wide smooth (soft-tissue shading that does not follow bone).
+
+    The wide smooth is a box filter applied twice (about Gaussian, cost independent of its width).
+    """
+    out = cv2.GaussianBlur(img, (0, 0), sigma, borderType=cv2.BORDER_REFLECT) if sigma > 0 else img
+    if highpass_sigma:
+        k = _box_size(highpass_sigma)
+        low = cv2.boxFilter(img, -1, (k, k), borderType=cv2.BORDER_REFLECT)
+        low = cv2.boxFilter(low, -1, (k, k), borderType=cv2.BORDER_REFLECT)
+        out = out - low
+    return out
+
+
+def _expected_residual(
+    raw: np.ndarray, filtered: np.ndarray, mask: np.ndarray, sigma: float, highpass_sigma: float | None
+) -> float:
+    """Residual std expected between the template and a well-registered frame.
+
+    Image noise (Immerkaer's Laplacian estimate on the raw reference, robust form) carried through the
+    prefilter and doubled in variance (template and frame are both noisy), plus a model-error floor of
+    3 % of the template contrast (interpolation, compression, non-rigid soft tissue).
+    """
+    kern = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], np.float32)
+    lap = cv2.filter2D(raw, cv2.CV_32F, kern, borderType=cv2.BORDER_REFLECT)
+    inside = mask > 0.5
+    if inside.sum() < 16:
+        return 1e-6
+    sigma_n = 1.4826 * float(np.median(np.abs(lap[inside]))) / 6.0
+    n = 4 * int(math.ceil(3 * max(sigma, highpass_sigma or 0.0))) + 9
+    delta = np.zeros((n, n), np.float32)
+    delta[n // 2, n // 2] = 1.0
+    gain = float(np.sqrt(np.square(_prefilter(delta, sigma, highpass_sigma)).sum()))
+    contrast = float(filtered[inside].std())
+    return math.sqrt(2.0 * (gain * sigma_n) ** 2 + (0.03 * contrast) ** 2) + 1e-6
+
+
+def _sobel(img: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    gx = cv2.Sobel(img, cv2.CV_32F, 1, 0, ksize=3, scale=0.125)
+    gy = cv2.Sobel(img, cv2.CV_32F, 0, 1, ksize=3, scale=0.125)
+    return gx, gy
+
+
+def make_template(
+    reference: np.ndarray,
+    quad_px: np.ndarray,
+    *,
+    exclude_quads_px: tuple[np.ndarray, ...] = (),
+    margin_frac: float = 0.15,
+    blur_sigma_px: float = 1.0,
+    highpass_sigma_px: float | None = None,
+    n_levels: int | None = None,
+    max_pixels: int | None = 6000,
+) -> Template:
+    """Precompute the template of one body from the reference frame.
+
+    Parameters
+    ----------
+    reference : numpy.ndarray
+        ``(H, W)`` reference frame (any real dtype; not modified).
+    quad_px : numpy.ndarray
+        ``(4, 2)`` corners of the body on the reference frame.
+    exclude_quads_px : tuple of numpy.ndarray
+        Corners of the neighbouring bodies; their pixels (dilated by 2 px) are left out of the template.
+    margin_frac : float
+        The template covers the body dilated by this fraction of its size (sqrt of area), so that its
+        cortical edges and a rim of context are in it.
+    blur_sigma_px : float
+        Gaussian pre-filter applied to template and frames alike (noise, JPEG blocks).
+    highpass_sigma_px : float or None
+        If given, subtract a Gaussian blur of this sigma (high-pass), for template and frames alike.
+    n_levels : int or None
+        Pyramid levels; by default as many as keep the coarsest template about 10 px across (max 4).
+    max_pixels : int or None
+        Use at most about this many template pixels per level (a regular subset) for speed on large
+        bodies; None for all.
+    """
+    quad = np.asarray(quad_px, dtype=np.float64)
+    h_img, w_img = reference.shape
+    x = quad[:, 0]
+    y = quad[:, 1]
+    area = 0.5 * abs(float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))))
+    size = max(math.sqrt(area), 4.0)
+    margin = max(4.0, margin_frac * size)
+    if n_levels is None:
+        n_levels = 1
+        while n_levels < 4 and size / 2**n_levels >= 10:
+            n_levels += 1
+    filter_pad = filter_radius(blur_sigma_px, highpass_sigma_px) + 2 ** (n_levels + 1)
+    pad = int(math.ceil(margin)) + filter_pad
+    x0 = int(math.floor(x.min())) - pad
+    y0 = int(math.floor(y.min())) - pad
+    x1 = int(math.ceil(x.max())) + pad + 1
+    y1 = int(math.ceil(y.max())) + pad + 1
+    cx0, cy0, cx1, cy1 = max(x0, 0), max(y0, 0), min(x1, w_img), min(y1, h_img)
+    if cx1 - cx0 < 8 or cy1 - cy0 < 8:
+        raise ValueError("vertebral body lies outside the reference frame")
+    roi = _prefilter(
+        np.asarray(reference[cy0:cy1, cx0:cx1], dtype=np.float32), blur_sigma_px, highpass_sigma_px
+    )
+
+    # static weight mask: dilated body minus the neighbours' bodies
+    shift = 4
+    mul = 1 << shift
+    mask = np.zeros(roi.shape, np.uint8)
+    pts = np.round((quad - [cx0, cy0]) * mul).astype(np.int32)
+    cv2.fillPoly(mask, [pts], 255, lineType=cv2.LINE_8, shift=shift)
+    r = int(round(margin))
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
+    mask = cv2.dilate(mask, kernel)
+    if exclude_quads_px:
+        other = np.zeros(roi.shape, np.uint8)
+        for q in exclude_quads_px:
+            p = np.round((np.asarray(q, dtype=np.float64) - [cx0, cy0]) * mul).astype(np.int32)
+            cv2.fillPoly(other, [p], 255, lineType=cv2.LINE_8, shift=shift)
+        other = cv2.dilate(other, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5)))
+        mask[other > 0] = 0
+    maskf = mask.astype(np.float32) / 255.0
+    residual_scale = _expected_residual(
+        np.asarray(reference[cy0:cy1, cx0:cx1], dtype=np.float32),
+        roi,
+        maskf,
+        blur_sigma_px,
+        highpass_sigma_px,
+    )
+
+    centre = quad.mean(axis=0)
+    images = _pyramid(roi, n_levels)
+    masks = _pyramid(maskf, n_levels)
+    levels = []
+    grid_box = None
+    for lvl, (img_full, msk_full) in enumerate(zip(images, masks, strict=True)):
+        scale = float(2**lvl)
+        rows = np.flatnonzero(msk_full.max(axis=1) >= 0.5)
+        cols = np.flatnonzero(msk_full.max(axis=0) >= 0.5)
+        if rows.size == 0 or cols.size == 0:
+            raise ValueError("empty template")
+        hf, wf = img_full.shape
+        r0, r1 = max(rows[0] - 2, 0), min(rows[-1] + 3, hf)
+        c0, c1 = max(cols[0] - 2, 0), min(cols[-1] + 3, wf)
+        gx_full, gy_full = _sobel(img_full)
+        img = img_full[r0:r1, c0:c1]
+        gx = gx_full[r0:r1, c0:c1]
+        gy = gy_full[r0:r1, c0:c1]
+        m = msk_full[r0:r1, c0:c1].copy()
+        h, w = img.shape
+        m[:1, :] = 0
+        m[-1:, :] = 0
+        m[:, :1] = 0
+        m[:, -1:] = 0
+        m[m < 0.5] = 0
+        idx = np.flatnonzero(m.ravel() > 0)
+        if max_pixels and idx.size > max_pixels:  # a regular subset: precision stays far below noise
+            step = int(math.ceil(idx.size / max_pixels))
+            idx = idx[::step]
+        vv, uu = np.divmod(idx, w)
+        origin = (cx0 / scale + c0, cy0 / scale + r0)
+        if lvl == 0:
+            grid_box = (cx0 + c0, cy0 + r0, cx0 + c1, cy0 + r1)
+        c_l = (_level_matrix(scale) @ np.array([centre[0], centre[1], 1.0]))[:2]
+        xs = uu + origin[0] - c_l[0]
+        ys = vv + origin[1] - c_l[1]
+        gxs = gx.ravel()[idx].astype(np.float64)
+        gys = gy.ravel()[idx].astype(np.float64)
+        sd = np.stack([gys * xs - gxs * ys, gxs, gys], axis=1)
+        levels.append(
+            _Level(
+                scale=scale,
+                shape=(h, w),
+                origin=origin,
+                centre=c_l,
+                idx=idx,
+                u=uu.astype(np.float64),
+                v=vv.astype(np.float64),
+                values=img.ravel()[idx].astype(np.float32),
+                weight=m.ravel()[idx].astype(np.float32),
+                sd=np.ascontiguousarray(sd, dtype=np.float32),
+                design=np.stack(
+                    [img.ravel()[idx], np.ones(idx.size), xs * (scale / size), ys * (scale / size)]
+                ).astype(np.float32),
+            )
+        )
+    assert grid_box is not None
+    return Template(
+        quad_px=quad,
+        centre_px=centre,
+        bbox=grid_box,
+        filter_pad_px=filter_pad,
+        levels=tuple(levels),
+        blur_sigma_px=blur_sigma_px,
+        highpass_sigma_px=highpass_sigma_px,
+        size_px=size,
+        residual_scale=residual_scale,
+        weight_total=float(levels[0].weight.sum()),
+    )
+
+
+@dataclass(frozen=True)
+class Fit:
+    """Result of registering a template to a frame.
+
+    Attributes
+    ----------
+    transform : numpy.ndarray
+        3x3 rigid transform reference -> frame.
+    converged : bool
+        The last update moved no corner by more than the tolerance.
+    visible : float
+        Fraction of the template (weighted) that falls inside the frame.
+    inliers : float
+        Fraction of the template (weighted, invisible parts count as outliers) whose residual is
+        within 3.5 expected residual scales (``Template.residual_scale``).
+    residual_scale : float
+        Robust (MAD) scale of the residual, in template intensity units.
+    gain : float
+        Photometric gain frame/template.
+    zncc : float
+        Normalised correlation of template and warped frame over the inliers.
+    corner_std_px : float
+        Expected corner standard deviation from the inverse Hessian (precision, not accuracy).
+    iterations : int
+        Iterations used at the finest level.
+    """
+
+    transform: np.ndarray
+    converged: bool
+    visible: float
+    inliers: float
+    residual_scale: float
+    gain: float
+    zncc: float
+    corner_std_px: float
+    iterations: int
+
+
+class FrameROI:
+    """A blurred pyramid of one region of a frame (built lazily, reused across fits)."""
+
+    def __init__(self, frame: np.ndarray, box: tuple[int, int, int, int], template: Template):
+        x0, y0, x1, y1 = box
+        n_levels = len(template.levels)
+        img = _prefilter(
+            np.asarray(frame[y0:y1, x0:x1], dtype=np.float32),
+            template.blur_sigma_px,
+            template.highpass_sigma_px,
+        )
+        self.box = box
+        self.images = _pyramid(img, n_levels)
+        self.frame_shape = frame.shape
+
+    def covers(self, box: tuple[int, int, int, int]) -> bool:
+        fx1, fy1 = self.frame_shape[1], self.frame_shape[0]
+        bx0, by0, bx1, by1 = box
+        x0, y0, x1, y1 = self.box
+        return (
+            (bx0 >= x0 or x0 == 0)
+            and (by0 >= y0 or y0 == 0)
+            and (bx1 <= x1 or x1 == fx1)
+            and (by1 <= y1 or y1 == fy1)
+        )
+
+
+def needed_box(
+    template: Template, transform: np.ndarray, frame_shape: tuple[int, int], slack_px: float
+) -> tuple[int, int, int, int]:
+    """Frame region (x0, y0, x1, y1) holding the template warped by ``transform`` plus ``slack_px``."""
+    x0, y0, x1, y1 = template.bbox
+    c = np.array([[x0, y0, 1], [x1, y0, 1], [x1, y1, 1], [x0, y1, 1]], dtype=np.float64)
+    p = (transform[:2] @ c.T).T
+    h, w = frame_shape
+    bx0 = max(int(math.floor(p[:, 0].min() - slack_px)), 0)
+    by0 = max(int(math.floor(p[:, 1].min() - slack_px)), 0)
+    bx1 = min(int(math.ceil(p[:, 0].max() + slack_px)) + 1, w)
+    by1 = min(int(math.ceil(p[:, 1].max() + slack_px)) + 1, h)
+    return bx0, by0, max(bx1, bx0), max(by1, by0)
+
+
+def _rigid_inv(a: np.ndarray) -> np.ndarray:
+    out = np.eye(3)
+    r_t = a[:2, :2].T
+    out[:2, :2] = r_t
+    out[:2, 2] = -r_t @ a[:2, 2]
+    return out
+
+
+def _solve3(h: np.ndarray, b: np.ndarray) -> tuple[float, float, float] | None:
+    """Solve the 3x3 system ``h x = b`` (Cramer; numpy's solver costs more than the fit for tiny systems)."""
+    (a, b_, c), (d, e, f), (g, h_, i) = h.tolist()
+    det = a * (e * i - f * h_) - b_ * (d * i - f * g) + c * (d * h_ - e * g)
+    scale = abs(a * e * i) + 1e-300
+    if not math.isfinite(det) or abs(det) < 1e-12 * scale:
+        return None
+    r0, r1, r2 = b.tolist()
+    x0 = (r0 * (e * i - f * h_) - b_ * (r1 * i - f * r2) + c * (r1 * h_ - e * r2)) / det
+    x1 = (a * (r1 * i - f * r2) - r0 * (d * i - f * g) + c * (d * r2 - r1 * g)) / det
+    x2 = (a * (e * r2 - r1 * h_) - b_ * (d * r2 - r1 * g) + r0 * (d * h_ - e * g)) / det
+    return x0, x1, x2
+
+
+def _warp(level: _Level, image: np.ndarray, roi_origin: tuple[float, float], a_l: np.ndarray):
+    """Sample ``image`` (level coordinates offset by ``roi_origin``) at the warped template pixels.
+
+    Returns the values (float32) and a validity mask (None when every pixel is inside ``image``).
+    """
+    # grid (u, v) -> level ref coords: + origin ; -> level frame coords: a_l ; -> roi: - roi_origin
+    m = a_l[:2].copy()
+    m[:, 2] += m[:, 0] * level.origin[0] + m[:, 1] * level.origin[1]
+    m[0, 2] -= roi_origin[0]
+    m[1, 2] -= roi_origin[1]
+    h, w = level.shape
+    warped = cv2.warpAffine(
+        image, m, (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE
+    )
+    vals = warped.ravel()[level.idx]
+    ih, iw = image.shape
+    corners = m @ np.array([[0.0, w - 1, w - 1, 0.0], [0.0, 0.0, h - 1, h - 1], [1.0, 1.0, 1.0, 1.0]])
+    if (
+        corners[0].min() >= 0
+        and corners[0].max() <= iw - 1
+        and corners[1].min() >= 0
+        and corners[1].max() <= ih - 1
+    ):
+        return vals, None
+    xs = m[0, 0] * level.u + m[0, 1] * level.v + m[0, 2]
+    ys = m[1, 0] * level.u + m[1, 1] * level.v + m[1, 2]
+    valid = (xs >= 0) & (xs <= iw - 1) & (ys >= 0) & (ys <= ih - 1)
+    return vals, valid
+
+
+def _fast_median(x: np.ndarray) -> float:
+    """Median of a 1-D array (upper middle element; no NaN checks): a robust scale for every iteration."""
+    k = x.size // 2
+    return float(np.partition(x, k)[k]) if x.size else 0.0
+
+
+def _solve_spd(m: list[list[float]], r: list[float]) -> list[float] | None:
+    """Gaussian elimination for a small symmetric positive system (plain Python: cheaper than numpy)."""
+    n = len(r)
+    a = [row[:] + [r[k]] for k, row in enumerate(m)]
+    for c in range(n):
+        piv = a[c][c]
+        if not abs(piv) > 1e-12 * (abs(a[0][0]) + 1e-300):
+            return None
+        for k in range(c + 1, n):
+            f = a[k][c] / piv
+            if f:
+                row_c = a[c]
+                row_k = a[k]
+                for j in range(c, n + 1):
+                    row_k[j] -= f * row_c[j]
+    x = [0.0] * n
+    for c in range(n - 1, -1, -1):
+        x[c] = (a[c][n] - sum(a[c][j] * x[j] for j in range(c + 1, n))) / a[c][c]
+    return x
+
+
+def _photometric(
+    level: _Level, i: np.ndarray, w: np.ndarray, plane: bool
+) -> tuple[float, np.ndarray | float]:
+    """Weighted least squares ``i ~ gain * template + bias``, bias a constant or a plane over the body.
+
+    The plane absorbs smooth shading that does not move with the bone (soft tissue, a wide overlapping
+    structure). Returns ``(gain, bias)``, bias an array (N,) or a float.
+    """
+    c = level.design if plane else level.design[:2]
+    cw = c * w
+    m = (cw @ c.T).astype(np.float64).tolist()
+    r = (cw @ i).astype(np.float64).tolist()
+    x = _solve_spd(m, r)
+    if x is None:
+        return 0.0, 0.0
+    if plane:
+        return x[0], np.float32(x[1]) + np.float32(x[2]) * c[2] + np.float32(x[3]) * c[3]
+    return x[0], x[1]
+
+
+def register(
+    template: Template,
+    roi: FrameROI,
+    initial: np.ndarray,
+    *,
+    max_iterations: int = 15,
+    tolerance_px: float = 0.01,
+    first_level: int | None = None,
+    plane: bool = True,
+) -> Fit:
+    """Robustly register ``template`` to the frame region ``roi``, starting from ``initial``.
+
+    Parameters
+    ----------
+    template : Template
+        From :func:`make_template`.
+    roi : FrameROI
+        Region of the frame, as a blurred pyramid with as many levels as the template.
+    initial : numpy.ndarray
+        3x3 initial guess reference -> frame.
+    max_iterations : int
+        Per pyramid level.
+    tolerance_px : float
+        Stop a level when an update moves no corner more than this (full-resolution pixels; scaled up on
+        coarse levels).
+    first_level : int or None
+        Coarsest level to start at (default: the coarsest).
+    plane : bool
+        Photometric model gain + bias plane (True) or gain + constant bias.
+    """
+    n = len(template.levels)
+    start = n - 1 if first_level is None else min(first_level, n - 1)
+    a = np.array(initial, dtype=np.float64)
+    radius = 0.5 * template.size_px * math.sqrt(2)
+    iters = 0
+    converged = False
+    last = None
+    for lvl in range(start, -1, -1):
+        level = template.levels[lvl]
+        if level.idx.size < 12:
+            continue
+        s = _level_matrix(level.scale)
+        s_inv = _level_matrix_inv(level.scale)
+        a_l = s @ a @ s_inv
+        image = roi.images[lvl]
+        roi_origin = (roi.box[0] / level.scale, roi.box[1] / level.scale)
+        tol = tolerance_px / level.scale if lvl == 0 else 0.1  # coarse levels: a tenth of their pixel
+        rad_l = radius / level.scale
+        robust_w = None
+        converged = False
+        rs = template.residual_scale
+        max_step = max(1.0, 0.15 * template.size_px / level.scale)
+        for it in range(max_iterations):
+            vals, valid = _warp(level, image, roi_origin, a_l)
+            w0 = level.weight if valid is None else level.weight * valid
+            if valid is not None and w0.sum() < 0.2 * level.weight.sum():
+                break
+            # photometric fit and robust weights; on a level's first iteration, a few rounds so that an
+            # occluder is rejected before the first geometric step
+            ok = True
+            if robust_w is None:
+                # robust start: same exposure assumed (gain 1), bias = median difference, Tukey weights
+                d = vals - level.values
+                dv = d if valid is None else d[valid]
+                e0 = np.abs(d - np.float32(_fast_median(dv[::3])))
+                sig0 = 1.4826 * _fast_median(e0[::4] if valid is None else e0[valid][::4]) + 1e-9
+                r = e0 * np.float32(1.0 / (_TUKEY_C * max(sig0, rs)))
+                robust_w = np.square(1 - np.square(np.minimum(r, np.float32(1.0))))
+            for _rnd in range(3 if it == 0 else 1):
+                gain, bias = _photometric(level, vals, w0 * robust_w, plane)
+                if not gain > 1e-6:
+                    ok = False
+                    break
+                e = (vals - bias) * np.float32(1.0 / gain) - level.values
+                ae = np.abs(e)
+                sub = ae[::4] if valid is None else ae[valid][::4]
+                sigma = 1.4826 * _fast_median(sub) + 1e-9
+                # Tukey biweight, robust scale of this residual (never below the expected noise)
+                scale_t = max(sigma, rs)
+                r = ae * np.float32(1.0 / (_TUKEY_C * scale_t))
+                robust_w = np.square(1 - np.square(np.minimum(r, np.float32(1.0))))
+            if not ok:
+                break
+            w = w0 * robust_w
+            sdw = level.sd * w[:, None]
+            dp = _solve3((sdw.T @ level.sd).astype(np.float64), (sdw.T @ e).astype(np.float64))
+            if dp is None:
+                break
+            dtheta, dx, dy = dp
+            step = math.hypot(dx, dy)
+            if step > max_step:  # trust region: never jump far on one linearisation
+                dx, dy = dx * max_step / step, dy * max_step / step
+            dtheta = max(-0.1, min(0.1, dtheta))
+            a_l = a_l @ _rigid_inv(rigid(dtheta, dx, dy, level.centre))
+            last = (robust_w,)
+            if lvl == 0:
+                iters = it + 1
+            if math.hypot(dx, dy) + abs(dtheta) * rad_l < tol:
+                converged = True
+                break
+        a = s_inv @ a_l @ s
+    if last is None:
+        return Fit(a, False, 0.0, 0.0, float("nan"), float("nan"), 0.0, float("inf"), iters)
+    # final statistics at the finest level, at the final estimate
+    level = template.levels[0]
+    vals, valid = _warp(level, roi.images[0], (roi.box[0], roi.box[1]), a)
+    vals = vals.astype(np.float64)
+    values = level.values.astype(np.float64)
+    weight = level.weight.astype(np.float64)
+    w0 = weight if valid is None else weight * valid
+    visible = float(w0.sum() / max(template.weight_total, 1e-12))
+    if w0.sum() <= 0:
+        return Fit(a, False, visible, 0.0, float("nan"), float("nan"), 0.0, float("inf"), iters)
+    robust_w = (
+        last[0].astype(np.float64)
+        if last[0] is not None and last[0].shape == vals.shape
+        else np.ones_like(vals)
+    )
+    gain, bias = _photometric(level, vals.astype(np.float32), (w0 * robust_w).astype(np.float32), plane)
+    if not gain > 1e-6:
+        return Fit(a, False, visible, 0.0, float("nan"), gain, 0.0, float("inf"), iters)
+    e = (vals - bias) / gain - values
+    sigma = 1.4826 * float(np.median(np.abs(e[w0 > 0]))) + 1e-9
+    ref = template.residual_scale
+    inl = (np.abs(e) < 3.5 * ref) & (w0 > 0)
+    inliers = float((weight * inl).sum() / max(template.weight_total, 1e-12))
+    wi = weight * inl
+    if wi.sum() > 0:
+        mt = (wi * values).sum() / wi.sum()
+        mi = (wi * vals).sum() / wi.sum()
+        dt = values - mt
+        di = vals - mi
+        den = math.sqrt(float((wi * dt * dt).sum() * (wi * di * di).sum()))
+        zncc = float((wi * dt * di).sum() / den) if den > 0 else 0.0
+    else:
+        zncc = 0.0
+    sd = level.sd.astype(np.float64)
+    h_mat = (sd * wi[:, None]).T @ sd
+    try:
+        cov = np.linalg.inv(h_mat) * ref**2
+        corner_std = math.sqrt(max(cov[1, 1] + cov[2, 2] + cov[0, 0] * radius**2, 0.0))
+    except np.linalg.LinAlgError:
+        corner_std = float("inf")
+    return Fit(a, converged, visible, inliers, sigma, gain, zncc, corner_std, iters)

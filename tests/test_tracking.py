@@ -1,0 +1,208 @@
+import dataclasses
+
+import cv2
+import numpy as np
+import pytest
+
+from dmx.anatomy import BODIES, Vertebra
+from dmx.errors import LandmarkError
+from dmx.landmarks import Landmarks
+from dmx.tracking import TRUSTED_QUALITY, Tracks, smooth_tracks, track
+from dmx.tracking import tracker as tracker_mod
+from dmx.tracking._synthetic import make_scene
+
+
+def _errors(tracks: Tracks, truth: np.ndarray) -> np.ndarray:
+    """(T, V) largest corner error in px (NaN where not tracked)."""
+    return np.linalg.norm(tracks.corners_px - truth, axis=-1).max(axis=-1)
+
+
+def _shift_frames(frames: np.ndarray, dx: np.ndarray) -> np.ndarray:
+    out = np.empty_like(frames)
+    h, w = frames.shape[1:]
+    fill = float(np.median(frames[0]))
+    for t, d in enumerate(dx):
+        m = np.array([[1.0, 0.0, d], [0.0, 1.0, 0.0]])
+        out[t] = cv2.warpAffine(frames[t], m, (w, h), flags=cv2.INTER_LINEAR, borderValue=fill)
+    return out
+
+
+def test_recovers_known_rigid_motion():
+    s = make_scene(shape=(256, 256), n_frames=16, amplitude_deg=2.0, drift_px=6.0, background=False, seed=3)
+    frames_before = s.frames.copy()
+    tr = track(s.frames, s.landmarks)
+    np.testing.assert_array_equal(s.frames, frames_before)  # input not modified
+    assert tr.vertebrae == BODIES
+    assert tr.corners_px.shape == (16, 6, 4, 2) and tr.transforms.shape == (16, 6, 2, 3)
+    err = _errors(tr, s.truth_px)
+    assert np.isfinite(err).all()
+    assert err.max() < 0.06, err.max()
+    assert np.median(err) < 0.03
+    assert (tr.quality > 0.9).all()
+    assert all(r is None for row in tr.reason for r in row)
+    assert (
+        (tr.precision_px[0] == 0).all() and (tr.precision_px[1:] > 0).all() and (tr.precision_px < 0.1).all()
+    )
+    # the transforms carry the reference corners to the tracked corners
+    a = tr.transforms[7, 2]
+    q_ref = s.landmarks.corners_px[Vertebra.C4]
+    np.testing.assert_allclose(q_ref @ a[:, :2].T + a[:, 2], tr.corners_px[7, 2], atol=1e-9)
+    # and are rigid
+    np.testing.assert_allclose(a[:, :2] @ a[:, :2].T, np.eye(2), atol=1e-9)
+
+
+def test_background_noise_flicker_and_any_dtype():
+    s = make_scene(shape=(256, 256), n_frames=14, amplitude_deg=2.5, noise=3.0, flicker=0.1, seed=5)
+    tr = track(s.frames, s.landmarks)
+    err = _errors(tr, s.truth_px)
+    assert np.isfinite(err).all()
+    assert np.median(err) < 0.1 and err.max() < 0.3, (np.median(err), err.max())
+    # the noise-based precision estimate is of the order of the actual error
+    rms = np.sqrt(np.mean(np.linalg.norm(tr.corners_px - s.truth_px, axis=-1)[1:] ** 2))
+    assert 0.3 < np.median(tr.precision_px[1:]) / rms < 3.0, (np.median(tr.precision_px[1:]), rms)
+    # float frames with a different scale track the same
+    tr_f = track(s.frames.astype(np.float64) * 13.0 + 500.0, s.landmarks)
+    np.testing.assert_allclose(tr_f.corners_px, tr.corners_px, atol=0.02)
+
+
+def test_inverted_polarity_and_uint16():
+    s = make_scene(shape=(256, 256), n_frames=12, amplitude_deg=2.5, invert=True, dtype=np.uint16, seed=7)
+    assert s.frames.dtype == np.uint16
+    err = _errors(track(s.frames, s.landmarks), s.truth_px)
+    assert np.isfinite(err).all() and err.max() < 0.15, err.max()
+
+
+def test_mirrored_study_gives_mirrored_tracks():
+    s = make_scene(shape=(256, 256), n_frames=10, amplitude_deg=2.5, noise=2.0, seed=11)
+    w = s.frames.shape[2]
+    tr = track(s.frames, s.landmarks)
+    mirrored = {v: np.column_stack([w - 1 - c[:, 0], c[:, 1]]) for v, c in s.landmarks.corners_px.items()}
+    lm_m = Landmarks(frame=s.landmarks.frame, corners_px=mirrored)
+    tr_m = track(s.frames[:, :, ::-1], lm_m)
+    expect = tr.corners_px.copy()
+    expect[..., 0] = w - 1 - expect[..., 0]
+    assert np.isfinite(tr_m.corners_px).all()
+    np.testing.assert_allclose(tr_m.corners_px, expect, atol=0.05)
+
+
+def test_reference_frame_in_the_middle_tracks_backwards():
+    s = make_scene(shape=(256, 256), n_frames=14, amplitude_deg=2.5, reference_frame=6, seed=2)
+    tr = track(s.frames, s.landmarks)
+    assert tr.reference_frame == 6
+    np.testing.assert_array_equal(tr.corners_px[6], s.truth_px[6])
+    err = _errors(tr, s.truth_px)
+    assert np.isfinite(err).all()
+    assert err[:6].max() < 0.15 and err[7:].max() < 0.15, err
+
+
+def test_partial_occluder_does_not_bias_the_track():
+    s = make_scene(shape=(256, 256), n_frames=16, amplitude_deg=1.5, body_px=36, seed=4)
+    frames = s.frames.copy()
+    v = 2  # C4: an opaque band over its anterior part, in every frame but the reference
+    covered = []
+    margin = int(round(0.15 * 36))
+    disk = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * margin + 1, 2 * margin + 1))
+    for t in range(1, frames.shape[0]):
+        q = s.truth_px[t, v]
+        x0 = int(q[:, 0].min()) - 8
+        x1 = int(q[:, 0].min() + 0.3 * (q[:, 0].max() - q[:, 0].min()))
+        y0, y1 = int(q[:, 1].min()) - 8, int(q[:, 1].max()) + 8
+        frames[t, y0:y1, x0:x1] = 200
+        body = cv2.dilate(
+            cv2.fillPoly(np.zeros(frames.shape[1:], np.uint8), [np.round(q).astype(np.int32)], 1), disk
+        )
+        covered.append(body[y0:y1, x0:x1].sum() / body.sum())
+    assert 0.3 < np.mean(covered) < 0.4, np.mean(covered)  # about a third of the template is hidden
+    tr = track(frames, s.landmarks)
+    err = _errors(tr, s.truth_px)
+    assert np.isfinite(err[:, v]).all()
+    assert err[:, v].max() < 0.3, err[:, v]
+
+
+def test_covered_vertebra_is_nan_with_reason_then_reacquired():
+    s = make_scene(shape=(256, 256), n_frames=18, amplitude_deg=2.0, occluder="block", seed=1)
+    tr = track(s.frames, s.landmarks)
+    err = _errors(tr, s.truth_px)
+    covered = range(6, 12)  # the block covers C4 in the middle third
+    for t in covered:
+        assert np.isnan(tr.corners_px[t, 2]).all()
+        assert tr.quality[t, 2] < TRUSTED_QUALITY
+        assert tr.reason[t][2] is not None
+    assert np.all(err[12:, 2] < 0.15), err[:, 2]  # re-acquired once visible again
+    assert np.all(err[:6, 2] < 0.15)
+    # the vertebrae far from the block are not affected
+    assert np.isfinite(err[:, [0, 4, 5]]).all() and err[:, [0, 4, 5]].max() < 0.15
+
+
+def test_vertebra_leaving_the_image_is_lost_then_found():
+    s = make_scene(shape=(256, 256), n_frames=4, amplitude_deg=0.0, background=False, seed=8)
+    base = np.repeat(s.frames[:1], 30, axis=0)
+    dx = np.concatenate([np.zeros(3), np.linspace(0, 170, 13), np.linspace(170, 0, 11)[1:], np.zeros(4)])
+    frames = _shift_frames(base, dx)
+    truth = np.repeat(s.truth_px[:1], 30, axis=0).copy()
+    truth[..., 0] += dx[:, None, None]
+    tr = track(frames, s.landmarks)
+    err = _errors(tr, truth)
+    x_max = truth[..., 0].max(axis=-1)  # (T, V) rightmost corner
+    gone = x_max > 256 + 20
+    assert gone.any()
+    assert np.isnan(tr.corners_px[gone]).all()
+    assert (tr.quality[gone] < TRUSTED_QUALITY).all()
+    assert all(tr.reason[t][v] is not None for t, v in zip(*np.nonzero(gone), strict=True))
+    # fully back in view: tracked again, accurately
+    back = np.arange(30) >= 27
+    assert np.isfinite(err[back]).all() and err[back].max() < 0.1, err[back]
+    # tracked frames never drift: every finite frame is right
+    assert np.nanmax(err[tr.quality >= TRUSTED_QUALITY]) < 0.5
+
+
+def test_anatomy_check_rejects_overlap_and_order():
+    quads = [
+        np.array([[0, 0], [10, 0], [10, 8], [0, 8]], float),
+        np.array([[0, 12], [10, 12], [10, 20], [0, 20]], float),
+    ]
+    eye = np.eye(3)
+    down = np.eye(3)
+    down[1, 2] = 6.0  # the upper body moved down onto the lower one
+    reason = [[None, None]]
+    quality = np.array([[0.9, 0.95]])
+    fits = [(down, 0.9), (eye, 0.95)]
+    tracker_mod._check_anatomy(fits, quads, reason, quality, 0, 0.1)
+    assert fits[0] is None and fits[1] is not None
+    assert reason[0][0] == tracker_mod.OVERLAP and quality[0, 0] <= 0.2
+    swap = np.eye(3)
+    swap[1, 2] = 30.0  # the upper body below the lower one
+    reason = [[None, None]]
+    fits = [(eye, 0.9), (np.eye(3), 0.8)]
+    fits[0] = (swap, 0.7)
+    tracker_mod._check_anatomy(fits, quads, reason, np.array([[0.7, 0.8]]), 0, 0.1)
+    assert reason[0][0] == tracker_mod.ORDER
+
+
+def test_smooth_tracks_keeps_raw_and_gaps():
+    s = make_scene(shape=(256, 256), n_frames=30, amplitude_deg=1.0, noise=4.0, seed=9)
+    tr = track(s.frames, s.landmarks)
+    corners = tr.corners_px.copy()
+    corners[5, 1] = np.nan
+    tf = tr.transforms.copy()
+    tf[5, 1] = np.nan
+    raw = dataclasses.replace(tr, corners_px=corners, transforms=tf)
+    before = raw.corners_px.copy()
+    sm = smooth_tracks(raw, sigma_frames=1.0)
+    np.testing.assert_array_equal(raw.corners_px, before)
+    assert np.isnan(sm.corners_px[5, 1]).all() and np.isfinite(sm.corners_px[4, 1]).all()
+    # away from the ends, smoothing a slow motion moves corners by well under a pixel; bodies stay rigid
+    assert np.nanmax(np.abs(sm.corners_px[3:-3] - raw.corners_px[3:-3])) < 0.5
+    assert np.nanmax(np.abs(sm.corners_px[3:-3] - raw.corners_px[3:-3])) > 0.001  # it did smooth
+    d_raw = np.linalg.norm(raw.corners_px[:, :, 0] - raw.corners_px[:, :, 1], axis=-1)
+    d_sm = np.linalg.norm(sm.corners_px[:, :, 0] - sm.corners_px[:, :, 1], axis=-1)
+    np.testing.assert_allclose(d_sm, d_raw, atol=1e-6)
+    assert smooth_tracks(raw, sigma_frames=0) is raw
+
+
+def test_bad_input():
+    s = make_scene(shape=(128, 128), n_frames=3, body_px=14, seed=0)
+    with pytest.raises(LandmarkError, match="reference frame 5 is outside the cine"):
+        track(s.frames, dataclasses.replace(s.landmarks, frame=5))
+    with pytest.raises(ValueError, match=r"\(T, H, W\)"):
+        track(s.frames[0], s.landmarks)
