@@ -29,7 +29,7 @@ def display_window(
     n = frames.shape[0]
     sample = frames[np.unique(np.linspace(0, n - 1, min(n, 12)).astype(int))]
     sample = sample[:, ::4, ::4] if sample.shape[1] > 256 else sample
-    lo, hi = np.percentile(sample, [low_pct, high_pct])
+    lo, hi = np.nanpercentile(sample, [low_pct, high_pct]) if np.isfinite(sample).any() else (0.0, 1.0)
     if not hi > lo:
         hi = lo + 1.0
     return float(lo), float(hi)
@@ -39,7 +39,7 @@ def to_uint8(frame: np.ndarray, window: tuple[float, float]) -> np.ndarray:
     """Map ``frame`` to 0..255 through ``window`` (a new array; ``frame`` is not modified)."""
     lo, hi = window
     scaled = (frame.astype(np.float32) - lo) * (255.0 / (hi - lo))
-    return np.clip(scaled, 0, 255).astype(np.uint8)
+    return np.clip(np.nan_to_num(scaled, nan=0.0), 0, 255).astype(np.uint8)
 
 
 def resize(image_u8: np.ndarray, scale: float) -> np.ndarray:

@@ -239,12 +239,20 @@ def verdict(measurements: dict[str, Any]) -> Verdict:
     flagged = tuple(dict.fromkeys(f.level for f in findings))
     not_evaluated = tuple(str(f) for f in (m.get("flags_not_evaluated") or []))
 
+    unmeasured = [
+        n
+        for n, lvl in levels.items()
+        if all(lvl.get(k) is None for k in ("rotation_rom_deg", "translation_pct"))
+    ]
     if findings:
         state = "flagged"
         headline = f"Exceeds a threshold at {', '.join(flagged)}"
-    elif not levels:
+    elif len(unmeasured) == len(levels):
         state = "incomplete"
         headline = "No level could be measured"
+    elif unmeasured:
+        state = "incomplete"
+        headline = f"No measured level exceeds a threshold; {', '.join(unmeasured)} could not be measured"
     else:
         state = "clear"
         headline = "No level exceeds a threshold"
@@ -255,8 +263,8 @@ def verdict(measurements: dict[str, Any]) -> Verdict:
             f"Insufficient motion at {details}: rotation below {fmt(t.value)}\u00b0, so the level was not "
             f"stressed and its flags are unreliable ({t.source})."
         )
-        if state == "clear":
-            headline += f", but {', '.join(insufficient)} moved too little to be judged"
+        if state != "flagged":
+            headline += f"; {', '.join(insufficient)} moved too little to be judged"
     else:
         missing = [n for n, lvl in levels.items() if lvl.get("rotation_rom_deg") is None]
         motion_text = "Motion sufficient at every measured level"
