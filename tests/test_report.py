@@ -334,3 +334,18 @@ def test_sparse_measurements_still_render(analysis):
     assert "rotation not measured at C3-C4" in h
     assert h.count("not determined") == 2  # flexion and extension key frames
     assert external_references(h) == []
+
+
+def test_unknown_frame_times_use_frame_numbers(analysis):
+    import dataclasses
+
+    m = json.loads(json.dumps(analysis.measurements))
+    del m["frames"]["time_ms"]
+    seq = dataclasses.replace(analysis.sequence, frame_time_ms=None)
+    h = render_report(dataclasses.replace(analysis, sequence=seq, measurements=m))
+    data = embedded_data(h)
+    assert data["time_known"] is False
+    assert data["times"][:3] == [0, 1, 2]
+    assert ">frame</text>" in h  # the x axis of the plots is labelled in frames
+    header = h[h.index("<header") : h.index("</header>")]
+    assert "48 frames, 320\u00d7320 px</dd>" in header  # no duration or frame rate is invented

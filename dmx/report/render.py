@@ -466,6 +466,7 @@ def render_report(
     payload: dict[str, Any] = {
         "loops": plot_ctx.pop("loop_coords"),
         "times": [round(float(t), 4) for t in times],
+        "time_known": x_label.startswith("time"),
         "keys": {k: _key_index(m, k, seq.n_frames) for k in ("neutral", "flexion", "extension")},
     }
     if cine:

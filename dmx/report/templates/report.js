@@ -155,7 +155,7 @@
 
     var frame = C.indices[k];
     counter.textContent = "frame " + frame + " / " + (C.count - 1);
-    timeCounter.textContent = C.times[k].toFixed(2) + " s";
+    timeCounter.textContent = DATA.time_known ? C.times[k].toFixed(2) + " s" : "frame time unknown";
     scrub.value = String(k);
     moveCursors(frame);
   }
@@ -169,8 +169,11 @@
   function step(now) {
     if (!playing) { return; }
     var rate = parseFloat(speed.value);
-    var dt = 1000 * ((C.times[(current + 1) % n] - C.times[current]) || 1 / 15) / rate;
-    if (dt <= 0) { dt = 66 / rate; }
+    /* real time when the frame times are known, else 15 frames/s */
+    var next = (current + 1) % n;
+    var gap = DATA.time_known ? C.times[next] - C.times[current] : (C.indices[next] - C.indices[current]) / 15;
+    var dt = 1000 * gap / rate;
+    if (!(dt > 0)) { dt = 1000 / 15 / rate; }
     if (now - lastTick >= dt) {
       lastTick = now;
       show((current + 1) % n);
