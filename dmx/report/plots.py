@@ -340,7 +340,7 @@ def keyframe_svg(
     ]
     scale = max(width_px, height_px) / 400
     sw = 1.6 * scale
-    font = 11 * scale
+    font = 15 * scale
     ok = np.all(np.isfinite(corners_px), axis=(1, 2))
     for v, good in enumerate(ok):
         if not good:
@@ -362,9 +362,10 @@ def keyframe_svg(
         for p in c:
             out.append(f'<circle class="kf-corner" cx="{p[0]:.1f}" cy="{p[1]:.1f}" r="{2.2 * scale:.2f}"/>')
         centre = c.mean(axis=0)
+        vfont = min(font, 0.5 * float(np.hypot(*(c[1] - c[2]))))  # fits inside the body
         out.append(
-            f'<text class="kf-vlabel" x="{centre[0]:.1f}" y="{centre[1] + font * 0.35:.1f}" '
-            f'font-size="{font:.1f}" text-anchor="middle">{escape(vertebra_labels[v])}</text>'
+            f'<text class="kf-vlabel" x="{centre[0]:.1f}" y="{centre[1] + vfont * 0.35:.1f}" '
+            f'font-size="{vfont:.1f}" text-anchor="middle">{escape(vertebra_labels[v])}</text>'
         )
     for name, u, lo, state in level_labels:
         if not (ok[u] and ok[lo]):
