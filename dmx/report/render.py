@@ -1,0 +1,551 @@
+"""The per-patient HTML report: one self-contained file (no external reference of any kind)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from datetime import datetime, timezone
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import numpy as np
+from markupsafe import Markup
+
+from dmx.anatomy import CORNERS, Flag
+from dmx.report import images, plots, summary
+
+#: Below this tracking confidence a frame counts as low-confidence in quality control.
+LOW_QUALITY = 0.5
+
+_TEMPLATES = resources.files("dmx.report") / "templates"
+
+
+def _template_text(name: str) -> str:
+    return (_TEMPLATES / name).read_text(encoding="utf-8")
+
+
+def _environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FunctionLoader(_template_text),
+        autoescape=True,  # every DICOM string is escaped unless marked otherwise
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["num"] = summary.fmt
+    return env
+
+
+def script_json(data: Any) -> str:
+    """JSON that is safe inside ``<script>``: ``<``, ``>``, ``&`` and line separators are escaped."""
+    text = json.dumps(data, separators=(",", ":"), allow_nan=False, ensure_ascii=False)
+    for ch, esc in (
+        ("<", "\\u003c"),
+        (">", "\\u003e"),
+        ("&", "\\u0026"),
+        ("\u2028", "\\u2028"),
+        ("\u2029", "\\u2029"),
+    ):
+        text = text.replace(ch, esc)
+    return text
+
+
+def _person_name(pn: str | None) -> str | None:
+    """DICOM PN ``Family^Given^Middle^Prefix^Suffix`` as ``Family, Given Middle``."""
+    if not pn:
+        return None
+    first = pn.split("=")[0]
+    parts = [p.strip() for p in first.split("^")]
+    family = parts[0]
+    rest = " ".join(p for p in parts[1:3] if p)
+    return f"{family}, {rest}" if family and rest else family or rest or None
+
+
+def _date(da: str | None) -> str | None:
+    if da and re.fullmatch(r"\d{8}", da):
+        return f"{da[:4]}-{da[4:6]}-{da[6:]}"
+    return da or None
+
+
+def _array(values: Any) -> np.ndarray:
+    return np.array([np.nan if v is None else float(v) for v in (values or [])], dtype=float)
+
+
+def _ranges(indices: np.ndarray) -> str:
+    """``[3, 4, 5, 9]`` as ``"3–5, 9"``."""
+    if indices.size == 0:
+        return ""
+    runs, start, prev = [], int(indices[0]), int(indices[0])
+    for i in indices[1:]:
+        i = int(i)
+        if i != prev + 1:
+            runs.append((start, prev))
+            start = i
+        prev = i
+    runs.append((start, prev))
+    return ", ".join(f"{a}" if a == b else f"{a}\u2013{b}" for a, b in runs)
+
+
+def _key_index(m: dict[str, Any], key: str, n: int) -> int | None:
+    v = (m.get("frames") or {}).get(key)
+    return int(v) if isinstance(v, int) and 0 <= v < n else None
+
+
+def _time_axis(analysis: Any, n: int) -> tuple[np.ndarray, str]:
+    t = _array((analysis.measurements.get("frames") or {}).get("time_ms"))
+    if t.size != n or not np.all(np.isfinite(t)):
+        seq_t = analysis.sequence.time_ms
+        t = np.asarray(seq_t, float) if seq_t is not None and len(seq_t) == n else None
+    if t is None:
+        return np.arange(n, dtype=float), "frame"
+    return (t - t[0]) / 1000.0, "time (s)"
+
+
+def _keyframes(
+    analysis: Any, window: tuple[float, float], verdict: summary.Verdict, *, max_side_px: int
+) -> list[dict[str, Any]]:
+    m = analysis.measurements
+    tracks = analysis.tracks
+    frames = analysis.sequence.frames
+    names = [v.value for v in tracks.vertebrae]
+    level_labels = []
+    for name in m.get("levels") or {}:
+        u, lo = name.split("-")
+        if u in names and lo in names:
+            state = (
+                "flagged"
+                if name in verdict.flagged_levels
+                else "insufficient"
+                if name in verdict.insufficient
+                else "ok"
+            )
+            level_labels.append((name, names.index(u), names.index(lo), state))
+    curves = {c.key: c for c in verdict.curves}
+    out = []
+    keys = {key: _key_index(m, key, frames.shape[0]) for key in ("neutral", "flexion", "extension")}
+    present = [i for i in keys.values() if i is not None]
+    # one crop for the three frames, so that they compare at the same scale
+    x0, y0, x1, y1 = images.crop_box(tracks.corners_px[present], analysis.sequence.shape)
+    for key, i in keys.items():
+        if i is None:
+            out.append({"key": key, "frame": None, "svg": None, "curve": curves.get(key)})
+            continue
+        crop = images.to_uint8(frames[i, y0:y1, x0:x1], window)
+        scale = min(1.0, max_side_px / max(crop.shape))
+        small = images.resize(crop, scale)
+        uri = images.data_uri(images.jpeg_bytes(small, quality=82))
+        corners = (tracks.corners_px[i] - np.array([x0, y0])) * np.array(
+            [small.shape[1] / crop.shape[1], small.shape[0] / crop.shape[0]]
+        )
+        svg = plots.keyframe_svg(
+            uri,
+            width_px=small.shape[1],
+            height_px=small.shape[0],
+            corners_px=corners,
+            vertebra_labels=names,
+            level_labels=level_labels,
+            title=key,
+        )
+        out.append({"key": key, "frame": i, "svg": Markup(svg), "curve": curves.get(key)})
+    return out
+
+
+def _level_rows(analysis: Any, th: dict[str, summary.Threshold]) -> list[dict[str, Any]]:
+    m = analysis.measurements
+    tracks = analysis.tracks
+    names = [v.value for v in tracks.vertebrae]
+    tracked = np.all(np.isfinite(tracks.corners_px), axis=(2, 3))
+    neutral = _key_index(m, "neutral", tracks.n_frames)
+
+    def cell(
+        value: Any,
+        quantity: str,
+        *,
+        digits: int = 1,
+        signed: bool = False,
+        limit: float | None = None,
+        below: bool = False,
+    ) -> dict[str, Any]:
+        if value is None:
+            return {"text": "\u2014", "reason": summary.null_reason(m, quantity), "exceeds": False}
+        exceeds = False
+        if limit is not None:
+            exceeds = abs(value) < limit if below else abs(value) > limit
+        return {"text": summary.fmt(value, digits, signed=signed), "reason": None, "exceeds": exceeds}
+
+    def lim(flag: str) -> float | None:
+        t = th.get(flag)
+        return t.value if t else None
+
+    rows = []
+    for name, lvl in (m.get("levels") or {}).items():
+        u, lo = name.split("-")
+        q_text, pct_text = "\u2014", "\u2014"
+        if u in names and lo in names:
+            iu, il = names.index(u), names.index(lo)
+            both = tracked[:, iu] & tracked[:, il]
+            q = np.fmin(tracks.quality[:, iu], tracks.quality[:, il])[both]
+            q = q[np.isfinite(q)]
+            q_text = summary.fmt(float(np.median(q)), 2) if q.size else "\u2014"
+            pct_text = f"{100 * both.mean():.0f} %"
+        exc = summary.excursion_from_neutral(lvl, neutral)
+        t35 = lim(Flag.TRANSLATION_GT_3_5MM.value)
+        rows.append(
+            {
+                "name": name,
+                "flags": [f for f in (lvl.get("flags") or [])],
+                "rom": cell(
+                    lvl.get("rotation_rom_deg"),
+                    "rotation_rom_deg",
+                    signed=True,
+                    limit=lim(Flag.INSUFFICIENT_MOTION.value),
+                    below=True,
+                ),
+                "rot_range": cell(lvl.get("rotation_range_deg"), "rotation_range_deg"),
+                "trans_mm": cell(lvl.get("translation_mm"), "translation_mm", signed=True, limit=t35),
+                "trans_pct": cell(
+                    lvl.get("translation_pct"),
+                    "translation_pct",
+                    signed=True,
+                    limit=lim(Flag.TRANSLATION_GT_20PCT.value),
+                ),
+                "off_range": cell(lvl.get("offset_range_mm"), "offset_range_mm", limit=t35),
+                "excursion": cell(exc, "excursion_mm", limit=lim(Flag.TRANSLATION_GT_2MM.value))
+                if exc is not None or (m.get("calibration") or {}).get("mm_per_px") is None
+                else {"text": "\u2014", "reason": "not tracked at neutral", "exceeds": False},
+                "quality": q_text,
+                "tracked": pct_text,
+            }
+        )
+    return rows
+
+
+def _quality_control(analysis: Any) -> dict[str, Any]:
+    tracks = analysis.tracks
+    tracked = np.all(np.isfinite(tracks.corners_px), axis=(2, 3))
+    names = [v.value for v in tracks.vertebrae]
+    rows = []
+    for v, name in enumerate(names):
+        q = tracks.quality[:, v]
+        lost = np.flatnonzero(~tracked[:, v])
+        low = np.flatnonzero(tracked[:, v] & (np.nan_to_num(q, nan=0.0) < LOW_QUALITY))
+        reasons = sorted({r for r in (tracks.reason[t][v] for t in lost) if r})
+        qq = q[tracked[:, v] & np.isfinite(q)]
+        rows.append(
+            {
+                "name": name,
+                "median": summary.fmt(float(np.median(qq)), 2) if qq.size else "\u2014",
+                "minimum": summary.fmt(float(np.min(qq)), 2) if qq.size else "\u2014",
+                "tracked_pct": f"{100 * tracked[:, v].mean():.0f} %",
+                "lost": _ranges(lost),
+                "low": _ranges(low),
+                "reasons": "; ".join(reasons),
+                "problem": bool(lost.size or low.size),
+            }
+        )
+    strip = plots.quality_strip(tracks.quality, tracked, labels=names, threshold=LOW_QUALITY)
+    return {"rows": rows, "strip": Markup(strip), "any_problem": any(r["problem"] for r in rows)}
+
+
+def _plots(analysis: Any, times: np.ndarray, x_label: str) -> dict[str, Any]:
+    m = analysis.measurements
+    levels = m.get("levels") or {}
+    calibrated = (m.get("calibration") or {}).get("mm_per_px") is not None
+    off_key, off_label = ("offset_mm", "offset (mm)") if calibrated else ("offset_pct", "offset (% of depth)")
+    n = len(times)
+    keys = {k: _key_index(m, k, n) for k in ("neutral", "flexion", "extension")}
+    key_times = {k: float(times[i]) for k, i in keys.items() if i is not None}
+    angle_series, offset_series, legend = [], [], []
+    angles, offsets = {}, {}
+    for i, (name, lvl) in enumerate(levels.items()):
+        colour = plots.LEVEL_COLOURS[i % len(plots.LEVEL_COLOURS)]
+        a, o = _array(lvl.get("angle_deg")), _array(lvl.get(off_key))
+        if a.size != n:
+            a = np.full(n, np.nan)
+        if o.size != n:
+            o = np.full(n, np.nan)
+        angles[name], offsets[name] = a, o
+        angle_series.append(plots.Series(name, colour, times, a))
+        offset_series.append(plots.Series(name, colour, times, o))
+        legend.append({"name": name, "colour": colour})
+    angle_chart = plots.time_chart(
+        angle_series,
+        x_label=x_label,
+        y_label="segmental angle (\u00b0)",
+        key_times=key_times,
+        plot_id="plot-angle",
+    )
+    offset_chart = plots.time_chart(
+        offset_series, x_label=x_label, y_label=off_label, key_times=key_times, plot_id="plot-offset"
+    )
+    _, alim = plots._limits(list(angles.values()) or [np.array([0.0])])
+    _, olim = plots._limits(list(offsets.values()) or [np.array([0.0])], include_zero=True)
+    loops, loop_coords = [], {}
+    for i, name in enumerate(angles):
+        svg, coords = plots.loop_chart(
+            angles[name],
+            offsets[name],
+            title=name,
+            colour=plots.LEVEL_COLOURS[i % len(plots.LEVEL_COLOURS)],
+            offset_label=off_label,
+            keys={k: v for k, v in keys.items() if v is not None},
+            plot_id=f"loop-{name}",
+            angle_lim=alim,
+            offset_lim=olim,
+        )
+        loops.append(Markup(svg))
+        loop_coords[f"loop-{name}"] = coords
+    return {
+        "angle": Markup(angle_chart),
+        "offset": Markup(offset_chart),
+        "loops": loops,
+        "legend": legend,
+        "loop_coords": loop_coords,
+        "offset_label": off_label,
+    }
+
+
+def _cine_payload(
+    analysis: Any,
+    window: tuple[float, float],
+    times: np.ndarray,
+    *,
+    max_side_px: int,
+    budget_bytes: int,
+    jpeg_quality: int,
+) -> dict[str, Any]:
+    frames = analysis.sequence.frames
+    tracks = analysis.tracks
+    plan = images.plan_cine(
+        frames, window, max_side_px=max_side_px, budget_bytes=budget_bytes, jpeg_quality=jpeg_quality
+    )
+    uris = images.encode_cine(frames, window, plan)
+    h, w = analysis.sequence.shape
+    s = plan.scale
+    transforms = tracks.transforms if tracks.transforms is not None else _rigid_from_corners(tracks)
+    corners, quality, mats = [], [], []
+    for t in plan.frame_indices:
+        c_row, q_row, m_row = [], [], []
+        for v in range(len(tracks.vertebrae)):
+            c = tracks.corners_px[t, v]
+            c_row.append(
+                None if not np.all(np.isfinite(c)) else [round(float(x) * s, 1) for x in c.reshape(-1)]
+            )
+            q = tracks.quality[t, v]
+            q_row.append(None if not np.isfinite(q) else round(float(q), 2))
+            a = transforms[t, v]
+            if np.all(np.isfinite(a)):
+                # same rigid motion in cine pixels: linear part unchanged, translation scaled
+                m_row.append(
+                    [
+                        round(float(a[0, 0]), 5),
+                        round(float(a[1, 0]), 5),
+                        round(float(a[0, 1]), 5),
+                        round(float(a[1, 1]), 5),
+                        round(float(a[0, 2]) * s, 2),
+                        round(float(a[1, 2]) * s, 2),
+                    ]
+                )
+            else:
+                m_row.append(None)
+        corners.append(c_row)
+        quality.append(q_row)
+        mats.append(m_row)
+    return {
+        "frames": uris,
+        "indices": list(plan.frame_indices),
+        "count": int(frames.shape[0]),
+        "width": max(1, round(w * s)),
+        "height": max(1, round(h * s)),
+        "times": [round(float(times[t]), 4) for t in plan.frame_indices],
+        "vertebrae": [v.value for v in tracks.vertebrae],
+        "corners": corners,
+        "quality": quality,
+        "transforms": mats,
+        "low_quality": LOW_QUALITY,
+        "jpeg_quality": plan.jpeg_quality,
+        "scale": round(s, 4),
+    }
+
+
+def _rigid_from_corners(tracks: Any) -> np.ndarray:
+    """Rigid transforms (T, V, 2, 3) reference -> frame from the four corners (Kabsch), NaN where lost."""
+    n, nv = tracks.corners_px.shape[:2]
+    out = np.full((n, nv, 2, 3), np.nan)
+    ref = tracks.corners_px[tracks.reference_frame]
+    for v in range(nv):
+        p = ref[v]
+        if not np.all(np.isfinite(p)):
+            continue
+        pc = p - p.mean(axis=0)
+        for t in range(n):
+            q = tracks.corners_px[t, v]
+            if not np.all(np.isfinite(q)):
+                continue
+            qc = q - q.mean(axis=0)
+            u, _, vt = np.linalg.svd(pc.T @ qc)
+            d = np.sign(np.linalg.det(vt.T @ u.T)) or 1.0
+            r = vt.T @ np.diag([1.0, d]) @ u.T
+            out[t, v, :, :2] = r
+            out[t, v, :, 2] = q.mean(axis=0) - r @ p.mean(axis=0)
+    return out
+
+
+def _facts(analysis: Any, times: np.ndarray, x_label: str) -> list[tuple[str, str]]:
+    seq = analysis.sequence
+    st = seq.study
+    m = analysis.measurements
+    mst = m.get("study") or {}
+    n = seq.n_frames
+    h, w = seq.shape
+    facts: list[tuple[str, str | None]] = [
+        ("Patient", _person_name(st.patient_name)),
+        ("Patient ID", st.patient_id or mst.get("patient_id")),
+        ("Study date", _date(st.study_date or mst.get("study_date"))),
+        ("Study", st.study_description),
+        ("Series", st.series_description),
+        ("Institution", st.institution),
+        ("Equipment", " ".join(x for x in (st.modality, st.manufacturer, st.model) if x) or None),
+    ]
+    acq = f"{n} frames, {w}\u00d7{h} px"
+    if x_label.startswith("time") and n > 1 and times[-1] > 0:
+        acq += f", {times[-1]:.1f} s at {(n - 1) / times[-1]:.1f} frames/s"
+    facts.append(("Acquisition", acq))
+    return [(k, v) for k, v in facts if v]
+
+
+def render_report(
+    analysis: Any,
+    *,
+    title: str | None = None,
+    cine: bool = True,
+    cine_max_side_px: int = 512,
+    cine_budget_bytes: int = 12_000_000,
+    cine_jpeg_quality: int = 70,
+    keyframe_max_side_px: int = 480,
+    generated_at: datetime | None = None,
+) -> str:
+    """Render one study's report as a self-contained HTML document.
+
+    Parameters
+    ----------
+    analysis : dmx.pipeline.Analysis
+        The sequence, tracks and ``measurements.json`` document of one study.
+    title : str, optional
+        Document title (default: "DMX cervical spine motion report").
+    cine : bool
+        Embed the cine player (frames as JPEG data URIs).
+    cine_max_side_px : int
+        Longest side of a cine frame in the file, in pixels.
+    cine_budget_bytes : int
+        Size budget for the embedded cine; frames are shrunk, compressed harder,
+        and as a last resort skipped to fit.
+    cine_jpeg_quality : int
+        JPEG quality of the cine frames (lowered when the budget requires it).
+    keyframe_max_side_px : int
+        Longest side of each (cropped) key-frame image.
+    generated_at : datetime, optional
+        Time printed in the footer (default: now, UTC).
+
+    Returns
+    -------
+    str
+        The HTML document. Every DICOM string in it is escaped; it contains no
+        URL (images are ``data:`` URIs, styles and scripts inline).
+    """
+    m = analysis.measurements
+    seq = analysis.sequence
+    window = images.display_window(seq.frames)
+    times, x_label = _time_axis(analysis, seq.n_frames)
+    th = summary.thresholds(m)
+    verdict = summary.verdict(m)
+    plot_ctx = _plots(analysis, times, x_label)
+    payload: dict[str, Any] = {
+        "loops": plot_ctx.pop("loop_coords"),
+        "times": [round(float(t), 4) for t in times],
+        "time_known": x_label.startswith("time"),
+        "keys": {k: _key_index(m, k, seq.n_frames) for k in ("neutral", "flexion", "extension")},
+    }
+    if cine:
+        payload["cine"] = _cine_payload(
+            analysis,
+            window,
+            times,
+            max_side_px=cine_max_side_px,
+            budget_bytes=cine_budget_bytes,
+            jpeg_quality=cine_jpeg_quality,
+        )
+    warnings = list(dict.fromkeys([*seq.warnings, *(m.get("warnings") or [])]))
+    software = m.get("software") or {}
+    inputs = m.get("input") or {}
+    frames_info = m.get("frames") or {}
+    context = {
+        "title": title or "DMX cervical spine motion report",
+        "facts": _facts(analysis, times, x_label),
+        "calibration": summary.calibration_words(m),
+        "calibrated": (m.get("calibration") or {}).get("mm_per_px") is not None,
+        "warnings": warnings,
+        "verdict": verdict,
+        "keyframes": _keyframes(analysis, window, verdict, max_side_px=keyframe_max_side_px),
+        "rows": _level_rows(analysis, th),
+        "thresholds": th,
+        "plots": plot_ctx,
+        "qc": _quality_control(analysis),
+        "cine": cine,
+        "low_quality": LOW_QUALITY,
+        "software": f"{software.get('name', 'dmx')} {software.get('version', '')}".strip(),
+        "sha256": inputs.get("sha256"),
+        "input_count": len(inputs.get("paths") or []),
+        "study_uid": (m.get("study") or {}).get("study_uid") or seq.study.study_uid,
+        "series_uid": (m.get("study") or {}).get("series_uid") or seq.study.series_uid,
+        "landmarks_source": m.get("landmarks_source"),
+        "frames": frames_info,
+        "x_label": x_label,
+        "schema": m.get("schema"),
+        "generated": (generated_at or datetime.now(timezone.utc)).strftime("%Y-%m-%d %H:%M UTC"),
+        "corner_names": [c.value for c in CORNERS],
+        "css": Markup(_template_text("report.css")),
+        "js": Markup(_template_text("report.js")),
+        "data_json": Markup(script_json(payload)),
+    }
+    return _environment().get_template("report.html").render(**context)
+
+
+def write_report(analysis: Any, path: str | Path, *, pdf: bool = False, **options: Any) -> dict[str, Path]:
+    """Write the HTML report to ``path`` (and a PDF next to it with ``pdf=True``).
+
+    Parameters
+    ----------
+    analysis : dmx.pipeline.Analysis
+        The study to report.
+    path : str or Path
+        The ``.html`` file to write; its folder must exist.
+    pdf : bool
+        Also print the report to ``path`` with suffix ``.pdf`` through headless Chromium.
+    **options
+        Keyword options of :func:`render_report`.
+
+    Returns
+    -------
+    dict
+        ``{"html": Path, "pdf": Path}`` (``pdf`` only when written).
+
+    Raises
+    ------
+    dmx.errors.DmxError
+        With ``pdf=True`` when no Chromium/Chrome is found; the HTML is written first.
+    """
+    from dmx.report.pdf import print_to_pdf
+
+    path = Path(path)
+    html = render_report(analysis, **options)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(html, encoding="utf-8")
+    tmp.replace(path)
+    out = {"html": path}
+    if pdf:
+        out["pdf"] = print_to_pdf(path, path.with_suffix(".pdf"))
+    return out
