@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -505,7 +505,7 @@ def render_report(
         "frames": frames_info,
         "x_label": x_label,
         "schema": m.get("schema"),
-        "generated": (generated_at or datetime.now(timezone.utc)).strftime("%Y-%m-%d %H:%M UTC"),
+        "generated": (generated_at or datetime.now(UTC)).strftime("%Y-%m-%d %H:%M UTC"),
         "corner_names": [c.value for c in CORNERS],
         "css": Markup(_template_text("report.css")),
         "js": Markup(_template_text("report.js")),
