@@ -349,3 +349,29 @@ def test_unknown_frame_times_use_frame_numbers(analysis):
     assert ">frame</text>" in h  # the x axis of the plots is labelled in frames
     header = h[h.index("<header") : h.index("</header>")]
     assert "48 frames, 320\u00d7320 px</dd>" in header  # no duration or frame rate is invented
+
+
+def test_thresholds_recorded_by_dmx_measure_are_shown_with_their_origin():
+    from dmx.report.summary import thresholds
+
+    recorded = {
+        "translation_mm": {
+            "value": 3.0,
+            "flag": "translation_gt_3_5mm",
+            "origin": "command line",
+            "source": "AMA",
+        },
+        "offset_range_mm": {
+            "value": 3.5,
+            "flag": "translation_gt_3_5mm",
+            "origin": "default",
+            "source": "AMA",
+        },
+        "curve_tolerance_mm": {"value": 2.0, "origin": "default", "source": "spec"},
+    }
+    out = thresholds({"thresholds": recorded})
+    assert out["translation_gt_3_5mm"].value == 3.0
+    assert out["translation_gt_3_5mm"].origin == "command line"
+    assert "translation_mm" not in out  # shown as its flag's threshold
+    assert out["offset_range_mm"].value == 3.5  # the flag's second threshold is listed too
+    assert out["curve_tolerance_mm"].value == 2.0

@@ -90,9 +90,17 @@ def thresholds(measurements: dict[str, Any]) -> dict[str, Threshold]:
     ``origin`` says where the value came from (as recorded, or ``"dmx default (not recorded)"``).
     """
     recorded = measurements.get("thresholds") or {}
+    # dmx.measure keys thresholds by their own name and names the flag each one drives; the
+    # first recorded threshold of a flag is its primary value.
+    by_flag: dict[str, Any] = {}
+    used: set[str] = set()
+    for name, rec in recorded.items():
+        if isinstance(rec, dict) and isinstance(rec.get("flag"), str) and rec["flag"] not in by_flag:
+            by_flag[rec["flag"]] = rec
+            used.add(name)
     out: dict[str, Threshold] = {}
     for flag, (title, rule, value, unit, source) in DEFAULT_THRESHOLDS.items():
-        rec = recorded.get(flag)
+        rec = recorded.get(flag, by_flag.get(flag))
         if isinstance(rec, dict):
             v = rec.get("value", value)
             v = float(v) if isinstance(v, (int, float)) else None
@@ -112,7 +120,7 @@ def thresholds(measurements: dict[str, Any]) -> dict[str, Threshold]:
                 flag, title, rule.format(v=fmt(value)), value, unit, source, "dmx default (not recorded)"
             )
     for flag, rec in recorded.items():  # thresholds dmx does not know by name: shown as given
-        if flag not in out and isinstance(rec, dict):
+        if flag not in out and flag not in used and isinstance(rec, dict):
             v = rec.get("value")
             out[flag] = Threshold(
                 flag,
