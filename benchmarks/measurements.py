@@ -1,0 +1,86 @@
+"""Measurement accuracy against phantom ground truth (issue: measurements exactly per spec).
+
+For each phantom case, the study is tracked from its reference-frame landmarks and measured;
+the truth is ``dmx.measure.measure`` on the phantom's exact corners. Prints, per case, the
+worst level's rotation-ROM, translation (mm, % of depth) errors, and whether curve class,
+s_type and flags agree at every key frame and level.
+
+    PYTHONPATH=. python benchmarks/measurements.py
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from dmx.anatomy import BODIES, CORNERS
+from dmx.measure import measure
+from dmx.phantom import make_phantom
+from dmx.tracking import track
+from dmx.tracking.types import Tracks
+
+CASES = {
+    "lordotic, facing right": dict(curve="lordotic"),
+    "S-curve upper kyphotic": dict(curve="s_upper_kyphotic", seed=3),
+    "kyphotic, facing left": dict(curve="kyphotic", facing="left", photometric="MONOCHROME1", seed=4),
+    "unstable C4-C5 4 mm": dict(curve="lordotic", unstable_mm={"C4-C5": 4.0}, seed=5),
+    "uncalibrated, JPEG": dict(curve="s_lower_kyphotic", calibration="none", transfer_syntax="jpeg", seed=6),
+}
+
+
+def truth_tracks(ph) -> Tracks:
+    t = ph.truth["tracks"]
+    vs = tuple(v for v in BODIES if v.value in t)
+    c = np.stack([np.stack([np.asarray(t[v.value][k.value], float) for k in CORNERS], axis=1) for v in vs], 1)
+    n = c.shape[0]
+    return Tracks(vs, c, np.ones((n, len(vs))), tuple((None,) * len(vs) for _ in range(n)), 0)
+
+
+def calibration(ph):
+    ds = ph.dataset
+    if "PixelSpacing" in ds:
+        return tuple(float(x) for x in ds.PixelSpacing)
+    if "ImagerPixelSpacing" in ds:
+        m = float(ds.get("EstimatedRadiographicMagnificationFactor", 1.0))
+        return tuple(float(x) / m for x in ds.ImagerPixelSpacing)
+    return None
+
+
+def worst(a: dict, b: dict, key: str) -> float | None:
+    errs = [abs(a[L][key] - b[L][key]) for L in a if a[L][key] is not None and b[L][key] is not None]
+    return max(errs) if errs else None
+
+
+def main() -> None:
+    print(f"{'case':28s} {'ROM deg':>8s} {'tr mm':>7s} {'tr %':>6s}  class/s_type/flags  {'s':>5s}")
+    for name, kw in CASES.items():
+        t0 = time.perf_counter()
+        ph = make_phantom(**kw)
+        mm = calibration(ph)
+
+        frames = ph.frames.astype(np.float32)
+        if ph.dataset.PhotometricInterpretation == "MONOCHROME1":
+            frames = frames.max() - frames
+        tr = track(frames, ph.landmarks)
+        got = measure(tr, mm_per_px=mm)
+        ref = measure(truth_tracks(ph), mm_per_px=mm)
+        same = all(
+            got["curve"][k]["class"] == ref["curve"][k]["class"]
+            and got["curve"][k]["s_type"] == ref["curve"][k]["s_type"]
+            for k in ("neutral", "flexion", "extension")
+        ) and all(got["levels"][L]["flags"] == ref["levels"][L]["flags"] for L in ref["levels"])
+
+        def f(x, d=3):
+            return "  null" if x is None else f"{x:.{d}f}"
+
+        print(
+            f"{name:28s} {f(worst(got['levels'], ref['levels'], 'rotation_rom_deg')):>8s} "
+            f"{f(worst(got['levels'], ref['levels'], 'translation_mm')):>7s} "
+            f"{f(worst(got['levels'], ref['levels'], 'translation_pct'), 2):>6s}  "
+            f"{'identical' if same else 'DIFFERENT':18s}  {time.perf_counter() - t0:5.1f}"
+        )
+
+
+if __name__ == "__main__":
+    main()
