@@ -14,9 +14,10 @@ import time
 
 import numpy as np
 
-from dmx.anatomy import BODIES, CORNERS
+from dmx.anatomy import BODIES
+from dmx.io.calibration import resolve_calibration
 from dmx.measure import measure
-from dmx.phantom import make_phantom
+from dmx.phantom import make_phantom, truth_corners
 from dmx.tracking import track
 from dmx.tracking.types import Tracks
 
@@ -30,21 +31,10 @@ CASES = {
 
 
 def truth_tracks(ph) -> Tracks:
-    t = ph.truth["tracks"]
-    vs = tuple(v for v in BODIES if v.value in t)
-    c = np.stack([np.stack([np.asarray(t[v.value][k.value], float) for k in CORNERS], axis=1) for v in vs], 1)
+    vs = tuple(v for v in BODIES if v.value in ph.truth["tracks"])
+    c = truth_corners(ph.truth, vs)
     n = c.shape[0]
     return Tracks(vs, c, np.ones((n, len(vs))), tuple((None,) * len(vs) for _ in range(n)), 0)
-
-
-def calibration(ph):
-    ds = ph.dataset
-    if "PixelSpacing" in ds:
-        return tuple(float(x) for x in ds.PixelSpacing)
-    if "ImagerPixelSpacing" in ds:
-        m = float(ds.get("EstimatedRadiographicMagnificationFactor", 1.0))
-        return tuple(float(x) / m for x in ds.ImagerPixelSpacing)
-    return None
 
 
 def worst(a: dict, b: dict, key: str) -> float | None:
@@ -57,7 +47,7 @@ def main() -> None:
     for name, kw in CASES.items():
         t0 = time.perf_counter()
         ph = make_phantom(**kw)
-        mm = calibration(ph)
+        mm = resolve_calibration(ph.dataset).mm_per_px  # as the loader would read it
 
         frames = ph.frames.astype(np.float32)
         if ph.dataset.PhotometricInterpretation == "MONOCHROME1":

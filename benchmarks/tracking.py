@@ -28,7 +28,6 @@ from typing import Any
 
 import numpy as np
 
-from dmx.anatomy import CORNERS
 from dmx.tracking import TRUSTED_QUALITY, track
 from dmx.tracking._synthetic import make_scene
 
@@ -107,23 +106,10 @@ def _phantom_settings(full: bool) -> list[tuple[str, dict]]:
     return cases
 
 
-def _phantom_truth(phantom: Any, vertebrae: tuple) -> np.ndarray:
-    """(T, V, 4, 2) truth corners from the phantom's truth.json document (NaN where null)."""
-    doc = phantom.truth["tracks"]
-    n_t = phantom.frames.shape[0]
-    out = np.full((n_t, len(vertebrae), 4, 2), np.nan)
-    for v_idx, v in enumerate(vertebrae):
-        for k, c in enumerate(CORNERS):
-            for t, xy in enumerate(doc[v.value][c.value]):
-                if xy is not None:
-                    out[t, v_idx, k] = xy
-    return out
-
-
 def _phantom_cases(full: bool):
     """Yield (name, frames, truth, landmarks) from :mod:`dmx.phantom`, if it is available."""
     try:
-        from dmx.phantom import make_phantom
+        from dmx.phantom import make_phantom, truth_corners
     except ImportError:
         print("(dmx.phantom not available: synthetic columns only)")
         return
@@ -133,7 +119,7 @@ def _phantom_cases(full: bool):
         except Exception as exc:  # an option this phantom version does not know
             print(f"{name}: skipped ({exc})")
             continue
-        yield name, ph.frames, _phantom_truth(ph, ph.landmarks.vertebrae), ph.landmarks
+        yield name, ph.frames, truth_corners(ph.truth, ph.landmarks.vertebrae), ph.landmarks
 
 
 def accuracy(full: bool) -> None:

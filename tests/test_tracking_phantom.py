@@ -3,23 +3,11 @@
 import numpy as np
 import pytest
 
-from dmx.anatomy import CORNERS
 from dmx.tracking import TRUSTED_QUALITY, track
 
 phantom = pytest.importorskip("dmx.phantom")
 if not hasattr(phantom, "make_phantom"):
     pytest.skip("dmx.phantom.make_phantom not available yet", allow_module_level=True)
-
-
-def _truth(ph, vertebrae) -> np.ndarray:
-    doc = ph.truth["tracks"]
-    out = np.full((ph.frames.shape[0], len(vertebrae), 4, 2), np.nan)
-    for v_idx, v in enumerate(vertebrae):
-        for k, c in enumerate(CORNERS):
-            for t, xy in enumerate(doc[v.value][c.value]):
-                if xy is not None:
-                    out[t, v_idx, k] = xy
-    return out
 
 
 @pytest.mark.parametrize(
@@ -32,7 +20,7 @@ def _truth(ph, vertebrae) -> np.ndarray:
 def test_phantom_corner_accuracy(kwargs):
     ph = phantom.make_phantom(frames=30, rows=384, cols=384, **kwargs)
     tr = track(ph.frames, ph.landmarks)
-    err = np.linalg.norm(tr.corners_px - _truth(ph, tr.vertebrae), axis=-1).max(axis=-1)
+    err = np.linalg.norm(tr.corners_px - phantom.truth_corners(ph.truth, tr.vertebrae), axis=-1).max(axis=-1)
     trusted = np.isfinite(err) & (np.nan_to_num(tr.quality) >= TRUSTED_QUALITY)
     assert trusted.mean() > 0.95
     assert np.median(err[trusted]) < 0.2

@@ -15,6 +15,7 @@ from dmx.phantom.generator import (
     render_structure,
     write_phantom,
 )
+from dmx.phantom.truth import truth_corners
 
 __all__ = [
     "SCHEMA",
@@ -24,5 +25,6 @@ __all__ = [
     "make_phantom",
     "parse_level_values",
     "render_structure",
+    "truth_corners",
     "write_phantom",
 ]

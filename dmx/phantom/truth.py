@@ -69,3 +69,21 @@ def curve_class(d_mm: np.ndarray, *, tolerance_mm: float = 2.0) -> tuple[str, st
     if neg.any():
         return "kyphotic", None
     return "straight", None
+
+
+def truth_corners(truth: dict, vertebrae: tuple) -> np.ndarray:
+    """``(T, V, 4, 2)`` true corners of ``vertebrae`` from a ``dmx.phantom-truth/1`` document.
+
+    Corners are in :data:`dmx.anatomy.CORNERS` order; NaN where the truth has ``null``.
+    """
+    from dmx.anatomy import CORNERS
+
+    doc = truth["tracks"]
+    n_frames = int(truth["frames"])
+    out = np.full((n_frames, len(vertebrae), 4, 2), np.nan)
+    for v_idx, v in enumerate(vertebrae):
+        for k, c in enumerate(CORNERS):
+            for t, xy in enumerate(doc[v.value][c.value]):
+                if xy is not None:
+                    out[t, v_idx, k] = xy
+    return out
