@@ -615,6 +615,17 @@ def _floats(value: Any) -> list[float] | None:
         return None
 
 
+def _positive_scalar(ds: Dataset, keyword: str, tag: str, warnings: list[str]) -> float | None:
+    """One finite value > 0 of ``keyword``, or ``None`` (with a warning when present but invalid)."""
+    if keyword not in ds:
+        return None
+    v = _floats(_safe(ds, keyword))
+    if v and len(v) == 1 and math.isfinite(v[0]) and v[0] > 0:
+        return v[0]
+    warnings.append(f"{keyword} {tag} is {_safe(ds, keyword)!r}: must be > 0, ignored")
+    return None
+
+
 def frame_times_ms(ds: Dataset, n_frames: int, warnings: list[str]) -> np.ndarray | None:
     """Per-frame duration in ms from FrameTime, FrameTimeVector or CineRate; ``None`` when unknown.
 
@@ -639,20 +650,8 @@ def frame_times_ms(ds: Dataset, n_frames: int, warnings: list[str]) -> np.ndarra
         if ftv is None or len(ftv) != n_frames or not all(math.isfinite(v) and v >= 0 for v in ftv):
             warnings.append("FrameTimeVector (0018,1065) does not give one valid time per frame: ignored")
             ftv = None
-    ft = None
-    if "FrameTime" in ds:
-        v = _floats(_safe(ds, "FrameTime"))
-        if v and len(v) == 1 and math.isfinite(v[0]) and v[0] > 0:
-            ft = v[0]
-        else:
-            warnings.append(f"FrameTime (0018,1063) is {_safe(ds, 'FrameTime')!r}: must be > 0, ignored")
-    cine = None
-    if "CineRate" in ds:
-        v = _floats(_safe(ds, "CineRate"))
-        if v and len(v) == 1 and math.isfinite(v[0]) and v[0] > 0:
-            cine = v[0]
-        else:
-            warnings.append(f"CineRate (0018,0040) is {_safe(ds, 'CineRate')!r}: must be > 0, ignored")
+    ft = _positive_scalar(ds, "FrameTime", "(0018,1063)", warnings)
+    cine = _positive_scalar(ds, "CineRate", "(0018,0040)", warnings)
     use_vector = ftv is not None and (0x00181065 in pointers or ft is None)
     if use_vector and n_frames > 1:
         times = np.asarray(ftv[1:] + ftv[-1:], dtype=float)
