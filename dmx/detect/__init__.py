@@ -20,8 +20,34 @@ import numpy as np
 from dmx.anatomy import Vertebra
 from dmx.landmarks import Landmarks
 
-#: Default location of the fitted detector parameters.
-MODEL_PATH = Path(__file__).resolve().parents[2] / "models" / "detector.npz"
+#: File name of the fitted detector parameters in the models folder.
+MODEL_NAME = "detector.npz"
+
+
+def model_file(name: str = MODEL_NAME) -> Path:
+    """Where a fitted model file is: ``$DMX_MODEL_DIR``, the source tree's ``models/``, or the install.
+
+    A source checkout (or editable install) reads ``<repo>/models``; ``pip install .``
+    puts the files in ``<prefix>/share/dmx/models`` (see pyproject's data-files).
+
+    Raises
+    ------
+    FileNotFoundError
+        Naming every place looked in.
+    """
+    import os
+    import site
+    import sys
+
+    places = []
+    if os.environ.get("DMX_MODEL_DIR"):
+        places.append(Path(os.environ["DMX_MODEL_DIR"]))
+    places.append(Path(__file__).resolve().parents[2] / "models")
+    places += [Path(p) / "share" / "dmx" / "models" for p in (sys.prefix, sys.base_prefix, site.USER_BASE)]
+    for place in places:
+        if (place / name).is_file():
+            return place / name
+    raise FileNotFoundError(f"model file {name} not found in: {', '.join(str(p) for p in places)}")
 
 
 @dataclass(frozen=True)
@@ -63,7 +89,7 @@ def detect_landmarks(
     frame : int
         Index recorded as the landmarks' reference frame.
     model_path : path, optional
-        Fitted parameters (default :data:`MODEL_PATH`).
+        Fitted parameters (default :func:`model_file`).
     """
     raise NotImplementedError("automatic landmark detection is being built (issue #7)")
 
