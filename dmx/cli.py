@@ -250,6 +250,59 @@ def analyze(
         typer.echo(format_summary(analysis.measurements))
     for path in written.values():
         log.info("wrote %s", path)
+    if analysis.landmarks_source == "auto":
+        from dmx.pipeline import format_detection
+
+        log.info("landmarks found automatically: review them")
+        for line in format_detection(analysis.measurements["landmarks_detection"]).splitlines():
+            log.info("  %s", line)
+        where = written.get("review", written.get("landmarks_auto"))
+        log.info("correct %s, then re-run with --landmarks <corrected file>", where)
+
+
+@app.command()
+def landmarks(
+    study: Annotated[Path, typer.Argument(help="DICOM file, folder of frames, DICOMDIR or video.")],
+    out: Annotated[Path, typer.Option("--out", help="Landmark file to write (dmx.landmarks/1).")] = Path(
+        "landmarks.json"
+    ),
+    review: Annotated[
+        Path | None,
+        typer.Option("--review", help="Also write the interactive review page (HTML) to correct them."),
+    ] = None,
+    frame: Annotated[int, typer.Option("--frame", help="Reference frame to place the landmarks on.")] = 0,
+    series: Series = None,
+    mm_per_px: MmPerPx = None,
+) -> None:
+    """Find the corners of C2-C7 automatically and write them for review.
+
+    Prints one line per vertebra (found with its confidence, or missing and why).
+    Correct the file by hand or in the --review page (drag corners, download), then
+    run: dmx analyze STUDY --landmarks FILE.
+    """
+    from dmx.pipeline import adjacent_pairs, detection_summary, format_detection, propose_landmarks
+
+    sequence, detection = propose_landmarks(study, series=series, mm_per_px=mm_per_px, frame=frame)
+    summary = detection_summary(detection)
+    from dmx.landmarks import write_landmarks
+
+    write_landmarks(detection.landmarks, out)
+    log.info("wrote %s", out)
+    if review is not None:
+        from dmx.report.review import write_review
+
+        write_review(
+            sequence, detection.landmarks, review, missing=summary["missing"], warnings=summary["warnings"]
+        )
+        log.info("wrote %s", review)
+    typer.echo(format_detection(summary))
+    for w in summary["warnings"]:
+        log.warning("landmark detection: %s", w)
+    if not adjacent_pairs(detection.landmarks):
+        log.warning(
+            "no two adjacent bodies found: add the missing ones before dmx analyze can measure a level"
+        )
+    log.info("review them, then: dmx analyze %s --landmarks %s", study, out)
 
 
 @app.command()

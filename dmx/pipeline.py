@@ -18,13 +18,30 @@ from typing import Any
 import numpy as np
 
 from dmx.anatomy import BODIES, CORNERS, OPTIONAL_BODIES, UpperCervicalPoint, Vertebra
-from dmx.errors import LandmarkError
+from dmx.errors import InputError, LandmarkError, UsageError
 from dmx.io.sequence import Sequence
 from dmx.landmarks import Landmarks
 from dmx.tracking.types import Tracks
 
 MEASUREMENTS_SCHEMA = "dmx.measurements/1"
 BODY_NAMES = frozenset(v.value for v in BODIES + OPTIONAL_BODIES)
+
+#: ``landmarks_source`` values in measurements.json.
+SOURCE_FILE = "file"
+SOURCE_AUTO = "auto"
+
+#: The first warning of every study whose landmarks were found automatically.
+AUTO_WARNING = (
+    "landmarks found automatically: review them (review.html, or dmx landmarks STUDY --out L.json), "
+    "then re-run dmx analyze STUDY --landmarks L.json"
+)
+
+#: Detector confidence below which a body is flagged for review (report, review page, summary).
+LOW_CONFIDENCE = 0.5
+
+#: File names write_outputs uses for automatic landmarks and their review page.
+AUTO_LANDMARKS_NAME = "landmarks.auto.json"
+REVIEW_NAME = "review.html"
 
 
 @dataclass(frozen=True)
@@ -38,6 +55,12 @@ class Analysis:
     landmarks: Landmarks
     tracks: Tracks
     measurements: dict[str, Any]
+    detection: Any = None  # dmx.detect.Detection when the landmarks were found automatically
+
+    @property
+    def landmarks_source(self) -> str:
+        """``"auto"`` (found by :func:`detect_on_sequence`) or ``"file"`` (given)."""
+        return str(self.measurements.get("landmarks_source", SOURCE_FILE))
 
 
 def check_landmarks(landmarks: Landmarks, sequence: Sequence, *, path: str | Path) -> None:
@@ -80,6 +103,147 @@ def _adi_points(tracks: Tracks, landmarks: Landmarks) -> dict[str, np.ndarray] |
     return {UpperCervicalPoint.C1_ARCH_POST.value: arch, UpperCervicalPoint.C2_DENS_ANT.value: dens}
 
 
+def detect_on_sequence(
+    sequence: Sequence, *, study_path: str | Path, frame: int = 0, model_path: str | Path | None = None
+) -> Any:
+    """Find the corners of C2-C7 on ``sequence.frames[frame]`` with :func:`dmx.detect.find_landmarks`.
+
+    The detector is looked up on the module at call time, so a replacement
+    (a newer model, a test double) is used wherever it is installed.
+
+    Parameters
+    ----------
+    sequence : Sequence
+        The loaded study.
+    study_path : path
+        Named in error messages.
+    frame : int
+        Reference frame to detect on (default the first).
+    model_path : path, optional
+        Detector parameters (default :func:`dmx.detect.model_file`).
+
+    Returns
+    -------
+    dmx.detect.Detection
+        At least one body found; every vertebra not found has a reason.
+
+    Raises
+    ------
+    UsageError
+        When automatic detection is not available (not built, or no model file):
+        the message tells the user to pass ``--landmarks``.
+    InputError
+        When the detector found no vertebral body at all.
+    """
+    import dmx.detect
+
+    try:
+        detection = dmx.detect.find_landmarks(sequence, frame=frame, model_path=model_path)
+    except (NotImplementedError, FileNotFoundError) as exc:
+        why = " ".join(str(exc).split()) or type(exc).__name__
+        raise UsageError(
+            f"{study_path}: automatic landmark detection is not available ({why}); "
+            "place the landmarks by hand and pass --landmarks L.json"
+        ) from None
+    if not detection.landmarks.corners_px:
+        raise InputError(
+            study_path,
+            "automatic landmark detection found no vertebral body; place the landmarks by hand "
+            "and pass --landmarks L.json",
+        )
+    check_landmarks(detection.landmarks, sequence, path=f"{study_path} (automatic landmarks)")
+    return detection
+
+
+def adjacent_pairs(landmarks: Landmarks) -> list[tuple[Vertebra, Vertebra]]:
+    """Pairs of vertically adjacent bodies present in ``landmarks`` (C2-C3 ... C7-T1)."""
+    order = BODIES + OPTIONAL_BODIES
+    return [
+        (u, lo) for u, lo in zip(order, order[1:], strict=False) if {u, lo} <= landmarks.corners_px.keys()
+    ]
+
+
+def detection_summary(detection: Any) -> dict[str, Any]:
+    """The ``landmarks_detection`` block of measurements.json.
+
+    ``{"frame": r, "confidence": {"C3": 0.91, ...}, "missing": {"C7": "reason", ...},
+    "warnings": [...]}``: confidence in 0..1 for each body found (``null`` where the
+    detector gave none), and the reason for each of C2-C7 it did not find.
+    """
+    lm = detection.landmarks
+    confidence: dict[str, float | None] = {}
+    for v in lm.vertebrae:
+        c = lm.confidence.get(v)
+        confidence[v.value] = None if c is None or not np.isfinite(c) else round(float(c), 4)
+    missing = {
+        Vertebra(v).value: " ".join(str(r).split()) or "not found"
+        for v, r in sorted(detection.missing.items(), key=lambda kv: Vertebra(kv[0]).index)
+    }
+    for v in BODIES:  # a body neither found nor explained is still reported as missing
+        if v not in lm.corners_px and v.value not in missing:
+            missing[v.value] = "not found"
+    return {
+        "frame": int(lm.frame),
+        "confidence": confidence,
+        "missing": missing,
+        "warnings": [str(w) for w in detection.warnings],
+    }
+
+
+def detection_warnings(summary: dict[str, Any]) -> list[str]:
+    """Warnings for measurements.json: review the landmarks, and what was not found."""
+    out = [AUTO_WARNING]
+    for name, why in summary["missing"].items():
+        out.append(f"{name} not found automatically ({why}): the levels it bounds are not measured")
+    out += [f"landmark detection: {w}" for w in summary["warnings"]]
+    return out
+
+
+def propose_landmarks(
+    study_path: str | Path,
+    *,
+    series: str | None = None,
+    mm_per_px: float | None = None,
+    frame: int = 0,
+    model_path: str | Path | None = None,
+) -> tuple[Sequence, Any]:
+    """Load a study and find its landmarks automatically, for review (``dmx landmarks``).
+
+    Unlike :func:`analyze`, this does not need two adjacent bodies: whatever was
+    found is proposed, to be corrected by hand.
+
+    Returns
+    -------
+    (Sequence, dmx.detect.Detection)
+
+    Raises
+    ------
+    dmx.errors.DmxError
+        Unusable input, a frame outside the study, detection not available, or no body found.
+    """
+    from dmx.io.load import load_sequence
+
+    sequence = load_sequence(study_path, series=series, mm_per_px=mm_per_px)
+    if not 0 <= frame < sequence.n_frames:
+        raise UsageError(f"--frame {frame} is outside 0..{sequence.n_frames - 1}")
+    return sequence, detect_on_sequence(sequence, study_path=study_path, frame=frame, model_path=model_path)
+
+
+def format_detection(summary: dict[str, Any]) -> str:
+    """One line per vertebra C2-C7 (and T1 when found): found with its confidence, or missing and why."""
+    lines = []
+    for v in BODIES + OPTIONAL_BODIES:
+        name = v.value
+        if name in summary["confidence"]:
+            c = summary["confidence"][name]
+            conf = "confidence —" if c is None else f"confidence {c:.2f}"
+            low = c is not None and c < LOW_CONFIDENCE
+            lines.append(f"{name}  found    {conf}{'  (low: check it)' if low else ''}")
+        elif name in summary["missing"]:
+            lines.append(f"{name}  missing  {summary['missing'][name]}")
+    return "\n".join(lines)
+
+
 def build_measurements(
     sequence: Sequence,
     landmarks: Landmarks,
@@ -87,8 +251,13 @@ def build_measurements(
     measured: dict[str, Any],
     *,
     landmarks_source: str,
+    detection: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Assemble the measurements.json document (spec section 8) from its parts."""
+    """Assemble the measurements.json document (spec section 8) from its parts.
+
+    ``detection`` (from :func:`detection_summary`, automatic landmarks only) is
+    recorded as ``landmarks_detection`` and its warnings lead the warnings.
+    """
     from dmx import __version__
     from dmx.io.checksum import sha256_files
     from dmx.measure import quality_json, tracks_json
@@ -133,6 +302,7 @@ def build_measurements(
         },
         "frames": frames,
         "landmarks_source": landmarks_source,
+        **({"landmarks_detection": detection} if detection is not None else {}),
         "tracks": trk,
         "quality": qual,
         "tracking_lost": lost,
@@ -140,7 +310,8 @@ def build_measurements(
     for key, value in measured.items():
         if key not in ("frames", "warnings"):
             doc[key] = value
-    doc["warnings"] = list(sequence.warnings) + list(measured.get("warnings", []))
+    auto = detection_warnings(detection) if detection is not None else []
+    doc["warnings"] = auto + list(sequence.warnings) + list(measured.get("warnings", []))
     return doc
 
 
@@ -152,15 +323,20 @@ def analyze(
     mm_per_px: float | None = None,
     neutral_frame: int | None = None,
     thresholds: Any = None,
+    model_path: str | Path | None = None,
 ) -> Analysis:
-    """Load, track and measure one study.
+    """Load, find or read the landmarks, track and measure one study.
 
     Parameters
     ----------
     study_path : path
         A DICOM file, a folder of frames, a DICOMDIR or a video.
     landmarks_path : path, optional
-        Landmark file (``dmx.landmarks/1``) for the reference frame.
+        Landmark file (``dmx.landmarks/1``) for the reference frame. Without it the
+        corners of C2-C7 are found automatically on frame 0 (:func:`detect_on_sequence`);
+        ``landmarks_source`` is then ``"auto"``, the per-vertebra confidence and the
+        vertebrae not found are recorded as ``landmarks_detection``, and the levels
+        next to a vertebra not found are ``null`` (never guessed).
     series : str, optional
         Series Instance UID to choose in a folder holding several.
     mm_per_px : float, optional
@@ -169,25 +345,37 @@ def analyze(
         Frame to use as neutral instead of the first.
     thresholds : dmx.measure.config.Thresholds, optional
         Flag thresholds (defaults per spec section 7).
+    model_path : path, optional
+        Detector parameters for automatic landmarks (default :func:`dmx.detect.model_file`).
 
     Raises
     ------
     dmx.errors.DmxError
-        For unusable input; the message names the file and the problem.
+        For unusable input; the message names the file and the problem. Automatic
+        detection that is not available, or that finds no two adjacent bodies, is
+        one such error (pass ``--landmarks``).
     """
-    from dmx.errors import UsageError
     from dmx.io.load import load_sequence
     from dmx.landmarks import read_landmarks
     from dmx.measure import measure
     from dmx.tracking import track
 
-    if landmarks_path is None:
-        raise UsageError(
-            f"{study_path}: no landmarks given (--landmarks L.json); automatic detection is not available yet"
-        )
-    landmarks = read_landmarks(landmarks_path)
+    detection = None
+    if landmarks_path is not None:
+        landmarks = read_landmarks(landmarks_path)
     sequence = load_sequence(study_path, series=series, mm_per_px=mm_per_px)
-    check_landmarks(landmarks, sequence, path=landmarks_path)
+    if landmarks_path is not None:
+        check_landmarks(landmarks, sequence, path=landmarks_path)
+    else:
+        detection = detect_on_sequence(sequence, study_path=study_path, model_path=model_path)
+        landmarks = detection.landmarks
+        if not adjacent_pairs(landmarks):
+            found = ", ".join(v.value for v in landmarks.vertebrae)
+            raise InputError(
+                study_path,
+                f"automatic landmark detection found no two adjacent vertebral bodies (found only {found}); "
+                "correct them (dmx landmarks STUDY --out L.json) and pass --landmarks L.json",
+            )
     if neutral_frame is not None and not 0 <= neutral_frame < sequence.n_frames:
         raise UsageError(f"--neutral-frame {neutral_frame} is outside 0..{sequence.n_frames - 1}")
     tracks = track(sequence.frames, landmarks)
@@ -198,8 +386,17 @@ def analyze(
         thresholds=thresholds,
         adi_points_px=_adi_points(tracks, landmarks),
     )
-    doc = build_measurements(sequence, landmarks, tracks, measured, landmarks_source="file")
-    return Analysis(sequence=sequence, landmarks=landmarks, tracks=tracks, measurements=doc)
+    doc = build_measurements(
+        sequence,
+        landmarks,
+        tracks,
+        measured,
+        landmarks_source=SOURCE_FILE if detection is None else SOURCE_AUTO,
+        detection=None if detection is None else detection_summary(detection),
+    )
+    return Analysis(
+        sequence=sequence, landmarks=landmarks, tracks=tracks, measurements=doc, detection=detection
+    )
 
 
 def landmarks_csv(tracks: Tracks) -> str:
@@ -244,6 +441,11 @@ def write_outputs(
 ) -> dict[str, Path]:
     """Write ``measurements.json``, ``landmarks.csv`` and ``report.html`` into ``out_dir``.
 
+    When the landmarks were found automatically (``landmarks_source == "auto"``) also
+    ``landmarks.auto.json`` (the proposed corners, ``dmx.landmarks/1`` with the
+    confidence map: correct it and pass it back with ``--landmarks``) and, with the
+    report, ``review.html`` (the page to correct them by dragging).
+
     Each file is written atomically. Returns the paths written by name.
     """
     out = Path(out_dir)
@@ -253,9 +455,26 @@ def write_outputs(
     written["measurements"] = out / "measurements.json"
     write_text_atomic(out / "landmarks.csv", landmarks_csv(analysis.tracks))
     written["landmarks"] = out / "landmarks.csv"
+    auto = analysis.landmarks_source == SOURCE_AUTO
+    if auto:
+        text = json.dumps(analysis.landmarks.to_json(), indent=2) + "\n"
+        write_text_atomic(out / AUTO_LANDMARKS_NAME, text)
+        written["landmarks_auto"] = out / AUTO_LANDMARKS_NAME
     if report:
         from dmx.report import write_report
 
+        if auto:
+            from dmx.report.review import write_review
+
+            det = analysis.measurements.get("landmarks_detection") or {}
+            write_review(
+                analysis.sequence,
+                analysis.landmarks,
+                out / REVIEW_NAME,
+                missing=det.get("missing") or {},
+                warnings=det.get("warnings") or [],
+            )
+            written["review"] = out / REVIEW_NAME
         write_report(analysis, out / "report.html", pdf=pdf)
         written["report"] = out / "report.html"
         if pdf and (out / "report.pdf").exists():

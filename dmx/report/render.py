@@ -153,6 +153,78 @@ def _keyframes(
     return out
 
 
+def _auto_landmarks(analysis: Any, window: tuple[float, float], *, max_side_px: int) -> dict[str, Any] | None:
+    """The "found automatically: review" block: confidence, missing bodies, corners on the reference frame."""
+    m = analysis.measurements
+    if m.get("landmarks_source") != "auto":
+        return None
+    from dmx.anatomy import BODIES
+    from dmx.report.review import LOW_CONFIDENCE
+
+    det = m.get("landmarks_detection") or {}
+    confidence = det.get("confidence") or {}
+    missing = det.get("missing") or {}
+    lm = analysis.landmarks
+    rows = []
+    for v in BODIES:
+        name = v.value
+        if v in lm.corners_px:
+            c = confidence.get(name)
+            low = isinstance(c, (int, float)) and c < LOW_CONFIDENCE
+            rows.append(
+                {
+                    "name": name,
+                    "confidence": "\u2014" if c is None else summary.fmt(float(c), 2),
+                    "state": "low confidence: check" if low else "found",
+                    "cls": "auto-low" if low else "",
+                }
+            )
+        elif name in missing:
+            rows.append(
+                {
+                    "name": name,
+                    "confidence": "\u2014",
+                    "state": f"not found: {missing[name]}",
+                    "cls": "auto-missing",
+                }
+            )
+    svg = None
+    frames = analysis.sequence.frames
+    if lm.corners_px and 0 <= lm.frame < frames.shape[0]:
+        names = list(lm.vertebrae)
+        corners = np.stack([lm.corners_px[v] for v in names]).astype(float)
+        x0, y0, x1, y1 = images.crop_box(corners[None], analysis.sequence.shape)
+        crop = images.to_uint8(frames[lm.frame, y0:y1, x0:x1], window)
+        scale = min(1.0, max_side_px / max(crop.shape))
+        small = images.resize(crop, scale)
+        uri = images.data_uri(images.jpeg_bytes(small, quality=82))
+        shown = (corners - np.array([x0, y0])) * np.array(
+            [small.shape[1] / crop.shape[1], small.shape[0] / crop.shape[0]]
+        )
+        low_names = {r["name"] for r in rows if r["cls"] == "auto-low"}
+        labels = [v.value + ("?" if v.value in low_names else "") for v in names]
+        svg = Markup(
+            plots.keyframe_svg(
+                uri,
+                width_px=small.shape[1],
+                height_px=small.shape[0],
+                corners_px=shown,
+                vertebra_labels=labels,
+                level_labels=[],
+                title="reference (automatic landmarks)",
+            )
+        )
+    return {
+        "frame": lm.frame,
+        "rows": rows,
+        "missing": missing,
+        "low": [r["name"] for r in rows if r["cls"] == "auto-low"],
+        "low_confidence": LOW_CONFIDENCE,
+        "svg": svg,
+        "warnings": [str(w) for w in det.get("warnings") or []],
+    }
+
+
 def _level_rows(analysis: Any, th: dict[str, summary.Threshold]) -> list[dict[str, Any]]:
     m = analysis.measurements
     tracks = analysis.tracks
@@ -502,6 +574,7 @@ def render_report(
         "study_uid": (m.get("study") or {}).get("study_uid") or seq.study.study_uid,
         "series_uid": (m.get("study") or {}).get("series_uid") or seq.study.series_uid,
         "landmarks_source": m.get("landmarks_source"),
+        "auto_landmarks": _auto_landmarks(analysis, window, max_side_px=keyframe_max_side_px),
         "frames": frames_info,
         "x_label": x_label,
         "schema": m.get("schema"),
