@@ -5,7 +5,8 @@ One study in, one output folder out::
     OUT/
       manifest.csv, manifest.jsonl     one row per input found (ok / failed / skipped)
       <study key>/                     16 hex digits, a hash: no names, no UIDs, no dates
-        measurements.json, report.html, landmarks.csv   (written by dmx.pipeline)
+        measurements.json, report.html, landmarks.csv   (written by dmx.pipeline; without a
+                                         landmark sidecar also landmarks.auto.json, review.html)
         batch.json                     input checksum and finish time (for resuming)
 
 Every study folder appears atomically: the analysis writes into
@@ -64,6 +65,7 @@ MANIFEST_FIELDS: tuple[str, ...] = (
     "duration_s",
     "input_sha256",
     "landmarks_sha256",
+    "landmarks_source",
     "output",
     "finished_at",
 )
@@ -130,6 +132,11 @@ class StudyJob:
     landmarks_sha256: str = ""
 
     @property
+    def landmarks_source(self) -> str:
+        """``"file"`` (a sidecar) or ``"auto"`` (found automatically), as in measurements.json."""
+        return "file" if self.landmarks_path is not None else "auto"
+
+    @property
     def fingerprint(self) -> str:
         """What decides "unchanged" and "duplicate": the images and the landmarks."""
         return f"{self.sha256}+{self.landmarks_sha256}"
@@ -159,6 +166,7 @@ class ManifestRow:
     landmarks_sha256: str
     output: str
     finished_at: str
+    landmarks_source: str = ""
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
@@ -345,32 +353,64 @@ def input_checksum(paths: Sequence[str | Path]) -> str:
 # --------------------------------------------------------------------------- one study
 
 
-def detect_landmarks(study: StudyJob) -> Any | None:
-    """Automatic landmark detection hook: returns :class:`dmx.landmarks.Landmarks` or None.
+def _no_landmarks(study: StudyJob, exc: DmxError) -> LandmarkError:
+    """The batch reason for a study without a sidecar whose automatic detection gave nothing usable."""
+    from dmx.pipeline import DetectionUnavailableError
 
-    Not built yet: always ``None``, so a study without a sidecar fails with a
-    "no landmarks" reason.
-    """
-    return None
+    if isinstance(exc, DetectionUnavailableError):
+        why = f"automatic detection not available: {exc.why}"
+    else:
+        why = getattr(exc, "problem", str(exc))
+    return LandmarkError(None, f"no landmarks: add {study.landmarks_hint} ({why})")
 
 
-def resolve_landmarks(study: StudyJob, out_dir: Path) -> Path:
-    """The landmark file for ``study``: its sidecar, else automatic detection written into ``out_dir``.
+def detect_landmarks(study: StudyJob, *, mm_per_px: float | None = None) -> Any:
+    """Automatic landmark detection hook: the corners of C2-C7 found on the study's first frame.
+
+    Loads the study and runs :func:`dmx.detect.find_landmarks` (looked up at call
+    time, through :func:`dmx.pipeline.detect_on_sequence`).
+
+    Returns
+    -------
+    dmx.detect.Detection
+        At least one body found (``.landmarks`` with confidence; ``.missing`` with reasons).
 
     Raises
     ------
     LandmarkError
-        "no landmarks: add <file>.landmarks.json" when there is neither.
+        "no landmarks: add <sidecar> (<why>)" when detection is not available or found nothing.
+    DmxError
+        When the study itself cannot be read.
+    """
+    from dmx.io.load import load_sequence
+    from dmx.pipeline import DetectionFailedError, DetectionUnavailableError, detect_on_sequence
+
+    sequence = load_sequence(study.study_path, series=study.series_uid, mm_per_px=mm_per_px)
+    try:
+        return detect_on_sequence(sequence, study_path=study.study_path)
+    except (DetectionUnavailableError, DetectionFailedError) as exc:
+        raise _no_landmarks(study, exc) from None
+
+
+def resolve_landmarks(study: StudyJob, out_dir: Path, *, mm_per_px: float | None = None) -> Path:
+    """The landmark file for ``study``: its sidecar, else automatic detection written into ``out_dir``.
+
+    The detected landmarks go to ``out_dir/landmarks.auto.json`` (``dmx.landmarks/1``
+    with the confidence map).
+
+    Raises
+    ------
+    LandmarkError
+        "no landmarks: add <file>.landmarks.json (<why>)" when there is no sidecar and
+        automatic detection is not available or found nothing.
     """
     if study.landmarks_path is not None:
         return study.landmarks_path
-    detected = detect_landmarks(study)
-    if detected is None:
-        raise LandmarkError(None, f"no landmarks: add {study.landmarks_hint}")
-    from dmx.landmarks import write_landmarks
+    detected = detect_landmarks(study, mm_per_px=mm_per_px)
+    from dmx.pipeline import AUTO_LANDMARKS_NAME, write_text_atomic
 
-    path = out_dir / "landmarks.auto.json"
-    write_landmarks(detected, path)
+    path = out_dir / AUTO_LANDMARKS_NAME
+    write_text_atomic(path, json.dumps(detected.landmarks.to_json(), indent=2) + "\n")
     return path
 
 
@@ -378,19 +418,28 @@ def analyze_study(study: StudyJob, out_dir: Path, *, mm_per_px: float | None = N
     """The default per-study analysis: :func:`dmx.pipeline.analyze` then ``write_outputs``.
 
     Writes ``measurements.json``, ``report.html`` and ``landmarks.csv`` into
-    ``out_dir`` and returns the analysis warnings.
+    ``out_dir`` and returns the analysis warnings. A study without a landmark sidecar
+    is analysed with automatic landmarks (found once, inside the analysis), which adds
+    ``landmarks.auto.json`` and ``review.html``; its ``measurements.json`` says
+    ``landmarks_source: "auto"``.
 
     Raises
     ------
     DmxError
-        Bad input, or no landmarks (see :func:`resolve_landmarks`).
+        Bad input, or no landmarks: no sidecar and automatic detection not available
+        or not usable ("no landmarks: add <sidecar> (<why>)").
     """
     from dmx import pipeline
 
-    landmarks_path = resolve_landmarks(study, out_dir)
-    analysis = pipeline.analyze(
-        study.study_path, landmarks_path=landmarks_path, series=study.series_uid, mm_per_px=mm_per_px
-    )
+    try:
+        analysis = pipeline.analyze(
+            study.study_path,
+            landmarks_path=study.landmarks_path,
+            series=study.series_uid,
+            mm_per_px=mm_per_px,
+        )
+    except (pipeline.DetectionUnavailableError, pipeline.DetectionFailedError) as exc:
+        raise _no_landmarks(study, exc) from None
     pipeline.write_outputs(analysis, out_dir, report=True)
     return [str(w) for w in analysis.measurements.get("warnings", []) or []]
 
@@ -520,6 +569,7 @@ def _row(
         landmarks_sha256=study.landmarks_sha256,
         output=output or (study.key if status is not Status.FAILED else ""),
         finished_at=_now(),
+        landmarks_source=study.landmarks_source,
     )
 
 

@@ -44,6 +44,24 @@ AUTO_LANDMARKS_NAME = "landmarks.auto.json"
 REVIEW_NAME = "review.html"
 
 
+class DetectionUnavailableError(UsageError):
+    """Automatic landmark detection cannot run here (not built, or its model file is missing).
+
+    ``why`` is the detector's own explanation; the message tells the user to pass ``--landmarks``.
+    """
+
+    def __init__(self, study_path: str | Path, why: str) -> None:
+        self.why = why
+        super().__init__(
+            f"{study_path}: automatic landmark detection is not available ({why}); "
+            "place the landmarks by hand and pass --landmarks L.json"
+        )
+
+
+class DetectionFailedError(InputError):
+    """Automatic landmark detection ran but found nothing usable (``problem`` says what)."""
+
+
 @dataclass(frozen=True)
 class Analysis:
     """Everything one study's analysis produced.
@@ -129,10 +147,10 @@ def detect_on_sequence(
 
     Raises
     ------
-    UsageError
+    DetectionUnavailableError
         When automatic detection is not available (not built, or no model file):
         the message tells the user to pass ``--landmarks``.
-    InputError
+    DetectionFailedError
         When the detector found no vertebral body at all.
     """
     import dmx.detect
@@ -141,12 +159,9 @@ def detect_on_sequence(
         detection = dmx.detect.find_landmarks(sequence, frame=frame, model_path=model_path)
     except (NotImplementedError, FileNotFoundError) as exc:
         why = " ".join(str(exc).split()) or type(exc).__name__
-        raise UsageError(
-            f"{study_path}: automatic landmark detection is not available ({why}); "
-            "place the landmarks by hand and pass --landmarks L.json"
-        ) from None
+        raise DetectionUnavailableError(study_path, why) from None
     if not detection.landmarks.corners_px:
-        raise InputError(
+        raise DetectionFailedError(
             study_path,
             "automatic landmark detection found no vertebral body; place the landmarks by hand "
             "and pass --landmarks L.json",
@@ -371,7 +386,7 @@ def analyze(
         landmarks = detection.landmarks
         if not adjacent_pairs(landmarks):
             found = ", ".join(v.value for v in landmarks.vertebrae)
-            raise InputError(
+            raise DetectionFailedError(
                 study_path,
                 f"automatic landmark detection found no two adjacent vertebral bodies (found only {found}); "
                 "correct them (dmx landmarks STUDY --out L.json) and pass --landmarks L.json",

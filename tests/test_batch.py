@@ -258,7 +258,12 @@ def test_batch_messy_inbox_every_input_accounted_for(tmp_path, fake, capsys, cap
     assert status["z_copy/cine.dcm"][0] == "skipped"
     assert status["z_copy/cine.dcm"][1] == "duplicate: same SOP Instance UID as patient_a/cine.dcm"
     assert status["zz_video/clip.avi"] == ("skipped", "duplicate of c/clip.avi")
-    assert status["g/nolm.dcm"] == ("failed", "no landmarks: add g/nolm.dcm.landmarks.json")
+    # no sidecar: automatic detection was tried (not available yet, or nothing found on noise)
+    assert status["g/nolm.dcm"][0] == "failed"
+    assert status["g/nolm.dcm"][1].startswith("no landmarks: add g/nolm.dcm.landmarks.json (")
+    assert rows["g/nolm.dcm"]["landmarks_source"] == "auto"
+    assert rows["patient_a/cine.dcm"]["landmarks_source"] == "file"
+    assert rows["notes.txt"]["landmarks_source"] == ""
     assert len(rows) == 9
     assert rows["e/trunc.dcm"]["output"] == "" and rows["notes.txt"]["output"] == ""
     # outputs: one complete folder per successful study, named by its key
