@@ -132,3 +132,178 @@ def test_adi_points_follow_their_bodies():
         },
     )
     assert _adi_points(c1, lm) is None  # C2 not tracked: no dens
+
+
+# --- automatic landmarks (issue #7): the detector replaced by the phantom's true corners ------------
+
+import jsonschema  # noqa: E402
+from landmark_fakes import fake_detector, unavailable, write_phantom_study  # noqa: E402
+
+from dmx import pipeline  # noqa: E402
+from dmx.cli import main  # noqa: E402
+from dmx.errors import DmxError, UsageError  # noqa: E402
+from dmx.landmarks import read_landmarks  # noqa: E402
+from dmx.schema import measurements_schema  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def phantom(tmp_path_factory):
+    """(study.dcm, landmarks.json, the analysis with the file's landmarks)."""
+    study, lm = write_phantom_study(tmp_path_factory.mktemp("phantom"))
+    return study, lm, pipeline.analyze(study, landmarks_path=lm)
+
+
+def _levels(doc, key="rotation_rom_deg"):
+    return {name: lvl[key] for name, lvl in doc["levels"].items()}
+
+
+def test_auto_landmarks_measure_like_the_same_corners_from_a_file(phantom, monkeypatch):
+    study, lm, by_file = phantom
+    calls = []
+    monkeypatch.setattr(
+        "dmx.detect.find_landmarks",
+        fake_detector(lm, confidence={"C4": 0.42}, warnings=("scale prior unused",), calls=calls),
+    )
+    auto = pipeline.analyze(study)
+    assert calls == [{"n_frames": 12, "frame": 0, "model_path": None}]  # once, on the reference frame
+    doc = auto.measurements
+    assert (doc["landmarks_source"], by_file.measurements["landmarks_source"]) == ("auto", "file")
+    assert auto.landmarks_source == "auto" and auto.detection is not None
+    assert doc["landmarks_detection"] == {
+        "frame": 0,
+        "confidence": {"C2": 0.9, "C3": 0.9, "C4": 0.42, "C5": 0.9, "C6": 0.9, "C7": 0.9},
+        "missing": {},
+        "warnings": ["scale prior unused"],
+    }
+    assert doc["warnings"][0] == pipeline.AUTO_WARNING
+    assert "landmark detection: scale prior unused" in doc["warnings"]
+    # same corners, same tracking, same numbers
+    for key in ("rotation_rom_deg", "translation_mm", "offset_range_mm"):
+        assert _levels(doc, key) == _levels(by_file.measurements, key)
+    assert all(v is not None for v in _levels(doc).values())
+    assert "landmarks_detection" not in by_file.measurements
+    jsonschema.validate(json.loads(pipeline.measurements_text(doc)), measurements_schema())
+
+
+def test_a_vertebra_not_found_is_left_out_and_its_levels_are_null(phantom, monkeypatch):
+    study, lm, by_file = phantom
+    monkeypatch.setattr(
+        "dmx.detect.find_landmarks", fake_detector(lm, leave_out={"C7": "covered by the shoulders"})
+    )
+    doc = pipeline.analyze(study).measurements
+    assert doc["landmarks_detection"]["missing"] == {"C7": "covered by the shoulders"}
+    assert "C7" not in doc["landmarks_detection"]["confidence"] and "C7" not in doc["tracks"]
+    lvl = doc["levels"]["C6-C7"]
+    assert lvl["rotation_rom_deg"] is None and lvl["translation_mm"] is None
+    assert set(lvl["angle_deg"]) == {None}
+    assert doc["curve"]["neutral"]["class"] == "undetermined"  # C7 needed for the curve: never guessed
+    assert any(w.startswith("C7 not found automatically (covered by the shoulders)") for w in doc["warnings"])
+    # the levels between bodies that were found keep their per-frame values (the key frames may
+    # move: without C7 they are chosen from the sum of the segmental angles, spec section 6)
+    ref = by_file.measurements["levels"]["C3-C4"]["angle_deg"]
+    assert doc["levels"]["C3-C4"]["angle_deg"] == pytest.approx(ref, abs=0.05)
+    assert doc["levels"]["C3-C4"]["rotation_rom_deg"] > 5.0
+    jsonschema.validate(json.loads(pipeline.measurements_text(doc)), measurements_schema())
+
+
+def test_a_middle_vertebra_not_found_nulls_both_its_levels(phantom, monkeypatch):
+    study, lm, _ = phantom
+    monkeypatch.setattr("dmx.detect.find_landmarks", fake_detector(lm, leave_out={"C4": "low contrast"}))
+    doc = pipeline.analyze(study).measurements
+    roms = _levels(doc)
+    assert roms["C3-C4"] is None and roms["C4-C5"] is None
+    assert roms["C2-C3"] is not None and roms["C5-C6"] is not None and roms["C6-C7"] is not None
+
+
+def test_no_two_adjacent_bodies_is_one_clear_error(phantom, monkeypatch, capsys):
+    study, lm, _ = phantom
+    gone = {v: "not found" for v in ("C2", "C4", "C6", "C7")}
+    monkeypatch.setattr("dmx.detect.find_landmarks", fake_detector(lm, leave_out=gone))
+    with pytest.raises(pipeline.DetectionFailedError, match="found only C3, C5"):
+        pipeline.analyze(study)
+    assert main(["analyze", str(study), "--out", str(study.parent / "none")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no two adjacent vertebral bodies" in err[0] and "--landmarks" in err[0]
+    assert not (study.parent / "none" / "measurements.json").exists()
+
+
+@pytest.mark.parametrize(
+    "exc", [NotImplementedError("being built"), FileNotFoundError("model file detector.npz not found")]
+)
+def test_detector_unavailable_is_one_line_telling_to_pass_landmarks(phantom, monkeypatch, capsys, exc):
+    study, _, _ = phantom
+    monkeypatch.setattr("dmx.detect.find_landmarks", unavailable(exc))
+    with pytest.raises(UsageError) as info:
+        pipeline.analyze(study)
+    assert isinstance(info.value, pipeline.DetectionUnavailableError) and info.value.why == str(exc)
+    assert main(["analyze", str(study), "--out", str(study.parent / "none")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    assert err[0].startswith(f"dmx: error: {study}: automatic landmark detection is not available ({exc})")
+    assert err[0].endswith("pass --landmarks L.json") and "Traceback" not in err[0]
+
+
+def test_detector_finding_nothing_or_points_outside_the_image_is_an_error(phantom, monkeypatch):
+    study, lm, _ = phantom
+    everything = {v: "not found" for v in ("C2", "C3", "C4", "C5", "C6", "C7")}
+    monkeypatch.setattr("dmx.detect.find_landmarks", fake_detector(lm, leave_out=everything))
+    with pytest.raises(pipeline.DetectionFailedError, match="found no vertebral body"):
+        pipeline.analyze(study)
+    far = read_landmarks(lm)
+    far = Landmarks(frame=0, corners_px={v: c + [1000.0, 0.0] for v, c in far.corners_px.items()})
+    monkeypatch.setattr("dmx.detect.find_landmarks", fake_detector(far))
+    with pytest.raises(DmxError, match=r"automatic landmarks\): C2 lies outside the 256x256 image"):
+        pipeline.analyze(study)
+
+
+def test_write_outputs_auto_adds_the_proposal_and_review_page_and_the_loop_closes(
+    phantom, monkeypatch, tmp_path
+):
+    study, lm, by_file = phantom
+    monkeypatch.setattr(
+        "dmx.detect.find_landmarks", fake_detector(lm, leave_out={"C7": "not found"}, confidence={"C3": 0.3})
+    )
+    auto = pipeline.analyze(study)
+    written = pipeline.write_outputs(auto, tmp_path / "auto")
+    assert set(written) == {"measurements", "landmarks", "landmarks_auto", "review", "report"}
+    proposal = read_landmarks(written["landmarks_auto"])
+    assert proposal.vertebrae == tuple(Vertebra(n) for n in ("C2", "C3", "C4", "C5", "C6"))
+    assert proposal.confidence[Vertebra.C3] == pytest.approx(0.3)
+    truth = read_landmarks(lm)
+    np.testing.assert_allclose(proposal.corners_px[Vertebra.C5], truth.corners_px[Vertebra.C5])
+    assert "Landmarks found automatically: review" in written["review"].read_text(encoding="utf-8")
+    # the review loop: the proposal goes back in with --landmarks and counts as given by hand
+    again = pipeline.analyze(study, landmarks_path=written["landmarks_auto"])
+    assert again.measurements["landmarks_source"] == "file"
+    assert _levels(again.measurements) == _levels(auto.measurements)
+    # file landmarks: neither the proposal nor the review page
+    assert set(pipeline.write_outputs(by_file, tmp_path / "file", report=False)) == {
+        "measurements",
+        "landmarks",
+    }
+
+
+def test_detection_summary_and_its_one_line_per_vertebra(phantom, monkeypatch):
+    _, lm, _ = phantom
+    find = fake_detector(lm, leave_out={"C7": "below  the\nshoulders"}, confidence={"C4": 0.25})
+    det = find(_sequence_like(12), frame=0)
+    s = pipeline.detection_summary(det)
+    assert s["missing"] == {"C7": "below the shoulders"}  # one line
+    text = pipeline.format_detection(s).splitlines()
+    assert text[0] == "C2  found    confidence 0.90"
+    assert text[2] == "C4  found    confidence 0.25  (low: check it)"
+    assert text[5] == "C7  missing  below the shoulders"
+    assert len(text) == 6
+    # a body neither found nor explained by the detector is still reported missing
+    bare = type(det)(landmarks=det.landmarks, missing={}, warnings=())
+    assert pipeline.detection_summary(bare)["missing"] == {"C7": "not found"}
+    assert pipeline.adjacent_pairs(det.landmarks)[-1] == (Vertebra.C5, Vertebra.C6)
+
+
+def _sequence_like(n_frames: int):
+    class _S:
+        pass
+
+    s = _S()
+    s.n_frames = n_frames
+    return s
