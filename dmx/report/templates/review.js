@@ -281,13 +281,13 @@
     return out;
   }
   document.getElementById("download").addEventListener("click", function () {
-    var blob = new Blob([JSON.stringify(result(), null, 2) + "\n"], { type: "application/json" });
+    // a data: link (no object URL): the page never refers to anything outside itself
     var a = document.createElement("a");
-    a.href = URL.createObjectURL(blob);
+    a.href = "data:application/json;charset=utf-8," + encodeURIComponent(JSON.stringify(result(), null, 2) + "\n");
     a.download = D.file_name;
     document.body.appendChild(a);
     a.click();
-    setTimeout(function () { URL.revokeObjectURL(a.href); a.remove(); }, 1000);
+    a.remove();
   });
 
   // ------------------------------------------------------------------ view controls

@@ -1,0 +1,186 @@
+"""The landmark review page in a real headless Chromium: drag, nudge, add, download a valid file.
+
+Needs the Python package ``playwright`` (driving the system browser) and a Chromium at
+``/usr/bin/chromium`` or ``$DMX_CHROMIUM``; without them the tests are skipped with the reason.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+from report_fixtures import make_analysis
+
+from dmx.anatomy import CORNERS, UpperCervicalPoint, Vertebra
+from dmx.landmarks import Landmarks, parse_landmarks
+from dmx.report.review import write_review
+
+CHROMIUM = os.environ.get("DMX_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"]
+
+sync_api = pytest.importorskip("playwright.sync_api", reason="browser tests need the 'playwright' package")
+if not os.path.isfile(CHROMIUM):
+    pytest.skip(
+        f"browser tests need Chromium (apt-get install chromium); not found at {CHROMIUM}",
+        allow_module_level=True,
+    )
+
+SIZE_PX = 320
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture(scope="module")
+def proposal():
+    a = make_analysis(n_frames=2, size_px=SIZE_PX)
+    corners = {v: c for v, c in a.landmarks.corners_px.items() if v is not Vertebra.C7}
+    conf = {v: 0.9 for v in corners} | {Vertebra.C4: 0.3}
+    extra = {UpperCervicalPoint.C2_DENS_ANT: np.array([100.0, 40.0])}
+    return a.sequence, Landmarks(frame=0, corners_px=corners, extra_px=extra, confidence=conf)
+
+
+@pytest.fixture()
+def page(browser, proposal, tmp_path):
+    seq, lm = proposal
+    path = write_review(seq, lm, tmp_path / "review.html", missing={"C7": "below the shoulders"})
+    pg = browser.new_page(viewport={"width": 1300, "height": 900}, accept_downloads=True)
+    pg.errors, pg.requests = [], []
+    pg.on("console", lambda m: pg.errors.append(m.text) if m.type == "error" else None)
+    pg.on("pageerror", lambda e: pg.errors.append(str(e)))
+    pg.on("request", lambda r: pg.requests.append(r.url))
+    pg.goto(path.as_uri())
+    pg.wait_for_load_state("load")
+    yield pg
+    pg.close()
+
+
+def handle(page, vertebra: str, corner: str):
+    return page.locator(f'circle.handle[data-v="{vertebra}"][data-k="{corner}"]')
+
+
+def centre(locator) -> tuple[float, float]:
+    box = locator.bounding_box()
+    return box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+
+
+def display_scale(page) -> float:
+    """CSS pixels per image pixel of the overlay as shown."""
+    return page.evaluate("document.getElementById('overlay').getBoundingClientRect().width") / SIZE_PX
+
+
+def download(page, tmp_path) -> dict:
+    with page.expect_download() as info:
+        page.click("#download")
+    dl = info.value
+    assert dl.suggested_filename == "landmarks.reviewed.json"
+    target = tmp_path / "downloaded.json"
+    dl.save_as(target)
+    return json.loads(target.read_text(encoding="utf-8"))
+
+
+def points(doc: dict, vertebra: str) -> np.ndarray:
+    return np.array([doc["points"][vertebra][c.value] for c in CORNERS], dtype=float)
+
+
+def test_drag_a_corner_and_download_the_corrected_file(page, proposal, tmp_path):
+    _, lm = proposal
+    s = display_scale(page)
+    assert 1.5 < s < 3.0  # the 320 px frame is shown enlarged: the test must account for it
+    h = handle(page, "C4", "post_inf")
+    x, y = centre(h)
+    dx, dy = 30.0, -18.0  # CSS pixels
+    page.mouse.move(x, y)
+    page.mouse.down()
+    page.mouse.move(x + dx / 2, y + dy / 2, steps=3)
+    page.mouse.move(x + dx, y + dy, steps=3)
+    page.mouse.up()
+    doc = download(page, tmp_path)
+    moved = points(doc, "C4")
+    k = [c.value for c in CORNERS].index("post_inf")
+    expected = lm.corners_px[Vertebra.C4][k] + np.array([dx, dy]) / s
+    np.testing.assert_allclose(moved[k], expected, atol=0.05)
+    others = [i for i in range(4) if i != k]
+    np.testing.assert_allclose(moved[others], lm.corners_px[Vertebra.C4][others], atol=2e-3)
+    for v in ("C2", "C3", "C5", "C6"):
+        np.testing.assert_allclose(points(doc, v), lm.corners_px[Vertebra(v)], atol=2e-3)
+    assert "C7" not in doc["points"]
+    assert doc["points"]["C2"]["dens_ant"] == [100.0, 40.0]
+    # confidence: dropped for the body edited, kept for the others
+    assert doc["confidence"] == {"C2": 0.9, "C3": 0.9, "C5": 0.9, "C6": 0.9}
+    parsed = parse_landmarks(doc)
+    assert parsed.frame == 0 and parsed.vertebrae == (
+        Vertebra.C2,
+        Vertebra.C3,
+        Vertebra.C4,
+        Vertebra.C5,
+        Vertebra.C6,
+    )
+    assert "C4" in page.inner_text('#bodies tr[data-v="C4"]') and "edited" in page.inner_text(
+        '#bodies tr[data-v="C4"]'
+    )
+    assert page.errors == []
+    assert all(u.startswith(("file:", "data:")) for u in page.requests), page.requests
+
+
+def test_arrow_keys_nudge_the_selected_corner(page, proposal, tmp_path):
+    _, lm = proposal
+    h = handle(page, "C5", "ant_sup")
+    h.click()
+    assert page.inner_text("#selected").startswith("C5 anterior-superior")
+    page.keyboard.press("ArrowRight")
+    page.keyboard.press("ArrowRight")
+    page.keyboard.press("Shift+ArrowDown")
+    page.keyboard.press("Alt+ArrowLeft")
+    doc = download(page, tmp_path)
+    np.testing.assert_allclose(points(doc, "C5")[0], lm.corners_px[Vertebra.C5][0] + [1.75, 10.0], atol=2e-3)
+    np.testing.assert_allclose(points(doc, "C5")[1:], lm.corners_px[Vertebra.C5][1:], atol=2e-3)
+    assert page.errors == []
+
+
+def test_drag_a_whole_body_and_add_the_missing_one(page, proposal, tmp_path):
+    _, lm = proposal
+    s = display_scale(page)
+    poly = page.locator('polygon.body-poly[data-v="C3"]')
+    x, y = centre(poly)
+    page.mouse.move(x, y)
+    page.mouse.down()
+    page.mouse.move(x - 12, y + 6, steps=4)
+    page.mouse.up()
+    page.click('#bodies tr[data-v="C7"] button.add')
+    doc = download(page, tmp_path)
+    np.testing.assert_allclose(
+        points(doc, "C3"), lm.corners_px[Vertebra.C3] + np.array([-12, 6]) / s, atol=0.05
+    )
+    # C7 is placed one body-spacing below C6 (from the C5 -> C6 step), ready to be dragged into place
+    c5, c6 = lm.corners_px[Vertebra.C5], lm.corners_px[Vertebra.C6]
+    np.testing.assert_allclose(points(doc, "C7"), c6 + (c6.mean(axis=0) - c5.mean(axis=0)), atol=2e-3)
+    assert set(doc["confidence"]) == {"C2", "C4", "C5", "C6"}  # C3 moved and C7 added: no detector confidence
+    assert parse_landmarks(doc).vertebrae[-1] is Vertebra.C7
+    page.click('#bodies tr[data-v="C7"] button.remove')
+    page.click("#reset")
+    doc = download(page, tmp_path)
+    assert "C7" not in doc["points"]
+    np.testing.assert_allclose(points(doc, "C3"), lm.corners_px[Vertebra.C3], atol=2e-3)
+    assert page.errors == []
+
+
+def test_low_confidence_is_highlighted_and_view_controls_work(page):
+    assert page.locator('polygon.body-poly.low[data-v="C4"]').count() == 1
+    assert page.locator("polygon.body-poly.low").count() == 1
+    assert "C4 0.30?" in page.text_content("#overlay")
+    assert "low confidence" in page.inner_text('#bodies tr[data-v="C4"]')
+    s = display_scale(page)
+    page.click("#zoom-in")
+    assert display_scale(page) == pytest.approx(1.5 * s, rel=1e-3)
+    page.eval_on_selector("#contrast", "e => { e.value = '2'; e.dispatchEvent(new Event('input')); }")
+    assert "contrast(2)" in page.eval_on_selector("#frame", "e => e.style.filter")
+    assert page.errors == []
