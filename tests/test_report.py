@@ -375,3 +375,59 @@ def test_thresholds_recorded_by_dmx_measure_are_shown_with_their_origin():
     assert "translation_mm" not in out  # shown as its flag's threshold
     assert out["offset_range_mm"].value == 3.5  # the flag's second threshold is listed too
     assert out["curve_tolerance_mm"].value == 2.0
+
+
+# --- automatic landmarks: the review banner ----------------------------------------------------
+
+
+def auto_analysis(analysis):
+    import dataclasses
+
+    from dmx.landmarks import Landmarks
+
+    lm = analysis.landmarks
+    corners = {v: c for v, c in lm.corners_px.items() if v.value != "C7"}
+    conf = {v: 0.9 for v in corners} | {next(v for v in corners if v.value == "C4"): 0.3}
+    m = dict(analysis.measurements)
+    m["landmarks_source"] = "auto"
+    m["landmarks_detection"] = {
+        "frame": 0,
+        "confidence": {v.value: s for v, s in conf.items()},
+        "missing": {"C7": "<b>below</b> the shoulders"},
+        "warnings": ["scale prior unused"],
+    }
+    return dataclasses.replace(
+        analysis, landmarks=Landmarks(frame=0, corners_px=corners, confidence=conf), measurements=m
+    )
+
+
+def test_auto_landmarks_banner_shows_confidence_missing_and_the_review_loop(analysis):
+    html = render_report(auto_analysis(analysis), cine=False)
+    banner = html.split('<section id="auto-landmarks"', 1)[1].split("</section>", 1)[0]
+    assert "Landmarks found automatically: review" in banner
+    assert html.index('id="auto-landmarks"') < html.index('id="verdict"')  # before any number
+    rows = re.findall(
+        r'<tr class="([^"]*)"><th scope="row">(C\d)</th><td class="num">([^<]*)</td><td>([^<]*)</td>', banner
+    )
+    assert rows == [
+        ("", "C2", "0.90", "found"),
+        ("", "C3", "0.90", "found"),
+        ("auto-low", "C4", "0.30", "low confidence: check"),
+        ("", "C5", "0.90", "found"),
+        ("", "C6", "0.90", "found"),
+        ("auto-missing", "C7", "\u2014", "not found: &lt;b&gt;below&lt;/b&gt; the shoulders"),
+    ]
+    assert "<b>below</b>" not in html
+    assert "scale prior unused" in banner
+    # the landmarks on the reference frame, the low-confidence one marked
+    assert banner.count('class="kf-corner"') == 5 * 4
+    assert ">C4?</text>" in banner and ">C5</text>" in banner
+    assert '<a href="review.html">review.html</a>' in banner
+    assert "dmx analyze STUDY --landmarks landmarks.reviewed.json" in banner
+    assert "dmx landmarks STUDY --out L.json" in banner
+    assert "detected automatically on" in html  # methods
+    assert external_references(html) == ["review.html"]  # a link to the page next to it, nothing fetched
+
+
+def test_file_landmarks_have_no_banner(html):
+    assert 'id="auto-landmarks"' not in html and "review.html" not in html

@@ -182,3 +182,19 @@ def test_pdf_is_written(tmp_path, monkeypatch):
     out = write_report(make_analysis(n_frames=12, size_px=192), tmp_path / "r.html", pdf=True)
     pdf = out["pdf"].read_bytes()
     assert pdf.startswith(b"%PDF") and len(pdf) > 20_000
+
+
+def test_auto_landmarks_banner_is_visible_first(browser, tmp_path):
+    from test_report import auto_analysis
+
+    path = tmp_path / "report.html"
+    write_report(auto_analysis(make_analysis(n_frames=12, size_px=192)), path)
+    p = Page(browser, path)
+    page = p.page
+    assert page.is_visible("#auto-landmarks")
+    assert page.inner_text("#auto-landmarks h2") == "Landmarks found automatically: review"
+    top = page.evaluate("document.getElementById('auto-landmarks').getBoundingClientRect().top")
+    assert top < page.evaluate("document.getElementById('verdict').getBoundingClientRect().top")
+    assert page.evaluate("document.querySelectorAll('#auto-landmarks svg.keyframe-img image').length") == 1
+    assert p.errors == [] and p.dialogs == []
+    page.close()

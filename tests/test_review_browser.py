@@ -184,3 +184,29 @@ def test_low_confidence_is_highlighted_and_view_controls_work(page):
     page.eval_on_selector("#contrast", "e => { e.value = '2'; e.dispatchEvent(new Event('input')); }")
     assert "contrast(2)" in page.eval_on_selector("#frame", "e => e.style.filter")
     assert page.errors == []
+
+
+def test_touch_drag_moves_a_corner(browser, proposal, tmp_path):
+    seq, lm = proposal
+    path = write_review(seq, lm, tmp_path / "review.html")
+    ctx = browser.new_context(viewport={"width": 900, "height": 900}, has_touch=True, accept_downloads=True)
+    page = ctx.new_page()
+    page.goto(path.as_uri())
+    page.wait_for_load_state("load")
+    s = display_scale(page)
+    x, y = centre(handle(page, "C6", "ant_inf"))
+    cdp = ctx.new_cdp_session(page)
+    for kind, (px, py) in (
+        ("touchStart", (x, y)),
+        ("touchMove", (x + 10, y + 5)),
+        ("touchMove", (x + 20, y + 10)),
+        ("touchEnd", (None, None)),
+    ):
+        pts = [] if px is None else [{"x": px, "y": py}]
+        cdp.send("Input.dispatchTouchEvent", {"type": kind, "touchPoints": pts})
+    doc = download(page, tmp_path)
+    k = [c.value for c in CORNERS].index("ant_inf")
+    np.testing.assert_allclose(
+        points(doc, "C6")[k], lm.corners_px[Vertebra.C6][k] + np.array([20, 10]) / s, atol=0.05
+    )
+    ctx.close()
