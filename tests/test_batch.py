@@ -578,3 +578,164 @@ def test_two_series_in_one_folder_get_distinct_labels_and_no_shared_landmarks(tm
     assert {s.landmarks_hint for s in studies} == {"mixed/landmarks.json (one series per folder)"}
     assert all(s.study_path == inbox / "mixed" and s.series_uid for s in studies)
     assert other == []
+
+
+# --------------------------------------------------------------------------- automatic landmarks
+
+# The per-study analysis with the detector replaced, inside the worker process, by the
+# phantom's true corners (kept outside the inbox, in the test's folder) without C7.
+FAKE_AUTO = """
+from pathlib import Path
+
+import dmx.detect
+from dmx import batch
+from landmark_fakes import fake_detector
+
+
+def analyze(study, out_dir, *, mm_per_px=None):
+    control = out_dir.parent.parent  # OUT/.tmp-<key>-<pid> -> the test's tmp_path
+    truth = control / "truth" / (study.study_path.parent.name + ".json")
+    dmx.detect.find_landmarks = fake_detector(truth, leave_out={"C7": "below the shoulders"})
+    return batch.analyze_study(study, out_dir, mm_per_px=mm_per_px)
+"""
+
+
+def phantom_inbox(tmp_path: Path, names: tuple[str, ...]) -> Path:
+    """Phantom studies inbox/<name>/study.dcm; the true landmarks moved out to tmp_path/truth/<name>.json."""
+    from landmark_fakes import write_phantom_study
+
+    (tmp_path / "truth").mkdir(exist_ok=True)
+    for i, name in enumerate(names):
+        _, lm = write_phantom_study(tmp_path / "inbox" / name, seed=i + 1)
+        (lm.parent / "truth.json").unlink()
+        lm.rename(tmp_path / "truth" / f"{name}.json")
+    return tmp_path / "inbox"
+
+
+def one_job(inbox: Path) -> batch.StudyJob:
+    studies, _ = discover_inputs(inbox)
+    assert len(studies) == 1
+    return batch._with_checksums(studies, jobs=1)[0]
+
+
+def test_study_without_sidecar_is_analysed_with_automatic_landmarks(tmp_path, monkeypatch):
+    from landmark_fakes import fake_detector
+
+    inbox = phantom_inbox(tmp_path, ("p1",))
+    job = one_job(inbox)
+    assert job.landmarks_path is None and job.landmarks_source == "auto"
+    monkeypatch.setattr(
+        "dmx.detect.find_landmarks",
+        fake_detector(tmp_path / "truth" / "p1.json", leave_out={"C7": "below the shoulders"}),
+    )
+    out = tmp_path / "out"
+    out.mkdir()
+    row = batch.run_study(job, out)  # in this process: the monkeypatched detector is used
+    assert (row.status, row.landmarks_source, row.output) == (Status.OK, "auto", job.key)
+    folder = out / job.key
+    names = {p.name for p in folder.iterdir()}
+    assert names == {
+        "measurements.json",
+        "report.html",
+        "landmarks.csv",
+        "landmarks.auto.json",
+        "review.html",
+        "batch.json",
+    }
+    assert set(json.loads((folder / "batch.json").read_text())["outputs"]) == names - {"batch.json"}
+    doc = json.loads((folder / "measurements.json").read_text())
+    assert doc["landmarks_source"] == "auto"
+    assert doc["landmarks_detection"]["missing"] == {"C7": "below the shoulders"}
+    assert (
+        doc["levels"]["C6-C7"]["rotation_rom_deg"] is None and doc["levels"]["C4-C5"]["rotation_rom_deg"] > 5
+    )
+    from dmx.landmarks import read_landmarks
+
+    auto = read_landmarks(folder / "landmarks.auto.json")
+    assert [v.value for v in auto.vertebrae] == ["C2", "C3", "C4", "C5", "C6"] and auto.confidence
+    assert "Landmarks found automatically: review" in (folder / "report.html").read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize(
+    ("detector", "why"),
+    [
+        ("unavailable", "(automatic detection not available: model file detector.npz not found)"),
+        (
+            "too_few",
+            "(automatic landmark detection found no two adjacent vertebral bodies (found only C3, C5)",
+        ),
+    ],
+)
+def test_study_without_sidecar_fails_in_one_line_when_detection_gives_nothing_usable(
+    tmp_path, monkeypatch, detector, why
+):
+    from landmark_fakes import fake_detector, unavailable
+
+    inbox = phantom_inbox(tmp_path, ("p1",))
+    job = one_job(inbox)
+    if detector == "unavailable":
+        fake = unavailable(FileNotFoundError("model file detector.npz not found"))
+    else:
+        gone = {v: "not found" for v in ("C2", "C4", "C6", "C7")}
+        fake = fake_detector(tmp_path / "truth" / "p1.json", leave_out=gone)
+    monkeypatch.setattr("dmx.detect.find_landmarks", fake)
+    out = tmp_path / "out"
+    out.mkdir()
+    row = batch.run_study(job, out)
+    assert (row.status, row.output, row.landmarks_source) == (Status.FAILED, "", "auto")
+    assert row.reason.startswith(f"no landmarks: add p1/study.dcm.landmarks.json {why}")
+    assert "\n" not in row.reason
+    assert list(out.iterdir()) == []  # no folder, no temporary left
+
+
+def test_resolve_landmarks_writes_the_detected_proposal(tmp_path, monkeypatch):
+    from landmark_fakes import fake_detector
+
+    from dmx.landmarks import read_landmarks
+
+    inbox = phantom_inbox(tmp_path, ("p1",))
+    job = one_job(inbox)
+    monkeypatch.setattr(
+        "dmx.detect.find_landmarks", fake_detector(tmp_path / "truth" / "p1.json", confidence={"C5": 0.4})
+    )
+    det = batch.detect_landmarks(job)
+    assert det.landmarks.confidence[det.landmarks.vertebrae[3]] == pytest.approx(0.4)
+    path = batch.resolve_landmarks(job, tmp_path)
+    assert path == tmp_path / "landmarks.auto.json"
+    lm = read_landmarks(path)
+    truth = read_landmarks(tmp_path / "truth" / "p1.json")
+    np.testing.assert_allclose(lm.corners_px[lm.vertebrae[0]], truth.corners_px[truth.vertebrae[0]])
+    assert lm.confidence[lm.vertebrae[3]] == pytest.approx(0.4)
+
+
+def test_batch_review_loop_auto_then_corrected_sidecar(tmp_path, monkeypatch):
+    """Workers detect automatically; a corrected proposal dropped in as a sidecar re-runs the study."""
+    mod_dir = tmp_path / "fakemod"
+    mod_dir.mkdir()
+    (mod_dir / "fake_auto.py").write_text(FAKE_AUTO)
+    shutil.copy(Path(__file__).with_name("landmark_fakes.py"), mod_dir / "landmark_fakes.py")
+    monkeypatch.syspath_prepend(str(mod_dir))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(mod_dir), str(PACKAGE_ROOT)]))
+    inbox = phantom_inbox(tmp_path, ("p1", "p2"))
+    shutil.copy(tmp_path / "truth" / "p2.json", inbox / "p2" / "landmarks.json")  # p2 has a sidecar
+    out = tmp_path / "out"
+    result = run_batch(inbox, out, jobs=2, analyzer="fake_auto:analyze")
+    assert result.exit_code == 0
+    rows = manifest(out)
+    assert {k: (r["status"], r["landmarks_source"]) for k, r in rows.items() if r["kind"] != "file"} == {
+        "p1/study.dcm": ("ok", "auto"),
+        "p2/study.dcm": ("ok", "file"),
+    }
+    p1 = out / rows["p1/study.dcm"]["output"]
+    assert (p1 / "review.html").is_file() and (p1 / "landmarks.auto.json").is_file()
+    assert not (out / rows["p2/study.dcm"]["output"] / "landmarks.auto.json").exists()
+    assert json.loads((p1 / "measurements.json").read_text())["landmarks_source"] == "auto"
+    # the clinician corrects the proposal and puts it next to the study: the next run redoes p1 only
+    shutil.copy(p1 / "landmarks.auto.json", inbox / "p1" / "landmarks.json")
+    run_batch(inbox, out, jobs=1, analyzer="fake_auto:analyze")
+    rows = manifest(out)
+    assert rows["p1/study.dcm"]["status"] == "ok" and rows["p1/study.dcm"]["landmarks_source"] == "file"
+    assert rows["p2/study.dcm"]["status"] == "skipped"
+    p1 = out / rows["p1/study.dcm"]["output"]
+    assert json.loads((p1 / "measurements.json").read_text())["landmarks_source"] == "file"
+    assert not (p1 / "review.html").exists()
