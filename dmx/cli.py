@@ -207,7 +207,12 @@ def phantom(
 def analyze(
     study: Annotated[Path, typer.Argument(help="DICOM file, folder of frames, DICOMDIR or video.")],
     landmarks: Annotated[
-        Path | None, typer.Option("--landmarks", help="Landmark file (dmx.landmarks/1).")
+        Path | None,
+        typer.Option(
+            "--landmarks",
+            help="Landmark file (dmx.landmarks/1). Without it the corners of C2-C7 are found "
+            "automatically on frame 0: review them (review.html) and re-run with --landmarks.",
+        ),
     ] = None,
     out: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("dmx-out"),
     json_out: Annotated[
@@ -280,20 +285,31 @@ def landmarks(
     Correct the file by hand or in the --review page (drag corners, download), then
     run: dmx analyze STUDY --landmarks FILE.
     """
+    from dmx.errors import InputError
+    from dmx.landmarks import write_landmarks
     from dmx.pipeline import adjacent_pairs, detection_summary, format_detection, propose_landmarks
 
     sequence, detection = propose_landmarks(study, series=series, mm_per_px=mm_per_px, frame=frame)
     summary = detection_summary(detection)
-    from dmx.landmarks import write_landmarks
-
-    write_landmarks(detection.landmarks, out)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        write_landmarks(detection.landmarks, out)
+    except OSError as exc:
+        raise InputError(out, f"cannot write the landmark file: {exc.strerror or exc}") from None
     log.info("wrote %s", out)
     if review is not None:
         from dmx.report.review import write_review
 
-        write_review(
-            sequence, detection.landmarks, review, missing=summary["missing"], warnings=summary["warnings"]
-        )
+        try:
+            write_review(
+                sequence,
+                detection.landmarks,
+                review,
+                missing=summary["missing"],
+                warnings=summary["warnings"],
+            )
+        except OSError as exc:
+            raise InputError(review, f"cannot write the review page: {exc.strerror or exc}") from None
         log.info("wrote %s", review)
     typer.echo(format_detection(summary))
     for w in summary["warnings"]:

@@ -2,6 +2,13 @@
 
 :func:`analyze` is the one function the command line (``dmx analyze``) and the
 batch runner call; :func:`write_outputs` writes what it produced.
+
+Landmarks come from a file (``--landmarks``; ``landmarks_source: "file"``) or, without
+one, from the automatic detector :func:`dmx.detect.find_landmarks` on frame 0
+(``landmarks_source: "auto"``): a vertebra it does not find is left out with its
+reason, never guessed, and the levels it bounds are ``null``. The proposal is written
+as ``landmarks.auto.json`` with a review page (``review.html``) to correct it and
+re-run with ``--landmarks``; :func:`propose_landmarks` serves ``dmx landmarks``.
 """
 
 from __future__ import annotations

@@ -107,3 +107,18 @@ def test_analyze_without_landmarks_writes_review_and_says_so(phantom, monkeypatc
     assert "C6  found    confidence 0.20  (low: check it)" in err
     assert f"correct {out / 'review.html'}, then re-run with --landmarks" in err
     assert json.loads((out / "measurements.json").read_text())["landmarks_source"] == "auto"
+
+
+def test_landmarks_into_an_unwritable_place_is_one_line(phantom, monkeypatch, tmp_path, capsys):
+    study, truth = phantom
+    monkeypatch.setattr("dmx.detect.find_landmarks", fake_detector(truth))
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    assert main(["landmarks", str(study), "--out", str(blocker / "L.json")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(
+        f"dmx: error: {blocker / 'L.json'}: cannot write the landmark file"
+    )
+    # a new folder is made when needed
+    assert main(["landmarks", str(study), "--out", str(tmp_path / "new" / "L.json")]) == 0
+    assert read_landmarks(tmp_path / "new" / "L.json").frame == 0
