@@ -268,9 +268,7 @@ def analyze(
 @app.command()
 def landmarks(
     study: Annotated[Path, typer.Argument(help="DICOM file, folder of frames, DICOMDIR or video.")],
-    out: Annotated[Path, typer.Option("--out", help="Landmark file to write (dmx.landmarks/1).")] = Path(
-        "landmarks.json"
-    ),
+    out: Annotated[Path, typer.Option("--out", help="Landmark file to write (dmx.landmarks/1).")],
     review: Annotated[
         Path | None,
         typer.Option("--review", help="Also write the interactive review page (HTML) to correct them."),
@@ -281,9 +279,11 @@ def landmarks(
 ) -> None:
     """Find the corners of C2-C7 automatically and write them for review.
 
-    Prints one line per vertebra (found with its confidence, or missing and why).
-    Correct the file by hand or in the --review page (drag corners, download), then
-    run: dmx analyze STUDY --landmarks FILE.
+    Prints one line per vertebra: found with its confidence, or missing and why.
+
+    Correct the file by hand, or in the --review page (drag corners, download).
+
+    Then: dmx analyze STUDY --landmarks FILE
     """
     from dmx.errors import InputError
     from dmx.landmarks import write_landmarks

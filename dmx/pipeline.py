@@ -197,9 +197,11 @@ def detection_summary(detection: Any) -> dict[str, Any]:
     for v in lm.vertebrae:
         c = lm.confidence.get(v)
         confidence[v.value] = None if c is None or not np.isfinite(c) else round(float(c), 4)
+    bodies = BODIES + OPTIONAL_BODIES
     missing = {
         Vertebra(v).value: " ".join(str(r).split()) or "not found"
         for v, r in sorted(detection.missing.items(), key=lambda kv: Vertebra(kv[0]).index)
+        if Vertebra(v) in bodies and Vertebra(v) not in lm.corners_px
     }
     for v in BODIES:  # a body neither found nor explained is still reported as missing
         if v not in lm.corners_px and v.value not in missing:
