@@ -426,8 +426,10 @@ def test_auto_landmarks_banner_shows_confidence_missing_and_the_review_loop(anal
     assert "dmx analyze STUDY --landmarks landmarks.reviewed.json" in banner
     assert "dmx landmarks STUDY --out L.json" in banner
     assert "detected automatically on" in html  # methods
+    assert "<dt>Landmarks</dt><dd>auto: found automatically on frame 0, not yet reviewed" in html
     assert external_references(html) == ["review.html"]  # a link to the page next to it, nothing fetched
 
 
 def test_file_landmarks_have_no_banner(html):
     assert 'id="auto-landmarks"' not in html and "review.html" not in html
+    assert "<dt>Landmarks</dt><dd>file: given with --landmarks</dd>" in html
