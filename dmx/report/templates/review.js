@@ -110,6 +110,12 @@
       });
       h.addEventListener("pointerdown", function (evt) { startDrag(evt, name, "extra"); });
       svg.appendChild(h);
+      var t = el("text", {
+        "class": "vlabel extra", x: p[0] + r * 1.3, y: p[1] - r * 1.3, "font-size": font * 0.7,
+        "stroke-width": 3 / s
+      });
+      t.textContent = name;
+      svg.appendChild(t);
     });
     document.body.classList.toggle("hide-labels", !document.getElementById("show-labels").checked);
     if (selected) {
