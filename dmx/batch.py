@@ -130,6 +130,7 @@ class StudyJob:
     landmarks_hint: str = ""
     sha256: str = ""
     landmarks_sha256: str = ""
+    detector_sha256: str = ""
 
     @property
     def landmarks_source(self) -> str:
@@ -138,7 +139,13 @@ class StudyJob:
 
     @property
     def fingerprint(self) -> str:
-        """What decides "unchanged" and "duplicate": the images and the landmarks."""
+        """What decides "unchanged" and "duplicate": the images and the landmarks.
+
+        Without a landmark file the landmarks come from the detector, so its model
+        file stands in for them: a new model re-analyses those studies.
+        """
+        if self.landmarks_path is None:
+            return f"{self.sha256}+auto:{self.detector_sha256}"
         return f"{self.sha256}+{self.landmarks_sha256}"
 
 
@@ -922,10 +929,23 @@ def _safe_sha(path: Path) -> str:
         return ""
 
 
+def _detector_sha256() -> str:
+    """Checksum of the detector's model file ("" when there is none)."""
+    from dmx.detect import model_file
+
+    try:
+        return file_sha256(model_file())
+    except (FileNotFoundError, OSError):
+        return ""
+
+
 def _with_checksums(studies: list[StudyJob], *, jobs: int) -> list[StudyJob]:
+    detector = _detector_sha256() if any(s.landmarks_path is None for s in studies) else ""
+
     def one(s: StudyJob) -> StudyJob:
         lm = file_sha256(s.landmarks_path) if s.landmarks_path is not None else ""
-        return replace(s, sha256=input_checksum(s.paths), landmarks_sha256=lm)
+        det = detector if s.landmarks_path is None else ""
+        return replace(s, sha256=input_checksum(s.paths), landmarks_sha256=lm, detector_sha256=det)
 
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         return list(pool.map(one, studies))

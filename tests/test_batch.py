@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +31,7 @@ PATIENT_ID = "PID-93731"
 # (a string "module:function", so it works under fork, spawn and on Dask).
 FAKE_PIPELINE = """
 import json, os, signal, time
+from dataclasses import replace
 from pathlib import Path
 
 import pydicom
@@ -585,6 +587,7 @@ def test_two_series_in_one_folder_get_distinct_labels_and_no_shared_landmarks(tm
 # The per-study analysis with the detector replaced, inside the worker process, by the
 # phantom's true corners (kept outside the inbox, in the test's folder) without C7.
 FAKE_AUTO = """
+from dataclasses import replace
 from pathlib import Path
 
 import dmx.detect
@@ -739,3 +742,25 @@ def test_batch_review_loop_auto_then_corrected_sidecar(tmp_path, monkeypatch):
     p1 = out / rows["p1/study.dcm"]["output"]
     assert json.loads((p1 / "measurements.json").read_text())["landmarks_source"] == "file"
     assert not (p1 / "review.html").exists()
+
+
+def test_auto_landmark_fingerprint_follows_the_detector_model(tmp_path, monkeypatch):
+    f = write_dicom(tmp_path / "inbox" / "p" / "cine.dcm")
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / "detector.npz").write_bytes(b"model one")
+    monkeypatch.setenv("DMX_MODEL_DIR", str(models))
+    job = batch.StudyJob(
+        key="p", label="p/cine.dcm", kind="multiframe", study_path=f, paths=(f,), root=f.parent
+    )
+    one = batch._with_checksums([job], jobs=1)[0]
+    (models / "detector.npz").write_bytes(b"model two")
+    two = batch._with_checksums([job], jobs=1)[0]
+    assert one.sha256 == two.sha256 and one.landmarks_sha256 == two.landmarks_sha256 == ""
+    assert one.detector_sha256 == hashlib.sha256(b"model one").hexdigest()
+    assert one.fingerprint != two.fingerprint  # a new model re-analyses studies without landmarks
+    lm = f.with_name("cine.dcm.landmarks.json")
+    sidecar(lm)
+    with_file = [batch._with_checksums([replace(job, landmarks_path=lm)], jobs=1)[0] for _ in range(2)]
+    assert with_file[0].detector_sha256 == ""  # a landmark file does not depend on the model
+    assert with_file[0].fingerprint == with_file[1].fingerprint
