@@ -206,3 +206,35 @@ def test_bad_input():
         track(s.frames, dataclasses.replace(s.landmarks, frame=5))
     with pytest.raises(ValueError, match=r"\(T, H, W\)"):
         track(s.frames[0], s.landmarks)
+
+
+def test_c1_track_has_motion_but_no_corners():
+    """C1 (no corners) counts as tracked by its transform; smoothing keeps its motion, corners stay NaN."""
+    n = 9
+    theta = np.radians(np.linspace(0.0, 4.0, n))
+    a = np.zeros((n, 2, 2, 3))
+    for t, th in enumerate(theta):
+        r = np.array([[np.cos(th), -np.sin(th)], [np.sin(th), np.cos(th)]])
+        a[t, :, :, :2] = r
+        a[t, :, :, 2] = [2.0 * t, -1.0 * t]
+    quad = np.array([[40.0, 40.0], [10.0, 40.0], [10.0, 70.0], [40.0, 70.0]])
+    corners = np.full((n, 2, 4, 2), np.nan)
+    corners[:, 1] = np.einsum("tij,kj->tki", a[:, 1, :, :2], quad) + a[:, 1, None, :, 2]
+    a[8, 0] = np.nan  # C1 lost in one frame
+    tr = Tracks(
+        (Vertebra.C1, Vertebra.C2),
+        corners,
+        np.ones((n, 2)),
+        tuple((None, None) for _ in range(n)),
+        0,
+        a,
+        centres_px=np.array([[60.0, 10.0], quad.mean(axis=0)]),
+    )
+    assert tr.bodies == (Vertebra.C2,)
+    assert tr.tracked[:, 1].all() and tr.tracked[:, 0].sum() == n - 1 and not tr.tracked[8, 0]
+    sm = smooth_tracks(tr, sigma_frames=1.0)
+    assert np.isnan(sm.corners_px[:, 0]).all()
+    assert np.isfinite(sm.transforms[:, 0]).sum() == (n - 1) * 6 and np.isnan(sm.transforms[8, 0]).all()
+    # near-linear motion: smoothing leaves the inner frames (almost) where they were
+    np.testing.assert_allclose(sm.transforms[3:5, 0], tr.transforms[3:5, 0], atol=0.01)
+    np.testing.assert_allclose(sm.corners_px[3:6, 1], tr.corners_px[3:6, 1], atol=0.01)

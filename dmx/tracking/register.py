@@ -154,6 +154,7 @@ def make_template(
     *,
     exclude_quads_px: tuple[np.ndarray, ...] = (),
     margin_frac: float = 0.15,
+    margin_px: float | None = None,
     blur_sigma_px: float = 1.0,
     highpass_sigma_px: float | None = None,
     n_levels: int | None = None,
@@ -172,6 +173,9 @@ def make_template(
     margin_frac : float
         The template covers the body dilated by this fraction of its size (sqrt of area), so that its
         cortical edges and a rim of context are in it.
+    margin_px : float or None
+        The dilation in pixels instead (0: exactly the quadrilateral), for a region drawn with its rim
+        already in it (C1's anterior arch, whose posterior rim must stop short of the dens).
     blur_sigma_px : float
         Gaussian pre-filter applied to template and frames alike (noise, JPEG blocks).
     highpass_sigma_px : float or None
@@ -188,7 +192,7 @@ def make_template(
     y = quad[:, 1]
     area = 0.5 * abs(float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))))
     size = max(math.sqrt(area), 4.0)
-    margin = max(4.0, margin_frac * size)
+    margin = max(4.0, margin_frac * size) if margin_px is None else max(float(margin_px), 0.0)
     if n_levels is None:
         n_levels = 1
         while n_levels < 4 and size / 2**n_levels >= 10:

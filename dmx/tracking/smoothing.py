@@ -55,7 +55,10 @@ def smooth_tracks(tracks: Tracks, *, sigma_frames: float = 1.0) -> Tracks:
         a = tr[:, v]
         theta = np.unwrap(np.where(np.isfinite(a[:, 0, 0]), np.arctan2(a[:, 1, 0], a[:, 0, 0]), 0.0))
         theta = np.where(np.isfinite(a[:, 0, 0]), theta, np.nan)
-        centre = np.nanmean(ref_quads[v], axis=0)
+        if tracks.centres_px is not None:
+            centre = np.asarray(tracks.centres_px[v], dtype=float)
+        else:
+            centre = np.nanmean(ref_quads[v], axis=0)
         moved = np.einsum("tij,j->ti", a[:, :, :2], centre) + a[:, :, 2]
         params = np.concatenate([theta[:, None], moved], axis=1)
         sm = _smooth_series(params, q[:, v], sigma_frames)
@@ -73,4 +76,5 @@ def smooth_tracks(tracks: Tracks, *, sigma_frames: float = 1.0) -> Tracks:
         reference_frame=ref,
         transforms=out_tf,
         precision_px=tracks.precision_px,
+        centres_px=tracks.centres_px,
     )

@@ -1,4 +1,4 @@
-"""Follow every vertebral body through the cine: :func:`track`.
+"""Follow every vertebral body, and the atlas, through the cine: :func:`track`.
 
 Every frame is registered against the *reference* appearance of each body (the
 template cut from the landmark frame), so errors do not accumulate; previous
@@ -7,6 +7,11 @@ When that fails, candidates from the last good pose and from the neighbouring
 bodies' motion are tried, with a coarse rotation/translation search
 (:func:`cv2.matchTemplate`) on the coarsest pyramid level. A frame is reported
 NaN with a reason rather than drifting silently.
+
+C1 has no corners: when the landmarks give ``C1.arch_post`` it is followed as a rigid body too, from a
+template around its anterior arch (:func:`dmx.tracking.atlas.arch_region_px`), by the same registration,
+quality and reasons. It has transforms but NaN corners (so that the atlanto-dental interval can be carried
+through the frames), and is left out of the anatomy check (it must never cost a body).
 
 Quality (0..1) of a frame is the product of: the share of the template that
 still matches the reference within noise (inliers), the share inside the image,
@@ -29,6 +34,7 @@ import numpy as np
 from dmx.anatomy import Vertebra
 from dmx.errors import LandmarkError
 from dmx.landmarks import Landmarks
+from dmx.tracking.atlas import arch_region_px
 from dmx.tracking.register import (
     Fit,
     FrameROI,
@@ -109,17 +115,21 @@ def _predict(state: _State, t: int) -> np.ndarray | None:
 
 
 def _visible(template: Template, a: np.ndarray | None, shape: tuple[int, int]) -> float:
-    """Share of the body quadrilateral inside the frame at pose ``a`` (sampled on a 7x7 grid)."""
+    """Share of the body quadrilateral (or region polygon) inside the frame at pose ``a`` (sampled)."""
     if a is None:
         return 0.0
     q = _corners(a, template.quad_px)
-    s = np.linspace(0.0, 1.0, 7)
-    u, v = np.meshgrid(s, s)
-    u = u.ravel()[:, None]
-    v = v.ravel()[:, None]
-    top = q[0] + (q[1] - q[0]) * u
-    bottom = q[3] + (q[2] - q[3]) * u
-    p = top + (bottom - top) * v
+    if len(q) == 4:  # a 7x7 grid over the quadrilateral
+        s = np.linspace(0.0, 1.0, 7)
+        u, v = np.meshgrid(s, s)
+        u = u.ravel()[:, None]
+        v = v.ravel()[:, None]
+        top = q[0] + (q[1] - q[0]) * u
+        bottom = q[3] + (q[2] - q[3]) * u
+        p = top + (bottom - top) * v
+    else:  # a star-shaped polygon: its vertices drawn towards the centre
+        c = q.mean(axis=0)
+        p = np.concatenate([c + f * (q - c) for f in (0.2, 0.45, 0.7, 0.95)] + [c[None]])
     h, w = shape
     inside = (p[:, 0] >= 0) & (p[:, 0] <= w - 1) & (p[:, 1] >= 0) & (p[:, 1] <= h - 1)
     return float(inside.mean())
@@ -226,11 +236,13 @@ def track(
     reacquire: bool = True,
     threads: int = 1,
 ) -> Tracks:
-    """Track the four corners of every landmarked vertebral body through the cine.
+    """Track the four corners of every landmarked vertebral body (and C1, when landmarked) through the cine.
 
     Each body is a rigid body (rotation + translation). Every frame is registered against the body's
     appearance on the reference frame (``landmarks.frame``) with a robust inverse-compositional
-    Lucas-Kanade fit; frames after the reference are tracked forwards, frames before it backwards.
+    Lucas-Kanade fit; frames after the reference are tracked forwards, frames before it backwards. When the
+    landmarks give ``C1.arch_post``, C1 is followed the same way from its anterior arch: it is in
+    ``Tracks.vertebrae`` with transforms and quality, and NaN corners.
 
     Parameters
     ----------
@@ -239,7 +251,8 @@ def track(
     landmarks : Landmarks
         Corners of the bodies on frame ``landmarks.frame``.
     vertebrae : tuple of Vertebra, optional
-        Subset to track (default: every body in ``landmarks``), kept in top-to-bottom order.
+        Subset to track (default: every body in ``landmarks``, and C1 when ``C1.arch_post`` is given),
+        kept in top-to-bottom order.
     margin_frac : float
         Template = body dilated by this fraction of its size.
     blur_sigma_px : float
@@ -287,9 +300,15 @@ def track(
     ref = int(landmarks.frame)
     if not 0 <= ref < n_t:
         raise LandmarkError(None, f"landmark reference frame {ref} is outside the cine (frames 0..{n_t - 1})")
-    verts = tuple(v for v in Vertebra if v in landmarks.corners_px and (vertebrae is None or v in vertebrae))
+    regions = {v: np.asarray(c, dtype=np.float64) for v, c in landmarks.corners_px.items()}
+    arch = arch_region_px(landmarks)
+    if arch is not None:
+        regions[Vertebra.C1] = arch
+    verts = tuple(v for v in Vertebra if v in regions and (vertebrae is None or v in vertebrae))
     n_v = len(verts)
-    quads = [np.asarray(landmarks.corners_px[v], dtype=np.float64) for v in verts]
+    quads = [regions[v] for v in verts]
+    # regions without corners (C1): tracked, but their corners stay NaN
+    has_corners = [v in landmarks.corners_px for v in verts]
 
     corners = np.full((n_t, n_v, 4, 2), np.nan)
     transforms = np.full((n_t, n_v, 2, 3), np.nan)
@@ -308,6 +327,7 @@ def track(
                     q,
                     exclude_quads_px=neighbours,
                     margin_frac=margin_frac,
+                    margin_px=None if has_corners[i] else 0.0,  # C1: the region holds its rim already
                     blur_sigma_px=blur_sigma_px,
                     n_levels=n_levels,
                     highpass_sigma_px=None if not highpass_frac else highpass_frac * _size(q),
@@ -323,7 +343,8 @@ def track(
                 quality[t, i] = 0.0
         else:
             transforms[ref, i] = np.eye(3)[:2]
-            corners[ref, i] = quads[i]
+            if has_corners[i]:
+                corners[ref, i] = quads[i]
             quality[ref, i] = 1.0
             precision[ref, i] = 0.0
 
@@ -490,7 +511,7 @@ def track(
                 if fits[i] is not None:
                     quality[t, i] = fits[i][1]
             if anatomy_check:
-                _check_anatomy(fits, quads, reason, quality, t, max_overlap)
+                _check_anatomy(fits, quads, reason, quality, t, max_overlap, has_corners)
             for i in range(n_v):
                 if fits[i] is None:
                     if templates[i] is not None:
@@ -499,7 +520,8 @@ def track(
                 a, q, std = fits[i]
                 precision[t, i] = NOISE_CORRELATION * std
                 transforms[t, i] = a[:2]
-                corners[t, i] = _corners(a, quads[i])
+                if has_corners[i]:
+                    corners[t, i] = _corners(a, quads[i])
                 st = states[i]
                 st.lost = False
                 st.history.append((t, a))
@@ -521,6 +543,7 @@ def track(
         reference_frame=ref,
         transforms=transforms,
         precision_px=precision,
+        centres_px=np.array([q.mean(axis=0) for q in quads]).reshape(n_v, 2),
     )
 
 
@@ -531,12 +554,17 @@ def _check_anatomy(
     quality: np.ndarray,
     t: int,
     max_overlap: float,
+    has_corners: list[bool] | None = None,
 ) -> None:
-    """Neighbours keep their top-to-bottom order and do not overlap; reject the weaker of a bad pair."""
+    """Neighbours keep their top-to-bottom order and do not overlap; reject the weaker of a bad pair.
+
+    A region without corners (C1) is not checked: it is no body, and must never cost one.
+    """
     n_v = len(fits)
+    has_corners = [True] * n_v if has_corners is None else has_corners
     for i in range(n_v - 1):
         j = i + 1
-        if fits[i] is None or fits[j] is None:
+        if fits[i] is None or fits[j] is None or not (has_corners[i] and has_corners[j]):
             continue
         ci = _corners(fits[i][0], quads[i])
         cj = _corners(fits[j][0], quads[j])

@@ -35,6 +35,9 @@ class Tracks:
     precision_px : numpy.ndarray or None
         ``(T, V)`` expected RMS corner error from image noise alone (pixels), from the fit's Hessian;
         NaN where lost, 0 on the reference frame. It does not cover a wrong match (see ``quality``).
+    centres_px : numpy.ndarray or None
+        ``(V, 2)`` centre of each tracked region on the reference frame (rotation centre of its fit; the
+        only reference point of a vertebra without corners, C1).
     """
 
     vertebrae: tuple[Vertebra, ...]
@@ -44,10 +47,24 @@ class Tracks:
     reference_frame: int = 0
     transforms: np.ndarray | None = None
     precision_px: np.ndarray | None = None
+    centres_px: np.ndarray | None = None
 
     @property
     def n_frames(self) -> int:
         return int(self.corners_px.shape[0])
+
+    @property
+    def bodies(self) -> tuple[Vertebra, ...]:
+        """The tracked vertebrae that have corners (every one but C1), top to bottom."""
+        return tuple(v for v in self.vertebrae if v is not Vertebra.C1)
+
+    @property
+    def tracked(self) -> np.ndarray:
+        """``(T, V)`` True where the vertebra was followed in that frame (finite transform; for tracks
+        without transforms, finite corners). Use this, not the corners, for C1, which has none."""
+        if self.transforms is not None:
+            return np.all(np.isfinite(self.transforms), axis=(2, 3))
+        return np.all(np.isfinite(self.corners_px), axis=(2, 3))
 
     def corners_of(self, vertebra: Vertebra) -> np.ndarray:
         """``(T, 4, 2)`` corners of one vertebra (NaN where lost)."""
