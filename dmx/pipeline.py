@@ -430,6 +430,8 @@ def landmarks_csv(tracks: Tracks) -> str:
     w.writerow(["frame", "vertebra", "corner", "x_px", "y_px", "quality"])
     for t in range(tracks.n_frames):
         for v_idx, v in enumerate(tracks.vertebrae):
+            if v not in tracks.bodies:  # C1: followed for the ADI, has no corners
+                continue
             q = tracks.quality[t, v_idx]
             qs = f"{q:.4f}" if np.isfinite(q) else ""
             for k, corner in enumerate(CORNERS):

@@ -433,3 +433,20 @@ def test_auto_landmarks_banner_shows_confidence_missing_and_the_review_loop(anal
 def test_file_landmarks_have_no_banner(html):
     assert 'id="auto-landmarks"' not in html and "review.html" not in html
     assert "<dt>Landmarks</dt><dd>file: given with --landmarks</dd>" in html
+
+
+def test_adi_words_state_value_limit_and_why_not_measured():
+    th = {"adi_mm": {"value": 3.0, "unit": "mm", "flag": "adi_gt_3mm"}}
+    m = {"thresholds": th, "adi": {"adi_mm": [2.9, None, 3.4], "max_mm": 3.4, "flags": ["adi_gt_3mm"]}}
+    text, raised = summary.adi_words(m)
+    assert raised and "largest 3.4 mm, above the 3.0 mm limit" in text and "2 of 3 frames" in text
+    m["adi"] = {"adi_mm": [1.4, 1.6], "max_mm": 1.6, "flags": []}
+    text, raised = summary.adi_words(m)
+    assert not raised and "largest 1.6 mm" in text and "limit" not in text
+    text, raised = summary.adi_words({"adi": {"adi_mm": None, "adi_px": [5.0, 6.25], "max_mm": None}})
+    assert not raised and f"largest {summary.fmt(6.25)} px (no calibration" in text
+    assert "not measured" in summary.adi_words({"adi": None})[0]
+
+
+def test_report_shows_the_adi(html):
+    assert 'class="adi' in html and "Atlanto-dental interval" in html

@@ -297,7 +297,7 @@ def _level_rows(analysis: Any, th: dict[str, summary.Threshold]) -> list[dict[st
 
 def _quality_control(analysis: Any) -> dict[str, Any]:
     tracks = analysis.tracks
-    tracked = np.all(np.isfinite(tracks.corners_px), axis=(2, 3))
+    tracked = tracks.tracked  # C1 (followed for the ADI) has a motion but no corners
     names = [v.value for v in tracks.vertebrae]
     rows = []
     for v, name in enumerate(names):
@@ -561,6 +561,7 @@ def render_report(
         "calibrated": (m.get("calibration") or {}).get("mm_per_px") is not None,
         "warnings": warnings,
         "verdict": verdict,
+        "adi": summary.adi_words(m),
         "keyframes": _keyframes(analysis, window, verdict, max_side_px=keyframe_max_side_px),
         "rows": _level_rows(analysis, th),
         "thresholds": th,

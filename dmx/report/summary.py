@@ -302,6 +302,34 @@ def verdict(measurements: dict[str, Any]) -> Verdict:
     )
 
 
+def adi_words(measurements: dict[str, Any]) -> tuple[str, bool]:
+    """The atlanto-dental interval in plain words, and whether its flag is raised."""
+    adi = measurements.get("adi")
+    if not isinstance(adi, dict):
+        return (
+            "Atlanto-dental interval: not measured (C1.arch_post and C2.dens_ant not in the landmarks).",
+            False,
+        )
+    raised = Flag.ADI_GT_3MM.value in (adi.get("flags") or [])
+    mm = [v for v in (adi.get("adi_mm") or []) if v is not None]
+    if adi.get("max_mm") is not None:
+        limit = ((measurements.get("thresholds") or {}).get("adi_mm") or {}).get("value")
+        over = f", above the {fmt(limit)} mm limit" if raised and limit is not None else ""
+        return (
+            f"Atlanto-dental interval: largest {fmt(adi['max_mm'])} mm{over} "
+            f"(smallest {fmt(min(mm))} mm; measured in {len(mm)} of {len(adi['adi_mm'])} frames).",
+            raised,
+        )
+    px = [v for v in (adi.get("adi_px") or []) if v is not None]
+    if px:
+        return (
+            f"Atlanto-dental interval: largest {fmt(max(px))} px (no calibration: not in mm, "
+            "the 3 mm limit is not evaluated).",
+            False,
+        )
+    return "Atlanto-dental interval: not measurable (C1 or C2 not followed in any frame).", False
+
+
 def null_reason(measurements: dict[str, Any], quantity: str) -> str:
     """Why a per-level value is ``null``, in a few words."""
     calibrated = (measurements.get("calibration") or {}).get("mm_per_px") is not None
