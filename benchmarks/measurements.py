@@ -8,11 +8,15 @@ errors, whether curve class, s_type and flags agree at every key frame and level
 worst per-frame error of the atlanto-dental interval (C1 followed from its anterior arch) in
 mm (uncalibrated: in px) against the phantom's true ADI, with the frames where it is null.
 
-    PYTHONPATH=. python benchmarks/measurements.py
+The tracks are smoothed as ``dmx analyze`` smooths them (5-frame local quadratic);
+``--raw`` measures the raw tracks instead.
+
+    PYTHONPATH=. python benchmarks/measurements.py [--raw]
 """
 
 from __future__ import annotations
 
+import argparse
 import time
 
 import numpy as np
@@ -22,7 +26,8 @@ from dmx.io.calibration import resolve_calibration
 from dmx.measure import measure
 from dmx.phantom import make_phantom, truth_corners
 from dmx.pipeline import _adi_points
-from dmx.tracking import track
+from dmx.tracking import smooth_tracks, track
+from dmx.tracking.smoothing import WINDOW_FRAMES
 from dmx.tracking.types import Tracks
 
 CASES = {
@@ -47,6 +52,10 @@ def worst(a: dict, b: dict, key: str) -> float | None:
 
 
 def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--raw", action="store_true", help="measure raw tracks (no temporal smoothing)")
+    window = 0 if ap.parse_args().raw else WINDOW_FRAMES
+    print(f"tracks: {'raw' if not window else f'smoothed, {window}-frame local quadratic'}")
     print(
         f"{'case':28s} {'ROM deg':>8s} {'tr mm':>7s} {'tr %':>6s}  class/s_type/flags  "
         f"{'ADI err':>10s} {'null':>4s} {'s':>5s}"
@@ -59,7 +68,7 @@ def main() -> None:
         frames = ph.dataset.pixel_array.astype(np.float32)  # decoded: a JPEG case is lossy here
         if ph.dataset.PhotometricInterpretation == "MONOCHROME1":
             frames = frames.max() - frames
-        tr = track(frames, ph.landmarks)
+        tr = smooth_tracks(track(frames, ph.landmarks), window_frames=window)
         got = measure(tr, mm_per_px=mm, adi_points_px=_adi_points(tr, ph.landmarks))
         ref = measure(truth_tracks(ph), mm_per_px=mm)
         adi = got.get("adi") or {}

@@ -230,6 +230,14 @@ def analyze(
     config: Annotated[Path | None, typer.Option("--config", help="TOML file of flag thresholds.")] = None,
     report: Annotated[bool, typer.Option("--report/--no-report", help="Write report.html.")] = True,
     pdf: Annotated[bool, typer.Option("--pdf", help="Also write report.pdf (needs Chromium).")] = False,
+    smooth_frames: Annotated[
+        int,
+        typer.Option(
+            "--smooth-frames",
+            help="Window in frames of the temporal smoothing of the tracks (odd, >= 5; local "
+            "quadratic). 0: raw tracks.",
+        ),
+    ] = 5,
 ) -> None:
     """Track C2-C7 through the cine and write measurements.json, landmarks.csv and report.html."""
     import json
@@ -247,6 +255,7 @@ def analyze(
         mm_per_px=mm_per_px,
         neutral_frame=neutral_frame,
         thresholds=thresholds,
+        smooth_frames=smooth_frames,
     )
     written = write_outputs(analysis, out, report=report, pdf=pdf)
     if json_out:

@@ -31,6 +31,7 @@ from dmx.landmarks import Landmarks
 from dmx.tracking.types import Tracks
 
 MEASUREMENTS_SCHEMA = "dmx.measurements/1"
+SMOOTHING_METHOD = "local quadratic (Savitzky-Golay), quality-weighted"
 BODY_NAMES = frozenset(v.value for v in BODIES + OPTIONAL_BODIES)
 
 #: ``landmarks_source`` values in measurements.json.
@@ -276,8 +277,12 @@ def build_measurements(
     *,
     landmarks_source: str,
     detection: dict[str, Any] | None = None,
+    smooth_frames: int = 0,
 ) -> dict[str, Any]:
     """Assemble the measurements.json document (spec section 8) from its parts.
+
+    ``smooth_frames`` is the window of the temporal smoothing the tracks went through
+    (:func:`dmx.tracking.smooth_tracks`; 0 for raw tracks), recorded under ``tracking``.
 
     ``detection`` (from :func:`detection_summary`, automatic landmarks only) is
     recorded as ``landmarks_detection`` and its warnings lead the warnings.
@@ -330,6 +335,10 @@ def build_measurements(
         "tracks": trk,
         "quality": qual,
         "tracking_lost": lost,
+        "tracking": {
+            "smoothing": SMOOTHING_METHOD if smooth_frames else None,
+            "window_frames": int(smooth_frames),
+        },
     }
     for key, value in measured.items():
         if key not in ("frames", "warnings"):
@@ -348,6 +357,7 @@ def analyze(
     neutral_frame: int | None = None,
     thresholds: Any = None,
     model_path: str | Path | None = None,
+    smooth_frames: int | None = None,
 ) -> Analysis:
     """Load, find or read the landmarks, track and measure one study.
 
@@ -371,6 +381,10 @@ def analyze(
         Flag thresholds (defaults per spec section 7).
     model_path : path, optional
         Detector parameters for automatic landmarks (default :func:`dmx.detect.model_file`).
+    smooth_frames : int, optional
+        Window (odd, >= 5) of the temporal smoothing of the tracks before measuring
+        (:func:`dmx.tracking.smooth_tracks`, default :data:`dmx.tracking.smoothing.WINDOW_FRAMES`);
+        0 measures the raw tracks.
 
     Raises
     ------
@@ -382,8 +396,12 @@ def analyze(
     from dmx.io.load import load_sequence
     from dmx.landmarks import read_landmarks
     from dmx.measure import measure
-    from dmx.tracking import track
+    from dmx.tracking import smooth_tracks, track
+    from dmx.tracking.smoothing import WINDOW_FRAMES
 
+    smooth = WINDOW_FRAMES if smooth_frames is None else int(smooth_frames)
+    if smooth != 0 and (smooth < 5 or smooth % 2 == 0):
+        raise UsageError(f"--smooth-frames must be 0 or an odd number >= 5, got {smooth}")
     detection = None
     if landmarks_path is not None:
         landmarks = read_landmarks(landmarks_path)
@@ -402,7 +420,7 @@ def analyze(
             )
     if neutral_frame is not None and not 0 <= neutral_frame < sequence.n_frames:
         raise UsageError(f"--neutral-frame {neutral_frame} is outside 0..{sequence.n_frames - 1}")
-    tracks = track(sequence.frames, landmarks)
+    tracks = smooth_tracks(track(sequence.frames, landmarks), window_frames=smooth)
     measured = measure(
         tracks,
         mm_per_px=sequence.mm_per_px,
@@ -417,6 +435,7 @@ def analyze(
         measured,
         landmarks_source=SOURCE_FILE if detection is None else SOURCE_AUTO,
         detection=None if detection is None else detection_summary(detection),
+        smooth_frames=smooth,
     )
     return Analysis(
         sequence=sequence, landmarks=landmarks, tracks=tracks, measurements=doc, detection=detection

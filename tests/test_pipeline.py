@@ -312,3 +312,25 @@ def _sequence_like(n_frames: int):
     s = _S()
     s.n_frames = n_frames
     return s
+
+
+def test_tracks_are_smoothed_by_default_and_recorded(phantom, tmp_path, capsys):
+    study, lm, smoothed = phantom
+    assert smoothed.measurements["tracking"] == {
+        "smoothing": "local quadratic (Savitzky-Golay), quality-weighted",
+        "window_frames": 5,
+    }
+    raw = pipeline.analyze(study, landmarks_path=lm, smooth_frames=0)
+    assert raw.measurements["tracking"] == {"smoothing": None, "window_frames": 0}
+    # this phantom runs the whole flexion-extension in 12 frames: too fast for a 5-frame quadratic,
+    # so the gate keeps every raw pose (a slower one is smoothed: tests/test_tracking.py)
+    ref = read_landmarks(lm)
+    i = smoothed.tracks.vertebrae.index(Vertebra.C4)
+    np.testing.assert_allclose(smoothed.tracks.corners_px[0, i], ref.corners_px[Vertebra.C4], atol=1e-9)
+    np.testing.assert_allclose(smoothed.tracks.corners_px, raw.tracks.corners_px, atol=1e-9)
+    jsonschema.validate(json.loads(pipeline.measurements_text(raw.measurements)), measurements_schema())
+    out = tmp_path / "o"
+    code = main(["analyze", str(study), "--landmarks", str(lm), "--out", str(out), "--smooth-frames", "4"])
+    assert code == 2 and not out.exists()
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["dmx: error: --smooth-frames must be 0 or an odd number >= 5, got 4"]

@@ -188,7 +188,7 @@ def test_smooth_tracks_keeps_raw_and_gaps():
     tf[5, 1] = np.nan
     raw = dataclasses.replace(tr, corners_px=corners, transforms=tf)
     before = raw.corners_px.copy()
-    sm = smooth_tracks(raw, sigma_frames=1.0)
+    sm = smooth_tracks(raw, window_frames=5)
     np.testing.assert_array_equal(raw.corners_px, before)
     assert np.isnan(sm.corners_px[5, 1]).all() and np.isfinite(sm.corners_px[4, 1]).all()
     # away from the ends, smoothing a slow motion moves corners by well under a pixel; bodies stay rigid
@@ -197,7 +197,7 @@ def test_smooth_tracks_keeps_raw_and_gaps():
     d_raw = np.linalg.norm(raw.corners_px[:, :, 0] - raw.corners_px[:, :, 1], axis=-1)
     d_sm = np.linalg.norm(sm.corners_px[:, :, 0] - sm.corners_px[:, :, 1], axis=-1)
     np.testing.assert_allclose(d_sm, d_raw, atol=1e-6)
-    assert smooth_tracks(raw, sigma_frames=0) is raw
+    assert smooth_tracks(raw, window_frames=0) is raw
 
 
 def test_bad_input():
@@ -232,9 +232,74 @@ def test_c1_track_has_motion_but_no_corners():
     )
     assert tr.bodies == (Vertebra.C2,)
     assert tr.tracked[:, 1].all() and tr.tracked[:, 0].sum() == n - 1 and not tr.tracked[8, 0]
-    sm = smooth_tracks(tr, sigma_frames=1.0)
+    sm = smooth_tracks(tr)
     assert np.isnan(sm.corners_px[:, 0]).all()
     assert np.isfinite(sm.transforms[:, 0]).sum() == (n - 1) * 6 and np.isnan(sm.transforms[8, 0]).all()
     # near-linear motion: smoothing leaves the inner frames (almost) where they were
     np.testing.assert_allclose(sm.transforms[3:5, 0], tr.transforms[3:5, 0], atol=0.01)
     np.testing.assert_allclose(sm.corners_px[3:6, 1], tr.corners_px[3:6, 1], atol=0.01)
+
+
+def _rigid_tracks(theta_rad: np.ndarray, shift_px: np.ndarray, quality: np.ndarray | None = None) -> Tracks:
+    """One body moving rigidly (rotation about the origin, then a shift), reference frame 0."""
+    n = len(theta_rad)
+    a = np.zeros((n, 1, 2, 3))
+    c, s = np.cos(theta_rad), np.sin(theta_rad)
+    a[:, 0, 0, :2] = np.stack([c, -s], -1)
+    a[:, 0, 1, :2] = np.stack([s, c], -1)
+    a[:, 0, :, 2] = shift_px
+    quad = np.array([[140.0, 100.0], [100.0, 100.0], [100.0, 140.0], [140.0, 140.0]])
+    corners = np.einsum("tij,kj->tki", a[:, 0, :, :2], quad) + a[:, 0, None, :, 2]
+    q = np.ones((n, 1)) if quality is None else quality
+    return Tracks((Vertebra.C3,), corners[:, None], q, tuple((None,) for _ in range(n)), 0, a)
+
+
+def test_smoothing_keeps_a_turning_point_and_reduces_noise():
+    t = np.arange(40, dtype=float)
+    # a flexion turning point at frame 20: a quadratic motion is reproduced (exactly for the angle;
+    # the centre moves on R(theta) c + shift, quadratic only to first order in theta) ...
+    theta = np.radians(5.0 - 0.02 * (t - 20.0) ** 2)
+    theta -= theta[0]
+    shift = np.stack([0.01 * (t - 20.0) ** 2, 0.5 * t], -1)
+    shift -= shift[0]
+    exact = _rigid_tracks(theta, shift)
+    sm = smooth_tracks(exact)
+    ang = np.arctan2(sm.transforms[:, 0, 1, 0], sm.transforms[:, 0, 0, 0])
+    np.testing.assert_allclose(ang, theta, atol=1e-12)
+    np.testing.assert_allclose(sm.corners_px, exact.corners_px, atol=0.002)
+    # ... where a moving average would cut the peak
+    box = np.convolve(theta, np.ones(5) / 5, mode="same")
+    assert abs(box[20] - theta[20]) > np.radians(0.03)
+    # independent per-frame noise is reduced (theory for 5 frames: sd x 0.70)
+    rng = np.random.default_rng(3)
+    noise = np.radians(0.1) * rng.standard_normal(40)
+    noise[0] = 0.0  # the reference frame is exact
+    noisy = _rigid_tracks(theta + noise, shift)
+    sm = smooth_tracks(noisy)
+    ang = np.arctan2(sm.transforms[:, 0, 1, 0], sm.transforms[:, 0, 0, 0])
+    err_raw, err_sm = np.std(noise[3:-3]), np.std(ang[3:-3] - theta[3:-3])
+    assert 0.55 < err_sm / err_raw < 0.85
+    np.testing.assert_array_equal(sm.corners_px[0], noisy.corners_px[0])  # reference kept exactly
+
+
+def test_smoothing_window_must_be_odd_and_at_least_five():
+    tr = _rigid_tracks(np.zeros(8), np.zeros((8, 2)))
+    for bad in (2, 3, 4, 6):
+        with pytest.raises(ValueError, match="odd number of frames >= 5"):
+            smooth_tracks(tr, window_frames=bad)
+    assert smooth_tracks(tr, window_frames=0) is tr
+
+
+def test_smoothing_keeps_raw_poses_where_the_motion_is_too_fast_for_the_frame_rate():
+    t = np.arange(12, dtype=float)
+    theta = np.radians(20.0 * np.sin(2 * np.pi * t / 8))  # a whole cycle in 8 frames: no quadratic fits
+    raw = _rigid_tracks(theta, np.zeros((12, 2)))
+    moved = np.abs(smooth_tracks(raw).corners_px - raw.corners_px).max(axis=(1, 2, 3))
+    assert moved.max() > 2.0  # ungated (no precision known), the fit would cut the peaks by pixels
+    precise = dataclasses.replace(raw, precision_px=np.full((12, 1), 0.1))
+    np.testing.assert_array_equal(smooth_tracks(precise).corners_px, raw.corners_px)  # all kept raw
+    loose = dataclasses.replace(raw, precision_px=np.full((12, 1), 0.6))
+    kept = np.all(smooth_tracks(loose).corners_px == raw.corners_px, axis=(1, 2, 3))
+    # a frame keeps its raw pose exactly when smoothing would move a corner more than 3 precisions
+    np.testing.assert_array_equal(kept[1:-1], moved[1:-1] > 1.8)
+    assert 0 < kept[1:-1].sum() < 10  # some frames of each kind

@@ -1,55 +1,88 @@
-"""Optional temporal smoothing of raw tracks (analysis uses raw tracks unless asked)."""
+"""Temporal smoothing of raw tracks (``dmx analyze`` smooths with a 5-frame local quadratic by default)."""
 
 from __future__ import annotations
-
-import math
 
 import numpy as np
 
 from dmx.tracking.types import Tracks
 
+#: Default window of :func:`smooth_tracks`, in frames (the fit spans two frames either side).
+WINDOW_FRAMES = 5
+#: A smoothed pose may move a corner by at most this many times the frame's registration precision
+#: (:attr:`Tracks.precision_px`); beyond it the quadratic does not describe the motion (too fast for
+#: the frame rate) and the frame keeps its raw pose.
+GATE_SIGMA = 3.0
 
-def _smooth_series(x: np.ndarray, w: np.ndarray, sigma: float) -> np.ndarray:
-    """Weighted Gaussian smoothing along axis 0 of ``x`` (T, ...) skipping NaN; NaN stays NaN."""
+
+def _local_quadratic(x: np.ndarray, w: np.ndarray, window: int) -> np.ndarray:
+    """Weighted local quadratic regression (Savitzky-Golay) along axis 0 of ``x`` (T, K), skipping NaN.
+
+    Each valid frame gets the value at its own time of a quadratic fitted, with weights ``w``, to
+    the valid frames within ``window // 2`` of it. A quadratic is reproduced exactly, so a turning
+    point (the key frames of a flexion-extension) is not flattened as a moving average would.
+    Frames with fewer than four valid neighbours in the window, or all on one side, keep their
+    value; NaN stays NaN.
+    """
     n = x.shape[0]
-    r = int(math.ceil(3 * sigma))
-    k = np.exp(-0.5 * (np.arange(-r, r + 1) / sigma) ** 2)
-    valid = np.isfinite(x).all(axis=tuple(range(1, x.ndim))) & (w > 0)
-    xv = np.where(valid.reshape((n,) + (1,) * (x.ndim - 1)), x, 0.0)
-    wv = np.where(valid, w, 0.0)
+    half = window // 2
+    valid = np.isfinite(x).all(axis=1) & (w > 0)
     out = np.full_like(x, np.nan)
-    for t in range(n):
-        if not valid[t]:
+    for t in np.flatnonzero(valid):
+        lo, hi = max(t - half, 0), min(t + half + 1, n)
+        m = valid[lo:hi]
+        s = (np.arange(lo, hi)[m] - t).astype(float)
+        if m.sum() < 4 or s.min() >= 0 or s.max() <= 0:
+            out[t] = x[t]
             continue
-        lo, hi = max(t - r, 0), min(t + r + 1, n)
-        kk = k[lo - t + r : hi - t + r] * wv[lo:hi]
-        out[t] = np.tensordot(kk, xv[lo:hi], axes=(0, 0)) / kk.sum()
+        sw = np.sqrt(w[lo:hi][m])
+        design = np.stack([np.ones_like(s), s, s * s], axis=1) * sw[:, None]
+        coef = np.linalg.lstsq(design, x[lo:hi][m] * sw[:, None], rcond=None)[0]
+        out[t] = coef[0]
     return out
 
 
-def smooth_tracks(tracks: Tracks, *, sigma_frames: float = 1.0) -> Tracks:
-    """Gaussian temporal smoothing of the rigid motion of every body, weighted by quality.
+#: Points around a region's centre that stand in for corners when it has none (C1), in px.
+_PROBES_PX = np.array([[10.0, 10.0], [-10.0, 10.0], [-10.0, -10.0], [10.0, -10.0]])
 
-    The rigid parameters (rotation angle, translation) of each body are smoothed with a Gaussian of
-    ``sigma_frames`` frames, each frame weighted by its quality; lost (NaN) frames stay NaN and are not
-    bridged. The corners are recomputed from the smoothed transforms, so each body stays rigid. The input
-    is not modified; quality and reasons are kept.
+
+def smooth_tracks(tracks: Tracks, *, window_frames: int = WINDOW_FRAMES) -> Tracks:
+    """Temporal smoothing of the rigid motion of every body by local quadratic regression.
+
+    The rigid parameters (rotation angle, position of the body's centre) of each body are fitted,
+    frame by frame, with a quadratic over ``window_frames`` frames, each frame weighted by its
+    tracking quality (Savitzky-Golay). Unlike a moving average this keeps the extremes of the
+    motion, where the key frames are, unbiased to second order, while the independent per-frame
+    registration noise is reduced (by about 30 % for 5 frames). Where the smoothed pose of a body
+    would move a corner by more than :data:`GATE_SIGMA` times that frame's registration precision,
+    the motion is too fast for the frame rate to be a quadratic over the window (or the frame is an
+    outlier), and the frame keeps the raw poses of all bodies (tracks without precision estimates
+    are smoothed everywhere). Lost (NaN) frames stay NaN and are
+    not bridged; the reference frame keeps its landmarks exactly. The corners are recomputed from
+    the smoothed transforms, so each body stays rigid. The input is not modified; quality and
+    reasons are kept.
 
     Parameters
     ----------
     tracks : Tracks
         Raw tracks from :func:`dmx.tracking.track` (with ``transforms``).
-    sigma_frames : float
-        Standard deviation of the Gaussian, in frames (0 returns the tracks unchanged).
+    window_frames : int
+        Odd number of frames of each fit, at least 5; 0 returns the tracks unchanged.
+
+    Raises
+    ------
+    ValueError
+        For a window that is not 0 or an odd number of at least 5.
     """
-    if sigma_frames <= 0 or tracks.transforms is None:
+    if window_frames == 0 or tracks.transforms is None:
         return tracks
+    if window_frames < 5 or window_frames % 2 == 0:
+        raise ValueError(f"smoothing window must be 0 or an odd number of frames >= 5, got {window_frames}")
     tr = tracks.transforms
     ref = tracks.reference_frame
     # reference corners of each body = corners at the reference frame
     ref_quads = tracks.corners_px[ref]
     out_tf = np.full_like(tr, np.nan)
-    out_c = np.full_like(tracks.corners_px, np.nan)
+    misfit = np.zeros(tr.shape[:2], dtype=bool)
     q = np.nan_to_num(tracks.quality, nan=0.0)
     for v in range(tr.shape[1]):
         a = tr[:, v]
@@ -61,13 +94,25 @@ def smooth_tracks(tracks: Tracks, *, sigma_frames: float = 1.0) -> Tracks:
             centre = np.nanmean(ref_quads[v], axis=0)
         moved = np.einsum("tij,j->ti", a[:, :, :2], centre) + a[:, :, 2]
         params = np.concatenate([theta[:, None], moved], axis=1)
-        sm = _smooth_series(params, q[:, v], sigma_frames)
+        sm = _local_quadratic(params, q[:, v], window_frames)
+        sm[ref] = params[ref]  # the reference frame is the landmarks themselves
         c, s = np.cos(sm[:, 0]), np.sin(sm[:, 0])
         rot = np.stack([np.stack([c, -s], -1), np.stack([s, c], -1)], -2)  # (T, 2, 2)
         trans = sm[:, 1:] - np.einsum("tij,j->ti", rot, centre)
-        out_tf[:, v, :, :2] = rot
-        out_tf[:, v, :, 2] = trans
-        out_c[:, v] = np.einsum("tij,kj->tki", rot, ref_quads[v]) + trans[:, None, :]
+        out_tf[:, v] = np.concatenate([rot, trans[:, :, None]], axis=2)
+        if tracks.precision_px is not None:
+            probes = ref_quads[v] if np.isfinite(ref_quads[v]).all() else centre + _PROBES_PX
+            raw_pts = np.einsum("tij,kj->tki", a[:, :, :2], probes) + a[:, None, :, 2]
+            new_pts = np.einsum("tij,kj->tki", rot, probes) + trans[:, None, :]
+            moved_px = np.linalg.norm(new_pts - raw_pts, axis=-1).max(axis=1)
+            with np.errstate(invalid="ignore"):
+                misfit[:, v] = moved_px > GATE_SIGMA * tracks.precision_px[:, v]
+                misfit[:, v] |= np.isfinite(moved_px) & ~np.isfinite(tracks.precision_px[:, v])
+    # A frame where any body's motion is not a quadratic keeps every body's raw pose: errors of
+    # neighbouring bodies are correlated, and mixing raw and smoothed poses would break what cancels.
+    raw_frames = misfit.any(axis=1)
+    out_tf[raw_frames] = tr[raw_frames]
+    out_c = np.einsum("tvij,vkj->tvki", out_tf[:, :, :, :2], ref_quads) + out_tf[:, :, None, :, 2]
     return Tracks(
         vertebrae=tracks.vertebrae,
         corners_px=out_c,
