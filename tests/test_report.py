@@ -450,3 +450,12 @@ def test_adi_words_state_value_limit_and_why_not_measured():
 
 def test_report_shows_the_adi(html):
     assert 'class="adi' in html and "Atlanto-dental interval" in html
+
+
+def test_methods_state_the_smoothing_when_there_was_some(analysis, html):
+    import dataclasses
+
+    assert "smoothed over" not in html  # the fixture's tracks are raw (no "tracking" record)
+    m = dict(analysis.measurements, tracking={"smoothing": "local quadratic", "window_frames": 7})
+    h = render_report(dataclasses.replace(analysis, measurements=m), cine=False)
+    assert "smoothed over 7 frames by a local quadratic fit" in h

@@ -562,6 +562,7 @@ def render_report(
         "warnings": warnings,
         "verdict": verdict,
         "adi": summary.adi_words(m),
+        "smoothing": ((m.get("tracking") or {}).get("window_frames") or 0),
         "keyframes": _keyframes(analysis, window, verdict, max_side_px=keyframe_max_side_px),
         "rows": _level_rows(analysis, th),
         "thresholds": th,
