@@ -582,7 +582,7 @@ def render_report(
         "schema": m.get("schema"),
         "generated": (generated_at or datetime.now(UTC)).strftime("%Y-%m-%d %H:%M UTC"),
         "corner_names": [c.value for c in CORNERS],
-        "css": Markup(_template_text("report.css")),
+        "css": Markup(_template_text("base.css") + _template_text("report.css")),
         "js": Markup(_template_text("report.js")),
         "data_json": Markup(script_json(payload)),
     }

@@ -147,7 +147,7 @@ def render_review(
         "file_name": DOWNLOAD_NAME,
         "software": f"dmx {__version__}",
         "generated": (generated_at or datetime.now(UTC)).strftime("%Y-%m-%d %H:%M UTC"),
-        "css": Markup(_template_text("review.css")),
+        "css": Markup(_template_text("base.css") + _template_text("review.css")),
         "js": Markup(_template_text("review.js")),
         "data_json": Markup(script_json(payload)),
     }
