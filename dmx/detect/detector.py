@@ -1,0 +1,122 @@
+"""The detector: coarse chain search, per-body corner refinement, confidence, omission."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from dmx.anatomy import BODIES, Vertebra
+from dmx.detect.column import Chain, coarse
+from dmx.detect.geometry import normalise, to_image_px
+from dmx.detect.model import FEATURES, DetectorModel
+from dmx.detect.refine import refine_corners
+
+
+@dataclass(frozen=True)
+class BodyResult:
+    """One body as refined: corners (px, original image), features, confidence (None if not refined)."""
+
+    vertebra: Vertebra
+    corners_px: np.ndarray | None
+    features: np.ndarray
+    confidence: float
+    problem: str | None
+
+
+@dataclass(frozen=True)
+class ColumnResult:
+    """Everything the detector worked out on one image (internal; :func:`detect_landmarks` reports it)."""
+
+    bodies: tuple[BodyResult, ...]
+    chain_score: float
+    facing: str
+    mm_per_px: float
+    calibrated: bool
+
+
+def smoothed(image: np.ndarray, mm_per_px: float) -> tuple[np.ndarray, float]:
+    """Display-normalised image smoothed for edge search, and the noise level of its edge steps."""
+    im = normalise(image)
+    sigma = max(0.7, 0.12 / mm_per_px)
+    sm = cv2.GaussianBlur(im, (0, 0), sigma)
+    resid = im - cv2.GaussianBlur(im, (0, 0), 2.0)
+    noise = 1.4826 * float(np.median(np.abs(resid - np.median(resid)))) / (2.0 * sigma)
+    return sm, max(noise, 1e-4)
+
+
+def shape_deviation_mm(corners_mm: np.ndarray, mean_mm: np.ndarray) -> tuple[float, float]:
+    """RMS distance (mm) after similarity alignment to the mean shape, and the fitted size ratio."""
+    a = corners_mm - corners_mm.mean(axis=0)
+    b = mean_mm - mean_mm.mean(axis=0)
+    # complex-number similarity fit: a * z ~ b
+    za = a[:, 0] + 1j * a[:, 1]
+    zb = b[:, 0] + 1j * b[:, 1]
+    z = np.vdot(za, zb) / max(np.vdot(za, za).real, 1e-12)
+    res = za * z - zb
+    return float(np.sqrt(np.mean(np.abs(res) ** 2))), float(1.0 / max(abs(z), 1e-12))
+
+
+def refine_chain(
+    image: np.ndarray,
+    chain: Chain,
+    model: DetectorModel,
+    *,
+    mm_per_px: float,
+) -> list[tuple[np.ndarray | None, np.ndarray, str | None]]:
+    """Refine every body of a chain on the (facing-right) full-resolution image.
+
+    Returns, per body C2..C7, the corners (or None), the feature vector (:data:`FEATURES`)
+    and a problem description when refinement failed.
+    """
+    px_per_mm = 1.0 / mm_per_px
+    sm, noise = smoothed(image, mm_per_px)
+    out = []
+    for k, cand in enumerate(chain.bodies):
+        centre = np.array([cand.x, cand.y]) / chain.scale
+        init = to_image_px(model.mean_shape_mm[k], centre, cand.theta_deg, px_per_mm)
+        corners, feats, _ = refine_corners(
+            sm,
+            init,
+            is_c2=k == 0,
+            px_per_mm=px_per_mm,
+            noise=noise,
+            side_offsets_mm=model.side_offsets_mm[0 if k == 0 else 1],
+        )
+        if corners is None:
+            f = np.array([cand.score, 0.0, 0.0, 99.0, 99.0, 0.0])
+            out.append((None, f, "its outline (four cortical edges) was not found"))
+            continue
+        dev, size = shape_deviation_mm(corners * mm_per_px, model.mean_shape_mm[k])
+        f = np.array([cand.score, feats["inlier"], feats["strength"], feats["rms_px"], dev, size])
+        out.append((corners, f, None))
+    return out
+
+
+def run(image: np.ndarray, model: DetectorModel, *, mm_per_px: float | None) -> ColumnResult | None:
+    """Search both facings (mirroring the image), refine the better chain, score every body."""
+    img = np.asarray(image, dtype=np.float32)
+    best: tuple[Chain, float, str] | None = None
+    for facing in ("right", "left"):
+        view = img if facing == "right" else np.ascontiguousarray(img[:, ::-1])
+        chain, mpp = coarse(view, model, mm_per_px=mm_per_px)
+        if chain is not None and (best is None or chain.score > best[0].score):
+            best = (chain, mpp, facing)
+    if best is None:
+        return None
+    chain, mpp, facing = best
+    view = img if facing == "right" else np.ascontiguousarray(img[:, ::-1])
+    w = img.shape[1]
+    bodies = []
+    for k, (corners, feats, problem) in enumerate(refine_chain(view, chain, model, mm_per_px=mpp)):
+        v = BODIES[k]
+        if corners is not None and facing == "left":
+            corners = corners.copy()
+            corners[:, 0] = w - 1 - corners[:, 0]
+        conf = model.confidence(feats) if corners is not None else 0.0
+        bodies.append(BodyResult(v, corners, feats, conf, problem))
+    return ColumnResult(tuple(bodies), chain.score, facing, mpp, mm_per_px is not None)
+
+
+__all__ = ["FEATURES", "BodyResult", "ColumnResult", "run"]
