@@ -9,7 +9,7 @@ import numpy as np
 
 from dmx.anatomy import BODIES, Vertebra
 from dmx.detect.column import Chain, coarse
-from dmx.detect.geometry import normalise, to_image_px
+from dmx.detect.geometry import axes, normalise, pose_from_corners, to_image_px
 from dmx.detect.model import FEATURES, DetectorModel
 from dmx.detect.refine import refine_corners
 
@@ -58,6 +58,25 @@ def shape_deviation_mm(corners_mm: np.ndarray, mean_mm: np.ndarray) -> tuple[flo
     return float(np.sqrt(np.mean(np.abs(res) ** 2))), float(1.0 / max(abs(z), 1e-12))
 
 
+def _fit_quality(feats: dict[str, float]) -> float:
+    return feats["inlier"] * min(feats["strength"], 20.0) / (1.0 + feats["rms_px"])
+
+
+def _neighbour_pose(
+    model: DetectorModel, k: int, corners_px: np.ndarray, px_per_mm: float, *, below: bool
+) -> tuple[np.ndarray, float]:
+    """Pose of body k+1 (``below``) or k-1 expected from the refined corners of body k (chain prior)."""
+    centre, th = pose_from_corners(corners_px)
+    if below:
+        du, dv, dth = model.trans_mean[k]
+        th_l = th - dth
+        e_u, e_v = axes(th_l)
+        return centre - px_per_mm * (du * e_u + dv * e_v), th_l
+    du, dv, dth = model.trans_mean[k - 1]
+    e_u, e_v = axes(th)
+    return centre + px_per_mm * (du * e_u + dv * e_v), th + dth
+
+
 def refine_chain(
     image: np.ndarray,
     chain: Chain,
@@ -67,31 +86,45 @@ def refine_chain(
 ) -> list[tuple[np.ndarray | None, np.ndarray, str | None]]:
     """Refine every body of a chain on the (facing-right) full-resolution image.
 
-    Returns, per body C2..C7, the corners (or None), the feature vector (:data:`FEATURES`)
-    and a problem description when refinement failed.
+    Each body starts from its coarse pose and, when its neighbour is already refined,
+    also from the pose the chain prior expects next to that neighbour; the start whose
+    refinement fits the edges better wins. Returns, per body C2..C7, the corners (or
+    None), the feature vector (:data:`FEATURES`) and a problem description when
+    refinement failed.
     """
     px_per_mm = 1.0 / mm_per_px
     sm, noise = smoothed(image, mm_per_px)
-    out = []
-    for k, cand in enumerate(chain.bodies):
-        centre = np.array([cand.x, cand.y]) / chain.scale
-        init = to_image_px(model.mean_shape_mm[k], centre, cand.theta_deg, px_per_mm)
-        corners, feats, _ = refine_corners(
-            sm,
-            init,
-            is_c2=k == 0,
-            px_per_mm=px_per_mm,
-            noise=noise,
-            side_offsets_mm=model.side_offsets_mm[0 if k == 0 else 1],
-        )
-        if corners is None:
+    results: dict[int, tuple[np.ndarray | None, np.ndarray, str | None]] = {}
+    for k in (1, 2, 3, 4, 5, 0):  # C3 first, C2 last (from C3 upwards)
+        cand = chain.bodies[k]
+        starts = [(np.array([cand.x, cand.y]) / chain.scale, cand.theta_deg)]
+        nb = k - 1 if k > 0 else 1
+        if nb in results and results[nb][0] is not None:
+            centre, theta = _neighbour_pose(model, nb, results[nb][0], px_per_mm, below=k > 0)
+            spread = float(model.trans_std[min(k, nb), 2])
+            starts += [(centre, theta + a * spread) for a in (0.0, -1.0, 1.0)]
+        best = None
+        for centre, theta in starts:
+            init = to_image_px(model.mean_shape_mm[k], centre, theta, px_per_mm)
+            corners, feats, _ = refine_corners(
+                sm,
+                init,
+                is_c2=k == 0,
+                px_per_mm=px_per_mm,
+                noise=noise,
+                side_offsets_mm=model.side_offsets_mm[0 if k == 0 else 1],
+            )
+            if corners is not None and (best is None or _fit_quality(feats) > _fit_quality(best[1])):
+                best = (corners, feats)
+        if best is None:
             f = np.array([cand.score, 0.0, 0.0, 99.0, 99.0, 0.0])
-            out.append((None, f, "its outline (four cortical edges) was not found"))
+            results[k] = (None, f, "its outline (four cortical edges) was not found")
             continue
+        corners, feats = best
         dev, size = shape_deviation_mm(corners * mm_per_px, model.mean_shape_mm[k])
         f = np.array([cand.score, feats["inlier"], feats["strength"], feats["rms_px"], dev, size])
-        out.append((corners, f, None))
-    return out
+        results[k] = (corners, f, None)
+    return [results[k] for k in range(6)]
 
 
 def run(image: np.ndarray, model: DetectorModel, *, mm_per_px: float | None) -> ColumnResult | None:
