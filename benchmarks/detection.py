@@ -120,7 +120,8 @@ def tracked_row(name: str, kw: dict, seed: int) -> str:
     )
     classes = "/".join(str(got["curve"][k]["class"]) for k in ("neutral", "flexion", "extension"))
     worst = f"{max(diffs):.3f}" if diffs else "null"
-    return f"{name:28s} {seed:5d} {len(diffs):2d} levels  worst ROM diff {worst:>6s} deg  class {'same' if same else 'DIFFERENT'} ({classes})"
+    verdict = "same" if same else "DIFFERENT"
+    return f"{name:28s} {seed:5d} {len(diffs):2d} levels  worst ROM diff {worst:>6s} deg  class {verdict} ({classes})"
 
 
 def main() -> None:
@@ -140,7 +141,8 @@ def main() -> None:
     e = np.concatenate(allerr)
     e = e[np.isfinite(e)]
     print(
-        f"{'all corners':28s} {'':5s} {np.median(e):6.2f} {np.percentile(e, 95):6.2f} {e.max():6.2f}  (n={e.size})"
+        f"{'all corners':28s} {'':5s} {np.median(e):6.2f} {np.percentile(e, 95):6.2f} {e.max():6.2f}"
+        f"  (n={e.size})"
     )
     print()
     for name in TRACKED[: 4 if args.full else 2]:

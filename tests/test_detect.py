@@ -31,12 +31,12 @@ def _errors(det: Detection, truth: dict) -> dict[Vertebra, float]:
 
 @pytest.fixture(scope="module")
 def phantom():
-    return make_phantom(seed=SEED, frames=4, return_to_neutral=False, curve="lordotic", reference_frame=1)
+    return make_phantom(seed=SEED, frames=4, return_to_neutral=False, curve="lordotic", reference_frame=3)
 
 
 @pytest.fixture(scope="module")
 def detection(phantom):
-    return detect_landmarks(_display(phantom, 1), mm_per_px=tuple(phantom.truth["mm_per_px"]), frame=1)
+    return detect_landmarks(_display(phantom, 3), mm_per_px=tuple(phantom.truth["mm_per_px"]), frame=3)
 
 
 def test_model_file_loads():
@@ -61,7 +61,7 @@ def test_not_a_model_file(tmp_path):
 
 
 def test_finds_c2_to_c7_within_2px(phantom, detection):
-    assert detection.landmarks.frame == 1
+    assert detection.landmarks.frame == 3
     errs = _errors(detection, phantom.landmarks.corners_px)
     assert set(errs) == set(BODIES), detection.missing
     assert max(errs.values()) <= 2.0, errs
@@ -70,14 +70,14 @@ def test_finds_c2_to_c7_within_2px(phantom, detection):
 
 
 def test_facing_left_mirrored(phantom):
-    img = np.ascontiguousarray(_display(phantom, 1)[:, ::-1])
+    img = np.ascontiguousarray(_display(phantom, 3)[:, ::-1])
     w = img.shape[1]
     truth = {}
     for v, c in phantom.landmarks.corners_px.items():
         m = c.copy()
         m[:, 0] = w - 1 - m[:, 0]
         truth[v] = m
-    det = detect_landmarks(img, mm_per_px=tuple(phantom.truth["mm_per_px"]), frame=1)
+    det = detect_landmarks(img, mm_per_px=tuple(phantom.truth["mm_per_px"]), frame=3)
     errs = _errors(det, truth)
     assert set(errs) >= set(BODIES[:5]), det.missing
     assert max(errs.values()) <= 2.0, errs
@@ -105,12 +105,12 @@ def test_no_spine_no_vertebrae(kind):
 
 
 def test_hidden_body_is_left_out(phantom):
-    img = _display(phantom, 1).copy()
+    img = _display(phantom, 3).copy()
     c5 = phantom.landmarks.corners_px[Vertebra.C5]
     x0, y0 = np.floor(c5.min(axis=0)).astype(int) - 12
     x1, y1 = np.ceil(c5.max(axis=0)).astype(int) + 12
     img[y0:y1, x0:x1] = float(np.median(img))
-    det = detect_landmarks(img, mm_per_px=tuple(phantom.truth["mm_per_px"]), frame=1)
+    det = detect_landmarks(img, mm_per_px=tuple(phantom.truth["mm_per_px"]), frame=3)
     assert Vertebra.C5 not in det.landmarks.corners_px
     assert Vertebra.C5 in det.missing
     errs = _errors(det, phantom.landmarks.corners_px)
@@ -121,7 +121,7 @@ def test_low_confidence_is_omitted(tmp_path, phantom):
     strict = replace(load_model(model_file()), conf_threshold=0.999999)
     path = tmp_path / "strict.npz"
     strict.save(path)
-    det = detect_landmarks(_display(phantom, 1), mm_per_px=tuple(phantom.truth["mm_per_px"]), model_path=path)
+    det = detect_landmarks(_display(phantom, 3), mm_per_px=tuple(phantom.truth["mm_per_px"]), model_path=path)
     for v in BODIES:
         assert (v in det.landmarks.corners_px) != (v in det.missing)
     assert any("confidence" in r for r in det.missing.values())
@@ -133,8 +133,8 @@ def test_find_landmarks_uses_sequence_frame(phantom, detection):
         frames = np.stack([_display(phantom, f) for f in range(4)])
         mm_per_px = tuple(phantom.truth["mm_per_px"])
 
-    det = find_landmarks(Seq(), frame=1)
-    assert det.landmarks.frame == 1
+    det = find_landmarks(Seq(), frame=3)
+    assert det.landmarks.frame == 3
     for v, c in detection.landmarks.corners_px.items():
         np.testing.assert_allclose(det.landmarks.corners_px[v], c)
 

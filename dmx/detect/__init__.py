@@ -92,7 +92,6 @@ def detect_landmarks(
         Fitted parameters (default :func:`model_file`).
     """
     from dmx.detect.detector import run
-    from dmx.detect.model import load_model
 
     img = np.asarray(image)
     if img.ndim != 2 or min(img.shape) < 64:

@@ -47,8 +47,12 @@ def smoothed(image: np.ndarray, mm_per_px: float) -> tuple[np.ndarray, float]:
 
 
 def shape_deviation_mm(corners_mm: np.ndarray, mean_mm: np.ndarray) -> tuple[float, float]:
-    """RMS distance (mm) after similarity alignment to the mean shape, and the fitted size ratio."""
-    a = corners_mm - corners_mm.mean(axis=0)
+    """RMS distance (mm) after similarity alignment to the mean shape, and the fitted size ratio.
+
+    ``corners_mm`` are image corners (facing right) scaled to mm; ``mean_mm`` is in the body frame.
+    """
+    a = corners_mm * np.array([1.0, -1.0])  # image y is down, the body frame's v is up
+    a = a - a.mean(axis=0)
     b = mean_mm - mean_mm.mean(axis=0)
     # complex-number similarity fit: a * z ~ b
     za = a[:, 0] + 1j * a[:, 1]
@@ -94,16 +98,26 @@ def refine_chain(
     """
     px_per_mm = 1.0 / mm_per_px
     sm, noise = smoothed(image, mm_per_px)
-    results: dict[int, tuple[np.ndarray | None, np.ndarray, str | None]] = {}
-    for k in (1, 2, 3, 4, 5, 0):  # C3 first, C2 last (from C3 upwards)
-        cand = chain.bodies[k]
-        starts = [(np.array([cand.x, cand.y]) / chain.scale, cand.theta_deg)]
-        nb = k - 1 if k > 0 else 1
-        if nb in results and results[nb][0] is not None:
-            centre, theta = _neighbour_pose(model, nb, results[nb][0], px_per_mm, below=k > 0)
-            spread = float(model.trans_std[min(k, nb), 2])
-            starts += [(centre, theta + a * spread) for a in (0.0, -1.0, 1.0)]
-        best = None
+    fitted: dict[int, tuple[np.ndarray, dict[str, float]]] = {}
+
+    def neighbour_starts(k: int, nb: int) -> list[tuple[np.ndarray, float]]:
+        if not 0 <= nb < 6 or nb not in fitted:
+            return []
+        centre, theta = _neighbour_pose(model, nb, fitted[nb][0], px_per_mm, below=k > nb)
+        spread = float(model.trans_std[min(k, nb), 2])
+        return [(centre, theta + a * spread) for a in (0.0, -1.0, 1.0)]
+
+    def extrapolated_start(k: int, near: int, far: int) -> list[tuple[np.ndarray, float]]:
+        """Pose of an end body continuing the two refined bodies next to it (local curvature)."""
+        if near not in fitted or far not in fitted:
+            return []
+        (cn, tn), (cf, tf) = (pose_from_corners(fitted[j][0]) for j in (near, far))
+        turn = np.deg2rad(tn - tf)
+        rot = np.array([[np.cos(turn), -np.sin(turn)], [np.sin(turn), np.cos(turn)]])
+        # e_v(theta) = rot(theta) @ (0, -1): a tilt change turns image vectors by the same rotation
+        return [(cn + rot @ (cn - cf), tn + (tn - tf))]
+
+    def best_of(k: int, starts: list[tuple[np.ndarray, float]]) -> None:
         for centre, theta in starts:
             init = to_image_px(model.mean_shape_mm[k], centre, theta, px_per_mm)
             corners, feats, _ = refine_corners(
@@ -114,17 +128,37 @@ def refine_chain(
                 noise=noise,
                 side_offsets_mm=model.side_offsets_mm[0 if k == 0 else 1],
             )
-            if corners is not None and (best is None or _fit_quality(feats) > _fit_quality(best[1])):
-                best = (corners, feats)
-        if best is None:
-            f = np.array([cand.score, 0.0, 0.0, 99.0, 99.0, 0.0])
-            results[k] = (None, f, "its outline (four cortical edges) was not found")
+            if corners is not None and (k not in fitted or _fit_quality(feats) > _fit_quality(fitted[k][1])):
+                fitted[k] = (corners, feats)
+
+    for k in (1, 2, 3, 4, 5, 0):  # C3 first, then down the column; C2 last (from C3 upwards)
+        cand = chain.bodies[k]
+        starts = [(np.array([cand.x, cand.y]) / chain.scale, cand.theta_deg)]
+        best_of(k, starts + neighbour_starts(k, k - 1 if k > 0 else 1))
+    # second chance for poorly fitted bodies: start from both refined neighbours
+    for k in range(6):
+        if k not in fitted or fitted[k][1]["inlier"] < 0.9:
+            starts = neighbour_starts(k, k - 1) + neighbour_starts(k, k + 1)
+            if k == 5:
+                starts += extrapolated_start(5, 4, 3)
+            if k == 0:
+                starts += extrapolated_start(0, 1, 2)
+            if 0 < k < 5 and k - 1 in fitted and k + 1 in fitted:
+                (cu, tu), (cl, tl) = (pose_from_corners(fitted[j][0]) for j in (k - 1, k + 1))
+                starts.append((0.5 * (cu + cl), 0.5 * (tu + tl)))
+            best_of(k, starts)
+    results = []
+    for k in range(6):
+        score = chain.bodies[k].score
+        if k not in fitted:
+            f = np.array([score, 0.0, 0.0, 99.0, 99.0, 0.0])
+            results.append((None, f, "its outline (four cortical edges) was not found"))
             continue
-        corners, feats = best
+        corners, feats = fitted[k]
         dev, size = shape_deviation_mm(corners * mm_per_px, model.mean_shape_mm[k])
-        f = np.array([cand.score, feats["inlier"], feats["strength"], feats["rms_px"], dev, size])
-        results[k] = (corners, f, None)
-    return [results[k] for k in range(6)]
+        f = np.array([score, feats["inlier"], feats["strength"], feats["rms_px"], dev, size])
+        results.append((corners, f, None))
+    return results
 
 
 def run(image: np.ndarray, model: DetectorModel, *, mm_per_px: float | None) -> ColumnResult | None:

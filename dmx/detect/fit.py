@@ -195,9 +195,8 @@ def fit(n_images: int = 64, *, log=print) -> DetectorModel:
                 continue
             offs[0 if k == 0 else 1].append(side_offsets_px(fits, d["corners"][k]) / ppm)
     side_offsets = np.array([np.median(np.array(o), axis=0) for o in offs])
-    log(
-        f"side offsets mm (sup, post, inf, ant): C2 {np.round(side_offsets[0], 3)}, C3-C7 {np.round(side_offsets[1], 3)}"
-    )
+    log(f"side offsets mm (sup, post, inf, ant; start, end): C2 {np.round(side_offsets[0], 3).tolist()}")
+    log(f"                                               C3-C7 {np.round(side_offsets[1], 3).tolist()}")
 
     model = DetectorModel(
         res_mm=RES_MM,
@@ -277,17 +276,15 @@ def fit(n_images: int = 64, *, log=print) -> DetectorModel:
     p = 1 / (1 + np.exp(-(((x - mean) / scale) @ w[:-1] + w[-1])))
     log(
         f"confidence: {int(y.sum())} good / {int((1 - y).sum())} bad bodies; "
-        f"at 0.5: {int(((p >= 0.5) & (y == 1)).sum())} kept good, {int(((p >= 0.5) & (y == 0)).sum())} kept bad"
+        f"at 0.5: {int(((p >= 0.5) & (y == 1)).sum())} kept good, "
+        f"{int(((p >= 0.5) & (y == 0)).sum())} kept bad"
     )
-    floor = -np.inf
-    if neg_scores:
-        floor = (
-            0.5 * (max(neg_scores) + min(chain_scores))
-            if max(neg_scores) < min(chain_scores)
-            else max(neg_scores)
-        )
+    # chain-score floor: nearer the no-spine scores than the spines (a real spine must never be
+    # dropped here; per-vertebra confidence is the main guard against false bodies)
+    lo_pos, hi_neg = min(chain_scores), max(neg_scores, default=-np.inf)
+    floor = hi_neg + 0.25 * (lo_pos - hi_neg) if hi_neg < lo_pos else lo_pos - 1.0
     log(
-        f"chain scores: spines {min(chain_scores):.1f}..{max(chain_scores):.1f}, no spine max {max(neg_scores, default=float('nan')):.1f}"
+        f"chain scores: spines {lo_pos:.1f}..{max(chain_scores):.1f}, no spine max {hi_neg:.1f} -> floor {floor:.1f}"
     )
     model = replace(model, conf_mean=mean, conf_scale=scale, conf_weights=w, chain_min_score=float(floor))
     log(f"fitted in {time.perf_counter() - t0:.0f} s")

@@ -33,6 +33,10 @@ SPANS_C2: tuple[tuple[tuple[float, float], ...], ...] = (
 )
 
 
+#: Largest plausible sag of a side (waist of a wall, concavity of an endplate), mm.
+MAX_SAG_MM = 1.5
+
+
 @dataclass(frozen=True)
 class SideFit:
     """One fitted side: ``coef`` of offset(t) = c0 + c1 t + c2 t^2 (px, along the outward normal)."""
@@ -71,6 +75,7 @@ def fit_side(
     spans: tuple[tuple[float, float], ...],
     degree: int,
     noise: float,
+    max_sag_px: float = np.inf,
 ) -> SideFit | None:
     """Fit one side between ``start`` and ``end`` (outward ``normal``), searching ``radius_px`` either way."""
     length = float(np.hypot(*(end - start)))
@@ -117,6 +122,9 @@ def fit_side(
         if new.sum() < deg + 2 or np.array_equal(new, keep):
             break
         keep = new
+    if deg == 2 and abs(coef[2]) / 4 > max_sag_px:
+        # implausibly curved: the edge search strayed; a straight side is the safer reading
+        return fit_side(image, start, end, normal, radius_px=radius_px, spans=spans, degree=1, noise=noise)
     res = e - (coef[0] + coef[1] * t + coef[2] * t * t)
     rms = float(np.sqrt(np.mean(res[keep] ** 2))) if keep.any() else float("inf")
     return SideFit(
@@ -159,8 +167,8 @@ def refine_corners(
 ) -> tuple[np.ndarray | None, dict[str, float], list[SideFit]]:
     """Refine four corners (CORNERS order) on a smoothed float image.
 
-    ``side_offsets_mm`` (4, 2) moves each fitted side outwards at its start and end (fitted: where the annotated
-    outline lies relative to the steepest step). Returns the corners (or None when a side
+    ``side_offsets_mm`` (4, 2) moves each fitted side outwards at its start and end (fitted:
+    where the annotated outline lies relative to the steepest step). Returns the corners (or None when a side
     cannot be found), fit features and the side fits (before the offsets):
     ``inlier`` (worst side's share of profiles on the fitted edge), ``strength``
     (weakest side's median edge step / noise), ``rms_px`` (worst side's residual).
@@ -194,6 +202,7 @@ def refine_corners(
                 spans=spans[s],
                 degree=0 if (is_c2 and s == 0) else 2,
                 noise=noise,
+                max_sag_px=MAX_SAG_MM * px_per_mm,
             )
             if fit is None:
                 return None, {"inlier": 0.0, "strength": 0.0, "rms_px": 99.0}, []
