@@ -121,7 +121,10 @@ def tracked_row(name: str, kw: dict, seed: int) -> str:
     classes = "/".join(str(got["curve"][k]["class"]) for k in ("neutral", "flexion", "extension"))
     worst = f"{max(diffs):.3f}" if diffs else "null"
     verdict = "same" if same else "DIFFERENT"
-    return f"{name:28s} {seed:5d} {len(diffs):2d} levels  worst ROM diff {worst:>6s} deg  class {verdict} ({classes})"
+    return (
+        f"{name:28s} {seed:5d} {len(diffs):2d} levels  worst ROM diff {worst:>6s} deg"
+        f"  class {verdict} ({classes})"
+    )
 
 
 def main() -> None:

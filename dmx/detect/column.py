@@ -82,13 +82,28 @@ def _peaks(stack: np.ndarray, angles: np.ndarray, tsize: int, *, min_dist: int, 
     return out
 
 
+#: Windows flatter than this (std of the 0..1 normalised image) cannot hold a body: correlation 0.
+MIN_WINDOW_STD = 0.01
+
+
 def correlate(canon: np.ndarray, big: np.ndarray, angles: np.ndarray, size_px: int) -> np.ndarray:
-    """Normalised cross-correlation maps ``(A, H', W')`` of the template at every tilt."""
-    maps = [
-        cv2.matchTemplate(canon, rotate_template(big, float(a), size_px), cv2.TM_CCOEFF_NORMED)
-        for a in angles
-    ]
-    return np.stack(maps)
+    """Normalised cross-correlation maps ``(A, H', W')`` of the template at every tilt.
+
+    Flat windows (saturated background, collimator) score 0 instead of the arbitrary values
+    normalised correlation gives where the image has no variance.
+    """
+    maps = np.stack(
+        [
+            cv2.matchTemplate(canon, rotate_template(big, float(a), size_px), cv2.TM_CCOEFF_NORMED)
+            for a in angles
+        ]
+    )
+    ones = np.ones((size_px, size_px), np.float32)
+    mean = cv2.matchTemplate(canon, ones, cv2.TM_CCORR) / ones.size
+    mean_sq = cv2.matchTemplate(canon * canon, ones, cv2.TM_CCORR) / ones.size
+    std = np.sqrt(np.maximum(mean_sq - mean * mean, 0.0))
+    maps[:, std < MIN_WINDOW_STD] = 0.0
+    return np.nan_to_num(maps, nan=0.0, posinf=0.0, neginf=0.0)
 
 
 def _transitions(model: DetectorModel, k: int, upper: list[Candidate], lower: list[Candidate]) -> np.ndarray:

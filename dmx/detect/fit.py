@@ -283,9 +283,8 @@ def fit(n_images: int = 64, *, log=print) -> DetectorModel:
     # dropped here; per-vertebra confidence is the main guard against false bodies)
     lo_pos, hi_neg = min(chain_scores), max(neg_scores, default=-np.inf)
     floor = hi_neg + 0.25 * (lo_pos - hi_neg) if hi_neg < lo_pos else lo_pos - 1.0
-    log(
-        f"chain scores: spines {lo_pos:.1f}..{max(chain_scores):.1f}, no spine max {hi_neg:.1f} -> floor {floor:.1f}"
-    )
+    log(f"chain scores: spines {lo_pos:.1f}..{max(chain_scores):.1f}, no spine max {hi_neg:.1f}")
+    log(f"chain-score floor {floor:.1f}")
     model = replace(model, conf_mean=mean, conf_scale=scale, conf_weights=w, chain_min_score=float(floor))
     log(f"fitted in {time.perf_counter() - t0:.0f} s")
     return model
