@@ -142,3 +142,11 @@ def test_find_landmarks_uses_sequence_frame(phantom, detection):
 def test_rejects_non_image():
     with pytest.raises(ValueError, match="2-D"):
         detect_landmarks(np.zeros(100))
+
+
+def test_uncalibrated_searches_scales(phantom):
+    det = detect_landmarks(_display(phantom, 3), mm_per_px=None, frame=3)
+    errs = _errors(det, phantom.landmarks.corners_px)
+    assert len(errs) >= 5, det.missing
+    assert max(errs.values()) <= 2.0, errs
+    assert any("no calibration" in w for w in det.warnings)
