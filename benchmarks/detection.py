@@ -22,6 +22,7 @@ import numpy as np
 
 from dmx.anatomy import BODIES
 from dmx.detect import detect_landmarks
+from dmx.detect.fit import training_specs
 from dmx.landmarks import Landmarks
 from dmx.measure import measure
 from dmx.phantom import make_phantom
@@ -121,15 +122,45 @@ def tracked_row(name: str, kw: dict, seed: int) -> str:
     classes = "/".join(str(got["curve"][k]["class"]) for k in ("neutral", "flexion", "extension"))
     worst = f"{max(diffs):.3f}" if diffs else "null"
     verdict = "same" if same else "DIFFERENT"
+    n_true = sum(ref_m["levels"][L]["rotation_rom_deg"] is not None for L in ref_m["levels"])
     return (
-        f"{name:28s} {seed:5d} {len(diffs):2d} levels  worst ROM diff {worst:>6s} deg"
+        f"{name:28s} {seed:5d} {len(diffs):2d} levels (true corners: {n_true})"
+        f"  worst ROM diff {worst:>6s} deg"
         f"  class {verdict} ({classes})"
     )
+
+
+def random_rows(n: int) -> None:
+    """Unseen phantoms drawn from the fitting ranges (other seeds): in-distribution generalisation."""
+    errs, found, false_accept, t = [], 0, 0, 0.0
+    missed: dict[str, int] = {}
+    for kw in training_specs(n, seed=777, first_seed=900000):
+        ph = make_phantom(**kw)
+        ref = kw["reference_frame"]
+        t0 = time.perf_counter()
+        det = detect_landmarks(display(ph, ref), mm_per_px=ph.truth["mm_per_px"], frame=ref)
+        t += time.perf_counter() - t0
+        for v in det.missing:
+            missed[v.value] = missed.get(v.value, 0) + 1
+        for v, c in det.landmarks.corners_px.items():
+            e = np.hypot(*(c - ph.landmarks.corners_px[v]).T)
+            errs.append(e)
+            found += 1
+            false_accept += int(e.max() > 3.0)
+    e = np.concatenate(errs)
+    print(
+        f"{'random unseen (fit ranges)':28s} {n:5d} {np.median(e):6.2f} {np.percentile(e, 95):6.2f} "
+        f"{e.max():6.2f} {found:3d}/{6 * n} bodies, {false_accept} with a corner > 3 px; {t / n:.2f} s/image"
+    )
+    print(f"{'':28s} left out: {', '.join(f'{k} x{v}' for k, v in sorted(missed.items())) or 'none'}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--full", action="store_true", help="three seeds per case and four tracked cases")
+    parser.add_argument(
+        "--random", type=int, default=0, metavar="N", help="also N unseen phantoms drawn like the fitting set"
+    )
     args = parser.parse_args()
     seeds = (5001, 5002, 5003) if args.full else (5001,)
     print(
@@ -148,6 +179,9 @@ def main() -> None:
         f"  (n={e.size})"
     )
     print()
+    if args.random:
+        random_rows(args.random)
+        print()
     for name in TRACKED[: 4 if args.full else 2]:
         kw, _ = CASES[name]
         print(tracked_row(name, kw, 7001), flush=True)

@@ -47,8 +47,11 @@ HELD_OUT = {
 }
 
 
-def training_specs(n: int, *, seed: int = 20261127) -> list[dict[str, Any]]:
-    """``n`` make_phantom keyword sets for fitting (seeds 100000+)."""
+def training_specs(n: int, *, seed: int = 20261127, first_seed: int = 100000) -> list[dict[str, Any]]:
+    """``n`` make_phantom keyword sets for fitting (phantom seeds ``first_seed`` + i).
+
+    With another ``seed`` and ``first_seed`` it draws unseen phantoms from the same ranges.
+    """
     rng = np.random.default_rng(seed)
     out = []
     while len(out) < n:
@@ -56,7 +59,7 @@ def training_specs(n: int, *, seed: int = 20261127) -> list[dict[str, Any]]:
         lo = max(0.16, 148.0 / size)
         mpp = float(np.round(rng.uniform(lo, 0.4), 3))
         kw: dict[str, Any] = {
-            "seed": 100000 + len(out),
+            "seed": first_seed + len(out),
             "frames": 4,
             "return_to_neutral": False,
             "rows": size,

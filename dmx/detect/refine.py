@@ -33,6 +33,9 @@ SPANS_C2: tuple[tuple[tuple[float, float], ...], ...] = (
 )
 
 
+#: Polynomial degree of C2's sides: the superior shoulders are one offset parallel to the inferior
+#: endplate, the others gentle quadratics like every body's.
+C2_DEGREES = (0, 2, 2, 2)
 #: Largest plausible sag of a side (waist of a wall, concavity of an endplate), mm.
 MAX_SAG_MM = 1.5
 
@@ -117,20 +120,18 @@ def fit_side(
         return None
     deg = min(degree, 1) if ok.sum() < 8 else degree
     w = np.where(ok, peak, 0.0)
-    keep = ok.copy()
-    coef = np.zeros(3)
-    for _ in range(4):
-        a = np.vander(t[keep], deg + 1, increasing=True)
-        sw = np.sqrt(w[keep])
-        sol, *_ = np.linalg.lstsq(a * sw[:, None], e[keep] * sw, rcond=None)
-        coef = np.zeros(3)
-        coef[: deg + 1] = sol
-        res = e - (coef[0] + coef[1] * t + coef[2] * t * t)
-        mad = 1.4826 * np.median(np.abs(res[keep])) if keep.any() else 0.0
-        new = ok & (np.abs(res) <= max(3.0 * mad, 0.6))
-        if new.sum() < deg + 2 or np.array_equal(new, keep):
-            break
-        keep = new
+    coef, keep = _robust_fit(t, e, w, ok, deg)
+    if deg >= 1 and keep.mean() < 0.8:
+        # another edge (an overlapping bone) took part of the side: look at each profile's
+        # strongest few steps and keep, per profile, the one on the best-supported line
+        alt = _consensus(
+            t, g, off_g, step, (2.0 if degree == 0 else 3.0) * noise, tol_px=1.0 + 0.5 * min(max_sag_px, 4.0)
+        )
+        if alt is not None:
+            e2, w2, ok2 = alt
+            coef2, keep2 = _robust_fit(t, e2, w2, ok2, deg)
+            if keep2.mean() > keep.mean():
+                coef, keep, e, peak = coef2, keep2, e2, np.where(ok2, w2, peak)
     if deg == 2 and abs(coef[2]) / 4 > max_sag_px:
         # implausibly curved: the edge search strayed; a straight side is the safer reading
         return fit_side(image, start, end, normal, radius_px=radius_px, spans=spans, degree=1, noise=noise)
@@ -145,6 +146,87 @@ def fit_side(
         strength=float(np.median(peak[keep]) / max(noise, 1e-9)),
         rms_px=rms,
     )
+
+
+def _robust_fit(
+    t: np.ndarray, e: np.ndarray, w: np.ndarray, ok: np.ndarray, deg: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Weighted polynomial offset(t) with iterative trimming of outliers; returns coef (3,) and inliers."""
+    keep = ok.copy()
+    coef = np.zeros(3)
+    for _ in range(4):
+        a = np.vander(t[keep], deg + 1, increasing=True)
+        sw = np.sqrt(w[keep])
+        sol, *_ = np.linalg.lstsq(a * sw[:, None], e[keep] * sw, rcond=None)
+        coef = np.zeros(3)
+        coef[: deg + 1] = sol
+        res = e - (coef[0] + coef[1] * t + coef[2] * t * t)
+        mad = 1.4826 * np.median(np.abs(res[keep])) if keep.any() else 0.0
+        new = ok & (np.abs(res) <= max(3.0 * mad, 0.6))
+        if new.sum() < deg + 2 or np.array_equal(new, keep):
+            break
+        keep = new
+    return coef, keep
+
+
+def _consensus(
+    t: np.ndarray,
+    g: np.ndarray,
+    off_g: np.ndarray,
+    step: float,
+    threshold: float,
+    *,
+    tol_px: float,
+    top: int = 3,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """Per profile, the step (among its ``top`` strongest) nearest the line most steps support."""
+    n = len(t)
+    loc = np.zeros_like(g, dtype=bool)
+    loc[:, 1:-1] = (g[:, 1:-1] > g[:, :-2]) & (g[:, 1:-1] >= g[:, 2:]) & (g[:, 1:-1] > threshold)
+    vals = np.where(loc, g, -np.inf)
+    idx = np.argsort(-vals, axis=1)[:, :top]
+    cand_w = np.take_along_axis(vals, idx, axis=1)  # (n, top)
+    cand_e = off_g[idx]
+    valid = np.isfinite(cand_w)
+    if valid.sum() < 4:
+        return None
+    pi, ci = np.nonzero(valid)
+    pt, pe = t[pi], cand_e[pi, ci]
+    a, b = np.triu_indices(len(pi), k=1)
+    sel = np.abs(pt[a] - pt[b]) >= 0.3
+    a, b = a[sel], b[sel]
+    if len(a) == 0:
+        return None
+    if len(a) > 20000:
+        keep = np.linspace(0, len(a) - 1, 20000).astype(int)
+        a, b = a[keep], b[keep]
+    slope = (pe[b] - pe[a]) / (pt[b] - pt[a])
+    icpt = pe[a] - slope * pt[a]
+    pred = icpt[:, None, None] + slope[:, None, None] * t[None, :, None]  # (L, n, 1)
+    res = np.abs(cand_e[None] - pred)  # (L, n, top)
+    res = np.where(valid[None], res, np.inf)
+    best = res.min(axis=2)
+    support = np.where(
+        best < tol_px,
+        np.take_along_axis(
+            np.where(valid, cand_w, 0.0)[None].repeat(len(a), 0), res.argmin(axis=2)[..., None], axis=2
+        )[..., 0],
+        0.0,
+    ).sum(axis=1)
+    line = int(np.argmax(support))
+    choice = res[line].argmin(axis=1)
+    e = cand_e[np.arange(n), choice]
+    w = cand_w[np.arange(n), choice]
+    ok = np.isfinite(w) & (res[line, np.arange(n), choice] < tol_px)
+    # sub-pixel refinement of the chosen steps
+    j = idx[np.arange(n), choice]
+    jj = np.clip(j, 1, g.shape[1] - 2)
+    y0, y1, y2 = (g[np.arange(n), jj + d] for d in (-1, 0, 1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        den = y0 - 2 * y1 + y2
+        frac = np.where(np.isfinite(den) & (den < 0), 0.5 * (y0 - y2) / den, 0.0)
+    e = off_g[jj] + np.clip(np.nan_to_num(frac), -0.5, 0.5) * step
+    return e, np.where(ok, w, 0.0), ok
 
 
 def _intersect(a: SideFit, b: SideFit) -> np.ndarray | None:
@@ -210,7 +292,7 @@ def refine_corners(
                 n,
                 radius_px=radius_mm * px_per_mm,
                 spans=spans[s],
-                degree=0 if (is_c2 and s == 0) else 2,
+                degree=C2_DEGREES[s] if is_c2 else 2,
                 noise=noise,
                 max_sag_px=MAX_SAG_MM * px_per_mm,
             )
