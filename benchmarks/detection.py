@@ -9,8 +9,8 @@ confidence and the time. Then, for a few cases, it tracks the whole cine from th
 and from the true corners, measures both, and prints the worst level's rotation-ROM
 difference and whether the curve class is the same at every key frame.
 
-    PYTHONPATH=. python benchmarks/detection.py          # quick (about 3 minutes)
-    PYTHONPATH=. python benchmarks/detection.py --full   # more seeds per case
+    PYTHONPATH=. python benchmarks/detection.py                      # quick (about 30 s)
+    PYTHONPATH=. python benchmarks/detection.py --full --random 30   # 3 seeds per case, 30 more (~3 min)
 """
 
 from __future__ import annotations

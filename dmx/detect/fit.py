@@ -127,7 +127,7 @@ def _logistic(x: np.ndarray, y: np.ndarray, *, l2: float = 1e-2, iters: int = 50
     return w
 
 
-def fit(n_images: int = 64, *, log=print) -> DetectorModel:
+def fit(n_images: int = 80, *, log=print) -> DetectorModel:
     """Fit a :class:`DetectorModel` from ``n_images`` training phantoms."""
     from dmx.detect.column import coarse
     from dmx.detect.detector import refine_chain, smoothed
@@ -297,7 +297,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m dmx.detect.fit", description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="models/detector.npz", help="output file (default %(default)s)")
     parser.add_argument(
-        "--images", type=int, default=64, help="number of training phantoms (default %(default)s)"
+        "--images", type=int, default=80, help="number of training phantoms (default %(default)s)"
     )
     args = parser.parse_args(argv)
     model = fit(args.images, log=lambda m: print(m, file=sys.stderr))
