@@ -90,6 +90,21 @@ def detect_landmarks(
         Index recorded as the landmarks' reference frame.
     model_path : path, optional
         Fitted parameters (default :func:`model_file`).
+
+    Returns
+    -------
+    Detection
+        Corners and confidence (0..1) of every vertebra found; each of C2-C7 not found
+        (or below the model's confidence threshold) is in ``missing`` with the reason,
+        never guessed. Unequal row/column spacing is averaged for the size prior.
+
+    Raises
+    ------
+    ValueError
+        If ``image`` is not a 2-D frame of at least 64 x 64 pixels, or the model file
+        is not a dmx detector file.
+    FileNotFoundError
+        If no model file is found (see :func:`model_file`).
     """
     from dmx.detect.detector import run
 
@@ -135,16 +150,17 @@ def detect_landmarks(
     )
 
 
-_MODELS: dict[Path, object] = {}
+_MODELS: dict[tuple[Path, int], object] = {}
 
 
 def _cached_model(path: Path):
     from dmx.detect.model import load_model
 
     key = path.resolve()
-    if key not in _MODELS:
-        _MODELS[key] = load_model(key)
-    return _MODELS[key]
+    stamp = (key, key.stat().st_mtime_ns)
+    if stamp not in _MODELS:
+        _MODELS[stamp] = load_model(key)
+    return _MODELS[stamp]
 
 
 def find_landmarks(sequence, *, frame: int = 0, model_path: str | Path | None = None) -> Detection:
