@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dmx.anatomy import Vertebra
+from dmx.anatomy import BODIES, Vertebra
 from dmx.landmarks import Landmarks
 
 #: File name of the fitted detector parameters in the models folder.
@@ -90,8 +90,77 @@ def detect_landmarks(
         Index recorded as the landmarks' reference frame.
     model_path : path, optional
         Fitted parameters (default :func:`model_file`).
+
+    Returns
+    -------
+    Detection
+        Corners and confidence (0..1) of every vertebra found; each of C2-C7 not found
+        (or below the model's confidence threshold) is in ``missing`` with the reason,
+        never guessed. Unequal row/column spacing is averaged for the size prior.
+
+    Raises
+    ------
+    ValueError
+        If ``image`` is not a 2-D frame of at least 64 x 64 pixels, or the model file
+        is not a dmx detector file.
+    FileNotFoundError
+        If no model file is found (see :func:`model_file`).
     """
-    raise NotImplementedError("automatic landmark detection is being built (issue #7)")
+    from dmx.detect.detector import run
+
+    img = np.asarray(image)
+    if img.ndim != 2 or min(img.shape) < 64:
+        raise ValueError(
+            f"detect_landmarks needs one 2-D frame of at least 64 x 64 pixels, got shape {img.shape}"
+        )
+    model = _cached_model(Path(model_path) if model_path is not None else model_file())
+    mpp = None
+    if mm_per_px is not None:
+        vals = [float(v) for v in np.ravel(mm_per_px)]
+        if all(np.isfinite(v) and v > 0 for v in vals):
+            mpp = float(np.mean(vals))
+    warnings: list[str] = []
+    result = run(img, model, mm_per_px=mpp)
+    if result is None or result.chain_score < model.chain_min_score:
+        reason = "no cervical column found on this frame"
+        return Detection(Landmarks(frame=frame, corners_px={}), {v: reason for v in BODIES}, ())
+    if mpp is None:
+        warnings.append(
+            f"no calibration: body size searched over scales (best fit {result.mm_per_px:.3f} mm per pixel)"
+        )
+    corners: dict[Vertebra, np.ndarray] = {}
+    confidence: dict[Vertebra, float] = {}
+    missing: dict[Vertebra, str] = {}
+    for b in result.bodies:
+        if b.corners_px is None:
+            missing[b.vertebra] = f"not found: {b.problem}"
+        elif b.confidence < model.conf_threshold:
+            missing[b.vertebra] = (
+                f"left out: confidence {b.confidence:.2f} below {model.conf_threshold:.2f} "
+                "(outline weak, hidden or implausible)"
+            )
+        else:
+            corners[b.vertebra] = b.corners_px
+            confidence[b.vertebra] = round(float(b.confidence), 4)
+    for v, c in confidence.items():
+        if c < 0.8:
+            warnings.append(f"{v.value}: low confidence {c:.2f}; check its corners")
+    return Detection(
+        Landmarks(frame=frame, corners_px=corners, confidence=confidence), missing, tuple(warnings)
+    )
+
+
+_MODELS: dict[tuple[Path, int], object] = {}
+
+
+def _cached_model(path: Path):
+    from dmx.detect.model import load_model
+
+    key = path.resolve()
+    stamp = (key, key.stat().st_mtime_ns)
+    if stamp not in _MODELS:
+        _MODELS[stamp] = load_model(key)
+    return _MODELS[stamp]
 
 
 def find_landmarks(sequence, *, frame: int = 0, model_path: str | Path | None = None) -> Detection:

@@ -1,0 +1,191 @@
+"""Automatic corner detection against phantom ground truth, on settings held out from fitting.
+
+Every case uses seeds the fitting never saw (fitting uses 100000+) and most use settings
+outside the fitting ranges (see ``dmx.detect.fit.HELD_OUT``): 1024-px images at 0.15 mm,
+fewer than 600 photons, blur 2 px, JPEG quality 50, and the combination S-curve (lower
+kyphotic) + facing left + MONOCHROME1. Per case it prints the corner error (median, 95th
+percentile, maximum, px) over the vertebrae found, how many of C2-C7 were found, the lowest
+confidence and the time. Then, for a few cases, it tracks the whole cine from the detected
+and from the true corners, measures both, and prints the worst level's rotation-ROM
+difference and whether the curve class is the same at every key frame.
+
+    PYTHONPATH=. python benchmarks/detection.py                      # quick (about 30 s)
+    PYTHONPATH=. python benchmarks/detection.py --full --random 30   # 3 seeds per case, 30 more (~3 min)
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+
+from dmx.anatomy import BODIES
+from dmx.detect import detect_landmarks
+from dmx.detect.fit import training_specs
+from dmx.landmarks import Landmarks
+from dmx.measure import measure
+from dmx.phantom import make_phantom
+from dmx.tracking import track
+
+#: name -> (make_phantom keywords, calibration given to the detector)
+CASES: dict[str, tuple[dict, bool]] = {
+    "lordotic 512 0.30 mm": (dict(curve="lordotic"), True),
+    "kyphotic left MONO1 flex": (
+        dict(curve="kyphotic", facing="left", photometric="MONOCHROME1", reference_frame=1),
+        True,
+    ),
+    "S-upper 1024 0.15 mm ext": (
+        dict(curve="s_upper_kyphotic", rows=1024, cols=1024, mm_per_px=0.15, reference_frame=3),
+        True,
+    ),
+    "0.40 mm, 300 photons": (dict(curve="lordotic", mm_per_px=0.4, photons=300.0, reference_frame=3), True),
+    "S-lower left MONO1 (combo)": (
+        dict(curve="s_lower_kyphotic", facing="left", photometric="MONOCHROME1", reference_frame=3),
+        True,
+    ),
+    "JPEG q50, blur 2 px": (
+        dict(curve="straight", transfer_syntax="jpeg", jpeg_quality=50, blur_px=2.0, reference_frame=1),
+        True,
+    ),
+    "straight tilt 30, 768 0.2": (
+        dict(curve="straight", tilt_deg=30.0, rows=768, cols=768, mm_per_px=0.2),
+        True,
+    ),
+    "uncalibrated lordotic 640": (dict(curve="lordotic", rows=640, cols=640, mm_per_px=0.25), False),
+}
+#: Cases also tracked and measured (quick mode: the first two).
+TRACKED = (
+    "lordotic 512 0.30 mm",
+    "S-lower left MONO1 (combo)",
+    "kyphotic left MONO1 flex",
+    "0.40 mm, 300 photons",
+)
+
+
+def display(ph, frame: int | None = None) -> np.ndarray:
+    """Frames (or one frame) in display polarity, as the loader gives them."""
+    f = ph.frames.astype(np.float32) if frame is None else ph.frames[frame].astype(np.float32)
+    if ph.truth["params"]["photometric"] == "MONOCHROME1":
+        f = float((1 << ph.truth["params"]["bits"]) - 1) - f
+    return f
+
+
+def detection_row(name: str, kw: dict, calibrated: bool, seed: int) -> tuple[str, object, object]:
+    kw = dict(kw, seed=seed)
+    kw.setdefault("frames", 4)
+    kw.setdefault("return_to_neutral", False)
+    ph = make_phantom(**kw)
+    ref = kw.get("reference_frame", 0)
+    t0 = time.perf_counter()
+    det = detect_landmarks(
+        display(ph, ref), mm_per_px=ph.truth["mm_per_px"] if calibrated else None, frame=ref
+    )
+    dt = time.perf_counter() - t0
+    errs = [
+        np.hypot(*(det.landmarks.corners_px[v] - ph.landmarks.corners_px[v]).T)
+        for v in BODIES
+        if v in det.landmarks.corners_px
+    ]
+    e = np.concatenate(errs) if errs else np.array([np.nan])
+    conf = min(det.landmarks.confidence.values()) if det.landmarks.confidence else float("nan")
+    missing = ",".join(v.value for v in det.missing) or "-"
+    row = (
+        f"{name:28s} {seed:5d} {np.median(e):6.2f} {np.percentile(e, 95):6.2f} {e.max():6.2f} "
+        f"{len(errs):3d}/6 {conf:5.2f} {dt:5.2f}  {missing}"
+    )
+    return row, e, det
+
+
+def tracked_row(name: str, kw: dict, seed: int) -> str:
+    kw = dict(kw, seed=seed, frames=30)
+    ph = make_phantom(**kw)
+    ref = kw.get("reference_frame", 0)
+    frames = display(ph)
+    mm = ph.truth["mm_per_px"]
+    det = detect_landmarks(frames[ref], mm_per_px=mm, frame=ref)
+    true_lm = Landmarks(frame=ref, corners_px=dict(ph.landmarks.corners_px))
+    got = measure(track(frames, det.landmarks), mm_per_px=mm)
+    ref_m = measure(track(frames, true_lm), mm_per_px=mm)
+    diffs = [
+        abs(got["levels"][L]["rotation_rom_deg"] - ref_m["levels"][L]["rotation_rom_deg"])
+        for L in ref_m["levels"]
+        if L in got["levels"]
+        and got["levels"][L]["rotation_rom_deg"] is not None
+        and ref_m["levels"][L]["rotation_rom_deg"] is not None
+    ]
+    same = all(
+        got["curve"][k]["class"] == ref_m["curve"][k]["class"]
+        and got["curve"][k]["s_type"] == ref_m["curve"][k]["s_type"]
+        for k in ("neutral", "flexion", "extension")
+    )
+    classes = "/".join(str(got["curve"][k]["class"]) for k in ("neutral", "flexion", "extension"))
+    worst = f"{max(diffs):.3f}" if diffs else "null"
+    verdict = "same" if same else "DIFFERENT"
+    n_true = sum(ref_m["levels"][L]["rotation_rom_deg"] is not None for L in ref_m["levels"])
+    return (
+        f"{name:28s} {seed:5d} {len(diffs):2d} levels (true corners: {n_true})"
+        f"  worst ROM diff {worst:>6s} deg"
+        f"  class {verdict} ({classes})"
+    )
+
+
+def random_rows(n: int) -> None:
+    """Unseen phantoms drawn from the fitting ranges (other seeds): in-distribution generalisation."""
+    errs, found, false_accept, t = [], 0, 0, 0.0
+    missed: dict[str, int] = {}
+    for kw in training_specs(n, seed=777, first_seed=900000):
+        ph = make_phantom(**kw)
+        ref = kw["reference_frame"]
+        t0 = time.perf_counter()
+        det = detect_landmarks(display(ph, ref), mm_per_px=ph.truth["mm_per_px"], frame=ref)
+        t += time.perf_counter() - t0
+        for v in det.missing:
+            missed[v.value] = missed.get(v.value, 0) + 1
+        for v, c in det.landmarks.corners_px.items():
+            e = np.hypot(*(c - ph.landmarks.corners_px[v]).T)
+            errs.append(e)
+            found += 1
+            false_accept += int(e.max() > 3.0)
+    e = np.concatenate(errs)
+    print(
+        f"{'random unseen (fit ranges)':28s} {n:5d} {np.median(e):6.2f} {np.percentile(e, 95):6.2f} "
+        f"{e.max():6.2f} {found:3d}/{6 * n} bodies, {false_accept} with a corner > 3 px; {t / n:.2f} s/image"
+    )
+    print(f"{'':28s} left out: {', '.join(f'{k} x{v}' for k, v in sorted(missed.items())) or 'none'}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--full", action="store_true", help="three seeds per case and four tracked cases")
+    parser.add_argument(
+        "--random", type=int, default=0, metavar="N", help="also N unseen phantoms drawn like the fitting set"
+    )
+    args = parser.parse_args()
+    seeds = (5001, 5002, 5003) if args.full else (5001,)
+    print(
+        f"{'case':28s} {'seed':>5s} {'med':>6s} {'p95':>6s} {'max':>6s} found {'minc':>5s} {'s':>5s}  missing"
+    )
+    allerr = []
+    for i, (name, (kw, cal)) in enumerate(CASES.items()):
+        for s in seeds:
+            row, e, _ = detection_row(name, kw, cal, s + 10 * i)
+            allerr.append(e)
+            print(row, flush=True)
+    e = np.concatenate(allerr)
+    e = e[np.isfinite(e)]
+    print(
+        f"{'all corners':28s} {'':5s} {np.median(e):6.2f} {np.percentile(e, 95):6.2f} {e.max():6.2f}"
+        f"  (n={e.size})"
+    )
+    print()
+    if args.random:
+        random_rows(args.random)
+        print()
+    for name in TRACKED[: 4 if args.full else 2]:
+        kw, _ = CASES[name]
+        print(tracked_row(name, kw, 7001), flush=True)
+
+
+if __name__ == "__main__":
+    main()

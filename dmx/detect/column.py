@@ -1,0 +1,198 @@
+"""Coarse search for the cervical column: body candidates by template correlation, chain C2-C7.
+
+The image is rescaled to the model's canonical resolution (``res_mm`` per pixel),
+correlated (normalised, so contrast and exposure drop out) with the fitted mean
+appearance of a body and of C2 with its dens at a range of tilts, and the chain
+C2..C7 is the path through the candidates that maximises correlation plus the
+log-likelihood of the fitted spacing and relative tilt between neighbours
+(dynamic programming).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+from scipy import ndimage
+
+from dmx.detect.geometry import axes, normalise, rescale
+from dmx.detect.model import DetectorModel
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A body candidate in canonical pixels: centre, tilt (deg) and correlation score."""
+
+    x: float
+    y: float
+    theta_deg: float
+    score: float
+
+
+@dataclass(frozen=True)
+class Chain:
+    """The best chain C2..C7: one candidate per body (canonical pixels), total and per-body scores."""
+
+    bodies: tuple[Candidate, ...]
+    score: float
+    scale: float  # canonical pixels per original pixel
+
+
+def rotate_template(big: np.ndarray, theta_deg: float, size_px: int) -> np.ndarray:
+    """The upright template ``big`` as it appears for a body tilted by ``theta_deg``, cropped square."""
+    e_u, e_v = axes(theta_deg)
+    c_big = (np.array(big.shape[::-1]) - 1) / 2
+    c = (size_px - 1) / 2
+    # output (x, y) -> big (cx + d.e_u, cy - d.e_v) with d = (x - c, y - c)
+    m = np.array(
+        [
+            [e_u[0], e_u[1], c_big[0] - c * (e_u[0] + e_u[1])],
+            [-e_v[0], -e_v[1], c_big[1] + c * (e_v[0] + e_v[1])],
+        ]
+    )
+    return cv2.warpAffine(
+        big.astype(np.float32),
+        m,
+        (size_px, size_px),
+        flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+        borderMode=cv2.BORDER_REPLICATE,
+    )
+
+
+def _peaks(stack: np.ndarray, angles: np.ndarray, tsize: int, *, min_dist: int, top: int) -> list[Candidate]:
+    best = stack.max(axis=0)
+    arg = stack.argmax(axis=0)
+    loc = (best == ndimage.maximum_filter(best, size=2 * min_dist + 1)) & (best > 0.05)
+    ys, xs = np.nonzero(loc)
+    order = np.argsort(-best[ys, xs])[:top]
+    out = []
+    half = (tsize - 1) / 2
+    step = float(angles[1] - angles[0]) if len(angles) > 1 else 0.0
+    for k in order:
+        y, x = int(ys[k]), int(xs[k])
+        a = int(arg[y, x])
+        th = float(angles[a])
+        if 0 < a < len(angles) - 1:
+            y0, y1, y2 = stack[a - 1, y, x], stack[a, y, x], stack[a + 1, y, x]
+            den = y0 - 2 * y1 + y2
+            if den < 0:
+                th += step * float(np.clip(0.5 * (y0 - y2) / den, -0.5, 0.5))
+        out.append(Candidate(x + half, y + half, th, float(best[y, x])))
+    return out
+
+
+#: Windows flatter than this (std of the 0..1 normalised image) cannot hold a body: correlation 0.
+MIN_WINDOW_STD = 0.01
+
+
+def correlate(canon: np.ndarray, big: np.ndarray, angles: np.ndarray, size_px: int) -> np.ndarray:
+    """Normalised cross-correlation maps ``(A, H', W')`` of the template at every tilt.
+
+    Flat windows (saturated background, collimator) score 0 instead of the arbitrary values
+    normalised correlation gives where the image has no variance.
+    """
+    maps = np.stack(
+        [
+            cv2.matchTemplate(canon, rotate_template(big, float(a), size_px), cv2.TM_CCOEFF_NORMED)
+            for a in angles
+        ]
+    )
+    ones = np.ones((size_px, size_px), np.float32)
+    mean = cv2.matchTemplate(canon, ones, cv2.TM_CCORR) / ones.size
+    mean_sq = cv2.matchTemplate(canon * canon, ones, cv2.TM_CCORR) / ones.size
+    std = np.sqrt(np.maximum(mean_sq - mean * mean, 0.0))
+    maps[:, std < MIN_WINDOW_STD] = 0.0
+    return np.nan_to_num(maps, nan=0.0, posinf=0.0, neginf=0.0)
+
+
+def _transitions(model: DetectorModel, k: int, upper: list[Candidate], lower: list[Candidate]) -> np.ndarray:
+    """(lower, upper) log-likelihoods of each upper body above each lower one for pair k (C2-C3 = 0)."""
+    pu = np.array([[c.x, c.y, c.theta_deg] for c in upper])
+    pl = np.array([[c.x, c.y, c.theta_deg] for c in lower])
+    t = np.deg2rad(pl[:, 2])
+    e_v = np.stack([np.sin(t), -np.cos(t)], axis=-1)  # (L, 2)
+    e_u = np.stack([-e_v[:, 1], e_v[:, 0]], axis=-1)
+    d = (pu[None, :, :2] - pl[:, None, :2]) * model.res_mm  # (L, U, 2)
+    rel = np.stack(
+        [
+            np.einsum("lud,ld->lu", d, e_u),
+            np.einsum("lud,ld->lu", d, e_v),
+            pu[None, :, 2] - pl[:, None, 2],
+        ],
+        axis=-1,
+    )
+    z = (rel - model.trans_mean[k]) / model.trans_std[k]
+    return -0.5 * np.sum(z * z, axis=-1)
+
+
+def _predict(model: DetectorModel, k: int, upper: Candidate, stack: np.ndarray, tsize: int) -> Candidate:
+    """The body below ``upper`` where the chain prior expects it, scored on the correlation maps."""
+    du, dv, dth = model.trans_mean[k]
+    th = upper.theta_deg - dth
+    e_u, e_v = axes(th)
+    x, y = np.array([upper.x, upper.y]) - (du * e_u + dv * e_v) / model.res_mm
+    half = (tsize - 1) / 2
+    a = int(np.argmin(np.abs(model.angles - th)))
+    r, c = int(round(y - half)), int(round(x - half))
+    h, w = stack.shape[1:]
+    if not (0 <= r < h and 0 <= c < w):
+        return Candidate(float(x), float(y), float(th), -1.0)
+    win = stack[max(0, a - 1) : a + 2, max(0, r - 1) : r + 2, max(0, c - 1) : c + 2]
+    return Candidate(float(x), float(y), float(th), float(win.max()))
+
+
+def find_chain(canon: np.ndarray, model: DetectorModel, *, scale: float) -> Chain | None:
+    """Best C2..C7 chain on a canonical-resolution, facing-right image."""
+    if min(canon.shape) <= max(model.crop_body, model.crop_c2) + 2:
+        return None
+    angles = model.angles
+    body = correlate(canon, model.tmpl_body, angles, model.crop_body)
+    c2 = correlate(canon, model.tmpl_c2, angles, model.crop_c2)
+    min_dist = max(2, int(round(5.0 / model.res_mm)))
+    cand = _peaks(body, angles, model.crop_body, min_dist=min_dist, top=60)
+    c2_raw = _peaks(c2, angles, model.crop_c2, min_dist=min_dist, top=15)
+    # the C2 template is centred above the body centre: shift to the body centre
+    c2c = []
+    for c in c2_raw:
+        _, e_v = axes(c.theta_deg)
+        off = model.c2_offset_mm / model.res_mm
+        c2c.append(Candidate(c.x - off * e_v[0], c.y - off * e_v[1], c.theta_deg, c.score))
+    if not cand or not c2c:
+        return None
+    w = model.score_weight
+    # Viterbi, top (C2) to bottom (C7)
+    score = np.array([w * c.score for c in c2c])
+    layers: list[list[Candidate]] = [c2c]
+    back: list[np.ndarray] = []
+    for k in range(5):
+        prev = layers[-1]
+        cur = cand + [_predict(model, k, p, body, model.crop_body) for p in prev]
+        tr = _transitions(model, k, prev, cur)  # (cur, prev)
+        tot = tr + score[None, :]
+        arg = tot.argmax(axis=1)
+        score = tot[np.arange(len(cur)), arg] + np.array([w * q.score for q in cur])
+        back.append(arg)
+        layers.append(cur)
+    end = int(np.argmax(score))
+    path = [end]
+    for k in range(4, -1, -1):
+        path.append(int(back[k][path[-1]]))
+    path.reverse()
+    bodies = tuple(layers[k][i] for k, i in enumerate(path))
+    return Chain(bodies, float(score[end]), scale)
+
+
+def coarse(image: np.ndarray, model: DetectorModel, *, mm_per_px: float | None) -> tuple[Chain | None, float]:
+    """Best chain over scales for a facing-right image; returns it and the mm per pixel used."""
+    norm = normalise(image)
+    scales = [mm_per_px] if mm_per_px else list(model.scale_sweep_mm)
+    best: tuple[Chain | None, float] = (None, scales[0])
+    for mpp in scales:
+        f = mpp / model.res_mm
+        canon = rescale(norm, f)
+        canon = cv2.GaussianBlur(canon, (0, 0), 0.7).astype(np.float32)
+        ch = find_chain(canon, model, scale=f)
+        if ch is not None and (best[0] is None or ch.score > best[0].score):
+            best = (ch, mpp)
+    return best

@@ -1,0 +1,189 @@
+"""The detector: coarse chain search, per-body corner refinement, confidence, omission."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from dmx.anatomy import BODIES, Vertebra
+from dmx.detect.column import Chain, coarse
+from dmx.detect.geometry import axes, normalise, pose_from_corners, to_image_px
+from dmx.detect.model import FEATURES, DetectorModel
+from dmx.detect.refine import refine_corners
+
+
+@dataclass(frozen=True)
+class BodyResult:
+    """One body as refined: corners (px, original image), features, confidence (None if not refined)."""
+
+    vertebra: Vertebra
+    corners_px: np.ndarray | None
+    features: np.ndarray
+    confidence: float
+    problem: str | None
+
+
+@dataclass(frozen=True)
+class ColumnResult:
+    """Everything the detector worked out on one image (internal; :func:`detect_landmarks` reports it)."""
+
+    bodies: tuple[BodyResult, ...]
+    chain_score: float
+    facing: str
+    mm_per_px: float
+    calibrated: bool
+
+
+def smoothed(image: np.ndarray, mm_per_px: float) -> tuple[np.ndarray, float]:
+    """Display-normalised image smoothed for edge search, and the noise level of its edge steps."""
+    im = normalise(image)
+    sigma = max(0.7, 0.12 / mm_per_px)
+    sm = cv2.GaussianBlur(im, (0, 0), sigma)
+    resid = im - cv2.GaussianBlur(im, (0, 0), 2.0)
+    noise = 1.4826 * float(np.median(np.abs(resid - np.median(resid)))) / (2.0 * sigma)
+    return sm, max(noise, 1e-4)
+
+
+def shape_deviation_mm(corners_mm: np.ndarray, mean_mm: np.ndarray) -> tuple[float, float]:
+    """RMS distance (mm) after similarity alignment to the mean shape, and the fitted size ratio.
+
+    ``corners_mm`` are image corners (facing right) scaled to mm; ``mean_mm`` is in the body frame.
+    """
+    a = corners_mm * np.array([1.0, -1.0])  # image y is down, the body frame's v is up
+    a = a - a.mean(axis=0)
+    b = mean_mm - mean_mm.mean(axis=0)
+    # complex-number similarity fit: a * z ~ b
+    za = a[:, 0] + 1j * a[:, 1]
+    zb = b[:, 0] + 1j * b[:, 1]
+    z = np.vdot(za, zb) / max(np.vdot(za, za).real, 1e-12)
+    res = za * z - zb
+    return float(np.sqrt(np.mean(np.abs(res) ** 2))), float(1.0 / max(abs(z), 1e-12))
+
+
+def _fit_quality(feats: dict[str, float]) -> float:
+    return feats["inlier"] * min(feats["strength"], 20.0) / (1.0 + feats["rms_px"])
+
+
+def _neighbour_pose(
+    model: DetectorModel, k: int, corners_px: np.ndarray, px_per_mm: float, *, below: bool
+) -> tuple[np.ndarray, float]:
+    """Pose of body k+1 (``below``) or k-1 expected from the refined corners of body k (chain prior)."""
+    centre, th = pose_from_corners(corners_px)
+    if below:
+        du, dv, dth = model.trans_mean[k]
+        th_l = th - dth
+        e_u, e_v = axes(th_l)
+        return centre - px_per_mm * (du * e_u + dv * e_v), th_l
+    du, dv, dth = model.trans_mean[k - 1]
+    e_u, e_v = axes(th)
+    return centre + px_per_mm * (du * e_u + dv * e_v), th + dth
+
+
+def refine_chain(
+    image: np.ndarray,
+    chain: Chain,
+    model: DetectorModel,
+    *,
+    mm_per_px: float,
+) -> list[tuple[np.ndarray | None, np.ndarray, str | None]]:
+    """Refine every body of a chain on the (facing-right) full-resolution image.
+
+    Each body starts from its coarse pose and, when its neighbour is already refined,
+    also from the pose the chain prior expects next to that neighbour; the start whose
+    refinement fits the edges better wins. Returns, per body C2..C7, the corners (or
+    None), the feature vector (:data:`FEATURES`) and a problem description when
+    refinement failed.
+    """
+    px_per_mm = 1.0 / mm_per_px
+    sm, noise = smoothed(image, mm_per_px)
+    fitted: dict[int, tuple[np.ndarray, dict[str, float]]] = {}
+
+    def neighbour_starts(k: int, nb: int) -> list[tuple[np.ndarray, float]]:
+        if not 0 <= nb < 6 or nb not in fitted:
+            return []
+        centre, theta = _neighbour_pose(model, nb, fitted[nb][0], px_per_mm, below=k > nb)
+        spread = float(model.trans_std[min(k, nb), 2])
+        return [(centre, theta + a * spread) for a in (0.0, -1.0, 1.0)]
+
+    def extrapolated_start(k: int, near: int, far: int) -> list[tuple[np.ndarray, float]]:
+        """Pose of an end body continuing the two refined bodies next to it (local curvature)."""
+        if near not in fitted or far not in fitted:
+            return []
+        (cn, tn), (cf, tf) = (pose_from_corners(fitted[j][0]) for j in (near, far))
+        turn = np.deg2rad(tn - tf)
+        rot = np.array([[np.cos(turn), -np.sin(turn)], [np.sin(turn), np.cos(turn)]])
+        # e_v(theta) = rot(theta) @ (0, -1): a tilt change turns image vectors by the same rotation
+        return [(cn + rot @ (cn - cf), tn + (tn - tf))]
+
+    def best_of(k: int, starts: list[tuple[np.ndarray, float]]) -> None:
+        for centre, theta in starts:
+            init = to_image_px(model.mean_shape_mm[k], centre, theta, px_per_mm)
+            corners, feats, _ = refine_corners(
+                sm,
+                init,
+                is_c2=k == 0,
+                px_per_mm=px_per_mm,
+                noise=noise,
+                side_offsets_mm=model.side_offsets_mm[0 if k == 0 else 1],
+            )
+            if corners is not None and (k not in fitted or _fit_quality(feats) > _fit_quality(fitted[k][1])):
+                fitted[k] = (corners, feats)
+
+    for k in (1, 2, 3, 4, 5, 0):  # C3 first, then down the column; C2 last (from C3 upwards)
+        cand = chain.bodies[k]
+        starts = [(np.array([cand.x, cand.y]) / chain.scale, cand.theta_deg)]
+        best_of(k, starts + neighbour_starts(k, k - 1 if k > 0 else 1))
+    # second chance for poorly fitted bodies: start from both refined neighbours
+    for k in range(6):
+        if k not in fitted or fitted[k][1]["inlier"] < 0.9:
+            starts = neighbour_starts(k, k - 1) + neighbour_starts(k, k + 1)
+            if k == 5:
+                starts += extrapolated_start(5, 4, 3)
+            if k == 0:
+                starts += extrapolated_start(0, 1, 2)
+            if 0 < k < 5 and k - 1 in fitted and k + 1 in fitted:
+                (cu, tu), (cl, tl) = (pose_from_corners(fitted[j][0]) for j in (k - 1, k + 1))
+                starts.append((0.5 * (cu + cl), 0.5 * (tu + tl)))
+            best_of(k, starts)
+    results = []
+    for k in range(6):
+        score = chain.bodies[k].score
+        if k not in fitted:
+            f = np.array([score, 0.0, 0.0, 99.0, 99.0, 0.0])
+            results.append((None, f, "its outline (four cortical edges) was not found"))
+            continue
+        corners, feats = fitted[k]
+        dev, size = shape_deviation_mm(corners * mm_per_px, model.mean_shape_mm[k])
+        f = np.array([score, feats["inlier"], feats["strength"], feats["rms_px"], dev, size])
+        results.append((corners, f, None))
+    return results
+
+
+def run(image: np.ndarray, model: DetectorModel, *, mm_per_px: float | None) -> ColumnResult | None:
+    """Search both facings (mirroring the image), refine the better chain, score every body."""
+    img = np.asarray(image, dtype=np.float32)
+    best: tuple[Chain, float, str] | None = None
+    for facing in ("right", "left"):
+        view = img if facing == "right" else np.ascontiguousarray(img[:, ::-1])
+        chain, mpp = coarse(view, model, mm_per_px=mm_per_px)
+        if chain is not None and (best is None or chain.score > best[0].score):
+            best = (chain, mpp, facing)
+    if best is None:
+        return None
+    chain, mpp, facing = best
+    view = img if facing == "right" else np.ascontiguousarray(img[:, ::-1])
+    w = img.shape[1]
+    bodies = []
+    for k, (corners, feats, problem) in enumerate(refine_chain(view, chain, model, mm_per_px=mpp)):
+        v = BODIES[k]
+        if corners is not None and facing == "left":
+            corners = corners.copy()
+            corners[:, 0] = w - 1 - corners[:, 0]
+        conf = model.confidence(feats) if corners is not None else 0.0
+        bodies.append(BodyResult(v, corners, feats, conf, problem))
+    return ColumnResult(tuple(bodies), chain.score, facing, mpp, mm_per_px is not None)
+
+
+__all__ = ["FEATURES", "BodyResult", "ColumnResult", "run"]

@@ -1,0 +1,97 @@
+"""The detector's fitted parameters (``models/detector.npz``), read and written as plain arrays."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+FORMAT = "dmx.detector/1"
+#: Names of the per-vertebra confidence features, in the order of :attr:`DetectorModel.conf_weights`.
+FEATURES = ("coarse_score", "inlier", "strength", "rms_px", "shape_mm", "size_ratio")
+
+
+@dataclass(frozen=True)
+class DetectorModel:
+    """Fitted detector parameters (see ``models/README.md`` and :mod:`dmx.detect.fit`).
+
+    Attributes
+    ----------
+    res_mm : float
+        Canonical resolution of the coarse search (mm per pixel).
+    tmpl_body, tmpl_c2 : numpy.ndarray
+        Upright mean appearance (facing right) of a C3-C6 body and of C2 with its dens.
+    crop_body, crop_c2 : int
+        Square template sizes used for matching (canonical pixels).
+    c2_offset_mm : float
+        Height of the C2 template's centre above the C2 body centre.
+    angles : numpy.ndarray
+        Tilts searched (deg).
+    scale_sweep_mm : numpy.ndarray
+        Pixel sizes tried when the calibration is unknown.
+    trans_mean, trans_std : numpy.ndarray
+        (5, 3) for C2-C3 ... C6-C7: position of the upper body's centre in the lower body's
+        frame (u anterior, v superior; mm) and relative tilt (deg).
+    mean_shape_mm : numpy.ndarray
+        (6, 4, 2) corners of C2..C7 in their own body frame (mm).
+    side_offsets_mm : numpy.ndarray
+        (2, 4) outward shift from the steepest step to the corner outline, per side
+        (superior, posterior, inferior, anterior), for C2 (row 0) and C3-C7 (row 1).
+    score_weight : float
+        Weight of correlation against the spacing log-likelihood in the chain search.
+    conf_mean, conf_scale, conf_weights : numpy.ndarray
+        Standardisation and logistic weights (bias last) of the confidence features :data:`FEATURES`.
+    conf_threshold : float
+        Vertebrae below this confidence are left out.
+    chain_min_score : float
+        Below this chain score no column is reported.
+    """
+
+    res_mm: float
+    tmpl_body: np.ndarray
+    tmpl_c2: np.ndarray
+    crop_body: int
+    crop_c2: int
+    c2_offset_mm: float
+    angles: np.ndarray
+    scale_sweep_mm: np.ndarray
+    trans_mean: np.ndarray
+    trans_std: np.ndarray
+    mean_shape_mm: np.ndarray
+    side_offsets_mm: np.ndarray
+    score_weight: float
+    conf_mean: np.ndarray
+    conf_scale: np.ndarray
+    conf_weights: np.ndarray
+    conf_threshold: float
+    chain_min_score: float
+
+    def save(self, path: str | Path) -> None:
+        """Write the parameters as a compressed ``.npz`` (float32 templates)."""
+        arrays = {k: np.asarray(v) for k, v in asdict(self).items()}
+        arrays["tmpl_body"] = arrays["tmpl_body"].astype(np.float32)
+        arrays["tmpl_c2"] = arrays["tmpl_c2"].astype(np.float32)
+        np.savez_compressed(path, format=np.array(FORMAT), **arrays)
+
+    def confidence(self, features: np.ndarray) -> float:
+        """Logistic confidence in 0..1 from a feature vector ordered as :data:`FEATURES`."""
+        z = (np.asarray(features, float) - self.conf_mean) / self.conf_scale
+        s = float(z @ self.conf_weights[:-1] + self.conf_weights[-1])
+        return float(1.0 / (1.0 + np.exp(-np.clip(s, -50, 50))))
+
+
+def load_model(path: str | Path) -> DetectorModel:
+    """Read ``detector.npz``; raises ``ValueError`` if it is not a dmx detector file."""
+    with np.load(path, allow_pickle=False) as z:
+        if "format" not in z or str(z["format"]) != FORMAT:
+            raise ValueError(f"{path}: not a {FORMAT} model file")
+        kw = {}
+        for name, f in DetectorModel.__dataclass_fields__.items():
+            a = z[name]
+            kw[name] = a.item() if a.ndim == 0 else a
+            if f.type in ("int",):
+                kw[name] = int(kw[name])
+    kw["tmpl_body"] = kw["tmpl_body"].astype(np.float32)
+    kw["tmpl_c2"] = kw["tmpl_c2"].astype(np.float32)
+    return DetectorModel(**kw)

@@ -1,0 +1,352 @@
+"""Sub-pixel corners of one vertebral body from its four cortical outlines.
+
+Each side of the body (superior endplate, posterior wall, inferior endplate,
+anterior wall) is found as the strongest bright-to-dark step along profiles
+normal to the side (the outer cortical boundary), fitted robustly with a line
+or a gentle quadratic (walls are waisted, endplates concave), and each corner
+is the intersection of its two sides.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+#: Sides as (from corner, to corner) in CORNERS order: superior, posterior, inferior, anterior.
+SIDES: tuple[tuple[int, int], ...] = ((0, 1), (1, 2), (2, 3), (3, 0))
+#: Part of each side sampled (fractions from its first to its second corner).
+SPANS_BODY: tuple[tuple[tuple[float, float], ...], ...] = (
+    ((0.12, 0.88),),
+    ((0.12, 0.88),),
+    ((0.12, 0.88),),
+    ((0.12, 0.88),),
+)
+#: C2: the superior side is only the two shoulders beside the base of the dens, fitted as a line
+#: parallel to the inferior endplate (where the corners sit relative to it is ``side_offsets_mm``).
+SPANS_C2: tuple[tuple[tuple[float, float], ...], ...] = (
+    ((0.03, 0.2), (0.88, 0.97)),
+    ((0.12, 0.88),),
+    ((0.12, 0.88),),
+    ((0.12, 0.88),),
+)
+
+
+#: Polynomial degree of C2's sides: the superior shoulders are one offset parallel to the inferior
+#: endplate, the others gentle quadratics like every body's.
+C2_DEGREES = (0, 2, 2, 2)
+#: Largest plausible sag of a side (waist of a wall, concavity of an endplate), mm.
+MAX_SAG_MM = 1.5
+
+
+@dataclass(frozen=True)
+class SideFit:
+    """One fitted side: ``coef`` of offset(t) = c0 + c1 t + c2 t^2 (px, along the outward normal)."""
+
+    start: np.ndarray
+    end: np.ndarray
+    normal: np.ndarray
+    coef: np.ndarray
+    inlier_fraction: float
+    strength: float
+    rms_px: float
+
+    def point(self, t: float) -> np.ndarray:
+        off = self.coef[0] + self.coef[1] * t + self.coef[2] * t * t
+        return self.start + t * (self.end - self.start) + off * self.normal
+
+    def tangent(self, t: float) -> np.ndarray:
+        doff = self.coef[1] + 2 * self.coef[2] * t
+        return (self.end - self.start) + doff * self.normal
+
+
+def _profiles(image: np.ndarray, points: np.ndarray, normal: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    xy = points[:, None, :] + offsets[None, :, None] * normal[None, None, :]
+    mx = xy[..., 0].astype(np.float32)
+    my = xy[..., 1].astype(np.float32)
+    return cv2.remap(image, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
+def fit_side(
+    image: np.ndarray,
+    start: np.ndarray,
+    end: np.ndarray,
+    normal: np.ndarray,
+    *,
+    radius_px: float,
+    spans: tuple[tuple[float, float], ...],
+    degree: int,
+    noise: float,
+    max_sag_px: float = np.inf,
+) -> SideFit | None:
+    """Fit one side between ``start`` and ``end`` (outward ``normal``), searching ``radius_px`` either way."""
+    length = float(np.hypot(*(end - start)))
+    ts = []
+    for a, b in spans:
+        n = max(3, int(np.ceil((b - a) * length / 1.0)))
+        ts.append(np.linspace(a, b, n))
+    t = np.concatenate(ts)
+    span_id = np.concatenate([np.full(len(x), i) for i, x in enumerate(ts)])
+    step = 0.25
+    offsets = np.arange(-radius_px - 1.0, radius_px + 1.0 + step / 2, step)
+    pts = start[None] + t[:, None] * (end - start)[None]
+    prof = _profiles(image, pts, normal, offsets)
+    k = int(round(0.5 / step))  # derivative over +-0.5 px
+    g = (prof[:, : -2 * k] - prof[:, 2 * k :]) / (2 * k * step)  # inside minus outside
+    # average each profile with its neighbours along the side (1-2-1, within a span): less noise,
+    # no blur across the edge
+    up = np.vstack([g[:1], g[:-1]])
+    down = np.vstack([g[1:], g[-1:]])
+    same_up = np.r_[False, span_id[1:] == span_id[:-1]][:, None]
+    same_down = np.r_[span_id[:-1] == span_id[1:], False][:, None]
+    g = (2 * g + np.where(same_up, up, g) + np.where(same_down, down, g)) / 4
+    off_g = offsets[k:-k]
+    inside = np.abs(off_g) <= radius_px
+    g = np.where(inside[None], g, -np.inf)
+    j = np.argmax(g, axis=1)
+    peak = g[np.arange(len(t)), j]
+    # sub-pixel parabola
+    jj = np.clip(j, 1, g.shape[1] - 2)
+    y0, y1, y2 = (g[np.arange(len(t)), jj + d] for d in (-1, 0, 1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        den = y0 - 2 * y1 + y2
+        frac = np.where(np.isfinite(den) & (den < 0), 0.5 * (y0 - y2) / den, 0.0)
+    frac = np.clip(np.nan_to_num(frac), -0.5, 0.5)
+    e = off_g[jj] + frac * step
+    # a one-parameter side (C2's shoulders) pools its profiles, so it can take weaker steps
+    ok = np.isfinite(peak) & (peak > (2.0 if degree == 0 else 3.0) * noise)
+    if ok.sum() < max(2 if degree == 0 else 3, 0.3 * len(t)):
+        return None
+    deg = min(degree, 1) if ok.sum() < 8 else degree
+    w = np.where(ok, peak, 0.0)
+    coef, keep = _robust_fit(t, e, w, ok, deg)
+    if deg >= 1 and keep.mean() < 0.8:
+        # another edge (an overlapping bone) took part of the side: look at each profile's
+        # strongest few steps and keep, per profile, the one on the best-supported line
+        alt = _consensus(
+            t, g, off_g, step, (2.0 if degree == 0 else 3.0) * noise, tol_px=1.0 + 0.5 * min(max_sag_px, 4.0)
+        )
+        if alt is not None:
+            e2, w2, ok2 = alt
+            coef2, keep2 = _robust_fit(t, e2, w2, ok2, deg)
+            if keep2.mean() > keep.mean():
+                coef, keep, e, peak = coef2, keep2, e2, np.where(ok2, w2, peak)
+    if deg == 2 and abs(coef[2]) / 4 > max_sag_px:
+        # implausibly curved: the edge search strayed; a straight side is the safer reading
+        return fit_side(image, start, end, normal, radius_px=radius_px, spans=spans, degree=1, noise=noise)
+    res = e - (coef[0] + coef[1] * t + coef[2] * t * t)
+    rms = float(np.sqrt(np.mean(res[keep] ** 2))) if keep.any() else float("inf")
+    return SideFit(
+        start=start,
+        end=end,
+        normal=normal,
+        coef=coef,
+        inlier_fraction=float(keep.mean()),
+        strength=float(np.median(peak[keep]) / max(noise, 1e-9)),
+        rms_px=rms,
+    )
+
+
+def _robust_fit(
+    t: np.ndarray, e: np.ndarray, w: np.ndarray, ok: np.ndarray, deg: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Weighted polynomial offset(t) with iterative trimming of outliers; returns coef (3,) and inliers."""
+    keep = ok.copy()
+    coef = np.zeros(3)
+    for _ in range(4):
+        a = np.vander(t[keep], deg + 1, increasing=True)
+        sw = np.sqrt(w[keep])
+        sol, *_ = np.linalg.lstsq(a * sw[:, None], e[keep] * sw, rcond=None)
+        coef = np.zeros(3)
+        coef[: deg + 1] = sol
+        res = e - (coef[0] + coef[1] * t + coef[2] * t * t)
+        mad = 1.4826 * np.median(np.abs(res[keep])) if keep.any() else 0.0
+        new = ok & (np.abs(res) <= max(3.0 * mad, 0.6))
+        if new.sum() < deg + 2 or np.array_equal(new, keep):
+            break
+        keep = new
+    return coef, keep
+
+
+def _consensus(
+    t: np.ndarray,
+    g: np.ndarray,
+    off_g: np.ndarray,
+    step: float,
+    threshold: float,
+    *,
+    tol_px: float,
+    top: int = 3,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """Per profile, the step (among its ``top`` strongest) nearest the line most steps support."""
+    n = len(t)
+    loc = np.zeros_like(g, dtype=bool)
+    loc[:, 1:-1] = (g[:, 1:-1] > g[:, :-2]) & (g[:, 1:-1] >= g[:, 2:]) & (g[:, 1:-1] > threshold)
+    vals = np.where(loc, g, -np.inf)
+    idx = np.argsort(-vals, axis=1)[:, :top]
+    cand_w = np.take_along_axis(vals, idx, axis=1)  # (n, top)
+    cand_e = off_g[idx]
+    valid = np.isfinite(cand_w)
+    if valid.sum() < 4:
+        return None
+    pi, ci = np.nonzero(valid)
+    pt, pe = t[pi], cand_e[pi, ci]
+    a, b = np.triu_indices(len(pi), k=1)
+    sel = np.abs(pt[a] - pt[b]) >= 0.3
+    a, b = a[sel], b[sel]
+    if len(a) == 0:
+        return None
+    if len(a) > 20000:
+        keep = np.linspace(0, len(a) - 1, 20000).astype(int)
+        a, b = a[keep], b[keep]
+    slope = (pe[b] - pe[a]) / (pt[b] - pt[a])
+    icpt = pe[a] - slope * pt[a]
+    pred = icpt[:, None, None] + slope[:, None, None] * t[None, :, None]  # (L, n, 1)
+    res = np.abs(cand_e[None] - pred)  # (L, n, top)
+    res = np.where(valid[None], res, np.inf)
+    best = res.min(axis=2)
+    support = np.where(
+        best < tol_px,
+        np.take_along_axis(
+            np.where(valid, cand_w, 0.0)[None].repeat(len(a), 0), res.argmin(axis=2)[..., None], axis=2
+        )[..., 0],
+        0.0,
+    ).sum(axis=1)
+    line = int(np.argmax(support))
+    choice = res[line].argmin(axis=1)
+    e = cand_e[np.arange(n), choice]
+    w = cand_w[np.arange(n), choice]
+    ok = np.isfinite(w) & (res[line, np.arange(n), choice] < tol_px)
+    # sub-pixel refinement of the chosen steps
+    j = idx[np.arange(n), choice]
+    jj = np.clip(j, 1, g.shape[1] - 2)
+    y0, y1, y2 = (g[np.arange(n), jj + d] for d in (-1, 0, 1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        den = y0 - 2 * y1 + y2
+        frac = np.where(np.isfinite(den) & (den < 0), 0.5 * (y0 - y2) / den, 0.0)
+    e = off_g[jj] + np.clip(np.nan_to_num(frac), -0.5, 0.5) * step
+    return e, np.where(ok, w, 0.0), ok
+
+
+def _intersect(a: SideFit, b: SideFit) -> np.ndarray | None:
+    """Where side ``a`` (near its end, t=1) meets side ``b`` (near its start, t=0)."""
+    ta, tb = 1.0, 0.0
+    for _ in range(20):
+        r = a.point(ta) - b.point(tb)
+        jac = np.stack([a.tangent(ta), -b.tangent(tb)], axis=1)
+        if abs(np.linalg.det(jac)) < 1e-9:
+            return None
+        d = np.linalg.solve(jac, -r)
+        ta, tb = ta + d[0], tb + d[1]
+        if np.hypot(*d) < 1e-6:
+            break
+    if not (0.5 < ta < 1.5 and -0.5 < tb < 0.5):
+        return None
+    return a.point(ta)
+
+
+def refine_corners(
+    image: np.ndarray,
+    corners_px: np.ndarray,
+    *,
+    is_c2: bool,
+    px_per_mm: float,
+    noise: float,
+    side_offsets_mm: np.ndarray | None = None,
+    radii_mm: tuple[float, ...] = (2.0, 0.8),
+) -> tuple[np.ndarray | None, dict[str, float], list[SideFit]]:
+    """Refine four corners (CORNERS order) on a smoothed float image.
+
+    ``side_offsets_mm`` (4, 2) moves each fitted side outwards at its start and end (fitted:
+    where the annotated outline lies relative to the steepest step). Returns the corners (or None when a side
+    cannot be found), fit features and the side fits (before the offsets):
+    ``inlier`` (worst side's share of profiles on the fitted edge), ``strength``
+    (weakest side's median edge step / noise), ``rms_px`` (worst side's residual).
+    """
+    c = np.asarray(corners_px, dtype=float).copy()
+    spans = SPANS_C2 if is_c2 else SPANS_BODY
+    fits: list[SideFit] = []
+    previous: list[SideFit] = []
+    for radius_mm in radii_mm:
+        centre = c.mean(axis=0)
+        fits = [None, None, None, None]
+        order = (1, 2, 3, 0)  # the superior side last: C2's is fitted parallel to the inferior one
+        for s in order:
+            i, j = SIDES[s]
+            a, b = c[i], c[j]
+            if is_c2 and s == 0:
+                inf = fits[2]
+                d = inf.point(0.0) - inf.point(1.0)
+                d /= max(np.hypot(*d), 1e-9)
+                mid = 0.5 * (a + b)
+                a, b = mid + np.dot(a - mid, d) * d, mid + np.dot(b - mid, d) * d
+            d = (b - a) / max(np.hypot(*(b - a)), 1e-9)
+            n = np.array([d[1], -d[0]])
+            if np.dot(n, 0.5 * (a + b) - centre) < 0:
+                n = -n
+            fit = fit_side(
+                image,
+                a,
+                b,
+                n,
+                radius_px=radius_mm * px_per_mm,
+                spans=spans[s],
+                degree=C2_DEGREES[s] if is_c2 else 2,
+                noise=noise,
+                max_sag_px=MAX_SAG_MM * px_per_mm,
+            )
+            if fit is None and previous:
+                fit = previous[s]  # the narrower search lost a weak side: keep the wider one's fit
+            if fit is None:
+                return None, {"inlier": 0.0, "strength": 0.0, "rms_px": 99.0}, []
+            fits[s] = fit
+        new = _corners(fits)
+        if new is None:
+            return None, {"inlier": 0.0, "strength": 0.0, "rms_px": 99.0}, fits
+        c = new
+        previous = fits
+    out = c
+    if side_offsets_mm is not None:
+        shifted = [
+            SideFit(
+                f.start,
+                f.end,
+                f.normal,
+                f.coef + np.array([o[0], o[1] - o[0], 0.0]) * px_per_mm,
+                0.0,
+                0.0,
+                0.0,
+            )
+            for f, o in zip(fits, np.asarray(side_offsets_mm), strict=True)
+        ]
+        out = _corners(shifted)
+        if out is None:
+            return None, {"inlier": 0.0, "strength": 0.0, "rms_px": 99.0}, fits
+    feats = {
+        "inlier": min(f.inlier_fraction for f in fits),
+        "strength": min(f.strength for f in fits),
+        "rms_px": max(f.rms_px for f in fits),
+    }
+    return out, feats, fits
+
+
+def _corners(fits: list[SideFit]) -> np.ndarray | None:
+    out = np.zeros((4, 2))
+    for k in range(4):
+        # corner k is the end of side k-1 and the start of side k
+        p = _intersect(fits[(k - 1) % 4], fits[k])
+        if p is None:
+            return None
+        out[k] = p
+    return out
+
+
+def side_offsets_px(fits: list[SideFit], true_corners_px: np.ndarray) -> np.ndarray:
+    """(4, 2) signed outward distance (px) of the true corners from each fitted side at its two ends."""
+    out = np.zeros((4, 2))
+    for s, (i, j) in enumerate(SIDES):
+        f = fits[s]
+        out[s, 0] = np.dot(true_corners_px[i] - f.point(0.0), f.normal)
+        out[s, 1] = np.dot(true_corners_px[j] - f.point(1.0), f.normal)
+    return out

@@ -1,0 +1,152 @@
+"""Automatic corner detection (dmx.detect) on phantoms the detector was not fitted on."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from dmx.anatomy import BODIES, Vertebra
+from dmx.detect import Detection, detect_landmarks, find_landmarks, model_file
+from dmx.detect.model import FEATURES, load_model
+from dmx.phantom import make_phantom
+
+# fitting uses seeds 100000+; these never appear there
+SEED = 4242
+
+
+def _display(ph, frame: int) -> np.ndarray:
+    img = ph.frames[frame].astype(np.float32)
+    if ph.truth["params"]["photometric"] == "MONOCHROME1":
+        img = 255.0 - img
+    return img
+
+
+def _errors(det: Detection, truth: dict) -> dict[Vertebra, float]:
+    return {
+        v: float(np.hypot(*(c - truth[v]).T).max()) for v, c in det.landmarks.corners_px.items() if v in truth
+    }
+
+
+@pytest.fixture(scope="module")
+def phantom():
+    return make_phantom(seed=SEED, frames=4, return_to_neutral=False, curve="lordotic", reference_frame=3)
+
+
+@pytest.fixture(scope="module")
+def detection(phantom):
+    return detect_landmarks(_display(phantom, 3), mm_per_px=tuple(phantom.truth["mm_per_px"]), frame=3)
+
+
+def test_model_file_loads():
+    path = model_file()
+    assert path.name == "detector.npz" and path.is_file()
+    assert path.stat().st_size < 2_000_000
+    m = load_model(path)
+    assert m.mean_shape_mm.shape == (6, 4, 2)
+    assert m.trans_mean.shape == (5, 3)
+    assert m.conf_weights.shape == (len(FEATURES) + 1,)
+    assert 0.0 < m.conf_threshold < 1.0
+    # C3's depth in its own frame is about 15 mm (phantom body size)
+    depth = np.hypot(*(m.mean_shape_mm[1, 0] - m.mean_shape_mm[1, 1]))
+    assert 14.0 < depth < 16.0
+
+
+def test_not_a_model_file(tmp_path):
+    bad = tmp_path / "x.npz"
+    np.savez(bad, a=np.zeros(3))
+    with pytest.raises(ValueError, match="not a dmx.detector"):
+        load_model(bad)
+
+
+def test_finds_c2_to_c7_within_2px(phantom, detection):
+    assert detection.landmarks.frame == 3
+    errs = _errors(detection, phantom.landmarks.corners_px)
+    assert set(errs) == set(BODIES), detection.missing
+    assert max(errs.values()) <= 2.0, errs
+    assert all(0.5 <= c <= 1.0 for c in detection.landmarks.confidence.values())
+    assert detection.missing == {}
+
+
+def test_facing_left_mirrored(phantom):
+    img = np.ascontiguousarray(_display(phantom, 3)[:, ::-1])
+    w = img.shape[1]
+    truth = {}
+    for v, c in phantom.landmarks.corners_px.items():
+        m = c.copy()
+        m[:, 0] = w - 1 - m[:, 0]
+        truth[v] = m
+    det = detect_landmarks(img, mm_per_px=tuple(phantom.truth["mm_per_px"]), frame=3)
+    errs = _errors(det, truth)
+    assert set(errs) >= set(BODIES[:5]), det.missing
+    assert max(errs.values()) <= 2.0, errs
+    # anterior corners lie to the left of the posterior ones when the patient faces left
+    c4 = det.landmarks.corners_px[Vertebra.C4]
+    assert c4[0, 0] < c4[1, 0] - 20
+
+
+def test_monochrome1_and_uint8_input():
+    ph = make_phantom(seed=SEED + 1, frames=4, photometric="MONOCHROME1", facing="left", curve="kyphotic")
+    det = detect_landmarks((255 - ph.frames[0]).astype(np.uint8), mm_per_px=tuple(ph.truth["mm_per_px"]))
+    errs = _errors(det, ph.landmarks.corners_px)
+    assert len(errs) >= 5, det.missing
+    assert max(errs.values()) <= 2.5, errs
+
+
+@pytest.mark.parametrize("kind", ["noise", "blank"])
+def test_no_spine_no_vertebrae(kind):
+    rng = np.random.default_rng(3)
+    img = rng.normal(100, 20, (512, 512)) if kind == "noise" else np.full((512, 512), 80.0)
+    det = detect_landmarks(img, mm_per_px=(0.3, 0.3))
+    assert det.landmarks.corners_px == {}
+    assert set(det.missing) == set(BODIES)
+    assert all(isinstance(r, str) and r for r in det.missing.values())
+
+
+def test_hidden_body_is_left_out(phantom):
+    img = _display(phantom, 3).copy()
+    c5 = phantom.landmarks.corners_px[Vertebra.C5]
+    x0, y0 = np.floor(c5.min(axis=0)).astype(int) - 12
+    x1, y1 = np.ceil(c5.max(axis=0)).astype(int) + 12
+    img[y0:y1, x0:x1] = float(np.median(img))
+    det = detect_landmarks(img, mm_per_px=tuple(phantom.truth["mm_per_px"]), frame=3)
+    assert Vertebra.C5 not in det.landmarks.corners_px
+    assert Vertebra.C5 in det.missing
+    errs = _errors(det, phantom.landmarks.corners_px)
+    assert all(e <= 3.0 for e in errs.values()), errs
+
+
+def test_low_confidence_is_omitted(tmp_path, phantom):
+    strict = replace(load_model(model_file()), conf_threshold=0.999999)
+    path = tmp_path / "strict.npz"
+    strict.save(path)
+    det = detect_landmarks(_display(phantom, 3), mm_per_px=tuple(phantom.truth["mm_per_px"]), model_path=path)
+    for v in BODIES:
+        assert (v in det.landmarks.corners_px) != (v in det.missing)
+    assert any("confidence" in r for r in det.missing.values())
+    assert all(c >= 0.999999 for c in det.landmarks.confidence.values())
+
+
+def test_find_landmarks_uses_sequence_frame(phantom, detection):
+    class Seq:
+        frames = np.stack([_display(phantom, f) for f in range(4)])
+        mm_per_px = tuple(phantom.truth["mm_per_px"])
+
+    det = find_landmarks(Seq(), frame=3)
+    assert det.landmarks.frame == 3
+    for v, c in detection.landmarks.corners_px.items():
+        np.testing.assert_allclose(det.landmarks.corners_px[v], c)
+
+
+def test_rejects_non_image():
+    with pytest.raises(ValueError, match="2-D"):
+        detect_landmarks(np.zeros(100))
+
+
+def test_uncalibrated_searches_scales(phantom):
+    det = detect_landmarks(_display(phantom, 3), mm_per_px=None, frame=3)
+    errs = _errors(det, phantom.landmarks.corners_px)
+    assert len(errs) >= 5, det.missing
+    assert max(errs.values()) <= 2.0, errs
+    assert any("no calibration" in w for w in det.warnings)
