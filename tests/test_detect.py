@@ -139,9 +139,12 @@ def test_find_landmarks_uses_sequence_frame(phantom, detection):
         np.testing.assert_allclose(det.landmarks.corners_px[v], c)
 
 
-def test_rejects_non_image():
+def test_rejects_non_image_and_says_why_a_tiny_frame_has_no_vertebra():
     with pytest.raises(ValueError, match="2-D"):
         detect_landmarks(np.zeros(100))
+    det = detect_landmarks(np.zeros((16, 40)))
+    assert det.landmarks.corners_px == {}
+    assert set(det.missing.values()) == {"image too small for automatic detection (40 x 16 px)"}
 
 
 def test_uncalibrated_searches_scales(phantom):

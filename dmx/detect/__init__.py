@@ -70,6 +70,10 @@ class Detection:
     warnings: tuple[str, ...] = ()
 
 
+#: Smallest frame side (px) the detector works on; a smaller frame gives no vertebra, with the reason.
+MIN_SIDE_PX = 64
+
+
 def detect_landmarks(
     image: np.ndarray,
     *,
@@ -101,18 +105,18 @@ def detect_landmarks(
     Raises
     ------
     ValueError
-        If ``image`` is not a 2-D frame of at least 64 x 64 pixels, or the model file
-        is not a dmx detector file.
+        If ``image`` is not a 2-D array, or the model file is not a dmx detector file.
     FileNotFoundError
         If no model file is found (see :func:`model_file`).
     """
     from dmx.detect.detector import run
 
     img = np.asarray(image)
-    if img.ndim != 2 or min(img.shape) < 64:
-        raise ValueError(
-            f"detect_landmarks needs one 2-D frame of at least 64 x 64 pixels, got shape {img.shape}"
-        )
+    if img.ndim != 2:
+        raise ValueError(f"detect_landmarks needs one 2-D frame, got shape {img.shape}")
+    if min(img.shape) < MIN_SIDE_PX:
+        reason = f"image too small for automatic detection ({img.shape[1]} x {img.shape[0]} px)"
+        return Detection(Landmarks(frame=frame, corners_px={}), {v: reason for v in BODIES}, ())
     model = _cached_model(Path(model_path) if model_path is not None else model_file())
     mpp = None
     if mm_per_px is not None:
