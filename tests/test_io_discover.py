@@ -64,6 +64,8 @@ def inbox(tmp_path: Path) -> Path:
     other.mkdir()
     _write_video(other / "neck.avi", n=4)
     (other / "readme.txt").write_text("hello")
+    (other / "neck.avi.landmarks.json").write_text("{}")
+    (root / "patient1" / "study1" / "series1" / "landmarks.json").write_text("{}")
     (other / ".DS_Store").write_bytes(bytes(range(256)))
     _write_report(other / "report.dcm")
     return root
@@ -82,6 +84,7 @@ def test_inbox_is_grouped_and_every_file_is_accounted_for(inbox):
     assert reasons[".DS_Store"].startswith("not a DICOM file")
     assert reasons["report.dcm"].startswith("DICOM without an image")
     assert reasons["copy_of_IM1"].startswith("duplicate: same SOP Instance UID as")
+    assert reasons["neck.avi.landmarks.json"] == reasons["landmarks.json"] == "landmark file"
     used = {p for s in found.studies for p in s.paths} | {s.path for s in found.skipped}
     assert used == {p for p in inbox.rglob("*") if p.is_file()}
 

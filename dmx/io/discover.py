@@ -104,6 +104,10 @@ class SkippedInput:
     reason: str
 
 
+#: Reason recorded for a landmark file (``landmarks.json``, ``<file>.landmarks.json``) found while walking.
+LANDMARK_FILE = "landmark file"
+
+
 @dataclass(frozen=True)
 class Discovery:
     """Everything found under a root: loadable studies and skipped files."""
@@ -354,6 +358,9 @@ def discover(root: str | Path) -> Discovery:
             path = Path(dirpath) / name
             if path.suffix.lower() in VIDEO_SUFFIXES:
                 videos.append(StudyInput(InputKind.VIDEO, (path,), None, None, _stable_id(_rel(path, root))))
+                continue
+            if name == "landmarks.json" or name.endswith(".landmarks.json"):
+                skipped.append(SkippedInput(path, LANDMARK_FILE))  # a study's sidecar, not an image
                 continue
             probed = _probe(path, root)
             if isinstance(probed, SkippedInput):
