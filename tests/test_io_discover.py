@@ -130,7 +130,7 @@ def test_logs_carry_no_patient_names(inbox, caplog):
     for study in find_studies(inbox):
         load_input(study)
     load_sequence(inbox / "patient1" / "study1" / "cine.dcm")
-    assert "skipped 4 files" in caplog.text and "loaded 5 frames of 8 x 8" in caplog.text
+    assert "skipped 6 files" in caplog.text and "loaded 5 frames of 8 x 8" in caplog.text
     assert "Doe" not in caplog.text and "Jane" not in caplog.text
 
 
