@@ -7,39 +7,12 @@ not used) and a Chromium at ``/usr/bin/chromium`` (Debian package ``chromium``) 
 
 from __future__ import annotations
 
-import os
-import shutil
-
 import numpy as np
 import pytest
+from browser_support import CHROMIUM
 from report_fixtures import HOSTILE_DESCRIPTION, HOSTILE_NAME, make_analysis
 
 from dmx.report import write_report
-
-CHROMIUM = os.environ.get("DMX_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-
-sync_api = pytest.importorskip("playwright.sync_api", reason="browser tests need the 'playwright' package")
-if not os.path.isfile(CHROMIUM):
-    pytest.skip(
-        f"browser tests need Chromium (apt-get install chromium); not found at {CHROMIUM}",
-        allow_module_level=True,
-    )
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield b
-        b.close()
 
 
 class Page:

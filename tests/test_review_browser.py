@@ -7,9 +7,8 @@ Needs the Python package ``playwright`` (driving the system browser) and a Chrom
 from __future__ import annotations
 
 import json
-import os
-import shutil
 
+import browser_support  # noqa: F401  (skips this module without Playwright or Chromium)
 import numpy as np
 import pytest
 from report_fixtures import make_analysis
@@ -18,25 +17,7 @@ from dmx.anatomy import CORNERS, UpperCervicalPoint, Vertebra
 from dmx.landmarks import Landmarks, parse_landmarks
 from dmx.report.review import write_review
 
-CHROMIUM = os.environ.get("DMX_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"]
-
-sync_api = pytest.importorskip("playwright.sync_api", reason="browser tests need the 'playwright' package")
-if not os.path.isfile(CHROMIUM):
-    pytest.skip(
-        f"browser tests need Chromium (apt-get install chromium); not found at {CHROMIUM}",
-        allow_module_level=True,
-    )
-
 SIZE_PX = 320
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield b
-        b.close()
 
 
 @pytest.fixture(scope="module")
