@@ -519,3 +519,11 @@ def test_anatomy_sd_out_of_range_is_a_usage_error():
         make_phantom(anatomy_sd=0.5, **SMALL)
     with pytest.raises(UsageError, match="--anatomy-sd"):
         make_phantom(anatomy_sd=-0.1, **SMALL)
+
+
+def test_cli_anatomy_sd(tmp_path):
+    out = tmp_path / "varied"
+    assert main(["phantom", str(out), "--size", "160", "--frames", "4", "--anatomy-sd", "0.1"]) == 0
+    params = json.loads((out / "truth.json").read_text())["params"]
+    assert params["anatomy_sd"] == 0.1
+    assert params["anatomy"]["bodies"]["C4"]["depth_mm"] != sk.BODY_SIZES[Vertebra.C4].depth_mm
