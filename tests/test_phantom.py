@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import pickle
 from pathlib import Path
 
 import numpy as np
@@ -512,6 +513,9 @@ def test_anatomy_is_deterministic_per_seed_and_has_no_global_state():
     assert plain.model.anatomy is sk.DEFAULT_ANATOMY
     # a varied phantom in the same process leaves the next default one untouched
     assert _digests(make_phantom(seed=21, **SMALL)) == _digests(plain)
+    with pytest.raises(TypeError):
+        a.model.anatomy.sizes[Vertebra.C4] = sk.BODY_SIZES[Vertebra.C5]  # read-only
+    assert pickle.loads(pickle.dumps(a.model.anatomy)) == a.model.anatomy
 
 
 def test_anatomy_sd_out_of_range_is_a_usage_error():

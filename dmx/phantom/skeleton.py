@@ -9,7 +9,9 @@ as the local frame of the thorax). Nothing here knows about pixels.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from types import MappingProxyType
 
 import numpy as np
 
@@ -109,32 +111,40 @@ class Anatomy:
     """One patient's vertebral anatomy: body sizes, disc heights and outline shape.
 
     The default is the phantom's standard anatomy; :func:`draw_anatomy`
-    varies it per patient. Every geometric function of this module takes it
+    varies it per patient. The mappings are read-only copies. Every geometric function of this module takes it
     keyword-only, so two phantoms with different anatomy never share state.
 
     Attributes
     ----------
-    sizes : dict
+    sizes : Mapping
         :class:`BodySize` per body of :data:`CORNER_BODIES`.
-    disc_mm : dict
+    disc_mm : Mapping
         Disc height at mid-depth below each body C2..C7 (mm).
-    waist_ant_mm, waist_post_mm, sag_mm : dict
+    waist_ant_mm, waist_post_mm, sag_mm : Mapping
         Per body: inward waist of the anterior/posterior wall at mid-height and
         concavity of both endplates at mid-depth (mm; C2's endplates stay flat).
     scale : float
         Patient size factor; scales the dens of C2 and the height of the C1 arch.
     """
 
-    sizes: dict[Vertebra, BodySize] = field(default_factory=lambda: dict(BODY_SIZES))
-    disc_mm: dict[Vertebra, float] = field(default_factory=lambda: dict(DISC_MM))
-    waist_ant_mm: dict[Vertebra, float] = field(
+    sizes: Mapping[Vertebra, BodySize] = field(default_factory=lambda: dict(BODY_SIZES))
+    disc_mm: Mapping[Vertebra, float] = field(default_factory=lambda: dict(DISC_MM))
+    waist_ant_mm: Mapping[Vertebra, float] = field(
         default_factory=lambda: dict.fromkeys(BODY_SIZES, WAIST_ANT_MM)
     )
-    waist_post_mm: dict[Vertebra, float] = field(
+    waist_post_mm: Mapping[Vertebra, float] = field(
         default_factory=lambda: dict.fromkeys(BODY_SIZES, WAIST_POST_MM)
     )
-    sag_mm: dict[Vertebra, float] = field(default_factory=_default_sag)
+    sag_mm: Mapping[Vertebra, float] = field(default_factory=_default_sag)
     scale: float = 1.0
+
+    def __post_init__(self) -> None:
+        for name in ("sizes", "disc_mm", "waist_ant_mm", "waist_post_mm", "sag_mm"):  # read-only copies
+            object.__setattr__(self, name, MappingProxyType(dict(getattr(self, name))))
+
+    def __reduce__(self) -> tuple:  # picklable and deep-copyable despite the read-only mappings
+        maps = (self.sizes, self.disc_mm, self.waist_ant_mm, self.waist_post_mm, self.sag_mm)
+        return (Anatomy, (*(dict(m) for m in maps), self.scale))
 
     def to_json(self) -> dict:
         """The anatomy as plain JSON (mm), keyed by vertebra name."""
