@@ -144,6 +144,14 @@ def phantom(
     return_to_neutral: Annotated[
         bool, typer.Option("--return/--no-return", help="End the cine back in neutral.")
     ] = True,
+    anatomy_sd: Annotated[
+        float,
+        typer.Option(
+            "--anatomy-sd",
+            help="Per-patient anatomical variation (relative SD 0..0.2) of body sizes, wedging, "
+            "discs and outline shape, drawn from the seed (0: standard anatomy).",
+        ),
+    ] = 0.0,
 ) -> None:
     """Write a synthetic lateral cervical DMX study with known ground truth.
 
@@ -196,6 +204,7 @@ def phantom(
         frame_timing=frame_timing,
         reference_frame=reference_frame,
         return_to_neutral=return_to_neutral,
+        anatomy_sd=anatomy_sd,
     )
     paths = write_phantom(ph, out)
     log.info("phantom: %d frames %dx%d in %.1f s", frames, cols, rows, time.perf_counter() - start)

@@ -153,3 +153,13 @@ def test_uncalibrated_searches_scales(phantom):
     assert len(errs) >= 5, det.missing
     assert max(errs.values()) <= 2.0, errs
     assert any("no calibration" in w for w in det.warnings)
+
+
+def test_varied_anatomy_beyond_the_fitted_range():
+    # anatomy_sd 0.1 is above the fitting set's 0.08: other body sizes, wedging, discs and outlines
+    ph = make_phantom(seed=SEED + 2, frames=4, return_to_neutral=False, anatomy_sd=0.1)
+    assert ph.truth["params"]["anatomy"]["scale"] != 1.0
+    det = detect_landmarks(_display(ph, 0), mm_per_px=tuple(ph.truth["mm_per_px"]))
+    errs = _errors(det, ph.landmarks.corners_px)
+    assert set(errs) == set(BODIES), det.missing
+    assert max(errs.values()) <= 2.5, errs

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import pickle
 from pathlib import Path
 
 import numpy as np
@@ -96,9 +98,9 @@ def _edge(mask, p0, direction, length_px, step=0.02):
     return float(np.trapezoid(vals, s))
 
 
-def corners_from_mask(mask, truth_c, vertebra, mm_per_px):
+def corners_from_mask(mask, truth_c, vertebra, mm_per_px, anatomy=sk.DEFAULT_ANATOMY):
     """Estimate the 4 corners from a rendered outline: quadratic fits to walls and endplates, intersected."""
-    b = sk.BODY_SIZES[Vertebra(vertebra)]
+    b = anatomy.sizes[Vertebra(vertebra)]
     centre = truth_c.mean(axis=0)
     eu = (truth_c[0] - truth_c[1]) + (truth_c[3] - truth_c[2])
     eu /= np.linalg.norm(eu)
@@ -133,15 +135,17 @@ def corners_from_mask(mask, truth_c, vertebra, mm_per_px):
     return np.array(out)
 
 
-@pytest.mark.parametrize("facing", ["right", "left"])
-def test_corners_sit_on_the_rendered_outline_corners(facing):
-    ph = make_phantom(seed=5, facing=facing, rows=256, cols=320, frames=9, mm_per_px=0.45)
+@pytest.mark.parametrize(("facing", "anatomy_sd"), [("right", 0.0), ("left", 0.0), ("right", 0.12)])
+def test_corners_sit_on_the_rendered_outline_corners(facing, anatomy_sd):
+    ph = make_phantom(
+        seed=5, facing=facing, rows=256, cols=320, frames=9, mm_per_px=0.45, anatomy_sd=anatomy_sd
+    )
     flex = ph.truth["motion_key_frames"]["flexion"]
     worst = 0.0
     for frame in (0, flex):
         for v in ("C3", "C4", "C5", "C6"):
             mask = body_mask(ph, v, frame, ramp_px=3.0)
-            est = corners_from_mask(mask, corners(ph, v)[frame], v, 0.45)
+            est = corners_from_mask(mask, corners(ph, v)[frame], v, 0.45, ph.model.anatomy)
             worst = max(worst, float(np.max(np.linalg.norm(est - corners(ph, v)[frame], axis=1))))
     assert worst < 0.05, worst
 
@@ -411,3 +415,119 @@ def test_sample_data_matches_its_truth():
     assert s["unstable_levels"] == {"C4-C5": 4.0}
     assert s["curve_shape"]["neutral"]["class"] == "s_curve"
     assert s["levels"]["C4-C5"]["translation_mm"] > s["levels"]["C3-C4"]["translation_mm"] + 3.5
+
+
+# --- anatomical variation ---------------------------------------------------------------------------
+
+#: sha256 of frames and of the truth (json, sorted keys) of two small default phantoms, computed with
+#: the generator before ``anatomy_sd`` existed: the default must stay byte-identical.
+BASELINE = [
+    (
+        dict(seed=3, rows=160, cols=192, frames=5),
+        "d614d091acb85167434167151fa9c13d64721cddcc0815fa29c67533539754e2",
+        "e768e1fb0063325da0269cd03c211edef5cb1ed61bffc916715fe844e81cb7b5",
+    ),
+    (
+        dict(
+            seed=8,
+            rows=128,
+            cols=128,
+            frames=4,
+            curve="s_upper_kyphotic",
+            facing="left",
+            unstable_mm={"C4-C5": 3.0},
+        ),
+        "135e153444ec29a3a748892efd51ff36d20e63ac5ffedbbc5280abcd07011ec8",
+        "015c6c3ec0a990d8abba3184e1ea6b6432ed4b1910f5fe317a5f943207bbe51a",
+    ),
+]
+
+
+def _digests(ph) -> tuple[str, str]:
+    truth = json.dumps(ph.truth, sort_keys=True).encode()
+    return hashlib.sha256(ph.frames.tobytes()).hexdigest(), hashlib.sha256(truth).hexdigest()
+
+
+@pytest.mark.parametrize(("options", "frames_sha", "truth_sha"), BASELINE)
+def test_default_anatomy_is_byte_identical_to_before(options, frames_sha, truth_sha):
+    assert _digests(make_phantom(**options)) == (frames_sha, truth_sha)
+    explicit = make_phantom(anatomy_sd=0.0, **options)
+    assert _digests(explicit) == (frames_sha, truth_sha)
+    assert "anatomy" not in explicit.truth["params"] and "anatomy_sd" not in explicit.truth["params"]
+
+
+def _body_dims_mm(ph, vertebra):
+    """Depth (mid-height) and posterior/anterior wall heights of a body from its truth corners, mm."""
+    c = mm(ph, vertebra)[0]
+    post, ant = np.linalg.norm(c[1] - c[2]), np.linalg.norm(c[0] - c[3])
+    depth = np.linalg.norm((c[0] + c[3]) / 2 - (c[1] + c[2]) / 2)
+    return depth, post, ant
+
+
+def test_anatomy_variation_changes_sizes_and_truth_follows_them():
+    plain = make_phantom(seed=6, **SMALL)
+    varied = make_phantom(seed=6, anatomy_sd=0.1, **SMALL)
+    block = varied.truth["params"]["anatomy"]
+    assert varied.truth["params"]["anatomy_sd"] == 0.1
+    assert set(block["bodies"]) == {v.value for v in sk.CORNER_BODIES}
+    assert set(block["disc_mm"]) == {v.value for v in BODIES}
+    ratios = []
+    for v in ph_bodies():
+        b = block["bodies"][v]
+        depth, post, ant = _body_dims_mm(varied, v)
+        # the truth corners are the recorded sizes, exactly
+        assert depth == pytest.approx(b["depth_mm"], abs=1e-9)
+        assert post == pytest.approx(b["height_post_mm"], abs=1e-9)
+        assert ant == pytest.approx(b["height_ant_mm"], abs=1e-9)
+        d0, p0, a0 = _body_dims_mm(plain, v)
+        assert d0 == pytest.approx(sk.BODY_SIZES[Vertebra(v)].depth_mm, abs=1e-9)
+        ratios.append((depth / d0, post / p0, ant / a0))
+    ratios = np.array(ratios)
+    assert np.abs(ratios - 1).max() > 0.03  # sizes vary ...
+    assert np.std(ratios[:, 1] / ratios[:, 2]) > 0.01  # ... and wedging varies from level to level
+    shape = [(block["bodies"][v]["waist_ant_mm"], block["bodies"][v]["endplate_sag_mm"]) for v in ph_bodies()]
+    assert len({round(w, 6) for w, _ in shape}) > 3 and len({round(s, 6) for _, s in shape[1:]}) > 3
+    assert block["bodies"]["C2"]["endplate_sag_mm"] == 0.0
+    # the C1 arch and the dens follow the varied C2: the interval is still the requested one
+    assert varied.truth["adi_mm"][0] == pytest.approx(1.5, abs=1e-9)
+    # disc heights: the mid-disc gap between C4 and C5 at neutral is the recorded one
+    c4, c5 = mm(varied, "C4")[0], mm(varied, "C5")[0]
+    gap = np.linalg.norm((c4[2] + c4[3]) / 2 - (c5[0] + c5[1]) / 2)
+    assert gap == pytest.approx(block["disc_mm"]["C4"], abs=0.05)  # the disc below C4
+    assert not np.array_equal(varied.frames, plain.frames)
+    for v in ph_bodies():  # still rigid
+        c = corners(varied, v)
+        d = np.linalg.norm(c[:, :, None] - c[:, None, :], axis=-1)
+        assert np.max(np.abs(d - d[0])) < 1e-6
+
+
+def test_anatomy_is_deterministic_per_seed_and_has_no_global_state():
+    before = {v: sk.BODY_SIZES[v] for v in sk.CORNER_BODIES}
+    a = make_phantom(seed=21, anatomy_sd=0.08, **SMALL)
+    other = make_phantom(seed=22, anatomy_sd=0.08, **SMALL)
+    plain = make_phantom(seed=21, **SMALL)
+    again = make_phantom(seed=21, anatomy_sd=0.08, **SMALL)
+    assert _digests(again) == _digests(a)
+    assert other.truth["params"]["anatomy"] != a.truth["params"]["anatomy"]
+    assert sk.BODY_SIZES == before and sk.DEFAULT_ANATOMY.sizes == before
+    assert plain.model.anatomy is sk.DEFAULT_ANATOMY
+    # a varied phantom in the same process leaves the next default one untouched
+    assert _digests(make_phantom(seed=21, **SMALL)) == _digests(plain)
+    with pytest.raises(TypeError):
+        a.model.anatomy.sizes[Vertebra.C4] = sk.BODY_SIZES[Vertebra.C5]  # read-only
+    assert pickle.loads(pickle.dumps(a.model.anatomy)) == a.model.anatomy
+
+
+def test_anatomy_sd_out_of_range_is_a_usage_error():
+    with pytest.raises(UsageError, match="--anatomy-sd"):
+        make_phantom(anatomy_sd=0.5, **SMALL)
+    with pytest.raises(UsageError, match="--anatomy-sd"):
+        make_phantom(anatomy_sd=-0.1, **SMALL)
+
+
+def test_cli_anatomy_sd(tmp_path):
+    out = tmp_path / "varied"
+    assert main(["phantom", str(out), "--size", "160", "--frames", "4", "--anatomy-sd", "0.1"]) == 0
+    params = json.loads((out / "truth.json").read_text())["params"]
+    assert params["anatomy_sd"] == 0.1
+    assert params["anatomy"]["bodies"]["C4"]["depth_mm"] != sk.BODY_SIZES[Vertebra.C4].depth_mm

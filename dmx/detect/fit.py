@@ -10,8 +10,10 @@ Deterministic: the same code gives the same file. What is fitted:
    deliberately misplaced bodies, and the chain-score floor from images without a spine.
 
 The fitting set varies contrast, noise, blur, polarity, facing, pixel size, image
-size, curve, pose (reference frame in flexion, neutral or extension), tilt, JPEG and
-texture. It never uses the settings the benchmark holds out (see :data:`HELD_OUT`).
+size, curve, pose (reference frame in flexion, neutral or extension), tilt, JPEG,
+texture and anatomy (per-patient body sizes, aspect, wedging, disc heights and outline
+shape: ``anatomy_sd`` uniform in 0..0.08). It never uses the settings the benchmark holds
+out (see :data:`HELD_OUT`).
 """
 
 from __future__ import annotations
@@ -35,9 +37,11 @@ BIG_BODY_MM, CROP_BODY_MM = 48.0, 30.0
 BIG_C2_MM, CROP_C2_MM, C2_OFFSET_MM = 56.0, 34.0, 6.0
 
 #: Settings never used for fitting (the benchmark's held-out axes): images of 1024 px, pixel sizes
-#: below 0.16 mm, photons below 600, blur above 1.8 px, JPEG quality below 70, and the combination
-#: S-curve (lower kyphotic) + facing left + MONOCHROME1.
+#: below 0.16 mm, photons below 600, blur above 1.8 px, JPEG quality below 70, anatomical
+#: variation above ``anatomy_sd`` 0.08, and the combination S-curve (lower kyphotic) + facing
+#: left + MONOCHROME1.
 HELD_OUT = {
+    "max_anatomy_sd": 0.08,
     "rows": 1024,
     "min_mm_per_px": 0.16,
     "min_photons": 600,
@@ -51,8 +55,11 @@ def training_specs(n: int, *, seed: int = 20261127, first_seed: int = 100000) ->
     """``n`` make_phantom keyword sets for fitting (phantom seeds ``first_seed`` + i).
 
     With another ``seed`` and ``first_seed`` it draws unseen phantoms from the same ranges.
+    ``anatomy_sd`` is drawn from its own stream, so the other settings are those drawn before
+    anatomical variation was added.
     """
     rng = np.random.default_rng(seed)
+    rng_anatomy = np.random.default_rng([seed, 1])
     out = []
     while len(out) < n:
         size = int(rng.choice([512, 640, 768]))
@@ -77,6 +84,7 @@ def training_specs(n: int, *, seed: int = 20261127, first_seed: int = 100000) ->
                 for j, r in {"C2-C3": 8, "C3-C4": 11, "C4-C5": 14, "C5-C6": 15, "C6-C7": 9}.items()
             },
             "bits": 8 if rng.random() < 0.6 else 12,
+            "anatomy_sd": float(np.round(rng_anatomy.uniform(0.0, HELD_OUT["max_anatomy_sd"]), 3)),
         }
         kw["cols"] = max(kw["cols"], int(np.ceil(148.0 / mpp)))
         if kw["bits"] == 8 and rng.random() < 0.3:

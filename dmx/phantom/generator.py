@@ -24,6 +24,8 @@ FACINGS = ("right", "left")
 PHOTOMETRICS = ("MONOCHROME2", "MONOCHROME1")
 #: Field of view along the shorter image side used when ``mm_per_px`` is not given (mm).
 DEFAULT_FOV_MM = 153.6
+#: Largest relative SD of per-patient anatomical variation (``anatomy_sd``).
+MAX_ANATOMY_SD = 0.2
 #: Levels that may be made unstable.
 UNSTABLE_LEVELS = tuple(level.value for level in Level) + ("C7-T1",)
 
@@ -32,13 +34,15 @@ UNSTABLE_LEVELS = tuple(level.value for level in Level) + ("C7-T1",)
 class PhantomModel:
     """What is needed to re-render any structure of a phantom (used by tests and benchmarks).
 
-    ``local_to_image[name]`` is ``(T, 3, 3)``: local mm of the pose ``name`` to final image pixels.
+    ``local_to_image[name]`` is ``(T, 3, 3)``: local mm of the pose ``name`` to final image pixels;
+    ``anatomy`` is the patient's body sizes and outline shape.
     """
 
     structures: tuple[shapes.Structure, ...]
     local_to_image: dict[str, np.ndarray]
     shape: tuple[int, int]
     ds_mm: float
+    anatomy: sk.Anatomy = sk.DEFAULT_ANATOMY
 
 
 @dataclass(frozen=True)
@@ -123,6 +127,7 @@ def _validate(p: dict[str, Any]) -> None:
     num("jpeg_quality", 1, 100, integer=True)
     num("supersample", 1, 4, integer=True)
     num("tilt_deg", -30.0, 45.0)
+    num("anatomy_sd", 0.0, MAX_ANATOMY_SD)
     if p["curve"] not in sk.CURVES:
         raise _usage(f"--curve must be one of {', '.join(sk.CURVES)}, got {p['curve']!r}")
     if p["facing"] not in FACINGS:
@@ -185,6 +190,7 @@ def make_phantom(
     reference_frame: int = 0,
     return_to_neutral: bool = True,
     supersample: int = 2,
+    anatomy_sd: float = 0.0,
 ) -> Phantom:
     """Generate a synthetic lateral cervical flexion-extension study with exact ground truth.
 
@@ -235,6 +241,14 @@ def make_phantom(
         Frame of the landmark file.
     supersample : int
         Source maps are sampled this many times finer than the output pixels.
+    anatomy_sd : float
+        Relative SD (0..0.2) of per-patient anatomical variation, drawn from
+        ``seed``: an overall size factor, per-body depth and wall heights
+        (aspect, wedging), disc heights, wall waist and endplate concavity
+        (see :func:`dmx.phantom.skeleton.draw_anatomy`). The truth follows the
+        drawn anatomy exactly and records it in ``params["anatomy"]``. 0 (the
+        default) gives the standard anatomy, and the same study as before
+        this option existed.
 
     Returns
     -------
@@ -279,19 +293,27 @@ def make_phantom(
         "return_to_neutral": bool(return_to_neutral),
         "supersample": supersample,
     }
-    _validate(params)
+    if anatomy_sd != 0:  # only then, so that default studies keep their truth and UIDs
+        params["anatomy_sd"] = anatomy_sd
+    _validate({**params, "anatomy_sd": anatomy_sd})
     frames, rows, cols, seed = int(frames), int(rows), int(cols), int(seed)
     shape = (rows, cols)
     sr, sc = spacing
 
-    seeds = np.random.SeedSequence(seed).spawn(5)
+    # children 0-3: texture, sway, flicker, noise; child 5 (independent of them): anatomy
+    seeds = np.random.SeedSequence(seed).spawn(6)
     rng_sway, rng_flicker, rng_noise = (np.random.default_rng(s) for s in seeds[1:4])
+    anatomy = sk.draw_anatomy(float(anatomy_sd), rng=np.random.default_rng(seeds[5]))
+    if anatomy_sd != 0:
+        params["anatomy"] = anatomy.to_json()
     ds_mm = min(spacing) / supersample
-    structures = tuple(shapes.build_structures(ds_mm=ds_mm, adi_mm=adi_mm, seed_sequence=seeds[0]))
+    structures = tuple(
+        shapes.build_structures(ds_mm=ds_mm, adi_mm=adi_mm, seed_sequence=seeds[0], anatomy=anatomy)
+    )
 
     keys, values = sk.key_frames_for(frames, return_to_neutral=return_to_neutral)
     motion = sk.Motion(rom, float(flexion_fraction), unstable, keys, values)
-    base0 = sk.placement(curve=curve, adi_mm=adi_mm, tilt_deg=tilt_deg)
+    base0 = sk.placement(curve=curve, adi_mm=adi_mm, tilt_deg=tilt_deg, anatomy=anatomy)
     drift = sk.sway(frames, rng=rng_sway, sway_mm=sway_mm, sway_deg=sway_deg)
     gains = 1.0 + flicker * np.clip(rng_flicker.standard_normal(frames), -3, 3)
 
@@ -311,7 +333,7 @@ def make_phantom(
     for f in range(frames):
         du, dv, ang = drift[f]
         base = sk.translation(du, dv) @ sk.rotation_about(np.array([0.0, -60.0]), ang) @ base0
-        poses = sk.chain_poses(curve=curve, motion=motion, frame=f, adi_mm=adi_mm, base=base)
+        poses = sk.chain_poses(curve=curve, motion=motion, frame=f, adi_mm=adi_mm, base=base, anatomy=anatomy)
         for n in names:
             world[n][f] = poses[n]
             l2i[n][f] = w2i @ poses[n]
@@ -325,7 +347,7 @@ def make_phantom(
     if photometric == "MONOCHROME1":
         out = ((1 << bits) - 1 - out).astype(out.dtype)
 
-    model = PhantomModel(structures, l2i, shape, ds_mm)
+    model = PhantomModel(structures, l2i, shape, ds_mm, anatomy)
     truth_doc = _truth(params, model, world, motion, spacing, keys)
     truth_doc["display_window"] = {"low": low, "high": high}
     landmarks = _landmarks(truth_doc, reference_frame)
@@ -348,12 +370,12 @@ def make_phantom(
     return Phantom(out, truth_doc, dataset, landmarks, model)
 
 
-def _body_samples(vertebra: Vertebra, step_mm: float = 0.5) -> np.ndarray:
-    b = sk.BODY_SIZES[vertebra]
+def _body_samples(vertebra: Vertebra, anatomy: sk.Anatomy, step_mm: float = 0.5) -> np.ndarray:
+    b = anatomy.sizes[vertebra]
     u = np.arange(-b.depth_mm / 2, b.depth_mm / 2 + step_mm, step_mm)
     v = np.arange(-b.height_post_mm / 2, b.height_post_mm / 2 + step_mm, step_mm)
     uu, vv = np.meshgrid(u, v)
-    inside = shapes.body_sdf(vertebra, uu, vv) > 0
+    inside = shapes.body_sdf(vertebra, uu, vv, anatomy=anatomy) > 0
     if vertebra is Vertebra.C2:
         inside &= vv <= b.height_ant_mm / 2
     return np.stack([uu[inside], vv[inside]], axis=-1)
@@ -371,15 +393,18 @@ def _truth(
     rows, cols = model.shape
     sr, sc = spacing
     l2i = model.local_to_image
+    anatomy = model.anatomy
     tracks: dict[str, Any] = {}
     corners_px: dict[str, np.ndarray] = {}
     for v in sk.CORNER_BODIES:
-        local = sk.body_corners_mm(v)
+        local = sk.body_corners_mm(v, anatomy=anatomy)
         c = np.stack([sk.apply(l2i[v.value][f], local) for f in range(frames)])  # (T, 4, 2)
         corners_px[v.value] = c
         tracks[v.value] = {k.value: c[:, i].tolist() for i, k in enumerate(CORNERS)}
-    arch = np.stack([sk.apply(l2i["C1"][f], sk.arch_post_mm(params["adi_mm"])) for f in range(frames)])
-    dens = np.stack([sk.apply(l2i["C2"][f], sk.dens_ant_mm()) for f in range(frames)])
+    arch_local = sk.arch_post_mm(params["adi_mm"], anatomy=anatomy)
+    dens_local = sk.dens_ant_mm(anatomy=anatomy)
+    arch = np.stack([sk.apply(l2i["C1"][f], arch_local) for f in range(frames)])
+    dens = np.stack([sk.apply(l2i["C2"][f], dens_local) for f in range(frames)])
     scale = np.array([sc, sr])
     adi = np.linalg.norm((arch - dens) * scale, axis=-1)
 
@@ -387,7 +412,7 @@ def _truth(
     occluders = [s for s in model.structures if s.occluder is not None]
     visibility: dict[str, list[float]] = {}
     for v in sk.CORNER_BODIES:
-        pts = _body_samples(v)
+        pts = _body_samples(v, anatomy)
         vis = []
         for f in range(frames):
             wpts = sk.apply(world[v.value][f], pts)
@@ -529,7 +554,7 @@ def body_mask(
     vv = s.v0_mm - s.ds_mm * np.arange(rows)
     uu, vg = np.meshgrid(u, vv)
     width_mm = shapes.RAMP * s.ds_mm if ramp_px is None else ramp_px * min(phantom.truth["mm_per_px"])
-    mask = shapes.coverage(shapes.body_sdf(v, uu, vg), width_mm)
+    mask = shapes.coverage(shapes.body_sdf(v, uu, vg, anatomy=phantom.model.anatomy), width_mm)
     mask[0, :] = mask[-1, :] = 0
     mask[:, 0] = mask[:, -1] = 0
     return render_structure(phantom, v.value, frame, density=mask)

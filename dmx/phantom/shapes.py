@@ -129,30 +129,34 @@ def path_profile(x: np.ndarray, half_mm: float, width_mm: float, power: float = 
 # --------------------------------------------------------------------------- body outline
 
 
-def body_sdf(vertebra: Vertebra, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+def body_sdf(
+    vertebra: Vertebra, u: np.ndarray, v: np.ndarray, *, anatomy: sk.Anatomy = sk.DEFAULT_ANATOMY
+) -> np.ndarray:
     """Signed distance to a vertebral body's outline (C2 including its dens).
 
-    The walls are slightly waisted and the endplates concave; all four curves
-    pass exactly through the corners of :func:`dmx.phantom.skeleton.body_corners_mm`.
+    The walls are slightly waisted and the endplates concave (``anatomy``'s
+    waist and sag); all four curves pass exactly through the corners of
+    :func:`dmx.phantom.skeleton.body_corners_mm`.
     """
-    b = sk.BODY_SIZES[vertebra]
+    b = anatomy.sizes[vertebra]
     d, hp, ha = b.depth_mm / 2, b.height_post_mm / 2, b.height_ant_mm / 2
-    sag = 0.0 if vertebra is Vertebra.C2 else 0.9
+    sag = 0.0 if vertebra is Vertebra.C2 else anatomy.sag_mm[vertebra]
+    waist_ant, waist_post = anatomy.waist_ant_mm[vertebra], anatomy.waist_post_mm[vertebra]
     t_ant = np.clip((v + ha) / (2 * ha), 0, 1)
     t_post = np.clip((v + hp) / (2 * hp), 0, 1)
     s = np.clip((u + d) / (2 * d), 0, 1)
     frac = (u + d) / (2 * d)
     slope = (ha - hp) / (2 * d)
     cos_a = 1.0 / np.sqrt(1.0 + slope**2)
-    sdf_ant = d - 0.6 * 4 * t_ant * (1 - t_ant) - u
-    sdf_post = u - (-d + 0.3 * 4 * t_post * (1 - t_post))
+    sdf_ant = d - waist_ant * 4 * t_ant * (1 - t_ant) - u
+    sdf_post = u - (-d + waist_post * 4 * t_post * (1 - t_post))
     sup_sag = 0.0 if vertebra is Vertebra.C2 else sag
     y_sup = hp + (ha - hp) * frac - sup_sag * 4 * s * (1 - s)
     y_inf = -hp + (hp - ha) * frac + sag * 4 * s * (1 - s)
     body = np.minimum(np.minimum(sdf_ant, sdf_post), np.minimum((y_sup - v) * cos_a, (v - y_inf) * cos_a))
     if vertebra is not Vertebra.C2:
         return body
-    g = sk.dens_geometry_mm()
+    g = sk.dens_geometry_mm(anatomy=anatomy)
     trap = sdf_polygon(
         u,
         v,
@@ -205,22 +209,24 @@ def trabecular_texture(shape: tuple[int, int], ds_mm: float, rng: np.random.Gene
     return np.clip(1.0 + 0.4 * g, 0.25, 2.0)
 
 
-def vertebra_structure(vertebra: Vertebra, *, ds_mm: float, rng: np.random.Generator) -> Structure:
+def vertebra_structure(
+    vertebra: Vertebra, *, ds_mm: float, rng: np.random.Generator, anatomy: sk.Anatomy = sk.DEFAULT_ANATOMY
+) -> Structure:
     """Vertebral body (cortical rim, trabecular texture) with its posterior elements."""
-    b = sk.BODY_SIZES[vertebra]
+    b = anatomy.sizes[vertebra]
     d, hp = b.depth_mm / 2, b.height_post_mm / 2
     ls = b.spinous_mm
     top = 26.0 if vertebra is Vertebra.C2 else hp + 8
     box = (-d - 18 - ls, d + 3, -hp - 16, top)
     u, v, u0, v0 = _grid(box, ds_mm)
-    sdf = body_sdf(vertebra, u, v)
+    sdf = body_sdf(vertebra, u, v, anatomy=anatomy)
     w = RAMP * ds_mm
     cov = coverage(sdf, w)
     inner = coverage(sdf - 0.9, w)
     shell = cov - inner
     path = path_profile(u, d, b.width_mm)
     if vertebra is Vertebra.C2:
-        g = sk.dens_geometry_mm()
+        g = sk.dens_geometry_mm(anatomy=anatomy)
         dens_c = 0.5 * (g["ant_base_u"] + g["post_base_u"])
         dens_path = path_profile(u - dens_c, 0.5 * (g["ant_base_u"] - g["post_base_u"]) + 0.5, 10.0)
         path = np.where(v > b.height_ant_mm / 2 - 1.0, dens_path, path)
@@ -244,12 +250,13 @@ def vertebra_structure(vertebra: Vertebra, *, ds_mm: float, rng: np.random.Gener
     return Structure(vertebra.value, vertebra.value, "add", _finish(dens + post), u0, v0, ds_mm)
 
 
-def atlas_structure(*, adi_mm: float, ds_mm: float) -> Structure:
+def atlas_structure(*, adi_mm: float, ds_mm: float, anatomy: sk.Anatomy = sk.DEFAULT_ANATOMY) -> Structure:
     """C1: anterior arch (behind it the atlanto-dental interval), lateral masses, posterior arch."""
-    u, v, u0, v0 = _grid((-52.0, 16.0 + adi_mm, 6.0, 30.0), ds_mm)
-    w = RAMP * ds_mm
-    ap = sk.arch_post_mm(adi_mm)
+    ap = sk.arch_post_mm(adi_mm, anatomy=anatomy)
     a_arch, b_arch = 3.0, 5.5
+    vmin, vmax = min(6.0, ap[1] - b_arch - 1.0), max(30.0, ap[1] + b_arch + 1.0)
+    u, v, u0, v0 = _grid((-52.0, max(16.0 + adi_mm, ap[0] + 2 * a_arch + 1.0), vmin, vmax), ds_mm)
+    w = RAMP * ds_mm
     arch = sdf_ellipse(u, v, (ap[0] + a_arch, ap[1]), a_arch, b_arch)
     cov = coverage(arch, w)
     shell = cov - coverage(arch - 0.8, w)
@@ -343,10 +350,12 @@ _NECK = {  # posterior skin, anterior skin (mm from body centre), lateral width,
 }
 
 
-def neck_structures(vertebra: Vertebra, *, ds_mm: float) -> tuple[Structure, Structure]:
+def neck_structures(
+    vertebra: Vertebra, *, ds_mm: float, anatomy: sk.Anatomy = sk.DEFAULT_ANATOMY
+) -> tuple[Structure, Structure]:
     """Soft tissue slab and air column carried by one vertebra (combined by maximum with the others)."""
     post, ant, width, pv, aw = _NECK[vertebra]
-    d = sk.BODY_SIZES[vertebra].depth_mm / 2
+    d = anatomy.sizes[vertebra].depth_mm / 2
     u, v, u0, v0 = _grid((post - 2, ant + 2, -28.0, 28.0), ds_mm)
     weight = _finish(_smoothstep((27.0 - np.abs(v)) / 17.0))
     mid, half = 0.5 * (post + ant), 0.5 * (ant - post)
@@ -385,16 +394,20 @@ def head_structures(*, ds_mm: float) -> tuple[Structure, Structure]:
 
 
 def build_structures(
-    *, ds_mm: float, adi_mm: float, seed_sequence: np.random.SeedSequence
+    *,
+    ds_mm: float,
+    adi_mm: float,
+    seed_sequence: np.random.SeedSequence,
+    anatomy: sk.Anatomy = sk.DEFAULT_ANATOMY,
 ) -> list[Structure]:
-    """All the phantom's structures, deterministic for ``seed_sequence``."""
+    """All the phantom's structures for one patient's ``anatomy``, deterministic for ``seed_sequence``."""
     rngs = [np.random.default_rng(s) for s in seed_sequence.spawn(len(sk.CORNER_BODIES))]
     out: list[Structure] = [shoulder_structure(ds_mm=ds_mm)]
     out += list(head_structures(ds_mm=ds_mm))
     out.append(skull_structure(ds_mm=ds_mm))
     out.append(mandible_structure(ds_mm=ds_mm))
-    out.append(atlas_structure(adi_mm=adi_mm, ds_mm=ds_mm))
+    out.append(atlas_structure(adi_mm=adi_mm, ds_mm=ds_mm, anatomy=anatomy))
     for vert, rng in zip(sk.CORNER_BODIES, rngs, strict=True):
-        out.append(vertebra_structure(vert, ds_mm=ds_mm, rng=rng))
-        out += list(neck_structures(vert, ds_mm=ds_mm))
+        out.append(vertebra_structure(vert, ds_mm=ds_mm, rng=rng, anatomy=anatomy))
+        out += list(neck_structures(vert, ds_mm=ds_mm, anatomy=anatomy))
     return out

@@ -9,7 +9,9 @@ as the local frame of the thorax). Nothing here knows about pixels.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from types import MappingProxyType
 
 import numpy as np
 
@@ -95,6 +97,127 @@ DISC_MM: dict[Vertebra, float] = {
 #: Height above the C2 body centre (C2 frame, mm) of the C1 anterior arch's mid-height.
 C1_ARCH_V_MM = 18.0
 
+#: Default outline shape (mm): inward waist of the anterior and posterior walls at mid-height and
+#: concavity of the endplates at mid-depth (C2's endplates are flat).
+WAIST_ANT_MM, WAIST_POST_MM, SAG_MM = 0.6, 0.3, 0.9
+
+
+def _default_sag() -> dict[Vertebra, float]:
+    return {v: (0.0 if v is Vertebra.C2 else SAG_MM) for v in BODY_SIZES}
+
+
+@dataclass(frozen=True)
+class Anatomy:
+    """One patient's vertebral anatomy: body sizes, disc heights and outline shape.
+
+    The default is the phantom's standard anatomy; :func:`draw_anatomy`
+    varies it per patient. The mappings are read-only copies. Every geometric function of this module takes it
+    keyword-only, so two phantoms with different anatomy never share state.
+
+    Attributes
+    ----------
+    sizes : Mapping
+        :class:`BodySize` per body of :data:`CORNER_BODIES`.
+    disc_mm : Mapping
+        Disc height at mid-depth below each body C2..C7 (mm).
+    waist_ant_mm, waist_post_mm, sag_mm : Mapping
+        Per body: inward waist of the anterior/posterior wall at mid-height and
+        concavity of both endplates at mid-depth (mm; C2's endplates stay flat).
+    scale : float
+        Patient size factor; scales the dens of C2 and the height of the C1 arch.
+    """
+
+    sizes: Mapping[Vertebra, BodySize] = field(default_factory=lambda: dict(BODY_SIZES))
+    disc_mm: Mapping[Vertebra, float] = field(default_factory=lambda: dict(DISC_MM))
+    waist_ant_mm: Mapping[Vertebra, float] = field(
+        default_factory=lambda: dict.fromkeys(BODY_SIZES, WAIST_ANT_MM)
+    )
+    waist_post_mm: Mapping[Vertebra, float] = field(
+        default_factory=lambda: dict.fromkeys(BODY_SIZES, WAIST_POST_MM)
+    )
+    sag_mm: Mapping[Vertebra, float] = field(default_factory=_default_sag)
+    scale: float = 1.0
+
+    def __post_init__(self) -> None:
+        for name in ("sizes", "disc_mm", "waist_ant_mm", "waist_post_mm", "sag_mm"):  # read-only copies
+            object.__setattr__(self, name, MappingProxyType(dict(getattr(self, name))))
+
+    def __reduce__(self) -> tuple:  # picklable and deep-copyable despite the read-only mappings
+        maps = (self.sizes, self.disc_mm, self.waist_ant_mm, self.waist_post_mm, self.sag_mm)
+        return (Anatomy, (*(dict(m) for m in maps), self.scale))
+
+    def to_json(self) -> dict:
+        """The anatomy as plain JSON (mm), keyed by vertebra name."""
+        return {
+            "scale": self.scale,
+            "bodies": {
+                v.value: {
+                    "depth_mm": b.depth_mm,
+                    "height_post_mm": b.height_post_mm,
+                    "height_ant_mm": b.height_ant_mm,
+                    "width_mm": b.width_mm,
+                    "spinous_mm": b.spinous_mm,
+                    "waist_ant_mm": self.waist_ant_mm[v],
+                    "waist_post_mm": self.waist_post_mm[v],
+                    "endplate_sag_mm": self.sag_mm[v],
+                }
+                for v, b in self.sizes.items()
+            },
+            "disc_mm": {v.value: d for v, d in self.disc_mm.items()},
+        }
+
+
+#: The phantom's standard anatomy (what ``anatomy_sd=0`` gives).
+DEFAULT_ANATOMY = Anatomy()
+
+
+def draw_anatomy(sd: float, *, rng: np.random.Generator) -> Anatomy:
+    """A random patient's anatomy around :data:`DEFAULT_ANATOMY`.
+
+    Parameters
+    ----------
+    sd : float
+        Relative standard deviation of the patient's overall size factor
+        (every length of every body and disc). Each body's depth, posterior
+        and anterior heights get their own factor of SD ``sd / 2`` (so aspect
+        and wedging vary), each disc one of SD ``sd``, and each body's wall
+        waist and endplate concavity one of SD ``3 * sd`` (shape). Every
+        factor is clipped to 2.5 SD.
+    rng : numpy.random.Generator
+        Source of the draw (the same generator state gives the same anatomy).
+
+    Returns
+    -------
+    Anatomy
+        ``DEFAULT_ANATOMY`` when ``sd`` is 0.
+    """
+    if sd <= 0:
+        return DEFAULT_ANATOMY
+
+    def factor(rel_sd: float) -> float:
+        return float(1.0 + rel_sd * np.clip(rng.standard_normal(), -2.5, 2.5))
+
+    base = DEFAULT_ANATOMY
+    scale = factor(sd)
+    sizes, disc, w_ant, w_post, sag = {}, {}, {}, {}, {}
+    for v in CORNER_BODIES:
+        b = base.sizes[v]
+        sizes[v] = replace(
+            b,
+            depth_mm=b.depth_mm * scale * factor(sd / 2),
+            height_post_mm=b.height_post_mm * scale * factor(sd / 2),
+            height_ant_mm=b.height_ant_mm * scale * factor(sd / 2),
+            width_mm=b.width_mm * scale,
+            spinous_mm=b.spinous_mm * scale,
+        )
+        shape = max(factor(3 * sd), 0.0)
+        w_ant[v] = base.waist_ant_mm[v] * scale * shape
+        w_post[v] = base.waist_post_mm[v] * scale * shape
+        sag[v] = base.sag_mm[v] * scale * max(factor(3 * sd), 0.0)
+        if v in base.disc_mm:
+            disc[v] = base.disc_mm[v] * scale * factor(sd)
+    return Anatomy(sizes, disc, w_ant, w_post, sag, scale)
+
 
 # --------------------------------------------------------------------------- rigid transforms
 
@@ -126,41 +249,49 @@ def apply(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
 # --------------------------------------------------------------------------- body outline
 
 
-def body_corners_mm(vertebra: Vertebra) -> np.ndarray:
+def body_corners_mm(vertebra: Vertebra, *, anatomy: Anatomy = DEFAULT_ANATOMY) -> np.ndarray:
     """The four corners (CORNERS order) of a body in its local frame, in mm.
 
     For C2 the superior corners are where the body meets the base of the dens.
     """
-    b = BODY_SIZES[vertebra]
+    b = anatomy.sizes[vertebra]
     d, hp, ha = b.depth_mm / 2, b.height_post_mm / 2, b.height_ant_mm / 2
     return np.array([[d, ha], [-d, hp], [-d, -hp], [d, -ha]])
 
 
-def dens_geometry_mm() -> dict[str, float]:
+def dens_geometry_mm(*, anatomy: Anatomy = DEFAULT_ANATOMY) -> dict[str, float]:
     """The dens of C2 in the C2 frame: base and top of its anterior/posterior walls (mm)."""
-    b = BODY_SIZES[Vertebra.C2]
+    b = anatomy.sizes[Vertebra.C2]
+    k = anatomy.scale
     top = b.height_ant_mm / 2
     return {
-        "base_v": top - 3.0,
-        "top_v": top + 12.5,
-        "ant_base_u": b.depth_mm / 2 - 3.5,
-        "ant_top_u": b.depth_mm / 2 - 5.0,
-        "post_base_u": -b.depth_mm / 2 + 1.8,
-        "post_top_u": -b.depth_mm / 2 + 3.2,
-        "tip_v": top + 16.5,
+        "base_v": top - 3.0 * k,
+        "top_v": top + 12.5 * k,
+        "ant_base_u": b.depth_mm / 2 - 3.5 * k,
+        "ant_top_u": b.depth_mm / 2 - 5.0 * k,
+        "post_base_u": -b.depth_mm / 2 + 1.8 * k,
+        "post_top_u": -b.depth_mm / 2 + 3.2 * k,
+        "tip_v": top + 16.5 * k,
     }
 
 
-def dens_ant_mm(height_v_mm: float = C1_ARCH_V_MM) -> np.ndarray:
-    """Point of the dens's anterior cortex at height ``height_v_mm`` (C2 frame)."""
-    g = dens_geometry_mm()
+def c1_arch_v_mm(*, anatomy: Anatomy = DEFAULT_ANATOMY) -> float:
+    """Height of the C1 anterior arch's mid-height above the C2 body centre (C2 frame, mm)."""
+    return C1_ARCH_V_MM * anatomy.scale
+
+
+def dens_ant_mm(height_v_mm: float | None = None, *, anatomy: Anatomy = DEFAULT_ANATOMY) -> np.ndarray:
+    """Point of the dens's anterior cortex at height ``height_v_mm`` (C2 frame; default: the C1 arch)."""
+    if height_v_mm is None:
+        height_v_mm = c1_arch_v_mm(anatomy=anatomy)
+    g = dens_geometry_mm(anatomy=anatomy)
     t = (height_v_mm - g["base_v"]) / (g["top_v"] - g["base_v"])
     return np.array([g["ant_base_u"] + t * (g["ant_top_u"] - g["ant_base_u"]), height_v_mm])
 
 
-def arch_post_mm(adi_mm: float) -> np.ndarray:
+def arch_post_mm(adi_mm: float, *, anatomy: Anatomy = DEFAULT_ANATOMY) -> np.ndarray:
     """Posterior cortex of the C1 anterior arch at mid-height, in the C1 (= neutral C2) frame."""
-    return dens_ant_mm() + np.array([adi_mm, 0.0])
+    return dens_ant_mm(anatomy=anatomy) + np.array([adi_mm, 0.0])
 
 
 # --------------------------------------------------------------------------- motion
@@ -233,32 +364,34 @@ def key_frames_for(frames: int, *, return_to_neutral: bool) -> tuple[tuple[int, 
 # --------------------------------------------------------------------------- the chain
 
 
-def _mid_height_mm(v: Vertebra) -> float:
-    b = BODY_SIZES[v]
+def _mid_height_mm(v: Vertebra, anatomy: Anatomy) -> float:
+    b = anatomy.sizes[v]
     return (b.height_post_mm + b.height_ant_mm) / 4
 
 
-def neutral_joint(lower: Vertebra, upper: Vertebra, disc_angle_deg: float) -> np.ndarray:
+def neutral_joint(
+    lower: Vertebra, upper: Vertebra, disc_angle_deg: float, *, anatomy: Anatomy = DEFAULT_ANATOMY
+) -> np.ndarray:
     """Pose of ``upper`` in the frame of ``lower`` at neutral (disc wedged symmetrically)."""
     half = disc_angle_deg / 2
     return (
-        translation(0.0, _mid_height_mm(lower))
+        translation(0.0, _mid_height_mm(lower, anatomy))
         @ rotation(half)
-        @ translation(0.0, DISC_MM[upper])
+        @ translation(0.0, anatomy.disc_mm[upper])
         @ rotation(half)
-        @ translation(0.0, _mid_height_mm(upper))
+        @ translation(0.0, _mid_height_mm(upper, anatomy))
     )
 
 
-def rotation_centre_mm(lower: Vertebra) -> np.ndarray:
+def rotation_centre_mm(lower: Vertebra, *, anatomy: Anatomy = DEFAULT_ANATOMY) -> np.ndarray:
     """Centre of rotation of the segment above ``lower``: upper part of the lower body, slightly posterior."""
-    b = BODY_SIZES[lower]
+    b = anatomy.sizes[lower]
     return np.array([-0.1 * b.depth_mm, 0.2 * b.height_post_mm])
 
 
-def superior_direction_mm(lower: Vertebra) -> np.ndarray:
+def superior_direction_mm(lower: Vertebra, *, anatomy: Anatomy = DEFAULT_ANATOMY) -> np.ndarray:
     """Unit vector of the superior endplate (post_sup -> ant_sup) in the lower body's frame."""
-    c = body_corners_mm(lower)
+    c = body_corners_mm(lower, anatomy=anatomy)
     d = c[0] - c[1]
     return d / np.hypot(*d)
 
@@ -267,7 +400,13 @@ SKULL_PIVOT_MM = np.array([-4.0, 27.0])  # occipital condyles, C1 frame
 
 
 def chain_poses(
-    *, curve: str, motion: Motion, frame: float, adi_mm: float, base: np.ndarray
+    *,
+    curve: str,
+    motion: Motion,
+    frame: float,
+    adi_mm: float,
+    base: np.ndarray,
+    anatomy: Anatomy = DEFAULT_ANATOMY,
 ) -> dict[str, np.ndarray]:
     """Pose (local mm -> world mm) of every rigid structure at ``frame``.
 
@@ -282,24 +421,27 @@ def chain_poses(
     for i in range(1, len(chain)):
         lower, upper = chain[i - 1], chain[i]
         level = f"{upper.value}-{lower.value}"
-        j = neutral_joint(lower, upper, discs[len(chain) - 1 - i])
-        move = rotation_about(rotation_centre_mm(lower), motion.joint_angle_deg(level, frame))
-        n = superior_direction_mm(lower) * motion.slide_mm(level, frame)
+        j = neutral_joint(lower, upper, discs[len(chain) - 1 - i], anatomy=anatomy)
+        centre = rotation_centre_mm(lower, anatomy=anatomy)
+        move = rotation_about(centre, motion.joint_angle_deg(level, frame))
+        n = superior_direction_mm(lower, anatomy=anatomy) * motion.slide_mm(level, frame)
         poses[upper.value] = poses[lower.value] @ translation(n[0], n[1]) @ move @ j
     # C1 turns on C2 about the atlanto-dental joint, so the interval stays nearly constant.
-    pivot = 0.5 * (dens_ant_mm() + arch_post_mm(adi_mm))
+    pivot = 0.5 * (dens_ant_mm(anatomy=anatomy) + arch_post_mm(adi_mm, anatomy=anatomy))
     poses["C1"] = poses["C2"] @ rotation_about(pivot, motion.joint_angle_deg("C1-C2", frame))
     poses["skull"] = poses["C1"] @ rotation_about(SKULL_PIVOT_MM, motion.joint_angle_deg("C0-C1", frame))
     return poses
 
 
-def placement(*, curve: str, adi_mm: float, tilt_deg: float = 12.0) -> np.ndarray:
+def placement(
+    *, curve: str, adi_mm: float, tilt_deg: float = 12.0, anatomy: Anatomy = DEFAULT_ANATOMY
+) -> np.ndarray:
     """Pose of the thorax that puts the neutral column upright (C7->C2 inclined ``tilt_deg`` forward).
 
     The midpoint of the C2 and C7 body centres lands at the world origin.
     """
     still = Motion({}, 0.5, {}, (0,), (0.0,))
-    p = chain_poses(curve=curve, motion=still, frame=0, adi_mm=adi_mm, base=np.eye(3))
+    p = chain_poses(curve=curve, motion=still, frame=0, adi_mm=adi_mm, base=np.eye(3), anatomy=anatomy)
     c2, c7 = p["C2"][:2, 2], p["C7"][:2, 2]
     d = c2 - c7
     current = np.degrees(np.arctan2(d[1], d[0]))  # 90 = straight up
