@@ -101,7 +101,7 @@
         svg.appendChild(h);
       });
     });
-    Object.keys(extra).forEach(function (name) {
+    Object.keys(extra).forEach(function (name, i) {
       var p = extra[name];
       var isSel = selected && selected.extra === name;
       var h = el("circle", {
@@ -111,7 +111,8 @@
       h.addEventListener("pointerdown", function (evt) { startDrag(evt, name, "extra"); });
       svg.appendChild(h);
       var t = el("text", {
-        "class": "vlabel extra", x: p[0] + r * 1.3, y: p[1] - r * 1.3, "font-size": font * 0.7,
+        // stacked, one line per point: C1.arch_post and C2.dens_ant lie a few pixels apart
+        "class": "vlabel extra", x: p[0] + r * 1.3, y: p[1] - r * 1.3 - i * font * 0.9, "font-size": font * 0.7,
         "stroke-width": 3 / s
       });
       t.textContent = name;
