@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from dmx.errors import DmxError, InputError, LandmarkError, UsageError
+from dmx.files import write_text_atomic
 
 if TYPE_CHECKING:
     from dmx.io.discover import Discovery
@@ -414,10 +415,11 @@ def resolve_landmarks(study: StudyJob, out_dir: Path, *, mm_per_px: float | None
     if study.landmarks_path is not None:
         return study.landmarks_path
     detected = detect_landmarks(study, mm_per_px=mm_per_px)
-    from dmx.pipeline import AUTO_LANDMARKS_NAME, write_text_atomic
+    from dmx.landmarks import write_landmarks
+    from dmx.pipeline import AUTO_LANDMARKS_NAME
 
     path = out_dir / AUTO_LANDMARKS_NAME
-    write_text_atomic(path, json.dumps(detected.landmarks.to_json(), indent=2) + "\n")
+    write_landmarks(detected.landmarks, path)
     return path
 
 
@@ -510,7 +512,7 @@ def run_study(
                 "finished_at": _now(),
                 "outputs": outputs,
             }
-            _write_text_atomic(tmp / "batch.json", json.dumps(record, indent=2) + "\n")
+            write_text_atomic(tmp / "batch.json", json.dumps(record, indent=2) + "\n", fsync=True)
             _install(tmp, final)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -590,15 +592,6 @@ def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8", newline="") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-
-
 # --------------------------------------------------------------------------- manifest
 
 
@@ -612,8 +605,8 @@ class ManifestWriter:
     def __init__(self, out_root: Path) -> None:
         self.csv_path = out_root / "manifest.csv"
         self.jsonl_path = out_root / "manifest.jsonl"
-        _write_text_atomic(self.csv_path, _csv_line(MANIFEST_FIELDS))
-        _write_text_atomic(self.jsonl_path, "")
+        write_text_atomic(self.csv_path, _csv_line(MANIFEST_FIELDS), fsync=True)
+        write_text_atomic(self.jsonl_path, "", fsync=True)
         self._csv: IO[str] = open(self.csv_path, "a", encoding="utf-8", newline="")  # noqa: SIM115
         self._jsonl: IO[str] = open(self.jsonl_path, "a", encoding="utf-8")  # noqa: SIM115
 
@@ -626,8 +619,12 @@ class ManifestWriter:
     def finish(self, rows: Sequence[ManifestRow]) -> None:
         self.close()
         ordered = sorted(rows, key=lambda r: r.input)
-        _write_text_atomic(self.csv_path, _csv_line(MANIFEST_FIELDS) + "".join(_csv_row(r) for r in ordered))
-        _write_text_atomic(self.jsonl_path, "".join(json.dumps(r.to_json()) + "\n" for r in ordered))
+        write_text_atomic(
+            self.csv_path, _csv_line(MANIFEST_FIELDS) + "".join(_csv_row(r) for r in ordered), fsync=True
+        )
+        write_text_atomic(
+            self.jsonl_path, "".join(json.dumps(r.to_json()) + "\n" for r in ordered), fsync=True
+        )
 
     def close(self) -> None:
         self._csv.close()

@@ -139,5 +139,7 @@ def read_landmarks(path: str | Path) -> Landmarks:
 
 
 def write_landmarks(landmarks: Landmarks, path: str | Path) -> None:
-    """Write ``landmarks`` as a ``dmx.landmarks/1`` JSON file."""
-    Path(path).write_text(json.dumps(landmarks.to_json(), indent=2) + "\n", encoding="utf-8")
+    """Write ``landmarks`` as a ``dmx.landmarks/1`` JSON file (atomically: never half a file)."""
+    from dmx.files import write_text_atomic
+
+    write_text_atomic(path, json.dumps(landmarks.to_json(), indent=2) + "\n")

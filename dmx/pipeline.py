@@ -16,8 +16,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,8 +24,9 @@ import numpy as np
 
 from dmx.anatomy import BODIES, CORNERS, OPTIONAL_BODIES, UpperCervicalPoint, Vertebra
 from dmx.errors import InputError, LandmarkError, UsageError
+from dmx.files import write_text_atomic
 from dmx.io.sequence import Sequence
-from dmx.landmarks import Landmarks
+from dmx.landmarks import Landmarks, write_landmarks
 from dmx.tracking.types import Tracks
 
 MEASUREMENTS_SCHEMA = "dmx.measurements/1"
@@ -462,20 +461,6 @@ def landmarks_csv(tracks: Tracks) -> str:
     return buf.getvalue()
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and a rename (never half a file)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            fh.write(text)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; outputs are ordinary readable files
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def measurements_text(doc: dict[str, Any]) -> str:
     """measurements.json text: strict JSON (no NaN), stable key order."""
     return json.dumps(doc, indent=1, allow_nan=False) + "\n"
@@ -502,8 +487,7 @@ def write_outputs(
     written["landmarks"] = out / "landmarks.csv"
     auto = analysis.landmarks_source == SOURCE_AUTO
     if auto:
-        text = json.dumps(analysis.landmarks.to_json(), indent=2) + "\n"
-        write_text_atomic(out / AUTO_LANDMARKS_NAME, text)
+        write_landmarks(analysis.landmarks, out / AUTO_LANDMARKS_NAME)
         written["landmarks_auto"] = out / AUTO_LANDMARKS_NAME
     if report:
         from dmx.report import write_report

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 from datetime import UTC, datetime
 from importlib import resources
@@ -15,6 +14,7 @@ import numpy as np
 from markupsafe import Markup
 
 from dmx.anatomy import CORNERS, Flag
+from dmx.files import write_text_atomic
 from dmx.report import images, plots, summary
 
 #: Below this tracking confidence a frame counts as low-confidence in quality control.
@@ -617,9 +617,7 @@ def write_report(analysis: Any, path: str | Path, *, pdf: bool = False, **option
 
     path = Path(path)
     html = render_report(analysis, **options)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(html, encoding="utf-8")
-    tmp.replace(path)
+    write_text_atomic(path, html)
     out = {"html": path}
     if pdf:
         out["pdf"] = print_to_pdf(path, path.with_suffix(".pdf"))

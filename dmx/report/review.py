@@ -16,7 +16,6 @@ the file as given by hand (``landmarks_source: "file"``) either way.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,6 +26,7 @@ from markupsafe import Markup
 
 from dmx import pipeline as _pipeline
 from dmx.anatomy import BODIES, CORNERS, OPTIONAL_BODIES
+from dmx.files import write_text_atomic
 from dmx.landmarks import SCHEMA as LANDMARKS_SCHEMA
 from dmx.landmarks import Landmarks
 from dmx.report import images
@@ -166,8 +166,5 @@ def write_review(
     """Write the review page to ``path`` atomically (see :func:`render_review`); returns ``path``."""
     path = Path(path)
     html = render_review(sequence, landmarks, missing=missing, warnings=warnings, automatic=automatic)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(html, encoding="utf-8")
-    tmp.replace(path)
+    write_text_atomic(path, html)
     return path

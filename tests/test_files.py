@@ -1,0 +1,41 @@
+"""Tests of dmx.files: atomic text writes."""
+
+from __future__ import annotations
+
+import os
+import stat
+
+import pytest
+
+from dmx.files import write_text_atomic
+from dmx.landmarks import Landmarks, read_landmarks, write_landmarks
+
+
+def test_writes_whole_readable_file_and_leaves_no_temporary(tmp_path):
+    path = tmp_path / "new" / "out.json"
+    write_text_atomic(path, "first\n")
+    write_text_atomic(path, "second\n", fsync=True)
+    assert path.read_text() == "second\n"
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o644
+    assert [p.name for p in path.parent.iterdir()] == ["out.json"]
+
+
+def test_a_failed_write_keeps_the_old_file(tmp_path):
+    path = tmp_path / "out.txt"
+    write_text_atomic(path, "old")
+    with pytest.raises(UnicodeEncodeError):
+        write_text_atomic(path, "bad \ud800 surrogate")
+    assert path.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["out.txt"]
+
+
+def test_landmark_files_are_written_through_it(tmp_path):
+    import numpy as np
+
+    from dmx.anatomy import Vertebra
+
+    lm = Landmarks(2, {Vertebra.C3: np.array([[4.0, 1.0], [1.0, 1.0], [1.0, 4.0], [4.0, 4.0]])})
+    write_landmarks(lm, tmp_path / "sub" / "L.json")
+    back = read_landmarks(tmp_path / "sub" / "L.json")
+    assert back.frame == 2 and np.array_equal(back.corners_px[Vertebra.C3], lm.corners_px[Vertebra.C3])
+    assert stat.S_IMODE(os.stat(tmp_path / "sub" / "L.json").st_mode) == 0o644
