@@ -396,10 +396,10 @@ def analyze(
     from dmx.landmarks import read_landmarks
     from dmx.measure import measure
     from dmx.tracking import smooth_tracks, track
-    from dmx.tracking.smoothing import WINDOW_FRAMES
+    from dmx.tracking.smoothing import WINDOW_FRAMES, valid_window
 
     smooth = WINDOW_FRAMES if smooth_frames is None else int(smooth_frames)
-    if smooth != 0 and (smooth < 5 or smooth % 2 == 0):
+    if not valid_window(smooth):
         raise UsageError(f"--smooth-frames must be 0 or an odd number >= 5, got {smooth}")
     detection = None
     if landmarks_path is not None:

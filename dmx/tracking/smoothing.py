@@ -8,6 +8,13 @@ from dmx.tracking.types import Tracks
 
 #: Default window of :func:`smooth_tracks`, in frames (the fit spans two frames either side).
 WINDOW_FRAMES = 5
+
+
+def valid_window(window_frames: int) -> bool:
+    """Whether ``window_frames`` is a smoothing window: 0 (none) or an odd number of at least 5."""
+    return window_frames == 0 or (window_frames >= 5 and window_frames % 2 == 1)
+
+
 #: A smoothed pose may move a corner by at most this many times the frame's registration precision
 #: (:attr:`Tracks.precision_px`); beyond it the quadratic does not describe the motion (too fast for
 #: the frame rate) and the frame keeps its raw pose.
@@ -73,10 +80,10 @@ def smooth_tracks(tracks: Tracks, *, window_frames: int = WINDOW_FRAMES) -> Trac
     ValueError
         For a window that is not 0 or an odd number of at least 5.
     """
+    if not valid_window(window_frames):
+        raise ValueError(f"smoothing window must be 0 or an odd number of frames >= 5, got {window_frames}")
     if window_frames == 0 or tracks.transforms is None:
         return tracks
-    if window_frames < 5 or window_frames % 2 == 0:
-        raise ValueError(f"smoothing window must be 0 or an odd number of frames >= 5, got {window_frames}")
     tr = tracks.transforms
     ref = tracks.reference_frame
     # reference corners of each body = corners at the reference frame
