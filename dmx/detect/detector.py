@@ -11,7 +11,7 @@ from dmx.anatomy import BODIES, Vertebra
 from dmx.detect.column import Chain, coarse
 from dmx.detect.geometry import axes, normalise, pose_from_corners, to_image_px
 from dmx.detect.model import FEATURES, DetectorModel
-from dmx.detect.refine import refine_corners
+from dmx.detect.refine import UNSTABLE_PX, refine_corners, stability_px
 
 
 @dataclass(frozen=True)
@@ -98,7 +98,7 @@ def refine_chain(
     """
     px_per_mm = 1.0 / mm_per_px
     sm, noise = smoothed(image, mm_per_px)
-    fitted: dict[int, tuple[np.ndarray, dict[str, float]]] = {}
+    fitted: dict[int, tuple[np.ndarray, dict[str, float], list]] = {}
 
     def neighbour_starts(k: int, nb: int) -> list[tuple[np.ndarray, float]]:
         if not 0 <= nb < 6 or nb not in fitted:
@@ -120,7 +120,7 @@ def refine_chain(
     def best_of(k: int, starts: list[tuple[np.ndarray, float]]) -> None:
         for centre, theta in starts:
             init = to_image_px(model.mean_shape_mm[k], centre, theta, px_per_mm)
-            corners, feats, _ = refine_corners(
+            corners, feats, fits = refine_corners(
                 sm,
                 init,
                 is_c2=k == 0,
@@ -129,7 +129,7 @@ def refine_chain(
                 side_offsets_mm=model.side_offsets_mm[0 if k == 0 else 1],
             )
             if corners is not None and (k not in fitted or _fit_quality(feats) > _fit_quality(fitted[k][1])):
-                fitted[k] = (corners, feats)
+                fitted[k] = (corners, feats, fits)
 
     for k in (1, 2, 3, 4, 5, 0):  # C3 first, then down the column; C2 last (from C3 upwards)
         cand = chain.bodies[k]
@@ -151,12 +151,23 @@ def refine_chain(
     for k in range(6):
         score = chain.bodies[k].score
         if k not in fitted:
-            f = np.array([score, 0.0, 0.0, 99.0, 99.0, 0.0])
+            f = np.array([score, 0.0, 0.0, 99.0, 99.0, 0.0, UNSTABLE_PX, float(k == 0)])
             results.append((None, f, "its outline (four cortical edges) was not found"))
             continue
-        corners, feats = fitted[k]
+        corners, feats, fits = fitted[k]
         dev, size = shape_deviation_mm(corners * mm_per_px, model.mean_shape_mm[k])
-        f = np.array([score, feats["inlier"], feats["strength"], feats["rms_px"], dev, size])
+        wobble = stability_px(
+            sm,
+            corners,
+            fits,
+            is_c2=k == 0,
+            px_per_mm=px_per_mm,
+            noise=noise,
+            side_offsets_mm=model.side_offsets_mm[0 if k == 0 else 1],
+        )
+        f = np.array(
+            [score, feats["inlier"], feats["strength"], feats["rms_px"], dev, size, wobble, float(k == 0)]
+        )
         results.append((corners, f, None))
     return results
 

@@ -16,15 +16,14 @@ import numpy as np
 
 #: Sides as (from corner, to corner) in CORNERS order: superior, posterior, inferior, anterior.
 SIDES: tuple[tuple[int, int], ...] = ((0, 1), (1, 2), (2, 3), (3, 0))
-#: Part of each side sampled (fractions from its first to its second corner).
-SPANS_BODY: tuple[tuple[tuple[float, float], ...], ...] = (
-    ((0.12, 0.88),),
-    ((0.12, 0.88),),
-    ((0.12, 0.88),),
-    ((0.12, 0.88),),
-)
-#: C2: the superior side is only the two shoulders beside the base of the dens, fitted as a line
-#: parallel to the inferior endplate (where the corners sit relative to it is ``side_offsets_mm``).
+#: Part of each side sampled (fractions from its first to its second corner) in the wide first
+#: search, where the start may be a few mm off and the ends of a side can stray onto a neighbour.
+SPANS_BODY: tuple[tuple[tuple[float, float], ...], ...] = (((0.12, 0.88),),) * 4
+#: ... and in the narrow final search from corners already near: closer to the corners, so that the
+#: curved sides (waisted walls, concave endplates) are extrapolated less far.
+SPANS_BODY_FINE: tuple[tuple[tuple[float, float], ...], ...] = (((0.06, 0.94),),) * 4
+#: C2 (both searches): the superior side is only the two shoulders beside the base of the dens (where
+#: the corners sit relative to the line through them is ``side_offsets_mm``).
 SPANS_C2: tuple[tuple[tuple[float, float], ...], ...] = (
     ((0.03, 0.2), (0.88, 0.97)),
     ((0.12, 0.88),),
@@ -33,11 +32,14 @@ SPANS_C2: tuple[tuple[tuple[float, float], ...], ...] = (
 )
 
 
-#: Polynomial degree of C2's sides: the superior shoulders are one offset parallel to the inferior
-#: endplate, the others gentle quadratics like every body's.
-C2_DEGREES = (0, 2, 2, 2)
+#: Polynomial degree of C2's sides: the superior shoulders a line (its own tilt: C2 is wedged by a
+#: patient-specific amount), the others gentle quadratics like every body's.
+C2_DEGREES = (1, 2, 2, 2)
+#: Largest tilt of C2's shoulder line against the inferior endplate (tan of about 11 degrees) before
+#: the fit falls back to one offset parallel to the inferior endplate.
+C2_MAX_TILT = 0.2
 #: Largest plausible sag of a side (waist of a wall, concavity of an endplate), mm.
-MAX_SAG_MM = 1.5
+MAX_SAG_MM = 2.5
 
 
 @dataclass(frozen=True)
@@ -114,9 +116,10 @@ def fit_side(
         frac = np.where(np.isfinite(den) & (den < 0), 0.5 * (y0 - y2) / den, 0.0)
     frac = np.clip(np.nan_to_num(frac), -0.5, 0.5)
     e = off_g[jj] + frac * step
-    # a one-parameter side (C2's shoulders) pools its profiles, so it can take weaker steps
-    ok = np.isfinite(peak) & (peak > (2.0 if degree == 0 else 3.0) * noise)
-    if ok.sum() < max(2 if degree == 0 else 3, 0.3 * len(t)):
+    # a side sampled on separate spans (C2's shoulders) pools few profiles, so it can take weaker steps
+    pooled = len(spans) > 1
+    ok = np.isfinite(peak) & (peak > (2.0 if pooled else 3.0) * noise)
+    if ok.sum() < max(2 if pooled else 3, 0.3 * len(t)):
         return None
     deg = min(degree, 1) if ok.sum() < 8 else degree
     w = np.where(ok, peak, 0.0)
@@ -125,7 +128,7 @@ def fit_side(
         # another edge (an overlapping bone) took part of the side: look at each profile's
         # strongest few steps and keep, per profile, the one on the best-supported line
         alt = _consensus(
-            t, g, off_g, step, (2.0 if degree == 0 else 3.0) * noise, tol_px=1.0 + 0.5 * min(max_sag_px, 4.0)
+            t, g, off_g, step, (2.0 if pooled else 3.0) * noise, tol_px=1.0 + 0.5 * min(max_sag_px, 4.0)
         )
         if alt is not None:
             e2, w2, ok2 = alt
@@ -265,10 +268,10 @@ def refine_corners(
     (weakest side's median edge step / noise), ``rms_px`` (worst side's residual).
     """
     c = np.asarray(corners_px, dtype=float).copy()
-    spans = SPANS_C2 if is_c2 else SPANS_BODY
     fits: list[SideFit] = []
     previous: list[SideFit] = []
-    for radius_mm in radii_mm:
+    for n_pass, radius_mm in enumerate(radii_mm):
+        spans = SPANS_C2 if is_c2 else (SPANS_BODY if n_pass == 0 else SPANS_BODY_FINE)
         centre = c.mean(axis=0)
         fits = [None, None, None, None]
         order = (1, 2, 3, 0)  # the superior side last: C2's is fitted parallel to the inferior one
@@ -281,10 +284,12 @@ def refine_corners(
                 d /= max(np.hypot(*d), 1e-9)
                 mid = 0.5 * (a + b)
                 a, b = mid + np.dot(a - mid, d) * d, mid + np.dot(b - mid, d) * d
-            d = (b - a) / max(np.hypot(*(b - a)), 1e-9)
+            length = max(float(np.hypot(*(b - a))), 1e-9)
+            d = (b - a) / length
             n = np.array([d[1], -d[0]])
             if np.dot(n, 0.5 * (a + b) - centre) < 0:
                 n = -n
+            degree = C2_DEGREES[s] if is_c2 else 2
             fit = fit_side(
                 image,
                 a,
@@ -292,10 +297,16 @@ def refine_corners(
                 n,
                 radius_px=radius_mm * px_per_mm,
                 spans=spans[s],
-                degree=C2_DEGREES[s] if is_c2 else 2,
+                degree=degree,
                 noise=noise,
                 max_sag_px=MAX_SAG_MM * px_per_mm,
             )
+            if is_c2 and s == 0 and (fit is None or abs(np.dot(fit.tangent(0.5), n)) > C2_MAX_TILT * length):
+                # shoulders too faint (or too uneven) for their own tilt: one offset parallel to the
+                # inferior endplate, pooling both shoulders' profiles
+                fit = fit_side(
+                    image, a, b, n, radius_px=radius_mm * px_per_mm, spans=spans[s], degree=0, noise=noise
+                )
             if fit is None and previous:
                 fit = previous[s]  # the narrower search lost a weak side: keep the wider one's fit
             if fit is None:
@@ -329,6 +340,46 @@ def refine_corners(
         "rms_px": max(f.rms_px for f in fits),
     }
     return out, feats, fits
+
+
+#: Stability reported when the repeated search loses a side (px; the feature's ceiling).
+UNSTABLE_PX = 10.0
+
+
+def stability_px(
+    image: np.ndarray,
+    corners_px: np.ndarray,
+    fits: list[SideFit],
+    *,
+    is_c2: bool,
+    px_per_mm: float,
+    noise: float,
+    side_offsets_mm: np.ndarray | None,
+    radius_mm: float = 0.8,
+) -> float:
+    """How far the corners move when the final search is repeated from where it ended (px).
+
+    A body whose outline is clear converges: repeating the narrow search from its own fitted
+    sides moves no corner more than a fraction of a pixel. Where a side is ambiguous (a faint
+    edge, another bone's edge within reach, a corner so acute that a small change of one side
+    slides it far) the corners move: an estimate of their uncertainty that the fit residuals do
+    not give. Returns :data:`UNSTABLE_PX` (the ceiling) when the repeated search loses a side.
+    """
+    raw = _corners(fits)
+    if raw is None:
+        return UNSTABLE_PX
+    again, _, _ = refine_corners(
+        image,
+        raw,
+        is_c2=is_c2,
+        px_per_mm=px_per_mm,
+        noise=noise,
+        side_offsets_mm=side_offsets_mm,
+        radii_mm=(radius_mm,),
+    )
+    if again is None:
+        return UNSTABLE_PX
+    return float(min(np.hypot(*(again - corners_px).T).max(), UNSTABLE_PX))
 
 
 def _corners(fits: list[SideFit]) -> np.ndarray | None:
