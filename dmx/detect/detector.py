@@ -62,6 +62,12 @@ def shape_deviation_mm(corners_mm: np.ndarray, mean_mm: np.ndarray) -> tuple[flo
     return float(np.sqrt(np.mean(np.abs(res) ** 2))), float(1.0 / max(abs(z), 1e-12))
 
 
+#: A side whose edge points scatter more than this about its fitted curve (px RMS) is not one clean
+#: cortical edge (an overlapping structure took part of it); its body is not reported. Clear
+#: edges fit to 0.1-0.4 px at every pixel size of the benchmark.
+MAX_SIDE_RMS_PX = 1.0
+
+
 def _fit_quality(feats: dict[str, float]) -> float:
     return feats["inlier"] * min(feats["strength"], 20.0) / (1.0 + feats["rms_px"])
 
@@ -155,6 +161,16 @@ def refine_chain(
             results.append((None, f, "its outline (four cortical edges) was not found"))
             continue
         corners, feats, fits = fitted[k]
+        if feats["rms_px"] > MAX_SIDE_RMS_PX:
+            f = np.array(
+                [score, feats["inlier"], feats["strength"], feats["rms_px"], 99.0, 0.0, UNSTABLE_PX, k == 0]
+            )
+            problem = (
+                f"its cortical edges are scattered (a side strays {feats['rms_px']:.1f} px from a smooth "
+                "outline): another structure overlaps it"
+            )
+            results.append((None, f, problem))
+            continue
         dev, size = shape_deviation_mm(corners * mm_per_px, model.mean_shape_mm[k])
         wobble = stability_px(
             sm,

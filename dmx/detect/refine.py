@@ -81,8 +81,15 @@ def fit_side(
     degree: int,
     noise: float,
     max_sag_px: float = np.inf,
+    around: np.ndarray | None = None,
 ) -> SideFit | None:
-    """Fit one side between ``start`` and ``end`` (outward ``normal``), searching ``radius_px`` either way."""
+    """Fit one side between ``start`` and ``end`` (outward ``normal``), searching ``radius_px`` either way.
+
+    The search is centred on the chord from ``start`` to ``end``, or on the curve offset(t) =
+    ``around`` (c0, c1, c2; px along ``normal``) from it: a previous fit, so that a narrow search
+    follows a deeply concave endplate instead of losing its middle beyond the search radius.
+    """
+    base_coef = np.zeros(3) if around is None else np.asarray(around, dtype=float)
     length = float(np.hypot(*(end - start)))
     ts = []
     for a, b in spans:
@@ -92,7 +99,8 @@ def fit_side(
     span_id = np.concatenate([np.full(len(x), i) for i, x in enumerate(ts)])
     step = 0.25
     offsets = np.arange(-radius_px - 1.0, radius_px + 1.0 + step / 2, step)
-    pts = start[None] + t[:, None] * (end - start)[None]
+    base = base_coef[0] + base_coef[1] * t + base_coef[2] * t * t
+    pts = start[None] + t[:, None] * (end - start)[None] + base[:, None] * normal[None]
     prof = _profiles(image, pts, normal, offsets)
     k = int(round(0.5 / step))  # derivative over +-0.5 px
     g = (prof[:, : -2 * k] - prof[:, 2 * k :]) / (2 * k * step)  # inside minus outside
@@ -115,7 +123,7 @@ def fit_side(
         den = y0 - 2 * y1 + y2
         frac = np.where(np.isfinite(den) & (den < 0), 0.5 * (y0 - y2) / den, 0.0)
     frac = np.clip(np.nan_to_num(frac), -0.5, 0.5)
-    e = off_g[jj] + frac * step
+    e = base + off_g[jj] + frac * step
     # a side sampled on separate spans (C2's shoulders) pools few profiles, so it can take weaker steps
     pooled = len(spans) > 1
     ok = np.isfinite(peak) & (peak > (2.0 if pooled else 3.0) * noise)
@@ -132,12 +140,15 @@ def fit_side(
         )
         if alt is not None:
             e2, w2, ok2 = alt
+            e2 = base + e2
             coef2, keep2 = _robust_fit(t, e2, w2, ok2, deg)
             if keep2.mean() > keep.mean():
                 coef, keep, e, peak = coef2, keep2, e2, np.where(ok2, w2, peak)
     if deg == 2 and abs(coef[2]) / 4 > max_sag_px:
         # implausibly curved: the edge search strayed; a straight side is the safer reading
-        return fit_side(image, start, end, normal, radius_px=radius_px, spans=spans, degree=1, noise=noise)
+        return fit_side(
+            image, start, end, normal, radius_px=radius_px, spans=spans, degree=1, noise=noise, around=around
+        )
     res = e - (coef[0] + coef[1] * t + coef[2] * t * t)
     rms = float(np.sqrt(np.mean(res[keep] ** 2))) if keep.any() else float("inf")
     return SideFit(
@@ -258,9 +269,13 @@ def refine_corners(
     noise: float,
     side_offsets_mm: np.ndarray | None = None,
     radii_mm: tuple[float, ...] = (2.0, 0.8),
+    around: list[SideFit] | None = None,
 ) -> tuple[np.ndarray | None, dict[str, float], list[SideFit]]:
     """Refine four corners (CORNERS order) on a smoothed float image.
 
+    Each search after the first (wide, 12-88 % of each side) samples 6-94 % of each side around
+    the previous search's fitted curve; ``around`` (fitted sides, e.g. of an earlier call) makes
+    even the first search such a narrow one around those curves.
     ``side_offsets_mm`` (4, 2) moves each fitted side outwards at its start and end (fitted:
     where the annotated outline lies relative to the steepest step). Returns the corners (or None when a side
     cannot be found), fit features and the side fits (before the offsets):
@@ -269,9 +284,11 @@ def refine_corners(
     """
     c = np.asarray(corners_px, dtype=float).copy()
     fits: list[SideFit] = []
-    previous: list[SideFit] = []
+    previous: list[SideFit] = []  # this call's previous pass: its fits centre the next search
+    guide: list[SideFit] = list(around) if around is not None else []
     for n_pass, radius_mm in enumerate(radii_mm):
-        spans = SPANS_C2 if is_c2 else (SPANS_BODY if n_pass == 0 else SPANS_BODY_FINE)
+        wide = n_pass == 0 and around is None  # the first search from a rough start
+        spans = SPANS_C2 if is_c2 else (SPANS_BODY if wide else SPANS_BODY_FINE)
         centre = c.mean(axis=0)
         fits = [None, None, None, None]
         order = (1, 2, 3, 0)  # the superior side last: C2's is fitted parallel to the inferior one
@@ -300,6 +317,7 @@ def refine_corners(
                 degree=degree,
                 noise=noise,
                 max_sag_px=MAX_SAG_MM * px_per_mm,
+                around=_curve_about((previous or guide)[s], a, b, n) if previous or guide else None,
             )
             if is_c2 and s == 0 and (fit is None or abs(np.dot(fit.tangent(0.5), n)) > C2_MAX_TILT * length):
                 # shoulders too faint (or too uneven) for their own tilt: one offset parallel to the
@@ -376,10 +394,19 @@ def stability_px(
         noise=noise,
         side_offsets_mm=side_offsets_mm,
         radii_mm=(radius_mm,),
+        around=fits,
     )
     if again is None:
         return UNSTABLE_PX
     return float(min(np.hypot(*(again - corners_px).T).max(), UNSTABLE_PX))
+
+
+def _curve_about(fit: SideFit, start: np.ndarray, end: np.ndarray, normal: np.ndarray) -> np.ndarray:
+    """Coefficients of ``fit``'s curve as an offset (px along ``normal``) from the chord start-end."""
+    k = float(np.dot(fit.normal, normal))
+    d0 = float(np.dot(fit.start - start, normal))
+    d1 = float(np.dot(fit.end - end, normal))
+    return np.array([d0 + k * fit.coef[0], d1 - d0 + k * fit.coef[1], k * fit.coef[2]])
 
 
 def _corners(fits: list[SideFit]) -> np.ndarray | None:
