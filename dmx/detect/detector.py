@@ -64,8 +64,11 @@ def shape_deviation_mm(corners_mm: np.ndarray, mean_mm: np.ndarray) -> tuple[flo
 
 #: A side whose edge points scatter more than this about its fitted curve (px RMS) is not one clean
 #: cortical edge (an overlapping structure took part of it); its body is not reported. Clear
-#: edges fit to 0.1-0.4 px at every pixel size of the benchmark.
+#: edges fit to 0.1-0.4 px at every pixel size of the benchmark. C2's superior side is only its
+#: two short shoulders beside the dens, whose points scatter more (up to about 1.2 px on bodies
+#: found within 3 px), so C2 has its own limit.
 MAX_SIDE_RMS_PX = 1.0
+MAX_SIDE_RMS_PX_C2 = 1.5
 
 
 def _fit_quality(feats: dict[str, float]) -> float:
@@ -123,17 +126,19 @@ def refine_chain(
         # e_v(theta) = rot(theta) @ (0, -1): a tilt change turns image vectors by the same rotation
         return [(cn + rot @ (cn - cf), tn + (tn - tf))]
 
+    def body_search(k: int) -> dict:
+        """Keywords of the edge search for body k (C2 has its own shape and side offsets)."""
+        return dict(
+            is_c2=k == 0,
+            px_per_mm=px_per_mm,
+            noise=noise,
+            side_offsets_mm=model.side_offsets_mm[0 if k == 0 else 1],
+        )
+
     def best_of(k: int, starts: list[tuple[np.ndarray, float]]) -> None:
         for centre, theta in starts:
             init = to_image_px(model.mean_shape_mm[k], centre, theta, px_per_mm)
-            corners, feats, fits = refine_corners(
-                sm,
-                init,
-                is_c2=k == 0,
-                px_per_mm=px_per_mm,
-                noise=noise,
-                side_offsets_mm=model.side_offsets_mm[0 if k == 0 else 1],
-            )
+            corners, feats, fits = refine_corners(sm, init, **body_search(k))
             if corners is not None and (k not in fitted or _fit_quality(feats) > _fit_quality(fitted[k][1])):
                 fitted[k] = (corners, feats, fits)
 
@@ -161,7 +166,7 @@ def refine_chain(
             results.append((None, f, "its outline (four cortical edges) was not found"))
             continue
         corners, feats, fits = fitted[k]
-        if feats["rms_px"] > MAX_SIDE_RMS_PX:
+        if feats["rms_px"] > (MAX_SIDE_RMS_PX_C2 if k == 0 else MAX_SIDE_RMS_PX):
             f = np.array(
                 [score, feats["inlier"], feats["strength"], feats["rms_px"], 99.0, 0.0, UNSTABLE_PX, k == 0]
             )
@@ -172,15 +177,7 @@ def refine_chain(
             results.append((None, f, problem))
             continue
         dev, size = shape_deviation_mm(corners * mm_per_px, model.mean_shape_mm[k])
-        wobble = stability_px(
-            sm,
-            corners,
-            fits,
-            is_c2=k == 0,
-            px_per_mm=px_per_mm,
-            noise=noise,
-            side_offsets_mm=model.side_offsets_mm[0 if k == 0 else 1],
-        )
+        wobble = stability_px(sm, corners, fits, **body_search(k))
         f = np.array(
             [score, feats["inlier"], feats["strength"], feats["rms_px"], dev, size, wobble, float(k == 0)]
         )
