@@ -128,6 +128,25 @@ def test_low_confidence_is_omitted(tmp_path, phantom):
     assert all(c >= 0.999999 for c in det.landmarks.confidence.values())
 
 
+def test_scattered_side_is_not_reported(monkeypatch, phantom):
+    # every refinement reports a side 1.2 px RMS off its curve: above the 1 px limit of C3-C7,
+    # below C2's 1.5 px (its shoulders are short and scatter more)
+    import dmx.detect.detector as detector
+
+    real = detector.refine_corners
+
+    def scattered(*args, **kwargs):
+        corners, feats, fits = real(*args, **kwargs)
+        return corners, dict(feats, rms_px=1.2), fits
+
+    monkeypatch.setattr(detector, "refine_corners", scattered)
+    det = detect_landmarks(_display(phantom, 3), mm_per_px=tuple(phantom.truth["mm_per_px"]), frame=3)
+    for v in BODIES[1:]:
+        assert v not in det.landmarks.corners_px
+        assert "cortical edges are scattered (a side strays 1.2 px" in det.missing[v]
+    assert "scattered" not in det.missing.get(Vertebra.C2, "")
+
+
 def test_find_landmarks_uses_sequence_frame(phantom, detection):
     class Seq:
         frames = np.stack([_display(phantom, f) for f in range(4)])

@@ -7,9 +7,33 @@ from pathlib import Path
 
 import numpy as np
 
-FORMAT = "dmx.detector/1"
+FORMAT = "dmx.detector/2"
 #: Names of the per-vertebra confidence features, in the order of :attr:`DetectorModel.conf_weights`.
-FEATURES = ("coarse_score", "inlier", "strength", "rms_px", "shape_mm", "size_ratio")
+FEATURES = (
+    "coarse_score",
+    "inlier",
+    "strength",
+    "rms_px",
+    "shape_mm",
+    "size_ratio",
+    "stability_px",
+    "is_c2",
+)
+
+
+def confidence_inputs(features: np.ndarray) -> np.ndarray:
+    """The logistic's inputs from raw features (:data:`FEATURES`, last axis): scale-like ones as logs.
+
+    Edge strength, residual, shape deviation and stability span orders of magnitude between a
+    clear and a doubtful body; their logarithms make one logistic weight fit both ends.
+    """
+    x = np.array(features, dtype=float)
+    i = {name: j for j, name in enumerate(FEATURES)}
+    x[..., i["strength"]] = np.log(np.maximum(x[..., i["strength"]], 0.1))
+    x[..., i["rms_px"]] = np.log(0.05 + np.minimum(x[..., i["rms_px"]], 99.0))
+    x[..., i["shape_mm"]] = np.log(0.05 + np.minimum(x[..., i["shape_mm"]], 99.0))
+    x[..., i["stability_px"]] = np.log(0.1 + x[..., i["stability_px"]])
+    return x
 
 
 @dataclass(frozen=True)
@@ -41,7 +65,8 @@ class DetectorModel:
     score_weight : float
         Weight of correlation against the spacing log-likelihood in the chain search.
     conf_mean, conf_scale, conf_weights : numpy.ndarray
-        Standardisation and logistic weights (bias last) of the confidence features :data:`FEATURES`.
+        Standardisation and logistic weights (bias last) of the confidence features :data:`FEATURES`
+        (as :func:`confidence_inputs` transforms them).
     conf_threshold : float
         Vertebrae below this confidence are left out.
     chain_min_score : float
@@ -76,7 +101,7 @@ class DetectorModel:
 
     def confidence(self, features: np.ndarray) -> float:
         """Logistic confidence in 0..1 from a feature vector ordered as :data:`FEATURES`."""
-        z = (np.asarray(features, float) - self.conf_mean) / self.conf_scale
+        z = (confidence_inputs(features) - self.conf_mean) / self.conf_scale
         s = float(z @ self.conf_weights[:-1] + self.conf_weights[-1])
         return float(1.0 / (1.0 + np.exp(-np.clip(s, -50, 50))))
 

@@ -16,15 +16,14 @@ import numpy as np
 
 #: Sides as (from corner, to corner) in CORNERS order: superior, posterior, inferior, anterior.
 SIDES: tuple[tuple[int, int], ...] = ((0, 1), (1, 2), (2, 3), (3, 0))
-#: Part of each side sampled (fractions from its first to its second corner).
-SPANS_BODY: tuple[tuple[tuple[float, float], ...], ...] = (
-    ((0.12, 0.88),),
-    ((0.12, 0.88),),
-    ((0.12, 0.88),),
-    ((0.12, 0.88),),
-)
-#: C2: the superior side is only the two shoulders beside the base of the dens, fitted as a line
-#: parallel to the inferior endplate (where the corners sit relative to it is ``side_offsets_mm``).
+#: Part of each side sampled (fractions from its first to its second corner) in the wide first
+#: search, where the start may be a few mm off and the ends of a side can stray onto a neighbour.
+SPANS_BODY: tuple[tuple[tuple[float, float], ...], ...] = (((0.12, 0.88),),) * 4
+#: ... and in the narrow final search from corners already near: closer to the corners, so that the
+#: curved sides (waisted walls, concave endplates) are extrapolated less far.
+SPANS_BODY_FINE: tuple[tuple[tuple[float, float], ...], ...] = (((0.06, 0.94),),) * 4
+#: C2 (both searches): the superior side is only the two shoulders beside the base of the dens (where
+#: the corners sit relative to the line through them is ``side_offsets_mm``).
 SPANS_C2: tuple[tuple[tuple[float, float], ...], ...] = (
     ((0.03, 0.2), (0.88, 0.97)),
     ((0.12, 0.88),),
@@ -33,11 +32,14 @@ SPANS_C2: tuple[tuple[tuple[float, float], ...], ...] = (
 )
 
 
-#: Polynomial degree of C2's sides: the superior shoulders are one offset parallel to the inferior
-#: endplate, the others gentle quadratics like every body's.
-C2_DEGREES = (0, 2, 2, 2)
+#: Polynomial degree of C2's sides: the superior shoulders a line (its own tilt: C2 is wedged by a
+#: patient-specific amount), the others gentle quadratics like every body's.
+C2_DEGREES = (1, 2, 2, 2)
+#: Largest tilt of C2's shoulder line against the inferior endplate (tan of about 11 degrees) before
+#: the fit falls back to one offset parallel to the inferior endplate.
+C2_MAX_TILT = 0.2
 #: Largest plausible sag of a side (waist of a wall, concavity of an endplate), mm.
-MAX_SAG_MM = 1.5
+MAX_SAG_MM = 2.5
 
 
 @dataclass(frozen=True)
@@ -79,8 +81,15 @@ def fit_side(
     degree: int,
     noise: float,
     max_sag_px: float = np.inf,
+    around: np.ndarray | None = None,
 ) -> SideFit | None:
-    """Fit one side between ``start`` and ``end`` (outward ``normal``), searching ``radius_px`` either way."""
+    """Fit one side between ``start`` and ``end`` (outward ``normal``), searching ``radius_px`` either way.
+
+    The search is centred on the chord from ``start`` to ``end``, or on the curve offset(t) =
+    ``around`` (c0, c1, c2; px along ``normal``) from it: a previous fit, so that a narrow search
+    follows a deeply concave endplate instead of losing its middle beyond the search radius.
+    """
+    base_coef = np.zeros(3) if around is None else np.asarray(around, dtype=float)
     length = float(np.hypot(*(end - start)))
     ts = []
     for a, b in spans:
@@ -90,7 +99,8 @@ def fit_side(
     span_id = np.concatenate([np.full(len(x), i) for i, x in enumerate(ts)])
     step = 0.25
     offsets = np.arange(-radius_px - 1.0, radius_px + 1.0 + step / 2, step)
-    pts = start[None] + t[:, None] * (end - start)[None]
+    base = base_coef[0] + base_coef[1] * t + base_coef[2] * t * t
+    pts = start[None] + t[:, None] * (end - start)[None] + base[:, None] * normal[None]
     prof = _profiles(image, pts, normal, offsets)
     k = int(round(0.5 / step))  # derivative over +-0.5 px
     g = (prof[:, : -2 * k] - prof[:, 2 * k :]) / (2 * k * step)  # inside minus outside
@@ -113,10 +123,11 @@ def fit_side(
         den = y0 - 2 * y1 + y2
         frac = np.where(np.isfinite(den) & (den < 0), 0.5 * (y0 - y2) / den, 0.0)
     frac = np.clip(np.nan_to_num(frac), -0.5, 0.5)
-    e = off_g[jj] + frac * step
-    # a one-parameter side (C2's shoulders) pools its profiles, so it can take weaker steps
-    ok = np.isfinite(peak) & (peak > (2.0 if degree == 0 else 3.0) * noise)
-    if ok.sum() < max(2 if degree == 0 else 3, 0.3 * len(t)):
+    e = base + off_g[jj] + frac * step
+    # a side sampled on separate spans (C2's shoulders) pools few profiles, so it can take weaker steps
+    pooled = len(spans) > 1
+    ok = np.isfinite(peak) & (peak > (2.0 if pooled else 3.0) * noise)
+    if ok.sum() < max(2 if pooled else 3, 0.3 * len(t)):
         return None
     deg = min(degree, 1) if ok.sum() < 8 else degree
     w = np.where(ok, peak, 0.0)
@@ -125,16 +136,19 @@ def fit_side(
         # another edge (an overlapping bone) took part of the side: look at each profile's
         # strongest few steps and keep, per profile, the one on the best-supported line
         alt = _consensus(
-            t, g, off_g, step, (2.0 if degree == 0 else 3.0) * noise, tol_px=1.0 + 0.5 * min(max_sag_px, 4.0)
+            t, g, off_g, step, (2.0 if pooled else 3.0) * noise, tol_px=1.0 + 0.5 * min(max_sag_px, 4.0)
         )
         if alt is not None:
             e2, w2, ok2 = alt
+            e2 = base + e2
             coef2, keep2 = _robust_fit(t, e2, w2, ok2, deg)
             if keep2.mean() > keep.mean():
                 coef, keep, e, peak = coef2, keep2, e2, np.where(ok2, w2, peak)
     if deg == 2 and abs(coef[2]) / 4 > max_sag_px:
         # implausibly curved: the edge search strayed; a straight side is the safer reading
-        return fit_side(image, start, end, normal, radius_px=radius_px, spans=spans, degree=1, noise=noise)
+        return fit_side(
+            image, start, end, normal, radius_px=radius_px, spans=spans, degree=1, noise=noise, around=around
+        )
     res = e - (coef[0] + coef[1] * t + coef[2] * t * t)
     rms = float(np.sqrt(np.mean(res[keep] ** 2))) if keep.any() else float("inf")
     return SideFit(
@@ -255,9 +269,13 @@ def refine_corners(
     noise: float,
     side_offsets_mm: np.ndarray | None = None,
     radii_mm: tuple[float, ...] = (2.0, 0.8),
+    around: list[SideFit] | None = None,
 ) -> tuple[np.ndarray | None, dict[str, float], list[SideFit]]:
     """Refine four corners (CORNERS order) on a smoothed float image.
 
+    Each search after the first (wide, 12-88 % of each side) samples 6-94 % of each side around
+    the previous search's fitted curve; ``around`` (fitted sides, e.g. of an earlier call) makes
+    even the first search such a narrow one around those curves.
     ``side_offsets_mm`` (4, 2) moves each fitted side outwards at its start and end (fitted:
     where the annotated outline lies relative to the steepest step). Returns the corners (or None when a side
     cannot be found), fit features and the side fits (before the offsets):
@@ -265,10 +283,12 @@ def refine_corners(
     (weakest side's median edge step / noise), ``rms_px`` (worst side's residual).
     """
     c = np.asarray(corners_px, dtype=float).copy()
-    spans = SPANS_C2 if is_c2 else SPANS_BODY
     fits: list[SideFit] = []
-    previous: list[SideFit] = []
-    for radius_mm in radii_mm:
+    previous: list[SideFit] = []  # this call's previous pass: its fits centre the next search
+    guide: list[SideFit] = list(around) if around is not None else []
+    for n_pass, radius_mm in enumerate(radii_mm):
+        wide = n_pass == 0 and around is None  # the first search from a rough start
+        spans = SPANS_C2 if is_c2 else (SPANS_BODY if wide else SPANS_BODY_FINE)
         centre = c.mean(axis=0)
         fits = [None, None, None, None]
         order = (1, 2, 3, 0)  # the superior side last: C2's is fitted parallel to the inferior one
@@ -281,10 +301,12 @@ def refine_corners(
                 d /= max(np.hypot(*d), 1e-9)
                 mid = 0.5 * (a + b)
                 a, b = mid + np.dot(a - mid, d) * d, mid + np.dot(b - mid, d) * d
-            d = (b - a) / max(np.hypot(*(b - a)), 1e-9)
+            length = max(float(np.hypot(*(b - a))), 1e-9)
+            d = (b - a) / length
             n = np.array([d[1], -d[0]])
             if np.dot(n, 0.5 * (a + b) - centre) < 0:
                 n = -n
+            degree = C2_DEGREES[s] if is_c2 else 2
             fit = fit_side(
                 image,
                 a,
@@ -292,10 +314,17 @@ def refine_corners(
                 n,
                 radius_px=radius_mm * px_per_mm,
                 spans=spans[s],
-                degree=C2_DEGREES[s] if is_c2 else 2,
+                degree=degree,
                 noise=noise,
                 max_sag_px=MAX_SAG_MM * px_per_mm,
+                around=_curve_about((previous or guide)[s], a, b, n) if previous or guide else None,
             )
+            if is_c2 and s == 0 and (fit is None or abs(np.dot(fit.tangent(0.5), n)) > C2_MAX_TILT * length):
+                # shoulders too faint (or too uneven) for their own tilt: one offset parallel to the
+                # inferior endplate, pooling both shoulders' profiles
+                fit = fit_side(
+                    image, a, b, n, radius_px=radius_mm * px_per_mm, spans=spans[s], degree=0, noise=noise
+                )
             if fit is None and previous:
                 fit = previous[s]  # the narrower search lost a weak side: keep the wider one's fit
             if fit is None:
@@ -329,6 +358,55 @@ def refine_corners(
         "rms_px": max(f.rms_px for f in fits),
     }
     return out, feats, fits
+
+
+#: Stability reported when the repeated search loses a side (px; the feature's ceiling).
+UNSTABLE_PX = 10.0
+
+
+def stability_px(
+    image: np.ndarray,
+    corners_px: np.ndarray,
+    fits: list[SideFit],
+    *,
+    is_c2: bool,
+    px_per_mm: float,
+    noise: float,
+    side_offsets_mm: np.ndarray | None,
+    radius_mm: float = 0.8,
+) -> float:
+    """How far the corners move when the final search is repeated from where it ended (px).
+
+    A body whose outline is clear converges: repeating the narrow search from its own fitted
+    sides moves no corner more than a fraction of a pixel. Where a side is ambiguous (a faint
+    edge, another bone's edge within reach, a corner so acute that a small change of one side
+    slides it far) the corners move: an estimate of their uncertainty that the fit residuals do
+    not give. Returns :data:`UNSTABLE_PX` (the ceiling) when the repeated search loses a side.
+    """
+    raw = _corners(fits)
+    if raw is None:
+        return UNSTABLE_PX
+    again, _, _ = refine_corners(
+        image,
+        raw,
+        is_c2=is_c2,
+        px_per_mm=px_per_mm,
+        noise=noise,
+        side_offsets_mm=side_offsets_mm,
+        radii_mm=(radius_mm,),
+        around=fits,
+    )
+    if again is None:
+        return UNSTABLE_PX
+    return float(min(np.hypot(*(again - corners_px).T).max(), UNSTABLE_PX))
+
+
+def _curve_about(fit: SideFit, start: np.ndarray, end: np.ndarray, normal: np.ndarray) -> np.ndarray:
+    """Coefficients of ``fit``'s curve as an offset (px along ``normal``) from the chord start-end."""
+    k = float(np.dot(fit.normal, normal))
+    d0 = float(np.dot(fit.start - start, normal))
+    d1 = float(np.dot(fit.end - end, normal))
+    return np.array([d0 + k * fit.coef[0], d1 - d0 + k * fit.coef[1], k * fit.coef[2]])
 
 
 def _corners(fits: list[SideFit]) -> np.ndarray | None:

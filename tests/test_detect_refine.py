@@ -1,0 +1,93 @@
+"""Corner refinement on drawn bodies whose outline is known exactly (dmx.detect.refine)."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from dmx.anatomy import Vertebra
+from dmx.detect import refine
+from dmx.detect.detector import smoothed
+from dmx.detect.model import FEATURES, confidence_inputs
+from dmx.phantom import shapes
+from dmx.phantom import skeleton as sk
+
+MM_PER_PX = 0.3
+SIZE = 160
+
+
+def _anatomy(*, sag_mm: float, waist_ant_mm: float = 0.6) -> sk.Anatomy:
+    base = sk.DEFAULT_ANATOMY
+    return sk.Anatomy(
+        sizes=base.sizes,
+        disc_mm=base.disc_mm,
+        waist_ant_mm={**base.waist_ant_mm, Vertebra.C4: waist_ant_mm},
+        waist_post_mm=base.waist_post_mm,
+        sag_mm={**base.sag_mm, Vertebra.C4: sag_mm},
+    )
+
+
+def _drawn_body(anatomy: sk.Anatomy, *, tilt_deg: float = 12.0) -> tuple[np.ndarray, np.ndarray]:
+    """C4 drawn at ``MM_PER_PX`` (bright rim, dimmer inside, blurred); the image and true corners (px)."""
+    centre = np.array([SIZE / 2, SIZE / 2])
+    th = np.deg2rad(tilt_deg)
+    rot = np.array([[np.cos(th), -np.sin(th)], [np.sin(th), np.cos(th)]])
+    ys, xs = np.mgrid[0:SIZE, 0:SIZE].astype(float)
+    # image (x right, y down) -> body frame (u anterior = right, v superior = up), mm
+    d = np.stack([xs - centre[0], -(ys - centre[1])], axis=-1) * MM_PER_PX
+    uv = d @ rot  # inverse rotation
+    sdf = shapes.body_sdf(Vertebra.C4, uv[..., 0], uv[..., 1], anatomy=anatomy)
+    inside = shapes.coverage(sdf, MM_PER_PX)
+    rim = inside * (1.0 - shapes.coverage(sdf - 0.6, MM_PER_PX))
+    image = (40.0 + 60.0 * inside + 50.0 * rim).astype(np.float32)
+    image = cv2.GaussianBlur(image, (0, 0), 0.8)
+    corners_mm = sk.body_corners_mm(Vertebra.C4, anatomy=anatomy)
+    corners_px = centre + (corners_mm @ rot.T) * np.array([1.0, -1.0]) / MM_PER_PX
+    return image, corners_px
+
+
+def _refine(image: np.ndarray, start_px: np.ndarray):
+    sm, noise = smoothed(image, MM_PER_PX)
+    return refine.refine_corners(sm, start_px, is_c2=False, px_per_mm=1 / MM_PER_PX, noise=noise), sm, noise
+
+
+@pytest.mark.parametrize("sag_mm", [0.9, 2.0])
+def test_concave_endplates_give_their_corners(sag_mm):
+    # endplates 2 mm concave (beyond the old 1.5 mm limit, which fell back to straight sides and
+    # put the corners about 4 px off) and a 0.9 mm anterior waist: corners within half a pixel
+    image, truth = _drawn_body(_anatomy(sag_mm=sag_mm, waist_ant_mm=0.9))
+    rng = np.random.default_rng(3)
+    start = truth + rng.normal(0.0, 1.5, truth.shape)
+    (corners, feats, fits), _, _ = _refine(image, start)
+    assert corners is not None
+    err = np.hypot(*(corners - truth).T)
+    assert err.max() < 0.6, err
+    assert feats["inlier"] > 0.9
+    # the endplates' fitted sag matches the drawing (coef[2] / 4 is the sag at mid-side, px)
+    sag_px = [abs(fits[s].coef[2]) / 4 for s in (0, 2)]
+    assert sag_px == pytest.approx([sag_mm / MM_PER_PX] * 2, abs=0.6)
+
+
+def test_stability_is_small_for_a_clear_body_and_the_ceiling_for_a_lost_one():
+    image, truth = _drawn_body(_anatomy(sag_mm=0.9))
+    (corners, _, fits), sm, noise = _refine(image, truth + 1.0)
+    kw = dict(is_c2=False, px_per_mm=1 / MM_PER_PX, noise=noise, side_offsets_mm=None)
+    assert refine.stability_px(sm, corners, fits, **kw) < 0.2
+    # the same fitted sides on an image without the body: the repeated search finds no outline
+    blank = np.full_like(sm, float(sm.mean()))
+    assert refine.stability_px(blank, corners, fits, **kw) == refine.UNSTABLE_PX
+
+
+def test_confidence_inputs_take_logs_of_scale_like_features_only():
+    raw = np.array([[0.9, 0.8, 20.0, 0.25, 0.3, 1.02, 0.5, 1.0]])
+    assert raw.shape[1] == len(FEATURES)
+    x = confidence_inputs(raw)
+    i = {name: j for j, name in enumerate(FEATURES)}
+    assert x[0, i["strength"]] == pytest.approx(np.log(20.0))
+    assert x[0, i["rms_px"]] == pytest.approx(np.log(0.30))
+    assert x[0, i["shape_mm"]] == pytest.approx(np.log(0.35))
+    assert x[0, i["stability_px"]] == pytest.approx(np.log(0.6))
+    for name in ("coarse_score", "inlier", "size_ratio", "is_c2"):
+        assert x[0, i[name]] == raw[0, i[name]]
+    assert raw[0, i["strength"]] == 20.0  # input untouched
