@@ -155,16 +155,18 @@ def detect_on_sequence(
     Raises
     ------
     DetectionUnavailableError
-        When automatic detection is not available (not built, or no model file):
+        When automatic detection is not available (not built, no model file, or one that
+        cannot be used):
         the message tells the user to pass ``--landmarks``.
     DetectionFailedError
         When the detector found no vertebral body at all.
     """
     import dmx.detect
+    from dmx.detect.model import ModelFileError
 
     try:
         detection = dmx.detect.find_landmarks(sequence, frame=frame, model_path=model_path)
-    except (NotImplementedError, FileNotFoundError) as exc:
+    except (NotImplementedError, FileNotFoundError, ModelFileError) as exc:
         why = " ".join(str(exc).split()) or type(exc).__name__
         raise DetectionUnavailableError(study_path, why) from None
     if not detection.landmarks.corners_px:

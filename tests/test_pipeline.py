@@ -248,6 +248,19 @@ def test_detector_unavailable_is_one_line_telling_to_pass_landmarks(phantom, mon
     assert err[0].endswith("pass --landmarks L.json") and "Traceback" not in err[0]
 
 
+def test_stale_model_file_is_one_line_naming_it(phantom, monkeypatch, capsys, tmp_path):
+    # a model file of the previous format (six confidence features) must not reach a traceback
+    study, _, _ = phantom
+    np.savez(tmp_path / "detector.npz", format=np.array("dmx.detector/1"), res_mm=np.array(0.6))
+    monkeypatch.setenv("DMX_MODEL_DIR", str(tmp_path))
+    assert main(["analyze", str(study), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "Traceback" not in err[0]
+    assert str(tmp_path / "detector.npz") in err[0]
+    assert "not a dmx.detector/2 model file (dmx.detector/1); rebuild it with" in err[0]
+    assert not (tmp_path / "out").exists()
+
+
 def test_detector_finding_nothing_or_points_outside_the_image_is_an_error(phantom, monkeypatch):
     study, lm, _ = phantom
     everything = {v: "not found" for v in ("C2", "C3", "C4", "C5", "C6", "C7")}

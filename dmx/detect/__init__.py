@@ -105,7 +105,9 @@ def detect_landmarks(
     Raises
     ------
     ValueError
-        If ``image`` is not a 2-D array, or the model file is not a dmx detector file.
+        If ``image`` is not a 2-D array.
+    dmx.detect.model.ModelFileError
+        If the model file is not a usable dmx detector file (e.g. an older format).
     FileNotFoundError
         If no model file is found (see :func:`model_file`).
     """
