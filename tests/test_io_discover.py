@@ -89,6 +89,15 @@ def test_inbox_is_grouped_and_every_file_is_accounted_for(inbox):
     assert used == {p for p in inbox.rglob("*") if p.is_file()}
 
 
+def test_log_counts_skipped_files_apart_from_landmark_files(inbox, caplog):
+    with caplog.at_level("INFO", logger="dmx"):
+        discover(inbox)
+    lines = [r.getMessage() for r in caplog.records]
+    skipped = next(m for m in lines if m.startswith("skipped "))
+    assert skipped.startswith("skipped 4 files: ") and "landmark" not in skipped
+    assert "2 landmark files (read with their studies)" in lines
+
+
 def test_ids_are_stable_unique_and_carry_no_names(inbox):
     first = [s.id for s in find_studies(inbox)]
     again = [s.id for s in find_studies(inbox)]
@@ -130,7 +139,7 @@ def test_logs_carry_no_patient_names(inbox, caplog):
     for study in find_studies(inbox):
         load_input(study)
     load_sequence(inbox / "patient1" / "study1" / "cine.dcm")
-    assert "skipped 6 files" in caplog.text and "loaded 5 frames of 8 x 8" in caplog.text
+    assert "skipped 4 files" in caplog.text and "loaded 5 frames of 8 x 8" in caplog.text
     assert "Doe" not in caplog.text and "Jane" not in caplog.text
 
 

@@ -376,13 +376,25 @@ def discover(root: str | Path) -> Discovery:
 def _log_skipped(skipped: list[SkippedInput], root: Path) -> None:
     """Each skipped file at DEBUG, and one INFO line counting them by reason."""
     counts: dict[str, int] = {}
+    sidecars = 0
     for s in skipped:
         log.debug("skipped %s: %s", _rel(s.path, root), s.reason)
+        if s.reason == LANDMARK_FILE:
+            sidecars += 1  # not an image, but not unused either: read with its study
+            continue
         kind = s.reason.split(" (")[0].split(":")[0]
         counts[kind] = counts.get(kind, 0) + 1
+    n = sum(counts.values())
     if counts:
-        detail = ", ".join(f"{n} {k}" for k, n in sorted(counts.items(), key=lambda kv: -kv[1]))
-        log.info("skipped %d file%s: %s", len(skipped), "s" if len(skipped) != 1 else "", detail)
+        detail = ", ".join(f"{c} {k}" for k, c in sorted(counts.items(), key=lambda kv: -kv[1]))
+        log.info("skipped %d file%s: %s", n, "s" if n != 1 else "", detail)
+    if sidecars:
+        log.info(
+            "%d landmark file%s (read with %s)",
+            sidecars,
+            "s" if sidecars != 1 else "",
+            "their studies" if sidecars != 1 else "its study",
+        )
 
 
 def find_studies(root: str | Path) -> list[StudyInput]:
