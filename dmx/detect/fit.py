@@ -301,12 +301,14 @@ def fit(n_images: int = 160, *, log=print) -> DetectorModel:
         f"{int(((p >= CONF_THRESHOLD) & (y == 0)).sum())} kept bad"
     )
     e = np.array(errors)
+    is_c2 = x[:, FEATURES.index("is_c2")] > 0.5
     for th in (0.5, 0.6, 0.7, 0.8, 0.9):
         kept = p >= th
+        bad = kept & (e > 3.0)
         log(
             f"  at {th:.1f}: kept {int((kept & (e <= GOOD_CORNER_PX)).sum())} good, "
-            f"{int((kept & (e > 3.0)).sum())} with a corner > 3 px "
-            f"(confidences of those: {np.round(np.sort(p[kept & (e > 3.0)]), 2).tolist()})"
+            f"{int(bad.sum())} with a corner > 3 px ({int((bad & is_c2).sum())} of them C2; "
+            f"confidences {np.round(np.sort(p[bad]), 2).tolist()})"
         )
     # chain-score floor: nearer the no-spine scores than the spines (a real spine must never be
     # dropped here; per-vertebra confidence is the main guard against false bodies)
