@@ -112,6 +112,13 @@ class CalibrationSource(StrEnum):
     NONE = "none"
 
 
+class LandmarkSource(StrEnum):
+    """Where the reference-frame landmarks came from (``landmarks_source`` in measurements.json)."""
+
+    FILE = "file"  # a landmark file: given with --landmarks, or a batch study's sidecar
+    AUTO = "auto"  # found by the automatic detector, not yet reviewed
+
+
 class Flag(StrEnum):
     """Instability flags (spec section 7)."""
 

@@ -44,6 +44,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
+from dmx.anatomy import LandmarkSource
 from dmx.errors import DmxError, InputError, LandmarkError, UsageError
 from dmx.files import write_text_atomic
 
@@ -136,7 +137,7 @@ class StudyJob:
     @property
     def landmarks_source(self) -> str:
         """``"file"`` (a sidecar) or ``"auto"`` (found automatically), as in measurements.json."""
-        return "file" if self.landmarks_path is not None else "auto"
+        return (LandmarkSource.FILE if self.landmarks_path is not None else LandmarkSource.AUTO).value
 
     @property
     def fingerprint(self) -> str:

@@ -14,6 +14,7 @@ from typing import Annotated
 
 import typer
 
+from dmx.anatomy import LandmarkSource
 from dmx.errors import DmxError
 
 app = typer.Typer(
@@ -273,7 +274,7 @@ def analyze(
         typer.echo(format_summary(analysis.measurements))
     for path in written.values():
         log.info("wrote %s", path)
-    if analysis.landmarks_source == "auto":
+    if analysis.landmarks_source == LandmarkSource.AUTO:
         from dmx.pipeline import format_detection
 
         log.info("landmarks found automatically: review them")

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from dmx.anatomy import BODIES, CORNERS, OPTIONAL_BODIES, UpperCervicalPoint, Vertebra
+from dmx.anatomy import BODIES, CORNERS, OPTIONAL_BODIES, LandmarkSource, UpperCervicalPoint, Vertebra
 from dmx.errors import InputError, LandmarkError, UsageError
 from dmx.files import write_text_atomic
 from dmx.io.sequence import Sequence
@@ -32,10 +32,6 @@ from dmx.tracking.types import Tracks
 MEASUREMENTS_SCHEMA = "dmx.measurements/1"
 SMOOTHING_METHOD = "local quadratic (Savitzky-Golay), quality-weighted"
 BODY_NAMES = frozenset(v.value for v in BODIES + OPTIONAL_BODIES)
-
-#: ``landmarks_source`` values in measurements.json.
-SOURCE_FILE = "file"
-SOURCE_AUTO = "auto"
 
 #: The first warning of every study whose landmarks were found automatically.
 AUTO_WARNING = (
@@ -85,7 +81,7 @@ class Analysis:
     @property
     def landmarks_source(self) -> str:
         """``"auto"`` (found by :func:`detect_on_sequence`) or ``"file"`` (given)."""
-        return str(self.measurements.get("landmarks_source", SOURCE_FILE))
+        return str(self.measurements.get("landmarks_source", LandmarkSource.FILE.value))
 
 
 def check_landmarks(landmarks: Landmarks, sequence: Sequence, *, path: str | Path) -> None:
@@ -434,7 +430,7 @@ def analyze(
         landmarks,
         tracks,
         measured,
-        landmarks_source=SOURCE_FILE if detection is None else SOURCE_AUTO,
+        landmarks_source=(LandmarkSource.FILE if detection is None else LandmarkSource.AUTO).value,
         detection=None if detection is None else detection_summary(detection),
         smooth_frames=smooth,
     )
@@ -487,7 +483,7 @@ def write_outputs(
     written["measurements"] = out / "measurements.json"
     write_text_atomic(out / "landmarks.csv", landmarks_csv(analysis.tracks))
     written["landmarks"] = out / "landmarks.csv"
-    auto = analysis.landmarks_source == SOURCE_AUTO
+    auto = analysis.landmarks_source == LandmarkSource.AUTO
     if auto:
         write_landmarks(analysis.landmarks, out / AUTO_LANDMARKS_NAME)
         written["landmarks_auto"] = out / AUTO_LANDMARKS_NAME

@@ -123,3 +123,10 @@ def test_missing_jsonschema_gives_a_clear_error(monkeypatch):
     monkeypatch.setitem(sys.modules, "jsonschema", None)
     with pytest.raises(ModuleNotFoundError, match="pip install 'dmx\\[test\\]'"):
         validate_measurements(full_doc())
+
+
+def test_landmark_sources_are_the_schemas():
+    from dmx.anatomy import LandmarkSource
+
+    declared = measurements_schema()["properties"]["landmarks_source"]["enum"]
+    assert sorted(declared) == sorted(s.value for s in LandmarkSource) == ["auto", "file"]

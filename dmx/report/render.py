@@ -13,7 +13,7 @@ import jinja2
 import numpy as np
 from markupsafe import Markup
 
-from dmx.anatomy import CORNERS, Flag
+from dmx.anatomy import CORNERS, Flag, LandmarkSource
 from dmx.files import write_text_atomic
 from dmx.report import images, plots, summary
 
@@ -156,7 +156,7 @@ def _keyframes(
 def _auto_landmarks(analysis: Any, window: tuple[float, float], *, max_side_px: int) -> dict[str, Any] | None:
     """The "found automatically: review" block: confidence, missing bodies, corners on the reference frame."""
     m = analysis.measurements
-    if m.get("landmarks_source") != "auto":
+    if m.get("landmarks_source") != LandmarkSource.AUTO:
         return None
     from dmx.anatomy import BODIES
     from dmx.report.review import LOW_CONFIDENCE
