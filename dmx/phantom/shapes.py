@@ -229,7 +229,11 @@ def vertebra_structure(
         g = sk.dens_geometry_mm(anatomy=anatomy)
         dens_c = 0.5 * (g["ant_base_u"] + g["post_base_u"])
         dens_path = path_profile(u - dens_c, 0.5 * (g["ant_base_u"] - g["post_base_u"]) + 0.5, 10.0)
-        path = np.where(v > b.height_ant_mm / 2 - 1.0, dens_path, path)
+        # above the body's superior side (less 1 mm, parallel to it, whatever the wedging) the
+        # X-ray crosses only the dens
+        hp2, ha2 = b.height_post_mm / 2, b.height_ant_mm / 2
+        top_of_body = hp2 + (ha2 - hp2) * (u + d) / (2 * d)
+        path = np.where(v > top_of_body - 1.0, dens_path, path)
     tex = trabecular_texture(u.shape, ds_mm, rng)
     dens = cov * MU_CORT * 1.6 + inner * MU_TRAB * path * tex + shell * MU_CORT * 0.7 * path
     # posterior elements (both sides superimpose in the lateral view)
