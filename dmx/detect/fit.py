@@ -238,7 +238,7 @@ def fit(n_images: int = 160, *, log=print) -> DetectorModel:
     )
 
     # 4. confidence: features of detected bodies (label: worst corner within GOOD_CORNER_PX)
-    feats, labels, errors, chain_scores = [], [], [], []
+    feats, errors, chain_scores = [], [], []
     for i, d in enumerate(data):
         chain, mpp = coarse(d["image"], model, mm_per_px=d["mm_per_px"])
         if chain is None:
@@ -251,7 +251,6 @@ def fit(n_images: int = 160, *, log=print) -> DetectorModel:
             err = np.hypot(*(c - d["corners"][k]).T).max()
             feats.append(f)
             errors.append(err)
-            labels.append(float(err <= GOOD_CORNER_PX))
         if i % 4 == 0:
             # negatives: the same chain displaced by half a body along the column
             shifted = replace(
@@ -266,7 +265,6 @@ def fit(n_images: int = 160, *, log=print) -> DetectorModel:
                 err = np.hypot(*(c - d["corners"][k]).T).max()
                 feats.append(f)
                 errors.append(err)
-                labels.append(float(err <= GOOD_CORNER_PX))
     # images without a spine: noise, smooth blobs, blank
     neg_scores = []
     rng = np.random.default_rng(11)
@@ -288,10 +286,10 @@ def fit(n_images: int = 160, *, log=print) -> DetectorModel:
         for c, f, _ in refine_chain(img, chain, model, mm_per_px=mpp):
             if c is not None:
                 feats.append(f)
-                errors.append(np.inf)
-                labels.append(0.0)
+                errors.append(np.inf)  # no spine: every body found is wrong
     x = confidence_inputs(np.array(feats))
-    y = np.array(labels)
+    e = np.array(errors)
+    y = (e <= GOOD_CORNER_PX).astype(float)
     mean, scale = x.mean(axis=0), np.maximum(x.std(axis=0), 1e-6)
     w = _logistic((x - mean) / scale, y)
     p = 1 / (1 + np.exp(-(((x - mean) / scale) @ w[:-1] + w[-1])))
@@ -300,7 +298,6 @@ def fit(n_images: int = 160, *, log=print) -> DetectorModel:
         f"at {CONF_THRESHOLD}: {int(((p >= CONF_THRESHOLD) & (y == 1)).sum())} kept good, "
         f"{int(((p >= CONF_THRESHOLD) & (y == 0)).sum())} kept bad"
     )
-    e = np.array(errors)
     is_c2 = x[:, FEATURES.index("is_c2")] > 0.5
     for th in (0.5, 0.6, 0.7, 0.8, 0.9):
         kept = p >= th
