@@ -71,6 +71,11 @@ MAX_SIDE_RMS_PX = 1.0
 MAX_SIDE_RMS_PX_C2 = 1.5
 
 
+def _features(**values: float) -> np.ndarray:
+    """The confidence feature vector, in :data:`FEATURES` order, from the features by name."""
+    return np.array([float(values[name]) for name in FEATURES])
+
+
 def _fit_quality(feats: dict[str, float]) -> float:
     return feats["inlier"] * min(feats["strength"], 20.0) / (1.0 + feats["rms_px"])
 
@@ -162,13 +167,27 @@ def refine_chain(
     for k in range(6):
         score = chain.bodies[k].score
         if k not in fitted:
-            f = np.array([score, 0.0, 0.0, 99.0, 99.0, 0.0, UNSTABLE_PX, float(k == 0)])
+            f = _features(
+                coarse_score=score,
+                inlier=0.0,
+                strength=0.0,
+                rms_px=99.0,
+                shape_mm=99.0,
+                size_ratio=0.0,
+                stability_px=UNSTABLE_PX,
+                is_c2=k == 0,
+            )
             results.append((None, f, "its outline (four cortical edges) was not found"))
             continue
         corners, feats, fits = fitted[k]
         if feats["rms_px"] > (MAX_SIDE_RMS_PX_C2 if k == 0 else MAX_SIDE_RMS_PX):
-            f = np.array(
-                [score, feats["inlier"], feats["strength"], feats["rms_px"], 99.0, 0.0, UNSTABLE_PX, k == 0]
+            f = _features(
+                coarse_score=score,
+                **feats,
+                shape_mm=99.0,
+                size_ratio=0.0,
+                stability_px=UNSTABLE_PX,
+                is_c2=k == 0,
             )
             problem = (
                 f"its cortical edges are scattered (a side strays {feats['rms_px']:.1f} px from a smooth "
@@ -178,8 +197,8 @@ def refine_chain(
             continue
         dev, size = shape_deviation_mm(corners * mm_per_px, model.mean_shape_mm[k])
         wobble = stability_px(sm, corners, fits, **body_search(k))
-        f = np.array(
-            [score, feats["inlier"], feats["strength"], feats["rms_px"], dev, size, wobble, float(k == 0)]
+        f = _features(
+            coarse_score=score, **feats, shape_mm=dev, size_ratio=size, stability_px=wobble, is_c2=k == 0
         )
         results.append((corners, f, None))
     return results
