@@ -129,6 +129,13 @@ def path_profile(x: np.ndarray, half_mm: float, width_mm: float, power: float = 
 # --------------------------------------------------------------------------- body outline
 
 
+def superior_side_v_mm(size: sk.BodySize, frac: np.ndarray) -> np.ndarray:
+    """Height (mm, body frame) of a body's superior side, straight from corner to corner, at
+    ``frac`` = 0 (posterior) .. 1 (anterior) of its depth (the concave sag comes on top)."""
+    hp, ha = size.height_post_mm / 2, size.height_ant_mm / 2
+    return hp + (ha - hp) * frac
+
+
 def body_sdf(
     vertebra: Vertebra, u: np.ndarray, v: np.ndarray, *, anatomy: sk.Anatomy = sk.DEFAULT_ANATOMY
 ) -> np.ndarray:
@@ -151,7 +158,7 @@ def body_sdf(
     sdf_ant = d - waist_ant * 4 * t_ant * (1 - t_ant) - u
     sdf_post = u - (-d + waist_post * 4 * t_post * (1 - t_post))
     sup_sag = 0.0 if vertebra is Vertebra.C2 else sag
-    y_sup = hp + (ha - hp) * frac - sup_sag * 4 * s * (1 - s)
+    y_sup = superior_side_v_mm(b, frac) - sup_sag * 4 * s * (1 - s)
     y_inf = -hp + (hp - ha) * frac + sag * 4 * s * (1 - s)
     body = np.minimum(np.minimum(sdf_ant, sdf_post), np.minimum((y_sup - v) * cos_a, (v - y_inf) * cos_a))
     if vertebra is not Vertebra.C2:
@@ -231,9 +238,7 @@ def vertebra_structure(
         dens_path = path_profile(u - dens_c, 0.5 * (g["ant_base_u"] - g["post_base_u"]) + 0.5, 10.0)
         # above the body's superior side (less 1 mm, parallel to it, whatever the wedging) the
         # X-ray crosses only the dens
-        hp2, ha2 = b.height_post_mm / 2, b.height_ant_mm / 2
-        top_of_body = hp2 + (ha2 - hp2) * (u + d) / (2 * d)
-        path = np.where(v > top_of_body - 1.0, dens_path, path)
+        path = np.where(v > superior_side_v_mm(b, (u + d) / (2 * d)) - 1.0, dens_path, path)
     tex = trabecular_texture(u.shape, ds_mm, rng)
     dens = cov * MU_CORT * 1.6 + inner * MU_TRAB * path * tex + shell * MU_CORT * 0.7 * path
     # posterior elements (both sides superimpose in the lateral view)
