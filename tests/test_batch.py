@@ -36,12 +36,14 @@ from pathlib import Path
 
 import pydicom
 
-from dmx.batch import resolve_landmarks
+from dmx.batch import analyze_study
 from dmx.errors import InputError
 
 
 def analyze(study, out_dir, *, mm_per_px=None):
-    landmarks = resolve_landmarks(study, out_dir)
+    if study.landmarks_path is None:  # the real analysis: automatic landmarks (none on noise)
+        return analyze_study(study, out_dir, mm_per_px=mm_per_px)
+    landmarks = study.landmarks_path
     label = study.label
     if "crash" in label:
         os._exit(3)  # the worker process dies (segfault, OOM kill ...)
@@ -88,7 +90,7 @@ def fake(tmp_path, monkeypatch):
     mod_dir.mkdir()
     (mod_dir / "fake_pipeline.py").write_text(FAKE_PIPELINE)
     monkeypatch.syspath_prepend(str(mod_dir))
-    monkeypatch.setattr(batch, "DEFAULT_ANALYZER", FAKE)
+    monkeypatch.setattr("dmx.batch.study.DEFAULT_ANALYZER", FAKE)  # what run_batch runs by default
     return mod_dir
 
 
@@ -618,7 +620,7 @@ def phantom_inbox(tmp_path: Path, names: tuple[str, ...]) -> Path:
 def one_job(inbox: Path) -> batch.StudyJob:
     studies, _ = discover_inputs(inbox)
     assert len(studies) == 1
-    return batch._with_checksums(studies, jobs=1)[0]
+    return batch.with_checksums(studies, jobs=1)[0]
 
 
 def test_study_without_sidecar_is_analysed_with_automatic_landmarks(tmp_path, monkeypatch):
@@ -691,7 +693,7 @@ def test_study_without_sidecar_fails_in_one_line_when_detection_gives_nothing_us
     assert list(out.iterdir()) == []  # no folder, no temporary left
 
 
-def test_resolve_landmarks_writes_the_detected_proposal(tmp_path, monkeypatch):
+def test_study_without_sidecar_keeps_the_detected_proposal_with_its_confidence(tmp_path, monkeypatch):
     from landmark_fakes import fake_detector
 
     from dmx.landmarks import read_landmarks
@@ -701,14 +703,17 @@ def test_resolve_landmarks_writes_the_detected_proposal(tmp_path, monkeypatch):
     monkeypatch.setattr(
         "dmx.detect.find_landmarks", fake_detector(tmp_path / "truth" / "p1.json", confidence={"C5": 0.4})
     )
-    det = batch.detect_landmarks(job)
-    assert det.landmarks.confidence[det.landmarks.vertebrae[3]] == pytest.approx(0.4)
-    path = batch.resolve_landmarks(job, tmp_path)
-    assert path == tmp_path / "landmarks.auto.json"
-    lm = read_landmarks(path)
+    out = tmp_path / "out"
+    out.mkdir()
+    row = batch.run_study(job, out)
+    assert (row.status, row.landmarks_source) == (Status.OK, "auto")
+    lm = read_landmarks(out / job.key / "landmarks.auto.json")
     truth = read_landmarks(tmp_path / "truth" / "p1.json")
-    np.testing.assert_allclose(lm.corners_px[lm.vertebrae[0]], truth.corners_px[truth.vertebrae[0]])
+    assert lm.vertebrae == truth.vertebrae
+    for v in truth.vertebrae:
+        np.testing.assert_allclose(lm.corners_px[v], truth.corners_px[v])
     assert lm.confidence[lm.vertebrae[3]] == pytest.approx(0.4)
+    assert lm.vertebrae[3].value == "C5"
 
 
 def test_batch_review_loop_auto_then_corrected_sidecar(tmp_path, monkeypatch):
@@ -753,14 +758,14 @@ def test_auto_landmark_fingerprint_follows_the_detector_model(tmp_path, monkeypa
     job = batch.StudyJob(
         key="p", label="p/cine.dcm", kind="multiframe", study_path=f, paths=(f,), root=f.parent
     )
-    one = batch._with_checksums([job], jobs=1)[0]
+    one = batch.with_checksums([job], jobs=1)[0]
     (models / "detector.npz").write_bytes(b"model two")
-    two = batch._with_checksums([job], jobs=1)[0]
+    two = batch.with_checksums([job], jobs=1)[0]
     assert one.sha256 == two.sha256 and one.landmarks_sha256 == two.landmarks_sha256 == ""
     assert one.detector_sha256 == hashlib.sha256(b"model one").hexdigest()
     assert one.fingerprint != two.fingerprint  # a new model re-analyses studies without landmarks
     lm = f.with_name("cine.dcm.landmarks.json")
     sidecar(lm)
-    with_file = [batch._with_checksums([replace(job, landmarks_path=lm)], jobs=1)[0] for _ in range(2)]
+    with_file = [batch.with_checksums([replace(job, landmarks_path=lm)], jobs=1)[0] for _ in range(2)]
     assert with_file[0].detector_sha256 == ""  # a landmark file does not depend on the model
     assert with_file[0].fingerprint == with_file[1].fingerprint

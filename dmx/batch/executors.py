@@ -1,0 +1,214 @@
+"""Executors: where :func:`~dmx.batch.study.run_study` runs, one call per study.
+
+``local``: a pool of worker processes on this machine that survives a worker
+crashing. ``dask``: a Dask distributed cluster whose workers share the output
+folder's file system.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
+from typing import Any
+
+from dmx.batch.jobs import Status, StudyJob
+from dmx.batch.manifest import ManifestRow, one_line, study_row, utc_now
+from dmx.batch.outputs import previous_success, remove_temporary
+from dmx.batch.study import run_study
+from dmx.errors import UsageError
+
+#: Called with each study and its manifest row as soon as the study is done.
+OnRow = Callable[[StudyJob, ManifestRow], None]
+
+#: Worker processes start from a clean server process, never by forking this one
+#: (forking a process with threads can deadlock; the same on every Python version).
+_MP = multiprocessing.get_context(
+    "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+)
+
+
+# --------------------------------------------------------------------------- local worker processes
+
+
+def run_local(
+    studies: list[StudyJob], out_root: Path, *, jobs: int, kwargs: dict[str, Any], on_row: OnRow
+) -> None:
+    """Run in a process pool, ``jobs`` studies in flight; survive worker crashes.
+
+    When a worker process dies (segfault, ``os._exit``, out-of-memory kill), every
+    study in flight at that moment is re-run alone in a fresh process: the one
+    that crashes again is marked failed, the others finish normally.
+    """
+    if _MP.get_start_method() == "forkserver":
+        _MP.set_forkserver_preload(["dmx.batch", "numpy", "pydicom"])  # each worker starts warm
+    started = utc_now()
+    pending = deque(studies)
+    suspects: list[StudyJob] = []
+    while pending:
+        broken = _run_pool(pending, suspects, out_root, jobs=jobs, kwargs=kwargs, on_row=on_row)
+        if broken and jobs == 1 and len(suspects) == 1:  # it ran alone: it is the one that crashed
+            s = suspects.pop()
+            on_row(s, _crashed_row(s, out_root))
+    for s in suspects:
+        on_row(s, _rerun_alone(s, out_root, started=started, kwargs=kwargs))
+
+
+def _run_pool(
+    pending: deque[StudyJob],
+    suspects: list[StudyJob],
+    out_root: Path,
+    *,
+    jobs: int,
+    kwargs: dict[str, Any],
+    on_row: OnRow,
+) -> bool:
+    """Run ``pending`` studies in one pool until it is done or breaks; whether it broke.
+
+    The studies in flight when the pool broke go to ``suspects``; those never
+    started stay in ``pending``.
+    """
+    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=_MP)
+    in_flight: dict[Future[ManifestRow], StudyJob] = {}
+    broken = False
+    try:
+        while (pending or in_flight) and not broken:
+            broken = _submit(pool, pending, in_flight, out_root, jobs=jobs, kwargs=kwargs)
+            if broken:
+                break
+            broken = _collect_first(in_flight, suspects, on_row)
+        if in_flight:  # the pool broke: keep what finished, suspect the rest
+            _settle_after_break(in_flight, suspects, on_row)
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True, cancel_futures=True)
+    return broken
+
+
+def _submit(
+    pool: ProcessPoolExecutor,
+    pending: deque[StudyJob],
+    in_flight: dict[Future[ManifestRow], StudyJob],
+    out_root: Path,
+    *,
+    jobs: int,
+    kwargs: dict[str, Any],
+) -> bool:
+    """Keep ``jobs`` studies in flight; whether the pool turned out to be broken."""
+    while pending and len(in_flight) < jobs:
+        s = pending.popleft()
+        try:
+            in_flight[pool.submit(run_study, s, out_root, **kwargs)] = s
+        except BrokenProcessPool:  # broke before we saw it: s never started
+            pending.appendleft(s)
+            return True
+    return False
+
+
+def _collect_first(
+    in_flight: dict[Future[ManifestRow], StudyJob], suspects: list[StudyJob], on_row: OnRow
+) -> bool:
+    """Wait for the next studies to finish and report them; whether the pool broke meanwhile."""
+    broken = False
+    done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+    for fut in done:
+        s = in_flight.pop(fut)
+        try:
+            on_row(s, fut.result())
+        except BrokenProcessPool:
+            broken = True
+            suspects.append(s)
+    return broken
+
+
+def _settle_after_break(
+    in_flight: dict[Future[ManifestRow], StudyJob], suspects: list[StudyJob], on_row: OnRow
+) -> None:
+    """After the pool broke: report the studies that still finished, suspect the others."""
+    wait(in_flight, timeout=30)
+    for fut, s in in_flight.items():
+        if fut.done() and not fut.cancelled() and fut.exception() is None:
+            on_row(s, fut.result())
+        else:
+            suspects.append(s)
+
+
+def _rerun_alone(s: StudyJob, out_root: Path, *, started: str, kwargs: dict[str, Any]) -> ManifestRow:
+    """A study in flight when a worker crashed, re-run alone: failed if it crashes its worker again."""
+    since = previous_success(out_root / s.key, s.fingerprint)
+    if since is not None and since[:1].isdigit() and since >= started:  # finished; its result got lost
+        return study_row(s, Status.OK, "", duration_s=None)
+    with ProcessPoolExecutor(max_workers=1, mp_context=_MP) as pool:
+        try:
+            return pool.submit(run_study, s, out_root, **kwargs).result()
+        except BrokenProcessPool:
+            return _crashed_row(s, out_root)
+
+
+def _crashed_row(study: StudyJob, out_root: Path) -> ManifestRow:
+    remove_temporary(out_root, study.key)
+    return study_row(
+        study, Status.FAILED, "the worker process crashed while analysing this study", duration_s=None
+    )
+
+
+# --------------------------------------------------------------------------- Dask
+
+
+def run_dask(
+    studies: list[StudyJob],
+    out_root: Path,
+    *,
+    scheduler: str | None,
+    jobs: int,
+    kwargs: dict[str, Any],
+    on_row: OnRow,
+) -> None:
+    """Run on the Dask cluster at ``scheduler`` (or a local one of ``jobs`` worker processes)."""
+    try:
+        from dask.distributed import Client, LocalCluster, as_completed
+    except ImportError:
+        raise UsageError("--executor dask needs Dask distributed: pip install 'dmx[dask]'") from None
+    if not studies:
+        return
+    for name in ("distributed", "dask"):  # their INFO chatter would drown the per-study lines
+        logging.getLogger(name).setLevel(logging.WARNING)
+    cluster = None
+    try:
+        if scheduler:
+            client = Client(scheduler, timeout="30s")
+        else:
+            cluster = LocalCluster(
+                n_workers=jobs, threads_per_worker=1, processes=True, dashboard_address=None
+            )
+            client = Client(cluster)
+    except OSError as exc:
+        raise UsageError(f"cannot reach the Dask scheduler {scheduler}: {exc}") from None
+    try:
+        futures = {
+            client.submit(run_study, s, out_root, key=f"dmx-study-{s.key}", pure=False, **kwargs): s
+            for s in studies
+        }
+        for fut in as_completed(futures):
+            s = futures[fut]
+            on_row(s, _dask_row(s, fut))
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+def _dask_row(s: StudyJob, fut: Any) -> ManifestRow:
+    """The study's row from its finished Dask future; failed when the worker died on it."""
+    try:
+        return fut.result()
+    except KeyboardInterrupt:
+        raise
+    except Exception as exc:  # noqa: BLE001 - e.g. KilledWorker: the worker died on this study
+        reason = one_line(f"Dask worker failed ({type(exc).__name__}): {exc}", s.root)
+        return study_row(s, Status.FAILED, reason, duration_s=None)

@@ -1,0 +1,159 @@
+"""One study of a batch: analysed into its own output folder, atomically, never raising for a bad study.
+
+:func:`run_study` is a picklable top-level function, so the same function runs
+in local worker processes or on a Dask cluster.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from dmx.batch.jobs import Status, StudyJob
+from dmx.batch.manifest import ManifestRow, one_line, study_row, utc_now
+from dmx.batch.outputs import install, previous_success, temporary_folder
+from dmx.errors import DmxError, LandmarkError
+from dmx.files import write_text_atomic
+
+#: The analysis each worker runs, as ``"module:function"`` (a string, so that it
+#: pickles under any start method and on a Dask cluster). See :func:`analyze_study`.
+DEFAULT_ANALYZER = "dmx.batch:analyze_study"
+
+#: Schema of the ``batch.json`` record in each study folder.
+BATCH_SCHEMA = "dmx.batch-study/1"
+
+
+def analyze_study(study: StudyJob, out_dir: Path, *, mm_per_px: float | None = None) -> list[str]:
+    """The default per-study analysis: :func:`dmx.pipeline.analyze` then ``write_outputs``.
+
+    Writes ``measurements.json``, ``report.html`` and ``landmarks.csv`` into
+    ``out_dir`` and returns the analysis warnings. A study without a landmark sidecar
+    is analysed with automatic landmarks (found once, inside the analysis), which adds
+    ``landmarks.auto.json`` and ``review.html``; its ``measurements.json`` says
+    ``landmarks_source: "auto"``.
+
+    Raises
+    ------
+    DmxError
+        Bad input, or no landmarks: no sidecar and automatic detection not available
+        or not usable ("no landmarks: add <sidecar> (<why>)").
+    """
+    from dmx import pipeline
+
+    try:
+        analysis = pipeline.analyze(
+            study.study_path,
+            landmarks_path=study.landmarks_path,
+            series=study.series_uid,
+            mm_per_px=mm_per_px,
+        )
+    except (pipeline.DetectionUnavailableError, pipeline.DetectionFailedError) as exc:
+        raise _no_landmarks(study, exc) from None
+    pipeline.write_outputs(analysis, out_dir, report=True)
+    return [str(w) for w in analysis.measurements.get("warnings", []) or []]
+
+
+def _no_landmarks(study: StudyJob, exc: DmxError) -> LandmarkError:
+    """The batch reason for a study without a sidecar whose automatic detection gave nothing usable."""
+    from dmx.pipeline import DetectionUnavailableError
+
+    if isinstance(exc, DetectionUnavailableError):
+        why = f"automatic detection not available: {exc.why}"
+    else:
+        why = getattr(exc, "problem", str(exc))
+    return LandmarkError(None, f"no landmarks: add {study.landmarks_hint} ({why})")
+
+
+def run_study(
+    study: StudyJob,
+    out_root: str | Path,
+    *,
+    force: bool = False,
+    mm_per_px: float | None = None,
+    analyzer: str = DEFAULT_ANALYZER,
+) -> ManifestRow:
+    """Analyse one study into ``out_root/<study.key>/`` atomically; never raises for a bad study.
+
+    Parameters
+    ----------
+    study : StudyJob
+        The study, with its checksum filled in.
+    out_root : path
+        The batch output folder (shared by every worker).
+    force : bool
+        Redo the study even when its outputs exist for the same input checksum.
+    mm_per_px : float, optional
+        Calibration override passed to the analysis.
+    analyzer : str
+        ``"module:function"`` called as ``function(study, out_dir, mm_per_px=...)``; it
+        writes the outputs into ``out_dir`` and returns a list of warnings.
+
+    Returns
+    -------
+    ManifestRow
+        ``ok``, ``skipped`` (unchanged since an earlier run) or ``failed`` with a
+        one-line reason. Only ``KeyboardInterrupt`` propagates.
+    """
+    t0 = time.monotonic()
+    out_root = Path(out_root)
+
+    def row(status: Status, reason: str) -> ManifestRow:
+        return study_row(study, status, reason, duration_s=time.monotonic() - t0)
+
+    try:
+        if not force:
+            since = previous_success(out_root / study.key, study.fingerprint)
+            if since is not None:
+                return row(Status.SKIPPED, f"unchanged since {since}")
+        n = len(_analyse_into_folder(study, out_root, analyzer=analyzer, mm_per_px=mm_per_px))
+        return row(Status.OK, f"{n} warning{'s' * (n != 1)} (see measurements.json)" if n else "")
+    except KeyboardInterrupt:
+        raise
+    except DmxError as exc:
+        return row(Status.FAILED, one_line(str(exc), study.root))
+    except BaseException as exc:  # noqa: BLE001 - a bad study must never stop the batch
+        return row(Status.FAILED, one_line(f"internal error ({type(exc).__name__}): {exc}", study.root))
+
+
+def _analyse_into_folder(
+    study: StudyJob, out_root: Path, *, analyzer: str, mm_per_px: float | None
+) -> list[str]:
+    """Run the analysis in a temporary folder, record it and install it as ``out_root/<key>/``.
+
+    Returns the analysis warnings. On any error nothing of the study is left behind.
+    """
+    tmp = temporary_folder(out_root, study.key)
+    try:
+        warnings = _resolve(analyzer)(study, tmp, mm_per_px=mm_per_px) or []
+        if not (tmp / "measurements.json").is_file():
+            raise DmxError("the analysis wrote no measurements.json")
+        _write_record(study, tmp)
+        install(tmp, out_root / study.key)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return warnings
+
+
+def _write_record(study: StudyJob, folder: Path) -> None:
+    """``batch.json``: what the outputs in ``folder`` were computed from, for resuming."""
+    record = {
+        "schema": BATCH_SCHEMA,
+        "input": study.label,
+        "input_sha256": study.sha256,
+        "landmarks_sha256": study.landmarks_sha256,
+        "fingerprint": study.fingerprint,
+        "finished_at": utc_now(),
+        "outputs": sorted(p.name for p in folder.iterdir()),
+    }
+    write_text_atomic(folder / "batch.json", json.dumps(record, indent=2) + "\n", fsync=True)
+
+
+def _resolve(analyzer: str) -> Callable[..., Any]:
+    module, _, name = analyzer.partition(":")
+    return getattr(importlib.import_module(module), name)
