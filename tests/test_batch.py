@@ -19,11 +19,12 @@ import pytest
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
+import dmx
 from dmx import batch
 from dmx.batch import Status, discover_inputs, input_checksum, run_batch
 from dmx.cli import main
 
-PACKAGE_ROOT = Path(batch.__file__).resolve().parents[1]  # where the dmx under test lives
+PACKAGE_ROOT = Path(dmx.__file__).resolve().parents[1]  # where the dmx under test lives
 PATIENT_NAME = "DOE^JANE"
 PATIENT_ID = "PID-93731"
 
@@ -411,6 +412,53 @@ def test_killed_batch_loses_nothing_and_rerun_finishes(tmp_path, fake):
     assert len(study_dirs(out)) == 3
     for d in study_dirs(out):
         json.loads((d / "measurements.json").read_text())  # complete, valid files only
+
+
+def _console_script(tmp_path: Path) -> tuple[Path, dict[str, str]]:
+    """The ``dmx`` command as users run it, and an environment in which it runs the dmx under test.
+
+    Installed (``pip install -e .``, as in CI): the console script pip wrote beside the
+    interpreter, with no PYTHONPATH. Otherwise the same lines pip writes, finding dmx
+    through PYTHONPATH.
+    """
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONSAFEPATH")}
+    probe = [sys.executable, "-P", "-c", "import dmx; print(dmx.__file__)"]
+    found = subprocess.run(probe, cwd=tmp_path, env=env, capture_output=True, text=True)
+    installed = found.returncode == 0 and Path(found.stdout.strip()).resolve().parents[1] == PACKAGE_ROOT
+    script = Path(sys.executable).with_name("dmx")
+    if installed and script.is_file():
+        return script, env
+    env["PYTHONPATH"] = str(PACKAGE_ROOT)
+    script = tmp_path / "bin" / "dmx"
+    script.parent.mkdir()
+    script.write_text(
+        f"#!{sys.executable}\nimport sys\nfrom dmx.cli import main\nif __name__ == '__main__':\n"
+        "    sys.exit(main())\n"
+    )
+    script.chmod(0o755)
+    return script, env
+
+
+@pytest.mark.parametrize("stray", ["empty folder", "another package"])
+def test_batch_runs_the_installed_dmx_whatever_the_current_folder_holds(tmp_path, stray):
+    """A folder named dmx where the user stands (the clone of the repository, an old copy) is not imported."""
+    script, env = _console_script(tmp_path)
+    here = tmp_path / "here"
+    (here / "dmx").mkdir(parents=True)
+    if stray == "another package":  # shadows even a regular install when the current folder comes first
+        (here / "dmx" / "__init__.py").write_text("")
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    for name in ("study.dcm", "landmarks.json"):
+        shutil.copy(PACKAGE_ROOT / "sample_data" / "kyphotic_left_mono1" / name, inbox / name)
+    out = tmp_path / "out"
+    cmd = [str(script), "batch", str(inbox), "--out", str(out), "--jobs", "1"]
+    proc = subprocess.run(cmd, cwd=here, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    rows = manifest(out)
+    assert (rows["study.dcm"]["status"], rows["study.dcm"]["landmarks_source"]) == ("ok", "file")
+    doc = json.loads((out / rows["study.dcm"]["output"] / "measurements.json").read_text())
+    assert doc["input"]["sha256"] == rows["study.dcm"]["input_sha256"]
 
 
 def test_stale_replaced_folder_is_restored(tmp_path):

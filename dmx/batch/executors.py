@@ -7,10 +7,12 @@ folder's file system.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing
+import os
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
@@ -32,6 +34,11 @@ _MP = multiprocessing.get_context(
 )
 
 
+#: Set in the environment of the server process the workers are forked from: Python
+#: (3.11+) then puts no current folder on its ``sys.path`` (see :func:`_start_server`).
+_SAFE_PATH = "PYTHONSAFEPATH"
+
+
 # --------------------------------------------------------------------------- local worker processes
 
 
@@ -44,8 +51,7 @@ def run_local(
     study in flight at that moment is re-run alone in a fresh process: the one
     that crashes again is marked failed, the others finish normally.
     """
-    if _MP.get_start_method() == "forkserver":
-        _MP.set_forkserver_preload(["dmx.batch", "numpy", "pydicom"])  # each worker starts warm
+    _start_server()
     started = utc_now()
     pending = deque(studies)
     suspects: list[StudyJob] = []
@@ -72,7 +78,7 @@ def _run_pool(
     The studies in flight when the pool broke go to ``suspects``; those never
     started stay in ``pending``.
     """
-    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=_MP)
+    pool = _worker_pool(jobs)
     in_flight: dict[Future[ManifestRow], StudyJob] = {}
     broken = False
     try:
@@ -143,11 +149,59 @@ def _rerun_alone(s: StudyJob, out_root: Path, *, started: str, kwargs: dict[str,
     since = previous_success(out_root / s.key, s.fingerprint)
     if since is not None and since[:1].isdigit() and since >= started:  # finished; its result got lost
         return study_row(s, Status.OK, "", duration_s=None)
-    with ProcessPoolExecutor(max_workers=1, mp_context=_MP) as pool:
+    with _worker_pool(1) as pool:
         try:
             return pool.submit(run_study, s, out_root, **kwargs).result()
         except BrokenProcessPool:
             return _crashed_row(s, out_root)
+
+
+def _start_server() -> None:
+    """Start the server process the workers are forked from, with the batch's modules loaded.
+
+    It is started without the current folder on its ``sys.path``: a folder named
+    ``dmx`` (a clone of the repository, an old copy) where the user happens to stand
+    must not stand in for the installed package in the workers.
+    """
+    if _MP.get_start_method() != "forkserver":
+        return  # "spawn": each worker takes the batch's sys.path as it is
+    from multiprocessing import forkserver
+
+    _MP.set_forkserver_preload(["dmx.batch", "numpy", "pydicom"])  # each worker starts warm
+    with _environment(_SAFE_PATH, "1"):
+        forkserver.ensure_running()
+
+
+@contextlib.contextmanager
+def _environment(name: str, value: str) -> Iterator[None]:
+    """``os.environ[name] = value`` inside the ``with`` block only (processes started in it inherit it)."""
+    before = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = before
+
+
+def _worker_pool(workers: int) -> ProcessPoolExecutor:
+    """A pool of ``workers`` processes with the batch's environment."""
+    return ProcessPoolExecutor(
+        max_workers=workers,
+        mp_context=_MP,
+        initializer=_worker_started,
+        initargs=(os.environ.get(_SAFE_PATH),),
+    )
+
+
+def _worker_started(safe_path: str | None) -> None:
+    """Initializer of each worker process: the batch's environment."""
+    if safe_path is None:
+        os.environ.pop(_SAFE_PATH, None)  # set only to start the server process
+    else:
+        os.environ[_SAFE_PATH] = safe_path
 
 
 def _crashed_row(study: StudyJob, out_root: Path) -> ManifestRow:
