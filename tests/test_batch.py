@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import textwrap
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -54,6 +57,10 @@ def analyze(study, out_dir, *, mm_per_px=None):
         raise KeyboardInterrupt
     # Workers start from a server process: they see files, not the test's later environment.
     control = out_dir.parent.parent  # out_dir is OUT/.tmp-<key>-<pid>: this is the test's tmp_path
+    sleep_s = control / "sleep-s"
+    if sleep_s.exists() and "slow" in label:  # a long analysis, to be killed while it runs
+        (control / f"started-{study.key}").write_text(str(os.getpid()))
+        time.sleep(float(sleep_s.read_text()))
     kill_flag = control / "kill-once"
     if kill_flag.exists() and "kill" in label:
         main_pid = int(kill_flag.read_text())
@@ -410,6 +417,74 @@ def test_killed_batch_loses_nothing_and_rerun_finishes(tmp_path, fake):
     ]
     assert not [p for p in out.iterdir() if p.name.startswith(".tmp-")]
     assert len(study_dirs(out)) == 3
+    for d in study_dirs(out):
+        json.loads((d / "measurements.json").read_text())  # complete, valid files only
+
+
+def _session_processes(sid: int) -> list[str]:
+    """``"pid command"`` of every live (not zombie) process of session ``sid`` (Linux /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:  # ended meanwhile
+            continue
+        comm_end = text.rindex(")")
+        state, _ppid, _pgrp, session = text[comm_end + 2 :].split()[:4]
+        if int(session) == sid and state != "Z":
+            found.append(f"{stat.parent.name} {text[text.index('(') + 1 : comm_end]}")
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").is_file(), reason="needs Linux /proc to list processes")
+def test_killed_batch_leaves_no_worker_running_and_rerun_finishes(tmp_path, fake):
+    """kill -9 of the batch while two workers analyse: all its processes end, nothing half-written."""
+    inbox = tmp_path / "inbox"
+    for name in ("slow_a", "slow_b", "slow_c", "slow_d"):
+        sidecar(write_dicom(inbox / name / "x.dcm").with_name("x.dcm.landmarks.json"))
+    out = tmp_path / "out"
+    (tmp_path / "sleep-s").write_text("4")
+    script = (
+        f"from dmx.batch import run_batch; run_batch({str(inbox)!r}, {str(out)!r}, jobs=2, analyzer={FAKE!r})"
+    )
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(PACKAGE_ROOT), str(fake), env.get("PYTHONPATH", "")])
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script],
+        env=env,
+        start_new_session=True,  # its own session (and process group): the batch and all it starts
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        for _ in range(600):  # both workers have started a study (at most 60 s)
+            if len(list(tmp_path.glob("started-*"))) == 2 or proc.poll() is not None:
+                break
+            time.sleep(0.1)
+        assert len(list(tmp_path.glob("started-*"))) == 2, "the workers never started"
+        assert len(_session_processes(proc.pid)) >= 3  # the batch, its workers (and their server)
+        os.kill(proc.pid, signal.SIGKILL)  # the terminal closed, the scheduler killed the job
+        proc.wait(timeout=30)
+        left = _session_processes(proc.pid)
+        for _ in range(100):  # at most 10 s: the workers' analyses would take 4 s more
+            if not left:
+                break
+            time.sleep(0.1)
+            left = _session_processes(proc.pid)
+        assert left == [], f"still running after the batch was killed: {left}"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+    # the two studies in flight never finished: no folder of theirs, no row
+    assert study_dirs(out) == []
+    assert batch.read_manifest(out) == []
+    (tmp_path / "sleep-s").unlink()
+    result = run_batch(inbox, out, jobs=2, analyzer=FAKE)
+    assert [(r.input, r.status.value) for r in result.rows] == [
+        (f"{name}/x.dcm", "ok") for name in ("slow_a", "slow_b", "slow_c", "slow_d")
+    ]
+    assert [p.name for p in out.iterdir() if p.name.startswith((".tmp-", ".old-"))] == []
+    assert len(study_dirs(out)) == 4
     for d in study_dirs(out):
         json.loads((d / "measurements.json").read_text())  # complete, valid files only
 

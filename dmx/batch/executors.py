@@ -11,6 +11,9 @@ import contextlib
 import logging
 import multiprocessing
 import os
+import select
+import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -187,21 +190,52 @@ def _environment(name: str, value: str) -> Iterator[None]:
 
 
 def _worker_pool(workers: int) -> ProcessPoolExecutor:
-    """A pool of ``workers`` processes with the batch's environment."""
+    """A pool of ``workers`` processes that end when this process ends, however it ends."""
     return ProcessPoolExecutor(
         max_workers=workers,
         mp_context=_MP,
         initializer=_worker_started,
-        initargs=(os.environ.get(_SAFE_PATH),),
+        initargs=(os.getpid(), os.environ.get(_SAFE_PATH)),
     )
 
 
-def _worker_started(safe_path: str | None) -> None:
-    """Initializer of each worker process: the batch's environment."""
+def _worker_started(batch_pid: int, safe_path: str | None) -> None:
+    """Initializer of each worker process: the batch's environment, and a watch on the batch.
+
+    A thread ends the worker as soon as the batch process is gone (killed with any
+    signal, the terminal closed), so no worker goes on analysing or idling for a
+    batch that no longer exists. A study it was writing stays a hidden temporary
+    folder, removed by the next run.
+    """
     if safe_path is None:
         os.environ.pop(_SAFE_PATH, None)  # set only to start the server process
     else:
         os.environ[_SAFE_PATH] = safe_path
+    try:
+        pidfd: int | None = os.pidfd_open(batch_pid)
+    except (AttributeError, OSError):  # not Linux 5.3+: ask every second instead
+        pidfd = None
+    threading.Thread(target=_watch, args=(batch_pid, pidfd), name="dmx-batch-watch", daemon=True).start()
+
+
+def _watch(batch_pid: int, pidfd: int | None) -> None:
+    """Return only when the batch process has ended, then end this worker at once."""
+    if pidfd is not None:
+        select.select([pidfd], [], [])  # readable when the process ends
+    else:
+        while _alive(batch_pid):
+            time.sleep(1.0)
+    os._exit(1)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _crashed_row(study: StudyJob, out_root: Path) -> ManifestRow:
