@@ -298,6 +298,9 @@ def test_batch_messy_inbox_every_input_accounted_for(tmp_path, fake, capsys, cap
         for secret in ("DOE", PATIENT_ID, ds.StudyInstanceUID, ds.SeriesInstanceUID):
             assert secret not in text
     assert "[5/5]" in err and "3 ok, 3 failed, 3 skipped" in err
+    # a copied DICOM file (same SOP instance) and a copied video (same checksum) are both duplicates
+    assert f"5 studies to analyse under {inbox} (2 duplicate, 2 other files)" in err
+    assert "3 skipped (0 unchanged, 2 duplicate, 1 not a study)" in err
 
 
 def test_rerun_skips_unchanged_force_redoes_and_changes_rerun(tmp_path, fake, capsys):
@@ -675,8 +678,31 @@ def test_second_batch_on_the_same_output_is_refused(tmp_path, capsys):
     with open(out / ".dmx-batch.lock", "w") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
         assert main(["batch", str(tmp_path / "in"), "--out", str(out)]) == 2
+        assert (out / ".dmx-batch.lock").exists()  # the refused batch leaves the other's lock alone
     assert "another 'dmx batch' is writing to this folder" in capsys.readouterr().err
     assert not (out / "manifest.csv").exists()
+
+
+def test_the_lock_file_goes_when_the_batch_ends(tmp_path, fake):
+    inbox = good_inbox(tmp_path / "inbox")
+    out = tmp_path / "out"
+    assert main(["batch", str(inbox), "--out", str(out)]) == 0
+    assert not (out / ".dmx-batch.lock").exists()
+    (out / ".dmx-batch.lock").write_text("")  # left by a batch killed with SIGKILL: nobody holds it
+    sidecar(write_dicom(inbox / "x_interrupt" / "x.dcm").with_name("x.dcm.landmarks.json"))
+    assert main(["batch", str(inbox), "--out", str(out)]) == 130  # Ctrl-C
+    assert [p.name for p in out.iterdir() if p.name.startswith(".")] == []
+    assert manifest(out)["x_interrupt/x.dcm"]["reason"] == "interrupted before it finished"
+
+
+def test_unusable_lock_file_is_one_error_line(tmp_path, capsys):
+    (tmp_path / "in").mkdir()
+    lock = tmp_path / "out" / ".dmx-batch.lock"
+    lock.mkdir(parents=True)  # something that is not a file stands where the lock goes
+    assert main(["batch", str(tmp_path / "in"), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err == f"dmx: error: {lock}: cannot create the batch lock file: Is a directory\n"
+    assert not (tmp_path / "out" / "manifest.csv").exists()
 
 
 def test_duplicate_of_a_failed_study_points_nowhere(tmp_path, fake):

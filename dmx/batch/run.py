@@ -105,7 +105,7 @@ def run_batch(
         for u in unusable:
             ledger.add(_unusable_row(u))
         primaries, first = _set_duplicates_aside(studies, ledger)
-        _log_found(inbox, studies, primaries, unusable)
+        _log_found(inbox, primaries, ledger.rows)
         ledger.progress = Progress(len(primaries), stream=progress_stream)
         try:
             if executor == "local":
@@ -224,22 +224,28 @@ def _point_duplicates(rows: list[ManifestRow], first: dict[str, StudyJob]) -> li
     return out
 
 
-def _log_found(
-    inbox: Path, studies: list[StudyJob], primaries: list[StudyJob], unusable: list[Unusable]
-) -> None:
+def _is_duplicate(reason: str) -> bool:
+    """A copy of another input: ``duplicate of <label>`` (same images and landmarks) or, from
+    :mod:`dmx.io.discover`, ``duplicate: same SOP Instance UID as <file>``."""
+    return reason.startswith("duplicate")
+
+
+def _log_found(inbox: Path, primaries: list[StudyJob], rows: list[ManifestRow]) -> None:
+    """What is to be done: the studies to analyse, and the inputs already set aside (``rows``)."""
+    duplicates = sum(_is_duplicate(r.reason) for r in rows)
     log.info(
-        "%d stud%s found under %s (%d duplicate, %d other file%s)",
-        len(studies),
-        "y" if len(studies) == 1 else "ies",
+        "%d stud%s to analyse under %s (%d duplicate, %d other file%s)",
+        len(primaries),
+        "y" if len(primaries) == 1 else "ies",
         inbox,
-        len(studies) - len(primaries),
-        len(unusable),
-        "" if len(unusable) == 1 else "s",
+        duplicates,
+        len(rows) - duplicates,
+        "" if len(rows) - duplicates == 1 else "s",
     )
 
 
 def _log_summary(result: BatchResult) -> None:
-    dup = sum(r.reason.startswith(_DUPLICATE_OF) for r in result.rows)
+    dup = sum(_is_duplicate(r.reason) for r in result.rows)
     unchanged = sum(r.reason.startswith("unchanged since ") for r in result.rows)
     other = result.count(Status.SKIPPED) - dup - unchanged
     log.info(
