@@ -705,6 +705,15 @@ def test_unusable_lock_file_is_one_error_line(tmp_path, capsys):
     assert not (tmp_path / "out" / "manifest.csv").exists()
 
 
+def test_unwritable_manifest_is_one_error_line(tmp_path, capsys):
+    (tmp_path / "in").mkdir()
+    where = tmp_path / "out" / "manifest.csv"
+    where.mkdir(parents=True)  # a folder where the manifest goes
+    assert main(["batch", str(tmp_path / "in"), "--out", str(tmp_path / "out")]) == 2
+    assert capsys.readouterr().err == f"dmx: error: {where}: cannot write the manifest: Is a directory\n"
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["manifest.csv"]  # no lock, no temporary
+
+
 def test_duplicate_of_a_failed_study_points_nowhere(tmp_path, fake):
     inbox = tmp_path / "inbox"
     f = write_video(inbox / "a_boom" / "x.avi")

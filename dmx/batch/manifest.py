@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from dmx.batch.jobs import Status, StudyJob
+from dmx.errors import InputError
 from dmx.files import write_text_atomic
 
 #: Columns of ``manifest.csv`` (and keys of each ``manifest.jsonl`` line), in order.
@@ -95,12 +96,21 @@ class ManifestWriter:
     """
 
     def __init__(self, out_root: Path) -> None:
+        """Start both files with no rows.
+
+        Raises
+        ------
+        InputError
+            When either file cannot be written (one line naming it).
+        """
         self.csv_path = out_root / "manifest.csv"
         self.jsonl_path = out_root / "manifest.jsonl"
-        write_text_atomic(self.csv_path, _csv_line(MANIFEST_FIELDS), fsync=True)
-        write_text_atomic(self.jsonl_path, "", fsync=True)
-        self._csv: IO[str] = open(self.csv_path, "a", encoding="utf-8", newline="")  # noqa: SIM115
-        self._jsonl: IO[str] = open(self.jsonl_path, "a", encoding="utf-8")  # noqa: SIM115
+        self._csv: IO[str] = _start(self.csv_path, _csv_line(MANIFEST_FIELDS), newline="")
+        try:
+            self._jsonl: IO[str] = _start(self.jsonl_path, "")
+        except BaseException:
+            self._csv.close()
+            raise
 
     def add(self, row: ManifestRow) -> None:
         for fh, line in ((self._csv, _csv_row(row)), (self._jsonl, json.dumps(row.to_json()) + "\n")):
@@ -121,6 +131,15 @@ class ManifestWriter:
     def close(self) -> None:
         self._csv.close()
         self._jsonl.close()
+
+
+def _start(path: Path, header: str, *, newline: str | None = None) -> IO[str]:
+    """``path`` written anew with ``header`` and open for appending rows."""
+    try:
+        write_text_atomic(path, header, fsync=True)
+        return open(path, "a", encoding="utf-8", newline=newline)  # noqa: SIM115 - closed by close()
+    except OSError as exc:
+        raise InputError(path, f"cannot write the manifest: {exc.strerror}") from None
 
 
 def _csv_line(values: Sequence[Any]) -> str:
