@@ -215,11 +215,13 @@ def _worker_started(batch_pid: int, safe_path: str | None) -> None:
         pidfd: int | None = os.pidfd_open(batch_pid)
     except (AttributeError, OSError):  # not Linux 5.3+: ask every second instead
         pidfd = None
+        if os.name == "nt":  # pragma: no cover - os.kill(pid, 0) would end the batch there
+            return
     threading.Thread(target=_watch, args=(batch_pid, pidfd), name="dmx-batch-watch", daemon=True).start()
 
 
 def _watch(batch_pid: int, pidfd: int | None) -> None:
-    """Return only when the batch process has ended, then end this worker at once."""
+    """Wait until the batch process has ended, then end this worker at once."""
     if pidfd is not None:
         select.select([pidfd], [], [])  # readable when the process ends
     else:
@@ -229,6 +231,7 @@ def _watch(batch_pid: int, pidfd: int | None) -> None:
 
 
 def _alive(pid: int) -> bool:
+    """Whether process ``pid`` exists (POSIX: signal 0 is only a check)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
