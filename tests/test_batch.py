@@ -492,6 +492,37 @@ def test_killed_batch_leaves_no_worker_running_and_rerun_finishes(tmp_path, fake
         json.loads((d / "measurements.json").read_text())  # complete, valid files only
 
 
+@pytest.mark.parametrize("pidfd", [True, False])
+def test_worker_watch_ends_the_worker_when_the_batch_ends(tmp_path, pidfd):
+    """The watch each worker starts, with a pidfd (Linux 5.3+) or polling (elsewhere)."""
+    batch_proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    ready = tmp_path / "ready"
+    code = textwrap.dedent(
+        f"""
+        import os, pathlib, time
+        {"" if pidfd else "del os.pidfd_open"}
+        from dmx.batch import executors
+        executors._worker_started({batch_proc.pid}, None)
+        pathlib.Path({str(ready)!r}).write_text("")
+        time.sleep(120)
+        """
+    )
+    env = dict(os.environ, PYTHONPATH=str(PACKAGE_ROOT))
+    worker = subprocess.Popen([sys.executable, "-c", code], env=env)
+    try:
+        for _ in range(600):
+            if ready.exists() or worker.poll() is not None:
+                break
+            time.sleep(0.1)
+        assert ready.exists() and worker.poll() is None  # watching, and the batch is alive
+        batch_proc.kill()
+        batch_proc.wait()
+        assert worker.wait(timeout=30) == 1  # ended by the watch, long before its sleep
+    finally:
+        batch_proc.kill()
+        worker.kill()
+
+
 def _console_script(tmp_path: Path) -> tuple[Path, dict[str, str]]:
     """The ``dmx`` command as users run it, and an environment in which it runs the dmx under test.
 
