@@ -252,12 +252,14 @@ def analyze(
     """Track C2-C7 through the cine and write measurements.json, landmarks.csv and report.html."""
     import json
 
+    from dmx.files import prepare_output_dir
     from dmx.measure import format_summary
     from dmx.measure.config import load_thresholds
     from dmx.pipeline import analyze as run_analysis
     from dmx.pipeline import write_outputs
 
     thresholds = load_thresholds(config, overrides=threshold or None)
+    prepare_output_dir(out)  # before the work: an unusable --out costs one line, not an analysis
     analysis = run_analysis(
         study,
         landmarks_path=landmarks,
@@ -305,9 +307,13 @@ def landmarks(
     Then: dmx analyze STUDY --landmarks FILE
     """
     from dmx.errors import InputError
+    from dmx.files import prepare_output_file
     from dmx.landmarks import write_landmarks
     from dmx.pipeline import adjacent_pairs, detection_summary, format_detection, propose_landmarks
 
+    prepare_output_file(out, what="landmark file")
+    if review is not None:
+        prepare_output_file(review, what="review page")
     sequence, detection = propose_landmarks(study, series=series, mm_per_px=mm_per_px, frame=frame)
     summary = detection_summary(detection)
     try:
@@ -396,7 +402,9 @@ def aggregate(
     some measurements.json could not be read (they are named and skipped).
     """
     from dmx.aggregate import aggregate as run_aggregate
+    from dmx.files import prepare_output_file
 
+    prepare_output_file(out, what="table")
     result = run_aggregate(results, out, secret=pseudonymize)
     typer.echo(f"{result.table}\n{result.summary}")
     raise typer.Exit(result.exit_code)
