@@ -249,11 +249,15 @@ def analyze(
         ),
     ] = 5,
 ) -> None:
-    """Track C2-C7 through the cine and write measurements.json, landmarks.csv and report.html."""
+    """Track C2-C7 through the cine and write measurements.json, landmarks.csv and report.html.
+
+    Exit 1 when the analysis finished but no level could be measured (the reason is printed;
+    the files are still written).
+    """
     import json
 
     from dmx.files import prepare_output_dir
-    from dmx.measure import format_summary
+    from dmx.measure import format_summary, no_measurement_reason
     from dmx.measure.config import load_thresholds
     from dmx.pipeline import analyze as run_analysis
     from dmx.pipeline import write_outputs
@@ -284,6 +288,9 @@ def analyze(
             log.info("  %s", line)
         where = written.get("review", written.get("landmarks_auto"))
         log.info("correct %s, then re-run with --landmarks <corrected file>", where)
+    nothing = no_measurement_reason(analysis.measurements)
+    if nothing is not None:  # finished, wrote what it could, but there is nothing to read
+        _fail(f"{study}: {nothing}", EXIT_FAILED)
 
 
 @app.command()

@@ -347,3 +347,38 @@ def test_tracks_are_smoothed_by_default_and_recorded(phantom, tmp_path, capsys):
     assert code == 2 and not out.exists()
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["dmx: error: --smooth-frames must be 0 or an odd number >= 5, got 4"]
+
+
+def test_only_c4_landmarks_nothing_measured_nothing_green_exit_1(tmp_path, capsys):
+    """A landmark file with only C4: no level can be measured. The files are written and say so;
+    no level is "none" (no flag) and nothing is green; dmx analyze exits 1 with one line saying why."""
+    import re
+
+    from landmark_fakes import write_phantom_study
+
+    from dmx.cli import main
+
+    study, lm = write_phantom_study(tmp_path / "ph")
+    doc = json.loads(lm.read_text())
+    doc["points"] = {"C4": doc["points"]["C4"]}
+    only_c4 = tmp_path / "only_c4.json"
+    only_c4.write_text(json.dumps(doc))
+    out = tmp_path / "out"
+    assert main(["analyze", str(study), "--landmarks", str(only_c4), "--out", str(out)]) == 1
+    captured = capsys.readouterr()
+    assert captured.err.strip().splitlines()[-1] == (
+        f"dmx: error: {study}: no level could be measured "
+        "(the landmarks hold only C4: a level needs both of its vertebrae)"
+    )
+    table = [line for line in captured.out.splitlines() if re.match(r"C\d-C\d ", line)]
+    assert len(table) == 5 and all(line.endswith("  not measured") for line in table)
+    m = json.loads((out / "measurements.json").read_text())
+    assert all(lvl["rotation_rom_deg"] is None for lvl in m["levels"].values())
+    html = (out / "report.html").read_text(encoding="utf-8")
+    assert "No level could be measured" in html
+    assert 'class="motion motion-ok"' not in html and "Motion sufficient" not in html
+    assert "verdict verdict-clear" not in html  # the green verdict
+    assert "Motion not measured" in html
+    flags = re.findall(r'<td class="flags">(.*?)</td>', html)
+    assert len(flags) == 5 and all("not measured" in f for f in flags)
+    assert '<span class="none">none</span>' not in html

@@ -15,6 +15,7 @@ from markupsafe import Markup
 
 from dmx.anatomy import CORNERS, Flag, LandmarkSource
 from dmx.files import write_text_atomic
+from dmx.measure.summary import level_measured
 from dmx.report import images, plots, summary
 
 #: Below this tracking confidence a frame counts as low-confidence in quality control.
@@ -268,6 +269,7 @@ def _level_rows(analysis: Any, th: dict[str, summary.Threshold]) -> list[dict[st
         rows.append(
             {
                 "name": name,
+                "measured": level_measured(lvl),
                 "flags": [f for f in (lvl.get("flags") or [])],
                 "rom": cell(
                     lvl.get("rotation_rom_deg"),

@@ -188,6 +188,7 @@ class Verdict:
     motion_text: str
     curves: tuple[CurveLine, ...]
     not_evaluated: tuple[str, ...]
+    motion_measured: bool = True  # False: no level's rotation was measured (nothing to call sufficient)
 
 
 def _finding_text(flag: str, name: str, lvl: dict[str, Any], m: dict[str, Any], th: Threshold) -> str:
@@ -275,10 +276,13 @@ def verdict(measurements: dict[str, Any]) -> Verdict:
             headline += f"; {', '.join(insufficient)} moved too little to be judged"
     else:
         missing = [n for n, lvl in levels.items() if lvl.get("rotation_rom_deg") is None]
-        motion_text = "Motion sufficient at every measured level"
-        if missing:
-            motion_text += f"; rotation not measured at {', '.join(missing)}"
-        motion_text += "."
+        if levels and len(missing) == len(levels):
+            motion_text = "Motion not measured: no level's rotation could be measured."
+        else:
+            motion_text = "Motion sufficient at every measured level"
+            if missing:
+                motion_text += f"; rotation not measured at {', '.join(missing)}"
+            motion_text += "."
 
     frames = m.get("frames") or {}
     curves = []
@@ -299,6 +303,7 @@ def verdict(measurements: dict[str, Any]) -> Verdict:
         motion_text,
         tuple(curves),
         not_evaluated,
+        motion_measured=not (levels and all(lvl.get("rotation_rom_deg") is None for lvl in levels.values())),
     )
 
 
