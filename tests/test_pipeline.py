@@ -1,6 +1,7 @@
 import csv
 import io
 import json
+import re
 
 import numpy as np
 import pytest
@@ -226,10 +227,22 @@ def test_no_two_adjacent_bodies_is_one_clear_error(phantom, monkeypatch, capsys)
     monkeypatch.setattr("dmx.detect.find_landmarks", fake_detector(lm, leave_out=gone))
     with pytest.raises(pipeline.DetectionFailedError, match="found only C3, C5"):
         pipeline.analyze(study)
-    assert main(["analyze", str(study), "--out", str(study.parent / "none")]) == 2
+    out = study.parent / "none"
+    assert main(["analyze", str(study), "--out", str(out)]) == 1  # finished, no measurement
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "no two adjacent vertebral bodies" in err[0] and "--landmarks" in err[0]
-    assert not (study.parent / "none" / "measurements.json").exists()
+    assert err == [
+        f"dmx: error: {study}: automatic landmark detection found no two adjacent vertebral bodies "
+        "(found only C3, C5); check the bodies found and place the missing ones by hand in the review "
+        f"page {out / 'review.html'} (then 'Download corrected landmarks') and run: "
+        f"dmx analyze {study} --landmarks <downloaded file>"
+    ]
+    assert not (out / "measurements.json").exists()
+    html = (out / "review.html").read_text(encoding="utf-8")  # the two found, the four to place
+    data = json.loads(
+        re.search(r'<script type="application/json" id="dmx-review">(.*?)</script>', html).group(1)
+    )
+    assert [b["name"] for b in data["bodies"]] == ["C3", "C5"]
+    assert data["missing"] == {v: "not found" for v in ("C2", "C4", "C6", "C7")}
 
 
 @pytest.mark.parametrize(
