@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from corpus import PYDICOM_DICOMDIR
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 from test_io import _write_video, write_image
@@ -16,8 +17,6 @@ from test_io import _write_video, write_image
 from dmx.errors import InputError
 from dmx.io.discover import InputKind, discover, find_studies
 from dmx.io.load import load_input, load_sequence
-
-CORPUS = Path(__file__).resolve().parents[2] / "shared" / "dicom-corpus"
 
 
 def _write_report(path: Path) -> Path:
@@ -123,15 +122,14 @@ def test_single_file_and_missing_root(tmp_path):
         discover(tmp_path / "absent")
 
 
-@pytest.mark.skipif(not CORPUS.exists(), reason="shared DICOM corpus not present")
 def test_dicomdir_lists_its_series():
-    found = discover(CORPUS / "dicomdir" / "DICOMDIR")
+    found = discover(PYDICOM_DICOMDIR / "DICOMDIR")
     assert len(found.studies) == 13
     assert all(s.kind is InputKind.DICOMDIR and s.dicomdir.name == "DICOMDIR" for s in found.studies)
     assert sum(len(s.paths) for s in found.studies) == 31
-    empty = discover(CORPUS / "dicomdir" / "DICOMDIR-empty.dcm")
+    empty = discover(PYDICOM_DICOMDIR / "DICOMDIR-empty.dcm")
     assert empty.studies == () and empty.skipped == ()
-    tiny = discover(CORPUS / "dicomdir" / "TINY_ALPHA" / "DICOMDIR")
+    tiny = discover(PYDICOM_DICOMDIR / "TINY_ALPHA" / "DICOMDIR")
     assert tiny.studies == () and len(tiny.skipped) == 50
 
 
@@ -159,11 +157,8 @@ def test_a_truncated_copy_does_not_displace_the_complete_file(tmp_path):
 
 def _media_copy(tmp_path: Path) -> Path:
     """pydicom's DICOMDIR test set (13 series) copied to ``tmp_path/media``."""
-    import pydicom.data
-
-    src = Path(pydicom.data.get_testdata_file("DICOMDIR", read=False)).parent
     media = tmp_path / "media"
-    shutil.copytree(src, media)
+    shutil.copytree(PYDICOM_DICOMDIR, media)
     return media
 
 
