@@ -1,4 +1,4 @@
-"""The spec's numbers (spec/measurements.md sections 3-8), computed from corner tracks.
+"""The spec's numbers (docs/measurements.md sections 3-8), computed from corner tracks.
 
 A functional core: plain functions over numpy arrays and small frozen
 dataclasses, no I/O except reading a threshold config file.
