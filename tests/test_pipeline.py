@@ -2,6 +2,7 @@ import csv
 import io
 import json
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -395,3 +396,34 @@ def test_only_c4_landmarks_nothing_measured_nothing_green_exit_1(tmp_path, capsy
     flags = re.findall(r'<td class="flags">(.*?)</td>', html)
     assert len(flags) == 5 and all("not measured" in f for f in flags)
     assert '<span class="none">none</span>' not in html
+
+
+def test_single_frame_series_input_paths_are_listed_in_frame_order(phantom, tmp_path):
+    """measurements.json ``input.paths`` of a series of single frames: frame order, not name order."""
+    import pydicom
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    study, lm, whole = phantom
+    src = pydicom.dcmread(study)
+    frames = src.pixel_array
+    n = frames.shape[0]
+    names = [f"IM{(7 * i) % n:02d}" for i in range(n)]  # name order differs from frame order
+    series_uid = generate_uid()
+    folder = tmp_path / "series"
+    folder.mkdir()
+    for i in range(n):
+        ds = pydicom.dcmread(study, stop_before_pixels=True)
+        for keyword in ("NumberOfFrames", "FrameIncrementPointer", "FrameTimeVector"):
+            if keyword in ds:
+                delattr(ds, keyword)
+        ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+        ds.SeriesInstanceUID = series_uid
+        ds.InstanceNumber = i + 1
+        ds.PixelData = frames[i].tobytes()
+        ds["PixelData"].VR = "OB" if frames.dtype.itemsize == 1 else "OW"
+        ds.save_as(folder / names[i], enforce_file_format=True)
+    doc = pipeline.analyze(folder, landmarks_path=lm).measurements
+    assert [Path(p).name for p in doc["input"]["paths"]] == names  # file i holds frame i
+    assert doc["frames"]["count"] == n
+    np.testing.assert_allclose(_levels(doc)["C4-C5"], _levels(whole.measurements)["C4-C5"], atol=1e-6)
