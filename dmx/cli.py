@@ -381,7 +381,9 @@ def landmarks(
             exc.sequence,
             review,
             frame=frame,
-            why=f"not found automatically ({exc.why})" if unavailable else "not found automatically",
+            why=f"automatic detection not available ({exc.why})"
+            if unavailable
+            else "automatic detection found no body",
         )
         log.info("wrote %s", review)
         _fail(

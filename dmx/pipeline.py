@@ -204,7 +204,7 @@ def write_manual_review(
     *,
     detection: Any = None,
     frame: int = 0,
-    why: str = "not found automatically",
+    why: str = "automatic detection found no body",
 ) -> Path:
     """The review page for a study whose automatic detection found too little (or could not run).
 

@@ -166,7 +166,9 @@ def test_landmarks_with_detection_unavailable_still_writes_the_review_page(
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert "automatic landmark detection is not available (no model file)" in err and str(page) in err
     assert not out.exists()
-    assert set(_review_data(page)["missing"].values()) == {"not found automatically (no model file)"}
+    assert set(_review_data(page)["missing"].values()) == {
+        "automatic detection not available (no model file)"
+    }
 
 
 def test_analyze_finding_nothing_writes_the_review_page_into_out_and_says_where(
