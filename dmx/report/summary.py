@@ -305,7 +305,7 @@ def verdict(measurements: dict[str, Any]) -> Verdict:
             headline += f"; {', '.join(insufficient)} moved too little to be judged"
     else:
         missing = [n for n, lvl in levels.items() if lvl.get("rotation_rom_deg") is None]
-        if levels and len(missing) == len(levels):
+        if len(missing) == len(levels):  # none measured (or no level at all): nothing to call sufficient
             motion_text = "Motion not measured: no level's rotation could be measured."
         else:
             motion_text = "Motion sufficient at every measured level"
@@ -332,7 +332,7 @@ def verdict(measurements: dict[str, Any]) -> Verdict:
         motion_text,
         tuple(curves),
         not_evaluated,
-        motion_measured=not (levels and all(lvl.get("rotation_rom_deg") is None for lvl in levels.values())),
+        motion_measured=any(lvl.get("rotation_rom_deg") is not None for lvl in levels.values()),
     )
 
 
