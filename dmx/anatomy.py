@@ -2,7 +2,7 @@
 
 Every coded value in dmx is an :class:`enum.Enum` whose ``value`` is the exact
 string used in files (``measurements.json``, landmark files), as defined in
-``spec/measurements.md``.
+``docs/measurements.md``.
 """
 
 from __future__ import annotations

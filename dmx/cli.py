@@ -249,24 +249,58 @@ def analyze(
         ),
     ] = 5,
 ) -> None:
-    """Track C2-C7 through the cine and write measurements.json, landmarks.csv and report.html."""
+    """Track C2-C7 through the cine and write measurements.json, landmarks.csv and report.html.
+
+    Exit 1 when the analysis finished but no level could be measured (the reason is printed;
+    the files are still written).
+    """
     import json
 
-    from dmx.measure import format_summary
+    from dmx.files import prepare_output_dir
+    from dmx.measure import format_summary, no_measurement_reason
     from dmx.measure.config import load_thresholds
+    from dmx.pipeline import (
+        REVIEW_NAME,
+        DetectionFailedError,
+        detection_shortfall,
+        write_manual_review,
+        write_outputs,
+    )
     from dmx.pipeline import analyze as run_analysis
-    from dmx.pipeline import write_outputs
 
     thresholds = load_thresholds(config, overrides=threshold or None)
-    analysis = run_analysis(
-        study,
-        landmarks_path=landmarks,
-        series=series,
-        mm_per_px=mm_per_px,
-        neutral_frame=neutral_frame,
-        thresholds=thresholds,
-        smooth_frames=smooth_frames,
-    )
+    created = [p for p in (out, *out.parents) if not p.exists()]
+    prepare_output_dir(out)  # before the work: an unusable --out costs one line, not an analysis
+    try:
+        analysis = run_analysis(
+            study,
+            landmarks_path=landmarks,
+            series=series,
+            mm_per_px=mm_per_px,
+            neutral_frame=neutral_frame,
+            thresholds=thresholds,
+            smooth_frames=smooth_frames,
+        )
+    except DetectionFailedError as exc:
+        if exc.sequence is None:
+            raise
+        # too little found automatically: the page on which the user places the bodies by hand
+        page = write_manual_review(exc.sequence, out / REVIEW_NAME, detection=exc.detection)
+        found = exc.detection.landmarks.corners_px
+        todo = "check the bodies found and place the missing ones" if found else "place the bodies"
+        _fail(
+            f"{study}: {detection_shortfall(exc.detection.landmarks)}; {todo} by hand in the "
+            f"review page {page} (then 'Download corrected landmarks') and run: "
+            f"dmx analyze {study} --landmarks <downloaded file>",
+            EXIT_FAILED,
+        )
+    except DmxError:
+        for p in created:  # nothing was written: leave no empty folder behind
+            try:
+                p.rmdir()
+            except OSError:
+                break
+        raise
     written = write_outputs(analysis, out, report=report, pdf=pdf)
     if json_out:
         typer.echo(json.dumps(analysis.measurements, indent=1, allow_nan=False))
@@ -282,6 +316,9 @@ def analyze(
             log.info("  %s", line)
         where = written.get("review", written.get("landmarks_auto"))
         log.info("correct %s, then re-run with --landmarks <corrected file>", where)
+    nothing = no_measurement_reason(analysis.measurements)
+    if nothing is not None:  # finished, wrote what it could, but there is nothing to read
+        _fail(f"{study}: {nothing}", EXIT_FAILED)
 
 
 @app.command()
@@ -303,12 +340,58 @@ def landmarks(
     Correct the file by hand, or in the --review page (drag corners, download).
 
     Then: dmx analyze STUDY --landmarks FILE
+
+    When no body is found (or detection cannot run) and --review is given, the review page is
+    still written, to place every body by hand; the landmark file is not written and the exit
+    code is 1.
     """
     from dmx.errors import InputError
+    from dmx.files import prepare_output_file
     from dmx.landmarks import write_landmarks
-    from dmx.pipeline import adjacent_pairs, detection_summary, format_detection, propose_landmarks
+    from dmx.pipeline import (
+        DetectionFailedError,
+        DetectionUnavailableError,
+        adjacent_pairs,
+        detection_summary,
+        format_detection,
+        propose_landmarks,
+        write_manual_review,
+    )
 
-    sequence, detection = propose_landmarks(study, series=series, mm_per_px=mm_per_px, frame=frame)
+    prepare_output_file(out, what="landmark file")
+    if review is not None:
+        prepare_output_file(review, what="review page")
+    try:
+        sequence, detection = propose_landmarks(study, series=series, mm_per_px=mm_per_px, frame=frame)
+    except (DetectionFailedError, DetectionUnavailableError) as exc:
+        unavailable = isinstance(exc, DetectionUnavailableError)
+        if exc.sequence is None or (review is None and unavailable):
+            raise
+        what = (
+            f"automatic landmark detection is not available ({exc.why})"
+            if unavailable
+            else "automatic landmark detection found no vertebral body"
+        )
+        if review is None:
+            _fail(
+                f"{study}: {what}; {out} not written; add --review page.html to place them by hand",
+                EXIT_FAILED,
+            )
+        write_manual_review(
+            exc.sequence,
+            review,
+            frame=frame,
+            why=f"automatic detection not available ({exc.why})"
+            if unavailable
+            else "automatic detection found no body",
+        )
+        log.info("wrote %s", review)
+        _fail(
+            f"{study}: {what}; {out} not written; place each body by hand in the review page "
+            f"{review} (then 'Download corrected landmarks') and run: "
+            f"dmx analyze {study} --landmarks <downloaded file>",
+            EXIT_FAILED,
+        )
     summary = detection_summary(detection)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -396,7 +479,9 @@ def aggregate(
     some measurements.json could not be read (they are named and skipped).
     """
     from dmx.aggregate import aggregate as run_aggregate
+    from dmx.files import prepare_output_file
 
+    prepare_output_file(out, what="table")
     result = run_aggregate(results, out, secret=pseudonymize)
     typer.echo(f"{result.table}\n{result.summary}")
     raise typer.Exit(result.exit_code)

@@ -32,3 +32,15 @@ class LandmarkError(InputError):
 
 class UsageError(DmxError):
     """The request itself is wrong (bad option value, conflicting options)."""
+
+
+class OutputError(DmxError):
+    """An output location cannot be used (a file where a folder is needed, no permission, ...).
+
+    Checked before any work is done; the message starts with the path: ``"<path>: <problem>"``.
+    """
+
+    def __init__(self, path: str | Path, problem: str) -> None:
+        self.path = Path(path)
+        self.problem = problem
+        super().__init__(f"{path}: {problem}")

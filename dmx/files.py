@@ -6,6 +6,8 @@ import os
 import tempfile
 from pathlib import Path
 
+from dmx.errors import OutputError
+
 
 def write_text_atomic(path: str | Path, text: str, *, fsync: bool = False) -> None:
     """Write ``text`` to ``path`` through a temporary file in the same folder and a rename.
@@ -28,3 +30,66 @@ def write_text_atomic(path: str | Path, text: str, *, fsync: bool = False) -> No
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _blocking_file(folder: Path) -> Path | None:
+    """The first existing non-folder among ``folder`` and its parents (``None`` when there is none)."""
+    for p in (folder, *folder.parents):
+        if p.exists() or p.is_symlink():
+            return None if p.is_dir() else p
+    return None
+
+
+def prepare_output_dir(path: str | Path, *, what: str = "output folder") -> Path:
+    """Create the output folder ``path`` if needed and check that files can be written into it.
+
+    Called before any work, so that an unusable ``--out`` costs the user one line, not an analysis.
+
+    Raises
+    ------
+    dmx.errors.OutputError
+        Naming ``path`` and the problem: a file is in the way, the folder cannot be created, or
+        nothing can be written into it.
+    """
+    path = Path(path)
+    blocker = _blocking_file(path)
+    if blocker == path:
+        raise OutputError(path, f"cannot be used as the {what}: it is a file, not a folder")
+    if blocker is not None:
+        raise OutputError(path, f"cannot create the {what}: {blocker} is a file, not a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(path, f"cannot create the {what} ({exc.strerror or type(exc).__name__})") from None
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".dmx-write-check.", dir=path)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise OutputError(
+            path, f"cannot write into the {what} ({exc.strerror or type(exc).__name__})"
+        ) from None
+    return path
+
+
+def prepare_output_file(path: str | Path, *, what: str = "output file") -> Path:
+    """Check that the file ``path`` can be written (creating its folder); see :func:`prepare_output_dir`.
+
+    Raises
+    ------
+    dmx.errors.OutputError
+        Naming ``path`` and the problem (a folder where the file should be, a file in the way
+        of its folder, no permission).
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise OutputError(path, f"cannot be used as the {what}: it is a folder")
+    parent = path.parent
+    blocker = _blocking_file(parent)
+    if blocker is not None:
+        raise OutputError(path, f"cannot write the {what}: {blocker} is a file, not a folder")
+    try:
+        prepare_output_dir(parent)
+    except OutputError as exc:
+        raise OutputError(path, f"cannot write the {what}: {exc.problem}") from None
+    return path

@@ -51,7 +51,10 @@ class DetectionUnavailableError(UsageError):
     """Automatic landmark detection cannot run here (not built, or its model file is missing).
 
     ``why`` is the detector's own explanation; the message tells the user to pass ``--landmarks``.
+    ``sequence`` is the loaded study when there was one (to offer the review page all the same).
     """
+
+    sequence: Sequence | None = None
 
     def __init__(self, study_path: str | Path, why: str) -> None:
         self.why = why
@@ -62,7 +65,15 @@ class DetectionUnavailableError(UsageError):
 
 
 class DetectionFailedError(InputError):
-    """Automatic landmark detection ran but found nothing usable (``problem`` says what)."""
+    """Automatic landmark detection ran but found nothing usable (``problem`` says what).
+
+    ``sequence`` (the loaded study) and ``detection`` (what was found, perhaps nothing) are
+    attached where the detector ran, so a caller can still write the review page
+    (:func:`write_manual_review`) on which the user places the bodies by hand.
+    """
+
+    sequence: Sequence | None = None
+    detection: Any = None
 
 
 @dataclass(frozen=True)
@@ -164,15 +175,53 @@ def detect_on_sequence(
         detection = dmx.detect.find_landmarks(sequence, frame=frame, model_path=model_path)
     except (NotImplementedError, FileNotFoundError, ModelFileError) as exc:
         why = " ".join(str(exc).split()) or type(exc).__name__
-        raise DetectionUnavailableError(study_path, why) from None
+        unavailable = DetectionUnavailableError(study_path, why)
+        unavailable.sequence = sequence
+        raise unavailable from None
     if not detection.landmarks.corners_px:
-        raise DetectionFailedError(
+        failed = DetectionFailedError(
             study_path,
-            "automatic landmark detection found no vertebral body; place the landmarks by hand "
+            f"{detection_shortfall(detection.landmarks)}; place the landmarks by hand "
             "and pass --landmarks L.json",
         )
+        failed.sequence, failed.detection = sequence, detection
+        raise failed
     check_landmarks(detection.landmarks, sequence, path=f"{study_path} (automatic landmarks)")
     return detection
+
+
+def detection_shortfall(landmarks: Landmarks) -> str:
+    """What automatic detection fell short of, in words: no body at all, or no two adjacent ones."""
+    if not landmarks.corners_px:
+        return "automatic landmark detection found no vertebral body"
+    found = ", ".join(v.value for v in landmarks.vertebrae)
+    return f"automatic landmark detection found no two adjacent vertebral bodies (found only {found})"
+
+
+def write_manual_review(
+    sequence: Sequence,
+    path: str | Path,
+    *,
+    detection: Any = None,
+    frame: int = 0,
+    why: str = "automatic detection found no body",
+) -> Path:
+    """The review page for a study whose automatic detection found too little (or could not run).
+
+    It shows the bodies that were found (``detection``, when there is one) and lists every other
+    body of C2-C7 with ``why``, each with a way to place it from scratch (click its four corners in
+    a guided order, or drop an outline and adjust it), then "Download corrected landmarks". No
+    landmark file is written: nothing here pretends there are landmarks.
+    """
+    from dmx.report.review import write_review
+
+    if detection is not None:
+        summary = detection_summary(detection)
+        return write_review(
+            sequence, detection.landmarks, path, missing=summary["missing"], warnings=summary["warnings"]
+        )
+    nothing = Landmarks(frame=frame, corners_px={})
+    return write_review(sequence, nothing, path, missing={v.value: why for v in BODIES})
 
 
 def adjacent_pairs(landmarks: Landmarks) -> list[tuple[Vertebra, Vertebra]]:
@@ -409,12 +458,13 @@ def analyze(
         detection = detect_on_sequence(sequence, study_path=study_path, model_path=model_path)
         landmarks = detection.landmarks
         if not adjacent_pairs(landmarks):
-            found = ", ".join(v.value for v in landmarks.vertebrae)
-            raise DetectionFailedError(
+            failed = DetectionFailedError(
                 study_path,
-                f"automatic landmark detection found no two adjacent vertebral bodies (found only {found}); "
+                f"{detection_shortfall(landmarks)}; "
                 "correct them (dmx landmarks STUDY --out L.json) and pass --landmarks L.json",
             )
+            failed.sequence, failed.detection = sequence, detection
+            raise failed
     if neutral_frame is not None and not 0 <= neutral_frame < sequence.n_frames:
         raise UsageError(f"--neutral-frame {neutral_frame} is outside 0..{sequence.n_frames - 1}")
     tracks = smooth_tracks(track(sequence.frames, landmarks), window_frames=smooth)

@@ -958,3 +958,19 @@ def test_auto_landmark_fingerprint_follows_the_detector_model(tmp_path, monkeypa
     with_file = [batch.with_checksums([replace(job, landmarks_path=lm)], jobs=1)[0] for _ in range(2)]
     assert with_file[0].detector_sha256 == ""  # a landmark file does not depend on the model
     assert with_file[0].fingerprint == with_file[1].fingerprint
+
+
+def test_study_where_no_level_could_be_measured_is_failed_with_the_reason(tmp_path):
+    """A sidecar holding only C4: the analysis finishes but measures nothing: failed, with why."""
+    inbox = phantom_inbox(tmp_path, ("p1",))
+    doc = json.loads((tmp_path / "truth" / "p1.json").read_text())
+    doc["points"] = {"C4": doc["points"]["C4"]}
+    (inbox / "p1" / "landmarks.json").write_text(json.dumps(doc))
+    job = one_job(inbox)
+    out = tmp_path / "out"
+    out.mkdir()
+    row = batch.run_study(job, out)
+    assert row.status == Status.FAILED
+    assert row.reason == (
+        "no level could be measured (the landmarks hold only C4: a level needs both of its vertebrae)"
+    )

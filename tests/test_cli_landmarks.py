@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -122,3 +123,67 @@ def test_landmarks_into_an_unwritable_place_is_one_line(phantom, monkeypatch, tm
     # a new folder is made when needed
     assert main(["landmarks", str(study), "--out", str(tmp_path / "new" / "L.json")]) == 0
     assert read_landmarks(tmp_path / "new" / "L.json").frame == 0
+
+
+def _review_data(page) -> dict:
+    html = page.read_text(encoding="utf-8")
+    return json.loads(re.search(r'<script [^>]*id="dmx-review">(.*?)</script>', html).group(1))
+
+
+EVERY_BODY = {v: "no vertebral body" for v in ("C2", "C3", "C4", "C5", "C6", "C7")}
+
+
+def test_landmarks_finding_nothing_writes_the_review_page_not_the_file_exit_1(
+    phantom, monkeypatch, tmp_path, capsys
+):
+    study, truth = phantom
+    monkeypatch.setattr("dmx.detect.find_landmarks", fake_detector(truth, leave_out=EVERY_BODY))
+    out, page = tmp_path / "L.json", tmp_path / "review.html"
+    assert main(["landmarks", str(study), "--out", str(out), "--review", str(page)]) == 1
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f"dmx: error: {study}: automatic landmark detection found no vertebral body; {out} not written; "
+        f"place each body by hand in the review page {page} (then 'Download corrected landmarks') and run: "
+        f"dmx analyze {study} --landmarks <downloaded file>"
+    )
+    assert not out.exists()  # no landmark file pretending there are landmarks
+    data = _review_data(page)
+    assert data["bodies"] == [] and list(data["missing"]) == ["C2", "C3", "C4", "C5", "C6", "C7"]
+    assert "No vertebral body was found automatically" in page.read_text(encoding="utf-8")
+    # without --review: nothing written, one line saying how to get the page
+    assert main(["landmarks", str(study), "--out", str(out)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.endswith(f"{out} not written; add --review page.html to place them by hand")
+    assert not out.exists()
+
+
+def test_landmarks_with_detection_unavailable_still_writes_the_review_page(
+    phantom, monkeypatch, tmp_path, capsys
+):
+    study, _ = phantom
+    monkeypatch.setattr("dmx.detect.find_landmarks", unavailable(FileNotFoundError("no model file")))
+    out, page = tmp_path / "L.json", tmp_path / "review.html"
+    assert main(["landmarks", str(study), "--out", str(out), "--review", str(page)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "automatic landmark detection is not available (no model file)" in err and str(page) in err
+    assert not out.exists()
+    assert set(_review_data(page)["missing"].values()) == {
+        "automatic detection not available (no model file)"
+    }
+
+
+def test_analyze_finding_nothing_writes_the_review_page_into_out_and_says_where(
+    phantom, monkeypatch, tmp_path, capsys
+):
+    study, truth = phantom
+    monkeypatch.setattr("dmx.detect.find_landmarks", fake_detector(truth, leave_out=EVERY_BODY))
+    out = tmp_path / "out"
+    assert main(["analyze", str(study), "--out", str(out)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == (
+        f"dmx: error: {study}: automatic landmark detection found no vertebral body; "
+        f"place the bodies by hand in the review page {out / 'review.html'} "
+        "(then 'Download corrected landmarks') and run: "
+        f"dmx analyze {study} --landmarks <downloaded file>"
+    )
+    assert sorted(p.name for p in out.iterdir()) == ["review.html"]
+    assert _review_data(out / "review.html")["missing"]["C4"] == "no vertebral body"

@@ -39,3 +39,20 @@ def test_landmark_files_are_written_through_it(tmp_path):
     back = read_landmarks(tmp_path / "sub" / "L.json")
     assert back.frame == 2 and np.array_equal(back.corners_px[Vertebra.C3], lm.corners_px[Vertebra.C3])
     assert stat.S_IMODE(os.stat(tmp_path / "sub" / "L.json").st_mode) == 0o644
+
+
+def test_prepare_output_dir_creates_it_and_refuses_a_file_in_the_way(tmp_path):
+    from dmx.errors import OutputError
+    from dmx.files import prepare_output_dir, prepare_output_file
+
+    made = prepare_output_dir(tmp_path / "a" / "b")
+    assert made.is_dir() and list(made.iterdir()) == []  # the write check leaves nothing behind
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(OutputError, match="it is a file, not a folder"):
+        prepare_output_dir(tmp_path / "f")
+    with pytest.raises(OutputError, match=f"{tmp_path / 'f'} is a file, not a folder"):
+        prepare_output_dir(tmp_path / "f" / "g" / "h")
+    assert prepare_output_file(tmp_path / "c" / "t.csv") == tmp_path / "c" / "t.csv"
+    assert (tmp_path / "c").is_dir() and not (tmp_path / "c" / "t.csv").exists()
+    with pytest.raises(OutputError, match="it is a folder"):
+        prepare_output_file(tmp_path / "c")

@@ -1,8 +1,10 @@
-"""Loading studies: the conformance corpus, pixel values, series, video, bad input."""
+"""Loading studies: conformance files (pydicom's bundled set), pixel values, series, video, bad input.
+
+The shared corpus's MANIFEST-driven tests are in ``test_io_corpus.py``.
+"""
 
 from __future__ import annotations
 
-import csv
 import functools
 import tracemalloc
 from pathlib import Path
@@ -10,32 +12,14 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
+from corpus import PYDICOM_DICOMDIR, pydicom_file
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.pixels import apply_modality_lut
 from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
 
 from dmx.anatomy import CalibrationSource
 from dmx.errors import InputError
 from dmx.io.dicom import frame_times_ms
 from dmx.io.load import load_sequence
-
-CORPUS = Path(__file__).resolve().parents[2] / "shared" / "dicom-corpus"
-MANIFEST = CORPUS / "MANIFEST.tsv"
-
-
-def _manifest() -> list[dict[str, str]]:
-    with MANIFEST.open(newline="") as f:
-        return list(csv.DictReader(f, delimiter="\t"))
-
-
-ROWS = _manifest() if MANIFEST.exists() else []
-needs_corpus = pytest.mark.skipif(not MANIFEST.exists(), reason="shared DICOM corpus not present")
-
-
-@functools.cache
-def _load(rel: str):
-    return load_sequence(CORPUS / rel)
-
 
 # --- synthetic files -----------------------------------------------------------------------------------
 
@@ -81,120 +65,106 @@ def write_image(
     return path
 
 
-# --- the conformance corpus ----------------------------------------------------------------------------
+# --- conformance files bundled with pydicom (always present) -------------------------------------------
+
+#: MR_small (64 x 64, int16, PixelSpacing) in every encoding pydicom ships it in: same pixels after loading.
+MR_SMALL = {
+    "MR_small.dcm": "1.2.840.10008.1.2.1",
+    "MR_small_implicit.dcm": "1.2.840.10008.1.2",
+    "MR_small_bigendian.dcm": "1.2.840.10008.1.2.2",
+    "MR_small_expb.dcm": "1.2.840.10008.1.2.2",
+    "MR_small_padded.dcm": "1.2.840.10008.1.2.1",
+    "MR_small_RLE.dcm": "1.2.840.10008.1.2.5",
+    "MR_small_jp2klossless.dcm": "1.2.840.10008.1.2.4.90",
+    "MR_small_jpeg_ls_lossless.dcm": "1.2.840.10008.1.2.4.80",
+}
 
 
-def _ids(rows):
-    return [r["file"] for r in rows]
+@functools.cache
+def _load_bundled(name: str):
+    return load_sequence(pydicom_file(name))
 
 
-LOAD_ROWS = [r for r in ROWS if r["expect"] == "load"]
-ERROR_ROWS = [r for r in ROWS if r["expect"] == "error"]
-SAME_ROWS = [r for r in ROWS if r["same_pixels_as"]]
+@pytest.mark.parametrize("name", list(MR_SMALL))
+def test_bundled_mr_small_same_pixels_in_every_transfer_syntax(name):
+    seq = _load_bundled(name)
+    ref = pydicom.dcmread(pydicom_file("MR_small.dcm"))
+    assert seq.transfer_syntax == MR_SMALL[name]
+    assert seq.frames.shape == (1, 64, 64) and seq.frames.dtype == np.int16 and seq.frames.dtype.isnative
+    np.testing.assert_array_equal(seq.frames, _load_bundled("MR_small.dcm").frames)
+    np.testing.assert_array_equal(seq.frames[0], ref.pixel_array)  # rescale is identity here
+    assert seq.calibration_source is CalibrationSource.PIXEL_SPACING
+    np.testing.assert_allclose(seq.mm_per_px, [0.3125, 0.3125])
+    assert seq.paths == (pydicom_file(name),)
 
 
-def test_manifest_has_every_kind_of_row():
-    if not ROWS:
-        pytest.skip("shared DICOM corpus not present")
-    assert {r["expect"] for r in ROWS} == {"load", "error", "load-dicomdir"}
-    assert len(LOAD_ROWS) >= 15 and len(ERROR_ROWS) >= 3
-
-
-@needs_corpus
-@pytest.mark.parametrize("row", LOAD_ROWS, ids=_ids(LOAD_ROWS))
-def test_corpus_file_loads_as_the_manifest_says(row):
-    seq = _load(row["file"])
-    assert seq.frames.shape == (int(row["frames"]), int(row["rows"]), int(row["columns"]))
-    assert seq.calibration_source.value == row["calibration_source"]
-    assert seq.frames.dtype.isnative
-    assert seq.frames.dtype.kind in "ui"  # none of these needs floats
-    assert seq.paths == (CORPUS / row["file"],)
-    if seq.calibration_source is CalibrationSource.NONE:
-        assert seq.mm_per_px is None
-    else:
-        assert all(v > 0 for v in seq.mm_per_px)
-
-
-@needs_corpus
-@pytest.mark.parametrize("row", SAME_ROWS, ids=_ids(SAME_ROWS))
-def test_corpus_same_pixels_after_loading(row):
-    a = _load(row["file"]).frames
-    b = _load(row["same_pixels_as"]).frames
-    assert a.dtype == b.dtype
+@pytest.mark.parametrize(
+    ("name", "same_as"),
+    [
+        ("liver_expb_1frame.dcm", "liver_1frame.dcm"),  # big endian vs little endian
+        ("rtdose_expb.dcm", "rtdose.dcm"),  # 15 frames, 32 bits: big endian
+        ("rtdose_rle.dcm", "rtdose.dcm"),  # 15 frames, 32 bits: RLE
+        ("rtdose_rle_1frame.dcm", "rtdose_1frame.dcm"),
+    ],
+)
+def test_bundled_same_pixels_groups(name, same_as):
+    a, b = _load_bundled(name).frames, _load_bundled(same_as).frames
+    assert a.dtype == b.dtype and a.dtype.isnative
     np.testing.assert_array_equal(a, b)
 
 
-@needs_corpus
-@pytest.mark.parametrize("row", ERROR_ROWS, ids=_ids(ERROR_ROWS))
-def test_corpus_bad_file_fails_with_one_clear_line(row):
-    path = CORPUS / row["file"]
+def test_bundled_multiframe_dose_loads_every_frame():
+    seq = _load_bundled("rtdose.dcm")
+    assert seq.frames.shape == (15, 10, 10) and seq.kind == "multiframe"
+    assert len({seq.frames[i].tobytes() for i in range(15)}) > 1  # the frames differ
+
+
+def test_bundled_deflated_file_loads():
+    seq = _load_bundled("image_dfl.dcm")
+    assert seq.transfer_syntax == "1.2.840.10008.1.2.1.99"
+    assert seq.frames.shape == (1, 512, 512) and seq.frames.dtype == np.uint8
+    np.testing.assert_array_equal(seq.frames[0], pydicom.dcmread(pydicom_file("image_dfl.dcm")).pixel_array)
+    assert seq.calibration_source is CalibrationSource.NONE and seq.mm_per_px is None
+
+
+def test_file_without_preamble_or_file_meta_loads(tmp_path):
+    """ACR-NEMA style: MR_small rewritten with no preamble, no file meta, implicit VR little endian."""
+    ds = pydicom.dcmread(pydicom_file("MR_small.dcm"))
+    del ds.file_meta
+    ds.preamble = None
+    path = tmp_path / "acr_nema"
+    pydicom.dcmwrite(path, ds, implicit_vr=True, little_endian=True, enforce_file_format=False)
+    assert path.read_bytes()[128:132] != b"DICM"
+    seq = load_sequence(path)
+    assert seq.transfer_syntax == "1.2.840.10008.1.2"
+    np.testing.assert_array_equal(seq.frames, _load_bundled("MR_small.dcm").frames)
+
+
+@pytest.mark.parametrize("name", ["ExplVR_LitEndNoMeta.dcm", "ExplVR_BigEndNoMeta.dcm"])
+def test_bundled_files_without_meta_are_read_and_named_when_they_hold_no_image(name):
+    with pytest.raises(InputError) as info:
+        load_sequence(pydicom_file(name))
+    assert str(info.value) == f"{pydicom_file(name)}: no image in this DICOM file (RT Ion Plan Storage)"
+
+
+@pytest.mark.parametrize(
+    ("name", "problem"),
+    [
+        ("MR_truncated.dcm", "shorter than its header says"),
+        ("rtplan.dcm", "no image in this DICOM file (RT Plan Storage)"),
+        ("reportsi.dcm", "no image in this DICOM file (Basic Text SR Storage)"),
+    ],
+)
+def test_bundled_bad_file_fails_with_one_clear_line(name, problem):
+    path = pydicom_file(name)
     with pytest.raises(InputError) as info:
         load_sequence(path)
     message = str(info.value)
-    assert path.name in message
+    assert message.startswith(f"{path}: ") and problem in message
     assert "\n" not in message and "Traceback" not in message
     assert info.value.path == path
 
 
-@needs_corpus
-def test_corpus_specific_problems_are_named():
-    with pytest.raises(InputError, match="shorter than its header says"):
-        load_sequence(CORPUS / "real/MR_truncated.dcm")
-    with pytest.raises(InputError, match="cut short"):
-        load_sequence(CORPUS / "real/emri_small_jpeg_2k_lossless_too_short.dcm")
-    with pytest.raises(InputError, match="cannot decode the JPEG 2000"):
-        load_sequence(CORPUS / "real/966.dcm")
-
-
-@needs_corpus
-def test_zero_pixel_spacing_is_skipped_with_a_warning():
-    seq = _load("real/RG1_UNCR.dcm")
-    assert seq.calibration_source is CalibrationSource.NONE and seq.mm_per_px is None
-    assert any("PixelSpacing (0028,0030)" in w and "ignored" in w for w in seq.warnings)
-
-
-@needs_corpus
-def test_frame_time_and_metadata_of_the_xa_cine():
-    seq = _load("real/XA-MONO2-8-12x-catheter.dcm")
-    np.testing.assert_allclose(seq.frame_time_ms, np.full(12, 33.0))
-    np.testing.assert_allclose(seq.time_ms[:3], [0.0, 33.0, 66.0])
-    assert seq.study.modality == "XA"
-    assert seq.photometric_interpretation == "MONOCHROME2"
-    assert seq.transfer_syntax == "1.2.840.10008.1.2.4.70"
-    assert seq.bits_stored == 8 and seq.frames.dtype == np.uint8
-    assert seq.kind == "multiframe"
-
-
-@needs_corpus
-def test_monochrome1_is_inverted_over_the_stored_range():
-    raw = pydicom.dcmread(CORPUS / "real/dx_image.dcm").pixel_array
-    seq = _load("real/dx_image.dcm")
-    assert seq.photometric_interpretation == "MONOCHROME1"
-    np.testing.assert_array_equal(seq.frames[0], 255 - raw.astype(int))
-    raw15 = pydicom.dcmread(CORPUS / "real/RG1_UNCR.dcm").pixel_array
-    np.testing.assert_array_equal(_load("real/RG1_UNCR.dcm").frames[0], 32767 - raw15.astype(int))
-    # the brightest stored value becomes the darkest displayed one
-    assert seq.frames[0][raw == raw.max()].max() == 255 - raw.max()
-
-
-@needs_corpus
-def test_modality_lut_sequence_is_applied_then_inverted():
-    ds = pydicom.dcmread(CORPUS / "real/CR-ModalitySequenceLUT.dcm")
-    lut_values = apply_modality_lut(ds.pixel_array, ds).astype(int)
-    loaded = _load("real/CR-ModalitySequenceLUT.dcm").frames[0].astype(int)
-    total = loaded + lut_values  # MONOCHROME1: loaded = min + max - lut(raw), a constant sum
-    assert np.unique(total).size == 1
-    assert not np.array_equal(lut_values, ds.pixel_array)  # the LUT really changed values
-
-
-@needs_corpus
-def test_acr_nema_file_without_file_meta_loads():
-    seq = _load("real/CR-MONO1-10-chest.dcm")
-    assert seq.transfer_syntax == "1.2.840.10008.1.2"
-    assert seq.frames.shape == (1, 440, 440) and int(seq.frames.max()) <= 1023
-
-
-@needs_corpus
 @pytest.mark.parametrize(
     "name",
     [
@@ -207,7 +177,7 @@ def test_acr_nema_file_without_file_meta_loads():
     ],
 )
 def test_dicomdir_with_several_series_lists_them_and_series_chooses(name):
-    path = CORPUS / "dicomdir" / name
+    path = PYDICOM_DICOMDIR / name
     with pytest.raises(InputError) as info:
         load_sequence(path)
     message = str(info.value)
@@ -224,18 +194,16 @@ def test_dicomdir_with_several_series_lists_them_and_series_chooses(name):
     assert [p.name for p in angio.paths] == ["4558", "4528", "4588", "4467", "4618", "4678", "4648"]
 
 
-@needs_corpus
-@pytest.mark.parametrize("rel", ["dicomdir/DICOMDIR-empty.dcm", "dicomdir/TINY_ALPHA/DICOMDIR"])
+@pytest.mark.parametrize("rel", ["DICOMDIR-empty.dcm", "TINY_ALPHA/DICOMDIR"])
 def test_dicomdir_without_images_fails_cleanly(rel):
     with pytest.raises(InputError, match="no images") as info:
-        load_sequence(CORPUS / rel)
+        load_sequence(PYDICOM_DICOMDIR / rel)
     assert Path(rel).name in str(info.value)
 
 
-@needs_corpus
 def test_unknown_series_is_an_error_listing_the_available_ones():
     with pytest.raises(InputError, match="series 1.2.3 not found; available: .*Cervical LAT"):
-        load_sequence(CORPUS / "dicomdir" / "DICOMDIR", series="1.2.3")
+        load_sequence(PYDICOM_DICOMDIR / "DICOMDIR", series="1.2.3")
 
 
 # --- synthetic series ----------------------------------------------------------------------------------

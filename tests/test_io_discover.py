@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import re
 import shutil
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
+from corpus import PYDICOM_DICOMDIR
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 from test_io import _write_video, write_image
@@ -15,8 +17,6 @@ from test_io import _write_video, write_image
 from dmx.errors import InputError
 from dmx.io.discover import InputKind, discover, find_studies
 from dmx.io.load import load_input, load_sequence
-
-CORPUS = Path(__file__).resolve().parents[2] / "shared" / "dicom-corpus"
 
 
 def _write_report(path: Path) -> Path:
@@ -122,15 +122,14 @@ def test_single_file_and_missing_root(tmp_path):
         discover(tmp_path / "absent")
 
 
-@pytest.mark.skipif(not CORPUS.exists(), reason="shared DICOM corpus not present")
 def test_dicomdir_lists_its_series():
-    found = discover(CORPUS / "dicomdir" / "DICOMDIR")
+    found = discover(PYDICOM_DICOMDIR / "DICOMDIR")
     assert len(found.studies) == 13
     assert all(s.kind is InputKind.DICOMDIR and s.dicomdir.name == "DICOMDIR" for s in found.studies)
     assert sum(len(s.paths) for s in found.studies) == 31
-    empty = discover(CORPUS / "dicomdir" / "DICOMDIR-empty.dcm")
+    empty = discover(PYDICOM_DICOMDIR / "DICOMDIR-empty.dcm")
     assert empty.studies == () and empty.skipped == ()
-    tiny = discover(CORPUS / "dicomdir" / "TINY_ALPHA" / "DICOMDIR")
+    tiny = discover(PYDICOM_DICOMDIR / "TINY_ALPHA" / "DICOMDIR")
     assert tiny.studies == () and len(tiny.skipped) == 50
 
 
@@ -154,3 +153,58 @@ def test_a_truncated_copy_does_not_displace_the_complete_file(tmp_path):
     assert [s.paths for s in found.studies] == [(full,)]
     assert [s.path for s in found.skipped] == [cut]
     assert found.skipped[0].reason.startswith("duplicate: same SOP Instance UID as a/cine.dcm")
+
+
+def _media_copy(tmp_path: Path) -> Path:
+    """pydicom's DICOMDIR test set (13 series) copied to ``tmp_path/media``."""
+    media = tmp_path / "media"
+    shutil.copytree(PYDICOM_DICOMDIR, media)
+    return media
+
+
+def _first_image_record(ds):
+    return next(r for r in ds.DirectoryRecordSequence if r.DirectoryRecordType == "IMAGE")
+
+
+def test_dicomdir_record_pointing_outside_its_folder_is_refused(tmp_path, caplog):
+    import pydicom
+
+    media = _media_copy(tmp_path)
+    ds = pydicom.dcmread(media / "DICOMDIR")
+    record = _first_image_record(ds)
+    inside = media.joinpath(*record.ReferencedFileID)  # 77654033/CR1/6154: the 'Cervical LAT' series
+    (tmp_path / "secret").mkdir()
+    shutil.move(inside, tmp_path / "secret" / "OUTSIDE")
+    with warnings.catch_warnings():  # ".." is not a valid CS value: that is the point
+        warnings.simplefilter("ignore")
+        record.ReferencedFileID = ["..", "secret", "OUTSIDE"]
+        ds.save_as(media / "DICOMDIR")
+    caplog.set_level("WARNING", logger="dmx")
+    found = discover(media / "DICOMDIR")
+    listed = {p.resolve() for s in found.studies for p in s.paths}
+    assert (tmp_path / "secret" / "OUTSIDE").resolve() not in listed
+    assert len(found.studies) == 12 and len(listed) == 30  # 13 series, 31 files, less the one outside
+    assert "refused the record naming ../secret/OUTSIDE" in caplog.text
+    assert "outside the DICOMDIR's folder" in caplog.text
+    lat = "1.3.6.1.4.1.5962.1.1.0.0.0.1196527414.5534.0.10"
+    with pytest.raises(InputError, match=f"series {lat} not found"):
+        load_sequence(media / "DICOMDIR", series=lat)
+
+
+def test_dicomdir_record_that_is_a_symlink_leading_outside_is_refused(tmp_path, caplog):
+    import pydicom
+
+    media = _media_copy(tmp_path)
+    inside = media.joinpath(*_first_image_record(pydicom.dcmread(media / "DICOMDIR")).ReferencedFileID)
+    outside = tmp_path / "elsewhere.dcm"
+    shutil.move(inside, outside)
+    inside.symlink_to(outside)
+    caplog.set_level("WARNING", logger="dmx")
+    found = discover(media / "DICOMDIR")
+    assert len(found.studies) == 12
+    assert "refused the record naming 77654033/CR1/6154" in caplog.text
+    # a symlink that stays inside the folder is followed as usual
+    inside.unlink()
+    shutil.move(outside, media / "77654033" / "CR1" / "real6154")
+    inside.symlink_to(media / "77654033" / "CR1" / "real6154")
+    assert len(discover(media / "DICOMDIR").studies) == 13

@@ -1,6 +1,8 @@
 import csv
 import io
 import json
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -226,10 +228,22 @@ def test_no_two_adjacent_bodies_is_one_clear_error(phantom, monkeypatch, capsys)
     monkeypatch.setattr("dmx.detect.find_landmarks", fake_detector(lm, leave_out=gone))
     with pytest.raises(pipeline.DetectionFailedError, match="found only C3, C5"):
         pipeline.analyze(study)
-    assert main(["analyze", str(study), "--out", str(study.parent / "none")]) == 2
+    out = study.parent / "none"
+    assert main(["analyze", str(study), "--out", str(out)]) == 1  # finished, no measurement
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "no two adjacent vertebral bodies" in err[0] and "--landmarks" in err[0]
-    assert not (study.parent / "none" / "measurements.json").exists()
+    assert err == [
+        f"dmx: error: {study}: automatic landmark detection found no two adjacent vertebral bodies "
+        "(found only C3, C5); check the bodies found and place the missing ones by hand in the review "
+        f"page {out / 'review.html'} (then 'Download corrected landmarks') and run: "
+        f"dmx analyze {study} --landmarks <downloaded file>"
+    ]
+    assert not (out / "measurements.json").exists()
+    html = (out / "review.html").read_text(encoding="utf-8")  # the two found, the four to place
+    data = json.loads(
+        re.search(r'<script type="application/json" id="dmx-review">(.*?)</script>', html).group(1)
+    )
+    assert [b["name"] for b in data["bodies"]] == ["C3", "C5"]
+    assert data["missing"] == {v: "not found" for v in ("C2", "C4", "C6", "C7")}
 
 
 @pytest.mark.parametrize(
@@ -347,3 +361,69 @@ def test_tracks_are_smoothed_by_default_and_recorded(phantom, tmp_path, capsys):
     assert code == 2 and not out.exists()
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["dmx: error: --smooth-frames must be 0 or an odd number >= 5, got 4"]
+
+
+def test_only_c4_landmarks_nothing_measured_nothing_green_exit_1(tmp_path, capsys):
+    """A landmark file with only C4: no level can be measured. The files are written and say so;
+    no level is "none" (no flag) and nothing is green; dmx analyze exits 1 with one line saying why."""
+    import re
+
+    from landmark_fakes import write_phantom_study
+
+    from dmx.cli import main
+
+    study, lm = write_phantom_study(tmp_path / "ph")
+    doc = json.loads(lm.read_text())
+    doc["points"] = {"C4": doc["points"]["C4"]}
+    only_c4 = tmp_path / "only_c4.json"
+    only_c4.write_text(json.dumps(doc))
+    out = tmp_path / "out"
+    assert main(["analyze", str(study), "--landmarks", str(only_c4), "--out", str(out)]) == 1
+    captured = capsys.readouterr()
+    assert captured.err.strip().splitlines()[-1] == (
+        f"dmx: error: {study}: no level could be measured "
+        "(the landmarks hold only C4: a level needs both of its vertebrae)"
+    )
+    table = [line for line in captured.out.splitlines() if re.match(r"C\d-C\d ", line)]
+    assert len(table) == 5 and all(line.endswith("  not measured") for line in table)
+    m = json.loads((out / "measurements.json").read_text())
+    assert all(lvl["rotation_rom_deg"] is None for lvl in m["levels"].values())
+    html = (out / "report.html").read_text(encoding="utf-8")
+    assert "No level could be measured" in html
+    assert 'class="motion motion-ok"' not in html and "Motion sufficient" not in html
+    assert "verdict verdict-clear" not in html  # the green verdict
+    assert "Motion not measured" in html
+    flags = re.findall(r'<td class="flags">(.*?)</td>', html)
+    assert len(flags) == 5 and all("not measured" in f for f in flags)
+    assert '<span class="none">none</span>' not in html
+
+
+def test_single_frame_series_input_paths_are_listed_in_frame_order(phantom, tmp_path):
+    """measurements.json ``input.paths`` of a series of single frames: frame order, not name order."""
+    import pydicom
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    study, lm, whole = phantom
+    src = pydicom.dcmread(study)
+    frames = src.pixel_array
+    n = frames.shape[0]
+    names = [f"IM{(7 * i) % n:02d}" for i in range(n)]  # name order differs from frame order
+    series_uid = generate_uid()
+    folder = tmp_path / "series"
+    folder.mkdir()
+    for i in range(n):
+        ds = pydicom.dcmread(study, stop_before_pixels=True)
+        for keyword in ("NumberOfFrames", "FrameIncrementPointer", "FrameTimeVector"):
+            if keyword in ds:
+                delattr(ds, keyword)
+        ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+        ds.SeriesInstanceUID = series_uid
+        ds.InstanceNumber = i + 1
+        ds.PixelData = frames[i].tobytes()
+        ds["PixelData"].VR = "OB" if frames.dtype.itemsize == 1 else "OW"
+        ds.save_as(folder / names[i], enforce_file_format=True)
+    doc = pipeline.analyze(folder, landmarks_path=lm).measurements
+    assert [Path(p).name for p in doc["input"]["paths"]] == names  # file i holds frame i
+    assert doc["frames"]["count"] == n
+    np.testing.assert_allclose(_levels(doc)["C4-C5"], _levels(whole.measurements)["C4-C5"], atol=1e-6)

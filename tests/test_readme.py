@@ -30,3 +30,28 @@ def test_readme_main_command_names_existing_sample_data():
     assert paths
     for p in paths:
         assert (ROOT / p).exists(), p
+
+
+def test_the_measurement_contract_is_in_the_repository_and_linked():
+    doc = ROOT / "docs" / "measurements.md"
+    text = doc.read_text(encoding="utf-8")
+    for n in range(1, 10):  # the contract's sections 1-8, and how dmx settles what they leave open
+        assert re.search(rf"^## {n}\. ", text, flags=re.M), n
+    assert "12.5 %" in text and "flags_not_evaluated" in text and "majority" in text
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert "](docs/measurements.md)" in readme
+    for link in re.findall(r"\]\(([^)#:]+)\)", readme):  # every relative link resolves
+        assert (ROOT / link).exists(), link
+
+
+def test_nothing_points_to_a_spec_file_outside_the_repository():
+    files = [
+        ROOT / "README.md",
+        *ROOT.glob("dmx/**/*.py"),
+        *ROOT.glob("dmx/**/*.json"),
+        *ROOT.glob("dmx/**/*.html"),
+    ]
+    stale = [
+        str(p.relative_to(ROOT)) for p in files if "spec/measurements.md" in p.read_text(encoding="utf-8")
+    ]
+    assert stale == []

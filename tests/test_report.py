@@ -331,7 +331,7 @@ def test_sparse_measurements_still_render(analysis):
     h = render_report(a, cine=False)
     assert verdict(m).state == "incomplete"
     assert "No level could be measured" in h
-    assert "rotation not measured at C3-C4" in h
+    assert "Motion not measured" in h and "Motion sufficient" not in h  # nothing green when nothing measured
     assert h.count("not determined") == 2  # flexion and extension key frames
     assert external_references(h) == []
 
@@ -459,3 +459,37 @@ def test_methods_state_the_smoothing_when_there_was_some(analysis, html):
     m = dict(analysis.measurements, tracking={"smoothing": "local quadratic", "window_frames": 7})
     h = render_report(dataclasses.replace(analysis, measurements=m), cine=False)
     assert "smoothed over 7 frames by a local quadratic fit" in h
+
+
+def test_methods_table_gives_every_threshold_a_rule_in_words_and_a_unit(analysis):
+    from dmx.measure.config import Thresholds
+
+    m = json.loads(json.dumps(analysis.measurements))
+    m["thresholds"] = Thresholds().to_json()  # every threshold dmx applies, as measurements.json records them
+    import dataclasses
+
+    h = render_report(dataclasses.replace(analysis, measurements=m), cine=False)
+    table = re.search(r'<table class="thresholds">.*?</table>', h, re.S).group(0)
+    rows = re.findall(
+        r'<tr id="th-([^"]+)"><td><code>[^<]*</code></td><td>(.*?)</td><td class="num">(.*?)</td>', table
+    )
+    names = {name for name, _, _ in rows}
+    assert {"offset_range_mm", "curve_tolerance_mm", "curve_tolerance_pct_depth"} <= names
+    for name, rule, value in rows:
+        assert rule != name and name not in rule, (name, rule)  # the key is not repeated as its rule
+        assert re.fullmatch(r"[\d.]+(\s(mm|%)|°)", value), (name, value)  # a unit with every number
+    by_name = {name: (rule, value) for name, rule, value in rows}
+    assert by_name["curve_tolerance_pct_depth"][1] == "12.5 %"
+    assert by_name["curve_tolerance_mm"][1] == "2.0 mm" and "chord" in by_name["curve_tolerance_mm"][0]
+    assert by_name["offset_range_mm"][1] == "3.5 mm"
+
+
+def test_quality_control_explains_the_one_tracking_threshold(analysis):
+    from dmx.tracking import TRUSTED_QUALITY
+
+    h = render_report(analysis, cine=False)
+    qc = re.search(r'<section id="qc".*?</section>', h, re.S).group(0)
+    text = re.sub(r"<[^>]+>", "", qc)
+    assert TRUSTED_QUALITY == 0.6
+    assert "A frame below 0.6 is not used" in text and "never guessed" in text
+    assert "0.5" not in text  # not a second, contradictory threshold

@@ -7,6 +7,7 @@ Needs the Python package ``playwright`` (driving the system browser) and a Chrom
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import browser_support  # noqa: F401  (skips this module without Playwright or Chromium)
 import numpy as np
@@ -14,7 +15,7 @@ import pytest
 from report_fixtures import make_analysis
 
 from dmx.anatomy import CORNERS, UpperCervicalPoint, Vertebra
-from dmx.landmarks import Landmarks, parse_landmarks
+from dmx.landmarks import Landmarks, parse_landmarks, read_landmarks
 from dmx.report.review import write_review
 
 SIZE_PX = 320
@@ -191,3 +192,101 @@ def test_touch_drag_moves_a_corner(browser, proposal, tmp_path):
         points(doc, "C6")[k], lm.corners_px[Vertebra.C6][k] + np.array([20, 10]) / s, atol=0.05
     )
     ctx.close()
+
+
+# --- a study where automatic detection found nothing: place bodies from scratch -------------------------
+
+KYPHOTIC = Path(__file__).resolve().parents[1] / "sample_data" / "kyphotic_left_mono1"
+
+
+@pytest.fixture(scope="module")
+def nothing_found(tmp_path_factory):
+    """``dmx landmarks --review`` on the 256x320 kyphotic sample, where the real detector finds no body."""
+    from dmx.cli import main
+
+    tmp = tmp_path_factory.mktemp("nothing")
+    out, page = tmp / "L.json", tmp / "review.html"
+    assert main(["landmarks", str(KYPHOTIC / "study.dcm"), "--out", str(out), "--review", str(page)]) == 1
+    assert page.is_file() and not out.exists()
+    return page
+
+
+def click_image(page, xy_px) -> None:
+    """Click the overlay at image pixel ``(x, y)`` (centre of the top-left pixel is (0, 0))."""
+    r = page.evaluate(
+        "(() => { const b = document.getElementById('overlay').getBoundingClientRect();"
+        " return [b.left, b.top, b.width, b.height]; })()"
+    )
+    w, h = page.evaluate(
+        "[document.getElementById('frame').naturalWidth, document.getElementById('frame').naturalHeight]"
+    )
+    page.mouse.click(r[0] + (xy_px[0] + 0.5) * r[2] / w, r[1] + (xy_px[1] + 0.5) * r[3] / h)
+
+
+def test_nothing_found_page_places_bodies_from_scratch_and_analyze_accepts_the_download(
+    browser, nothing_found, tmp_path
+):
+    from dmx.cli import main
+
+    truth = read_landmarks(KYPHOTIC / "landmarks.json")
+    page = browser.new_page(viewport={"width": 1300, "height": 900}, accept_downloads=True)
+    errors, requests = [], []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("request", lambda r: requests.append(r.url))
+    page.goto(nothing_found.as_uri())
+    page.wait_for_load_state("load")
+    assert "No vertebral body was found automatically" in page.inner_text("#auto-banner")
+    rows = page.locator("#bodies tbody tr")
+    assert [rows.nth(i).get_attribute("data-v") for i in range(rows.count())] == [
+        "C2",
+        "C3",
+        "C4",
+        "C5",
+        "C6",
+        "C7",
+    ]
+    assert page.locator("circle.handle").count() == 0
+    assert page.is_disabled("#download")  # nothing to download yet: no empty landmark file
+    w_css = page.evaluate("document.getElementById('overlay').getBoundingClientRect().width")
+    scale = w_css / 256
+    # C4: start, then cancel with Esc after two corners; nothing is kept
+    page.click('#bodies tr[data-v="C4"] button.place')
+    click_image(page, truth.corners_px[Vertebra.C4][0])
+    click_image(page, truth.corners_px[Vertebra.C4][1])
+    page.keyboard.press("Escape")
+    assert page.locator("circle.handle").count() == 0 and page.is_hidden("#placing")
+    # C3, C4, C5: four corners each, in the order the page asks for
+    for name in ("C3", "C4", "C5"):
+        page.click(f'#bodies tr[data-v="{name}"] button.place')
+        for k, corner in enumerate(CORNERS):
+            words = corner.value.replace("ant", "anterior").replace("post", "posterior")
+            words = words.replace("_sup", "-superior").replace("_inf", "-inferior")
+            assert page.inner_text("#placing").startswith(
+                f"Placing {name}: click its {words} corner ({k + 1} of 4"
+            )
+            click_image(page, truth.corners_px[Vertebra(name)][k])
+        assert "added by hand" in page.inner_text(f'#bodies tr[data-v="{name}"]')
+    assert page.locator("circle.handle").count() == 12 and page.is_enabled("#download")
+    with page.expect_download() as info:
+        page.click("#download")
+    downloaded = tmp_path / "landmarks.reviewed.json"
+    info.value.save_as(downloaded)
+    doc = json.loads(downloaded.read_text(encoding="utf-8"))
+    assert "confidence" not in doc  # placed by hand: no detector confidence
+    lm = parse_landmarks(doc)
+    assert lm.vertebrae == (Vertebra.C3, Vertebra.C4, Vertebra.C5) and lm.frame == 0
+    for v in lm.vertebrae:  # where clicked, to within the display's pixel grid
+        np.testing.assert_allclose(lm.corners_px[v], truth.corners_px[v], atol=0.6 / scale + 0.01)
+    assert errors == [] and all(u.startswith(("file:", "data:")) for u in requests), (errors, requests)
+    page.close()
+    # the downloaded file is a landmark file dmx analyze accepts and measures with
+    out = tmp_path / "out"
+    assert (
+        main(["analyze", str(KYPHOTIC / "study.dcm"), "--landmarks", str(downloaded), "--out", str(out)]) == 0
+    )
+    m = json.loads((out / "measurements.json").read_text())
+    assert m["landmarks_source"] == "file"
+    assert m["levels"]["C3-C4"]["rotation_rom_deg"] is not None
+    assert m["levels"]["C4-C5"]["rotation_rom_deg"] is not None
+    assert m["levels"]["C2-C3"]["rotation_rom_deg"] is None

@@ -289,7 +289,31 @@ def dicomdir_files(dicomdir: Path) -> list[Path]:
         if p not in seen:
             seen.add(p)
             unique.append(p)
-    return unique
+    return [p for p in unique if _inside_media(p, dicomdir)]
+
+
+def _inside_media(path: Path, dicomdir: Path) -> bool:
+    """Whether ``path`` (listed by ``dicomdir``) lies inside the DICOMDIR's folder, symlinks resolved.
+
+    Media from another facility are untrusted: a record naming ``../secret/x.dcm``, an
+    absolute path or a symlink leading out of the folder is refused with a warning naming it.
+    """
+    folder = dicomdir.parent.resolve()
+    try:
+        inside = path.resolve().is_relative_to(folder)
+    except (OSError, RuntimeError):  # a symlink loop
+        inside = False
+    if not inside:
+        try:
+            shown = path.relative_to(dicomdir.parent).as_posix()
+        except ValueError:
+            shown = str(path)
+        log.warning(
+            "%s: refused the record naming %s: it lies outside the DICOMDIR's folder",
+            dicomdir.name,
+            shown,
+        )
+    return inside
 
 
 def _discover_dicomdir(dicomdir: Path) -> Discovery:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from dmx.anatomy import LEVELS, KeyFrame
+from dmx.anatomy import BODIES, LEVELS, OPTIONAL_BODIES, KeyFrame
 
 
 def _fmt(value: Any, spec: str = ".1f", *, unit: str = "") -> str:
@@ -14,6 +14,46 @@ def _fmt(value: Any, spec: str = ".1f", *, unit: str = "") -> str:
     if text.startswith("-") and float(text) == 0:  # no "-0.0" for a value that rounds to zero
         text = text[1:]
     return text + unit
+
+
+#: The per-level values of measurements.json; a level none of them could be measured for is "not measured".
+LEVEL_VALUES = (
+    "rotation_rom_deg",
+    "rotation_range_deg",
+    "translation_mm",
+    "translation_pct",
+    "offset_range_mm",
+    "excursion_mm",
+)
+
+
+def level_measured(entry: dict[str, Any] | None) -> bool:
+    """Whether at least one value of a ``levels`` entry was measured (not ``null``)."""
+    return bool(entry) and any(entry.get(k) is not None for k in LEVEL_VALUES)
+
+
+def no_measurement_reason(doc: dict[str, Any]) -> str | None:
+    """Why a study produced no measurement at all, or ``None`` when some level (or the ADI) was measured.
+
+    A study like that finished but gave nothing to read: ``dmx analyze`` exits 1 with this
+    reason and a batch records the study as failed with it.
+    """
+    levels = doc.get("levels") or {}
+    if any(level_measured(e) for e in levels.values()):
+        return None
+    adi = doc.get("adi") or {}
+    if any(v is not None for v in (adi.get("adi_mm") or []) + (adi.get("adi_px") or [])):
+        return None
+    bodies = [v.value for v in BODIES + OPTIONAL_BODIES if v.value in (doc.get("tracks") or {})]
+    adjacent = any(f"{u}-{lo}" in levels for u, lo in zip(bodies, bodies[1:], strict=False))
+    if not bodies:
+        why = "no vertebral body has its four corners"
+    elif not adjacent:
+        only = ", ".join(bodies)
+        why = f"the landmarks hold only {only}: a level needs both of its vertebrae"
+    else:
+        why = "no level could be followed through the frames (every adjacent pair was lost)"
+    return f"no level could be measured ({why})"
 
 
 def format_summary(doc: dict[str, Any]) -> str:
@@ -49,9 +89,9 @@ def format_summary(doc: dict[str, Any]) -> str:
         e = levels.get(level.value)
         if e is None:
             continue
-        flags = ", ".join(e.get("flags", [])) or "none"
+        flags = ", ".join(e.get("flags", [])) or ("none" if level_measured(e) else "not measured")
         not_eval = e.get("flags_not_evaluated", [])
-        if not_eval:
+        if not_eval and level_measured(e):
             flags += f" (not evaluated: {', '.join(not_eval)})"
         lines.append(
             f"{level.value:<7}{_fmt(e.get('rotation_rom_deg')):>9}{_fmt(e.get('rotation_range_deg')):>11}"

@@ -2,7 +2,7 @@
 
 These are the numbers a perfect tracker would give; they go into
 ``truth.json`` so benchmarks compare like with like. The formulas follow
-``spec/measurements.md`` sections 3-5 literally (corners in CORNERS order,
+``docs/measurements.md`` sections 3-5 literally (corners in CORNERS order,
 coordinates in mm with ``y`` down).
 """
 

@@ -251,11 +251,12 @@ def quality_strip(
     *,
     labels: Sequence[str],
     threshold: float,
+    good: float = 0.8,
     width: int = 1200,
 ) -> str:
     """Tracking confidence per vertebra (rows) and frame (columns).
 
-    Colour: dark grey where lost, amber below ``threshold``, green shades above.
+    Colour: dark grey where lost, amber below ``threshold``, light green up to ``good``, green above.
     """
     n_frames, n_vert = quality.shape
     label_w, row_h = 34, 13
@@ -275,10 +276,11 @@ def quality_strip(
         # run-length encode equal classes to keep the SVG small
         t = 0
         while t < n_frames:
-            cls = _quality_class(quality[t, v], tracked[t, v], threshold)
+            cls = _quality_class(quality[t, v], tracked[t, v], threshold, good)
             t1 = t
             while (
-                t1 + 1 < n_frames and _quality_class(quality[t1 + 1, v], tracked[t1 + 1, v], threshold) == cls
+                t1 + 1 < n_frames
+                and _quality_class(quality[t1 + 1, v], tracked[t1 + 1, v], threshold, good) == cls
             ):
                 t1 += 1
             x = label_w + t * cell_w
@@ -297,14 +299,14 @@ def quality_strip(
     return "".join(out)
 
 
-def _quality_class(q: float, tracked: bool, threshold: float) -> str:
+def _quality_class(q: float, tracked: bool, threshold: float, good: float = 0.8) -> str:
     if not tracked:
         return "lost"
     if not np.isfinite(q):
         return "unknown"
     if q < threshold:
         return "low"
-    return "good" if q >= 0.8 else "fair"
+    return "good" if q >= good else "fair"
 
 
 def keyframe_svg(

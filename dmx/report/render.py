@@ -15,10 +15,16 @@ from markupsafe import Markup
 
 from dmx.anatomy import CORNERS, Flag, LandmarkSource
 from dmx.files import write_text_atomic
+from dmx.measure.summary import level_measured
 from dmx.report import images, plots, summary
+from dmx.tracking.tracker import TRUSTED_QUALITY
 
-#: Below this tracking confidence a frame counts as low-confidence in quality control.
-LOW_QUALITY = 0.5
+#: Below this tracking confidence a frame is not used (the tracker leaves it out, as lost); the
+#: report's quality control explains this one threshold (:data:`dmx.tracking.TRUSTED_QUALITY`).
+LOW_QUALITY = TRUSTED_QUALITY
+
+#: Tracking confidence from which a frame is shown as "confident" (between the two: "fair").
+GOOD_QUALITY = 0.8
 
 _TEMPLATES = resources.files("dmx.report") / "templates"
 
@@ -268,6 +274,7 @@ def _level_rows(analysis: Any, th: dict[str, summary.Threshold]) -> list[dict[st
         rows.append(
             {
                 "name": name,
+                "measured": level_measured(lvl),
                 "flags": [f for f in (lvl.get("flags") or [])],
                 "rom": cell(
                     lvl.get("rotation_rom_deg"),
@@ -318,7 +325,9 @@ def _quality_control(analysis: Any) -> dict[str, Any]:
                 "problem": bool(lost.size or low.size),
             }
         )
-    strip = plots.quality_strip(tracks.quality, tracked, labels=names, threshold=LOW_QUALITY)
+    strip = plots.quality_strip(
+        tracks.quality, tracked, labels=names, threshold=LOW_QUALITY, good=GOOD_QUALITY
+    )
     return {"rows": rows, "strip": Markup(strip), "any_problem": any(r["problem"] for r in rows)}
 
 
@@ -570,6 +579,7 @@ def render_report(
         "qc": _quality_control(analysis),
         "cine": cine,
         "low_quality": LOW_QUALITY,
+        "good_quality": GOOD_QUALITY,
         "software": f"{software.get('name', 'dmx')} {software.get('version', '')}".strip(),
         "sha256": inputs.get("sha256"),
         "input_count": len(inputs.get("paths") or []),

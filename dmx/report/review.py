@@ -142,6 +142,7 @@ def render_review(
         "automatic": automatic,
         "warnings": list(dict.fromkeys(str(w) for w in warnings)),
         "missing": payload["missing"],
+        "none_found": not payload["bodies"],
         "low": low,
         "low_confidence": LOW_CONFIDENCE,
         "file_name": DOWNLOAD_NAME,

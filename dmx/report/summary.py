@@ -72,6 +72,30 @@ DEFAULT_THRESHOLDS: dict[str, tuple[str, str, float, str, str]] = {
     ),
 }
 
+#: Thresholds that drive no flag of their own, or a flag already listed: (title, rule with {v}, unit).
+OTHER_THRESHOLDS: dict[str, tuple[str, str, str]] = {
+    "offset_range_mm": (
+        "Offset range",
+        "|offset range over the motion| > {v} mm (a second way to raise the translation flag)",
+        "mm",
+    ),
+    "curve_tolerance_mm": (
+        "Curve tolerance",
+        "a C3\u2013C6 posterior-inferior corner within {v} mm of the C2\u2013C7 chord counts as on it "
+        "(curve class, calibrated studies)",
+        "mm",
+    ),
+    "curve_tolerance_pct_depth": (
+        "Curve tolerance, % of depth",
+        "a C3\u2013C6 posterior-inferior corner within {v} % of the mean C3\u2013C6 depth of the "
+        "C2\u2013C7 chord counts as on it (curve class, studies without calibration)",
+        "%",
+    ),
+}
+
+#: measurements.json units as shown to a reader.
+UNIT_WORDS = {"deg": "\u00b0", "mm": "mm", "%": "%", "px": "px"}
+
 CURVE_WORDS = {
     "lordotic": "lordotic",
     "straight": "straight",
@@ -119,15 +143,20 @@ def thresholds(measurements: dict[str, Any]) -> dict[str, Threshold]:
             out[flag] = Threshold(
                 flag, title, rule.format(v=fmt(value)), value, unit, source, "dmx default (not recorded)"
             )
-    for flag, rec in recorded.items():  # thresholds dmx does not know by name: shown as given
+    for flag, rec in recorded.items():  # the other thresholds: in words, with their unit
         if flag not in out and flag not in used and isinstance(rec, dict):
             v = rec.get("value")
+            v = float(v) if isinstance(v, (int, float)) else None
+            title, rule, unit = OTHER_THRESHOLDS.get(
+                flag, (flag.replace("_", " "), str(rec.get("rule") or "as recorded"), "")
+            )
+            unit = UNIT_WORDS.get(str(rec.get("unit") or unit), str(rec.get("unit") or unit))
             out[flag] = Threshold(
                 flag,
-                flag.replace("_", " "),
-                flag,
-                v if isinstance(v, (int, float)) else None,
-                "",
+                title,
+                rule.format(v=fmt(v)),
+                v,
+                unit,
                 str(rec.get("source") or "not stated"),
                 str(rec.get("origin") or "recorded"),
             )
@@ -188,6 +217,7 @@ class Verdict:
     motion_text: str
     curves: tuple[CurveLine, ...]
     not_evaluated: tuple[str, ...]
+    motion_measured: bool = True  # False: no level's rotation was measured (nothing to call sufficient)
 
 
 def _finding_text(flag: str, name: str, lvl: dict[str, Any], m: dict[str, Any], th: Threshold) -> str:
@@ -275,10 +305,13 @@ def verdict(measurements: dict[str, Any]) -> Verdict:
             headline += f"; {', '.join(insufficient)} moved too little to be judged"
     else:
         missing = [n for n, lvl in levels.items() if lvl.get("rotation_rom_deg") is None]
-        motion_text = "Motion sufficient at every measured level"
-        if missing:
-            motion_text += f"; rotation not measured at {', '.join(missing)}"
-        motion_text += "."
+        if len(missing) == len(levels):  # none measured (or no level at all): nothing to call sufficient
+            motion_text = "Motion not measured: no level's rotation could be measured."
+        else:
+            motion_text = "Motion sufficient at every measured level"
+            if missing:
+                motion_text += f"; rotation not measured at {', '.join(missing)}"
+            motion_text += "."
 
     frames = m.get("frames") or {}
     curves = []
@@ -299,6 +332,7 @@ def verdict(measurements: dict[str, Any]) -> Verdict:
         motion_text,
         tuple(curves),
         not_evaluated,
+        motion_measured=any(lvl.get("rotation_rom_deg") is not None for lvl in levels.values()),
     )
 
 

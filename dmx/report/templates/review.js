@@ -18,6 +18,10 @@
   // state: bodies by name {corners: [[x, y] x4], confidence, edited, added}; extra points by name
   var original = JSON.stringify({ bodies: D.bodies, extra: D.extra });
   var bodies, extra, selected = null, zoom = 1;
+  // placing a body from scratch: {name, points: [[x, y] ...]}, its corners clicked in CORNERS order
+  var placing = null;
+  var placingText = document.getElementById("placing");
+  var downloadButton = document.getElementById("download");
 
   function load() {
     var o = JSON.parse(original);
@@ -27,6 +31,7 @@
     });
     extra = o.extra || {};
     selected = null;
+    placing = null;
   }
 
   // ------------------------------------------------------------------ geometry
@@ -118,6 +123,28 @@
       t.textContent = name;
       svg.appendChild(t);
     });
+    if (placing) {
+      if (placing.points.length > 1) {
+        svg.appendChild(el("polyline", {
+          "class": "placing-line", points: placing.points.map(function (c) { return c[0] + "," + c[1]; }).join(" "),
+          "stroke-width": sw
+        }));
+      }
+      placing.points.forEach(function (c, k) {
+        svg.appendChild(el("circle", {
+          "class": "placed", cx: c[0], cy: c[1], r: r * 0.7, "stroke-width": sw, "data-k": D.corners[k]
+        }));
+      });
+    }
+    document.body.classList.toggle("placing", !!placing);
+    placingText.hidden = !placing;
+    if (placing) {
+      var n = placing.points.length;
+      placingText.textContent = "Placing " + placing.name + ": click its " + CORNER_WORDS[D.corners[n]] +
+        " corner (" + (n + 1) + " of 4; anterior = the side the patient faces). Esc cancels.";
+    }
+    downloadButton.disabled = Object.keys(bodies).length === 0;
+    downloadButton.title = downloadButton.disabled ? "place at least one body first" : "";
     document.body.classList.toggle("hide-labels", !document.getElementById("show-labels").checked);
     if (selected) {
       var f = selected.extra ? svg.querySelector('[data-extra="' + selected.extra + '"]')
@@ -155,8 +182,16 @@
       var btn = document.createElement("button");
       btn.type = "button";
       if (!b) {
+        var place = document.createElement("button");
+        place.type = "button";
+        place.textContent = placing && placing.name === name ? "Placing…" : "Place";
+        place.className = "place";
+        place.title = "click its four corners on the image, in the order asked";
+        place.addEventListener("click", function () { startPlacing(name); });
+        td.appendChild(place);
         btn.textContent = "Add";
         btn.className = "add";
+        btn.title = "drop an outline, then drag it and its corners into place";
         btn.addEventListener("click", function () { add(name); });
       } else if (b.added) {
         btn.textContent = "Remove";
@@ -207,6 +242,26 @@
     draw();
   }
 
+  // ------------------------------------------------------------------ placing a body from scratch
+  function startPlacing(name) {
+    placing = { name: name, points: [] };
+    selected = null;
+    draw();
+  }
+  // capture phase: while placing, a click on the image places the next corner (not a drag)
+  svg.addEventListener("pointerdown", function (evt) {
+    if (!placing || (evt.button !== undefined && evt.button !== 0)) { return; }
+    evt.preventDefault();
+    evt.stopPropagation();
+    placing.points.push(clamp(toImage(evt)));
+    if (placing.points.length === 4) {
+      bodies[placing.name] = { corners: placing.points, confidence: null, edited: true, added: true };
+      selected = { body: placing.name, k: null };
+      placing = null;
+    }
+    draw();
+  }, true);
+
   // ------------------------------------------------------------------ dragging and keys
   var dragging = null;
   function select(name, k, focus) {
@@ -255,6 +310,7 @@
     draw();
   }
   document.addEventListener("keydown", function (evt) {
+    if (placing && evt.key === "Escape") { placing = null; draw(); return; }
     if (!selected || ["ArrowLeft", "ArrowRight", "ArrowUp", "ArrowDown"].indexOf(evt.key) < 0) { return; }
     if (evt.target && evt.target.tagName && /^(INPUT|SELECT|TEXTAREA)$/.test(evt.target.tagName)) { return; }
     evt.preventDefault();
@@ -287,7 +343,8 @@
     if (Object.keys(confidence).length) { out.confidence = confidence; }
     return out;
   }
-  document.getElementById("download").addEventListener("click", function () {
+  downloadButton.addEventListener("click", function () {
+    if (!Object.keys(bodies).length) { return; }
     // a data: link (no object URL): the page never refers to anything outside itself
     var a = document.createElement("a");
     a.href = "data:application/json;charset=utf-8," + encodeURIComponent(JSON.stringify(result(), null, 2) + "\n");
