@@ -238,6 +238,14 @@ def analyze(
         typer.Option("--threshold", help="Override a flag threshold: NAME=VALUE (repeatable)."),
     ] = None,
     config: Annotated[Path | None, typer.Option("--config", help="TOML file of flag thresholds.")] = None,
+    normative: Annotated[
+        Path | None,
+        typer.Option(
+            "--normative",
+            help="Normative reference table (dmx.normative/1 JSON) instead of the packaged one; "
+            "also [normative] file = ... in the --config TOML.",
+        ),
+    ] = None,
     report: Annotated[bool, typer.Option("--report/--no-report", help="Write report.html.")] = True,
     pdf: Annotated[bool, typer.Option("--pdf", help="Also write report.pdf (needs Chromium).")] = False,
     smooth_frames: Annotated[
@@ -254,10 +262,12 @@ def analyze(
 
     from dmx.measure import format_summary
     from dmx.measure.config import load_thresholds
+    from dmx.normative import load_normative, normative_path_from_config
     from dmx.pipeline import analyze as run_analysis
     from dmx.pipeline import write_outputs
 
     thresholds = load_thresholds(config, overrides=threshold or None)
+    reference = load_normative(normative or normative_path_from_config(config))
     analysis = run_analysis(
         study,
         landmarks_path=landmarks,
@@ -266,6 +276,7 @@ def analyze(
         neutral_frame=neutral_frame,
         thresholds=thresholds,
         smooth_frames=smooth_frames,
+        normative=reference,
     )
     written = write_outputs(analysis, out, report=report, pdf=pdf)
     if json_out:
