@@ -385,6 +385,47 @@ def batch(
 
 
 @app.command()
+def compare(
+    baseline: Annotated[
+        Path, typer.Argument(help="Baseline analysis output folder (or its measurements.json).")
+    ],
+    followup: Annotated[
+        Path, typer.Argument(help="Follow-up analysis output folder (or its measurements.json).")
+    ],
+    out: Annotated[
+        Path, typer.Option("--out", help="Output folder for comparison.json and comparison.html.")
+    ] = Path("dmx-compare"),
+    force: Annotated[
+        bool, typer.Option("--force", help="Compare even when the patient IDs differ or are missing.")
+    ] = False,
+    mdc: Annotated[
+        Path | None,
+        typer.Option(
+            "--mdc", help="Between-visit variability table (dmx.mdc/1 JSON) instead of the packaged one."
+        ),
+    ] = None,
+    html: Annotated[bool, typer.Option("--html/--no-html", help="Write comparison.html.")] = True,
+) -> None:
+    """Compare one patient's follow-up study with the baseline, level by level, against the MDC.
+
+    The two are put in study-date order; two different patients are refused unless
+    --force. Prints the verdict; writes OUT/comparison.json and OUT/comparison.html.
+    """
+    import json
+
+    from dmx.compare import write_comparison
+
+    written = write_comparison(baseline, followup, out, force=force, mdc_path=mdc, html=html)
+    doc = json.loads(written["json"].read_text(encoding="utf-8"))
+    for line in doc["verdict"]:
+        typer.echo(line)
+    for w in doc["warnings"]:
+        log.warning("%s", w)
+    for path in written.values():
+        log.info("wrote %s", path)
+
+
+@app.command()
 def aggregate(
     results: Annotated[Path, typer.Argument(help="Batch output folder.")],
     out: Annotated[Path, typer.Option("--out", help="Table to write (.csv or .parquet).")] = Path(

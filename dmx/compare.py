@@ -68,7 +68,7 @@ _WORDS: dict[str, str] = {
 _UNIT_TEXT = {"deg": "°", "mm": " mm", "%": " %"}
 #: Flags each measure bears on (for "flag resolved" in a verdict sentence).
 _MEASURE_FLAGS: dict[str, tuple[str, ...]] = {
-    "translation_mm": ("translation_gt_3_5mm", "translation_gt_2mm", "translation_gt_20pct"),
+    "translation_mm": ("translation_gt_3_5mm", "translation_gt_2mm"),
     "translation_pct": ("translation_gt_20pct",),
     "offset_range_mm": ("translation_gt_3_5mm",),
     "excursion_mm": ("translation_gt_2mm",),
@@ -486,3 +486,34 @@ def compare(
 def comparison_text(doc: dict[str, Any]) -> str:
     """comparison.json text: strict JSON (no NaN)."""
     return json.dumps(doc, indent=1, allow_nan=False) + "\n"
+
+
+def write_comparison(
+    baseline: str | Path,
+    followup: str | Path,
+    out_dir: str | Path,
+    *,
+    force: bool = False,
+    mdc_path: str | Path | None = None,
+    html: bool = True,
+) -> dict[str, Path]:
+    """Read two studies, compare them and write ``comparison.json`` (and ``comparison.html``) to ``out_dir``.
+
+    Returns the paths written by name (``"json"``, ``"html"``). Each file is written atomically;
+    nothing is written when the comparison is refused.
+    """
+    from dmx.files import write_text_atomic
+
+    b, f = read_study(baseline), read_study(followup)
+    doc = compare(b, f, force=force, mdc_table=load_mdc(mdc_path))
+    out = Path(out_dir)
+    written = {"json": out / "comparison.json"}
+    write_text_atomic(written["json"], comparison_text(doc))
+    if html:
+        from dmx.report.comparison import write_comparison_html
+
+        docs = {str(s.path): s.doc for s in (b, f)}
+        written["html"] = write_comparison_html(
+            doc, docs[doc["baseline"]["path"]], docs[doc["followup"]["path"]], out / "comparison.html"
+        )
+    return written
