@@ -443,14 +443,16 @@ def aggregate(
 ) -> None:
     """Pool many studies' measurements.json into tables for research.
 
-    Writes a long table (one row per study x level x metric x key frame) and
-    TABLE_summary (n, mean, SD, percentiles per level x metric). Exit 1 when
+    Writes a long table (one row per study x level x metric x key frame),
+    TABLE_summary (n, mean, SD, percentiles per level x metric) and
+    TABLE_longitudinal (one row per patient x level x metric, every visit's date
+    and value in date order). Exit 1 when
     some measurements.json could not be read (they are named and skipped).
     """
     from dmx.aggregate import aggregate as run_aggregate
 
     result = run_aggregate(results, out, secret=pseudonymize)
-    typer.echo(f"{result.table}\n{result.summary}")
+    typer.echo(f"{result.table}\n{result.summary}\n{result.longitudinal}")
     raise typer.Exit(result.exit_code)
 
 
