@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import math
 
+import jsonschema
 import pytest
 from followup_support import BASELINE_EXTRA_MM, FOLLOWUP_EXTRA_MM, make_visit
 
 from dmx.cli import main
 from dmx.compare import MEASURES, Study, compare, default_mdc, load_mdc, read_study
 from dmx.errors import InputError, UsageError
+from dmx.schema import comparison_schema
 
 SEM_ROT = 1.1  # dmx/data/mdc.json, Branney & Breen 2014
 SEM_MM = 0.19  # dmx/data/mdc.json, derived (10 mm lever x 1.1 deg)
@@ -127,6 +129,7 @@ def test_different_patients_are_refused_unless_forced():
 
 def test_no_significant_change_says_so():
     cmp = compare(_study(_doc(), "b"), _study(_doc(date="20260301", sha="b"), "f"))
+    jsonschema.validate(cmp, comparison_schema())
     assert cmp["verdict"] == ["No level changed by more than its minimal detectable change."]
     assert all(e["significant"] is False for m in cmp["levels"].values() for e in m.values())
 
@@ -197,6 +200,7 @@ def test_done_when_c4c5_from_5_3_to_3_0_mm(visits, tmp_path, capsys):
     assert printed.splitlines()[0].startswith("C4-C5 translation fell from 5.3 to 3.0 mm, beyond the 0.5 mm")
     assert "translation_gt_3_5mm" in printed.splitlines()[0] and "resolved" in printed.splitlines()[0]
     assert {c["baseline"] for c in cmp["curve"].values()} <= {"lordotic", "kyphotic", "straight", "s_curve"}
+    jsonschema.validate(cmp, comparison_schema())
     html = (out / "comparison.html").read_text()
     assert "C4-C5 translation fell from 5.3 to 3.0 mm" in html
 
