@@ -405,6 +405,13 @@ def compare(
         ),
     ] = None,
     html: Annotated[bool, typer.Option("--html/--no-html", help="Write comparison.html.")] = True,
+    images: Annotated[
+        bool,
+        typer.Option(
+            "--images/--no-images",
+            help="Show the key frames re-read from each study's input files (else tracked outlines).",
+        ),
+    ] = True,
 ) -> None:
     """Compare one patient's follow-up study with the baseline, level by level, against the MDC.
 
@@ -415,7 +422,7 @@ def compare(
 
     from dmx.compare import write_comparison
 
-    written = write_comparison(baseline, followup, out, force=force, mdc_path=mdc, html=html)
+    written = write_comparison(baseline, followup, out, force=force, mdc_path=mdc, html=html, images=images)
     doc = json.loads(written["json"].read_text(encoding="utf-8"))
     for line in doc["verdict"]:
         typer.echo(line)

@@ -496,11 +496,13 @@ def write_comparison(
     force: bool = False,
     mdc_path: str | Path | None = None,
     html: bool = True,
+    images: bool = True,
 ) -> dict[str, Path]:
     """Read two studies, compare them and write ``comparison.json`` (and ``comparison.html``) to ``out_dir``.
 
     Returns the paths written by name (``"json"``, ``"html"``). Each file is written atomically;
-    nothing is written when the comparison is refused.
+    nothing is written when the comparison is refused. With ``images`` the page shows each
+    study's key frames re-read from its input files (when still there and unchanged).
     """
     from dmx.files import write_text_atomic
 
@@ -514,6 +516,10 @@ def write_comparison(
 
         docs = {str(s.path): s.doc for s in (b, f)}
         written["html"] = write_comparison_html(
-            doc, docs[doc["baseline"]["path"]], docs[doc["followup"]["path"]], out / "comparison.html"
+            doc,
+            docs[doc["baseline"]["path"]],
+            docs[doc["followup"]["path"]],
+            out / "comparison.html",
+            images=images,
         )
     return written

@@ -216,3 +216,20 @@ def test_cli_refuses_two_patients_in_one_line(visits, tmp_path, capsys):
     argv = ["compare", str(base), str(other / "measurements.json"), "--out", str(tmp_path / "c"), "--force"]
     assert main(argv) == 0
     assert (tmp_path / "c" / "comparison.json").is_file()
+
+
+def test_key_frames_fall_back_to_outlines_with_the_reason(visits, tmp_path):
+    base, follow = visits
+    from dmx.compare import write_comparison
+
+    html = write_comparison(base, follow, tmp_path / "a", images=False)["html"].read_text()
+    assert html.count('<svg class="outline"') == 6 and '<svg class="keyframe-img"' not in html
+    assert "not requested (--no-images)" in html
+    moved = tmp_path / "moved"
+    moved.mkdir()
+    doc = json.loads((follow / "measurements.json").read_text())
+    doc["input"]["paths"] = [str(tmp_path / "gone" / "study.dcm")]
+    (moved / "measurements.json").write_text(json.dumps(doc))
+    html = write_comparison(base, moved, tmp_path / "b")["html"].read_text()
+    assert html.count('<svg class="keyframe-img"') == 3 and html.count('<svg class="outline"') == 3
+    assert "follow-up: the study&#39;s input files are not at the paths recorded" in html

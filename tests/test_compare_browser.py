@@ -75,10 +75,15 @@ def test_curves_and_key_frames_of_both_studies(page):
     assert pg.locator("#curves svg.plot").count() == 10  # angle and offset for five levels
     offset = pg.locator('svg[id="cmp-offset-C4-C5"] path.series')
     assert offset.count() == 2  # baseline and follow-up overlaid
-    assert pg.locator("#keyframes svg.outline").count() == 6  # three key frames x two studies
-    assert pg.locator("#keyframes svg.outline").first.locator("polygon").count() == 6  # C2-C7
-    box = pg.locator("#keyframes svg.outline").first.bounding_box()
+    figures = pg.locator("#keyframes svg.keyframe-img")
+    assert figures.count() == 6  # three key frames x two studies, re-read from the inputs
+    assert figures.first.locator("image").get_attribute("href").startswith("data:image/jpeg;base64,")
+    assert figures.first.locator("circle.kf-corner").count() == 24  # C2-C7 x 4 corners
+    box = figures.first.bounding_box()
     assert box["width"] > 100 and box["height"] > 100
+    assert pg.locator("#images-note").count() == 0
+    script = "[...document.querySelectorAll('#keyframes image')].every(i => i.getBBox().width > 0)"
+    assert pg.evaluate(script)
 
 
 def test_patient_name_is_text_not_markup(page):
