@@ -169,3 +169,31 @@ def test_add_normative_fills_every_level():
     doc = {"levels": {lv: {"rotation_rom_deg": 10.0} for lv in ("C2-C3", "C6-C7")}}
     add_normative(doc)
     assert doc["levels"]["C6-C7"]["normative"]["rotation_rom_deg"]["mean"] == 17.0
+
+
+def test_report_section_shows_each_level_against_the_reference():
+    from report_fixtures import make_analysis
+
+    from dmx.report import render_report
+
+    analysis = make_analysis(n_frames=16, size_px=192)
+    assert "normative" not in next(iter(analysis.measurements["levels"].values()))
+    assert 'id="normative"' not in render_report(analysis, cine=False)  # an older file: no section
+
+    add_normative(analysis.measurements)
+    html = render_report(analysis, cine=False)
+    section = html.split('<section id="normative"', 1)[1].split("</section>", 1)[0]
+    n_levels = len(analysis.measurements["levels"])
+    assert section.count('<tr><th scope="row">') == n_levels
+    assert section.count('<svg class="refbar"') == 2 * n_levels  # rotation and % depth; no mm reference
+    assert 'class="ref-band"' not in section and section.count("no z (no SD)") == 2 * n_levels
+    assert "Eur Spine J. 2007;16(9):1435-1444" in section and "White AA, Panjabi MM" in section
+
+    add_normative(analysis.measurements, parse_normative(CLINIC, origin="clinic.json"))
+    section = (
+        render_report(analysis, cine=False).split('<section id="normative"', 1)[1].split("</section>")[0]
+    )
+    t = analysis.measurements["levels"]["C4-C5"]["translation_mm"]
+    assert section.count('class="ref-band"') == 2  # C4-C5 translation_mm and rotation_rom_deg
+    assert f"z {(t - 2.0) / 0.5:+.1f}".replace("-", "\u2212") in section
+    assert "Clinic X, 40 volunteers" in section
