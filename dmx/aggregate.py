@@ -7,7 +7,13 @@ and writes as it goes, so memory stays bounded with thousands of studies:
   units (:data:`COLUMNS`); ``null`` stays an empty cell, never 0;
 - a **summary** (``<table>_summary.<ext>``): per level x metric x key frame the
   count and distribution (n, mean, SD, median, p5, p25, p75, p95) of the
-  numeric values, and the count of each category (curve class, S type).
+  numeric values, and the count of each category (curve class, S type);
+- a **longitudinal table** (``<table>_longitudinal.<ext>``): one row per patient,
+  level and motion metric with every visit's date, days since the first visit and
+  value, in date order (:data:`LONGITUDINAL_COLUMNS` then ``date_k``, ``days_k``,
+  ``value_k``, ``study_key_k`` for k = 1..the most visits of any patient), to study
+  change over a course of treatment. Studies without a patient ID cannot be linked
+  and are left out of it.
 
 With a secret, patient ID and UIDs become keyed hashes (HMAC-SHA256) and
 dates are shifted by a per-patient offset, so no identifying value remains
@@ -76,6 +82,10 @@ SUMMARY_COLUMNS: tuple[str, ...] = (
     "p75",
     "p95",
 )
+
+#: Leading columns of the longitudinal table; per visit k follow date_k, days_k, value_k, study_key_k.
+LONGITUDINAL_COLUMNS: tuple[str, ...] = ("patient_id", "level", "metric", "unit", "n_visits")
+LONGITUDINAL_VISIT_COLUMNS: tuple[str, ...] = ("date", "days", "value", "study_key")
 
 #: Key frame label of metrics computed over the whole motion (ROM, ranges).
 MOTION = "motion"
@@ -153,6 +163,7 @@ class AggregateResult:
     n_studies: int
     n_rows: int
     skipped: tuple[tuple[Path, str], ...] = ()
+    longitudinal: Path | None = None
 
     @property
     def exit_code(self) -> int:
@@ -484,6 +495,51 @@ class _Summary:
             }
 
 
+class _Longitudinal:
+    """Per patient, level and motion metric: every visit's (date, study key, value), for the wide table."""
+
+    def __init__(self) -> None:
+        self.visits: dict[tuple[str, str, str], list[tuple[str | None, str, float | None]]] = {}
+        self.unlinked: set[str] = set()
+
+    def add(self, row: dict[str, Any]) -> None:
+        if row["key_frame"] != MOTION or row["metric"] not in LEVEL_MOTION_METRICS:
+            return
+        if not row["patient_id"]:
+            self.unlinked.add(row["study_key"])
+            return
+        key = (row["patient_id"], row["level"], row["metric"])
+        self.visits.setdefault(key, []).append((row["study_date"], row["study_key"], row["value"]))
+
+    def columns(self) -> tuple[str, ...]:
+        k = max((len(v) for v in self.visits.values()), default=0)
+        visit_cols = tuple(f"{c}_{i}" for i in range(1, k + 1) for c in LONGITUDINAL_VISIT_COLUMNS)
+        return LONGITUDINAL_COLUMNS + visit_cols
+
+    def rows(self) -> Iterator[dict[str, Any]]:
+        columns = self.columns()
+        order = sorted(
+            self.visits, key=lambda key: (key[0], _LEVEL_ORDER.get(key[1], 99), key[1], _METRIC_ORDER[key[2]])
+        )
+        for key in order:
+            # date order; a study without a readable date goes last (then by study key, for stability)
+            visits = sorted(
+                self.visits[key], key=lambda v: (parse_study_date(v[0]) is None, v[0] or "", v[1])
+            )
+            first = parse_study_date(visits[0][0])
+            row: dict[str, Any] = dict.fromkeys(columns)
+            row.update(
+                patient_id=key[0], level=key[1], metric=key[2], unit=UNITS[key[2]], n_visits=len(visits)
+            )
+            for i, (day, study_key, value) in enumerate(visits, start=1):
+                parsed = parse_study_date(day)
+                row[f"date_{i}"] = day
+                row[f"days_{i}"] = None if parsed is None or first is None else (parsed - first).days
+                row[f"value_{i}"] = value
+                row[f"study_key_{i}"] = study_key
+            yield row
+
+
 # --------------------------------------------------------------------------- writers
 
 
@@ -512,7 +568,7 @@ def _require_pyarrow() -> Any:
 
 class _ParquetTable:
     _FLOAT = {"value", "mean", "sd", "median", "p5", "p25", "p75", "p95"}
-    _INT = {"n", "n_missing"}
+    _INT = {"n", "n_missing", "n_visits"}
 
     def __init__(self, path: Path, columns: tuple[str, ...]) -> None:
         pa = _require_pyarrow()
@@ -520,7 +576,14 @@ class _ParquetTable:
         self.columns = columns
         fields = []
         for c in columns:
-            t = pa.float64() if c in self._FLOAT else pa.int64() if c in self._INT else pa.string()
+            base = c.rsplit("_", 1)[0] if c.rsplit("_", 1)[-1].isdigit() else c  # value_3 -> value
+            t = (
+                pa.float64()
+                if base in self._FLOAT
+                else pa.int64()
+                if base in self._INT | {"days"}
+                else pa.string()
+            )
             fields.append(pa.field(c, t))
         self.schema = pa.schema(fields)
         self._writer = pa.parquet.ParquetWriter(str(path), self.schema)
@@ -565,6 +628,12 @@ def summary_path(table: str | Path) -> Path:
     return table.with_name(f"{table.stem}_summary{table.suffix}")
 
 
+def longitudinal_path(table: str | Path) -> Path:
+    """``TABLE_longitudinal.<ext>`` beside ``TABLE.<ext>``."""
+    table = Path(table)
+    return table.with_name(f"{table.stem}_longitudinal{table.suffix}")
+
+
 def aggregate(results: str | Path, table: str | Path, *, secret: str | None = None) -> AggregateResult:
     """Write the long table and its summary from every ``measurements.json`` under ``results``.
 
@@ -574,7 +643,9 @@ def aggregate(results: str | Path, table: str | Path, *, secret: str | None = No
         A batch output folder (searched recursively).
     table : path
         ``.csv`` or ``.parquet`` (Parquet needs the ``dmx[parquet]`` extra). The
-        summary goes to :func:`summary_path` in the same format.
+        summary goes to :func:`summary_path` and the longitudinal table (one row per
+        patient, level and metric, visits in date order) to :func:`longitudinal_path`,
+        in the same format.
     secret : str, optional
         Pseudonymise with this key (``@path`` reads it from a file); see :class:`Pseudonymizer`.
 
@@ -607,8 +678,11 @@ def aggregate(results: str | Path, table: str | Path, *, secret: str | None = No
         raise InputError(table, f"cannot write the table: {exc.strerror or exc}") from None
     tmp_table = table.with_name(f".{table.name}.{os.getpid()}.tmp")
     tmp_summary = summary_file.with_name(f".{summary_file.name}.{os.getpid()}.tmp")
+    long_file = longitudinal_path(table)
+    tmp_long = long_file.with_name(f".{long_file.name}.{os.getpid()}.tmp")
 
     summary = _Summary()
+    longitudinal = _Longitudinal()
     skipped: list[tuple[Path, str]] = []
     n_studies = n_rows = 0
     found = False
@@ -630,6 +704,7 @@ def aggregate(results: str | Path, table: str | Path, *, secret: str | None = No
             for row in rows:
                 writer.write(row)
                 summary.add(row)
+                longitudinal.add(row)
             n_studies += 1
             n_rows += len(rows)
         writer.close()
@@ -639,19 +714,31 @@ def aggregate(results: str | Path, table: str | Path, *, secret: str | None = No
         for row in summary.rows():
             summary_writer.write(row)
         summary_writer.close()
+        long_writer = _open_table(tmp_long, longitudinal.columns(), parquet=parquet)
+        for row in longitudinal.rows():
+            long_writer.write(row)
+        long_writer.close()
         os.replace(tmp_table, table)
         os.replace(tmp_summary, summary_file)
+        os.replace(tmp_long, long_file)
     finally:
-        for tmp in (tmp_table, tmp_summary):
+        for tmp in (tmp_table, tmp_summary, tmp_long):
             if tmp.exists():
                 tmp.unlink()
     log.info(
-        "%d stud%s, %d rows -> %s (+ %s)%s",
+        "%d stud%s, %d rows -> %s (+ %s, %s)%s",
         n_studies,
         "y" if n_studies == 1 else "ies",
         n_rows,
         table,
         summary_file.name,
+        long_file.name,
         f"; {len(skipped)} file(s) skipped" if skipped else "",
     )
-    return AggregateResult(table, summary_file, n_studies, n_rows, tuple(skipped))
+    if longitudinal.unlinked:
+        log.info(
+            "%d stud%s without a patient ID left out of the longitudinal table",
+            len(longitudinal.unlinked),
+            "y" if len(longitudinal.unlinked) == 1 else "ies",
+        )
+    return AggregateResult(table, summary_file, n_studies, n_rows, tuple(skipped), long_file)

@@ -238,6 +238,14 @@ def analyze(
         typer.Option("--threshold", help="Override a flag threshold: NAME=VALUE (repeatable)."),
     ] = None,
     config: Annotated[Path | None, typer.Option("--config", help="TOML file of flag thresholds.")] = None,
+    normative: Annotated[
+        Path | None,
+        typer.Option(
+            "--normative",
+            help="Normative reference table (dmx.normative/1 JSON) instead of the packaged one; "
+            "also [normative] file = ... in the --config TOML.",
+        ),
+    ] = None,
     report: Annotated[bool, typer.Option("--report/--no-report", help="Write report.html.")] = True,
     pdf: Annotated[bool, typer.Option("--pdf", help="Also write report.pdf (needs Chromium).")] = False,
     smooth_frames: Annotated[
@@ -259,6 +267,7 @@ def analyze(
     from dmx.files import prepare_output_dir
     from dmx.measure import format_summary, no_measurement_reason
     from dmx.measure.config import load_thresholds
+    from dmx.normative import load_normative, normative_path_from_config
     from dmx.pipeline import (
         REVIEW_NAME,
         DetectionFailedError,
@@ -270,6 +279,7 @@ def analyze(
 
     thresholds = load_thresholds(config, overrides=threshold or None)
     created = [p for p in (out, *out.parents) if not p.exists()]
+    reference = load_normative(normative or normative_path_from_config(config))
     prepare_output_dir(out)  # before the work: an unusable --out costs one line, not an analysis
     try:
         analysis = run_analysis(
@@ -280,6 +290,7 @@ def analyze(
             neutral_frame=neutral_frame,
             thresholds=thresholds,
             smooth_frames=smooth_frames,
+            normative=reference,
         )
     except DetectionFailedError as exc:
         if exc.sequence is None:
@@ -457,6 +468,54 @@ def batch(
 
 
 @app.command()
+def compare(
+    baseline: Annotated[
+        Path, typer.Argument(help="Baseline analysis output folder (or its measurements.json).")
+    ],
+    followup: Annotated[
+        Path, typer.Argument(help="Follow-up analysis output folder (or its measurements.json).")
+    ],
+    out: Annotated[
+        Path, typer.Option("--out", help="Output folder for comparison.json and comparison.html.")
+    ] = Path("dmx-compare"),
+    force: Annotated[
+        bool, typer.Option("--force", help="Compare even when the patient IDs differ or are missing.")
+    ] = False,
+    mdc: Annotated[
+        Path | None,
+        typer.Option(
+            "--mdc", help="Between-visit variability table (dmx.mdc/1 JSON) instead of the packaged one."
+        ),
+    ] = None,
+    html: Annotated[bool, typer.Option("--html/--no-html", help="Write comparison.html.")] = True,
+    images: Annotated[
+        bool,
+        typer.Option(
+            "--images/--no-images",
+            help="Show the key frames re-read from each study's input files (else tracked outlines).",
+        ),
+    ] = True,
+) -> None:
+    """Compare one patient's follow-up study with the baseline, level by level, against the MDC.
+
+    The two are put in study-date order; two different patients are refused unless
+    --force. Prints the verdict; writes OUT/comparison.json and OUT/comparison.html.
+    """
+    import json
+
+    from dmx.compare import write_comparison
+
+    written = write_comparison(baseline, followup, out, force=force, mdc_path=mdc, html=html, images=images)
+    doc = json.loads(written["json"].read_text(encoding="utf-8"))
+    for line in doc["verdict"]:
+        typer.echo(line)
+    for w in doc["warnings"]:
+        log.warning("%s", w)
+    for path in written.values():
+        log.info("wrote %s", path)
+
+
+@app.command()
 def aggregate(
     results: Annotated[Path, typer.Argument(help="Batch output folder.")],
     out: Annotated[Path, typer.Option("--out", help="Table to write (.csv or .parquet).")] = Path(
@@ -474,8 +533,10 @@ def aggregate(
 ) -> None:
     """Pool many studies' measurements.json into tables for research.
 
-    Writes a long table (one row per study x level x metric x key frame) and
-    TABLE_summary (n, mean, SD, percentiles per level x metric). Exit 1 when
+    Writes a long table (one row per study x level x metric x key frame),
+    TABLE_summary (n, mean, SD, percentiles per level x metric) and
+    TABLE_longitudinal (one row per patient x level x metric, every visit's date
+    and value in date order). Exit 1 when
     some measurements.json could not be read (they are named and skipped).
     """
     from dmx.aggregate import aggregate as run_aggregate
@@ -483,7 +544,7 @@ def aggregate(
 
     prepare_output_file(out, what="table")
     result = run_aggregate(results, out, secret=pseudonymize)
-    typer.echo(f"{result.table}\n{result.summary}")
+    typer.echo(f"{result.table}\n{result.summary}\n{result.longitudinal}")
     raise typer.Exit(result.exit_code)
 
 

@@ -404,6 +404,7 @@ def analyze(
     thresholds: Any = None,
     model_path: str | Path | None = None,
     smooth_frames: int | None = None,
+    normative: Any = None,
 ) -> Analysis:
     """Load, find or read the landmarks, track and measure one study.
 
@@ -431,6 +432,9 @@ def analyze(
         Window (odd, >= 5) of the temporal smoothing of the tracks before measuring
         (:func:`dmx.tracking.smooth_tracks`, default :data:`dmx.tracking.smoothing.WINDOW_FRAMES`);
         0 measures the raw tracks.
+    normative : dmx.normative.NormativeTable, optional
+        Reference table for each level's ``normative`` block (default: the packaged
+        table, :func:`dmx.normative.default_normative`).
 
     Raises
     ------
@@ -442,6 +446,7 @@ def analyze(
     from dmx.io.load import load_sequence
     from dmx.landmarks import read_landmarks
     from dmx.measure import measure
+    from dmx.normative import add_normative
     from dmx.tracking import smooth_tracks, track
     from dmx.tracking.smoothing import WINDOW_FRAMES, valid_window
 
@@ -484,6 +489,7 @@ def analyze(
         detection=None if detection is None else detection_summary(detection),
         smooth_frames=smooth,
     )
+    add_normative(doc, normative)
     return Analysis(
         sequence=sequence, landmarks=landmarks, tracks=tracks, measurements=doc, detection=detection
     )

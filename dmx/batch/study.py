@@ -55,6 +55,10 @@ def analyze_study(study: StudyJob, out_dir: Path, *, mm_per_px: float | None = N
     except (pipeline.DetectionUnavailableError, pipeline.DetectionFailedError) as exc:
         raise _no_landmarks(study, exc) from None
     pipeline.write_outputs(analysis, out_dir, report=True)
+    from dmx.measure import no_measurement_reason
+
+    if (nothing := no_measurement_reason(analysis.measurements)) is not None:
+        raise DmxError(nothing)  # finished, but nothing to read: a failed study
     return [str(w) for w in analysis.measurements.get("warnings", []) or []]
 
 

@@ -385,3 +385,64 @@ def keyframe_svg(
         )
     out.append("</svg>")
     return "".join(out)
+
+
+def reference_bar(
+    value: float | None,
+    *,
+    mean: float,
+    sd: float | None,
+    limit: float | None = None,
+    unit: str = "",
+    width_px: int = 220,
+    height_px: int = 34,
+) -> str:
+    """A horizontal bar: the patient's ``value`` against a reference ``mean`` (and ``mean ± 2 sd``).
+
+    The normal band (mean ± 2 SD, shaded) is drawn only when ``sd`` is given; the
+    reference mean is a tick; the patient's value a dot (absent when ``None``); a flag
+    threshold ``limit``, when given, a dashed red line. The axis starts at 0 (or below
+    the smallest value) and covers every mark.
+    """
+    marks = [mean, 0.0] + ([value] if value is not None else []) + ([limit] if limit is not None else [])
+    if sd is not None:
+        marks += [mean - 2 * sd, mean + 2 * sd]
+    lo, hi = min(marks), max(marks)
+    span = (hi - lo) or 1.0
+    lo, hi = lo - 0.06 * span, hi + 0.06 * span
+    pad = 6.0
+    y0, y1 = 6.0, height_px - 14.0
+
+    def x(v: float) -> float:
+        return pad + (v - lo) / (hi - lo) * (width_px - 2 * pad)
+
+    parts = [
+        f'<svg class="refbar" viewBox="0 0 {width_px} {height_px}" width="{width_px}" height="{height_px}" '
+        f'role="img" aria-label="{escape(_bar_label(value, mean, sd, unit))}">',
+        f'<line x1="{pad}" y1="{y1:.1f}" x2="{width_px - pad}" y2="{y1:.1f}" class="ref-axis"/>',
+    ]
+    if sd is not None:
+        a, b = x(mean - 2 * sd), x(mean + 2 * sd)
+        parts.append(
+            f'<rect class="ref-band" x="{a:.1f}" y="{y0:.1f}" width="{b - a:.1f}" height="{y1 - y0:.1f}"/>'
+        )
+    if limit is not None:
+        xl = x(limit)
+        parts.append(f'<line class="ref-limit" x1="{xl:.1f}" y1="{y0 - 3:.1f}" x2="{xl:.1f}" y2="{y1:.1f}"/>')
+    xm = x(mean)
+    parts.append(f'<line class="ref-mean" x1="{xm:.1f}" y1="{y0:.1f}" x2="{xm:.1f}" y2="{y1:.1f}"/>')
+    if value is not None:
+        parts.append(f'<circle class="ref-value" cx="{x(value):.1f}" cy="{(y0 + y1) / 2:.1f}" r="4.5"/>')
+    for v in (0.0, mean):
+        parts.append(
+            f'<text x="{x(v):.1f}" y="{height_px - 2}" text-anchor="middle" class="ref-tick">'
+            f"{_fmt_tick(v)}</text>"
+        )
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _bar_label(value: float | None, mean: float, sd: float | None, unit: str) -> str:
+    v = "not measured" if value is None else f"{value:.1f} {unit}".strip()
+    ref = f"reference {mean:.1f}" + ("" if sd is None else f" ± {sd:.1f} SD") + f" {unit}"
+    return f"patient {v}; {ref.strip()}"

@@ -302,6 +302,60 @@ def _level_rows(analysis: Any, th: dict[str, summary.Threshold]) -> list[dict[st
     return rows
 
 
+#: The measures shown against the normative reference, with their label, unit and flag threshold.
+_NORMATIVE_MEASURES: tuple[tuple[str, str, str, str | None], ...] = (
+    ("rotation_rom_deg", "Rotation ROM", "°", None),
+    ("translation_mm", "Translation", "mm", Flag.TRANSLATION_GT_3_5MM.value),
+    ("translation_pct", "Translation", "% depth", Flag.TRANSLATION_GT_20PCT.value),
+)
+
+
+def _normative_rows(m: dict[str, Any], th: dict[str, summary.Threshold]) -> dict[str, Any] | None:
+    """Each level's values against its normative reference: bars, numbers and numbered sources."""
+    levels = m.get("levels") or {}
+    if not any("normative" in lvl for lvl in levels.values()):
+        return None  # a measurements.json from before the normative block
+    sources: list[str] = []
+    rows = []
+    for name, lvl in levels.items():
+        block = lvl.get("normative") or {}
+        cells = []
+        for key, _label, unit, flag in _NORMATIVE_MEASURES:
+            ref = block.get(key)
+            value = lvl.get(key)
+            if ref is None:
+                cells.append(None)
+                continue
+            if ref["source"] not in sources:
+                sources.append(ref["source"])
+            limit = th[flag].value if flag in th else None
+            ref_text = f"{summary.fmt(ref['mean'], 1)}"
+            if ref.get("sd") is not None:
+                ref_text += f" ± {summary.fmt(ref['sd'], 1)} SD"
+            cells.append(
+                {
+                    "svg": Markup(
+                        plots.reference_bar(value, mean=ref["mean"], sd=ref.get("sd"), limit=limit, unit=unit)
+                    ),
+                    "value": "—" if value is None else summary.fmt(value, 1),
+                    "reference": ref_text,
+                    "statistic": ref.get("statistic") or "mean",
+                    "n": ref.get("n"),
+                    "z": None if ref.get("z") is None else summary.fmt(ref["z"], 1, signed=True),
+                    "source_no": sources.index(ref["source"]) + 1,
+                }
+            )
+        rows.append({"name": name, "cells": cells})
+    first = next((lvl["normative"] for lvl in levels.values() if "normative" in lvl), {})
+    return {
+        "measures": [(label, unit) for _, label, unit, _ in _NORMATIVE_MEASURES],
+        "rows": rows,
+        "sources": sources,
+        "table": first.get("table") or "",
+        "origin": first.get("table_origin") or "",
+    }
+
+
 def _quality_control(analysis: Any) -> dict[str, Any]:
     tracks = analysis.tracks
     tracked = tracks.tracked  # C1 (followed for the ADI) has a motion but no corners
@@ -574,6 +628,7 @@ def render_report(
         "smoothing": ((m.get("tracking") or {}).get("window_frames") or 0),
         "keyframes": _keyframes(analysis, window, verdict, max_side_px=keyframe_max_side_px),
         "rows": _level_rows(analysis, th),
+        "normative": _normative_rows(m, th),
         "thresholds": th,
         "plots": plot_ctx,
         "qc": _quality_control(analysis),
