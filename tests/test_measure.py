@@ -157,7 +157,7 @@ def test_missing_c2_uses_the_angle_sum_for_key_frames_with_a_warning():
     assert doc["frames"]["key_frame_basis"] == "sum_angle_deg"
     assert doc["frames"]["key_frame_levels"] == ["C3-C4", "C4-C5", "C5-C6", "C6-C7"]
     assert (doc["frames"]["flexion"], doc["frames"]["extension"]) == (2, 4)
-    assert any("stands in" in w for w in doc["warnings"])
+    assert any("instead of cobb_c2c7_deg" in w for w in doc["warnings"])
     assert any(w.startswith("C2 is not in the tracks") for w in doc["warnings"])
     assert doc["levels"]["C2-C3"]["angle_deg"] == [None] * 5
     assert doc["levels"]["C2-C3"]["flags"] == []

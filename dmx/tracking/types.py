@@ -8,6 +8,13 @@ import numpy as np
 
 from dmx.anatomy import Vertebra
 
+#: Share of a frame's registration error variance (``precision_px``, ``rotation_precision_deg``) that
+#: comes from the noise of the reference template rather than of the frame. Every frame is matched to
+#: the same template, cut from a frame of the same cine with the same noise and prefilter, so the
+#: residual's variance is half template, half frame: that half is common to all frames (it does not
+#: average out over a smoothing window, and cancels in a difference of two frames to first order).
+TEMPLATE_NOISE_SHARE = 0.5
+
 
 @dataclass(frozen=True)
 class Tracks:
@@ -35,6 +42,10 @@ class Tracks:
     precision_px : numpy.ndarray or None
         ``(T, V)`` expected RMS corner error from image noise alone (pixels), from the fit's Hessian;
         NaN where lost, 0 on the reference frame. It does not cover a wrong match (see ``quality``).
+    rotation_precision_deg : numpy.ndarray or None
+        ``(T, V)`` expected SD of each body's rotation from image noise alone (degrees), from the same
+        Hessian and the same noise-correlation factor as ``precision_px``; NaN where lost, 0 on the
+        reference frame. Smoothing replaces both by their values propagated through its weights.
     centres_px : numpy.ndarray or None
         ``(V, 2)`` centre of each tracked region on the reference frame (rotation centre of its fit; the
         only reference point of a vertebra without corners, C1).
@@ -48,6 +59,7 @@ class Tracks:
     transforms: np.ndarray | None = None
     precision_px: np.ndarray | None = None
     centres_px: np.ndarray | None = None
+    rotation_precision_deg: np.ndarray | None = None
 
     @property
     def n_frames(self) -> int:
