@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import jsonschema
 import numpy as np
 import pytest
 
@@ -88,3 +89,51 @@ def test_no_motion_warns_that_flexion_and_extension_are_the_same_frame():
     kf = key_frames(np.array([4.0, 4.0, 4.0]), {})
     assert kf.flexion == kf.extension == 0
     assert any("same frame" in w for w in kf.warnings)
+
+
+def test_c2_leaving_the_image_in_deep_flexion_keeps_the_true_end_range(tmp_path):
+    """End to end: a kyphotic phantom moved anteriorly so that C2 leaves the image around end flexion.
+
+    Choosing flexion among the frames where C2 is visible would give a frame short of the end
+    range; the key frame chosen over all frames (sum of the levels tracked in every frame) must
+    have a true C2-C7 Cobb within 0.5 deg of the true extreme, and the levels that lost C2 there
+    have null end-range values with the reason, never a neighbouring frame's.
+    """
+    from dmx.anatomy import Vertebra
+    from dmx.phantom import make_phantom, truth_corners, write_phantom
+    from dmx.phantom import truth as phantom_truth
+    from dmx.pipeline import analyze
+    from dmx.schema import measurements_schema
+
+    ph = make_phantom(frames=40, curve="kyphotic", anterior_shift_mm=45.0, seed=2)
+    paths = write_phantom(ph, tmp_path / "ph")
+    mm = np.array(ph.truth["mm_per_px"])[::-1]  # (col, row) scales x, y
+    c2, c7 = (truth_corners(ph.truth, (v,))[:, 0] * mm for v in (Vertebra.C2, Vertebra.C7))
+    true_cobb = phantom_truth.cobb_c2c7_deg(c2, c7, ph.truth["h"])
+    doc = analyze(paths["study"], landmarks_path=paths["landmarks"]).measurements
+    jsonschema.validate(doc, measurements_schema())
+    frames, levels = doc["frames"], doc["levels"]
+
+    c2_lost = [t for t, xy in enumerate(doc["tracks"]["C2"]["ant_sup"]) if xy is None]
+    assert len(c2_lost) >= 3, "the case must lose C2 near end flexion"
+    # among the frames where C2 is visible, the most flexed is far short of the end range
+    visible = np.setdiff1d(np.arange(40), c2_lost)
+    assert true_cobb[visible].min() - true_cobb.min() > 2.0
+    assert frames["key_frame_basis"] == BASIS_SUM
+    assert "C2-C3" not in frames["key_frame_levels"] and "C5-C6" in frames["key_frame_levels"]
+    assert any("instead of cobb_c2c7_deg" in w for w in doc["warnings"])
+    assert true_cobb[frames["flexion"]] - true_cobb.min() < 0.5
+    assert true_cobb.max() - true_cobb[frames["extension"]] < 0.5
+    assert frames["flexion"] in c2_lost
+
+    c23 = levels["C2-C3"]
+    for key in ("rotation_rom_deg", "translation_mm", "translation_pct"):
+        assert c23[key] is None
+    assert c23["rotation_rom_uncertainty_deg"] is None
+    assert c23["rotation_range_deg"] is not None and c23["offset_range_mm"] is not None
+    assert any(f"flexion key frame (frame {frames['flexion']}: C2" in w for w in c23["warnings"])
+    assert c23["angle_deg"][frames["flexion"]] is None  # never a neighbouring frame's value
+    for name in frames["key_frame_levels"]:
+        lvl = levels[name]
+        assert lvl["rotation_rom_deg"] is not None and lvl["warnings"] == []
+        assert 0 < lvl["rotation_rom_uncertainty_deg"] < 0.5
