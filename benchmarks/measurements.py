@@ -81,10 +81,9 @@ def true_cobb(ph) -> np.ndarray:
 def calibration_line(label: str, z: np.ndarray) -> str:
     z = z[np.isfinite(z)]
     if z.size == 0:
-        return f"  {label:34s} {0:5d}      -      -"
-    return (
-        f"  {label:34s} {z.size:5d} {z.std():6.2f} {np.mean(np.abs(z) <= 1.96):6.1%} {np.abs(z).max():6.1f}"
-    )
+        return f"  {label:34s} {0:5d}      -      -      -      -"
+    rms, within = float(np.sqrt(np.mean(z * z))), float(np.mean(np.abs(z) <= 1.96))
+    return f"  {label:34s} {z.size:5d} {rms:6.2f} {z.mean():+6.2f} {within:6.1%} {np.abs(z).max():6.1f}"
 
 
 def main() -> None:
@@ -198,8 +197,8 @@ def main() -> None:
     print(f"{'case':28s} {'basis':14s} {'flex':>6s} {'ext':>6s}  C2 lost  among C2-visible frames only (old)")
     for row in key_rows:
         print(row)
-    print("\nangle_uncertainty_deg calibration, z = error / u (honest: SD 1, 95 % within 1.96)")
-    print(f"  {'level, frames':34s} {'n':>5s} {'z SD':>6s} {'<1.96':>6s} {'max|z|':>6s}")
+    print("\nangle_uncertainty_deg calibration, z = error / u (honest: RMS 1, 95 % within 1.96)")
+    print(f"  {'level, frames':34s} {'n':>5s} {'z RMS':>6s} {'mean':>6s} {'<1.96':>6s} {'max|z|':>6s}")
     for (L, occluded), zs in sorted(z_frames.items()):
         label = f"{L} {'part hidden (occluded/edge)' if occluded else 'fully visible'}"
         print(calibration_line(label, np.concatenate(zs)))
