@@ -103,3 +103,14 @@ def test_difference_sd():
     assert difference_sd(0.5, 0.5, common_share=1.0) == pytest.approx(0.0)
     assert difference_sd(None, 0.4, common_share=0.5) is None
     assert difference_sd(float("nan"), 0.4, common_share=0.5) is None
+
+
+def test_the_terminal_summary_lists_each_level_warning():
+    from dmx.measure import format_summary
+
+    rot = np.full((3, 6), 0.1)
+    rot[0] = 0.0
+    rot[1, 3] = 2.0  # C5 in the flexion frame
+    text = format_summary(measure(tracks_with_precision(rot, 0.2), mm_per_px=MM))
+    assert "  - C4-C5: not measured in 1 frame(s) (1): angle uncertainty above" in text
+    assert "  - C5-C6: not measured at the flexion key frame (frame 1: angle uncertainty" in text
