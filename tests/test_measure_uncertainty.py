@@ -11,7 +11,7 @@ from test_measure_support import DEPTH_MM, GAP_MM, column_mm, make_tracks, to_im
 
 from dmx.anatomy import BODIES
 from dmx.measure import load_thresholds, measure
-from dmx.measure.uncertainty import difference_sd
+from dmx.measure.uncertainty import quadrature
 
 # three frames: neutral, flexion (frame 1), extension (frame 2); every level moves
 ANGLES = np.array([[2.0] * 5, [-4.0] * 5, [6.0] * 5])
@@ -34,10 +34,9 @@ def test_angle_uncertainty_is_the_two_bodies_rotation_sds_in_quadrature():
     doc = measure(tracks_with_precision(rot, 0.2), mm_per_px=MM)
     lvl = doc["levels"]["C4-C5"]
     assert lvl["angle_uncertainty_deg"] == pytest.approx([0.0, 0.5, 0.5])
-    # ROM = frame 2 - frame 1; half of each variance (the template's noise) is common and cancels:
-    # sqrt(0.5^2 + 0.5^2 - 2 * 0.5 * 0.5 * 0.5) = 0.5
+    # ROM = frame 2 - frame 1, two poses far apart: independent errors, sqrt(0.5^2 + 0.5^2)
     assert lvl["rotation_rom_deg"] == pytest.approx(10.0)
-    assert lvl["rotation_rom_uncertainty_deg"] == pytest.approx(0.5)
+    assert lvl["rotation_rom_uncertainty_deg"] == pytest.approx(math.sqrt(0.5))
     assert lvl["warnings"] == []
 
 
@@ -48,7 +47,7 @@ def test_translation_uncertainty_from_corner_precision_and_the_lower_body_rotati
     # 0.2^2 / 2 px^2 each along e, at 0.5 mm/px; L's rotation (0.1 deg) turns e under the disc
     # height (GAP_MM, the offset is 0): per frame
     u_frame = math.sqrt((0.04 + 0.04) / 2 * 0.25 + (GAP_MM * math.radians(0.1)) ** 2)
-    u_tr = math.sqrt(2 * u_frame**2 - 2 * 0.5 * u_frame**2)
+    u_tr = math.sqrt(2) * u_frame
     assert lvl["translation_uncertainty_mm"] == pytest.approx(u_tr, rel=1e-6)
     assert lvl["translation_uncertainty_pct"] == pytest.approx(100 * u_tr / DEPTH_MM, rel=1e-6)
     assert lvl["angle_uncertainty_deg"] == pytest.approx([math.hypot(0.1, 0.1)] * 3)
@@ -60,7 +59,9 @@ def test_uncalibrated_study_has_a_percentage_uncertainty_but_no_mm():
     assert lvl["translation_uncertainty_mm"] is None
     depth_px = DEPTH_MM / MM[0]
     u_frame = math.sqrt((0.04 + 0.04) / 2 + (GAP_MM / MM[0] * math.radians(0.1)) ** 2)
-    assert lvl["translation_uncertainty_pct"] == pytest.approx(100 * u_frame / depth_px, rel=1e-6)
+    assert lvl["translation_uncertainty_pct"] == pytest.approx(
+        math.sqrt(2) * 100 * u_frame / depth_px, rel=1e-6
+    )
 
 
 def test_tracks_without_precision_have_null_uncertainty_not_zero():
@@ -98,11 +99,10 @@ def test_a_frame_above_the_uncertainty_limit_is_null_with_its_reason():
     assert doc["thresholds"]["max_angle_uncertainty_deg"]["origin"] == "command line"
 
 
-def test_difference_sd():
-    assert difference_sd(0.3, 0.4, common_share=0.0) == pytest.approx(0.5)
-    assert difference_sd(0.5, 0.5, common_share=1.0) == pytest.approx(0.0)
-    assert difference_sd(None, 0.4, common_share=0.5) is None
-    assert difference_sd(float("nan"), 0.4, common_share=0.5) is None
+def test_quadrature():
+    assert quadrature(0.3, 0.4) == pytest.approx(0.5)
+    assert quadrature(None, 0.4) is None
+    assert quadrature(float("nan"), 0.4) is None
 
 
 def test_the_terminal_summary_lists_each_level_warning():

@@ -185,7 +185,11 @@ def test_auto_landmarks_measure_like_the_same_corners_from_a_file(phantom, monke
     # same corners, same tracking, same numbers
     for key in ("rotation_rom_deg", "translation_mm", "offset_range_mm"):
         assert _levels(doc, key) == _levels(by_file.measurements, key)
-    assert all(v is not None for v in _levels(doc).values())
+    assert _levels(doc, "warnings") == _levels(by_file.measurements, "warnings")
+    # C2 is lost around end flexion in this small phantom: the levels tracked in every frame chose the
+    # key frames and are measured; the others are null there, with the reason (spec section 6)
+    assert doc["frames"]["key_frame_levels"]
+    assert all(_levels(doc)[k] is not None for k in doc["frames"]["key_frame_levels"])
     assert "landmarks_detection" not in by_file.measurements
     jsonschema.validate(json.loads(pipeline.measurements_text(doc)), measurements_schema())
 

@@ -10,6 +10,7 @@ from dmx.landmarks import Landmarks
 from dmx.tracking import TRUSTED_QUALITY, Tracks, smooth_tracks, track
 from dmx.tracking import tracker as tracker_mod
 from dmx.tracking._synthetic import make_scene
+from dmx.tracking.types import TEMPLATE_NOISE_SHARE
 
 
 def _errors(tracks: Tracks, truth: np.ndarray) -> np.ndarray:
@@ -327,16 +328,17 @@ def test_smoothing_propagates_the_registration_precision():
     tr = dataclasses.replace(tr, precision_px=np.full((n, 1), 0.05), rotation_precision_deg=sd)
     sm = smooth_tracks(tr, window_frames=5)
     # a full 5-frame window of equal weights: Savitzky-Golay c = (-3, 12, 17, 12, -3) / 35, sum 1,
-    # sum of squares 17/35; half the variance (the template's) is common to all frames and stays:
-    # sd * sqrt(0.5 * 1 + 0.5 * 17 / 35)
-    expected = 0.2 * np.sqrt(0.5 + 0.5 * 17 / 35)
+    # sum of squares 17/35; the share 0.4 common to neighbouring frames stays:
+    # sd * sqrt(0.4 * 1 + 0.6 * 17 / 35)
+    assert TEMPLATE_NOISE_SHARE == 0.4
+    expected = 0.2 * np.sqrt(0.4 + 0.6 * 17 / 35)
     np.testing.assert_allclose(sm.rotation_precision_deg[3:-2, 0], expected, rtol=1e-9)
     np.testing.assert_allclose(sm.precision_px[3:-2, 0], 0.05 * expected / 0.2, rtol=1e-9)
     assert sm.rotation_precision_deg[0, 0] == 0.0
     # frame 1's window holds the reference (sd 0): (c . sd)^2 and (c^2 . sd^2) by hand
     c = np.linalg.pinv(np.stack([np.ones(4), np.arange(-1, 3.0), np.arange(-1, 3.0) ** 2], 1))[0]
     w = np.array([0.0, 0.2, 0.2, 0.2])
-    by_hand = np.sqrt(0.5 * (c @ w) ** 2 + 0.5 * (c**2 @ w**2))
+    by_hand = np.sqrt(0.4 * (c @ w) ** 2 + 0.6 * (c**2 @ w**2))
     assert sm.rotation_precision_deg[1, 0] == pytest.approx(by_hand)
     # frames whose pose stays raw (window 0) keep their precision
     assert smooth_tracks(tr, window_frames=0).rotation_precision_deg is sd

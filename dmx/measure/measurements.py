@@ -22,8 +22,7 @@ from dmx.measure.flags import adi_flags, level_flags
 from dmx.measure.geometry import norm, spine_facing, to_mm
 from dmx.measure.keyframes import key_frames
 from dmx.measure.segmental import LevelSeries, level_series, level_summary, value_at
-from dmx.measure.uncertainty import angle_uncertainty_deg, difference_sd, offset_uncertainty
-from dmx.tracking.types import TEMPLATE_NOISE_SHARE
+from dmx.measure.uncertainty import angle_uncertainty_deg, offset_uncertainty, quadrature
 
 #: Flags that need mm and cannot be evaluated without calibration.
 MM_FLAGS: tuple[Flag, ...] = (Flag.TRANSLATION_GT_3_5MM, Flag.TRANSLATION_GT_2MM, Flag.ADI_GT_3MM)
@@ -292,7 +291,6 @@ def measure(
         adjacent = [LEVELS[j] for j in (i - 1, i + 1) if 0 <= j < len(LEVELS)]
         adj_rom = [None if summaries[a] is None else summaries[a].rotation_rom_deg for a in adjacent]
         ua, uo, upct = u_angle.get(level), u_offset.get(level), u_pct.get(level)
-        share = TEMPLATE_NOISE_SHARE
         if s is not None and sm is not None:
             for key, frame in ((KeyFrame.FLEXION, kf.flexion), (KeyFrame.EXTENSION, kf.extension)):
                 if frame is None or np.isfinite(s.angle_deg[frame]):
@@ -324,11 +322,11 @@ def measure(
         if sm is not None and ua is not None and uo is not None and upct is not None:
             f, e = kf.flexion, kf.extension
             if sm.rotation_rom_deg is not None:
-                rom_u = difference_sd(value_at(ua, e), value_at(ua, f), common_share=share)
+                rom_u = quadrature(value_at(ua, e), value_at(ua, f))
             if sm.translation is not None:
-                tr_u = difference_sd(value_at(uo, f), value_at(uo, e), common_share=share)
+                tr_u = quadrature(value_at(uo, f), value_at(uo, e))
             if sm.translation_pct is not None:
-                pct_u = difference_sd(value_at(upct, f), value_at(upct, e), common_share=share)
+                pct_u = quadrature(value_at(upct, f), value_at(upct, e))
         entry["rotation_rom_uncertainty_deg"] = _num(rom_u)
         entry["translation_uncertainty_mm"] = mm(tr_u)
         entry["translation_uncertainty_pct"] = _num(pct_u)

@@ -28,14 +28,12 @@ direction) and L's rotation turning the endplate under the disc height. So
 with ``s`` the pixel size along ``e`` (1 without calibration) and ``sd_L`` in radians;
 ``u_pct = 100 * u_offset / depth(L)`` (the depth is rigid: it carries no frame-to-frame error).
 
-End range. ``rotation_rom_deg``, ``translation_mm`` and ``translation_pct`` are differences of two
-frames. Each frame's error is partly the reference template's noise, common to every frame (the share
-``c`` = :data:`dmx.tracking.types.TEMPLATE_NOISE_SHARE` of its variance), which cancels in the
-difference; the frames' own noise is independent. So
-
-    ``u_diff**2 = u_a**2 + u_b**2 - 2 c u_a u_b``
-
-(:func:`difference_sd`).
+End range. ``rotation_rom_deg``, ``translation_mm`` and ``translation_pct`` are differences of the
+two key frames. Part of each frame's error comes from the reference template's noise and is shared
+by frames of nearly the same pose (:data:`dmx.tracking.types.TEMPLATE_NOISE_SHARE`, which is why
+smoothing does not remove it), but flexion and extension are poses far apart: their errors are
+taken as independent and add in quadrature (:func:`quadrature`). ``benchmarks/measurements.py``
+checks both the per-frame and the end-range calibration against phantom truth.
 """
 
 from __future__ import annotations
@@ -115,12 +113,8 @@ def offset_uncertainty(
     return u_off, u_pct
 
 
-def difference_sd(a: float | None, b: float | None, *, common_share: float) -> float | None:
-    """SD of the difference of two frames' values of SD ``a`` and ``b``; ``None`` when either is unknown.
-
-    ``common_share`` of each variance is an error common to both frames (correlation ``common_share``),
-    which cancels: ``sqrt(a**2 + b**2 - 2 common_share a b)``.
-    """
+def quadrature(a: float | None, b: float | None) -> float | None:
+    """``sqrt(a**2 + b**2)``, the SD of a difference of two independent values (``None`` if either is)."""
     if a is None or b is None or not (math.isfinite(a) and math.isfinite(b)):
         return None
-    return math.sqrt(max(a * a + b * b - 2.0 * common_share * a * b, 0.0))
+    return math.hypot(a, b)

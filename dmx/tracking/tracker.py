@@ -54,6 +54,12 @@ from dmx.tracking.types import Tracks
 #: prefilter, compression), so the pixels are not independent samples.
 NOISE_CORRELATION = 4.5
 
+#: The same ratio for the rotation of a body (``Tracks.rotation_precision_deg``): the actual RMS error of
+#: the segmental angle over the white-noise estimate, measured on phantoms held out from the benchmarks
+#: (seeds 11-14: default, 3000 and 1000 photons, JPEG q80; raw tracks, 1180 level-frames): 0.74 of
+#: NOISE_CORRELATION. ``benchmarks/measurements.py`` checks it on its own cases.
+ROTATION_NOISE_CORRELATION = 3.3
+
 #: Quality below which a tracked frame should not be used for measurement.
 TRUSTED_QUALITY = 0.6
 
@@ -522,7 +528,7 @@ def track(
                     continue
                 a, q, std, rot_std = fits[i]
                 precision[t, i] = NOISE_CORRELATION * std
-                rotation_precision[t, i] = NOISE_CORRELATION * math.degrees(rot_std)
+                rotation_precision[t, i] = ROTATION_NOISE_CORRELATION * math.degrees(rot_std)
                 transforms[t, i] = a[:2]
                 if has_corners[i]:
                     corners[t, i] = _corners(a, quads[i])
