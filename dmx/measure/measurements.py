@@ -291,6 +291,10 @@ def measure(
         adjacent = [LEVELS[j] for j in (i - 1, i + 1) if 0 <= j < len(LEVELS)]
         adj_rom = [None if summaries[a] is None else summaries[a].rotation_rom_deg for a in adjacent]
         ua, uo, upct = u_angle.get(level), u_offset.get(level), u_pct.get(level)
+        if s is None:
+            absent = [v.value for v in (level.upper, level.lower) if v not in by_vertebra]
+            if absent:
+                level_warnings[level].append(f"{', '.join(absent)} not in the tracks: not measured")
         if s is not None and sm is not None:
             for key, frame in ((KeyFrame.FLEXION, kf.flexion), (KeyFrame.EXTENSION, kf.extension)):
                 if frame is None or np.isfinite(s.angle_deg[frame]):
