@@ -189,6 +189,10 @@ def main() -> None:
         )
         sys.stdout.flush()
 
+    print(
+        "(C2 leaves the image: DIFFERENT is expected there, the truth has C2 at end flexion and the "
+        "tracks do not, so the curve class is undetermined at that key frame and C2-C3 is null)"
+    )
     print("\nper-frame angle error (deg) beside the corner error (px), tracked frames")
     print(f"{'case':28s} {'corner':>7s} {'p95':>7s}  {'angle':>7s} {'p95':>7s} {'worst':>7s}  where")
     for row in angle_rows:
