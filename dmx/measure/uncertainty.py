@@ -42,6 +42,7 @@ import math
 
 import numpy as np
 
+from dmx.anatomy import Vertebra
 from dmx.measure.geometry import POST_INF, POST_SUP, depth, norm, superior_endplate
 
 
@@ -71,7 +72,7 @@ def offset_uncertainty(
     precision_lower_px: np.ndarray,
     rotation_sd_lower_deg: np.ndarray,
     mm_per_px: tuple[float, float] | None,
-    lower_vertebra: object = None,
+    lower_vertebra: Vertebra | str | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per-frame SD of a level's offset (working units) and of its offset percentage.
 

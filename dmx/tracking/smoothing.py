@@ -53,10 +53,10 @@ def _local_quadratic_sd(valid: np.ndarray, w: np.ndarray, sd: np.ndarray, window
 
     The smoothed value of frame ``t`` is ``sum_k c_k x_k`` over its window, with the weights ``c`` of
     the same weighted least squares (``valid`` and ``w`` as there). Of each frame's error variance,
-    the share :data:`TEMPLATE_NOISE_SHARE` comes from the reference template's noise, common to
-    every frame (it passes through the fit unreduced, ``(sum_k c_k sd_k)**2``); the rest is the
-    frame's own noise, independent between frames (``sum_k c_k**2 sd_k**2``). Frames that keep
-    their own value keep their SD; NaN stays NaN.
+    the share :data:`TEMPLATE_NOISE_SHARE` comes from the reference template's noise, common to the
+    neighbouring frames of the window (it passes through the fit unreduced, ``(sum_k c_k sd_k)**2``);
+    the rest is the frame's own noise, independent between frames (``sum_k c_k**2 sd_k**2``). Frames
+    that keep their own value keep their SD; NaN stays NaN.
     """
     n = sd.shape[0]
     half = window // 2
