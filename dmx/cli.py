@@ -153,6 +153,14 @@ def phantom(
             "discs and outline shape, drawn from the seed (0: standard anatomy).",
         ),
     ] = 0.0,
+    anterior_shift_mm: Annotated[
+        float,
+        typer.Option(
+            "--anterior-shift-mm",
+            help="Move the patient this far anteriorly in the field of view (-100..100 mm), e.g. 45 "
+            "makes C2 leave the image in deep flexion.",
+        ),
+    ] = 0.0,
 ) -> None:
     """Write a synthetic lateral cervical DMX study with known ground truth.
 
@@ -206,6 +214,7 @@ def phantom(
         reference_frame=reference_frame,
         return_to_neutral=return_to_neutral,
         anatomy_sd=anatomy_sd,
+        anterior_shift_mm=anterior_shift_mm,
     )
     paths = write_phantom(ph, out)
     log.info("phantom: %d frames %dx%d in %.1f s", frames, cols, rows, time.perf_counter() - start)

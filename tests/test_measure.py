@@ -157,9 +157,11 @@ def test_missing_c2_uses_the_angle_sum_for_key_frames_with_a_warning():
     assert doc["frames"]["key_frame_basis"] == "sum_angle_deg"
     assert doc["frames"]["key_frame_levels"] == ["C3-C4", "C4-C5", "C5-C6", "C6-C7"]
     assert (doc["frames"]["flexion"], doc["frames"]["extension"]) == (2, 4)
-    assert any("stands in" in w for w in doc["warnings"])
+    assert any("instead of cobb_c2c7_deg" in w for w in doc["warnings"])
     assert any(w.startswith("C2 is not in the tracks") for w in doc["warnings"])
     assert doc["levels"]["C2-C3"]["angle_deg"] == [None] * 5
+    assert doc["levels"]["C2-C3"]["warnings"] == ["C2 not in the tracks: not measured"]
+    assert doc["levels"]["C3-C4"]["warnings"] == []
     assert doc["levels"]["C2-C3"]["flags"] == []
     not_evaluated = set(doc["levels"]["C2-C3"]["flags_not_evaluated"])
     assert not_evaluated >= {"translation_gt_20pct", "insufficient_motion"}

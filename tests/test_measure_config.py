@@ -25,6 +25,7 @@ DEFAULTS = {
     "adi_mm": 3.0,
     "curve_tolerance_mm": 2.0,
     "curve_tolerance_pct_depth": 12.5,
+    "max_angle_uncertainty_deg": 1.0,
 }
 
 

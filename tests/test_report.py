@@ -493,3 +493,24 @@ def test_quality_control_explains_the_one_tracking_threshold(analysis):
     assert TRUSTED_QUALITY == 0.6
     assert "A frame below 0.6 is not used" in text and "never guessed" in text
     assert "0.5" not in text  # not a second, contradictory threshold
+
+
+def test_end_range_table_shows_the_uncertainty(analysis):
+    import copy
+    import dataclasses
+
+    m = copy.deepcopy(analysis.measurements)
+    lvl = next(v for v in m["levels"].values() if v.get("rotation_rom_deg") is not None)
+    lvl["rotation_rom_deg"], lvl["rotation_rom_uncertainty_deg"] = 12.34, 0.26
+    lvl["translation_mm"], lvl["translation_uncertainty_mm"] = 1.5, 0.014  # would read 0.0: two more digits
+    lvl["translation_pct"], lvl["translation_uncertainty_pct"] = 9.0, None  # unknown: no "±"
+    m["frames"] = dict(m["frames"], key_frame_basis="sum_angle_deg", key_frame_levels=["C4-C5", "C5-C6"])
+    m["thresholds"] = dict(m["thresholds"], max_angle_uncertainty_deg={"value": 1.0, "flag": None})
+    h = render_report(dataclasses.replace(analysis, measurements=m), cine=False)
+    assert "+12.3 \u00b1 0.3<" in h
+    assert "+1.5 \u00b1 0.01<" in h
+    assert "+9.0<" in h
+    assert "sum of the segmental angles of C4-C5, C5-C6 (the levels tracked in every frame)" in h
+    assert "angle uncertainty exceeds 1.0\u00b0 is not measured" in h
+    assert summary.fmt_uncertainty(0.0004, 1) == "0.000"
+    assert "tracked in every frame" not in render_report(analysis, cine=False)  # Cobb basis: not said

@@ -95,6 +95,13 @@ def _break(doc, path, value=None, *, delete=False):
         (["input", "sha256"], "abc", False, "input/sha256"),
         (["landmarks_source"], "guess", False, "landmarks_source"),
         (["warnings"], "none", False, "warnings"),
+        (["levels", "C3-C4", "angle_uncertainty_deg"], [0.1], False, "1 entries, expected frames.count = 4"),
+        (["levels", "C3-C4", "angle_uncertainty_deg", 1], -0.1, False, "angle_uncertainty_deg/1"),
+        (["levels", "C3-C4", "rotation_rom_uncertainty_deg"], -1.0, False, "rotation_rom_uncertainty_deg"),
+        (["levels", "C3-C4", "translation_uncertainty_mm"], "0.1", False, "translation_uncertainty_mm"),
+        (["levels", "C3-C4", "warnings"], "lost", False, "levels/C3-C4/warnings"),
+        (["frames", "key_frame_basis"], "cobb", False, "frames/key_frame_basis"),
+        (["frames", "key_frame_levels"], ["C1-C2"], False, "frames/key_frame_levels/0"),
     ],
 )
 def test_broken_documents_are_rejected_naming_the_place(path, value, delete, match):

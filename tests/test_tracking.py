@@ -10,6 +10,7 @@ from dmx.landmarks import Landmarks
 from dmx.tracking import TRUSTED_QUALITY, Tracks, smooth_tracks, track
 from dmx.tracking import tracker as tracker_mod
 from dmx.tracking._synthetic import make_scene
+from dmx.tracking.types import TEMPLATE_NOISE_SHARE
 
 
 def _errors(tracks: Tracks, truth: np.ndarray) -> np.ndarray:
@@ -303,3 +304,41 @@ def test_smoothing_keeps_raw_poses_where_the_motion_is_too_fast_for_the_frame_ra
     # a frame keeps its raw pose exactly when smoothing would move a corner more than 3 precisions
     np.testing.assert_array_equal(kept[1:-1], moved[1:-1] > 1.8)
     assert 0 < kept[1:-1].sum() < 10  # some frames of each kind
+
+
+def test_tracker_reports_a_rotation_precision_beside_the_corner_precision():
+    s = make_scene(shape=(256, 256), n_frames=6, amplitude_deg=1.0, noise=4.0, seed=9)
+    tr = track(s.frames, s.landmarks)
+    rot = tr.rotation_precision_deg
+    assert rot is not None and rot.shape == tr.precision_px.shape
+    assert (rot[0] == 0).all()  # the reference frame is the landmarks themselves
+    ok = np.isfinite(tr.precision_px[1:])
+    assert ok.all() and (rot[1:] > 0).all()
+    # a rotation error d (rad) moves a corner at the template's radius r by r*d: never more than the
+    # corner's total expected error, and not a negligible part of it either
+    r_px = np.radians(rot[1:]) * 0.5 * np.sqrt(2) * 40.0  # make_scene bodies are ~30-40 px
+    assert (r_px < 1.5 * tr.precision_px[1:]).all()
+
+
+def test_smoothing_propagates_the_registration_precision():
+    n = 20
+    tr = _rigid_tracks(np.radians(np.linspace(0.0, 2.0, n)), np.zeros((n, 2)))
+    sd = np.full((n, 1), 0.2)
+    sd[0] = 0.0  # reference frame
+    tr = dataclasses.replace(tr, precision_px=np.full((n, 1), 0.05), rotation_precision_deg=sd)
+    sm = smooth_tracks(tr, window_frames=5)
+    # a full 5-frame window of equal weights: Savitzky-Golay c = (-3, 12, 17, 12, -3) / 35, sum 1,
+    # sum of squares 17/35; the share 0.4 common to neighbouring frames stays:
+    # sd * sqrt(0.4 * 1 + 0.6 * 17 / 35)
+    assert TEMPLATE_NOISE_SHARE == 0.4
+    expected = 0.2 * np.sqrt(0.4 + 0.6 * 17 / 35)
+    np.testing.assert_allclose(sm.rotation_precision_deg[3:-2, 0], expected, rtol=1e-9)
+    np.testing.assert_allclose(sm.precision_px[3:-2, 0], 0.05 * expected / 0.2, rtol=1e-9)
+    assert sm.rotation_precision_deg[0, 0] == 0.0
+    # frame 1's window holds the reference (sd 0): (c . sd)^2 and (c^2 . sd^2) by hand
+    c = np.linalg.pinv(np.stack([np.ones(4), np.arange(-1, 3.0), np.arange(-1, 3.0) ** 2], 1))[0]
+    w = np.array([0.0, 0.2, 0.2, 0.2])
+    by_hand = np.sqrt(0.4 * (c @ w) ** 2 + 0.6 * (c**2 @ w**2))
+    assert sm.rotation_precision_deg[1, 0] == pytest.approx(by_hand)
+    # frames whose pose stays raw (window 0) keep their precision
+    assert smooth_tracks(tr, window_frames=0).rotation_precision_deg is sd

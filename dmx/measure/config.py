@@ -97,6 +97,12 @@ THRESHOLD_INFO: dict[str, ThresholdInfo] = {
         "curve class tolerance tau as a percentage of the mean C3-C6 depth (uncalibrated studies)",
         "docs/measurements.md section 5",
     ),
+    "max_angle_uncertainty_deg": ThresholdInfo(
+        "deg",
+        None,
+        "a level's frame whose angle_uncertainty_deg (1 SD) exceeds value is null, with the reason",
+        "dmx tracking precision (issue #13): well above the phantom benchmarks' worst tracked frames",
+    ),
 }
 
 
@@ -124,6 +130,9 @@ class Thresholds:
         Curve class tolerance on Ishihara ``d`` with calibration, mm.
     curve_tolerance_pct_depth : float
         Curve class tolerance without calibration, percent of the mean C3-C6 depth.
+    max_angle_uncertainty_deg : float
+        A level's frame whose angle uncertainty (1 SD, from the tracker's registration precision) is
+        above this is not measured (``null`` with the reason in the level's ``warnings``), degrees.
     origins : tuple of (str, str)
         ``(name, origin)`` for every value that is not the default; the origin
         is a config file path or ``"command line"``. Use :meth:`origin`.
@@ -138,6 +147,7 @@ class Thresholds:
     adi_mm: float = 3.0
     curve_tolerance_mm: float = 2.0
     curve_tolerance_pct_depth: float = 12.5
+    max_angle_uncertainty_deg: float = 1.0
     origins: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:

@@ -1,4 +1,4 @@
-"""Key frames of spec section 6: neutral, flexion (smallest Cobb), extension (largest Cobb)."""
+"""Key frames of spec section 6: neutral, flexion (smallest Cobb) and extension (largest), over all frames."""
 
 from __future__ import annotations
 
@@ -24,13 +24,14 @@ class KeyFrames:
     ----------
     neutral : int
     flexion, extension : int or None
-        ``None`` when no frame has a usable curve angle.
+        ``None`` when neither the Cobb angle nor any level's angle is known in every frame.
     basis : str or None
-        ``"cobb_c2c7_deg"`` or ``"sum_angle_deg"`` (fallback), ``None`` when nothing was usable.
+        ``"cobb_c2c7_deg"``, ``"sum_angle_deg"`` (C2 or C7 not tracked in every frame), ``None`` when
+        nothing was usable.
     levels_summed : tuple of Level
-        The levels whose ``angle_deg`` were summed in the fallback.
+        The levels measured in every frame whose ``angle_deg`` were summed for ``"sum_angle_deg"``.
     n_frames_used : int
-        Frames in which the chosen curve angle could be computed.
+        Frames among which flexion and extension were chosen: all of them, or 0.
     warnings : tuple of str
     """
 
@@ -57,23 +58,17 @@ def check_neutral_frame(neutral_frame: int | None, n_frames: int) -> int:
 
 
 def _angle_sum(angles: Mapping[Level, np.ndarray], n_frames: int) -> tuple[np.ndarray, tuple[Level, ...]]:
-    """Per-frame sum of the available angle_deg over a fixed set of levels.
+    """Per-frame sum of ``angle_deg`` over the levels measured in every frame (spec section 6).
 
-    The set starts with every level measured in at least one frame; a frame
-    counts only when all levels of the set are measured in it. While no frame
-    qualifies, the level measured in the fewest frames is dropped (on a tie,
-    the lowest level).
+    Returns the sum (NaN in every frame when no level is measured in every frame) and those levels,
+    in the order of ``angles``.
     """
-    present = {lv: np.isfinite(np.asarray(a, dtype=float)) for lv, a in angles.items()}
-    chosen = [lv for lv in angles if present[lv].any()]
-    while chosen:
-        ok = np.all([present[lv] for lv in chosen], axis=0)
-        if ok.any():
-            total = np.sum([np.asarray(angles[lv], dtype=float) for lv in chosen], axis=0)
-            return np.where(ok, total, np.nan), tuple(chosen)
-        drop = min(reversed(chosen), key=lambda lv: int(present[lv].sum()))
-        chosen.remove(drop)
-    return np.full(n_frames, np.nan), ()
+    chosen = tuple(
+        lv for lv, a in angles.items() if np.asarray(a).shape == (n_frames,) and np.isfinite(a).all()
+    )
+    if not chosen or n_frames == 0:
+        return np.full(n_frames, np.nan), ()
+    return np.sum([np.asarray(angles[lv], dtype=float) for lv in chosen], axis=0), chosen
 
 
 def key_frames(
@@ -82,7 +77,7 @@ def key_frames(
     *,
     neutral_frame: int | None = None,
 ) -> KeyFrames:
-    """Choose neutral, flexion and extension.
+    """Choose neutral, flexion and extension over all frames (spec section 6).
 
     Parameters
     ----------
@@ -97,10 +92,13 @@ def key_frames(
     -------
     KeyFrames
         Flexion is the frame with the smallest curve angle, extension the
-        largest (earliest frame on a tie). Frames where the curve angle
-        cannot be computed are skipped. When C2 and C7 are never tracked
-        together, the sum of the available ``angle_deg`` stands in for the
-        Cobb angle and a warning says so.
+        largest (earliest frame on a tie), always over **all** frames. The
+        curve angle is the Cobb angle when it is known in every frame; when C2
+        or C7 is not tracked in some frame, it is the sum of ``angle_deg`` over
+        the levels measured in every frame (basis :data:`BASIS_SUM`, with a
+        warning). When no level is measured in every frame either, flexion and
+        extension are ``None``: choosing them among the frames where the
+        vertebrae happen to be visible could miss the end range.
     """
     cobb = np.asarray(cobb_deg, dtype=float)
     n = int(cobb.shape[0])
@@ -108,33 +106,26 @@ def key_frames(
     warnings: list[str] = []
     ok = np.isfinite(cobb)
     levels_summed: tuple[Level, ...] = ()
-    if ok.any():
+    if ok.all():
         basis, curve = BASIS_COBB, cobb
-        if not ok.all():
-            warnings.append(
-                f"cobb_c2c7_deg could not be computed in {int(n - ok.sum())} of {n} frames "
-                "(C2 or C7 not tracked): flexion and extension were chosen among the other frames"
-            )
     else:
+        missing = f"C2 or C7 is not tracked in {int(n - ok.sum())} of {n} frames"
         curve, levels_summed = _angle_sum(angles_deg, n)
-        ok = np.isfinite(curve)
-        if not ok.any():
+        if not levels_summed:
             warnings.append(
-                "no frame has a Cobb angle or a segmental angle: flexion and extension are not determined"
+                f"{missing} and no level is measured in every frame: flexion and extension are not "
+                "determined (choosing them among the frames where the vertebrae are visible could miss "
+                "the end range)"
             )
             return KeyFrames(neutral, None, None, None, (), 0, tuple(warnings))
         basis = BASIS_SUM
         names = ", ".join(lv.value for lv in levels_summed)
-        skipped = int(n - ok.sum())
-        extra = f"; {skipped} of {n} frames without all of them were skipped" if skipped else ""
         warnings.append(
-            "C2 and C7 are not tracked together in any frame: the sum of angle_deg over "
-            f"{names} stands in for the C2-C7 Cobb angle to choose flexion and extension{extra}"
+            f"{missing}: flexion and extension were chosen over all frames by the sum of angle_deg over "
+            f"{names} (the levels measured in every frame) instead of cobb_c2c7_deg"
         )
-    masked_min = np.where(ok, curve, np.inf)
-    masked_max = np.where(ok, curve, -np.inf)
-    flexion = int(np.argmin(masked_min))
-    extension = int(np.argmax(masked_max))
+    flexion = int(np.argmin(curve))
+    extension = int(np.argmax(curve))
     if flexion == extension:
         warnings.append(f"flexion and extension are the same frame ({flexion}): no motion could be measured")
-    return KeyFrames(neutral, flexion, extension, basis, levels_summed, int(ok.sum()), tuple(warnings))
+    return KeyFrames(neutral, flexion, extension, basis, levels_summed, n, tuple(warnings))

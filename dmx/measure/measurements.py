@@ -21,7 +21,8 @@ from dmx.measure.curve import ISHIHARA_VERTEBRAE, cobb_c2c7_deg, curve_shape
 from dmx.measure.flags import adi_flags, level_flags
 from dmx.measure.geometry import norm, spine_facing, to_mm
 from dmx.measure.keyframes import key_frames
-from dmx.measure.segmental import LevelSeries, level_series, level_summary
+from dmx.measure.segmental import LevelSeries, level_series, level_summary, value_at
+from dmx.measure.uncertainty import angle_uncertainty_deg, offset_uncertainty, quadrature
 
 #: Flags that need mm and cannot be evaluated without calibration.
 MM_FLAGS: tuple[Flag, ...] = (Flag.TRANSLATION_GT_3_5MM, Flag.TRANSLATION_GT_2MM, Flag.ADI_GT_3MM)
@@ -104,6 +105,39 @@ def _curve_json(shape: Any, frame: int | None, *, calibrated: bool) -> dict[str,
     }
 
 
+def _frames_text(frames: np.ndarray) -> str:
+    """``"3, 4, 9"`` (at most 8 listed, then ``"..."``)."""
+    listed = ", ".join(str(int(f)) for f in frames[:8])
+    return listed + (", ..." if len(frames) > 8 else "")
+
+
+def _per_vertebra(tracks: Any, name: str, vertebrae: tuple[Vertebra, ...], n: int) -> dict | None:
+    """``{Vertebra: (T,)}`` of a per-frame tracks array (``precision_px``...), or None when absent."""
+    arr = getattr(tracks, name, None)
+    if arr is None:
+        return None
+    a = np.asarray(arr, dtype=float)
+    if a.shape != (n, len(vertebrae)):
+        return None
+    return {v: a[:, i] for i, v in enumerate(vertebrae)}
+
+
+def _lost_reason(tracks: Any, vertebrae: tuple[Vertebra, ...], level: Level, frame: int) -> str:
+    """Why a level is not measured in ``frame``: the tracker's reasons for its two vertebrae."""
+    reasons = getattr(tracks, "reason", None)
+    parts = []
+    for v in (level.upper, level.lower):
+        if v not in vertebrae:
+            parts.append(f"{v.value} not in the tracks")
+            continue
+        r = None
+        if reasons is not None and frame < len(reasons):
+            r = reasons[frame][vertebrae.index(v)]
+        if r:
+            parts.append(f"{v.value} {r}")
+    return "; ".join(parts) if parts else "not tracked"
+
+
 def measure(
     tracks: Any,
     *,
@@ -137,6 +171,12 @@ def measure(
         JSON-ready: ``frames`` (count, reference, neutral, flexion, extension,
         key_frame_basis, key_frame_levels), ``facing``, ``levels``, ``curve``,
         ``thresholds``, ``adi`` (only when points are given) and ``warnings``.
+        Each level also holds ``angle_uncertainty_deg`` (1 SD per frame, from
+        ``tracks.rotation_precision_deg``; null without it), the end-range
+        ``rotation_rom_uncertainty_deg``, ``translation_uncertainty_mm`` and
+        ``translation_uncertainty_pct`` (:mod:`dmx.measure.uncertainty`), and
+        ``warnings`` saying why its values are null (a frame above
+        ``thresholds.max_angle_uncertainty_deg``, not tracked at a key frame).
 
     Raises
     ------
@@ -189,6 +229,51 @@ def measure(
         else:
             series[level] = level_series(up, lo, h=h, lower_vertebra=level.lower)
 
+    # Per-frame uncertainty (1 SD) from the tracker's registration precision; frames above the limit
+    # are not measured.
+    rot_sd = _per_vertebra(tracks, "rotation_precision_deg", vertebrae, n)
+    pos_sd = _per_vertebra(tracks, "precision_px", vertebrae, n)
+    u_angle: dict[Level, np.ndarray] = {}
+    u_offset: dict[Level, np.ndarray] = {}
+    u_pct: dict[Level, np.ndarray] = {}
+    level_warnings: dict[Level, list[str]] = {lv: [] for lv in LEVELS}
+    dropped: dict[Level, np.ndarray] = {}
+    limit = thresholds.max_angle_uncertainty_deg
+    for level, s in series.items():
+        if s is None or rot_sd is None or pos_sd is None:
+            continue
+        up, lo = level.upper, level.lower
+        ua = angle_uncertainty_deg(rot_sd[up], rot_sd[lo])
+        uo, up_ = offset_uncertainty(
+            by_vertebra[up],
+            by_vertebra[lo],
+            precision_upper_px=pos_sd[up],
+            precision_lower_px=pos_sd[lo],
+            rotation_sd_lower_deg=rot_sd[lo],
+            mm_per_px=spacing,
+            lower_vertebra=lo,
+        )
+        with np.errstate(invalid="ignore"):
+            too_uncertain = np.isfinite(s.angle_deg) & (ua > limit)
+        if too_uncertain.any():
+            frames_out = np.flatnonzero(too_uncertain)
+            dropped[level] = too_uncertain
+            largest = float(ua[too_uncertain].max())
+            level_warnings[level].append(
+                f"not measured in {len(frames_out)} frame(s) ({_frames_text(frames_out)}): angle uncertainty "
+                f"above max_angle_uncertainty_deg {limit:g} deg (largest {largest:.2f})"
+            )
+            s = LevelSeries(
+                angle_deg=np.where(too_uncertain, np.nan, s.angle_deg),
+                offset=np.where(too_uncertain, np.nan, s.offset),
+                offset_pct=np.where(too_uncertain, np.nan, s.offset_pct),
+            )
+            series[level] = s
+        measured_f = np.isfinite(s.angle_deg)
+        u_angle[level] = np.where(measured_f, ua, np.nan)
+        u_offset[level] = np.where(np.isfinite(s.offset), uo, np.nan)
+        u_pct[level] = np.where(np.isfinite(s.offset_pct), up_, np.nan)
+
     # Key frames.
     if h is not None and Vertebra.C2 in by_vertebra and Vertebra.C7 in by_vertebra:
         cobb = cobb_c2c7_deg(by_vertebra[Vertebra.C2], by_vertebra[Vertebra.C7], h=h)
@@ -211,8 +296,29 @@ def measure(
         mm = (lambda x: _num(x)) if calibrated else (lambda x: None)  # noqa: E731
         adjacent = [LEVELS[j] for j in (i - 1, i + 1) if 0 <= j < len(LEVELS)]
         adj_rom = [None if summaries[a] is None else summaries[a].rotation_rom_deg for a in adjacent]
+        ua, uo, upct = u_angle.get(level), u_offset.get(level), u_pct.get(level)
+        if s is None:
+            absent = [v.value for v in (level.upper, level.lower) if v not in by_vertebra]
+            if absent:
+                level_warnings[level].append(f"{', '.join(absent)} not in the tracks: not measured")
+        if s is not None and sm is not None:
+            for key, frame in ((KeyFrame.FLEXION, kf.flexion), (KeyFrame.EXTENSION, kf.extension)):
+                if frame is None or np.isfinite(s.angle_deg[frame]):
+                    continue
+                why = (
+                    f"angle uncertainty above max_angle_uncertainty_deg {limit:g} deg"
+                    if level in dropped and dropped[level][frame]
+                    else _lost_reason(tracks, vertebrae, level, frame)
+                )
+                n_measured = int(np.isfinite(s.angle_deg).sum())
+                level_warnings[level].append(
+                    f"not measured at the {key.value} key frame (frame {frame}: {why}): rotation_rom_deg, "
+                    f"translation_mm and translation_pct are null; the ranges are over the {n_measured} "
+                    "frames where it is measured"
+                )
         entry = {
             "angle_deg": _list(None if s is None else s.angle_deg, n),
+            "angle_uncertainty_deg": _list(ua, n),
             "offset_mm": _list(None if s is None or not calibrated else s.offset, n),
             "offset_pct": _list(None if s is None else s.offset_pct, n),
             "rotation_rom_deg": None if sm is None else _num(sm.rotation_rom_deg),
@@ -222,6 +328,18 @@ def measure(
             "offset_range_mm": None if sm is None else mm(sm.offset_range),
             "excursion_mm": None if sm is None else mm(sm.excursion),
         }
+        rom_u = tr_u = pct_u = None
+        if sm is not None and ua is not None and uo is not None and upct is not None:
+            f, e = kf.flexion, kf.extension
+            if sm.rotation_rom_deg is not None:
+                rom_u = quadrature(value_at(ua, e), value_at(ua, f))
+            if sm.translation is not None:
+                tr_u = quadrature(value_at(uo, f), value_at(uo, e))
+            if sm.translation_pct is not None:
+                pct_u = quadrature(value_at(upct, f), value_at(upct, e))
+        entry["rotation_rom_uncertainty_deg"] = _num(rom_u)
+        entry["translation_uncertainty_mm"] = mm(tr_u)
+        entry["translation_uncertainty_pct"] = _num(pct_u)
         result = level_flags(
             translation_mm=entry["translation_mm"],
             offset_range_mm=entry["offset_range_mm"],
@@ -233,6 +351,7 @@ def measure(
         )
         entry["flags"] = [f.value for f in result.raised]
         entry["flags_not_evaluated"] = [f.value for f in result.not_evaluated]
+        entry["warnings"] = level_warnings[level]
         levels_out[level.value] = entry
     if any(Flag.INSUFFICIENT_MOTION.value in e["flags"] for e in levels_out.values()):
         stressed = [k for k, e in levels_out.items() if Flag.INSUFFICIENT_MOTION.value in e["flags"]]

@@ -119,7 +119,9 @@ def format_summary(doc: dict[str, Any]) -> str:
             "not evaluated" if adi.get("flags_not_evaluated") else "none"
         )
         lines += ["", f"ADI max: {_fmt(adi.get('max_mm'), unit=' mm')}  flags: {flags}"]
-    warnings = doc.get("warnings", [])
+    warnings = list(doc.get("warnings", []))
+    for level in LEVELS:
+        warnings += [f"{level.value}: {w}" for w in (levels.get(level.value) or {}).get("warnings", [])]
     if warnings:
         lines += ["", "Warnings:"] + [f"  - {w}" for w in warnings]
     return "\n".join(lines)

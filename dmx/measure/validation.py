@@ -53,7 +53,10 @@ def _lengths(doc: dict[str, Any]) -> list[str]:
     arrays += [(f"quality/{v}", a) for v, a in (doc.get("quality") or {}).items()]
     for lv, entry in (doc.get("levels") or {}).items():
         if isinstance(entry, dict):
-            arrays += [(f"levels/{lv}/{k}", entry.get(k)) for k in ("angle_deg", "offset_mm", "offset_pct")]
+            arrays += [
+                (f"levels/{lv}/{k}", entry.get(k))
+                for k in ("angle_deg", "offset_mm", "offset_pct", "angle_uncertainty_deg")
+            ]
     adi = doc.get("adi")
     if isinstance(adi, dict):
         arrays += [("adi/adi_mm", adi.get("adi_mm")), ("adi/adi_px", adi.get("adi_px"))]

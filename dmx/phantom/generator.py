@@ -128,6 +128,7 @@ def _validate(p: dict[str, Any]) -> None:
     num("supersample", 1, 4, integer=True)
     num("tilt_deg", -30.0, 45.0)
     num("anatomy_sd", 0.0, MAX_ANATOMY_SD)
+    num("anterior_shift_mm", -100.0, 100.0)
     if p["curve"] not in sk.CURVES:
         raise _usage(f"--curve must be one of {', '.join(sk.CURVES)}, got {p['curve']!r}")
     if p["facing"] not in FACINGS:
@@ -191,6 +192,7 @@ def make_phantom(
     return_to_neutral: bool = True,
     supersample: int = 2,
     anatomy_sd: float = 0.0,
+    anterior_shift_mm: float = 0.0,
 ) -> Phantom:
     """Generate a synthetic lateral cervical flexion-extension study with exact ground truth.
 
@@ -249,6 +251,10 @@ def make_phantom(
         drawn anatomy exactly and records it in ``params["anatomy"]``. 0 (the
         default) gives the standard anatomy, and the same study as before
         this option existed.
+    anterior_shift_mm : float
+        Moves the patient this far anteriorly in the field of view (-100..100 mm), so that the
+        upper spine can leave the image's anterior edge in deep flexion (C2 lost in the frames
+        nearest the end range). 0 (the default) gives the same study as before this option existed.
 
     Returns
     -------
@@ -295,7 +301,9 @@ def make_phantom(
     }
     if anatomy_sd != 0:  # only then, so that default studies keep their truth and UIDs
         params["anatomy_sd"] = anatomy_sd
-    _validate({**params, "anatomy_sd": anatomy_sd})
+    if anterior_shift_mm != 0:  # only then, so that default studies keep their truth and UIDs
+        params["anterior_shift_mm"] = anterior_shift_mm
+    _validate({**params, "anatomy_sd": anatomy_sd, "anterior_shift_mm": anterior_shift_mm})
     frames, rows, cols, seed = int(frames), int(rows), int(cols), int(seed)
     shape = (rows, cols)
     sr, sc = spacing
@@ -318,6 +326,8 @@ def make_phantom(
     gains = 1.0 + flicker * np.clip(rng_flicker.standard_normal(frames), -3, 3)
 
     origin = ((cols - 1) / 2 + 2.0 / sc, (rows - 1) / 2 + 4.0 / sr)
+    if anterior_shift_mm:  # world u is anterior; a left-facing image mirrors it below
+        origin = (origin[0] + float(anterior_shift_mm) / sc, origin[1])
     w2i = imaging.world_to_image(shape=shape, mm_per_px=spacing, origin_px=origin)
     if facing == "left":
         w2i = np.array([[-1.0, 0.0, cols - 1.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]) @ w2i

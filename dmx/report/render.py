@@ -246,13 +246,17 @@ def _level_rows(analysis: Any, th: dict[str, summary.Threshold]) -> list[dict[st
         signed: bool = False,
         limit: float | None = None,
         below: bool = False,
+        uncertainty: Any = None,
     ) -> dict[str, Any]:
         if value is None:
             return {"text": "\u2014", "reason": summary.null_reason(m, quantity), "exceeds": False}
         exceeds = False
         if limit is not None:
             exceeds = abs(value) < limit if below else abs(value) > limit
-        return {"text": summary.fmt(value, digits, signed=signed), "reason": None, "exceeds": exceeds}
+        text = summary.fmt(value, digits, signed=signed)
+        if isinstance(uncertainty, (int, float)) and np.isfinite(uncertainty):
+            text += f" \u00b1 {summary.fmt_uncertainty(uncertainty, digits)}"
+        return {"text": text, "reason": None, "exceeds": exceeds}
 
     def lim(flag: str) -> float | None:
         t = th.get(flag)
@@ -282,14 +286,22 @@ def _level_rows(analysis: Any, th: dict[str, summary.Threshold]) -> list[dict[st
                     signed=True,
                     limit=lim(Flag.INSUFFICIENT_MOTION.value),
                     below=True,
+                    uncertainty=lvl.get("rotation_rom_uncertainty_deg"),
                 ),
                 "rot_range": cell(lvl.get("rotation_range_deg"), "rotation_range_deg"),
-                "trans_mm": cell(lvl.get("translation_mm"), "translation_mm", signed=True, limit=t35),
+                "trans_mm": cell(
+                    lvl.get("translation_mm"),
+                    "translation_mm",
+                    signed=True,
+                    limit=t35,
+                    uncertainty=lvl.get("translation_uncertainty_mm"),
+                ),
                 "trans_pct": cell(
                     lvl.get("translation_pct"),
                     "translation_pct",
                     signed=True,
                     limit=lim(Flag.TRANSLATION_GT_20PCT.value),
+                    uncertainty=lvl.get("translation_uncertainty_pct"),
                 ),
                 "off_range": cell(lvl.get("offset_range_mm"), "offset_range_mm", limit=t35),
                 "excursion": cell(exc, "excursion_mm", limit=lim(Flag.TRANSLATION_GT_2MM.value))

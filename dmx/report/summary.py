@@ -171,6 +171,15 @@ def fmt(value: Any, digits: int = 1, *, signed: bool = False) -> str:
     return text.replace("-", MINUS)
 
 
+def fmt_uncertainty(value: float, digits: int = 1) -> str:
+    """An uncertainty (SD) for display after "±": ``digits`` decimals, more (up to two) when it would
+    otherwise read 0, so that a small uncertainty is never shown as none."""
+    d = digits
+    while d < digits + 2 and round(value, d) == 0:
+        d += 1
+    return fmt(value, d)
+
+
 def _array(values: Any) -> np.ndarray:
     return np.array([np.nan if v is None else float(v) for v in (values or [])], dtype=float)
 

@@ -331,6 +331,9 @@ class Fit:
         Expected corner standard deviation from the inverse Hessian (precision, not accuracy).
     iterations : int
         Iterations used at the finest level.
+    rotation_std_rad : float
+        Expected standard deviation of the rotation from the inverse Hessian (radians; precision, like
+        ``corner_std_px``).
     """
 
     transform: np.ndarray
@@ -342,6 +345,7 @@ class Fit:
     zncc: float
     corner_std_px: float
     iterations: int
+    rotation_std_rad: float = float("nan")
 
 
 class FrameROI:
@@ -626,6 +630,7 @@ def register(
     try:
         cov = np.linalg.inv(h_mat) * ref**2
         corner_std = math.sqrt(max(cov[1, 1] + cov[2, 2] + cov[0, 0] * radius**2, 0.0))
+        rotation_std = math.sqrt(max(cov[0, 0], 0.0))
     except np.linalg.LinAlgError:
-        corner_std = float("inf")
-    return Fit(a, converged, visible, inliers, sigma, gain, zncc, corner_std, iters)
+        corner_std = rotation_std = float("inf")
+    return Fit(a, converged, visible, inliers, sigma, gain, zncc, corner_std, iters, rotation_std)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from dmx.tracking.types import Tracks
+from dmx.tracking.types import TEMPLATE_NOISE_SHARE, Tracks
 
 #: Default window of :func:`smooth_tracks`, in frames (the fit spans two frames either side).
 WINDOW_FRAMES = 5
@@ -48,6 +48,35 @@ def _local_quadratic(x: np.ndarray, w: np.ndarray, window: int) -> np.ndarray:
     return out
 
 
+def _local_quadratic_sd(valid: np.ndarray, w: np.ndarray, sd: np.ndarray, window: int) -> np.ndarray:
+    """SD of :func:`_local_quadratic`'s output given the per-frame registration SDs ``sd`` (T, K).
+
+    The smoothed value of frame ``t`` is ``sum_k c_k x_k`` over its window, with the weights ``c`` of
+    the same weighted least squares (``valid`` and ``w`` as there). Of each frame's error variance,
+    the share :data:`TEMPLATE_NOISE_SHARE` comes from the reference template's noise, common to the
+    neighbouring frames of the window (it passes through the fit unreduced, ``(sum_k c_k sd_k)**2``);
+    the rest is the frame's own noise, independent between frames (``sum_k c_k**2 sd_k**2``). Frames
+    that keep their own value keep their SD; NaN stays NaN.
+    """
+    n = sd.shape[0]
+    half = window // 2
+    out = np.full_like(sd, np.nan)
+    share = TEMPLATE_NOISE_SHARE
+    for t in np.flatnonzero(valid):
+        lo, hi = max(t - half, 0), min(t + half + 1, n)
+        m = valid[lo:hi]
+        s = (np.arange(lo, hi)[m] - t).astype(float)
+        if m.sum() < 4 or s.min() >= 0 or s.max() <= 0:
+            out[t] = sd[t]
+            continue
+        sw = np.sqrt(w[lo:hi][m])
+        design = np.stack([np.ones_like(s), s, s * s], axis=1) * sw[:, None]
+        c = (np.linalg.pinv(design)[0] * sw)[:, None]
+        win = sd[lo:hi][m]
+        out[t] = np.sqrt(share * (c * win).sum(axis=0) ** 2 + (1 - share) * (c**2 * win**2).sum(axis=0))
+    return out
+
+
 #: Points around a region's centre that stand in for corners when it has none (C1), in px.
 _PROBES_PX = np.array([[10.0, 10.0], [-10.0, 10.0], [-10.0, -10.0], [10.0, -10.0]])
 
@@ -66,7 +95,9 @@ def smooth_tracks(tracks: Tracks, *, window_frames: int = WINDOW_FRAMES) -> Trac
     are smoothed everywhere). Lost (NaN) frames stay NaN and are
     not bridged; the reference frame keeps its landmarks exactly. The corners are recomputed from
     the smoothed transforms, so each body stays rigid. The input is not modified; quality and
-    reasons are kept.
+    reasons are kept. ``precision_px`` and ``rotation_precision_deg`` become those of the smoothed
+    poses, propagated through the fit's weights (:func:`_local_quadratic_sd`; frames that keep their
+    raw pose keep theirs).
 
     Parameters
     ----------
@@ -89,6 +120,12 @@ def smooth_tracks(tracks: Tracks, *, window_frames: int = WINDOW_FRAMES) -> Trac
     # reference corners of each body = corners at the reference frame
     ref_quads = tracks.corners_px[ref]
     out_tf = np.full_like(tr, np.nan)
+    prec = (
+        None
+        if tracks.precision_px is None or tracks.rotation_precision_deg is None
+        else np.stack([tracks.precision_px, tracks.rotation_precision_deg], axis=-1)
+    )
+    out_prec = None if prec is None else np.full_like(prec, np.nan)
     misfit = np.zeros(tr.shape[:2], dtype=bool)
     q = np.nan_to_num(tracks.quality, nan=0.0)
     for v in range(tr.shape[1]):
@@ -103,6 +140,10 @@ def smooth_tracks(tracks: Tracks, *, window_frames: int = WINDOW_FRAMES) -> Trac
         params = np.concatenate([theta[:, None], moved], axis=1)
         sm = _local_quadratic(params, q[:, v], window_frames)
         sm[ref] = params[ref]  # the reference frame is the landmarks themselves
+        if prec is not None and out_prec is not None:
+            valid = np.isfinite(params).all(axis=1) & (q[:, v] > 0)
+            out_prec[:, v] = _local_quadratic_sd(valid, q[:, v], prec[:, v], window_frames)
+            out_prec[ref, v] = prec[ref, v]
         c, s = np.cos(sm[:, 0]), np.sin(sm[:, 0])
         rot = np.stack([np.stack([c, -s], -1), np.stack([s, c], -1)], -2)  # (T, 2, 2)
         trans = sm[:, 1:] - np.einsum("tij,j->ti", rot, centre)
@@ -119,6 +160,8 @@ def smooth_tracks(tracks: Tracks, *, window_frames: int = WINDOW_FRAMES) -> Trac
     # neighbouring bodies are correlated, and mixing raw and smoothed poses would break what cancels.
     raw_frames = misfit.any(axis=1)
     out_tf[raw_frames] = tr[raw_frames]
+    if prec is not None and out_prec is not None:
+        out_prec[raw_frames] = prec[raw_frames]
     out_c = np.einsum("tvij,vkj->tvki", out_tf[:, :, :, :2], ref_quads) + out_tf[:, :, None, :, 2]
     return Tracks(
         vertebrae=tracks.vertebrae,
@@ -127,6 +170,7 @@ def smooth_tracks(tracks: Tracks, *, window_frames: int = WINDOW_FRAMES) -> Trac
         reason=tracks.reason,
         reference_frame=ref,
         transforms=out_tf,
-        precision_px=tracks.precision_px,
+        precision_px=tracks.precision_px if out_prec is None else out_prec[..., 0],
         centres_px=tracks.centres_px,
+        rotation_precision_deg=tracks.rotation_precision_deg if out_prec is None else out_prec[..., 1],
     )
