@@ -56,6 +56,8 @@ log = logging.getLogger("dmx.batch")
 #: The analysis each worker runs, as ``"module:function"`` (a string, so that it
 #: pickles under any start method and on a Dask cluster). See :func:`analyze_study`.
 DEFAULT_ANALYZER = "dmx.batch:analyze_study"
+#: The same analysis that also writes the results as DICOM (``dmx batch --dicom``; ``dmx listen``).
+DICOM_ANALYZER = "dmx.batch:analyze_study_dicom"
 
 #: Columns of ``manifest.csv`` (and keys of each ``manifest.jsonl`` line), in order.
 MANIFEST_FIELDS: tuple[str, ...] = (
@@ -424,14 +426,17 @@ def resolve_landmarks(study: StudyJob, out_dir: Path, *, mm_per_px: float | None
     return path
 
 
-def analyze_study(study: StudyJob, out_dir: Path, *, mm_per_px: float | None = None) -> list[str]:
+def analyze_study(
+    study: StudyJob, out_dir: Path, *, mm_per_px: float | None = None, dicom: bool = False
+) -> list[str]:
     """The default per-study analysis: :func:`dmx.pipeline.analyze` then ``write_outputs``.
 
     Writes ``measurements.json``, ``report.html`` and ``landmarks.csv`` into
     ``out_dir`` and returns the analysis warnings. A study without a landmark sidecar
     is analysed with automatic landmarks (found once, inside the analysis), which adds
     ``landmarks.auto.json`` and ``review.html``; its ``measurements.json`` says
-    ``landmarks_source: "auto"``.
+    ``landmarks_source: "auto"``. With ``dicom`` the results are also written as DICOM
+    in the source study under ``out_dir/dicom/`` (:func:`dmx.dicom.write_dicom_outputs`).
 
     Raises
     ------
@@ -450,8 +455,21 @@ def analyze_study(study: StudyJob, out_dir: Path, *, mm_per_px: float | None = N
         )
     except (pipeline.DetectionUnavailableError, pipeline.DetectionFailedError) as exc:
         raise _no_landmarks(study, exc) from None
-    pipeline.write_outputs(analysis, out_dir, report=True)
+    pipeline.write_outputs(analysis, out_dir, report=True, dicom=dicom)
     return [str(w) for w in analysis.measurements.get("warnings", []) or []]
+
+
+def analyze_study_dicom(study: StudyJob, out_dir: Path, *, mm_per_px: float | None = None) -> list[str]:
+    """:func:`analyze_study` with the DICOM results (:data:`DICOM_ANALYZER`)."""
+    return analyze_study(study, out_dir, mm_per_px=mm_per_px, dicom=True)
+
+
+def _fingerprint(study: StudyJob, analyzer: str) -> str:
+    """What makes an earlier result reusable: the study's fingerprint, and the analysis when not the default.
+
+    So that ``--dicom`` after a run without it redoes the studies (their DICOM is missing).
+    """
+    return study.fingerprint if analyzer == DEFAULT_ANALYZER else f"{study.fingerprint}+{analyzer}"
 
 
 def run_study(
@@ -493,7 +511,7 @@ def run_study(
 
     try:
         if not force:
-            since = previous_success(final, study.fingerprint)
+            since = previous_success(final, _fingerprint(study, analyzer))
             if since is not None:
                 return row(Status.SKIPPED, f"unchanged since {since}")
         tmp = out_root / f".tmp-{study.key}-{os.getpid()}"
@@ -509,7 +527,7 @@ def run_study(
                 "input": study.label,
                 "input_sha256": study.sha256,
                 "landmarks_sha256": study.landmarks_sha256,
-                "fingerprint": study.fingerprint,
+                "fingerprint": _fingerprint(study, analyzer),
                 "finished_at": _now(),
                 "outputs": outputs,
             }
@@ -543,7 +561,7 @@ def previous_success(folder: Path, fingerprint: str) -> str | None:
     outputs = record.get("outputs")
     if not isinstance(outputs, list) or "measurements.json" not in outputs:
         return None
-    if not all(isinstance(n, str) and (folder / n).is_file() for n in outputs):
+    if not all(isinstance(n, str) and (folder / n).exists() for n in outputs):  # files, dicom/
         return None
     return str(record.get("finished_at") or "an earlier run")
 
@@ -1007,7 +1025,7 @@ def _run_local(
             s = suspects.pop()
             on_row(s, _crashed_row(s, out_root))
     for s in suspects:
-        since = previous_success(out_root / s.key, s.fingerprint)
+        since = previous_success(out_root / s.key, _fingerprint(s, kwargs.get("analyzer", DEFAULT_ANALYZER)))
         if since is not None and since[:1].isdigit() and since >= started:  # finished; its result got lost
             on_row(s, _row(s, Status.OK, "", duration_s=None))
             continue

@@ -240,6 +240,14 @@ def analyze(
     config: Annotated[Path | None, typer.Option("--config", help="TOML file of flag thresholds.")] = None,
     report: Annotated[bool, typer.Option("--report/--no-report", help="Write report.html.")] = True,
     pdf: Annotated[bool, typer.Option("--pdf", help="Also write report.pdf (needs Chromium).")] = False,
+    dicom: Annotated[
+        bool,
+        typer.Option(
+            "--dicom",
+            help="Also write the results as DICOM in the source study under OUT/dicom/: TID 1500 SR, "
+            "key-frame images, and with --pdf the report as Encapsulated PDF (needs dmx\\[dicom]).",
+        ),
+    ] = False,
     smooth_frames: Annotated[
         int,
         typer.Option(
@@ -257,6 +265,10 @@ def analyze(
     from dmx.pipeline import analyze as run_analysis
     from dmx.pipeline import write_outputs
 
+    if dicom:
+        from dmx.dicom import require_extra
+
+        require_extra()
     thresholds = load_thresholds(config, overrides=threshold or None)
     analysis = run_analysis(
         study,
@@ -267,7 +279,7 @@ def analyze(
         thresholds=thresholds,
         smooth_frames=smooth_frames,
     )
-    written = write_outputs(analysis, out, report=report, pdf=pdf)
+    written = write_outputs(analysis, out, report=report, pdf=pdf, dicom=dicom)
     if json_out:
         typer.echo(json.dumps(analysis.measurements, indent=1, allow_nan=False))
     else:
@@ -358,6 +370,14 @@ def batch(
         ),
     ] = None,
     mm_per_px: MmPerPx = None,
+    dicom: Annotated[
+        bool,
+        typer.Option(
+            "--dicom",
+            help="Also write each study's results as DICOM in its source study under OUT/<key>/dicom/ "
+            "(needs dmx\\[dicom]).",
+        ),
+    ] = False,
 ) -> None:
     """Analyse every study under INBOX; resumable; writes a manifest.
 
@@ -365,11 +385,66 @@ def batch(
     landmarks.csv); OUT/manifest.csv lists every input with status ok, failed or
     skipped. Exit 0 when no study failed, 1 when any failed.
     """
-    from dmx.batch import run_batch
+    from dmx.batch import DICOM_ANALYZER, run_batch
 
+    if dicom:
+        from dmx.dicom import require_extra
+
+        require_extra()
     result = run_batch(
-        inbox, out, jobs=jobs, force=force, executor=executor, scheduler=scheduler, mm_per_px=mm_per_px
+        inbox,
+        out,
+        jobs=jobs,
+        force=force,
+        executor=executor,
+        scheduler=scheduler,
+        mm_per_px=mm_per_px,
+        analyzer=DICOM_ANALYZER if dicom else None,
     )
+    raise typer.Exit(result.exit_code)
+
+
+def _quiet_pynetdicom() -> None:
+    """pynetdicom logs every PDU; dmx logs one line per event itself."""
+    logging.getLogger("pynetdicom").setLevel(logging.CRITICAL)
+
+
+@app.command()
+def send(
+    paths: Annotated[list[Path], typer.Argument(help="DICOM files, or folders of them (e.g. OUT/dicom).")],
+    to: Annotated[str, typer.Option("--to", help="Destination AET@HOST:PORT (e.g. PACS@10.0.0.5:104).")],
+    aet: Annotated[str, typer.Option("--aet", help="Our (calling) AE title.")] = "DMX",
+    retries: Annotated[
+        int, typer.Option("--retries", help="New associations tried when the peer is down or refuses.")
+    ] = 3,
+    timeout: Annotated[float, typer.Option("--timeout", help="Network timeout in seconds.")] = 30.0,
+) -> None:
+    """Store DICOM files on a PACS or viewer (C-STORE); one line per file.
+
+    Exit 0 when every file was stored, 1 when any was not (the peer down or
+    refusing, a file that is not DICOM), 2 for a usage error.
+    """
+    from dmx.dicom import require_extra
+
+    require_extra("dmx send", ("pynetdicom",))
+    _quiet_pynetdicom()
+    from dmx.net.send import parse_peer, send_files
+
+    peer = parse_peer(to)
+    if retries < 0:
+        _fail(f"--retries must be 0 or more, got {retries}")
+    result = send_files(paths, peer, calling_aet=aet, retries=retries, timeout_s=timeout)
+    for f in result.files:
+        typer.echo(f"{'sent' if f.ok else 'failed'}\t{f.path}\t{f.reason}")
+    if result.failed:
+        reasons = sorted({f.reason for f in result.files if not f.ok})
+        typer.echo(
+            f"dmx: error: {result.failed} of {len(result.files)} file(s) not stored on {peer}: "
+            + "; ".join(reasons[:3]),
+            err=True,
+        )
+    else:
+        log.info("%d file(s) stored on %s", result.sent, peer)
     raise typer.Exit(result.exit_code)
 
 
