@@ -449,6 +449,60 @@ def send(
 
 
 @app.command()
+def listen(
+    aet: Annotated[str, typer.Option("--aet", help="Our AE title (what the PACS/modality calls).")] = "DMX",
+    port: Annotated[int, typer.Option("--port", help="TCP port to listen on.")] = 11112,
+    out: Annotated[Path, typer.Option("--out", help="Folder for the spool and the results.")] = Path(
+        "dmx-listen"
+    ),
+    forward: Annotated[
+        str | None,
+        typer.Option("--forward", help="Send the DICOM results (SR, key images) to AET@HOST:PORT."),
+    ] = None,
+    allow: Annotated[
+        list[str] | None,
+        typer.Option("--allow", help="Accept associations only from this calling AE title (repeatable)."),
+    ] = None,
+    quiet_seconds: Annotated[
+        float,
+        typer.Option(
+            "--quiet-seconds", help="A series is complete after this many seconds without a new instance."
+        ),
+    ] = 10.0,
+    host: Annotated[
+        str, typer.Option("--host", help="Address to listen on (0.0.0.0: every interface).")
+    ] = "0.0.0.0",
+) -> None:
+    """Receive studies by C-STORE, analyse each series as dmx batch does, and send the results back.
+
+    Every instance is on disk (OUT/spool/) before it is acknowledged; results go to
+    OUT/results/ (manifest.csv, one folder per study with dicom/). Runs until SIGTERM
+    or Ctrl-C; a restart picks up unfinished work.
+    """
+    from dmx.dicom import require_extra
+
+    require_extra("dmx listen", ("pynetdicom", "highdicom"))
+    _quiet_pynetdicom()
+    from dmx.net.listen import Listener, ListenerConfig
+    from dmx.net.send import parse_peer
+
+    if not 0 < port < 65536:
+        _fail(f"--port must be 1..65535, got {port}")
+    if quiet_seconds < 0:
+        _fail(f"--quiet-seconds must be 0 or more, got {quiet_seconds}")
+    config = ListenerConfig(
+        ae_title=aet,
+        port=port,
+        out=out,
+        forward=None if forward is None else parse_peer(forward, option="--forward"),
+        allow=tuple(allow or ()),
+        quiet_s=quiet_seconds,
+        host=host,
+    )
+    Listener(config).serve_forever()
+
+
+@app.command()
 def aggregate(
     results: Annotated[Path, typer.Argument(help="Batch output folder.")],
     out: Annotated[Path, typer.Option("--out", help="Table to write (.csv or .parquet).")] = Path(

@@ -121,20 +121,22 @@ def _read(path: Path):  # noqa: ANN202 - pydicom Dataset or a reason
 
 
 def _contexts(datasets: Sequence) -> list:  # noqa: ANN001
-    """Presentation contexts for the SOP classes to send: each file's transfer syntax + the two LE ones."""
-    from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
+    """Presentation contexts: one per SOP class and transfer syntax of the files to send.
+
+    One transfer syntax per context, so that the peer accepts or refuses each one
+    separately (a context offering JPEG and Explicit VR would be accepted with only
+    one of them, and a JPEG file could then not be sent as it is).
+    """
+    from pydicom.uid import ExplicitVRLittleEndian
     from pynetdicom import build_context
 
-    wanted: dict[str, set[str]] = {}
+    wanted: set[tuple[str, str]] = set()
     for ds in datasets:
         ts = str(getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", "") or ExplicitVRLittleEndian)
-        wanted.setdefault(str(ds.SOPClassUID), set()).add(ts)
-    contexts = []
-    for sop_class, syntaxes in sorted(wanted.items()):
-        syntaxes |= {str(ExplicitVRLittleEndian), str(ImplicitVRLittleEndian)}
-        contexts.append(build_context(sop_class, sorted(syntaxes)))
+        wanted.add((str(ds.SOPClassUID), ts))
+    contexts = [build_context(sop_class, ts) for sop_class, ts in sorted(wanted)]
     if len(contexts) > 128:
-        raise UsageError(f"cannot send {len(contexts)} SOP classes in one association (at most 128)")
+        raise UsageError(f"cannot send {len(contexts)} kinds of file in one association (at most 128)")
     return contexts
 
 
@@ -220,7 +222,7 @@ def send_files(
                 ok = code in STORED
                 reason = "stored" if code == 0 else f"status 0x{code:04X}"
                 status[f] = FileStatus(f, ok, code, reason)
-                log.info("%s: %s %s", f, "sent" if ok else "refused by peer:", reason)
+                log.info("%s: %s", f, reason if ok else f"refused by peer ({reason})")
             if assoc.is_established:
                 assoc.release()
             to_send = remaining
