@@ -67,7 +67,7 @@ CURVE_CLASSES: dict[str, Code] = {
     "s_curve/upper_kyphotic": _dmx("CURVE-S-UPPER", "S-shaped cervical curve, upper part kyphotic"),
     "s_curve/lower_kyphotic": _dmx("CURVE-S-LOWER", "S-shaped cervical curve, lower part kyphotic"),
     "s_curve": _dmx("CURVE-S", "S-shaped cervical curve"),
-    "undetermined": _dmx("CURVE-UNDETERMINED", "Cervical curve class undetermined"),
+    "undetermined": _dmx("CURVE-UNDET", "Cervical curve class undetermined"),
 }
 
 #: Key frames (measurements.json ``frames.neutral`` ...) as coded values.
@@ -85,7 +85,7 @@ FLAGS: dict[str, Code] = {
     Flag.ANGULATION_GT_11DEG_VS_ADJACENT.value: _dmx(
         "FLAG-ANGULATION", "Angulation above adjacent level by more than threshold"
     ),
-    Flag.INSUFFICIENT_MOTION.value: _dmx("FLAG-INSUFFICIENT", "Insufficient segmental motion"),
+    Flag.INSUFFICIENT_MOTION.value: _dmx("FLAG-INSUFF", "Insufficient segmental motion"),
 }
 
 #: Finding site of each level: the intervertebral disc (SNOMED CT).

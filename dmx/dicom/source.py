@@ -102,7 +102,6 @@ def result_uid(measurements_text: str, what: str) -> str:
     The same analysis gives the same UIDs, so a result sent twice replaces itself in
     a PACS instead of piling up; a different analysis gives new ones.
     """
-    from pydicom.uid import generate_uid
-
     digest = hashlib.sha256(measurements_text.encode("utf-8")).hexdigest()
-    return str(generate_uid(prefix=None, entropy_srcs=["dmx", digest, what]))
+    key = hashlib.sha256(f"dmx\0{digest}\0{what}".encode()).digest()[:16]
+    return f"2.25.{int.from_bytes(key, 'big')}"  # PS3.5 B.2: a 128-bit number under 2.25
