@@ -337,7 +337,9 @@ def test_batch_dicom_redoes_a_study_analysed_without_it(tmp_path):
 def test_private_codes_are_short_unique_and_documented():
     values = [c.value for c in codes.private_codes()]
     assert len(values) == len(set(values))
-    assert all(len(v) <= 16 and len(c.meaning) <= 64 for v, c in zip(values, codes.private_codes(), strict=True))
+    assert all(
+        len(v) <= 16 and len(c.meaning) <= 64 for v, c in zip(values, codes.private_codes(), strict=True)
+    )
     assert codes.DMX_SCHEME.startswith("99")
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     assert codes.coding_scheme_table() in readme
