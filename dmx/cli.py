@@ -437,7 +437,7 @@ def send(
     for f in result.files:
         typer.echo(f"{'sent' if f.ok else 'failed'}\t{f.path}\t{f.reason}")
     if result.failed:
-        reasons = sorted({f.reason for f in result.files if not f.ok})
+        reasons = sorted({f.reason.removeprefix(f"{peer}: ") for f in result.files if not f.ok})
         typer.echo(
             f"dmx: error: {result.failed} of {len(result.files)} file(s) not stored on {peer}: "
             + "; ".join(reasons[:3]),

@@ -123,9 +123,9 @@ class Listener:
         who = self._who(event)
         try:
             ds = event.dataset
-            study_uid = str(ds.StudyInstanceUID)
-            series_uid = str(ds.SeriesInstanceUID)
-            sop_uid = str(event.request.AffectedSOPInstanceUID)
+            study_uid = str(ds.get("StudyInstanceUID") or "")
+            series_uid = str(ds.get("SeriesInstanceUID") or "")
+            sop_uid = str(event.request.AffectedSOPInstanceUID or "")
             data = event.encoded_dataset(include_meta=True)
         except Exception as exc:  # noqa: BLE001 - garbage from the network must never stop the listener
             log.warning("refused an unreadable instance from %s (%s)", who, type(exc).__name__)

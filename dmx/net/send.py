@@ -125,7 +125,9 @@ def _contexts(datasets: Sequence) -> list:  # noqa: ANN001
 
     One transfer syntax per context, so that the peer accepts or refuses each one
     separately (a context offering JPEG and Explicit VR would be accepted with only
-    one of them, and a JPEG file could then not be sent as it is).
+    one of them, and a JPEG file could then not be sent as it is). Explicit VR Little
+    Endian is always offered too: a compressed file the peer does not take as it is
+    is sent decompressed (:func:`_store`).
     """
     from pydicom.uid import ExplicitVRLittleEndian
     from pynetdicom import build_context
@@ -134,6 +136,7 @@ def _contexts(datasets: Sequence) -> list:  # noqa: ANN001
     for ds in datasets:
         ts = str(getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", "") or ExplicitVRLittleEndian)
         wanted.add((str(ds.SOPClassUID), ts))
+        wanted.add((str(ds.SOPClassUID), str(ExplicitVRLittleEndian)))  # fallback: sent decompressed
     contexts = [build_context(sop_class, ts) for sop_class, ts in sorted(wanted)]
     if len(contexts) > 128:
         raise UsageError(f"cannot send {len(contexts)} kinds of file in one association (at most 128)")
@@ -209,8 +212,8 @@ def send_files(
                     last_problem = "the peer closed the association"
                     break
                 try:
-                    rsp = assoc.send_c_store(ds)
-                except (ValueError, RuntimeError) as exc:  # no accepted context for this file
+                    rsp = _store(assoc, ds)
+                except (ValueError, RuntimeError, NotImplementedError) as exc:  # no context for this file
                     status[f] = FileStatus(f, False, None, f"not accepted by {peer}: {exc}")
                     log.warning("%s: not accepted by %s (%s)", f, peer, exc)
                     continue
@@ -241,6 +244,23 @@ def send_files(
         _back_off(peer, last_problem, attempt, retries, backoff_s)
         attempt += 1
     return SendResult([status[f] for f in files])
+
+
+def _store(assoc, ds):  # noqa: ANN001, ANN202
+    """C-STORE ``ds`` as it is, or decompressed when the peer took only Explicit VR Little Endian for it."""
+    from pydicom.uid import ExplicitVRLittleEndian
+
+    ts = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+    if ts is not None and ts.is_compressed:
+        accepted = {
+            str(cx.transfer_syntax[0])
+            for cx in assoc.accepted_contexts
+            if cx.abstract_syntax == ds.SOPClassUID and cx.transfer_syntax
+        }
+        if str(ts) not in accepted and str(ExplicitVRLittleEndian) in accepted:
+            ds = ds.copy()
+            ds.decompress()
+    return assoc.send_c_store(ds)
 
 
 def _unreachable(peer: Peer, timeout_s: float) -> str:
