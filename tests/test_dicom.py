@@ -343,3 +343,27 @@ def test_private_codes_are_short_unique_and_documented():
     assert codes.DMX_SCHEME.startswith("99")
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     assert codes.coding_scheme_table() in readme
+
+
+def test_sr_names_the_algorithm_its_version_and_thresholds(result):
+    from dmx.dicom.source import read_source_study
+    from dmx.dicom.sr import build_sr
+
+    def params(sr) -> tuple[set, set]:
+        group = {_tracking_id(g): g for g in _groups(sr)}["C4-C5"]
+        items = [
+            (i.ConceptNameCodeSequence[0].CodeValue, getattr(i, "TextValue", None))
+            for i in group.ContentSequence
+        ]
+        return {v for c, v in items if c == "111002"}, {v for c, v in items if c in ("111001", "111003")}
+
+    sr = pydicom.dcmread(result / "dicom" / "sr.dcm")
+    m = _measurements(result)
+    p, name_version = params(sr)
+    assert name_version == {"dmx", m["software"]["version"]}
+    assert {"translation_mm=3.5 mm", "translation_pct=20.0 %", "thresholds: defaults (spec section 7)"} <= p
+    m = copy.deepcopy(m)
+    m["thresholds"]["translation_mm"].update(value=3.0, origin="/etc/dmx/site.toml")
+    source = read_source_study([SAMPLE / "study.dcm"], m["frames"]["count"], label="t")
+    p, _ = params(build_sr(m, source, measurements_text=json.dumps(m)))
+    assert {"translation_mm=3.0 mm", "thresholds from /etc/dmx/site.toml"} <= p

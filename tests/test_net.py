@@ -179,3 +179,25 @@ def test_listen_option_errors(capsys):
     assert "is not an AE title" in capsys.readouterr().err
     assert main(["listen", "--forward", "nowhere", "--port", "104"]) == 2
     assert "--forward must be AET@HOST:PORT" in capsys.readouterr().err
+
+
+def test_listener_records_a_study_whose_landmarks_cannot_be_found(tmp_path):
+    """No sidecar can reach a listener: automatic landmarks; a failure is in the manifest with its reason."""
+    import json
+
+    port = free_port()
+    out = tmp_path / "listen"
+    listener = ListenerProcess(out, port, "--aet", "DMX", "--quiet-seconds", "0.5")
+    try:
+        coarse = (
+            ROOT / "sample_data" / "kyphotic_left_mono1" / "study.dcm"
+        )  # pixels too coarse for the detector
+        assert send_files([coarse], Peer("DMX", "127.0.0.1", port), retries=0).exit_code == 0
+        manifest = out / "results" / "manifest.jsonl"
+        wait_for(lambda: "failed:" in listener.text(), timeout_s=240, what="the analysis to fail")
+        (row,) = [json.loads(line) for line in manifest.read_text().splitlines()]
+        assert row["status"] == "failed" and row["landmarks_source"] == "auto"
+        assert "no landmarks" in row["reason"] and "no vertebral body" in row["reason"]
+        assert f"study {row['input']} failed: {row['reason']}" in listener.text()
+    finally:
+        assert listener.terminate() == 0, listener.text()

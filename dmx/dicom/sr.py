@@ -82,11 +82,15 @@ def _key_frames(measurements: dict[str, Any], n_frames: int) -> dict[str, int]:
 def _algorithm(measurements: dict[str, Any]) -> Any:
     from highdicom.sr import AlgorithmIdentification
 
-    params = []
+    params, origins = [], []
     for name, t in sorted((measurements.get("thresholds") or {}).items()):
         if isinstance(t, dict) and "value" in t:
             unit = f" {t['unit']}" if t.get("unit") else ""
-            params.append(f"{name}={t['value']}{unit} ({t.get('origin', 'default')})"[:64])
+            params.append(f"{name}={t['value']}{unit}")
+            origin = str(t.get("origin") or "default")
+            if origin != "default" and origin not in origins:
+                origins.append(origin)
+    params += [f"thresholds from {o}" for o in origins] or ["thresholds: defaults (spec section 7)"]
     software = measurements.get("software") or {}
     return AlgorithmIdentification(
         name=str(software.get("name") or "dmx"),
