@@ -115,6 +115,10 @@ class Orthanc:
             "AuthenticationEnabled": False,
             "Plugins": [],
             "DicomModalities": {"dmx": [listener_aet, "127.0.0.1", listener_port]},
+            # Orthanc 1.10 has no listen address: its DICOM port takes stores only from that modality
+            "DicomAlwaysAllowStore": False,
+            "DicomAlwaysAllowEcho": False,
+            "DicomCheckModalityHost": True,
             "DicomScuTimeout": 30,
             "HttpTimeout": 60,
         }

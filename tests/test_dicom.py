@@ -303,24 +303,7 @@ def test_video_study_is_refused_with_one_line(tmp_path):
         read_source_study([fake], 10, label=str(fake))
 
 
-def test_batch_dicom_writes_results_and_reruns_skip(tmp_path):
-    from dmx.batch import DICOM_ANALYZER, Status, run_batch
-
-    inbox = tmp_path / "inbox" / "a"
-    inbox.mkdir(parents=True)
-    shutil.copy(SAMPLE / "study.dcm", inbox / "study.dcm")
-    shutil.copy(SAMPLE / "landmarks.json", inbox / "landmarks.json")
-    out = tmp_path / "out"
-    first = run_batch(tmp_path / "inbox", out, analyzer=DICOM_ANALYZER)
-    (row,) = first.rows
-    assert row.status is Status.OK, row.reason
-    assert (out / row.output / "dicom" / "sr.dcm").is_file()
-    assert len(list((out / row.output / "dicom").glob("key_*.dcm"))) == 3
-    again = run_batch(tmp_path / "inbox", out, analyzer=DICOM_ANALYZER)
-    assert again.rows[0].status is Status.SKIPPED and again.rows[0].reason.startswith("unchanged since")
-
-
-def test_batch_dicom_redoes_a_study_analysed_without_it(tmp_path):
+def test_batch_dicom_redoes_a_study_analysed_without_it_then_skips_it(tmp_path):
     from dmx.batch import DICOM_ANALYZER, Status, run_batch
 
     inbox = tmp_path / "inbox" / "a"
@@ -331,7 +314,11 @@ def test_batch_dicom_redoes_a_study_analysed_without_it(tmp_path):
     (plain,) = run_batch(tmp_path / "inbox", out).rows
     assert plain.status is Status.OK and not (out / plain.output / "dicom").exists()
     (row,) = run_batch(tmp_path / "inbox", out, analyzer=DICOM_ANALYZER).rows
-    assert row.status is Status.OK and (out / row.output / "dicom" / "sr.dcm").is_file()
+    assert row.status is Status.OK, row.reason
+    assert (out / row.output / "dicom" / "sr.dcm").is_file()
+    assert len(list((out / row.output / "dicom").glob("key_*.dcm"))) == 3
+    (again,) = run_batch(tmp_path / "inbox", out, analyzer=DICOM_ANALYZER).rows
+    assert again.status is Status.SKIPPED and again.reason.startswith("unchanged since")
 
 
 def test_private_codes_are_short_unique_and_documented():
@@ -367,3 +354,22 @@ def test_sr_names_the_algorithm_its_version_and_thresholds(result):
     source = read_source_study([SAMPLE / "study.dcm"], m["frames"]["count"], label="t")
     p, _ = params(build_sr(m, source, measurements_text=json.dumps(m)))
     assert {"translation_mm=3.0 mm", "thresholds from /etc/dmx/site.toml"} <= p
+
+
+def test_cli_batch_dicom_uses_the_dicom_analysis(monkeypatch, tmp_path):
+    import dmx.batch
+
+    seen = {}
+
+    class Result:
+        exit_code = 0
+
+    def fake_run_batch(inbox, out, **kwargs):
+        seen.update(kwargs)
+        return Result()
+
+    monkeypatch.setattr(dmx.batch, "run_batch", fake_run_batch)
+    assert main(["batch", str(tmp_path), "--out", str(tmp_path / "o"), "--dicom"]) == 0
+    assert seen["analyzer"] == dmx.batch.DICOM_ANALYZER == "dmx.batch:analyze_study_dicom"
+    assert main(["batch", str(tmp_path), "--out", str(tmp_path / "o")]) == 0
+    assert seen["analyzer"] is None  # the default analysis
