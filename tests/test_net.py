@@ -133,6 +133,11 @@ def test_listener_survives_garbage_refuses_strangers_and_ignores_duplicates(tmp_
         # an AE title outside --allow is rejected
         bad = send_files([STUDY], Peer("DMX", "127.0.0.1", port), calling_aet="STRANGER", retries=0)
         assert bad.failed == 1 and "association rejected" in bad.files[0].reason
+        # an association aborted by the caller mid-way
+        ae, assoc = _associate(port, "MOD", [(XRayRadiofluoroscopicImageStorage, ExplicitVRLittleEndian)])
+        assert assoc.is_established
+        assoc.abort()
+        ae.shutdown()
         # an unknown SOP class is not negotiated; the association carries nothing
         ae, assoc = _associate(port, "MOD", [("1.2.3.4.5.6.7.8.9", ExplicitVRLittleEndian)])
         assert not assoc.is_established or not assoc.accepted_contexts
@@ -162,6 +167,7 @@ def test_listener_survives_garbage_refuses_strangers_and_ignores_duplicates(tmp_
         assert got.PixelData == sent.PixelData and got.NumberOfFrames == sent.NumberOfFrames
         log = wait_for(lambda: "duplicate" in listener.text() and listener.text(), timeout_s=10, what="log")
         assert "association from STRANGER (127.0.0.1) rejected" in log
+        assert "association from MOD (127.0.0.1) aborted" in log
         assert "refused an instance without Study/Series/SOP Instance UID from MOD" in log
         assert log.count("received an instance from MOD") == 1
         assert "PHANTOM" not in log

@@ -21,7 +21,26 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from dmx.dicom.encapsulated import build_encapsulated_pdf
+from dmx.dicom.images import build_key_images, draw_key_frame
+from dmx.dicom.source import FrameRef, SourceStudy, read_source_study, result_uid
+from dmx.dicom.sr import build_sr
 from dmx.errors import UsageError
+
+__all__ = [
+    "DICOM_DIR",
+    "FrameRef",
+    "SourceStudy",
+    "build_encapsulated_pdf",
+    "build_key_images",
+    "build_sr",
+    "draw_key_frame",
+    "read_source_study",
+    "require_extra",
+    "result_uid",
+    "save_atomic",
+    "write_dicom_outputs",
+]
 
 #: Folder (under the output folder) of the DICOM results.
 DICOM_DIR = "dicom"
@@ -80,11 +99,6 @@ def write_dicom_outputs(
         Without the ``dicom`` extra, or when the study was not read from DICOM.
     """
     require_extra()
-    from dmx.dicom.encapsulated import build_encapsulated_pdf
-    from dmx.dicom.images import build_key_images
-    from dmx.dicom.source import read_source_study
-    from dmx.dicom.sr import build_sr
-
     seq = analysis.sequence
     source = read_source_study(seq.paths, seq.n_frames, label=str(seq.paths[0]) if seq.paths else "study")
     out = Path(out_dir)

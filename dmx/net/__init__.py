@@ -4,6 +4,18 @@ pynetdicom is imported lazily, only by these commands; it is in the ``dicom`` ex
 (``pip install 'dmx[dicom]'``).
 """
 
-from dmx.net.send import Peer, SendResult, parse_peer, send_files
+from dmx.net.listen import Listener, ListenerConfig
+from dmx.net.send import FileStatus, Peer, SendResult, parse_peer, send_files
+from dmx.net.spool import Spool, Stored
 
-__all__ = ["Peer", "SendResult", "parse_peer", "send_files"]
+__all__ = [
+    "FileStatus",
+    "Listener",
+    "ListenerConfig",
+    "Peer",
+    "SendResult",
+    "Spool",
+    "Stored",
+    "parse_peer",
+    "send_files",
+]
