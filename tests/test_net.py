@@ -180,11 +180,19 @@ def test_listener_survives_garbage_refuses_strangers_and_ignores_duplicates(tmp_
     assert not (out / "results").exists()
 
 
-def test_listen_option_errors(capsys):
+def test_listen_option_errors(capsys, tmp_path):
     assert main(["listen", "--aet", "A\\B", "--port", "104"]) == 2
     assert "is not an AE title" in capsys.readouterr().err
     assert main(["listen", "--forward", "nowhere", "--port", "104"]) == 2
     assert "--forward must be AET@HOST:PORT" in capsys.readouterr().err
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        code = main(["listen", "--port", str(port), "--host", "127.0.0.1", "--out", str(tmp_path / "l")])
+    assert code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"dmx: error: --port {port}: cannot listen on 127.0.0.1 (Address already in use)"]
 
 
 def test_listener_records_a_study_whose_landmarks_cannot_be_found(tmp_path):

@@ -253,13 +253,15 @@ class Listener:
     def stop(self) -> None:
         """Stop accepting, let the worker finish what it is doing, and return."""
         self.stop_event.set()
+        running = self._server is not None
         if self._server is not None:
             self._server.shutdown()
             self._server = None
         if self._worker is not None:
             self._worker.join()
             self._worker = None
-        log.info("stopped")
+        if running:
+            log.info("stopped")
 
     def serve_forever(self) -> None:
         """:meth:`start`, then wait for SIGTERM or SIGINT and :meth:`stop`."""
