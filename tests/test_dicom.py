@@ -231,10 +231,9 @@ def test_same_analysis_same_uids(result, tmp_path):
         assert a.SOPInstanceUID == b.SOPInstanceUID and a.SeriesInstanceUID == b.SeriesInstanceUID
 
 
-def test_uncertainty_flags_not_evaluated_and_nulls(result):
+def test_uncertainty_flags_not_evaluated_and_nulls(result, tmp_path):
     """Per-level uncertainty (1 SD) when measurements.json has it; nothing for null or unevaluated."""
-    from dmx.dicom.source import read_source_study
-    from dmx.dicom.sr import build_sr
+    from dmx.dicom import build_sr, read_source_study, save_atomic
 
     m = copy.deepcopy(_measurements(result))
     lv = m["levels"]["C3-C4"]
@@ -257,6 +256,10 @@ def test_uncertainty_flags_not_evaluated_and_nulls(result):
         props = [c for c in getattr(item, "ContentSequence", []) if c.ValueType == "NUM"]
         return [float(p.MeasuredValueSequence[0].FloatingPointValue) for p in props]
 
+    path = tmp_path / "sr.dcm"
+    save_atomic(sr, path)
+    proc = subprocess.run([_tool("dciodvfy"), str(path)], capture_output=True, text=True, timeout=60)
+    assert not [ln for ln in (proc.stdout + proc.stderr).splitlines() if "Error" in ln]
     assert sd(groups["C3-C4"], codes.ROTATION_ROM.value) == [0.123456789012345]
     assert sd(groups["C3-C4"], codes.TRANSLATION_MM.value) == [0.0421]
     assert sd(groups["C3-C4"], codes.TRANSLATION_PCT.value) == []

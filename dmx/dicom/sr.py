@@ -111,9 +111,7 @@ def _statistical(value: float, unit: Any) -> Any:
         relationship_type=RelationshipTypeValues.HAS_PROPERTIES,
     )
     return MeasurementProperties(
-        measurement_statistical_properties=MeasurementStatisticalProperties(
-            values=[sd], description="uncertainty of the measurement, 1 SD"
-        )
+        measurement_statistical_properties=MeasurementStatisticalProperties(values=[sd])
     )
 
 
