@@ -257,6 +257,14 @@ def analyze(
     ] = None,
     report: Annotated[bool, typer.Option("--report/--no-report", help="Write report.html.")] = True,
     pdf: Annotated[bool, typer.Option("--pdf", help="Also write report.pdf (needs Chromium).")] = False,
+    dicom: Annotated[
+        bool,
+        typer.Option(
+            "--dicom",
+            help="Also write the results as DICOM in the source study under OUT/dicom/: TID 1500 SR, "
+            "key-frame images, and with --pdf the report as Encapsulated PDF (needs dmx\\[dicom]).",
+        ),
+    ] = False,
     smooth_frames: Annotated[
         int,
         typer.Option(
@@ -286,6 +294,10 @@ def analyze(
     )
     from dmx.pipeline import analyze as run_analysis
 
+    if dicom:
+        from dmx.dicom import require_extra
+
+        require_extra()
     thresholds = load_thresholds(config, overrides=threshold or None)
     created = [p for p in (out, *out.parents) if not p.exists()]
     reference = load_normative(normative or normative_path_from_config(config))
@@ -321,7 +333,7 @@ def analyze(
             except OSError:
                 break
         raise
-    written = write_outputs(analysis, out, report=report, pdf=pdf)
+    written = write_outputs(analysis, out, report=report, pdf=pdf, dicom=dicom)
     if json_out:
         typer.echo(json.dumps(analysis.measurements, indent=1, allow_nan=False))
     else:
@@ -461,6 +473,14 @@ def batch(
         ),
     ] = None,
     mm_per_px: MmPerPx = None,
+    dicom: Annotated[
+        bool,
+        typer.Option(
+            "--dicom",
+            help="Also write each study's results as DICOM in its source study under OUT/<key>/dicom/ "
+            "(needs dmx\\[dicom]).",
+        ),
+    ] = False,
 ) -> None:
     """Analyse every study under INBOX; resumable; writes a manifest.
 
@@ -468,12 +488,121 @@ def batch(
     landmarks.csv); OUT/manifest.csv lists every input with status ok, failed or
     skipped. Exit 0 when no study failed, 1 when any failed.
     """
-    from dmx.batch import run_batch
+    from dmx.batch import DICOM_ANALYZER, run_batch
 
+    if dicom:
+        from dmx.dicom import require_extra
+
+        require_extra()
     result = run_batch(
-        inbox, out, jobs=jobs, force=force, executor=executor, scheduler=scheduler, mm_per_px=mm_per_px
+        inbox,
+        out,
+        jobs=jobs,
+        force=force,
+        executor=executor,
+        scheduler=scheduler,
+        mm_per_px=mm_per_px,
+        analyzer=DICOM_ANALYZER if dicom else None,
     )
     raise typer.Exit(result.exit_code)
+
+
+def _quiet_pynetdicom() -> None:
+    """pynetdicom logs every PDU; dmx logs one line per event itself."""
+    logging.getLogger("pynetdicom").setLevel(logging.CRITICAL)
+
+
+@app.command()
+def send(
+    paths: Annotated[list[Path], typer.Argument(help="DICOM files, or folders of them (e.g. OUT/dicom).")],
+    to: Annotated[str, typer.Option("--to", help="Destination AET@HOST:PORT (e.g. PACS@10.0.0.5:104).")],
+    aet: Annotated[str, typer.Option("--aet", help="Our (calling) AE title.")] = "DMX",
+    retries: Annotated[
+        int, typer.Option("--retries", help="New associations tried when the peer is down or refuses.")
+    ] = 3,
+    timeout: Annotated[float, typer.Option("--timeout", help="Network timeout in seconds.")] = 30.0,
+) -> None:
+    """Store DICOM files on a PACS or viewer (C-STORE); one line per file.
+
+    Exit 0 when every file was stored, 1 when any was not (the peer down or
+    refusing, a file that is not DICOM), 2 for a usage error.
+    """
+    from dmx.dicom import require_extra
+
+    require_extra("dmx send", ("pynetdicom",))
+    _quiet_pynetdicom()
+    from dmx.net.send import parse_peer, send_files
+
+    peer = parse_peer(to)
+    if retries < 0:
+        _fail(f"--retries must be 0 or more, got {retries}")
+    result = send_files(paths, peer, calling_aet=aet, retries=retries, timeout_s=timeout)
+    for f in result.files:
+        typer.echo(f"{'sent' if f.ok else 'failed'}\t{f.path}\t{f.reason}")
+    if result.failed:
+        reasons = sorted({f.reason.removeprefix(f"{peer}: ") for f in result.files if not f.ok})
+        typer.echo(
+            f"dmx: error: {result.failed} of {len(result.files)} file(s) not stored on {peer}: "
+            + "; ".join(reasons[:3]),
+            err=True,
+        )
+    else:
+        log.info("%d file(s) stored on %s", result.sent, peer)
+    raise typer.Exit(result.exit_code)
+
+
+@app.command()
+def listen(
+    aet: Annotated[str, typer.Option("--aet", help="Our AE title (what the PACS/modality calls).")] = "DMX",
+    port: Annotated[int, typer.Option("--port", help="TCP port to listen on.")] = 11112,
+    out: Annotated[Path, typer.Option("--out", help="Folder for the spool and the results.")] = Path(
+        "dmx-listen"
+    ),
+    forward: Annotated[
+        str | None,
+        typer.Option("--forward", help="Send the DICOM results (SR, key images) to AET@HOST:PORT."),
+    ] = None,
+    allow: Annotated[
+        list[str] | None,
+        typer.Option("--allow", help="Accept associations only from this calling AE title (repeatable)."),
+    ] = None,
+    quiet_seconds: Annotated[
+        float,
+        typer.Option(
+            "--quiet-seconds", help="A series is complete after this many seconds without a new instance."
+        ),
+    ] = 10.0,
+    host: Annotated[
+        str, typer.Option("--host", help="Address to listen on (0.0.0.0: every interface).")
+    ] = "0.0.0.0",
+) -> None:
+    """Receive studies by C-STORE, analyse each series as dmx batch does, and send the results back.
+
+    Every instance is on disk (OUT/spool/) before it is acknowledged; results go to
+    OUT/results/ (manifest.csv, one folder per study with dicom/). Runs until SIGTERM
+    or Ctrl-C; a restart picks up unfinished work.
+    """
+    from dmx.dicom import require_extra
+
+    require_extra("dmx listen", ("pynetdicom", "highdicom"))
+    _quiet_pynetdicom()
+    from dmx.net.listen import Listener, ListenerConfig
+    from dmx.net.send import parse_peer
+
+    if not 0 < port < 65536:
+        _fail(f"--port must be 1..65535, got {port}")
+    if quiet_seconds < 0:
+        _fail(f"--quiet-seconds must be 0 or more, got {quiet_seconds}")
+    config = ListenerConfig(
+        ae_title=aet,
+        port=port,
+        out=out,
+        forward=None if forward is None else parse_peer(forward, option="--forward"),
+        allow=tuple(allow or ()),
+        quiet_s=quiet_seconds,
+        host=host,
+    )
+    Listener(config).serve_forever()
 
 
 @app.command()

@@ -521,7 +521,7 @@ def measurements_text(doc: dict[str, Any]) -> str:
 
 
 def write_outputs(
-    analysis: Analysis, out_dir: str | Path, *, report: bool = True, pdf: bool = False
+    analysis: Analysis, out_dir: str | Path, *, report: bool = True, pdf: bool = False, dicom: bool = False
 ) -> dict[str, Path]:
     """Write ``measurements.json``, ``landmarks.csv`` and ``report.html`` into ``out_dir``.
 
@@ -530,12 +530,17 @@ def write_outputs(
     confidence map: correct it and pass it back with ``--landmarks``) and, with the
     report, ``review.html`` (the page to correct them by dragging).
 
+    With ``dicom`` also the DICOM results under ``out_dir/dicom/`` (:func:`dmx.dicom.write_dicom_outputs`:
+    SR, key-frame images, and the PDF report as Encapsulated PDF when ``pdf`` wrote one), written
+    after everything else so that a DICOM problem loses none of the other files.
+
     Each file is written atomically. Returns the paths written by name.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written: dict[str, Path] = {}
-    write_text_atomic(out / "measurements.json", measurements_text(analysis.measurements))
+    text = measurements_text(analysis.measurements)
+    write_text_atomic(out / "measurements.json", text)
     written["measurements"] = out / "measurements.json"
     write_text_atomic(out / "landmarks.csv", landmarks_csv(analysis.tracks))
     written["landmarks"] = out / "landmarks.csv"
@@ -562,4 +567,11 @@ def write_outputs(
         written["report"] = out / "report.html"
         if pdf and (out / "report.pdf").exists():
             written["pdf"] = out / "report.pdf"
+    if dicom:
+        from dmx.dicom import DICOM_DIR, write_dicom_outputs
+
+        dcm = write_dicom_outputs(
+            analysis, out / DICOM_DIR, measurements_text=text, pdf_path=written.get("pdf")
+        )
+        written.update({f"dicom_{k}": v for k, v in dcm.items()})
     return written

@@ -33,12 +33,21 @@ from dmx.batch.manifest import MANIFEST_FIELDS, ManifestRow, ManifestWriter, rea
 from dmx.batch.outputs import clean_stale, previous_success
 from dmx.batch.progress import Progress, format_duration
 from dmx.batch.run import BatchResult, run_batch
-from dmx.batch.study import BATCH_SCHEMA, DEFAULT_ANALYZER, analyze_study, run_study
+from dmx.batch.study import (
+    BATCH_SCHEMA,
+    DEFAULT_ANALYZER,
+    DICOM_ANALYZER,
+    analyze_study,
+    analyze_study_dicom,
+    result_fingerprint,
+    run_study,
+)
 from dmx.io.checksum import sha256_files as input_checksum
 
 __all__ = [
     "BATCH_SCHEMA",
     "DEFAULT_ANALYZER",
+    "DICOM_ANALYZER",
     "MANIFEST_FIELDS",
     "BatchResult",
     "ManifestRow",
@@ -48,12 +57,14 @@ __all__ = [
     "StudyJob",
     "Unusable",
     "analyze_study",
+    "analyze_study_dicom",
     "clean_stale",
     "discover_inputs",
     "format_duration",
     "input_checksum",
     "previous_success",
     "read_manifest",
+    "result_fingerprint",
     "run_batch",
     "run_study",
     "with_checksums",

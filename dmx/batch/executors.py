@@ -24,7 +24,7 @@ from typing import Any
 from dmx.batch.jobs import Status, StudyJob
 from dmx.batch.manifest import ManifestRow, one_line, study_row, utc_now
 from dmx.batch.outputs import previous_success, remove_temporary
-from dmx.batch.study import run_study
+from dmx.batch.study import DEFAULT_ANALYZER, result_fingerprint, run_study
 from dmx.errors import UsageError
 
 #: Called with each study and its manifest row as soon as the study is done.
@@ -149,7 +149,8 @@ def _settle_after_break(
 
 def _rerun_alone(s: StudyJob, out_root: Path, *, started: str, kwargs: dict[str, Any]) -> ManifestRow:
     """A study in flight when a worker crashed, re-run alone: failed if it crashes its worker again."""
-    since = previous_success(out_root / s.key, s.fingerprint)
+    fingerprint = result_fingerprint(s, kwargs.get("analyzer", DEFAULT_ANALYZER))
+    since = previous_success(out_root / s.key, fingerprint)
     if since is not None and since[:1].isdigit() and since >= started:  # finished; its result got lost
         return study_row(s, Status.OK, "", duration_s=None)
     with _worker_pool(1) as pool:

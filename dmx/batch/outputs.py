@@ -76,6 +76,6 @@ def previous_success(folder: Path, fingerprint: str) -> str | None:
     outputs = record.get("outputs")
     if not isinstance(outputs, list) or "measurements.json" not in outputs:
         return None
-    if not all(isinstance(n, str) and (folder / n).is_file() for n in outputs):
+    if not all(isinstance(n, str) and (folder / n).exists() for n in outputs):  # files, dicom/
         return None
     return str(record.get("finished_at") or "an earlier run")

@@ -23,19 +23,24 @@ from dmx.files import write_text_atomic
 #: The analysis each worker runs, as ``"module:function"`` (a string, so that it
 #: pickles under any start method and on a Dask cluster). See :func:`analyze_study`.
 DEFAULT_ANALYZER = "dmx.batch:analyze_study"
+#: The same analysis that also writes the results as DICOM (``dmx batch --dicom``; ``dmx listen``).
+DICOM_ANALYZER = "dmx.batch:analyze_study_dicom"
 
 #: Schema of the ``batch.json`` record in each study folder.
 BATCH_SCHEMA = "dmx.batch-study/1"
 
 
-def analyze_study(study: StudyJob, out_dir: Path, *, mm_per_px: float | None = None) -> list[str]:
+def analyze_study(
+    study: StudyJob, out_dir: Path, *, mm_per_px: float | None = None, dicom: bool = False
+) -> list[str]:
     """The default per-study analysis: :func:`dmx.pipeline.analyze` then ``write_outputs``.
 
     Writes ``measurements.json``, ``report.html`` and ``landmarks.csv`` into
     ``out_dir`` and returns the analysis warnings. A study without a landmark sidecar
     is analysed with automatic landmarks (found once, inside the analysis), which adds
     ``landmarks.auto.json`` and ``review.html``; its ``measurements.json`` says
-    ``landmarks_source: "auto"``.
+    ``landmarks_source: "auto"``. With ``dicom`` the results are also written as DICOM
+    in the source study under ``out_dir/dicom/`` (:func:`dmx.dicom.write_dicom_outputs`).
 
     Raises
     ------
@@ -54,12 +59,25 @@ def analyze_study(study: StudyJob, out_dir: Path, *, mm_per_px: float | None = N
         )
     except (pipeline.DetectionUnavailableError, pipeline.DetectionFailedError) as exc:
         raise _no_landmarks(study, exc) from None
-    pipeline.write_outputs(analysis, out_dir, report=True)
+    pipeline.write_outputs(analysis, out_dir, report=True, dicom=dicom)
     from dmx.measure import no_measurement_reason
 
     if (nothing := no_measurement_reason(analysis.measurements)) is not None:
         raise DmxError(nothing)  # finished, but nothing to read: a failed study
     return [str(w) for w in analysis.measurements.get("warnings", []) or []]
+
+
+def analyze_study_dicom(study: StudyJob, out_dir: Path, *, mm_per_px: float | None = None) -> list[str]:
+    """:func:`analyze_study` with the DICOM results (:data:`DICOM_ANALYZER`)."""
+    return analyze_study(study, out_dir, mm_per_px=mm_per_px, dicom=True)
+
+
+def result_fingerprint(study: StudyJob, analyzer: str) -> str:
+    """What makes an earlier result reusable: the study's fingerprint, and the analysis when not the default.
+
+    So that ``--dicom`` after a run without it redoes the studies (their DICOM is missing).
+    """
+    return study.fingerprint if analyzer == DEFAULT_ANALYZER else f"{study.fingerprint}+{analyzer}"
 
 
 def _no_landmarks(study: StudyJob, exc: DmxError) -> LandmarkError:
@@ -111,7 +129,7 @@ def run_study(
 
     try:
         if not force:
-            since = previous_success(out_root / study.key, study.fingerprint)
+            since = previous_success(out_root / study.key, result_fingerprint(study, analyzer))
             if since is not None:
                 return row(Status.SKIPPED, f"unchanged since {since}")
         n = len(_analyse_into_folder(study, out_root, analyzer=analyzer, mm_per_px=mm_per_px))
@@ -136,7 +154,7 @@ def _analyse_into_folder(
         warnings = _resolve(analyzer)(study, tmp, mm_per_px=mm_per_px) or []
         if not (tmp / "measurements.json").is_file():
             raise DmxError("the analysis wrote no measurements.json")
-        _write_record(study, tmp)
+        _write_record(study, tmp, fingerprint=result_fingerprint(study, analyzer))
         install(tmp, out_root / study.key)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -144,14 +162,14 @@ def _analyse_into_folder(
     return warnings
 
 
-def _write_record(study: StudyJob, folder: Path) -> None:
+def _write_record(study: StudyJob, folder: Path, *, fingerprint: str) -> None:
     """``batch.json``: what the outputs in ``folder`` were computed from, for resuming."""
     record = {
         "schema": BATCH_SCHEMA,
         "input": study.label,
         "input_sha256": study.sha256,
         "landmarks_sha256": study.landmarks_sha256,
-        "fingerprint": study.fingerprint,
+        "fingerprint": fingerprint,
         "finished_at": utc_now(),
         "outputs": sorted(p.name for p in folder.iterdir()),
     }
