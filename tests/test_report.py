@@ -292,6 +292,21 @@ def test_display_window_handles_uint16_and_flat_frames():
     assert images.display_window(flat) == (0.0, 1.0)
 
 
+
+@pytest.mark.parametrize("dtype, top", [(np.uint8, 255), (np.uint16, 4095), (np.uint16, 65535)])
+def test_to_uint8_lookup_table_equals_the_window_arithmetic(dtype, top):
+    # 8/16-bit frames go through a lookup table: the same grey levels as the float mapping, pixel for pixel
+    rng = np.random.default_rng(3)
+    frame = rng.integers(0, top + 1, (300, 400)).astype(dtype)
+    for window in ((0.0, float(top)), (12.5, top / 3.0), (top / 2.0, top / 2.0 + 0.75)):
+        lo, hi = window
+        expected = np.clip(np.nan_to_num((frame.astype(np.float32) - lo) * (255.0 / (hi - lo))), 0, 255)
+        got = images.to_uint8(frame, window)
+        assert got.dtype == np.uint8 and got.shape == frame.shape
+        np.testing.assert_array_equal(got, expected.astype(np.uint8))
+        np.testing.assert_array_equal(images.to_uint8(frame[5:9, 7:30], window), got[5:9, 7:30])
+    assert images.to_uint8(frame, (0.0, float(top))).max() == 255  # not a constant image
+
 def test_report_without_cine_is_small_and_still_complete(analysis):
     h = render_report(analysis, cine=False)
     assert 'id="player"' not in h and "Exceeds a threshold at C4-C5" in h
