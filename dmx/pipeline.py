@@ -355,6 +355,7 @@ def analyze(
     thresholds: Any = None,
     model_path: str | Path | None = None,
     smooth_frames: int | None = None,
+    threads: int | None = None,
 ) -> Analysis:
     """Load, find or read the landmarks, track and measure one study.
 
@@ -382,6 +383,9 @@ def analyze(
         Window (odd, >= 5) of the temporal smoothing of the tracks before measuring
         (:func:`dmx.tracking.smooth_tracks`, default :data:`dmx.tracking.smoothing.WINDOW_FRAMES`);
         0 measures the raw tracks.
+    threads : int, optional
+        Threads registering the bodies of a frame in parallel (default: the CPUs available, at
+        most 4; the tracks are identical whatever the number).
 
     Raises
     ------
@@ -417,7 +421,10 @@ def analyze(
             )
     if neutral_frame is not None and not 0 <= neutral_frame < sequence.n_frames:
         raise UsageError(f"--neutral-frame {neutral_frame} is outside 0..{sequence.n_frames - 1}")
-    tracks = smooth_tracks(track(sequence.frames, landmarks), window_frames=smooth)
+    from dmx.threads import default_threads
+
+    n_threads = default_threads() if threads is None else max(1, int(threads))
+    tracks = smooth_tracks(track(sequence.frames, landmarks, threads=n_threads), window_frames=smooth)
     measured = measure(
         tracks,
         mm_per_px=sequence.mm_per_px,
