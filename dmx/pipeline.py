@@ -275,6 +275,7 @@ def build_measurements(
     landmarks_source: str,
     detection: dict[str, Any] | None = None,
     smooth_frames: int = 0,
+    input_sha256: str | None = None,
 ) -> dict[str, Any]:
     """Assemble the measurements.json document (spec section 8) from its parts.
 
@@ -283,6 +284,9 @@ def build_measurements(
 
     ``detection`` (from :func:`detection_summary`, automatic landmarks only) is
     recorded as ``landmarks_detection`` and its warnings lead the warnings.
+
+    ``input_sha256``, when already computed (:func:`dmx.io.checksum.sha256_files` of
+    ``sequence.paths``), is used as is instead of reading the input again.
     """
     from dmx import __version__
     from dmx.io.checksum import sha256_files
@@ -309,7 +313,7 @@ def build_measurements(
         "software": {"name": "dmx", "version": __version__},
         "input": {
             "paths": [str(p) for p in sequence.paths],
-            "sha256": sha256_files(sequence.paths) if sequence.paths else None,
+            "sha256": (input_sha256 or sha256_files(sequence.paths)) if sequence.paths else None,
         },
         "study": {
             "patient_id": s.patient_id,
@@ -421,10 +425,17 @@ def analyze(
             )
     if neutral_frame is not None and not 0 <= neutral_frame < sequence.n_frames:
         raise UsageError(f"--neutral-frame {neutral_frame} is outside 0..{sequence.n_frames - 1}")
+    from concurrent.futures import ThreadPoolExecutor
+
+    from dmx.io.checksum import sha256_files
     from dmx.threads import default_threads
 
     n_threads = default_threads() if threads is None else max(1, int(threads))
-    tracks = smooth_tracks(track(sequence.frames, landmarks, threads=n_threads), window_frames=smooth)
+    # the input's checksum is read while the frames are tracked (hashlib releases the GIL)
+    with ThreadPoolExecutor(max_workers=1) as background:
+        checksum = background.submit(sha256_files, sequence.paths) if sequence.paths else None
+        tracks = smooth_tracks(track(sequence.frames, landmarks, threads=n_threads), window_frames=smooth)
+        input_sha256 = checksum.result() if checksum is not None else None
     measured = measure(
         tracks,
         mm_per_px=sequence.mm_per_px,
@@ -440,6 +451,7 @@ def analyze(
         landmarks_source=(LandmarkSource.FILE if detection is None else LandmarkSource.AUTO).value,
         detection=None if detection is None else detection_summary(detection),
         smooth_frames=smooth,
+        input_sha256=input_sha256,
     )
     return Analysis(
         sequence=sequence, landmarks=landmarks, tracks=tracks, measurements=doc, detection=detection
