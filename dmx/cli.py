@@ -248,6 +248,15 @@ def analyze(
             "quadratic). 0: raw tracks.",
         ),
     ] = 5,
+    threads: Annotated[
+        int | None,
+        typer.Option(
+            "--threads",
+            min=1,
+            help="Threads registering the bodies of each frame (default: the CPUs available, at most 4). "
+            "Same results whatever the number.",
+        ),
+    ] = None,
 ) -> None:
     """Track C2-C7 through the cine and write measurements.json, landmarks.csv and report.html."""
     import json
@@ -256,6 +265,7 @@ def analyze(
     from dmx.measure.config import load_thresholds
     from dmx.pipeline import analyze as run_analysis
     from dmx.pipeline import write_outputs
+    from dmx.threads import default_threads
 
     thresholds = load_thresholds(config, overrides=threshold or None)
     analysis = run_analysis(
@@ -266,6 +276,7 @@ def analyze(
         neutral_frame=neutral_frame,
         thresholds=thresholds,
         smooth_frames=smooth_frames,
+        threads=default_threads() if threads is None else threads,
     )
     written = write_outputs(analysis, out, report=report, pdf=pdf)
     if json_out:

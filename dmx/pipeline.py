@@ -359,7 +359,7 @@ def analyze(
     thresholds: Any = None,
     model_path: str | Path | None = None,
     smooth_frames: int | None = None,
-    threads: int | None = None,
+    threads: int = 1,
 ) -> Analysis:
     """Load, find or read the landmarks, track and measure one study.
 
@@ -387,9 +387,11 @@ def analyze(
         Window (odd, >= 5) of the temporal smoothing of the tracks before measuring
         (:func:`dmx.tracking.smooth_tracks`, default :data:`dmx.tracking.smoothing.WINDOW_FRAMES`);
         0 measures the raw tracks.
-    threads : int, optional
-        Threads registering the bodies of a frame in parallel (default: the CPUs available, at
-        most 4; the tracks are identical whatever the number).
+    threads : int
+        Threads registering the bodies of a frame in parallel (the tracks are identical whatever
+        the number). More than one shortens one study's wall time on an idle machine but costs
+        some CPU in thread switching: ``dmx analyze`` uses :func:`dmx.threads.default_threads`,
+        ``dmx batch`` (one process per study) keeps 1.
 
     Raises
     ------
@@ -428,13 +430,13 @@ def analyze(
     from concurrent.futures import ThreadPoolExecutor
 
     from dmx.io.checksum import sha256_files
-    from dmx.threads import default_threads
 
-    n_threads = default_threads() if threads is None else max(1, int(threads))
     # the input's checksum is read while the frames are tracked (hashlib releases the GIL)
     with ThreadPoolExecutor(max_workers=1) as background:
         checksum = background.submit(sha256_files, sequence.paths) if sequence.paths else None
-        tracks = smooth_tracks(track(sequence.frames, landmarks, threads=n_threads), window_frames=smooth)
+        tracks = smooth_tracks(
+            track(sequence.frames, landmarks, threads=max(1, int(threads))), window_frames=smooth
+        )
         input_sha256 = checksum.result() if checksum is not None else None
     measured = measure(
         tracks,

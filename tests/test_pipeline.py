@@ -347,3 +347,14 @@ def test_tracks_are_smoothed_by_default_and_recorded(phantom, tmp_path, capsys):
     assert code == 2 and not out.exists()
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["dmx: error: --smooth-frames must be 0 or an odd number >= 5, got 4"]
+
+
+def test_threads_give_the_same_tracks_and_measurements(phantom):
+    study, lm, one = phantom  # the fixture's analysis ran on one thread
+    three = pipeline.analyze(study, landmarks_path=lm, threads=3)
+    np.testing.assert_array_equal(three.tracks.corners_px, one.tracks.corners_px)
+    np.testing.assert_array_equal(three.tracks.quality, one.tracks.quality)
+    assert pipeline.measurements_text(three.measurements) == pipeline.measurements_text(one.measurements)
+    from dmx.io.checksum import sha256_files
+
+    assert three.measurements["input"]["sha256"] == sha256_files([study])  # computed beside the tracking
