@@ -174,15 +174,13 @@ def render(
     grid = np.stack([xx, yy, ones], axis=-1)  # (H, W, 3)
     rng = np.random.default_rng(seed)
 
-    # anchors: the bodies; the shoulders (still) below C6; the skull (moves with C2) above the dens
+    # anchors: the bodies; the shoulders (still) from 60 px below C6 (at 1024²); the skull (moves
+    # with C2) from 40 px above the top of C2's region
     c6 = scene.corners0["C6"]
-    c2 = scene.corners0["C2"]
-    shoulder = np.array(
-        [[0, c6[3, 1] + 60 * k / 2.048], [size, c6[2, 1] + 60 * k / 2.048], [size, size], [0, size]]
-    )
-    top = min(scene.region0("C2")[:, 1]) - 40 * k / 2.048
+    gap = size / 1024
+    shoulder = np.array([[0, c6[3, 1] + 60 * gap], [size, c6[2, 1] + 60 * gap], [size, size], [0, size]])
+    top = min(scene.region0("C2")[:, 1]) - 40 * gap
     skull = np.array([[0, 0], [size, 0], [size, top], [0, top]])
-    del c2
 
     # occluder: the band above the mandible's lower border, density above the soft tissue under it
     occ = _occluder(image, border_src, k) * np.float32(occluder_gain)

@@ -9,8 +9,10 @@ Python process:
 
 * ``dmx analyze STUDY --landmarks L --out DIR``, the command itself: wall time, CPU time and peak
   RSS (``getrusage`` of the child);
-* the same steps called one by one (load, track, smooth, measure, assemble, write
-  measurements/landmarks, report), timed each, with the peak RSS of that process.
+* the same steps called one by one (load, track on as many threads as ``dmx analyze`` uses,
+  smooth, measure, assemble, write measurements/landmarks, report), timed each (wall and CPU),
+  with the peak RSS of that process. "assemble" includes the input's SHA-256, which
+  ``dmx analyze`` computes on a background thread while it tracks.
 
 The machine is shared, so wall times are noisy: ``--repeat N`` runs each N times and prints the
 best and the median; CPU seconds are steadier.
