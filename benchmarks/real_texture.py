@@ -392,11 +392,12 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     path = find_image(args.image)
     if path is None or not path.is_file():
-        print(
-            f"real_texture: {IMAGE_NAME} not found (looked in shared/real-radiographs beside the "
-            "repository); pass --image PATH",
-            file=sys.stderr,
+        where = (
+            f"{path}: no such file"
+            if path is not None
+            else f"{IMAGE_NAME} not found in shared/real-radiographs beside the repository"
         )
+        print(f"real_texture: {where}; pass --image PATH", file=sys.stderr)
         return 2
     import cv2
 
