@@ -273,6 +273,15 @@ def analyze(
             "quadratic). 0: raw tracks.",
         ),
     ] = 5,
+    threads: Annotated[
+        int | None,
+        typer.Option(
+            "--threads",
+            min=1,
+            help="Threads registering the bodies of each frame (default: the CPUs available, at most 4). "
+            "Same results whatever the number.",
+        ),
+    ] = None,
 ) -> None:
     """Track C2-C7 through the cine and write measurements.json, landmarks.csv and report.html.
 
@@ -293,6 +302,7 @@ def analyze(
         write_outputs,
     )
     from dmx.pipeline import analyze as run_analysis
+    from dmx.threads import default_threads
 
     if dicom:
         from dmx.dicom import require_extra
@@ -312,6 +322,7 @@ def analyze(
             thresholds=thresholds,
             smooth_frames=smooth_frames,
             normative=reference,
+            threads=default_threads() if threads is None else threads,
         )
     except DetectionFailedError as exc:
         if exc.sequence is None:

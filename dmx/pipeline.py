@@ -324,6 +324,7 @@ def build_measurements(
     landmarks_source: str,
     detection: dict[str, Any] | None = None,
     smooth_frames: int = 0,
+    input_sha256: str | None = None,
 ) -> dict[str, Any]:
     """Assemble the measurements.json document (spec section 8) from its parts.
 
@@ -332,6 +333,9 @@ def build_measurements(
 
     ``detection`` (from :func:`detection_summary`, automatic landmarks only) is
     recorded as ``landmarks_detection`` and its warnings lead the warnings.
+
+    ``input_sha256``, when already computed (:func:`dmx.io.checksum.sha256_files` of
+    ``sequence.paths``), is used as is instead of reading the input again.
     """
     from dmx import __version__
     from dmx.io.checksum import sha256_files
@@ -358,7 +362,7 @@ def build_measurements(
         "software": {"name": "dmx", "version": __version__},
         "input": {
             "paths": [str(p) for p in sequence.paths],
-            "sha256": sha256_files(sequence.paths) if sequence.paths else None,
+            "sha256": (input_sha256 or sha256_files(sequence.paths)) if sequence.paths else None,
         },
         "study": {
             "patient_id": s.patient_id,
@@ -405,6 +409,7 @@ def analyze(
     model_path: str | Path | None = None,
     smooth_frames: int | None = None,
     normative: Any = None,
+    threads: int = 1,
 ) -> Analysis:
     """Load, find or read the landmarks, track and measure one study.
 
@@ -435,6 +440,11 @@ def analyze(
     normative : dmx.normative.NormativeTable, optional
         Reference table for each level's ``normative`` block (default: the packaged
         table, :func:`dmx.normative.default_normative`).
+    threads : int
+        Threads registering the bodies of a frame in parallel (the tracks are identical whatever
+        the number). More than one shortens one study's wall time on an idle machine but costs
+        some CPU in thread switching: ``dmx analyze`` uses :func:`dmx.threads.default_threads`,
+        ``dmx batch`` (one process per study) keeps 1.
 
     Raises
     ------
@@ -472,7 +482,17 @@ def analyze(
             raise failed
     if neutral_frame is not None and not 0 <= neutral_frame < sequence.n_frames:
         raise UsageError(f"--neutral-frame {neutral_frame} is outside 0..{sequence.n_frames - 1}")
-    tracks = smooth_tracks(track(sequence.frames, landmarks), window_frames=smooth)
+    from concurrent.futures import ThreadPoolExecutor
+
+    from dmx.io.checksum import sha256_files
+
+    # the input's checksum is read while the frames are tracked (hashlib releases the GIL)
+    with ThreadPoolExecutor(max_workers=1) as background:
+        checksum = background.submit(sha256_files, sequence.paths) if sequence.paths else None
+        tracks = smooth_tracks(
+            track(sequence.frames, landmarks, threads=max(1, int(threads))), window_frames=smooth
+        )
+        input_sha256 = checksum.result() if checksum is not None else None
     measured = measure(
         tracks,
         mm_per_px=sequence.mm_per_px,
@@ -488,6 +508,7 @@ def analyze(
         landmarks_source=(LandmarkSource.FILE if detection is None else LandmarkSource.AUTO).value,
         detection=None if detection is None else detection_summary(detection),
         smooth_frames=smooth,
+        input_sha256=input_sha256,
     )
     add_normative(doc, normative)
     return Analysis(

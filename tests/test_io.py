@@ -341,6 +341,43 @@ def test_long_cine_is_decoded_into_one_array(tmp_path):
 
 
 @pytest.mark.parametrize(
+    ("dtype", "lo", "hi"), [(np.uint8, 0, 256), (np.uint16, 0, 65536), (np.int16, -32768, 32768)]
+)
+def test_native_frames_read_straight_into_the_array_equal_pydicoms_decoding(
+    tmp_path, monkeypatch, dtype, lo, hi
+):
+    from dmx.io import dicom
+
+    rng = np.random.default_rng(7)
+    frames = rng.integers(lo, hi, (5, 33, 17)).astype(dtype)  # odd sizes: no padding assumed per frame
+    p = write_image(tmp_path / "cine.dcm", frames, FrameTime="40")
+    used = []
+    real = dicom._read_native
+    monkeypatch.setattr(dicom, "_read_native", lambda *a: used.append(real(*a)) or used[-1])
+    fast = load_sequence(p).frames
+    assert used == [True]  # the direct read was taken
+    monkeypatch.setattr(dicom, "_read_native", lambda *a: False)
+    slow = load_sequence(p).frames  # pydicom's iter_pixels
+    assert fast.dtype == slow.dtype == dtype
+    np.testing.assert_array_equal(fast, frames)
+    np.testing.assert_array_equal(fast, slow)
+
+
+def test_native_direct_read_is_not_used_where_values_change(tmp_path, monkeypatch):
+    from dmx.io import dicom
+
+    used = []
+    real = dicom._read_native
+    monkeypatch.setattr(dicom, "_read_native", lambda *a: used.append(real(*a)) or used[-1])
+    raw = np.array([[[0, 4095], [5000, 70]]], np.uint16)  # 12 bits stored: 5000 has bits above them
+    seq = load_sequence(write_image(tmp_path / "a.dcm", raw, bits_stored=12))
+    assert seq.frames[0, 1, 0] == 5000 & 0xFFF  # the bits above BitsStored dropped, as pydicom decodes
+    mono1 = load_sequence(write_image(tmp_path / "b.dcm", raw.astype(np.uint8), photometric="MONOCHROME1"))
+    assert mono1.frames[0, 0, 0] == 255  # inverted
+    assert used == [False, False]
+
+
+@pytest.mark.parametrize(
     ("attrs", "match"),
     [
         ({"Rows": 60000}, "60000 x 16 pixels per frame"),

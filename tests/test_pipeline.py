@@ -438,3 +438,14 @@ def test_single_frame_series_input_paths_are_listed_in_frame_order(phantom, tmp_
     assert [Path(p).name for p in doc["input"]["paths"]] == names  # file i holds frame i
     assert doc["frames"]["count"] == n
     np.testing.assert_allclose(_levels(doc)["C4-C5"], _levels(whole.measurements)["C4-C5"], atol=1e-6)
+
+
+def test_threads_give_the_same_tracks_and_measurements(phantom):
+    study, lm, one = phantom  # the fixture's analysis ran on one thread
+    three = pipeline.analyze(study, landmarks_path=lm, threads=3)
+    np.testing.assert_array_equal(three.tracks.corners_px, one.tracks.corners_px)
+    np.testing.assert_array_equal(three.tracks.quality, one.tracks.quality)
+    assert pipeline.measurements_text(three.measurements) == pipeline.measurements_text(one.measurements)
+    from dmx.io.checksum import sha256_files
+
+    assert three.measurements["input"]["sha256"] == sha256_files([study])  # computed beside the tracking

@@ -284,12 +284,40 @@ def test_cine_plan_fits_the_budget():
     assert roomy.frame_indices == tuple(range(30)) and roomy.jpeg_quality == 70 and roomy.scale == 0.5
 
 
+def test_cine_encoded_on_threads_is_the_same_frame_for_frame():
+    rng = np.random.default_rng(2)
+    frames = rng.integers(0, 256, (20, 96, 128), dtype=np.uint8)
+    window = images.display_window(frames)
+    plan = images.CinePlan(tuple(range(0, 20, 2)), 0.5, 70, 0)
+    one = images.encode_cine(frames, window, plan, threads=1)
+    assert len(one) == 10 and len(set(one)) == 10  # ten different frames, in plan order
+    assert images.encode_cine(frames, window, plan, threads=3) == one
+    assert one[3] == images.data_uri(
+        images.jpeg_bytes(images.resize(images.to_uint8(frames[6], window), 0.5), quality=70)
+    )
+
+
 def test_display_window_handles_uint16_and_flat_frames():
     a = make_analysis(n_frames=6, size_px=128, dtype="uint16")
     lo, hi = images.display_window(a.sequence.frames)
     assert 0 <= lo < hi <= 4096
     flat = np.zeros((3, 8, 8))
     assert images.display_window(flat) == (0.0, 1.0)
+
+
+@pytest.mark.parametrize("dtype, top", [(np.uint8, 255), (np.uint16, 4095), (np.uint16, 65535)])
+def test_to_uint8_lookup_table_equals_the_window_arithmetic(dtype, top):
+    # 8/16-bit frames go through a lookup table: the same grey levels as the float mapping, pixel for pixel
+    rng = np.random.default_rng(3)
+    frame = rng.integers(0, top + 1, (300, 400)).astype(dtype)
+    for window in ((0.0, float(top)), (12.5, top / 3.0), (top / 2.0, top / 2.0 + 0.75)):
+        lo, hi = window
+        expected = np.clip(np.nan_to_num((frame.astype(np.float32) - lo) * (255.0 / (hi - lo))), 0, 255)
+        got = images.to_uint8(frame, window)
+        assert got.dtype == np.uint8 and got.shape == frame.shape
+        np.testing.assert_array_equal(got, expected.astype(np.uint8))
+        np.testing.assert_array_equal(images.to_uint8(frame[5:9, 7:30], window), got[5:9, 7:30])
+    assert images.to_uint8(frame, (0.0, float(top))).max() == 255  # not a constant image
 
 
 def test_report_without_cine_is_small_and_still_complete(analysis):

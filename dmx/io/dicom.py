@@ -11,6 +11,7 @@ import contextlib
 import logging
 import math
 import struct
+import sys
 import warnings as _warnings
 from collections.abc import Iterator
 from collections.abc import Sequence as Seq
@@ -84,6 +85,10 @@ class Header:
         data element or it could not be located (deflated files).
     pixel_bytes_in_file : int or None
         Bytes present in the file from the start of the pixel data value.
+    pixel_problem : str or None
+        What is wrong with encapsulated pixel data (cut short, damaged), if anything.
+    pixel_value_offset : int or None
+        File position of the first byte of the pixel data value, when located.
     """
 
     path: Path
@@ -93,6 +98,7 @@ class Header:
     pixel_value_length: int | None
     pixel_bytes_in_file: int | None
     pixel_problem: str | None = None
+    pixel_value_offset: int | None = None
 
     @property
     def is_dicomdir(self) -> bool:
@@ -165,6 +171,7 @@ def read_header(path: str | Path, *, specific_tags: list[Any] | None = None) -> 
             ts_in_meta = ds.file_meta.get("TransferSyntaxUID") if ds.file_meta else None
             if ts_in_meta != DeflatedExplicitVRLittleEndian and specific_tags is None:
                 pixel_length, pixel_avail, pixel_problem = _pixel_element(f, ds, size)
+            pixel_offset = None if pixel_avail is None else size - pixel_avail
     except InputError:
         raise
     except (InvalidDicomError, EOFError, struct.error, ValueError, TypeError, KeyError, OSError) as exc:
@@ -192,7 +199,16 @@ def read_header(path: str | Path, *, specific_tags: list[Any] | None = None) -> 
             ds.file_meta = pydicom.dataset.FileMetaDataset()
         ds.file_meta.TransferSyntaxUID = ts
         log.debug("%s: no file meta; read as %s", path.name, ts.name)
-    return Header(path, ds, ts, has_meta and has_preamble, pixel_length, pixel_avail, pixel_problem)
+    return Header(
+        path,
+        ds,
+        ts,
+        has_meta and has_preamble,
+        pixel_length,
+        pixel_avail,
+        pixel_problem,
+        pixel_value_offset=pixel_offset,
+    )
 
 
 def _convert_quietly(ds: Dataset) -> None:
@@ -532,6 +548,8 @@ def decode_frames(
 
     path = header.path
     n = geom.frames if indices is None else len(indices)
+    if _read_native(header, geom, vmap, out, indices):
+        return
     count = 0
     try:
         with quiet_pydicom():
@@ -562,6 +580,63 @@ def decode_frames(
         raise InputError(path, _decode_problem(header, exc)) from None
     if count < n:
         raise InputError(path, f"pixel data holds {count} frames, header says {n}")
+
+
+def _read_native(
+    header: Header, geom: Geometry, vmap: ValueMap, out: np.ndarray, indices: Seq[int] | None
+) -> bool:
+    """Read native little-endian greyscale frames straight from the file into ``out``.
+
+    Only when that is exactly what decoding would give: 8- or 16-bit samples whose every value is a
+    stored value (no bits above BitsStored to clip), display values equal to stored values, and
+    ``out`` of the stored dtype. Saves a copy and an allocation per frame. Returns ``False`` (nothing
+    read) when not applicable; a file shorter than its header says is an :class:`InputError`.
+    """
+    offset = header.pixel_value_offset
+    if (
+        offset is None
+        or header.transfer_syntax not in (ExplicitVRLittleEndian, ImplicitVRLittleEndian)
+        or header.pixel_value_length in (None, 0xFFFFFFFF)
+        or geom.samples != 1
+        or geom.bits_allocated not in (8, 16)
+        or not vmap.identity
+        or not out.flags.c_contiguous
+        or str(header.dataset.get("PhotometricInterpretation", "")).strip().upper() != "MONOCHROME2"
+    ):
+        return False
+    dtype = np.dtype(f"{'i' if geom.signed else 'u'}{geom.bits_allocated // 8}")
+    info = np.iinfo(dtype)
+    if out.dtype != dtype or info.min < vmap.stored_min or info.max > vmap.stored_max:
+        return False
+    frame_bytes = geom.rows * geom.columns * dtype.itemsize
+    n = geom.frames if indices is None else len(indices)
+    if out.shape != (n, geom.rows, geom.columns):
+        return False
+    buf = out.reshape(-1).view(np.uint8)
+    if dtype.itemsize > 1 and sys.byteorder != "little":  # pragma: no cover - big-endian hosts
+        return False
+    try:
+        with open(header.path, "rb", buffering=0) as f:
+            if indices is None:
+                runs = [(0, 0, n)]  # (first frame in file, first frame in out, count)
+            else:
+                runs = [(int(k), i, 1) for i, k in enumerate(indices)]
+            for first, at, count in runs:
+                f.seek(offset + first * frame_bytes)
+                view = memoryview(buf)[at * frame_bytes : (at + count) * frame_bytes]
+                got = 0
+                while got < len(view):
+                    r = f.readinto(view[got:])
+                    if not r:
+                        raise InputError(
+                            header.path,
+                            f"pixel data holds {(first * frame_bytes + got) // frame_bytes} frames, "
+                            f"header says {geom.frames}",
+                        )
+                    got += r
+    except OSError as exc:
+        raise InputError(header.path, f"cannot read the pixel data ({_short(exc)})") from None
+    return True
 
 
 def _decode_problem(header: Header, exc: BaseException) -> str:

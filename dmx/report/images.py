@@ -36,10 +36,27 @@ def display_window(
 
 
 def to_uint8(frame: np.ndarray, window: tuple[float, float]) -> np.ndarray:
-    """Map ``frame`` to 0..255 through ``window`` (a new array; ``frame`` is not modified)."""
+    """Map ``frame`` to 0..255 through ``window`` (a new array; ``frame`` is not modified).
+
+    8- and 16-bit unsigned frames go through a lookup table of the same mapping (identical
+    result, several times faster than the float arithmetic on a 1024² frame).
+    """
+    if frame.dtype == np.uint8 and frame.size > 256:
+        return cv2.LUT(np.ascontiguousarray(frame), _window_lut(np.uint8, window))
+    if frame.dtype == np.uint16 and frame.size > 65536:
+        return _window_lut(np.uint16, window)[frame]
+    return _window_map(frame, window)
+
+
+def _window_map(frame: np.ndarray, window: tuple[float, float]) -> np.ndarray:
     lo, hi = window
     scaled = (frame.astype(np.float32) - lo) * (255.0 / (hi - lo))
     return np.clip(np.nan_to_num(scaled, nan=0.0), 0, 255).astype(np.uint8)
+
+
+def _window_lut(dtype: type, window: tuple[float, float]) -> np.ndarray:
+    """:func:`to_uint8` of every value of an unsigned integer ``dtype`` (its lookup table)."""
+    return _window_map(np.arange(np.iinfo(dtype).max + 1, dtype=dtype), window)
 
 
 def resize(image_u8: np.ndarray, scale: float) -> np.ndarray:
@@ -103,12 +120,28 @@ def plan_cine(
     return CinePlan((0,), scale, q, int(mean_size(scale, q)))
 
 
-def encode_cine(frames: np.ndarray, window: tuple[float, float], plan: CinePlan) -> list[str]:
-    """JPEG data URIs of the planned frames."""
-    return [
-        data_uri(jpeg_bytes(resize(to_uint8(frames[i], window), plan.scale), quality=plan.jpeg_quality))
-        for i in plan.frame_indices
-    ]
+def encode_cine(
+    frames: np.ndarray, window: tuple[float, float], plan: CinePlan, *, threads: int | None = None
+) -> list[str]:
+    """JPEG data URIs of the planned frames.
+
+    ``threads`` (default: the CPU count, at most 4) encode frames in parallel (OpenCV releases
+    the GIL); the result is the same, frame for frame.
+    """
+
+    from dmx.threads import default_threads
+
+    def one(i: int) -> str:
+        small = resize(to_uint8(frames[i], window), plan.scale)
+        return data_uri(jpeg_bytes(small, quality=plan.jpeg_quality))
+
+    n_threads = default_threads() if threads is None else max(1, int(threads))
+    if n_threads == 1 or len(plan.frame_indices) < 8:
+        return [one(i) for i in plan.frame_indices]
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=n_threads) as pool:
+        return list(pool.map(one, plan.frame_indices))
 
 
 def crop_box(

@@ -1,0 +1,201 @@
+"""End-to-end speed of ``dmx analyze`` (report included) on a 600-frame 1024x1024 30 fps study.
+
+Target (issue #13): at least 3x real time on 2 cores, i.e. a 20 s acquisition (600 frames at
+30 fps) analysed in at most 6.7 s, with peak memory below 2x the decoded frames.
+
+The phantom (``dmx phantom --frames 600 --fps 30 --size 1024``) is generated once into a cache
+folder (default ``~/.cache/dmx-bench/speed``; about a minute) and reused. Then, each in a fresh
+Python process:
+
+* ``dmx analyze STUDY --landmarks L --out DIR``, the command itself: wall time, CPU time and peak
+  RSS (``getrusage`` of the child);
+* the same steps called one by one (load, track on as many threads as ``dmx analyze`` uses,
+  smooth, measure, assemble, write measurements/landmarks, report), timed each (wall and CPU),
+  with the peak RSS of that process. "assemble" includes the input's SHA-256, which
+  ``dmx analyze`` computes on a background thread while it tracks.
+
+The machine is shared, so wall times are noisy: ``--repeat N`` runs each N times and prints the
+best and the median; CPU seconds are steadier.
+
+    PYTHONPATH=. python benchmarks/speed.py [--repeat 3] [--cache DIR] [--profile out.prof]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+FRAMES, FPS, SIZE = 600, 30.0, 1024
+
+
+def _env() -> dict[str, str]:
+    return dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+
+
+def ensure_study(cache: Path) -> Path:
+    """The cached phantom folder (``study.dcm``, ``landmarks.json``), generated if missing."""
+    folder = cache / f"phantom_{FRAMES}f_{SIZE}px_{int(FPS)}fps"
+    if (folder / "study.dcm").is_file() and (folder / "landmarks.json").is_file():
+        return folder
+    print(f"generating the phantom into {folder} (once) ...", file=sys.stderr)
+    t0 = time.perf_counter()
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "dmx",
+            "phantom",
+            str(folder),
+            "--frames",
+            str(FRAMES),
+            "--fps",
+            str(FPS),
+            "--size",
+            str(SIZE),
+            "--seed",
+            "13",
+        ],
+        check=True,
+        env=_env(),
+    )
+    print(f"  done in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+    return folder
+
+
+def _child_rusage(before: resource.struct_rusage) -> tuple[float, float]:
+    """CPU seconds and peak RSS (GB) of the child that just ended."""
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return cpu, after.ru_maxrss / 1e6  # kB on Linux
+
+
+def run_cli(folder: Path, out: Path, profile: str | None) -> tuple[float, float, float]:
+    """``dmx analyze`` in a fresh process: wall s, CPU s, peak RSS GB."""
+    cmd = [sys.executable]
+    if profile:
+        cmd += ["-m", "cProfile", "-o", profile]
+    cmd += [
+        "-m",
+        "dmx",
+        "analyze",
+        str(folder / "study.dcm"),
+        "--landmarks",
+        str(folder / "landmarks.json"),
+        "--out",
+        str(out),
+    ]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    subprocess.run(cmd, check=True, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wall = time.perf_counter() - t0
+    cpu, rss = _child_rusage(before)
+    return wall, cpu, rss
+
+
+STAGES_SCRIPT = r"""
+import json, resource, sys, time
+t_start = time.perf_counter()
+from pathlib import Path
+import numpy as np
+from dmx.io.load import load_sequence
+from dmx.landmarks import read_landmarks
+from dmx.measure import measure
+from dmx.pipeline import Analysis, LandmarkSource, _adi_points, build_measurements
+from dmx.pipeline import landmarks_csv, measurements_text
+from dmx.report import write_report
+from dmx.tracking import smooth_tracks, track
+from dmx.tracking.smoothing import WINDOW_FRAMES
+from dmx.threads import default_threads
+folder, out = Path(sys.argv[1]), Path(sys.argv[2])
+out.mkdir(parents=True, exist_ok=True)
+times = {"import": time.perf_counter() - t_start}
+def stage(name, fn):
+    t0 = time.perf_counter(); c0 = time.process_time()
+    r = fn()
+    times[name] = time.perf_counter() - t0
+    times[name + "_cpu"] = time.process_time() - c0
+    return r
+lm = read_landmarks(folder / "landmarks.json")
+seq = stage("load", lambda: load_sequence(folder / "study.dcm"))
+raw = stage("track", lambda: track(seq.frames, lm, threads=default_threads()))
+tr = stage("smooth", lambda: smooth_tracks(raw, window_frames=WINDOW_FRAMES))
+m = stage("measure", lambda: measure(tr, mm_per_px=seq.mm_per_px, adi_points_px=_adi_points(tr, lm)))
+doc = stage("assemble", lambda: build_measurements(seq, lm, tr, m, landmarks_source=LandmarkSource.FILE.value,
+                                                    smooth_frames=WINDOW_FRAMES))
+an = Analysis(sequence=seq, landmarks=lm, tracks=tr, measurements=doc, detection=None)
+def write_text():
+    (out / "measurements.json").write_text(measurements_text(doc))
+    (out / "landmarks.csv").write_text(landmarks_csv(tr))
+stage("write json/csv", write_text)
+stage("report", lambda: write_report(an, out / "report.html"))
+times["frames_gb"] = seq.frames.nbytes / 1e9
+times["peak_rss_gb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
+print(json.dumps(times))
+"""
+
+
+def run_stages(folder: Path, out: Path) -> dict[str, float]:
+    """The pipeline's steps one by one in a fresh process: seconds per stage, peak RSS."""
+    res = subprocess.run(
+        [sys.executable, "-c", STAGES_SCRIPT, str(folder), str(out)],
+        check=True,
+        env=_env(),
+        capture_output=True,
+        text=True,
+    )
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--cache", default=str(Path.home() / ".cache" / "dmx-bench" / "speed"))
+    p.add_argument("--repeat", type=int, default=1, help="runs of each measurement (best and median shown)")
+    p.add_argument("--profile", help="also write a cProfile of one `dmx analyze` run to this file")
+    p.add_argument("--stages-only", action="store_true")
+    p.add_argument("--cli-only", action="store_true")
+    args = p.parse_args(argv)
+    folder = ensure_study(Path(args.cache))
+    acquired_s = FRAMES / FPS
+    print(
+        f"study: {FRAMES} frames {SIZE}x{SIZE} at {FPS:.0f} fps ({acquired_s:.0f} s acquired); "
+        f"target <= {acquired_s / 3:.1f} s (3x real time); cpus {os.cpu_count()}"
+    )
+    with tempfile.TemporaryDirectory(prefix="dmx-speed-") as tmp:
+        if not args.cli_only:
+            runs = [run_stages(folder, Path(tmp) / f"stages{i}") for i in range(args.repeat)]
+            names = [k for k in runs[0] if not k.endswith("_cpu") and k not in ("frames_gb", "peak_rss_gb")]
+            print(f"{'stage':<16} {'wall s (best)':>13} {'median':>7} {'cpu s':>6}")
+            for k in names:
+                w = [r[k] for r in runs]
+                c = [r.get(k + "_cpu", float("nan")) for r in runs]
+                print(f"{k:<16} {min(w):13.2f} {statistics.median(w):7.2f} {statistics.median(c):6.2f}")
+            total = [sum(r[k] for k in names) for r in runs]
+            print(f"{'total':<16} {min(total):13.2f} {statistics.median(total):7.2f}")
+            gb, peak = runs[0]["frames_gb"], max(r["peak_rss_gb"] for r in runs)
+            print(f"decoded frames {gb:.2f} GB, peak RSS {peak:.2f} GB ({peak / gb:.2f}x the frames)")
+        if not args.stages_only:
+            cli = [
+                run_cli(folder, Path(tmp) / f"cli{i}", args.profile if i == 0 else None)
+                for i in range(args.repeat)
+            ]
+            walls = [c[0] for c in cli]
+            best, med = min(walls), statistics.median(walls)
+            cpu, peak = statistics.median([c[1] for c in cli]), max(c[2] for c in cli)
+            print(
+                f"dmx analyze (report included): wall best {best:.2f} s, median {med:.2f} s, "
+                f"cpu {cpu:.2f} s, peak RSS {peak:.2f} GB; {acquired_s / best:.2f}x real time"
+            )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
