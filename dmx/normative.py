@@ -45,7 +45,7 @@ class NormativeTable:
     origin : str
         ``"default"`` (the packaged table) or the path it was read from.
     sources : dict
-        Source key -> ``{"citation", "definition", "mapping", "verified", ...}``.
+        Source key -> ``{"citation", "definition", "mapping", "read_from", ...}``.
     levels : dict
         Level -> measure -> ``{"mean", "sd", "n", "statistic", "source"}``.
     """

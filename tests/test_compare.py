@@ -14,8 +14,8 @@ from dmx.compare import MEASURES, Study, compare, default_mdc, load_mdc, read_st
 from dmx.errors import InputError, UsageError
 from dmx.schema import comparison_schema
 
-SEM_ROT = 1.1  # dmx/data/mdc.json, Branney & Breen 2014
-SEM_MM = 0.19  # dmx/data/mdc.json, derived (10 mm lever x 1.1 deg)
+SEM_ROT = default_mdc().measures["rotation_rom_deg"]["sem_visit"]  # dmx/data/mdc.json
+SEM_MM = default_mdc().measures["translation_mm"]["sem_visit"]  # dmx/data/mdc.json
 
 
 def _doc(*, pid="P1", date="20260101", t45=5.3, flags45=("translation_gt_3_5mm",), u=None, sha="a"):
@@ -138,7 +138,16 @@ def test_mdc_table_provenance_and_a_clinic_table(tmp_path):
     table = default_mdc()
     for name in MEASURES:
         entry = table.measures[name]
-        assert entry["source"] in table.sources and entry["derivation"]
+        assert entry["source"] in table.sources and entry["derivation"] and entry["kind"]
+    # what each figure is: a measurement repeatability, and a model derived from it (neither between-visit)
+    assert table.measures["rotation_rom_deg"]["kind"].startswith("measurement repeatability")
+    assert "not measured" in table.measures["translation_mm"]["kind"]
+    rot = table.measures["rotation_rom_deg"]["sem_visit"]
+    assert f"highest SEM {rot} deg" in table.sources["branney_breen2014"]["what"]
+    lever_mm = 10.0  # the derivation's lever arm
+    assert table.measures["translation_mm"]["sem_visit"] == pytest.approx(
+        lever_mm * math.radians(rot), abs=0.005
+    )
     custom = {
         "schema": "dmx.mdc/1",
         "sources": {"c": {"citation": "Clinic test-retest 2026"}},

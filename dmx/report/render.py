@@ -354,6 +354,7 @@ def _normative_rows(m: dict[str, Any], th: dict[str, summary.Threshold]) -> dict
                     "statistic": ref.get("statistic") or "mean",
                     "n": ref.get("n"),
                     "z": None if ref.get("z") is None else summary.fmt(ref["z"], 1, signed=True),
+                    "sd": ref.get("sd"),
                     "source_no": sources.index(ref["source"]) + 1,
                 }
             )
