@@ -1,7 +1,8 @@
 """Exceptions raised by dmx.
 
-dmx raises few exception types. Each message names the file (or value) at
-fault and the problem in one line, so the command line can print it as is.
+dmx raises few exception types, all under :class:`DmxError`. Each message names
+the file (or value) at fault and the problem in one line, so the command line
+can print it as is.
 """
 
 from __future__ import annotations
@@ -32,3 +33,21 @@ class LandmarkError(InputError):
 
 class UsageError(DmxError):
     """The request itself is wrong (bad option value, conflicting options)."""
+
+
+class DetectionUnavailableError(UsageError):
+    """Automatic landmark detection cannot run here (not built, or its model file is missing).
+
+    ``why`` is the detector's own explanation; the message tells the user to pass ``--landmarks``.
+    """
+
+    def __init__(self, study_path: str | Path, why: str) -> None:
+        self.why = why
+        super().__init__(
+            f"{study_path}: automatic landmark detection is not available ({why}); "
+            "place the landmarks by hand and pass --landmarks L.json"
+        )
+
+
+class DetectionFailedError(InputError):
+    """Automatic landmark detection ran but found nothing usable (``problem`` says what)."""

@@ -16,17 +16,27 @@ from __future__ import annotations
 import csv
 import io
 import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from dmx.analysis import (
+    AUTO_LANDMARKS_NAME,
+    LANDMARKS_CSV_NAME,
+    LOW_CONFIDENCE,
+    MEASUREMENTS_NAME,
+    REPORT_NAME,
+    REVIEW_NAME,
+    Analysis,
+    Detection,
+)
 from dmx.anatomy import BODIES, CORNERS, OPTIONAL_BODIES, LandmarkSource, UpperCervicalPoint, Vertebra
-from dmx.errors import InputError, LandmarkError, UsageError
+from dmx.errors import DetectionFailedError, DetectionUnavailableError, LandmarkError, UsageError
 from dmx.files import write_text_atomic
 from dmx.io.sequence import Sequence
 from dmx.landmarks import Landmarks, write_landmarks
+from dmx.measure.config import Thresholds
 from dmx.tracking.types import Tracks
 
 MEASUREMENTS_SCHEMA = "dmx.measurements/1"
@@ -38,51 +48,6 @@ AUTO_WARNING = (
     "landmarks found automatically: review them (review.html, or dmx landmarks STUDY --out L.json), "
     "then re-run dmx analyze STUDY --landmarks L.json"
 )
-
-#: Detector confidence below which a body is flagged for review (report, review page, summary).
-LOW_CONFIDENCE = 0.5
-
-#: File names write_outputs uses for automatic landmarks and their review page.
-AUTO_LANDMARKS_NAME = "landmarks.auto.json"
-REVIEW_NAME = "review.html"
-
-
-class DetectionUnavailableError(UsageError):
-    """Automatic landmark detection cannot run here (not built, or its model file is missing).
-
-    ``why`` is the detector's own explanation; the message tells the user to pass ``--landmarks``.
-    """
-
-    def __init__(self, study_path: str | Path, why: str) -> None:
-        self.why = why
-        super().__init__(
-            f"{study_path}: automatic landmark detection is not available ({why}); "
-            "place the landmarks by hand and pass --landmarks L.json"
-        )
-
-
-class DetectionFailedError(InputError):
-    """Automatic landmark detection ran but found nothing usable (``problem`` says what)."""
-
-
-@dataclass(frozen=True)
-class Analysis:
-    """Everything one study's analysis produced.
-
-    ``measurements`` is the ``measurements.json`` document (spec section 8).
-    """
-
-    sequence: Sequence
-    landmarks: Landmarks
-    tracks: Tracks
-    measurements: dict[str, Any]
-    detection: Any = None  # dmx.detect.Detection when the landmarks were found automatically
-
-    @property
-    def landmarks_source(self) -> str:
-        """``"auto"`` (found by :func:`detect_on_sequence`) or ``"file"`` (given)."""
-        return str(self.measurements.get("landmarks_source", LandmarkSource.FILE.value))
-
 
 def check_landmarks(landmarks: Landmarks, sequence: Sequence, *, path: str | Path) -> None:
     """Check that ``landmarks`` fit ``sequence``: reference frame exists, points inside the image.
@@ -126,7 +91,7 @@ def _adi_points(tracks: Tracks, landmarks: Landmarks) -> dict[str, np.ndarray] |
 
 def detect_on_sequence(
     sequence: Sequence, *, study_path: str | Path, frame: int = 0, model_path: str | Path | None = None
-) -> Any:
+) -> Detection:
     """Find the corners of C2-C7 on ``sequence.frames[frame]`` with :func:`dmx.detect.find_landmarks`.
 
     The detector is looked up on the module at call time, so a replacement
@@ -183,7 +148,7 @@ def adjacent_pairs(landmarks: Landmarks) -> list[tuple[Vertebra, Vertebra]]:
     ]
 
 
-def detection_summary(detection: Any) -> dict[str, Any]:
+def detection_summary(detection: Detection) -> dict[str, Any]:
     """The ``landmarks_detection`` block of measurements.json.
 
     ``{"frame": r, "confidence": {"C3": 0.91, ...}, "missing": {"C7": "reason", ...},
@@ -228,7 +193,7 @@ def propose_landmarks(
     mm_per_px: float | None = None,
     frame: int = 0,
     model_path: str | Path | None = None,
-) -> tuple[Sequence, Any]:
+) -> tuple[Sequence, Detection]:
     """Load a study and find its landmarks automatically, for review (``dmx landmarks``).
 
     Unlike :func:`analyze`, this does not need two adjacent bodies: whatever was
@@ -352,7 +317,7 @@ def analyze(
     series: str | None = None,
     mm_per_px: float | None = None,
     neutral_frame: int | None = None,
-    thresholds: Any = None,
+    thresholds: Thresholds | None = None,
     model_path: str | Path | None = None,
     smooth_frames: int | None = None,
 ) -> Analysis:
@@ -479,10 +444,10 @@ def write_outputs(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written: dict[str, Path] = {}
-    write_text_atomic(out / "measurements.json", measurements_text(analysis.measurements))
-    written["measurements"] = out / "measurements.json"
-    write_text_atomic(out / "landmarks.csv", landmarks_csv(analysis.tracks))
-    written["landmarks"] = out / "landmarks.csv"
+    write_text_atomic(out / MEASUREMENTS_NAME, measurements_text(analysis.measurements))
+    written["measurements"] = out / MEASUREMENTS_NAME
+    write_text_atomic(out / LANDMARKS_CSV_NAME, landmarks_csv(analysis.tracks))
+    written["landmarks"] = out / LANDMARKS_CSV_NAME
     auto = analysis.landmarks_source == LandmarkSource.AUTO
     if auto:
         write_landmarks(analysis.landmarks, out / AUTO_LANDMARKS_NAME)
@@ -502,8 +467,8 @@ def write_outputs(
                 warnings=det.get("warnings") or [],
             )
             written["review"] = out / REVIEW_NAME
-        write_report(analysis, out / "report.html", pdf=pdf)
-        written["report"] = out / "report.html"
+        write_report(analysis, out / REPORT_NAME, pdf=pdf)
+        written["report"] = out / REPORT_NAME
         if pdf and (out / "report.pdf").exists():
             written["pdf"] = out / "report.pdf"
     return written
