@@ -357,7 +357,7 @@ def _cine_payload(
     uris = images.encode_cine(frames, window, plan)
     h, w = analysis.sequence.shape
     s = plan.scale
-    transforms = tracks.transforms if tracks.transforms is not None else _rigid_from_corners(tracks)
+    transforms = tracks.rigid_transforms()
     corners, quality, mats = [], [], []
     for t in plan.frame_indices:
         c_row, q_row, m_row = [], [], []
@@ -401,29 +401,6 @@ def _cine_payload(
         "jpeg_quality": plan.jpeg_quality,
         "scale": round(s, 4),
     }
-
-
-def _rigid_from_corners(tracks: Any) -> np.ndarray:
-    """Rigid transforms (T, V, 2, 3) reference -> frame from the four corners (Kabsch), NaN where lost."""
-    n, nv = tracks.corners_px.shape[:2]
-    out = np.full((n, nv, 2, 3), np.nan)
-    ref = tracks.corners_px[tracks.reference_frame]
-    for v in range(nv):
-        p = ref[v]
-        if not np.all(np.isfinite(p)):
-            continue
-        pc = p - p.mean(axis=0)
-        for t in range(n):
-            q = tracks.corners_px[t, v]
-            if not np.all(np.isfinite(q)):
-                continue
-            qc = q - q.mean(axis=0)
-            u, _, vt = np.linalg.svd(pc.T @ qc)
-            d = np.sign(np.linalg.det(vt.T @ u.T)) or 1.0
-            r = vt.T @ np.diag([1.0, d]) @ u.T
-            out[t, v, :, :2] = r
-            out[t, v, :, 2] = q.mean(axis=0) - r @ p.mean(axis=0)
-    return out
 
 
 def _facts(analysis: Analysis, times: np.ndarray, x_label: str) -> list[tuple[str, str]]:
