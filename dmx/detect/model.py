@@ -38,7 +38,7 @@ def confidence_inputs(features: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class DetectorModel:
-    """Fitted detector parameters (see ``models/README.md`` and :mod:`dmx.detect.fit`).
+    """Fitted detector parameters (see ``models/README.md`` and :mod:`dmx.training.fit`).
 
     Attributes
     ----------
@@ -112,7 +112,7 @@ class ModelFileError(ValueError):
 
 def load_model(path: str | Path) -> DetectorModel:
     """Read ``detector.npz``; raises :class:`ModelFileError` if it is not a usable dmx detector file."""
-    rebuild = "rebuild it with: python -m dmx.detect.fit --out models/detector.npz"
+    rebuild = "rebuild it with: python -m dmx.training.fit --out models/detector.npz"
     try:
         z = np.load(path, allow_pickle=False)
     except (OSError, ValueError) as exc:  # not a zip/npy file, unreadable
