@@ -11,12 +11,14 @@ pipeline (the orchestrator) to learn them.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dmx.anatomy import LandmarkSource, Vertebra
-from dmx.io.sequence import Sequence
 from dmx.landmarks import Landmarks
-from dmx.tracking.types import Tracks
+
+if TYPE_CHECKING:  # annotations only: the bottom layer does not import io or tracking at run time
+    from dmx.io.sequence import Sequence
+    from dmx.tracking.types import Tracks
 
 #: Detector confidence below which a body is flagged for review (report, review page, summary).
 LOW_CONFIDENCE = 0.5

@@ -18,10 +18,10 @@ from typing import Any
 import cv2
 import numpy as np
 
+from dmx.analysis import Analysis
 from dmx.anatomy import BODIES, CORNERS, LEVELS, CalibrationSource, Vertebra
 from dmx.io.sequence import Sequence, StudyInfo
 from dmx.landmarks import Landmarks
-from dmx.analysis import Analysis
 from dmx.tracking.types import Tracks
 
 HOSTILE_NAME = '<script>alert(1)</script>"><img src=x onerror=alert(1)></script>'
