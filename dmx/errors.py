@@ -1,8 +1,9 @@
 """Exceptions raised by dmx.
 
 dmx raises few exception types, all under :class:`DmxError`. Each message names
-the file (or value) at fault and the problem in one line, so the command line
-can print it as is.
+the file (or the parameter) at fault and the problem in one line, so the command
+line can print it as is (a :class:`ParameterError` with the option in place of
+the parameter).
 """
 
 from __future__ import annotations
@@ -33,6 +34,25 @@ class LandmarkError(InputError):
 
 class UsageError(DmxError):
     """The request itself is wrong (bad option value, conflicting options)."""
+
+
+class ParameterError(UsageError, ValueError):
+    """A parameter's value cannot be used.
+
+    ``parameter`` is the keyword argument's name (``"mm_per_px"``) and the message
+    starts with it: ``"mm_per_px must be a number > 0, got -1.0"``. The command line
+    prints the same sentence with the option that sets it instead (``--mm-per-px``).
+    """
+
+    def __init__(self, parameter: str, problem: str) -> None:
+        self.parameter = parameter
+        self.problem = problem
+        super().__init__(f"{parameter} {problem}")
+
+
+class ModelFileError(InputError, ValueError):
+    """A fitted model file (e.g. ``models/detector.npz``) that cannot be used: unreadable, another
+    format, fields missing. The message names the file and how to rebuild it."""
 
 
 class DetectionUnavailableError(UsageError):

@@ -32,7 +32,13 @@ from dmx.analysis import (
     Detection,
 )
 from dmx.anatomy import BODIES, CORNERS, OPTIONAL_BODIES, LandmarkSource, UpperCervicalPoint, Vertebra
-from dmx.errors import DetectionFailedError, DetectionUnavailableError, LandmarkError, UsageError
+from dmx.errors import (
+    DetectionFailedError,
+    DetectionUnavailableError,
+    LandmarkError,
+    ModelFileError,
+    ParameterError,
+)
 from dmx.files import write_text_atomic
 from dmx.io.sequence import Sequence
 from dmx.landmarks import Landmarks, write_landmarks
@@ -123,7 +129,6 @@ def detect_on_sequence(
         When the detector found no vertebral body at all.
     """
     import dmx.detect
-    from dmx.detect.model import ModelFileError
 
     try:
         detection = dmx.detect.find_landmarks(sequence, frame=frame, model_path=model_path)
@@ -212,7 +217,7 @@ def propose_landmarks(
 
     sequence = load_sequence(study_path, series=series, mm_per_px=mm_per_px)
     if not 0 <= frame < sequence.n_frames:
-        raise UsageError(f"--frame {frame} is outside 0..{sequence.n_frames - 1}")
+        raise ParameterError("frame", f"{frame} is outside 0..{sequence.n_frames - 1}")
     return sequence, detect_on_sequence(sequence, study_path=study_path, frame=frame, model_path=model_path)
 
 
@@ -363,7 +368,7 @@ def analyze(
 
     smooth = WINDOW_FRAMES if smooth_frames is None else int(smooth_frames)
     if not valid_window(smooth):
-        raise UsageError(f"--smooth-frames must be 0 or an odd number >= 5, got {smooth}")
+        raise ParameterError("smooth_frames", f"must be 0 or an odd number >= 5, got {smooth}")
     detection = None
     if landmarks_path is not None:
         landmarks = read_landmarks(landmarks_path)
@@ -381,7 +386,7 @@ def analyze(
                 "correct them (dmx landmarks STUDY --out L.json) and pass --landmarks L.json",
             )
     if neutral_frame is not None and not 0 <= neutral_frame < sequence.n_frames:
-        raise UsageError(f"--neutral-frame {neutral_frame} is outside 0..{sequence.n_frames - 1}")
+        raise ParameterError("neutral_frame", f"{neutral_frame} is outside 0..{sequence.n_frames - 1}")
     tracks = smooth_tracks(track(sequence.frames, landmarks), window_frames=smooth)
     measured = measure(
         tracks,

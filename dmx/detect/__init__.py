@@ -89,7 +89,7 @@ def detect_landmarks(
     ------
     ValueError
         If ``image`` is not a 2-D array.
-    dmx.detect.model.ModelFileError
+    dmx.errors.ModelFileError
         If the model file is not a usable dmx detector file (e.g. an older format).
     FileNotFoundError
         If no model file is found (see :func:`model_file`).
