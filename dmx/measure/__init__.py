@@ -15,7 +15,7 @@ from typing import Any as _Any
 
 from dmx.measure.config import THRESHOLD_INFO, Thresholds, load_thresholds, parse_override, threshold_names
 from dmx.measure.measurements import measure, quality_json, tracks_json
-from dmx.measure.summary import format_summary
+from dmx.measure.text_summary import format_summary
 from dmx.measure.validation import MeasurementsSchemaError, validate_measurements
 
 __all__ = [
