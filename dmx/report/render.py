@@ -13,7 +13,7 @@ from dmx.analysis import LOW_CONFIDENCE, Analysis
 from dmx.anatomy import CORNERS, Flag, LandmarkSource
 from dmx.files import write_text_atomic
 from dmx.report import images, plots, summary
-from dmx.report.html import dicom_date, environment, script_json, template_text
+from dmx.report.templating import dicom_date, environment, script_json, template_text
 
 #: Below this tracking confidence a frame counts as low-confidence in quality control.
 LOW_QUALITY = 0.5

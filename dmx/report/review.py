@@ -31,7 +31,7 @@ from dmx.io.sequence import Sequence
 from dmx.landmarks import SCHEMA as LANDMARKS_SCHEMA
 from dmx.landmarks import Landmarks
 from dmx.report import images
-from dmx.report.html import dicom_date, environment, script_json, template_text
+from dmx.report.templating import dicom_date, environment, script_json, template_text
 
 #: Name the corrected file is downloaded as.
 DOWNLOAD_NAME = "landmarks.reviewed.json"
