@@ -1,7 +1,7 @@
 """Automatic corner detection against phantom ground truth, on settings held out from fitting.
 
 Every case uses seeds the fitting never saw (fitting uses 100000+) and most use settings
-outside the fitting ranges (see ``dmx.detect.fit.HELD_OUT``): 1024-px images at 0.15 mm,
+outside the fitting ranges (see ``dmx.training.fit.HELD_OUT``): 1024-px images at 0.15 mm,
 fewer than 600 photons, blur 2 px, JPEG quality 50, and the combination S-curve (lower
 kyphotic) + facing left + MONOCHROME1, and anatomical variation above the fitted 0.08
 (``anatomy_sd`` 0.10-0.12: body sizes, aspect, wedging, discs, outline shape). Per case it
@@ -23,11 +23,11 @@ import numpy as np
 
 from dmx.anatomy import BODIES
 from dmx.detect import detect_landmarks
-from dmx.detect.fit import training_specs
 from dmx.landmarks import Landmarks
 from dmx.measure import measure
 from dmx.phantom import make_phantom
 from dmx.tracking import track
+from dmx.training.fit import training_specs
 
 #: name -> (make_phantom keywords, calibration given to the detector)
 CASES: dict[str, tuple[dict, bool]] = {

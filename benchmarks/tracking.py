@@ -7,7 +7,7 @@ Run from the repository root::
     PYTHONPATH=$PWD python benchmarks/tracking.py --speed-only / --accuracy-only
 
 Accuracy uses the realistic phantom (:mod:`dmx.phantom`) when it is installed, and the small synthetic
-columns of :mod:`dmx.tracking._synthetic` (exact rigid motion) always. For every vertebra it prints the
+columns of :mod:`dmx.phantom.scenes` (exact rigid motion) always. For every vertebra it prints the
 median / 95th percentile / max corner error (px) over the frames reported as trusted (finite and
 quality >= ``TRUSTED_QUALITY``), the fraction flagged (NaN or low quality), and the number of frames
 off by more than 2 px that were NOT flagged (must be 0).
@@ -36,8 +36,8 @@ from typing import Any
 import numpy as np
 
 from dmx.anatomy import Vertebra
+from dmx.phantom.scenes import make_scene
 from dmx.tracking import TRUSTED_QUALITY, track
-from dmx.tracking._synthetic import make_scene
 
 
 def _row(

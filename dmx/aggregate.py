@@ -39,7 +39,8 @@ from typing import Any
 import numpy as np
 
 from dmx.anatomy import LEVELS, KeyFrame
-from dmx.errors import InputError, UsageError
+from dmx.errors import InputError, ParameterError, UsageError
+from dmx.measure.validation import MeasurementsSchemaError, validate_measurements
 
 log = logging.getLogger("dmx.aggregate")
 
@@ -150,10 +151,6 @@ _FRAME_ORDER = {k: i for i, k in enumerate((MOTION,) + KEY_FRAMES)}
 _PARQUET_BATCH = 5000
 
 
-class MalformedMeasurements(ValueError):
-    """A ``measurements.json`` that does not follow spec section 8."""
-
-
 @dataclass(frozen=True)
 class AggregateResult:
     """What :func:`aggregate` wrote."""
@@ -193,7 +190,7 @@ class Pseudonymizer:
 
     def __init__(self, secret: str) -> None:
         if not secret:
-            raise UsageError("--pseudonymize needs a non-empty secret")
+            raise ParameterError("secret", "needs a non-empty secret")
         self._key = secret.encode("utf-8")
 
     def _mac(self, kind: str, value: str) -> bytes:
@@ -219,7 +216,7 @@ def resolve_secret(secret: str) -> str:
             raise InputError(path, f"cannot read the secret file: {exc.strerror}") from None
         secret = lines[0].strip() if lines else ""
     if not secret:
-        raise UsageError("--pseudonymize needs a non-empty secret")
+        raise ParameterError("secret", "needs a non-empty secret")
     return secret
 
 
@@ -239,38 +236,63 @@ def parse_study_date(value: Any) -> date | None:
 # --------------------------------------------------------------------------- one document -> rows
 
 
-def _number(value: Any, where: str) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise MalformedMeasurements(f"{where}: expected a number or null, got {value!r}"[:200])
-    v = float(value)
-    return v if math.isfinite(v) else None
+#: The top-level blocks of measurements.json that the tables read (validated against the schema).
+TABLE_PARTS = (
+    "schema",
+    "study",
+    "input",
+    "calibration",
+    "frames",
+    "landmarks_source",
+    "levels",
+    "curve",
+    "adi",
+)
 
 
-def _text(value: Any, where: str) -> str | None:
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise MalformedMeasurements(f"{where}: expected a string or null, got {value!r}"[:200])
-    return value
+def _key_frame_index(frames: Any) -> dict[str, int | None]:
+    """``{key frame: index}`` from a ``frames`` block (None where absent or not a frame index)."""
+    frames = frames if isinstance(frames, dict) else {}
+    out: dict[str, int | None] = {}
+    for kf in KEY_FRAMES:
+        idx = frames.get(kf)
+        out[kf] = idx if isinstance(idx, int) and not isinstance(idx, bool) and idx >= 0 else None
+    return out
 
 
-def _obj(doc: dict[str, Any], key: str, where: str = "") -> dict[str, Any]:
-    value = doc.get(key)
-    if value is None:
-        value = {}
-    if not isinstance(value, dict):
-        raise MalformedMeasurements(f"{where}{key}: expected an object")
-    return value
+def _at(series: Any, index: int | None) -> Any:
+    """``series[index]``, or None when there is no such entry."""
+    return series[index] if isinstance(series, list) and index is not None and index < len(series) else None
 
 
-def _flag_list(block: dict[str, Any], key: str, where: str) -> str:
-    """``"a;b"`` from a list of flag names (empty when absent)."""
-    raw = block.get(key) or []
-    if not isinstance(raw, list) or not all(isinstance(f, str) for f in raw):
-        raise MalformedMeasurements(f"{where}.{key}: expected a list of strings")
-    return ";".join(raw)
+def _table_view(doc: dict[str, Any], key_index: dict[str, int | None]) -> dict[str, Any]:
+    """The blocks the tables read, each per-frame series cut to its entries at the key frames.
+
+    Validating this view checks every value the tables take from the document, at a cost that does not
+    grow with the number of frames (a whole 600-frame document takes seconds).
+    """
+    index = [i for i in key_index.values() if i is not None]
+
+    def cut(series: Any) -> Any:
+        return [series[i] for i in index if i < len(series)] if isinstance(series, list) else series
+
+    view = {k: doc[k] for k in TABLE_PARTS if k in doc}
+    if isinstance(view.get("frames"), dict):
+        view["frames"] = {**view["frames"], "time_ms": cut(view["frames"].get("time_ms"))}
+    if isinstance(view.get("levels"), dict):
+        view["levels"] = {
+            lv: {k: cut(v) if k in LEVEL_FRAME_METRICS else v for k, v in data.items()}
+            if isinstance(data, dict)
+            else data
+            for lv, data in view["levels"].items()
+        }
+    if isinstance(view.get("adi"), dict):
+        view["adi"] = {k: cut(v) if k in ("adi_mm", "adi_px") else v for k, v in view["adi"].items()}
+    return view
+
+
+def _number(value: Any) -> float | None:
+    return None if value is None else float(value)
 
 
 def study_rows(
@@ -294,26 +316,25 @@ def study_rows(
 
     Raises
     ------
-    MalformedMeasurements
-        The document does not follow spec section 8 (the message says where).
+    MeasurementsSchemaError
+        The document does not follow ``dmx.measurements/1`` where the tables read it (the message
+        says where; :func:`dmx.measure.validate_measurements` with ``parts=TABLE_PARTS``).
     """
     if not isinstance(doc, dict):
-        raise MalformedMeasurements("not a measurements file: expected a JSON object")
-    schema = doc.get("schema")
-    if not isinstance(schema, str) or not schema.startswith(SCHEMA_PREFIX):
-        raise MalformedMeasurements(f"unsupported schema {schema!r} (expected {SCHEMA_PREFIX!r})"[:200])
-    study = _obj(doc, "study")
-    frames = _obj(doc, "frames")
-    levels = _obj(doc, "levels")
-    curve = _obj(doc, "curve")
-    inp = _obj(doc, "input")
-    calibration = _obj(doc, "calibration")
+        raise MeasurementsSchemaError(["<document>: not a measurements file: expected a JSON object"])
+    key_index = _key_frame_index(doc.get("frames"))
+    validate_measurements(_table_view(doc, key_index), parts=TABLE_PARTS)
+    study = doc["study"]
+    levels = doc["levels"]
+    curve = doc["curve"]
+    inp = doc["input"]
+    calibration = doc["calibration"]
 
-    patient_id = _text(study.get("patient_id"), "study.patient_id")
-    study_uid = _text(study.get("study_uid"), "study.study_uid")
-    series_uid = _text(study.get("series_uid"), "study.series_uid")
-    raw_date = _text(study.get("study_date"), "study.study_date")
-    input_sha = _text(inp.get("sha256"), "input.sha256") or ""
+    patient_id = study["patient_id"]
+    study_uid = study["study_uid"]
+    series_uid = study["series_uid"]
+    raw_date = study["study_date"]
+    input_sha = inp["sha256"] or ""
     parsed_date = parse_study_date(raw_date)
 
     key_text = "\x00".join([study_uid or "", series_uid or "", input_sha])
@@ -339,15 +360,10 @@ def study_rows(
     common = {
         "study_key": study_key,
         **ident,
-        "calibration_source": _text(calibration.get("source"), "calibration.source"),
-        "landmarks_source": _text(doc.get("landmarks_source"), "landmarks_source"),
+        "calibration_source": calibration["source"],
+        "landmarks_source": doc["landmarks_source"],
         "source": source,
     }
-
-    key_index: dict[str, int | None] = {}
-    for kf in KEY_FRAMES:
-        idx = frames.get(kf)
-        key_index[kf] = idx if isinstance(idx, int) and not isinstance(idx, bool) and idx >= 0 else None
 
     rows: list[dict[str, Any]] = []
 
@@ -373,47 +389,36 @@ def study_rows(
             }
         )
 
-    def at_key_frames(level: str, metric: str, series: Any, where: str, flags: tuple[str, str]) -> None:
-        if series is not None and not isinstance(series, list):
-            raise MalformedMeasurements(f"{where}: expected a list (one value per frame)")
+    def at_key_frames(level: str, metric: str, series: list[Any] | None, flags: tuple[str, str]) -> None:
         for kf in KEY_FRAMES:
-            idx = key_index[kf]
-            value = series[idx] if series is not None and idx is not None and idx < len(series) else None
-            add(level, metric, kf, _number(value, f"{where}[{idx}]"), None, flags)
+            add(level, metric, kf, _number(_at(series, key_index[kf])), None, flags)
+
+    def flag_lists(block: dict[str, Any]) -> tuple[str, str]:
+        return ";".join(block.get("flags") or []), ";".join(block.get("flags_not_evaluated") or [])
 
     adi = doc.get("adi")
     if adi is not None:
-        if not isinstance(adi, dict):
-            raise MalformedMeasurements("adi: expected an object")
-        flags = (_flag_list(adi, "flags", "adi"), _flag_list(adi, "flags_not_evaluated", "adi"))
-        add(ADI_LEVEL, "adi_max_mm", MOTION, _number(adi.get("max_mm"), "adi.max_mm"), None, flags)
-        at_key_frames(ADI_LEVEL, "adi_mm", adi.get("adi_mm"), "adi.adi_mm", flags)
+        flags = flag_lists(adi)
+        add(ADI_LEVEL, "adi_max_mm", MOTION, _number(adi.get("max_mm")), None, flags)
+        at_key_frames(ADI_LEVEL, "adi_mm", adi["adi_mm"], flags)
 
     for level in sorted(levels, key=lambda lv: (_LEVEL_ORDER.get(lv, 99), lv)):
         data = levels[level]
-        where = f"levels.{level}"
-        if not isinstance(data, dict):
-            raise MalformedMeasurements(f"{where}: expected an object")
-        flags = (_flag_list(data, "flags", where), _flag_list(data, "flags_not_evaluated", where))
+        flags = flag_lists(data)
         for metric in LEVEL_MOTION_METRICS:
-            add(level, metric, MOTION, _number(data.get(metric), f"{where}.{metric}"), None, flags)
+            add(level, metric, MOTION, _number(data.get(metric)), None, flags)
         for metric in LEVEL_FRAME_METRICS:
-            at_key_frames(level, metric, data.get(metric), f"{where}.{metric}", flags)
+            at_key_frames(level, metric, data.get(metric), flags)
 
     for kf in KEY_FRAMES:
-        shape = curve.get(kf) or {}
-        where = f"curve.{kf}"
-        if not isinstance(shape, dict):
-            raise MalformedMeasurements(f"{where}: expected an object")
+        shape = curve[kf]
         for metric in CURVE_METRICS:
-            add(CURVE_LEVEL, metric, kf, _number(shape.get(metric), f"{where}.{metric}"), None)
+            add(CURVE_LEVEL, metric, kf, _number(shape.get(metric)), None)
         for metric in CURVE_CATEGORIES:
-            add(CURVE_LEVEL, metric, kf, None, _text(shape.get(metric), f"{where}.{metric}"))
-        d_mm = shape.get("d_mm") or {}
-        if not isinstance(d_mm, dict):
-            raise MalformedMeasurements(f"{where}.d_mm: expected an object")
+            add(CURVE_LEVEL, metric, kf, None, shape.get(metric))
+        d_mm = shape["d_mm"]
         for vert in ISHIHARA_VERTEBRAE:
-            add(vert, "d_mm", kf, _number(d_mm.get(vert), f"{where}.d_mm.{vert}"), None)
+            add(vert, "d_mm", kf, _number(d_mm.get(vert)), None)
     return rows
 
 
@@ -666,7 +671,7 @@ def aggregate(results: str | Path, table: str | Path, *, secret: str | None = No
     if not results.is_dir():
         raise InputError(results, "results folder not found" if not results.exists() else "not a folder")
     if table.suffix.lower() not in (".csv", ".parquet"):
-        raise UsageError(f"--out must end in .csv or .parquet, got {table.name!r}")
+        raise ParameterError("table", f"must end in .csv or .parquet, got {table.name!r}")
     if table.suffix.lower() == ".parquet":
         _require_pyarrow()
     pseudonymizer = Pseudonymizer(resolve_secret(secret)) if secret is not None else None

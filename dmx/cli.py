@@ -15,7 +15,7 @@ from typing import Annotated
 import typer
 
 from dmx.anatomy import LandmarkSource
-from dmx.errors import DmxError
+from dmx.errors import DmxError, ParameterError
 
 app = typer.Typer(
     name="dmx",
@@ -35,10 +35,6 @@ EXIT_USAGE = 2
 def _fail(message: str, code: int = EXIT_USAGE) -> None:
     typer.echo(f"dmx: error: {message}", err=True)
     raise typer.Exit(code)
-
-
-def _not_built(command: str) -> None:
-    _fail(f"'dmx {command}' is not built yet in this version", EXIT_USAGE)
 
 
 MmPerPx = Annotated[
@@ -652,7 +648,7 @@ def compare(
     """
     import json
 
-    from dmx.compare import write_comparison
+    from dmx.pipeline import write_comparison
 
     written = write_comparison(baseline, followup, out, force=force, mdc_path=mdc, html=html, images=images)
     doc = json.loads(written["json"].read_text(encoding="utf-8"))
@@ -697,6 +693,18 @@ def aggregate(
     raise typer.Exit(result.exit_code)
 
 
+#: Library parameters set by an option of another name (else ``--`` + the name with dashes).
+OPTION_OF_PARAMETER = {"table": "--out", "secret": "--pseudonymize"}
+
+
+def error_line(exc: DmxError) -> str:
+    """The error as the command line says it: a :class:`ParameterError` names the option."""
+    if isinstance(exc, ParameterError):
+        option = OPTION_OF_PARAMETER.get(exc.parameter, "--" + exc.parameter.replace("_", "-"))
+        return f"{option} {exc.problem}"
+    return str(exc)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command line with ``argv`` (default ``sys.argv[1:]``); return the exit code."""
     logging.basicConfig(level=logging.INFO, format="dmx: %(message)s", stream=sys.stderr)
@@ -708,7 +716,7 @@ def main(argv: list[str] | None = None) -> int:
             return EXIT_OK
         return code if isinstance(code, int) else EXIT_USAGE
     except DmxError as exc:
-        typer.echo(f"dmx: error: {exc}", err=True)
+        typer.echo(f"dmx: error: {error_line(exc)}", err=True)
         return EXIT_USAGE
     except KeyboardInterrupt:
         typer.echo("dmx: interrupted", err=True)

@@ -1,12 +1,15 @@
 """Exceptions raised by dmx.
 
-dmx raises few exception types. Each message names the file (or value) at
-fault and the problem in one line, so the command line can print it as is.
+dmx raises few exception types, all under :class:`DmxError`. Each message names
+the file (or the parameter) at fault and the problem in one line, so the command
+line can print it as is (a :class:`ParameterError` with the option in place of
+the parameter).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 
 class DmxError(Exception):
@@ -44,3 +47,51 @@ class OutputError(DmxError):
         self.path = Path(path)
         self.problem = problem
         super().__init__(f"{path}: {problem}")
+
+
+class ParameterError(UsageError, ValueError):
+    """A parameter's value cannot be used.
+
+    ``parameter`` is the keyword argument's name (``"mm_per_px"``) and the message
+    starts with it: ``"mm_per_px must be a number > 0, got -1.0"``. The command line
+    prints the same sentence with the option that sets it instead (``--mm-per-px``).
+    """
+
+    def __init__(self, parameter: str, problem: str) -> None:
+        self.parameter = parameter
+        self.problem = problem
+        super().__init__(f"{parameter} {problem}")
+
+
+class ModelFileError(InputError, ValueError):
+    """A fitted model file (e.g. ``models/detector.npz``) that cannot be used: unreadable, another
+    format, fields missing. The message names the file and how to rebuild it."""
+
+
+class DetectionUnavailableError(UsageError):
+    """Automatic landmark detection cannot run here (not built, or its model file is missing).
+
+    ``why`` is the detector's own explanation; the message tells the user to pass ``--landmarks``.
+    ``sequence`` is the loaded study when there was one (to offer the review page all the same).
+    """
+
+    sequence: Any = None  # dmx.io.Sequence
+
+    def __init__(self, study_path: str | Path, why: str) -> None:
+        self.why = why
+        super().__init__(
+            f"{study_path}: automatic landmark detection is not available ({why}); "
+            "place the landmarks by hand and pass --landmarks L.json"
+        )
+
+
+class DetectionFailedError(InputError):
+    """Automatic landmark detection ran but found nothing usable (``problem`` says what).
+
+    ``sequence`` (the loaded study) and ``detection`` (what was found, perhaps nothing) are
+    attached where the detector ran, so a caller can still write the review page
+    (:func:`dmx.pipeline.write_manual_review`) on which the user places the bodies by hand.
+    """
+
+    sequence: Any = None  # dmx.io.Sequence
+    detection: Any = None  # dmx.analysis.Detection

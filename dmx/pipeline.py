@@ -16,17 +16,33 @@ from __future__ import annotations
 import csv
 import io
 import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from dmx.analysis import (
+    AUTO_LANDMARKS_NAME,
+    LANDMARKS_CSV_NAME,
+    LOW_CONFIDENCE,
+    MEASUREMENTS_NAME,
+    REPORT_NAME,
+    REVIEW_NAME,
+    Analysis,
+    Detection,
+)
 from dmx.anatomy import BODIES, CORNERS, OPTIONAL_BODIES, LandmarkSource, UpperCervicalPoint, Vertebra
-from dmx.errors import InputError, LandmarkError, UsageError
+from dmx.errors import (
+    DetectionFailedError,
+    DetectionUnavailableError,
+    LandmarkError,
+    ModelFileError,
+    ParameterError,
+)
 from dmx.files import write_text_atomic
 from dmx.io.sequence import Sequence
 from dmx.landmarks import Landmarks, write_landmarks
+from dmx.measure.config import Thresholds
 from dmx.tracking.types import Tracks
 
 MEASUREMENTS_SCHEMA = "dmx.measurements/1"
@@ -38,61 +54,6 @@ AUTO_WARNING = (
     "landmarks found automatically: review them (review.html, or dmx landmarks STUDY --out L.json), "
     "then re-run dmx analyze STUDY --landmarks L.json"
 )
-
-#: Detector confidence below which a body is flagged for review (report, review page, summary).
-LOW_CONFIDENCE = 0.5
-
-#: File names write_outputs uses for automatic landmarks and their review page.
-AUTO_LANDMARKS_NAME = "landmarks.auto.json"
-REVIEW_NAME = "review.html"
-
-
-class DetectionUnavailableError(UsageError):
-    """Automatic landmark detection cannot run here (not built, or its model file is missing).
-
-    ``why`` is the detector's own explanation; the message tells the user to pass ``--landmarks``.
-    ``sequence`` is the loaded study when there was one (to offer the review page all the same).
-    """
-
-    sequence: Sequence | None = None
-
-    def __init__(self, study_path: str | Path, why: str) -> None:
-        self.why = why
-        super().__init__(
-            f"{study_path}: automatic landmark detection is not available ({why}); "
-            "place the landmarks by hand and pass --landmarks L.json"
-        )
-
-
-class DetectionFailedError(InputError):
-    """Automatic landmark detection ran but found nothing usable (``problem`` says what).
-
-    ``sequence`` (the loaded study) and ``detection`` (what was found, perhaps nothing) are
-    attached where the detector ran, so a caller can still write the review page
-    (:func:`write_manual_review`) on which the user places the bodies by hand.
-    """
-
-    sequence: Sequence | None = None
-    detection: Any = None
-
-
-@dataclass(frozen=True)
-class Analysis:
-    """Everything one study's analysis produced.
-
-    ``measurements`` is the ``measurements.json`` document (spec section 8).
-    """
-
-    sequence: Sequence
-    landmarks: Landmarks
-    tracks: Tracks
-    measurements: dict[str, Any]
-    detection: Any = None  # dmx.detect.Detection when the landmarks were found automatically
-
-    @property
-    def landmarks_source(self) -> str:
-        """``"auto"`` (found by :func:`detect_on_sequence`) or ``"file"`` (given)."""
-        return str(self.measurements.get("landmarks_source", LandmarkSource.FILE.value))
 
 
 def check_landmarks(landmarks: Landmarks, sequence: Sequence, *, path: str | Path) -> None:
@@ -137,7 +98,7 @@ def _adi_points(tracks: Tracks, landmarks: Landmarks) -> dict[str, np.ndarray] |
 
 def detect_on_sequence(
     sequence: Sequence, *, study_path: str | Path, frame: int = 0, model_path: str | Path | None = None
-) -> Any:
+) -> Detection:
     """Find the corners of C2-C7 on ``sequence.frames[frame]`` with :func:`dmx.detect.find_landmarks`.
 
     The detector is looked up on the module at call time, so a replacement
@@ -169,7 +130,6 @@ def detect_on_sequence(
         When the detector found no vertebral body at all.
     """
     import dmx.detect
-    from dmx.detect.model import ModelFileError
 
     try:
         detection = dmx.detect.find_landmarks(sequence, frame=frame, model_path=model_path)
@@ -232,7 +192,7 @@ def adjacent_pairs(landmarks: Landmarks) -> list[tuple[Vertebra, Vertebra]]:
     ]
 
 
-def detection_summary(detection: Any) -> dict[str, Any]:
+def detection_summary(detection: Detection) -> dict[str, Any]:
     """The ``landmarks_detection`` block of measurements.json.
 
     ``{"frame": r, "confidence": {"C3": 0.91, ...}, "missing": {"C7": "reason", ...},
@@ -277,7 +237,7 @@ def propose_landmarks(
     mm_per_px: float | None = None,
     frame: int = 0,
     model_path: str | Path | None = None,
-) -> tuple[Sequence, Any]:
+) -> tuple[Sequence, Detection]:
     """Load a study and find its landmarks automatically, for review (``dmx landmarks``).
 
     Unlike :func:`analyze`, this does not need two adjacent bodies: whatever was
@@ -296,7 +256,7 @@ def propose_landmarks(
 
     sequence = load_sequence(study_path, series=series, mm_per_px=mm_per_px)
     if not 0 <= frame < sequence.n_frames:
-        raise UsageError(f"--frame {frame} is outside 0..{sequence.n_frames - 1}")
+        raise ParameterError("frame", f"{frame} is outside 0..{sequence.n_frames - 1}")
     return sequence, detect_on_sequence(sequence, study_path=study_path, frame=frame, model_path=model_path)
 
 
@@ -405,7 +365,7 @@ def analyze(
     series: str | None = None,
     mm_per_px: float | None = None,
     neutral_frame: int | None = None,
-    thresholds: Any = None,
+    thresholds: Thresholds | None = None,
     model_path: str | Path | None = None,
     smooth_frames: int | None = None,
     normative: Any = None,
@@ -462,7 +422,7 @@ def analyze(
 
     smooth = WINDOW_FRAMES if smooth_frames is None else int(smooth_frames)
     if not valid_window(smooth):
-        raise UsageError(f"--smooth-frames must be 0 or an odd number >= 5, got {smooth}")
+        raise ParameterError("smooth_frames", f"must be 0 or an odd number >= 5, got {smooth}")
     detection = None
     if landmarks_path is not None:
         landmarks = read_landmarks(landmarks_path)
@@ -481,7 +441,7 @@ def analyze(
             failed.sequence, failed.detection = sequence, detection
             raise failed
     if neutral_frame is not None and not 0 <= neutral_frame < sequence.n_frames:
-        raise UsageError(f"--neutral-frame {neutral_frame} is outside 0..{sequence.n_frames - 1}")
+        raise ParameterError("neutral_frame", f"{neutral_frame} is outside 0..{sequence.n_frames - 1}")
     from concurrent.futures import ThreadPoolExecutor
 
     from dmx.io.checksum import sha256_files
@@ -561,10 +521,10 @@ def write_outputs(
     out.mkdir(parents=True, exist_ok=True)
     written: dict[str, Path] = {}
     text = measurements_text(analysis.measurements)
-    write_text_atomic(out / "measurements.json", text)
-    written["measurements"] = out / "measurements.json"
-    write_text_atomic(out / "landmarks.csv", landmarks_csv(analysis.tracks))
-    written["landmarks"] = out / "landmarks.csv"
+    write_text_atomic(out / MEASUREMENTS_NAME, text)
+    written["measurements"] = out / MEASUREMENTS_NAME
+    write_text_atomic(out / LANDMARKS_CSV_NAME, landmarks_csv(analysis.tracks))
+    written["landmarks"] = out / LANDMARKS_CSV_NAME
     auto = analysis.landmarks_source == LandmarkSource.AUTO
     if auto:
         write_landmarks(analysis.landmarks, out / AUTO_LANDMARKS_NAME)
@@ -584,8 +544,8 @@ def write_outputs(
                 warnings=det.get("warnings") or [],
             )
             written["review"] = out / REVIEW_NAME
-        write_report(analysis, out / "report.html", pdf=pdf)
-        written["report"] = out / "report.html"
+        write_report(analysis, out / REPORT_NAME, pdf=pdf)
+        written["report"] = out / REPORT_NAME
         if pdf and (out / "report.pdf").exists():
             written["pdf"] = out / "report.pdf"
     if dicom:
@@ -595,4 +555,43 @@ def write_outputs(
             analysis, out / DICOM_DIR, measurements_text=text, pdf_path=written.get("pdf")
         )
         written.update({f"dicom_{k}": v for k, v in dcm.items()})
+    return written
+
+
+def write_comparison(
+    baseline: str | Path,
+    followup: str | Path,
+    out_dir: str | Path,
+    *,
+    force: bool = False,
+    mdc_path: str | Path | None = None,
+    html: bool = True,
+    images: bool = True,
+) -> dict[str, Path]:
+    """Read two studies, compare them (:func:`dmx.compare.compare`) and write the comparison.
+
+    ``comparison.json`` (and ``comparison.html``) go to ``out_dir``.
+
+    Returns the paths written by name (``"json"``, ``"html"``). Each file is written atomically;
+    nothing is written when the comparison is refused. With ``images`` the page shows each
+    study's key frames re-read from its input files (when still there and unchanged).
+    """
+    from dmx.compare import compare, comparison_text, load_mdc, read_study
+
+    b, f = read_study(baseline), read_study(followup)
+    doc = compare(b, f, force=force, mdc_table=load_mdc(mdc_path))
+    out = Path(out_dir)
+    written = {"json": out / "comparison.json"}
+    write_text_atomic(written["json"], comparison_text(doc))
+    if html:
+        from dmx.report.comparison import write_comparison_html
+
+        docs = {str(s.path): s.doc for s in (b, f)}
+        written["html"] = write_comparison_html(
+            doc,
+            docs[doc["baseline"]["path"]],
+            docs[doc["followup"]["path"]],
+            out / "comparison.html",
+            images=images,
+        )
     return written

@@ -1,4 +1,4 @@
-"""A synthetic but realistic :class:`dmx.pipeline.Analysis` for the report tests and benchmark.
+"""A synthetic but realistic :class:`dmx.analysis.Analysis` for the report tests and benchmark.
 
 Six bright quadrilateral "bodies" C2..C7 move through neutral -> flexion ->
 neutral -> extension as a kinematic chain on a noisy background. The tracks are
@@ -18,10 +18,10 @@ from typing import Any
 import cv2
 import numpy as np
 
+from dmx.analysis import Analysis
 from dmx.anatomy import BODIES, CORNERS, LEVELS, CalibrationSource, Vertebra
 from dmx.io.sequence import Sequence, StudyInfo
 from dmx.landmarks import Landmarks
-from dmx.pipeline import Analysis
 from dmx.tracking.types import Tracks
 
 HOSTILE_NAME = '<script>alert(1)</script>"><img src=x onerror=alert(1)></script>'

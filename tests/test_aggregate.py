@@ -106,8 +106,16 @@ def measurements(pid, name, study_uid, series_uid, study_date, translation_mm):
                 "cobb_c2c7_deg": -20.0,
                 "ara_c2c7_deg": None,
                 "cci": -8.0,
+                "d_mm": {"C3": None, "C4": None, "C5": None, "C6": None},
             },
-            "extension": {"class": "undetermined", "s_type": None, "cobb_c2c7_deg": None},
+            "extension": {
+                "class": "undetermined",
+                "s_type": None,
+                "cobb_c2c7_deg": None,
+                "ara_c2c7_deg": None,
+                "cci": None,
+                "d_mm": {"C3": None, "C4": None, "C5": None, "C6": None},
+            },
         },
         "warnings": [f"free text about {name}"],
     }
@@ -214,7 +222,7 @@ def test_malformed_file_is_named_skipped_and_exit_1(results, tmp_path, caplog):
     code = main(["aggregate", str(results), "--out", str(table)])
     assert code == 1
     assert str(bad / "measurements.json") in caplog.text
-    assert "levels.C4-C5.translation_mm: expected a number or null, got '3.5 mm'" in caplog.text
+    assert "levels/C4-C5/translation_mm: '3.5 mm' is not of type 'number', 'null'" in caplog.text
     assert len({r["study_key"] for r in read_csv(table)}) == 3  # the good ones are all there
 
 

@@ -229,7 +229,7 @@ def test_cli_refuses_two_patients_in_one_line(visits, tmp_path, capsys):
 
 def test_key_frames_fall_back_to_outlines_with_the_reason(visits, tmp_path):
     base, follow = visits
-    from dmx.compare import write_comparison
+    from dmx.pipeline import write_comparison
 
     html = write_comparison(base, follow, tmp_path / "a", images=False)["html"].read_text()
     assert html.count('<svg class="outline"') == 6 and '<svg class="keyframe-img"' not in html

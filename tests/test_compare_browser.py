@@ -12,7 +12,7 @@ import pytest
 from browser_support import CHROMIUM  # noqa: F401  (skips this module without a browser)
 from followup_support import BASELINE_EXTRA_MM, FOLLOWUP_EXTRA_MM, make_visit
 
-from dmx.compare import write_comparison
+from dmx.pipeline import write_comparison
 
 HOSTILE = "<script>alert(2)</script>^<img src-x>"
 

@@ -48,8 +48,9 @@ def test_user_value_wins_over_everything():
 
 @pytest.mark.parametrize("bad", [0, -1, float("nan"), "x", (0.1,), (0.1, 0.0)])
 def test_invalid_user_value_is_a_usage_error(bad):
-    with pytest.raises(UsageError, match="--mm-per-px"):
+    with pytest.raises(UsageError, match="^mm_per_px must be a number > 0") as info:
         resolve_calibration(_ds(**ALL), user_mm_per_px=bad)
+    assert info.value.parameter == "mm_per_px"  # the command line names its option (tests/test_errors.py)
 
 
 def test_imager_spacing_divided_by_magnification():

@@ -173,7 +173,7 @@ def test_neutral_frame_changes_the_excursion_reference():
     assert doc["frames"]["neutral"] == 3
     assert doc["curve"]["neutral"]["frame"] == 3
     assert doc["levels"]["C4-C5"]["excursion_mm"] == pytest.approx(3.0)  # offsets vs 0.0 at frame 3
-    with pytest.raises(UsageError, match="neutral-frame 9"):
+    with pytest.raises(UsageError, match="neutral_frame 9"):
         run(neutral_frame=9)
 
 

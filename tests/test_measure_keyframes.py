@@ -23,7 +23,7 @@ def test_neutral_frame_given_and_checked():
     cobb = np.array([10.0, -4.0, 3.0])
     assert key_frames(cobb, {}, neutral_frame=2).neutral == 2
     for bad in (3, -1, 1.5, True):
-        with pytest.raises(UsageError, match="neutral-frame"):
+        with pytest.raises(UsageError, match="neutral_frame"):
             key_frames(cobb, {}, neutral_frame=bad)
 
 

@@ -55,3 +55,21 @@ def test_nothing_points_to_a_spec_file_outside_the_repository():
         str(p.relative_to(ROOT)) for p in files if "spec/measurements.md" in p.read_text(encoding="utf-8")
     ]
     assert stale == []
+
+
+def test_readme_python_example_runs(tmp_path, monkeypatch, capsys):
+    """The "From Python" example, run as written (sample paths resolved from the repository)."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = text.split("## From Python", 1)[1].split("\n## ", 1)[0]
+    (code,) = re.findall(r"```python\n(.+?)\n```", section, flags=re.S)
+    assert len(code.splitlines()) == 6  # import, blank line, and the five-line example
+    monkeypatch.chdir(tmp_path)
+    exec(compile(code.replace('"sample_data/', f'"{ROOT}/sample_data/'), "README.md", "exec"), {})
+    assert capsys.readouterr().out.strip() == str(
+        ["translation_gt_3_5mm", "translation_gt_20pct", "translation_gt_2mm"]
+    )
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "landmarks.csv",
+        "measurements.json",
+        "report.html",
+    ]

@@ -11,7 +11,8 @@ from report_fixtures import HOSTILE_DESCRIPTION, HOSTILE_NAME, make_analysis
 
 from dmx.errors import DmxError
 from dmx.report import images, plots, render_report, summary, thresholds, verdict, write_report
-from dmx.report.render import _rigid_from_corners, script_json
+from dmx.report.render import script_json
+from dmx.tracking.types import rigid_from_corners
 
 DATA_URI = re.compile(r"data:[A-Za-z0-9.+/-]+;base64,[A-Za-z0-9+/=]*")
 
@@ -230,7 +231,8 @@ def test_embedded_cine_data_matches_tracks(html, analysis):
 
 
 def test_rigid_transforms_from_corners_match_the_chain(analysis):
-    est = _rigid_from_corners(analysis.tracks)
+    tracks = analysis.tracks
+    est = rigid_from_corners(tracks.corners_px, reference_frame=tracks.reference_frame)
     ok = np.isfinite(analysis.tracks.transforms)
     np.testing.assert_allclose(est[ok], analysis.tracks.transforms[ok], atol=1e-6)
     assert np.all(np.isnan(est[~ok]))

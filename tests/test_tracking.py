@@ -7,10 +7,10 @@ import pytest
 from dmx.anatomy import BODIES, Vertebra
 from dmx.errors import LandmarkError
 from dmx.landmarks import Landmarks
+from dmx.phantom.scenes import make_scene
 from dmx.tracking import TRUSTED_QUALITY, Tracks, smooth_tracks, track
 from dmx.tracking import tracker as tracker_mod
-from dmx.tracking._synthetic import make_scene
-from dmx.tracking.types import TEMPLATE_NOISE_SHARE
+from dmx.tracking.types import TEMPLATE_NOISE_SHARE, rigid_from_corners
 
 
 def _errors(tracks: Tracks, truth: np.ndarray) -> np.ndarray:
@@ -26,6 +26,20 @@ def _shift_frames(frames: np.ndarray, dx: np.ndarray) -> np.ndarray:
         m = np.array([[1.0, 0.0, d], [0.0, 1.0, 0.0]])
         out[t] = cv2.warpAffine(frames[t], m, (w, h), flags=cv2.INTER_LINEAR, borderValue=fill)
     return out
+
+
+def test_rigid_from_corners_recovers_the_scene_motion():
+    s = make_scene(shape=(256, 256), n_frames=8, amplitude_deg=4.0, drift_px=5.0, seed=6)
+    corners = s.truth_px.copy()
+    corners[5, 2] = np.nan  # one body lost in one frame
+    est = rigid_from_corners(corners, reference_frame=2)
+    # truth reference -> frame t is T_t @ inv(T_2)
+    expected = s.transforms @ np.linalg.inv(s.transforms[2])[None]
+    ok = np.ones(est.shape[:2], bool)
+    ok[5, 2] = False
+    np.testing.assert_allclose(est[ok], expected[ok][:, :2], atol=1e-6)
+    assert np.isnan(est[5, 2]).all()
+    assert np.abs(expected[..., :2, :2] - np.eye(2)).max() > 0.01  # the scene does rotate
 
 
 def test_recovers_known_rigid_motion():

@@ -2,7 +2,7 @@
 
 Public interface (stable; the implementation behind it may change):
 
-- :class:`Detection` what the detector found: landmarks for the vertebrae it
+- :class:`Detection` (defined in :mod:`dmx.analysis`) what the detector found: landmarks for the vertebrae it
   found (with per-vertebra confidence in 0..1), and for every vertebra it did
   not find, the reason. A vertebra it cannot find is left out, never guessed.
 - :func:`detect_landmarks` runs the detector on one image.
@@ -12,13 +12,16 @@ Public interface (stable; the implementation behind it may change):
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from dmx.analysis import Detection
 from dmx.anatomy import BODIES, Vertebra
+from dmx.io.sequence import Sequence
 from dmx.landmarks import Landmarks
+
+__all__ = ["MIN_SIDE_PX", "MODEL_NAME", "Detection", "detect_landmarks", "find_landmarks", "model_file"]
 
 #: File name of the fitted detector parameters in the models folder.
 MODEL_NAME = "detector.npz"
@@ -48,26 +51,6 @@ def model_file(name: str = MODEL_NAME) -> Path:
         if (place / name).is_file():
             return place / name
     raise FileNotFoundError(f"model file {name} not found in: {', '.join(str(p) for p in places)}")
-
-
-@dataclass(frozen=True)
-class Detection:
-    """Result of automatic corner detection on one frame.
-
-    Attributes
-    ----------
-    landmarks : Landmarks
-        Corners (CORNERS order, pixels) of the vertebrae found, on ``landmarks.frame``,
-        with ``landmarks.confidence`` filled for each of them.
-    missing : dict
-        ``{Vertebra: reason}`` for each of C2-C7 not found.
-    warnings : tuple of str
-        Anything the reviewer should know (low confidence, ambiguous scale ...).
-    """
-
-    landmarks: Landmarks
-    missing: dict[Vertebra, str] = field(default_factory=dict)
-    warnings: tuple[str, ...] = ()
 
 
 #: Smallest frame side (px) the detector works on; a smaller frame gives no vertebra, with the reason.
@@ -106,7 +89,7 @@ def detect_landmarks(
     ------
     ValueError
         If ``image`` is not a 2-D array.
-    dmx.detect.model.ModelFileError
+    dmx.errors.ModelFileError
         If the model file is not a usable dmx detector file (e.g. an older format).
     FileNotFoundError
         If no model file is found (see :func:`model_file`).
@@ -169,7 +152,7 @@ def _cached_model(path: Path):
     return _MODELS[stamp]
 
 
-def find_landmarks(sequence, *, frame: int = 0, model_path: str | Path | None = None) -> Detection:
+def find_landmarks(sequence: Sequence, *, frame: int = 0, model_path: str | Path | None = None) -> Detection:
     """Run :func:`detect_landmarks` on ``sequence.frames[frame]`` with the sequence's calibration."""
     return detect_landmarks(
         sequence.frames[frame], mm_per_px=sequence.mm_per_px, frame=frame, model_path=model_path

@@ -16,8 +16,8 @@ import cv2
 import numpy as np
 from scipy import ndimage
 
-from dmx.detect.geometry import axes, normalise, rescale
 from dmx.detect.model import DetectorModel
+from dmx.detect.pose import axes, normalise, rescale
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,8 @@ import numpy as np
 
 from dmx.anatomy import BODIES, Vertebra
 from dmx.detect.column import Chain, coarse
-from dmx.detect.geometry import axes, normalise, pose_from_corners, to_image_px
 from dmx.detect.model import FEATURES, DetectorModel
+from dmx.detect.pose import axes, normalise, pose_from_corners, to_image_px
 from dmx.detect.refine import UNSTABLE_PX, refine_corners, stability_px
 
 

@@ -7,6 +7,10 @@ from pathlib import Path
 
 import numpy as np
 
+from dmx.errors import ModelFileError
+
+__all__ = ["FEATURES", "FORMAT", "DetectorModel", "ModelFileError", "confidence_inputs", "load_model"]
+
 FORMAT = "dmx.detector/2"
 #: Names of the per-vertebra confidence features, in the order of :attr:`DetectorModel.conf_weights`.
 FEATURES = (
@@ -38,7 +42,7 @@ def confidence_inputs(features: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class DetectorModel:
-    """Fitted detector parameters (see ``models/README.md`` and :mod:`dmx.detect.fit`).
+    """Fitted detector parameters (see ``models/README.md`` and :mod:`dmx.training.fit`).
 
     Attributes
     ----------
@@ -106,24 +110,20 @@ class DetectorModel:
         return float(1.0 / (1.0 + np.exp(-np.clip(s, -50, 50))))
 
 
-class ModelFileError(ValueError):
-    """A detector model file that cannot be used (unreadable, another format, fields missing)."""
-
-
 def load_model(path: str | Path) -> DetectorModel:
     """Read ``detector.npz``; raises :class:`ModelFileError` if it is not a usable dmx detector file."""
-    rebuild = "rebuild it with: python -m dmx.detect.fit --out models/detector.npz"
+    rebuild = "rebuild it with: python -m dmx.training.fit --out models/detector.npz"
     try:
         z = np.load(path, allow_pickle=False)
     except (OSError, ValueError) as exc:  # not a zip/npy file, unreadable
-        raise ModelFileError(f"{path}: not a readable model file ({exc.__class__.__name__})") from None
+        raise ModelFileError(path, f"not a readable model file ({exc.__class__.__name__})") from None
     with z:
         if "format" not in z or str(z["format"]) != FORMAT:
             found = str(z["format"]) if "format" in z else "no format tag"
-            raise ModelFileError(f"{path}: not a {FORMAT} model file ({found}); {rebuild}")
+            raise ModelFileError(path, f"not a {FORMAT} model file ({found}); {rebuild}")
         missing = [name for name in DetectorModel.__dataclass_fields__ if name not in z]
         if missing:
-            raise ModelFileError(f"{path}: model file lacks {', '.join(missing)}; {rebuild}")
+            raise ModelFileError(path, f"model file lacks {', '.join(missing)}; {rebuild}")
         kw = {}
         for name, f in DetectorModel.__dataclass_fields__.items():
             a = z[name]

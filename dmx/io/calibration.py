@@ -23,7 +23,7 @@ from typing import Any
 from pydicom.dataset import Dataset
 
 from dmx.anatomy import CalibrationSource
-from dmx.errors import UsageError
+from dmx.errors import ParameterError
 
 PIXEL_SPACING = "PixelSpacing (0028,0030)"
 IMAGER_PIXEL_SPACING = "ImagerPixelSpacing (0018,1164)"
@@ -161,9 +161,9 @@ def _user_spacing(user_mm_per_px: float | tuple[float, float] | list[float]) -> 
     try:
         nums = [float(v) for v in values]
     except (TypeError, ValueError):
-        raise UsageError(f"--mm-per-px must be a number > 0, got {user_mm_per_px!r}") from None
+        raise ParameterError("mm_per_px", f"must be a number > 0, got {user_mm_per_px!r}") from None
     if len(nums) != 2 or not all(math.isfinite(v) and v > 0 for v in nums):
-        raise UsageError(f"--mm-per-px must be a number > 0, got {user_mm_per_px!r}")
+        raise ParameterError("mm_per_px", f"must be a number > 0, got {user_mm_per_px!r}")
     return nums[0], nums[1]
 
 
@@ -189,8 +189,8 @@ def resolve_calibration(
 
     Raises
     ------
-    dmx.errors.UsageError
-        If ``user_mm_per_px`` is not a finite number > 0.
+    dmx.errors.ParameterError
+        If ``user_mm_per_px`` is not a finite number > 0 (parameter ``mm_per_px``).
     """
     if user_mm_per_px is not None:
         return Calibration(_user_spacing(user_mm_per_px), CalibrationSource.USER)

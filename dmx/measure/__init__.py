@@ -10,9 +10,13 @@ dataclasses, no I/O except reading a threshold config file.
 - :class:`Thresholds`, :func:`load_thresholds`: flag thresholds with their origin and source
 """
 
+import sys as _sys
+import types as _types
+from typing import Any as _Any
+
 from dmx.measure.config import THRESHOLD_INFO, Thresholds, load_thresholds, parse_override, threshold_names
 from dmx.measure.measurements import measure, quality_json, tracks_json
-from dmx.measure.summary import format_summary, level_measured, no_measurement_reason
+from dmx.measure.text_summary import format_summary, level_measured, no_measurement_reason
 from dmx.measure.validation import MeasurementsSchemaError, validate_measurements
 
 __all__ = [
@@ -30,3 +34,17 @@ __all__ = [
     "tracks_json",
     "validate_measurements",
 ]
+
+
+class _CallableModule(_types.ModuleType):
+    """``dmx.measure`` is this package and, called, its :func:`measure` (``dmx.measure(tracks, ...)``).
+
+    The public API names the step ``dmx.measure`` like the others (``dmx.track``, ``dmx.write_report``);
+    the package of the same name would shadow a plain function there as soon as it is imported.
+    """
+
+    def __call__(self, *args: _Any, **kwargs: _Any) -> dict[str, _Any]:
+        return measure(*args, **kwargs)
+
+
+_sys.modules[__name__].__class__ = _CallableModule

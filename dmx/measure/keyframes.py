@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from dmx.anatomy import Level
-from dmx.errors import UsageError
+from dmx.errors import ParameterError, UsageError
 
 #: ``KeyFrames.basis`` when the C2-C7 Cobb angle chose flexion and extension.
 BASIS_COBB = "cobb_c2c7_deg"
@@ -51,9 +51,11 @@ def check_neutral_frame(neutral_frame: int | None, n_frames: int) -> int:
             raise UsageError("no frames to measure")
         return 0
     if isinstance(neutral_frame, bool) or not isinstance(neutral_frame, (int, np.integer)):
-        raise UsageError(f"--neutral-frame must be a frame index, got {neutral_frame!r}")
+        raise ParameterError("neutral_frame", f"must be a frame index, got {neutral_frame!r}")
     if not 0 <= int(neutral_frame) < n_frames:
-        raise UsageError(f"--neutral-frame {neutral_frame} is outside the study's frames 0..{n_frames - 1}")
+        raise ParameterError(
+            "neutral_frame", f"{neutral_frame} is outside the study's frames 0..{n_frames - 1}"
+        )
     return int(neutral_frame)
 
 

@@ -220,7 +220,7 @@ class Listener:
 
     def start(self) -> None:
         """Recover the spool, start the worker and open the port (returns once listening)."""
-        from dmx.errors import UsageError
+        from dmx.errors import ParameterError
 
         if n := self.spool.recover():
             log.info("removed %d unfinished instance file(s) left by an earlier run", n)
@@ -233,8 +233,8 @@ class Listener:
                 (self.config.host, self.config.port), block=False, evt_handlers=self._handlers()
             )
         except OSError as exc:
-            raise UsageError(
-                f"--port {self.config.port}: cannot listen on {self.config.host} ({exc.strerror or exc})"
+            raise ParameterError(
+                "port", f"{self.config.port}: cannot listen on {self.config.host} ({exc.strerror or exc})"
             ) from None
         self._worker = threading.Thread(target=self._work, name="dmx-listen-worker", daemon=True)
         self._worker.start()

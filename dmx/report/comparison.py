@@ -19,7 +19,7 @@ from markupsafe import Markup
 from dmx.anatomy import CORNERS
 from dmx.files import write_text_atomic
 from dmx.report import images, plots, summary
-from dmx.report.render import _environment, _person_name, _template_text
+from dmx.report.templating import environment, person_name, template_text
 
 #: Colours of the two studies (Okabe-Ito blue and vermillion: colour-blind safe).
 BASELINE_COLOUR = "#0072B2"
@@ -250,7 +250,7 @@ def render_comparison(
     """
     study = baseline_doc.get("study") or {}
     facts = [
-        ("Patient", _person_name(study.get("patient_name")) or "—"),
+        ("Patient", person_name(study.get("patient_name")) or "—"),
         ("Patient ID", study.get("patient_id") or "—"),
         ("Baseline", comparison["baseline"]["study_date"] or "date unknown"),
         ("Follow-up", comparison["followup"]["study_date"] or "date unknown"),
@@ -291,10 +291,10 @@ def render_comparison(
         "baseline_colour": BASELINE_COLOUR,
         "followup_colour": FOLLOWUP_COLOUR,
         "css": Markup(
-            _template_text("base.css") + _template_text("report.css") + _template_text("comparison.css")
+            template_text("base.css") + template_text("report.css") + template_text("comparison.css")
         ),
     }
-    return _environment().get_template("comparison.html").render(**context)
+    return environment().get_template("comparison.html").render(**context)
 
 
 def write_comparison_html(

@@ -2,21 +2,19 @@
 
 from __future__ import annotations
 
-import json
-import re
 from datetime import UTC, datetime
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import jinja2
 import numpy as np
 from markupsafe import Markup
 
+from dmx.analysis import LOW_CONFIDENCE, Analysis
 from dmx.anatomy import CORNERS, Flag, LandmarkSource
 from dmx.files import write_text_atomic
-from dmx.measure.summary import level_measured
+from dmx.measure.text_summary import level_measured
 from dmx.report import images, plots, summary
+from dmx.report.templating import dicom_date, environment, person_name, script_json, template_text
 from dmx.tracking.tracker import TRUSTED_QUALITY
 
 #: Below this tracking confidence a frame is not used (the tracker leaves it out, as lost); the
@@ -25,55 +23,6 @@ LOW_QUALITY = TRUSTED_QUALITY
 
 #: Tracking confidence from which a frame is shown as "confident" (between the two: "fair").
 GOOD_QUALITY = 0.8
-
-_TEMPLATES = resources.files("dmx.report") / "templates"
-
-
-def _template_text(name: str) -> str:
-    return (_TEMPLATES / name).read_text(encoding="utf-8")
-
-
-def _environment() -> jinja2.Environment:
-    env = jinja2.Environment(
-        loader=jinja2.FunctionLoader(_template_text),
-        autoescape=True,  # every DICOM string is escaped unless marked otherwise
-        undefined=jinja2.StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
-    env.filters["num"] = summary.fmt
-    return env
-
-
-def script_json(data: Any) -> str:
-    """JSON that is safe inside ``<script>``: ``<``, ``>``, ``&`` and line separators are escaped."""
-    text = json.dumps(data, separators=(",", ":"), allow_nan=False, ensure_ascii=False)
-    for ch, esc in (
-        ("<", "\\u003c"),
-        (">", "\\u003e"),
-        ("&", "\\u0026"),
-        ("\u2028", "\\u2028"),
-        ("\u2029", "\\u2029"),
-    ):
-        text = text.replace(ch, esc)
-    return text
-
-
-def _person_name(pn: str | None) -> str | None:
-    """DICOM PN ``Family^Given^Middle^Prefix^Suffix`` as ``Family, Given Middle``."""
-    if not pn:
-        return None
-    first = pn.split("=")[0]
-    parts = [p.strip() for p in first.split("^")]
-    family = parts[0]
-    rest = " ".join(p for p in parts[1:3] if p)
-    return f"{family}, {rest}" if family and rest else family or rest or None
-
-
-def _date(da: str | None) -> str | None:
-    if da and re.fullmatch(r"\d{8}", da):
-        return f"{da[:4]}-{da[4:6]}-{da[6:]}"
-    return da or None
 
 
 def _array(values: Any) -> np.ndarray:
@@ -100,7 +49,7 @@ def _key_index(m: dict[str, Any], key: str, n: int) -> int | None:
     return int(v) if isinstance(v, int) and 0 <= v < n else None
 
 
-def _time_axis(analysis: Any, n: int) -> tuple[np.ndarray, str]:
+def _time_axis(analysis: Analysis, n: int) -> tuple[np.ndarray, str]:
     t = _array((analysis.measurements.get("frames") or {}).get("time_ms"))
     if t.size != n or not np.all(np.isfinite(t)):
         seq_t = analysis.sequence.time_ms
@@ -111,7 +60,7 @@ def _time_axis(analysis: Any, n: int) -> tuple[np.ndarray, str]:
 
 
 def _keyframes(
-    analysis: Any, window: tuple[float, float], verdict: summary.Verdict, *, max_side_px: int
+    analysis: Analysis, window: tuple[float, float], verdict: summary.Verdict, *, max_side_px: int
 ) -> list[dict[str, Any]]:
     m = analysis.measurements
     tracks = analysis.tracks
@@ -159,13 +108,14 @@ def _keyframes(
     return out
 
 
-def _auto_landmarks(analysis: Any, window: tuple[float, float], *, max_side_px: int) -> dict[str, Any] | None:
+def _auto_landmarks(
+    analysis: Analysis, window: tuple[float, float], *, max_side_px: int
+) -> dict[str, Any] | None:
     """The "found automatically: review" block: confidence, missing bodies, corners on the reference frame."""
     m = analysis.measurements
     if m.get("landmarks_source") != LandmarkSource.AUTO:
         return None
     from dmx.anatomy import BODIES
-    from dmx.report.review import LOW_CONFIDENCE
 
     det = m.get("landmarks_detection") or {}
     confidence = det.get("confidence") or {}
@@ -231,7 +181,7 @@ def _auto_landmarks(analysis: Any, window: tuple[float, float], *, max_side_px: 
     }
 
 
-def _level_rows(analysis: Any, th: dict[str, summary.Threshold]) -> list[dict[str, Any]]:
+def _level_rows(analysis: Analysis, th: dict[str, summary.Threshold]) -> list[dict[str, Any]]:
     m = analysis.measurements
     tracks = analysis.tracks
     names = [v.value for v in tracks.vertebrae]
@@ -369,7 +319,7 @@ def _normative_rows(m: dict[str, Any], th: dict[str, summary.Threshold]) -> dict
     }
 
 
-def _quality_control(analysis: Any) -> dict[str, Any]:
+def _quality_control(analysis: Analysis) -> dict[str, Any]:
     tracks = analysis.tracks
     tracked = tracks.tracked  # C1 (followed for the ADI) has a motion but no corners
     names = [v.value for v in tracks.vertebrae]
@@ -398,7 +348,7 @@ def _quality_control(analysis: Any) -> dict[str, Any]:
     return {"rows": rows, "strip": Markup(strip), "any_problem": any(r["problem"] for r in rows)}
 
 
-def _plots(analysis: Any, times: np.ndarray, x_label: str) -> dict[str, Any]:
+def _plots(analysis: Analysis, times: np.ndarray, x_label: str) -> dict[str, Any]:
     m = analysis.measurements
     levels = m.get("levels") or {}
     calibrated = (m.get("calibration") or {}).get("mm_per_px") is not None
@@ -457,7 +407,7 @@ def _plots(analysis: Any, times: np.ndarray, x_label: str) -> dict[str, Any]:
 
 
 def _cine_payload(
-    analysis: Any,
+    analysis: Analysis,
     window: tuple[float, float],
     times: np.ndarray,
     *,
@@ -473,7 +423,7 @@ def _cine_payload(
     uris = images.encode_cine(frames, window, plan)
     h, w = analysis.sequence.shape
     s = plan.scale
-    transforms = tracks.transforms if tracks.transforms is not None else _rigid_from_corners(tracks)
+    transforms = tracks.rigid_transforms()
     corners, quality, mats = [], [], []
     for t in plan.frame_indices:
         c_row, q_row, m_row = [], [], []
@@ -519,30 +469,7 @@ def _cine_payload(
     }
 
 
-def _rigid_from_corners(tracks: Any) -> np.ndarray:
-    """Rigid transforms (T, V, 2, 3) reference -> frame from the four corners (Kabsch), NaN where lost."""
-    n, nv = tracks.corners_px.shape[:2]
-    out = np.full((n, nv, 2, 3), np.nan)
-    ref = tracks.corners_px[tracks.reference_frame]
-    for v in range(nv):
-        p = ref[v]
-        if not np.all(np.isfinite(p)):
-            continue
-        pc = p - p.mean(axis=0)
-        for t in range(n):
-            q = tracks.corners_px[t, v]
-            if not np.all(np.isfinite(q)):
-                continue
-            qc = q - q.mean(axis=0)
-            u, _, vt = np.linalg.svd(pc.T @ qc)
-            d = np.sign(np.linalg.det(vt.T @ u.T)) or 1.0
-            r = vt.T @ np.diag([1.0, d]) @ u.T
-            out[t, v, :, :2] = r
-            out[t, v, :, 2] = q.mean(axis=0) - r @ p.mean(axis=0)
-    return out
-
-
-def _facts(analysis: Any, times: np.ndarray, x_label: str) -> list[tuple[str, str]]:
+def _facts(analysis: Analysis, times: np.ndarray, x_label: str) -> list[tuple[str, str]]:
     seq = analysis.sequence
     st = seq.study
     m = analysis.measurements
@@ -550,9 +477,9 @@ def _facts(analysis: Any, times: np.ndarray, x_label: str) -> list[tuple[str, st
     n = seq.n_frames
     h, w = seq.shape
     facts: list[tuple[str, str | None]] = [
-        ("Patient", _person_name(st.patient_name)),
+        ("Patient", person_name(st.patient_name)),
         ("Patient ID", st.patient_id or mst.get("patient_id")),
-        ("Study date", _date(st.study_date or mst.get("study_date"))),
+        ("Study date", dicom_date(st.study_date or mst.get("study_date"))),
         ("Study", st.study_description),
         ("Series", st.series_description),
         ("Institution", st.institution),
@@ -566,7 +493,7 @@ def _facts(analysis: Any, times: np.ndarray, x_label: str) -> list[tuple[str, st
 
 
 def render_report(
-    analysis: Any,
+    analysis: Analysis,
     *,
     title: str | None = None,
     cine: bool = True,
@@ -580,7 +507,7 @@ def render_report(
 
     Parameters
     ----------
-    analysis : dmx.pipeline.Analysis
+    analysis : dmx.analysis.Analysis
         The sequence, tracks and ``measurements.json`` document of one study.
     title : str, optional
         Document title (default: "DMX cervical spine motion report").
@@ -660,19 +587,21 @@ def render_report(
         "schema": m.get("schema"),
         "generated": (generated_at or datetime.now(UTC)).strftime("%Y-%m-%d %H:%M UTC"),
         "corner_names": [c.value for c in CORNERS],
-        "css": Markup(_template_text("base.css") + _template_text("report.css")),
-        "js": Markup(_template_text("report.js")),
+        "css": Markup(template_text("base.css") + template_text("report.css")),
+        "js": Markup(template_text("report.js")),
         "data_json": Markup(script_json(payload)),
     }
-    return _environment().get_template("report.html").render(**context)
+    return environment().get_template("report.html").render(**context)
 
 
-def write_report(analysis: Any, path: str | Path, *, pdf: bool = False, **options: Any) -> dict[str, Path]:
+def write_report(
+    analysis: Analysis, path: str | Path, *, pdf: bool = False, **options: Any
+) -> dict[str, Path]:
     """Write the HTML report to ``path`` (and a PDF next to it with ``pdf=True``).
 
     Parameters
     ----------
-    analysis : dmx.pipeline.Analysis
+    analysis : dmx.analysis.Analysis
         The study to report.
     path : str or Path
         The ``.html`` file to write; its folder must exist.

@@ -24,23 +24,21 @@ from typing import Any
 import numpy as np
 from markupsafe import Markup
 
-from dmx import pipeline as _pipeline
+from dmx.analysis import LOW_CONFIDENCE
 from dmx.anatomy import BODIES, CORNERS, OPTIONAL_BODIES
 from dmx.files import write_text_atomic
+from dmx.io.sequence import Sequence
 from dmx.landmarks import SCHEMA as LANDMARKS_SCHEMA
 from dmx.landmarks import Landmarks
 from dmx.report import images
-from dmx.report.render import _date, _environment, _template_text, script_json
-
-#: Bodies whose detector confidence is below this are highlighted for review.
-LOW_CONFIDENCE = _pipeline.LOW_CONFIDENCE
+from dmx.report.templating import dicom_date, environment, script_json, template_text
 
 #: Name the corrected file is downloaded as.
 DOWNLOAD_NAME = "landmarks.reviewed.json"
 
 
 def review_payload(
-    sequence: Any,
+    sequence: Sequence,
     landmarks: Landmarks,
     *,
     missing: Mapping[str, str] | None = None,
@@ -95,7 +93,7 @@ def review_payload(
 
 
 def render_review(
-    sequence: Any,
+    sequence: Sequence,
     landmarks: Landmarks,
     *,
     missing: Mapping[str, str] | None = None,
@@ -125,7 +123,7 @@ def render_review(
     st = sequence.study
     facts = [
         ("Patient ID", st.patient_id),
-        ("Study date", _date(st.study_date)),
+        ("Study date", dicom_date(st.study_date)),
         ("Study", st.study_description),
         ("Series", st.series_description),
         ("Frame", str(landmarks.frame)),
@@ -148,15 +146,15 @@ def render_review(
         "file_name": DOWNLOAD_NAME,
         "software": f"dmx {__version__}",
         "generated": (generated_at or datetime.now(UTC)).strftime("%Y-%m-%d %H:%M UTC"),
-        "css": Markup(_template_text("base.css") + _template_text("review.css")),
-        "js": Markup(_template_text("review.js")),
+        "css": Markup(template_text("base.css") + template_text("review.css")),
+        "js": Markup(template_text("review.js")),
         "data_json": Markup(script_json(payload)),
     }
-    return _environment().get_template("review.html").render(**context)
+    return environment().get_template("review.html").render(**context)
 
 
 def write_review(
-    sequence: Any,
+    sequence: Sequence,
     landmarks: Landmarks,
     path: str | Path,
     *,

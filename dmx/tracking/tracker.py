@@ -27,6 +27,7 @@ from __future__ import annotations
 import math
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
+from functools import partial
 
 import cv2
 import numpy as np
@@ -302,65 +303,149 @@ def track(
     frames_arr = np.asarray(frames)
     if frames_arr.ndim != 3:
         raise ValueError(f"frames must be (T, H, W), got shape {frames_arr.shape}")
-    n_t, h_img, w_img = frames_arr.shape
+    n_t = frames_arr.shape[0]
     ref = int(landmarks.frame)
     if not 0 <= ref < n_t:
         raise LandmarkError(None, f"landmark reference frame {ref} is outside the cine (frames 0..{n_t - 1})")
-    regions = {v: np.asarray(c, dtype=np.float64) for v, c in landmarks.corners_px.items()}
-    arch = arch_region_px(landmarks)
-    if arch is not None:
-        regions[Vertebra.C1] = arch
-    verts = tuple(v for v in Vertebra if v in regions and (vertebrae is None or v in vertebrae))
-    n_v = len(verts)
-    quads = [regions[v] for v in verts]
-    # regions without corners (C1): tracked, but their corners stay NaN
-    has_corners = [v in landmarks.corners_px for v in verts]
+    options = _Options(
+        margin_frac=margin_frac,
+        blur_sigma_px=blur_sigma_px,
+        highpass_frac=highpass_frac,
+        n_levels=n_levels,
+        max_iterations=max_iterations,
+        min_quality=min_quality,
+        min_visible=min_visible,
+        max_rotation_step_deg=max_rotation_step_deg,
+        max_step_frac=max_step_frac,
+        max_overlap=max_overlap,
+        anatomy_check=anatomy_check,
+        reacquire=reacquire,
+    )
+    tracker = _Tracker(frames_arr, landmarks, vertebrae, options)  # templates cut from the reference frame
+    tracker.calibrate_residuals()
+    pool = ThreadPoolExecutor(max_workers=threads) if threads > 1 else None
+    try:
+        tracker.run_pass(range(ref + 1, n_t), pool)  # forwards from the reference frame
+        tracker.run_pass(range(ref - 1, -1, -1), pool)  # then backwards
+    finally:
+        if pool is not None:
+            pool.shutdown()
+    return tracker.tracks()
 
-    corners = np.full((n_t, n_v, 4, 2), np.nan)
-    transforms = np.full((n_t, n_v, 2, 3), np.nan)
-    quality = np.full((n_t, n_v), np.nan)
-    precision = np.full((n_t, n_v), np.nan)
-    rotation_precision = np.full((n_t, n_v), np.nan)
-    reason: list[list[str | None]] = [[None] * n_v for _ in range(n_t)]
 
-    reference = frames_arr[ref]
-    templates: list[Template | None] = []
-    for i, q in enumerate(quads):
-        neighbours = tuple(quads[j] for j in (i - 1, i + 1) if 0 <= j < n_v)
-        try:
-            templates.append(
-                make_template(
-                    reference,
-                    q,
-                    exclude_quads_px=neighbours,
-                    margin_frac=margin_frac,
-                    margin_px=None if has_corners[i] else 0.0,  # C1: the region holds its rim already
-                    blur_sigma_px=blur_sigma_px,
-                    n_levels=n_levels,
-                    highpass_sigma_px=None if not highpass_frac else highpass_frac * _size(q),
+@dataclass(frozen=True)
+class _Options:
+    """The options of :func:`track` that the steps below use (see its parameters)."""
+
+    margin_frac: float
+    blur_sigma_px: float
+    highpass_frac: float | None
+    n_levels: int | None
+    max_iterations: int
+    min_quality: float
+    min_visible: float
+    max_rotation_step_deg: float
+    max_step_frac: float
+    max_overlap: float
+    anatomy_check: bool
+    reacquire: bool
+
+
+#: A body's accepted fit in one frame: (3x3 transform reference -> frame, quality, corner std in px,
+#: rotation std in rad).
+_Accepted = tuple[np.ndarray, float, float, float]
+
+
+class _Tracker:
+    """One :func:`track` call: the bodies' templates, the output arrays, and the steps that fill them.
+
+    The steps, in the order :func:`track` runs them: cut a template of every body from the reference
+    frame (:meth:`__init__`); calibrate each template's expected residual on the frames next to the
+    reference (:meth:`calibrate_residuals`); then a forward and a backward pass (:meth:`run_pass`), each
+    tracking frame after frame (:meth:`track_frame`): register every body from its predicted pose,
+    accept the good and plausible fits, recover the others from the last pose, the neighbours' motion
+    and a coarse search (:meth:`recover`), judge what was found (:meth:`judge`), check the anatomy, and
+    record the accepted poses (:meth:`record`).
+    """
+
+    def __init__(
+        self,
+        frames: np.ndarray,
+        landmarks: Landmarks,
+        vertebrae: tuple[Vertebra, ...] | None,
+        options: _Options,
+    ) -> None:
+        self.frames = frames
+        self.opt = options
+        self.ref = int(landmarks.frame)
+        n_t = frames.shape[0]
+        regions = {v: np.asarray(c, dtype=np.float64) for v, c in landmarks.corners_px.items()}
+        arch = arch_region_px(landmarks)
+        if arch is not None:
+            regions[Vertebra.C1] = arch
+        self.verts = tuple(v for v in Vertebra if v in regions and (vertebrae is None or v in vertebrae))
+        self.n_v = n_v = len(self.verts)
+        self.quads = [regions[v] for v in self.verts]
+        # regions without corners (C1): tracked, but their corners stay NaN
+        self.has_corners = [v in landmarks.corners_px for v in self.verts]
+
+        self.corners = np.full((n_t, n_v, 4, 2), np.nan)
+        self.transforms = np.full((n_t, n_v, 2, 3), np.nan)
+        self.quality = np.full((n_t, n_v), np.nan)
+        self.precision = np.full((n_t, n_v), np.nan)
+        self.rotation_precision = np.full((n_t, n_v), np.nan)
+        self.reason: list[list[str | None]] = [[None] * n_v for _ in range(n_t)]
+        self.templates = self._make_templates()
+        self._start_at_reference()
+
+    def _make_templates(self) -> list[Template | None]:
+        """Each body's appearance on the reference frame (None when it lies outside the frame)."""
+        opt, quads = self.opt, self.quads
+        reference = self.frames[self.ref]
+        templates: list[Template | None] = []
+        for i, q in enumerate(quads):
+            neighbours = tuple(quads[j] for j in (i - 1, i + 1) if 0 <= j < self.n_v)
+            try:
+                templates.append(
+                    make_template(
+                        reference,
+                        q,
+                        exclude_quads_px=neighbours,
+                        margin_frac=opt.margin_frac,
+                        # C1: the region holds its rim already
+                        margin_px=None if self.has_corners[i] else 0.0,
+                        blur_sigma_px=opt.blur_sigma_px,
+                        n_levels=opt.n_levels,
+                        highpass_sigma_px=None if not opt.highpass_frac else opt.highpass_frac * _size(q),
+                    )
                 )
-            )
-        except ValueError:
-            templates.append(None)
+            except ValueError:
+                templates.append(None)
+        return templates
 
-    for i in range(n_v):
-        if templates[i] is None:
-            for t in range(n_t):
-                reason[t][i] = REFERENCE_OUTSIDE
-                quality[t, i] = 0.0
-        else:
-            transforms[ref, i] = np.eye(3)[:2]
-            if has_corners[i]:
-                corners[ref, i] = quads[i]
-            quality[ref, i] = 1.0
-            precision[ref, i] = 0.0
-            rotation_precision[ref, i] = 0.0
+    def _start_at_reference(self) -> None:
+        """The reference frame: identity poses, landmark corners, quality 1 (or every frame lost)."""
+        ref = self.ref
+        for i in range(self.n_v):
+            if self.templates[i] is None:
+                for t in range(self.frames.shape[0]):
+                    self.reason[t][i] = REFERENCE_OUTSIDE
+                    self.quality[t, i] = 0.0
+            else:
+                self.transforms[ref, i] = np.eye(3)[:2]
+                if self.has_corners[i]:
+                    self.corners[ref, i] = self.quads[i]
+                self.quality[ref, i] = 1.0
+                self.precision[ref, i] = 0.0
+                self.rotation_precision[ref, i] = 0.0
 
     def fit_at(
-        i: int, frame: np.ndarray, guess: np.ndarray, first_level: int | None = None
+        self, i: int, frame: np.ndarray, guess: np.ndarray, first_level: int | None = None
     ) -> tuple[Fit, float]:
-        tpl = templates[i]
+        """Register body ``i`` on ``frame`` from pose ``guess``; the fit and its quality."""
+        tpl = self.templates[i]
         assert tpl is not None
+        max_iterations = self.opt.max_iterations
         slack = 6.0 + 2.0 ** len(tpl.levels) + tpl.filter_pad_px
         box = needed_box(tpl, guess, frame.shape, slack)
         fit = None
@@ -381,181 +466,243 @@ def track(
                 )
         if fit is None:
             fit = Fit(guess, False, 0.0, 0.0, float("nan"), float("nan"), 0.0, float("inf"), 0)
-        return fit, _quality(fit, min_visible=min_visible)
+        return fit, _quality(fit, min_visible=self.opt.min_visible)
 
-    # calibrate the expected residual of a good match on the frames next to the reference (their noise,
-    # compression and blur are the study's, which the template's own noise estimate may miss)
-    for i in range(n_v):
-        tpl = templates[i]
-        if tpl is None:
-            continue
-        scales = []
-        for t_adj in (ref + 1, ref - 1):
-            if 0 <= t_adj < n_t:
-                fit, _ = fit_at(i, frames_arr[t_adj], np.eye(3))
-                # a wrong fit (motion beyond reach of an unpredicted start) leaves residuals far above noise
-                if (
-                    fit.converged
-                    and fit.visible > 0.9
-                    and np.isfinite(fit.residual_scale)
-                    and fit.residual_scale < 20.0 * tpl.residual_scale
-                ):
-                    scales.append(fit.residual_scale)
-        if scales:
-            templates[i] = replace(tpl, residual_scale=max(tpl.residual_scale, float(np.min(scales))))
+    def calibrate_residuals(self) -> None:
+        """Calibrate the expected residual of a good match on the frames next to the reference.
 
-    def plausible(i: int, a: np.ndarray, pred: np.ndarray | None, last: np.ndarray | None) -> bool:
-        tpl = templates[i]
+        Their noise, compression and blur are the study's, which the template's own noise
+        estimate may miss.
+        """
+        ref, n_t = self.ref, self.frames.shape[0]
+        for i in range(self.n_v):
+            tpl = self.templates[i]
+            if tpl is None:
+                continue
+            scales = []
+            for t_adj in (ref + 1, ref - 1):
+                if 0 <= t_adj < n_t:
+                    fit, _ = self.fit_at(i, self.frames[t_adj], np.eye(3))
+                    # a wrong fit (motion beyond reach of an unpredicted start) leaves residuals far
+                    # above noise
+                    if (
+                        fit.converged
+                        and fit.visible > 0.9
+                        and np.isfinite(fit.residual_scale)
+                        and fit.residual_scale < 20.0 * tpl.residual_scale
+                    ):
+                        scales.append(fit.residual_scale)
+            if scales:
+                scale = max(tpl.residual_scale, float(np.min(scales)))
+                self.templates[i] = replace(tpl, residual_scale=scale)
+
+    def plausible(self, i: int, a: np.ndarray, pred: np.ndarray | None, last: np.ndarray | None) -> bool:
+        """Pose ``a`` of body ``i`` is within a plausible step of the last pose and of the prediction."""
+        tpl = self.templates[i]
         assert tpl is not None
         if last is not None:
             rel = a @ _rigid_inv(last)
-            if abs(math.degrees(math.atan2(rel[1, 0], rel[0, 0]))) > max_rotation_step_deg:
+            if abs(math.degrees(math.atan2(rel[1, 0], rel[0, 0]))) > self.opt.max_rotation_step_deg:
                 return False
         if pred is not None:
-            d = np.abs(_corners(a, quads[i]) - _corners(pred, quads[i])).max()
-            if d > max_step_frac * tpl.size_px:
+            d = np.abs(_corners(a, self.quads[i]) - _corners(pred, self.quads[i])).max()
+            if d > self.opt.max_step_frac * tpl.size_px:
                 return False
         return True
 
-    def run_pass(order: range) -> None:
-        states = [_State(history=[(ref, np.eye(3))]) for _ in range(n_v)]
+    def run_pass(self, order: range, pool: ThreadPoolExecutor | None) -> None:
+        """Track frame after frame in ``order``, starting from the reference poses."""
+        states = [_State(history=[(self.ref, np.eye(3))]) for _ in range(self.n_v)]
         for t in order:
-            frame = frames_arr[t]
-            fits: list[tuple[np.ndarray, float, float, float] | None] = [None] * n_v
-            preds = [_predict(states[i], t) for i in range(n_v)]
+            self.track_frame(t, states, pool)
 
-            def primary(i: int, frame=frame, preds=preds, states=states) -> tuple[Fit, float] | None:
-                if templates[i] is None or preds[i] is None or states[i].lost:
-                    return None
-                return fit_at(i, frame, preds[i], 1 if len(states[i].history) >= 2 else None)
-
-            firsts = (
-                list(pool.map(primary, range(n_v))) if pool is not None else [primary(i) for i in range(n_v)]
-            )
-            # accept the predicted fits that are good; the others fall back, once their neighbours are known
-            pending: list[int] = []
-            for i in range(n_v):
-                if templates[i] is None:
-                    continue
-                first = firsts[i]
-                if first is not None and first[1] >= TRUSTED_QUALITY:
-                    last = states[i].history[-1][1] if states[i].history else None
-                    if plausible(i, first[0].transform, preds[i], last):
-                        fit0 = first[0]
-                        fits[i] = (fit0.transform, first[1], fit0.corner_std_px, fit0.rotation_std_rad)
-                        continue
-                pending.append(i)
-            # fallbacks next to a tracked neighbour first (bottom-up and top-down chains)
-            while pending:
-                nxt = [
-                    k for k in pending if any(0 <= j < n_v and fits[j] is not None for j in (k - 1, k + 1))
-                ]
-                i = nxt[0] if nxt else pending[0]
-                pending.remove(i)
-                tpl = templates[i]
-                assert tpl is not None
-                st = states[i]
-                pred = preds[i]
-                last = st.history[-1][1] if st.history else None
-                best: tuple[Fit, float] | None = None
-                why = NOT_FOUND
-                if firsts[i] is not None:
-                    fit, q = firsts[i]
-                    if plausible(i, fit.transform, pred, last):
-                        best = (fit, q)
-                    else:
-                        why = IMPLAUSIBLE
-                if (reacquire or not st.lost) and last is not None:
-                    # fallback: last pose, neighbours' motion, coarse search around them
-                    cands: list[np.ndarray] = []
-                    last_t = st.history[-1][0]
-                    for j in (i + 1, i - 1):
-                        if 0 <= j < n_v and templates[j] is not None:
-                            aj_now = fits[j][0] if fits[j] is not None else None
-                            aj_then = None
-                            for tt, aa in reversed(states[j].history):
-                                if tt == last_t:
-                                    aj_then = aa
-                                    break
-                            if aj_now is not None and aj_then is not None:
-                                cands.append(aj_now @ _rigid_inv(aj_then) @ last)
-                    cands.append(last)
-                    gap = abs(t - last_t)
-                    radius = min(0.5 * tpl.size_px * (1 + 0.5 * gap), 2.0 * tpl.size_px)
-                    searched: list[np.ndarray] = []
-                    for c in cands[:2]:
-                        searched += _search(
-                            tpl,
-                            frame,
-                            c,
-                            radius_px=radius,
-                            angles_deg=(-10.0, -5.0, 0.0, 5.0, 10.0),
-                            blur=blur_sigma_px,
-                        )
-                    for c in cands + searched:
-                        fit, q = fit_at(i, frame, c)
-                        ok = plausible(i, fit.transform, None, last if gap <= 3 else None)
-                        if ok and (best is None or q > best[1]):
-                            best = (fit, q)
-                            if q >= 0.9:
-                                break
-                if best is None:
-                    quality[t, i] = 0.0
-                    reason[t][i] = why
-                    continue
-                fit, q = best
-                quality[t, i] = q
-                if (
-                    fit.visible < min_visible
-                    and _visible(tpl, pred if pred is not None else last, frame.shape) < min_visible
-                ):
-                    reason[t][i] = LEFT_IMAGE
-                elif not np.isfinite(fit.gain) or fit.gain <= 0:
-                    reason[t][i] = DIVERGED
-                elif q < min_quality:
-                    reason[t][i] = NOT_FOUND
-                else:
-                    fits[i] = (fit.transform, q, fit.corner_std_px, fit.rotation_std_rad)
-            for i in range(n_v):
-                if fits[i] is not None:
-                    quality[t, i] = fits[i][1]
-            if anatomy_check:
-                _check_anatomy(fits, quads, reason, quality, t, max_overlap, has_corners)
-            for i in range(n_v):
-                if fits[i] is None:
-                    if templates[i] is not None:
-                        states[i].lost = True
-                    continue
-                a, q, std, rot_std = fits[i]
-                precision[t, i] = NOISE_CORRELATION * std
-                rotation_precision[t, i] = ROTATION_NOISE_CORRELATION * math.degrees(rot_std)
-                transforms[t, i] = a[:2]
-                if has_corners[i]:
-                    corners[t, i] = _corners(a, quads[i])
-                st = states[i]
-                st.lost = False
-                st.history.append((t, a))
-                del st.history[:-3]
-
-    pool = ThreadPoolExecutor(max_workers=threads) if threads > 1 else None
-    try:
-        run_pass(range(ref + 1, n_t))
-        run_pass(range(ref - 1, -1, -1))
-    finally:
+    def track_frame(self, t: int, states: list[_State], pool: ThreadPoolExecutor | None) -> None:
+        """Find every body on frame ``t`` (see the class docstring for the steps)."""
+        frame = self.frames[t]
+        preds = [_predict(states[i], t) for i in range(self.n_v)]
+        primary = partial(self._predicted_fit, frame=frame, preds=preds, states=states)
         if pool is not None:
-            pool.shutdown()
+            firsts = list(pool.map(primary, range(self.n_v)))
+        else:
+            firsts = [primary(i) for i in range(self.n_v)]
+        fits: list[_Accepted | None] = [None] * self.n_v
+        # accept the predicted fits that are good; the others fall back, once their neighbours are known
+        pending: list[int] = []
+        for i in range(self.n_v):
+            if self.templates[i] is None:
+                continue
+            first = firsts[i]
+            if first is not None and first[1] >= TRUSTED_QUALITY:
+                last = states[i].history[-1][1] if states[i].history else None
+                if self.plausible(i, first[0].transform, preds[i], last):
+                    fit0 = first[0]
+                    fits[i] = (fit0.transform, first[1], fit0.corner_std_px, fit0.rotation_std_rad)
+                    continue
+            pending.append(i)
+        # fallbacks next to a tracked neighbour first (bottom-up and top-down chains)
+        while pending:
+            nxt = [
+                k for k in pending if any(0 <= j < self.n_v and fits[j] is not None for j in (k - 1, k + 1))
+            ]
+            i = nxt[0] if nxt else pending[0]
+            pending.remove(i)
+            best, why = self.recover(i, t, frame, firsts[i], preds[i], states, fits)
+            fits[i] = self.judge(i, t, frame, best, why, preds[i], states[i])
+        for i in range(self.n_v):
+            if fits[i] is not None:
+                self.quality[t, i] = fits[i][1]
+        if self.opt.anatomy_check:
+            _check_anatomy(
+                fits, self.quads, self.reason, self.quality, t, self.opt.max_overlap, self.has_corners
+            )
+        self.record(t, fits, states)
 
-    return Tracks(
-        vertebrae=verts,
-        corners_px=corners,
-        quality=quality,
-        reason=tuple(tuple(r) for r in reason),
-        reference_frame=ref,
-        transforms=transforms,
-        precision_px=precision,
-        rotation_precision_deg=rotation_precision,
-        centres_px=np.array([q.mean(axis=0) for q in quads]).reshape(n_v, 2),
-    )
+    def _predicted_fit(
+        self, i: int, *, frame: np.ndarray, preds: list[np.ndarray | None], states: list[_State]
+    ) -> tuple[Fit, float] | None:
+        """Body ``i`` registered from its predicted pose (None when lost or not predictable)."""
+        pred = preds[i]
+        if self.templates[i] is None or pred is None or states[i].lost:
+            return None
+        return self.fit_at(i, frame, pred, 1 if len(states[i].history) >= 2 else None)
+
+    def recover(
+        self,
+        i: int,
+        t: int,
+        frame: np.ndarray,
+        first: tuple[Fit, float] | None,
+        pred: np.ndarray | None,
+        states: list[_State],
+        fits: list[_Accepted | None],
+    ) -> tuple[tuple[Fit, float] | None, str]:
+        """Body ``i`` whose predicted fit was not accepted: the best plausible fit and the reason if none.
+
+        Candidates: the predicted fit (if plausible), then the last pose, the pose implied by each
+        neighbour's motion since then, and a coarse search around the first two of them.
+        """
+        tpl = self.templates[i]
+        assert tpl is not None
+        st = states[i]
+        last = st.history[-1][1] if st.history else None
+        best: tuple[Fit, float] | None = None
+        why = NOT_FOUND
+        if first is not None:
+            fit, q = first
+            if self.plausible(i, fit.transform, pred, last):
+                best = (fit, q)
+            else:
+                why = IMPLAUSIBLE
+        if not ((self.opt.reacquire or not st.lost) and last is not None):
+            return best, why
+        last_t = st.history[-1][0]
+        cands = self._neighbour_candidates(i, last, last_t, states, fits)
+        cands.append(last)
+        gap = abs(t - last_t)
+        radius = min(0.5 * tpl.size_px * (1 + 0.5 * gap), 2.0 * tpl.size_px)
+        searched: list[np.ndarray] = []
+        for c in cands[:2]:
+            searched += _search(
+                tpl,
+                frame,
+                c,
+                radius_px=radius,
+                angles_deg=(-10.0, -5.0, 0.0, 5.0, 10.0),
+                blur=self.opt.blur_sigma_px,
+            )
+        for c in cands + searched:
+            fit, q = self.fit_at(i, frame, c)
+            ok = self.plausible(i, fit.transform, None, last if gap <= 3 else None)
+            if ok and (best is None or q > best[1]):
+                best = (fit, q)
+                if q >= 0.9:
+                    break
+        return best, why
+
+    def _neighbour_candidates(
+        self, i: int, last: np.ndarray, last_t: int, states: list[_State], fits: list[_Accepted | None]
+    ) -> list[np.ndarray]:
+        """Body ``i``'s last pose moved as each tracked neighbour moved since frame ``last_t``."""
+        cands: list[np.ndarray] = []
+        for j in (i + 1, i - 1):
+            if 0 <= j < self.n_v and self.templates[j] is not None:
+                fit_j = fits[j]
+                aj_now = fit_j[0] if fit_j is not None else None
+                aj_then = None
+                for tt, aa in reversed(states[j].history):
+                    if tt == last_t:
+                        aj_then = aa
+                        break
+                if aj_now is not None and aj_then is not None:
+                    cands.append(aj_now @ _rigid_inv(aj_then) @ last)
+        return cands
+
+    def judge(
+        self,
+        i: int,
+        t: int,
+        frame: np.ndarray,
+        best: tuple[Fit, float] | None,
+        why: str,
+        pred: np.ndarray | None,
+        state: _State,
+    ) -> _Accepted | None:
+        """Record the quality of body ``i``'s best fit on frame ``t``; accept it, or say why not."""
+        if best is None:
+            self.quality[t, i] = 0.0
+            self.reason[t][i] = why
+            return None
+        tpl = self.templates[i]
+        assert tpl is not None
+        last = state.history[-1][1] if state.history else None
+        fit, q = best
+        self.quality[t, i] = q
+        min_visible = self.opt.min_visible
+        if (
+            fit.visible < min_visible
+            and _visible(tpl, pred if pred is not None else last, frame.shape) < min_visible
+        ):
+            self.reason[t][i] = LEFT_IMAGE
+        elif not np.isfinite(fit.gain) or fit.gain <= 0:
+            self.reason[t][i] = DIVERGED
+        elif q < self.opt.min_quality:
+            self.reason[t][i] = NOT_FOUND
+        else:
+            return (fit.transform, q, fit.corner_std_px, fit.rotation_std_rad)
+        return None
+
+    def record(self, t: int, fits: list[_Accepted | None], states: list[_State]) -> None:
+        """Write the accepted poses of frame ``t`` and carry them into the bodies' states."""
+        for i in range(self.n_v):
+            fit = fits[i]
+            if fit is None:
+                if self.templates[i] is not None:
+                    states[i].lost = True
+                continue
+            a, _q, std, rot_std = fit
+            self.precision[t, i] = NOISE_CORRELATION * std
+            self.rotation_precision[t, i] = ROTATION_NOISE_CORRELATION * math.degrees(rot_std)
+            self.transforms[t, i] = a[:2]
+            if self.has_corners[i]:
+                self.corners[t, i] = _corners(a, self.quads[i])
+            st = states[i]
+            st.lost = False
+            st.history.append((t, a))
+            del st.history[:-3]
+
+    def tracks(self) -> Tracks:
+        """The result as :class:`Tracks`."""
+        return Tracks(
+            vertebrae=self.verts,
+            corners_px=self.corners,
+            quality=self.quality,
+            reason=tuple(tuple(r) for r in self.reason),
+            reference_frame=self.ref,
+            transforms=self.transforms,
+            precision_px=self.precision,
+            rotation_precision_deg=self.rotation_precision,
+            centres_px=np.array([q.mean(axis=0) for q in self.quads]).reshape(self.n_v, 2),
+        )
 
 
 def _check_anatomy(

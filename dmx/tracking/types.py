@@ -82,3 +82,49 @@ class Tracks:
     def corners_of(self, vertebra: Vertebra) -> np.ndarray:
         """``(T, 4, 2)`` corners of one vertebra (NaN where lost)."""
         return self.corners_px[:, self.vertebrae.index(vertebra)]
+
+    def rigid_transforms(self) -> np.ndarray:
+        """``(T, V, 2, 3)`` rigid transforms reference -> frame: :attr:`transforms` when the tracker
+        recorded them, else fitted to the corners (:func:`rigid_from_corners`)."""
+        if self.transforms is not None:
+            return self.transforms
+        return rigid_from_corners(self.corners_px, reference_frame=self.reference_frame)
+
+
+def rigid_from_corners(corners_px: np.ndarray, *, reference_frame: int = 0) -> np.ndarray:
+    """Rigid transforms mapping each body's reference-frame corners to its corners in every frame.
+
+    A least-squares rotation and translation (Kabsch) per vertebra and frame, no scaling.
+
+    Parameters
+    ----------
+    corners_px : numpy.ndarray
+        ``(T, V, 4, 2)`` corners in pixels, NaN where lost.
+    reference_frame : int
+        The frame the transforms start from.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(T, V, 2, 3)``: ``[x', y'] = A @ [x, y, 1]``; NaN where the body is lost in that frame
+        or on the reference frame.
+    """
+    n, nv = corners_px.shape[:2]
+    out = np.full((n, nv, 2, 3), np.nan)
+    ref = corners_px[reference_frame]
+    for v in range(nv):
+        p = ref[v]
+        if not np.all(np.isfinite(p)):
+            continue
+        pc = p - p.mean(axis=0)
+        for t in range(n):
+            q = corners_px[t, v]
+            if not np.all(np.isfinite(q)):
+                continue
+            qc = q - q.mean(axis=0)
+            u, _, vt = np.linalg.svd(pc.T @ qc)
+            d = np.sign(np.linalg.det(vt.T @ u.T)) or 1.0
+            r = vt.T @ np.diag([1.0, d]) @ u.T
+            out[t, v, :, :2] = r
+            out[t, v, :, 2] = q.mean(axis=0) - r @ p.mean(axis=0)
+    return out

@@ -1,4 +1,4 @@
-"""Fit the detector's parameters from phantoms: ``python -m dmx.detect.fit --out models/detector.npz``.
+"""Fit the detector's parameters from phantoms: ``python -m dmx.training.fit --out models/detector.npz``.
 
 Deterministic: the same code gives the same file. What is fitted:
 
@@ -27,8 +27,8 @@ from typing import Any
 import numpy as np
 
 from dmx.anatomy import BODIES
-from dmx.detect.geometry import normalise, pose_from_corners, sample_patch, to_local_mm
 from dmx.detect.model import FEATURES, DetectorModel, confidence_inputs
+from dmx.detect.pose import normalise, pose_from_corners, sample_patch, to_local_mm
 from dmx.phantom import make_phantom
 from dmx.phantom.skeleton import CURVES
 
@@ -319,7 +319,7 @@ def fit(n_images: int = 160, *, log=print) -> DetectorModel:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m dmx.detect.fit", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m dmx.training.fit", description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="models/detector.npz", help="output file (default %(default)s)")
     parser.add_argument(
         "--images", type=int, default=160, help="number of training phantoms (default %(default)s)"
