@@ -305,3 +305,15 @@ def test_cli_appearance(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "unknown family 'bone'" in err
     assert not (tmp_path / "x").exists()
+
+
+def test_collimator_blades_count_as_hiding_the_bodies():
+    open_look = Appearance((Family.ACQUISITION,), acquisition=ACQ)
+    bladed = Appearance((Family.ACQUISITION,), acquisition=replace(ACQ, collimator=(0.3, 0.0, 0.0, 0.0)))
+    a = make_phantom(seed=5, appearance=open_look, **SMALL)
+    b = make_phantom(seed=5, appearance=bladed, **SMALL)
+    assert a.truth["tracks"] == b.truth["tracks"]
+    drop = [
+        np.array(b.truth["visibility"][v]) - np.array(a.truth["visibility"][v]) for v in ("C2", "C3", "C7")
+    ]
+    assert min(d.min() for d in drop) < -0.2 and max(d.max() for d in drop) <= 0.0

@@ -370,6 +370,7 @@ def make_phantom(
     )
     out = np.zeros((frames, rows, cols), np.uint8 if bits == 8 else np.uint16)
     low = high = 0.0
+    burn: app.Overlay | None = None
     for f in range(frames):
         du, dv, ang = drift[f]
         base = sk.translation(du, dv) @ sk.rotation_about(np.array([0.0, -60.0]), ang) @ base0
@@ -404,7 +405,8 @@ def make_phantom(
         out = ((1 << bits) - 1 - out).astype(out.dtype)
 
     model = PhantomModel(structures, l2i, shape, ds_mm, anatomy)
-    truth_doc = _truth(params, model, world, motion, spacing, keys)
+    covered = burn.covered if burn is not None and burn.covered.any() else None
+    truth_doc = _truth(params, model, world, motion, spacing, keys, covered=covered)
     truth_doc["display_window"] = {"low": low, "high": high}
     if image_facing != facing:
         truth_doc["facing"] = image_facing
@@ -457,6 +459,8 @@ def _truth(
     motion: sk.Motion,
     spacing: tuple[float, float],
     keys: tuple[int, ...],
+    *,
+    covered: np.ndarray | None = None,
 ) -> dict[str, Any]:
     frames = params["frames"]
     rows, cols = model.shape
@@ -495,6 +499,11 @@ def _truth(
             for s in occluders:
                 loc = sk.apply(np.linalg.inv(world[s.frame][f]), wpts)
                 hidden |= s.occluder(loc[:, 0], loc[:, 1]) > 0
+            if covered is not None:  # behind the acquisition's collimator blades
+                inside = ~hidden
+                r = np.clip(np.rint(ipts[inside, 1]).astype(int), 0, rows - 1)
+                c = np.clip(np.rint(ipts[inside, 0]).astype(int), 0, cols - 1)
+                hidden[inside] = covered[r, c] > 0.5
             vis.append(round(float(1.0 - hidden.mean()), 4))
         visibility[v.value] = vis
 
