@@ -269,11 +269,13 @@ def family_row(name: str, st: dict) -> str:
     )
 
 
-def family_table(families: list[str], n: int, *, max_size_px: int) -> None:
-    """The shipped detector (fitted on the default look only) on each appearance family."""
+def family_table(families: list[str], n: int, *, max_size_px: int, model_path: str | None = None) -> None:
+    """The detector (default: the shipped one, fitted on the default look only) on each family."""
+    from pathlib import Path
+
     from dmx.detect import _cached_model, model_file
 
-    model = _cached_model(model_file())
+    model = _cached_model(Path(model_path) if model_path else model_file())
     print(FAMILY_HEAD)
     for name in ["default", *families, "all"]:
         fam = None if name == "default" else name
@@ -320,13 +322,16 @@ def main() -> None:
     parser.add_argument(
         "--max-size-px", type=int, default=1024, help="largest image the acquisition family draws"
     )
+    parser.add_argument(
+        "--model", default=None, help="detector file for --families (default: the shipped one)"
+    )
     args = parser.parse_args()
     if args.families is not None or args.leave_one_family_out:
         from dmx.phantom import parse_families
 
         fams = [f.value for f in parse_families(args.families or "all")]
         if args.families is not None:
-            family_table(fams, args.per_family, max_size_px=args.max_size_px)
+            family_table(fams, args.per_family, max_size_px=args.max_size_px, model_path=args.model)
             print()
         if args.leave_one_family_out:
             leave_one_family_out(
