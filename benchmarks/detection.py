@@ -300,6 +300,21 @@ def leave_one_family_out(families: list[str], n: int, *, fit_images: int, max_si
         print(family_row(f"-{held}", st) + f"  (fit {fitted:.0f} s)", flush=True)
 
 
+def mixed_reference(families: list[str], n: int, *, fit_images: int, max_size_px: int) -> None:
+    """The same-size refit with every family in the mix, on each family: what a fit of that size
+    gives when the family is NOT held out (the reference for the leave-one-family-out rows)."""
+    from dmx.detect.fit import fit
+    from dmx.phantom import Family
+
+    t0 = time.perf_counter()
+    model = fit(fit_images, families=[f.value for f in Family], log=lambda m: None)
+    print(f"reference: one fit on {fit_images} phantoms with every family, {time.perf_counter() - t0:.0f} s")
+    print(FAMILY_HEAD)
+    for fam in families:
+        st = family_stats(family_specs(fam, n, max_size_px=max_size_px), model)
+        print(family_row(f"+{fam}", st), flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--full", action="store_true", help="three seeds per case and five tracked cases")
@@ -316,6 +331,12 @@ def main() -> None:
         "--leave-one-family-out",
         action="store_true",
         help="refit without each family of --families (default all) and test on it, then stop",
+    )
+    parser.add_argument(
+        "--mixed-reference",
+        action="store_true",
+        help="with --leave-one-family-out: instead of one refit per family, one refit of the same size "
+        "with every family in the mix, tested on each family (the reference for the held-out rows)",
     )
     parser.add_argument("--per-family", type=int, default=8, metavar="N", help="phantoms per family")
     parser.add_argument("--fit-images", type=int, default=24, metavar="N", help="phantoms per refit")
@@ -334,6 +355,11 @@ def main() -> None:
             family_table(fams, args.per_family, max_size_px=args.max_size_px, model_path=args.model)
             print()
         if args.leave_one_family_out:
+            if args.mixed_reference:
+                mixed_reference(
+                    fams, args.per_family, fit_images=args.fit_images, max_size_px=args.max_size_px
+                )
+                return
             leave_one_family_out(
                 fams, args.per_family, fit_images=args.fit_images, max_size_px=args.max_size_px
             )
