@@ -118,6 +118,8 @@ def test_families_compose_each_from_its_own_stream():
     every = draw_appearance("all", seed=12, max_size_px=512)
     assert every.families == tuple(Family) and all(getattr(every, f.value) is not None for f in Family)
     assert every.acquisition.rows <= 512 and every.acquisition.cols <= 512
+    with pytest.raises(UsageError, match="do not match"):
+        Appearance((Family.CORTICAL,), processing=both.processing)
     assert 0.1 <= every.acquisition.mm_per_px <= 0.5 or every.acquisition.mm_per_px * 512 >= 115
 
 

@@ -312,6 +312,15 @@ class Appearance:
     processing: ProcessingLook | None = None
     acquisition: AcquisitionLook | None = None
 
+    def __post_init__(self) -> None:
+        present = {f for f in Family if getattr(self, f.value) is not None}
+        if present != set(self.families):
+            raise UsageError(
+                f"Appearance: families {sorted(f.value for f in self.families)} do not match the looks "
+                f"given ({sorted(f.value for f in present)})"
+            )
+        object.__setattr__(self, "families", tuple(f for f in Family if f in present))
+
     def to_json(self) -> dict[str, Any]:
         """Families and drawn parameters as plain JSON (written to ``truth.json`` ``params``)."""
         out: dict[str, Any] = {"families": [f.value for f in self.families]}
