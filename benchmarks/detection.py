@@ -12,6 +12,16 @@ level's rotation-ROM difference and whether the curve class is the same at every
 
     PYTHONPATH=. python benchmarks/detection.py                      # quick (about 30 s)
     PYTHONPATH=. python benchmarks/detection.py --full --random 30   # 3 seeds per case, 30 more (~3 min)
+
+Appearance families (:mod:`dmx.phantom.appearance`), never used to fit the shipped model, so every
+family is held out for it: per family, the same unseen phantoms (fitting ranges, other seeds) with
+that family's look drawn from each seed, plus the default look and all families at once::
+
+    PYTHONPATH=. python benchmarks/detection.py --families all --per-family 12
+    PYTHONPATH=. python benchmarks/detection.py --leave-one-family-out --fit-images 24 --per-family 6
+
+``--leave-one-family-out`` refits the detector (``dmx.training.fit.fit``) on the default look mixed
+with every family but one, and tests on that one (small settings: minutes per family).
 """
 
 from __future__ import annotations
@@ -171,13 +181,189 @@ def random_rows(n: int) -> None:
     print(f"{'':28s} left out: {', '.join(f'{k} x{v}' for k, v in sorted(missed.items())) or 'none'}")
 
 
+# --------------------------------------------------------------------------- appearance families
+
+#: Seeds of the family phantoms (unseen by the fit, which uses 100000+; the --random set uses 900000+).
+FAMILY_SPEC_SEED, FAMILY_FIRST_SEED = 4242, 700000
+#: Confidence at which the calibration line counts a body as reported.
+CALIBRATION_CONFIDENCE = 0.5
+
+
+def family_specs(family: str | None, n: int, *, max_size_px: int) -> list[dict]:
+    """``n`` unseen phantoms from the fitting ranges, with ``family``'s look (``None``: the default,
+    ``"all"``: every family) drawn from each phantom's seed. The same seeds for every family."""
+    from dmx.phantom import draw_appearance
+
+    specs = training_specs(n, seed=FAMILY_SPEC_SEED, first_seed=FAMILY_FIRST_SEED)
+    if family is not None:
+        for kw in specs:
+            kw["appearance"] = draw_appearance(family, seed=kw["seed"], max_size_px=max_size_px)
+    return specs
+
+
+def _bodies_found(image: np.ndarray, model, mm_per_px: float) -> list[tuple[object, np.ndarray, float]]:
+    """Every body the detector fitted (vertebra, corners, confidence), before the confidence cut;
+    nothing when no column is found (as :func:`dmx.detect.detect_landmarks` decides)."""
+    from dmx.detect import MIN_SIDE_PX
+    from dmx.detect.detector import run
+
+    if min(image.shape) < MIN_SIDE_PX:
+        return []
+    result = run(image, model, mm_per_px=mm_per_px)
+    if result is None or result.chain_score < model.chain_min_score:
+        return []
+    return [
+        (b.vertebra, b.corners_px, float(b.confidence)) for b in result.bodies if b.corners_px is not None
+    ]
+
+
+def family_stats(specs: list[dict], model) -> dict:
+    """Detection figures of ``model`` on the phantoms ``specs`` (see :func:`family_row`)."""
+    found = {v: 0 for v in BODIES}
+    errors, worst_reported, calib, seconds = [], [], [], 0.0
+    for kw in specs:
+        ph = make_phantom(**kw)
+        ref = kw["reference_frame"]
+        t0 = time.perf_counter()
+        bodies = _bodies_found(display(ph, ref), model, float(np.mean(ph.truth["mm_per_px"])))
+        seconds += time.perf_counter() - t0
+        for v, c, conf in bodies:
+            e = np.hypot(*(c - ph.landmarks.corners_px[v]).T)
+            if conf >= CALIBRATION_CONFIDENCE:
+                calib.append(e.max() <= 3.0)
+            if conf >= model.conf_threshold:
+                found[v] += 1
+                errors.append(e)
+                worst_reported.append(e.max())
+    e = np.concatenate(errors) if errors else np.array([np.nan])
+    return {
+        "n": len(specs),
+        "found": found,
+        "median": float(np.median(e)),
+        "p95": float(np.percentile(e, 95)),
+        "max": float(np.max(e)),
+        "over3": int(np.sum(np.array(worst_reported) > 3.0)),
+        "reported": len(worst_reported),
+        "calibrated": (float(np.mean(calib)) if calib else float("nan"), len(calib)),
+        "seconds": seconds / max(len(specs), 1),
+    }
+
+
+FAMILY_HEAD = (
+    f"{'appearance':14s} {'n':>3s} {'C2':>5s} {'C3-C6':>6s} {'C7':>5s} {'med':>6s} {'p95':>6s} {'max':>7s} "
+    f"{'>3px':>9s} {'ok@0.5':>11s} {'s/img':>6s}"
+)
+
+
+def family_row(name: str, st: dict) -> str:
+    """One line: found rates of C2, C3-C6 and C7; corner error median/p95/max (px) of reported
+    bodies; reported bodies with a corner beyond 3 px; of bodies at confidence >= 0.5, the share
+    whose worst corner is within 3 px (and how many); detection seconds per image."""
+    n = st["n"]
+    mid = sum(st["found"][v] for v in BODIES[1:5]) / (4 * n)
+    share, k = st["calibrated"]
+    return (
+        f"{name:14s} {n:3d} {st['found'][BODIES[0]] / n:5.0%} {mid:6.0%} {st['found'][BODIES[5]] / n:5.0%} "
+        f"{st['median']:6.2f} {st['p95']:6.2f} {st['max']:7.2f} {st['over3']:4d}/{st['reported']:<4d} "
+        f"{share:6.0%} ({k:3d}) {st['seconds']:6.2f}"
+    )
+
+
+def family_table(families: list[str], n: int, *, max_size_px: int, model_path: str | None = None) -> None:
+    """The detector (default: the shipped one, fitted on the default look only) on each family."""
+    from pathlib import Path
+
+    from dmx.detect import _cached_model, model_file
+
+    model = _cached_model(Path(model_path) if model_path else model_file())
+    print(FAMILY_HEAD)
+    for name in ["default", *families, "all"]:
+        fam = None if name == "default" else name
+        st = family_stats(family_specs(fam, n, max_size_px=max_size_px), model)
+        print(family_row(name, st), flush=True)
+
+
+def leave_one_family_out(families: list[str], n: int, *, fit_images: int, max_size_px: int) -> None:
+    """Refit without each family (default look + the others mixed in) and test on it."""
+    from dmx.phantom import Family
+    from dmx.training.fit import fit
+
+    everything = [f.value for f in Family]
+    print(f"leave-one-family-out: fit on {fit_images} phantoms each, test on {n} of the held-out family")
+    print(FAMILY_HEAD)
+    for held in families:
+        others = [f for f in everything if f != held]
+        t0 = time.perf_counter()
+        model = fit(fit_images, families=others, log=lambda m: None)
+        fitted = time.perf_counter() - t0
+        st = family_stats(family_specs(held, n, max_size_px=max_size_px), model)
+        print(family_row(f"-{held}", st) + f"  (fit {fitted:.0f} s)", flush=True)
+
+
+def mixed_reference(families: list[str], n: int, *, fit_images: int, max_size_px: int) -> None:
+    """The same-size refit with every family in the mix, on each family: what a fit of that size
+    gives when the family is NOT held out (the reference for the leave-one-family-out rows)."""
+    from dmx.phantom import Family
+    from dmx.training.fit import fit
+
+    t0 = time.perf_counter()
+    model = fit(fit_images, families=[f.value for f in Family], log=lambda m: None)
+    print(f"reference: one fit on {fit_images} phantoms with every family, {time.perf_counter() - t0:.0f} s")
+    print(FAMILY_HEAD)
+    for fam in families:
+        st = family_stats(family_specs(fam, n, max_size_px=max_size_px), model)
+        print(family_row(f"+{fam}", st), flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--full", action="store_true", help="three seeds per case and five tracked cases")
     parser.add_argument(
         "--random", type=int, default=0, metavar="N", help="also N unseen phantoms drawn like the fitting set"
     )
+    parser.add_argument(
+        "--families",
+        default=None,
+        metavar="LIST",
+        help="per appearance family (FAMILY[,FAMILY] or all): the shipped detector on each, then stop",
+    )
+    parser.add_argument(
+        "--leave-one-family-out",
+        action="store_true",
+        help="refit without each family of --families (default all) and test on it, then stop",
+    )
+    parser.add_argument(
+        "--mixed-reference",
+        action="store_true",
+        help="with --leave-one-family-out: instead of one refit per family, one refit of the same size "
+        "with every family in the mix, tested on each family (the reference for the held-out rows)",
+    )
+    parser.add_argument("--per-family", type=int, default=8, metavar="N", help="phantoms per family")
+    parser.add_argument("--fit-images", type=int, default=24, metavar="N", help="phantoms per refit")
+    parser.add_argument(
+        "--max-size-px", type=int, default=1024, help="largest image the acquisition family draws"
+    )
+    parser.add_argument(
+        "--model", default=None, help="detector file for --families (default: the shipped one)"
+    )
     args = parser.parse_args()
+    if args.families is not None or args.leave_one_family_out:
+        from dmx.phantom import parse_families
+
+        fams = [f.value for f in parse_families(args.families or "all")]
+        if args.families is not None:
+            family_table(fams, args.per_family, max_size_px=args.max_size_px, model_path=args.model)
+            print()
+        if args.leave_one_family_out:
+            if args.mixed_reference:
+                mixed_reference(
+                    fams, args.per_family, fit_images=args.fit_images, max_size_px=args.max_size_px
+                )
+                return
+            leave_one_family_out(
+                fams, args.per_family, fit_images=args.fit_images, max_size_px=args.max_size_px
+            )
+        return
     seeds = (5001, 5002, 5003) if args.full else (5001,)
     print(
         f"{'case':28s} {'seed':>5s} {'med':>6s} {'p95':>6s} {'max':>6s} found {'minc':>5s} {'s':>5s}  missing"

@@ -5,6 +5,13 @@ Run from the repository root::
     PYTHONPATH=$PWD python benchmarks/tracking.py            # quick (about a minute)
     PYTHONPATH=$PWD python benchmarks/tracking.py --full     # more seeds, 150/300/600 frames
     PYTHONPATH=$PWD python benchmarks/tracking.py --speed-only / --accuracy-only
+    PYTHONPATH=$PWD python benchmarks/tracking.py --appearance all   # per appearance family, then stop
+
+``--appearance FAMILY[,FAMILY]|all`` tracks one phantom per appearance family
+(:mod:`dmx.phantom.appearance`; the tracker was tuned on the default look only), plus the cases of
+issue #13 (mandible over C2-C4 in deep flexion, shoulders over C7, C2 leaving the image),
+and prints, per level, the per-frame disc-angle error against the truth (median / p95 / max, deg)
+over frames where both bodies are trusted, and the share of frames flagged.
 
 Accuracy uses the realistic phantom (:mod:`dmx.phantom`) when it is installed, and the small synthetic
 columns of :mod:`dmx.phantom.scenes` (exact rigid motion) always. For every vertebra it prints the
@@ -255,12 +262,117 @@ def speed_phantom(full: bool) -> None:
         sys.stdout.flush()
 
 
+# --------------------------------------------------------------------------- appearance families
+
+
+def _family_cases(families: list[str], *, frames: int, size_px: int) -> list[tuple[str, dict]]:
+    """(name, make_phantom keywords): one phantom per family, then the issue #13 cases."""
+    from dataclasses import replace
+
+    from dmx.phantom import Appearance, Family, draw_appearance
+    from dmx.phantom.appearance import AcquisitionLook
+
+    base = dict(frames=frames, rows=size_px, cols=size_px)
+    cases = [("default look", dict(base, seed=21))]
+    for i, fam in enumerate(families):
+        look = draw_appearance(fam, seed=22 + i, max_size_px=max(size_px, 768))
+        cases.append((fam, dict(base, seed=22 + i, appearance=look)))
+    occ = draw_appearance("occluders", seed=40).occluders
+    # C2-C3 fully visible at the reference frame (neutral), the mandible over C2-C4 in deep flexion
+    heavy = replace(occ, mandible_shift_mm=(-4.0, -4.0), mandible_gain=2.2, shoulder_shift_mm=(0.0, 10.0))
+    deep = {"C0-C1": 24.0, "C1-C2": 14.0, "C2-C3": 12.0, "C3-C4": 15.0}
+    cases.append(
+        (
+            "mandible over C2-C4 deep flex, shoulders C7",
+            dict(
+                base,
+                seed=40,
+                rom_deg=deep,
+                flexion_fraction=0.75,
+                appearance=Appearance((Family.OCCLUDERS,), occluders=heavy),
+            ),
+        )
+    )
+    crop = AcquisitionLook(
+        rows=size_px,
+        cols=int(size_px * 0.53),
+        mm_per_px=0.3,
+        rotation_deg=0.0,
+        flip=False,
+        inverted=False,
+        collimator=(0.0, 0.0, 0.0, 0.0),
+        collimator_white=True,
+        grid_period_px=0.0,
+        grid_amplitude=0.0,
+        grid_vertical=True,
+        text=False,
+        ruler=False,
+    )
+    cases.append(
+        (
+            "C2 leaving the image in flexion",
+            dict(base, seed=41, appearance=Appearance((Family.ACQUISITION,), acquisition=crop)),
+        )
+    )
+    return cases
+
+
+def family_accuracy(families: list[str], *, frames: int = 60, size_px: int = 512) -> None:
+    """Per-frame disc-angle error per level against the truth, one phantom per appearance family."""
+    from dmx.anatomy import BODIES, Level
+    from dmx.phantom import make_phantom, truth_corners
+    from dmx.phantom.truth import level_values
+
+    print(
+        f"{'case':<42} {'level':<6} {'median':>7} {'p95':>7} {'max':>7} {'flagged':>8}   "
+        f"(angle error, deg; corners median/p95 px)"
+    )
+    for name, kw in _family_cases(families, frames=frames, size_px=size_px):
+        ph = make_phantom(**kw)
+        tr = track(ph.frames, ph.landmarks)
+        sr, sc = ph.truth["mm_per_px"]
+        h = float(ph.truth["h"])
+        idx = {v: tr.vertebrae.index(v) for v in BODIES}
+        ok = np.nan_to_num(tr.quality, nan=0.0) >= TRUSTED_QUALITY
+        truth = truth_corners(ph.truth, BODIES)
+        err_px = np.linalg.norm(tr.corners_px[:, [idx[v] for v in BODIES]] - truth, axis=-1).max(axis=-1)
+        good = ok[:, [idx[v] for v in BODIES]] & np.isfinite(err_px)
+        corner = (
+            f"{np.median(err_px[good]):.2f}/{np.percentile(err_px[good], 95):.2f} px" if good.any() else "-"
+        )
+        for level in Level:
+            upper, lower = (Vertebra(x) for x in level.value.split("-"))
+            both = ok[:, idx[upper]] & ok[:, idx[lower]]
+            up = tr.corners_px[:, idx[upper]] * np.array([sc, sr])
+            lo = tr.corners_px[:, idx[lower]] * np.array([sc, sr])
+            angle, _ = level_values(lo, up, h)
+            e = np.abs(angle - np.array(ph.truth["levels"][level.value]["angle_deg"]))[both]
+            stats = (
+                f"{np.median(e):7.3f} {np.percentile(e, 95):7.3f} {e.max():7.3f}"
+                if e.size
+                else f"{'-':>7} " * 3
+            )
+            print(f"{name[:42]:<42} {level.value:<6} {stats} {1 - both.mean():8.1%}   {corner}")
+        sys.stdout.flush()
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--full", action="store_true", help="more seeds and frame counts (several minutes)")
     p.add_argument("--speed-only", action="store_true")
     p.add_argument("--accuracy-only", action="store_true")
+    p.add_argument(
+        "--appearance",
+        default=None,
+        metavar="LIST",
+        help="per appearance family (FAMILY[,FAMILY] or all) and the issue #13 cases, then stop",
+    )
     args = p.parse_args(argv)
+    if args.appearance is not None:
+        from dmx.phantom import parse_families
+
+        family_accuracy([f.value for f in parse_families(args.appearance)])
+        return 0
     if not args.speed_only:
         accuracy(args.full)
         print()

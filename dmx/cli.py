@@ -157,6 +157,15 @@ def phantom(
             "makes C2 leave the image in deep flexion.",
         ),
     ] = 0.0,
+    appearance: Annotated[
+        str | None,
+        typer.Option(
+            "--appearance",
+            help="Appearance families drawn from the seed, FAMILY[,FAMILY] or all: cortical, posterior, "
+            "soft_tissue, occluders, processing, acquisition (acquisition draws --size and --mm-per-px). "
+            "Default: the standard look.",
+        ),
+    ] = None,
 ) -> None:
     """Write a synthetic lateral cervical DMX study with known ground truth.
 
@@ -211,8 +220,10 @@ def phantom(
         return_to_neutral=return_to_neutral,
         anatomy_sd=anatomy_sd,
         anterior_shift_mm=anterior_shift_mm,
+        appearance=appearance,
     )
     paths = write_phantom(ph, out)
+    rows, cols = ph.frames.shape[1:]
     log.info("phantom: %d frames %dx%d in %.1f s", frames, cols, rows, time.perf_counter() - start)
     for p in paths.values():
         typer.echo(str(p))

@@ -3,8 +3,12 @@
 >>> from dmx.phantom import make_phantom, write_phantom
 >>> p = make_phantom(seed=1, frames=60, unstable_mm={"C4-C5": 4.0})  # doctest: +SKIP
 >>> write_phantom(p, "out/")  # doctest: +SKIP
+>>> q = make_phantom(seed=1, appearance="cortical,posterior")  # doctest: +SKIP
+
+``appearance`` draws looks of named :class:`Family` groups (see :mod:`dmx.phantom.appearance`).
 """
 
+from dmx.phantom.appearance import Appearance, Family, draw_appearance, parse_families
 from dmx.phantom.generator import (
     SCHEMA,
     Phantom,
@@ -19,10 +23,14 @@ from dmx.phantom.truth import truth_corners
 
 __all__ = [
     "SCHEMA",
+    "Appearance",
+    "Family",
     "Phantom",
     "PhantomModel",
     "body_mask",
+    "draw_appearance",
     "make_phantom",
+    "parse_families",
     "parse_level_values",
     "render_structure",
     "truth_corners",

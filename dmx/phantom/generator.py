@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from pydicom.dataset import Dataset
 from dmx.anatomy import BODIES, CORNERS, Level, UpperCervicalPoint, Vertebra
 from dmx.errors import UsageError
 from dmx.landmarks import Landmarks, write_landmarks
+from dmx.phantom import appearance as app
 from dmx.phantom import dicom as dcm
 from dmx.phantom import imaging, shapes, truth
 from dmx.phantom import skeleton as sk
@@ -26,6 +28,9 @@ PHOTOMETRICS = ("MONOCHROME2", "MONOCHROME1")
 DEFAULT_FOV_MM = 153.6
 #: Largest relative SD of per-patient anatomical variation (``anatomy_sd``).
 MAX_ANATOMY_SD = 0.2
+#: With the ``acquisition`` appearance family, pixels finer than this (mm) are rendered from source
+#: maps at the output pixel size (``supersample`` 1).
+ACQUISITION_SUPERSAMPLE_BELOW_MM = 0.2
 #: Levels that may be made unstable.
 UNSTABLE_LEVELS = tuple(level.value for level in Level) + ("C7-T1",)
 
@@ -193,6 +198,7 @@ def make_phantom(
     supersample: int = 2,
     anatomy_sd: float = 0.0,
     anterior_shift_mm: float = 0.0,
+    appearance: str | Iterable[str] | app.Appearance | None = None,
 ) -> Phantom:
     """Generate a synthetic lateral cervical flexion-extension study with exact ground truth.
 
@@ -255,6 +261,18 @@ def make_phantom(
         Moves the patient this far anteriorly in the field of view (-100..100 mm), so that the
         upper spine can leave the image's anterior edge in deep flexion (C2 lost in the frames
         nearest the end range). 0 (the default) gives the same study as before this option existed.
+    appearance : str or iterable of str or Appearance, optional
+        Appearance families (:class:`dmx.phantom.appearance.Family`: cortical,
+        posterior, soft_tissue, occluders, processing, acquisition; ``"all"``)
+        whose looks are drawn from ``seed`` (see
+        :func:`dmx.phantom.appearance.draw_appearance`), or an already drawn
+        :class:`~dmx.phantom.appearance.Appearance`. They change how the study
+        looks, never the anatomy or the motion: the truth corners are those of
+        the default look, except that ``acquisition`` replaces ``rows``,
+        ``cols`` and ``mm_per_px`` with drawn ones and rotates/flips the image
+        (the truth goes through the same geometry). Recorded in
+        ``params["appearance"]``. ``None`` (the default): the default look, the
+        same study as before this option existed.
 
     Returns
     -------
@@ -304,6 +322,18 @@ def make_phantom(
     if anterior_shift_mm != 0:  # only then, so that default studies keep their truth and UIDs
         params["anterior_shift_mm"] = anterior_shift_mm
     _validate({**params, "anatomy_sd": anatomy_sd, "anterior_shift_mm": anterior_shift_mm})
+    look = (
+        appearance if isinstance(appearance, app.Appearance) else app.draw_appearance(appearance, seed=seed)
+    )
+    acq, proc = look.acquisition, look.processing
+    if acq is not None:  # the acquisition draws the image size and pixel size
+        rows, cols, spacing = acq.rows, acq.cols, (acq.mm_per_px, acq.mm_per_px)
+        # fine pixels need no finer source maps (and would take minutes to render)
+        supersample = 1 if acq.mm_per_px < ACQUISITION_SUPERSAMPLE_BELOW_MM else supersample
+        params.update(rows=rows, cols=cols, mm_per_px=list(spacing), supersample=supersample)
+        _validate({**params, "anatomy_sd": anatomy_sd, "anterior_shift_mm": anterior_shift_mm})
+    if look.families:  # only then, so that default studies keep their truth and UIDs
+        params["appearance"] = look.to_json()
     frames, rows, cols, seed = int(frames), int(rows), int(cols), int(seed)
     shape = (rows, cols)
     sr, sc = spacing
@@ -316,7 +346,13 @@ def make_phantom(
         params["anatomy"] = anatomy.to_json()
     ds_mm = min(spacing) / supersample
     structures = tuple(
-        shapes.build_structures(ds_mm=ds_mm, adi_mm=adi_mm, seed_sequence=seeds[0], anatomy=anatomy)
+        shapes.build_structures(
+            ds_mm=ds_mm,
+            adi_mm=adi_mm,
+            seed_sequence=seeds[0],
+            anatomy=anatomy,
+            appearance=look if look.families else None,
+        )
     )
 
     keys, values = sk.key_frames_for(frames, return_to_neutral=return_to_neutral)
@@ -331,6 +367,10 @@ def make_phantom(
     w2i = imaging.world_to_image(shape=shape, mm_per_px=spacing, origin_px=origin)
     if facing == "left":
         w2i = np.array([[-1.0, 0.0, cols - 1.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]) @ w2i
+    image_facing = facing
+    if acq is not None:
+        w2i = _acquisition_geometry(acq, rows, cols) @ w2i
+        image_facing = {"right": "left", "left": "right"}[facing] if acq.flip else facing
 
     names = ["base", "skull", "C1"] + [v.value for v in sk.CORNER_BODIES]
     l2i = {n: np.zeros((frames, 3, 3)) for n in names}
@@ -340,6 +380,7 @@ def make_phantom(
     )
     out = np.zeros((frames, rows, cols), np.uint8 if bits == 8 else np.uint16)
     low = high = 0.0
+    burn: app.Overlay | None = None
     for f in range(frames):
         du, dv, ang = drift[f]
         base = sk.translation(du, dv) @ sk.rotation_about(np.array([0.0, -60.0]), ang) @ base0
@@ -350,16 +391,35 @@ def make_phantom(
         mu = imaging.attenuation(
             list(structures), {n: l2i[n][f] for n in names}, shape, soft_blur_px=2.5 / min(spacing)
         )
-        signal = imaging.detect(mu, exposure=exposure, gain=float(gains[f]), rng=rng_noise)
+        if proc is None and acq is None:
+            signal = imaging.detect(mu, exposure=exposure, gain=float(gains[f]), rng=rng_noise)
+            if f == 0:
+                low, high = (float(x) for x in np.percentile(signal, [1.0, 99.7]))
+            out[f] = imaging.window(signal, low=low, high=high, bits=bits)
+            continue
         if f == 0:
-            low, high = (float(x) for x in np.percentile(signal, [1.0, 99.7]))
-        out[f] = imaging.window(signal, low=low, high=high, bits=bits)
+            gain_map = app.gain_map(shape, proc)
+            grid = app.grid_pattern(shape, acq)
+            burn = app.overlay(shape, acq, seed=seed)
+            rng_look = app.frame_rng(seed)
+        gain = float(gains[f]) * gain_map  # a map: exposure and vignetting of the processing family
+        signal = imaging.detect(mu, exposure=exposure, gain=gain, rng=rng_noise)
+        signal = app.signal_noise(signal + grid, proc, rng_look, mm_per_px=min(spacing))
+        if f == 0:
+            pct = [1.0, 99.7] if proc is None else [proc.window_low_pct, proc.window_high_pct]
+            low, high = (float(x) for x in np.percentile(signal, pct))
+        value = np.clip((signal - low) / max(high - low, 1e-6), 0.0, 1.0)
+        value = app.finish(value, processing=proc, acquisition=acq, burn=burn, mm_per_px=min(spacing))
+        out[f] = np.rint(value * ((1 << bits) - 1)).astype(out.dtype)
     if photometric == "MONOCHROME1":
         out = ((1 << bits) - 1 - out).astype(out.dtype)
 
     model = PhantomModel(structures, l2i, shape, ds_mm, anatomy)
-    truth_doc = _truth(params, model, world, motion, spacing, keys)
+    covered = burn.covered if burn is not None and burn.covered.any() else None
+    truth_doc = _truth(params, model, world, motion, spacing, keys, covered=covered)
     truth_doc["display_window"] = {"low": low, "high": high}
+    if image_facing != facing:
+        truth_doc["facing"] = image_facing
     landmarks = _landmarks(truth_doc, reference_frame)
     digest = dcm.params_digest(params)
     dataset = dcm.build_dataset(
@@ -373,11 +433,22 @@ def make_phantom(
         calibration=calibration,
         magnification=float(magnification),
         transfer_syntax=transfer_syntax,
-        facing=facing,
+        facing=image_facing,
         frame_timing=frame_timing,
         jpeg_quality=int(jpeg_quality),
     )
     return Phantom(out, truth_doc, dataset, landmarks, model)
+
+
+def _acquisition_geometry(acq: app.AcquisitionLook, rows: int, cols: int) -> np.ndarray:
+    """3 x 3 pixel affine of the acquisition's rotation about the image centre and horizontal flip."""
+    cx, cy = (cols - 1) / 2, (rows - 1) / 2
+    a = np.deg2rad(acq.rotation_deg)
+    c, s = np.cos(a), np.sin(a)
+    m = np.array([[c, -s, cx - c * cx + s * cy], [s, c, cy - s * cx - c * cy], [0.0, 0.0, 1.0]])
+    if acq.flip:
+        m = np.array([[-1.0, 0.0, cols - 1.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]) @ m
+    return m
 
 
 def _body_samples(vertebra: Vertebra, anatomy: sk.Anatomy, step_mm: float = 0.5) -> np.ndarray:
@@ -398,6 +469,8 @@ def _truth(
     motion: sk.Motion,
     spacing: tuple[float, float],
     keys: tuple[int, ...],
+    *,
+    covered: np.ndarray | None = None,
 ) -> dict[str, Any]:
     frames = params["frames"]
     rows, cols = model.shape
@@ -436,6 +509,11 @@ def _truth(
             for s in occluders:
                 loc = sk.apply(np.linalg.inv(world[s.frame][f]), wpts)
                 hidden |= s.occluder(loc[:, 0], loc[:, 1]) > 0
+            if covered is not None:  # behind the acquisition's collimator blades
+                inside = ~hidden
+                r = np.clip(np.rint(ipts[inside, 1]).astype(int), 0, rows - 1)
+                c = np.clip(np.rint(ipts[inside, 0]).astype(int), 0, cols - 1)
+                hidden[inside] = covered[r, c] > 0.5
             vis.append(round(float(1.0 - hidden.mean()), 4))
         visibility[v.value] = vis
 

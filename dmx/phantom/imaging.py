@@ -111,8 +111,13 @@ def attenuation(
     return np.maximum(total, 0.0)
 
 
-def detect(mu: np.ndarray, *, exposure: Exposure, gain: float, rng: np.random.Generator) -> np.ndarray:
-    """Detector signal ``-log(I / I0)`` of one frame (float32): exposure, quantum noise, blur."""
+def detect(
+    mu: np.ndarray, *, exposure: Exposure, gain: float | np.ndarray, rng: np.random.Generator
+) -> np.ndarray:
+    """Detector signal ``-log(I / I0)`` of one frame (float32): exposure, quantum noise, blur.
+
+    ``gain`` is the frame's relative tube output, a number or a map of the image's shape.
+    """
     if exposure.photons > 0:
         expected = exposure.photons * gain * np.exp(-mu.astype(np.float64))
         counts = rng.poisson(expected).astype(np.float32)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -29,7 +30,7 @@ import numpy as np
 from dmx.anatomy import BODIES
 from dmx.detect.model import FEATURES, DetectorModel, confidence_inputs
 from dmx.detect.pose import normalise, pose_from_corners, sample_patch, to_local_mm
-from dmx.phantom import make_phantom
+from dmx.phantom import draw_appearance, make_phantom, parse_families
 from dmx.phantom.skeleton import CURVES
 
 RES_MM = 0.6
@@ -58,15 +59,26 @@ HELD_OUT = {
 }
 
 
-def training_specs(n: int, *, seed: int = 20261127, first_seed: int = 100000) -> list[dict[str, Any]]:
+def training_specs(
+    n: int,
+    *,
+    seed: int = 20261127,
+    first_seed: int = 100000,
+    families: Sequence[str] | None = None,
+    max_size_px: int = 1024,
+) -> list[dict[str, Any]]:
     """``n`` make_phantom keyword sets for fitting (phantom seeds ``first_seed`` + i).
 
     With another ``seed`` and ``first_seed`` it draws unseen phantoms from the same ranges.
     ``anatomy_sd`` is drawn from its own stream, so the other settings are those drawn before
-    anatomical variation was added.
+    anatomical variation was added. ``families`` (appearance families, see
+    :mod:`dmx.phantom.appearance`): each phantom takes each of them with probability one half
+    (its own stream again; ``None``, the default, gives the default look and the same specs as
+    before), its look drawn from the phantom's seed with images at most ``max_size_px``.
     """
     rng = np.random.default_rng(seed)
     rng_anatomy = np.random.default_rng([seed, 1])
+    rng_look = np.random.default_rng([seed, 2])
     out = []
     while len(out) < n:
         size = int(rng.choice([512, 640, 768]))
@@ -100,6 +112,9 @@ def training_specs(n: int, *, seed: int = 20261127, first_seed: int = 100000) ->
         combo = HELD_OUT["combo"]
         if all(kw[k] == v for k, v in combo.items()):
             continue
+        if families:
+            chosen = [f for f in families if rng_look.random() < 0.5]
+            kw["appearance"] = draw_appearance(chosen, seed=kw["seed"], max_size_px=max_size_px)
         out.append(kw)
     return out
 
@@ -119,7 +134,7 @@ def sample(kw: dict[str, Any]) -> dict[str, Any]:
     f = kw.get("reference_frame", 0)
     img = display_frame(ph, f)
     corners = np.stack([ph.landmarks.corners_px[v] for v in BODIES])
-    if kw.get("facing") == "left":
+    if ph.truth["facing"] == "left":  # as the image shows it (an acquisition may flip it)
         img = np.ascontiguousarray(img[:, ::-1])
         corners = corners.copy()
         corners[..., 0] = img.shape[1] - 1 - corners[..., 0]
@@ -142,14 +157,18 @@ def _logistic(x: np.ndarray, y: np.ndarray, *, l2: float = 1e-2, iters: int = 50
     return w
 
 
-def fit(n_images: int = 160, *, log=print) -> DetectorModel:
-    """Fit a :class:`DetectorModel` from ``n_images`` training phantoms."""
+def fit(n_images: int = 160, *, families: Sequence[str] | None = None, log=print) -> DetectorModel:
+    """Fit a :class:`DetectorModel` from ``n_images`` training phantoms.
+
+    ``families``: appearance families mixed into the training phantoms (see
+    :func:`training_specs`); ``None`` (the default) fits on the default look only.
+    """
     from dmx.detect.column import coarse
     from dmx.detect.detector import refine_chain, smoothed
     from dmx.detect.refine import refine_corners, side_offsets_px
 
     t0 = time.perf_counter()
-    data = [sample(kw) for kw in training_specs(n_images)]
+    data = [sample(kw) for kw in training_specs(n_images, families=families)]
     log(f"generated {len(data)} phantoms in {time.perf_counter() - t0:.0f} s")
 
     # 1. poses, shapes, chain prior
@@ -324,8 +343,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--images", type=int, default=160, help="number of training phantoms (default %(default)s)"
     )
+    parser.add_argument(
+        "--appearance",
+        default=None,
+        help="appearance families mixed into the training phantoms (FAMILY[,FAMILY] or all; default none)",
+    )
     args = parser.parse_args(argv)
-    model = fit(args.images, log=lambda m: print(m, file=sys.stderr))
+    families = [f.value for f in parse_families(args.appearance)] or None
+    model = fit(args.images, families=families, log=lambda m: print(m, file=sys.stderr))
     model.save(args.out)
     print(args.out)
     return 0
