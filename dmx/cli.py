@@ -215,7 +215,13 @@ def phantom(
 
 @app.command()
 def analyze(
-    study: Annotated[Path, typer.Argument(help="DICOM file, folder of frames, DICOMDIR or video.")],
+    study: Annotated[
+        list[Path],
+        typer.Argument(
+            help="DICOM file, folder of frames, DICOMDIR, video or still image; or the 2-3 views of a "
+            "static flexion/extension study (files, or a folder holding them)."
+        ),
+    ],
     landmarks: Annotated[
         Path | None,
         typer.Option(
@@ -241,32 +247,60 @@ def analyze(
     report: Annotated[bool, typer.Option("--report/--no-report", help="Write report.html.")] = True,
     pdf: Annotated[bool, typer.Option("--pdf", help="Also write report.pdf (needs Chromium).")] = False,
     smooth_frames: Annotated[
-        int,
+        int | None,
         typer.Option(
             "--smooth-frames",
             help="Window in frames of the temporal smoothing of the tracks (odd, >= 5; local "
-            "quadratic). 0: raw tracks.",
+            "quadratic; default 5). 0: raw tracks.",
         ),
-    ] = 5,
+    ] = None,
+    neutral: Annotated[
+        Path | None, typer.Option("--neutral", help="Static study: the neutral view (frame 0).")
+    ] = None,
+    flexion: Annotated[Path | None, typer.Option("--flexion", help="Static study: the flexion view.")] = None,
+    extension: Annotated[
+        Path | None, typer.Option("--extension", help="Static study: the extension view.")
+    ] = None,
 ) -> None:
-    """Track C2-C7 through the cine and write measurements.json, landmarks.csv and report.html."""
+    """Track C2-C7 through the cine and write measurements.json, landmarks.csv and report.html.
+
+    Several views (static flexion/extension radiographs or still images) are one static study:
+    neutral = frame 0, flexion = 1, extension = 2 (a view not given is skipped).
+    """
     import json
 
     from dmx.measure import format_summary
     from dmx.measure.config import load_thresholds
     from dmx.pipeline import analyze as run_analysis
     from dmx.pipeline import write_outputs
+    from dmx.static import analyze_static, is_static_request
 
     thresholds = load_thresholds(config, overrides=threshold or None)
-    analysis = run_analysis(
-        study,
-        landmarks_path=landmarks,
-        series=series,
-        mm_per_px=mm_per_px,
-        neutral_frame=neutral_frame,
-        thresholds=thresholds,
-        smooth_frames=smooth_frames,
-    )
+    postures = {"--neutral": neutral, "--flexion": flexion, "--extension": extension}
+    if is_static_request(study, postures_given=any(p is not None for p in postures.values())):
+        cine_only = {"--series": series, "--neutral-frame": neutral_frame, "--smooth-frames": smooth_frames}
+        used = [name for name, value in cine_only.items() if value is not None]
+        if used:
+            _fail(f"{', '.join(used)} do not apply to a static study (separate views)")
+        analysis = analyze_static(
+            study,
+            neutral=neutral,
+            flexion=flexion,
+            extension=extension,
+            landmarks_path=landmarks,
+            mm_per_px=mm_per_px,
+            thresholds=thresholds,
+        )
+    else:
+        analysis = run_analysis(
+            study[0],
+            landmarks_path=landmarks,
+            series=series,
+            mm_per_px=mm_per_px,
+            neutral_frame=neutral_frame,
+            thresholds=thresholds,
+            smooth_frames=smooth_frames,
+        )
     written = write_outputs(analysis, out, report=report, pdf=pdf)
     if json_out:
         typer.echo(json.dumps(analysis.measurements, indent=1, allow_nan=False))
