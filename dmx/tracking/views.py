@@ -17,21 +17,23 @@ prediction does not apply, so each body is found on each other view in three ste
    in its anatomical place.
 3. **Refinement** with the tracker's robust rigid Lucas-Kanade registration
    (:func:`dmx.tracking.register.register`) on the view resampled to the reference's scale,
-   and the tracker's quality (0..1). A body below :data:`dmx.tracking.TRUSTED_QUALITY`, or
+   and the tracker's quality (0..1), with the expected residual of a good match measured on the
+   view (the median over its bodies) as the tracker measures it on the frames next to the
+   reference. A body below :data:`dmx.tracking.TRUSTED_QUALITY`, or
    out of order or overlapping with a neighbour, is ``NaN`` with a reason, never guessed.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
 
 from dmx.anatomy import Vertebra
 from dmx.landmarks import Landmarks
-from dmx.tracking.register import FrameROI, make_template, needed_box, register
+from dmx.tracking.register import Fit, FrameROI, Template, make_template, needed_box, register
 from dmx.tracking.tracker import (
     NOT_FOUND,
     ORDER,
@@ -349,6 +351,8 @@ def register_views(
     reason: list[str | None] = [None] * n_v
     fits: list[tuple[np.ndarray, float] | None] = [None] * n_v
     unscale = np.diag([scale, scale, 1.0])
+    templates: list[Template | None] = []
+    first: list[Fit | None] = []
     for i, q in enumerate(quads):
         neighbours = tuple(quads[j] for j in (i - 1, i + 1) if 0 <= j < n_v)
         try:
@@ -361,21 +365,41 @@ def register_views(
                 highpass_sigma_px=highpass_frac * sizes[i] if highpass_frac else None,
             )
         except ValueError:
+            templates.append(None)
+            first.append(None)
             reason[i] = REFERENCE_OUTSIDE
             quality[i] = 0.0
             continue
+        templates.append(template)
         c = chosen[i]
-        if c is None:
+        box = None
+        if c is not None:
+            initial = _similarity(c.angle_deg, 1.0, centres_ref[i], c.centre_px / scale)
+            box = needed_box(template, initial, work.shape, 0.3 * sizes[i] + template.filter_pad_px)
+        if c is None or box is None or box[2] - box[0] < 8 or box[3] - box[1] < 8:
+            first.append(None)
             reason[i] = NOT_IN_VIEW
             quality[i] = 0.0
             continue
-        initial = _similarity(c.angle_deg, 1.0, centres_ref[i], c.centre_px / scale)
-        box = needed_box(template, initial, work.shape, 0.3 * sizes[i] + template.filter_pad_px)
-        if box[2] - box[0] < 8 or box[3] - box[1] < 8:
-            reason[i] = NOT_IN_VIEW
-            quality[i] = 0.0
+        first.append(register(template, FrameROI(work, box, template), initial, max_iterations=30))
+    # The expected residual of a good match: the tracker measures it on the frames next to the
+    # reference; a static study has none, so it is the median residual of this view's bodies (the
+    # study's noise, blur and compression between two exposures), never below the template's own.
+    good = [
+        f.residual_scale
+        for f in first
+        if f is not None and f.converged and f.visible > 0.9 and np.isfinite(f.residual_scale)
+    ]
+    view_residual = float(np.median(good)) if good else None
+    for i, q in enumerate(quads):
+        template, fit = templates[i], first[i]
+        if template is None or fit is None:
             continue
-        fit = register(template, FrameROI(work, box, template), initial, max_iterations=30)
+        if view_residual is not None and view_residual < 20.0 * template.residual_scale:
+            template = replace(template, residual_scale=max(template.residual_scale, view_residual))
+            box = needed_box(template, fit.transform, work.shape, 4.0 + template.filter_pad_px)
+            if box[2] - box[0] >= 8 and box[3] - box[1] >= 8:
+                fit = register(template, FrameROI(work, box, template), fit.transform, max_iterations=30)
         q_fit = _quality(fit, min_visible=0.6)
         quality[i] = q_fit
         if not np.all(np.isfinite(fit.transform)) or q_fit < min_quality:
