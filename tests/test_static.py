@@ -290,3 +290,33 @@ def test_cine_options_are_refused_for_a_static_study(phantom, frames, tmp_path, 
     code = main(["analyze", *map(str, files.values()), "--smooth-frames", "5", "--out", str(tmp_path / "o")])
     assert code == 2
     assert "--smooth-frames do not apply to a static study" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- folders and batch
+
+
+def test_a_folder_of_labelled_views_is_a_static_study_for_dmx_analyze(phantom, frames, truth, tmp_path):
+    files = write_static_views(phantom, tmp_path / "views", frames=frames)
+    lm = _landmark_file(tmp_path / "lm.json", truth["neutral"])
+    out = tmp_path / "out"
+    assert (
+        main(["analyze", str(tmp_path / "views"), "--landmarks", str(lm), "--out", str(out), "--no-report"])
+        == 0
+    )
+    m = json.loads((out / "measurements.json").read_text())
+    assert m["input"]["paths"] == [str(files[p]) for p in ("neutral", "flexion", "extension")]
+    assert m["static"]["description"] == "static F/E, 3 views"
+
+
+def test_batch_groups_the_views_of_one_patient_and_date(phantom, frames, tmp_path):
+    from dmx.batch.discovery import discover_inputs
+
+    write_static_views(phantom, tmp_path / "inbox" / "a", frames=frames)
+    other = make_phantom(frames=20, seed=9)  # another patient's single DX beside them is its own study
+    write_static_views(other, tmp_path / "inbox" / "a", frames={"lateral": 0})
+    jobs, unusable = discover_inputs(tmp_path / "inbox")
+    assert not unusable
+    kinds = sorted(j.kind for j in jobs)
+    assert kinds == ["dicom-series", "static F/E, 3 views"], kinds
+    static = next(j for j in jobs if j.kind.startswith("static"))
+    assert sorted(p.name for p in static.paths) == ["extension.dcm", "flexion.dcm", "neutral.dcm"]
