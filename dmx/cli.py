@@ -277,7 +277,10 @@ def analyze(
 
     thresholds = load_thresholds(config, overrides=threshold or None)
     postures = {"--neutral": neutral, "--flexion": flexion, "--extension": extension}
-    if is_static_request(study, postures_given=any(p is not None for p in postures.values())):
+    postures_given = any(p is not None for p in postures.values())
+    # one folder with --series: the chosen series of it, as before (not a static study)
+    one_series = series is not None and len(study) == 1 and not postures_given
+    if not one_series and is_static_request(study, postures_given=postures_given):
         cine_only = {"--series": series, "--neutral-frame": neutral_frame, "--smooth-frames": smooth_frames}
         used = [name for name, value in cine_only.items() if value is not None]
         if used:

@@ -320,3 +320,25 @@ def test_batch_groups_the_views_of_one_patient_and_date(phantom, frames, tmp_pat
     assert kinds == ["dicom-series", "static F/E, 3 views"], kinds
     static = next(j for j in jobs if j.kind.startswith("static"))
     assert sorted(p.name for p in static.paths) == ["extension.dcm", "flexion.dcm", "neutral.dcm"]
+
+
+def test_dmx_info_on_a_still_image(tmp_path, capsys):
+    path = tmp_path / "x.png"
+    cv2.imwrite(str(path), np.zeros((20, 30), np.uint8))
+    assert main(["info", str(path), "--json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert (d["kind"], d["frames"], d["rows"], d["columns"]) == ("still", 1, 20, 30)
+    assert d["calibration"] == {"mm_per_px": None, "source": "none"}
+
+
+def test_the_schema_refuses_a_static_block_with_an_unknown_posture(phantom, frames, truth, tmp_path):
+    from dmx.measure.validation import MeasurementsSchemaError
+
+    fe = {k: frames[k] for k in ("flexion", "extension")}
+    files = write_static_views(phantom, tmp_path, frames=fe)
+    lm = _landmark_file(tmp_path / "lm.json", truth["flexion"])
+    doc = analyze_static(list(files.values()), landmarks_path=lm).measurements
+    validate_measurements(doc)
+    doc["static"]["views"][0]["posture"] = "sideways"
+    with pytest.raises(MeasurementsSchemaError):
+        validate_measurements(doc)
