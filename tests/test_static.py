@@ -246,6 +246,7 @@ def test_png_trio_with_mm_per_px_through_the_cli(phantom, frames, truth, tmp_pat
     html = (out / "report.html").read_text()
     assert 'id="cine"' not in html  # no cine player: the views side by side as the key frames
     assert 'id="keyframes"' in html and html.count("data:image/") >= 3
+    assert "found on the other views of this static study by registering each body" in html
 
 
 def test_posture_from_content_and_per_view_calibration(phantom, frames, tmp_path):

@@ -53,6 +53,9 @@ class PostureSource(StrEnum):
     CONTENT = "content"
 
 
+#: A folder with more files than this (landmark and text files aside) is never a static study.
+MAX_STATIC_FILES = 8
+
 #: DICOM keywords read for a posture word, in order.
 POSTURE_TAGS = (
     "ViewPosition",
@@ -221,6 +224,13 @@ def static_files(path: str | Path) -> list[Path] | None:
     stills = sorted(p for p in path.iterdir() if p.is_file() and is_still_image(p))
     if 2 <= len(stills) <= 3:
         return stills
+    # a cine folder (hundreds of single frames) is not walked twice: a static study is a few files
+    n_files = 0
+    for p in path.rglob("*"):
+        if p.is_file() and not p.name.startswith(".") and p.suffix.lower() not in (".json", ".txt", ".csv"):
+            n_files += 1
+            if n_files > MAX_STATIC_FILES:
+                return None
     found = discover(path)
     studies = found.studies
     if not 2 <= len(studies) <= 3 or any(len(s.paths) != 1 for s in studies):
