@@ -343,3 +343,14 @@ def test_the_schema_refuses_a_static_block_with_an_unknown_posture(phantom, fram
     doc["static"]["views"][0]["posture"] = "sideways"
     with pytest.raises(MeasurementsSchemaError):
         validate_measurements(doc)
+
+
+@pytest.mark.parametrize("exposure", ["gain", "gamma"])
+def test_register_views_across_exposures(phantom, frames, truth, exposure):
+    img = np.asarray(phantom.frames[frames["extension"]], dtype=float)
+    other = np.clip(0.6 * img + 40, 0, 255) if exposure == "gain" else 255 * (img / 255) ** 0.7
+    lm = Landmarks(frame=0, corners_px={v: c for v, c in truth["neutral"].items() if v in BODIES})
+    fit = register_views(phantom.frames[frames["neutral"]], lm, other.astype(np.uint8))
+    assert fit.reason == (None,) * 6
+    for i, v in enumerate(fit.vertebrae):
+        assert np.linalg.norm(fit.corners_px[i] - truth["extension"][v], axis=1).max() < 0.5, v
