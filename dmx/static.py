@@ -18,15 +18,18 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from dmx.anatomy import LandmarkSource
+from dmx.anatomy import LandmarkSource, Vertebra
 from dmx.errors import InputError, LandmarkError, UsageError
 from dmx.io.static import POSTURES, Posture, StaticStudy, load_static, order_by_curve
 from dmx.landmarks import Landmarks, parse_landmarks
 from dmx.tracking.types import Tracks
+
+if TYPE_CHECKING:
+    from dmx.pipeline import Analysis
 
 #: ``tracking.method`` of a static study.
 REGISTRATION_METHOD = (
@@ -149,11 +152,10 @@ def _scaled_for_measurement(tracks: Tracks, spacings: list[tuple[float, float] |
 def _curve_per_view(tracks: Tracks, spacings: list[tuple[float, float] | None]) -> list[float | None]:
     """C2-C7 Cobb angle of each view (the sum of the segmental angles where C2 or C7 is missing)."""
     from dmx.measure import measure
+    from dmx.measure.curve import cobb_c2c7_deg
 
     scaled = _scaled_for_measurement(tracks, spacings)
     m = measure(scaled, mm_per_px=None)
-    from dmx.anatomy import Vertebra
-    from dmx.measure.curve import cobb_c2c7_deg
 
     h = (m.get("facing") or {}).get("h")
     out: list[float | None] = [None] * tracks.n_frames
@@ -197,7 +199,7 @@ def analyze_static(
     mm_per_px: float | None = None,
     thresholds: Any = None,
     model_path: str | Path | None = None,
-) -> Any:
+) -> Analysis:
     """Load, landmark, register and measure one static flexion/extension study.
 
     Parameters
