@@ -174,7 +174,7 @@ def test_register_views_follows_the_large_motion(phantom, frames, truth, posture
     for i, v in enumerate(fit.vertebrae):
         err = np.linalg.norm(fit.corners_px[i] - truth[posture][v], axis=1)
         assert err.max() < 0.5, (v, err)
-    assert fit.scale == pytest.approx(1.0)
+    assert fit.scale == pytest.approx(1.0, abs=0.002)
     # the motion really is large: C2 turns by tens of degrees and moves by more than a body
     c2 = fit.transforms[fit.vertebrae.index(Vertebra.C2)]
     assert abs(np.degrees(np.arctan2(c2[1, 0], c2[0, 0]))) > 15
@@ -182,20 +182,20 @@ def test_register_views_follows_the_large_motion(phantom, frames, truth, posture
     assert shift > 40
 
 
-def test_register_views_across_magnification(phantom, frames):
-    mag = {"extension": 1.08}
-    t = static_truth(phantom, frames, magnification=mag)
+@pytest.mark.parametrize(("magnification", "expected"), [(1.08, 1.08), (1.05, None)])
+def test_register_views_across_magnification(phantom, frames, magnification, expected):
+    """Known from the calibration (search centred on it) or not (uncalibrated exports): the scale is found."""
     from dmx.phantom.static import _magnify
 
-    view, _ = _magnify(np.asarray(phantom.frames[frames["extension"]]), 1.08)
+    t = static_truth(phantom, frames, magnification={"extension": magnification})
+    view, _ = _magnify(np.asarray(phantom.frames[frames["extension"]]), magnification)
     lm = Landmarks(frame=0, corners_px={v: c for v, c in t["flexion"].items() if v in BODIES})
-    fit = register_views(phantom.frames[frames["flexion"]], lm, view, expected_scale=1.08)
-    assert fit.scale == pytest.approx(1.08, abs=0.01)
-    found = [i for i, r in enumerate(fit.reason) if r is None]
-    assert len(found) >= 5
-    for i in found:
-        err = np.linalg.norm(fit.corners_px[i] - t["extension"][fit.vertebrae[i]], axis=1)
-        assert err.max() < 1.0, (fit.vertebrae[i], err)
+    fit = register_views(phantom.frames[frames["flexion"]], lm, view, expected_scale=expected)
+    assert fit.scale == pytest.approx(magnification, abs=0.005)
+    assert fit.reason == (None,) * 6
+    for i, v in enumerate(fit.vertebrae):
+        err = np.linalg.norm(fit.corners_px[i] - t["extension"][v], axis=1)
+        assert err.max() < 0.5, (v, err)
 
 
 def test_a_body_that_is_not_on_the_view_is_null_with_a_reason(phantom, frames, truth):

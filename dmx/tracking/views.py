@@ -101,6 +101,23 @@ def _reduce(image: np.ndarray, factor: float) -> np.ndarray:
     )
 
 
+def _resample(image: np.ndarray, scale: float) -> np.ndarray:
+    """``image`` at the reference's scale: ``out(x) = image(scale * x)``."""
+    if abs(scale - 1.0) <= 1e-6:
+        return image
+    out_w = max(8, int(math.ceil(image.shape[1] / scale)))
+    out_h = max(8, int(math.ceil(image.shape[0] / scale)))
+    m = np.array([[scale, 0.0, 0.0], [0.0, scale, 0.0]])
+    return cv2.warpAffine(image, m, (out_w, out_h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP)
+
+
+def _rescaled(transform: np.ndarray, centre_px: np.ndarray, ratio: float) -> np.ndarray:
+    """A rigid pose on a view resampled at another scale (``ratio`` = old / new): same turn, centre moved."""
+    theta = math.degrees(math.atan2(transform[1, 0], transform[0, 0]))
+    moved = transform[:2, :2] @ centre_px + transform[:2, 2]
+    return _similarity(theta, 1.0, centre_px, moved * ratio)
+
+
 @dataclass(frozen=True)
 class _Candidate:
     centre_px: np.ndarray  # full-resolution centre on the view
@@ -237,6 +254,55 @@ def _similarity(
     return out
 
 
+def _refine_scale(
+    img: np.ndarray,
+    scale: float,
+    templates: list[Template | None],
+    first: list[Fit | None],
+    centres_ref: list[np.ndarray],
+    sizes: list[float],
+    *,
+    span: float = 0.06,
+    step: float = 0.02,
+) -> tuple[float, np.ndarray, list[Fit | None]]:
+    """The view's scale to within a fraction of a per cent: the bodies' rigid fits over scales
+    ``scale * (1 +- span)``; the best has the smallest robust residual (in the reference's intensity
+    units), refined by a parabola through the best three. (The correlation over the inliers is flat
+    in scale: a wrong scale loses inliers, not correlation.)"""
+
+    def fits_at(s: float, start_scale: float, start: list[Fit | None]) -> tuple[float, np.ndarray, list]:
+        work = _resample(img, s)
+        out: list[Fit | None] = []
+        z = []
+        for i, f in enumerate(start):
+            tpl = templates[i]
+            if f is None or tpl is None or not np.all(np.isfinite(f.transform)):
+                out.append(None)
+                continue
+            init = _rescaled(f.transform, centres_ref[i], start_scale / s)
+            box = needed_box(tpl, init, work.shape, 0.1 * sizes[i] + tpl.filter_pad_px)
+            if box[2] - box[0] < 8 or box[3] - box[1] < 8:
+                out.append(None)
+                continue
+            fit = register(tpl, FrameROI(work, box, tpl), init, max_iterations=20, first_level=1)
+            out.append(fit)
+            if np.isfinite(fit.residual_scale) and fit.gain > 0:
+                z.append(-fit.residual_scale / fit.gain)
+        return (float(np.mean(z)) if z else -np.inf), work, out
+
+    grid = [scale * (1.0 + d) for d in np.arange(-span, span + 1e-9, step)]
+    scores = [fits_at(s, scale, first)[0] for s in grid]
+    k = int(np.argmax(scores))
+    best = grid[k]
+    if 0 < k < len(grid) - 1 and all(np.isfinite(scores[k - 1 : k + 2])):
+        y0, y1, y2 = scores[k - 1], scores[k], scores[k + 1]
+        denom = y0 - 2 * y1 + y2
+        if denom < 0:
+            best = grid[k] + 0.5 * (y0 - y2) / denom * (grid[k + 1] - grid[k])
+    _, work, fits = fits_at(best, scale, first)
+    return float(best), work, fits
+
+
 def register_views(
     reference: np.ndarray,
     landmarks: Landmarks,
@@ -253,6 +319,7 @@ def register_views(
     highpass_frac: float = 0.1,
     min_quality: float = TRUSTED_QUALITY,
     max_overlap: float = 0.1,
+    refine_scale: bool = True,
 ) -> ViewFit:
     """Find every landmarked body of ``reference`` on another static ``view``.
 
@@ -287,6 +354,9 @@ def register_views(
         Bodies below this quality are ``NaN`` with a reason.
     max_overlap : float
         Largest allowed overlap of neighbouring bodies (fraction of the smaller).
+    refine_scale : bool
+        Refine the view's scale (magnification ratio) beyond the coarse search's steps, by the
+        bodies' correlation over scales within 6 % (one scale for the whole view).
 
     Returns
     -------
@@ -337,13 +407,7 @@ def register_views(
     found_scales = [c.scale for c in chosen if c is not None]
     scale = float(np.median(found_scales)) if found_scales else s0
     # refine on the view resampled to the reference's scale: view'(x) = view(scale * x)
-    if abs(scale - 1.0) > 1e-3:
-        out_w = max(8, int(math.ceil(img.shape[1] / scale)))
-        out_h = max(8, int(math.ceil(img.shape[0] / scale)))
-        m = np.array([[scale, 0.0, 0.0], [0.0, scale, 0.0]])
-        work = cv2.warpAffine(img, m, (out_w, out_h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP)
-    else:
-        work = img
+    work = _resample(img, scale)
     corners = np.full((n_v, 4, 2), np.nan)
     transforms = np.full((n_v, 2, 3), np.nan)
     quality = np.full(n_v, np.nan)
@@ -382,6 +446,9 @@ def register_views(
             quality[i] = 0.0
             continue
         first.append(register(template, FrameROI(work, box, template), initial, max_iterations=30))
+    if refine_scale and any(f is not None for f in first):
+        scale, work, first = _refine_scale(img, scale, templates, first, centres_ref, sizes)
+        unscale = np.diag([scale, scale, 1.0])
     # The expected residual of a good match: the tracker measures it on the frames next to the
     # reference; a static study has none, so it is the median residual of this view's bodies (the
     # study's noise, blur and compression between two exposures), never below the template's own.
