@@ -354,3 +354,44 @@ def test_register_views_across_exposures(phantom, frames, truth, exposure):
     assert fit.reason == (None,) * 6
     for i, v in enumerate(fit.vertebrae):
         assert np.linalg.norm(fit.corners_px[i] - truth["extension"][v], axis=1).max() < 0.5, v
+
+
+def _view(name: str, posture: Posture | None = None):
+    from dmx.io.sequence import Sequence
+    from dmx.io.static import View
+
+    seq = Sequence(
+        frames=np.zeros((1, 4, 4), np.uint8), mm_per_px=None, calibration_source=CalibrationSource.NONE
+    )
+    return View(seq, Path(name), posture, PostureSource.TAG if posture else None)
+
+
+@pytest.mark.parametrize(
+    ("views", "curves", "expected"),
+    [
+        # two unlabelled views: a flexion/extension pair, smallest Cobb = flexion
+        ([("a", None), ("b", None)], [30.0, -10.0], [("b", "flexion"), ("a", "extension")]),
+        # a neutral view and one unlabelled: flexion when its Cobb is below the neutral one's
+        ([("n", Posture.NEUTRAL), ("x", None)], [20.0, -5.0], [("n", "neutral"), ("x", "flexion")]),
+        ([("n", Posture.NEUTRAL), ("x", None)], [20.0, 45.0], [("n", "neutral"), ("x", "extension")]),
+        # three, one labelled flexion: the other two by rank
+        (
+            [("e", None), ("f", Posture.FLEXION), ("n", None)],
+            [44.0, -9.0, 21.0],
+            [("n", "neutral"), ("f", "flexion"), ("e", "extension")],
+        ),
+    ],
+)
+def test_order_by_curve(views, curves, expected):
+    from dmx.io.static import StaticStudy, order_by_curve
+
+    study, index = order_by_curve(StaticStudy(tuple(_view(n, p) for n, p in views)), curves)
+    assert [(str(v.path), v.posture.value) for v in study.views] == expected
+    assert [views[i][0] for i in index] == [n for n, _ in expected]
+
+
+def test_order_by_curve_without_an_angle_names_the_view():
+    from dmx.io.static import StaticStudy, order_by_curve
+
+    with pytest.raises(InputError, match="b.*--neutral, --flexion or --extension"):
+        order_by_curve(StaticStudy((_view("a"), _view("b"))), [10.0, None])
