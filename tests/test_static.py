@@ -395,3 +395,17 @@ def test_order_by_curve_without_an_angle_names_the_view():
 
     with pytest.raises(InputError, match="b.*--neutral, --flexion or --extension"):
         order_by_curve(StaticStudy((_view("a"), _view("b"))), [10.0, None])
+
+
+def test_views_of_different_sizes_keep_their_pixels(tmp_path):
+    rng = np.random.default_rng(1)
+    a = rng.integers(10, 200, (50, 60), dtype=np.uint8)
+    b = rng.integers(10, 200, (40, 70), dtype=np.uint8)
+    cv2.imwrite(str(tmp_path / "flexion.png"), a)
+    cv2.imwrite(str(tmp_path / "extension.png"), b)
+    study = load_static([tmp_path])
+    assert [v.posture for v in study.views] == [Posture.FLEXION, Posture.EXTENSION]
+    seq = study.sequence()
+    assert seq.frames.shape == (2, 50, 70) and seq.kind == "static" and seq.frame_time_ms is None
+    assert np.array_equal(seq.frames[0, :50, :60], a) and np.array_equal(seq.frames[1, :40, :70], b)
+    assert (seq.frames[0, :, 60:] == a.min()).all()  # padding: the view's own lowest value
