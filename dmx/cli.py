@@ -231,7 +231,13 @@ def phantom(
 
 @app.command()
 def analyze(
-    study: Annotated[Path, typer.Argument(help="DICOM file, folder of frames, DICOMDIR or video.")],
+    study: Annotated[
+        list[Path],
+        typer.Argument(
+            help="DICOM file, folder of frames, DICOMDIR, video or still image; or the 2-3 views of a "
+            "static flexion/extension study (files, or a folder holding them)."
+        ),
+    ],
     landmarks: Annotated[
         Path | None,
         typer.Option(
@@ -273,13 +279,13 @@ def analyze(
         ),
     ] = False,
     smooth_frames: Annotated[
-        int,
+        int | None,
         typer.Option(
             "--smooth-frames",
             help="Window in frames of the temporal smoothing of the tracks (odd, >= 5; local "
-            "quadratic). 0: raw tracks.",
+            "quadratic; default 5). 0: raw tracks.",
         ),
-    ] = 5,
+    ] = None,
     threads: Annotated[
         int | None,
         typer.Option(
@@ -289,8 +295,18 @@ def analyze(
             "Same results whatever the number.",
         ),
     ] = None,
+    neutral: Annotated[
+        Path | None, typer.Option("--neutral", help="Static study: the neutral view (frame 0).")
+    ] = None,
+    flexion: Annotated[Path | None, typer.Option("--flexion", help="Static study: the flexion view.")] = None,
+    extension: Annotated[
+        Path | None, typer.Option("--extension", help="Static study: the extension view.")
+    ] = None,
 ) -> None:
     """Track C2-C7 through the cine and write measurements.json, landmarks.csv and report.html.
+
+    Several views (static flexion/extension radiographs or still images) are one static study:
+    neutral = frame 0, flexion = 1, extension = 2 (a view not given is skipped).
 
     Exit 1 when the analysis finished but no level could be measured (the reason is printed;
     the files are still written).
@@ -309,6 +325,7 @@ def analyze(
         write_outputs,
     )
     from dmx.pipeline import analyze as run_analysis
+    from dmx.static import analyze_static, is_static_request
     from dmx.threads import default_threads
 
     if dicom:
@@ -316,21 +333,44 @@ def analyze(
 
         require_extra()
     thresholds = load_thresholds(config, overrides=threshold or None)
+    postures = {"--neutral": neutral, "--flexion": flexion, "--extension": extension}
+    postures_given = any(p is not None for p in postures.values())
+    # one folder with --series: the chosen series of it, as before (not a static study)
+    one_series = series is not None and len(study) == 1 and not postures_given
+    static = not one_series and is_static_request(study, postures_given=postures_given)
+    if static:
+        cine_only = {"--series": series, "--neutral-frame": neutral_frame, "--smooth-frames": smooth_frames}
+        used = [name for name, value in cine_only.items() if value is not None]
+        if used:
+            _fail(f"{', '.join(used)} do not apply to a static study (separate views)")
+    named = study[0] if len(study) == 1 else " ".join(str(p) for p in study)
     created = [p for p in (out, *out.parents) if not p.exists()]
     reference = load_normative(normative or normative_path_from_config(config))
     prepare_output_dir(out)  # before the work: an unusable --out costs one line, not an analysis
     try:
-        analysis = run_analysis(
-            study,
-            landmarks_path=landmarks,
-            series=series,
-            mm_per_px=mm_per_px,
-            neutral_frame=neutral_frame,
-            thresholds=thresholds,
-            smooth_frames=smooth_frames,
-            normative=reference,
-            threads=default_threads() if threads is None else threads,
-        )
+        if static:
+            analysis = analyze_static(
+                study,
+                neutral=neutral,
+                flexion=flexion,
+                extension=extension,
+                landmarks_path=landmarks,
+                mm_per_px=mm_per_px,
+                thresholds=thresholds,
+                normative=reference,
+            )
+        else:
+            analysis = run_analysis(
+                study[0],
+                landmarks_path=landmarks,
+                series=series,
+                mm_per_px=mm_per_px,
+                neutral_frame=neutral_frame,
+                thresholds=thresholds,
+                smooth_frames=smooth_frames,
+                normative=reference,
+                threads=default_threads() if threads is None else threads,
+            )
     except DetectionFailedError as exc:
         if exc.sequence is None:
             raise
@@ -339,9 +379,9 @@ def analyze(
         found = exc.detection.landmarks.corners_px
         todo = "check the bodies found and place the missing ones" if found else "place the bodies"
         _fail(
-            f"{study}: {detection_shortfall(exc.detection.landmarks)}; {todo} by hand in the "
+            f"{named}: {detection_shortfall(exc.detection.landmarks)}; {todo} by hand in the "
             f"review page {page} (then 'Download corrected landmarks') and run: "
-            f"dmx analyze {study} --landmarks <downloaded file>",
+            f"dmx analyze {named} --landmarks <downloaded file>",
             EXIT_FAILED,
         )
     except DmxError:
@@ -368,7 +408,7 @@ def analyze(
         log.info("correct %s, then re-run with --landmarks <corrected file>", where)
     nothing = no_measurement_reason(analysis.measurements)
     if nothing is not None:  # finished, wrote what it could, but there is nothing to read
-        _fail(f"{study}: {nothing}", EXIT_FAILED)
+        _fail(f"{named}: {nothing}", EXIT_FAILED)
 
 
 @app.command()

@@ -544,7 +544,8 @@ def write_outputs(
                 warnings=det.get("warnings") or [],
             )
             written["review"] = out / REVIEW_NAME
-        write_report(analysis, out / REPORT_NAME, pdf=pdf)
+        static = analysis.sequence.kind == "static"  # views side by side (key frames), no cine
+        write_report(analysis, out / REPORT_NAME, pdf=pdf, **({"cine": False} if static else {}))
         written["report"] = out / REPORT_NAME
         if pdf and (out / "report.pdf").exists():
             written["pdf"] = out / "report.pdf"

@@ -46,7 +46,7 @@ LAYERS: list[list[tuple[str, tuple[str, ...]]]] = [
     [("interpretation", ("dmx.normative", "dmx.compare"))],
     [("report", ("dmx.report",))],
     [("dicom outputs", ("dmx.dicom",))],
-    [("pipeline", ("dmx.pipeline",))],
+    [("pipeline", ("dmx.pipeline", "dmx.static"))],
     [("batch", ("dmx.batch",)), ("aggregate", ("dmx.aggregate",))],
     [("network listener", ("dmx.net",))],
     # offline tools: synthetic studies, fitting the detector; nothing below the CLI imports them

@@ -53,8 +53,54 @@ def _studies_from_discovery(
         return not any(path.resolve().is_relative_to(e) for e in exclude)
 
     unusable = _unusable_files(found, root, wanted)
-    entries = [_entry(st) for st in found.studies if all(wanted(Path(p)) for p in st.paths)]
+    studies = [st for st in found.studies if all(wanted(Path(p)) for p in st.paths)]
+    singles, groups = _static_groups(studies)
+    entries = [_entry(st) for st in singles] + [_static_entry(g) for g in groups]
     return _make_jobs(entries, root), unusable
+
+
+#: ``StudyJob.kind`` (and the manifest's ``kind``) of a static flexion/extension study.
+STATIC_KIND = "static F/E, {n} views"
+
+
+def is_static_kind(kind: str) -> bool:
+    """Whether a job's kind is a static flexion/extension study (several single views)."""
+    return kind.startswith("static F/E")
+
+
+def _static_groups(studies: list[StudyInput]) -> tuple[list[StudyInput], list[list[StudyInput]]]:
+    """Single-image series of one patient and date in one folder, two or three of them: one static study.
+
+    Returns the studies left as they are, and the groups (:func:`dmx.io.static.static_group`).
+    """
+    from dmx.errors import InputError
+    from dmx.io.dicom import read_header
+    from dmx.io.discover import InputKind
+    from dmx.io.static import static_group
+
+    by_study: dict[tuple[Path, str, str], list[StudyInput]] = {}  # (folder, patient, date): never logged
+    for st in studies:
+        if st.kind is InputKind.DICOM_SERIES and len(st.paths) == 1:
+            try:
+                ds = read_header(Path(st.paths[0])).dataset
+            except InputError:
+                continue
+            patient = str(ds.get("PatientID", "") or "").strip()
+            date = str(ds.get("StudyDate", "") or "").strip()
+            by_study.setdefault((Path(st.paths[0]).parent, patient, date), []).append(st)
+    grouped: list[list[StudyInput]] = []
+    for members in by_study.values():
+        if 2 <= len(members) <= 3 and static_group([Path(m.paths[0]) for m in members]) is not None:
+            grouped.append(sorted(members, key=lambda m: str(m.paths[0])))
+    in_group = {id(m) for g in grouped for m in g}
+    return [st for st in studies if id(st) not in in_group], grouped
+
+
+def _static_entry(group: list[StudyInput]) -> _Entry:
+    """One job for the views of a static study (read from their folder, analysed together)."""
+    paths = tuple(Path(m.paths[0]) for m in group)
+    key = hashlib.sha256("\x00".join(["dmx-static", *(m.id for m in group)]).encode()).hexdigest()[:16]
+    return key, STATIC_KIND.format(n=len(group)), paths[0].parent, paths, None
 
 
 def _unusable_files(found: Discovery, root: Path, wanted: Callable[[Path], bool]) -> list[Unusable]:

@@ -35,6 +35,9 @@ def analyze_study(
 ) -> list[str]:
     """The default per-study analysis: :func:`dmx.pipeline.analyze` then ``write_outputs``.
 
+    A static flexion/extension study (kind ``static F/E, N views``) goes to
+    :func:`dmx.static.analyze_static` instead.
+
     Writes ``measurements.json``, ``report.html`` and ``landmarks.csv`` into
     ``out_dir`` and returns the analysis warnings. A study without a landmark sidecar
     is analysed with automatic landmarks (found once, inside the analysis), which adds
@@ -49,14 +52,20 @@ def analyze_study(
         or not usable ("no landmarks: add <sidecar> (<why>)").
     """
     from dmx import pipeline
+    from dmx.batch.discovery import is_static_kind
 
     try:
-        analysis = pipeline.analyze(
-            study.study_path,
-            landmarks_path=study.landmarks_path,
-            series=study.series_uid,
-            mm_per_px=mm_per_px,
-        )
+        if is_static_kind(study.kind):
+            from dmx.static import analyze_static
+
+            analysis = analyze_static(study.paths, landmarks_path=study.landmarks_path, mm_per_px=mm_per_px)
+        else:
+            analysis = pipeline.analyze(
+                study.study_path,
+                landmarks_path=study.landmarks_path,
+                series=study.series_uid,
+                mm_per_px=mm_per_px,
+            )
     except (pipeline.DetectionUnavailableError, pipeline.DetectionFailedError) as exc:
         raise _no_landmarks(study, exc) from None
     pipeline.write_outputs(analysis, out_dir, report=True, dicom=dicom)

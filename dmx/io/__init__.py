@@ -1,4 +1,5 @@
-"""Reading DMX studies: DICOM (multi-frame, single-frame series, DICOMDIR) and video.
+"""Reading DMX studies: DICOM (multi-frame, single-frame series, DICOMDIR), video, still images,
+and static studies (separate flexion/extension views).
 
 Public names are importable from here; the heavy modules (pydicom, OpenCV)
 are imported on first use.
@@ -24,6 +25,11 @@ _LAZY = {
     "StudyInput": "dmx.io.discover",
     "describe": "dmx.io.describe",
     "format_description": "dmx.io.describe",
+    "read_still": "dmx.io.still",
+    "load_static": "dmx.io.static",
+    "StaticStudy": "dmx.io.static",
+    "View": "dmx.io.static",
+    "Posture": "dmx.io.static",
 }
 
 

@@ -74,6 +74,34 @@ def _describe_video(path: Path, mm_per_px: float | tuple[float, float] | None) -
     }
 
 
+def _describe_still(path: Path, mm_per_px: float | tuple[float, float] | None) -> dict[str, Any]:
+    """A PNG, JPEG or TIFF image (:func:`dmx.io.still.read_still`)."""
+    from dmx.io.still import read_still
+
+    seq = read_still(path, mm_per_px=mm_per_px)
+    return {
+        "path": str(path),
+        "kind": "still",
+        "files": 1,
+        "frames": 1,
+        "rows": seq.shape[0],
+        "columns": seq.shape[1],
+        "modality": None,
+        "photometric_interpretation": None,
+        "transfer_syntax": None,
+        "codec": path.suffix.lower().lstrip("."),
+        "bits_stored": seq.bits_stored,
+        "dtype": str(seq.frames.dtype),
+        **_frame_time_summary(None),
+        "calibration": {
+            "mm_per_px": None if seq.mm_per_px is None else [float(x) for x in seq.mm_per_px],
+            "source": seq.calibration_source.value,
+        },
+        "study": {},
+        "warnings": list(seq.warnings),
+    }
+
+
 def describe(
     path: str | Path, *, series: str | None = None, mm_per_px: float | tuple[float, float] | None = None
 ) -> dict[str, Any]:
@@ -105,6 +133,10 @@ def describe(
         As :func:`dmx.io.load.load_sequence` (the first frame is decoded).
     """
     path = Path(path)
+    from dmx.io.still import is_still_image
+
+    if is_still_image(path) and path.is_file():
+        return _describe_still(path, mm_per_px)
     study_input = resolve_input(path, series=series)
     if study_input.kind is InputKind.VIDEO:
         return _describe_video(study_input.paths[0], mm_per_px)
@@ -159,7 +191,8 @@ def format_description(d: dict[str, Any]) -> str:
     if ts:
         ts_text = f"{ts['name'] or 'unknown'} ({ts['uid']})"
     else:
-        ts_text = f"video ({d.get('codec') or 'unknown codec'})"
+        what = "still image" if d.get("kind") == "still" else "video"
+        ts_text = f"{what} ({d.get('codec') or 'unknown codec'})"
     if d.get("frame_time_ms") is None:
         ft_text = "unknown"
     else:

@@ -264,7 +264,8 @@ def load_sequence(
     ----------
     path : str or Path
         A multi-frame DICOM file, a folder holding one series of
-        single-frame files, a DICOMDIR, or a video file (.mp4, .avi ...).
+        single-frame files, a DICOMDIR, a video file (.mp4, .avi ...), or a
+        still image (.png, .jpg, .tif: one frame, :func:`dmx.io.still.read_still`).
     series : str, optional
         Series Instance UID (or study input id) to read when ``path``
         holds several series.
@@ -288,6 +289,10 @@ def load_sequence(
     dmx.errors.UsageError
         ``mm_per_px`` is not a number > 0.
     """
+    from dmx.io.still import is_still_image, read_still
+
+    if is_still_image(path) and Path(path).is_file():
+        return read_still(path, mm_per_px=mm_per_px)
     study = resolve_input(path, series=series)
     seq = load_input(study, mm_per_px=mm_per_px)
     log.info(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -26,6 +27,9 @@ from dmx.measure.uncertainty import angle_uncertainty_deg, offset_uncertainty, q
 
 #: Flags that need mm and cannot be evaluated without calibration.
 MM_FLAGS: tuple[Flag, ...] = (Flag.TRANSLATION_GT_3_5MM, Flag.TRANSLATION_GT_2MM, Flag.ADI_GT_3MM)
+
+#: ``frames.key_frame_basis`` of a static study: the views labelled flexion and extension are the key frames.
+BASIS_VIEWS = "views"
 
 
 def _num(x: Any) -> float | None:
@@ -145,6 +149,7 @@ def measure(
     neutral_frame: int | None = None,
     thresholds: Thresholds | None = None,
     adi_points_px: Mapping[str | UpperCervicalPoint, Any] | None = None,
+    view_key_frames: tuple[int | None, int | None] | None = None,
 ) -> dict[str, Any]:
     """Compute the measurements of spec sections 3-7 from corner tracks.
 
@@ -164,6 +169,10 @@ def measure(
     adi_points_px : mapping, optional
         ``{"C1.arch_post": (T, 2), "C2.dens_ant": (T, 2)}`` per-frame points
         in pixels, NaN where not available; gives the ``adi`` block.
+    view_key_frames : (int or None, int or None), optional
+        ``(flexion, extension)`` frames of a static study (:mod:`dmx.io.static`): the views
+        labelled so are the key frames instead of the curve angle's extremes
+        (``key_frame_basis`` ``"views"``); ``None`` for a view not given.
 
     Returns
     -------
@@ -281,6 +290,10 @@ def measure(
         cobb = np.full(n, np.nan)
     angles = {lv: s.angle_deg for lv, s in series.items() if s is not None}
     kf = key_frames(cobb, angles, neutral_frame=neutral_frame)
+    if view_key_frames is not None:
+        flexion_view, extension_view = view_key_frames
+        kf = replace(kf, flexion=flexion_view, extension=extension_view, basis=BASIS_VIEWS)
+        kf = replace(kf, levels_summed=(), warnings=())
     warnings.extend(kf.warnings)
 
     # Level summaries and flags.
