@@ -159,6 +159,7 @@ def make_template(
     highpass_sigma_px: float | None = None,
     n_levels: int | None = None,
     max_pixels: int | None = 6000,
+    exclude_mask: np.ndarray | None = None,
 ) -> Template:
     """Precompute the template of one body from the reference frame.
 
@@ -185,6 +186,10 @@ def make_template(
     max_pixels : int or None
         Use at most about this many template pixels per level (a regular subset) for speed on large
         bodies; None for all.
+    exclude_mask : numpy.ndarray or None
+        ``(H, W)`` boolean mask of reference pixels to leave out of the template (static structures
+        that do not move with the body, e.g. a collimator blade: see
+        :func:`dmx.tracking.robust.static_mask`); None for none.
     """
     quad = np.asarray(quad_px, dtype=np.float64)
     h_img, w_img = reference.shape
@@ -226,6 +231,8 @@ def make_template(
             cv2.fillPoly(other, [p], 255, lineType=cv2.LINE_8, shift=shift)
         other = cv2.dilate(other, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5)))
         mask[other > 0] = 0
+    if exclude_mask is not None:
+        mask[np.asarray(exclude_mask, dtype=bool)[cy0:cy1, cx0:cx1]] = 0
     maskf = mask.astype(np.float32) / 255.0
     residual_scale = _expected_residual(
         np.asarray(reference[cy0:cy1, cx0:cx1], dtype=np.float32),

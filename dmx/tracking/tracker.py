@@ -48,6 +48,7 @@ from dmx.tracking.register import (
     register,
     rigid,
 )
+from dmx.tracking.robust import reject_inconsistent, static_mask
 from dmx.tracking.types import Tracks
 
 #: Ratio of the actual RMS corner error to the white-noise Cramer-Rao estimate of the fit, measured on
@@ -71,6 +72,7 @@ IMPLAUSIBLE = "implausible jump from the previous frame"
 OVERLAP = "overlaps a neighbouring body"
 ORDER = "out of order with a neighbouring body"
 REFERENCE_OUTSIDE = "body outside the reference frame"
+INCONSISTENT = "moved inconsistently with its neighbours (occluded?)"
 
 
 @dataclass
@@ -402,6 +404,7 @@ class _Tracker:
         """Each body's appearance on the reference frame (None when it lies outside the frame)."""
         opt, quads = self.opt, self.quads
         reference = self.frames[self.ref]
+        static = static_mask(reference)  # collimator blades: not part of any body
         templates: list[Template | None] = []
         for i, q in enumerate(quads):
             neighbours = tuple(quads[j] for j in (i - 1, i + 1) if 0 <= j < self.n_v)
@@ -417,6 +420,7 @@ class _Tracker:
                         blur_sigma_px=opt.blur_sigma_px,
                         n_levels=opt.n_levels,
                         highpass_sigma_px=None if not opt.highpass_frac else opt.highpass_frac * _size(q),
+                        exclude_mask=static,
                     )
                 )
             except ValueError:
@@ -552,10 +556,21 @@ class _Tracker:
             if fits[i] is not None:
                 self.quality[t, i] = fits[i][1]
         if self.opt.anatomy_check:
+            self.check_neighbours(t, fits)
             _check_anatomy(
                 fits, self.quads, self.reason, self.quality, t, self.opt.max_overlap, self.has_corners
             )
         self.record(t, fits, states)
+
+    def check_neighbours(self, t: int, fits: list[_Accepted | None]) -> None:
+        """Reject the bodies of frame ``t`` that no tracked neighbour supports (an occluder dragged them)."""
+        poses = [f[0] if f is not None else None for f in fits]
+        centres = [q.mean(axis=0) for q in self.quads]
+        sizes = [_size(q) for q in self.quads]
+        for i in reject_inconsistent(poses, centres, sizes, self.has_corners):
+            self.reason[t][i] = INCONSISTENT
+            self.quality[t, i] = min(float(self.quality[t, i]), 0.2)
+            fits[i] = None
 
     def _predicted_fit(
         self, i: int, *, frame: np.ndarray, preds: list[np.ndarray | None], states: list[_State]
