@@ -115,19 +115,34 @@ def reject_inconsistent(
     neighbours that disagree, the one whose other neighbour supports it is kept.
     """
     n = len(poses)
-    out: list[int] = []
-    for i in range(n):
-        if poses[i] is None or not checked[i]:
-            continue
+    live = [poses[i] is not None and checked[i] for i in range(n)]
+
+    def votes(i: int) -> tuple[int, int]:
         agree = disagree = 0
         for j in (i - 1, i + 1):
-            if not (0 <= j < n) or poses[j] is None or not checked[j]:
-                continue
-            size = min(sizes[i], sizes[j])
-            if inconsistent(poses[i], poses[j], centres[i], centres[j], size):
-                disagree += 1
-            else:
-                agree += 1
-        if disagree and not agree:
+            if 0 <= j < n and live[j]:
+                size = min(sizes[i], sizes[j])
+                if inconsistent(poses[i], poses[j], centres[i], centres[j], size):  # type: ignore[arg-type]
+                    disagree += 1
+                else:
+                    agree += 1
+        return agree, disagree
+
+    out: list[int] = []
+    # first the bodies both neighbours disagree with, one at a time (each may clear its neighbours)
+    while True:
+        worst = [i for i in range(n) if live[i] and votes(i) == (0, 2)]
+        if not worst:
+            break
+        live[worst[0]] = False
+        out.append(worst[0])
+    # then a body one neighbour disagrees with and none supports, when that neighbour is supported
+    # (an isolated disagreeing pair: both, as nothing tells which is right)
+    lone = [i for i in range(n) if live[i] and votes(i) == (0, 1)]
+    for i in lone:
+        j = next(j for j in (i - 1, i + 1) if 0 <= j < n and live[j])
+        if votes(j)[0] >= 1 or j in lone:
             out.append(i)
-    return out
+    for i in out:
+        live[i] = False
+    return sorted(out)
