@@ -39,6 +39,10 @@ def test_collimator_blade_over_c2_never_gives_a_trusted_wrong_frame():
     err = np.linalg.norm(tr.corners_px - s.truth_px, axis=-1).max(axis=-1)
     trusted = np.isfinite(err) & (np.nan_to_num(tr.quality) >= TRUSTED_QUALITY)
     assert not (trusted & (err > 2.0)).any(), np.nanmax(np.where(trusted, err, np.nan), axis=0)
+    # C2 is lost with a reason in most frames, never followed along the blade
+    lost = [t for t in range(len(frames)) if not np.isfinite(tr.corners_px[t, c2]).any()]
+    assert len(lost) >= len(frames) // 2
+    assert all(tr.reason[t][c2] for t in lost)
     # the bodies clear of the blade are followed in every frame, as without it
     assert trusted[:, c2 + 1 :].all()
     assert float(np.median(err[:, c2 + 1 :])) < 0.3
@@ -64,3 +68,20 @@ def test_a_body_dragged_away_from_its_neighbours_is_rejected():
 
 def test_rejected_body_has_the_reason():
     assert tracker_mod.INCONSISTENT.startswith("moved inconsistently")
+
+
+def test_a_body_mostly_behind_a_blade_is_not_followed():
+    s = make_scene(shape=(256, 256), n_frames=6, amplitude_deg=2.0, noise=3.0, seed=2)
+    c2 = s.vertebrae.index(Vertebra.C2)
+    ys = s.landmarks.corners_px[Vertebra.C2][:, 1]
+    rows = int(round(ys.min() + 0.45 * (ys.max() - ys.min())))  # about 45 % of C2 behind it
+    frames = _blade(s.frames, rows)
+    tr = track(frames, s.landmarks)
+    assert tr.quality[s.landmarks.frame, c2] == 1.0  # the landmarks themselves
+    others = [t for t in range(6) if t != s.landmarks.frame]
+    assert all(tr.reason[t][c2] == tracker_mod.BEHIND_STATIC for t in others)
+    assert not np.isfinite(tr.corners_px[others, c2]).any()
+    assert (tr.quality[others, c2] <= 0.2).all()
+    # without the blade, C2 is followed in every frame
+    plain = track(s.frames, s.landmarks)
+    assert np.isfinite(plain.corners_px[:, c2]).all()

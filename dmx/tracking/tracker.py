@@ -19,7 +19,7 @@ the normalised correlation over the inliers, the expected corner precision from
 the fit's Hessian, convergence, and a plausible photometric gain. Frames below
 :data:`TRUSTED_QUALITY` (default ``min_quality``) are NaN, with ``reason`` one of
 :data:`LEFT_IMAGE`, :data:`NOT_FOUND`, :data:`DIVERGED`, :data:`IMPLAUSIBLE`,
-:data:`OVERLAP`, :data:`ORDER`, :data:`REFERENCE_OUTSIDE`.
+:data:`OVERLAP`, :data:`ORDER`, :data:`REFERENCE_OUTSIDE`, :data:`INCONSISTENT`, :data:`BEHIND_STATIC`.
 """
 
 from __future__ import annotations
@@ -73,6 +73,7 @@ OVERLAP = "overlaps a neighbouring body"
 ORDER = "out of order with a neighbouring body"
 REFERENCE_OUTSIDE = "body outside the reference frame"
 INCONSISTENT = "moved inconsistently with its neighbours (occluded?)"
+BEHIND_STATIC = "behind a collimator blade (too little of it in view)"
 
 
 @dataclass
@@ -127,6 +128,25 @@ def _visible(template: Template, a: np.ndarray | None, shape: tuple[int, int]) -
     """Share of the body quadrilateral (or region polygon) inside the frame at pose ``a`` (sampled)."""
     if a is None:
         return 0.0
+    p = _samples(template, a)
+    h, w = shape
+    inside = (p[:, 0] >= 0) & (p[:, 0] <= w - 1) & (p[:, 1] >= 0) & (p[:, 1] <= h - 1)
+    return float(inside.mean())
+
+
+def _clear(template: Template, a: np.ndarray, static: np.ndarray) -> float:
+    """Share of the body quadrilateral (or region polygon) at pose ``a`` inside the frame and clear of the
+    static mask ``static`` (a collimator blade: :func:`dmx.tracking.robust.static_mask`)."""
+    p = np.round(_samples(template, a)).astype(np.int64)
+    h, w = static.shape
+    inside = (p[:, 0] >= 0) & (p[:, 0] <= w - 1) & (p[:, 1] >= 0) & (p[:, 1] <= h - 1)
+    clear = np.zeros(len(p), bool)
+    clear[inside] = ~static[p[inside, 1], p[inside, 0]]
+    return float(clear.mean())
+
+
+def _samples(template: Template, a: np.ndarray) -> np.ndarray:
+    """Points sampling the body quadrilateral (or region polygon) at pose ``a``."""
     q = _corners(a, template.quad_px)
     if len(q) == 4:  # a 7x7 grid over the quadrilateral
         s = np.linspace(0.0, 1.0, 7)
@@ -139,9 +159,7 @@ def _visible(template: Template, a: np.ndarray | None, shape: tuple[int, int]) -
     else:  # a star-shaped polygon: its vertices drawn towards the centre
         c = q.mean(axis=0)
         p = np.concatenate([c + f * (q - c) for f in (0.2, 0.45, 0.7, 0.95)] + [c[None]])
-    h, w = shape
-    inside = (p[:, 0] >= 0) & (p[:, 0] <= w - 1) & (p[:, 1] >= 0) & (p[:, 1] <= h - 1)
-    return float(inside.mean())
+    return p
 
 
 def _size(quad: np.ndarray) -> float:
@@ -405,6 +423,7 @@ class _Tracker:
         opt, quads = self.opt, self.quads
         reference = self.frames[self.ref]
         static = static_mask(reference)  # collimator blades: not part of any body
+        self.static = static
         templates: list[Template | None] = []
         for i, q in enumerate(quads):
             neighbours = tuple(quads[j] for j in (i - 1, i + 1) if 0 <= j < self.n_v)
@@ -555,12 +574,30 @@ class _Tracker:
         for i in range(self.n_v):
             if fits[i] is not None:
                 self.quality[t, i] = fits[i][1]
+        if self.static is not None:
+            self.check_static(t, fits)
         if self.opt.anatomy_check:
             self.check_neighbours(t, fits)
             _check_anatomy(
                 fits, self.quads, self.reason, self.quality, t, self.opt.max_overlap, self.has_corners
             )
         self.record(t, fits, states)
+
+    def check_static(self, t: int, fits: list[_Accepted | None]) -> None:
+        """Reject the bodies of frame ``t`` of which less than ``min_visible`` is clear of a blade.
+
+        The templates leave the blade out, so what is left of a body mostly behind one (a strip of it)
+        no longer pins its rotation: it is not followed rather than followed wrongly.
+        """
+        assert self.static is not None
+        for i in range(self.n_v):
+            fit, tpl = fits[i], self.templates[i]
+            if fit is None or tpl is None:
+                continue
+            if _clear(tpl, fit[0], self.static) < self.opt.min_visible:
+                self.reason[t][i] = BEHIND_STATIC
+                self.quality[t, i] = min(float(self.quality[t, i]), 0.2)
+                fits[i] = None
 
     def check_neighbours(self, t: int, fits: list[_Accepted | None]) -> None:
         """Reject the bodies of frame ``t`` that no tracked neighbour supports (an occluder dragged them)."""
