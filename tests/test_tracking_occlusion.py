@@ -8,7 +8,7 @@ from dmx.anatomy import Vertebra
 from dmx.phantom.scenes import make_scene
 from dmx.tracking import TRUSTED_QUALITY, track
 from dmx.tracking import tracker as tracker_mod
-from dmx.tracking.register import rigid
+from dmx.tracking.register import make_template, rigid, spread_outliers
 from dmx.tracking.robust import inconsistent, reject_inconsistent, static_mask
 
 
@@ -85,3 +85,17 @@ def test_a_body_mostly_behind_a_blade_is_not_followed():
     # without the blade, C2 is followed in every frame
     plain = track(s.frames, s.landmarks)
     assert np.isfinite(plain.corners_px[:, c2]).all()
+
+
+def test_spread_outliers_rejects_the_neighbours_of_rejected_pixels_only():
+    s = make_scene(shape=(160, 160), n_frames=1, noise=2.0, seed=1)
+    tpl = make_template(s.frames[0].astype(np.float32), s.landmarks.corners_px[Vertebra.C4], n_levels=1)
+    level = tpl.levels[0]
+    w = np.ones(level.idx.size, np.float32)
+    k = level.idx.size // 2
+    w[k] = 0.0  # one rejected pixel
+    out = spread_outliers(level, w, 2.0)
+    d = np.hypot(level.u - level.u[k], level.v - level.v[k])
+    assert (out[d <= 2.0] == 0.0).all()
+    assert (out[d > 2.9] == 1.0).all()
+    assert spread_outliers(level, w, 0.4) is w  # below one pixel: unchanged

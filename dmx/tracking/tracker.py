@@ -262,6 +262,7 @@ def track(
     anatomy_check: bool = True,
     reacquire: bool = True,
     threads: int = 1,
+    outlier_spread_px: float = 0.0,
 ) -> Tracks:
     """Track the four corners of every landmarked vertebral body (and C1, when landmarked) through the cine.
 
@@ -307,6 +308,12 @@ def track(
     threads : int
         Register the bodies of a frame on this many threads (OpenCV releases the GIL; results are
         identical to one thread).
+    outlier_spread_px : float
+        Experimental (issue #13; default 0, off): reject, with every template pixel the robust fit
+        rejects, its neighbours within this radius (full-resolution pixels), so that the soft edge of an
+        occluder does not pull the pose (:func:`dmx.tracking.register.spread_outliers`). On the mandible
+        case of ``benchmarks/tracking.py --appearance all`` 3 px removes most of C2's drift, but the result
+        is not stable with the radius (2 px does not) and it changes the default figures; see README.
 
     Returns
     -------
@@ -340,6 +347,7 @@ def track(
         max_overlap=max_overlap,
         anatomy_check=anatomy_check,
         reacquire=reacquire,
+        outlier_spread_px=outlier_spread_px,
     )
     tracker = _Tracker(frames_arr, landmarks, vertebrae, options)  # templates cut from the reference frame
     tracker.calibrate_residuals()
@@ -369,6 +377,7 @@ class _Options:
     max_overlap: float
     anatomy_check: bool
     reacquire: bool
+    outlier_spread_px: float = 0.0
 
 
 #: A body's accepted fit in one frame: (3x3 transform reference -> frame, quality, corner std in px,
@@ -474,7 +483,14 @@ class _Tracker:
         fit = None
         if box[2] - box[0] >= 8 and box[3] - box[1] >= 8:
             roi = FrameROI(frame, box, tpl)
-            fit = register(tpl, roi, guess, max_iterations=max_iterations, first_level=first_level)
+            fit = register(
+                tpl,
+                roi,
+                guess,
+                max_iterations=max_iterations,
+                first_level=first_level,
+                outlier_spread_px=self.opt.outlier_spread_px,
+            )
             # the estimate moved beyond the region: redo the finest levels on a region around it
             fbox = needed_box(tpl, fit.transform, frame.shape, 2.0 + tpl.filter_pad_px)
             box2 = needed_box(tpl, fit.transform, frame.shape, slack)
@@ -486,6 +502,7 @@ class _Tracker:
                     fit.transform,
                     max_iterations=max_iterations,
                     first_level=1,
+                    outlier_spread_px=self.opt.outlier_spread_px,
                 )
         if fit is None:
             fit = Fit(guess, False, 0.0, 0.0, float("nan"), float("nan"), 0.0, float("inf"), 0)
