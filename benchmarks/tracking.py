@@ -317,7 +317,9 @@ def _family_cases(families: list[str], *, frames: int, size_px: int) -> list[tup
     return cases
 
 
-def family_accuracy(families: list[str], *, frames: int = 60, size_px: int = 512) -> None:
+def family_accuracy(
+    families: list[str], *, frames: int = 60, size_px: int = 512, outlier_spread_px: float = 0.0
+) -> None:
     """Per-frame disc-angle error per level against the truth, one phantom per appearance family."""
     from dmx.anatomy import BODIES, Level
     from dmx.phantom import make_phantom, truth_corners
@@ -329,7 +331,7 @@ def family_accuracy(families: list[str], *, frames: int = 60, size_px: int = 512
     )
     for name, kw in _family_cases(families, frames=frames, size_px=size_px):
         ph = make_phantom(**kw)
-        tr = track(ph.frames, ph.landmarks)
+        tr = track(ph.frames, ph.landmarks, outlier_spread_px=outlier_spread_px)
         sr, sc = ph.truth["mm_per_px"]
         h = float(ph.truth["h"])
         idx = {v: tr.vertebrae.index(v) for v in BODIES}
@@ -367,11 +369,20 @@ def main(argv: list[str] | None = None) -> int:
         metavar="LIST",
         help="per appearance family (FAMILY[,FAMILY] or all) and the issue #13 cases, then stop",
     )
+    p.add_argument(
+        "--outlier-spread",
+        type=float,
+        default=0.0,
+        metavar="PX",
+        help="with --appearance: track's experimental outlier_spread_px (default 0, off)",
+    )
     args = p.parse_args(argv)
     if args.appearance is not None:
         from dmx.phantom import parse_families
 
-        family_accuracy([f.value for f in parse_families(args.appearance)])
+        family_accuracy(
+            [f.value for f in parse_families(args.appearance)], outlier_spread_px=args.outlier_spread
+        )
         return 0
     if not args.speed_only:
         accuracy(args.full)

@@ -159,6 +159,7 @@ def make_template(
     highpass_sigma_px: float | None = None,
     n_levels: int | None = None,
     max_pixels: int | None = 6000,
+    exclude_mask: np.ndarray | None = None,
 ) -> Template:
     """Precompute the template of one body from the reference frame.
 
@@ -185,6 +186,10 @@ def make_template(
     max_pixels : int or None
         Use at most about this many template pixels per level (a regular subset) for speed on large
         bodies; None for all.
+    exclude_mask : numpy.ndarray or None
+        ``(H, W)`` boolean mask of reference pixels to leave out of the template (static structures
+        that do not move with the body, e.g. a collimator blade: see
+        :func:`dmx.tracking.robust.static_mask`); None for none.
     """
     quad = np.asarray(quad_px, dtype=np.float64)
     h_img, w_img = reference.shape
@@ -226,6 +231,8 @@ def make_template(
             cv2.fillPoly(other, [p], 255, lineType=cv2.LINE_8, shift=shift)
         other = cv2.dilate(other, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5)))
         mask[other > 0] = 0
+    if exclude_mask is not None:
+        mask[np.asarray(exclude_mask, dtype=bool)[cy0:cy1, cx0:cx1]] = 0
     maskf = mask.astype(np.float32) / 255.0
     residual_scale = _expected_residual(
         np.asarray(reference[cy0:cy1, cx0:cx1], dtype=np.float32),
@@ -498,6 +505,7 @@ def register(
     tolerance_px: float = 0.01,
     first_level: int | None = None,
     plane: bool = True,
+    outlier_spread_px: float = 0.0,
 ) -> Fit:
     """Robustly register ``template`` to the frame region ``roi``, starting from ``initial``.
 
@@ -518,6 +526,9 @@ def register(
         Coarsest level to start at (default: the coarsest).
     plane : bool
         Photometric model gain + bias plane (True) or gain + constant bias.
+    outlier_spread_px : float
+        If > 0, every rejected pixel's neighbours within this radius (full-resolution pixels) are
+        rejected too (:func:`spread_outliers`); 0 (default) leaves the fit unchanged.
     """
     n = len(template.levels)
     start = n - 1 if first_level is None else min(first_level, n - 1)
@@ -570,6 +581,8 @@ def register(
                 scale_t = max(sigma, rs)
                 r = ae * np.float32(1.0 / (_TUKEY_C * scale_t))
                 robust_w = np.square(1 - np.square(np.minimum(r, np.float32(1.0))))
+                if outlier_spread_px > 0:
+                    robust_w = spread_outliers(level, robust_w, outlier_spread_px / level.scale)
             if not ok:
                 break
             w = w0 * robust_w
@@ -634,3 +647,20 @@ def register(
     except np.linalg.LinAlgError:
         corner_std = rotation_std = float("inf")
     return Fit(a, converged, visible, inliers, sigma, gain, zncc, corner_std, iters, rotation_std)
+
+
+def spread_outliers(level: _Level, robust_w: np.ndarray, radius: float) -> np.ndarray:
+    """Robust weights with every rejected pixel's neighbourhood (``radius``, level pixels) rejected too.
+
+    An occluder's soft edge leaves residuals too small to reject but large enough to pull the pose;
+    they lie next to the pixels it rejects outright, so a spatial minimum filter removes them.
+    """
+    r = int(round(radius))
+    if r < 1:
+        return robust_w
+    h, w = level.shape
+    grid = np.ones(h * w, np.float32)
+    grid[level.idx] = robust_w
+    k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
+    eroded = cv2.erode(grid.reshape(h, w), k, borderType=cv2.BORDER_CONSTANT, borderValue=1.0)
+    return eroded.ravel()[level.idx]

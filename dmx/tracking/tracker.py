@@ -19,7 +19,7 @@ the normalised correlation over the inliers, the expected corner precision from
 the fit's Hessian, convergence, and a plausible photometric gain. Frames below
 :data:`TRUSTED_QUALITY` (default ``min_quality``) are NaN, with ``reason`` one of
 :data:`LEFT_IMAGE`, :data:`NOT_FOUND`, :data:`DIVERGED`, :data:`IMPLAUSIBLE`,
-:data:`OVERLAP`, :data:`ORDER`, :data:`REFERENCE_OUTSIDE`.
+:data:`OVERLAP`, :data:`ORDER`, :data:`REFERENCE_OUTSIDE`, :data:`INCONSISTENT`, :data:`BEHIND_STATIC`.
 """
 
 from __future__ import annotations
@@ -48,6 +48,7 @@ from dmx.tracking.register import (
     register,
     rigid,
 )
+from dmx.tracking.robust import reject_inconsistent, static_mask
 from dmx.tracking.types import Tracks
 
 #: Ratio of the actual RMS corner error to the white-noise Cramer-Rao estimate of the fit, measured on
@@ -71,6 +72,8 @@ IMPLAUSIBLE = "implausible jump from the previous frame"
 OVERLAP = "overlaps a neighbouring body"
 ORDER = "out of order with a neighbouring body"
 REFERENCE_OUTSIDE = "body outside the reference frame"
+INCONSISTENT = "moved inconsistently with its neighbours (occluded?)"
+BEHIND_STATIC = "behind a collimator blade (too little of it in view)"
 
 
 @dataclass
@@ -125,6 +128,25 @@ def _visible(template: Template, a: np.ndarray | None, shape: tuple[int, int]) -
     """Share of the body quadrilateral (or region polygon) inside the frame at pose ``a`` (sampled)."""
     if a is None:
         return 0.0
+    p = _samples(template, a)
+    h, w = shape
+    inside = (p[:, 0] >= 0) & (p[:, 0] <= w - 1) & (p[:, 1] >= 0) & (p[:, 1] <= h - 1)
+    return float(inside.mean())
+
+
+def _clear(template: Template, a: np.ndarray, static: np.ndarray) -> float:
+    """Share of the body quadrilateral (or region polygon) at pose ``a`` inside the frame and clear of the
+    static mask ``static`` (a collimator blade: :func:`dmx.tracking.robust.static_mask`)."""
+    p = np.round(_samples(template, a)).astype(np.int64)
+    h, w = static.shape
+    inside = (p[:, 0] >= 0) & (p[:, 0] <= w - 1) & (p[:, 1] >= 0) & (p[:, 1] <= h - 1)
+    clear = np.zeros(len(p), bool)
+    clear[inside] = ~static[p[inside, 1], p[inside, 0]]
+    return float(clear.mean())
+
+
+def _samples(template: Template, a: np.ndarray) -> np.ndarray:
+    """Points sampling the body quadrilateral (or region polygon) at pose ``a``."""
     q = _corners(a, template.quad_px)
     if len(q) == 4:  # a 7x7 grid over the quadrilateral
         s = np.linspace(0.0, 1.0, 7)
@@ -137,9 +159,7 @@ def _visible(template: Template, a: np.ndarray | None, shape: tuple[int, int]) -
     else:  # a star-shaped polygon: its vertices drawn towards the centre
         c = q.mean(axis=0)
         p = np.concatenate([c + f * (q - c) for f in (0.2, 0.45, 0.7, 0.95)] + [c[None]])
-    h, w = shape
-    inside = (p[:, 0] >= 0) & (p[:, 0] <= w - 1) & (p[:, 1] >= 0) & (p[:, 1] <= h - 1)
-    return float(inside.mean())
+    return p
 
 
 def _size(quad: np.ndarray) -> float:
@@ -242,6 +262,7 @@ def track(
     anatomy_check: bool = True,
     reacquire: bool = True,
     threads: int = 1,
+    outlier_spread_px: float = 0.0,
 ) -> Tracks:
     """Track the four corners of every landmarked vertebral body (and C1, when landmarked) through the cine.
 
@@ -287,6 +308,12 @@ def track(
     threads : int
         Register the bodies of a frame on this many threads (OpenCV releases the GIL; results are
         identical to one thread).
+    outlier_spread_px : float
+        Experimental (issue #13; default 0, off): reject, with every template pixel the robust fit
+        rejects, its neighbours within this radius (full-resolution pixels), so that the soft edge of an
+        occluder does not pull the pose (:func:`dmx.tracking.register.spread_outliers`). On the mandible
+        case of ``benchmarks/tracking.py --appearance all`` 3 px removes most of C2's drift, but the result
+        is not stable with the radius (2 px does not) and it changes the default figures; see README.
 
     Returns
     -------
@@ -320,6 +347,7 @@ def track(
         max_overlap=max_overlap,
         anatomy_check=anatomy_check,
         reacquire=reacquire,
+        outlier_spread_px=outlier_spread_px,
     )
     tracker = _Tracker(frames_arr, landmarks, vertebrae, options)  # templates cut from the reference frame
     tracker.calibrate_residuals()
@@ -349,6 +377,7 @@ class _Options:
     max_overlap: float
     anatomy_check: bool
     reacquire: bool
+    outlier_spread_px: float = 0.0
 
 
 #: A body's accepted fit in one frame: (3x3 transform reference -> frame, quality, corner std in px,
@@ -402,6 +431,8 @@ class _Tracker:
         """Each body's appearance on the reference frame (None when it lies outside the frame)."""
         opt, quads = self.opt, self.quads
         reference = self.frames[self.ref]
+        static = static_mask(reference)  # collimator blades: not part of any body
+        self.static = static
         templates: list[Template | None] = []
         for i, q in enumerate(quads):
             neighbours = tuple(quads[j] for j in (i - 1, i + 1) if 0 <= j < self.n_v)
@@ -417,6 +448,7 @@ class _Tracker:
                         blur_sigma_px=opt.blur_sigma_px,
                         n_levels=opt.n_levels,
                         highpass_sigma_px=None if not opt.highpass_frac else opt.highpass_frac * _size(q),
+                        exclude_mask=static,
                     )
                 )
             except ValueError:
@@ -451,7 +483,14 @@ class _Tracker:
         fit = None
         if box[2] - box[0] >= 8 and box[3] - box[1] >= 8:
             roi = FrameROI(frame, box, tpl)
-            fit = register(tpl, roi, guess, max_iterations=max_iterations, first_level=first_level)
+            fit = register(
+                tpl,
+                roi,
+                guess,
+                max_iterations=max_iterations,
+                first_level=first_level,
+                outlier_spread_px=self.opt.outlier_spread_px,
+            )
             # the estimate moved beyond the region: redo the finest levels on a region around it
             fbox = needed_box(tpl, fit.transform, frame.shape, 2.0 + tpl.filter_pad_px)
             box2 = needed_box(tpl, fit.transform, frame.shape, slack)
@@ -463,6 +502,7 @@ class _Tracker:
                     fit.transform,
                     max_iterations=max_iterations,
                     first_level=1,
+                    outlier_spread_px=self.opt.outlier_spread_px,
                 )
         if fit is None:
             fit = Fit(guess, False, 0.0, 0.0, float("nan"), float("nan"), 0.0, float("inf"), 0)
@@ -551,11 +591,40 @@ class _Tracker:
         for i in range(self.n_v):
             if fits[i] is not None:
                 self.quality[t, i] = fits[i][1]
+        if self.static is not None:
+            self.check_static(t, fits)
         if self.opt.anatomy_check:
+            self.check_neighbours(t, fits)
             _check_anatomy(
                 fits, self.quads, self.reason, self.quality, t, self.opt.max_overlap, self.has_corners
             )
         self.record(t, fits, states)
+
+    def check_static(self, t: int, fits: list[_Accepted | None]) -> None:
+        """Reject the bodies of frame ``t`` of which less than ``min_visible`` is clear of a blade.
+
+        The templates leave the blade out, so what is left of a body mostly behind one (a strip of it)
+        no longer pins its rotation: it is not followed rather than followed wrongly.
+        """
+        assert self.static is not None
+        for i in range(self.n_v):
+            fit, tpl = fits[i], self.templates[i]
+            if fit is None or tpl is None:
+                continue
+            if _clear(tpl, fit[0], self.static) < self.opt.min_visible:
+                self.reason[t][i] = BEHIND_STATIC
+                self.quality[t, i] = min(float(self.quality[t, i]), 0.2)
+                fits[i] = None
+
+    def check_neighbours(self, t: int, fits: list[_Accepted | None]) -> None:
+        """Reject the bodies of frame ``t`` that no tracked neighbour supports (an occluder dragged them)."""
+        poses = [f[0] if f is not None else None for f in fits]
+        centres = [q.mean(axis=0) for q in self.quads]
+        sizes = [_size(q) for q in self.quads]
+        for i in reject_inconsistent(poses, centres, sizes, self.has_corners):
+            self.reason[t][i] = INCONSISTENT
+            self.quality[t, i] = min(float(self.quality[t, i]), 0.2)
+            fits[i] = None
 
     def _predicted_fit(
         self, i: int, *, frame: np.ndarray, preds: list[np.ndarray | None], states: list[_State]

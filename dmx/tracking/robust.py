@@ -1,0 +1,148 @@
+"""Guards of the tracker against occluders that do not move with the bone (issue #13).
+
+Two failure modes let a body be followed with a high quality while it is wrong:
+
+* a static structure burned into every frame, such as a collimator blade, lies in a body's template:
+  its edge matches itself in every frame, so the fit slides along it while the correlation stays
+  high. :func:`static_mask` finds such structures on the reference frame (saturated, perfectly flat
+  regions: no X-ray image of tissue is free of quantum noise) so that the templates leave them out;
+* an occluder (the mandible, a blade) drags a body away from its neighbours. :func:`inconsistent`
+  checks each body's pose against its tracked neighbours': the cervical spine is a chain, so a body
+  cannot move far from where its neighbours carry it.
+"""
+
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+
+#: Smallest share of the reference frame a flat saturated region must cover to be treated as static.
+MIN_STATIC_SHARE = 0.002
+
+
+def static_mask(reference: np.ndarray, *, pad_px: int = 3) -> np.ndarray | None:
+    """Pixels of ``reference`` in saturated, perfectly flat regions (collimator blades), dilated.
+
+    Parameters
+    ----------
+    reference : numpy.ndarray
+        ``(H, W)`` reference frame (any real dtype; not modified).
+    pad_px : int
+        Dilation (pixels) beyond the flat region, so that its edge (which does not move with the
+        bone) is left out of the templates too.
+
+    Returns
+    -------
+    numpy.ndarray or None
+        ``(H, W)`` boolean mask, or None when there is no such region (the usual case: then the
+        templates are unchanged).
+    """
+    ref = np.asarray(reference, dtype=np.float32)
+    lo, hi = float(ref.min()), float(ref.max())
+    if not hi > lo:
+        return None
+    kernel = np.ones((5, 5), np.uint8)
+    flat = cv2.dilate(ref, kernel) == cv2.erode(ref, kernel)
+    flat &= (ref == lo) | (ref == hi)
+    if flat.sum() < MIN_STATIC_SHARE * ref.size:
+        return None
+    # the 5x5 test leaves out a 2-pixel rim of the flat region: add it back with the padding
+    r = pad_px + 2
+    grown = cv2.dilate(flat.astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1,) * 2))
+    return grown > 0
+
+
+def relative_pose(a_i: np.ndarray, a_j: np.ndarray) -> np.ndarray:
+    """Pose of body ``i`` in the moving frame of body ``j``: ``a_j^-1 a_i`` (3x3 rigid matrices)."""
+    r_t = a_j[:2, :2].T
+    inv = np.eye(3)
+    inv[:2, :2] = r_t
+    inv[:2, 2] = -r_t @ a_j[:2, 2]
+    a = np.eye(3)
+    a[:2] = np.asarray(a_i)[:2]
+    return inv @ a
+
+
+def segmental_motion(a_i: np.ndarray, a_j: np.ndarray, centre_i: np.ndarray) -> tuple[float, float]:
+    """Rotation (deg) of body ``i`` relative to body ``j`` since the reference frame, and how far
+    (px) ``i``'s centre ``centre_i`` (reference coordinates) moved in ``j``'s frame."""
+    rel = relative_pose(a_i, a_j)
+    theta = math.degrees(math.atan2(rel[1, 0], rel[0, 0]))
+    moved = rel[:2, :2] @ centre_i + rel[:2, 2]
+    return theta, float(np.hypot(*(moved - centre_i)))
+
+
+def inconsistent(
+    a_i: np.ndarray,
+    a_j: np.ndarray,
+    centre_i: np.ndarray,
+    centre_j: np.ndarray,
+    size_px: float,
+    *,
+    max_rotation_deg: float = 30.0,
+    max_translation_frac: float = 0.25,
+) -> bool:
+    """Body ``i``'s pose cannot be reached from neighbour ``j``'s by a cervical motion segment.
+
+    Relative to its neighbour, a body rotates by at most ``max_rotation_deg`` over a whole cine (the
+    largest segmental ROM is about 20 degrees) about a centre near the disc between them, and slides
+    by a few millimetres. In ``j``'s frame, ``i``'s centre may therefore move at most as far as the
+    relative rotation carries it about a point within half a body size beyond ``j``'s centre, plus
+    ``max_translation_frac`` of the body size (a quarter of the depth, about 4 mm: beyond the largest
+    segmental translation a cine shows).
+    """
+    theta, moved = segmental_motion(a_i, a_j, centre_i)
+    if abs(theta) > max_rotation_deg:
+        return True
+    arm = float(np.hypot(*(centre_i - centre_j))) + 0.5 * size_px
+    allowed = 2.0 * arm * abs(math.sin(math.radians(theta) / 2.0)) + max_translation_frac * size_px
+    return moved > allowed
+
+
+def reject_inconsistent(
+    poses: list[np.ndarray | None],
+    centres: list[np.ndarray],
+    sizes: list[float],
+    checked: list[bool],
+) -> list[int]:
+    """Bodies whose pose no tracked neighbour supports (see :func:`inconsistent`).
+
+    ``poses`` are the accepted 3x3 poses of one frame (None: not tracked), top to bottom; only
+    bodies with ``checked`` take part (C1, without corners, is left out: it must never cost a body).
+    A body is rejected when at least one tracked neighbour disagrees with it and none agrees: of two
+    neighbours that disagree, the one whose other neighbour supports it is kept.
+    """
+    n = len(poses)
+    live = [poses[i] is not None and checked[i] for i in range(n)]
+
+    def votes(i: int) -> tuple[int, int]:
+        agree = disagree = 0
+        for j in (i - 1, i + 1):
+            if 0 <= j < n and live[j]:
+                size = min(sizes[i], sizes[j])
+                if inconsistent(poses[i], poses[j], centres[i], centres[j], size):  # type: ignore[arg-type]
+                    disagree += 1
+                else:
+                    agree += 1
+        return agree, disagree
+
+    out: list[int] = []
+    # first the bodies both neighbours disagree with, one at a time (each may clear its neighbours)
+    while True:
+        worst = [i for i in range(n) if live[i] and votes(i) == (0, 2)]
+        if not worst:
+            break
+        live[worst[0]] = False
+        out.append(worst[0])
+    # then a body one neighbour disagrees with and none supports, when that neighbour is supported
+    # (an isolated disagreeing pair: both, as nothing tells which is right)
+    lone = [i for i in range(n) if live[i] and votes(i) == (0, 1)]
+    for i in lone:
+        j = next(j for j in (i - 1, i + 1) if 0 <= j < n and live[j])
+        if votes(j)[0] >= 1 or j in lone:
+            out.append(i)
+    for i in out:
+        live[i] = False
+    return sorted(out)
