@@ -200,9 +200,9 @@ def phantom(
         mm_per_px=spacing,
         curve=curve,
         facing=facing,
-        rom_deg=parse_level_values(rom or [], option="--rom"),
+        rom_deg=parse_level_values(rom or [], parameter="rom_deg"),
         flexion_fraction=flexion_fraction,
-        unstable_mm=parse_level_values(unstable or [], option="--unstable", default=translation_mm),
+        unstable_mm=parse_level_values(unstable or [], parameter="unstable_mm", default=translation_mm),
         adi_mm=adi_mm,
         sway_mm=sway_mm,
         sway_deg=sway_deg,
@@ -745,7 +745,12 @@ def aggregate(
 
 
 #: Library parameters set by an option of another name (else ``--`` + the name with dashes).
-OPTION_OF_PARAMETER = {"table": "--out", "secret": "--pseudonymize"}
+OPTION_OF_PARAMETER = {
+    "table": "--out",
+    "secret": "--pseudonymize",
+    "rom_deg": "--rom",
+    "unstable_mm": "--unstable",
+}
 
 
 def error_line(exc: DmxError) -> str:

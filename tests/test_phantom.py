@@ -14,7 +14,7 @@ from scipy import ndimage
 
 from dmx.anatomy import BODIES, CORNERS, Vertebra
 from dmx.cli import main
-from dmx.errors import UsageError
+from dmx.errors import ParameterError
 from dmx.landmarks import read_landmarks
 from dmx.phantom import body_mask, make_phantom, write_phantom
 from dmx.phantom import skeleton as sk
@@ -353,14 +353,42 @@ def test_landmarks_file_is_the_reference_frame(tmp_path):
 
 
 def test_bad_values_raise_usage_error():
-    with pytest.raises(UsageError, match="--curve"):
+    with pytest.raises(ParameterError, match="^curve must be one of lordotic, .*, got 'wavy'$") as e:
         make_phantom(curve="wavy")
-    with pytest.raises(UsageError, match="--rom"):
+    assert e.value.parameter == "curve"
+    with pytest.raises(ParameterError, match="^rom_deg names an unknown level 'C4-C9'") as e:
         make_phantom(rom_deg={"C4-C9": 10})
-    with pytest.raises(UsageError, match="jpeg"):
+    assert e.value.parameter == "rom_deg"
+    with pytest.raises(ParameterError, match=r"^transfer_syntax jpeg \(baseline\) needs bits 8$"):
         make_phantom(transfer_syntax="jpeg", bits=12)
-    with pytest.raises(UsageError, match="--reference-frame"):
+    with pytest.raises(ParameterError, match=r"^reference_frame must be an integer in 0\.\.9, got 10$"):
         make_phantom(frames=10, reference_frame=10)
+    with pytest.raises(ParameterError, match=r"^mm_per_px must lie in 0\.02\.\.2\.0 mm, got 3\.0$"):
+        make_phantom(mm_per_px=3.0)
+
+
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (
+            ["--curve", "wavy"],
+            "--curve must be one of lordotic, straight, kyphotic, s_upper_kyphotic, "
+            "s_lower_kyphotic, got 'wavy'",
+        ),
+        (["--rom", "C4-C5=50"], "--rom must be 0..40 degrees at C4-C5, got 50"),
+        (["--unstable", "C4-C5=x"], "--unstable must be a number at C4-C5, got 'x'"),
+        (["--frames", "2"], "--frames must be an integer in 4..5000, got 2"),
+        (["--bits", "12", "--transfer-syntax", "jpeg"], "--transfer-syntax jpeg (baseline) needs bits 8"),
+        (
+            ["--appearance", "bone"],
+            "--appearance names an unknown family 'bone' (expected all or a "
+            "comma-separated list of cortical, posterior, soft_tissue, occluders, processing, acquisition)",
+        ),
+    ],
+)
+def test_cli_names_the_option_of_a_bad_parameter(tmp_path, capsys, args, line):
+    assert main(["phantom", str(tmp_path / "x"), *args]) == 2
+    assert capsys.readouterr().err.strip() == f"dmx: error: {line}"
 
 
 # --- CLI --------------------------------------------------------------------------------------------
@@ -519,9 +547,9 @@ def test_anatomy_is_deterministic_per_seed_and_has_no_global_state():
 
 
 def test_anatomy_sd_out_of_range_is_a_usage_error():
-    with pytest.raises(UsageError, match="--anatomy-sd"):
+    with pytest.raises(ParameterError, match="^anatomy_sd must"):
         make_phantom(anatomy_sd=0.5, **SMALL)
-    with pytest.raises(UsageError, match="--anatomy-sd"):
+    with pytest.raises(ParameterError, match="^anatomy_sd must"):
         make_phantom(anatomy_sd=-0.1, **SMALL)
 
 

@@ -14,7 +14,7 @@ import numpy as np
 from pydicom.dataset import Dataset
 
 from dmx.anatomy import BODIES, CORNERS, Level, UpperCervicalPoint, Vertebra
-from dmx.errors import UsageError
+from dmx.errors import ParameterError, UsageError
 from dmx.landmarks import Landmarks, write_landmarks
 from dmx.phantom import appearance as app
 from dmx.phantom import dicom as dcm
@@ -79,17 +79,17 @@ class Phantom:
 # --------------------------------------------------------------------------- validation
 
 
-def _usage(message: str) -> UsageError:
-    return UsageError(message)
-
-
-def _check_levels(mapping: dict[str, float] | None, allowed: tuple[str, ...], what: str) -> dict[str, float]:
+def _check_levels(
+    mapping: dict[str, float] | None, allowed: tuple[str, ...], parameter: str
+) -> dict[str, float]:
     out: dict[str, float] = {}
     for key, value in (mapping or {}).items():
         if key not in allowed:
-            raise _usage(f"{what}: unknown level {key!r} (expected one of {', '.join(allowed)})")
+            raise ParameterError(
+                parameter, f"names an unknown level {key!r} (expected one of {', '.join(allowed)})"
+            )
         if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
-            raise _usage(f"{what}: value for {key} must be a finite number, got {value!r}")
+            raise ParameterError(parameter, f"must be a finite number at {key}, got {value!r}")
         out[key] = float(value)
     return out
 
@@ -100,9 +100,11 @@ def _spacing(mm_per_px: float | tuple[float, float] | None, rows: int, cols: int
         return (s, s)
     vals = (mm_per_px, mm_per_px) if isinstance(mm_per_px, (int, float)) else tuple(mm_per_px)
     if len(vals) != 2 or not all(isinstance(v, (int, float)) and math.isfinite(v) and v > 0 for v in vals):
-        raise _usage(f"--mm-per-px must be one or two positive numbers (row, column), got {mm_per_px!r}")
+        raise ParameterError(
+            "mm_per_px", f"must be one or two positive numbers (row, column), got {mm_per_px!r}"
+        )
     if not all(0.02 <= v <= 2.0 for v in vals):
-        raise _usage(f"--mm-per-px must lie in 0.02..2.0 mm, got {mm_per_px!r}")
+        raise ParameterError("mm_per_px", f"must lie in 0.02..2.0 mm, got {mm_per_px!r}")
     return (float(vals[0]), float(vals[1]))
 
 
@@ -114,7 +116,7 @@ def _validate(p: dict[str, Any]) -> None:
             ok = ok and float(v).is_integer()
         if not ok or not lo <= v <= hi:
             kind = "an integer" if integer else "a number"
-            raise _usage(f"--{name.replace('_', '-')} must be {kind} in {lo:g}..{hi:g}, got {v!r}")
+            raise ParameterError(name, f"must be {kind} in {lo:g}..{hi:g}, got {v!r}")
 
     num("frames", 4, 5000, integer=True)
     num("fps", 1, 120)
@@ -135,32 +137,37 @@ def _validate(p: dict[str, Any]) -> None:
     num("anatomy_sd", 0.0, MAX_ANATOMY_SD)
     num("anterior_shift_mm", -100.0, 100.0)
     if p["curve"] not in sk.CURVES:
-        raise _usage(f"--curve must be one of {', '.join(sk.CURVES)}, got {p['curve']!r}")
+        raise ParameterError("curve", f"must be one of {', '.join(sk.CURVES)}, got {p['curve']!r}")
     if p["facing"] not in FACINGS:
-        raise _usage(f"--facing must be 'right' or 'left', got {p['facing']!r}")
+        raise ParameterError("facing", f"must be 'right' or 'left', got {p['facing']!r}")
     if p["photometric"] not in PHOTOMETRICS:
-        raise _usage(f"--photometric must be MONOCHROME2 or MONOCHROME1, got {p['photometric']!r}")
+        raise ParameterError("photometric", f"must be MONOCHROME2 or MONOCHROME1, got {p['photometric']!r}")
     if p["bits"] not in (8, 12):
-        raise _usage(f"--bits must be 8 or 12, got {p['bits']!r}")
+        raise ParameterError("bits", f"must be 8 or 12, got {p['bits']!r}")
     if p["calibration"] not in dcm.CALIBRATIONS:
-        raise _usage(f"--calibration must be one of {', '.join(dcm.CALIBRATIONS)}, got {p['calibration']!r}")
+        raise ParameterError(
+            "calibration", f"must be one of {', '.join(dcm.CALIBRATIONS)}, got {p['calibration']!r}"
+        )
     if p["transfer_syntax"] not in dcm.TRANSFER_SYNTAXES:
-        raise _usage(f"--transfer-syntax must be one of {', '.join(dcm.TRANSFER_SYNTAXES)}")
+        raise ParameterError(
+            "transfer_syntax",
+            f"must be one of {', '.join(dcm.TRANSFER_SYNTAXES)}, got {p['transfer_syntax']!r}",
+        )
     if p["frame_timing"] not in dcm.FRAME_TIMINGS:
-        raise _usage(
-            f"--frame-timing must be one of {', '.join(dcm.FRAME_TIMINGS)}, got {p['frame_timing']!r}"
+        raise ParameterError(
+            "frame_timing", f"must be one of {', '.join(dcm.FRAME_TIMINGS)}, got {p['frame_timing']!r}"
         )
     if p["transfer_syntax"] == "jpeg" and p["bits"] != 8:
-        raise _usage("--transfer-syntax jpeg (baseline) needs --bits 8")
+        raise ParameterError("transfer_syntax", "jpeg (baseline) needs bits 8")
     ref = p["reference_frame"]
     if not isinstance(ref, int) or isinstance(ref, bool) or not 0 <= ref < p["frames"]:
-        raise _usage(f"--reference-frame must be an integer in 0..{p['frames'] - 1}, got {ref!r}")
+        raise ParameterError("reference_frame", f"must be an integer in 0..{p['frames'] - 1}, got {ref!r}")
     for key, rom in p["rom_deg"].items():
         if not 0.0 <= rom <= 40.0:
-            raise _usage(f"--rom: {key} must be 0..40 degrees, got {rom:g}")
+            raise ParameterError("rom_deg", f"must be 0..40 degrees at {key}, got {rom:g}")
     for key, mm in p["unstable_mm"].items():
         if not 0.0 <= mm <= 15.0:
-            raise _usage(f"--unstable: translation at {key} must be 0..15 mm, got {mm:g}")
+            raise ParameterError("unstable_mm", f"must be 0..15 mm of translation at {key}, got {mm:g}")
 
 
 # --------------------------------------------------------------------------- generation
@@ -284,8 +291,8 @@ def make_phantom(
         For any invalid option, with one line naming it.
     """
     rom = dict(sk.DEFAULT_ROM_DEG)
-    rom.update(_check_levels(rom_deg, sk.JOINTS, "--rom"))
-    unstable = _check_levels(unstable_mm, UNSTABLE_LEVELS, "--unstable")
+    rom.update(_check_levels(rom_deg, sk.JOINTS, "rom_deg"))
+    unstable = _check_levels(unstable_mm, UNSTABLE_LEVELS, "unstable_mm")
     spacing = _spacing(mm_per_px, rows, cols) if isinstance(rows, int) and isinstance(cols, int) else (1, 1)
     params: dict[str, Any] = {
         "seed": seed,
@@ -648,21 +655,25 @@ def body_mask(
     return render_structure(phantom, v.value, frame, density=mask)
 
 
-def parse_level_values(items: list[str], *, option: str, default: float | None = None) -> dict[str, float]:
-    """Parse ``["C4-C5=18", "C5-C6"]`` into ``{"C4-C5": 18.0, "C5-C6": default}`` (CLI helper)."""
+def parse_level_values(items: list[str], *, parameter: str, default: float | None = None) -> dict[str, float]:
+    """Parse ``["C4-C5=18", "C5-C6"]`` into ``{"C4-C5": 18.0, "C5-C6": default}`` (CLI helper).
+
+    A malformed item raises :class:`~dmx.errors.ParameterError` naming ``parameter``
+    (``"rom_deg"``, ``"unstable_mm"``: the :func:`make_phantom` argument it fills).
+    """
     out: dict[str, float] = {}
     for item in items:
         m = re.fullmatch(r"\s*([A-Za-z0-9]+-[A-Za-z0-9]+)\s*(?:=\s*(.+))?", item)
         if not m:
-            raise UsageError(f"{option}: expected LEVEL or LEVEL=VALUE (e.g. C4-C5=4), got {item!r}")
+            raise ParameterError(parameter, f"must be LEVEL or LEVEL=VALUE (e.g. C4-C5=4), got {item!r}")
         level = m.group(1).upper()
         if m.group(2) is None:
             if default is None:
-                raise UsageError(f"{option}: {level} needs a value (e.g. {level}=15)")
+                raise ParameterError(parameter, f"needs a value at {level} (e.g. {level}=15)")
             out[level] = float(default)
             continue
         try:
             out[level] = float(m.group(2))
         except ValueError:
-            raise UsageError(f"{option}: {level} value must be a number, got {m.group(2)!r}") from None
+            raise ParameterError(parameter, f"must be a number at {level}, got {m.group(2)!r}") from None
     return out
