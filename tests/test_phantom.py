@@ -16,7 +16,17 @@ from dmx.anatomy import BODIES, CORNERS, Vertebra
 from dmx.cli import main
 from dmx.errors import ParameterError
 from dmx.landmarks import read_landmarks
-from dmx.phantom import body_mask, make_phantom, write_phantom
+from dmx.phantom import (
+    Calibration,
+    Curve,
+    Facing,
+    FrameTiming,
+    Photometric,
+    TransferSyntax,
+    body_mask,
+    make_phantom,
+    write_phantom,
+)
 from dmx.phantom import skeleton as sk
 
 SMALL = {"rows": 256, "cols": 256, "frames": 12}
@@ -559,3 +569,43 @@ def test_cli_anatomy_sd(tmp_path):
     params = json.loads((out / "truth.json").read_text())["params"]
     assert params["anatomy_sd"] == 0.1
     assert params["anatomy"]["bodies"]["C4"]["depth_mm"] != sk.BODY_SIZES[Vertebra.C4].depth_mm
+
+
+def test_coded_options_are_str_enums_whose_values_are_written(tmp_path):
+    tiny = {"rows": 128, "cols": 128, "frames": 4, "seed": 4}
+    by_member = make_phantom(
+        curve=Curve.KYPHOTIC,
+        facing=Facing.LEFT,
+        photometric=Photometric.MONOCHROME1,
+        calibration=Calibration.IMAGER_PIXEL_SPACING,
+        transfer_syntax=TransferSyntax.RLE,
+        frame_timing=FrameTiming.FRAME_TIME_VECTOR,
+        **tiny,
+    )
+    by_value = make_phantom(
+        curve="kyphotic",
+        facing="left",
+        photometric="MONOCHROME1",
+        calibration="ImagerPixelSpacing",
+        transfer_syntax="rle",
+        frame_timing="FrameTimeVector",
+        **tiny,
+    )
+    a = write_phantom(by_member, tmp_path / "a")
+    b = write_phantom(by_value, tmp_path / "b")
+    for key in ("study", "truth", "landmarks"):
+        assert a[key].read_bytes() == b[key].read_bytes(), key
+    params = json.loads(a["truth"].read_text())["params"]
+    assert {k: params[k] for k in ("curve", "facing", "photometric", "calibration")} == {
+        "curve": "kyphotic",
+        "facing": "left",
+        "photometric": "MONOCHROME1",
+        "calibration": "ImagerPixelSpacing",
+    }
+    assert (params["transfer_syntax"], params["frame_timing"]) == ("rle", "FrameTimeVector")
+    ds = pydicom.dcmread(a["study"])
+    assert ds.PhotometricInterpretation == "MONOCHROME1"
+    assert ds.file_meta.TransferSyntaxUID == pydicom.uid.RLELossless
+    assert "ImagerPixelSpacing" in ds and "PixelSpacing" not in ds
+    assert ds.FrameIncrementPointer == 0x00181065 and list(ds.PatientOrientation) == ["P", "F"]
+    assert tuple(sk.CURVES) == tuple(c.value for c in Curve)

@@ -7,8 +7,9 @@ import math
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 from pydicom.dataset import Dataset
@@ -20,10 +21,9 @@ from dmx.phantom import appearance as app
 from dmx.phantom import dicom as dcm
 from dmx.phantom import imaging, shapes, truth
 from dmx.phantom import skeleton as sk
+from dmx.phantom.options import Calibration, Curve, Facing, FrameTiming, Photometric, TransferSyntax
 
 SCHEMA = "dmx.phantom-truth/1"
-FACINGS = ("right", "left")
-PHOTOMETRICS = ("MONOCHROME2", "MONOCHROME1")
 #: Field of view along the shorter image side used when ``mm_per_px`` is not given (mm).
 DEFAULT_FOV_MM = 153.6
 #: Largest relative SD of per-patient anatomical variation (``anatomy_sd``).
@@ -108,6 +108,17 @@ def _spacing(mm_per_px: float | tuple[float, float] | None, rows: int, cols: int
     return (float(vals[0]), float(vals[1]))
 
 
+_Choice = TypeVar("_Choice", bound=StrEnum)
+
+
+def _choice(choices: type[_Choice], parameter: str, value: object) -> _Choice:
+    """``value`` as a member of the :class:`StrEnum` ``choices`` (a member or its value)."""
+    try:
+        return choices(value)
+    except ValueError:
+        raise ParameterError(parameter, f"must be one of {', '.join(choices)}, got {value!r}") from None
+
+
 def _validate(p: dict[str, Any]) -> None:
     def num(name: str, lo: float, hi: float, *, integer: bool = False) -> None:
         v = p[name]
@@ -136,28 +147,9 @@ def _validate(p: dict[str, Any]) -> None:
     num("tilt_deg", -30.0, 45.0)
     num("anatomy_sd", 0.0, MAX_ANATOMY_SD)
     num("anterior_shift_mm", -100.0, 100.0)
-    if p["curve"] not in sk.CURVES:
-        raise ParameterError("curve", f"must be one of {', '.join(sk.CURVES)}, got {p['curve']!r}")
-    if p["facing"] not in FACINGS:
-        raise ParameterError("facing", f"must be 'right' or 'left', got {p['facing']!r}")
-    if p["photometric"] not in PHOTOMETRICS:
-        raise ParameterError("photometric", f"must be MONOCHROME2 or MONOCHROME1, got {p['photometric']!r}")
     if p["bits"] not in (8, 12):
         raise ParameterError("bits", f"must be 8 or 12, got {p['bits']!r}")
-    if p["calibration"] not in dcm.CALIBRATIONS:
-        raise ParameterError(
-            "calibration", f"must be one of {', '.join(dcm.CALIBRATIONS)}, got {p['calibration']!r}"
-        )
-    if p["transfer_syntax"] not in dcm.TRANSFER_SYNTAXES:
-        raise ParameterError(
-            "transfer_syntax",
-            f"must be one of {', '.join(dcm.TRANSFER_SYNTAXES)}, got {p['transfer_syntax']!r}",
-        )
-    if p["frame_timing"] not in dcm.FRAME_TIMINGS:
-        raise ParameterError(
-            "frame_timing", f"must be one of {', '.join(dcm.FRAME_TIMINGS)}, got {p['frame_timing']!r}"
-        )
-    if p["transfer_syntax"] == "jpeg" and p["bits"] != 8:
+    if p["transfer_syntax"] == TransferSyntax.JPEG and p["bits"] != 8:
         raise ParameterError("transfer_syntax", "jpeg (baseline) needs bits 8")
     ref = p["reference_frame"]
     if not isinstance(ref, int) or isinstance(ref, bool) or not 0 <= ref < p["frames"]:
@@ -181,8 +173,8 @@ def make_phantom(
     rows: int = 512,
     cols: int = 512,
     mm_per_px: float | tuple[float, float] | None = None,
-    curve: str = "lordotic",
-    facing: str = "right",
+    curve: Curve | str = Curve.LORDOTIC,
+    facing: Facing | str = Facing.RIGHT,
     rom_deg: dict[str, float] | None = None,
     flexion_fraction: float = 0.55,
     unstable_mm: dict[str, float] | None = None,
@@ -194,12 +186,12 @@ def make_phantom(
     blur_px: float = 0.8,
     flicker: float = 0.03,
     bits: int = 8,
-    photometric: str = "MONOCHROME2",
-    calibration: str = "PixelSpacing",
+    photometric: Photometric | str = Photometric.MONOCHROME2,
+    calibration: Calibration | str = Calibration.PIXEL_SPACING,
     magnification: float = 1.15,
-    transfer_syntax: str = "explicit",
+    transfer_syntax: TransferSyntax | str = TransferSyntax.EXPLICIT,
     jpeg_quality: int = 90,
-    frame_timing: str = "FrameTime",
+    frame_timing: FrameTiming | str = FrameTiming.FRAME_TIME,
     reference_frame: int = 0,
     return_to_neutral: bool = True,
     supersample: int = 2,
@@ -294,6 +286,12 @@ def make_phantom(
     rom.update(_check_levels(rom_deg, sk.JOINTS, "rom_deg"))
     unstable = _check_levels(unstable_mm, UNSTABLE_LEVELS, "unstable_mm")
     spacing = _spacing(mm_per_px, rows, cols) if isinstance(rows, int) and isinstance(cols, int) else (1, 1)
+    curve = _choice(Curve, "curve", curve)
+    facing = _choice(Facing, "facing", facing)
+    photometric = _choice(Photometric, "photometric", photometric)
+    calibration = _choice(Calibration, "calibration", calibration)
+    transfer_syntax = _choice(TransferSyntax, "transfer_syntax", transfer_syntax)
+    frame_timing = _choice(FrameTiming, "frame_timing", frame_timing)
     params: dict[str, Any] = {
         "seed": seed,
         "frames": frames,
@@ -372,12 +370,12 @@ def make_phantom(
     if anterior_shift_mm:  # world u is anterior; a left-facing image mirrors it below
         origin = (origin[0] + float(anterior_shift_mm) / sc, origin[1])
     w2i = imaging.world_to_image(shape=shape, mm_per_px=spacing, origin_px=origin)
-    if facing == "left":
+    if facing == Facing.LEFT:
         w2i = np.array([[-1.0, 0.0, cols - 1.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]) @ w2i
     image_facing = facing
     if acq is not None:
         w2i = _acquisition_geometry(acq, rows, cols) @ w2i
-        image_facing = {"right": "left", "left": "right"}[facing] if acq.flip else facing
+        image_facing = {Facing.RIGHT: Facing.LEFT, Facing.LEFT: Facing.RIGHT}[facing] if acq.flip else facing
 
     names = ["base", "skull", "C1"] + [v.value for v in sk.CORNER_BODIES]
     l2i = {n: np.zeros((frames, 3, 3)) for n in names}
@@ -418,7 +416,7 @@ def make_phantom(
         value = np.clip((signal - low) / max(high - low, 1e-6), 0.0, 1.0)
         value = app.finish(value, processing=proc, acquisition=acq, burn=burn, mm_per_px=min(spacing))
         out[f] = np.rint(value * ((1 << bits) - 1)).astype(out.dtype)
-    if photometric == "MONOCHROME1":
+    if photometric == Photometric.MONOCHROME1:
         out = ((1 << bits) - 1 - out).astype(out.dtype)
 
     model = PhantomModel(structures, l2i, shape, ds_mm, anatomy)
