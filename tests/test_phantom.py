@@ -609,3 +609,27 @@ def test_coded_options_are_str_enums_whose_values_are_written(tmp_path):
     assert "ImagerPixelSpacing" in ds and "PixelSpacing" not in ds
     assert ds.FrameIncrementPointer == 0x00181065 and list(ds.PatientOrientation) == ["P", "F"]
     assert tuple(sk.CURVES) == tuple(c.value for c in Curve)
+
+
+@pytest.mark.parametrize(("value", "spacing"), [("0.25", [0.25, 0.25]), ("0.3,0.25", [0.3, 0.25])])
+def test_cli_mm_per_px_is_one_number_or_row_col(tmp_path, value, spacing):
+    out = tmp_path / "s"
+    assert main(["phantom", str(out), "--size", "128", "--frames", "4", "--mm-per-px", value]) == 0
+    assert json.loads((out / "truth.json").read_text())["mm_per_px"] == spacing
+    assert [float(v) for v in pydicom.dcmread(out / "study.dcm").PixelSpacing] == spacing
+
+
+@pytest.mark.parametrize(
+    ("value", "line"),
+    [
+        ("0.3mm", "--mm-per-px must be MM or ROW,COL in mm (e.g. 0.3 or 0.3,0.25), got '0.3mm'"),
+        ("0.3,", "--mm-per-px must be MM or ROW,COL in mm (e.g. 0.3 or 0.3,0.25), got '0.3,'"),
+        ("0.3,0.3,0.3", "--mm-per-px must be MM or ROW,COL in mm (e.g. 0.3 or 0.3,0.25), got '0.3,0.3,0.3'"),
+        ("0,0.3", "--mm-per-px must be one or two positive numbers (row, column), got (0.0, 0.3)"),
+        ("5", "--mm-per-px must lie in 0.02..2.0 mm, got 5.0"),
+    ],
+)
+def test_cli_malformed_mm_per_px_is_one_line(tmp_path, capsys, value, line):
+    assert main(["phantom", str(tmp_path / "x"), "--mm-per-px", value]) == 2
+    assert capsys.readouterr().err.strip() == f"dmx: error: {line}"
+    assert not (tmp_path / "x").exists()
