@@ -256,6 +256,7 @@ def _occluder(image: np.ndarray, border_src: np.ndarray, k: float) -> np.ndarray
 def write_study(frames: np.ndarray, path: Path, mm_per_px: float) -> None:
     """The cine as an 8-bit RF multi-frame DICOM, 30 fps, PixelSpacing ``mm_per_px``."""
     from dmx.phantom.dicom import build_dataset, params_digest
+    from dmx.phantom.options import Calibration, Facing, Photometric, TransferSyntax
 
     ds = build_dataset(
         frames,
@@ -263,12 +264,12 @@ def write_study(frames: np.ndarray, path: Path, mm_per_px: float) -> None:
         params_digest=params_digest({"benchmark": "real_texture", "shape": frames.shape}),
         mm_per_px=(mm_per_px, mm_per_px),
         frame_time_ms=1000.0 / 30.0,
-        photometric="MONOCHROME2",
+        photometric=Photometric.MONOCHROME2,
         bits=8,
-        calibration="PixelSpacing",
+        calibration=Calibration.PIXEL_SPACING,
         magnification=1.0,
-        transfer_syntax="explicit",
-        facing="left",
+        transfer_syntax=TransferSyntax.EXPLICIT,
+        facing=Facing.LEFT,
     )
     ds.StudyDescription = "DMX REAL-TEXTURE BENCHMARK (WARPED PUBLIC-DOMAIN RADIOGRAPH)"
     ds.save_as(path, enforce_file_format=True)

@@ -15,7 +15,7 @@ from typing import Annotated
 import typer
 
 from dmx.anatomy import LandmarkSource
-from dmx.errors import DmxError, ParameterError
+from dmx.errors import DmxError, ParameterError, UsageError
 
 app = typer.Typer(
     name="dmx",
@@ -69,6 +69,17 @@ def info(
         typer.echo(format_description(d))
 
 
+def _phantom_spacing(text: str) -> float | tuple[float, float]:
+    """``dmx phantom --mm-per-px``: one number (square pixels, like ``dmx analyze``) or ``ROW,COL``."""
+    try:
+        vals = tuple(float(t) for t in text.split(","))
+    except ValueError:
+        vals = ()
+    if len(vals) not in (1, 2):
+        raise UsageError(f"--mm-per-px must be MM or ROW,COL in mm (e.g. 0.3 or 0.3,0.25), got {text!r}")
+    return vals[0] if len(vals) == 1 else (vals[0], vals[1])
+
+
 @app.command()
 def phantom(
     out: Annotated[Path, typer.Argument(help="Output folder for the study and its ground truth.")],
@@ -80,7 +91,8 @@ def phantom(
         str | None,
         typer.Option(
             "--mm-per-px",
-            help="True spacing at the patient: MM or ROW,COL (default: 153.6 mm over the shorter side).",
+            help="True spacing at the patient in mm per pixel: one number (square pixels, as in dmx "
+            "analyze) or ROW,COL for non-square pixels (default: 153.6 mm over the shorter side).",
         ),
     ] = None,
     curve: Annotated[
@@ -175,7 +187,6 @@ def phantom(
     import re
     import time
 
-    from dmx.errors import UsageError
     from dmx.phantom import make_phantom, parse_level_values, write_phantom
 
     m = re.fullmatch(r"\s*(\d+)\s*(?:[xX]\s*(\d+)\s*)?", size)
@@ -183,13 +194,7 @@ def phantom(
         raise UsageError(f"--size must be N or WxH (e.g. 512 or 640x480), got {size!r}")
     cols = int(m.group(1))
     rows = int(m.group(2)) if m.group(2) else cols
-    spacing: float | tuple[float, ...] | None = None
-    if mm_per_px is not None:
-        try:
-            vals = tuple(float(t) for t in mm_per_px.split(","))
-        except ValueError:
-            raise UsageError(f"--mm-per-px must be MM or ROW,COL in mm, got {mm_per_px!r}") from None
-        spacing = vals[0] if len(vals) == 1 else vals
+    spacing = None if mm_per_px is None else _phantom_spacing(mm_per_px)
     start = time.perf_counter()
     ph = make_phantom(
         seed=seed,
@@ -200,9 +205,9 @@ def phantom(
         mm_per_px=spacing,
         curve=curve,
         facing=facing,
-        rom_deg=parse_level_values(rom or [], option="--rom"),
+        rom_deg=parse_level_values(rom or [], parameter="rom_deg"),
         flexion_fraction=flexion_fraction,
-        unstable_mm=parse_level_values(unstable or [], option="--unstable", default=translation_mm),
+        unstable_mm=parse_level_values(unstable or [], parameter="unstable_mm", default=translation_mm),
         adi_mm=adi_mm,
         sway_mm=sway_mm,
         sway_deg=sway_deg,
@@ -745,7 +750,12 @@ def aggregate(
 
 
 #: Library parameters set by an option of another name (else ``--`` + the name with dashes).
-OPTION_OF_PARAMETER = {"table": "--out", "secret": "--pseudonymize"}
+OPTION_OF_PARAMETER = {
+    "table": "--out",
+    "secret": "--pseudonymize",
+    "rom_deg": "--rom",
+    "unstable_mm": "--unstable",
+}
 
 
 def error_line(exc: DmxError) -> str:

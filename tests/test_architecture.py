@@ -311,10 +311,8 @@ def test_layer_lookup(module, layer):
     assert (found[1] if found else None) == layer
 
 
-#: Modules whose error messages may still start with a command-line option: the command line itself,
-#: the fitting script (argparse), and two not yet converted to ParameterError (the batch runner, being
-#: restructured on its own branch, and the phantom generator's checks).
-OPTION_MESSAGES_ALLOWED = ("dmx.cli", "dmx.training", "dmx.batch", "dmx.phantom")
+#: Modules whose error messages may start with a command-line option: only the command line itself.
+OPTION_MESSAGES_ALLOWED = ("dmx.cli",)
 
 
 def _raised_texts(tree: ast.AST) -> list[tuple[int, str]]:

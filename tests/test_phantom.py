@@ -14,9 +14,19 @@ from scipy import ndimage
 
 from dmx.anatomy import BODIES, CORNERS, Vertebra
 from dmx.cli import main
-from dmx.errors import UsageError
+from dmx.errors import ParameterError
 from dmx.landmarks import read_landmarks
-from dmx.phantom import body_mask, make_phantom, write_phantom
+from dmx.phantom import (
+    Calibration,
+    Curve,
+    Facing,
+    FrameTiming,
+    Photometric,
+    TransferSyntax,
+    body_mask,
+    make_phantom,
+    write_phantom,
+)
 from dmx.phantom import skeleton as sk
 
 SMALL = {"rows": 256, "cols": 256, "frames": 12}
@@ -353,14 +363,42 @@ def test_landmarks_file_is_the_reference_frame(tmp_path):
 
 
 def test_bad_values_raise_usage_error():
-    with pytest.raises(UsageError, match="--curve"):
+    with pytest.raises(ParameterError, match="^curve must be one of lordotic, .*, got 'wavy'$") as e:
         make_phantom(curve="wavy")
-    with pytest.raises(UsageError, match="--rom"):
+    assert e.value.parameter == "curve"
+    with pytest.raises(ParameterError, match="^rom_deg names an unknown level 'C4-C9'") as e:
         make_phantom(rom_deg={"C4-C9": 10})
-    with pytest.raises(UsageError, match="jpeg"):
+    assert e.value.parameter == "rom_deg"
+    with pytest.raises(ParameterError, match=r"^transfer_syntax jpeg \(baseline\) needs bits 8$"):
         make_phantom(transfer_syntax="jpeg", bits=12)
-    with pytest.raises(UsageError, match="--reference-frame"):
+    with pytest.raises(ParameterError, match=r"^reference_frame must be an integer in 0\.\.9, got 10$"):
         make_phantom(frames=10, reference_frame=10)
+    with pytest.raises(ParameterError, match=r"^mm_per_px must lie in 0\.02\.\.2\.0 mm, got 3\.0$"):
+        make_phantom(mm_per_px=3.0)
+
+
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (
+            ["--curve", "wavy"],
+            "--curve must be one of lordotic, straight, kyphotic, s_upper_kyphotic, "
+            "s_lower_kyphotic, got 'wavy'",
+        ),
+        (["--rom", "C4-C5=50"], "--rom must be 0..40 degrees at C4-C5, got 50"),
+        (["--unstable", "C4-C5=x"], "--unstable must be a number at C4-C5, got 'x'"),
+        (["--frames", "2"], "--frames must be an integer in 4..5000, got 2"),
+        (["--bits", "12", "--transfer-syntax", "jpeg"], "--transfer-syntax jpeg (baseline) needs bits 8"),
+        (
+            ["--appearance", "bone"],
+            "--appearance names an unknown family 'bone' (expected all or a "
+            "comma-separated list of cortical, posterior, soft_tissue, occluders, processing, acquisition)",
+        ),
+    ],
+)
+def test_cli_names_the_option_of_a_bad_parameter(tmp_path, capsys, args, line):
+    assert main(["phantom", str(tmp_path / "x"), *args]) == 2
+    assert capsys.readouterr().err.strip() == f"dmx: error: {line}"
 
 
 # --- CLI --------------------------------------------------------------------------------------------
@@ -519,9 +557,9 @@ def test_anatomy_is_deterministic_per_seed_and_has_no_global_state():
 
 
 def test_anatomy_sd_out_of_range_is_a_usage_error():
-    with pytest.raises(UsageError, match="--anatomy-sd"):
+    with pytest.raises(ParameterError, match="^anatomy_sd must"):
         make_phantom(anatomy_sd=0.5, **SMALL)
-    with pytest.raises(UsageError, match="--anatomy-sd"):
+    with pytest.raises(ParameterError, match="^anatomy_sd must"):
         make_phantom(anatomy_sd=-0.1, **SMALL)
 
 
@@ -531,3 +569,67 @@ def test_cli_anatomy_sd(tmp_path):
     params = json.loads((out / "truth.json").read_text())["params"]
     assert params["anatomy_sd"] == 0.1
     assert params["anatomy"]["bodies"]["C4"]["depth_mm"] != sk.BODY_SIZES[Vertebra.C4].depth_mm
+
+
+def test_coded_options_are_str_enums_whose_values_are_written(tmp_path):
+    tiny = {"rows": 128, "cols": 128, "frames": 4, "seed": 4}
+    by_member = make_phantom(
+        curve=Curve.KYPHOTIC,
+        facing=Facing.LEFT,
+        photometric=Photometric.MONOCHROME1,
+        calibration=Calibration.IMAGER_PIXEL_SPACING,
+        transfer_syntax=TransferSyntax.RLE,
+        frame_timing=FrameTiming.FRAME_TIME_VECTOR,
+        **tiny,
+    )
+    by_value = make_phantom(
+        curve="kyphotic",
+        facing="left",
+        photometric="MONOCHROME1",
+        calibration="ImagerPixelSpacing",
+        transfer_syntax="rle",
+        frame_timing="FrameTimeVector",
+        **tiny,
+    )
+    a = write_phantom(by_member, tmp_path / "a")
+    b = write_phantom(by_value, tmp_path / "b")
+    for key in ("study", "truth", "landmarks"):
+        assert a[key].read_bytes() == b[key].read_bytes(), key
+    params = json.loads(a["truth"].read_text())["params"]
+    assert {k: params[k] for k in ("curve", "facing", "photometric", "calibration")} == {
+        "curve": "kyphotic",
+        "facing": "left",
+        "photometric": "MONOCHROME1",
+        "calibration": "ImagerPixelSpacing",
+    }
+    assert (params["transfer_syntax"], params["frame_timing"]) == ("rle", "FrameTimeVector")
+    ds = pydicom.dcmread(a["study"])
+    assert ds.PhotometricInterpretation == "MONOCHROME1"
+    assert ds.file_meta.TransferSyntaxUID == pydicom.uid.RLELossless
+    assert "ImagerPixelSpacing" in ds and "PixelSpacing" not in ds
+    assert ds.FrameIncrementPointer == 0x00181065 and list(ds.PatientOrientation) == ["P", "F"]
+    assert tuple(sk.CURVES) == tuple(c.value for c in Curve)
+
+
+@pytest.mark.parametrize(("value", "spacing"), [("0.25", [0.25, 0.25]), ("0.3,0.25", [0.3, 0.25])])
+def test_cli_mm_per_px_is_one_number_or_row_col(tmp_path, value, spacing):
+    out = tmp_path / "s"
+    assert main(["phantom", str(out), "--size", "128", "--frames", "4", "--mm-per-px", value]) == 0
+    assert json.loads((out / "truth.json").read_text())["mm_per_px"] == spacing
+    assert [float(v) for v in pydicom.dcmread(out / "study.dcm").PixelSpacing] == spacing
+
+
+@pytest.mark.parametrize(
+    ("value", "line"),
+    [
+        ("0.3mm", "--mm-per-px must be MM or ROW,COL in mm (e.g. 0.3 or 0.3,0.25), got '0.3mm'"),
+        ("0.3,", "--mm-per-px must be MM or ROW,COL in mm (e.g. 0.3 or 0.3,0.25), got '0.3,'"),
+        ("0.3,0.3,0.3", "--mm-per-px must be MM or ROW,COL in mm (e.g. 0.3 or 0.3,0.25), got '0.3,0.3,0.3'"),
+        ("0,0.3", "--mm-per-px must be one or two positive numbers (row, column), got (0.0, 0.3)"),
+        ("5", "--mm-per-px must lie in 0.02..2.0 mm, got 5.0"),
+    ],
+)
+def test_cli_malformed_mm_per_px_is_one_line(tmp_path, capsys, value, line):
+    assert main(["phantom", str(tmp_path / "x"), "--mm-per-px", value]) == 2
+    assert capsys.readouterr().err.strip() == f"dmx: error: {line}"
+    assert not (tmp_path / "x").exists()

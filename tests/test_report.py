@@ -10,7 +10,7 @@ import pytest
 from report_fixtures import HOSTILE_DESCRIPTION, HOSTILE_NAME, make_analysis
 
 from dmx.errors import DmxError
-from dmx.report import images, plots, render_report, summary, thresholds, verdict, write_report
+from dmx.report import images, plots, render_report, thresholds, verdict, wording, write_report
 from dmx.report.render import script_json
 from dmx.tracking.types import rigid_from_corners
 
@@ -136,10 +136,10 @@ def test_thresholds_recorded_values_win_over_defaults(analysis):
 
 
 def test_fmt_never_turns_null_into_zero():
-    assert summary.fmt(None) == "\u2014"
-    assert summary.fmt(float("nan")) == "\u2014"
-    assert summary.fmt(0.0) == "0.0"
-    assert summary.fmt(-1.25, 2, signed=True) == "\u22121.25"
+    assert wording.fmt(None) == "\u2014"
+    assert wording.fmt(float("nan")) == "\u2014"
+    assert wording.fmt(0.0) == "0.0"
+    assert wording.fmt(-1.25, 2, signed=True) == "\u22121.25"
 
 
 # --- the document ----------------------------------------------------------------------------
@@ -382,7 +382,7 @@ def test_unknown_frame_times_use_frame_numbers(analysis):
 
 
 def test_thresholds_recorded_by_dmx_measure_are_shown_with_their_origin():
-    from dmx.report.summary import thresholds
+    from dmx.report.wording import thresholds
 
     recorded = {
         "translation_mm": {
@@ -468,14 +468,14 @@ def test_file_landmarks_have_no_banner(html):
 def test_adi_words_state_value_limit_and_why_not_measured():
     th = {"adi_mm": {"value": 3.0, "unit": "mm", "flag": "adi_gt_3mm"}}
     m = {"thresholds": th, "adi": {"adi_mm": [2.9, None, 3.4], "max_mm": 3.4, "flags": ["adi_gt_3mm"]}}
-    text, raised = summary.adi_words(m)
+    text, raised = wording.adi_words(m)
     assert raised and "largest 3.4 mm, above the 3.0 mm limit" in text and "2 of 3 frames" in text
     m["adi"] = {"adi_mm": [1.4, 1.6], "max_mm": 1.6, "flags": []}
-    text, raised = summary.adi_words(m)
+    text, raised = wording.adi_words(m)
     assert not raised and "largest 1.6 mm" in text and "limit" not in text
-    text, raised = summary.adi_words({"adi": {"adi_mm": None, "adi_px": [5.0, 6.25], "max_mm": None}})
-    assert not raised and f"largest {summary.fmt(6.25)} px (no calibration" in text
-    assert "not measured" in summary.adi_words({"adi": None})[0]
+    text, raised = wording.adi_words({"adi": {"adi_mm": None, "adi_px": [5.0, 6.25], "max_mm": None}})
+    assert not raised and f"largest {wording.fmt(6.25)} px (no calibration" in text
+    assert "not measured" in wording.adi_words({"adi": None})[0]
 
 
 def test_report_shows_the_adi(html):
@@ -542,5 +542,5 @@ def test_end_range_table_shows_the_uncertainty(analysis):
     assert "+9.0<" in h
     assert "sum of the segmental angles of C4-C5, C5-C6 (the levels tracked in every frame)" in h
     assert "angle uncertainty exceeds 1.0\u00b0 is not measured" in h
-    assert summary.fmt_uncertainty(0.0004, 1) == "0.000"
+    assert wording.fmt_uncertainty(0.0004, 1) == "0.000"
     assert "tracked in every frame" not in render_report(analysis, cine=False)  # Cobb basis: not said

@@ -25,7 +25,7 @@ from dmx.batch.jobs import Status, StudyJob
 from dmx.batch.manifest import ManifestRow, one_line, study_row, utc_now
 from dmx.batch.outputs import previous_success, remove_temporary
 from dmx.batch.study import DEFAULT_ANALYZER, result_fingerprint, run_study
-from dmx.errors import UsageError
+from dmx.errors import ParameterError, UsageError
 
 #: Called with each study and its manifest row as soon as the study is done.
 OnRow = Callable[[StudyJob, ManifestRow], None]
@@ -265,7 +265,7 @@ def run_dask(
     try:
         from dask.distributed import Client, LocalCluster, as_completed
     except ImportError:
-        raise UsageError("--executor dask needs Dask distributed: pip install 'dmx[dask]'") from None
+        raise ParameterError("executor", "dask needs Dask distributed: pip install 'dmx[dask]'") from None
     if not studies:
         return
     for name in ("distributed", "dask"):  # their INFO chatter would drown the per-study lines

@@ -16,7 +16,7 @@ from dmx.batch.lock import output_lock
 from dmx.batch.manifest import ManifestRow, ManifestWriter, study_row, utc_now
 from dmx.batch.outputs import clean_stale
 from dmx.batch.progress import Progress, format_duration
-from dmx.errors import InputError, UsageError
+from dmx.errors import InputError, ParameterError
 
 log = logging.getLogger("dmx.batch")
 
@@ -129,11 +129,11 @@ def _check_request(inbox: Path, *, jobs: int, executor: str, scheduler: str | No
     if not inbox.is_dir():
         raise InputError(inbox, "inbox folder not found" if not inbox.exists() else "not a folder")
     if jobs < 1:
-        raise UsageError(f"--jobs must be at least 1, got {jobs}")
+        raise ParameterError("jobs", f"must be at least 1, got {jobs}")
     if executor not in ("local", "dask"):
-        raise UsageError(f"--executor must be 'local' or 'dask', got {executor!r}")
+        raise ParameterError("executor", f"must be 'local' or 'dask', got {executor!r}")
     if scheduler and executor != "dask":
-        raise UsageError("--scheduler needs --executor dask")
+        raise ParameterError("scheduler", "is only used with executor 'dask'")
 
 
 def _make_output_folder(out_root: Path) -> None:

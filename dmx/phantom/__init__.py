@@ -19,14 +19,21 @@ from dmx.phantom.generator import (
     render_structure,
     write_phantom,
 )
+from dmx.phantom.options import Calibration, Curve, Facing, FrameTiming, Photometric, TransferSyntax
 from dmx.phantom.truth import truth_corners
 
 __all__ = [
     "SCHEMA",
     "Appearance",
+    "Calibration",
+    "Curve",
+    "Facing",
     "Family",
+    "FrameTiming",
     "Phantom",
     "PhantomModel",
+    "Photometric",
+    "TransferSyntax",
     "body_mask",
     "draw_appearance",
     "make_phantom",

@@ -28,7 +28,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from dmx.errors import UsageError
+from dmx.errors import ParameterError, UsageError
 
 #: Child index of the study's SeedSequence that seeds the appearance (children 0-5 are the default
 #: phantom's streams, left untouched so that the default study stays byte-identical).
@@ -79,9 +79,10 @@ def parse_families(value: str | Iterable[str | Family] | None) -> tuple[Family, 
     known = {f.value for f in Family}
     bad = sorted(names - known)
     if bad:
-        raise UsageError(
-            f"--appearance: unknown family {bad[0]!r} (expected all or a comma-separated list of "
-            f"{', '.join(f.value for f in Family)})"
+        raise ParameterError(
+            "appearance",
+            f"names an unknown family {bad[0]!r} (expected all or a comma-separated list of "
+            f"{', '.join(f.value for f in Family)})",
         )
     return tuple(f for f in Family if f.value in names)
 

@@ -17,21 +17,16 @@ from pydicom.uid import (
     generate_uid,
 )
 
+from dmx.phantom.options import Calibration, Facing, FrameTiming, Photometric, TransferSyntax
+
 RF_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.12.2"
 
-#: ``--transfer-syntax`` names.
-TRANSFER_SYNTAXES: dict[str, str] = {
-    "explicit": ExplicitVRLittleEndian,
-    "rle": RLELossless,
-    "jpeg": JPEGBaseline8Bit,
+#: Transfer Syntax UID of each :class:`TransferSyntax`.
+TRANSFER_SYNTAX_UIDS: dict[TransferSyntax, str] = {
+    TransferSyntax.EXPLICIT: ExplicitVRLittleEndian,
+    TransferSyntax.RLE: RLELossless,
+    TransferSyntax.JPEG: JPEGBaseline8Bit,
 }
-
-#: ``--frame-timing`` choices: which cine attribute FrameIncrementPointer names ("both" also
-#: writes FrameTime next to FrameTimeVector, as many vendors do; dciodvfy reports that).
-FRAME_TIMINGS: tuple[str, ...] = ("FrameTime", "FrameTimeVector", "both")
-
-#: ``--calibration`` choices.
-CALIBRATIONS: tuple[str, ...] = ("PixelSpacing", "ImagerPixelSpacing+ERMF", "ImagerPixelSpacing", "none")
 
 
 def _ds(value: float) -> str:
@@ -47,13 +42,13 @@ def build_dataset(
     params_digest: str,
     mm_per_px: tuple[float, float],
     frame_time_ms: float,
-    photometric: str,
+    photometric: Photometric,
     bits: int,
-    calibration: str,
+    calibration: Calibration,
     magnification: float,
-    transfer_syntax: str,
-    facing: str = "right",
-    frame_timing: str = "FrameTime",
+    transfer_syntax: TransferSyntax,
+    facing: Facing = Facing.RIGHT,
+    frame_timing: FrameTiming = FrameTiming.FRAME_TIME,
     jpeg_quality: int = 90,
 ) -> Dataset:
     """Return a complete RF multi-frame dataset (with file meta) holding ``frames`` as stored.
@@ -66,7 +61,7 @@ def build_dataset(
     def uid(kind: str) -> str:
         return generate_uid(entropy_srcs=["dmx-phantom", str(seed), params_digest, kind])
 
-    ts = TRANSFER_SYNTAXES[transfer_syntax]
+    ts = TRANSFER_SYNTAX_UIDS[TransferSyntax(transfer_syntax)]
     ds = Dataset()
     ds.file_meta = FileMetaDataset()
     ds.file_meta.MediaStorageSOPClassUID = RF_IMAGE_STORAGE
@@ -101,7 +96,7 @@ def build_dataset(
     ds.StudyID = f"{seed % 10**8}"
     ds.SeriesNumber = 1
     ds.InstanceNumber = 1
-    ds.PatientOrientation = ["A" if facing == "right" else "P", "F"]
+    ds.PatientOrientation = ["A" if facing == Facing.RIGHT else "P", "F"]
     ds.BodyPartExamined = "CSPINE"
 
     # X-ray acquisition (synthetic values)
@@ -114,25 +109,25 @@ def build_dataset(
 
     # calibration
     sr, sc = mm_per_px
-    if calibration == "PixelSpacing":
+    if calibration == Calibration.PIXEL_SPACING:
         ds.PixelSpacing = [_ds(sr), _ds(sc)]
         ds.PixelSpacingCalibrationType = "GEOMETRY"
         ds.PixelSpacingCalibrationDescription = "synthetic phantom: exact spacing at the patient plane"
-    elif calibration == "ImagerPixelSpacing+ERMF":
+    elif calibration == Calibration.IMAGER_PIXEL_SPACING_ERMF:
         ds.ImagerPixelSpacing = [_ds(sr * magnification), _ds(sc * magnification)]
         ds.EstimatedRadiographicMagnificationFactor = _ds(magnification)
-    elif calibration == "ImagerPixelSpacing":
+    elif calibration == Calibration.IMAGER_PIXEL_SPACING:
         ds.ImagerPixelSpacing = [_ds(sr * magnification), _ds(sc * magnification)]
 
     # cine and multi-frame
     ds.NumberOfFrames = n
-    if frame_timing == "FrameTime":
+    if frame_timing == FrameTiming.FRAME_TIME:
         ds.FrameIncrementPointer = Tag(0x0018, 0x1063)
         ds.FrameTime = _ds(frame_time_ms)
     else:
         ds.FrameIncrementPointer = Tag(0x0018, 0x1065)
         ds.FrameTimeVector = [_ds(0.0)] + [_ds(frame_time_ms)] * (n - 1)
-        if frame_timing == "both":  # common in vendor files, though the standard wants only one
+        if frame_timing == FrameTiming.BOTH:  # common in vendor files, though the standard wants only one
             ds.FrameTime = _ds(frame_time_ms)
     ds.CineRate = int(round(1000.0 / frame_time_ms))
     ds.RecommendedDisplayFrameRate = ds.CineRate
@@ -142,7 +137,7 @@ def build_dataset(
 
     # image pixel / X-ray image
     ds.SamplesPerPixel = 1
-    ds.PhotometricInterpretation = photometric
+    ds.PhotometricInterpretation = str(photometric)
     ds.Rows, ds.Columns = rows, cols
     ds.BitsAllocated = 8 if bits <= 8 else 16
     ds.BitsStored = bits
@@ -160,10 +155,10 @@ def build_dataset(
     ds.LossyImageCompression = "00"
 
     arr = np.ascontiguousarray(frames)
-    if transfer_syntax == "explicit":
+    if transfer_syntax == TransferSyntax.EXPLICIT:
         ds.PixelData = arr.tobytes()
         ds["PixelData"].VR = "OB" if ds.BitsAllocated == 8 else "OW"
-    elif transfer_syntax == "rle":
+    elif transfer_syntax == TransferSyntax.RLE:
         ds.compress(RLELossless, arr, encoding_plugin="pydicom", generate_instance_uid=False)
     else:
         if bits != 8:

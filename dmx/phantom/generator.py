@@ -7,23 +7,23 @@ import math
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 from pydicom.dataset import Dataset
 
 from dmx.anatomy import BODIES, CORNERS, Level, UpperCervicalPoint, Vertebra
-from dmx.errors import UsageError
+from dmx.errors import ParameterError, UsageError
 from dmx.landmarks import Landmarks, write_landmarks
 from dmx.phantom import appearance as app
 from dmx.phantom import dicom as dcm
 from dmx.phantom import imaging, shapes, truth
 from dmx.phantom import skeleton as sk
+from dmx.phantom.options import Calibration, Curve, Facing, FrameTiming, Photometric, TransferSyntax
 
 SCHEMA = "dmx.phantom-truth/1"
-FACINGS = ("right", "left")
-PHOTOMETRICS = ("MONOCHROME2", "MONOCHROME1")
 #: Field of view along the shorter image side used when ``mm_per_px`` is not given (mm).
 DEFAULT_FOV_MM = 153.6
 #: Largest relative SD of per-patient anatomical variation (``anatomy_sd``).
@@ -79,17 +79,17 @@ class Phantom:
 # --------------------------------------------------------------------------- validation
 
 
-def _usage(message: str) -> UsageError:
-    return UsageError(message)
-
-
-def _check_levels(mapping: dict[str, float] | None, allowed: tuple[str, ...], what: str) -> dict[str, float]:
+def _check_levels(
+    mapping: dict[str, float] | None, allowed: tuple[str, ...], parameter: str
+) -> dict[str, float]:
     out: dict[str, float] = {}
     for key, value in (mapping or {}).items():
         if key not in allowed:
-            raise _usage(f"{what}: unknown level {key!r} (expected one of {', '.join(allowed)})")
+            raise ParameterError(
+                parameter, f"names an unknown level {key!r} (expected one of {', '.join(allowed)})"
+            )
         if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
-            raise _usage(f"{what}: value for {key} must be a finite number, got {value!r}")
+            raise ParameterError(parameter, f"must be a finite number at {key}, got {value!r}")
         out[key] = float(value)
     return out
 
@@ -100,10 +100,23 @@ def _spacing(mm_per_px: float | tuple[float, float] | None, rows: int, cols: int
         return (s, s)
     vals = (mm_per_px, mm_per_px) if isinstance(mm_per_px, (int, float)) else tuple(mm_per_px)
     if len(vals) != 2 or not all(isinstance(v, (int, float)) and math.isfinite(v) and v > 0 for v in vals):
-        raise _usage(f"--mm-per-px must be one or two positive numbers (row, column), got {mm_per_px!r}")
+        raise ParameterError(
+            "mm_per_px", f"must be one or two positive numbers (row, column), got {mm_per_px!r}"
+        )
     if not all(0.02 <= v <= 2.0 for v in vals):
-        raise _usage(f"--mm-per-px must lie in 0.02..2.0 mm, got {mm_per_px!r}")
+        raise ParameterError("mm_per_px", f"must lie in 0.02..2.0 mm, got {mm_per_px!r}")
     return (float(vals[0]), float(vals[1]))
+
+
+_Choice = TypeVar("_Choice", bound=StrEnum)
+
+
+def _choice(choices: type[_Choice], parameter: str, value: object) -> _Choice:
+    """``value`` as a member of the :class:`StrEnum` ``choices`` (a member or its value)."""
+    try:
+        return choices(value)
+    except ValueError:
+        raise ParameterError(parameter, f"must be one of {', '.join(choices)}, got {value!r}") from None
 
 
 def _validate(p: dict[str, Any]) -> None:
@@ -114,7 +127,7 @@ def _validate(p: dict[str, Any]) -> None:
             ok = ok and float(v).is_integer()
         if not ok or not lo <= v <= hi:
             kind = "an integer" if integer else "a number"
-            raise _usage(f"--{name.replace('_', '-')} must be {kind} in {lo:g}..{hi:g}, got {v!r}")
+            raise ParameterError(name, f"must be {kind} in {lo:g}..{hi:g}, got {v!r}")
 
     num("frames", 4, 5000, integer=True)
     num("fps", 1, 120)
@@ -134,33 +147,19 @@ def _validate(p: dict[str, Any]) -> None:
     num("tilt_deg", -30.0, 45.0)
     num("anatomy_sd", 0.0, MAX_ANATOMY_SD)
     num("anterior_shift_mm", -100.0, 100.0)
-    if p["curve"] not in sk.CURVES:
-        raise _usage(f"--curve must be one of {', '.join(sk.CURVES)}, got {p['curve']!r}")
-    if p["facing"] not in FACINGS:
-        raise _usage(f"--facing must be 'right' or 'left', got {p['facing']!r}")
-    if p["photometric"] not in PHOTOMETRICS:
-        raise _usage(f"--photometric must be MONOCHROME2 or MONOCHROME1, got {p['photometric']!r}")
     if p["bits"] not in (8, 12):
-        raise _usage(f"--bits must be 8 or 12, got {p['bits']!r}")
-    if p["calibration"] not in dcm.CALIBRATIONS:
-        raise _usage(f"--calibration must be one of {', '.join(dcm.CALIBRATIONS)}, got {p['calibration']!r}")
-    if p["transfer_syntax"] not in dcm.TRANSFER_SYNTAXES:
-        raise _usage(f"--transfer-syntax must be one of {', '.join(dcm.TRANSFER_SYNTAXES)}")
-    if p["frame_timing"] not in dcm.FRAME_TIMINGS:
-        raise _usage(
-            f"--frame-timing must be one of {', '.join(dcm.FRAME_TIMINGS)}, got {p['frame_timing']!r}"
-        )
-    if p["transfer_syntax"] == "jpeg" and p["bits"] != 8:
-        raise _usage("--transfer-syntax jpeg (baseline) needs --bits 8")
+        raise ParameterError("bits", f"must be 8 or 12, got {p['bits']!r}")
+    if p["transfer_syntax"] == TransferSyntax.JPEG and p["bits"] != 8:
+        raise ParameterError("transfer_syntax", "jpeg (baseline) needs bits 8")
     ref = p["reference_frame"]
     if not isinstance(ref, int) or isinstance(ref, bool) or not 0 <= ref < p["frames"]:
-        raise _usage(f"--reference-frame must be an integer in 0..{p['frames'] - 1}, got {ref!r}")
+        raise ParameterError("reference_frame", f"must be an integer in 0..{p['frames'] - 1}, got {ref!r}")
     for key, rom in p["rom_deg"].items():
         if not 0.0 <= rom <= 40.0:
-            raise _usage(f"--rom: {key} must be 0..40 degrees, got {rom:g}")
+            raise ParameterError("rom_deg", f"must be 0..40 degrees at {key}, got {rom:g}")
     for key, mm in p["unstable_mm"].items():
         if not 0.0 <= mm <= 15.0:
-            raise _usage(f"--unstable: translation at {key} must be 0..15 mm, got {mm:g}")
+            raise ParameterError("unstable_mm", f"must be 0..15 mm of translation at {key}, got {mm:g}")
 
 
 # --------------------------------------------------------------------------- generation
@@ -174,8 +173,8 @@ def make_phantom(
     rows: int = 512,
     cols: int = 512,
     mm_per_px: float | tuple[float, float] | None = None,
-    curve: str = "lordotic",
-    facing: str = "right",
+    curve: Curve | str = Curve.LORDOTIC,
+    facing: Facing | str = Facing.RIGHT,
     rom_deg: dict[str, float] | None = None,
     flexion_fraction: float = 0.55,
     unstable_mm: dict[str, float] | None = None,
@@ -187,12 +186,12 @@ def make_phantom(
     blur_px: float = 0.8,
     flicker: float = 0.03,
     bits: int = 8,
-    photometric: str = "MONOCHROME2",
-    calibration: str = "PixelSpacing",
+    photometric: Photometric | str = Photometric.MONOCHROME2,
+    calibration: Calibration | str = Calibration.PIXEL_SPACING,
     magnification: float = 1.15,
-    transfer_syntax: str = "explicit",
+    transfer_syntax: TransferSyntax | str = TransferSyntax.EXPLICIT,
     jpeg_quality: int = 90,
-    frame_timing: str = "FrameTime",
+    frame_timing: FrameTiming | str = FrameTiming.FRAME_TIME,
     reference_frame: int = 0,
     return_to_neutral: bool = True,
     supersample: int = 2,
@@ -284,9 +283,15 @@ def make_phantom(
         For any invalid option, with one line naming it.
     """
     rom = dict(sk.DEFAULT_ROM_DEG)
-    rom.update(_check_levels(rom_deg, sk.JOINTS, "--rom"))
-    unstable = _check_levels(unstable_mm, UNSTABLE_LEVELS, "--unstable")
+    rom.update(_check_levels(rom_deg, sk.JOINTS, "rom_deg"))
+    unstable = _check_levels(unstable_mm, UNSTABLE_LEVELS, "unstable_mm")
     spacing = _spacing(mm_per_px, rows, cols) if isinstance(rows, int) and isinstance(cols, int) else (1, 1)
+    curve = _choice(Curve, "curve", curve)
+    facing = _choice(Facing, "facing", facing)
+    photometric = _choice(Photometric, "photometric", photometric)
+    calibration = _choice(Calibration, "calibration", calibration)
+    transfer_syntax = _choice(TransferSyntax, "transfer_syntax", transfer_syntax)
+    frame_timing = _choice(FrameTiming, "frame_timing", frame_timing)
     params: dict[str, Any] = {
         "seed": seed,
         "frames": frames,
@@ -365,12 +370,12 @@ def make_phantom(
     if anterior_shift_mm:  # world u is anterior; a left-facing image mirrors it below
         origin = (origin[0] + float(anterior_shift_mm) / sc, origin[1])
     w2i = imaging.world_to_image(shape=shape, mm_per_px=spacing, origin_px=origin)
-    if facing == "left":
+    if facing == Facing.LEFT:
         w2i = np.array([[-1.0, 0.0, cols - 1.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]) @ w2i
     image_facing = facing
     if acq is not None:
         w2i = _acquisition_geometry(acq, rows, cols) @ w2i
-        image_facing = {"right": "left", "left": "right"}[facing] if acq.flip else facing
+        image_facing = {Facing.RIGHT: Facing.LEFT, Facing.LEFT: Facing.RIGHT}[facing] if acq.flip else facing
 
     names = ["base", "skull", "C1"] + [v.value for v in sk.CORNER_BODIES]
     l2i = {n: np.zeros((frames, 3, 3)) for n in names}
@@ -411,7 +416,7 @@ def make_phantom(
         value = np.clip((signal - low) / max(high - low, 1e-6), 0.0, 1.0)
         value = app.finish(value, processing=proc, acquisition=acq, burn=burn, mm_per_px=min(spacing))
         out[f] = np.rint(value * ((1 << bits) - 1)).astype(out.dtype)
-    if photometric == "MONOCHROME1":
+    if photometric == Photometric.MONOCHROME1:
         out = ((1 << bits) - 1 - out).astype(out.dtype)
 
     model = PhantomModel(structures, l2i, shape, ds_mm, anatomy)
@@ -648,21 +653,25 @@ def body_mask(
     return render_structure(phantom, v.value, frame, density=mask)
 
 
-def parse_level_values(items: list[str], *, option: str, default: float | None = None) -> dict[str, float]:
-    """Parse ``["C4-C5=18", "C5-C6"]`` into ``{"C4-C5": 18.0, "C5-C6": default}`` (CLI helper)."""
+def parse_level_values(items: list[str], *, parameter: str, default: float | None = None) -> dict[str, float]:
+    """Parse ``["C4-C5=18", "C5-C6"]`` into ``{"C4-C5": 18.0, "C5-C6": default}`` (CLI helper).
+
+    A malformed item raises :class:`~dmx.errors.ParameterError` naming ``parameter``
+    (``"rom_deg"``, ``"unstable_mm"``: the :func:`make_phantom` argument it fills).
+    """
     out: dict[str, float] = {}
     for item in items:
         m = re.fullmatch(r"\s*([A-Za-z0-9]+-[A-Za-z0-9]+)\s*(?:=\s*(.+))?", item)
         if not m:
-            raise UsageError(f"{option}: expected LEVEL or LEVEL=VALUE (e.g. C4-C5=4), got {item!r}")
+            raise ParameterError(parameter, f"must be LEVEL or LEVEL=VALUE (e.g. C4-C5=4), got {item!r}")
         level = m.group(1).upper()
         if m.group(2) is None:
             if default is None:
-                raise UsageError(f"{option}: {level} needs a value (e.g. {level}=15)")
+                raise ParameterError(parameter, f"needs a value at {level} (e.g. {level}=15)")
             out[level] = float(default)
             continue
         try:
             out[level] = float(m.group(2))
         except ValueError:
-            raise UsageError(f"{option}: {level} value must be a number, got {m.group(2)!r}") from None
+            raise ParameterError(parameter, f"must be a number at {level}, got {m.group(2)!r}") from None
     return out

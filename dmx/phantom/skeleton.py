@@ -16,6 +16,7 @@ from types import MappingProxyType
 import numpy as np
 
 from dmx.anatomy import Vertebra
+from dmx.phantom.options import Curve
 
 #: Rigid bodies of the column that carry four corners, top to bottom.
 CORNER_BODIES: tuple[Vertebra, ...] = (
@@ -47,14 +48,15 @@ DEFAULT_ROM_DEG: dict[str, float] = {
 #: Neutral rotation of each disc C2-C3 ... C7-T1 in degrees (positive = lordotic), per curve.
 #: (Body wedging cancels out of the C2-C7 Cobb angle.) S curves need strong local angles for the
 #: Ishihara distances to pass the 2 mm tolerance on both sides.
-NEUTRAL_DISC_DEG: dict[str, tuple[float, float, float, float, float, float]] = {
-    "lordotic": (3.5, 4.0, 4.5, 4.5, 4.0, 2.0),
-    "straight": (0.0, 0.0, 0.0, 0.0, 0.0, 1.0),
-    "kyphotic": (-3.5, -4.0, -4.0, -4.0, -3.5, 0.0),
-    "s_upper_kyphotic": (-14.0, -14.0, -6.0, 10.0, 14.0, 2.0),
-    "s_lower_kyphotic": (10.0, 12.0, 6.0, -12.0, -12.0, 0.0),
+NEUTRAL_DISC_DEG: dict[Curve, tuple[float, float, float, float, float, float]] = {
+    Curve.LORDOTIC: (3.5, 4.0, 4.5, 4.5, 4.0, 2.0),
+    Curve.STRAIGHT: (0.0, 0.0, 0.0, 0.0, 0.0, 1.0),
+    Curve.KYPHOTIC: (-3.5, -4.0, -4.0, -4.0, -3.5, 0.0),
+    Curve.S_UPPER_KYPHOTIC: (-14.0, -14.0, -6.0, 10.0, 14.0, 2.0),
+    Curve.S_LOWER_KYPHOTIC: (10.0, 12.0, 6.0, -12.0, -12.0, 0.0),
 }
-CURVES: tuple[str, ...] = tuple(NEUTRAL_DISC_DEG)
+#: The curve names, in :class:`Curve` order.
+CURVES: tuple[str, ...] = tuple(c.value for c in Curve)
 
 
 @dataclass(frozen=True)
@@ -401,7 +403,7 @@ SKULL_PIVOT_MM = np.array([-4.0, 27.0])  # occipital condyles, C1 frame
 
 def chain_poses(
     *,
-    curve: str,
+    curve: Curve | str,
     motion: Motion,
     frame: float,
     adi_mm: float,
@@ -434,7 +436,7 @@ def chain_poses(
 
 
 def placement(
-    *, curve: str, adi_mm: float, tilt_deg: float = 12.0, anatomy: Anatomy = DEFAULT_ANATOMY
+    *, curve: Curve | str, adi_mm: float, tilt_deg: float = 12.0, anatomy: Anatomy = DEFAULT_ANATOMY
 ) -> np.ndarray:
     """Pose of the thorax that puts the neutral column upright (C7->C2 inclined ``tilt_deg`` forward).
 

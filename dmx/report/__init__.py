@@ -6,7 +6,7 @@
 
 from dmx.report.pdf import find_browser, print_to_pdf
 from dmx.report.render import render_report, write_report
-from dmx.report.summary import Verdict, thresholds, verdict
+from dmx.report.wording import Verdict, thresholds, verdict
 
 __all__ = [
     "Verdict",

@@ -18,7 +18,7 @@ from markupsafe import Markup
 
 from dmx.anatomy import CORNERS
 from dmx.files import write_text_atomic
-from dmx.report import images, plots, summary
+from dmx.report import images, plots, wording
 from dmx.report.templating import environment, person_name, template_text
 
 #: Colours of the two studies (Okabe-Ito blue and vermillion: colour-blind safe).
@@ -267,10 +267,10 @@ def render_comparison(
                 {
                     "level": level,
                     "measure": _MEASURE_TITLES.get(measure, measure),
-                    "baseline": summary.fmt(e["baseline"]),
-                    "followup": summary.fmt(e["followup"]),
-                    "change": summary.fmt(e["change"], signed=True),
-                    "mdc": summary.fmt(e["mdc"]),
+                    "baseline": wording.fmt(e["baseline"]),
+                    "followup": wording.fmt(e["followup"]),
+                    "change": wording.fmt(e["change"], signed=True),
+                    "mdc": wording.fmt(e["mdc"]),
                     "significant": "—" if sig is None else "yes" if sig else "no",
                     "state": "unknown" if sig is None else "changed" if sig else "same",
                     "why": e["mdc_parts"]["measurement"],

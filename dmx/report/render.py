@@ -13,7 +13,7 @@ from dmx.analysis import LOW_CONFIDENCE, Analysis
 from dmx.anatomy import CORNERS, Flag, LandmarkSource
 from dmx.files import write_text_atomic
 from dmx.measure.text_summary import level_measured
-from dmx.report import images, plots, summary
+from dmx.report import images, plots, wording
 from dmx.report.templating import dicom_date, environment, person_name, script_json, template_text
 from dmx.tracking.tracker import TRUSTED_QUALITY
 
@@ -60,7 +60,7 @@ def _time_axis(analysis: Analysis, n: int) -> tuple[np.ndarray, str]:
 
 
 def _keyframes(
-    analysis: Analysis, window: tuple[float, float], verdict: summary.Verdict, *, max_side_px: int
+    analysis: Analysis, window: tuple[float, float], verdict: wording.Verdict, *, max_side_px: int
 ) -> list[dict[str, Any]]:
     m = analysis.measurements
     tracks = analysis.tracks
@@ -130,7 +130,7 @@ def _auto_landmarks(
             rows.append(
                 {
                     "name": name,
-                    "confidence": "\u2014" if c is None else summary.fmt(float(c), 2),
+                    "confidence": "\u2014" if c is None else wording.fmt(float(c), 2),
                     "state": "low confidence: check" if low else "found",
                     "cls": "auto-low" if low else "",
                 }
@@ -181,7 +181,7 @@ def _auto_landmarks(
     }
 
 
-def _level_rows(analysis: Analysis, th: dict[str, summary.Threshold]) -> list[dict[str, Any]]:
+def _level_rows(analysis: Analysis, th: dict[str, wording.Threshold]) -> list[dict[str, Any]]:
     m = analysis.measurements
     tracks = analysis.tracks
     names = [v.value for v in tracks.vertebrae]
@@ -199,13 +199,13 @@ def _level_rows(analysis: Analysis, th: dict[str, summary.Threshold]) -> list[di
         uncertainty: Any = None,
     ) -> dict[str, Any]:
         if value is None:
-            return {"text": "\u2014", "reason": summary.null_reason(m, quantity), "exceeds": False}
+            return {"text": "\u2014", "reason": wording.null_reason(m, quantity), "exceeds": False}
         exceeds = False
         if limit is not None:
             exceeds = abs(value) < limit if below else abs(value) > limit
-        text = summary.fmt(value, digits, signed=signed)
+        text = wording.fmt(value, digits, signed=signed)
         if isinstance(uncertainty, (int, float)) and np.isfinite(uncertainty):
-            text += f" \u00b1 {summary.fmt_uncertainty(uncertainty, digits)}"
+            text += f" \u00b1 {wording.fmt_uncertainty(uncertainty, digits)}"
         return {"text": text, "reason": None, "exceeds": exceeds}
 
     def lim(flag: str) -> float | None:
@@ -221,9 +221,9 @@ def _level_rows(analysis: Analysis, th: dict[str, summary.Threshold]) -> list[di
             both = tracked[:, iu] & tracked[:, il]
             q = np.fmin(tracks.quality[:, iu], tracks.quality[:, il])[both]
             q = q[np.isfinite(q)]
-            q_text = summary.fmt(float(np.median(q)), 2) if q.size else "\u2014"
+            q_text = wording.fmt(float(np.median(q)), 2) if q.size else "\u2014"
             pct_text = f"{100 * both.mean():.0f} %"
-        exc = summary.excursion_from_neutral(lvl, neutral)
+        exc = wording.excursion_from_neutral(lvl, neutral)
         t35 = lim(Flag.TRANSLATION_GT_3_5MM.value)
         rows.append(
             {
@@ -272,7 +272,7 @@ _NORMATIVE_MEASURES: tuple[tuple[str, str, str, str | None], ...] = (
 )
 
 
-def _normative_rows(m: dict[str, Any], th: dict[str, summary.Threshold]) -> dict[str, Any] | None:
+def _normative_rows(m: dict[str, Any], th: dict[str, wording.Threshold]) -> dict[str, Any] | None:
     """Each level's values against its normative reference: bars, numbers and numbered sources."""
     levels = m.get("levels") or {}
     if not any("normative" in lvl for lvl in levels.values()):
@@ -291,19 +291,19 @@ def _normative_rows(m: dict[str, Any], th: dict[str, summary.Threshold]) -> dict
             if ref["source"] not in sources:
                 sources.append(ref["source"])
             limit = th[flag].value if flag in th else None
-            ref_text = f"{summary.fmt(ref['mean'], 1)}"
+            ref_text = f"{wording.fmt(ref['mean'], 1)}"
             if ref.get("sd") is not None:
-                ref_text += f" ± {summary.fmt(ref['sd'], 1)} SD"
+                ref_text += f" ± {wording.fmt(ref['sd'], 1)} SD"
             cells.append(
                 {
                     "svg": Markup(
                         plots.reference_bar(value, mean=ref["mean"], sd=ref.get("sd"), limit=limit, unit=unit)
                     ),
-                    "value": "—" if value is None else summary.fmt(value, 1),
+                    "value": "—" if value is None else wording.fmt(value, 1),
                     "reference": ref_text,
                     "statistic": ref.get("statistic") or "mean",
                     "n": ref.get("n"),
-                    "z": None if ref.get("z") is None else summary.fmt(ref["z"], 1, signed=True),
+                    "z": None if ref.get("z") is None else wording.fmt(ref["z"], 1, signed=True),
                     "sd": ref.get("sd"),
                     "source_no": sources.index(ref["source"]) + 1,
                 }
@@ -333,8 +333,8 @@ def _quality_control(analysis: Analysis) -> dict[str, Any]:
         rows.append(
             {
                 "name": name,
-                "median": summary.fmt(float(np.median(qq)), 2) if qq.size else "\u2014",
-                "minimum": summary.fmt(float(np.min(qq)), 2) if qq.size else "\u2014",
+                "median": wording.fmt(float(np.median(qq)), 2) if qq.size else "\u2014",
+                "minimum": wording.fmt(float(np.min(qq)), 2) if qq.size else "\u2014",
                 "tracked_pct": f"{100 * tracked[:, v].mean():.0f} %",
                 "lost": _ranges(lost),
                 "low": _ranges(low),
@@ -535,8 +535,8 @@ def render_report(
     seq = analysis.sequence
     window = images.display_window(seq.frames)
     times, x_label = _time_axis(analysis, seq.n_frames)
-    th = summary.thresholds(m)
-    verdict = summary.verdict(m)
+    th = wording.thresholds(m)
+    verdict = wording.verdict(m)
     plot_ctx = _plots(analysis, times, x_label)
     payload: dict[str, Any] = {
         "loops": plot_ctx.pop("loop_coords"),
@@ -560,11 +560,11 @@ def render_report(
     context = {
         "title": title or "DMX cervical spine motion report",
         "facts": _facts(analysis, times, x_label),
-        "calibration": summary.calibration_words(m),
+        "calibration": wording.calibration_words(m),
         "calibrated": (m.get("calibration") or {}).get("mm_per_px") is not None,
         "warnings": warnings,
         "verdict": verdict,
-        "adi": summary.adi_words(m),
+        "adi": wording.adi_words(m),
         "smoothing": ((m.get("tracking") or {}).get("window_frames") or 0),
         "keyframes": _keyframes(analysis, window, verdict, max_side_px=keyframe_max_side_px),
         "rows": _level_rows(analysis, th),

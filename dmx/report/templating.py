@@ -13,7 +13,7 @@ from typing import Any
 
 import jinja2
 
-from dmx.report import summary
+from dmx.report import wording
 
 _TEMPLATES = resources.files("dmx.report") / "templates"
 
@@ -32,7 +32,7 @@ def environment() -> jinja2.Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters["num"] = summary.fmt
+    env.filters["num"] = wording.fmt
     return env
 
 
