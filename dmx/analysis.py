@@ -20,8 +20,10 @@ if TYPE_CHECKING:  # annotations only: the bottom layer does not import io or tr
     from dmx.io.sequence import Sequence
     from dmx.tracking.types import Tracks
 
-#: Detector confidence below which a body is flagged for review (report, review page, summary).
-LOW_CONFIDENCE = 0.5
+#: Detector confidence below which a body is flagged for review (report, review page, summary):
+#: the detector's own "low confidence; check its corners" warning. Bodies below the model's
+#: ``conf_threshold`` (0.7) are left out, so a lower value here would never mark anything.
+LOW_CONFIDENCE = 0.8
 
 #: File names :func:`dmx.pipeline.write_outputs` writes into a study's output folder.
 MEASUREMENTS_NAME = "measurements.json"

@@ -769,20 +769,37 @@ def error_line(exc: DmxError) -> str:
 def main(argv: list[str] | None = None) -> int:
     """Run the command line with ``argv`` (default ``sys.argv[1:]``); return the exit code."""
     logging.basicConfig(level=logging.INFO, format="dmx: %(message)s", stream=sys.stderr)
+    # click's exceptions, whether typer uses click or its own vendored copy (typer >= 0.2x)
+    usage_error = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
+    click_exception = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
+    no_args = getattr(sys.modules[usage_error.__module__], "NoArgsIsHelpError", ())
     try:
-        app(args=argv, prog_name="dmx")  # standalone: click reports usage errors, exits 2
+        # not standalone: click's usage errors come here, to be one line like every dmx error
+        code = typer.main.get_command(app).main(args=argv, prog_name="dmx", standalone_mode=False)
     except SystemExit as exc:
         code = exc.code
         if code is None:
             return EXIT_OK
         return code if isinstance(code, int) else EXIT_USAGE
+    except no_args as exc:  # bare "dmx": the help (typer has printed it), exit 2 as before
+        if exc.format_message().strip():
+            typer.echo(exc.format_message(), err=True)
+        return EXIT_USAGE
+    except usage_error as exc:
+        where = exc.ctx.command_path if exc.ctx is not None else "dmx"
+        message = " ".join(exc.format_message().split())
+        typer.echo(f"dmx: error: {message} ({where} --help)", err=True)
+        return EXIT_USAGE
+    except click_exception as exc:
+        typer.echo(f"dmx: error: {' '.join(exc.format_message().split())}", err=True)
+        return exc.exit_code
     except DmxError as exc:
         typer.echo(f"dmx: error: {error_line(exc)}", err=True)
         return EXIT_USAGE
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, typer.Abort):
         typer.echo("dmx: interrupted", err=True)
         return 130
-    return EXIT_OK
+    return code if isinstance(code, int) else EXIT_OK
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -24,6 +24,35 @@ def test_missing_argument_is_usage_error(capsys):
     assert main(["info"]) == 2
 
 
+@pytest.mark.parametrize(
+    ("argv", "line"),
+    [
+        (["info"], "dmx: error: Missing argument 'path'. (dmx info --help)"),
+        (
+            ["analyze", "x.dcm", "--bogus"],
+            "dmx: error: No such option: --bogus (Possible options: --out) (dmx analyze --help)",
+        ),
+        (["frobnicate"], "dmx: error: No such command 'frobnicate'. (dmx --help)"),
+    ],
+)
+def test_usage_errors_are_one_line(capsys, argv, line):
+    """Click's own usage errors are one stderr line like every other dmx error (no box, no usage dump)."""
+    assert main(argv) == 2
+    assert capsys.readouterr().err.splitlines() == [line]
+
+
+def test_bad_option_value_is_one_line_naming_the_option(capsys):
+    assert main(["batch", "inbox", "--jobs", "abc"]) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith("dmx: error: Invalid value for '--jobs': ") and line.endswith("(dmx batch --help)")
+
+
+def test_bare_dmx_prints_the_help_exit_2(capsys):
+    assert main([]) == 2
+    captured = capsys.readouterr()
+    assert "analyze" in captured.out and captured.err.strip() == ""
+
+
 @pytest.fixture
 def afile(tmp_path: Path) -> Path:
     p = tmp_path / "afile"

@@ -254,3 +254,16 @@ def test_summary_lists_levels_curve_and_warnings():
     full = {**run(), "calibration": {"mm_per_px": [0.2, 0.3], "source": "PixelSpacing"}}
     assert "0.2 x 0.3 mm/px [PixelSpacing]" in format_summary(full)
     assert Thresholds().adi_mm == 3.0
+
+
+def test_summary_does_not_say_none_when_no_flag_could_be_evaluated():
+    """A level with values but no flag evaluated (e.g. a single uncalibrated image) is not "none"."""
+    doc = run(calibrated=False)
+    every = ["translation_gt_3_5mm", "translation_gt_20pct", "translation_gt_2mm",
+             "angulation_gt_11deg_vs_adjacent", "insufficient_motion"]  # fmt: skip
+    doc["levels"]["C3-C4"].update(flags=[], flags_not_evaluated=every)
+    line = next(x for x in format_summary(doc).splitlines() if x.startswith("C3-C4"))
+    assert line.endswith("  not evaluated: " + ", ".join(every))
+    doc["levels"]["C3-C4"].update(flags=[], flags_not_evaluated=every[:2])
+    line = next(x for x in format_summary(doc).splitlines() if x.startswith("C3-C4"))
+    assert line.endswith("  none (not evaluated: translation_gt_3_5mm, translation_gt_20pct)")

@@ -137,3 +137,11 @@ def test_c2_leaving_the_image_in_deep_flexion_keeps_the_true_end_range(tmp_path)
         lvl = levels[name]
         assert lvl["rotation_rom_deg"] is not None and lvl["warnings"] == []
         assert 0 < lvl["rotation_rom_uncertainty_deg"] < 0.5
+
+
+def test_one_frame_has_no_flexion_or_extension():
+    """A single image (a still PNG, a one-frame DICOM) shows no motion: the end range is not measured
+    (flexion and extension None, so rotation_rom_deg and translation are null), never a 0.0."""
+    kf = key_frames(np.array([4.0]), {Level.C3_C4: np.array([1.0])})
+    assert (kf.neutral, kf.flexion, kf.extension) == (0, None, None)
+    assert any("one frame" in w for w in kf.warnings)

@@ -215,3 +215,13 @@ def test_listener_records_a_study_whose_landmarks_cannot_be_found(tmp_path):
         assert f"study {row['input']} failed: {row['reason']}" in listener.text()
     finally:
         assert listener.terminate() == 0, listener.text()
+
+
+def test_listen_out_that_is_a_file_is_one_line(capsys, tmp_path):
+    """--out naming a file: one line naming it, exit 2, before any port is opened (no traceback)."""
+    blocker = tmp_path / "afile"
+    blocker.write_text("x")
+    code = main(["listen", "--port", str(free_port()), "--host", "127.0.0.1", "--out", str(blocker)])
+    assert code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"dmx: error: {blocker}: cannot be used as the output folder: it is a file, not a folder"]

@@ -449,3 +449,16 @@ def test_threads_give_the_same_tracks_and_measurements(phantom):
     from dmx.io.checksum import sha256_files
 
     assert three.measurements["input"]["sha256"] == sha256_files([study])  # computed beside the tracking
+
+
+def test_low_confidence_marks_bodies_the_detector_reports():
+    """The amber "check it" mark must be reachable: the detector leaves out bodies below its threshold
+    (0.7) and warns "low confidence" below 0.8, so a body it reports at 0.73 is marked low everywhere."""
+    from dmx.analysis import LOW_CONFIDENCE
+    from dmx.detect.model import load_model
+
+    threshold = load_model(Path(__file__).resolve().parents[1] / "models" / "detector.npz").conf_threshold
+    assert LOW_CONFIDENCE > threshold
+    s = {"confidence": {"C4": 0.73, "C5": 0.95}, "missing": {}}
+    text = pipeline.format_detection(s).splitlines()
+    assert text == ["C4  found    confidence 0.73  (low: check it)", "C5  found    confidence 0.95"]

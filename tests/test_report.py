@@ -544,3 +544,23 @@ def test_end_range_table_shows_the_uncertainty(analysis):
     assert "angle uncertainty exceeds 1.0\u00b0 is not measured" in h
     assert wording.fmt_uncertainty(0.0004, 1) == "0.000"
     assert "tracked in every frame" not in render_report(analysis, cine=False)  # Cobb basis: not said
+
+
+def test_without_key_frames_the_reason_and_flags_say_so(analysis):
+    """One image (no flexion/extension frame): the end-range cells say why, and a level whose flags
+    could none be evaluated shows "not evaluated", never "none" (no flag found)."""
+    import copy
+
+    a = copy.deepcopy(analysis)
+    m = a.measurements
+    assert summary.null_reason(m, "rotation_rom_deg") == "not tracked at a key frame"
+    m["frames"].update(flexion=None, extension=None)
+    every = ["translation_gt_3_5mm", "translation_gt_20pct", "translation_gt_2mm",
+             "angulation_gt_11deg_vs_adjacent", "insufficient_motion"]  # fmt: skip
+    for lvl in m["levels"].values():
+        lvl.update(rotation_rom_deg=None, translation_mm=None, translation_pct=None, flags=[],
+                   flags_not_evaluated=every)  # fmt: skip
+    assert summary.null_reason(m, "rotation_rom_deg") == "no flexion/extension frame"
+    h = render_report(a)
+    flag_cells = re.findall(r'<td class="flags"><span class="none">([^<]*)</span>', h)
+    assert flag_cells == ["not evaluated"] * 5

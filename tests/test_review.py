@@ -52,7 +52,7 @@ def test_page_is_self_contained_and_says_what_to_review(study):
     html = render_review(seq, lm, missing={"C7": "below the shoulders"}, warnings=["scale prior unused"])
     assert external_references(html) == []
     assert "Landmarks found automatically: review." in html
-    assert "especially C4 (confidence below 0.5)" in html
+    assert "especially C4 (confidence below 0.8)" in html
     assert "not found: C7 (below the shoulders)" in html
     assert "scale prior unused" in html
     assert "Download corrected landmarks" in html

@@ -130,3 +130,27 @@ def test_landmark_sources_are_the_schemas():
 
     declared = measurements_schema()["properties"]["landmarks_source"]["enum"]
     assert sorted(declared) == sorted(s.value for s in LandmarkSource) == ["auto", "file"]
+
+
+def test_every_key_of_the_schema_is_documented():
+    """docs/measurements.md (sections 8 and 9.6) names every key measurements.json may hold."""
+    import re
+    from pathlib import Path
+
+    names: set[str] = set()
+
+    def walk(node):
+        if isinstance(node, dict):
+            if isinstance(node.get("properties"), dict):
+                names.update(node["properties"])
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(measurements_schema())
+    assert {"angle_uncertainty_deg", "normative", "static", "key_frame_basis"} <= names
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "measurements.md").read_text()
+    documented = set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", doc))
+    assert sorted(names - documented) == []

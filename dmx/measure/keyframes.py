@@ -100,12 +100,19 @@ def key_frames(
         the levels measured in every frame (basis :data:`BASIS_SUM`, with a
         warning). When no level is measured in every frame either, flexion and
         extension are ``None``: choosing them among the frames where the
-        vertebrae happen to be visible could miss the end range.
+        vertebrae happen to be visible could miss the end range. A single frame
+        shows no motion: flexion and extension are ``None``, with a warning.
     """
     cobb = np.asarray(cobb_deg, dtype=float)
     n = int(cobb.shape[0])
     neutral = check_neutral_frame(neutral_frame, n)
     warnings: list[str] = []
+    if n == 1:  # a single image shows no motion: its end range is not measured (null, not 0)
+        warnings.append(
+            "one frame (a single image): no motion, so flexion and extension and the end-range values "
+            "are not measured; give a cine, or the flexion and extension views as a static study"
+        )
+        return KeyFrames(neutral, None, None, None, (), 0, tuple(warnings))
     ok = np.isfinite(cobb)
     levels_summed: tuple[Level, ...] = ()
     if ok.all():

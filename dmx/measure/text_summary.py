@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from dmx.anatomy import BODIES, LEVELS, OPTIONAL_BODIES, KeyFrame
+from dmx.anatomy import BODIES, LEVELS, OPTIONAL_BODIES, Flag, KeyFrame
+
+#: The flags of a level (the ADI flag is the study's, not a level's).
+_LEVEL_FLAGS = {f.value for f in Flag} - {Flag.ADI_GT_3MM.value}
 
 
 def _fmt(value: Any, spec: str = ".1f", *, unit: str = "") -> str:
@@ -92,7 +95,10 @@ def format_summary(doc: dict[str, Any]) -> str:
         flags = ", ".join(e.get("flags", [])) or ("none" if level_measured(e) else "not measured")
         not_eval = e.get("flags_not_evaluated", [])
         if not_eval and level_measured(e):
-            flags += f" (not evaluated: {', '.join(not_eval)})"
+            if flags == "none" and _LEVEL_FLAGS <= set(not_eval):  # no flag evaluated: not "none"
+                flags = f"not evaluated: {', '.join(not_eval)}"
+            else:
+                flags += f" (not evaluated: {', '.join(not_eval)})"
         lines.append(
             f"{level.value:<7}{_fmt(e.get('rotation_rom_deg')):>9}{_fmt(e.get('rotation_range_deg')):>11}"
             f"{_fmt(e.get('translation_mm')):>11}{_fmt(e.get('translation_pct')):>10}"

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from dmx.files import prepare_output_dir
 from dmx.net.send import Peer, check_ae_title, send_files
 from dmx.net.spool import Spool, Stored
 
@@ -72,7 +73,7 @@ class Listener:
         for a in config.allow:
             check_ae_title(a, option="--allow")
         self.config = config
-        self.out = Path(config.out)
+        self.out = prepare_output_dir(config.out)  # a file in the way: one line, not a traceback
         self.results = self.out / "results"
         self.spool = Spool(self.out / "spool")
         self.stop_event = threading.Event()

@@ -23,6 +23,8 @@ LOW_QUALITY = TRUSTED_QUALITY
 
 #: Tracking confidence from which a frame is shown as "confident" (between the two: "fair").
 GOOD_QUALITY = 0.8
+#: The flags of a level (the ADI flag is the study's, not a level's).
+_LEVEL_FLAGS = {f.value for f in Flag} - {Flag.ADI_GT_3MM.value}
 
 
 def _array(values: Any) -> np.ndarray:
@@ -230,6 +232,10 @@ def _level_rows(analysis: Analysis, th: dict[str, wording.Threshold]) -> list[di
                 "name": name,
                 "measured": level_measured(lvl),
                 "flags": [f for f in (lvl.get("flags") or [])],
+                # no flag evaluated at all (e.g. one uncalibrated image): "not evaluated", not "none"
+                "none_word": "none"
+                if not _LEVEL_FLAGS <= set(lvl.get("flags_not_evaluated") or [])
+                else "not evaluated",
                 "rom": cell(
                     lvl.get("rotation_rom_deg"),
                     "rotation_rom_deg",

@@ -379,6 +379,9 @@ def null_reason(measurements: dict[str, Any], quantity: str) -> str:
     if quantity.endswith("_mm") and not calibrated:
         return "no calibration"
     if quantity in ("rotation_rom_deg", "translation_mm", "translation_pct"):
+        frames = measurements.get("frames") or {}
+        if frames.get("flexion") is None or frames.get("extension") is None:
+            return "no flexion/extension frame"
         return "not tracked at a key frame"
     return "not tracked"
 
