@@ -553,14 +553,14 @@ def test_without_key_frames_the_reason_and_flags_say_so(analysis):
 
     a = copy.deepcopy(analysis)
     m = a.measurements
-    assert summary.null_reason(m, "rotation_rom_deg") == "not tracked at a key frame"
+    assert wording.null_reason(m, "rotation_rom_deg") == "not tracked at a key frame"
     m["frames"].update(flexion=None, extension=None)
     every = ["translation_gt_3_5mm", "translation_gt_20pct", "translation_gt_2mm",
              "angulation_gt_11deg_vs_adjacent", "insufficient_motion"]  # fmt: skip
     for lvl in m["levels"].values():
         lvl.update(rotation_rom_deg=None, translation_mm=None, translation_pct=None, flags=[],
                    flags_not_evaluated=every)  # fmt: skip
-    assert summary.null_reason(m, "rotation_rom_deg") == "no flexion/extension frame"
+    assert wording.null_reason(m, "rotation_rom_deg") == "no flexion/extension frame"
     h = render_report(a)
     flag_cells = re.findall(r'<td class="flags"><span class="none">([^<]*)</span>', h)
     assert flag_cells == ["not evaluated"] * 5
