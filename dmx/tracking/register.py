@@ -64,8 +64,8 @@ class _Level:
     origin: tuple[float, float]  # level coordinates of grid pixel (0, 0)
     centre: np.ndarray  # rotation centre, level coordinates
     idx: np.ndarray  # flat indices of the pixels used
-    u: np.ndarray  # grid columns of used pixels
-    v: np.ndarray  # grid rows of used pixels
+    u: np.ndarray  # grid columns of used pixels (float32)
+    v: np.ndarray  # grid rows of used pixels (float32)
     values: np.ndarray  # template values (N,)
     weight: np.ndarray  # static weights (N,)
     sd: np.ndarray  # steepest-descent images (N, 3)
@@ -291,8 +291,8 @@ def make_template(
                 origin=origin,
                 centre=c_l,
                 idx=idx,
-                u=uu.astype(np.float64),
-                v=vv.astype(np.float64),
+                u=uu.astype(np.float32),
+                v=vv.astype(np.float32),
                 values=img.ravel()[idx].astype(np.float32),
                 weight=m.ravel()[idx].astype(np.float32),
                 sd=np.ascontiguousarray(sd, dtype=np.float32),
@@ -442,6 +442,7 @@ def _warp(level: _Level, image: np.ndarray, roi_origin: tuple[float, float], a_l
     """Sample ``image`` (level coordinates offset by ``roi_origin``) at the warped template pixels.
 
     Returns the values (float32) and a validity mask (None when every pixel is inside ``image``).
+    Only the used pixels are sampled (``cv2.remap``, bilinear, replicated border).
     """
     # grid (u, v) -> level ref coords: + origin ; -> level frame coords: a_l ; -> roi: - roi_origin
     m = a_l[:2].copy()
@@ -449,10 +450,12 @@ def _warp(level: _Level, image: np.ndarray, roi_origin: tuple[float, float], a_l
     m[0, 2] -= roi_origin[0]
     m[1, 2] -= roi_origin[1]
     h, w = level.shape
-    warped = cv2.warpAffine(
-        image, m, (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE
-    )
-    vals = warped.ravel()[level.idx]
+    f = m.astype(np.float32)
+    xs = f[0, 0] * level.u + f[0, 1] * level.v + f[0, 2]
+    ys = f[1, 0] * level.u + f[1, 1] * level.v + f[1, 2]
+    vals = cv2.remap(
+        image, xs.reshape(1, -1), ys.reshape(1, -1), cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+    ).ravel()
     ih, iw = image.shape
     corners = m @ np.array([[0.0, w - 1, w - 1, 0.0], [0.0, 0.0, h - 1, h - 1], [1.0, 1.0, 1.0, 1.0]])
     if (
@@ -462,8 +465,6 @@ def _warp(level: _Level, image: np.ndarray, roi_origin: tuple[float, float], a_l
         and corners[1].max() <= ih - 1
     ):
         return vals, None
-    xs = m[0, 0] * level.u + m[0, 1] * level.v + m[0, 2]
-    ys = m[1, 0] * level.u + m[1, 1] * level.v + m[1, 2]
     valid = (xs >= 0) & (xs <= iw - 1) & (ys >= 0) & (ys <= ih - 1)
     return vals, valid
 
