@@ -438,6 +438,23 @@ def _solve3(h: np.ndarray, b: np.ndarray) -> tuple[float, float, float] | None:
     return x0, x1, x2
 
 
+#: Columns of the sampling maps: cv2.remap takes maps under 32767 pixels wide.
+_MAP_COLS = 16384
+
+
+def _sample(image: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
+    """Bilinear samples of ``image`` at float32 points ``(xs, ys)`` (replicated border), shape (N,)."""
+    n = xs.size
+    if n <= _MAP_COLS:
+        mx, my = xs.reshape(1, -1), ys.reshape(1, -1)
+    else:  # rows of _MAP_COLS points
+        pad = (-n) % _MAP_COLS
+        mx = np.concatenate([xs, np.zeros(pad, np.float32)]).reshape(-1, _MAP_COLS)
+        my = np.concatenate([ys, np.zeros(pad, np.float32)]).reshape(-1, _MAP_COLS)
+    out = cv2.remap(image, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return out.ravel()[:n]
+
+
 def _warp(level: _Level, image: np.ndarray, roi_origin: tuple[float, float], a_l: np.ndarray):
     """Sample ``image`` (level coordinates offset by ``roi_origin``) at the warped template pixels.
 
@@ -453,9 +470,7 @@ def _warp(level: _Level, image: np.ndarray, roi_origin: tuple[float, float], a_l
     f = m.astype(np.float32)
     xs = f[0, 0] * level.u + f[0, 1] * level.v + f[0, 2]
     ys = f[1, 0] * level.u + f[1, 1] * level.v + f[1, 2]
-    vals = cv2.remap(
-        image, xs.reshape(1, -1), ys.reshape(1, -1), cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
-    ).ravel()
+    vals = _sample(image, xs, ys)
     ih, iw = image.shape
     corners = m @ np.array([[0.0, w - 1, w - 1, 0.0], [0.0, 0.0, h - 1, h - 1], [1.0, 1.0, 1.0, 1.0]])
     if (
