@@ -14,6 +14,7 @@ reference-frame coordinates to the frame.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -110,6 +111,14 @@ def filter_radius(blur_sigma: float, highpass_sigma: float | None) -> int:
 _CV_DEPTHS = (np.dtype(np.uint8), np.dtype(np.uint16), np.dtype(np.int16), np.dtype(np.float32))
 
 
+@functools.lru_cache(maxsize=16)
+def _gaussian_kernel(sigma: float) -> np.ndarray:
+    """The 1-D kernel cv2.GaussianBlur uses for float images (radius 4 sigma), float32."""
+    kernel = cv2.getGaussianKernel(int(round(sigma * 8 + 1)) | 1, sigma, cv2.CV_32F)
+    kernel.flags.writeable = False
+    return kernel
+
+
 def _prefilter(img: np.ndarray, sigma: float, highpass_sigma: float | None) -> np.ndarray:
     """Gaussian low-pass (noise, JPEG) minus a wide smooth (soft-tissue shading that does not follow bone).
 
@@ -118,8 +127,7 @@ def _prefilter(img: np.ndarray, sigma: float, highpass_sigma: float | None) -> n
     """
     src = img if img.dtype in _CV_DEPTHS else np.asarray(img, dtype=np.float32)
     if sigma > 0:
-        # the kernel cv2.GaussianBlur uses for float images (radius 4 sigma), applied to any depth
-        kernel = cv2.getGaussianKernel(int(round(sigma * 8 + 1)) | 1, sigma, cv2.CV_32F)
+        kernel = _gaussian_kernel(float(sigma))
         out = cv2.sepFilter2D(src, cv2.CV_32F, kernel, kernel, borderType=cv2.BORDER_REFLECT)
     else:
         out = np.array(src, dtype=np.float32)
@@ -490,6 +498,18 @@ def _fast_median(x: np.ndarray) -> float:
     return float(np.partition(x, k)[k]) if x.size else 0.0
 
 
+def _median(x: np.ndarray) -> float:
+    """``numpy.median`` of a 1-D float array without NaN (the mean of the two middle values), faster."""
+    n = x.size
+    if n == 0:
+        return float("nan")
+    k = n // 2
+    if n % 2:
+        return float(np.partition(x, k)[k])
+    part = np.partition(x, (k - 1, k))
+    return float((part[k - 1] + part[k]) / 2.0)
+
+
 def _solve_spd(m: list[list[float]], r: list[float]) -> list[float] | None:
     """Gaussian elimination for a small symmetric positive system (plain Python: cheaper than numpy)."""
     n = len(r)
@@ -697,7 +717,7 @@ def register(
     if not gain > 1e-6:
         return Fit(a, False, visible, 0.0, float("nan"), gain, 0.0, float("inf"), iters)
     e = (vals - bias) / gain - values
-    sigma = 1.4826 * float(np.median(np.abs(e[w0 > 0]))) + 1e-9
+    sigma = 1.4826 * _median(np.abs(e[w0 > 0])) + 1e-9
     ref = template.residual_scale
     inl = (np.abs(e) < 3.5 * ref) & (w0 > 0)
     inliers = float((weight * inl).sum() / max(template.weight_total, 1e-12))
