@@ -178,7 +178,7 @@ def make_template(
     blur_sigma_px: float = 1.0,
     highpass_sigma_px: float | None = None,
     n_levels: int | None = None,
-    max_pixels: int | None = 3000,
+    max_pixels: int | None = 6000,
 ) -> Template:
     """Precompute the template of one body from the reference frame.
 
