@@ -666,7 +666,9 @@ def register(
         Stop a level when an update moves no corner more than this (full-resolution pixels; scaled up on
         coarse levels).
     first_level : int or None
-        Coarsest level to start at (default: the coarsest).
+        Coarsest level to start at (default: the coarsest). When given (a predicted pose), the finest
+        level is tried alone first; only if its first step is longer than ``_FINE_ONLY_STEP_PX`` (or it
+        cannot step) does the fit start again at ``first_level``.
     plane : bool
         Photometric model gain + bias plane (True) or gain + constant bias.
     """
