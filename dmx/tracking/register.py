@@ -14,6 +14,7 @@ reference-frame coordinates to the frame.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -64,11 +65,12 @@ class _Level:
     origin: tuple[float, float]  # level coordinates of grid pixel (0, 0)
     centre: np.ndarray  # rotation centre, level coordinates
     idx: np.ndarray  # flat indices of the pixels used
-    u: np.ndarray  # grid columns of used pixels
-    v: np.ndarray  # grid rows of used pixels
+    u: np.ndarray  # grid columns of used pixels (float32)
+    v: np.ndarray  # grid rows of used pixels (float32)
     values: np.ndarray  # template values (N,)
     weight: np.ndarray  # static weights (N,)
     sd: np.ndarray  # steepest-descent images (N, 3)
+    sd_t: np.ndarray  # the same, transposed and contiguous (3, N): cheaper weighted products
     design: np.ndarray  # (4, N) photometric design: template values, 1, x and y (body-size units)
 
 
@@ -105,17 +107,35 @@ def filter_radius(blur_sigma: float, highpass_sigma: float | None) -> int:
     return r
 
 
+#: Frame dtypes OpenCV filters straight into float32 (no float copy of the region first).
+_CV_DEPTHS = (np.dtype(np.uint8), np.dtype(np.uint16), np.dtype(np.int16), np.dtype(np.float32))
+
+
+@functools.lru_cache(maxsize=16)
+def _gaussian_kernel(sigma: float) -> np.ndarray:
+    """The 1-D kernel cv2.GaussianBlur uses for float images (radius 4 sigma), float32."""
+    kernel = cv2.getGaussianKernel(int(round(sigma * 8 + 1)) | 1, sigma, cv2.CV_32F)
+    kernel.flags.writeable = False
+    return kernel
+
+
 def _prefilter(img: np.ndarray, sigma: float, highpass_sigma: float | None) -> np.ndarray:
     """Gaussian low-pass (noise, JPEG) minus a wide smooth (soft-tissue shading that does not follow bone).
 
-    The wide smooth is a box filter applied twice (about Gaussian, cost independent of its width).
+    ``img`` is any real 2-D array (8/16-bit frames are filtered without a float copy); the result is
+    float32. The wide smooth is a box filter applied twice (about Gaussian, cost independent of its width).
     """
-    out = cv2.GaussianBlur(img, (0, 0), sigma, borderType=cv2.BORDER_REFLECT) if sigma > 0 else img
+    src = img if img.dtype in _CV_DEPTHS else np.asarray(img, dtype=np.float32)
+    if sigma > 0:
+        kernel = _gaussian_kernel(float(sigma))
+        out = cv2.sepFilter2D(src, cv2.CV_32F, kernel, kernel, borderType=cv2.BORDER_REFLECT)
+    else:
+        out = np.array(src, dtype=np.float32)
     if highpass_sigma:
         k = _box_size(highpass_sigma)
-        low = cv2.boxFilter(img, -1, (k, k), borderType=cv2.BORDER_REFLECT)
+        low = cv2.boxFilter(src, cv2.CV_32F, (k, k), borderType=cv2.BORDER_REFLECT)
         low = cv2.boxFilter(low, -1, (k, k), borderType=cv2.BORDER_REFLECT)
-        out = out - low
+        np.subtract(out, low, out=out)
     return out
 
 
@@ -211,9 +231,7 @@ def make_template(
     cx0, cy0, cx1, cy1 = max(x0, 0), max(y0, 0), min(x1, w_img), min(y1, h_img)
     if cx1 - cx0 < 8 or cy1 - cy0 < 8:
         raise ValueError("vertebral body lies outside the reference frame")
-    roi = _prefilter(
-        np.asarray(reference[cy0:cy1, cx0:cx1], dtype=np.float32), blur_sigma_px, highpass_sigma_px
-    )
+    roi = _prefilter(reference[cy0:cy1, cx0:cx1], blur_sigma_px, highpass_sigma_px)
 
     # static weight mask: dilated body minus the neighbours' bodies
     shift = 4
@@ -288,11 +306,12 @@ def make_template(
                 origin=origin,
                 centre=c_l,
                 idx=idx,
-                u=uu.astype(np.float64),
-                v=vv.astype(np.float64),
+                u=uu.astype(np.float32),
+                v=vv.astype(np.float32),
                 values=img.ravel()[idx].astype(np.float32),
                 weight=m.ravel()[idx].astype(np.float32),
                 sd=np.ascontiguousarray(sd, dtype=np.float32),
+                sd_t=np.ascontiguousarray(sd.T, dtype=np.float32),
                 design=np.stack(
                     [img.ravel()[idx], np.ones(idx.size), xs * (scale / size), ys * (scale / size)]
                 ).astype(np.float32),
@@ -355,19 +374,34 @@ class Fit:
     rotation_std_rad: float = float("nan")
 
 
+class _LazyPyramid:
+    """The levels of a Gaussian pyramid, each built when first indexed (a fit often needs only level 0)."""
+
+    def __init__(self, image: np.ndarray, n_levels: int):
+        self._levels: list[np.ndarray] = [image]
+        self._n = n_levels
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __getitem__(self, lvl: int) -> np.ndarray:
+        if not -self._n <= lvl < self._n:
+            raise IndexError(lvl)
+        lvl %= self._n
+        while len(self._levels) <= lvl:
+            self._levels.append(cv2.pyrDown(self._levels[-1]))
+        return self._levels[lvl]
+
+
 class FrameROI:
-    """A blurred pyramid of one region of a frame (built lazily, reused across fits)."""
+    """A blurred pyramid of one region of a frame (levels built when first used, reused across fits)."""
 
     def __init__(self, frame: np.ndarray, box: tuple[int, int, int, int], template: Template):
         x0, y0, x1, y1 = box
         n_levels = len(template.levels)
-        img = _prefilter(
-            np.asarray(frame[y0:y1, x0:x1], dtype=np.float32),
-            template.blur_sigma_px,
-            template.highpass_sigma_px,
-        )
+        img = _prefilter(frame[y0:y1, x0:x1], template.blur_sigma_px, template.highpass_sigma_px)
         self.box = box
-        self.images = _pyramid(img, n_levels)
+        self.images = _LazyPyramid(img, n_levels)
         self.frame_shape = frame.shape
 
     def covers(self, box: tuple[int, int, int, int]) -> bool:
@@ -419,10 +453,28 @@ def _solve3(h: np.ndarray, b: np.ndarray) -> tuple[float, float, float] | None:
     return x0, x1, x2
 
 
+#: Columns of the sampling maps: cv2.remap takes maps under 32767 pixels wide.
+_MAP_COLS = 16384
+
+
+def _sample(image: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
+    """Bilinear samples of ``image`` at float32 points ``(xs, ys)`` (replicated border), shape (N,)."""
+    n = xs.size
+    if n <= _MAP_COLS:
+        mx, my = xs.reshape(1, -1), ys.reshape(1, -1)
+    else:  # rows of _MAP_COLS points
+        pad = (-n) % _MAP_COLS
+        mx = np.concatenate([xs, np.zeros(pad, np.float32)]).reshape(-1, _MAP_COLS)
+        my = np.concatenate([ys, np.zeros(pad, np.float32)]).reshape(-1, _MAP_COLS)
+    out = cv2.remap(image, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return out.ravel()[:n]
+
+
 def _warp(level: _Level, image: np.ndarray, roi_origin: tuple[float, float], a_l: np.ndarray):
     """Sample ``image`` (level coordinates offset by ``roi_origin``) at the warped template pixels.
 
     Returns the values (float32) and a validity mask (None when every pixel is inside ``image``).
+    Only the used pixels are sampled (``cv2.remap``, bilinear, replicated border).
     """
     # grid (u, v) -> level ref coords: + origin ; -> level frame coords: a_l ; -> roi: - roi_origin
     m = a_l[:2].copy()
@@ -430,10 +482,10 @@ def _warp(level: _Level, image: np.ndarray, roi_origin: tuple[float, float], a_l
     m[0, 2] -= roi_origin[0]
     m[1, 2] -= roi_origin[1]
     h, w = level.shape
-    warped = cv2.warpAffine(
-        image, m, (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE
-    )
-    vals = warped.ravel()[level.idx]
+    f = m.astype(np.float32)
+    xs = f[0, 0] * level.u + f[0, 1] * level.v + f[0, 2]
+    ys = f[1, 0] * level.u + f[1, 1] * level.v + f[1, 2]
+    vals = _sample(image, xs, ys)
     ih, iw = image.shape
     corners = m @ np.array([[0.0, w - 1, w - 1, 0.0], [0.0, 0.0, h - 1, h - 1], [1.0, 1.0, 1.0, 1.0]])
     if (
@@ -443,8 +495,6 @@ def _warp(level: _Level, image: np.ndarray, roi_origin: tuple[float, float], a_l
         and corners[1].max() <= ih - 1
     ):
         return vals, None
-    xs = m[0, 0] * level.u + m[0, 1] * level.v + m[0, 2]
-    ys = m[1, 0] * level.u + m[1, 1] * level.v + m[1, 2]
     valid = (xs >= 0) & (xs <= iw - 1) & (ys >= 0) & (ys <= ih - 1)
     return vals, valid
 
@@ -453,6 +503,18 @@ def _fast_median(x: np.ndarray) -> float:
     """Median of a 1-D array (upper middle element; no NaN checks): a robust scale for every iteration."""
     k = x.size // 2
     return float(np.partition(x, k)[k]) if x.size else 0.0
+
+
+def _median(x: np.ndarray) -> float:
+    """``numpy.median`` of a 1-D float array without NaN (the mean of the two middle values), faster."""
+    n = x.size
+    if n == 0:
+        return float("nan")
+    k = n // 2
+    if n % 2:
+        return float(np.partition(x, k)[k])
+    part = np.partition(x, (k - 1, k))
+    return float((part[k - 1] + part[k]) / 2.0)
 
 
 def _solve_spd(m: list[list[float]], r: list[float]) -> list[float] | None:
@@ -496,6 +558,98 @@ def _photometric(
     return x[0], x[1]
 
 
+#: A prediction is refined at the finest level alone unless its first step there is longer than this
+#: (full-resolution pixels); then the fit starts again at the coarser level asked for.
+_FINE_ONLY_STEP_PX = 0.5
+
+
+def _fit_level(
+    template: Template,
+    lvl: int,
+    roi: FrameROI,
+    a: np.ndarray,
+    max_iterations: int,
+    tolerance_px: float,
+    plane: bool,
+    abort_step_px: float | None,
+    outlier_spread_px: float = 0.0,
+) -> tuple[np.ndarray, int, bool, np.ndarray | None] | None:
+    """Gauss-Newton iterations on pyramid level ``lvl`` from full-resolution pose ``a``.
+
+    Returns ``(a, iterations, converged, robust weights of the last step or None)``, or None when
+    ``abort_step_px`` is given and the first step is longer than that (full-resolution pixels).
+    """
+    level = template.levels[lvl]
+    s = _level_matrix(level.scale)
+    s_inv = _level_matrix_inv(level.scale)
+    a_l = s @ a @ s_inv
+    image = roi.images[lvl]
+    roi_origin = (roi.box[0] / level.scale, roi.box[1] / level.scale)
+    tol = tolerance_px / level.scale if lvl == 0 else 0.1  # coarse levels: a tenth of their pixel
+    rad_l = 0.5 * template.size_px * math.sqrt(2) / level.scale
+    robust_w = None
+    last_w = None
+    converged = False
+    iters = 0
+    rs = template.residual_scale
+    max_step = max(1.0, 0.15 * template.size_px / level.scale)
+    for it in range(max_iterations):
+        vals, valid = _warp(level, image, roi_origin, a_l)
+        w0 = level.weight if valid is None else level.weight * valid
+        if valid is not None and w0.sum() < 0.2 * level.weight.sum():
+            break
+        # photometric fit and robust weights; on a level's first iteration, a few rounds so that an
+        # occluder is rejected before the first geometric step
+        ok = True
+        if robust_w is None:
+            # robust start: same exposure assumed (gain 1), bias = median difference, Tukey weights
+            d = vals - level.values
+            dv = d if valid is None else d[valid]
+            e0 = np.abs(d - np.float32(_fast_median(dv[::3])))
+            sig0 = 1.4826 * _fast_median(e0[::4] if valid is None else e0[valid][::4]) + 1e-9
+            r = e0 * np.float32(1.0 / (_TUKEY_C * max(sig0, rs)))
+            robust_w = np.square(1 - np.square(np.minimum(r, np.float32(1.0))))
+        for _rnd in range(3 if it == 0 else 1):
+            gain, bias = _photometric(level, vals, w0 * robust_w, plane)
+            if not gain > 1e-6:
+                ok = False
+                break
+            e = (vals - bias) * np.float32(1.0 / gain) - level.values
+            ae = np.abs(e)
+            sub = ae[::4] if valid is None else ae[valid][::4]
+            sigma = 1.4826 * _fast_median(sub) + 1e-9
+            # Tukey biweight, robust scale of this residual (never below the expected noise)
+            scale_t = max(sigma, rs)
+            r = ae * np.float32(1.0 / (_TUKEY_C * scale_t))
+            robust_w = np.square(1 - np.square(np.minimum(r, np.float32(1.0))))
+            if outlier_spread_px > 0:
+                robust_w = spread_outliers(level, robust_w, outlier_spread_px / level.scale)
+        if not ok:
+            break
+        sdw = level.sd_t * (w0 * robust_w)
+        dp = _solve3((sdw @ level.sd).astype(np.float64), (sdw @ e).astype(np.float64))
+        if dp is None:
+            break
+        dtheta, dx, dy = dp
+        if (
+            it == 0
+            and abort_step_px is not None
+            and (math.hypot(dx, dy) + abs(dtheta) * rad_l) * level.scale > abort_step_px
+        ):
+            return None
+        step = math.hypot(dx, dy)
+        if step > max_step:  # trust region: never jump far on one linearisation
+            dx, dy = dx * max_step / step, dy * max_step / step
+        dtheta = max(-0.1, min(0.1, dtheta))
+        a_l = a_l @ _rigid_inv(rigid(dtheta, dx, dy, level.centre))
+        last_w = robust_w
+        iters = it + 1
+        if math.hypot(dx, dy) + abs(dtheta) * rad_l < tol:
+            converged = True
+            break
+    return s_inv @ a_l @ s, iters, converged, last_w
+
+
 def register(
     template: Template,
     roi: FrameROI,
@@ -523,7 +677,9 @@ def register(
         Stop a level when an update moves no corner more than this (full-resolution pixels; scaled up on
         coarse levels).
     first_level : int or None
-        Coarsest level to start at (default: the coarsest).
+        Coarsest level to start at (default: the coarsest). When given (a predicted pose), the finest
+        level is tried alone first; only if its first step is longer than ``_FINE_ONLY_STEP_PX`` (or it
+        cannot step) does the fit start again at ``first_level``.
     plane : bool
         Photometric model gain + bias plane (True) or gain + constant bias.
     outlier_spread_px : float
@@ -532,77 +688,34 @@ def register(
     """
     n = len(template.levels)
     start = n - 1 if first_level is None else min(first_level, n - 1)
-    a = np.array(initial, dtype=np.float64)
+    a0 = np.array(initial, dtype=np.float64)
     radius = 0.5 * template.size_px * math.sqrt(2)
-    iters = 0
-    converged = False
-    last = None
-    for lvl in range(start, -1, -1):
-        level = template.levels[lvl]
-        if level.idx.size < 12:
-            continue
-        s = _level_matrix(level.scale)
-        s_inv = _level_matrix_inv(level.scale)
-        a_l = s @ a @ s_inv
-        image = roi.images[lvl]
-        roi_origin = (roi.box[0] / level.scale, roi.box[1] / level.scale)
-        tol = tolerance_px / level.scale if lvl == 0 else 0.1  # coarse levels: a tenth of their pixel
-        rad_l = radius / level.scale
-        robust_w = None
-        converged = False
-        rs = template.residual_scale
-        max_step = max(1.0, 0.15 * template.size_px / level.scale)
-        for it in range(max_iterations):
-            vals, valid = _warp(level, image, roi_origin, a_l)
-            w0 = level.weight if valid is None else level.weight * valid
-            if valid is not None and w0.sum() < 0.2 * level.weight.sum():
-                break
-            # photometric fit and robust weights; on a level's first iteration, a few rounds so that an
-            # occluder is rejected before the first geometric step
-            ok = True
-            if robust_w is None:
-                # robust start: same exposure assumed (gain 1), bias = median difference, Tukey weights
-                d = vals - level.values
-                dv = d if valid is None else d[valid]
-                e0 = np.abs(d - np.float32(_fast_median(dv[::3])))
-                sig0 = 1.4826 * _fast_median(e0[::4] if valid is None else e0[valid][::4]) + 1e-9
-                r = e0 * np.float32(1.0 / (_TUKEY_C * max(sig0, rs)))
-                robust_w = np.square(1 - np.square(np.minimum(r, np.float32(1.0))))
-            for _rnd in range(3 if it == 0 else 1):
-                gain, bias = _photometric(level, vals, w0 * robust_w, plane)
-                if not gain > 1e-6:
-                    ok = False
-                    break
-                e = (vals - bias) * np.float32(1.0 / gain) - level.values
-                ae = np.abs(e)
-                sub = ae[::4] if valid is None else ae[valid][::4]
-                sigma = 1.4826 * _fast_median(sub) + 1e-9
-                # Tukey biweight, robust scale of this residual (never below the expected noise)
-                scale_t = max(sigma, rs)
-                r = ae * np.float32(1.0 / (_TUKEY_C * scale_t))
-                robust_w = np.square(1 - np.square(np.minimum(r, np.float32(1.0))))
-                if outlier_spread_px > 0:
-                    robust_w = spread_outliers(level, robust_w, outlier_spread_px / level.scale)
-            if not ok:
-                break
-            w = w0 * robust_w
-            sdw = level.sd * w[:, None]
-            dp = _solve3((sdw.T @ level.sd).astype(np.float64), (sdw.T @ e).astype(np.float64))
-            if dp is None:
-                break
-            dtheta, dx, dy = dp
-            step = math.hypot(dx, dy)
-            if step > max_step:  # trust region: never jump far on one linearisation
-                dx, dy = dx * max_step / step, dy * max_step / step
-            dtheta = max(-0.1, min(0.1, dtheta))
-            a_l = a_l @ _rigid_inv(rigid(dtheta, dx, dy, level.centre))
-            last = (robust_w,)
+    run = None
+    if first_level is not None and start >= 1 and template.levels[0].idx.size >= 12:
+        # a good guess (a prediction): the finest level alone, unless its first step shows the guess
+        # was not that good, in which case start again from ``start`` as below
+        run = _fit_level(
+            template, 0, roi, a0, max_iterations, tolerance_px, plane, _FINE_ONLY_STEP_PX, outlier_spread_px
+        )
+        if run is not None and run[3] is None:  # no step taken (mostly outside the region): as below
+            run = None
+    if run is None:
+        a, iters, converged, last = a0, 0, False, None
+        for lvl in range(start, -1, -1):
+            if template.levels[lvl].idx.size < 12:
+                continue
+            res = _fit_level(
+                template, lvl, roi, a, max_iterations, tolerance_px, plane, None, outlier_spread_px
+            )
+            assert res is not None
+            a, it_l, converged, robust_w = res
+            if robust_w is not None:
+                last = (robust_w,)
             if lvl == 0:
-                iters = it + 1
-            if math.hypot(dx, dy) + abs(dtheta) * rad_l < tol:
-                converged = True
-                break
-        a = s_inv @ a_l @ s
+                iters = it_l
+    else:
+        a, iters, converged, robust_w = run
+        last = None if robust_w is None else (robust_w,)
     if last is None:
         return Fit(a, False, 0.0, 0.0, float("nan"), float("nan"), 0.0, float("inf"), iters)
     # final statistics at the finest level, at the final estimate
@@ -624,7 +737,7 @@ def register(
     if not gain > 1e-6:
         return Fit(a, False, visible, 0.0, float("nan"), gain, 0.0, float("inf"), iters)
     e = (vals - bias) / gain - values
-    sigma = 1.4826 * float(np.median(np.abs(e[w0 > 0]))) + 1e-9
+    sigma = 1.4826 * _median(np.abs(e[w0 > 0])) + 1e-9
     ref = template.residual_scale
     inl = (np.abs(e) < 3.5 * ref) & (w0 > 0)
     inliers = float((weight * inl).sum() / max(template.weight_total, 1e-12))

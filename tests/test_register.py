@@ -1,0 +1,91 @@
+"""The registration's fast paths (issue #13) give what the plain computations give."""
+
+import math
+
+import cv2
+import numpy as np
+import pytest
+
+from dmx.tracking import register as reg
+
+
+def _body_image(shape=(240, 220), seed=0) -> np.ndarray:
+    """A textured bright rounded body on a smooth background, uint8."""
+    rng = np.random.default_rng(seed)
+    img = np.full(shape, 60.0)
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    img += 0.1 * xx  # shading
+    body = ((xx - 110) / 45.0) ** 4 + ((yy - 120) / 38.0) ** 4 < 1
+    img[body] += 90
+    img += cv2.GaussianBlur(rng.normal(0, 25, shape), (0, 0), 2.0)
+    img = cv2.GaussianBlur(img, (0, 0), 1.2)
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+QUAD = np.array([[65.0, 82.0], [155.0, 82.0], [155.0, 158.0], [65.0, 158.0]])
+
+
+def test_prefilter_of_integer_frames_equals_the_float_computation():
+    img = _body_image()
+    for frame in (img, img.astype(np.uint16) * 200):
+        got = reg._prefilter(frame, 1.0, 9.0)
+        f = frame.astype(np.float32)
+        k = reg._box_size(9.0)
+        low = cv2.boxFilter(f, -1, (k, k), borderType=cv2.BORDER_REFLECT)
+        low = cv2.boxFilter(low, -1, (k, k), borderType=cv2.BORDER_REFLECT)
+        want = cv2.GaussianBlur(f, (0, 0), 1.0, borderType=cv2.BORDER_REFLECT) - low
+        assert got.dtype == np.float32
+        assert np.abs(got - want).max() < 1e-5 * max(1.0, float(np.abs(want).max()))
+
+
+def test_lazy_pyramid_levels_equal_the_full_pyramid():
+    img = reg._prefilter(_body_image(), 1.0, None)
+    lazy = reg._LazyPyramid(img, 3)
+    full = reg._pyramid(img, 3)
+    assert len(lazy) == 3
+    assert np.array_equal(lazy[2], full[2])  # built on demand, through level 1
+    assert np.array_equal(lazy[1], full[1]) and np.array_equal(lazy[-1], full[2])
+    with pytest.raises(IndexError):
+        lazy[3]
+
+
+@pytest.mark.parametrize("n_points", [500, 40000])  # above 32767: cv2.remap needs rows of points
+def test_sampling_the_used_pixels_equals_warping_the_grid(n_points):
+    rng = np.random.default_rng(1)
+    image = rng.random((300, 320)).astype(np.float32)
+    h, w = 250, 260
+    idx = np.sort(rng.choice(h * w, n_points, replace=False))
+    vv, uu = np.divmod(idx, w)
+    m = np.array([[math.cos(0.05), -math.sin(0.05), 20.3], [math.sin(0.05), math.cos(0.05), 9.7]])
+    warped = cv2.warpAffine(
+        image, m, (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE
+    )
+    f = m.astype(np.float32)
+    u, v = uu.astype(np.float32), vv.astype(np.float32)
+    got = reg._sample(image, f[0, 0] * u + f[0, 1] * v + f[0, 2], f[1, 0] * u + f[1, 1] * v + f[1, 2])
+    assert got.shape == (n_points,)
+    # both interpolate on a 1/32-pixel grid: equal to well below the image's steps
+    assert np.abs(got - warped.ravel()[idx]).max() < 0.05
+
+
+@pytest.mark.parametrize(("offset_px", "levels"), [(0.3, [0]), (4.0, [0, 1, 0])])
+def test_a_prediction_is_refined_and_a_poor_one_falls_back_to_the_coarse_levels(
+    offset_px, levels, monkeypatch
+):
+    ref = _body_image()
+    tpl = reg.make_template(ref, QUAD, highpass_sigma_px=8.0)
+    assert len(tpl.levels) >= 2
+    truth = reg.rigid(math.radians(1.5), 2.2, -1.4, tpl.centre_px)
+    frame = cv2.warpAffine(ref, truth[:2], (ref.shape[1], ref.shape[0]), flags=cv2.INTER_LINEAR)
+    guess = reg.rigid(0.0, offset_px, 0.0, np.zeros(2)) @ truth  # off by offset_px along x
+    roi = reg.FrameROI(frame, (0, 0, ref.shape[1], ref.shape[0]), tpl)
+    used = []
+    fit_level = reg._fit_level
+    monkeypatch.setattr(reg, "_fit_level", lambda t, lvl, *a: used.append(lvl) or fit_level(t, lvl, *a))
+    fit = reg.register(tpl, roi, guess, first_level=1)
+    assert used == levels  # the finest level alone; a poor guess starts again at level 1
+    corners = QUAD @ fit.transform[:2, :2].T + fit.transform[:2, 2]
+    want = QUAD @ truth[:2, :2].T + truth[:2, 2]
+    assert fit.converged
+    assert np.abs(corners - want).max() < 0.05
+    assert fit.inliers > 0.9
