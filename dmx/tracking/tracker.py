@@ -774,6 +774,21 @@ class _Tracker:
         )
 
 
+def neighbour_violation(upper: np.ndarray, lower: np.ndarray, *, max_overlap: float) -> str | None:
+    """Why two neighbouring bodies' corners ``(4, 2)`` are not anatomical, or None when they are.
+
+    :data:`ORDER` when the lower body does not lie below the upper one (along the upper body's
+    inferior direction, from its superior to its inferior endplate midpoints); :data:`OVERLAP` when
+    their outlines overlap by more than ``max_overlap`` of the smaller.
+    """
+    down = 0.5 * (upper[2] + upper[3]) - 0.5 * (upper[0] + upper[1])
+    if float(np.dot(lower.mean(axis=0) - upper.mean(axis=0), down)) <= 0:
+        return ORDER
+    if _poly_overlap(upper, lower) > max_overlap:
+        return OVERLAP
+    return None
+
+
 def _check_anatomy(
     fits: list[tuple[np.ndarray, float, float, float] | None],
     quads: list[np.ndarray],
@@ -795,13 +810,7 @@ def _check_anatomy(
             continue
         ci = _corners(fits[i][0], quads[i])
         cj = _corners(fits[j][0], quads[j])
-        # inferior direction of the upper body: from its superior to its inferior endplate midpoints
-        down = 0.5 * (ci[2] + ci[3]) - 0.5 * (ci[0] + ci[1])
-        bad = None
-        if float(np.dot(cj.mean(axis=0) - ci.mean(axis=0), down)) <= 0:
-            bad = ORDER
-        elif _poly_overlap(ci, cj) > max_overlap:
-            bad = OVERLAP
+        bad = neighbour_violation(ci, cj, max_overlap=max_overlap)
         if bad is None:
             continue
         k = i if fits[i][1] < fits[j][1] else j

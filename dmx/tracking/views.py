@@ -36,12 +36,10 @@ from dmx.landmarks import Landmarks
 from dmx.tracking.register import Fit, FrameROI, Template, make_template, needed_box, register
 from dmx.tracking.tracker import (
     NOT_FOUND,
-    ORDER,
-    OVERLAP,
     REFERENCE_OUTSIDE,
     TRUSTED_QUALITY,
-    _poly_overlap,
     _quality,
+    neighbour_violation,
 )
 from dmx.tracking.types import Tracks
 
@@ -482,13 +480,7 @@ def register_views(
         j = i + 1
         if fits[i] is None or fits[j] is None:
             continue
-        ci, cj = corners[i], corners[j]
-        down = 0.5 * (ci[2] + ci[3]) - 0.5 * (ci[0] + ci[1])
-        bad = None
-        if float(np.dot(cj.mean(axis=0) - ci.mean(axis=0), down)) <= 0:
-            bad = ORDER
-        elif _poly_overlap(ci, cj) > max_overlap:
-            bad = OVERLAP
+        bad = neighbour_violation(corners[i], corners[j], max_overlap=max_overlap)
         if bad is None:
             continue
         k = i if fits[i][1] < fits[j][1] else j
