@@ -93,6 +93,8 @@ TRACKED = (
 #: Detector under test (``--detector``) and, for ``heatmap``, the network file (``--net``; None: shipped).
 DETECTOR = "template"
 NET: str | None = None
+#: Folder where the family tables keep their rendered frames (``--cache``; None: render every time).
+CACHE: str | None = None
 
 #: Anatomical variation of the --random phantoms: uniform in 0..RANDOM_ANATOMY_SD (the fitting set
 #: stops at 0.08, so a third of them are beyond it).
@@ -237,6 +239,30 @@ def _bodies_found(image: np.ndarray, model, mm_per_px: float) -> list[tuple[obje
     ]
 
 
+def reference_frame(kw: dict) -> tuple[np.ndarray, dict, float]:
+    """A phantom's reference frame (display polarity), its true corners and pixel size; kept in
+    :data:`CACHE` (keyed by the phantom's keywords) when set."""
+    import hashlib
+    from pathlib import Path
+
+    path = None
+    if CACHE:
+        key = hashlib.sha1(repr(sorted(kw.items())).encode()).hexdigest()[:16]
+        path = Path(CACHE) / f"{key}.npz"
+        if path.is_file():
+            d = np.load(path)
+            return d["image"], {v: d["corners"][i] for i, v in enumerate(BODIES)}, float(d["mpp"])
+    ph = make_phantom(**kw)
+    ref = kw["reference_frame"]
+    image = display(ph, ref)
+    truth = dict(ph.landmarks.corners_px)
+    mpp = float(np.mean(ph.truth["mm_per_px"]))
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(path, image=image, corners=np.stack([truth[v] for v in BODIES]), mpp=mpp)
+    return image, truth, mpp
+
+
 def family_stats(specs: list[dict], model) -> dict:
     """Detection figures of ``model`` on the phantoms ``specs`` (see :func:`family_row`)."""
     from dmx.detect.detector import HEATMAP_THRESHOLD
@@ -245,13 +271,12 @@ def family_stats(specs: list[dict], model) -> dict:
     found = {v: 0 for v in BODIES}
     errors, worst_reported, calib, seconds = [], [], [], 0.0
     for kw in specs:
-        ph = make_phantom(**kw)
-        ref = kw["reference_frame"]
+        image, truth, mpp = reference_frame(kw)
         t0 = time.perf_counter()
-        bodies = _bodies_found(display(ph, ref), model, float(np.mean(ph.truth["mm_per_px"])))
+        bodies = _bodies_found(image, model, mpp)
         seconds += time.perf_counter() - t0
         for v, c, conf in bodies:
-            e = np.hypot(*(c - ph.landmarks.corners_px[v]).T)
+            e = np.hypot(*(c - truth[v]).T)
             if conf >= CALIBRATION_CONFIDENCE:
                 calib.append(e.max() <= 3.0)
             if conf >= threshold:
@@ -401,9 +426,10 @@ def main() -> None:
         default=None,
         help="folder of heatmap-no-FAMILY.onnx for --leave-one-family-out --detector heatmap",
     )
+    parser.add_argument("--cache", default=None, help="folder keeping the family tables' rendered frames")
     args = parser.parse_args()
-    global DETECTOR, NET
-    DETECTOR, NET = args.detector, args.net
+    global DETECTOR, NET, CACHE
+    DETECTOR, NET, CACHE = args.detector, args.net, args.cache
     if args.families is not None or args.leave_one_family_out:
         from dmx.phantom import parse_families
 

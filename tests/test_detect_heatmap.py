@@ -8,6 +8,7 @@ import pytest
 from dmx.detect import DETECTORS, detector_method
 from dmx.detect.detector import heatmap_confidence
 from dmx.detect.heatmap import N_BODIES, N_CORNERS, NET_MM_PER_PX, NET_STRIDE, decode, net_input
+from dmx.detect.heatmap import PEAK_SIGMA_PX as PEAK_SIGMA
 from dmx.errors import UsageError
 
 
@@ -30,7 +31,9 @@ def test_decode_finds_sub_pixel_peaks_in_image_pixels():
     yy, xx = np.mgrid[0:h, 0:w]
     rng = np.random.default_rng(3)
     true = rng.uniform(5, 55, (N_BODIES * N_CORNERS, 2))
-    hm = np.stack([np.exp(-((xx - x) ** 2 + (yy - y) ** 2) / (2 * 1.5**2)) for x, y in true]).astype(np.float32)
+    hm = np.stack([np.exp(-((xx - x) ** 2 + (yy - y) ** 2) / (2 * 1.5**2)) for x, y in true]).astype(
+        np.float32
+    )
     hm[5] *= 0.3
     factor = 0.5  # image px -> network px
     pos, height = decode(hm, factor)
@@ -60,3 +63,23 @@ def test_detector_method_from_argument_or_environment(monkeypatch):
     with pytest.raises(UsageError, match="unknown detector 'cnn'"):
         detector_method()
     assert DETECTORS == ("template", "heatmap")
+
+
+def test_cv2_dnn_reads_an_onnx_network_and_its_peaks_decode():
+    """A 1x1-convolution ONNX network (every heatmap = the input) read with cv2.dnn: a Gaussian peak
+    in the input comes back from all 24 channels at its position, mapped to image pixels."""
+    from pathlib import Path
+
+    from dmx.detect.heatmap import load_net
+
+    net = load_net(Path(__file__).parent / "data" / "identity_heatmaps.onnx")
+    yy, xx = np.mgrid[0:48, 0:64].astype(np.float32)
+    x0, y0 = 20.3, 31.6
+    x = (0.8 * np.exp(-((xx - x0) ** 2 + (yy - y0) ** 2) / (2 * PEAK_SIGMA**2))).astype(np.float32)
+    hm = net.heatmaps(x)
+    assert hm.shape == (N_BODIES * N_CORNERS, 48, 64)
+    assert np.abs(hm - x).max() < 1e-5
+    pos, height = decode(hm, 0.5)
+    assert np.abs(pos[..., 0] - ((x0 + 0.5) / 0.5 - 0.5)).max() < 0.02
+    assert np.abs(pos[..., 1] - ((y0 + 0.5) / 0.5 - 0.5)).max() < 0.02
+    assert height.min() == pytest.approx(0.8 * np.exp(-(0.3**2 + 0.4**2) / (2 * PEAK_SIGMA**2)), abs=1e-4)

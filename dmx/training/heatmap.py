@@ -261,7 +261,8 @@ def train(
     crop: int = 144,
     seed: int = 0,
     width: int = 8,
-    threads: int = 2,
+    threads: int = 1,
+    lr: float = 2e-3,
 ) -> None:
     """Fit the network on the data file (frames drawn with an ``exclude`` family are left out)."""
     import torch
@@ -280,7 +281,7 @@ def train(
     )
     net = build_net(width)
     print(f"{sum(p.numel() for p in net.parameters())} parameters", flush=True)
-    opt = torch.optim.AdamW(net.parameters(), lr=2e-3, weight_decay=1e-4)
+    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
     t0 = time.time()
     step = 0
     losses: list[float] = []
@@ -288,7 +289,7 @@ def train(
     while time.time() - t0 < minutes * 60:
         frac = (time.time() - t0) / (minutes * 60)
         for g in opt.param_groups:
-            g["lr"] = 2e-3 * (0.5 * (1 + np.cos(np.pi * min(frac, 1.0)))) + 5e-5
+            g["lr"] = lr * (0.5 * (1 + np.cos(np.pi * min(frac, 1.0)))) + 5e-5
         idx = rng.integers(0, len(images), batch)
         xs, ts = [], []
         for i in idx:
@@ -302,7 +303,7 @@ def train(
         opt.zero_grad()
         loss.backward()
         opt.step()
-        losses.append(float(loss))
+        losses.append(loss.item())
         step += 1
         if step % 50 == 0:
             print(f"step {step} {time.time() - t0:.0f} s loss {np.mean(losses[-50:]):.5f}", flush=True)
@@ -352,7 +353,12 @@ def main(argv: list[str] | None = None) -> None:
     b.add_argument("--exclude", default="", help="comma-separated families left out of training")
     b.add_argument("--minutes", type=float, default=15.0)
     b.add_argument("--seed", type=int, default=0)
-    b.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    b.add_argument("--crop", type=int, default=144, help="training crop side (network px)")
+    b.add_argument("--batch", type=int, default=8)
+    b.add_argument("--lr", type=float, default=2e-3, help="peak learning rate")
+    b.add_argument(
+        "--threads", type=int, default=1, help="torch CPU threads (1 is fastest on a busy machine)"
+    )
     args = ap.parse_args(argv)
     if args.cmd == "data":
         make_data(args.phantoms, args.out, workers=args.workers, seed=args.seed)
@@ -364,7 +370,16 @@ def main(argv: list[str] | None = None) -> None:
                 f"error: unknown family {', '.join(unknown)} (one of {', '.join(FAMILIES)})", file=sys.stderr
             )
             raise SystemExit(2)
-        train(args.data, args.out, exclude=exclude, minutes=args.minutes, seed=args.seed, threads=args.threads)
+        train(
+            args.data,
+            args.out,
+            exclude=exclude,
+            seed=args.seed,
+            threads=args.threads,
+            crop=args.crop,
+            batch=args.batch,
+            lr=args.lr,
+        )
 
 
 if __name__ == "__main__":
