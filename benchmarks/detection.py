@@ -22,6 +22,14 @@ that family's look drawn from each seed, plus the default look and all families 
 
 ``--leave-one-family-out`` refits the detector (``dmx.training.fit.fit``) on the default look mixed
 with every family but one, and tests on that one (small settings: minutes per family).
+
+``--detector heatmap`` runs every table with the learned heatmap detector (issue #12,
+``models/heatmap.onnx``; ``--net`` another network file). Its leave-one-family-out rows read
+networks trained without each family (``python -m dmx.training.heatmap train --exclude FAMILY``,
+see ``models/README.md``) from ``--nets DIR`` (``DIR/heatmap-no-FAMILY.onnx``)::
+
+    PYTHONPATH=. python benchmarks/detection.py --detector heatmap --families all --per-family 10
+    PYTHONPATH=. python benchmarks/detection.py --detector heatmap --leave-one-family-out --nets DIR
 """
 
 from __future__ import annotations
@@ -82,6 +90,12 @@ TRACKED = (
     "0.40 mm, 300 photons",
     "anatomy 0.10 lordotic",
 )
+#: Detector under test (``--detector``) and, for ``heatmap``, the network file (``--net``; None: shipped).
+DETECTOR = "template"
+NET: str | None = None
+#: Folder where the family tables keep their rendered frames (``--cache``; None: render every time).
+CACHE: str | None = None
+
 #: Anatomical variation of the --random phantoms: uniform in 0..RANDOM_ANATOMY_SD (the fitting set
 #: stops at 0.08, so a third of them are beyond it).
 RANDOM_ANATOMY_SD = 0.12
@@ -103,7 +117,7 @@ def detection_row(name: str, kw: dict, calibrated: bool, seed: int) -> tuple[str
     ref = kw.get("reference_frame", 0)
     t0 = time.perf_counter()
     det = detect_landmarks(
-        display(ph, ref), mm_per_px=ph.truth["mm_per_px"] if calibrated else None, frame=ref
+        display(ph, ref), mm_per_px=ph.truth["mm_per_px"] if calibrated else None, frame=ref, method=DETECTOR
     )
     dt = time.perf_counter() - t0
     errs = [
@@ -127,7 +141,7 @@ def tracked_row(name: str, kw: dict, seed: int) -> str:
     ref = kw.get("reference_frame", 0)
     frames = display(ph)
     mm = ph.truth["mm_per_px"]
-    det = detect_landmarks(frames[ref], mm_per_px=mm, frame=ref)
+    det = detect_landmarks(frames[ref], mm_per_px=mm, frame=ref, method=DETECTOR)
     true_lm = Landmarks(frame=ref, corners_px=dict(ph.landmarks.corners_px))
     got = measure(track(frames, det.landmarks), mm_per_px=mm)
     ref_m = measure(track(frames, true_lm), mm_per_px=mm)
@@ -164,7 +178,7 @@ def random_rows(n: int) -> None:
         ph = make_phantom(**kw)
         ref = kw["reference_frame"]
         t0 = time.perf_counter()
-        det = detect_landmarks(display(ph, ref), mm_per_px=ph.truth["mm_per_px"], frame=ref)
+        det = detect_landmarks(display(ph, ref), mm_per_px=ph.truth["mm_per_px"], frame=ref, method=DETECTOR)
         t += time.perf_counter() - t0
         for v in det.missing:
             missed[v.value] = missed.get(v.value, 0) + 1
@@ -205,10 +219,18 @@ def _bodies_found(image: np.ndarray, model, mm_per_px: float) -> list[tuple[obje
     """Every body the detector fitted (vertebra, corners, confidence), before the confidence cut;
     nothing when no column is found (as :func:`dmx.detect.detect_landmarks` decides)."""
     from dmx.detect import MIN_SIDE_PX
-    from dmx.detect.detector import run
+    from dmx.detect.detector import run, run_heatmap
 
     if min(image.shape) < MIN_SIDE_PX:
         return []
+    if DETECTOR == "heatmap":
+        from dmx.detect import model_file
+        from dmx.detect.heatmap import NET_NAME, load_net
+
+        result = run_heatmap(image, model, load_net(NET or model_file(NET_NAME)), mm_per_px=mm_per_px)
+        return [
+            (b.vertebra, b.corners_px, float(b.confidence)) for b in result.bodies if b.corners_px is not None
+        ]
     result = run(image, model, mm_per_px=mm_per_px)
     if result is None or result.chain_score < model.chain_min_score:
         return []
@@ -217,21 +239,47 @@ def _bodies_found(image: np.ndarray, model, mm_per_px: float) -> list[tuple[obje
     ]
 
 
+def reference_frame(kw: dict) -> tuple[np.ndarray, dict, float]:
+    """A phantom's reference frame (display polarity), its true corners and pixel size; kept in
+    :data:`CACHE` (keyed by the phantom's keywords) when set."""
+    import hashlib
+    from pathlib import Path
+
+    path = None
+    if CACHE:
+        key = hashlib.sha1(repr(sorted(kw.items())).encode()).hexdigest()[:16]
+        path = Path(CACHE) / f"{key}.npz"
+        if path.is_file():
+            d = np.load(path)
+            return d["image"], {v: d["corners"][i] for i, v in enumerate(BODIES)}, float(d["mpp"])
+    ph = make_phantom(**kw)
+    ref = kw["reference_frame"]
+    image = display(ph, ref)
+    truth = dict(ph.landmarks.corners_px)
+    mpp = float(np.mean(ph.truth["mm_per_px"]))
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(path, image=image, corners=np.stack([truth[v] for v in BODIES]), mpp=mpp)
+    return image, truth, mpp
+
+
 def family_stats(specs: list[dict], model) -> dict:
     """Detection figures of ``model`` on the phantoms ``specs`` (see :func:`family_row`)."""
+    from dmx.detect.detector import HEATMAP_THRESHOLD
+
+    threshold = HEATMAP_THRESHOLD if DETECTOR == "heatmap" else model.conf_threshold
     found = {v: 0 for v in BODIES}
     errors, worst_reported, calib, seconds = [], [], [], 0.0
     for kw in specs:
-        ph = make_phantom(**kw)
-        ref = kw["reference_frame"]
+        image, truth, mpp = reference_frame(kw)
         t0 = time.perf_counter()
-        bodies = _bodies_found(display(ph, ref), model, float(np.mean(ph.truth["mm_per_px"])))
+        bodies = _bodies_found(image, model, mpp)
         seconds += time.perf_counter() - t0
         for v, c, conf in bodies:
-            e = np.hypot(*(c - ph.landmarks.corners_px[v]).T)
+            e = np.hypot(*(c - truth[v]).T)
             if conf >= CALIBRATION_CONFIDENCE:
                 calib.append(e.max() <= 3.0)
-            if conf >= model.conf_threshold:
+            if conf >= threshold:
                 found[v] += 1
                 errors.append(e)
                 worst_reported.append(e.max())
@@ -281,6 +329,31 @@ def family_table(families: list[str], n: int, *, max_size_px: int, model_path: s
         fam = None if name == "default" else name
         st = family_stats(family_specs(fam, n, max_size_px=max_size_px), model)
         print(family_row(name, st), flush=True)
+
+
+def leave_one_family_out_heatmap(families: list[str], n: int, *, nets: str, max_size_px: int) -> None:
+    """The heatmap networks trained without each family (``nets/heatmap-no-FAMILY.onnx``) on that family."""
+    from pathlib import Path
+
+    from dmx.detect import _cached_model, model_file
+
+    global NET
+    model = _cached_model(model_file())
+    print(
+        f"leave-one-family-out, heatmap detector: networks from {nets}, {n} phantoms of the held-out family"
+    )
+    print(FAMILY_HEAD)
+    for held in families:
+        path = Path(nets) / f"heatmap-no-{held}.onnx"
+        if not path.is_file():
+            print(
+                f"-{held:13s} no network {path.name} "
+                f"(train it: python -m dmx.training.heatmap train --exclude {held})"
+            )
+            continue
+        NET = str(path)
+        st = family_stats(family_specs(held, n, max_size_px=max_size_px), model)
+        print(family_row(f"-{held}", st), flush=True)
 
 
 def leave_one_family_out(families: list[str], n: int, *, fit_images: int, max_size_px: int) -> None:
@@ -346,7 +419,17 @@ def main() -> None:
     parser.add_argument(
         "--model", default=None, help="detector file for --families (default: the shipped one)"
     )
+    parser.add_argument("--detector", choices=("template", "heatmap"), default="template")
+    parser.add_argument("--net", default=None, help="heatmap network file (default: models/heatmap.onnx)")
+    parser.add_argument(
+        "--nets",
+        default=None,
+        help="folder of heatmap-no-FAMILY.onnx for --leave-one-family-out --detector heatmap",
+    )
+    parser.add_argument("--cache", default=None, help="folder keeping the family tables' rendered frames")
     args = parser.parse_args()
+    global DETECTOR, NET, CACHE
+    DETECTOR, NET, CACHE = args.detector, args.net, args.cache
     if args.families is not None or args.leave_one_family_out:
         from dmx.phantom import parse_families
 
@@ -354,6 +437,11 @@ def main() -> None:
         if args.families is not None:
             family_table(fams, args.per_family, max_size_px=args.max_size_px, model_path=args.model)
             print()
+        if args.leave_one_family_out and DETECTOR == "heatmap":
+            if not args.nets:
+                parser.error("--leave-one-family-out --detector heatmap needs --nets DIR")
+            leave_one_family_out_heatmap(fams, args.per_family, nets=args.nets, max_size_px=args.max_size_px)
+            return
         if args.leave_one_family_out:
             if args.mixed_reference:
                 mixed_reference(

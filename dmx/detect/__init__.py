@@ -21,7 +21,16 @@ from dmx.anatomy import BODIES, Vertebra
 from dmx.io.sequence import Sequence
 from dmx.landmarks import Landmarks
 
-__all__ = ["MIN_SIDE_PX", "MODEL_NAME", "Detection", "detect_landmarks", "find_landmarks", "model_file"]
+__all__ = [
+    "DETECTORS",
+    "MIN_SIDE_PX",
+    "MODEL_NAME",
+    "Detection",
+    "detect_landmarks",
+    "detector_method",
+    "find_landmarks",
+    "model_file",
+]
 
 #: File name of the fitted detector parameters in the models folder.
 MODEL_NAME = "detector.npz"
@@ -53,6 +62,32 @@ def model_file(name: str = MODEL_NAME) -> Path:
     raise FileNotFoundError(f"model file {name} not found in: {', '.join(str(p) for p in places)}")
 
 
+#: The detectors: ``template`` (the default: template chain search, dmx.detector/2) and ``heatmap``
+#: (the learned corner heatmaps of :mod:`dmx.detect.heatmap`, issue #12), chosen by ``method`` or
+#: the environment variable ``DMX_DETECTOR``.
+DETECTORS = ("template", "heatmap")
+
+
+def detector_method(method: str | None = None) -> str:
+    """The detector to use: ``method``, else ``$DMX_DETECTOR``, else ``template``.
+
+    Raises
+    ------
+    dmx.errors.UsageError
+        If the name is not one of :data:`DETECTORS`.
+    """
+    import os
+
+    from dmx.errors import UsageError
+
+    name = (method or os.environ.get("DMX_DETECTOR") or "template").strip().lower()
+    if name not in DETECTORS:
+        raise UsageError(
+            f"unknown detector {name!r} (DMX_DETECTOR or method): use one of {', '.join(DETECTORS)}"
+        )
+    return name
+
+
 #: Smallest frame side (px) the detector works on; a smaller frame gives no vertebra, with the reason.
 MIN_SIDE_PX = 64
 
@@ -63,6 +98,7 @@ def detect_landmarks(
     mm_per_px: tuple[float, float] | None = None,
     frame: int = 0,
     model_path: str | Path | None = None,
+    method: str | None = None,
 ) -> Detection:
     """Find the corners of C2-C7 on one display-polarity frame (higher = brighter = bone).
 
@@ -77,6 +113,9 @@ def detect_landmarks(
         Index recorded as the landmarks' reference frame.
     model_path : path, optional
         Fitted parameters (default :func:`model_file`).
+    method : str, optional
+        ``template`` or ``heatmap`` (see :data:`DETECTORS`; default ``$DMX_DETECTOR`` or
+        ``template``). ``heatmap`` also reads ``heatmap.onnx`` next to the model file.
 
     Returns
     -------
@@ -94,8 +133,9 @@ def detect_landmarks(
     FileNotFoundError
         If no model file is found (see :func:`model_file`).
     """
-    from dmx.detect.detector import run
+    from dmx.detect.detector import HEATMAP_THRESHOLD, run, run_heatmap
 
+    method = detector_method(method)
     img = np.asarray(image)
     if img.ndim != 2:
         raise ValueError(f"detect_landmarks needs one 2-D frame, got shape {img.shape}")
@@ -109,8 +149,18 @@ def detect_landmarks(
         if all(np.isfinite(v) and v > 0 for v in vals):
             mpp = float(np.mean(vals))
     warnings: list[str] = []
-    result = run(img, model, mm_per_px=mpp)
-    if result is None or result.chain_score < model.chain_min_score:
+    threshold = model.conf_threshold
+    if method == "heatmap":
+        from dmx.detect.heatmap import NET_NAME, load_net
+
+        net_path = Path(model_path).with_name(NET_NAME) if model_path is not None else model_file(NET_NAME)
+        result = run_heatmap(img, model, load_net(net_path), mm_per_px=mpp)
+        threshold = HEATMAP_THRESHOLD
+        if not any(b.confidence >= threshold for b in result.bodies):
+            result = None
+    else:
+        result = run(img, model, mm_per_px=mpp)
+    if result is None or (method == "template" and result.chain_score < model.chain_min_score):
         reason = "no cervical column found on this frame"
         return Detection(Landmarks(frame=frame, corners_px={}), {v: reason for v in BODIES}, ())
     if mpp is None:
@@ -123,9 +173,9 @@ def detect_landmarks(
     for b in result.bodies:
         if b.corners_px is None:
             missing[b.vertebra] = f"not found: {b.problem}"
-        elif b.confidence < model.conf_threshold:
+        elif b.confidence < threshold:
             missing[b.vertebra] = (
-                f"left out: confidence {b.confidence:.2f} below {model.conf_threshold:.2f} "
+                f"left out: confidence {b.confidence:.2f} below {threshold:.2f} "
                 "(outline weak, hidden or implausible)"
             )
         else:
@@ -152,8 +202,14 @@ def _cached_model(path: Path):
     return _MODELS[stamp]
 
 
-def find_landmarks(sequence: Sequence, *, frame: int = 0, model_path: str | Path | None = None) -> Detection:
+def find_landmarks(
+    sequence: Sequence, *, frame: int = 0, model_path: str | Path | None = None, method: str | None = None
+) -> Detection:
     """Run :func:`detect_landmarks` on ``sequence.frames[frame]`` with the sequence's calibration."""
     return detect_landmarks(
-        sequence.frames[frame], mm_per_px=sequence.mm_per_px, frame=frame, model_path=model_path
+        sequence.frames[frame],
+        mm_per_px=sequence.mm_per_px,
+        frame=frame,
+        model_path=model_path,
+        method=method,
     )

@@ -229,4 +229,94 @@ def run(image: np.ndarray, model: DetectorModel, *, mm_per_px: float | None) -> 
     return ColumnResult(tuple(bodies), chain.score, facing, mpp, mm_per_px is not None)
 
 
-__all__ = ["FEATURES", "BodyResult", "ColumnResult", "run"]
+__all__ = [
+    "FEATURES",
+    "HEATMAP_THRESHOLD",
+    "BodyResult",
+    "ColumnResult",
+    "heatmap_confidence",
+    "run",
+    "run_heatmap",
+]
+
+
+# ----------------------------------------------------------------------------------------------
+# the heatmap detector (issue #12): corners from the learned heatmaps, refined on the image
+
+#: Confidence at and above which the heatmap detector reports a body.
+HEATMAP_THRESHOLD = 0.5
+#: A refined corner further than this (mm) from the network's corner means the refinement locked on
+#: another edge; the body keeps the network's corners at lower confidence.
+MAX_REFINE_SHIFT_MM = 1.2
+
+
+def heatmap_confidence(height: float, shift_mm: float | None) -> float:
+    """Confidence of one body from its weakest corner peak and how far refinement moved it.
+
+    ``height`` is the lowest of the body's four heatmap peaks (fitted to 1 on a visible corner);
+    ``shift_mm`` the largest corner move by the edge refinement (``None`` when the refinement
+    failed or moved a corner beyond :data:`MAX_REFINE_SHIFT_MM`: the network's corners are kept,
+    at half the confidence).
+    """
+    h = float(np.clip(height, 0.0, 1.0))
+    if shift_mm is None:
+        return 0.5 * h
+    return h * float(np.exp(-((shift_mm / 0.8) ** 2)))
+
+
+def run_heatmap(image: np.ndarray, model: DetectorModel, net, *, mm_per_px: float | None) -> ColumnResult:
+    """Corners of C2..C7 from the heatmap network, refined on the full-resolution image.
+
+    Without calibration the network runs at every pixel size of
+    :data:`dmx.detect.heatmap.UNCALIBRATED_SWEEP_MM` and the one with the strongest peaks wins.
+    """
+    from dmx.detect.heatmap import UNCALIBRATED_SWEEP_MM
+
+    img = np.asarray(image, dtype=np.float32)
+    if mm_per_px is not None:
+        peaks = net.peaks(img, mm_per_px)
+    else:
+        tries = [net.peaks(img, s) for s in UNCALIBRATED_SWEEP_MM]
+        peaks = max(tries, key=lambda p: float(np.sort(p.height.min(axis=1))[-4:].sum()))
+    mpp = peaks.mm_per_px
+    corners = peaks.corners_px.copy()
+    height = peaks.height.min(axis=1)
+    strong = height >= 0.2
+    # facing from the network's own anterior and posterior corners
+    ant = corners[:, [0, 3], 0].mean(axis=1) - corners[:, [1, 2], 0].mean(axis=1)
+    facing = "right" if float(np.sum(ant[strong] if strong.any() else ant)) >= 0 else "left"
+    w = img.shape[1]
+    view = img if facing == "right" else np.ascontiguousarray(img[:, ::-1])
+    if facing == "left":
+        corners[..., 0] = w - 1 - corners[..., 0]
+    px_per_mm = 1.0 / mpp
+    sm, noise = smoothed(view, mpp)
+    bodies = []
+    for k in range(6):
+        v = BODIES[k]
+        init = corners[k]
+        feats = np.array([height[k], np.nan])
+        if height[k] < 0.05:
+            bodies.append(BodyResult(v, None, feats, 0.0, "no trace of it on the heatmaps"))
+            continue
+        refined, fit, _ = refine_corners(
+            sm,
+            init,
+            is_c2=k == 0,
+            px_per_mm=px_per_mm,
+            noise=noise,
+            side_offsets_mm=model.side_offsets_mm[0 if k == 0 else 1],
+        )
+        shift = None
+        out = init
+        if refined is not None and fit["rms_px"] <= (MAX_SIDE_RMS_PX_C2 if k == 0 else MAX_SIDE_RMS_PX):
+            d_mm = float(np.hypot(*(refined - init).T).max()) * mpp
+            if d_mm <= MAX_REFINE_SHIFT_MM:
+                shift, out = d_mm, refined
+        feats[1] = np.nan if shift is None else shift
+        out = out.copy()
+        if facing == "left":
+            out[:, 0] = w - 1 - out[:, 0]
+        bodies.append(BodyResult(v, out, feats, heatmap_confidence(height[k], shift), None))
+    score = float(np.sort(height)[-4:].mean())
+    return ColumnResult(tuple(bodies), score, facing, mpp, mm_per_px is not None)

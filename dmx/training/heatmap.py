@@ -1,0 +1,386 @@
+"""Fit the corner-heatmap network (:mod:`dmx.detect.heatmap`) on phantoms of every appearance family.
+
+Three steps, each a sub-command (training needs the ``train`` extra: ``pip install dmx[train]``,
+i.e. PyTorch and onnx; inference does not)::
+
+    PYTHONPATH=. python -m dmx.training.heatmap data --phantoms 500 --out ~/.cache/dmx/heatmap.npz
+    PYTHONPATH=. python -m dmx.training.heatmap train --data ~/.cache/dmx/heatmap.npz \
+        --out models/heatmap.onnx [--exclude posterior]
+    PYTHONPATH=. python -m dmx.training.heatmap check --model models/heatmap.onnx
+
+Data recipe (:func:`heatmap_specs`): phantom seeds 400000+ (the corner-detector fit uses 100000+,
+the benchmarks 700000+ and below 100000), each phantom taking each appearance family with
+probability one half, rendered small (224-320 px at 0.5-0.75 mm, the acquisition family's
+image and pixel size scaled to that range), four frames each (neutral, flexion, neutral,
+extension), random curve, facing, polarity, bits, noise, blur, tilt, ROM and anatomy. Every
+frame is resampled to the network's 0.8 mm per pixel, normalised as at inference
+(:func:`dmx.detect.heatmap.net_input`) and stored with its true corners, the bodies'
+visibility and the families it was drawn with, so that a family can be left out at training
+time (``--exclude``) without generating the data again.
+
+Training adds random crops, flips, rotations (+-20 deg), scale (0.8-1.25), gamma, contrast,
+blur, noise and, sometimes, inverted polarity. Deterministic for a given data file and seed up
+to PyTorch's own CPU non-determinism.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from dmx.anatomy import BODIES
+from dmx.detect.heatmap import N_BODIES, N_CORNERS, PEAK_SIGMA_PX, net_input
+from dmx.phantom import make_phantom
+from dmx.phantom.appearance import Family, draw_appearance
+from dmx.phantom.skeleton import CURVES
+
+FAMILIES = tuple(f.value for f in Family)
+#: Stored frames are padded / cropped to this side (network px, 205 mm).
+STORE_SIDE = 256
+#: A body counts as visible (its corners are targets) above this visible share.
+MIN_VISIBILITY = 0.6
+
+
+def heatmap_specs(n: int, *, seed: int = 12, first_seed: int = 400000) -> list[dict[str, Any]]:
+    """``n`` make_phantom keyword sets for the heatmap network's training data."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(n):
+        mpp = float(np.round(rng.uniform(0.5, 0.75), 3))
+        side = int(rng.choice([224, 256, 288, 320]))
+        kw: dict[str, Any] = {
+            "seed": first_seed + i,
+            "frames": 4,
+            "return_to_neutral": False,
+            "rows": side,
+            "cols": max(int(np.ceil(150.0 / mpp)), int(round(side * rng.uniform(0.8, 1.0)))),
+            "mm_per_px": mpp,
+            "curve": str(rng.choice(CURVES)),
+            "facing": str(rng.choice(["right", "left"])),
+            "photometric": str(rng.choice(["MONOCHROME2", "MONOCHROME1"])),
+            "photons": float(rng.choice([0.0, 300.0, 1000.0, 4000.0, 20000.0])),
+            "blur_px": float(np.round(rng.uniform(0.3, 1.2), 2)),
+            "tilt_deg": float(np.round(rng.uniform(-10, 30), 1)),
+            "rom_deg": {
+                j: float(np.round(r * rng.uniform(0.5, 1.4), 1))
+                for j, r in {"C2-C3": 8, "C3-C4": 11, "C4-C5": 14, "C5-C6": 15, "C6-C7": 9}.items()
+            },
+            "bits": 8 if rng.random() < 0.6 else 12,
+            "anatomy_sd": float(np.round(rng.uniform(0.0, 0.12), 3)),
+        }
+        chosen = [f for f in FAMILIES if rng.random() < 0.5]
+        look = draw_appearance(chosen, seed=kw["seed"], max_size_px=2048)
+        if look.acquisition is not None:  # keep its geometry and overlays, at the training pixel size
+            acq = look.acquisition
+            new = float(rng.uniform(0.5, 0.75))
+            k = acq.mm_per_px / new
+            acq = dataclasses.replace(
+                acq,
+                mm_per_px=new,
+                rows=int(np.clip(round(acq.rows * k), 200, 440)),
+                cols=int(np.clip(round(acq.cols * k), 200, 440)),
+                grid_period_px=acq.grid_period_px * min(k, 1.0) if acq.grid_period_px else 0.0,
+            )
+            look = dataclasses.replace(look, acquisition=acq)
+        kw["appearance"] = look
+        out.append(kw)
+    return out
+
+
+def _family_mask(kw: dict[str, Any]) -> int:
+    return sum(1 << i for i, f in enumerate(FAMILIES) if f in kw["appearance"].families)
+
+
+def _store(img: np.ndarray, corners: np.ndarray, mm_per_px: float) -> tuple[np.ndarray, np.ndarray]:
+    """Network input padded / centre-cropped to STORE_SIDE, as uint8, and the corners in its pixels."""
+    x, factor = net_input(img, mm_per_px)
+    h, w = x.shape
+    out = np.full((STORE_SIDE, STORE_SIDE), float(np.median(x)), dtype=np.float32)
+    oy, ox = (STORE_SIDE - h) // 2, (STORE_SIDE - w) // 2
+    sy, sx = max(0, -oy), max(0, -ox)
+    dy, dx = max(0, oy), max(0, ox)
+    hh, ww = min(h - sy, STORE_SIDE - dy), min(w - sx, STORE_SIDE - dx)
+    out[dy : dy + hh, dx : dx + ww] = x[sy : sy + hh, sx : sx + ww]
+    c = (corners + 0.5) * factor - 0.5 + np.array([ox, oy], dtype=float)
+    return np.round(out * 255).astype(np.uint8), c.astype(np.float32)
+
+
+def render(kw: dict[str, Any]) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray], int]:
+    """One phantom's frames as stored training images, their corners and visibility."""
+    ph = make_phantom(**kw)
+    p = ph.truth["params"]
+    mpp = float(np.mean(ph.truth["mm_per_px"]))
+    imgs, cors, vis = [], [], []
+    for f in range(ph.frames.shape[0]):
+        img = ph.frames[f].astype(np.float32)
+        if p["photometric"] == "MONOCHROME1":
+            img = float((1 << p["bits"]) - 1) - img
+        corners = np.array(
+            [[ph.truth["tracks"][v.value][k][f] for k in ph.truth["tracks"][v.value]] for v in BODIES]
+        )
+        im8, c = _store(img, corners, mpp)
+        imgs.append(im8)
+        cors.append(c)
+        vis.append(np.array([ph.truth["visibility"][v.value][f] for v in BODIES], dtype=np.float32))
+    return imgs, cors, vis, _family_mask(kw)
+
+
+def make_data(n: int, out: Path, *, workers: int = 2, seed: int = 12) -> None:
+    """Render ``n`` phantoms (4 frames each) into one .npz training file."""
+    specs = heatmap_specs(n, seed=seed)
+    imgs, cors, vis, fams = [], [], [], []
+    t0 = time.time()
+    with ProcessPoolExecutor(workers) as pool:
+        for i, (im, c, v, m) in enumerate(pool.map(render, specs, chunksize=2)):
+            imgs += im
+            cors += c
+            vis += v
+            fams += [m] * len(im)
+            if (i + 1) % 25 == 0:
+                print(f"{i + 1}/{n} phantoms, {time.time() - t0:.0f} s", flush=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(
+        out,
+        images=np.stack(imgs),
+        corners=np.stack(cors),
+        visibility=np.stack(vis),
+        families=np.array(fams, dtype=np.uint8),
+        family_names=np.array(FAMILIES),
+    )
+    print(f"wrote {out}: {len(imgs)} frames from {n} phantoms in {time.time() - t0:.0f} s")
+
+
+# ----------------------------------------------------------------------------------------------
+# the network (PyTorch, imported lazily: only the train/check commands need it)
+
+
+def build_net(width: int = 8):
+    """U-Net-ish fully-convolutional net: 4 down-samplings, 24 output maps at input resolution."""
+    import torch
+    from torch import nn
+
+    def block(i: int, o: int) -> nn.Module:
+        return nn.Sequential(
+            nn.Conv2d(i, o, 3, padding=1, bias=False),
+            nn.BatchNorm2d(o),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(o, o, 3, padding=1, bias=False),
+            nn.BatchNorm2d(o),
+            nn.ReLU(inplace=True),
+        )
+
+    ch = [width, width * 2, width * 4, width * 6, width * 8]
+
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.enc = nn.ModuleList([block(1, ch[0])] + [block(ch[i], ch[i + 1]) for i in range(4)])
+            self.up = nn.ModuleList([nn.ConvTranspose2d(ch[i + 1], ch[i], 2, stride=2) for i in range(4)])
+            self.dec = nn.ModuleList([block(2 * ch[i], ch[i]) for i in range(4)])
+            self.head = nn.Conv2d(ch[0], N_BODIES * N_CORNERS, 1)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            skips = []
+            for i, e in enumerate(self.enc):
+                x = e(x)
+                if i < 4:
+                    skips.append(x)
+                    x = nn.functional.max_pool2d(x, 2)
+            for i in reversed(range(4)):
+                x = self.up[i](x)
+                x = self.dec[i](torch.cat([x, skips[i]], dim=1))
+            return self.head(x)
+
+    return Net()
+
+
+def _augment(rng: np.random.Generator, img: np.ndarray, corners: np.ndarray, crop: int):
+    """Random similarity transform + crop, then photometric changes; returns float image and corners."""
+    ang = np.deg2rad(rng.uniform(-20, 20))
+    s = float(np.exp(rng.uniform(np.log(0.8), np.log(1.25))))
+    flip = rng.random() < 0.5
+    # centre the crop near the column most of the time
+    valid = corners.reshape(-1, 2)
+    centre = valid.mean(axis=0) + rng.normal(0, 10, 2) if rng.random() < 0.85 else rng.uniform(40, 216, 2)
+    a = np.array([[np.cos(ang), -np.sin(ang)], [np.sin(ang), np.cos(ang)]]) * s
+    if flip:
+        a = a @ np.diag([-1.0, 1.0])
+    t = np.array([crop / 2, crop / 2]) - a @ centre
+    m = np.hstack([a, t[:, None]])
+    src = img.astype(np.float32) / 255.0
+    fill = float(np.median(src))
+    out = cv2.warpAffine(src, m, (crop, crop), flags=cv2.INTER_LINEAR, borderValue=fill)
+    c = corners @ a.T + t
+    # photometric
+    if rng.random() < 0.5:
+        out = cv2.GaussianBlur(out, (0, 0), rng.uniform(0.3, 1.2))
+    if rng.random() < 0.3:  # edge enhancement
+        bl = cv2.GaussianBlur(out, (0, 0), rng.uniform(1, 4))
+        out = out + rng.uniform(0.3, 1.5) * (out - bl)
+    out = np.clip(out, 0, 1) ** float(np.exp(rng.uniform(-0.6, 0.6)))
+    out = out * rng.uniform(0.6, 1.2) + rng.uniform(-0.2, 0.2)
+    if rng.random() < 0.15:
+        out = 1.0 - out
+    if rng.random() < 0.5:
+        out = out + rng.normal(0, rng.uniform(0.005, 0.06), out.shape).astype(np.float32)
+    if rng.random() < 0.3:  # low-frequency shading
+        yy, xx = np.mgrid[0:crop, 0:crop] / crop
+        out = out + rng.uniform(-0.2, 0.2) * (xx - 0.5) + rng.uniform(-0.2, 0.2) * (yy - 0.5)
+    return out.astype(np.float32), c.astype(np.float32)
+
+
+def _targets(corners: np.ndarray, visible: np.ndarray, crop: int) -> np.ndarray:
+    """24 Gaussian peak maps (visible bodies only)."""
+    yy, xx = np.mgrid[0:crop, 0:crop].astype(np.float32)
+    t = np.zeros((N_BODIES * N_CORNERS, crop, crop), dtype=np.float32)
+    for b in range(N_BODIES):
+        if not visible[b]:
+            continue
+        for k in range(N_CORNERS):
+            x, y = corners[b, k]
+            if -3 <= x < crop + 3 and -3 <= y < crop + 3:
+                t[b * N_CORNERS + k] = np.exp(-((xx - x) ** 2 + (yy - y) ** 2) / (2 * PEAK_SIGMA_PX**2))
+    return t
+
+
+def train(
+    data: Path,
+    out: Path,
+    *,
+    exclude: tuple[str, ...] = (),
+    minutes: float = 15.0,
+    batch: int = 8,
+    crop: int = 144,
+    seed: int = 0,
+    width: int = 8,
+    threads: int = 1,
+    lr: float = 2e-3,
+) -> None:
+    """Fit the network on the data file (frames drawn with an ``exclude`` family are left out)."""
+    import torch
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    d = np.load(data)
+    names = [str(n) for n in d["family_names"]]
+    bad = sum(1 << names.index(f) for f in exclude)
+    keep = (d["families"] & bad) == 0
+    images, corners = d["images"][keep], d["corners"][keep]
+    visible = d["visibility"][keep] >= MIN_VISIBILITY
+    print(
+        f"{keep.sum()} of {keep.size} frames (excluded families: {', '.join(exclude) or 'none'})", flush=True
+    )
+    net = build_net(width)
+    print(f"{sum(p.numel() for p in net.parameters())} parameters", flush=True)
+    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
+    t0 = time.time()
+    step = 0
+    losses: list[float] = []
+    net.train()
+    while time.time() - t0 < minutes * 60:
+        frac = (time.time() - t0) / (minutes * 60)
+        for g in opt.param_groups:
+            g["lr"] = lr * (0.5 * (1 + np.cos(np.pi * min(frac, 1.0)))) + 5e-5
+        idx = rng.integers(0, len(images), batch)
+        xs, ts = [], []
+        for i in idx:
+            x, c = _augment(rng, images[i], corners[i], crop)
+            xs.append(x)
+            ts.append(_targets(c, visible[i], crop))
+        x = torch.from_numpy(np.stack(xs)[:, None])
+        t = torch.from_numpy(np.stack(ts))
+        p = net(x)
+        loss = (((p - t) ** 2) * (1.0 + 30.0 * t)).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+        step += 1
+        if step % 50 == 0:
+            print(f"step {step} {time.time() - t0:.0f} s loss {np.mean(losses[-50:]):.5f}", flush=True)
+    export(net, out)
+    print(f"wrote {out} after {step} steps ({time.time() - t0:.0f} s)")
+
+
+def export(net, out: Path) -> None:
+    """ONNX export (opset 13, any input size) and a check that cv2.dnn reads it to the same output."""
+    import torch
+
+    net.eval()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    x = torch.rand(1, 1, 128, 160)
+    torch.onnx.export(
+        net,
+        x,
+        str(out),
+        opset_version=13,
+        input_names=["image"],
+        output_names=["heatmaps"],
+        dynamic_axes={"image": {2: "h", 3: "w"}, "heatmaps": {2: "h", 3: "w"}},
+        dynamo=False,
+    )
+    with torch.no_grad():
+        ref = net(x).numpy()
+    cv_net = cv2.dnn.readNetFromONNX(str(out))
+    cv_net.setInput(x.numpy())
+    got = cv_net.forward()
+    diff = float(np.abs(got - ref).max())
+    print(f"cv2.dnn vs torch: max |difference| {diff:.2e}")
+    if diff > 1e-3:
+        raise SystemExit(f"cv2.dnn output differs from torch by {diff}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(prog="python -m dmx.training.heatmap", description=__doc__.split("\n")[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    a = sub.add_parser("data", help="render the training frames")
+    a.add_argument("--phantoms", type=int, default=500)
+    a.add_argument("--out", type=Path, required=True)
+    a.add_argument("--workers", type=int, default=2)
+    a.add_argument("--seed", type=int, default=12)
+    b = sub.add_parser("train", help="fit the network, export ONNX")
+    b.add_argument("--data", type=Path, required=True)
+    b.add_argument("--out", type=Path, required=True)
+    b.add_argument("--exclude", default="", help="comma-separated families left out of training")
+    b.add_argument("--minutes", type=float, default=15.0)
+    b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--crop", type=int, default=144, help="training crop side (network px)")
+    b.add_argument("--batch", type=int, default=8)
+    b.add_argument("--lr", type=float, default=2e-3, help="peak learning rate")
+    b.add_argument(
+        "--threads", type=int, default=1, help="torch CPU threads (1 is fastest on a busy machine)"
+    )
+    args = ap.parse_args(argv)
+    if args.cmd == "data":
+        make_data(args.phantoms, args.out, workers=args.workers, seed=args.seed)
+    else:
+        exclude = tuple(f for f in args.exclude.split(",") if f)
+        unknown = [f for f in exclude if f not in FAMILIES]
+        if unknown:
+            print(
+                f"error: unknown family {', '.join(unknown)} (one of {', '.join(FAMILIES)})", file=sys.stderr
+            )
+            raise SystemExit(2)
+        train(
+            args.data,
+            args.out,
+            exclude=exclude,
+            seed=args.seed,
+            threads=args.threads,
+            crop=args.crop,
+            batch=args.batch,
+            lr=args.lr,
+        )
+
+
+if __name__ == "__main__":
+    main()
