@@ -150,14 +150,22 @@ def _settle_after_break(
 def _rerun_alone(s: StudyJob, out_root: Path, *, started: str, kwargs: dict[str, Any]) -> ManifestRow:
     """A study in flight when a worker crashed, re-run alone: failed if it crashes its worker again."""
     fingerprint = result_fingerprint(s, kwargs.get("analyzer", DEFAULT_ANALYZER))
-    since = previous_success(out_root / s.key, fingerprint)
-    if since is not None and since[:1].isdigit() and since >= started:  # finished; its result got lost
+
+    def finished_in_this_run() -> bool:
+        since = previous_success(out_root / s.key, fingerprint)
+        return since is not None and since[:1].isdigit() and since >= started
+
+    if finished_in_this_run():  # finished; its result got lost
         return study_row(s, Status.OK, "", duration_s=None)
     with _worker_pool(1) as pool:
         try:
-            return pool.submit(run_study, s, out_root, **kwargs).result()
+            row = pool.submit(run_study, s, out_root, **kwargs).result()
         except BrokenProcessPool:
             return _crashed_row(s, out_root)
+    # the broken pool's worker may have finished the study while it was re-queued: this run's result
+    if row.status is Status.SKIPPED and finished_in_this_run():
+        return study_row(s, Status.OK, "", duration_s=None)
+    return row
 
 
 def _start_server() -> None:
