@@ -129,13 +129,24 @@ def read_landmarks(path: str | Path) -> Landmarks:
         If the file cannot be read or is malformed; the message names the file.
     """
     path = Path(path)
+    return parse_landmarks(read_landmark_json(path), path=path)
+
+
+def read_landmark_json(path: str | Path) -> Any:
+    """The JSON content of a landmark file, unparsed.
+
+    Raises
+    ------
+    LandmarkError
+        Naming the file: not found, unreadable, or not JSON.
+    """
+    path = Path(path)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise LandmarkError(path, "landmark file not found") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise LandmarkError(path, f"cannot read landmark file: {exc}") from None
-    return parse_landmarks(data, path=path)
 
 
 def write_landmarks(landmarks: Landmarks, path: str | Path) -> None:

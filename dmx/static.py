@@ -15,7 +15,6 @@ with its own calibration: its corners are scaled to frame 0's pixel size before 
 
 from __future__ import annotations
 
-import json
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,7 +24,7 @@ import numpy as np
 from dmx.anatomy import LandmarkSource, Vertebra
 from dmx.errors import InputError, LandmarkError, UsageError
 from dmx.io.static import POSTURES, Posture, StaticStudy, load_static, order_by_curve
-from dmx.landmarks import Landmarks, parse_landmarks
+from dmx.landmarks import Landmarks, parse_landmarks, read_landmark_json
 from dmx.tracking.types import Tracks
 
 if TYPE_CHECKING:
@@ -76,12 +75,7 @@ def read_static_landmarks(path: str | Path, study: StaticStudy) -> tuple[Landmar
         Unreadable file, a key naming no view, a frame outside the study, points outside a view.
     """
     path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise LandmarkError(path, "landmark file not found") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise LandmarkError(path, f"cannot read landmark file: {exc}") from None
+    data = read_landmark_json(path)
     if not isinstance(data, dict):
         raise LandmarkError(path, "not a landmark file: expected a JSON object")
     per_view: dict[int, Landmarks] = {}
