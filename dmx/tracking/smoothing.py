@@ -30,22 +30,34 @@ def _local_quadratic(x: np.ndarray, w: np.ndarray, window: int) -> np.ndarray:
     Frames with fewer than four valid neighbours in the window, or all on one side, keep their
     value; NaN stays NaN.
     """
-    n = x.shape[0]
-    half = window // 2
     valid = np.isfinite(x).all(axis=1) & (w > 0)
     out = np.full_like(x, np.nan)
+    for t, fit in _windows(valid, w, window):
+        if fit is None:
+            out[t] = x[t]
+            continue
+        rows, sw, design = fit
+        coef = np.linalg.lstsq(design, x[rows] * sw[:, None], rcond=None)[0]
+        out[t] = coef[0]
+    return out
+
+
+def _windows(valid: np.ndarray, w: np.ndarray, window: int):  # noqa: ANN202 - a generator of tuples
+    """Per valid frame ``t`` of the local quadratic: ``(t, None)`` when it keeps its own value (fewer
+    than four valid neighbours in the window, or all on one side), else ``(t, (rows, sw, design))``:
+    the window's valid frames, the square roots of their weights and the weighted design matrix."""
+    n = valid.shape[0]
+    half = window // 2
     for t in np.flatnonzero(valid):
         lo, hi = max(t - half, 0), min(t + half + 1, n)
         m = valid[lo:hi]
         s = (np.arange(lo, hi)[m] - t).astype(float)
         if m.sum() < 4 or s.min() >= 0 or s.max() <= 0:
-            out[t] = x[t]
+            yield t, None
             continue
         sw = np.sqrt(w[lo:hi][m])
         design = np.stack([np.ones_like(s), s, s * s], axis=1) * sw[:, None]
-        coef = np.linalg.lstsq(design, x[lo:hi][m] * sw[:, None], rcond=None)[0]
-        out[t] = coef[0]
-    return out
+        yield t, (np.arange(lo, hi)[m], sw, design)
 
 
 def _local_quadratic_sd(valid: np.ndarray, w: np.ndarray, sd: np.ndarray, window: int) -> np.ndarray:
@@ -58,21 +70,15 @@ def _local_quadratic_sd(valid: np.ndarray, w: np.ndarray, sd: np.ndarray, window
     the rest is the frame's own noise, independent between frames (``sum_k c_k**2 sd_k**2``). Frames
     that keep their own value keep their SD; NaN stays NaN.
     """
-    n = sd.shape[0]
-    half = window // 2
     out = np.full_like(sd, np.nan)
     share = TEMPLATE_NOISE_SHARE
-    for t in np.flatnonzero(valid):
-        lo, hi = max(t - half, 0), min(t + half + 1, n)
-        m = valid[lo:hi]
-        s = (np.arange(lo, hi)[m] - t).astype(float)
-        if m.sum() < 4 or s.min() >= 0 or s.max() <= 0:
+    for t, fit in _windows(valid, w, window):
+        if fit is None:
             out[t] = sd[t]
             continue
-        sw = np.sqrt(w[lo:hi][m])
-        design = np.stack([np.ones_like(s), s, s * s], axis=1) * sw[:, None]
+        rows, sw, design = fit
         c = (np.linalg.pinv(design)[0] * sw)[:, None]
-        win = sd[lo:hi][m]
+        win = sd[rows]
         out[t] = np.sqrt(share * (c * win).sum(axis=0) ** 2 + (1 - share) * (c**2 * win**2).sum(axis=0))
     return out
 
