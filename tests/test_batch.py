@@ -367,6 +367,42 @@ def test_worker_crash_with_one_job(tmp_path, fake):
     ]
 
 
+def test_study_finished_by_a_lost_worker_is_this_runs_result(tmp_path, fake):
+    """A worker of a pool broken by another study's crash may finish its study after
+    the batch gave up on it; re-run alone, that study is this run's ``ok``, and
+    outputs from an earlier run stay ``skipped`` (seen as a flaky CI failure)."""
+    inbox = tmp_path / "inbox"
+    sidecar(write_dicom(inbox / "b_ok" / "x.dcm").with_name("x.dcm.landmarks.json"))
+    job = one_job(inbox)
+    out = tmp_path / "out"
+    out.mkdir()
+    first = batch.run_study(job, out, analyzer=FAKE, run_id="run-1")  # the lost worker's result
+    assert first.status is Status.OK
+    record = json.loads((out / job.key / "batch.json").read_text())
+    assert record["run_id"] == "run-1"
+    again = batch.run_study(job, out, analyzer=FAKE, run_id="run-1")  # the re-run, same batch
+    assert (again.status, again.reason, again.output) == (Status.OK, "", job.key)
+    later = batch.run_study(job, out, analyzer=FAKE, run_id="run-2")  # the next batch
+    assert later.status is Status.SKIPPED and later.reason == f"unchanged since {record['finished_at']}"
+
+
+def test_a_study_reported_twice_keeps_one_row(tmp_path, fake):
+    from dmx.batch.manifest import ManifestWriter, study_row
+    from dmx.batch.run import _Ledger
+
+    inbox = tmp_path / "inbox"
+    sidecar(write_dicom(inbox / "b_ok" / "x.dcm").with_name("x.dcm.landmarks.json"))
+    job = one_job(inbox)
+    out = tmp_path / "out"
+    out.mkdir()
+    ledger = _Ledger(ManifestWriter(out))
+    ledger.finished(job, study_row(job, Status.FAILED, "the worker process crashed", duration_s=None))
+    ledger.finished(job, study_row(job, Status.OK, "", duration_s=None))
+    result = ledger.close({}, elapsed_s=0.0)
+    assert [(r.input, r.status) for r in result.rows] == [("b_ok/x.dcm", Status.OK)]
+    assert manifest(out)["b_ok/x.dcm"]["status"] == "ok"
+
+
 def test_keyboard_interrupt_keeps_what_finished_and_rerun_completes(tmp_path, fake):
     inbox = tmp_path / "inbox"
     for name in ("a", "b_interrupt", "c", "d"):

@@ -22,9 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from dmx.batch.jobs import Status, StudyJob
-from dmx.batch.manifest import ManifestRow, one_line, study_row, utc_now
-from dmx.batch.outputs import previous_success, remove_temporary
-from dmx.batch.study import DEFAULT_ANALYZER, result_fingerprint, run_study
+from dmx.batch.manifest import ManifestRow, one_line, study_row
+from dmx.batch.outputs import remove_temporary
+from dmx.batch.study import run_study
 from dmx.errors import ParameterError, UsageError
 
 #: Called with each study and its manifest row as soon as the study is done.
@@ -55,7 +55,6 @@ def run_local(
     that crashes again is marked failed, the others finish normally.
     """
     _start_server()
-    started = utc_now()
     pending = deque(studies)
     suspects: list[StudyJob] = []
     while pending:
@@ -64,7 +63,7 @@ def run_local(
             s = suspects.pop()
             on_row(s, _crashed_row(s, out_root))
     for s in suspects:
-        on_row(s, _rerun_alone(s, out_root, started=started, kwargs=kwargs))
+        on_row(s, _rerun_alone(s, out_root, kwargs=kwargs))
 
 
 def _run_pool(
@@ -147,25 +146,17 @@ def _settle_after_break(
             suspects.append(s)
 
 
-def _rerun_alone(s: StudyJob, out_root: Path, *, started: str, kwargs: dict[str, Any]) -> ManifestRow:
-    """A study in flight when a worker crashed, re-run alone: failed if it crashes its worker again."""
-    fingerprint = result_fingerprint(s, kwargs.get("analyzer", DEFAULT_ANALYZER))
+def _rerun_alone(s: StudyJob, out_root: Path, *, kwargs: dict[str, Any]) -> ManifestRow:
+    """A study in flight when a worker crashed, re-run alone: failed if it crashes its worker again.
 
-    def finished_in_this_run() -> bool:
-        since = previous_success(out_root / s.key, fingerprint)
-        return since is not None and since[:1].isdigit() and since >= started
-
-    if finished_in_this_run():  # finished; its result got lost
-        return study_row(s, Status.OK, "", duration_s=None)
+    If the broken pool's worker finished it after all, :func:`run_study` finds this
+    run's outputs (``run_id``) and reports ``ok`` without analysing it again.
+    """
     with _worker_pool(1) as pool:
         try:
-            row = pool.submit(run_study, s, out_root, **kwargs).result()
+            return pool.submit(run_study, s, out_root, **kwargs).result()
         except BrokenProcessPool:
             return _crashed_row(s, out_root)
-    # the broken pool's worker may have finished the study while it was re-queued: this run's result
-    if row.status is Status.SKIPPED and finished_in_this_run():
-        return study_row(s, Status.OK, "", duration_s=None)
-    return row
 
 
 def _start_server() -> None:

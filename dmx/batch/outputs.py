@@ -67,6 +67,12 @@ def previous_success(folder: Path, fingerprint: str) -> str | None:
     The outputs count as existing when ``folder/batch.json`` records ``fingerprint``
     (:attr:`dmx.batch.StudyJob.fingerprint`) and every file it lists is still there.
     """
+    record = output_record(folder, fingerprint)
+    return None if record is None else str(record.get("finished_at") or "an earlier run")
+
+
+def output_record(folder: Path, fingerprint: str) -> dict[str, object] | None:
+    """``folder/batch.json`` when it records complete outputs for ``fingerprint``, else None."""
     try:
         record = json.loads((folder / "batch.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -78,4 +84,4 @@ def previous_success(folder: Path, fingerprint: str) -> str | None:
         return None
     if not all(isinstance(n, str) and (folder / n).exists() for n in outputs):  # files, dicom/
         return None
-    return str(record.get("finished_at") or "an earlier run")
+    return record

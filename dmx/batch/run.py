@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO
@@ -94,7 +95,12 @@ def run_batch(
     t0 = time.monotonic()
     inbox, out_root = Path(inbox), Path(out_root)
     _check_request(inbox, jobs=jobs, executor=executor, scheduler=scheduler)
-    kwargs = {"force": force, "mm_per_px": mm_per_px, "analyzer": analyzer or _study.DEFAULT_ANALYZER}
+    kwargs = {
+        "force": force,
+        "mm_per_px": mm_per_px,
+        "analyzer": analyzer or _study.DEFAULT_ANALYZER,
+        "run_id": uuid.uuid4().hex,  # outputs installed by this run are told apart from earlier ones
+    }
     _make_output_folder(out_root)
     with output_lock(out_root):
         if n := clean_stale(out_root):
@@ -159,7 +165,15 @@ class _Ledger:
         self.manifest.add(row)
 
     def finished(self, study: StudyJob, row: ManifestRow) -> None:
-        """A study analysed (or failed, or unchanged): its row, and one step of progress."""
+        """A study analysed (or failed, or unchanged): its row, and one step of progress.
+
+        A study reported twice (its result lost in a worker crash, then found done)
+        keeps one row, the later one.
+        """
+        if study.key in self.done:
+            self.rows = [r for r in self.rows if r.input != study.label]
+            self.add(row)
+            return
         self.done.add(study.key)
         self.add(row)
         if self.progress is not None:

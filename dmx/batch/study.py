@@ -16,7 +16,7 @@ from typing import Any
 
 from dmx.batch.jobs import Status, StudyJob
 from dmx.batch.manifest import ManifestRow, one_line, study_row, utc_now
-from dmx.batch.outputs import install, previous_success, temporary_folder
+from dmx.batch.outputs import install, output_record, temporary_folder
 from dmx.errors import DmxError, LandmarkError
 from dmx.files import write_text_atomic
 
@@ -107,6 +107,7 @@ def run_study(
     force: bool = False,
     mm_per_px: float | None = None,
     analyzer: str = DEFAULT_ANALYZER,
+    run_id: str | None = None,
 ) -> ManifestRow:
     """Analyse one study into ``out_root/<study.key>/`` atomically; never raises for a bad study.
 
@@ -123,6 +124,10 @@ def run_study(
     analyzer : str
         ``"module:function"`` called as ``function(study, out_dir, mm_per_px=...)``; it
         writes the outputs into ``out_dir`` and returns a list of warnings.
+    run_id : str, optional
+        Identifies the batch run; recorded in ``batch.json``. Outputs this same run
+        already installed (a worker whose result was lost in a crash of its pool
+        finished the study) are this run's result: ``ok``, not ``skipped``.
 
     Returns
     -------
@@ -138,10 +143,15 @@ def run_study(
 
     try:
         if not force:
-            since = previous_success(out_root / study.key, result_fingerprint(study, analyzer))
-            if since is not None:
-                return row(Status.SKIPPED, f"unchanged since {since}")
-        n = len(_analyse_into_folder(study, out_root, analyzer=analyzer, mm_per_px=mm_per_px))
+            record = output_record(out_root / study.key, result_fingerprint(study, analyzer))
+            if record is not None and run_id is not None and record.get("run_id") == run_id:
+                return row(Status.OK, "")  # done in this run, by a worker whose result was lost
+            if record is not None:
+                return row(Status.SKIPPED, f"unchanged since {record.get('finished_at') or 'an earlier run'}")
+        warnings = _analyse_into_folder(
+            study, out_root, analyzer=analyzer, mm_per_px=mm_per_px, run_id=run_id
+        )
+        n = len(warnings)
         return row(Status.OK, f"{n} warning{'s' * (n != 1)} (see measurements.json)" if n else "")
     except KeyboardInterrupt:
         raise
@@ -152,7 +162,7 @@ def run_study(
 
 
 def _analyse_into_folder(
-    study: StudyJob, out_root: Path, *, analyzer: str, mm_per_px: float | None
+    study: StudyJob, out_root: Path, *, analyzer: str, mm_per_px: float | None, run_id: str | None
 ) -> list[str]:
     """Run the analysis in a temporary folder, record it and install it as ``out_root/<key>/``.
 
@@ -163,7 +173,7 @@ def _analyse_into_folder(
         warnings = _resolve(analyzer)(study, tmp, mm_per_px=mm_per_px) or []
         if not (tmp / "measurements.json").is_file():
             raise DmxError("the analysis wrote no measurements.json")
-        _write_record(study, tmp, fingerprint=result_fingerprint(study, analyzer))
+        _write_record(study, tmp, fingerprint=result_fingerprint(study, analyzer), run_id=run_id)
         install(tmp, out_root / study.key)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -171,7 +181,7 @@ def _analyse_into_folder(
     return warnings
 
 
-def _write_record(study: StudyJob, folder: Path, *, fingerprint: str) -> None:
+def _write_record(study: StudyJob, folder: Path, *, fingerprint: str, run_id: str | None) -> None:
     """``batch.json``: what the outputs in ``folder`` were computed from, for resuming."""
     record = {
         "schema": BATCH_SCHEMA,
@@ -180,6 +190,7 @@ def _write_record(study: StudyJob, folder: Path, *, fingerprint: str) -> None:
         "landmarks_sha256": study.landmarks_sha256,
         "fingerprint": fingerprint,
         "finished_at": utc_now(),
+        "run_id": run_id,
         "outputs": sorted(p.name for p in folder.iterdir()),
     }
     write_text_atomic(folder / "batch.json", json.dumps(record, indent=2) + "\n", fsync=True)
