@@ -267,8 +267,9 @@ def analyze_static(
         for s in spacings
     ]
     tracks, fits = static_tracks(images, ref_lm, given=given, expected_scales=expected)
+    other_source = "given" if detection is None else "detected"  # a landmark file, or detection
     origin = [
-        "reference" if t == ref_lm.frame else "given" if t in given else "registered"
+        "reference" if t == ref_lm.frame else other_source if t in given else "registered"
         for t in range(len(images))
     ]
     if not study.ordered:

@@ -83,4 +83,8 @@ def test_summary_rom_translation_ranges_and_excursion():
     assert sm2.rotation_range_deg == pytest.approx(15.0)
     assert level_summary(s, neutral=0, flexion=None, extension=None).translation is None
     assert value_range(np.full(3, np.nan)) is None
+    # one measured frame shows no motion: its range is not measured, never 0.0
+    assert value_range(np.array([np.nan, 3.0, np.nan])) is None
+    assert value_range(np.array([3.0])) is None
+    assert value_range(np.array([3.0, np.nan, 3.5])) == pytest.approx(0.5)
     assert excursion(np.array([np.nan, 1.0]), neutral=0) is None

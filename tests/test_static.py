@@ -286,6 +286,17 @@ def test_landmarks_on_every_view_skip_the_registration(phantom, frames, truth, t
     assert rot < 1e-9 and trans < 1e-9
 
 
+def test_views_without_landmarks_are_detected_and_say_so(phantom, frames, tmp_path):
+    files = write_static_views(phantom, tmp_path, frames=frames)
+    a = analyze_static(list(files.values()), landmarks_path=None)
+    m = a.measurements
+    assert m["landmarks_source"] == "auto"
+    origins = [v["landmarks"] for v in m["static"]["views"]]
+    assert origins.count("reference") == 1
+    assert set(origins) <= {"reference", "detected", "registered"} and "given" not in origins
+    assert "detected" in origins  # the default phantom's bodies are found on every view
+
+
 def test_cine_options_are_refused_for_a_static_study(phantom, frames, tmp_path, capsys):
     files = write_static_views(phantom, tmp_path, frames=frames)
     code = main(["analyze", *map(str, files.values()), "--smooth-frames", "5", "--out", str(tmp_path / "o")])

@@ -99,10 +99,15 @@ def difference(a: float | None, b: float | None) -> float | None:
 
 
 def value_range(series: np.ndarray) -> float | None:
-    """``max - min`` over the finite values, or ``None`` when there are none."""
+    """``max - min`` over the finite values, or ``None`` when fewer than two are finite.
+
+    A range needs motion to be seen: one measured frame (a single image, or a
+    level tracked in one frame only) shows none, so its range is not measured
+    (``None``), never 0.
+    """
     s = np.asarray(series, dtype=float)
     s = s[np.isfinite(s)]
-    if s.size == 0:
+    if s.size < 2:
         return None
     return float(s.max() - s.min())
 
