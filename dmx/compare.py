@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from dmx.errors import InputError, UsageError
+from dmx.files import read_json
 
 COMPARISON_SCHEMA = "dmx.comparison/1"
 MDC_SCHEMA = "dmx.mdc/1"
@@ -107,14 +108,9 @@ def read_study(path: str | Path) -> Study:
     """
     p = Path(path)
     f = p / "measurements.json" if p.is_dir() else p
-    try:
-        doc = json.loads(f.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError(f, "not found (give an analysis output folder or its measurements.json)") from None
-    except OSError as exc:
-        raise InputError(f, f"cannot read ({exc.strerror or exc})") from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(f, f"not a valid JSON file ({exc})") from None
+    doc = read_json(
+        f, what="measurements.json", not_found="give an analysis output folder or its measurements.json"
+    )
     if not isinstance(doc, dict) or not str(doc.get("schema", "")).startswith("dmx.measurements/1"):
         raise InputError(f, "not a dmx measurements.json (schema dmx.measurements/1)")
     if not isinstance(doc.get("levels"), dict):
@@ -172,13 +168,7 @@ def load_mdc(path: str | Path | None = None) -> MdcTable:
     if path is None:
         return default_mdc()
     p = Path(path)
-    try:
-        doc = json.loads(p.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError(p, "between-visit variability table not found") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(p, f"cannot read the between-visit variability table ({exc})") from None
-    return parse_mdc(doc, origin=str(p), path=p)
+    return parse_mdc(read_json(p, what="between-visit variability table"), origin=str(p), path=p)
 
 
 # --------------------------------------------------------------------------- the comparison

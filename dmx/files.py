@@ -1,12 +1,50 @@
-"""Writing output files so that a reader never sees half of one."""
+"""Writing output files so that a reader never sees half of one; reading JSON inputs with one error ladder."""
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
-from dmx.errors import OutputError
+from dmx.errors import InputError, OutputError
+
+
+def read_json(
+    path: str | Path, *, what: str, error: type[InputError] = InputError, not_found: str = ""
+) -> Any:
+    """The JSON document in ``path``; one error naming the file and the problem otherwise.
+
+    Parameters
+    ----------
+    path : path
+        The file.
+    what : str
+        What the file is, for the messages: ``"normative table"`` gives "normative
+        table not found", "cannot read the normative table (...)", "normative table is
+        not valid JSON (...)".
+    error : type
+        The :class:`~dmx.errors.InputError` subclass raised (e.g. ``LandmarkError``).
+    not_found : str
+        Appended to the "not found" message, e.g. what to give instead.
+
+    Raises
+    ------
+    InputError
+        (``error``) missing, unreadable, not UTF-8 or not JSON.
+    """
+    p = Path(path)
+    try:
+        return json.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise error(p, f"{what} not found{f' ({not_found})' if not_found else ''}") from None
+    except IsADirectoryError:
+        raise error(p, f"{what} expected, found a folder") from None
+    except OSError as exc:
+        raise error(p, f"cannot read the {what} ({exc.strerror or exc})") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise error(p, f"{what} is not valid JSON ({exc})") from None
 
 
 def write_text_atomic(path: str | Path, text: str, *, fsync: bool = False) -> None:

@@ -140,13 +140,9 @@ def read_landmark_json(path: str | Path) -> Any:
     LandmarkError
         Naming the file: not found, unreadable, or not JSON.
     """
-    path = Path(path)
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise LandmarkError(path, "landmark file not found") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise LandmarkError(path, f"cannot read landmark file: {exc}") from None
+    from dmx.files import read_json
+
+    return read_json(path, what="landmark file", error=LandmarkError)
 
 
 def write_landmarks(landmarks: Landmarks, path: str | Path) -> None:

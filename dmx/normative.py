@@ -144,16 +144,10 @@ def load_normative(path: str | Path | None = None) -> NormativeTable:
     """
     if path is None:
         return default_normative()
+    from dmx.files import read_json
+
     p = Path(path)
-    try:
-        doc = json.loads(p.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError(p, "normative table not found") from None
-    except OSError as exc:
-        raise InputError(p, f"cannot read the normative table ({exc.strerror or exc})") from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(p, f"normative table is not valid JSON ({exc})") from None
-    return parse_normative(doc, origin=str(p), path=p)
+    return parse_normative(read_json(p, what="normative table"), origin=str(p), path=p)
 
 
 def normative_path_from_config(config_path: str | Path | None) -> Path | None:

@@ -56,3 +56,25 @@ def test_prepare_output_dir_creates_it_and_refuses_a_file_in_the_way(tmp_path):
     assert (tmp_path / "c").is_dir() and not (tmp_path / "c" / "t.csv").exists()
     with pytest.raises(OutputError, match="it is a folder"):
         prepare_output_file(tmp_path / "c")
+
+
+def test_read_json_names_the_file_and_the_problem(tmp_path):
+    from dmx.errors import InputError, LandmarkError
+    from dmx.files import read_json
+
+    good = tmp_path / "t.json"
+    good.write_text('{"a": 1}', encoding="utf-8")
+    assert read_json(good, what="table") == {"a": 1}
+    bad = tmp_path / "bad.json"
+    bad.write_text("{half", encoding="utf-8")
+    cases = {
+        tmp_path / "nope.json": "table not found (give X)",
+        tmp_path: "table expected, found a folder",
+        bad: "table is not valid JSON (",
+    }
+    for path, message in cases.items():
+        with pytest.raises(InputError) as exc:
+            read_json(path, what="table", not_found="give X")
+        assert str(exc.value).startswith(f"{path}: {message}")
+    with pytest.raises(LandmarkError, match="landmark file not found"):
+        read_json(tmp_path / "nope.json", what="landmark file", error=LandmarkError)
