@@ -225,6 +225,11 @@ def test_cli_refuses_two_patients_in_one_line(visits, tmp_path, capsys):
     argv = ["compare", str(base), str(other / "measurements.json"), "--out", str(tmp_path / "c"), "--force"]
     assert main(argv) == 0
     assert (tmp_path / "c" / "comparison.json").is_file()
+    html = (tmp_path / "c" / "comparison.html").read_text()
+    baseline_id = json.loads((base / "measurements.json").read_text())["study"]["patient_id"]
+    assert baseline_id != "FU-0002"
+    for fact in ("Patient ID (baseline)", baseline_id, "Patient ID (follow-up)", "FU-0002"):
+        assert fact in html  # both patients shown, not the baseline's alone
 
 
 def test_key_frames_fall_back_to_outlines_with_the_reason(visits, tmp_path):

@@ -233,6 +233,24 @@ def _outline_svg(p: dict[str, np.ndarray], side: str, key: str, span: float, col
     return "".join(parts)
 
 
+def _patient_facts(baseline_doc: dict[str, Any], followup_doc: dict[str, Any]) -> list[tuple[str, str]]:
+    """Patient name and ID; both studies' when they differ (a comparison made with ``--force``)."""
+
+    def who(doc: dict[str, Any]) -> tuple[str, str]:
+        study = doc.get("study") or {}
+        return person_name(study.get("patient_name")) or "—", str(study.get("patient_id") or "—")
+
+    (name_b, id_b), (name_f, id_f) = who(baseline_doc), who(followup_doc)
+    if (name_b, id_b) == (name_f, id_f):
+        return [("Patient", name_b), ("Patient ID", id_b)]
+    return [
+        ("Patient (baseline)", name_b),
+        ("Patient ID (baseline)", id_b),
+        ("Patient (follow-up)", name_f),
+        ("Patient ID (follow-up)", id_f),
+    ]
+
+
 def render_comparison(
     comparison: dict[str, Any],
     baseline_doc: dict[str, Any],
@@ -248,10 +266,7 @@ def render_comparison(
     key-frame images; a study without them shows its tracked outlines instead and
     ``images_note`` says why. Every DICOM string is escaped; the document contains no URL.
     """
-    study = baseline_doc.get("study") or {}
-    facts = [
-        ("Patient", person_name(study.get("patient_name")) or "—"),
-        ("Patient ID", study.get("patient_id") or "—"),
+    facts = _patient_facts(baseline_doc, followup_doc) + [
         ("Baseline", comparison["baseline"]["study_date"] or "date unknown"),
         ("Follow-up", comparison["followup"]["study_date"] or "date unknown"),
         (
