@@ -8,6 +8,7 @@ failed, 2 usage or input error.
 from __future__ import annotations
 
 import logging
+import math
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -30,6 +31,12 @@ log = logging.getLogger("dmx")
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
+
+
+def _check_mm_per_px(mm_per_px: float | None) -> None:
+    """Refuse an impossible ``--mm-per-px`` before any work (not once per study)."""
+    if mm_per_px is not None and not (math.isfinite(mm_per_px) and mm_per_px > 0):
+        _fail(f"--mm-per-px must be a number > 0, got {mm_per_px}")
 
 
 def _fail(message: str, code: int = EXIT_USAGE) -> None:
@@ -544,6 +551,14 @@ def batch(
             "(needs dmx\\[dicom]).",
         ),
     ] = False,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            help="TOML file of flag thresholds for every study (and [normative] file = ...); "
+            "a run with another file redoes the studies.",
+        ),
+    ] = None,
 ) -> None:
     """Analyse every study under INBOX; resumable; writes a manifest.
 
@@ -553,6 +568,7 @@ def batch(
     """
     from dmx.batch import DICOM_ANALYZER, run_batch
 
+    _check_mm_per_px(mm_per_px)
     if dicom:
         from dmx.dicom import require_extra
 
@@ -566,6 +582,7 @@ def batch(
         scheduler=scheduler,
         mm_per_px=mm_per_px,
         analyzer=DICOM_ANALYZER if dicom else None,
+        config=config,
     )
     raise typer.Exit(result.exit_code)
 
@@ -638,6 +655,11 @@ def listen(
     host: Annotated[
         str, typer.Option("--host", help="Address to listen on (0.0.0.0: every interface).")
     ] = "0.0.0.0",
+    mm_per_px: MmPerPx = None,
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", help="TOML file of flag thresholds for every study (as dmx batch)."),
+    ] = None,
 ) -> None:
     """Receive studies by C-STORE, analyse each series as dmx batch does, and send the results back.
 
@@ -656,7 +678,11 @@ def listen(
         _fail(f"--port must be 1..65535, got {port}")
     if quiet_seconds < 0:
         _fail(f"--quiet-seconds must be 0 or more, got {quiet_seconds}")
-    config = ListenerConfig(
+    from dmx.batch.study import analysis_settings
+
+    _check_mm_per_px(mm_per_px)
+    analysis_settings(config)  # a bad thresholds file: one line now, not a failure per study
+    listener = ListenerConfig(
         ae_title=aet,
         port=port,
         out=out,
@@ -664,8 +690,10 @@ def listen(
         allow=tuple(allow or ()),
         quiet_s=quiet_seconds,
         host=host,
+        mm_per_px=mm_per_px,
+        thresholds_config=config,
     )
-    Listener(config).serve_forever()
+    Listener(listener).serve_forever()
 
 
 @app.command()

@@ -1010,3 +1010,46 @@ def test_study_where_no_level_could_be_measured_is_failed_with_the_reason(tmp_pa
     assert row.reason == (
         "no level could be measured (the landmarks hold only C4: a level needs both of its vertebrae)"
     )
+
+
+def test_batch_config_applies_to_every_study_and_a_new_config_redoes_them(tmp_path):
+    from landmark_fakes import write_phantom_study
+
+    inbox = tmp_path / "inbox"
+    write_phantom_study(inbox / "p1", seed=3)  # study.dcm with its landmarks.json sidecar
+    out = tmp_path / "out"
+    cfg = tmp_path / "clinic.toml"
+    cfg.write_text("[thresholds]\ntranslation_mm = 3.0\n", encoding="utf-8")
+    assert main(["batch", str(inbox), "--out", str(out), "--config", str(cfg)]) == 0
+    (folder,) = study_dirs(out)
+
+    def threshold() -> dict:
+        return json.loads((folder / "measurements.json").read_text())["thresholds"]["translation_mm"]
+
+    assert threshold()["value"] == 3.0 and threshold()["origin"] == str(cfg.resolve())
+    assert main(["batch", str(inbox), "--out", str(out), "--config", str(cfg)]) == 0
+    assert manifest(out)["p1/study.dcm"]["reason"].startswith("unchanged since ")  # same settings
+    cfg.write_text("[thresholds]\ntranslation_mm = 2.5\n", encoding="utf-8")
+    assert main(["batch", str(inbox), "--out", str(out), "--config", str(cfg)]) == 0
+    assert manifest(out)["p1/study.dcm"]["status"] == "ok" and threshold()["value"] == 2.5  # redone
+    assert main(["batch", str(inbox), "--out", str(out)]) == 0  # back to the defaults: redone
+    assert manifest(out)["p1/study.dcm"]["status"] == "ok" and threshold()["origin"] == "default"
+    assert main(["batch", str(inbox), "--out", str(out), "--mm-per-px", "0.2"]) == 0  # a new calibration
+    assert manifest(out)["p1/study.dcm"]["status"] == "ok"
+
+
+def test_batch_with_a_bad_config_is_one_line_and_analyses_nothing(tmp_path, capsys):
+    from landmark_fakes import write_phantom_study
+
+    inbox = tmp_path / "inbox"
+    write_phantom_study(inbox / "p1", seed=3)
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text("[thresholds]\ntranslation_mm = -1\n", encoding="utf-8")
+    out = tmp_path / "out"
+    assert main(["batch", str(inbox), "--out", str(out), "--config", str(cfg)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(cfg) in err[0] and "must not be negative" in err[0]
+    assert not out.exists() or not study_dirs(out)
+    assert main(["batch", str(inbox), "--out", str(out), "--mm-per-px", "0"]) == 2  # not a failure per study
+    assert capsys.readouterr().err.strip().splitlines() == ["dmx: error: --mm-per-px must be a number > 0, got 0.0"]
+    assert not out.exists() or not study_dirs(out)

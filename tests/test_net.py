@@ -185,6 +185,13 @@ def test_listen_option_errors(capsys, tmp_path):
     assert "is not an AE title" in capsys.readouterr().err
     assert main(["listen", "--forward", "nowhere", "--port", "104"]) == 2
     assert "--forward must be AET@HOST:PORT" in capsys.readouterr().err
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[thresholds]\nmin_rotation_deg = -2\n", encoding="utf-8")
+    assert main(["listen", "--config", str(bad), "--port", "104"]) == 2  # before any port is opened
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(bad) in err[0] and "must not be negative" in err[0]
+    assert main(["listen", "--mm-per-px", "0", "--port", "104"]) == 2
+    assert "--mm-per-px" in capsys.readouterr().err
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()

@@ -54,6 +54,7 @@ def run_batch(
     mm_per_px: float | None = None,
     analyzer: str | None = None,
     progress_stream: IO[str] | None = None,
+    config: str | Path | None = None,
 ) -> BatchResult:
     """Analyse every study under ``inbox`` into ``out_root``; resumable.
 
@@ -78,6 +79,10 @@ def run_batch(
     analyzer : str, optional
         ``"module:function"`` per-study analysis (default
         :data:`dmx.batch.study.DEFAULT_ANALYZER`).
+    config : path, optional
+        Thresholds TOML file for every study (as ``dmx analyze --config``), with the
+        normative table its ``[normative] file`` names. A run with other settings than
+        the earlier one (thresholds, ``mm_per_px``) redoes the studies.
     progress_stream : file, optional
         Where the progress bar goes (default stderr; a bar only on a terminal).
 
@@ -95,12 +100,15 @@ def run_batch(
     t0 = time.monotonic()
     inbox, out_root = Path(inbox), Path(out_root)
     _check_request(inbox, jobs=jobs, executor=executor, scheduler=scheduler)
+    _study.analysis_settings(config)  # a bad thresholds file: one error now, not one per study
     kwargs = {
         "force": force,
         "mm_per_px": mm_per_px,
         "analyzer": analyzer or _study.DEFAULT_ANALYZER,
         "run_id": uuid.uuid4().hex,  # outputs installed by this run are told apart from earlier ones
     }
+    if config is not None:
+        kwargs["config"] = str(Path(config).resolve())  # workers may stand elsewhere
     _make_output_folder(out_root)
     with output_lock(out_root):
         if n := clean_stale(out_root):

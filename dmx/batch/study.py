@@ -31,7 +31,12 @@ BATCH_SCHEMA = "dmx.batch-study/1"
 
 
 def analyze_study(
-    study: StudyJob, out_dir: Path, *, mm_per_px: float | None = None, dicom: bool = False
+    study: StudyJob,
+    out_dir: Path,
+    *,
+    mm_per_px: float | None = None,
+    dicom: bool = False,
+    config: str | Path | None = None,
 ) -> list[str]:
     """The default per-study analysis: :func:`dmx.pipeline.analyze` then ``write_outputs``.
 
@@ -44,6 +49,8 @@ def analyze_study(
     ``landmarks.auto.json`` and ``review.html``; its ``measurements.json`` says
     ``landmarks_source: "auto"``. With ``dicom`` the results are also written as DICOM
     in the source study under ``out_dir/dicom/`` (:func:`dmx.dicom.write_dicom_outputs`).
+    ``config`` is a thresholds TOML file (``dmx analyze --config``): its thresholds, and
+    the normative table its ``[normative] file`` names.
 
     Raises
     ------
@@ -54,17 +61,21 @@ def analyze_study(
     from dmx import pipeline
     from dmx.batch.discovery import is_static_kind
 
+    settings = analysis_settings(config)
     try:
         if is_static_kind(study.kind):
             from dmx.static import analyze_static
 
-            analysis = analyze_static(study.paths, landmarks_path=study.landmarks_path, mm_per_px=mm_per_px)
+            analysis = analyze_static(
+                study.paths, landmarks_path=study.landmarks_path, mm_per_px=mm_per_px, **settings
+            )
         else:
             analysis = pipeline.analyze(
                 study.study_path,
                 landmarks_path=study.landmarks_path,
                 series=study.series_uid,
                 mm_per_px=mm_per_px,
+                **settings,
             )
     except (pipeline.DetectionUnavailableError, pipeline.DetectionFailedError) as exc:
         raise _no_landmarks(study, exc) from None
@@ -76,17 +87,64 @@ def analyze_study(
     return [str(w) for w in analysis.measurements.get("warnings", []) or []]
 
 
-def analyze_study_dicom(study: StudyJob, out_dir: Path, *, mm_per_px: float | None = None) -> list[str]:
+def analyze_study_dicom(
+    study: StudyJob, out_dir: Path, *, mm_per_px: float | None = None, config: str | Path | None = None
+) -> list[str]:
     """:func:`analyze_study` with the DICOM results (:data:`DICOM_ANALYZER`)."""
-    return analyze_study(study, out_dir, mm_per_px=mm_per_px, dicom=True)
+    return analyze_study(study, out_dir, mm_per_px=mm_per_px, dicom=True, config=config)
 
 
-def result_fingerprint(study: StudyJob, analyzer: str) -> str:
-    """What makes an earlier result reusable: the study's fingerprint, and the analysis when not the default.
+def analysis_settings(config: str | Path | None) -> dict[str, Any]:
+    """``thresholds`` and ``normative`` from a thresholds TOML file (empty: the defaults).
 
-    So that ``--dicom`` after a run without it redoes the studies (their DICOM is missing).
+    Raises
+    ------
+    DmxError
+        The file (or the normative table it names) is missing or invalid.
     """
-    return study.fingerprint if analyzer == DEFAULT_ANALYZER else f"{study.fingerprint}+{analyzer}"
+    if config is None:
+        return {}
+    from dmx.measure.config import load_thresholds
+    from dmx.normative import load_normative, normative_path_from_config
+
+    return {
+        "thresholds": load_thresholds(config),
+        "normative": load_normative(normative_path_from_config(config)),
+    }
+
+
+def settings_digest(config: str | Path | None) -> str | None:
+    """A checksum of the thresholds file and the normative table it names (``None`` without one)."""
+    if config is None:
+        return None
+    import hashlib
+
+    from dmx.normative import normative_path_from_config
+
+    h = hashlib.sha256(Path(config).read_bytes())
+    if (table := normative_path_from_config(config)) is not None:
+        h.update(b"\x00" + Path(table).read_bytes())
+    return h.hexdigest()[:16]
+
+
+def result_fingerprint(
+    study: StudyJob, analyzer: str, *, mm_per_px: float | None = None, config: str | Path | None = None
+) -> str:
+    """What makes an earlier result reusable: the study's fingerprint, and the settings that change it.
+
+    The analysis when not the default (so that ``--dicom`` after a run without it redoes
+    the studies: their DICOM is missing), a calibration override, and the thresholds
+    file's content (with the normative table it names): a run with other settings redoes
+    every study instead of finding it "unchanged".
+    """
+    parts = [study.fingerprint]
+    if analyzer != DEFAULT_ANALYZER:
+        parts.append(analyzer)
+    if mm_per_px is not None:
+        parts.append(f"mm_per_px={mm_per_px!r}")
+    if (digest := settings_digest(config)) is not None:
+        parts.append(f"config={digest}")
+    return "+".join(parts)
 
 
 def _no_landmarks(study: StudyJob, exc: DmxError) -> LandmarkError:
@@ -108,6 +166,7 @@ def run_study(
     mm_per_px: float | None = None,
     analyzer: str = DEFAULT_ANALYZER,
     run_id: str | None = None,
+    config: str | Path | None = None,
 ) -> ManifestRow:
     """Analyse one study into ``out_root/<study.key>/`` atomically; never raises for a bad study.
 
@@ -124,6 +183,8 @@ def run_study(
     analyzer : str
         ``"module:function"`` called as ``function(study, out_dir, mm_per_px=...)``; it
         writes the outputs into ``out_dir`` and returns a list of warnings.
+    config : path, optional
+        Thresholds TOML file passed to the analysis (:func:`analysis_settings`).
     run_id : str, optional
         Identifies the batch run; recorded in ``batch.json``. Outputs this same run
         already installed (a worker whose result was lost in a crash of its pool
@@ -143,13 +204,14 @@ def run_study(
 
     try:
         if not force:
-            record = output_record(out_root / study.key, result_fingerprint(study, analyzer))
+            fingerprint = result_fingerprint(study, analyzer, mm_per_px=mm_per_px, config=config)
+            record = output_record(out_root / study.key, fingerprint)
             if record is not None and run_id is not None and record.get("run_id") == run_id:
                 return row(Status.OK, "")  # done in this run, by a worker whose result was lost
             if record is not None:
                 return row(Status.SKIPPED, f"unchanged since {record.get('finished_at') or 'an earlier run'}")
         warnings = _analyse_into_folder(
-            study, out_root, analyzer=analyzer, mm_per_px=mm_per_px, run_id=run_id
+            study, out_root, analyzer=analyzer, mm_per_px=mm_per_px, run_id=run_id, config=config
         )
         n = len(warnings)
         return row(Status.OK, f"{n} warning{'s' * (n != 1)} (see measurements.json)" if n else "")
@@ -162,7 +224,13 @@ def run_study(
 
 
 def _analyse_into_folder(
-    study: StudyJob, out_root: Path, *, analyzer: str, mm_per_px: float | None, run_id: str | None
+    study: StudyJob,
+    out_root: Path,
+    *,
+    analyzer: str,
+    mm_per_px: float | None,
+    run_id: str | None,
+    config: str | Path | None = None,
 ) -> list[str]:
     """Run the analysis in a temporary folder, record it and install it as ``out_root/<key>/``.
 
@@ -170,10 +238,12 @@ def _analyse_into_folder(
     """
     tmp = temporary_folder(out_root, study.key)
     try:
-        warnings = _resolve(analyzer)(study, tmp, mm_per_px=mm_per_px) or []
+        settings = {} if config is None else {"config": config}  # an analyzer without settings works too
+        warnings = _resolve(analyzer)(study, tmp, mm_per_px=mm_per_px, **settings) or []
         if not (tmp / "measurements.json").is_file():
             raise DmxError("the analysis wrote no measurements.json")
-        _write_record(study, tmp, fingerprint=result_fingerprint(study, analyzer), run_id=run_id)
+        fingerprint = result_fingerprint(study, analyzer, mm_per_px=mm_per_px, config=config)
+        _write_record(study, tmp, fingerprint=fingerprint, run_id=run_id)
         install(tmp, out_root / study.key)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -56,6 +56,8 @@ class ListenerConfig:
     quiet_s: float = 10.0
     host: str = "0.0.0.0"
     poll_s: float = 0.5
+    mm_per_px: float | None = None
+    thresholds_config: Path | None = None
 
 
 @dataclass
@@ -161,7 +163,14 @@ class Listener:
     def _analyse(self) -> None:
         from dmx.batch import DICOM_ANALYZER, Status, run_batch
 
-        result = run_batch(self.spool.complete_dir, self.results, jobs=1, analyzer=DICOM_ANALYZER)
+        result = run_batch(
+            self.spool.complete_dir,
+            self.results,
+            jobs=1,
+            analyzer=DICOM_ANALYZER,
+            mm_per_px=self.config.mm_per_px,
+            config=self.config.thresholds_config,
+        )
         for row in result.rows:
             if row.status is Status.FAILED:
                 log.warning("study %s failed: %s", row.input, row.reason)
