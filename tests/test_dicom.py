@@ -133,7 +133,8 @@ def test_sr_values_equal_measurements_json_exactly(result):
     assert sr.SOPClassUID == "1.2.840.10008.5.1.4.1.1.88.33"  # Comprehensive SR
     assert sr.ContentTemplateSequence[0].TemplateIdentifier == "1500"
     groups = {_tracking_id(g): g for g in _groups(sr)}
-    assert set(groups) == set(m["levels"]) | {"curve neutral", "curve flexion", "curve extension"}
+    assert set(groups) == set(m["levels"]) | {"curve neutral", "curve flexion", "curve extension", "ADI"}
+    assert _nums(groups["ADI"]) == {codes.ADI_MAX.value: (m["adi"]["max_mm"], "mm")}  # the sample has C1
     compared = 0
     for name, level in m["levels"].items():
         nums = _nums(groups[name])
@@ -377,3 +378,37 @@ def test_cli_batch_dicom_uses_the_dicom_analysis(monkeypatch, tmp_path):
     assert seen["analyzer"] == dmx.batch.DICOM_ANALYZER == "dmx.batch:analyze_study_dicom"
     assert main(["batch", str(tmp_path), "--out", str(tmp_path / "o")]) == 0
     assert seen["analyzer"] is None  # the default analysis
+
+
+def test_sr_holds_the_atlanto_dental_interval(result, tmp_path):
+    """The ADI group: the largest value (its frame referenced) and the flag; absent without an ADI."""
+    from dmx.dicom import build_sr, read_source_study, save_atomic
+
+    m = copy.deepcopy(_measurements(result))
+    n = m["frames"]["count"]
+    source = read_source_study([SAMPLE / "study.dcm"], n, label="t")
+    no_adi = {k: v for k, v in m.items() if k != "adi"}  # no C1/dens landmarks: no ADI block
+    assert "ADI" not in {_tracking_id(g) for g in _groups(build_sr(no_adi, source, measurements_text="a"))}
+    per_frame = [None] + [2.5 + 0.01 * i for i in range(n - 1)]
+    per_frame[7] = 3.456789012345  # the largest, in frame 7
+    m["adi"] = {
+        "adi_mm": per_frame,
+        "adi_px": None,
+        "max_mm": 3.456789012345,
+        "flags": ["adi_gt_3mm"],
+        "flags_not_evaluated": [],
+    }
+    sr = build_sr(m, source, measurements_text=json.dumps(m))
+    groups = {_tracking_id(g): g for g in _groups(sr)}
+    assert _nums(groups["ADI"]) == {codes.ADI_MAX.value: (3.456789012345, "mm")}
+    assert _codes(groups["ADI"])[codes.ADI_FLAGS["adi_gt_3mm"].value] == codes.PRESENT.value
+    num = next(i for i in groups["ADI"].ContentSequence if i.ValueType == "NUM")
+    (ref,) = [c for c in num.ContentSequence if c.ValueType == "IMAGE"]
+    assert int(ref.ReferencedSOPSequence[0].ReferencedFrameNumber) == 8  # frame 7, numbered from 1
+    path = tmp_path / "sr.dcm"
+    save_atomic(sr, path)
+    proc = subprocess.run([_tool("dciodvfy"), str(path)], capture_output=True, text=True, timeout=60)
+    assert not [ln for ln in (proc.stdout + proc.stderr).splitlines() if "Error" in ln]
+    m["adi"].update(max_mm=None, adi_mm=[None] * n, flags=[], flags_not_evaluated=["adi_gt_3mm"])
+    groups = {_tracking_id(g) for g in _groups(build_sr(m, source, measurements_text="b"))}
+    assert "ADI" not in groups  # nothing measured, nothing evaluated: no group

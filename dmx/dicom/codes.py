@@ -37,6 +37,7 @@ PERCENT = codes.UCUM.Percent
 
 # --- standard concepts
 COBB_ANGLE = codes.SCT.CobbAngle  # SCT 285285000
+ATLANTOAXIAL_JOINT = codes.SCT.AtlantalAxialJoint  # SCT 62555009, finding site of the ADI
 CERVICAL_SPINE = codes.SCT.CervicalSpine  # SCT 122494005
 FLUOROSCOPY = codes.SCT.Fluoroscopy  # SCT 44491008, the procedure reported
 STANDARD_DEVIATION = codes.SCT.StandardDeviation
@@ -57,6 +58,7 @@ ARA = _dmx("ARA", "Posterior tangent absolute rotation angle C2-C7")
 CCI = _dmx("CCI", "Cervical curvature index (Ishihara)")
 CURVE_CLASS = _dmx("CURVE-CLASS", "Cervical curve class")
 KEY_FRAME = _dmx("KEY-FRAME", "Key frame of the motion")
+ADI_MAX = _dmx("ADI-MAX", "Atlanto-dental interval, largest over the motion")
 ALGORITHM_FAMILY = _dmx("DMX", "Cervical motion analysis from digital motion X-ray")
 
 #: Curve classes (measurements.json ``curve.<key>.class`` and ``s_type``) as coded values.
@@ -88,6 +90,11 @@ FLAGS: dict[str, Code] = {
     Flag.INSUFFICIENT_MOTION.value: _dmx("FLAG-INSUFF", "Insufficient segmental motion"),
 }
 
+#: The atlanto-dental interval flag (spec section 7), a qualitative evaluation of the ADI group.
+ADI_FLAGS: dict[str, Code] = {
+    Flag.ADI_GT_3MM.value: _dmx("FLAG-ADI", "Atlanto-dental interval above threshold"),
+}
+
 #: Finding site of each level: the intervertebral disc (SNOMED CT).
 LEVEL_SITES: dict[str, Code] = {
     "C2-C3": codes.SCT.C2C3Disc,
@@ -112,10 +119,12 @@ def private_codes() -> list[Code]:
         CCI,
         CURVE_CLASS,
         KEY_FRAME,
+        ADI_MAX,
         ALGORITHM_FAMILY,
         *CURVE_CLASSES.values(),
         *(c for c in KEY_FRAMES.values() if c.scheme_designator == DMX_SCHEME),
         *FLAGS.values(),
+        *ADI_FLAGS.values(),
     ]
     return out
 

@@ -7,7 +7,9 @@ from neutral, the per-level uncertainty (1 SD, as a statistical property) when
 measurements.json has it, and each flag as a qualitative evaluation (present /
 absent; a flag that could not be evaluated is left out, never "absent"). One
 group per key frame (neutral, flexion, extension) holds the curve: Cobb angle
-(SNOMED CT), posterior-tangent ARA, Ishihara CCI and the curve class. Every
+(SNOMED CT), posterior-tangent ARA, Ishihara CCI and the curve class. When the
+atlanto-dental interval was measured, one group (tracking identifier ``ADI``,
+finding site the atlanto-axial joint) holds its largest value and flag. Every
 group names the algorithm (dmx, its version, the thresholds used) and
 references the source images with the key frame numbers.
 
@@ -204,6 +206,47 @@ def curve_group(
     )
 
 
+def adi_group(adi: dict[str, Any], *, source: SourceStudy, algorithm: Any, uid: str) -> Any | None:
+    """TID 1501 group of the atlanto-dental interval (``measurements.json`` ``adi``), or ``None``.
+
+    Holds the largest ADI over the motion (mm; the frame it was seen in is
+    referenced) and the ADI flag (present / absent; left out when not evaluated).
+    ``None`` when there is neither a value nor an evaluated flag (e.g. uncalibrated).
+    """
+    import highdicom.sr as hsr
+    import numpy as np
+
+    measurements = []
+    value = _number(adi.get("max_mm"))
+    if value is not None:
+        per_frame = np.array([np.nan if v is None else float(v) for v in adi.get("adi_mm") or []])
+        frames = [int(np.nanargmax(per_frame))] if np.isfinite(per_frame).any() else []
+        measurements.append(
+            hsr.Measurement(
+                name=codes.ADI_MAX,
+                value=value,
+                unit=codes.MILLIMETER,
+                referenced_images=_image_refs(source, frames, "measurement") if frames else None,
+            )
+        )
+    raised = set(adi.get("flags") or [])
+    not_evaluated = set(adi.get("flags_not_evaluated") or [])
+    evaluations = [
+        hsr.QualitativeEvaluation(concept, codes.PRESENT if flag in raised else codes.ABSENT)
+        for flag, concept in codes.ADI_FLAGS.items()
+        if flag in raised or flag not in not_evaluated
+    ]
+    if not measurements and not evaluations:
+        return None
+    return hsr.MeasurementsAndQualitativeEvaluations(
+        tracking_identifier=hsr.TrackingIdentifier(uid=uid, identifier="ADI"),
+        algorithm_id=algorithm,
+        finding_sites=[hsr.FindingSite(codes.ATLANTOAXIAL_JOINT)],
+        measurements=measurements or None,
+        qualitative_evaluations=evaluations or None,
+    )
+
+
 def build_sr(measurements: dict[str, Any], source: SourceStudy, *, measurements_text: str) -> Any:
     """The Comprehensive SR (TID 1500) of ``measurements`` in the source study.
 
@@ -250,6 +293,13 @@ def build_sr(measurements: dict[str, Any], source: SourceStudy, *, measurements_
                     uid=result_uid(measurements_text, f"tracking curve {key}"),
                 )
             )
+    adi = measurements.get("adi")
+    if isinstance(adi, dict):
+        group = adi_group(
+            adi, source=source, algorithm=algorithm, uid=result_uid(measurements_text, "tracking adi")
+        )
+        if group is not None:
+            groups.append(group)
     observer = hsr.ObserverContext(
         observer_type=hsr.CodedConcept.from_code(codes.DEVICE),
         observer_identifying_attributes=hsr.DeviceObserverIdentifyingAttributes(
