@@ -127,6 +127,19 @@ def _image_refs(source: SourceStudy, indices: list[int], kind: str) -> list[Any]
     ]
 
 
+def _flag_evaluations(block: dict[str, Any], concepts: dict[str, Any]) -> list[Any]:
+    """Each flag of ``block`` as present / absent (a flag not evaluated is left out, never absent)."""
+    import highdicom.sr as hsr
+
+    raised = set(block.get("flags") or [])
+    not_evaluated = set(block.get("flags_not_evaluated") or [])
+    return [
+        hsr.QualitativeEvaluation(concept, codes.PRESENT if flag in raised else codes.ABSENT)
+        for flag, concept in concepts.items()
+        if flag in raised or flag not in not_evaluated
+    ]
+
+
 def level_group(
     name: str,
     level: dict[str, Any],
@@ -155,13 +168,7 @@ def level_group(
                 referenced_images=_image_refs(source, frames, "measurement") if frames else None,
             )
         )
-    raised = set(level.get("flags") or [])
-    not_evaluated = set(level.get("flags_not_evaluated") or [])
-    evaluations = [
-        hsr.QualitativeEvaluation(concept, codes.PRESENT if flag in raised else codes.ABSENT)
-        for flag, concept in codes.FLAGS.items()
-        if flag in raised or flag not in not_evaluated
-    ]
+    evaluations = _flag_evaluations(level, codes.FLAGS)
     site = codes.LEVEL_SITES.get(name)
     return hsr.MeasurementsAndQualitativeEvaluations(
         tracking_identifier=hsr.TrackingIdentifier(uid=uid, identifier=name),
@@ -229,13 +236,7 @@ def adi_group(adi: dict[str, Any], *, source: SourceStudy, algorithm: Any, uid: 
                 referenced_images=_image_refs(source, frames, "measurement") if frames else None,
             )
         )
-    raised = set(adi.get("flags") or [])
-    not_evaluated = set(adi.get("flags_not_evaluated") or [])
-    evaluations = [
-        hsr.QualitativeEvaluation(concept, codes.PRESENT if flag in raised else codes.ABSENT)
-        for flag, concept in codes.ADI_FLAGS.items()
-        if flag in raised or flag not in not_evaluated
-    ]
+    evaluations = _flag_evaluations(adi, codes.ADI_FLAGS)
     if not measurements and not evaluations:
         return None
     return hsr.MeasurementsAndQualitativeEvaluations(
