@@ -48,7 +48,7 @@ from dmx.tracking.register import (
     register,
     rigid,
 )
-from dmx.tracking.robust import reject_inconsistent, static_mask
+from dmx.tracking.robust import inconsistent, reject_inconsistent, static_mask
 from dmx.tracking.types import Tracks
 
 #: Ratio of the actual RMS corner error to the white-noise Cramer-Rao estimate of the fit, measured on
@@ -64,6 +64,15 @@ ROTATION_NOISE_CORRELATION = 3.3
 
 #: Quality below which a tracked frame should not be used for measurement.
 TRUSTED_QUALITY = 0.6
+
+#: A body's fit is clear of occluders when its robust cost (``Fit.robust_cost``, 0..1) is at most this
+#: above the cost on the frames next to the reference (:meth:`_Tracker.clear`); otherwise it is refitted
+#: from its neighbours.
+CLEAR_MARGIN = 0.05
+
+#: A refit from the neighbours replaces the fit when its robust cost (``Fit.robust_cost``, 0..1) is lower
+#: by at least this.
+REANCHOR_GAIN = 0.02
 
 LEFT_IMAGE = "left the image"
 NOT_FOUND = "not found (occluded or changed appearance)"
@@ -82,6 +91,14 @@ class _State:
 
     history: list[tuple[int, np.ndarray]] = field(default_factory=list)  # (t, 3x3) good fits
     lost: bool = False
+    # the last frame where this body was clear of occluders (robust cost as on the frames next to the
+    # reference), with every body's accepted pose on it: where its neighbours carry it from
+    anchor: tuple[int, list[np.ndarray | None]] | None = None
+
+
+def _accepted(fit: Fit, quality: float) -> tuple[np.ndarray, float, float, float, float, float]:
+    """A fit accepted for a frame, as the tracker records it (see ``_Accepted``)."""
+    return (fit.transform, quality, fit.corner_std_px, fit.rotation_std_rad, fit.inliers, fit.robust_cost)
 
 
 def _quality(fit: Fit, *, min_visible: float) -> float:
@@ -381,8 +398,8 @@ class _Options:
 
 
 #: A body's accepted fit in one frame: (3x3 transform reference -> frame, quality, corner std in px,
-#: rotation std in rad).
-_Accepted = tuple[np.ndarray, float, float, float]
+#: rotation std in rad, inlier share, robust cost).
+_Accepted = tuple[np.ndarray, float, float, float, float, float]
 
 
 class _Tracker:
@@ -425,6 +442,7 @@ class _Tracker:
         self.rotation_precision = np.full((n_t, n_v), np.nan)
         self.reason: list[list[str | None]] = [[None] * n_v for _ in range(n_t)]
         self.templates = self._make_templates()
+        self.clear_cost = [math.inf] * n_v  # see calibrate_residuals
         self._start_at_reference()
 
     def _make_templates(self) -> list[Template | None]:
@@ -534,7 +552,20 @@ class _Tracker:
                         scales.append(fit.residual_scale)
             if scales:
                 scale = max(tpl.residual_scale, float(np.min(scales)))
-                self.templates[i] = replace(tpl, residual_scale=scale)
+                self.templates[i] = tpl = replace(tpl, residual_scale=scale)
+            # the robust cost of a body clear of occluders, against the calibrated residual
+            costs = []
+            for t_adj in (ref + 1, ref - 1):
+                if 0 <= t_adj < n_t:
+                    fit, q = self.fit_at(i, self.frames[t_adj], np.eye(3))
+                    if q >= self.opt.min_quality and np.isfinite(fit.robust_cost):
+                        costs.append(fit.robust_cost)
+            self.clear_cost[i] = min(costs, default=math.inf)
+
+    def clear(self, i: int, fit: _Accepted) -> bool:
+        """Body ``i``'s accepted fit is clear of occluders: its robust cost is as on the frames next to the
+        reference (within :data:`CLEAR_MARGIN`)."""
+        return fit[5] <= self.clear_cost[i] + CLEAR_MARGIN
 
     def plausible(self, i: int, a: np.ndarray, pred: np.ndarray | None, last: np.ndarray | None) -> bool:
         """Pose ``a`` of body ``i`` is within a plausible step of the last pose and of the prediction."""
@@ -552,7 +583,8 @@ class _Tracker:
 
     def run_pass(self, order: range, pool: ThreadPoolExecutor | None) -> None:
         """Track frame after frame in ``order``, starting from the reference poses."""
-        states = [_State(history=[(self.ref, np.eye(3))]) for _ in range(self.n_v)]
+        at_ref: list[np.ndarray | None] = [np.eye(3) if tpl is not None else None for tpl in self.templates]
+        states = [_State(history=[(self.ref, np.eye(3))], anchor=(self.ref, at_ref)) for _ in range(self.n_v)]
         for t in order:
             self.track_frame(t, states, pool)
 
@@ -576,7 +608,7 @@ class _Tracker:
                 last = states[i].history[-1][1] if states[i].history else None
                 if self.plausible(i, first[0].transform, preds[i], last):
                     fit0 = first[0]
-                    fits[i] = (fit0.transform, first[1], fit0.corner_std_px, fit0.rotation_std_rad)
+                    fits[i] = _accepted(fit0, first[1])
                     continue
             pending.append(i)
         # fallbacks next to a tracked neighbour first (bottom-up and top-down chains)
@@ -588,6 +620,7 @@ class _Tracker:
             pending.remove(i)
             best, why = self.recover(i, t, frame, firsts[i], preds[i], states, fits)
             fits[i] = self.judge(i, t, frame, best, why, preds[i], states[i])
+        self.reanchor(t, frame, fits, states)
         for i in range(self.n_v):
             if fits[i] is not None:
                 self.quality[t, i] = fits[i][1]
@@ -599,6 +632,48 @@ class _Tracker:
                 fits, self.quads, self.reason, self.quality, t, self.opt.max_overlap, self.has_corners
             )
         self.record(t, fits, states)
+
+    def reanchor(self, t: int, frame: np.ndarray, fits: list[_Accepted | None], states: list[_State]) -> None:
+        """Refit the bodies of frame ``t`` that an occluder covers from where their neighbours carry them.
+
+        An occluder's edge over a body makes a second optimum of the registration that moves with the
+        occluder; started near it (from the previous frame's pose, already pulled a little), the fit
+        follows it with a high quality. A body whose fit is not clear of occluders (:meth:`clear`) is
+        registered again from its pose on its last clear frame, moved as each tracked neighbour moved
+        since; the fit with the lower robust cost (``Fit.robust_cost``, by :data:`REANCHOR_GAIN`) is kept:
+        pixels the occluder covers cost the most at either optimum, the body's own match within noise at
+        the right one only.
+        """
+        for i in range(self.n_v):
+            fit, tpl, anchor = fits[i], self.templates[i], states[i].anchor
+            if fit is None or tpl is None or anchor is None or self.clear(i, fit):
+                continue
+            t0, poses0 = anchor
+            a_i0 = poses0[i]
+            if a_i0 is None:
+                continue
+            last = states[i].history[-1][1] if states[i].history else None
+            best = fit
+            for j in (i - 1, i + 1):
+                fit_j = fits[j] if 0 <= j < self.n_v else None
+                if fit_j is None or poses0[j] is None:
+                    continue
+                cand = fit_j[0] @ _rigid_inv(poses0[j]) @ a_i0
+                refit, q = self.fit_at(i, frame, cand)
+                if not refit.converged and refit.robust_cost < best[5] - REANCHOR_GAIN:
+                    refit, q = self.fit_at(i, frame, refit.transform, 1)  # slow to converge: carry on
+                if q < self.opt.min_quality or not refit.robust_cost < best[5] - REANCHOR_GAIN:
+                    continue
+                moved = np.abs(_corners(refit.transform, self.quads[i]) - _corners(fit[0], self.quads[i]))
+                if moved.max() < 0.1 or not self.plausible(i, refit.transform, None, last):
+                    continue
+                if self.has_corners[j] and self.has_corners[i]:  # where no neighbour could carry it
+                    size = min(tpl.size_px, _size(self.quads[j]))
+                    centres = (self.quads[i].mean(axis=0), self.quads[j].mean(axis=0))
+                    if inconsistent(refit.transform, fit_j[0], *centres, size):
+                        continue
+                best = _accepted(refit, q)
+            fits[i] = best
 
     def check_static(self, t: int, fits: list[_Accepted | None]) -> None:
         """Reject the bodies of frame ``t`` of which less than ``min_visible`` is clear of a blade.
@@ -682,6 +757,10 @@ class _Tracker:
         for c in cands + searched:
             fit, q = self.fit_at(i, frame, c)
             ok = self.plausible(i, fit.transform, None, last if gap <= 3 else None)
+            # never further from the last pose than the search reached (a look-alike elsewhere)
+            reach = radius + self.opt.max_step_frac * tpl.size_px
+            away = np.abs(_corners(fit.transform, self.quads[i]) - _corners(last, self.quads[i])).max()
+            ok = ok and bool(away <= reach)
             if ok and (best is None or q > best[1]):
                 best = (fit, q)
                 if q >= 0.9:
@@ -737,7 +816,7 @@ class _Tracker:
         elif q < self.opt.min_quality:
             self.reason[t][i] = NOT_FOUND
         else:
-            return (fit.transform, q, fit.corner_std_px, fit.rotation_std_rad)
+            return _accepted(fit, q)
         return None
 
     def record(self, t: int, fits: list[_Accepted | None], states: list[_State]) -> None:
@@ -748,7 +827,7 @@ class _Tracker:
                 if self.templates[i] is not None:
                     states[i].lost = True
                 continue
-            a, _q, std, rot_std = fit
+            a, _q, std, rot_std = fit[:4]
             self.precision[t, i] = NOISE_CORRELATION * std
             self.rotation_precision[t, i] = ROTATION_NOISE_CORRELATION * math.degrees(rot_std)
             self.transforms[t, i] = a[:2]
@@ -758,6 +837,11 @@ class _Tracker:
             st.lost = False
             st.history.append((t, a))
             del st.history[:-3]
+        poses = [f[0] if f is not None else None for f in fits]
+        for i in range(self.n_v):
+            fit = fits[i]
+            if fit is not None and self.clear(i, fit):
+                states[i].anchor = (t, poses)
 
     def tracks(self) -> Tracks:
         """The result as :class:`Tracks`."""
@@ -790,7 +874,7 @@ def neighbour_violation(upper: np.ndarray, lower: np.ndarray, *, max_overlap: fl
 
 
 def _check_anatomy(
-    fits: list[tuple[np.ndarray, float, float, float] | None],
+    fits: list[_Accepted | None],
     quads: list[np.ndarray],
     reason: list[list[str | None]],
     quality: np.ndarray,
