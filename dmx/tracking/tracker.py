@@ -5,8 +5,12 @@ template cut from the landmark frame), so errors do not accumulate; previous
 frames only predict the starting guess (constant velocity of the rigid motion).
 When that fails, candidates from the last good pose and from the neighbouring
 bodies' motion are tried, with a coarse rotation/translation search
-(:func:`cv2.matchTemplate`) on the coarsest pyramid level. A frame is reported
-NaN with a reason rather than drifting silently.
+(:func:`cv2.matchTemplate`) on the coarsest pyramid level. A body that an
+occluder covers (its robust cost above what it was next to the reference) is
+registered a second time from where its neighbours carry it, and the fit of
+lower robust cost kept (:meth:`_Tracker.reanchor`): an occluder's edge makes a
+second optimum that moves with the occluder. A frame is reported NaN with a
+reason rather than drifting silently.
 
 C1 has no corners: when the landmarks give ``C1.arch_post`` it is followed as a rigid body too, from a
 template around its anterior arch (:func:`dmx.tracking.atlas.arch_region_px`), by the same registration,
@@ -74,6 +78,9 @@ CLEAR_MARGIN = 0.05
 #: by at least this.
 REANCHOR_GAIN = 0.02
 
+#: No refit when the neighbours carry the body to within this of its fit (corners, pixels): the same optimum.
+REANCHOR_NEAR_PX = 0.5
+
 LEFT_IMAGE = "left the image"
 NOT_FOUND = "not found (occluded or changed appearance)"
 DIVERGED = "registration diverged"
@@ -92,7 +99,8 @@ class _State:
     history: list[tuple[int, np.ndarray]] = field(default_factory=list)  # (t, 3x3) good fits
     lost: bool = False
     # the last frame where this body was clear of occluders (robust cost as on the frames next to the
-    # reference), with every body's accepted pose on it: where its neighbours carry it from
+    # reference) or confirmed by a refit, with every body's accepted pose on it: where its neighbours
+    # carry it from (see _Tracker.reanchor)
     anchor: tuple[int, list[np.ndarray | None]] | None = None
 
 
@@ -410,7 +418,8 @@ class _Tracker:
     reference (:meth:`calibrate_residuals`); then a forward and a backward pass (:meth:`run_pass`), each
     tracking frame after frame (:meth:`track_frame`): register every body from its predicted pose,
     accept the good and plausible fits, recover the others from the last pose, the neighbours' motion
-    and a coarse search (:meth:`recover`), judge what was found (:meth:`judge`), check the anatomy, and
+    and a coarse search (:meth:`recover`), judge what was found (:meth:`judge`), refit the bodies an
+    occluder covers from where their neighbours carry them (:meth:`reanchor`), check the anatomy, and
     record the accepted poses (:meth:`record`).
     """
 
@@ -443,6 +452,7 @@ class _Tracker:
         self.reason: list[list[str | None]] = [[None] * n_v for _ in range(n_t)]
         self.templates = self._make_templates()
         self.clear_cost = [math.inf] * n_v  # see calibrate_residuals
+        self.verified: set[int] = set()  # bodies of the current frame whose fit reanchor confirmed
         self._start_at_reference()
 
     def _make_templates(self) -> list[Template | None]:
@@ -639,11 +649,15 @@ class _Tracker:
         An occluder's edge over a body makes a second optimum of the registration that moves with the
         occluder; started near it (from the previous frame's pose, already pulled a little), the fit
         follows it with a high quality. A body whose fit is not clear of occluders (:meth:`clear`) is
-        registered again from its pose on its last clear frame, moved as each tracked neighbour moved
-        since; the fit with the lower robust cost (``Fit.robust_cost``, by :data:`REANCHOR_GAIN`) is kept:
-        pixels the occluder covers cost the most at either optimum, the body's own match within noise at
-        the right one only.
+        registered again from its pose on its anchor frame (``_State.anchor``), moved as its clearest
+        tracked neighbour moved since (unless that is within :data:`REANCHOR_NEAR_PX` of the fit); the
+        fit with the lower robust cost (``Fit.robust_cost``, by :data:`REANCHOR_GAIN`) is kept, if the
+        step from the last pose is plausible and the neighbour agrees with it: pixels the occluder covers
+        cost the most at either optimum, the body's own match within noise at the right one only. A
+        refit that replaces the fit, or lands on it (within 0.1 px), confirms it: the frame becomes the
+        body's anchor (``self.verified``) as a clear one does.
         """
+        self.verified = set()
         for i in range(self.n_v):
             fit, tpl, anchor = fits[i], self.templates[i], states[i].anchor
             if fit is None or tpl is None or anchor is None or self.clear(i, fit):
@@ -652,28 +666,62 @@ class _Tracker:
             a_i0 = poses0[i]
             if a_i0 is None:
                 continue
-            last = states[i].history[-1][1] if states[i].history else None
-            best = fit
-            for j in (i - 1, i + 1):
-                fit_j = fits[j] if 0 <= j < self.n_v else None
-                if fit_j is None or poses0[j] is None:
-                    continue
+            # carriers: the tracked neighbours, bodies before C1's arch, the clearest first; the next one
+            # only when the first neither finds the same optimum nor a better one
+            carriers = [
+                j
+                for j in (i - 1, i + 1)
+                if 0 <= j < self.n_v and fits[j] is not None and poses0[j] is not None
+            ]
+            carriers.sort(key=lambda k: (not self.has_corners[k], fits[k][5] - self.clear_cost[k]))  # type: ignore[index]
+            for j in carriers:
+                fit_j = fits[j]
+                assert fit_j is not None and poses0[j] is not None
                 cand = fit_j[0] @ _rigid_inv(poses0[j]) @ a_i0
-                refit, q = self.fit_at(i, frame, cand)
-                if not refit.converged and refit.robust_cost < best[5] - REANCHOR_GAIN:
-                    refit, q = self.fit_at(i, frame, refit.transform, 1)  # slow to converge: carry on
-                if q < self.opt.min_quality or not refit.robust_cost < best[5] - REANCHOR_GAIN:
-                    continue
-                moved = np.abs(_corners(refit.transform, self.quads[i]) - _corners(fit[0], self.quads[i]))
-                if moved.max() < 0.1 or not self.plausible(i, refit.transform, None, last):
-                    continue
-                if self.has_corners[j] and self.has_corners[i]:  # where no neighbour could carry it
-                    size = min(tpl.size_px, _size(self.quads[j]))
-                    centres = (self.quads[i].mean(axis=0), self.quads[j].mean(axis=0))
-                    if inconsistent(refit.transform, fit_j[0], *centres, size):
-                        continue
-                best = _accepted(refit, q)
-            fits[i] = best
+                found = self._carried_refit(i, j, frame, fit, fit_j, cand, states[i])
+                if found is not None:
+                    if found is not fit:
+                        fits[i] = found
+                    break
+
+    def _carried_refit(
+        self,
+        i: int,
+        j: int,
+        frame: np.ndarray,
+        fit: _Accepted,
+        fit_j: _Accepted,
+        cand: np.ndarray,
+        state: _State,
+    ) -> _Accepted | None:
+        """Body ``i`` registered from ``cand``, where neighbour ``j`` carries it (see :meth:`reanchor`).
+
+        Returns ``fit`` when the start is that fit's optimum (within :data:`REANCHOR_NEAR_PX`, or the refit
+        lands on it: then it is confirmed, ``self.verified``), the refit when it is better, and None when
+        it settles nothing.
+        """
+        tpl = self.templates[i]
+        assert tpl is not None
+        quad = self.quads[i]
+        if np.abs(_corners(cand, quad) - _corners(fit[0], quad)).max() < REANCHOR_NEAR_PX:
+            return fit  # carried to where it is: the same optimum
+        refit, q = self.fit_at(i, frame, cand, 1)
+        if not refit.converged and refit.robust_cost < fit[5] - REANCHOR_GAIN:
+            refit, q = self.fit_at(i, frame, refit.transform, 1)  # slow to converge: carry on
+        if np.abs(_corners(refit.transform, quad) - _corners(fit[0], quad)).max() < 0.1:
+            self.verified.add(i)  # the chain's start found the same optimum: a new anchor
+            return fit
+        if q < self.opt.min_quality or not refit.robust_cost < fit[5] - REANCHOR_GAIN:
+            return None
+        last = state.history[-1][1] if state.history else None
+        if not self.plausible(i, refit.transform, None, last):
+            return None
+        if self.has_corners[j] and self.has_corners[i]:  # the carrier agrees with where it lands
+            size = min(tpl.size_px, _size(self.quads[j]))
+            if inconsistent(refit.transform, fit_j[0], quad.mean(axis=0), self.quads[j].mean(axis=0), size):
+                return None
+        self.verified.add(i)
+        return _accepted(refit, q)
 
     def check_static(self, t: int, fits: list[_Accepted | None]) -> None:
         """Reject the bodies of frame ``t`` of which less than ``min_visible`` is clear of a blade.
@@ -840,7 +888,7 @@ class _Tracker:
         poses = [f[0] if f is not None else None for f in fits]
         for i in range(self.n_v):
             fit = fits[i]
-            if fit is not None and self.clear(i, fit):
+            if fit is not None and (self.clear(i, fit) or i in self.verified):
                 states[i].anchor = (t, poses)
 
     def tracks(self) -> Tracks:
