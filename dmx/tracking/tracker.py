@@ -81,6 +81,12 @@ REANCHOR_GAIN = 0.02
 #: No refit when the neighbours carry the body to within this of its fit (corners, pixels): the same optimum.
 REANCHOR_NEAR_PX = 0.5
 
+#: A fit that no refit confirms is rejected (:data:`INCONSISTENT`) when its neighbours carry the body
+#: further from it than this fraction of the body's size, plus ``DOUBT_STEP_FRAC`` of it per frame since
+#: its anchor frame (a motion segment moves its body by well under 0.05 of its size per frame at 15 fps).
+DOUBT_FRAC = 0.1
+DOUBT_STEP_FRAC = 0.05
+
 LEFT_IMAGE = "left the image"
 NOT_FOUND = "not found (occluded or changed appearance)"
 DIVERGED = "registration diverged"
@@ -655,7 +661,9 @@ class _Tracker:
         step from the last pose is plausible and the neighbour agrees with it: pixels the occluder covers
         cost the most at either optimum, the body's own match within noise at the right one only. A
         refit that replaces the fit, or lands on it (within 0.1 px), confirms it: the frame becomes the
-        body's anchor (``self.verified``) as a clear one does.
+        body's anchor (``self.verified``) as a clear one does. A fit that nothing confirms, and that lies
+        further from where the neighbours carry the body than the segment could have moved since the
+        anchor (:data:`DOUBT_FRAC`, :data:`DOUBT_STEP_FRAC`), is rejected with :data:`INCONSISTENT`.
         """
         self.verified = set()
         for i in range(self.n_v):
@@ -674,6 +682,7 @@ class _Tracker:
                 if 0 <= j < self.n_v and fits[j] is not None and poses0[j] is not None
             ]
             carriers.sort(key=lambda k: (not self.has_corners[k], fits[k][5] - self.clear_cost[k]))  # type: ignore[index]
+            apart = math.inf  # how far the neighbours carry the body from its fit (corners, px)
             for j in carriers:
                 fit_j = fits[j]
                 assert fit_j is not None and poses0[j] is not None
@@ -683,6 +692,19 @@ class _Tracker:
                     if found is not fit:
                         fits[i] = found
                     break
+                apart = min(
+                    apart,
+                    float(np.abs(_corners(cand, self.quads[i]) - _corners(fit[0], self.quads[i])).max()),
+                )
+            else:
+                # nothing confirms the fit, and the neighbours put the body further from it than the
+                # segment can move in the frames since the anchor: an occluder's optimum, not followed
+                # (C1's arch is never rejected this way: it has no corners and is no body)
+                allowed = (DOUBT_FRAC + DOUBT_STEP_FRAC * abs(t - t0)) * tpl.size_px
+                if self.has_corners[i] and carriers and apart > allowed:
+                    self.reason[t][i] = INCONSISTENT
+                    self.quality[t, i] = min(float(fit[1]), 0.2)
+                    fits[i] = None
 
     def _carried_refit(
         self,
