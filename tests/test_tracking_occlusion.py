@@ -8,8 +8,9 @@ from dmx.anatomy import Vertebra
 from dmx.phantom.scenes import make_scene
 from dmx.tracking import TRUSTED_QUALITY, track
 from dmx.tracking import tracker as tracker_mod
-from dmx.tracking.register import make_template, rigid, spread_outliers
+from dmx.tracking.register import FrameROI, make_template, needed_box, register, rigid, spread_outliers
 from dmx.tracking.robust import inconsistent, reject_inconsistent, static_mask
+from dmx.tracking.types import rigid_from_corners
 
 
 def _blade(frames: np.ndarray, rows: int) -> np.ndarray:
@@ -99,3 +100,103 @@ def test_spread_outliers_rejects_the_neighbours_of_rejected_pixels_only():
     assert (out[d <= 2.0] == 0.0).all()
     assert (out[d > 2.9] == 1.0).all()
     assert spread_outliers(level, w, 0.4) is w  # below one pixel: unchanged
+
+
+def test_robust_cost_tells_the_right_optimum_from_a_shifted_one():
+    s = make_scene(shape=(200, 200), n_frames=2, noise=3.0, amplitude_deg=1.0, seed=4)
+    frame = s.frames[1]
+    quad = s.landmarks.corners_px[Vertebra.C4]
+    tpl = make_template(s.frames[0], quad, highpass_sigma_px=0.1 * 30.0)
+    c4 = s.vertebrae.index(Vertebra.C4)
+    right = np.eye(3)
+    right[:2] = rigid_from_corners(s.truth_px[:, c4 : c4 + 1])[1, 0]
+    roi = FrameROI(frame, needed_box(tpl, right, frame.shape, 30.0), tpl)
+    good = register(tpl, roi, right, first_level=0)
+    assert np.abs(good.transform[:2, 2] - right[:2, 2]).max() < 0.3
+    assert 0.0 < good.robust_cost < 0.35
+    # another body's template (C5's, same size and outline, its own texture) fitted at C4's place
+    other = make_template(s.frames[0], s.landmarks.corners_px[Vertebra.C5], highpass_sigma_px=0.1 * 30.0)
+    shift = np.eye(3)
+    shift[:2, 2] = quad.mean(axis=0) - other.centre_px
+    start = right @ shift
+    bad = register(other, FrameROI(frame, needed_box(other, start, frame.shape, 30.0), other), start)
+    assert bad.robust_cost > good.robust_cost + 0.2
+    assert bad.robust_cost <= 1.0
+
+
+def test_a_body_found_again_while_its_neighbour_is_lost_is_checked_against_the_next_one():
+    centres = [np.array([100.0, 60.0 + 40.0 * k]) for k in range(4)]
+    sizes = [30.0] * 4
+    poses = [rigid(math.radians(3.0 * (3 - k)), 0.0, 0.0, centres[k] + [0.0, 20.0]) for k in range(4)]
+    # C3-like body lost; the top one found 40 px down (onto the lost body's place): rejected
+    found = list(poses)
+    found[1] = None
+    found[0] = rigid(0.0, 0.0, 40.0, centres[0]) @ poses[0]
+    assert reject_inconsistent(found, centres, sizes, [True] * 4) == [0]
+    # where it belongs it is kept, and without the gap rule nothing checks it
+    kept = list(poses)
+    kept[1] = None
+    assert reject_inconsistent(kept, centres, sizes, [True] * 4) == []
+    assert reject_inconsistent(found, centres, sizes, [True] * 4, max_gap=0) == []
+
+
+def _mandible_phantom(**kwargs):
+    """The mandible case of ``benchmarks/tracking.py --appearance all`` (mandible over C2-C4 in deep
+    flexion, shoulders over C7)."""
+    from dataclasses import replace
+
+    from dmx.phantom import Appearance, Family, draw_appearance, make_phantom
+
+    occ = draw_appearance("occluders", seed=40).occluders
+    heavy = replace(occ, mandible_shift_mm=(-4.0, -4.0), mandible_gain=2.2, shoulder_shift_mm=(0.0, 10.0))
+    return make_phantom(
+        seed=40,
+        rom_deg={"C0-C1": 24.0, "C1-C2": 14.0, "C2-C3": 12.0, "C3-C4": 15.0},
+        flexion_fraction=0.75,
+        appearance=Appearance((Family.OCCLUDERS,), occluders=heavy),
+        **kwargs,
+    )
+
+
+def test_mandible_over_c2_in_deep_flexion_gives_no_trusted_wrong_c2():
+    """The benchmark's mandible case (issue #13): C2 was followed 2-17 px off with quality >= 0.6."""
+    from dmx.phantom import truth_corners
+
+    ph = _mandible_phantom(frames=60)
+    tr = track(ph.frames, ph.landmarks)
+    truth = truth_corners(ph.truth, tr.bodies)
+    cols = [tr.vertebrae.index(v) for v in tr.bodies]
+    err = np.linalg.norm(tr.corners_px[:, cols] - truth, axis=-1).max(axis=-1)
+    trusted = np.isfinite(err) & (np.nan_to_num(tr.quality[:, cols]) >= TRUSTED_QUALITY)
+    c2 = tr.bodies.index(Vertebra.C2)
+    assert trusted[:, c2].mean() > 0.6  # followed outside deep flexion (lost there, with a reason)
+    assert err[trusted[:, c2], c2].max() < 1.0, err[:, c2]
+    assert all(tr.reason[t][cols[c2]] for t in np.flatnonzero(~trusted[:, c2]))
+    # its rotation: the C2-C3 disc angle against the truth over the frames both are trusted
+    from dmx.measure.segmental import level_series
+
+    h = float(ph.truth["h"])
+    both = trusted[:, c2] & trusted[:, c2 + 1]
+    got = level_series(tr.corners_px[:, cols[c2]], tr.corners_px[:, cols[c2 + 1]], h=h).angle_deg
+    want = level_series(truth[:, c2], truth[:, c2 + 1], h=h).angle_deg
+    e = np.abs(got - want)[both]
+    assert np.median(e) < 0.25 and e.max() < 1.0, e
+
+
+def test_a_fit_the_neighbours_do_not_confirm_is_not_followed():
+    """The same case in 30 frames (384 px, fast motion): on frame 2 the mandible pulls C2 7.7 px off
+    with quality 1.0, and the start its neighbours give (about 8 px from it, one frame after its last
+    clear frame) does not converge: nothing confirms the fit, so it is rejected, not trusted."""
+    from dmx.phantom import truth_corners
+
+    ph = _mandible_phantom(frames=30, rows=384, cols=384)
+    tr = track(ph.frames, ph.landmarks)
+    c2 = tr.vertebrae.index(Vertebra.C2)
+    truth = truth_corners(ph.truth, (Vertebra.C2,))[:, 0]
+    err = np.linalg.norm(tr.corners_px[:, c2] - truth, axis=-1).max(axis=-1)
+    trusted = np.isfinite(err) & (np.nan_to_num(tr.quality[:, c2]) >= TRUSTED_QUALITY)
+    assert tr.reason[2][c2] == tracker_mod.INCONSISTENT
+    assert tr.quality[2, c2] <= 0.2
+    assert trusted[:2].all() and err[:2].max() < 2.0  # the frames before: followed (1.9 px at most)
+    assert not trusted[2:11].any()  # then lost (with reasons) while the mandible covers it
+    assert all(tr.reason[t][c2] for t in range(2, 11))

@@ -360,6 +360,11 @@ class Fit:
     rotation_std_rad : float
         Expected standard deviation of the rotation from the inverse Hessian (radians; precision, like
         ``corner_std_px``).
+    robust_cost : float
+        The robust objective at the final estimate: mean Tukey loss of the residual in units of the
+        expected residual (``Template.residual_scale``), over the whole template (parts outside the
+        frame at the full loss), 0 (perfect) to 1 (nothing matches). Comparable between fits of one
+        template to one frame, so that of two optima the better one can be told.
     """
 
     transform: np.ndarray
@@ -372,6 +377,7 @@ class Fit:
     corner_std_px: float
     iterations: int
     rotation_std_rad: float = float("nan")
+    robust_cost: float = float("nan")
 
 
 class _LazyPyramid:
@@ -741,6 +747,10 @@ def register(
     ref = template.residual_scale
     inl = (np.abs(e) < 3.5 * ref) & (w0 > 0)
     inliers = float((weight * inl).sum() / max(template.weight_total, 1e-12))
+    # Tukey's loss, scaled to 0..1, at the expected residual (pixels outside the frame: 1)
+    u = np.minimum(np.square(e / (_TUKEY_C * ref)), 1.0)
+    loss = np.where(w0 > 0, 1.0 - (1.0 - u) ** 3, 1.0)
+    robust_cost = float((weight * loss).sum() / max(template.weight_total, 1e-12))
     wi = weight * inl
     if wi.sum() > 0:
         mt = (wi * values).sum() / wi.sum()
@@ -759,7 +769,9 @@ def register(
         rotation_std = math.sqrt(max(cov[0, 0], 0.0))
     except np.linalg.LinAlgError:
         corner_std = rotation_std = float("inf")
-    return Fit(a, converged, visible, inliers, sigma, gain, zncc, corner_std, iters, rotation_std)
+    return Fit(
+        a, converged, visible, inliers, sigma, gain, zncc, corner_std, iters, rotation_std, robust_cost
+    )
 
 
 def spread_outliers(level: _Level, robust_w: np.ndarray, radius: float) -> np.ndarray:

@@ -83,8 +83,10 @@ def inconsistent(
     *,
     max_rotation_deg: float = 30.0,
     max_translation_frac: float = 0.25,
+    segments: int = 1,
 ) -> bool:
-    """Body ``i``'s pose cannot be reached from neighbour ``j``'s by a cervical motion segment.
+    """Body ``i``'s pose cannot be reached from neighbour ``j``'s by a cervical motion segment (or by
+    ``segments`` of them, when the bodies between are not tracked: the limits scale with it).
 
     Relative to its neighbour, a body rotates by at most ``max_rotation_deg`` over a whole cine (the
     largest segmental ROM is about 20 degrees) about a centre near the disc between them, and slides
@@ -94,10 +96,10 @@ def inconsistent(
     segmental translation a cine shows).
     """
     theta, moved = segmental_motion(a_i, a_j, centre_i)
-    if abs(theta) > max_rotation_deg:
+    if abs(theta) > segments * max_rotation_deg:
         return True
     arm = float(np.hypot(*(centre_i - centre_j))) + 0.5 * size_px
-    allowed = 2.0 * arm * abs(math.sin(math.radians(theta) / 2.0)) + max_translation_frac * size_px
+    allowed = 2.0 * arm * abs(math.sin(math.radians(theta) / 2.0)) + segments * max_translation_frac * size_px
     return moved > allowed
 
 
@@ -106,26 +108,41 @@ def reject_inconsistent(
     centres: list[np.ndarray],
     sizes: list[float],
     checked: list[bool],
+    *,
+    max_gap: int = 1,
 ) -> list[int]:
     """Bodies whose pose no tracked neighbour supports (see :func:`inconsistent`).
 
     ``poses`` are the accepted 3x3 poses of one frame (None: not tracked), top to bottom; only
     bodies with ``checked`` take part (C1, without corners, is left out: it must never cost a body).
-    A body is rejected when at least one tracked neighbour disagrees with it and none agrees: of two
-    neighbours that disagree, the one whose other neighbour supports it is kept.
+    A body's neighbours are the nearest tracked bodies above and below it, up to ``max_gap`` untracked
+    bodies away (a body found again while its neighbour is lost is checked against the next one). A
+    body is rejected when at least one neighbour disagrees with it and none agrees: of two neighbours
+    that disagree, the one whose other neighbour supports it is kept.
     """
     n = len(poses)
     live = [poses[i] is not None and checked[i] for i in range(n)]
 
+    def neighbours(i: int) -> list[int]:
+        out = []
+        for step in (-1, 1):
+            for j in range(i + step, i + step * (max_gap + 2), step):
+                if not 0 <= j < n:
+                    break
+                if live[j]:
+                    out.append(j)
+                    break
+        return out
+
     def votes(i: int) -> tuple[int, int]:
         agree = disagree = 0
-        for j in (i - 1, i + 1):
-            if 0 <= j < n and live[j]:
-                size = min(sizes[i], sizes[j])
-                if inconsistent(poses[i], poses[j], centres[i], centres[j], size):  # type: ignore[arg-type]
-                    disagree += 1
-                else:
-                    agree += 1
+        for j in neighbours(i):
+            size = min(sizes[i], sizes[j])
+            segments = abs(i - j)
+            if inconsistent(poses[i], poses[j], centres[i], centres[j], size, segments=segments):  # type: ignore[arg-type]
+                disagree += 1
+            else:
+                agree += 1
         return agree, disagree
 
     out: list[int] = []
@@ -140,7 +157,7 @@ def reject_inconsistent(
     # (an isolated disagreeing pair: both, as nothing tells which is right)
     lone = [i for i in range(n) if live[i] and votes(i) == (0, 1)]
     for i in lone:
-        j = next(j for j in (i - 1, i + 1) if 0 <= j < n and live[j])
+        j = neighbours(i)[0]
         if votes(j)[0] >= 1 or j in lone:
             out.append(i)
     for i in out:

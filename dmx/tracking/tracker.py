@@ -5,8 +5,12 @@ template cut from the landmark frame), so errors do not accumulate; previous
 frames only predict the starting guess (constant velocity of the rigid motion).
 When that fails, candidates from the last good pose and from the neighbouring
 bodies' motion are tried, with a coarse rotation/translation search
-(:func:`cv2.matchTemplate`) on the coarsest pyramid level. A frame is reported
-NaN with a reason rather than drifting silently.
+(:func:`cv2.matchTemplate`) on the coarsest pyramid level. A body that an
+occluder covers (its robust cost above what it was next to the reference) is
+registered a second time from where its neighbours carry it, and the fit of
+lower robust cost kept (:meth:`_Tracker.reanchor`): an occluder's edge makes a
+second optimum that moves with the occluder. A frame is reported NaN with a
+reason rather than drifting silently.
 
 C1 has no corners: when the landmarks give ``C1.arch_post`` it is followed as a rigid body too, from a
 template around its anterior arch (:func:`dmx.tracking.atlas.arch_region_px`), by the same registration,
@@ -48,7 +52,7 @@ from dmx.tracking.register import (
     register,
     rigid,
 )
-from dmx.tracking.robust import reject_inconsistent, static_mask
+from dmx.tracking.robust import inconsistent, reject_inconsistent, static_mask
 from dmx.tracking.types import Tracks
 
 #: Ratio of the actual RMS corner error to the white-noise Cramer-Rao estimate of the fit, measured on
@@ -64,6 +68,24 @@ ROTATION_NOISE_CORRELATION = 3.3
 
 #: Quality below which a tracked frame should not be used for measurement.
 TRUSTED_QUALITY = 0.6
+
+#: A body's fit is clear of occluders when its robust cost (``Fit.robust_cost``, 0..1) is at most this
+#: above the cost on the frames next to the reference (:meth:`_Tracker.clear`); otherwise it is refitted
+#: from its neighbours.
+CLEAR_MARGIN = 0.05
+
+#: A refit from the neighbours replaces the fit when its robust cost (``Fit.robust_cost``, 0..1) is lower
+#: by at least this.
+REANCHOR_GAIN = 0.02
+
+#: No refit when the neighbours carry the body to within this of its fit (corners, pixels): the same optimum.
+REANCHOR_NEAR_PX = 0.5
+
+#: A fit that no refit confirms is rejected (:data:`INCONSISTENT`) when its neighbours carry the body
+#: further from it than this fraction of the body's size, plus ``DOUBT_STEP_FRAC`` of it per frame since
+#: its anchor frame (a motion segment moves its body by well under 0.05 of its size per frame at 15 fps).
+DOUBT_FRAC = 0.1
+DOUBT_STEP_FRAC = 0.05
 
 LEFT_IMAGE = "left the image"
 NOT_FOUND = "not found (occluded or changed appearance)"
@@ -82,6 +104,15 @@ class _State:
 
     history: list[tuple[int, np.ndarray]] = field(default_factory=list)  # (t, 3x3) good fits
     lost: bool = False
+    # the last frame where this body was clear of occluders (robust cost as on the frames next to the
+    # reference) or confirmed by a refit, with every body's accepted pose on it: where its neighbours
+    # carry it from (see _Tracker.reanchor)
+    anchor: tuple[int, list[np.ndarray | None]] | None = None
+
+
+def _accepted(fit: Fit, quality: float) -> tuple[np.ndarray, float, float, float, float, float]:
+    """A fit accepted for a frame, as the tracker records it (see ``_Accepted``)."""
+    return (fit.transform, quality, fit.corner_std_px, fit.rotation_std_rad, fit.inliers, fit.robust_cost)
 
 
 def _quality(fit: Fit, *, min_visible: float) -> float:
@@ -381,8 +412,8 @@ class _Options:
 
 
 #: A body's accepted fit in one frame: (3x3 transform reference -> frame, quality, corner std in px,
-#: rotation std in rad).
-_Accepted = tuple[np.ndarray, float, float, float]
+#: rotation std in rad, inlier share, robust cost).
+_Accepted = tuple[np.ndarray, float, float, float, float, float]
 
 
 class _Tracker:
@@ -393,7 +424,8 @@ class _Tracker:
     reference (:meth:`calibrate_residuals`); then a forward and a backward pass (:meth:`run_pass`), each
     tracking frame after frame (:meth:`track_frame`): register every body from its predicted pose,
     accept the good and plausible fits, recover the others from the last pose, the neighbours' motion
-    and a coarse search (:meth:`recover`), judge what was found (:meth:`judge`), check the anatomy, and
+    and a coarse search (:meth:`recover`), judge what was found (:meth:`judge`), refit the bodies an
+    occluder covers from where their neighbours carry them (:meth:`reanchor`), check the anatomy, and
     record the accepted poses (:meth:`record`).
     """
 
@@ -425,6 +457,8 @@ class _Tracker:
         self.rotation_precision = np.full((n_t, n_v), np.nan)
         self.reason: list[list[str | None]] = [[None] * n_v for _ in range(n_t)]
         self.templates = self._make_templates()
+        self.clear_cost = [math.inf] * n_v  # see calibrate_residuals
+        self.verified: set[int] = set()  # bodies of the current frame whose fit reanchor confirmed
         self._start_at_reference()
 
     def _make_templates(self) -> list[Template | None]:
@@ -534,7 +568,20 @@ class _Tracker:
                         scales.append(fit.residual_scale)
             if scales:
                 scale = max(tpl.residual_scale, float(np.min(scales)))
-                self.templates[i] = replace(tpl, residual_scale=scale)
+                self.templates[i] = tpl = replace(tpl, residual_scale=scale)
+            # the robust cost of a body clear of occluders, against the calibrated residual
+            costs = []
+            for t_adj in (ref + 1, ref - 1):
+                if 0 <= t_adj < n_t:
+                    fit, q = self.fit_at(i, self.frames[t_adj], np.eye(3))
+                    if q >= self.opt.min_quality and np.isfinite(fit.robust_cost):
+                        costs.append(fit.robust_cost)
+            self.clear_cost[i] = min(costs, default=math.inf)
+
+    def clear(self, i: int, fit: _Accepted) -> bool:
+        """Body ``i``'s accepted fit is clear of occluders: its robust cost is as on the frames next to the
+        reference (within :data:`CLEAR_MARGIN`)."""
+        return fit[5] <= self.clear_cost[i] + CLEAR_MARGIN
 
     def plausible(self, i: int, a: np.ndarray, pred: np.ndarray | None, last: np.ndarray | None) -> bool:
         """Pose ``a`` of body ``i`` is within a plausible step of the last pose and of the prediction."""
@@ -552,7 +599,8 @@ class _Tracker:
 
     def run_pass(self, order: range, pool: ThreadPoolExecutor | None) -> None:
         """Track frame after frame in ``order``, starting from the reference poses."""
-        states = [_State(history=[(self.ref, np.eye(3))]) for _ in range(self.n_v)]
+        at_ref: list[np.ndarray | None] = [np.eye(3) if tpl is not None else None for tpl in self.templates]
+        states = [_State(history=[(self.ref, np.eye(3))], anchor=(self.ref, at_ref)) for _ in range(self.n_v)]
         for t in order:
             self.track_frame(t, states, pool)
 
@@ -576,7 +624,7 @@ class _Tracker:
                 last = states[i].history[-1][1] if states[i].history else None
                 if self.plausible(i, first[0].transform, preds[i], last):
                     fit0 = first[0]
-                    fits[i] = (fit0.transform, first[1], fit0.corner_std_px, fit0.rotation_std_rad)
+                    fits[i] = _accepted(fit0, first[1])
                     continue
             pending.append(i)
         # fallbacks next to a tracked neighbour first (bottom-up and top-down chains)
@@ -588,6 +636,7 @@ class _Tracker:
             pending.remove(i)
             best, why = self.recover(i, t, frame, firsts[i], preds[i], states, fits)
             fits[i] = self.judge(i, t, frame, best, why, preds[i], states[i])
+        self.reanchor(t, frame, fits, states)
         for i in range(self.n_v):
             if fits[i] is not None:
                 self.quality[t, i] = fits[i][1]
@@ -599,6 +648,102 @@ class _Tracker:
                 fits, self.quads, self.reason, self.quality, t, self.opt.max_overlap, self.has_corners
             )
         self.record(t, fits, states)
+
+    def reanchor(self, t: int, frame: np.ndarray, fits: list[_Accepted | None], states: list[_State]) -> None:
+        """Refit the bodies of frame ``t`` that an occluder covers from where their neighbours carry them.
+
+        An occluder's edge over a body makes a second optimum of the registration that moves with the
+        occluder; started near it (from the previous frame's pose, already pulled a little), the fit
+        follows it with a high quality. A body whose fit is not clear of occluders (:meth:`clear`) is
+        registered again from its pose on its anchor frame (``_State.anchor``), moved as its clearest
+        tracked neighbour moved since (unless that is within :data:`REANCHOR_NEAR_PX` of the fit); the
+        fit with the lower robust cost (``Fit.robust_cost``, by :data:`REANCHOR_GAIN`) is kept, if the
+        step from the last pose is plausible and the neighbour agrees with it: pixels the occluder covers
+        cost the most at either optimum, the body's own match within noise at the right one only. A
+        refit that replaces the fit, or lands on it (within 0.1 px), confirms it: the frame becomes the
+        body's anchor (``self.verified``) as a clear one does. A fit that nothing confirms, and that lies
+        further from where the neighbours carry the body than the segment could have moved since the
+        anchor (:data:`DOUBT_FRAC`, :data:`DOUBT_STEP_FRAC`), is rejected with :data:`INCONSISTENT`.
+        """
+        self.verified = set()
+        for i in range(self.n_v):
+            fit, tpl, anchor = fits[i], self.templates[i], states[i].anchor
+            if fit is None or tpl is None or anchor is None or self.clear(i, fit):
+                continue
+            t0, poses0 = anchor
+            a_i0 = poses0[i]
+            if a_i0 is None:
+                continue
+            # carriers: the tracked neighbours, bodies before C1's arch, the clearest first; the next one
+            # only when the first neither finds the same optimum nor a better one
+            carriers = [
+                j
+                for j in (i - 1, i + 1)
+                if 0 <= j < self.n_v and fits[j] is not None and poses0[j] is not None
+            ]
+            carriers.sort(key=lambda k: (not self.has_corners[k], fits[k][5] - self.clear_cost[k]))  # type: ignore[index]
+            apart = math.inf  # how far the neighbours carry the body from its fit (corners, px)
+            for j in carriers:
+                fit_j = fits[j]
+                assert fit_j is not None and poses0[j] is not None
+                cand = fit_j[0] @ _rigid_inv(poses0[j]) @ a_i0
+                found = self._carried_refit(i, j, frame, fit, fit_j, cand, states[i])
+                if found is not None:
+                    if found is not fit:
+                        fits[i] = found
+                    break
+                apart = min(
+                    apart,
+                    float(np.abs(_corners(cand, self.quads[i]) - _corners(fit[0], self.quads[i])).max()),
+                )
+            else:
+                # nothing confirms the fit, and the neighbours put the body further from it than the
+                # segment can move in the frames since the anchor: an occluder's optimum, not followed
+                # (C1's arch is never rejected this way: it has no corners and is no body)
+                allowed = (DOUBT_FRAC + DOUBT_STEP_FRAC * abs(t - t0)) * tpl.size_px
+                if self.has_corners[i] and carriers and apart > allowed:
+                    self.reason[t][i] = INCONSISTENT
+                    self.quality[t, i] = min(float(fit[1]), 0.2)
+                    fits[i] = None
+
+    def _carried_refit(
+        self,
+        i: int,
+        j: int,
+        frame: np.ndarray,
+        fit: _Accepted,
+        fit_j: _Accepted,
+        cand: np.ndarray,
+        state: _State,
+    ) -> _Accepted | None:
+        """Body ``i`` registered from ``cand``, where neighbour ``j`` carries it (see :meth:`reanchor`).
+
+        Returns ``fit`` when the start is that fit's optimum (within :data:`REANCHOR_NEAR_PX`, or the refit
+        lands on it: then it is confirmed, ``self.verified``), the refit when it is better, and None when
+        it settles nothing.
+        """
+        tpl = self.templates[i]
+        assert tpl is not None
+        quad = self.quads[i]
+        if np.abs(_corners(cand, quad) - _corners(fit[0], quad)).max() < REANCHOR_NEAR_PX:
+            return fit  # carried to where it is: the same optimum
+        refit, q = self.fit_at(i, frame, cand, 1)
+        if not refit.converged and refit.robust_cost < fit[5] - REANCHOR_GAIN:
+            refit, q = self.fit_at(i, frame, refit.transform, 1)  # slow to converge: carry on
+        if np.abs(_corners(refit.transform, quad) - _corners(fit[0], quad)).max() < 0.1:
+            self.verified.add(i)  # the chain's start found the same optimum: a new anchor
+            return fit
+        if q < self.opt.min_quality or not refit.robust_cost < fit[5] - REANCHOR_GAIN:
+            return None
+        last = state.history[-1][1] if state.history else None
+        if not self.plausible(i, refit.transform, None, last):
+            return None
+        if self.has_corners[j] and self.has_corners[i]:  # the carrier agrees with where it lands
+            size = min(tpl.size_px, _size(self.quads[j]))
+            if inconsistent(refit.transform, fit_j[0], quad.mean(axis=0), self.quads[j].mean(axis=0), size):
+                return None
+        self.verified.add(i)
+        return _accepted(refit, q)
 
     def check_static(self, t: int, fits: list[_Accepted | None]) -> None:
         """Reject the bodies of frame ``t`` of which less than ``min_visible`` is clear of a blade.
@@ -682,6 +827,10 @@ class _Tracker:
         for c in cands + searched:
             fit, q = self.fit_at(i, frame, c)
             ok = self.plausible(i, fit.transform, None, last if gap <= 3 else None)
+            # never further from the last pose than the search reached (a look-alike elsewhere)
+            reach = radius + self.opt.max_step_frac * tpl.size_px
+            away = np.abs(_corners(fit.transform, self.quads[i]) - _corners(last, self.quads[i])).max()
+            ok = ok and bool(away <= reach)
             if ok and (best is None or q > best[1]):
                 best = (fit, q)
                 if q >= 0.9:
@@ -737,7 +886,7 @@ class _Tracker:
         elif q < self.opt.min_quality:
             self.reason[t][i] = NOT_FOUND
         else:
-            return (fit.transform, q, fit.corner_std_px, fit.rotation_std_rad)
+            return _accepted(fit, q)
         return None
 
     def record(self, t: int, fits: list[_Accepted | None], states: list[_State]) -> None:
@@ -748,7 +897,7 @@ class _Tracker:
                 if self.templates[i] is not None:
                     states[i].lost = True
                 continue
-            a, _q, std, rot_std = fit
+            a, _q, std, rot_std = fit[:4]
             self.precision[t, i] = NOISE_CORRELATION * std
             self.rotation_precision[t, i] = ROTATION_NOISE_CORRELATION * math.degrees(rot_std)
             self.transforms[t, i] = a[:2]
@@ -758,6 +907,11 @@ class _Tracker:
             st.lost = False
             st.history.append((t, a))
             del st.history[:-3]
+        poses = [f[0] if f is not None else None for f in fits]
+        for i in range(self.n_v):
+            fit = fits[i]
+            if fit is not None and (self.clear(i, fit) or i in self.verified):
+                states[i].anchor = (t, poses)
 
     def tracks(self) -> Tracks:
         """The result as :class:`Tracks`."""
@@ -790,7 +944,7 @@ def neighbour_violation(upper: np.ndarray, lower: np.ndarray, *, max_overlap: fl
 
 
 def _check_anatomy(
-    fits: list[tuple[np.ndarray, float, float, float] | None],
+    fits: list[_Accepted | None],
     quads: list[np.ndarray],
     reason: list[list[str | None]],
     quality: np.ndarray,
