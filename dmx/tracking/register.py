@@ -399,13 +399,94 @@ class _LazyPyramid:
         return self._levels[lvl]
 
 
-class FrameROI:
-    """A blurred pyramid of one region of a frame (levels built when first used, reused across fits)."""
+def cut_radius(blur_sigma: float, highpass_sigma: float | None) -> int:
+    """Pixels next to a region's cut edge whose prefiltered value depends on where it was cut.
 
-    def __init__(self, frame: np.ndarray, box: tuple[int, int, int, int], template: Template):
+    The prefilter (:func:`_prefilter`) reflects the region at its edges: the Gaussian reaches 4 sigma,
+    the twice-applied box filter twice its half-width. Further inside, a region's filtered pixels are those
+    of any larger region around it.
+    """
+    r = _gaussian_kernel(float(blur_sigma)).size // 2 if blur_sigma > 0 else 0
+    if highpass_sigma:
+        r = max(r, 2 * (_box_size(highpass_sigma) // 2))
+    return r
+
+
+class OutsideFiltered(Exception):
+    """A fit on a :class:`FrameROI` filtered on an inner box only reached beyond it (see ``inner``)."""
+
+
+def _prefilter_part(
+    src: np.ndarray, cols: tuple[int, int], sigma: float, highpass_sigma: float | None
+) -> tuple[np.ndarray, tuple[int, int]]:
+    """:func:`_prefilter` of ``src`` in its columns ``cols`` only (zero elsewhere), and the columns filtered.
+
+    The Gaussian runs on every column, the wide smooth on ``cols`` alone: OpenCV's box filter gives a
+    pixel the same value wherever the columns around it are cut, its Gaussian does not (hence
+    :func:`cut_radius` on both sides of a cut column, as of a cut row).
+    """
+    if not highpass_sigma:
+        return _prefilter(src, sigma, None), (0, src.shape[1])
+    c0, c1 = max(cols[0], 0), min(cols[1], src.shape[1])
+    c1 = max(c1, c0)
+    img = src if src.dtype in _CV_DEPTHS else np.asarray(src, dtype=np.float32)
+    out = np.zeros(src.shape, np.float32)
+    if sigma > 0:
+        kernel = _gaussian_kernel(float(sigma))
+        out[:, c0:c1] = cv2.sepFilter2D(img, cv2.CV_32F, kernel, kernel, borderType=cv2.BORDER_REFLECT)[
+            :, c0:c1
+        ]
+    else:
+        out[:, c0:c1] = img[:, c0:c1]
+    k = _box_size(highpass_sigma)
+    low = cv2.boxFilter(img[:, c0:c1], cv2.CV_32F, (k, k), borderType=cv2.BORDER_REFLECT)
+    low = cv2.boxFilter(low, -1, (k, k), borderType=cv2.BORDER_REFLECT)
+    np.subtract(out[:, c0:c1], low, out=out[:, c0:c1])
+    return out, (c0, c1)
+
+
+class FrameROI:
+    """A blurred pyramid of one region of a frame (levels built when first used, reused across fits).
+
+    With ``inner`` (a box inside ``box``, frame coordinates), only that part of the region is filtered,
+    at the finest level alone: a fit from a good prediction rarely leaves it. Its pixels further than
+    :func:`cut_radius` from a cut are those of the whole region (OpenCV's filters give a pixel the same
+    value whichever rows around it are cut; the box filter, not the Gaussian, the same for columns, so
+    the Gaussian runs on the region's every column), so a fit that samples only them (``exact``, region
+    coordinates) gives the same numbers as on the whole region; a fit that reaches beyond raises
+    :class:`OutsideFiltered` (and should be run again on the whole region).
+    """
+
+    def __init__(
+        self,
+        frame: np.ndarray,
+        box: tuple[int, int, int, int],
+        template: Template,
+        *,
+        inner: tuple[int, int, int, int] | None = None,
+    ):
         x0, y0, x1, y1 = box
         n_levels = len(template.levels)
-        img = _prefilter(frame[y0:y1, x0:x1], template.blur_sigma_px, template.highpass_sigma_px)
+        sigma, hp = template.blur_sigma_px, template.highpass_sigma_px
+        self.exact: tuple[float, float, float, float] | None = None
+        if inner is None:
+            img = _prefilter(frame[y0:y1, x0:x1], sigma, hp)
+        else:
+            iy0 = max(inner[1], y0)
+            iy1 = max(min(inner[3], y1), iy0)
+            img = np.zeros((y1 - y0, x1 - x0), np.float32)
+            part, (c0, c1) = _prefilter_part(frame[iy0:iy1, x0:x1], (inner[0] - x0, inner[2] - x0), sigma, hp)
+            img[iy0 - y0 : iy1 - y0] = part
+            # a cut inside the region moves inwards by the filters' reach, plus one pixel for bilinear
+            # sampling; a cut on the region's edge is the region's own
+            r = cut_radius(sigma, hp) + 1
+            self.exact = (
+                -math.inf if c0 == 0 else c0 + r,
+                -math.inf if iy0 == y0 else iy0 - y0 + r,
+                math.inf if c1 == x1 - x0 else c1 - 1 - r,
+                math.inf if iy1 == y1 else iy1 - y0 - 1 - r,
+            )
+            n_levels = 1
         self.box = box
         self.images = _LazyPyramid(img, n_levels)
         self.frame_shape = frame.shape
@@ -476,11 +557,18 @@ def _sample(image: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
     return out.ravel()[:n]
 
 
-def _warp(level: _Level, image: np.ndarray, roi_origin: tuple[float, float], a_l: np.ndarray):
+def _warp(
+    level: _Level,
+    image: np.ndarray,
+    roi_origin: tuple[float, float],
+    a_l: np.ndarray,
+    exact: tuple[float, float, float, float] | None = None,
+):
     """Sample ``image`` (level coordinates offset by ``roi_origin``) at the warped template pixels.
 
     Returns the values (float32) and a validity mask (None when every pixel is inside ``image``).
-    Only the used pixels are sampled (``cv2.remap``, bilinear, replicated border).
+    Only the used pixels are sampled (``cv2.remap``, bilinear, replicated border). With ``exact``
+    (``FrameROI.exact``), raises :class:`OutsideFiltered` when the template grid reaches beyond it.
     """
     # grid (u, v) -> level ref coords: + origin ; -> level frame coords: a_l ; -> roi: - roi_origin
     m = a_l[:2].copy()
@@ -494,6 +582,13 @@ def _warp(level: _Level, image: np.ndarray, roi_origin: tuple[float, float], a_l
     vals = _sample(image, xs, ys)
     ih, iw = image.shape
     corners = m @ np.array([[0.0, w - 1, w - 1, 0.0], [0.0, 0.0, h - 1, h - 1], [1.0, 1.0, 1.0, 1.0]])
+    if exact is not None and (
+        corners[0].min() < exact[0]
+        or corners[1].min() < exact[1]
+        or corners[0].max() > exact[2]
+        or corners[1].max() > exact[3]
+    ):
+        raise OutsideFiltered
     if (
         corners[0].min() >= 0
         and corners[0].max() <= iw - 1
@@ -600,7 +695,7 @@ def _fit_level(
     rs = template.residual_scale
     max_step = max(1.0, 0.15 * template.size_px / level.scale)
     for it in range(max_iterations):
-        vals, valid = _warp(level, image, roi_origin, a_l)
+        vals, valid = _warp(level, image, roi_origin, a_l, roi.exact if lvl == 0 else None)
         w0 = level.weight if valid is None else level.weight * valid
         if valid is not None and w0.sum() < 0.2 * level.weight.sum():
             break
@@ -674,7 +769,9 @@ def register(
     template : Template
         From :func:`make_template`.
     roi : FrameROI
-        Region of the frame, as a blurred pyramid with as many levels as the template.
+        Region of the frame, as a blurred pyramid with as many levels as the template (or filtered on an
+        inner box only: see :class:`FrameROI`; the fit raises :class:`OutsideFiltered` when it reaches
+        beyond it, or needs the coarser levels).
     initial : numpy.ndarray
         3x3 initial guess reference -> frame.
     max_iterations : int
@@ -706,6 +803,8 @@ def register(
         if run is not None and run[3] is None:  # no step taken (mostly outside the region): as below
             run = None
     if run is None:
+        if roi.exact is not None:
+            raise OutsideFiltered  # the coarser levels need the whole region
         a, iters, converged, last = a0, 0, False, None
         for lvl in range(start, -1, -1):
             if template.levels[lvl].idx.size < 12:
@@ -726,7 +825,7 @@ def register(
         return Fit(a, False, 0.0, 0.0, float("nan"), float("nan"), 0.0, float("inf"), iters)
     # final statistics at the finest level, at the final estimate
     level = template.levels[0]
-    vals, valid = _warp(level, roi.images[0], (roi.box[0], roi.box[1]), a)
+    vals, valid = _warp(level, roi.images[0], (roi.box[0], roi.box[1]), a, roi.exact)
     vals = vals.astype(np.float64)
     values = level.values.astype(np.float64)
     weight = level.weight.astype(np.float64)

@@ -43,10 +43,12 @@ from dmx.tracking.atlas import arch_region_px
 from dmx.tracking.register import (
     Fit,
     FrameROI,
+    OutsideFiltered,
     Template,
     _level_matrix,
     _level_matrix_inv,
     _rigid_inv,
+    cut_radius,
     make_template,
     needed_box,
     register,
@@ -65,6 +67,11 @@ NOISE_CORRELATION = 4.5
 #: (seeds 11-14: default, 3000 and 1000 photons, JPEG q80; raw tracks, 1180 level-frames): 0.74 of
 #: NOISE_CORRELATION. ``benchmarks/measurements.py`` checks it on its own cases.
 ROTATION_NOISE_CORRELATION = 3.3
+
+#: A fit from a predicted pose is first run on its frame region filtered only this far (pixels, beyond
+#: the filters' reach) around the template at the prediction (usually within 0.2 px); one that moves
+#: further is run again on the whole region, so the result is the same (:meth:`_Tracker.fit_at`).
+INNER_SLACK_PX = 3.0
 
 #: Quality below which a tracked frame should not be used for measurement.
 TRUSTED_QUALITY = 0.6
@@ -516,15 +523,27 @@ class _Tracker:
         box = needed_box(tpl, guess, frame.shape, slack)
         fit = None
         if box[2] - box[0] >= 8 and box[3] - box[1] >= 8:
-            roi = FrameROI(frame, box, tpl)
-            fit = register(
+            fit_here = partial(
+                register,
                 tpl,
-                roi,
-                guess,
+                initial=guess,
                 max_iterations=max_iterations,
                 first_level=first_level,
                 outlier_spread_px=self.opt.outlier_spread_px,
             )
+            if first_level is not None:
+                # a prediction: filter only what a fit staying within INNER_SLACK_PX of it samples; the
+                # same numbers as on the whole region, filtered only if the fit goes further
+                cut = cut_radius(tpl.blur_sigma_px, tpl.highpass_sigma_px) + 1
+                inner = needed_box(tpl, guess, frame.shape, INNER_SLACK_PX + cut)
+                try:
+                    roi = FrameROI(frame, box, tpl, inner=inner)
+                    fit = fit_here(roi)
+                except OutsideFiltered:
+                    fit = None
+            if fit is None:
+                roi = FrameROI(frame, box, tpl)
+                fit = fit_here(roi)
             # the estimate moved beyond the region: redo the finest levels on a region around it
             fbox = needed_box(tpl, fit.transform, frame.shape, 2.0 + tpl.filter_pad_px)
             box2 = needed_box(tpl, fit.transform, frame.shape, slack)
