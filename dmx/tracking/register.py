@@ -416,33 +416,31 @@ class OutsideFiltered(Exception):
     """A fit on a :class:`FrameROI` filtered on an inner box only reached beyond it (see ``inner``)."""
 
 
-def _prefilter_part(
-    src: np.ndarray, cols: tuple[int, int], sigma: float, highpass_sigma: float | None
-) -> tuple[np.ndarray, tuple[int, int]]:
-    """:func:`_prefilter` of ``src`` in its columns ``cols`` only (zero elsewhere), and the columns filtered.
+def _prefilter_into(
+    out: np.ndarray, src: np.ndarray, cols: tuple[int, int], sigma: float, highpass_sigma: float | None
+) -> tuple[int, int]:
+    """:func:`_prefilter` of ``src`` written to ``out`` (its shape) in columns ``cols`` only; those columns.
 
     The Gaussian runs on every column, the wide smooth on ``cols`` alone: OpenCV's box filter gives a
     pixel the same value wherever the columns around it are cut, its Gaussian does not (hence
-    :func:`cut_radius` on both sides of a cut column, as of a cut row).
+    :func:`cut_radius` on both sides of a cut column, as of a cut row). ``out`` is left as it is elsewhere.
     """
     if not highpass_sigma:
-        return _prefilter(src, sigma, None), (0, src.shape[1])
+        out[...] = _prefilter(src, sigma, None)
+        return 0, src.shape[1]
     c0, c1 = max(cols[0], 0), min(cols[1], src.shape[1])
     c1 = max(c1, c0)
     img = src if src.dtype in _CV_DEPTHS else np.asarray(src, dtype=np.float32)
-    out = np.zeros(src.shape, np.float32)
     if sigma > 0:
         kernel = _gaussian_kernel(float(sigma))
-        out[:, c0:c1] = cv2.sepFilter2D(img, cv2.CV_32F, kernel, kernel, borderType=cv2.BORDER_REFLECT)[
-            :, c0:c1
-        ]
+        smooth = cv2.sepFilter2D(img, cv2.CV_32F, kernel, kernel, borderType=cv2.BORDER_REFLECT)[:, c0:c1]
     else:
-        out[:, c0:c1] = img[:, c0:c1]
+        smooth = img[:, c0:c1]
     k = _box_size(highpass_sigma)
     low = cv2.boxFilter(img[:, c0:c1], cv2.CV_32F, (k, k), borderType=cv2.BORDER_REFLECT)
     low = cv2.boxFilter(low, -1, (k, k), borderType=cv2.BORDER_REFLECT)
-    np.subtract(out[:, c0:c1], low, out=out[:, c0:c1])
-    return out, (c0, c1)
+    np.subtract(smooth, low, out=out[:, c0:c1], dtype=np.float32)
+    return c0, c1
 
 
 class FrameROI:
@@ -475,8 +473,9 @@ class FrameROI:
             iy0 = max(inner[1], y0)
             iy1 = max(min(inner[3], y1), iy0)
             img = np.zeros((y1 - y0, x1 - x0), np.float32)
-            part, (c0, c1) = _prefilter_part(frame[iy0:iy1, x0:x1], (inner[0] - x0, inner[2] - x0), sigma, hp)
-            img[iy0 - y0 : iy1 - y0] = part
+            c0, c1 = _prefilter_into(
+                img[iy0 - y0 : iy1 - y0], frame[iy0:iy1, x0:x1], (inner[0] - x0, inner[2] - x0), sigma, hp
+            )
             # a cut inside the region moves inwards by the filters' reach, plus one pixel for bilinear
             # sampling; a cut on the region's edge is the region's own
             r = cut_radius(sigma, hp) + 1

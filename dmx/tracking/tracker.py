@@ -183,14 +183,17 @@ def _clear(template: Template, a: np.ndarray, static: np.ndarray) -> float:
     return float(clear.mean())
 
 
+#: The 7x7 grid of :func:`_samples` over a quadrilateral: (49, 1) column and row fractions.
+_GRID_U, _GRID_V = (
+    g.ravel()[:, None] for g in np.meshgrid(np.linspace(0.0, 1.0, 7), np.linspace(0.0, 1.0, 7))
+)
+
+
 def _samples(template: Template, a: np.ndarray) -> np.ndarray:
     """Points sampling the body quadrilateral (or region polygon) at pose ``a``."""
     q = _corners(a, template.quad_px)
     if len(q) == 4:  # a 7x7 grid over the quadrilateral
-        s = np.linspace(0.0, 1.0, 7)
-        u, v = np.meshgrid(s, s)
-        u = u.ravel()[:, None]
-        v = v.ravel()[:, None]
+        u, v = _GRID_U, _GRID_V
         top = q[0] + (q[1] - q[0]) * u
         bottom = q[3] + (q[2] - q[3]) * u
         p = top + (bottom - top) * v
@@ -454,6 +457,8 @@ class _Tracker:
         self.verts = tuple(v for v in Vertebra if v in regions and (vertebrae is None or v in vertebrae))
         self.n_v = n_v = len(self.verts)
         self.quads = [regions[v] for v in self.verts]
+        self.centres = [q.mean(axis=0) for q in self.quads]
+        self.sizes = [_size(q) for q in self.quads]
         # regions without corners (C1): tracked, but their corners stay NaN
         self.has_corners = [v in landmarks.corners_px for v in self.verts]
 
@@ -783,9 +788,7 @@ class _Tracker:
     def check_neighbours(self, t: int, fits: list[_Accepted | None]) -> None:
         """Reject the bodies of frame ``t`` that no tracked neighbour supports (an occluder dragged them)."""
         poses = [f[0] if f is not None else None for f in fits]
-        centres = [q.mean(axis=0) for q in self.quads]
-        sizes = [_size(q) for q in self.quads]
-        for i in reject_inconsistent(poses, centres, sizes, self.has_corners):
+        for i in reject_inconsistent(poses, self.centres, self.sizes, self.has_corners):
             self.reason[t][i] = INCONSISTENT
             self.quality[t, i] = min(float(self.quality[t, i]), 0.2)
             fits[i] = None
