@@ -73,6 +73,19 @@ class _Level:
     sd_t: np.ndarray  # the same, transposed and contiguous (3, N): cheaper weighted products
     design: np.ndarray  # (4, N) photometric design: template values, 1, x and y (body-size units)
 
+    # float64 copies for the final statistics of every fit (made once)
+    @functools.cached_property
+    def values64(self) -> np.ndarray:
+        return self.values.astype(np.float64)
+
+    @functools.cached_property
+    def weight64(self) -> np.ndarray:
+        return self.weight.astype(np.float64)
+
+    @functools.cached_property
+    def sd64(self) -> np.ndarray:
+        return self.sd.astype(np.float64)
+
 
 @dataclass(frozen=True)
 class Template:
@@ -824,42 +837,46 @@ def register(
         return Fit(a, False, 0.0, 0.0, float("nan"), float("nan"), 0.0, float("inf"), iters)
     # final statistics at the finest level, at the final estimate
     level = template.levels[0]
-    vals, valid = _warp(level, roi.images[0], (roi.box[0], roi.box[1]), a, roi.exact)
-    vals = vals.astype(np.float64)
-    values = level.values.astype(np.float64)
-    weight = level.weight.astype(np.float64)
+    vals32, valid = _warp(level, roi.images[0], (roi.box[0], roi.box[1]), a, roi.exact)
+    vals = vals32.astype(np.float64)
+    values = level.values64
+    weight = level.weight64
     w0 = weight if valid is None else weight * valid
-    visible = float(w0.sum() / max(template.weight_total, 1e-12))
-    if w0.sum() <= 0:
+    w0_sum = w0.sum()
+    visible = float(w0_sum / max(template.weight_total, 1e-12))
+    if w0_sum <= 0:
         return Fit(a, False, visible, 0.0, float("nan"), float("nan"), 0.0, float("inf"), iters)
     robust_w = (
         last[0].astype(np.float64)
         if last[0] is not None and last[0].shape == vals.shape
         else np.ones_like(vals)
     )
-    gain, bias = _photometric(level, vals.astype(np.float32), (w0 * robust_w).astype(np.float32), plane)
+    gain, bias = _photometric(level, vals32, (w0 * robust_w).astype(np.float32), plane)
     if not gain > 1e-6:
         return Fit(a, False, visible, 0.0, float("nan"), gain, 0.0, float("inf"), iters)
     e = (vals - bias) / gain - values
-    sigma = 1.4826 * _median(np.abs(e[w0 > 0])) + 1e-9
+    seen = w0 > 0
+    abs_e = np.abs(e)
+    sigma = 1.4826 * _median(abs_e[seen]) + 1e-9
     ref = template.residual_scale
-    inl = (np.abs(e) < 3.5 * ref) & (w0 > 0)
-    inliers = float((weight * inl).sum() / max(template.weight_total, 1e-12))
+    inl = (abs_e < 3.5 * ref) & seen
+    wi = weight * inl
+    wi_sum = wi.sum()
+    inliers = float(wi_sum / max(template.weight_total, 1e-12))
     # Tukey's loss, scaled to 0..1, at the expected residual (pixels outside the frame: 1)
     u = np.minimum(np.square(e / (_TUKEY_C * ref)), 1.0)
-    loss = np.where(w0 > 0, 1.0 - (1.0 - u) ** 3, 1.0)
+    loss = np.where(seen, 1.0 - (1.0 - u) ** 3, 1.0)
     robust_cost = float((weight * loss).sum() / max(template.weight_total, 1e-12))
-    wi = weight * inl
-    if wi.sum() > 0:
-        mt = (wi * values).sum() / wi.sum()
-        mi = (wi * vals).sum() / wi.sum()
+    if wi_sum > 0:
+        mt = (wi * values).sum() / wi_sum
+        mi = (wi * vals).sum() / wi_sum
         dt = values - mt
         di = vals - mi
         den = math.sqrt(float((wi * dt * dt).sum() * (wi * di * di).sum()))
         zncc = float((wi * dt * di).sum() / den) if den > 0 else 0.0
     else:
         zncc = 0.0
-    sd = level.sd.astype(np.float64)
+    sd = level.sd64
     h_mat = (sd * wi[:, None]).T @ sd
     try:
         cov = np.linalg.inv(h_mat) * ref**2
