@@ -519,15 +519,27 @@ def needed_box(
     template: Template, transform: np.ndarray, frame_shape: tuple[int, int], slack_px: float
 ) -> tuple[int, int, int, int]:
     """Frame region (x0, y0, x1, y1) holding the template warped by ``transform`` plus ``slack_px``."""
+    return needed_boxes(template, transform, frame_shape, (slack_px,))[0]
+
+
+def needed_boxes(
+    template: Template, transform: np.ndarray, frame_shape: tuple[int, int], slacks_px: tuple[float, ...]
+) -> list[tuple[int, int, int, int]]:
+    """:func:`needed_box` for each of ``slacks_px`` (the template warped once)."""
     x0, y0, x1, y1 = template.bbox
     c = np.array([[x0, y0, 1], [x1, y0, 1], [x1, y1, 1], [x0, y1, 1]], dtype=np.float64)
     p = (transform[:2] @ c.T).T
+    px_min, py_min = float(p[:, 0].min()), float(p[:, 1].min())
+    px_max, py_max = float(p[:, 0].max()), float(p[:, 1].max())
     h, w = frame_shape
-    bx0 = max(int(math.floor(p[:, 0].min() - slack_px)), 0)
-    by0 = max(int(math.floor(p[:, 1].min() - slack_px)), 0)
-    bx1 = min(int(math.ceil(p[:, 0].max() + slack_px)) + 1, w)
-    by1 = min(int(math.ceil(p[:, 1].max() + slack_px)) + 1, h)
-    return bx0, by0, max(bx1, bx0), max(by1, by0)
+    boxes = []
+    for slack_px in slacks_px:
+        bx0 = max(int(math.floor(px_min - slack_px)), 0)
+        by0 = max(int(math.floor(py_min - slack_px)), 0)
+        bx1 = min(int(math.ceil(px_max + slack_px)) + 1, w)
+        by1 = min(int(math.ceil(py_max + slack_px)) + 1, h)
+        boxes.append((bx0, by0, max(bx1, bx0), max(by1, by0)))
+    return boxes
 
 
 def _rigid_inv(a: np.ndarray) -> np.ndarray:
@@ -661,8 +673,8 @@ def _photometric(
     """
     c = level.design if plane else level.design[:2]
     cw = c * w
-    m = (cw @ c.T).astype(np.float64).tolist()
-    r = (cw @ i).astype(np.float64).tolist()
+    m = (cw @ c.T).tolist()  # float32 -> Python floats: exact, as through float64
+    r = (cw @ i).tolist()
     x = _solve_spd(m, r)
     if x is None:
         return 0.0, 0.0

@@ -51,6 +51,7 @@ from dmx.tracking.register import (
     cut_radius,
     make_template,
     needed_box,
+    needed_boxes,
     register,
     rigid,
 )
@@ -525,7 +526,9 @@ class _Tracker:
         assert tpl is not None
         max_iterations = self.opt.max_iterations
         slack = 6.0 + 2.0 ** len(tpl.levels) + tpl.filter_pad_px
-        box = needed_box(tpl, guess, frame.shape, slack)
+        # the whole region, and the part a predicted fit filters (see below)
+        cut = cut_radius(tpl.blur_sigma_px, tpl.highpass_sigma_px) + 1
+        box, inner = needed_boxes(tpl, guess, frame.shape, (slack, INNER_SLACK_PX + cut))
         fit = None
         if box[2] - box[0] >= 8 and box[3] - box[1] >= 8:
             fit_here = partial(
@@ -539,8 +542,6 @@ class _Tracker:
             if first_level is not None:
                 # a prediction: filter only what a fit staying within INNER_SLACK_PX of it samples; the
                 # same numbers as on the whole region, filtered only if the fit goes further
-                cut = cut_radius(tpl.blur_sigma_px, tpl.highpass_sigma_px) + 1
-                inner = needed_box(tpl, guess, frame.shape, INNER_SLACK_PX + cut)
                 try:
                     roi = FrameROI(frame, box, tpl, inner=inner)
                     fit = fit_here(roi)
@@ -550,8 +551,7 @@ class _Tracker:
                 roi = FrameROI(frame, box, tpl)
                 fit = fit_here(roi)
             # the estimate moved beyond the region: redo the finest levels on a region around it
-            fbox = needed_box(tpl, fit.transform, frame.shape, 2.0 + tpl.filter_pad_px)
-            box2 = needed_box(tpl, fit.transform, frame.shape, slack)
+            fbox, box2 = needed_boxes(tpl, fit.transform, frame.shape, (2.0 + tpl.filter_pad_px, slack))
             if not roi.covers(fbox) and box2[2] - box2[0] >= 8 and box2[3] - box2[1] >= 8:
                 roi = FrameROI(frame, box2, tpl)
                 fit = register(
