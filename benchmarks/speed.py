@@ -17,7 +17,14 @@ Python process:
 The machine is shared, so wall times are noisy: ``--repeat N`` runs each N times and prints the
 best and the median; CPU seconds are steadier.
 
+``--track-only N`` instead tracks the first N frames of the study alone, on one thread, in a fresh
+process (``--repeat`` times): CPU and wall seconds, ms per frame, and the prefilter's work, which
+does not depend on the machine's load: megapixels through the Gaussian and the box filters (and
+their seconds), and how many fits were run on a whole frame region (``FrameROI`` built without
+``inner``) or on the part a predicted fit samples. With ``--profile`` the first run is profiled.
+
     PYTHONPATH=. python benchmarks/speed.py [--repeat 3] [--cache DIR] [--profile out.prof]
+    PYTHONPATH=. python benchmarks/speed.py --track-only 120 --repeat 3
 """
 
 from __future__ import annotations
@@ -155,6 +162,59 @@ def run_stages(folder: Path, out: Path) -> dict[str, float]:
     return json.loads(res.stdout.strip().splitlines()[-1])
 
 
+TRACK_SCRIPT = r"""
+import cProfile, json, sys, time
+import cv2
+import numpy as np
+import dmx.tracking.register as reg
+from dmx.io.load import load_sequence
+from dmx.landmarks import read_landmarks
+from dmx.tracking import track
+folder, n, profile = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+lm = read_landmarks(folder + "/landmarks.json")
+frames = np.ascontiguousarray(load_sequence(folder + "/study.dcm").frames[:n])
+work = {"gauss_mpx": 0.0, "box_mpx": 0.0, "gauss_s": 0.0, "box_s": 0.0, "whole": 0, "part": 0}
+class _CountingCv2:  # the prefilter's OpenCV calls, counted and timed
+    def __getattr__(self, name):
+        return getattr(cv2, name)
+    def sepFilter2D(self, src, *a, **k):
+        t0 = time.perf_counter(); out = cv2.sepFilter2D(src, *a, **k)
+        work["gauss_s"] += time.perf_counter() - t0; work["gauss_mpx"] += src.size / 1e6
+        return out
+    def boxFilter(self, src, *a, **k):
+        t0 = time.perf_counter(); out = cv2.boxFilter(src, *a, **k)
+        work["box_s"] += time.perf_counter() - t0; work["box_mpx"] += src.size / 1e6
+        return out
+reg.cv2 = _CountingCv2()
+roi_init = reg.FrameROI.__init__
+def counting_init(self, frame, box, template, **kw):
+    work["part" if kw.get("inner") is not None else "whole"] += 1
+    roi_init(self, frame, box, template, **kw)
+reg.FrameROI.__init__ = counting_init
+prof = cProfile.Profile() if profile else None
+c0, t0 = time.process_time(), time.perf_counter()
+if prof:
+    prof.enable()
+track(frames, lm, threads=1)
+if prof:
+    prof.disable(); prof.dump_stats(profile)
+work.update(cpu_s=time.process_time() - c0, wall_s=time.perf_counter() - t0, frames=len(frames))
+print(json.dumps(work))
+"""
+
+
+def run_track_only(folder: Path, n_frames: int, profile: str | None) -> dict[str, float]:
+    """Tracking alone on the study's first ``n_frames``, one thread, in a fresh process."""
+    res = subprocess.run(
+        [sys.executable, "-c", TRACK_SCRIPT, str(folder), str(n_frames), profile or ""],
+        check=True,
+        env=_env(),
+        capture_output=True,
+        text=True,
+    )
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--cache", default=str(Path.home() / ".cache" / "dmx-bench" / "speed"))
@@ -162,8 +222,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--profile", help="also write a cProfile of one `dmx analyze` run to this file")
     p.add_argument("--stages-only", action="store_true")
     p.add_argument("--cli-only", action="store_true")
+    p.add_argument("--track-only", type=int, metavar="N", help="track the first N frames alone (one thread)")
     args = p.parse_args(argv)
     folder = ensure_study(Path(args.cache))
+    if args.track_only:
+        print(f"tracking alone, frames 0-{args.track_only - 1} of {FRAMES} ({SIZE}x{SIZE}), one thread")
+        for i in range(args.repeat):
+            r = run_track_only(folder, args.track_only, args.profile if i == 0 else None)
+            print(
+                f"track: {r['cpu_s']:.2f} CPU-s, {r['wall_s']:.2f} s wall "
+                f"({1000 * r['cpu_s'] / r['frames']:.1f} CPU-ms per frame); prefilter: "
+                f"Gaussian {r['gauss_mpx']:.0f} Mpx {r['gauss_s']:.2f} s, box {r['box_mpx']:.0f} Mpx "
+                f"{r['box_s']:.2f} s; regions filtered whole {r['whole']}, in part {r['part']}"
+            )
+        return 0
     acquired_s = FRAMES / FPS
     print(
         f"study: {FRAMES} frames {SIZE}x{SIZE} at {FPS:.0f} fps ({acquired_s:.0f} s acquired); "

@@ -1,5 +1,6 @@
 """The registration's fast paths (issue #13) give what the plain computations give."""
 
+import dataclasses
 import math
 
 import cv2
@@ -89,3 +90,58 @@ def test_a_prediction_is_refined_and_a_poor_one_falls_back_to_the_coarse_levels(
     assert fit.converged
     assert np.abs(corners - want).max() < 0.05
     assert fit.inliers > 0.9
+
+
+def _padded_body(pad=90, dtype=np.uint8) -> tuple[np.ndarray, np.ndarray]:
+    """The body image with a wide rim (so that regions around the body are cut inside the frame)."""
+    img = np.pad(_body_image(), pad, mode="reflect")
+    if dtype == np.uint16:
+        img = img.astype(np.uint16) * 251 + 7
+    elif dtype == np.float32:
+        img = img.astype(np.float32) * 1.7 + 0.3
+    return img, QUAD + pad
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32])
+def test_a_region_filtered_on_an_inner_box_has_the_whole_regions_pixels_where_exact(dtype):
+    frame, quad = _padded_body(dtype=dtype)
+    tpl = reg.make_template(frame, quad, highpass_sigma_px=8.0)
+    guess = reg.rigid(math.radians(0.7), 1.3, -0.6, tpl.centre_px)
+    box = reg.needed_box(tpl, guess, frame.shape, 60.0)
+    inner = reg.needed_box(tpl, guess, frame.shape, 3.0 + reg.cut_radius(1.0, 8.0) + 1)
+    assert box[0] > 0 and box[1] > 0 and box[2] < frame.shape[1] and box[3] < frame.shape[0]
+    whole = reg.FrameROI(frame, box, tpl).images[0]
+    part = reg.FrameROI(frame, box, tpl, inner=inner)
+    assert part.images[0].shape == whole.shape and len(part.images) == 1
+    x0, y0, x1, y1 = (int(math.ceil(part.exact[0])), int(math.ceil(part.exact[1])), *map(int, part.exact[2:]))
+    assert 0 < x0 < x1 < whole.shape[1] - 1 and 0 < y0 < y1 < whole.shape[0] - 1  # cut on every side
+    assert np.array_equal(part.images[0][y0 : y1 + 1, x0 : x1 + 1], whole[y0 : y1 + 1, x0 : x1 + 1])
+    # next to the cuts the filters reflect the cut region: those pixels differ, and must not be sampled
+    assert not np.array_equal(
+        part.images[0][y0 - 20 : y1 + 21, x0 - 20 : x1 + 21], whole[y0 - 20 : y1 + 21, x0 - 20 : x1 + 21]
+    )
+
+
+def test_a_fit_on_an_inner_box_equals_the_fit_on_the_whole_region_or_raises():
+    frame0, quad = _padded_body()
+    tpl = reg.make_template(frame0, quad, highpass_sigma_px=8.0)
+    truth = reg.rigid(math.radians(1.5), 2.2, -1.4, tpl.centre_px)
+    frame = cv2.warpAffine(frame0, truth[:2], (frame0.shape[1], frame0.shape[0]), flags=cv2.INTER_LINEAR)
+    cut = reg.cut_radius(1.0, 8.0) + 1
+    for offset_px, inner_slack_px, whole_needed in [(0.3, 3.0, False), (4.0, 3.0, True), (0.3, -2.0, True)]:
+        guess = reg.rigid(0.0, offset_px, 0.0, np.zeros(2)) @ truth
+        box = reg.needed_box(tpl, guess, frame.shape, 60.0)
+        inner = reg.needed_box(tpl, guess, frame.shape, inner_slack_px + cut)
+        want = reg.register(tpl, reg.FrameROI(frame, box, tpl), guess, first_level=1)
+        part = reg.FrameROI(frame, box, tpl, inner=inner)
+        if whole_needed:  # a poor guess needs the coarse levels; a box too tight is left by the fit
+            with pytest.raises(reg.OutsideFiltered):
+                reg.register(tpl, part, guess, first_level=1)
+            continue
+        got = reg.register(tpl, part, guess, first_level=1)
+        assert np.array_equal(got.transform, want.transform)
+        assert dataclasses.astuple(dataclasses.replace(got, transform=None)) == dataclasses.astuple(
+            dataclasses.replace(want, transform=None)
+        )
+        corners = quad @ got.transform[:2, :2].T + got.transform[:2, 2]
+        assert np.abs(corners - (quad @ truth[:2, :2].T + truth[:2, 2])).max() < 0.05  # and it is right

@@ -356,3 +356,25 @@ def test_smoothing_propagates_the_registration_precision():
     assert sm.rotation_precision_deg[1, 0] == pytest.approx(by_hand)
     # frames whose pose stays raw (window 0) keep their precision
     assert smooth_tracks(tr, window_frames=0).rotation_precision_deg is sd
+
+
+def test_predicted_fits_on_the_filtered_part_of_their_region_track_as_on_the_whole_region(monkeypatch):
+    s = make_scene(shape=(256, 256), n_frames=18, amplitude_deg=2.0, occluder="block", noise=2.0, seed=1)
+    real = tracker_mod.FrameROI
+    inner_used = []
+
+    def counting(frame, box, template, *, inner=None):
+        inner_used.append(inner is not None)
+        return real(frame, box, template, inner=inner)
+
+    monkeypatch.setattr(tracker_mod, "FrameROI", counting)
+    fast = track(s.frames, s.landmarks)
+    assert sum(inner_used) > 50  # most predicted fits ran on the part (and some again on the whole)
+    monkeypatch.setattr(
+        tracker_mod, "FrameROI", lambda frame, box, template, *, inner=None: real(frame, box, template)
+    )
+    whole = track(s.frames, s.landmarks)
+    assert any(r is not None for row in whole.reason for r in row)  # the block costs C4 some frames
+    for name in ("corners_px", "transforms", "quality", "precision_px", "rotation_precision_deg"):
+        np.testing.assert_array_equal(getattr(fast, name), getattr(whole, name))
+    assert fast.reason == whole.reason

@@ -73,6 +73,19 @@ class _Level:
     sd_t: np.ndarray  # the same, transposed and contiguous (3, N): cheaper weighted products
     design: np.ndarray  # (4, N) photometric design: template values, 1, x and y (body-size units)
 
+    # float64 copies for the final statistics of every fit (made once)
+    @functools.cached_property
+    def values64(self) -> np.ndarray:
+        return self.values.astype(np.float64)
+
+    @functools.cached_property
+    def weight64(self) -> np.ndarray:
+        return self.weight.astype(np.float64)
+
+    @functools.cached_property
+    def sd64(self) -> np.ndarray:
+        return self.sd.astype(np.float64)
+
 
 @dataclass(frozen=True)
 class Template:
@@ -399,13 +412,93 @@ class _LazyPyramid:
         return self._levels[lvl]
 
 
-class FrameROI:
-    """A blurred pyramid of one region of a frame (levels built when first used, reused across fits)."""
+def cut_radius(blur_sigma: float, highpass_sigma: float | None) -> int:
+    """Pixels next to a region's cut edge whose prefiltered value depends on where it was cut.
 
-    def __init__(self, frame: np.ndarray, box: tuple[int, int, int, int], template: Template):
+    The prefilter (:func:`_prefilter`) reflects the region at its edges: the Gaussian reaches 4 sigma,
+    the twice-applied box filter twice its half-width. Further inside, a region's filtered pixels are those
+    of any larger region around it.
+    """
+    r = _gaussian_kernel(float(blur_sigma)).size // 2 if blur_sigma > 0 else 0
+    if highpass_sigma:
+        r = max(r, 2 * (_box_size(highpass_sigma) // 2))
+    return r
+
+
+class OutsideFiltered(Exception):
+    """A fit on a :class:`FrameROI` filtered on an inner box only reached beyond it (see ``inner``)."""
+
+
+def _prefilter_into(
+    out: np.ndarray, src: np.ndarray, cols: tuple[int, int], sigma: float, highpass_sigma: float | None
+) -> tuple[int, int]:
+    """:func:`_prefilter` of ``src`` written to ``out`` (its shape) in columns ``cols`` only; those columns.
+
+    The Gaussian runs on every column, the wide smooth on ``cols`` alone: OpenCV's box filter gives a
+    pixel the same value wherever the columns around it are cut, its Gaussian does not (hence
+    :func:`cut_radius` on both sides of a cut column, as of a cut row). ``out`` is left as it is elsewhere.
+    """
+    if not highpass_sigma:
+        out[...] = _prefilter(src, sigma, None)
+        return 0, src.shape[1]
+    c0, c1 = max(cols[0], 0), min(cols[1], src.shape[1])
+    c1 = max(c1, c0)
+    img = src if src.dtype in _CV_DEPTHS else np.asarray(src, dtype=np.float32)
+    if sigma > 0:
+        kernel = _gaussian_kernel(float(sigma))
+        smooth = cv2.sepFilter2D(img, cv2.CV_32F, kernel, kernel, borderType=cv2.BORDER_REFLECT)[:, c0:c1]
+    else:
+        smooth = img[:, c0:c1]
+    k = _box_size(highpass_sigma)
+    low = cv2.boxFilter(img[:, c0:c1], cv2.CV_32F, (k, k), borderType=cv2.BORDER_REFLECT)
+    low = cv2.boxFilter(low, -1, (k, k), borderType=cv2.BORDER_REFLECT)
+    np.subtract(smooth, low, out=out[:, c0:c1], dtype=np.float32)
+    return c0, c1
+
+
+class FrameROI:
+    """A blurred pyramid of one region of a frame (levels built when first used, reused across fits).
+
+    With ``inner`` (a box inside ``box``, frame coordinates), only that part of the region is filtered,
+    at the finest level alone: a fit from a good prediction rarely leaves it. Its pixels further than
+    :func:`cut_radius` from a cut are those of the whole region (OpenCV's filters give a pixel the same
+    value whichever rows around it are cut; the box filter, not the Gaussian, the same for columns, so
+    the Gaussian runs on the region's every column), so a fit that samples only them (``exact``, region
+    coordinates) gives the same numbers as on the whole region; a fit that reaches beyond raises
+    :class:`OutsideFiltered` (and should be run again on the whole region).
+    """
+
+    def __init__(
+        self,
+        frame: np.ndarray,
+        box: tuple[int, int, int, int],
+        template: Template,
+        *,
+        inner: tuple[int, int, int, int] | None = None,
+    ):
         x0, y0, x1, y1 = box
         n_levels = len(template.levels)
-        img = _prefilter(frame[y0:y1, x0:x1], template.blur_sigma_px, template.highpass_sigma_px)
+        sigma, hp = template.blur_sigma_px, template.highpass_sigma_px
+        self.exact: tuple[float, float, float, float] | None = None
+        if inner is None:
+            img = _prefilter(frame[y0:y1, x0:x1], sigma, hp)
+        else:
+            iy0 = max(inner[1], y0)
+            iy1 = max(min(inner[3], y1), iy0)
+            img = np.zeros((y1 - y0, x1 - x0), np.float32)
+            c0, c1 = _prefilter_into(
+                img[iy0 - y0 : iy1 - y0], frame[iy0:iy1, x0:x1], (inner[0] - x0, inner[2] - x0), sigma, hp
+            )
+            # a cut inside the region moves inwards by the filters' reach, plus one pixel for bilinear
+            # sampling; a cut on the region's edge is the region's own
+            r = cut_radius(sigma, hp) + 1
+            self.exact = (
+                -math.inf if c0 == 0 else c0 + r,
+                -math.inf if iy0 == y0 else iy0 - y0 + r,
+                math.inf if c1 == x1 - x0 else c1 - 1 - r,
+                math.inf if iy1 == y1 else iy1 - y0 - 1 - r,
+            )
+            n_levels = 1
         self.box = box
         self.images = _LazyPyramid(img, n_levels)
         self.frame_shape = frame.shape
@@ -426,15 +519,27 @@ def needed_box(
     template: Template, transform: np.ndarray, frame_shape: tuple[int, int], slack_px: float
 ) -> tuple[int, int, int, int]:
     """Frame region (x0, y0, x1, y1) holding the template warped by ``transform`` plus ``slack_px``."""
+    return needed_boxes(template, transform, frame_shape, (slack_px,))[0]
+
+
+def needed_boxes(
+    template: Template, transform: np.ndarray, frame_shape: tuple[int, int], slacks_px: tuple[float, ...]
+) -> list[tuple[int, int, int, int]]:
+    """:func:`needed_box` for each of ``slacks_px`` (the template warped once)."""
     x0, y0, x1, y1 = template.bbox
     c = np.array([[x0, y0, 1], [x1, y0, 1], [x1, y1, 1], [x0, y1, 1]], dtype=np.float64)
     p = (transform[:2] @ c.T).T
+    px_min, py_min = float(p[:, 0].min()), float(p[:, 1].min())
+    px_max, py_max = float(p[:, 0].max()), float(p[:, 1].max())
     h, w = frame_shape
-    bx0 = max(int(math.floor(p[:, 0].min() - slack_px)), 0)
-    by0 = max(int(math.floor(p[:, 1].min() - slack_px)), 0)
-    bx1 = min(int(math.ceil(p[:, 0].max() + slack_px)) + 1, w)
-    by1 = min(int(math.ceil(p[:, 1].max() + slack_px)) + 1, h)
-    return bx0, by0, max(bx1, bx0), max(by1, by0)
+    boxes = []
+    for slack_px in slacks_px:
+        bx0 = max(int(math.floor(px_min - slack_px)), 0)
+        by0 = max(int(math.floor(py_min - slack_px)), 0)
+        bx1 = min(int(math.ceil(px_max + slack_px)) + 1, w)
+        by1 = min(int(math.ceil(py_max + slack_px)) + 1, h)
+        boxes.append((bx0, by0, max(bx1, bx0), max(by1, by0)))
+    return boxes
 
 
 def _rigid_inv(a: np.ndarray) -> np.ndarray:
@@ -476,11 +581,18 @@ def _sample(image: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
     return out.ravel()[:n]
 
 
-def _warp(level: _Level, image: np.ndarray, roi_origin: tuple[float, float], a_l: np.ndarray):
+def _warp(
+    level: _Level,
+    image: np.ndarray,
+    roi_origin: tuple[float, float],
+    a_l: np.ndarray,
+    exact: tuple[float, float, float, float] | None = None,
+):
     """Sample ``image`` (level coordinates offset by ``roi_origin``) at the warped template pixels.
 
     Returns the values (float32) and a validity mask (None when every pixel is inside ``image``).
-    Only the used pixels are sampled (``cv2.remap``, bilinear, replicated border).
+    Only the used pixels are sampled (``cv2.remap``, bilinear, replicated border). With ``exact``
+    (``FrameROI.exact``), raises :class:`OutsideFiltered` when the template grid reaches beyond it.
     """
     # grid (u, v) -> level ref coords: + origin ; -> level frame coords: a_l ; -> roi: - roi_origin
     m = a_l[:2].copy()
@@ -494,6 +606,13 @@ def _warp(level: _Level, image: np.ndarray, roi_origin: tuple[float, float], a_l
     vals = _sample(image, xs, ys)
     ih, iw = image.shape
     corners = m @ np.array([[0.0, w - 1, w - 1, 0.0], [0.0, 0.0, h - 1, h - 1], [1.0, 1.0, 1.0, 1.0]])
+    if exact is not None and (
+        corners[0].min() < exact[0]
+        or corners[1].min() < exact[1]
+        or corners[0].max() > exact[2]
+        or corners[1].max() > exact[3]
+    ):
+        raise OutsideFiltered
     if (
         corners[0].min() >= 0
         and corners[0].max() <= iw - 1
@@ -554,8 +673,8 @@ def _photometric(
     """
     c = level.design if plane else level.design[:2]
     cw = c * w
-    m = (cw @ c.T).astype(np.float64).tolist()
-    r = (cw @ i).astype(np.float64).tolist()
+    m = (cw @ c.T).tolist()  # float32 -> Python floats: exact, as through float64
+    r = (cw @ i).tolist()
     x = _solve_spd(m, r)
     if x is None:
         return 0.0, 0.0
@@ -600,7 +719,7 @@ def _fit_level(
     rs = template.residual_scale
     max_step = max(1.0, 0.15 * template.size_px / level.scale)
     for it in range(max_iterations):
-        vals, valid = _warp(level, image, roi_origin, a_l)
+        vals, valid = _warp(level, image, roi_origin, a_l, roi.exact if lvl == 0 else None)
         w0 = level.weight if valid is None else level.weight * valid
         if valid is not None and w0.sum() < 0.2 * level.weight.sum():
             break
@@ -674,7 +793,9 @@ def register(
     template : Template
         From :func:`make_template`.
     roi : FrameROI
-        Region of the frame, as a blurred pyramid with as many levels as the template.
+        Region of the frame, as a blurred pyramid with as many levels as the template (or filtered on an
+        inner box only: see :class:`FrameROI`; the fit raises :class:`OutsideFiltered` when it reaches
+        beyond it, or needs the coarser levels).
     initial : numpy.ndarray
         3x3 initial guess reference -> frame.
     max_iterations : int
@@ -706,6 +827,8 @@ def register(
         if run is not None and run[3] is None:  # no step taken (mostly outside the region): as below
             run = None
     if run is None:
+        if roi.exact is not None:
+            raise OutsideFiltered  # the coarser levels need the whole region
         a, iters, converged, last = a0, 0, False, None
         for lvl in range(start, -1, -1):
             if template.levels[lvl].idx.size < 12:
@@ -726,42 +849,46 @@ def register(
         return Fit(a, False, 0.0, 0.0, float("nan"), float("nan"), 0.0, float("inf"), iters)
     # final statistics at the finest level, at the final estimate
     level = template.levels[0]
-    vals, valid = _warp(level, roi.images[0], (roi.box[0], roi.box[1]), a)
-    vals = vals.astype(np.float64)
-    values = level.values.astype(np.float64)
-    weight = level.weight.astype(np.float64)
+    vals32, valid = _warp(level, roi.images[0], (roi.box[0], roi.box[1]), a, roi.exact)
+    vals = vals32.astype(np.float64)
+    values = level.values64
+    weight = level.weight64
     w0 = weight if valid is None else weight * valid
-    visible = float(w0.sum() / max(template.weight_total, 1e-12))
-    if w0.sum() <= 0:
+    w0_sum = w0.sum()
+    visible = float(w0_sum / max(template.weight_total, 1e-12))
+    if w0_sum <= 0:
         return Fit(a, False, visible, 0.0, float("nan"), float("nan"), 0.0, float("inf"), iters)
     robust_w = (
         last[0].astype(np.float64)
         if last[0] is not None and last[0].shape == vals.shape
         else np.ones_like(vals)
     )
-    gain, bias = _photometric(level, vals.astype(np.float32), (w0 * robust_w).astype(np.float32), plane)
+    gain, bias = _photometric(level, vals32, (w0 * robust_w).astype(np.float32), plane)
     if not gain > 1e-6:
         return Fit(a, False, visible, 0.0, float("nan"), gain, 0.0, float("inf"), iters)
     e = (vals - bias) / gain - values
-    sigma = 1.4826 * _median(np.abs(e[w0 > 0])) + 1e-9
+    seen = w0 > 0
+    abs_e = np.abs(e)
+    sigma = 1.4826 * _median(abs_e[seen]) + 1e-9
     ref = template.residual_scale
-    inl = (np.abs(e) < 3.5 * ref) & (w0 > 0)
-    inliers = float((weight * inl).sum() / max(template.weight_total, 1e-12))
+    inl = (abs_e < 3.5 * ref) & seen
+    wi = weight * inl
+    wi_sum = wi.sum()
+    inliers = float(wi_sum / max(template.weight_total, 1e-12))
     # Tukey's loss, scaled to 0..1, at the expected residual (pixels outside the frame: 1)
     u = np.minimum(np.square(e / (_TUKEY_C * ref)), 1.0)
-    loss = np.where(w0 > 0, 1.0 - (1.0 - u) ** 3, 1.0)
+    loss = np.where(seen, 1.0 - (1.0 - u) ** 3, 1.0)
     robust_cost = float((weight * loss).sum() / max(template.weight_total, 1e-12))
-    wi = weight * inl
-    if wi.sum() > 0:
-        mt = (wi * values).sum() / wi.sum()
-        mi = (wi * vals).sum() / wi.sum()
+    if wi_sum > 0:
+        mt = (wi * values).sum() / wi_sum
+        mi = (wi * vals).sum() / wi_sum
         dt = values - mt
         di = vals - mi
         den = math.sqrt(float((wi * dt * dt).sum() * (wi * di * di).sum()))
         zncc = float((wi * dt * di).sum() / den) if den > 0 else 0.0
     else:
         zncc = 0.0
-    sd = level.sd.astype(np.float64)
+    sd = level.sd64
     h_mat = (sd * wi[:, None]).T @ sd
     try:
         cov = np.linalg.inv(h_mat) * ref**2

@@ -43,12 +43,15 @@ from dmx.tracking.atlas import arch_region_px
 from dmx.tracking.register import (
     Fit,
     FrameROI,
+    OutsideFiltered,
     Template,
     _level_matrix,
     _level_matrix_inv,
     _rigid_inv,
+    cut_radius,
     make_template,
     needed_box,
+    needed_boxes,
     register,
     rigid,
 )
@@ -65,6 +68,11 @@ NOISE_CORRELATION = 4.5
 #: (seeds 11-14: default, 3000 and 1000 photons, JPEG q80; raw tracks, 1180 level-frames): 0.74 of
 #: NOISE_CORRELATION. ``benchmarks/measurements.py`` checks it on its own cases.
 ROTATION_NOISE_CORRELATION = 3.3
+
+#: A fit from a predicted pose is first run on its frame region filtered only this far (pixels, beyond
+#: the filters' reach) around the template at the prediction (usually within 0.2 px); one that moves
+#: further is run again on the whole region, so the result is the same (:meth:`_Tracker.fit_at`).
+INNER_SLACK_PX = 3.0
 
 #: Quality below which a tracked frame should not be used for measurement.
 TRUSTED_QUALITY = 0.6
@@ -176,14 +184,17 @@ def _clear(template: Template, a: np.ndarray, static: np.ndarray) -> float:
     return float(clear.mean())
 
 
+#: The 7x7 grid of :func:`_samples` over a quadrilateral: (49, 1) column and row fractions.
+_GRID_U, _GRID_V = (
+    g.ravel()[:, None] for g in np.meshgrid(np.linspace(0.0, 1.0, 7), np.linspace(0.0, 1.0, 7))
+)
+
+
 def _samples(template: Template, a: np.ndarray) -> np.ndarray:
     """Points sampling the body quadrilateral (or region polygon) at pose ``a``."""
     q = _corners(a, template.quad_px)
     if len(q) == 4:  # a 7x7 grid over the quadrilateral
-        s = np.linspace(0.0, 1.0, 7)
-        u, v = np.meshgrid(s, s)
-        u = u.ravel()[:, None]
-        v = v.ravel()[:, None]
+        u, v = _GRID_U, _GRID_V
         top = q[0] + (q[1] - q[0]) * u
         bottom = q[3] + (q[2] - q[3]) * u
         p = top + (bottom - top) * v
@@ -447,6 +458,8 @@ class _Tracker:
         self.verts = tuple(v for v in Vertebra if v in regions and (vertebrae is None or v in vertebrae))
         self.n_v = n_v = len(self.verts)
         self.quads = [regions[v] for v in self.verts]
+        self.centres = [q.mean(axis=0) for q in self.quads]
+        self.sizes = [_size(q) for q in self.quads]
         # regions without corners (C1): tracked, but their corners stay NaN
         self.has_corners = [v in landmarks.corners_px for v in self.verts]
 
@@ -513,21 +526,32 @@ class _Tracker:
         assert tpl is not None
         max_iterations = self.opt.max_iterations
         slack = 6.0 + 2.0 ** len(tpl.levels) + tpl.filter_pad_px
-        box = needed_box(tpl, guess, frame.shape, slack)
+        # the whole region, and the part a predicted fit filters (see below)
+        cut = cut_radius(tpl.blur_sigma_px, tpl.highpass_sigma_px) + 1
+        box, inner = needed_boxes(tpl, guess, frame.shape, (slack, INNER_SLACK_PX + cut))
         fit = None
         if box[2] - box[0] >= 8 and box[3] - box[1] >= 8:
-            roi = FrameROI(frame, box, tpl)
-            fit = register(
+            fit_here = partial(
+                register,
                 tpl,
-                roi,
-                guess,
+                initial=guess,
                 max_iterations=max_iterations,
                 first_level=first_level,
                 outlier_spread_px=self.opt.outlier_spread_px,
             )
+            if first_level is not None:
+                # a prediction: filter only what a fit staying within INNER_SLACK_PX of it samples; the
+                # same numbers as on the whole region, filtered only if the fit goes further
+                try:
+                    roi = FrameROI(frame, box, tpl, inner=inner)
+                    fit = fit_here(roi)
+                except OutsideFiltered:
+                    fit = None
+            if fit is None:
+                roi = FrameROI(frame, box, tpl)
+                fit = fit_here(roi)
             # the estimate moved beyond the region: redo the finest levels on a region around it
-            fbox = needed_box(tpl, fit.transform, frame.shape, 2.0 + tpl.filter_pad_px)
-            box2 = needed_box(tpl, fit.transform, frame.shape, slack)
+            fbox, box2 = needed_boxes(tpl, fit.transform, frame.shape, (2.0 + tpl.filter_pad_px, slack))
             if not roi.covers(fbox) and box2[2] - box2[0] >= 8 and box2[3] - box2[1] >= 8:
                 roi = FrameROI(frame, box2, tpl)
                 fit = register(
@@ -764,9 +788,7 @@ class _Tracker:
     def check_neighbours(self, t: int, fits: list[_Accepted | None]) -> None:
         """Reject the bodies of frame ``t`` that no tracked neighbour supports (an occluder dragged them)."""
         poses = [f[0] if f is not None else None for f in fits]
-        centres = [q.mean(axis=0) for q in self.quads]
-        sizes = [_size(q) for q in self.quads]
-        for i in reject_inconsistent(poses, centres, sizes, self.has_corners):
+        for i in reject_inconsistent(poses, self.centres, self.sizes, self.has_corners):
             self.reason[t][i] = INCONSISTENT
             self.quality[t, i] = min(float(self.quality[t, i]), 0.2)
             fits[i] = None
