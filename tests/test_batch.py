@@ -1051,5 +1051,6 @@ def test_batch_with_a_bad_config_is_one_line_and_analyses_nothing(tmp_path, caps
     assert len(err) == 1 and str(cfg) in err[0] and "must not be negative" in err[0]
     assert not out.exists() or not study_dirs(out)
     assert main(["batch", str(inbox), "--out", str(out), "--mm-per-px", "0"]) == 2  # not a failure per study
-    assert capsys.readouterr().err.strip().splitlines() == ["dmx: error: --mm-per-px must be a number > 0, got 0.0"]
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["dmx: error: --mm-per-px must be a number > 0, got 0.0"]
     assert not out.exists() or not study_dirs(out)
