@@ -7,7 +7,16 @@ import pytest
 
 from dmx.detect import DETECTORS, detector_method
 from dmx.detect.detector import heatmap_confidence
-from dmx.detect.heatmap import N_BODIES, N_CORNERS, NET_MM_PER_PX, NET_STRIDE, decode, net_input
+from dmx.detect.heatmap import (
+    N_BODIES,
+    N_CLASSES,
+    N_CORNERS,
+    N_OUT,
+    NET_MM_PER_PX,
+    NET_STRIDE,
+    decode,
+    net_input,
+)
 from dmx.detect.heatmap import PEAK_SIGMA_PX as PEAK_SIGMA
 from dmx.errors import UsageError
 
@@ -26,30 +35,96 @@ def test_net_input_resamples_to_the_network_pixel_and_pads():
     assert np.mean(ys) == pytest.approx((149.5 + 0.5) * factor - 0.5, abs=0.6)
 
 
-def test_decode_finds_sub_pixel_peaks_in_image_pixels():
-    h, w = 64, 80
+def _synthetic_maps(h: int, w: int, quads: np.ndarray, *, peak: float = 0.9) -> np.ndarray:
+    """Network-like output: segmentation logits (each quadrilateral its body's class) and corner-type
+    logits of Gaussian peaks (height ``peak``) at the quadrilaterals' corners."""
+    import cv2
+
+    lab = np.zeros((h, w), dtype=np.uint8)
+    for b, q in enumerate(quads):
+        cv2.fillPoly(lab, [np.round(q * 16).astype(np.int32)], b + 1, shift=4)
+    out = np.full((N_OUT, h, w), -4.0, dtype=np.float32)
+    for c in range(N_CLASSES):
+        out[c][lab == c] = 4.0
     yy, xx = np.mgrid[0:h, 0:w]
+    for k in range(N_CORNERS):
+        g = np.zeros((h, w))
+        for q in quads:
+            x, y = q[k]
+            g = np.maximum(g, peak * np.exp(-((xx - x) ** 2 + (yy - y) ** 2) / (2 * PEAK_SIGMA**2)))
+        g = np.clip(g, 1e-6, 1 - 1e-6)
+        out[N_CLASSES + k] = np.log(g / (1 - g))
+    return out
+
+
+def _column(rng: np.random.Generator) -> np.ndarray:
+    """Six slightly tilted bodies 20 px deep, 16 px high, 7 px apart (network px), facing right."""
+    quads = []
+    for b in range(N_BODIES):
+        cx, cy = 60.0 + 3 * b + rng.uniform(-0.5, 0.5), 20.0 + 23 * b + rng.uniform(-0.5, 0.5)
+        t = np.deg2rad(rng.uniform(-10, 10))
+        rot = np.array([[np.cos(t), -np.sin(t)], [np.sin(t), np.cos(t)]])
+        box = np.array([[10.0, -8.0], [-10.0, -8.0], [-10.0, 8.0], [10.0, 8.0]])  # ant-sup first
+        quads.append(box @ rot.T + [cx, cy])
+    return np.array(quads)
+
+
+def test_decode_finds_regions_and_sub_pixel_corners_in_image_pixels():
     rng = np.random.default_rng(3)
-    true = rng.uniform(5, 55, (N_BODIES * N_CORNERS, 2))
-    hm = np.stack([np.exp(-((xx - x) ** 2 + (yy - y) ** 2) / (2 * 1.5**2)) for x, y in true]).astype(
-        np.float32
-    )
-    hm[5] *= 0.3
+    quads = _column(rng)
+    out = _synthetic_maps(160, 128, quads)
     factor = 0.5  # image px -> network px
-    pos, height = decode(hm, factor)
-    assert pos.shape == (N_BODIES, N_CORNERS, 2) and height.shape == (N_BODIES, N_CORNERS)
-    expected = ((true + 0.5) / factor - 0.5).reshape(N_BODIES, N_CORNERS, 2)
-    assert np.abs(pos - expected).max() < 0.02 / factor  # exact for a Gaussian, up to float32
-    assert height[1, 1] == pytest.approx(0.3, abs=0.05)
-    assert height[0, 0] == pytest.approx(1.0, abs=0.05)
+    found = decode(out, factor, 0.4)
+    assert found.corners_px.shape == (N_BODIES, N_CORNERS, 2)
+    expected = (quads + 0.5) / factor - 0.5
+    assert np.abs(found.corners_px - expected).max() < 0.05 / factor  # exact for a Gaussian peak
+    assert found.region_prob == pytest.approx(np.full(N_BODIES, 1 / (1 + 6 * np.exp(-8.0))), abs=1e-6)
+    # the map's value at the peak's pixel: 0.9 x exp(-d^2 / 2 sigma^2), d <= 0.71 px off the true peak
+    assert np.all((found.corner_peak > 0.9 * np.exp(-0.5 / (2 * PEAK_SIGMA**2))) & (found.corner_peak <= 0.9))
+    assert found.facing == "right"
+    assert np.all(found.overlap > 0.85)  # the rasterised region against the exact quadrilateral
+    # 20 x 16 px bodies; fillPoly also takes the pixels the outline passes through
+    assert found.area_mm2 == pytest.approx(np.full(N_BODIES, 340 * NET_MM_PER_PX**2), rel=0.08)
+    assert found.score() == pytest.approx(float(np.sum(found.region_prob * found.overlap)))
 
 
-def test_confidence_falls_with_weak_peaks_and_refinement_shift():
-    assert heatmap_confidence(1.0, 0.0) == pytest.approx(1.0)
-    assert heatmap_confidence(0.9, 0.1) > heatmap_confidence(0.9, 0.6) > heatmap_confidence(0.9, 1.2)
-    assert heatmap_confidence(0.4, 0.0) < 0.5
-    assert heatmap_confidence(1.0, None) == pytest.approx(0.5)  # refinement failed: network corners
-    assert heatmap_confidence(1.7, 0.0) == pytest.approx(1.0)  # peaks above 1 count as 1
+def test_decode_leaves_out_a_body_without_region_and_ignores_other_bodies_corners():
+    rng = np.random.default_rng(4)
+    quads = _column(rng)
+    out = _synthetic_maps(160, 128, quads)
+    c5 = out[4] > 0  # C5's region (class 4) becomes background
+    out[4][c5], out[0][c5] = -4.0, 4.0
+    # a stronger posterior-superior peak far from C3: not in C3's region, so not taken
+    out[N_CLASSES + 1, 150, 10] = 6.0
+    found = decode(out, 1.0, 0.8)
+    assert found.region_prob[3] == 0.0 and np.all(np.isnan(found.corners_px[3]))
+    assert np.abs(found.corners_px[1] - quads[1]).max() < 0.05
+    assert np.all(found.region_prob[[0, 1, 2, 4, 5]] > 0.99)
+
+
+def test_decode_mirrored_column_faces_left_and_weak_corner_maps_fall_back_to_the_region():
+    rng = np.random.default_rng(5)
+    quads = _column(rng)
+    quads[..., 0] = 127 - quads[..., 0]  # mirrored: anterior corners now on the left
+    found = decode(_synthetic_maps(160, 128, quads), 1.0, 0.8)
+    assert found.facing == "left"
+    assert np.abs(found.corners_px - quads).max() < 0.05
+    # corner maps too weak to place corners: the rectangle around each region, at the right corners
+    weak = decode(_synthetic_maps(160, 128, quads, peak=0.2), 1.0, 0.8)
+    assert weak.facing == "left"
+    assert np.all(weak.corner_peak < 0.2)
+    # the rasterised region (fillPoly takes every pixel the outline touches): within 2 px
+    assert np.hypot(*(weak.corners_px - quads).T).max() < 2.0
+
+
+def test_confidence_falls_with_weak_evidence_poor_shape_and_refinement_shift():
+    assert heatmap_confidence(1.0, 0.9, 0.95, 0.0) == pytest.approx(1.0)
+    assert heatmap_confidence(0.95, 0.6, 0.9, 0.1) > heatmap_confidence(0.95, 0.6, 0.9, 0.6)
+    assert heatmap_confidence(0.95, 0.6, 0.9, 0.6) > heatmap_confidence(0.95, 0.6, 0.9, 1.2)
+    assert heatmap_confidence(0.4, 0.9, 0.9, 0.0) == pytest.approx(0.4)  # an unsure region
+    assert heatmap_confidence(1.0, 0.1, 0.9, 0.0) == pytest.approx(0.25)  # a faint corner
+    assert heatmap_confidence(1.0, 0.9, 0.5, 0.0) == 0.0  # region and corners disagree
+    assert heatmap_confidence(1.0, 0.9, 0.95, None) == pytest.approx(0.5)  # refinement failed
 
 
 def test_detector_method_from_argument_or_environment(monkeypatch):
@@ -65,21 +140,16 @@ def test_detector_method_from_argument_or_environment(monkeypatch):
     assert DETECTORS == ("template", "heatmap")
 
 
-def test_cv2_dnn_reads_an_onnx_network_and_its_peaks_decode():
-    """A 1x1-convolution ONNX network (every heatmap = the input) read with cv2.dnn: a Gaussian peak
-    in the input comes back from all 24 channels at its position, mapped to image pixels."""
+def test_cv2_dnn_reads_an_onnx_network():
+    """A 1x1-convolution ONNX network (channel c = (c + 1) x - c, made with the onnx helper) read
+    with cv2.dnn gives every output channel at the input's size."""
     from pathlib import Path
 
     from dmx.detect.heatmap import load_net
 
-    net = load_net(Path(__file__).parent / "data" / "identity_heatmaps.onnx")
-    yy, xx = np.mgrid[0:48, 0:64].astype(np.float32)
-    x0, y0 = 20.3, 31.6
-    x = (0.8 * np.exp(-((xx - x0) ** 2 + (yy - y0) ** 2) / (2 * PEAK_SIGMA**2))).astype(np.float32)
-    hm = net.heatmaps(x)
-    assert hm.shape == (N_BODIES * N_CORNERS, 48, 64)
-    assert np.abs(hm - x).max() < 1e-5
-    pos, height = decode(hm, 0.5)
-    assert np.abs(pos[..., 0] - ((x0 + 0.5) / 0.5 - 0.5)).max() < 0.02
-    assert np.abs(pos[..., 1] - ((y0 + 0.5) / 0.5 - 0.5)).max() < 0.02
-    assert height.min() == pytest.approx(0.8 * np.exp(-(0.3**2 + 0.4**2) / (2 * PEAK_SIGMA**2)), abs=1e-4)
+    net = load_net(Path(__file__).parent / "data" / "affine_maps.onnx")
+    x = np.random.default_rng(0).random((48, 64)).astype(np.float32)
+    out = net.heatmaps(x)
+    assert out.shape == (N_OUT, 48, 64)
+    expected = np.arange(1, N_OUT + 1)[:, None, None] * x - np.arange(N_OUT)[:, None, None]
+    assert np.abs(out - expected).max() < 1e-5

@@ -250,41 +250,45 @@ HEATMAP_THRESHOLD = 0.5
 MAX_REFINE_SHIFT_MM = 1.2
 
 
-def heatmap_confidence(height: float, shift_mm: float | None) -> float:
-    """Confidence of one body from its weakest corner peak and how far refinement moved it.
+def heatmap_confidence(
+    region_prob: float, corner_peak: float, overlap: float, shift_mm: float | None
+) -> float:
+    """Confidence of one body from the network's evidence and how far edge refinement moved it.
 
-    ``height`` is the lowest of the body's four heatmap peaks (fitted to 1 on a visible corner);
-    ``shift_mm`` the largest corner move by the edge refinement (``None`` when the refinement
-    failed or moved a corner beyond :data:`MAX_REFINE_SHIFT_MM`: the network's corners are kept,
-    at half the confidence).
+    ``region_prob`` is the mean class probability over the body's region, ``corner_peak`` the
+    weakest of its four corner peaks (about 0.5-0.9 on a clear corner), ``overlap`` the
+    intersection over union of the region with its corners' quadrilateral, ``shift_mm`` the
+    largest corner move by the edge refinement (``None`` when the refinement failed or moved a
+    corner beyond :data:`MAX_REFINE_SHIFT_MM`: the network's corners are kept, at half the
+    confidence).
     """
-    h = float(np.clip(height, 0.0, 1.0))
+    evidence = min(float(region_prob), float(np.clip(corner_peak / 0.4, 0.0, 1.0)))
+    shape = float(np.clip((overlap - 0.5) / 0.3, 0.0, 1.0))
+    c = evidence * shape
     if shift_mm is None:
-        return 0.5 * h
-    return h * float(np.exp(-((shift_mm / 0.8) ** 2)))
+        return 0.5 * c
+    return c * float(np.exp(-((shift_mm / 0.8) ** 2)))
 
 
 def run_heatmap(image: np.ndarray, model: DetectorModel, net, *, mm_per_px: float | None) -> ColumnResult:
-    """Corners of C2..C7 from the heatmap network, refined on the full-resolution image.
+    """Corners of C2..C7 from the segmentation network, refined on the full-resolution image.
 
     Without calibration the network runs at every pixel size of
-    :data:`dmx.detect.heatmap.UNCALIBRATED_SWEEP_MM` and the one with the strongest peaks wins.
+    :data:`dmx.detect.heatmap.UNCALIBRATED_SWEEP_MM` and the one with the most body evidence wins.
+    Features per body: region probability, weakest corner peak, overlap, refinement shift (mm; NaN
+    when the network's corners were kept).
     """
     from dmx.detect.heatmap import UNCALIBRATED_SWEEP_MM
 
     img = np.asarray(image, dtype=np.float32)
     if mm_per_px is not None:
-        peaks = net.peaks(img, mm_per_px)
+        found = net.bodies(img, mm_per_px)
     else:
-        tries = [net.peaks(img, s) for s in UNCALIBRATED_SWEEP_MM]
-        peaks = max(tries, key=lambda p: float(np.sort(p.height.min(axis=1))[-4:].sum()))
-    mpp = peaks.mm_per_px
-    corners = peaks.corners_px.copy()
-    height = peaks.height.min(axis=1)
-    strong = height >= 0.2
-    # facing from the network's own anterior and posterior corners
-    ant = corners[:, [0, 3], 0].mean(axis=1) - corners[:, [1, 2], 0].mean(axis=1)
-    facing = "right" if float(np.sum(ant[strong] if strong.any() else ant)) >= 0 else "left"
+        found = max((net.bodies(img, s) for s in UNCALIBRATED_SWEEP_MM), key=lambda f: f.score())
+    mpp = found.mm_per_px
+    corners = found.corners_px.copy()
+    has = found.region_prob > 0
+    facing = found.facing
     w = img.shape[1]
     view = img if facing == "right" else np.ascontiguousarray(img[:, ::-1])
     if facing == "left":
@@ -294,11 +298,11 @@ def run_heatmap(image: np.ndarray, model: DetectorModel, net, *, mm_per_px: floa
     bodies = []
     for k in range(6):
         v = BODIES[k]
-        init = corners[k]
-        feats = np.array([height[k], np.nan])
-        if height[k] < 0.05:
-            bodies.append(BodyResult(v, None, feats, 0.0, "no trace of it on the heatmaps"))
+        feats = np.array([found.region_prob[k], found.corner_peak[k].min(), found.overlap[k], np.nan])
+        if not has[k]:
+            bodies.append(BodyResult(v, None, feats, 0.0, "the network found no region of it"))
             continue
+        init = corners[k]
         refined, fit, _ = refine_corners(
             sm,
             init,
@@ -313,10 +317,10 @@ def run_heatmap(image: np.ndarray, model: DetectorModel, net, *, mm_per_px: floa
             d_mm = float(np.hypot(*(refined - init).T).max()) * mpp
             if d_mm <= MAX_REFINE_SHIFT_MM:
                 shift, out = d_mm, refined
-        feats[1] = np.nan if shift is None else shift
+        feats[3] = np.nan if shift is None else shift
         out = out.copy()
         if facing == "left":
             out[:, 0] = w - 1 - out[:, 0]
-        bodies.append(BodyResult(v, out, feats, heatmap_confidence(height[k], shift), None))
-    score = float(np.sort(height)[-4:].mean())
-    return ColumnResult(tuple(bodies), score, facing, mpp, mm_per_px is not None)
+        conf = heatmap_confidence(found.region_prob[k], found.corner_peak[k].min(), found.overlap[k], shift)
+        bodies.append(BodyResult(v, out, feats, conf, None))
+    return ColumnResult(tuple(bodies), found.score(), facing, mpp, mm_per_px is not None)
