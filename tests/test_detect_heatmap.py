@@ -117,14 +117,37 @@ def test_decode_mirrored_column_faces_left_and_weak_corner_maps_fall_back_to_the
     assert np.hypot(*(weak.corners_px - quads).T).max() < 2.0
 
 
-def test_confidence_falls_with_weak_evidence_poor_shape_and_refinement_shift():
-    assert heatmap_confidence(1.0, 0.9, 0.95, 0.0) == pytest.approx(1.0)
-    assert heatmap_confidence(0.95, 0.6, 0.9, 0.1) > heatmap_confidence(0.95, 0.6, 0.9, 0.6)
-    assert heatmap_confidence(0.95, 0.6, 0.9, 0.6) > heatmap_confidence(0.95, 0.6, 0.9, 1.2)
-    assert heatmap_confidence(0.4, 0.9, 0.9, 0.0) == pytest.approx(0.4)  # an unsure region
-    assert heatmap_confidence(1.0, 0.1, 0.9, 0.0) == pytest.approx(0.25)  # a faint corner
-    assert heatmap_confidence(1.0, 0.9, 0.5, 0.0) == 0.0  # region and corners disagree
-    assert heatmap_confidence(1.0, 0.9, 0.95, None) == pytest.approx(0.5)  # refinement failed
+def test_confidence_is_one_on_a_clean_fit_and_falls_with_each_doubt():
+    clean = dict(
+        region_prob=0.95,
+        corner_peak=0.2,
+        inlier=1.0,
+        strength=12.0,
+        rms_px=0.2,
+        shape_mm=0.3,
+        size_ratio=1.02,
+        centre_shift_mm=1.0,
+    )
+    assert heatmap_confidence(clean) == pytest.approx(1.0)
+    for name, value in [
+        ("region_prob", 0.6),
+        ("inlier", 0.7),
+        ("rms_px", 0.8),
+        ("shape_mm", 1.6),
+        ("size_ratio", 1.4),
+        ("centre_shift_mm", 3.5),
+    ]:
+        doubt = heatmap_confidence(dict(clean, **{name: value}))
+        assert 0.0 < doubt < 0.75, name
+    for name, value in [
+        ("region_prob", 0.4),
+        ("inlier", 0.5),
+        ("rms_px", 1.1),
+        ("shape_mm", 2.5),
+        ("size_ratio", 0.6),
+        ("centre_shift_mm", 5.0),
+    ]:
+        assert heatmap_confidence(dict(clean, **{name: value})) == 0.0, name
 
 
 def test_detector_method_from_argument_or_environment(monkeypatch):

@@ -231,6 +231,7 @@ def run(image: np.ndarray, model: DetectorModel, *, mm_per_px: float | None) -> 
 
 __all__ = [
     "FEATURES",
+    "HEATMAP_FEATURES",
     "HEATMAP_THRESHOLD",
     "BodyResult",
     "ColumnResult",
@@ -245,38 +246,60 @@ __all__ = [
 
 #: Confidence at and above which the heatmap detector reports a body.
 HEATMAP_THRESHOLD = 0.5
-#: A refined corner further than this (mm) from the network's corner means the refinement locked on
-#: another edge; the body keeps the network's corners at lower confidence.
-MAX_REFINE_SHIFT_MM = 1.2
+#: A refined body whose centre is further than this (mm) from the network's body centre locked on
+#: another outline; it is not reported.
+MAX_CENTRE_SHIFT_MM = 4.0
+#: Edge-search radii (mm) of the refinement from the network's starts (the first one wider than
+#: the template detector's 2 mm: the network works at 1.2 mm per pixel and its regions are coarse).
+HEATMAP_REFINE_RADII_MM = (3.0, 1.5, 0.8)
+#: Tilts (deg) tried around the network's body tilt for the mean-shape starts.
+HEATMAP_START_TILTS_DEG = (0.0, -6.0, 6.0)
+#: Names of the heatmap detector's per-body features (``BodyResult.features``).
+HEATMAP_FEATURES = (
+    "region_prob",
+    "corner_peak",
+    "inlier",
+    "strength",
+    "rms_px",
+    "shape_mm",
+    "size_ratio",
+    "centre_shift_mm",
+)
 
 
-def heatmap_confidence(
-    region_prob: float, corner_peak: float, overlap: float, shift_mm: float | None
-) -> float:
-    """Confidence of one body from the network's evidence and how far edge refinement moved it.
+def heatmap_confidence(feats: dict[str, float]) -> float:
+    """Confidence of one refined body from the network's evidence and the edge fit.
 
-    ``region_prob`` is the mean class probability over the body's region, ``corner_peak`` the
-    weakest of its four corner peaks (about 0.5-0.9 on a clear corner), ``overlap`` the
-    intersection over union of the region with its corners' quadrilateral, ``shift_mm`` the
-    largest corner move by the edge refinement (``None`` when the refinement failed or moved a
-    corner beyond :data:`MAX_REFINE_SHIFT_MM`: the network's corners are kept, at half the
-    confidence).
+    The network must be sure of the body (``region_prob``, the mean class probability over its
+    region) and the refined outline must be clean cortical edges (``inlier``: worst side's share
+    of profiles on the fitted edge; ``rms_px``: worst side's residual), of a vertebral body's
+    shape (``shape_mm``: RMS deviation from the mean shape after similarity alignment;
+    ``size_ratio`` against the mean body) and where the network put it (``centre_shift_mm``).
+    Each factor is 1 on a clear body and falls to 0 beyond what a clear body shows.
     """
-    evidence = min(float(region_prob), float(np.clip(corner_peak / 0.4, 0.0, 1.0)))
-    shape = float(np.clip((overlap - 0.5) / 0.3, 0.0, 1.0))
-    c = evidence * shape
-    if shift_mm is None:
-        return 0.5 * c
-    return c * float(np.exp(-((shift_mm / 0.8) ** 2)))
+
+    def ramp(x: float, zero: float, one: float) -> float:
+        return float(np.clip((x - zero) / (one - zero), 0.0, 1.0))
+
+    return (
+        ramp(feats["region_prob"], 0.5, 0.8)
+        * ramp(feats["inlier"], 0.6, 0.9)
+        * ramp(feats["rms_px"], 1.0, 0.5)
+        * ramp(feats["shape_mm"], 2.0, 1.0)
+        * ramp(abs(np.log(max(feats["size_ratio"], 1e-3))), 0.4, 0.25)
+        * ramp(feats["centre_shift_mm"], MAX_CENTRE_SHIFT_MM, 2.0)
+    )
 
 
 def run_heatmap(image: np.ndarray, model: DetectorModel, net, *, mm_per_px: float | None) -> ColumnResult:
     """Corners of C2..C7 from the segmentation network, refined on the full-resolution image.
 
-    Without calibration the network runs at every pixel size of
-    :data:`dmx.detect.heatmap.UNCALIBRATED_SWEEP_MM` and the one with the most body evidence wins.
-    Features per body: region probability, weakest corner peak, overlap, refinement shift (mm; NaN
-    when the network's corners were kept).
+    Per body the edge refinement (:func:`dmx.detect.refine.refine_corners`) starts from the
+    network's corners and from the mean body shape (``model.mean_shape_mm``) placed at the
+    network's body centre and tilt (a few tilts); the start whose refined outline fits the edges
+    best wins. Without calibration the network runs at every pixel size of
+    :data:`dmx.detect.heatmap.UNCALIBRATED_SWEEP_MM` and the one with the most body evidence
+    wins. Features per body: :data:`HEATMAP_FEATURES`.
     """
     from dmx.detect.heatmap import UNCALIBRATED_SWEEP_MM
 
@@ -298,29 +321,52 @@ def run_heatmap(image: np.ndarray, model: DetectorModel, net, *, mm_per_px: floa
     bodies = []
     for k in range(6):
         v = BODIES[k]
-        feats = np.array([found.region_prob[k], found.corner_peak[k].min(), found.overlap[k], np.nan])
+        feats = dict.fromkeys(HEATMAP_FEATURES, np.nan)
+        feats["region_prob"] = float(found.region_prob[k])
+        feats["corner_peak"] = float(found.corner_peak[k].min())
         if not has[k]:
-            bodies.append(BodyResult(v, None, feats, 0.0, "the network found no region of it"))
+            bodies.append(BodyResult(v, None, _vector(feats), 0.0, "the network found no region of it"))
             continue
-        init = corners[k]
-        refined, fit, _ = refine_corners(
-            sm,
-            init,
-            is_c2=k == 0,
-            px_per_mm=px_per_mm,
-            noise=noise,
-            side_offsets_mm=model.side_offsets_mm[0 if k == 0 else 1],
+        centre, theta = pose_from_corners(corners[k])
+        starts = [corners[k]] + [
+            to_image_px(model.mean_shape_mm[k], centre, theta + d, px_per_mm) for d in HEATMAP_START_TILTS_DEG
+        ]
+        best = None
+        for init in starts:
+            refined, fit, _ = refine_corners(
+                sm,
+                init,
+                is_c2=k == 0,
+                px_per_mm=px_per_mm,
+                noise=noise,
+                side_offsets_mm=model.side_offsets_mm[0 if k == 0 else 1],
+                radii_mm=HEATMAP_REFINE_RADII_MM,
+            )
+            if refined is None or fit["rms_px"] > (MAX_SIDE_RMS_PX_C2 if k == 0 else MAX_SIDE_RMS_PX):
+                continue
+            if best is None or _fit_quality(fit) > _fit_quality(best[1]):
+                best = (refined, fit)
+        if best is None:
+            bodies.append(
+                BodyResult(v, None, _vector(feats), 0.0, "its outline (four cortical edges) was not found")
+            )
+            continue
+        refined, fit = best
+        dev, size = shape_deviation_mm(refined * mpp, model.mean_shape_mm[k])
+        feats.update(
+            inlier=fit["inlier"],
+            strength=fit["strength"],
+            rms_px=fit["rms_px"],
+            shape_mm=dev,
+            size_ratio=size,
+            centre_shift_mm=float(np.hypot(*(refined.mean(axis=0) - centre))) * mpp,
         )
-        shift = None
-        out = init
-        if refined is not None and fit["rms_px"] <= (MAX_SIDE_RMS_PX_C2 if k == 0 else MAX_SIDE_RMS_PX):
-            d_mm = float(np.hypot(*(refined - init).T).max()) * mpp
-            if d_mm <= MAX_REFINE_SHIFT_MM:
-                shift, out = d_mm, refined
-        feats[3] = np.nan if shift is None else shift
-        out = out.copy()
+        out = refined.copy()
         if facing == "left":
             out[:, 0] = w - 1 - out[:, 0]
-        conf = heatmap_confidence(found.region_prob[k], found.corner_peak[k].min(), found.overlap[k], shift)
-        bodies.append(BodyResult(v, out, feats, conf, None))
+        bodies.append(BodyResult(v, out, _vector(feats), heatmap_confidence(feats), None))
     return ColumnResult(tuple(bodies), found.score(), facing, mpp, mm_per_px is not None)
+
+
+def _vector(feats: dict[str, float]) -> np.ndarray:
+    return np.array([float(feats[name]) for name in HEATMAP_FEATURES])

@@ -103,7 +103,7 @@ class HeatmapNet:
     def bodies(self, image: np.ndarray, mm_per_px: float) -> Bodies:
         """The bodies' regions and corners on one display-polarity frame at ``mm_per_px``."""
         x, factor = net_input(image, mm_per_px)
-        return decode(self.heatmaps(x), factor, mm_per_px)
+        return decode(self.heatmaps(x), factor, mm_per_px, image=x)
 
 
 #: Smallest region (mm^2) taken for a body (a C3-C7 body is about 150-300 mm^2).
@@ -117,13 +117,15 @@ CORNER_PEAK_MIN = 0.3
 _CORNER_SIGNS = np.array([[1, 1], [1, -1], [-1, -1], [-1, 1]], dtype=float)
 
 
-def decode(out: np.ndarray, factor: float, mm_per_px: float) -> Bodies:
+def decode(out: np.ndarray, factor: float, mm_per_px: float, image: np.ndarray | None = None) -> Bodies:
     """Regions and corners of C2..C7 from the network's output.
 
     Each body's region is the largest connected part of the pixels that are more likely a body
     than background and whose most probable body is that one. The column's direction at a body
-    comes from its neighbours' regions, the facing from the corner maps (anterior against
-    posterior corner types on either side of the bodies). Each corner is the maximum of its
+    comes from its neighbours' regions. The facing comes from the network's input ``image`` when
+    given (:func:`_facing_vote_from_image`: the posterior elements beside the bodies), otherwise
+    from the corner maps (anterior against posterior corner types on either side of the bodies).
+    Each corner is the maximum of its
     corner type's map within the region grown by 2 pixels (so the neighbouring bodies' corners,
     across the disc, do not compete), refined by a log-parabola through its neighbours; where
     that maximum is below :data:`CORNER_PEAK_MIN`, the corner of the minimum-area rectangle
@@ -158,16 +160,20 @@ def decode(out: np.ndarray, factor: float, mm_per_px: float) -> Bodies:
         area[b] = float(regions[b].sum()) * NET_MM_PER_PX**2
     if not regions:
         return Bodies(corners, region_prob, peak, overlap, area, float(mm_per_px), "right")
+    _, axis, _ = column_axis(lab > 0, centre)
     up = {b: _column_up(b, centre) for b in regions}
+    up = {b: u if np.dot(u, axis) >= 0 else -u for b, u in up.items()}  # a mislabelled neighbour
     near = {b: cv2.dilate(regions[b].astype(np.uint8), grow) > 0 for b in regions}
-    # facing: anterior corner types on the +perpendicular side (facing right when up is -y)
     yy, xx = np.mgrid[0:h, 0:w]
-    ant_minus_post = cmap[0] + cmap[3] - cmap[1] - cmap[2]
-    vote = 0.0
+    side = {}
     for b in regions:
-        a = np.array([-up[b][1], up[b][0]])
-        side = np.sign((xx - centre[b][0]) * a[0] + (yy - centre[b][1]) * a[1])
-        vote += float(np.sum(np.where(near[b], ant_minus_post * side, 0.0)))
+        a = np.array([-up[b][1], up[b][0]])  # the +x side when the head is up (-y)
+        side[b] = np.sign((xx - centre[b][0]) * a[0] + (yy - centre[b][1]) * a[1])
+    if image is not None:
+        vote = _facing_vote_from_image(image, lab > 0, centre)
+    else:  # anterior corner types on the +perpendicular side: facing right
+        ant_minus_post = cmap[0] + cmap[3] - cmap[1] - cmap[2]
+        vote = sum(float(np.sum(np.where(near[b], ant_minus_post * side[b], 0.0))) for b in regions)
     sign = 1.0 if vote >= 0 else -1.0
     for b, region in regions.items():
         u = up[b]
@@ -189,8 +195,53 @@ def decode(out: np.ndarray, factor: float, mm_per_px: float) -> Bodies:
         inter = float(np.sum(region & (quad > 0)))
         overlap[b] = inter / max(float(np.sum(region | (quad > 0))), 1.0)
         corners[b] = (pos + 0.5) / factor - 0.5  # input pixel centres -> image pixel centres
-    facing = "right" if sign > 0 else "left"
+    facing = "right" if sign * -axis[1] >= 0 else "left"  # anterior +x-ward: sign * perp[0]
     return Bodies(corners, region_prob, peak, overlap, area, float(mm_per_px), facing)
+
+
+#: Band beside the bodies (network px from the nearest body pixel) compared for the facing.
+FACING_BAND_PX = (2.0, 12.0)
+
+
+def column_axis(bodies: np.ndarray, centre: dict[int, np.ndarray]) -> tuple[np.ndarray, np.ndarray, float]:
+    """Centre, unit direction towards C2 and along-axis SD (px) of the segmented body pixels."""
+    ys, xs = np.nonzero(bodies)
+    m = np.array([xs.mean(), ys.mean()])
+    evals, evecs = np.linalg.eigh(np.cov(np.stack([xs - m[0], ys - m[1]])))
+    axis = evecs[:, 1]
+    ks = sorted(centre)
+    if len(ks) >= 2 and np.dot(centre[ks[0]] - centre[ks[-1]], axis) < 0:
+        axis = -axis  # towards C2
+    elif len(ks) < 2 and axis[1] > 0:
+        axis = -axis  # one body: the head up
+    return m, axis, float(np.sqrt(max(evals[1], 1.0)))
+
+
+def _facing_vote_from_image(image: np.ndarray, bodies: np.ndarray, centre: dict[int, np.ndarray]) -> float:
+    """Positive when the anterior side is on the column's + perpendicular side (axis (ux, uy)
+    towards C2, perpendicular (-uy, ux): the +x side when the head is up).
+
+    Along the column (:func:`column_axis`),
+    within :data:`FACING_BAND_PX` of the bodies, the posterior side holds bone (pedicles,
+    articular pillars, laminae) and the anterior side soft tissue and the airway: the side more
+    like the bodies themselves (brighter where bone is bright, darker in an inverted image) is
+    posterior.
+    """
+    m, axis, sd = column_axis(bodies, centre)
+    perp = np.array([-axis[1], axis[0]])
+    h, w = image.shape
+    yy, xx = np.mgrid[0:h, 0:w]
+    dist = cv2.distanceTransform((~bodies).astype(np.uint8), cv2.DIST_L2, 3)
+    along = np.abs((xx - m[0]) * axis[0] + (yy - m[1]) * axis[1]) < 1.5 * sd
+    band = (dist > FACING_BAND_PX[0]) & (dist < FACING_BAND_PX[1]) & along
+    side = (xx - m[0]) * perp[0] + (yy - m[1]) * perp[1]
+    plus, minus = band & (side > 0), band & (side < 0)
+    if plus.sum() < 4 or minus.sum() < 4:
+        return 0.0
+    bone = 1.0 if float(np.mean(image[bodies])) >= float(np.mean(image[band])) else -1.0
+    # the + side more bone-like: posterior there, anterior on the - side
+    vote = -bone * (float(np.mean(image[plus])) - float(np.mean(image[minus])))
+    return vote
 
 
 def _column_up(b: int, centre: dict[int, np.ndarray]) -> np.ndarray:

@@ -253,6 +253,8 @@ def _augment(rng: np.random.Generator, img: np.ndarray, corners: np.ndarray, cro
 
 #: Weight of the bodies' pixels (against background 1) in the cross-entropy.
 BODY_WEIGHT = 4.0
+#: Weight of the corner maps' focal loss against the segmentation's cross-entropy + Dice.
+CORNER_WEIGHT = 0.1
 #: Label of pixels the segmentation loss ignores (a body too little visible to be a target).
 IGNORE = 255
 
@@ -283,7 +285,7 @@ def _targets(corners: np.ndarray, visible: np.ndarray, crop: int) -> tuple[np.nd
     return seg, hm
 
 
-def _loss(p, seg, hm, body_weight: float = BODY_WEIGHT):
+def _loss(p, seg, hm, body_weight: float = BODY_WEIGHT, corner_weight: float = CORNER_WEIGHT):
     """Cross-entropy + soft Dice on the segmentation, CenterNet focal loss on the corner maps."""
     import torch
     from torch.nn import functional as F
@@ -304,7 +306,7 @@ def _loss(p, seg, hm, body_weight: float = BODY_WEIGHT):
     pos = (hm > 0.95).float()
     focal = -(pos * (1 - q) ** 2 * q.log() + (1 - pos) * (1 - hm) ** 4 * q**2 * (1 - q).log())
     focal = focal.sum() / pos.sum().clamp(min=1.0)
-    return ce + dice + 0.1 * focal, (ce.item(), dice.item(), focal.item())
+    return ce + dice + corner_weight * focal, (ce.item(), dice.item(), focal.item())
 
 
 def _batch(rng, images, corners, visible, idx, crop):
@@ -338,6 +340,7 @@ def train(
     lr: float = 3e-3,
     state: Path | None = None,
     body_weight: float = BODY_WEIGHT,
+    corner_weight: float = CORNER_WEIGHT,
 ) -> None:
     """Fit the network on the data file (frames drawn with an ``exclude`` family are left out).
 
@@ -397,7 +400,7 @@ def train(
         idx = rng.integers(0, len(images), batch)
         x, seg, hm = _batch(rng, images, corners, visible, idx, crop)
         p = net(x)
-        loss, parts = _loss(p, seg, hm, body_weight)
+        loss, parts = _loss(p, seg, hm, body_weight, corner_weight)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -554,6 +557,7 @@ def main(argv: list[str] | None = None) -> None:
             width=args.width,
             lr=args.lr,
             body_weight=args.body_weight,
+            corner_weight=args.corner_weight,
         )
 
 
