@@ -365,7 +365,72 @@ def run_heatmap(image: np.ndarray, model: DetectorModel, net, *, mm_per_px: floa
         if facing == "left":
             out[:, 0] = w - 1 - out[:, 0]
         bodies.append(BodyResult(v, out, _vector(feats), heatmap_confidence(feats), None))
+    bodies = _consistent_levels(_one_outline_per_body(bodies, mpp), model)
     return ColumnResult(tuple(bodies), found.score(), facing, mpp, mm_per_px is not None)
+
+
+#: Two refined bodies whose centres are closer than this (mm) sit on one outline.
+SAME_OUTLINE_MM = 6.0
+
+
+def _one_outline_per_body(bodies: list[BodyResult], mm_per_px: float) -> list[BodyResult]:
+    """Where two levels were refined onto one outline (the network gave a body the wrong level),
+    keep the one the network placed closer and leave the other out with the reason."""
+    out = list(bodies)
+    idx = {name: j for j, name in enumerate(HEATMAP_FEATURES)}
+    for i in range(len(out)):
+        for j in range(i + 1, len(out)):
+            a, b = out[i], out[j]
+            if a.corners_px is None or b.corners_px is None:
+                continue
+            d = float(np.hypot(*(a.corners_px.mean(axis=0) - b.corners_px.mean(axis=0)))) * mm_per_px
+            if d >= SAME_OUTLINE_MM:
+                continue
+            worse, other = (
+                (i, b) if a.features[idx["centre_shift_mm"]] > b.features[idx["centre_shift_mm"]] else (j, a)
+            )
+            w = out[worse]
+            out[worse] = BodyResult(
+                w.vertebra, None, w.features, 0.0, f"its outline is the one found for {other.vertebra.value}"
+            )
+    return out
+
+
+#: Two refined bodies are spaced as their levels say when the distance between their centres,
+#: against the mean spacing of those levels (``model.trans_mean``, scaled by the image's median
+#: ratio), is within this range; otherwise one of them has the wrong level.
+LEVEL_SPACING_RANGE = (0.75, 1.33)
+
+
+def _consistent_levels(bodies: list[BodyResult], model: DetectorModel) -> list[BodyResult]:
+    """Leave out bodies whose distances to the others disagree with their levels (a level that
+    the network gave to the body above or below), the most contradicted first."""
+    out = list(bodies)
+    step = np.hypot(model.trans_mean[:, 0], model.trans_mean[:, 1])  # mm from body k to k+1
+
+    def centres() -> dict[int, np.ndarray]:
+        return {k: b.corners_px.mean(axis=0) for k, b in enumerate(out) if b.corners_px is not None}
+
+    while True:
+        c = centres()
+        ks = sorted(c)
+        pairs = [(i, j) for a, i in enumerate(ks) for j in ks[a + 1 :]]
+        if not pairs:
+            return out
+        ratio = {(i, j): float(np.hypot(*(c[i] - c[j]))) / float(step[i:j].sum()) for i, j in pairs}
+        scale = float(np.median(list(ratio.values())))
+        bad = {k: 0 for k in ks}
+        for (i, j), r in ratio.items():
+            if not LEVEL_SPACING_RANGE[0] <= r / scale <= LEVEL_SPACING_RANGE[1]:
+                bad[i] += 1
+                bad[j] += 1
+        worst = max(ks, key=lambda k: (bad[k], -out[k].confidence))
+        if bad[worst] == 0:
+            return out
+        b = out[worst]
+        out[worst] = BodyResult(
+            b.vertebra, None, b.features, 0.0, "its distance to the other bodies does not fit its level"
+        )
 
 
 def _vector(feats: dict[str, float]) -> np.ndarray:
