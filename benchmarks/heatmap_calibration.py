@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from dmx.detect.detector import HEATMAP_FEATURES
+
 #: A body whose worst corner is within this (px) counts as right.
 RIGHT_PX = 3.0
 
@@ -50,10 +52,10 @@ def main() -> None:
             f"{t:9.2f} {int(sel.sum()):9d} {ok[sel].mean():7.1%} {int((~ok[sel]).sum()):6d} "
             f"{worst[sel].max():18.2f}"
         )
-    for name, idx in (("region prob", 0), ("corner peak", 1), ("overlap", 2), ("shift mm", 3)):
+    for idx, name in enumerate(HEATMAP_FEATURES):
         v = np.array([np.nan if r["features"][idx] is None else r["features"][idx] for r in rows])
         good, bad = v[ok & np.isfinite(v)], v[~ok & np.isfinite(v)]
-        print(f"{name:12s} right (p5 p50 p95): {_spread(good):17s}  wrong: {_spread(bad)}")
+        print(f"{name:15s} right (p5 p50 p95): {_spread(good):17s}  wrong: {_spread(bad)}")
 
 
 if __name__ == "__main__":

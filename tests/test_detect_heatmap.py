@@ -127,6 +127,7 @@ def test_confidence_is_one_on_a_clean_fit_and_falls_with_each_doubt():
         shape_mm=0.3,
         size_ratio=1.02,
         centre_shift_mm=1.0,
+        on_region=1.0,
     )
     assert heatmap_confidence(clean) == pytest.approx(1.0)
     for name, value in [
@@ -135,7 +136,6 @@ def test_confidence_is_one_on_a_clean_fit_and_falls_with_each_doubt():
         ("rms_px", 0.8),
         ("shape_mm", 1.6),
         ("size_ratio", 1.4),
-        ("centre_shift_mm", 3.5),
     ]:
         doubt = heatmap_confidence(dict(clean, **{name: value}))
         assert 0.0 < doubt < 0.75, name
@@ -145,7 +145,7 @@ def test_confidence_is_one_on_a_clean_fit_and_falls_with_each_doubt():
         ("rms_px", 1.1),
         ("shape_mm", 2.5),
         ("size_ratio", 0.6),
-        ("centre_shift_mm", 5.0),
+        ("on_region", 0.0),
     ]:
         assert heatmap_confidence(dict(clean, **{name: value})) == 0.0, name
 
@@ -176,3 +176,95 @@ def test_cv2_dnn_reads_an_onnx_network():
     assert out.shape == (N_OUT, 48, 64)
     expected = np.arange(1, N_OUT + 1)[:, None, None] * x - np.arange(N_OUT)[:, None, None]
     assert np.abs(out - expected).max() < 1e-5
+
+
+def _bodies_at(centres_mm: dict[int, tuple[float, float]], shift_mm: dict[int, float] | None = None):
+    """BodyResults of C2..C7 with square outlines at the given centres (1 mm per pixel)."""
+    from dmx.anatomy import BODIES
+    from dmx.detect.detector import HEATMAP_FEATURES, BodyResult
+
+    out = []
+    for k, v in enumerate(BODIES):
+        if k not in centres_mm:
+            out.append(BodyResult(v, None, np.zeros(len(HEATMAP_FEATURES)), 0.0, "not found"))
+            continue
+        f = np.zeros(len(HEATMAP_FEATURES))
+        f[HEATMAP_FEATURES.index("centre_shift_mm")] = (shift_mm or {}).get(k, 1.0)
+        c = np.array(centres_mm[k]) + np.array([[7.0, -6.0], [-7.0, -6.0], [-7.0, 6.0], [7.0, 6.0]])
+        out.append(BodyResult(v, c, f, 0.9, None))
+    return out
+
+
+def test_two_levels_on_one_outline_keep_the_one_the_network_placed_closer():
+    from dmx.detect.detector import _one_outline_per_body
+
+    bodies = _bodies_at({1: (0, 0), 2: (1, 2), 3: (0, 40)}, shift_mm={1: 0.8, 2: 2.5})
+    out = _one_outline_per_body(bodies, 1.0)
+    assert out[1].corners_px is not None and out[3].corners_px is not None
+    assert out[2].corners_px is None and out[2].problem == "its outline is the one found for C3"
+
+
+def test_a_body_spaced_unlike_its_level_is_left_out():
+    from dmx.detect import _cached_model, model_file
+    from dmx.detect.detector import _consistent_levels
+
+    model = _cached_model(model_file())
+    step = np.hypot(model.trans_mean[:, 0], model.trans_mean[:, 1])
+    y = np.concatenate([[0.0], np.cumsum(step)])  # C2..C7 centres down a straight column (mm)
+    good = _bodies_at({k: (0.0, y[k]) for k in range(6)})
+    assert all(b.corners_px is not None for b in _consistent_levels(good, model))
+    # the network called C3's body 'C4' (and found no C3): C4 sits one level too high
+    wrong = _bodies_at({0: (0.0, y[0]), 2: (0.0, y[1]), 3: (0.0, y[3]), 4: (0.0, y[4]), 5: (0.0, y[5])})
+    out = _consistent_levels(wrong, model)
+    assert [b.corners_px is not None for b in out] == [True, False, False, True, True, True]
+    assert out[2].problem == "its distance to the other bodies does not fit its level"
+
+
+# ------------------------------------------------------------------------------------------------
+# the shipped network (models/heatmap.onnx), on phantoms it was not fitted on (fitting: seeds 400000+)
+
+
+def _display(ph, frame: int) -> np.ndarray:
+    img = ph.frames[frame].astype(np.float32)
+    if ph.truth["params"]["photometric"] == "MONOCHROME1":
+        img = float((1 << ph.truth["params"]["bits"]) - 1) - img
+    return img
+
+
+@pytest.mark.parametrize(
+    "family, seed",
+    [(None, 4242), ("posterior", 4243), ("cortical", 4244)],
+    ids=["default", "posterior", "cortical"],
+)
+def test_shipped_network_finds_c3_to_c6_on_unseen_phantoms(family, seed):
+    """The shipped network, trained on every appearance family (other seeds), on a fresh phantom of
+    the default look and of the two families that defeat the template detector: C3-C6 found within
+    2 px (the issue's p95 target). C2 and C7 are not asserted: on the default look of seed 4242 the
+    network reports C2 with a corner 5.2 px off (a known limit, see models/README.md)."""
+    from dmx.anatomy import BODIES
+    from dmx.detect import detect_landmarks
+    from dmx.phantom import draw_appearance, make_phantom
+
+    kw = dict(seed=seed, frames=4, return_to_neutral=False, curve="lordotic", reference_frame=0)
+    if family is not None:
+        kw["appearance"] = draw_appearance(family, seed=seed, max_size_px=768)
+    ph = make_phantom(**kw)
+    det = detect_landmarks(_display(ph, 0), mm_per_px=tuple(ph.truth["mm_per_px"]), method="heatmap")
+    truth = ph.landmarks.corners_px
+    worst = {v: float(np.hypot(*(c - truth[v]).T).max()) for v, c in det.landmarks.corners_px.items()}
+    assert set(BODIES[1:5]) <= set(worst), det.missing
+    assert max(worst[v] for v in BODIES[1:5]) < 2.0, worst
+    assert all(c >= 0.5 for c in det.landmarks.confidence.values())
+    assert set(det.missing) == set(BODIES) - set(worst)
+
+
+@pytest.mark.parametrize("kind", ["noise", "blank"])
+def test_shipped_network_invents_no_column(kind):
+    from dmx.anatomy import BODIES
+    from dmx.detect import detect_landmarks
+
+    rng = np.random.default_rng(3)
+    img = rng.normal(100, 20, (512, 512)) if kind == "noise" else np.full((512, 512), 80.0)
+    det = detect_landmarks(img, mm_per_px=(0.3, 0.3), method="heatmap")
+    assert det.landmarks.corners_px == {}
+    assert set(det.missing) == set(BODIES)

@@ -246,9 +246,6 @@ __all__ = [
 
 #: Confidence at and above which the heatmap detector reports a body.
 HEATMAP_THRESHOLD = 0.5
-#: A refined body whose centre is further than this (mm) from the network's body centre locked on
-#: another outline; it is not reported.
-MAX_CENTRE_SHIFT_MM = 4.0
 #: Edge-search radii (mm) of the refinement from the network's starts (the first one wider than
 #: the template detector's 2 mm: the network works at 1.2 mm per pixel and its regions are coarse).
 HEATMAP_REFINE_RADII_MM = (3.0, 1.5, 0.8)
@@ -264,6 +261,7 @@ HEATMAP_FEATURES = (
     "shape_mm",
     "size_ratio",
     "centre_shift_mm",
+    "on_region",
 )
 
 
@@ -274,7 +272,8 @@ def heatmap_confidence(feats: dict[str, float]) -> float:
     region) and the refined outline must be clean cortical edges (``inlier``: worst side's share
     of profiles on the fitted edge; ``rms_px``: worst side's residual), of a vertebral body's
     shape (``shape_mm``: RMS deviation from the mean shape after similarity alignment;
-    ``size_ratio`` against the mean body) and where the network put it (``centre_shift_mm``).
+    ``size_ratio`` against the mean body) and where the network put this level (``on_region``:
+    1 when the refined centre lies on the network's pixels of this level, else 0).
     Each factor is 1 on a clear body and falls to 0 beyond what a clear body shows.
     """
 
@@ -287,7 +286,7 @@ def heatmap_confidence(feats: dict[str, float]) -> float:
         * ramp(feats["rms_px"], 1.0, 0.5)
         * ramp(feats["shape_mm"], 2.0, 1.0)
         * ramp(abs(np.log(max(feats["size_ratio"], 1e-3))), 0.4, 0.25)
-        * ramp(feats["centre_shift_mm"], MAX_CENTRE_SHIFT_MM, 2.0)
+        * float(feats["on_region"] >= 1.0)
     )
 
 
@@ -318,6 +317,41 @@ def run_heatmap(image: np.ndarray, model: DetectorModel, net, *, mm_per_px: floa
         corners[..., 0] = w - 1 - corners[..., 0]
     px_per_mm = 1.0 / mpp
     sm, noise = smoothed(view, mpp)
+    refine_kw = dict(px_per_mm=px_per_mm, noise=noise, radii_mm=HEATMAP_REFINE_RADII_MM)
+    fitted: dict[int, tuple[np.ndarray, dict[str, float]]] = {}
+
+    def try_starts(k: int, starts: list[np.ndarray]) -> None:
+        for init in starts:
+            refined, fit, _ = refine_corners(
+                sm, init, is_c2=k == 0, side_offsets_mm=model.side_offsets_mm[0 if k == 0 else 1], **refine_kw
+            )
+            if refined is None or fit["rms_px"] > (MAX_SIDE_RMS_PX_C2 if k == 0 else MAX_SIDE_RMS_PX):
+                continue
+            if k not in fitted or _fit_quality(fit) > _fit_quality(fitted[k][1]):
+                fitted[k] = (refined, fit)
+
+    poses = {k: pose_from_corners(corners[k]) for k in range(6) if has[k]}
+    for k, (centre, theta) in poses.items():
+        try_starts(
+            k,
+            [corners[k]]
+            + [
+                to_image_px(model.mean_shape_mm[k], centre, theta + d, px_per_mm)
+                for d in HEATMAP_START_TILTS_DEG
+            ],
+        )
+    # a body the network placed badly (its region spread over a disc): start from its refined
+    # neighbours with the chain prior, as the template detector does
+    for k in (1, 2, 3, 4, 5, 0):
+        if k in poses and (k not in fitted or fitted[k][1]["inlier"] < 0.9):
+            starts = []
+            for nb in (k - 1, k + 1):
+                if 0 <= nb < 6 and nb in fitted:
+                    c, th = _neighbour_pose(model, nb, fitted[nb][0], px_per_mm, below=k > nb)
+                    starts += [
+                        to_image_px(model.mean_shape_mm[k], c, th + d, px_per_mm) for d in (0.0, -5.0, 5.0)
+                    ]
+            try_starts(k, starts)
     bodies = []
     for k in range(6):
         v = BODIES[k]
@@ -327,39 +361,24 @@ def run_heatmap(image: np.ndarray, model: DetectorModel, net, *, mm_per_px: floa
         if not has[k]:
             bodies.append(BodyResult(v, None, _vector(feats), 0.0, "the network found no region of it"))
             continue
-        centre, theta = pose_from_corners(corners[k])
-        starts = [corners[k]] + [
-            to_image_px(model.mean_shape_mm[k], centre, theta + d, px_per_mm) for d in HEATMAP_START_TILTS_DEG
-        ]
-        best = None
-        for init in starts:
-            refined, fit, _ = refine_corners(
-                sm,
-                init,
-                is_c2=k == 0,
-                px_per_mm=px_per_mm,
-                noise=noise,
-                side_offsets_mm=model.side_offsets_mm[0 if k == 0 else 1],
-                radii_mm=HEATMAP_REFINE_RADII_MM,
-            )
-            if refined is None or fit["rms_px"] > (MAX_SIDE_RMS_PX_C2 if k == 0 else MAX_SIDE_RMS_PX):
-                continue
-            if best is None or _fit_quality(fit) > _fit_quality(best[1]):
-                best = (refined, fit)
-        if best is None:
+        if k not in fitted:
             bodies.append(
                 BodyResult(v, None, _vector(feats), 0.0, "its outline (four cortical edges) was not found")
             )
             continue
-        refined, fit = best
+        refined, fit = fitted[k]
         dev, size = shape_deviation_mm(refined * mpp, model.mean_shape_mm[k])
+        centre_img = refined.mean(axis=0)
+        if facing == "left":
+            centre_img = np.array([w - 1 - centre_img[0], centre_img[1]])
         feats.update(
             inlier=fit["inlier"],
             strength=fit["strength"],
             rms_px=fit["rms_px"],
             shape_mm=dev,
             size_ratio=size,
-            centre_shift_mm=float(np.hypot(*(refined.mean(axis=0) - centre))) * mpp,
+            centre_shift_mm=float(np.hypot(*(refined.mean(axis=0) - poses[k][0]))) * mpp,
+            on_region=float(found.level_at(centre_img) == k),
         )
         out = refined.copy()
         if facing == "left":

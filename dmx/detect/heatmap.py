@@ -71,7 +71,8 @@ class Bodies:
     no region); ``corner_peak`` the corner-map peak of each corner inside the region ((6, 4));
     ``overlap`` the intersection over union of the region with the quadrilateral of its corners
     (a clean body outline: about 0.8-0.95); ``area_mm2`` the region's area; ``facing`` the side
-    the anterior corners are on.
+    the anterior corners are on; ``labels`` the network's level map (0 background, 1..6 C2..C7)
+    and ``factor`` image px -> its px.
     """
 
     corners_px: np.ndarray
@@ -81,6 +82,17 @@ class Bodies:
     area_mm2: np.ndarray
     mm_per_px: float
     facing: str = "right"
+    labels: np.ndarray | None = None
+    factor: float = 1.0
+
+    def level_at(self, point_px: np.ndarray) -> int:
+        """The level (0..5 for C2..C7, -1 background) the network gave the image point."""
+        if self.labels is None:
+            return -1
+        x, y = (np.asarray(point_px, dtype=float) + 0.5) * self.factor - 0.5
+        h, w = self.labels.shape
+        i, j = int(round(y)), int(round(x))
+        return int(self.labels[i, j]) - 1 if 0 <= i < h and 0 <= j < w else -1
 
     def score(self) -> float:
         """Evidence for a column at this pixel size: summed region probability x overlap."""
@@ -159,7 +171,7 @@ def decode(out: np.ndarray, factor: float, mm_per_px: float, image: np.ndarray |
         region_prob[b] = float(prob[b + 1][regions[b]].mean())
         area[b] = float(regions[b].sum()) * NET_MM_PER_PX**2
     if not regions:
-        return Bodies(corners, region_prob, peak, overlap, area, float(mm_per_px), "right")
+        return Bodies(corners, region_prob, peak, overlap, area, float(mm_per_px), "right", lab, factor)
     _, axis, _ = column_axis(lab > 0, centre)
     up = {b: _column_up(b, centre) for b in regions}
     up = {b: u if np.dot(u, axis) >= 0 else -u for b, u in up.items()}  # a mislabelled neighbour
@@ -196,7 +208,7 @@ def decode(out: np.ndarray, factor: float, mm_per_px: float, image: np.ndarray |
         overlap[b] = inter / max(float(np.sum(region | (quad > 0))), 1.0)
         corners[b] = (pos + 0.5) / factor - 0.5  # input pixel centres -> image pixel centres
     facing = "right" if sign * -axis[1] >= 0 else "left"  # anterior +x-ward: sign * perp[0]
-    return Bodies(corners, region_prob, peak, overlap, area, float(mm_per_px), facing)
+    return Bodies(corners, region_prob, peak, overlap, area, float(mm_per_px), facing, lab, factor)
 
 
 #: Band beside the bodies (network px from the nearest body pixel) compared for the facing.

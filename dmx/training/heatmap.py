@@ -165,7 +165,7 @@ def make_data(n: int, out: Path, *, workers: int = 2, seed: int = 12) -> None:
 # the network (PyTorch, imported lazily: only the train/check commands need it)
 
 
-def build_net(width: int = 16):
+def build_net(width: int = 12):
     """U-Net-ish fully-convolutional net: 4 down-samplings, :data:`N_OUT` maps at input resolution.
 
     Channels 0..6 are the segmentation logits (background, C2..C7), 7..10 the corner-type logits
@@ -335,7 +335,7 @@ def train(
     batch: int = 8,
     crop: int = 112,
     seed: int = 0,
-    width: int = 16,
+    width: int = 12,
     threads: int = 1,
     lr: float = 3e-3,
     state: Path | None = None,
@@ -513,10 +513,13 @@ def main(argv: list[str] | None = None) -> None:
     b.add_argument("--seed", type=int, default=0)
     b.add_argument("--crop", type=int, default=112, help="training crop side (network px)")
     b.add_argument("--batch", type=int, default=8)
-    b.add_argument("--width", type=int, default=16, help="channels of the first level")
+    b.add_argument("--width", type=int, default=12, help="channels of the first level")
     b.add_argument("--lr", type=float, default=3e-3, help="peak learning rate")
     b.add_argument(
         "--body-weight", type=float, default=BODY_WEIGHT, help="bodies' weight in the cross-entropy"
+    )
+    b.add_argument(
+        "--corner-weight", type=float, default=CORNER_WEIGHT, help="corner maps' weight in the loss"
     )
     b.add_argument(
         "--threads", type=int, default=1, help="torch CPU threads (1 is fastest on a busy machine)"
