@@ -1,11 +1,12 @@
-"""Learned corner heatmaps (issue #12): a small fully-convolutional network read with OpenCV's ``cv2.dnn``.
+"""Learned vertebral-body segmentation (issue #12): a small fully-convolutional network read with ``cv2.dnn``.
 
 The network (fitted offline by :mod:`dmx.training.heatmap`, shipped as ONNX in ``models/``)
 sees the frame resampled to :data:`NET_MM_PER_PX` and normalised by :func:`net_input`; it
-gives 24 heatmaps, one per corner of C2..C7 (:data:`dmx.anatomy.CORNERS` order within each
-body), at the input's resolution. Its peaks are the corners' coarse positions (about one
-network pixel); the detector then refines them on the full-resolution image
-(:mod:`dmx.detect.refine`).
+gives, at the input's resolution, the logits of a segmentation into background and the bodies
+C2..C7 and four corner-type logit maps (:data:`dmx.anatomy.CORNERS` order, class-agnostic).
+:func:`decode` turns them into each body's region, facing and coarse corners (about one network
+pixel, 1.2 mm, at best); the detector then refines them on the full-resolution image
+(:func:`dmx.detect.detector.run_heatmap`, :mod:`dmx.detect.refine`).
 
 Inference needs only OpenCV (already a dependency) and numpy: no deep-learning runtime.
 """

@@ -1,26 +1,34 @@
-"""Fit the corner-heatmap network (:mod:`dmx.detect.heatmap`) on phantoms of every appearance family.
+"""Fit the body-segmentation network (:mod:`dmx.detect.heatmap`) on phantoms of every appearance family.
 
-Three steps, each a sub-command (training needs the ``train`` extra: ``pip install dmx[train]``,
-i.e. PyTorch and onnx; inference does not)::
+Sub-commands (training needs the ``train`` extra: ``pip install dmx[train]``, i.e. PyTorch and
+onnx; inference does not)::
 
-    PYTHONPATH=. python -m dmx.training.heatmap data --phantoms 500 --out ~/.cache/dmx/heatmap.npz
-    PYTHONPATH=. python -m dmx.training.heatmap train --data ~/.cache/dmx/heatmap.npz \
-        --out models/heatmap.onnx [--exclude posterior]
-    PYTHONPATH=. python -m dmx.training.heatmap check --model models/heatmap.onnx
+    PYTHONPATH=. python -m dmx.training.heatmap data --phantoms 400 --out CACHE/heatmap.npz
+    PYTHONPATH=. python -m dmx.training.heatmap train --data CACHE/heatmap.npz \
+        --out models/heatmap.onnx --minutes 40 [--exclude posterior]
+    PYTHONPATH=. python -m dmx.training.heatmap export --state models/heatmap.pt --out X.onnx
+    PYTHONPATH=. python -m dmx.training.heatmap preview --data CACHE/heatmap.npz --model X.onnx --out DIR
 
 Data recipe (:func:`heatmap_specs`): phantom seeds 400000+ (the corner-detector fit uses 100000+,
 the benchmarks 700000+ and below 100000), each phantom taking each appearance family with
 probability one half, rendered small (224-320 px at 0.5-0.75 mm, the acquisition family's
 image and pixel size scaled to that range), four frames each (neutral, flexion, neutral,
 extension), random curve, facing, polarity, bits, noise, blur, tilt, ROM and anatomy. Every
-frame is resampled to the network's 0.8 mm per pixel, normalised as at inference
-(:func:`dmx.detect.heatmap.net_input`) and stored with its true corners, the bodies'
-visibility and the families it was drawn with, so that a family can be left out at training
-time (``--exclude``) without generating the data again.
+frame is stored at :data:`STORE_MM_PER_PX`, normalised as at inference
+(:func:`dmx.detect.heatmap.net_input`), with its true corners, the bodies' visibility and the
+families it was drawn with, so that a family can be left out at training time (``--exclude``)
+without generating the data again.
 
-Training adds random crops, flips, rotations (+-20 deg), scale (0.8-1.25), gamma, contrast,
-blur, noise and, sometimes, inverted polarity. Deterministic for a given data file and seed up
-to PyTorch's own CPU non-determinism.
+Targets, drawn per training crop from the true corners: the segmentation (background, C2..C7:
+each body's corner quadrilateral; a body less than :data:`MIN_VISIBILITY` visible is ignored by
+the loss) and four corner-type maps (Gaussian peaks). Loss: class-weighted cross-entropy + soft
+Dice on the segmentation, CenterNet's focal loss on the corner maps (:func:`_loss`). Training
+adds random crops (resampled to the network's pixel size), flips, rotations (+-20 deg), scale
+(0.8-1.25), gamma, contrast, blur, edge enhancement, noise, shading and, sometimes, inverted
+polarity; AdamW with a cosine learning rate over a wall-clock budget (``--minutes``). The torch
+state is kept beside the output (``OUT.pt``) every 3 minutes and at the end; a ``train`` run that
+finds it resumes (the budget then counts every run's minutes). Deterministic for a given data
+file and seed up to PyTorch's own CPU non-determinism and the wall-clock budget.
 """
 
 from __future__ import annotations
