@@ -268,3 +268,30 @@ def test_shipped_network_invents_no_column(kind):
     det = detect_landmarks(img, mm_per_px=(0.3, 0.3), method="heatmap")
     assert det.landmarks.corners_px == {}
     assert set(det.missing) == set(BODIES)
+
+
+@pytest.mark.parametrize("mirrored", [False, True], ids=["facing-right", "facing-left"])
+@pytest.mark.parametrize("inverted", [False, True], ids=["bone-bright", "bone-dark"])
+def test_facing_from_the_bone_beside_the_column(mirrored, inverted):
+    """With the image given, the facing comes from the posterior elements beside the bodies (the
+    side more like the bodies), whatever the corner maps say and whatever the polarity."""
+    import cv2
+
+    rng = np.random.default_rng(6)
+    quads = _column(rng)
+    img = np.full((160, 128), 0.3, dtype=np.float32)
+    for q in quads:
+        cv2.fillPoly(img, [np.round(q * 16).astype(np.int32)], 0.8, shift=4)
+        c = q.mean(axis=0)
+        cv2.circle(img, (int(c[0]) - 20, int(c[1])), 5, 0.7, -1)  # a pillar behind the body
+    img[:, 100:] = 0.1  # airway and soft tissue in front
+    out = _synthetic_maps(160, 128, quads, peak=0.2)
+    out[N_CLASSES + 0], out[N_CLASSES + 1] = out[N_CLASSES + 1].copy(), out[N_CLASSES + 0].copy()
+    out[N_CLASSES + 2], out[N_CLASSES + 3] = out[N_CLASSES + 3].copy(), out[N_CLASSES + 2].copy()
+    if mirrored:
+        img, out = img[:, ::-1].copy(), out[:, :, ::-1].copy()
+    if inverted:
+        img = 1.0 - img
+    found = decode(out, 1.0, 0.8, image=img)
+    assert found.facing == ("left" if mirrored else "right")
+    assert decode(out, 1.0, 0.8).facing == ("right" if mirrored else "left")  # the swapped corner maps
