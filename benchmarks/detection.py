@@ -36,10 +36,11 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 import numpy as np
 
-from dmx.anatomy import BODIES
+from dmx.anatomy import BODIES, Vertebra
 from dmx.detect import detect_landmarks
 from dmx.landmarks import Landmarks
 from dmx.measure import measure
@@ -95,6 +96,9 @@ DETECTOR = "template"
 NET: str | None = None
 #: Folder where the family tables keep their rendered frames (``--cache``; None: render every time).
 CACHE: str | None = None
+#: With ``--dump FILE``: per body the heatmap detector fitted, its features, confidence and worst
+#: corner error (the data of the confidence calibration, ``benchmarks/heatmap_calibration.py``).
+RECORDS: list[dict] | None = None
 
 #: Anatomical variation of the --random phantoms: uniform in 0..RANDOM_ANATOMY_SD (the fitting set
 #: stops at 0.08, so a third of them are beyond it).
@@ -228,6 +232,17 @@ def _bodies_found(image: np.ndarray, model, mm_per_px: float) -> list[tuple[obje
         from dmx.detect.heatmap import NET_NAME, load_net
 
         result = run_heatmap(image, model, load_net(NET or model_file(NET_NAME)), mm_per_px=mm_per_px)
+        if RECORDS is not None:
+            RECORDS.extend(
+                {
+                    "vertebra": b.vertebra.value,
+                    "features": b.features,
+                    "confidence": float(b.confidence),
+                    "corners": b.corners_px,
+                }
+                for b in result.bodies
+                if b.corners_px is not None
+            )
         return [
             (b.vertebra, b.corners_px, float(b.confidence)) for b in result.bodies if b.corners_px is not None
         ]
@@ -263,6 +278,14 @@ def reference_frame(kw: dict) -> tuple[np.ndarray, dict, float]:
     return image, truth, mpp
 
 
+def family_name(kw: dict) -> str:
+    """The appearance families a phantom was drawn with ('default' without any)."""
+    look = kw.get("appearance")
+    return (
+        "+".join(sorted(str(f) for f in look.families)) if look is not None and look.families else "default"
+    )
+
+
 def family_stats(specs: list[dict], model) -> dict:
     """Detection figures of ``model`` on the phantoms ``specs`` (see :func:`family_row`)."""
     from dmx.detect.detector import HEATMAP_THRESHOLD
@@ -273,8 +296,14 @@ def family_stats(specs: list[dict], model) -> dict:
     for kw in specs:
         image, truth, mpp = reference_frame(kw)
         t0 = time.perf_counter()
+        first = len(RECORDS) if RECORDS is not None else 0
         bodies = _bodies_found(image, model, mpp)
         seconds += time.perf_counter() - t0
+        for r in RECORDS[first:] if RECORDS is not None else []:
+            r["family"] = family_name(kw)
+            r["seed"] = kw["seed"]
+            r["worst_px"] = float(np.hypot(*(r.pop("corners") - truth[Vertebra(r["vertebra"])]).T).max())
+            r["mm_per_px"] = mpp
         for v, c, conf in bodies:
             e = np.hypot(*(c - truth[v]).T)
             if conf >= CALIBRATION_CONFIDENCE:
@@ -427,9 +456,27 @@ def main() -> None:
         help="folder of heatmap-no-FAMILY.onnx for --leave-one-family-out --detector heatmap",
     )
     parser.add_argument("--cache", default=None, help="folder keeping the family tables' rendered frames")
+    parser.add_argument(
+        "--dump", default=None, help="with --detector heatmap: per-body features and errors to this .json"
+    )
     args = parser.parse_args()
-    global DETECTOR, NET, CACHE
+    global DETECTOR, NET, CACHE, RECORDS
     DETECTOR, NET, CACHE = args.detector, args.net, args.cache
+    if args.dump:
+        RECORDS = []
+        import atexit
+        import json
+
+        def _write() -> None:
+            rows = [
+                dict(r, features=[None if not np.isfinite(x) else float(x) for x in r["features"]])
+                for r in RECORDS or []
+                if "worst_px" in r
+            ]
+            Path(args.dump).write_text(json.dumps(rows, indent=0))
+            print(f"wrote {len(rows)} body records to {args.dump}")
+
+        atexit.register(_write)
     if args.families is not None or args.leave_one_family_out:
         from dmx.phantom import parse_families
 

@@ -7,7 +7,16 @@ import pytest
 
 from dmx.detect import DETECTORS, detector_method
 from dmx.detect.detector import heatmap_confidence
-from dmx.detect.heatmap import N_BODIES, N_CORNERS, NET_MM_PER_PX, NET_STRIDE, decode, net_input
+from dmx.detect.heatmap import (
+    N_BODIES,
+    N_CLASSES,
+    N_CORNERS,
+    N_OUT,
+    NET_MM_PER_PX,
+    NET_STRIDE,
+    decode,
+    net_input,
+)
 from dmx.detect.heatmap import PEAK_SIGMA_PX as PEAK_SIGMA
 from dmx.errors import UsageError
 
@@ -26,30 +35,119 @@ def test_net_input_resamples_to_the_network_pixel_and_pads():
     assert np.mean(ys) == pytest.approx((149.5 + 0.5) * factor - 0.5, abs=0.6)
 
 
-def test_decode_finds_sub_pixel_peaks_in_image_pixels():
-    h, w = 64, 80
+def _synthetic_maps(h: int, w: int, quads: np.ndarray, *, peak: float = 0.9) -> np.ndarray:
+    """Network-like output: segmentation logits (each quadrilateral its body's class) and corner-type
+    logits of Gaussian peaks (height ``peak``) at the quadrilaterals' corners."""
+    import cv2
+
+    lab = np.zeros((h, w), dtype=np.uint8)
+    for b, q in enumerate(quads):
+        cv2.fillPoly(lab, [np.round(q * 16).astype(np.int32)], b + 1, shift=4)
+    out = np.full((N_OUT, h, w), -4.0, dtype=np.float32)
+    for c in range(N_CLASSES):
+        out[c][lab == c] = 4.0
     yy, xx = np.mgrid[0:h, 0:w]
+    for k in range(N_CORNERS):
+        g = np.zeros((h, w))
+        for q in quads:
+            x, y = q[k]
+            g = np.maximum(g, peak * np.exp(-((xx - x) ** 2 + (yy - y) ** 2) / (2 * PEAK_SIGMA**2)))
+        g = np.clip(g, 1e-6, 1 - 1e-6)
+        out[N_CLASSES + k] = np.log(g / (1 - g))
+    return out
+
+
+def _column(rng: np.random.Generator) -> np.ndarray:
+    """Six slightly tilted bodies 20 px deep, 16 px high, 7 px apart (network px), facing right."""
+    quads = []
+    for b in range(N_BODIES):
+        cx, cy = 60.0 + 3 * b + rng.uniform(-0.5, 0.5), 20.0 + 23 * b + rng.uniform(-0.5, 0.5)
+        t = np.deg2rad(rng.uniform(-10, 10))
+        rot = np.array([[np.cos(t), -np.sin(t)], [np.sin(t), np.cos(t)]])
+        box = np.array([[10.0, -8.0], [-10.0, -8.0], [-10.0, 8.0], [10.0, 8.0]])  # ant-sup first
+        quads.append(box @ rot.T + [cx, cy])
+    return np.array(quads)
+
+
+def test_decode_finds_regions_and_sub_pixel_corners_in_image_pixels():
     rng = np.random.default_rng(3)
-    true = rng.uniform(5, 55, (N_BODIES * N_CORNERS, 2))
-    hm = np.stack([np.exp(-((xx - x) ** 2 + (yy - y) ** 2) / (2 * 1.5**2)) for x, y in true]).astype(
-        np.float32
-    )
-    hm[5] *= 0.3
+    quads = _column(rng)
+    out = _synthetic_maps(160, 128, quads)
     factor = 0.5  # image px -> network px
-    pos, height = decode(hm, factor)
-    assert pos.shape == (N_BODIES, N_CORNERS, 2) and height.shape == (N_BODIES, N_CORNERS)
-    expected = ((true + 0.5) / factor - 0.5).reshape(N_BODIES, N_CORNERS, 2)
-    assert np.abs(pos - expected).max() < 0.02 / factor  # exact for a Gaussian, up to float32
-    assert height[1, 1] == pytest.approx(0.3, abs=0.05)
-    assert height[0, 0] == pytest.approx(1.0, abs=0.05)
+    found = decode(out, factor, 0.4)
+    assert found.corners_px.shape == (N_BODIES, N_CORNERS, 2)
+    expected = (quads + 0.5) / factor - 0.5
+    assert np.abs(found.corners_px - expected).max() < 0.05 / factor  # exact for a Gaussian peak
+    assert found.region_prob == pytest.approx(np.full(N_BODIES, 1 / (1 + 6 * np.exp(-8.0))), abs=1e-6)
+    # the map's value at the peak's pixel: 0.9 x exp(-d^2 / 2 sigma^2), d <= 0.71 px off the true peak
+    assert np.all((found.corner_peak > 0.9 * np.exp(-0.5 / (2 * PEAK_SIGMA**2))) & (found.corner_peak <= 0.9))
+    assert found.facing == "right"
+    assert np.all(found.overlap > 0.85)  # the rasterised region against the exact quadrilateral
+    # 20 x 16 px bodies; fillPoly also takes the pixels the outline passes through
+    assert found.area_mm2 == pytest.approx(np.full(N_BODIES, 340 * NET_MM_PER_PX**2), rel=0.08)
+    assert found.score() == pytest.approx(float(np.sum(found.region_prob * found.overlap)))
 
 
-def test_confidence_falls_with_weak_peaks_and_refinement_shift():
-    assert heatmap_confidence(1.0, 0.0) == pytest.approx(1.0)
-    assert heatmap_confidence(0.9, 0.1) > heatmap_confidence(0.9, 0.6) > heatmap_confidence(0.9, 1.2)
-    assert heatmap_confidence(0.4, 0.0) < 0.5
-    assert heatmap_confidence(1.0, None) == pytest.approx(0.5)  # refinement failed: network corners
-    assert heatmap_confidence(1.7, 0.0) == pytest.approx(1.0)  # peaks above 1 count as 1
+def test_decode_leaves_out_a_body_without_region_and_ignores_other_bodies_corners():
+    rng = np.random.default_rng(4)
+    quads = _column(rng)
+    out = _synthetic_maps(160, 128, quads)
+    c5 = out[4] > 0  # C5's region (class 4) becomes background
+    out[4][c5], out[0][c5] = -4.0, 4.0
+    # a stronger posterior-superior peak far from C3: not in C3's region, so not taken
+    out[N_CLASSES + 1, 150, 10] = 6.0
+    found = decode(out, 1.0, 0.8)
+    assert found.region_prob[3] == 0.0 and np.all(np.isnan(found.corners_px[3]))
+    assert np.abs(found.corners_px[1] - quads[1]).max() < 0.05
+    assert np.all(found.region_prob[[0, 1, 2, 4, 5]] > 0.99)
+
+
+def test_decode_mirrored_column_faces_left_and_weak_corner_maps_fall_back_to_the_region():
+    rng = np.random.default_rng(5)
+    quads = _column(rng)
+    quads[..., 0] = 127 - quads[..., 0]  # mirrored: anterior corners now on the left
+    found = decode(_synthetic_maps(160, 128, quads), 1.0, 0.8)
+    assert found.facing == "left"
+    assert np.abs(found.corners_px - quads).max() < 0.05
+    # corner maps too weak to place corners: the rectangle around each region, at the right corners
+    weak = decode(_synthetic_maps(160, 128, quads, peak=0.2), 1.0, 0.8)
+    assert weak.facing == "left"
+    assert np.all(weak.corner_peak < 0.2)
+    # the rasterised region (fillPoly takes every pixel the outline touches): within 2 px
+    assert np.hypot(*(weak.corners_px - quads).T).max() < 2.0
+
+
+def test_confidence_is_one_on_a_clean_fit_and_falls_with_each_doubt():
+    clean = dict(
+        region_prob=0.95,
+        corner_peak=0.2,
+        inlier=1.0,
+        strength=12.0,
+        rms_px=0.2,
+        shape_mm=0.3,
+        size_ratio=1.02,
+        centre_shift_mm=1.0,
+        on_region=1.0,
+    )
+    assert heatmap_confidence(clean) == pytest.approx(1.0)
+    for name, value in [
+        ("region_prob", 0.6),
+        ("inlier", 0.7),
+        ("rms_px", 0.8),
+        ("shape_mm", 1.6),
+        ("size_ratio", 1.4),
+    ]:
+        doubt = heatmap_confidence(dict(clean, **{name: value}))
+        assert 0.0 < doubt < 0.75, name
+    for name, value in [
+        ("region_prob", 0.4),
+        ("inlier", 0.5),
+        ("rms_px", 1.1),
+        ("shape_mm", 2.5),
+        ("size_ratio", 0.6),
+        ("on_region", 0.0),
+    ]:
+        assert heatmap_confidence(dict(clean, **{name: value})) == 0.0, name
 
 
 def test_detector_method_from_argument_or_environment(monkeypatch):
@@ -65,21 +163,135 @@ def test_detector_method_from_argument_or_environment(monkeypatch):
     assert DETECTORS == ("template", "heatmap")
 
 
-def test_cv2_dnn_reads_an_onnx_network_and_its_peaks_decode():
-    """A 1x1-convolution ONNX network (every heatmap = the input) read with cv2.dnn: a Gaussian peak
-    in the input comes back from all 24 channels at its position, mapped to image pixels."""
+def test_cv2_dnn_reads_an_onnx_network():
+    """A 1x1-convolution ONNX network (channel c = (c + 1) x - c, made with the onnx helper) read
+    with cv2.dnn gives every output channel at the input's size."""
     from pathlib import Path
 
     from dmx.detect.heatmap import load_net
 
-    net = load_net(Path(__file__).parent / "data" / "identity_heatmaps.onnx")
-    yy, xx = np.mgrid[0:48, 0:64].astype(np.float32)
-    x0, y0 = 20.3, 31.6
-    x = (0.8 * np.exp(-((xx - x0) ** 2 + (yy - y0) ** 2) / (2 * PEAK_SIGMA**2))).astype(np.float32)
-    hm = net.heatmaps(x)
-    assert hm.shape == (N_BODIES * N_CORNERS, 48, 64)
-    assert np.abs(hm - x).max() < 1e-5
-    pos, height = decode(hm, 0.5)
-    assert np.abs(pos[..., 0] - ((x0 + 0.5) / 0.5 - 0.5)).max() < 0.02
-    assert np.abs(pos[..., 1] - ((y0 + 0.5) / 0.5 - 0.5)).max() < 0.02
-    assert height.min() == pytest.approx(0.8 * np.exp(-(0.3**2 + 0.4**2) / (2 * PEAK_SIGMA**2)), abs=1e-4)
+    net = load_net(Path(__file__).parent / "data" / "affine_maps.onnx")
+    x = np.random.default_rng(0).random((48, 64)).astype(np.float32)
+    out = net.heatmaps(x)
+    assert out.shape == (N_OUT, 48, 64)
+    expected = np.arange(1, N_OUT + 1)[:, None, None] * x - np.arange(N_OUT)[:, None, None]
+    assert np.abs(out - expected).max() < 1e-5
+
+
+def _bodies_at(centres_mm: dict[int, tuple[float, float]], shift_mm: dict[int, float] | None = None):
+    """BodyResults of C2..C7 with square outlines at the given centres (1 mm per pixel)."""
+    from dmx.anatomy import BODIES
+    from dmx.detect.detector import HEATMAP_FEATURES, BodyResult
+
+    out = []
+    for k, v in enumerate(BODIES):
+        if k not in centres_mm:
+            out.append(BodyResult(v, None, np.zeros(len(HEATMAP_FEATURES)), 0.0, "not found"))
+            continue
+        f = np.zeros(len(HEATMAP_FEATURES))
+        f[HEATMAP_FEATURES.index("centre_shift_mm")] = (shift_mm or {}).get(k, 1.0)
+        c = np.array(centres_mm[k]) + np.array([[7.0, -6.0], [-7.0, -6.0], [-7.0, 6.0], [7.0, 6.0]])
+        out.append(BodyResult(v, c, f, 0.9, None))
+    return out
+
+
+def test_two_levels_on_one_outline_keep_the_one_the_network_placed_closer():
+    from dmx.detect.detector import _one_outline_per_body
+
+    bodies = _bodies_at({1: (0, 0), 2: (1, 2), 3: (0, 40)}, shift_mm={1: 0.8, 2: 2.5})
+    out = _one_outline_per_body(bodies, 1.0)
+    assert out[1].corners_px is not None and out[3].corners_px is not None
+    assert out[2].corners_px is None and out[2].problem == "its outline is the one found for C3"
+
+
+def test_a_body_spaced_unlike_its_level_is_left_out():
+    from dmx.detect import _cached_model, model_file
+    from dmx.detect.detector import _consistent_levels
+
+    model = _cached_model(model_file())
+    step = np.hypot(model.trans_mean[:, 0], model.trans_mean[:, 1])
+    y = np.concatenate([[0.0], np.cumsum(step)])  # C2..C7 centres down a straight column (mm)
+    good = _bodies_at({k: (0.0, y[k]) for k in range(6)})
+    assert all(b.corners_px is not None for b in _consistent_levels(good, model))
+    # the network called C3's body 'C4' (and found no C3): C4 sits one level too high
+    wrong = _bodies_at({0: (0.0, y[0]), 2: (0.0, y[1]), 3: (0.0, y[3]), 4: (0.0, y[4]), 5: (0.0, y[5])})
+    out = _consistent_levels(wrong, model)
+    assert [b.corners_px is not None for b in out] == [True, False, False, True, True, True]
+    assert out[2].problem == "its distance to the other bodies does not fit its level"
+
+
+# ------------------------------------------------------------------------------------------------
+# the shipped network (models/heatmap.onnx), on phantoms it was not fitted on (fitting: seeds 400000+)
+
+
+def _display(ph, frame: int) -> np.ndarray:
+    img = ph.frames[frame].astype(np.float32)
+    if ph.truth["params"]["photometric"] == "MONOCHROME1":
+        img = float((1 << ph.truth["params"]["bits"]) - 1) - img
+    return img
+
+
+@pytest.mark.parametrize(
+    "family, seed",
+    [(None, 4242), ("posterior", 4243), ("cortical", 4244)],
+    ids=["default", "posterior", "cortical"],
+)
+def test_shipped_network_finds_c3_to_c6_on_unseen_phantoms(family, seed):
+    """The shipped network, trained on every appearance family (other seeds), on a fresh phantom of
+    the default look and of the two families that defeat the template detector: C3-C6 found within
+    2 px (the issue's p95 target). C2 and C7 are not asserted: on the default look of seed 4242 the
+    network reports C2 with a corner 5.2 px off (a known limit, see models/README.md)."""
+    from dmx.anatomy import BODIES
+    from dmx.detect import detect_landmarks
+    from dmx.phantom import draw_appearance, make_phantom
+
+    kw = dict(seed=seed, frames=4, return_to_neutral=False, curve="lordotic", reference_frame=0)
+    if family is not None:
+        kw["appearance"] = draw_appearance(family, seed=seed, max_size_px=768)
+    ph = make_phantom(**kw)
+    det = detect_landmarks(_display(ph, 0), mm_per_px=tuple(ph.truth["mm_per_px"]), method="heatmap")
+    truth = ph.landmarks.corners_px
+    worst = {v: float(np.hypot(*(c - truth[v]).T).max()) for v, c in det.landmarks.corners_px.items()}
+    assert set(BODIES[1:5]) <= set(worst), det.missing
+    assert max(worst[v] for v in BODIES[1:5]) < 2.0, worst
+    assert all(c >= 0.5 for c in det.landmarks.confidence.values())
+    assert set(det.missing) == set(BODIES) - set(worst)
+
+
+@pytest.mark.parametrize("kind", ["noise", "blank"])
+def test_shipped_network_invents_no_column(kind):
+    from dmx.anatomy import BODIES
+    from dmx.detect import detect_landmarks
+
+    rng = np.random.default_rng(3)
+    img = rng.normal(100, 20, (512, 512)) if kind == "noise" else np.full((512, 512), 80.0)
+    det = detect_landmarks(img, mm_per_px=(0.3, 0.3), method="heatmap")
+    assert det.landmarks.corners_px == {}
+    assert set(det.missing) == set(BODIES)
+
+
+@pytest.mark.parametrize("mirrored", [False, True], ids=["facing-right", "facing-left"])
+@pytest.mark.parametrize("inverted", [False, True], ids=["bone-bright", "bone-dark"])
+def test_facing_from_the_bone_beside_the_column(mirrored, inverted):
+    """With the image given, the facing comes from the posterior elements beside the bodies (the
+    side more like the bodies), whatever the corner maps say and whatever the polarity."""
+    import cv2
+
+    rng = np.random.default_rng(6)
+    quads = _column(rng)
+    img = np.full((160, 128), 0.3, dtype=np.float32)
+    for q in quads:
+        cv2.fillPoly(img, [np.round(q * 16).astype(np.int32)], 0.8, shift=4)
+        c = q.mean(axis=0)
+        cv2.circle(img, (int(c[0]) - 20, int(c[1])), 5, 0.7, -1)  # a pillar behind the body
+    img[:, 100:] = 0.1  # airway and soft tissue in front
+    out = _synthetic_maps(160, 128, quads, peak=0.2)
+    out[N_CLASSES + 0], out[N_CLASSES + 1] = out[N_CLASSES + 1].copy(), out[N_CLASSES + 0].copy()
+    out[N_CLASSES + 2], out[N_CLASSES + 3] = out[N_CLASSES + 3].copy(), out[N_CLASSES + 2].copy()
+    if mirrored:
+        img, out = img[:, ::-1].copy(), out[:, :, ::-1].copy()
+    if inverted:
+        img = 1.0 - img
+    found = decode(out, 1.0, 0.8, image=img)
+    assert found.facing == ("left" if mirrored else "right")
+    assert decode(out, 1.0, 0.8).facing == ("right" if mirrored else "left")  # the swapped corner maps

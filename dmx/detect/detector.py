@@ -231,6 +231,7 @@ def run(image: np.ndarray, model: DetectorModel, *, mm_per_px: float | None) -> 
 
 __all__ = [
     "FEATURES",
+    "HEATMAP_FEATURES",
     "HEATMAP_THRESHOLD",
     "BodyResult",
     "ColumnResult",
@@ -245,78 +246,211 @@ __all__ = [
 
 #: Confidence at and above which the heatmap detector reports a body.
 HEATMAP_THRESHOLD = 0.5
-#: A refined corner further than this (mm) from the network's corner means the refinement locked on
-#: another edge; the body keeps the network's corners at lower confidence.
-MAX_REFINE_SHIFT_MM = 1.2
+#: Edge-search radii (mm) of the refinement from the network's starts (the first one wider than
+#: the template detector's 2 mm: the network works at 1.2 mm per pixel and its regions are coarse).
+HEATMAP_REFINE_RADII_MM = (3.0, 1.5, 0.8)
+#: Tilts (deg) tried around the network's body tilt for the mean-shape starts.
+HEATMAP_START_TILTS_DEG = (0.0, -6.0, 6.0)
+#: Names of the heatmap detector's per-body features (``BodyResult.features``).
+HEATMAP_FEATURES = (
+    "region_prob",
+    "corner_peak",
+    "inlier",
+    "strength",
+    "rms_px",
+    "shape_mm",
+    "size_ratio",
+    "centre_shift_mm",
+    "on_region",
+)
 
 
-def heatmap_confidence(height: float, shift_mm: float | None) -> float:
-    """Confidence of one body from its weakest corner peak and how far refinement moved it.
+def heatmap_confidence(feats: dict[str, float]) -> float:
+    """Confidence of one refined body from the network's evidence and the edge fit.
 
-    ``height`` is the lowest of the body's four heatmap peaks (fitted to 1 on a visible corner);
-    ``shift_mm`` the largest corner move by the edge refinement (``None`` when the refinement
-    failed or moved a corner beyond :data:`MAX_REFINE_SHIFT_MM`: the network's corners are kept,
-    at half the confidence).
+    The network must be sure of the body (``region_prob``, the mean class probability over its
+    region) and the refined outline must be clean cortical edges (``inlier``: worst side's share
+    of profiles on the fitted edge; ``rms_px``: worst side's residual), of a vertebral body's
+    shape (``shape_mm``: RMS deviation from the mean shape after similarity alignment;
+    ``size_ratio`` against the mean body) and where the network put this level (``on_region``:
+    1 when the refined centre lies on the network's pixels of this level, else 0).
+    Each factor is 1 on a clear body and falls to 0 beyond what a clear body shows.
     """
-    h = float(np.clip(height, 0.0, 1.0))
-    if shift_mm is None:
-        return 0.5 * h
-    return h * float(np.exp(-((shift_mm / 0.8) ** 2)))
+
+    def ramp(x: float, zero: float, one: float) -> float:
+        return float(np.clip((x - zero) / (one - zero), 0.0, 1.0))
+
+    return (
+        ramp(feats["region_prob"], 0.5, 0.8)
+        * ramp(feats["inlier"], 0.6, 0.9)
+        * ramp(feats["rms_px"], 1.0, 0.5)
+        * ramp(feats["shape_mm"], 2.0, 1.0)
+        * ramp(abs(np.log(max(feats["size_ratio"], 1e-3))), 0.4, 0.25)
+        * float(feats["on_region"] >= 1.0)
+    )
 
 
 def run_heatmap(image: np.ndarray, model: DetectorModel, net, *, mm_per_px: float | None) -> ColumnResult:
-    """Corners of C2..C7 from the heatmap network, refined on the full-resolution image.
+    """Corners of C2..C7 from the segmentation network, refined on the full-resolution image.
 
-    Without calibration the network runs at every pixel size of
-    :data:`dmx.detect.heatmap.UNCALIBRATED_SWEEP_MM` and the one with the strongest peaks wins.
+    Per body the edge refinement (:func:`dmx.detect.refine.refine_corners`) starts from the
+    network's corners and from the mean body shape (``model.mean_shape_mm``) placed at the
+    network's body centre and tilt (a few tilts); the start whose refined outline fits the edges
+    best wins. Without calibration the network runs at every pixel size of
+    :data:`dmx.detect.heatmap.UNCALIBRATED_SWEEP_MM` and the one with the most body evidence
+    wins. Features per body: :data:`HEATMAP_FEATURES`.
     """
     from dmx.detect.heatmap import UNCALIBRATED_SWEEP_MM
 
     img = np.asarray(image, dtype=np.float32)
     if mm_per_px is not None:
-        peaks = net.peaks(img, mm_per_px)
+        found = net.bodies(img, mm_per_px)
     else:
-        tries = [net.peaks(img, s) for s in UNCALIBRATED_SWEEP_MM]
-        peaks = max(tries, key=lambda p: float(np.sort(p.height.min(axis=1))[-4:].sum()))
-    mpp = peaks.mm_per_px
-    corners = peaks.corners_px.copy()
-    height = peaks.height.min(axis=1)
-    strong = height >= 0.2
-    # facing from the network's own anterior and posterior corners
-    ant = corners[:, [0, 3], 0].mean(axis=1) - corners[:, [1, 2], 0].mean(axis=1)
-    facing = "right" if float(np.sum(ant[strong] if strong.any() else ant)) >= 0 else "left"
+        found = max((net.bodies(img, s) for s in UNCALIBRATED_SWEEP_MM), key=lambda f: f.score())
+    mpp = found.mm_per_px
+    corners = found.corners_px.copy()
+    has = found.region_prob > 0
+    facing = found.facing
     w = img.shape[1]
     view = img if facing == "right" else np.ascontiguousarray(img[:, ::-1])
     if facing == "left":
         corners[..., 0] = w - 1 - corners[..., 0]
     px_per_mm = 1.0 / mpp
     sm, noise = smoothed(view, mpp)
+    refine_kw = dict(px_per_mm=px_per_mm, noise=noise, radii_mm=HEATMAP_REFINE_RADII_MM)
+    fitted: dict[int, tuple[np.ndarray, dict[str, float]]] = {}
+
+    def try_starts(k: int, starts: list[np.ndarray]) -> None:
+        for init in starts:
+            refined, fit, _ = refine_corners(
+                sm, init, is_c2=k == 0, side_offsets_mm=model.side_offsets_mm[0 if k == 0 else 1], **refine_kw
+            )
+            if refined is None or fit["rms_px"] > (MAX_SIDE_RMS_PX_C2 if k == 0 else MAX_SIDE_RMS_PX):
+                continue
+            if k not in fitted or _fit_quality(fit) > _fit_quality(fitted[k][1]):
+                fitted[k] = (refined, fit)
+
+    poses = {k: pose_from_corners(corners[k]) for k in range(6) if has[k]}
+    for k, (centre, theta) in poses.items():
+        try_starts(
+            k,
+            [corners[k]]
+            + [
+                to_image_px(model.mean_shape_mm[k], centre, theta + d, px_per_mm)
+                for d in HEATMAP_START_TILTS_DEG
+            ],
+        )
+    # a body the network placed badly (its region spread over a disc): start from its refined
+    # neighbours with the chain prior, as the template detector does
+    for k in (1, 2, 3, 4, 5, 0):
+        if k in poses and (k not in fitted or fitted[k][1]["inlier"] < 0.9):
+            starts = []
+            for nb in (k - 1, k + 1):
+                if 0 <= nb < 6 and nb in fitted:
+                    c, th = _neighbour_pose(model, nb, fitted[nb][0], px_per_mm, below=k > nb)
+                    starts += [
+                        to_image_px(model.mean_shape_mm[k], c, th + d, px_per_mm) for d in (0.0, -5.0, 5.0)
+                    ]
+            try_starts(k, starts)
     bodies = []
     for k in range(6):
         v = BODIES[k]
-        init = corners[k]
-        feats = np.array([height[k], np.nan])
-        if height[k] < 0.05:
-            bodies.append(BodyResult(v, None, feats, 0.0, "no trace of it on the heatmaps"))
+        feats = dict.fromkeys(HEATMAP_FEATURES, np.nan)
+        feats["region_prob"] = float(found.region_prob[k])
+        feats["corner_peak"] = float(found.corner_peak[k].min())
+        if not has[k]:
+            bodies.append(BodyResult(v, None, _vector(feats), 0.0, "the network found no region of it"))
             continue
-        refined, fit, _ = refine_corners(
-            sm,
-            init,
-            is_c2=k == 0,
-            px_per_mm=px_per_mm,
-            noise=noise,
-            side_offsets_mm=model.side_offsets_mm[0 if k == 0 else 1],
+        if k not in fitted:
+            bodies.append(
+                BodyResult(v, None, _vector(feats), 0.0, "its outline (four cortical edges) was not found")
+            )
+            continue
+        refined, fit = fitted[k]
+        dev, size = shape_deviation_mm(refined * mpp, model.mean_shape_mm[k])
+        centre_img = refined.mean(axis=0)
+        if facing == "left":
+            centre_img = np.array([w - 1 - centre_img[0], centre_img[1]])
+        feats.update(
+            inlier=fit["inlier"],
+            strength=fit["strength"],
+            rms_px=fit["rms_px"],
+            shape_mm=dev,
+            size_ratio=size,
+            centre_shift_mm=float(np.hypot(*(refined.mean(axis=0) - poses[k][0]))) * mpp,
+            on_region=float(found.level_at(centre_img) == k),
         )
-        shift = None
-        out = init
-        if refined is not None and fit["rms_px"] <= (MAX_SIDE_RMS_PX_C2 if k == 0 else MAX_SIDE_RMS_PX):
-            d_mm = float(np.hypot(*(refined - init).T).max()) * mpp
-            if d_mm <= MAX_REFINE_SHIFT_MM:
-                shift, out = d_mm, refined
-        feats[1] = np.nan if shift is None else shift
-        out = out.copy()
+        out = refined.copy()
         if facing == "left":
             out[:, 0] = w - 1 - out[:, 0]
-        bodies.append(BodyResult(v, out, feats, heatmap_confidence(height[k], shift), None))
-    score = float(np.sort(height)[-4:].mean())
-    return ColumnResult(tuple(bodies), score, facing, mpp, mm_per_px is not None)
+        bodies.append(BodyResult(v, out, _vector(feats), heatmap_confidence(feats), None))
+    bodies = _consistent_levels(_one_outline_per_body(bodies, mpp), model)
+    return ColumnResult(tuple(bodies), found.score(), facing, mpp, mm_per_px is not None)
+
+
+#: Two refined bodies whose centres are closer than this (mm) sit on one outline.
+SAME_OUTLINE_MM = 6.0
+
+
+def _one_outline_per_body(bodies: list[BodyResult], mm_per_px: float) -> list[BodyResult]:
+    """Where two levels were refined onto one outline (the network gave a body the wrong level),
+    keep the one the network placed closer and leave the other out with the reason."""
+    out = list(bodies)
+    idx = {name: j for j, name in enumerate(HEATMAP_FEATURES)}
+    for i in range(len(out)):
+        for j in range(i + 1, len(out)):
+            a, b = out[i], out[j]
+            if a.corners_px is None or b.corners_px is None:
+                continue
+            d = float(np.hypot(*(a.corners_px.mean(axis=0) - b.corners_px.mean(axis=0)))) * mm_per_px
+            if d >= SAME_OUTLINE_MM:
+                continue
+            worse, other = (
+                (i, b) if a.features[idx["centre_shift_mm"]] > b.features[idx["centre_shift_mm"]] else (j, a)
+            )
+            w = out[worse]
+            out[worse] = BodyResult(
+                w.vertebra, None, w.features, 0.0, f"its outline is the one found for {other.vertebra.value}"
+            )
+    return out
+
+
+#: Two refined bodies are spaced as their levels say when the distance between their centres,
+#: against the mean spacing of those levels (``model.trans_mean``, scaled by the image's median
+#: ratio), is within this range; otherwise one of them has the wrong level.
+LEVEL_SPACING_RANGE = (0.75, 1.33)
+
+
+def _consistent_levels(bodies: list[BodyResult], model: DetectorModel) -> list[BodyResult]:
+    """Leave out bodies whose distances to the others disagree with their levels (a level that
+    the network gave to the body above or below), the most contradicted first."""
+    out = list(bodies)
+    step = np.hypot(model.trans_mean[:, 0], model.trans_mean[:, 1])  # mm from body k to k+1
+
+    def centres() -> dict[int, np.ndarray]:
+        return {k: b.corners_px.mean(axis=0) for k, b in enumerate(out) if b.corners_px is not None}
+
+    while True:
+        c = centres()
+        ks = sorted(c)
+        pairs = [(i, j) for a, i in enumerate(ks) for j in ks[a + 1 :]]
+        if not pairs:
+            return out
+        ratio = {(i, j): float(np.hypot(*(c[i] - c[j]))) / float(step[i:j].sum()) for i, j in pairs}
+        scale = float(np.median(list(ratio.values())))
+        bad = {k: 0 for k in ks}
+        for (i, j), r in ratio.items():
+            if not LEVEL_SPACING_RANGE[0] <= r / scale <= LEVEL_SPACING_RANGE[1]:
+                bad[i] += 1
+                bad[j] += 1
+        worst = max(ks, key=lambda k: (bad[k], -out[k].confidence))
+        if bad[worst] == 0:
+            return out
+        b = out[worst]
+        out[worst] = BodyResult(
+            b.vertebra, None, b.features, 0.0, "its distance to the other bodies does not fit its level"
+        )
+
+
+def _vector(feats: dict[str, float]) -> np.ndarray:
+    return np.array([float(feats[name]) for name in HEATMAP_FEATURES])

@@ -1,11 +1,12 @@
-"""Learned corner heatmaps (issue #12): a small fully-convolutional network read with OpenCV's ``cv2.dnn``.
+"""Learned vertebral-body segmentation (issue #12): a small fully-convolutional network read with ``cv2.dnn``.
 
 The network (fitted offline by :mod:`dmx.training.heatmap`, shipped as ONNX in ``models/``)
 sees the frame resampled to :data:`NET_MM_PER_PX` and normalised by :func:`net_input`; it
-gives 24 heatmaps, one per corner of C2..C7 (:data:`dmx.anatomy.CORNERS` order within each
-body), at the input's resolution. Its peaks are the corners' coarse positions (about one
-network pixel); the detector then refines them on the full-resolution image
-(:mod:`dmx.detect.refine`).
+gives, at the input's resolution, the logits of a segmentation into background and the bodies
+C2..C7 and four corner-type logit maps (:data:`dmx.anatomy.CORNERS` order, class-agnostic).
+:func:`decode` turns them into each body's region, facing and coarse corners (about one network
+pixel, 1.2 mm, at best); the detector then refines them on the full-resolution image
+(:func:`dmx.detect.detector.run_heatmap`, :mod:`dmx.detect.refine`).
 
 Inference needs only OpenCV (already a dependency) and numpy: no deep-learning runtime.
 """
@@ -21,19 +22,26 @@ import numpy as np
 #: File name of the heatmap network in the models folder.
 NET_NAME = "heatmap.onnx"
 #: Pixel size (mm) the network works at.
-NET_MM_PER_PX = 0.8
+NET_MM_PER_PX = 1.2
 #: Input sides are padded to a multiple of this (the network's total down-sampling).
 NET_STRIDE = 16
-#: Heatmap channels: 6 bodies x 4 corners.
+#: Bodies (C2..C7) and corners per body.
 N_BODIES = 6
 N_CORNERS = 4
-#: Gaussian width (network pixels) of the fitted target peaks.
+#: Segmentation classes (background, C2..C7): the network's first channels (logits).
+N_CLASSES = N_BODIES + 1
+#: Output channels: the segmentation logits, then one corner-type logit map per corner of
+#: :data:`dmx.anatomy.CORNERS` (class-agnostic: the body comes from the segmentation).
+N_OUT = N_CLASSES + N_CORNERS
+#: Gaussian width (network pixels) of the fitted corner peaks.
 PEAK_SIGMA_PX = 1.5
 #: Pixel sizes tried when the image is not calibrated (mm): a body 12-22 mm deep at 0.1-0.5 mm/px.
 UNCALIBRATED_SWEEP_MM = (0.1, 0.14, 0.19, 0.26, 0.35, 0.5)
 
 
-def net_input(image: np.ndarray, mm_per_px: float) -> tuple[np.ndarray, float]:
+def net_input(
+    image: np.ndarray, mm_per_px: float, *, net_mm_per_px: float = NET_MM_PER_PX
+) -> tuple[np.ndarray, float]:
     """The network's input for one display-polarity frame, and the factor image px -> input px.
 
     The frame is resampled to :data:`NET_MM_PER_PX` (area averaging when shrinking), its
@@ -41,7 +49,7 @@ def net_input(image: np.ndarray, mm_per_px: float) -> tuple[np.ndarray, float]:
     :data:`NET_STRIDE`.
     """
     im = np.asarray(image, dtype=np.float32)
-    factor = float(mm_per_px) / NET_MM_PER_PX
+    factor = float(mm_per_px) / net_mm_per_px
     h, w = im.shape
     size = (max(NET_STRIDE, int(round(w * factor))), max(NET_STRIDE, int(round(h * factor))))
     interp = cv2.INTER_AREA if factor < 1 else cv2.INTER_LINEAR
@@ -56,12 +64,40 @@ def net_input(image: np.ndarray, mm_per_px: float) -> tuple[np.ndarray, float]:
 
 
 @dataclass(frozen=True)
-class Peaks:
-    """Per corner of C2..C7: position (image px, (6, 4, 2)) and peak height (0..~1, (6, 4))."""
+class Bodies:
+    """What the network found of each of C2..C7 (arrays over the six bodies, C2 first).
+
+    ``corners_px`` are image pixels ((6, 4, 2), :data:`dmx.anatomy.CORNERS` order; NaN where the
+    body has no region); ``region_prob`` the mean class probability over the body's region (0:
+    no region); ``corner_peak`` the corner-map peak of each corner inside the region ((6, 4));
+    ``overlap`` the intersection over union of the region with the quadrilateral of its corners
+    (a clean body outline: about 0.8-0.95); ``area_mm2`` the region's area; ``facing`` the side
+    the anterior corners are on; ``labels`` the network's level map (0 background, 1..6 C2..C7)
+    and ``factor`` image px -> its px.
+    """
 
     corners_px: np.ndarray
-    height: np.ndarray
+    region_prob: np.ndarray
+    corner_peak: np.ndarray
+    overlap: np.ndarray
+    area_mm2: np.ndarray
     mm_per_px: float
+    facing: str = "right"
+    labels: np.ndarray | None = None
+    factor: float = 1.0
+
+    def level_at(self, point_px: np.ndarray) -> int:
+        """The level (0..5 for C2..C7, -1 background) the network gave the image point."""
+        if self.labels is None:
+            return -1
+        x, y = (np.asarray(point_px, dtype=float) + 0.5) * self.factor - 0.5
+        h, w = self.labels.shape
+        i, j = int(round(y)), int(round(x))
+        return int(self.labels[i, j]) - 1 if 0 <= i < h and 0 <= j < w else -1
+
+    def score(self) -> float:
+        """Evidence for a column at this pixel size: summed region probability x overlap."""
+        return float(np.sum(self.region_prob * self.overlap))
 
 
 class HeatmapNet:
@@ -72,39 +108,192 @@ class HeatmapNet:
         self._net = cv2.dnn.readNetFromONNX(str(self.path))
 
     def heatmaps(self, x: np.ndarray) -> np.ndarray:
-        """Raw network output (24, H, W) for one prepared input (H, W)."""
+        """Raw network output (:data:`N_OUT`, H, W) for one prepared input (H, W)."""
         self._net.setInput(x[None, None].astype(np.float32))
         out = self._net.forward()
         return np.asarray(out[0], dtype=np.float32)
 
-    def peaks(self, image: np.ndarray, mm_per_px: float) -> Peaks:
-        """Corner positions from the heatmaps' maxima, with sub-pixel centroids."""
+    def bodies(self, image: np.ndarray, mm_per_px: float) -> Bodies:
+        """The bodies' regions and corners on one display-polarity frame at ``mm_per_px``."""
         x, factor = net_input(image, mm_per_px)
-        hm = self.heatmaps(x)
-        return Peaks(*decode(hm, factor), mm_per_px=float(mm_per_px))
+        return decode(self.heatmaps(x), factor, mm_per_px, image=x)
 
 
-def decode(hm: np.ndarray, factor: float) -> tuple[np.ndarray, np.ndarray]:
-    """Argmax of each heatmap refined by a log-parabola through its neighbours; positions in image px.
+#: Smallest region (mm^2) taken for a body (a C3-C7 body is about 150-300 mm^2).
+MIN_REGION_MM2 = 15.0
 
-    The fitted peaks are Gaussian, for which the parabola through the logarithms of the maximum
-    and its two neighbours (per axis) gives the exact centre.
+
+#: A corner-map peak at least this high places its corner; a weaker one leaves the corner of
+#: the rectangle fitted to the body's region.
+CORNER_PEAK_MIN = 0.3
+#: (superior, anterior) sign of each corner of :data:`dmx.anatomy.CORNERS`.
+_CORNER_SIGNS = np.array([[1, 1], [1, -1], [-1, -1], [-1, 1]], dtype=float)
+
+
+def decode(out: np.ndarray, factor: float, mm_per_px: float, image: np.ndarray | None = None) -> Bodies:
+    """Regions and corners of C2..C7 from the network's output.
+
+    Each body's region is the largest connected part of the pixels that are more likely a body
+    than background and whose most probable body is that one. The column's direction at a body
+    comes from its neighbours' regions. The facing comes from the network's input ``image`` when
+    given (:func:`_facing_vote_from_image`: the posterior elements beside the bodies), otherwise
+    from the corner maps (anterior against posterior corner types on either side of the bodies).
+    Each corner is the maximum of its
+    corner type's map within the region grown by 2 pixels (so the neighbouring bodies' corners,
+    across the disc, do not compete), refined by a log-parabola through its neighbours; where
+    that maximum is below :data:`CORNER_PEAK_MIN`, the corner of the minimum-area rectangle
+    around the region is taken instead. Positions are mapped to image pixels.
     """
-    n, h, w = hm.shape
-    pos = np.zeros((n, 2))
-    height = np.zeros(n)
-    for c in range(n):
-        m = hm[c]
-        i = int(np.argmax(m))
-        y, x = divmod(i, w)
-        height[c] = float(m[y, x])
-        pos[c] = (
-            x + _vertex(m[y, x - 1 : x + 2]) if 0 < x < w - 1 else x,
-            y + _vertex(m[y - 1 : y + 2, x]) if 0 < y < h - 1 else y,
-        )
-    # input pixel centres -> image pixel centres (resize maps centres linearly)
-    img = (pos + 0.5) / factor - 0.5
-    return img.reshape(N_BODIES, N_CORNERS, 2), height.reshape(N_BODIES, N_CORNERS)
+    logits = out[:N_CLASSES]
+    e = np.exp(logits - logits.max(axis=0))
+    prob = e / e.sum(axis=0)
+    # a body pixel: background less likely than not; its level: the most probable body class
+    lab = np.where(prob[0] < 0.5, 1 + np.argmax(prob[1:], axis=0), 0)
+    cmap = 1.0 / (1.0 + np.exp(-out[N_CLASSES:]))
+    h, w = lab.shape
+    corners = np.full((N_BODIES, N_CORNERS, 2), np.nan)
+    region_prob = np.zeros(N_BODIES)
+    peak = np.zeros((N_BODIES, N_CORNERS))
+    overlap = np.zeros(N_BODIES)
+    area = np.zeros(N_BODIES)
+    grow = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
+    regions: dict[int, np.ndarray] = {}
+    centre: dict[int, np.ndarray] = {}
+    for b in range(N_BODIES):
+        mask = (lab == b + 1).astype(np.uint8)
+        n, comp, stats, cent = cv2.connectedComponentsWithStats(mask, connectivity=4)
+        if n < 2:
+            continue
+        best = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+        if stats[best, cv2.CC_STAT_AREA] * NET_MM_PER_PX**2 < MIN_REGION_MM2:
+            continue
+        regions[b] = comp == best
+        centre[b] = np.asarray(cent[best], dtype=float)
+        region_prob[b] = float(prob[b + 1][regions[b]].mean())
+        area[b] = float(regions[b].sum()) * NET_MM_PER_PX**2
+    if not regions:
+        return Bodies(corners, region_prob, peak, overlap, area, float(mm_per_px), "right", lab, factor)
+    _, axis, _ = column_axis(lab > 0, centre)
+    up = {b: _column_up(b, centre) for b in regions}
+    up = {b: u if np.dot(u, axis) >= 0 else -u for b, u in up.items()}  # a mislabelled neighbour
+    near = {b: cv2.dilate(regions[b].astype(np.uint8), grow) > 0 for b in regions}
+    yy, xx = np.mgrid[0:h, 0:w]
+    side = {}
+    for b in regions:
+        a = np.array([-up[b][1], up[b][0]])  # the +x side when the head is up (-y)
+        side[b] = np.sign((xx - centre[b][0]) * a[0] + (yy - centre[b][1]) * a[1])
+    if image is not None:
+        vote = _facing_vote_from_image(image, lab > 0, centre)
+    else:  # anterior corner types on the +perpendicular side: facing right
+        ant_minus_post = cmap[0] + cmap[3] - cmap[1] - cmap[2]
+        vote = sum(float(np.sum(np.where(near[b], ant_minus_post * side[b], 0.0))) for b in regions)
+    sign = 1.0 if vote >= 0 else -1.0
+    for b, region in regions.items():
+        u = up[b]
+        ant = sign * np.array([-u[1], u[0]])
+        rect = _rect_corners(region, centre[b], u, ant)
+        pos = rect.copy()
+        for k in range(N_CORNERS):
+            m = np.where(near[b], cmap[k], 0.0)
+            i = int(np.argmax(m))
+            y, x = divmod(i, w)
+            peak[b, k] = float(m[y, x])
+            if peak[b, k] >= CORNER_PEAK_MIN:
+                pos[k] = (
+                    x + _vertex(cmap[k][y, x - 1 : x + 2]) if 0 < x < w - 1 else x,
+                    y + _vertex(cmap[k][y - 1 : y + 2, x]) if 0 < y < h - 1 else y,
+                )
+        quad = np.zeros((h, w), dtype=np.uint8)
+        cv2.fillPoly(quad, [np.round(pos * 16).astype(np.int32)], 1, lineType=cv2.LINE_8, shift=4)
+        inter = float(np.sum(region & (quad > 0)))
+        overlap[b] = inter / max(float(np.sum(region | (quad > 0))), 1.0)
+        corners[b] = (pos + 0.5) / factor - 0.5  # input pixel centres -> image pixel centres
+    facing = "right" if sign * -axis[1] >= 0 else "left"  # anterior +x-ward: sign * perp[0]
+    return Bodies(corners, region_prob, peak, overlap, area, float(mm_per_px), facing, lab, factor)
+
+
+#: Band beside the bodies (network px from the nearest body pixel) compared for the facing.
+FACING_BAND_PX = (2.0, 12.0)
+
+
+def column_axis(bodies: np.ndarray, centre: dict[int, np.ndarray]) -> tuple[np.ndarray, np.ndarray, float]:
+    """Centre, unit direction towards C2 and along-axis SD (px) of the segmented body pixels."""
+    ys, xs = np.nonzero(bodies)
+    m = np.array([xs.mean(), ys.mean()])
+    evals, evecs = np.linalg.eigh(np.cov(np.stack([xs - m[0], ys - m[1]])))
+    axis = evecs[:, 1]
+    ks = sorted(centre)
+    if len(ks) >= 2 and np.dot(centre[ks[0]] - centre[ks[-1]], axis) < 0:
+        axis = -axis  # towards C2
+    elif len(ks) < 2 and axis[1] > 0:
+        axis = -axis  # one body: the head up
+    return m, axis, float(np.sqrt(max(evals[1], 1.0)))
+
+
+def _facing_vote_from_image(image: np.ndarray, bodies: np.ndarray, centre: dict[int, np.ndarray]) -> float:
+    """Positive when the anterior side is on the column's + perpendicular side (axis (ux, uy)
+    towards C2, perpendicular (-uy, ux): the +x side when the head is up).
+
+    Along the column (:func:`column_axis`),
+    within :data:`FACING_BAND_PX` of the bodies, the posterior side holds bone (pedicles,
+    articular pillars, laminae) and the anterior side soft tissue and the airway: the side more
+    like the bodies themselves (brighter where bone is bright, darker in an inverted image) is
+    posterior.
+    """
+    m, axis, sd = column_axis(bodies, centre)
+    perp = np.array([-axis[1], axis[0]])
+    h, w = image.shape
+    yy, xx = np.mgrid[0:h, 0:w]
+    dist = cv2.distanceTransform((~bodies).astype(np.uint8), cv2.DIST_L2, 3)
+    along = np.abs((xx - m[0]) * axis[0] + (yy - m[1]) * axis[1]) < 1.5 * sd
+    band = (dist > FACING_BAND_PX[0]) & (dist < FACING_BAND_PX[1]) & along
+    side = (xx - m[0]) * perp[0] + (yy - m[1]) * perp[1]
+    plus, minus = band & (side > 0), band & (side < 0)
+    if plus.sum() < 4 or minus.sum() < 4:
+        return 0.0
+    bone = 1.0 if float(np.mean(image[bodies])) >= float(np.mean(image[band])) else -1.0
+    # the + side more bone-like: posterior there, anterior on the - side
+    vote = -bone * (float(np.mean(image[plus])) - float(np.mean(image[minus])))
+    return vote
+
+
+def _column_up(b: int, centre: dict[int, np.ndarray]) -> np.ndarray:
+    """Unit vector towards the head at body ``b``, from the centres of its nearest found neighbours."""
+    above = [j for j in range(b - 1, -1, -1) if j in centre][:1]
+    below = [j for j in range(b + 1, N_BODIES) if j in centre][:1]
+    top = centre[above[0]] if above else centre[b]
+    bottom = centre[below[0]] if below else centre[b]
+    d = top - bottom
+    n = float(np.hypot(*d))
+    return d / n if n > 1e-6 else np.array([0.0, -1.0])
+
+
+def _rect_corners(region: np.ndarray, centre: np.ndarray, up: np.ndarray, ant: np.ndarray) -> np.ndarray:
+    """The minimum-area rectangle around a region (its pixels' outer edges), corners in CORNERS order.
+
+    Each corner is the rectangle's vertex furthest in its (superior, anterior) direction.
+    """
+    ys, xs = np.nonzero(region)
+    (cx, cy), (rw, rh), ang = cv2.minAreaRect(np.column_stack([xs, ys]).astype(np.float32))
+    box = cv2.boxPoints(((cx, cy), (rw + 1.0, rh + 1.0), ang))
+    d = box - centre
+    score = np.stack([_CORNER_SIGNS[k, 0] * (d @ up) + _CORNER_SIGNS[k, 1] * (d @ ant) for k in range(4)])
+    best, best_s = None, -np.inf
+    for perm in _PERMS:
+        sc = float(sum(score[k, perm[k]] for k in range(4)))
+        if sc > best_s:
+            best, best_s = perm, sc
+    return box[list(best)].astype(float)
+
+
+_PERMS = [
+    (a, b, c, d)
+    for a in range(4)
+    for b in range(4)
+    for c in range(4)
+    for d in range(4)
+    if len({a, b, c, d}) == 4
+]
 
 
 def _vertex(v: np.ndarray) -> float:
@@ -130,4 +319,14 @@ def load_net(path: str | Path) -> HeatmapNet:
     return _NETS[stamp]
 
 
-__all__ = ["NET_MM_PER_PX", "NET_NAME", "HeatmapNet", "Peaks", "decode", "load_net", "net_input"]
+__all__ = [
+    "N_CLASSES",
+    "N_OUT",
+    "NET_MM_PER_PX",
+    "NET_NAME",
+    "Bodies",
+    "HeatmapNet",
+    "decode",
+    "load_net",
+    "net_input",
+]

@@ -1,26 +1,34 @@
-"""Fit the corner-heatmap network (:mod:`dmx.detect.heatmap`) on phantoms of every appearance family.
+"""Fit the body-segmentation network (:mod:`dmx.detect.heatmap`) on phantoms of every appearance family.
 
-Three steps, each a sub-command (training needs the ``train`` extra: ``pip install dmx[train]``,
-i.e. PyTorch and onnx; inference does not)::
+Sub-commands (training needs the ``train`` extra: ``pip install dmx[train]``, i.e. PyTorch and
+onnx; inference does not)::
 
-    PYTHONPATH=. python -m dmx.training.heatmap data --phantoms 500 --out ~/.cache/dmx/heatmap.npz
-    PYTHONPATH=. python -m dmx.training.heatmap train --data ~/.cache/dmx/heatmap.npz \
-        --out models/heatmap.onnx [--exclude posterior]
-    PYTHONPATH=. python -m dmx.training.heatmap check --model models/heatmap.onnx
+    PYTHONPATH=. python -m dmx.training.heatmap data --phantoms 400 --out CACHE/heatmap.npz
+    PYTHONPATH=. python -m dmx.training.heatmap train --data CACHE/heatmap.npz \
+        --out models/heatmap.onnx --minutes 40 [--exclude posterior]
+    PYTHONPATH=. python -m dmx.training.heatmap export --state models/heatmap.pt --out X.onnx
+    PYTHONPATH=. python -m dmx.training.heatmap preview --data CACHE/heatmap.npz --model X.onnx --out DIR
 
 Data recipe (:func:`heatmap_specs`): phantom seeds 400000+ (the corner-detector fit uses 100000+,
 the benchmarks 700000+ and below 100000), each phantom taking each appearance family with
 probability one half, rendered small (224-320 px at 0.5-0.75 mm, the acquisition family's
 image and pixel size scaled to that range), four frames each (neutral, flexion, neutral,
 extension), random curve, facing, polarity, bits, noise, blur, tilt, ROM and anatomy. Every
-frame is resampled to the network's 0.8 mm per pixel, normalised as at inference
-(:func:`dmx.detect.heatmap.net_input`) and stored with its true corners, the bodies'
-visibility and the families it was drawn with, so that a family can be left out at training
-time (``--exclude``) without generating the data again.
+frame is stored at :data:`STORE_MM_PER_PX`, normalised as at inference
+(:func:`dmx.detect.heatmap.net_input`), with its true corners, the bodies' visibility and the
+families it was drawn with, so that a family can be left out at training time (``--exclude``)
+without generating the data again.
 
-Training adds random crops, flips, rotations (+-20 deg), scale (0.8-1.25), gamma, contrast,
-blur, noise and, sometimes, inverted polarity. Deterministic for a given data file and seed up
-to PyTorch's own CPU non-determinism.
+Targets, drawn per training crop from the true corners: the segmentation (background, C2..C7:
+each body's corner quadrilateral; a body less than :data:`MIN_VISIBILITY` visible is ignored by
+the loss) and four corner-type maps (Gaussian peaks). Loss: class-weighted cross-entropy + soft
+Dice on the segmentation, CenterNet's focal loss on the corner maps (:func:`_loss`). Training
+adds random crops (resampled to the network's pixel size), flips, rotations (+-20 deg), scale
+(0.8-1.25), gamma, contrast, blur, edge enhancement, noise, shading and, sometimes, inverted
+polarity; AdamW with a cosine learning rate over a wall-clock budget (``--minutes``). The torch
+state is kept beside the output (``OUT.pt``) every 3 minutes and at the end; a ``train`` run that
+finds it resumes (the budget then counts every run's minutes). Deterministic for a given data
+file and seed up to PyTorch's own CPU non-determinism and the wall-clock budget.
 """
 
 from __future__ import annotations
@@ -37,16 +45,19 @@ import cv2
 import numpy as np
 
 from dmx.anatomy import BODIES
-from dmx.detect.heatmap import N_BODIES, N_CORNERS, PEAK_SIGMA_PX, net_input
+from dmx.detect.heatmap import N_BODIES, N_CLASSES, N_CORNERS, N_OUT, NET_MM_PER_PX, PEAK_SIGMA_PX, net_input
 from dmx.phantom import make_phantom
 from dmx.phantom.appearance import Family, draw_appearance
 from dmx.phantom.skeleton import CURVES
 
 FAMILIES = tuple(f.value for f in Family)
-#: Stored frames are padded / cropped to this side (network px, 205 mm).
+#: Stored frames are padded / cropped to this side at this pixel size (205 mm); training crops
+#: resample them to the network's pixel size.
 STORE_SIDE = 256
-#: A body counts as visible (its corners are targets) above this visible share.
-MIN_VISIBILITY = 0.6
+STORE_MM_PER_PX = 0.8
+#: A body counts as visible (a target) above this visible share (the default shoulders leave
+#: 0.38 of C7, which stays plainly visible); a less visible one is ignored by the loss.
+MIN_VISIBILITY = 0.3
 
 
 def heatmap_specs(n: int, *, seed: int = 12, first_seed: int = 400000) -> list[dict[str, Any]]:
@@ -101,7 +112,7 @@ def _family_mask(kw: dict[str, Any]) -> int:
 
 def _store(img: np.ndarray, corners: np.ndarray, mm_per_px: float) -> tuple[np.ndarray, np.ndarray]:
     """Network input padded / centre-cropped to STORE_SIDE, as uint8, and the corners in its pixels."""
-    x, factor = net_input(img, mm_per_px)
+    x, factor = net_input(img, mm_per_px, net_mm_per_px=STORE_MM_PER_PX)
     h, w = x.shape
     out = np.full((STORE_SIDE, STORE_SIDE), float(np.median(x)), dtype=np.float32)
     oy, ox = (STORE_SIDE - h) // 2, (STORE_SIDE - w) // 2
@@ -162,8 +173,13 @@ def make_data(n: int, out: Path, *, workers: int = 2, seed: int = 12) -> None:
 # the network (PyTorch, imported lazily: only the train/check commands need it)
 
 
-def build_net(width: int = 8):
-    """U-Net-ish fully-convolutional net: 4 down-samplings, 24 output maps at input resolution."""
+def build_net(width: int = 12):
+    """U-Net-ish fully-convolutional net: 4 down-samplings, :data:`N_OUT` maps at input resolution.
+
+    Channels 0..6 are the segmentation logits (background, C2..C7), 7..10 the corner-type logits
+    (anterior-superior, posterior-superior, posterior-inferior, anterior-inferior); the corner
+    channels' bias starts at a prior of 1 % so the focal loss does not begin in a flat minimum.
+    """
     import torch
     from torch import nn
 
@@ -185,7 +201,9 @@ def build_net(width: int = 8):
             self.enc = nn.ModuleList([block(1, ch[0])] + [block(ch[i], ch[i + 1]) for i in range(4)])
             self.up = nn.ModuleList([nn.ConvTranspose2d(ch[i + 1], ch[i], 2, stride=2) for i in range(4)])
             self.dec = nn.ModuleList([block(2 * ch[i], ch[i]) for i in range(4)])
-            self.head = nn.Conv2d(ch[0], N_BODIES * N_CORNERS, 1)
+            self.head = nn.Conv2d(ch[0], N_OUT, 1)
+            with torch.no_grad():
+                self.head.bias[N_CLASSES:] = float(np.log(0.01 / 0.99))
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             skips = []
@@ -209,8 +227,12 @@ def _augment(rng: np.random.Generator, img: np.ndarray, corners: np.ndarray, cro
     flip = rng.random() < 0.5
     # centre the crop near the column most of the time
     valid = corners.reshape(-1, 2)
-    centre = valid.mean(axis=0) + rng.normal(0, 10, 2) if rng.random() < 0.85 else rng.uniform(40, 216, 2)
-    a = np.array([[np.cos(ang), -np.sin(ang)], [np.sin(ang), np.cos(ang)]]) * s
+    centre = valid.mean(axis=0) + rng.normal(0, 12, 2) if rng.random() < 0.85 else rng.uniform(40, 216, 2)
+    a = (
+        np.array([[np.cos(ang), -np.sin(ang)], [np.sin(ang), np.cos(ang)]])
+        * s
+        * (STORE_MM_PER_PX / NET_MM_PER_PX)
+    )
     if flip:
         a = a @ np.diag([-1.0, 1.0])
     t = np.array([crop / 2, crop / 2]) - a @ centre
@@ -237,18 +259,79 @@ def _augment(rng: np.random.Generator, img: np.ndarray, corners: np.ndarray, cro
     return out.astype(np.float32), c.astype(np.float32)
 
 
-def _targets(corners: np.ndarray, visible: np.ndarray, crop: int) -> np.ndarray:
-    """24 Gaussian peak maps (visible bodies only)."""
+#: Weight of the bodies' pixels (against background 1) in the cross-entropy.
+BODY_WEIGHT = 4.0
+#: Weight of the corner maps' focal loss against the segmentation's cross-entropy + Dice.
+CORNER_WEIGHT = 0.1
+#: Label of pixels the segmentation loss ignores (a body too little visible to be a target).
+IGNORE = 255
+
+
+def _targets(corners: np.ndarray, visible: np.ndarray, crop: int) -> tuple[np.ndarray, np.ndarray]:
+    """Segmentation labels (crop, crop; 0 background, 1..6 C2..C7, IGNORE) from the corner
+    quadrilaterals, and 4 corner-type Gaussian maps (visible bodies only, maximum over bodies)."""
+    seg = np.zeros((crop, crop), dtype=np.uint8)
+    for b in range(N_BODIES):
+        q = np.round(corners[b] * 16).astype(np.int32)[None]
+        cv2.fillPoly(seg, q, int(b + 1) if visible[b] else IGNORE, lineType=cv2.LINE_8, shift=4)
     yy, xx = np.mgrid[0:crop, 0:crop].astype(np.float32)
-    t = np.zeros((N_BODIES * N_CORNERS, crop, crop), dtype=np.float32)
+    hm = np.zeros((N_CORNERS, crop, crop), dtype=np.float32)
     for b in range(N_BODIES):
         if not visible[b]:
             continue
         for k in range(N_CORNERS):
             x, y = corners[b, k]
             if -3 <= x < crop + 3 and -3 <= y < crop + 3:
-                t[b * N_CORNERS + k] = np.exp(-((xx - x) ** 2 + (yy - y) ** 2) / (2 * PEAK_SIGMA_PX**2))
-    return t
+                x0, x1 = max(0, int(x) - 6), min(crop, int(x) + 7)
+                y0, y1 = max(0, int(y) - 6), min(crop, int(y) + 7)
+                if x1 <= x0 or y1 <= y0:
+                    continue
+                g = np.exp(
+                    -((xx[y0:y1, x0:x1] - x) ** 2 + (yy[y0:y1, x0:x1] - y) ** 2) / (2 * PEAK_SIGMA_PX**2)
+                )
+                hm[k, y0:y1, x0:x1] = np.maximum(hm[k, y0:y1, x0:x1], g)
+    return seg, hm
+
+
+def _loss(p, seg, hm, body_weight: float = BODY_WEIGHT, corner_weight: float = CORNER_WEIGHT):
+    """Cross-entropy + soft Dice on the segmentation, CenterNet focal loss on the corner maps."""
+    import torch
+    from torch.nn import functional as F
+
+    logits = p[:, :N_CLASSES]
+    # bodies are 5-10 % of a crop: weigh their pixels up so that 'some body here' is learnt first
+    weight = torch.tensor([1.0] + [body_weight] * N_BODIES)
+    ce = F.cross_entropy(logits, seg, weight=weight, ignore_index=IGNORE)
+    valid = (seg != IGNORE).unsqueeze(1).float()
+    prob = logits.softmax(dim=1) * valid
+    onehot = (
+        F.one_hot(torch.where(seg == IGNORE, 0, seg).long(), N_CLASSES).permute(0, 3, 1, 2).float() * valid
+    )
+    inter = (prob * onehot)[:, 1:].sum(dim=(0, 2, 3))
+    den = (prob + onehot)[:, 1:].sum(dim=(0, 2, 3))
+    dice = 1.0 - ((2 * inter + 1.0) / (den + 1.0)).mean()
+    q = p[:, N_CLASSES:].sigmoid().clamp(1e-4, 1 - 1e-4)
+    pos = (hm > 0.95).float()
+    focal = -(pos * (1 - q) ** 2 * q.log() + (1 - pos) * (1 - hm) ** 4 * q**2 * (1 - q).log())
+    focal = focal.sum() / pos.sum().clamp(min=1.0)
+    return ce + dice + corner_weight * focal, (ce.item(), dice.item(), focal.item())
+
+
+def _batch(rng, images, corners, visible, idx, crop):
+    import torch
+
+    xs, segs, hms = [], [], []
+    for i in idx:
+        x, c = _augment(rng, images[i], corners[i], crop)
+        s, h = _targets(c, visible[i], crop)
+        xs.append(x)
+        segs.append(s)
+        hms.append(h)
+    return (
+        torch.from_numpy(np.stack(xs)[:, None]),
+        torch.from_numpy(np.stack(segs).astype(np.int64)),
+        torch.from_numpy(np.stack(hms)),
+    )
 
 
 def train(
@@ -258,18 +341,25 @@ def train(
     exclude: tuple[str, ...] = (),
     minutes: float = 15.0,
     batch: int = 8,
-    crop: int = 144,
+    crop: int = 112,
     seed: int = 0,
-    width: int = 8,
+    width: int = 12,
     threads: int = 1,
-    lr: float = 2e-3,
+    lr: float = 3e-3,
+    state: Path | None = None,
+    body_weight: float = BODY_WEIGHT,
+    corner_weight: float = CORNER_WEIGHT,
 ) -> None:
-    """Fit the network on the data file (frames drawn with an ``exclude`` family are left out)."""
+    """Fit the network on the data file (frames drawn with an ``exclude`` family are left out).
+
+    ``state`` (default: ``out`` with ``.pt``) keeps the torch state every few minutes and at the
+    end; a run finding it resumes from it (the learning-rate schedule spans all runs' minutes).
+    """
     import torch
 
     torch.set_num_threads(threads)
     torch.manual_seed(seed)
-    rng = np.random.default_rng(seed)
+    state = state or out.with_suffix(".pt")
     d = np.load(data)
     names = [str(n) for n in d["family_names"]]
     bad = sum(1 << names.index(f) for f in exclude)
@@ -282,33 +372,108 @@ def train(
     net = build_net(width)
     print(f"{sum(p.numel() for p in net.parameters())} parameters", flush=True)
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
-    t0 = time.time()
-    step = 0
-    losses: list[float] = []
+    done_s, step = 0.0, 0
+    if state.is_file():
+        st = torch.load(state, weights_only=False)
+        net.load_state_dict(st["net"])
+        opt.load_state_dict(st["opt"])
+        done_s, step = float(st["seconds"]), int(st["step"])
+        minutes = max(minutes, float(st["minutes"]))
+        print(f"resumed from {state}: step {step}, {done_s:.0f} s done of {minutes * 60:.0f}", flush=True)
+    rng = np.random.default_rng(seed + step)
+    total_s = minutes * 60
+    t0 = time.time() - done_s
+    last_save = time.time()
+    losses: list[tuple[float, float, float]] = []
+
+    def save() -> None:
+        torch.save(
+            {
+                "net": net.state_dict(),
+                "opt": opt.state_dict(),
+                "seconds": time.time() - t0,
+                "step": step,
+                "minutes": minutes,
+                "width": width,
+            },
+            state,
+        )
+
     net.train()
-    while time.time() - t0 < minutes * 60:
-        frac = (time.time() - t0) / (minutes * 60)
+    while time.time() - t0 < total_s:
+        frac = (time.time() - t0) / total_s
+        warm = min(1.0, (step + 1) / 100)
         for g in opt.param_groups:
-            g["lr"] = lr * (0.5 * (1 + np.cos(np.pi * min(frac, 1.0)))) + 5e-5
+            g["lr"] = warm * lr * (0.5 * (1 + np.cos(np.pi * min(frac, 1.0)))) + 2e-5
         idx = rng.integers(0, len(images), batch)
-        xs, ts = [], []
-        for i in idx:
-            x, c = _augment(rng, images[i], corners[i], crop)
-            xs.append(x)
-            ts.append(_targets(c, visible[i], crop))
-        x = torch.from_numpy(np.stack(xs)[:, None])
-        t = torch.from_numpy(np.stack(ts))
+        x, seg, hm = _batch(rng, images, corners, visible, idx, crop)
         p = net(x)
-        loss = (((p - t) ** 2) * (1.0 + 30.0 * t)).mean()
+        loss, parts = _loss(p, seg, hm, body_weight, corner_weight)
         opt.zero_grad()
         loss.backward()
         opt.step()
-        losses.append(loss.item())
+        losses.append(parts)
         step += 1
-        if step % 50 == 0:
-            print(f"step {step} {time.time() - t0:.0f} s loss {np.mean(losses[-50:]):.5f}", flush=True)
+        if step % 25 == 0:
+            ce, dice, focal = np.mean(losses[-25:], axis=0)
+            print(
+                f"step {step} {time.time() - t0:.0f} s ce {ce:.4f} dice {dice:.4f} focal {focal:.3f}",
+                flush=True,
+            )
+        if time.time() - last_save > 180:
+            save()
+            last_save = time.time()
+    save()
     export(net, out)
     print(f"wrote {out} after {step} steps ({time.time() - t0:.0f} s)")
+
+
+def export_state(state: Path, out: Path) -> None:
+    """Export the network of a saved training state (e.g. while its run goes on)."""
+    import torch
+
+    st = torch.load(state, weights_only=False)
+    net = build_net(int(st["width"]))
+    net.load_state_dict(st["net"])
+    export(net, out)
+    print(f"wrote {out} from {state} (step {st['step']}, {st['seconds']:.0f} s)")
+
+
+def preview(data: Path, model: Path, out_dir: Path, *, n: int = 6, seed: int = 1, exclude: str = "") -> None:
+    """PNGs of a few stored frames with the network's segmentation and corner maps (a visual check)."""
+    from dmx.detect.heatmap import load_net
+
+    d = np.load(data)
+    net = load_net(model)
+    rng = np.random.default_rng(seed)
+    names = [str(x) for x in d["family_names"]]
+    pick = np.arange(len(d["images"]))
+    if exclude:
+        pick = pick[(d["families"] & (1 << names.index(exclude))) != 0]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    colours = np.array(
+        [[0, 0, 0], [255, 0, 0], [0, 255, 0], [0, 0, 255], [255, 255, 0], [255, 0, 255], [0, 255, 255]],
+        dtype=np.float32,
+    )
+    for j, i in enumerate(rng.choice(pick, n, replace=False)):
+        k = STORE_MM_PER_PX / NET_MM_PER_PX
+        side = int(round(STORE_SIDE * k)) // 16 * 16
+        x = d["images"][i].astype(np.float32) / 255.0
+        x = cv2.resize(x, None, fx=k, fy=k, interpolation=cv2.INTER_AREA)[:side, :side]
+        o = net.heatmaps(x)
+        lab = o[:N_CLASSES].argmax(axis=0)
+        g = np.repeat(x[..., None] * 255, 3, axis=2)
+        over = np.where(lab[..., None] > 0, 0.5 * g + 0.5 * colours[lab], g)
+        q = 1 / (1 + np.exp(-o[N_CLASSES:]))
+        cm = np.clip(q.max(axis=0) * 255, 0, 255)
+        for c in (d["corners"][i].reshape(-1, 2) + 0.5) * k - 0.5:
+            cv2.circle(over, (int(round(c[0])), int(round(c[1]))), 1, (255, 255, 255), -1)
+        panel = np.hstack([g, over, np.repeat(cm[..., None], 3, axis=2)])
+        cv2.imwrite(
+            str(out_dir / f"preview_{j}.png"),
+            cv2.resize(panel[..., ::-1], None, fx=3, fy=3, interpolation=cv2.INTER_NEAREST).astype(np.uint8),
+        )
+    print(f"wrote {n} previews to {out_dir}")
 
 
 def export(net, out: Path) -> None:
@@ -324,8 +489,8 @@ def export(net, out: Path) -> None:
         str(out),
         opset_version=13,
         input_names=["image"],
-        output_names=["heatmaps"],
-        dynamic_axes={"image": {2: "h", 3: "w"}, "heatmaps": {2: "h", 3: "w"}},
+        output_names=["maps"],
+        dynamic_axes={"image": {2: "h", 3: "w"}, "maps": {2: "h", 3: "w"}},
         dynamo=False,
     )
     with torch.no_grad():
@@ -337,6 +502,7 @@ def export(net, out: Path) -> None:
     print(f"cv2.dnn vs torch: max |difference| {diff:.2e}")
     if diff > 1e-3:
         raise SystemExit(f"cv2.dnn output differs from torch by {diff}")
+    net.train()
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -347,21 +513,41 @@ def main(argv: list[str] | None = None) -> None:
     a.add_argument("--out", type=Path, required=True)
     a.add_argument("--workers", type=int, default=2)
     a.add_argument("--seed", type=int, default=12)
-    b = sub.add_parser("train", help="fit the network, export ONNX")
+    b = sub.add_parser("train", help="fit the network, export ONNX (resumes from OUT.pt when present)")
     b.add_argument("--data", type=Path, required=True)
     b.add_argument("--out", type=Path, required=True)
     b.add_argument("--exclude", default="", help="comma-separated families left out of training")
-    b.add_argument("--minutes", type=float, default=15.0)
+    b.add_argument("--minutes", type=float, default=30.0, help="wall-clock budget (all resumed runs)")
     b.add_argument("--seed", type=int, default=0)
-    b.add_argument("--crop", type=int, default=144, help="training crop side (network px)")
+    b.add_argument("--crop", type=int, default=112, help="training crop side (network px)")
     b.add_argument("--batch", type=int, default=8)
-    b.add_argument("--lr", type=float, default=2e-3, help="peak learning rate")
+    b.add_argument("--width", type=int, default=12, help="channels of the first level")
+    b.add_argument("--lr", type=float, default=3e-3, help="peak learning rate")
+    b.add_argument(
+        "--body-weight", type=float, default=BODY_WEIGHT, help="bodies' weight in the cross-entropy"
+    )
+    b.add_argument(
+        "--corner-weight", type=float, default=CORNER_WEIGHT, help="corner maps' weight in the loss"
+    )
     b.add_argument(
         "--threads", type=int, default=1, help="torch CPU threads (1 is fastest on a busy machine)"
     )
+    e = sub.add_parser("export", help="ONNX from a saved torch state (OUT.pt of a train run)")
+    e.add_argument("--state", type=Path, required=True)
+    e.add_argument("--out", type=Path, required=True)
+    c = sub.add_parser("preview", help="PNGs of the network's maps on a few stored frames")
+    c.add_argument("--data", type=Path, required=True)
+    c.add_argument("--model", type=Path, required=True)
+    c.add_argument("--out", type=Path, required=True, help="folder for the PNGs")
+    c.add_argument("--n", type=int, default=6)
+    c.add_argument("--family", default="", help="only frames drawn with this family")
     args = ap.parse_args(argv)
     if args.cmd == "data":
         make_data(args.phantoms, args.out, workers=args.workers, seed=args.seed)
+    elif args.cmd == "export":
+        export_state(args.state, args.out)
+    elif args.cmd == "preview":
+        preview(args.data, args.model, args.out, n=args.n, exclude=args.family)
     else:
         exclude = tuple(f for f in args.exclude.split(",") if f)
         unknown = [f for f in exclude if f not in FAMILIES]
@@ -374,11 +560,15 @@ def main(argv: list[str] | None = None) -> None:
             args.data,
             args.out,
             exclude=exclude,
+            minutes=args.minutes,
             seed=args.seed,
             threads=args.threads,
             crop=args.crop,
             batch=args.batch,
+            width=args.width,
             lr=args.lr,
+            body_weight=args.body_weight,
+            corner_weight=args.corner_weight,
         )
 
 
