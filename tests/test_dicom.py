@@ -211,6 +211,28 @@ def test_key_images_show_the_key_frames_with_overlays(result):
         # the frame is grey; the overlays are the only coloured pixels, and they are there
         coloured = (abs(rgb[..., 0].astype(int) - rgb[..., 2]) > 60).sum()
         assert 500 < coloured < 0.2 * rgb.shape[0] * rgb.shape[1]
+        # a viewer's ruler on it gives the mm of measurements.json, and says where they came from
+        assert [float(v) for v in ds.PixelSpacing] == m["calibration"]["mm_per_px"] == [0.3, 0.3]
+        assert m["calibration"]["source"] == "ImagerPixelSpacing/ERMF"
+        assert ds.PixelSpacingCalibrationType == "GEOMETRY"
+        assert ds.ImageComments.endswith("pixel spacing: dmx calibration from ImagerPixelSpacing/ERMF")
+
+
+def test_uncalibrated_key_image_has_no_pixel_spacing():
+    from pydicom.dataset import Dataset
+
+    from dmx.dicom.images import _pixel_spacing
+
+    for calibration in ({"mm_per_px": None, "source": "none"}, {}):
+        ds = Dataset()
+        ds.ImageComments = "dmx flexion: frame 3 of 9"
+        _pixel_spacing(ds, calibration)
+        assert "PixelSpacing" not in ds and ds.ImageComments == "dmx flexion: frame 3 of 9"
+    ds = Dataset()
+    ds.ImageComments = "t"
+    _pixel_spacing(ds, {"mm_per_px": [0.2, 0.25], "source": "user"})
+    assert [float(v) for v in ds.PixelSpacing] == [0.2, 0.25] and "PixelSpacingCalibrationType" not in ds
+    assert ds.ImageComments == "t; pixel spacing: dmx calibration from user"
 
 
 def test_encapsulated_pdf_holds_the_pdf_report(result):

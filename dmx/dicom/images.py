@@ -13,6 +13,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from dmx.anatomy import CalibrationSource
 from dmx.dicom.source import KEY_IMAGES_SERIES_NUMBER, MANUFACTURER, SourceStudy, result_uid
 
 KEY_IMAGES_SERIES_DESCRIPTION = "dmx key frames"
@@ -111,6 +112,25 @@ def _orientation(source: SourceStudy, measurements: dict[str, Any]) -> tuple[str
     return ("P" if facing == "left" else "A"), "F"  # lateral view: the face is towards ``facing``
 
 
+def _pixel_spacing(sc: Any, calibration: dict[str, Any]) -> None:
+    """The calibration dmx measured with, on the key image (same pixel grid as the source frame).
+
+    A viewer's ruler on the key image then gives the mm of measurements.json, and
+    Image Comments say where they came from (spec section 2); a magnification-
+    corrected spacing (ERMF) is marked as a geometric calibration. Uncalibrated:
+    no Pixel Spacing (a ruler must not invent mm).
+    """
+    spacing = calibration.get("mm_per_px")
+    if not (isinstance(spacing, list) and len(spacing) == 2 and all(v and v > 0 for v in spacing)):
+        return
+    source = str(calibration.get("source") or "unknown")
+    sc.PixelSpacing = [f"{float(v):.10g}" for v in spacing]
+    if source == CalibrationSource.IMAGER_PIXEL_SPACING_ERMF:
+        sc.PixelSpacingCalibrationType = "GEOMETRY"
+        sc.PixelSpacingCalibrationDescription = "ImagerPixelSpacing / EstimatedRadiographicMagnification"
+    sc.ImageComments = f"{sc.ImageComments}; pixel spacing: dmx calibration from {source}"
+
+
 def build_key_images(analysis: Any, source: SourceStudy, *, measurements_text: str) -> dict[str, Any]:
     """One Secondary Capture image (highdicom ``SCImage``) per key frame, in the source study.
 
@@ -185,5 +205,6 @@ def build_key_images(analysis: Any, source: SourceStudy, *, measurements_text: s
         if ref.frame_number is not None:
             item.ReferencedFrameNumber = ref.frame_number
         sc.SourceImageSequence = [item]
+        _pixel_spacing(sc, m.get("calibration") or {})
         out[key] = sc
     return out
