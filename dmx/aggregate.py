@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from dmx.anatomy import LEVELS, KeyFrame
+from dmx.anatomy import LEVEL_MOTION_VALUES, LEVELS, KeyFrame
 from dmx.errors import InputError, ParameterError, UsageError
 from dmx.measure.validation import MeasurementsSchemaError, validate_measurements
 
@@ -94,14 +94,7 @@ CURVE_LEVEL = "C2-C7"
 KEY_FRAMES: tuple[str, ...] = tuple(k.value for k in KeyFrame)
 
 #: Per-level metrics over the motion (spec section 4).
-LEVEL_MOTION_METRICS: tuple[str, ...] = (
-    "rotation_rom_deg",
-    "rotation_range_deg",
-    "translation_mm",
-    "translation_pct",
-    "offset_range_mm",
-    "excursion_mm",
-)
+LEVEL_MOTION_METRICS: tuple[str, ...] = LEVEL_MOTION_VALUES
 #: Per-level per-frame metrics, reported at the key frames.
 LEVEL_FRAME_METRICS: tuple[str, ...] = ("angle_deg", "offset_mm", "offset_pct")
 #: Curve metrics at each key frame (spec section 5), level ``C2-C7``.

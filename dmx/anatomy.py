@@ -75,6 +75,16 @@ class Level(StrEnum):
 
 LEVELS: tuple[Level, ...] = tuple(Level)
 
+#: The per-level values over the motion in measurements.json (spec section 4, and ``excursion_mm``).
+LEVEL_MOTION_VALUES: tuple[str, ...] = (
+    "rotation_rom_deg",
+    "rotation_range_deg",
+    "translation_mm",
+    "translation_pct",
+    "offset_range_mm",
+    "excursion_mm",
+)
+
 
 class UpperCervicalPoint(StrEnum):
     """Optional upper-cervical points giving the atlanto-dental interval."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from dmx.anatomy import BODIES, LEVELS, OPTIONAL_BODIES, Flag, KeyFrame
+from dmx.anatomy import BODIES, LEVEL_MOTION_VALUES, LEVELS, OPTIONAL_BODIES, Flag, KeyFrame
 
 #: The flags of a level (the ADI flag is the study's, not a level's).
 _LEVEL_FLAGS = {f.value for f in Flag} - {Flag.ADI_GT_3MM.value}
@@ -20,14 +20,7 @@ def _fmt(value: Any, spec: str = ".1f", *, unit: str = "") -> str:
 
 
 #: The per-level values of measurements.json; a level none of them could be measured for is "not measured".
-LEVEL_VALUES = (
-    "rotation_rom_deg",
-    "rotation_range_deg",
-    "translation_mm",
-    "translation_pct",
-    "offset_range_mm",
-    "excursion_mm",
-)
+LEVEL_VALUES = LEVEL_MOTION_VALUES
 
 
 def level_measured(entry: dict[str, Any] | None) -> bool:
