@@ -300,21 +300,7 @@ def _family_cases(families: list[str], *, frames: int, size_px: int) -> list[tup
         look = draw_appearance(fam, seed=22 + i, max_size_px=max(size_px, 768))
         cases.append((fam, dict(base, seed=22 + i, appearance=look)))
     cases.append(_mandible_case(40, base))
-    crop = AcquisitionLook(
-        rows=size_px,
-        cols=int(size_px * 0.53),
-        mm_per_px=0.3,
-        rotation_deg=0.0,
-        flip=False,
-        inverted=False,
-        collimator=(0.0, 0.0, 0.0, 0.0),
-        collimator_white=True,
-        grid_period_px=0.0,
-        grid_amplitude=0.0,
-        grid_vertical=True,
-        text=False,
-        ruler=False,
-    )
+    crop = AcquisitionLook.plain(rows=size_px, cols=int(size_px * 0.53), mm_per_px=0.3)
     cases.append(
         (
             "C2 leaving the image in flexion",

@@ -22,21 +22,7 @@ SMALL = dict(rows=160, cols=192, frames=4, return_to_neutral=False)
 NAMES = [c.value for c in CORNERS]
 
 #: A small acquisition look (explicit, so that tests do not render 2048-px images).
-ACQ = app.AcquisitionLook(
-    rows=200,
-    cols=240,
-    mm_per_px=0.7,
-    rotation_deg=17.0,
-    flip=True,
-    inverted=False,
-    collimator=(0.0, 0.0, 0.0, 0.0),
-    collimator_white=True,
-    grid_period_px=0.0,
-    grid_amplitude=0.0,
-    grid_vertical=True,
-    text=False,
-    ruler=False,
-)
+ACQ = app.AcquisitionLook.plain(rows=200, cols=240, mm_per_px=0.7, rotation_deg=17.0, flip=True)
 
 
 def corners(ph, vertebra: str) -> np.ndarray:

@@ -269,6 +269,27 @@ class AcquisitionLook:
     ruler: bool
 
     @classmethod
+    def plain(
+        cls, *, rows: int, cols: int, mm_per_px: float, rotation_deg: float = 0.0, flip: bool = False
+    ) -> AcquisitionLook:
+        """An image size, pixel size and orientation with nothing else: no collimator, grid, text or ruler."""
+        return cls(
+            rows=rows,
+            cols=cols,
+            mm_per_px=mm_per_px,
+            rotation_deg=rotation_deg,
+            flip=flip,
+            inverted=False,
+            collimator=(0.0, 0.0, 0.0, 0.0),
+            collimator_white=True,
+            grid_period_px=0.0,
+            grid_amplitude=0.0,
+            grid_vertical=True,
+            text=False,
+            ruler=False,
+        )
+
+    @classmethod
     def draw(cls, rng: np.random.Generator, *, max_size_px: int = 2048) -> AcquisitionLook:
         lo_size = min(256, max_size_px)
         mpp = float(np.exp(rng.uniform(np.log(0.1), np.log(0.5))))
