@@ -1,9 +1,7 @@
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from cli_support import run_dmx
 
 from dmx.cli import main
 
@@ -85,14 +83,7 @@ def test_analyze_unusable_out_is_one_line_exit_2_before_any_work(
 
 
 def test_analyze_out_under_a_file_real_process_no_traceback(afile):
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.run(
-        [sys.executable, "-m", "dmx", "analyze", str(SAMPLE / "study.dcm"), "--out", str(afile / "out")],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-    )
+    proc = run_dmx("analyze", str(SAMPLE / "study.dcm"), "--out", str(afile / "out"))
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
         f"dmx: error: {afile / 'out'}: cannot create the output folder: {afile} is a file, not a folder"

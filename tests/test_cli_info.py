@@ -121,20 +121,10 @@ def test_bad_mm_per_px_is_a_usage_error(tmp_path, capsys):
 
 
 def test_real_process_prints_one_line_for_a_bad_file(tmp_path):
-    import os
-    import subprocess
-    import sys
+    from cli_support import run_dmx
 
     bad = pydicom_file("MR_truncated.dcm")
-    repo = Path(__file__).resolve().parents[1]
-    env = {**os.environ, "PYTHONPATH": str(repo)}
-    proc = subprocess.run(
-        [sys.executable, "-m", "dmx", "info", str(bad)],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-    )
+    proc = run_dmx("info", str(bad))
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
         f"dmx: error: {bad}: file cut short: pixel data shorter than its header says (8130 of 8192 bytes)"

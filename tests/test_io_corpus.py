@@ -11,14 +11,11 @@ from __future__ import annotations
 import csv
 import functools
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pydicom
 import pytest
+from cli_support import run_dmx
 from corpus import CORPUS, require_shared_corpus
 from pydicom.pixels import apply_modality_lut
 
@@ -168,15 +165,7 @@ def test_info_text_on_the_xa_cine(capsys):
 
 
 def test_undecodable_corpus_file_is_one_line_exit_2_in_a_real_process():
-    repo = Path(__file__).resolve().parents[1]
-    env = {**os.environ, "PYTHONPATH": str(repo)}
-    proc = subprocess.run(
-        [sys.executable, "-m", "dmx", "info", str(CORPUS / "real" / "966.dcm")],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-    )
+    proc = run_dmx("info", str(CORPUS / "real" / "966.dcm"))
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
         f"dmx: error: {CORPUS / 'real' / '966.dcm'}: cannot decode the JPEG 2000 Image Compression "
