@@ -234,6 +234,21 @@ def trabecular_texture(shape: tuple[int, int], ds_mm: float, rng: np.random.Gene
     return np.clip(1.0 + 0.4 * g, 0.25, 2.0)
 
 
+def body_path(vertebra: Vertebra, u: np.ndarray, v: np.ndarray, *, anatomy: sk.Anatomy) -> np.ndarray:
+    """X-ray path length through the body across its width; for C2, through the dens above its body."""
+    b = anatomy.sizes[vertebra]
+    d = b.depth_mm / 2
+    path = path_profile(u, d, b.width_mm)
+    if vertebra is Vertebra.C2:
+        g = sk.dens_geometry_mm(anatomy=anatomy)
+        dens_c = 0.5 * (g["ant_base_u"] + g["post_base_u"])
+        dens_path = path_profile(u - dens_c, 0.5 * (g["ant_base_u"] - g["post_base_u"]) + 0.5, 10.0)
+        # above the body's superior side (less 1 mm, parallel to it, whatever the wedging) the
+        # X-ray crosses only the dens
+        path = np.where(v > superior_side_v_mm(b, (u + d) / (2 * d)) - 1.0, dens_path, path)
+    return path
+
+
 def vertebra_structure(
     vertebra: Vertebra,
     *,
@@ -271,14 +286,7 @@ def vertebra_structure(
     cov = coverage(sdf, w)
     inner = coverage(sdf - 0.9, w)
     shell = cov - inner
-    path = path_profile(u, d, b.width_mm)
-    if vertebra is Vertebra.C2:
-        g = sk.dens_geometry_mm(anatomy=anatomy)
-        dens_c = 0.5 * (g["ant_base_u"] + g["post_base_u"])
-        dens_path = path_profile(u - dens_c, 0.5 * (g["ant_base_u"] - g["post_base_u"]) + 0.5, 10.0)
-        # above the body's superior side (less 1 mm, parallel to it, whatever the wedging) the
-        # X-ray crosses only the dens
-        path = np.where(v > superior_side_v_mm(b, (u + d) / (2 * d)) - 1.0, dens_path, path)
+    path = body_path(vertebra, u, v, anatomy=anatomy)
     tex = trabecular_texture(u.shape, ds_mm, rng)
     dens = cov * MU_CORT * 1.6 + inner * MU_TRAB * path * tex + shell * MU_CORT * 0.7 * path
     # posterior elements (both sides superimpose in the lateral view)
@@ -334,12 +342,7 @@ def _vertebra_with_look(
     cov = coverage(sdf, w)
     inner = coverage(sdf - rim_mm, w)
     shell = cov - inner
-    path = path_profile(u, d, b.width_mm)
-    if vertebra is Vertebra.C2:
-        g = sk.dens_geometry_mm(anatomy=anatomy)
-        dens_c = 0.5 * (g["ant_base_u"] + g["post_base_u"])
-        dens_path = path_profile(u - dens_c, 0.5 * (g["ant_base_u"] - g["post_base_u"]) + 0.5, 10.0)
-        path = np.where(v > superior_side_v_mm(b, (u + d) / (2 * d)) - 1.0, dens_path, path)
+    path = body_path(vertebra, u, v, anatomy=anatomy)
     if cortical is None:
         tex = trabecular_texture(u.shape, ds_mm, rng)
         rim_gain = trab_gain = 1.0
