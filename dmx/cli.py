@@ -8,7 +8,6 @@ failed, 2 usage or input error.
 from __future__ import annotations
 
 import logging
-import math
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -31,12 +30,6 @@ log = logging.getLogger("dmx")
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
-
-
-def _check_mm_per_px(mm_per_px: float | None) -> None:
-    """Refuse an impossible ``--mm-per-px`` before any work (not once per study)."""
-    if mm_per_px is not None and not (math.isfinite(mm_per_px) and mm_per_px > 0):
-        _fail(f"--mm-per-px must be a number > 0, got {mm_per_px}")
 
 
 def _fail(message: str, code: int = EXIT_USAGE) -> None:
@@ -568,7 +561,6 @@ def batch(
     """
     from dmx.batch import DICOM_ANALYZER, run_batch
 
-    _check_mm_per_px(mm_per_px)
     if dicom:
         from dmx.dicom import require_extra
 
@@ -678,10 +670,6 @@ def listen(
         _fail(f"--port must be 1..65535, got {port}")
     if quiet_seconds < 0:
         _fail(f"--quiet-seconds must be 0 or more, got {quiet_seconds}")
-    from dmx.batch.study import analysis_settings
-
-    _check_mm_per_px(mm_per_px)
-    analysis_settings(config)  # a bad thresholds file: one line now, not a failure per study
     listener = ListenerConfig(
         ae_title=aet,
         port=port,

@@ -100,7 +100,7 @@ def run_batch(
     t0 = time.monotonic()
     inbox, out_root = Path(inbox), Path(out_root)
     _check_request(inbox, jobs=jobs, executor=executor, scheduler=scheduler)
-    _study.analysis_settings(config)  # a bad thresholds file: one error now, not one per study
+    _study.check_settings(mm_per_px=mm_per_px, config=config)  # one error now, not one per study
     kwargs = {
         "force": force,
         "mm_per_px": mm_per_px,

@@ -113,6 +113,23 @@ def analysis_settings(config: str | Path | None) -> dict[str, Any]:
     }
 
 
+def check_settings(*, mm_per_px: float | None, config: str | Path | None) -> None:
+    """Refuse settings no study could be analysed with, once, before any study.
+
+    Raises
+    ------
+    ParameterError
+        ``mm_per_px`` is not a number > 0.
+    DmxError
+        The thresholds file (or the normative table it names) is missing or invalid.
+    """
+    if mm_per_px is not None:
+        from dmx.io.calibration import resolve_calibration
+
+        resolve_calibration(None, user_mm_per_px=mm_per_px)  # its check of a user's calibration
+    analysis_settings(config)
+
+
 def settings_digest(config: str | Path | None) -> str | None:
     """A checksum of the thresholds file and the normative table it names (``None`` without one)."""
     if config is None:

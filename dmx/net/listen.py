@@ -74,6 +74,9 @@ class Listener:
         check_ae_title(config.ae_title, option="--aet")
         for a in config.allow:
             check_ae_title(a, option="--allow")
+        from dmx.batch.study import check_settings
+
+        check_settings(mm_per_px=config.mm_per_px, config=config.thresholds_config)  # before the port opens
         self.config = config
         self.out = prepare_output_dir(config.out)  # a file in the way: one line, not a traceback
         self.results = self.out / "results"
