@@ -22,7 +22,13 @@ the level's bodies are fully visible and frames where the mandible, skull or sho
 image edge) hide part of one (the phantom's ``visibility``), and the same for the end-range
 ``rotation_rom_uncertainty_deg``.
 
-    PYTHONPATH=. python benchmarks/measurements.py [--raw]
+With ``--appearance`` (issue #13: end-range values where the tracker is weakest), the cases are
+instead 60-frame 512x512 phantoms the tracker was not tuned on: one per appearance family
+(``dmx.phantom.appearance``; the tracker was tuned on the default look) and the mandible over
+C2-C4 in deep flexion with the shoulders over C7 (``benchmarks/tracking.py``'s case; seed 40 is
+the one the occlusion guards were developed on, 41-43 are held out).
+
+    PYTHONPATH=. python benchmarks/measurements.py [--raw] [--appearance]
 """
 
 from __future__ import annotations
@@ -51,6 +57,25 @@ CASES = {
     "low dose (1500 photons)": dict(curve="lordotic", photons=1500, seed=7),
     "C2 leaves image in flexion": dict(curve="kyphotic", anterior_shift_mm=45.0, seed=2),
 }
+
+
+def appearance_cases() -> dict[str, dict]:
+    """The ``--appearance`` cases: one phantom per appearance family, then the mandible case."""
+    from pathlib import Path
+
+    from dmx.phantom import draw_appearance
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import tracking as tracking_bench  # the mandible case, drawn exactly as the tracking benchmark does
+
+    base = dict(frames=60, rows=512, cols=512)
+    cases = {}
+    for i, fam in enumerate(("cortical", "posterior", "soft_tissue", "processing", "occluders")):
+        cases[f"{fam} (held out)"] = dict(base, seed=22 + i, appearance=draw_appearance(fam, seed=22 + i))
+    for seed in (40, 41, 42, 43):
+        name = "mandible+shoulders s40 (dev)" if seed == 40 else f"mandible+shoulders s{seed}"
+        cases[name] = tracking_bench._mandible_case(seed, base)[1]
+    return cases
 
 
 def truth_tracks(ph) -> Tracks:
@@ -89,7 +114,14 @@ def calibration_line(label: str, z: np.ndarray) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--raw", action="store_true", help="measure raw tracks (no temporal smoothing)")
-    window = 0 if ap.parse_args().raw else WINDOW_FRAMES
+    ap.add_argument(
+        "--appearance",
+        action="store_true",
+        help="appearance families the tracker was not tuned on, and the mandible/shoulder cases",
+    )
+    args = ap.parse_args()
+    window = 0 if args.raw else WINDOW_FRAMES
+    cases = appearance_cases() if args.appearance else CASES
     print(f"tracks: {'raw' if not window else f'smoothed, {window}-frame local quadratic'}")
     print(
         f"{'case':28s} {'ROM deg':>8s} {'tr mm':>7s} {'tr %':>6s}  class/s_type/flags  "
@@ -99,7 +131,7 @@ def main() -> None:
     z_rom: list[float] = []
     angle_rows: list[str] = []
     key_rows: list[str] = []
-    for name, kw in CASES.items():
+    for name, kw in cases.items():
         t0 = time.perf_counter()
         ph = make_phantom(**kw)
         mm = resolve_calibration(ph.dataset).mm_per_px  # as the loader would read it

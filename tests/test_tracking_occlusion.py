@@ -147,10 +147,11 @@ def _mandible_phantom(**kwargs):
 
     from dmx.phantom import Appearance, Family, draw_appearance, make_phantom
 
-    occ = draw_appearance("occluders", seed=40).occluders
+    seed = kwargs.pop("seed", 40)
+    occ = draw_appearance("occluders", seed=seed).occluders
     heavy = replace(occ, mandible_shift_mm=(-4.0, -4.0), mandible_gain=2.2, shoulder_shift_mm=(0.0, 10.0))
     return make_phantom(
-        seed=40,
+        seed=seed,
         rom_deg={"C0-C1": 24.0, "C1-C2": 14.0, "C2-C3": 12.0, "C3-C4": 15.0},
         flexion_fraction=0.75,
         appearance=Appearance((Family.OCCLUDERS,), occluders=heavy),
@@ -200,3 +201,56 @@ def test_a_fit_the_neighbours_do_not_confirm_is_not_followed():
     assert trusted[:2].all() and err[:2].max() < 2.0  # the frames before: followed (1.9 px at most)
     assert not trusted[2:11].any()  # then lost (with reasons) while the mandible covers it
     assert all(tr.reason[t][c2] for t in range(2, 11))
+
+
+def test_an_atlas_arch_its_axis_cannot_carry_there_is_rejected_and_costs_no_body():
+    """C1's arch (no corners) is checked against C2 alone: dragged away, it is rejected; C2 stays."""
+    from types import SimpleNamespace
+
+    centres = [np.array([90.0, 40.0])] + [np.array([100.0, 60.0 + 40.0 * k]) for k in range(1, 4)]
+    sizes = [12.0, 30.0, 30.0, 30.0]  # the arch region is a thin strip
+    poses = [rigid(math.radians(2.0), 0.0, 0.0, centres[1] + [0.0, 20.0]) for _ in range(4)]
+    n_t = 1
+
+    def checked(poses):
+        fake = SimpleNamespace(
+            n_v=4,
+            centres=centres,
+            sizes=sizes,
+            has_corners=[False, True, True, True],
+            reason=[[None] * 4 for _ in range(n_t)],
+            quality=np.ones((n_t, 4)),
+        )
+        fits = [(p, 0.9, 0.1, 0.001, 1.0, 0.1) for p in poses]
+        tracker_mod._Tracker.check_neighbours(fake, 0, fits)  # type: ignore[arg-type]
+        return [f is None for f in fits], fake.reason[0]
+
+    assert checked(poses)[0] == [False] * 4
+    dragged = list(poses)
+    dragged[0] = rigid(0.0, 0.0, 45.0, centres[0]) @ poses[0]  # a look-alike 45 px below
+    gone, reasons = checked(dragged)
+    assert gone == [True, False, False, False]
+    assert reasons[0] == tracker_mod.INCONSISTENT
+    # C2 dragged instead: C2 is rejected by its own neighbours, and the arch is not judged by it
+    wrong_c2 = list(poses)
+    wrong_c2[1] = rigid(0.0, -15.0, 0.0, centres[1]) @ poses[1]
+    assert checked(wrong_c2)[0] == [False, True, False, False]
+
+
+def test_mandible_case_gives_no_atlanto_dental_interval_from_a_look_alike():
+    """Seed 41 of the mandible case: C1's arch was followed 40-80 px off (quality 0.6-0.78), so the
+    atlanto-dental interval read 13-24 mm against a true 1.5 mm in 10 frames of extension."""
+    from dmx.landmarks import UpperCervicalPoint as U
+    from dmx.pipeline import _adi_points
+
+    ph = _mandible_phantom(frames=60, seed=41)
+    tr = track(ph.frames, ph.landmarks)
+    got = _adi_points(tr, ph.landmarks)
+    true = {k: np.asarray(v) for k, v in ph.truth["points"].items()}
+    err_px = np.linalg.norm(got[U.C1_ARCH_POST.value] - true[U.C1_ARCH_POST.value], axis=-1)
+    followed = np.isfinite(err_px)
+    assert followed[:5].all() and followed[26:40].all()  # followed where the arch is clear
+    assert err_px[followed].max() < 3.0, err_px
+    c1 = tr.vertebrae.index(Vertebra.C1)
+    assert sum(tr.reason[t][c1] == tracker_mod.INCONSISTENT for t in range(60)) >= 5
+    assert all(tr.reason[t][c1] for t in np.flatnonzero(~followed))

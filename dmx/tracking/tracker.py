@@ -23,7 +23,8 @@ the normalised correlation over the inliers, the expected corner precision from
 the fit's Hessian, convergence, and a plausible photometric gain. Frames below
 :data:`TRUSTED_QUALITY` (default ``min_quality``) are NaN, with ``reason`` one of
 :data:`LEFT_IMAGE`, :data:`NOT_FOUND`, :data:`DIVERGED`, :data:`IMPLAUSIBLE`,
-:data:`OVERLAP`, :data:`ORDER`, :data:`REFERENCE_OUTSIDE`, :data:`INCONSISTENT`, :data:`BEHIND_STATIC`.
+:data:`OVERLAP`, :data:`ORDER`, :data:`REFERENCE_OUTSIDE`, :data:`INCONSISTENT`, :data:`BEHIND_STATIC`,
+:data:`UNCONFIRMED`.
 """
 
 from __future__ import annotations
@@ -104,6 +105,7 @@ ORDER = "out of order with a neighbouring body"
 REFERENCE_OUTSIDE = "body outside the reference frame"
 INCONSISTENT = "moved inconsistently with its neighbours (occluded?)"
 BEHIND_STATIC = "behind a collimator blade (too little of it in view)"
+UNCONFIRMED = "found again under an occluder, no tracked neighbour to confirm it"
 
 
 @dataclass
@@ -729,6 +731,12 @@ class _Tracker:
                     self.reason[t][i] = INCONSISTENT
                     self.quality[t, i] = min(float(fit[1]), 0.2)
                     fits[i] = None
+                elif self.has_corners[i] and not carriers and states[i].lost:
+                    # found again (lost on the frame before) under an occluder, with no tracked neighbour
+                    # to check it against: where the search lands then depends on the occluder's edges
+                    self.reason[t][i] = UNCONFIRMED
+                    self.quality[t, i] = min(float(fit[1]), 0.2)
+                    fits[i] = None
 
     def _carried_refit(
         self,
@@ -786,9 +794,25 @@ class _Tracker:
                 fits[i] = None
 
     def check_neighbours(self, t: int, fits: list[_Accepted | None]) -> None:
-        """Reject the bodies of frame ``t`` that no tracked neighbour supports (an occluder dragged them)."""
+        """Reject the bodies of frame ``t`` that no tracked neighbour supports (an occluder dragged them).
+
+        C1's arch takes no part in the bodies' vote (it must never cost a body), but is itself checked
+        against C2 alone: an arch that C2's motion cannot carry it to is rejected (a look-alike found by
+        the search, or an optimum the mandible drags, would otherwise give an atlanto-dental interval
+        tens of millimetres off). Without a tracked C2 there is no interval to measure, so nothing to check.
+        """
         poses = [f[0] if f is not None else None for f in fits]
-        for i in reject_inconsistent(poses, self.centres, self.sizes, self.has_corners):
+        rejected = reject_inconsistent(poses, self.centres, self.sizes, self.has_corners)
+        for i in range(self.n_v - 1):
+            below = i + 1
+            if self.has_corners[i] or not self.has_corners[below]:
+                continue  # only a region without corners (C1) above a body (C2)
+            if poses[i] is None or poses[below] is None or below in rejected:
+                continue
+            size = self.sizes[below]  # the body's size: the arch region is a thin strip
+            if inconsistent(poses[i], poses[below], self.centres[i], self.centres[below], size):  # type: ignore[arg-type]
+                rejected.append(i)
+        for i in rejected:
             self.reason[t][i] = INCONSISTENT
             self.quality[t, i] = min(float(self.quality[t, i]), 0.2)
             fits[i] = None
