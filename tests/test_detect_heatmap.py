@@ -117,6 +117,38 @@ def test_decode_mirrored_column_faces_left_and_weak_corner_maps_fall_back_to_the
     assert np.hypot(*(weak.corners_px - quads).T).max() < 2.0
 
 
+def test_a_region_off_the_column_neither_becomes_a_body_nor_turns_the_column_upside_down():
+    """The network's largest C7 region on the skull base, above C2 (seen on the default look): the
+    column's direction came from C2 against that region, so it pointed to the feet and every body's
+    superior corners were placed on its inferior endplate (the corners a whole body height off)."""
+    import cv2
+
+    rng = np.random.default_rng(7)
+    quads = _column(rng)
+    out = _synthetic_maps(160, 128, quads, peak=0.2)  # corners from the regions
+    real_c7 = out[6] > 0
+    out[6][real_c7], out[0][real_c7] = -4.0, 4.0  # the real C7 is not segmented ...
+    blob = np.zeros((160, 128), dtype=np.uint8)
+    cv2.rectangle(blob, (4, 2), (26, 20), 1, -1)  # ... a larger C7 region lies up and left of C2
+    out[6][blob > 0], out[0][blob > 0] = 4.0, -4.0
+    found = decode(out, 1.0, 0.8)
+    assert found.region_prob[5] == 0.0 and np.all(np.isnan(found.corners_px[5]))
+    assert found.labels is not None and not np.any(found.labels == 6)
+    assert found.facing == "right"
+    # C2..C6 in CORNERS order (superior first) within the rasterised region's 2 px
+    assert np.hypot(*(found.corners_px[:5] - quads[:5]).T).max() < 2.0
+
+
+def test_on_column_keeps_the_bodies_in_their_levels_order():
+    from dmx.detect.heatmap import on_column
+
+    column = {k: np.array([60.0 + 3 * k, 20.0 + 23 * k]) for k in range(6)}
+    assert on_column(column) == [0, 1, 2, 3, 4, 5]
+    assert on_column({**column, 5: np.array([15.0, 11.0])}) == [0, 1, 2, 3, 4]  # on the skull
+    assert on_column({**column, 1: np.array([65.0, 90.0])}) == [0, 2, 3, 4, 5]  # below C4
+    assert on_column({k: column[k] for k in (2, 3)}) == [2, 3]  # two: nothing to compare
+
+
 def test_confidence_is_one_on_a_clean_fit_and_falls_with_each_doubt():
     clean = dict(
         region_prob=0.95,
@@ -128,6 +160,7 @@ def test_confidence_is_one_on_a_clean_fit_and_falls_with_each_doubt():
         size_ratio=1.02,
         centre_shift_mm=1.0,
         on_region=1.0,
+        facing_margin=0.03,
     )
     assert heatmap_confidence(clean) == pytest.approx(1.0)
     for name, value in [
@@ -136,6 +169,7 @@ def test_confidence_is_one_on_a_clean_fit_and_falls_with_each_doubt():
         ("rms_px", 0.8),
         ("shape_mm", 1.6),
         ("size_ratio", 1.4),
+        ("facing_margin", 0.016),
     ]:
         doubt = heatmap_confidence(dict(clean, **{name: value}))
         assert 0.0 < doubt < 0.75, name
@@ -146,6 +180,7 @@ def test_confidence_is_one_on_a_clean_fit_and_falls_with_each_doubt():
         ("shape_mm", 2.5),
         ("size_ratio", 0.6),
         ("on_region", 0.0),
+        ("facing_margin", 0.005),
     ]:
         assert heatmap_confidence(dict(clean, **{name: value})) == 0.0, name
 

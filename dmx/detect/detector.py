@@ -262,7 +262,15 @@ HEATMAP_FEATURES = (
     "size_ratio",
     "centre_shift_mm",
     "on_region",
+    "facing_margin",
 )
+#: The facing (which side is anterior) is taken as certain when the image beside the column differs
+#: by at least the second value between its sides (:func:`dmx.detect.heatmap._facing_vote_from_image`,
+#: on the 0..1 network input); below the first it is a coin toss and no body is reported. Set on
+#: the shipped network's non-held-out rows (default, soft_tissue, processing, occluders,
+#: acquisition; 10 phantoms each): every column with the right facing voted 0.031 or more, the
+#: one with the wrong facing (a flipped, collimated image) 0.003.
+FACING_MARGIN_RAMP = (0.01, 0.025)
 
 
 def heatmap_confidence(feats: dict[str, float]) -> float:
@@ -273,7 +281,9 @@ def heatmap_confidence(feats: dict[str, float]) -> float:
     of profiles on the fitted edge; ``rms_px``: worst side's residual), of a vertebral body's
     shape (``shape_mm``: RMS deviation from the mean shape after similarity alignment;
     ``size_ratio`` against the mean body) and where the network put this level (``on_region``:
-    1 when the refined centre lies on the network's pixels of this level, else 0).
+    1 when the refined centre lies on the network's pixels of this level, else 0), on a column
+    whose facing is clear (``facing_margin``: the side difference of the facing vote,
+    :data:`FACING_MARGIN_RAMP`; absent: not used).
     Each factor is 1 on a clear body and falls to 0 beyond what a clear body shows.
     """
 
@@ -287,6 +297,7 @@ def heatmap_confidence(feats: dict[str, float]) -> float:
         * ramp(feats["shape_mm"], 2.0, 1.0)
         * ramp(abs(np.log(max(feats["size_ratio"], 1e-3))), 0.4, 0.25)
         * float(feats["on_region"] >= 1.0)
+        * ramp(feats.get("facing_margin", np.inf), *FACING_MARGIN_RAMP)
     )
 
 
@@ -358,6 +369,7 @@ def run_heatmap(image: np.ndarray, model: DetectorModel, net, *, mm_per_px: floa
         feats = dict.fromkeys(HEATMAP_FEATURES, np.nan)
         feats["region_prob"] = float(found.region_prob[k])
         feats["corner_peak"] = float(found.corner_peak[k].min())
+        feats["facing_margin"] = abs(found.facing_vote)
         if not has[k]:
             bodies.append(BodyResult(v, None, _vector(feats), 0.0, "the network found no region of it"))
             continue
