@@ -417,6 +417,99 @@ def mixed_reference(families: list[str], n: int, *, fit_images: int, max_size_px
         print(family_row(f"+{fam}", st), flush=True)
 
 
+#: Frames and image side of the --rom cines (the pixel size is the phantom's, at least ROM_MIN_MM so
+#: the column fits in the frame).
+ROM_FRAMES, ROM_SIZE_PX, ROM_MIN_MM = 30, 512, 0.3
+
+
+def _reported_landmarks(image: np.ndarray, model, mm_per_px: float, frame: int) -> Landmarks:
+    """The bodies the detector under test reports (confidence at its threshold) as landmarks."""
+    from dmx.detect.detector import HEATMAP_THRESHOLD
+
+    threshold = HEATMAP_THRESHOLD if DETECTOR == "heatmap" else model.conf_threshold
+    bodies = _bodies_found(image, model, mm_per_px)
+    return Landmarks(
+        frame=frame,
+        corners_px={v: c for v, c, conf in bodies if conf >= threshold},
+        confidence={v: conf for v, c, conf in bodies if conf >= threshold},
+    )
+
+
+def rom_table(families: list[str], n: int, *, nets: str | None, max_size_px: int) -> None:
+    """Per-level rotation ROM from each detector's landmarks against the true corners' (--rom).
+
+    Per family, ``n`` unseen phantoms of that look rendered as :data:`ROM_FRAMES`-frame cines of
+    :data:`ROM_SIZE_PX` px; the template detector and the heatmap detector (with ``nets``, the
+    network trained without the family, ``heatmap-no-FAMILY.onnx``: a held-out figure; otherwise
+    the shipped network) place the landmarks on the reference frame; the cine is tracked and
+    measured from them and from the true corners. Per phantom and detector: the levels measured
+    from both, and |delta ROM| per level (deg; '-' where the detector's landmarks give no ROM).
+    """
+    from pathlib import Path
+
+    from dmx.anatomy import LEVELS
+    from dmx.detect import _cached_model, model_file
+
+    global DETECTOR, NET
+    model = _cached_model(model_file())
+    print(
+        f"rotation ROM from automatic landmarks against the true corners: {ROM_FRAMES}-frame cines, "
+        f"{ROM_SIZE_PX} px; |delta ROM| per level (deg), C2-C3 .. C6-C7"
+    )
+    print(f"{'family':12s} {'seed':>6s} {'detector':9s} {'levels':>6s} {'worst':>6s}  per level")
+    summary: dict[str, list[float]] = {}
+    missing: dict[str, int] = {}
+    for fam in families:
+        net = Path(nets) / f"heatmap-no-{fam}.onnx" if nets else None
+        for kw in family_specs(fam, n, max_size_px=max_size_px):
+            kw = dict(
+                kw,
+                frames=ROM_FRAMES,
+                rows=ROM_SIZE_PX,
+                cols=ROM_SIZE_PX,
+                mm_per_px=max(float(kw["mm_per_px"]), ROM_MIN_MM),
+            )
+            ph = make_phantom(**kw)
+            ref = kw["reference_frame"]
+            frames = display(ph)
+            mm = ph.truth["mm_per_px"]
+            mpp = float(np.mean(mm))
+            true_m = measure(
+                track(frames, Landmarks(frame=ref, corners_px=dict(ph.landmarks.corners_px))), mm_per_px=mm
+            )
+            for det_name in ("template", "heatmap"):
+                DETECTOR = det_name
+                NET = str(net) if det_name == "heatmap" and net is not None and net.is_file() else None
+                lm = _reported_landmarks(frames[ref], model, mpp, ref)
+                got = measure(track(frames, lm), mm_per_px=mm) if len(lm.corners_px) >= 2 else None
+                cells, diffs = [], []
+                for level in LEVELS:
+                    t = true_m["levels"].get(level.value, {}).get("rotation_rom_deg")
+                    g = got["levels"].get(level.value, {}).get("rotation_rom_deg") if got else None
+                    if t is None or g is None:
+                        cells.append("    -")
+                        if t is not None:
+                            missing[det_name] = missing.get(det_name, 0) + 1
+                        continue
+                    diffs.append(abs(g - t))
+                    cells.append(f"{abs(g - t):5.2f}")
+                summary.setdefault(f"{fam} {det_name}", []).extend(diffs)
+                worst = f"{max(diffs):6.2f}" if diffs else "     -"
+                label = det_name + ("*" if det_name == "heatmap" and NET else "")
+                print(
+                    f"{fam:12s} {kw['seed']:6d} {label:9s} {len(diffs):6d} {worst}  {' '.join(cells)}",
+                    flush=True,
+                )
+    print("(heatmap*: the network trained without that family)")
+    for key, d in summary.items():
+        d_arr = np.array(d) if d else np.array([np.nan])
+        print(
+            f"{key:24s} {len(d):3d} levels: median {np.median(d_arr):.2f}, max {np.max(d_arr):.2f} deg, "
+            f"{int(np.sum(d_arr > 1.0))} over 1 deg"
+        )
+    print(f"levels the true corners measure but a detector's landmarks do not: {missing or 'none'}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--full", action="store_true", help="three seeds per case and five tracked cases")
@@ -455,6 +548,12 @@ def main() -> None:
         default=None,
         help="folder of heatmap-no-FAMILY.onnx for --leave-one-family-out --detector heatmap",
     )
+    parser.add_argument(
+        "--rom",
+        action="store_true",
+        help="per-level rotation ROM from both detectors' landmarks against the true corners' on short "
+        "cines of each family of --families (held-out networks with --nets), then stop",
+    )
     parser.add_argument("--cache", default=None, help="folder keeping the family tables' rendered frames")
     parser.add_argument(
         "--dump", default=None, help="with --detector heatmap: per-body features and errors to this .json"
@@ -477,6 +576,12 @@ def main() -> None:
             print(f"wrote {len(rows)} body records to {args.dump}")
 
         atexit.register(_write)
+    if args.rom:
+        from dmx.phantom import parse_families
+
+        fams = [f.value for f in parse_families(args.families or "all")]
+        rom_table(fams, args.per_family, nets=args.nets, max_size_px=args.max_size_px)
+        return
     if args.families is not None or args.leave_one_family_out:
         from dmx.phantom import parse_families
 
