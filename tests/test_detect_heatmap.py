@@ -330,3 +330,55 @@ def test_facing_from_the_bone_beside_the_column(mirrored, inverted):
     found = decode(out, 1.0, 0.8, image=img)
     assert found.facing == ("left" if mirrored else "right")
     assert decode(out, 1.0, 0.8).facing == ("right" if mirrored else "left")  # the swapped corner maps
+
+
+class _TruthNet:
+    """A stand-in for the network: its segmentation is the phantom's true bodies, each given the
+    class ``labels[k]`` (0: background), corner maps too weak to place corners."""
+
+    def __init__(self, corners_px: np.ndarray, labels: list[int]) -> None:
+        self.corners_px, self.labels = corners_px, labels
+
+    def bodies(self, image: np.ndarray, mm_per_px: float):
+        x, factor = net_input(image, mm_per_px)
+        quads = (self.corners_px + 0.5) * factor - 0.5
+        order = [k for k in range(N_BODIES) if self.labels[k]]
+        out = _synthetic_maps(*x.shape, quads[order], peak=0.2)  # classes 1.. in `order`
+        seg = out[:N_CLASSES].copy()
+        out[:N_CLASSES] = -4.0
+        out[0] = seg[0]
+        for i, k in enumerate(order):
+            out[self.labels[k]] = seg[i + 1]
+        return decode(out, factor, mm_per_px, image=x)
+
+
+@pytest.fixture(scope="module")
+def lordotic_phantom():
+    from dmx.anatomy import BODIES
+    from dmx.phantom import make_phantom
+
+    ph = make_phantom(seed=4251, frames=4, curve="lordotic", rows=512, cols=512, mm_per_px=0.3)
+    return _display(ph, 0), np.stack([ph.landmarks.corners_px[v] for v in BODIES])
+
+
+def test_a_column_without_c2_or_c7_reports_no_level(lordotic_phantom):
+    """Held out from the posterior elements, the network segmented the bodies C4..C7 as C3..C6 and
+    found neither C2 nor C7 (seeds 700000 and 700005 of the benchmark). Given such a segmentation of
+    this phantom, the old detector reported C3..C6 at confidence 1.0, each on the body below its
+    level (61-68 px off). Without a column end to count from, no body is reported, with the
+    reason; the same four bodies with their true levels (C7 among them) are reported on their
+    bodies."""
+    from dmx.detect import _cached_model, model_file
+    from dmx.detect.detector import NO_COLUMN_END, run_heatmap
+
+    image, truth = lordotic_phantom
+    model = _cached_model(model_file())
+    shifted = run_heatmap(image, model, _TruthNet(truth, [0, 0, 2, 3, 4, 5]), mm_per_px=0.3)
+    assert [b.corners_px is None for b in shifted.bodies] == [True] * 6
+    assert [b.problem for b in shifted.bodies[1:5]] == [NO_COLUMN_END] * 4  # C3..C6 refined, not reported
+    anchored = run_heatmap(image, model, _TruthNet(truth, [0, 0, 3, 4, 5, 6]), mm_per_px=0.3)
+    reported = {
+        k: b for k, b in enumerate(anchored.bodies) if b.corners_px is not None and b.confidence >= 0.5
+    }
+    assert set(reported) == {2, 3, 4, 5}
+    assert max(float(np.hypot(*(b.corners_px - truth[k]).T).max()) for k, b in reported.items()) < 2.0

@@ -301,6 +301,11 @@ def heatmap_confidence(feats: dict[str, float]) -> float:
     )
 
 
+#: Why a refined body is left out when the network found neither C2 nor C7 (see
+#: :attr:`dmx.detect.heatmap.Bodies.has_column_end`).
+NO_COLUMN_END = "its level cannot be told: the network found neither C2 nor C7 to count the levels from"
+
+
 def run_heatmap(image: np.ndarray, model: DetectorModel, net, *, mm_per_px: float | None) -> ColumnResult:
     """Corners of C2..C7 from the segmentation network, refined on the full-resolution image.
 
@@ -309,7 +314,8 @@ def run_heatmap(image: np.ndarray, model: DetectorModel, net, *, mm_per_px: floa
     network's body centre and tilt (a few tilts); the start whose refined outline fits the edges
     best wins. Without calibration the network runs at every pixel size of
     :data:`dmx.detect.heatmap.UNCALIBRATED_SWEEP_MM` and the one with the most body evidence
-    wins. Features per body: :data:`HEATMAP_FEATURES`.
+    wins. Features per body: :data:`HEATMAP_FEATURES`. Where the network found neither C2's nor
+    C7's region, no body is reported (:data:`NO_COLUMN_END`): its levels would be a guess.
     """
     from dmx.detect.heatmap import UNCALIBRATED_SWEEP_MM
 
@@ -396,6 +402,11 @@ def run_heatmap(image: np.ndarray, model: DetectorModel, net, *, mm_per_px: floa
         if facing == "left":
             out[:, 0] = w - 1 - out[:, 0]
         bodies.append(BodyResult(v, out, _vector(feats), heatmap_confidence(feats), None))
+    if not found.has_column_end:
+        bodies = [
+            b if b.corners_px is None else BodyResult(b.vertebra, None, b.features, 0.0, NO_COLUMN_END)
+            for b in bodies
+        ]
     bodies = _consistent_levels(_one_outline_per_body(bodies, mpp), model)
     return ColumnResult(tuple(bodies), found.score(), facing, mpp, mm_per_px is not None)
 

@@ -101,6 +101,14 @@ class Bodies:
         i, j = int(round(y)), int(round(x))
         return int(self.labels[i, j]) - 1 if 0 <= i < h and 0 <= j < w else -1
 
+    @property
+    def has_column_end(self) -> bool:
+        """Whether the network found C2's or C7's region: the levels are counted from an end of
+        the column. Without either, the bodies' levels are the network's guess from their look
+        alone, and that guess was one level off on whole columns (held out from the posterior
+        elements, every region one level too high)."""
+        return bool(self.region_prob[0] > 0 or self.region_prob[N_BODIES - 1] > 0)
+
     def score(self) -> float:
         """Evidence for a column at this pixel size: summed region probability x overlap."""
         return float(np.sum(self.region_prob * self.overlap))
