@@ -286,6 +286,21 @@ def family_name(kw: dict) -> str:
     )
 
 
+#: A wrong body (worst corner > 3 px) counts as "one level off" when its centre lies within this
+#: distance (mm) of the true centre of another level.
+LEVEL_OFF_MM = 2.0
+
+
+def _level_off(corners: np.ndarray, truth: dict, vertebra, mm_per_px: float) -> bool:
+    """Whether a reported body sits on another level's body (its level wrong, not its outline)."""
+    centre = corners.mean(axis=0)
+    return any(
+        float(np.hypot(*(centre - truth[v].mean(axis=0)))) * mm_per_px < LEVEL_OFF_MM
+        for v in BODIES
+        if v != vertebra
+    )
+
+
 def family_stats(specs: list[dict], model) -> dict:
     """Detection figures of ``model`` on the phantoms ``specs`` (see :func:`family_row`)."""
     from dmx.detect.detector import HEATMAP_THRESHOLD
@@ -293,6 +308,7 @@ def family_stats(specs: list[dict], model) -> dict:
     threshold = HEATMAP_THRESHOLD if DETECTOR == "heatmap" else model.conf_threshold
     found = {v: 0 for v in BODIES}
     errors, worst_reported, calib, seconds = [], [], [], 0.0
+    level_off = 0
     for kw in specs:
         image, truth, mpp = reference_frame(kw)
         t0 = time.perf_counter()
@@ -312,6 +328,8 @@ def family_stats(specs: list[dict], model) -> dict:
                 found[v] += 1
                 errors.append(e)
                 worst_reported.append(e.max())
+                if e.max() > 3.0 and _level_off(c, truth, v, mpp):
+                    level_off += 1
     e = np.concatenate(errors) if errors else np.array([np.nan])
     return {
         "n": len(specs),
@@ -320,6 +338,7 @@ def family_stats(specs: list[dict], model) -> dict:
         "p95": float(np.percentile(e, 95)),
         "max": float(np.max(e)),
         "over3": int(np.sum(np.array(worst_reported) > 3.0)),
+        "level_off": level_off,
         "reported": len(worst_reported),
         "calibrated": (float(np.mean(calib)) if calib else float("nan"), len(calib)),
         "seconds": seconds / max(len(specs), 1),
@@ -328,13 +347,14 @@ def family_stats(specs: list[dict], model) -> dict:
 
 FAMILY_HEAD = (
     f"{'appearance':14s} {'n':>3s} {'C2':>5s} {'C3-C6':>6s} {'C7':>5s} {'med':>6s} {'p95':>6s} {'max':>7s} "
-    f"{'>3px':>9s} {'ok@0.5':>11s} {'s/img':>6s}"
+    f"{'>3px':>9s} {'lvl':>4s} {'ok@0.5':>11s} {'s/img':>6s}"
 )
 
 
 def family_row(name: str, st: dict) -> str:
     """One line: found rates of C2, C3-C6 and C7; corner error median/p95/max (px) of reported
-    bodies; reported bodies with a corner beyond 3 px; of bodies at confidence >= 0.5, the share
+    bodies; reported bodies with a corner beyond 3 px, and of those the ones on another level's
+    body (lvl: the level wrong, not the outline); of bodies at confidence >= 0.5, the share
     whose worst corner is within 3 px (and how many); detection seconds per image."""
     n = st["n"]
     mid = sum(st["found"][v] for v in BODIES[1:5]) / (4 * n)
@@ -342,6 +362,7 @@ def family_row(name: str, st: dict) -> str:
     return (
         f"{name:14s} {n:3d} {st['found'][BODIES[0]] / n:5.0%} {mid:6.0%} {st['found'][BODIES[5]] / n:5.0%} "
         f"{st['median']:6.2f} {st['p95']:6.2f} {st['max']:7.2f} {st['over3']:4d}/{st['reported']:<4d} "
+        f"{st['level_off']:4d} "
         f"{share:6.0%} ({k:3d}) {st['seconds']:6.2f}"
     )
 
