@@ -30,6 +30,13 @@ see ``models/README.md``) from ``--nets DIR`` (``DIR/heatmap-no-FAMILY.onnx``)::
 
     PYTHONPATH=. python benchmarks/detection.py --detector heatmap --families all --per-family 10
     PYTHONPATH=. python benchmarks/detection.py --detector heatmap --leave-one-family-out --nets DIR
+
+``--rom`` measures what clinicians use: per family of ``--families``, ``--per-family`` unseen
+phantoms as 30-frame 512-px cines, landmarks from the template detector and from the heatmap
+detector (``--nets DIR``: the network trained without that family) on the reference frame, the
+cine tracked and measured from them and from the true corners; |delta ROM| per level (deg)::
+
+    PYTHONPATH=. python benchmarks/detection.py --rom --families cortical,posterior --per-family 5 --nets DIR
 """
 
 from __future__ import annotations
@@ -286,6 +293,21 @@ def family_name(kw: dict) -> str:
     )
 
 
+#: A wrong body (worst corner > 3 px) counts as "one level off" when its centre lies within this
+#: distance (mm) of the true centre of another level.
+LEVEL_OFF_MM = 2.0
+
+
+def _level_off(corners: np.ndarray, truth: dict, vertebra, mm_per_px: float) -> bool:
+    """Whether a reported body sits on another level's body (its level wrong, not its outline)."""
+    centre = corners.mean(axis=0)
+    return any(
+        float(np.hypot(*(centre - truth[v].mean(axis=0)))) * mm_per_px < LEVEL_OFF_MM
+        for v in BODIES
+        if v != vertebra
+    )
+
+
 def family_stats(specs: list[dict], model) -> dict:
     """Detection figures of ``model`` on the phantoms ``specs`` (see :func:`family_row`)."""
     from dmx.detect.detector import HEATMAP_THRESHOLD
@@ -293,6 +315,7 @@ def family_stats(specs: list[dict], model) -> dict:
     threshold = HEATMAP_THRESHOLD if DETECTOR == "heatmap" else model.conf_threshold
     found = {v: 0 for v in BODIES}
     errors, worst_reported, calib, seconds = [], [], [], 0.0
+    level_off = 0
     for kw in specs:
         image, truth, mpp = reference_frame(kw)
         t0 = time.perf_counter()
@@ -312,6 +335,8 @@ def family_stats(specs: list[dict], model) -> dict:
                 found[v] += 1
                 errors.append(e)
                 worst_reported.append(e.max())
+                if e.max() > 3.0 and _level_off(c, truth, v, mpp):
+                    level_off += 1
     e = np.concatenate(errors) if errors else np.array([np.nan])
     return {
         "n": len(specs),
@@ -320,6 +345,7 @@ def family_stats(specs: list[dict], model) -> dict:
         "p95": float(np.percentile(e, 95)),
         "max": float(np.max(e)),
         "over3": int(np.sum(np.array(worst_reported) > 3.0)),
+        "level_off": level_off,
         "reported": len(worst_reported),
         "calibrated": (float(np.mean(calib)) if calib else float("nan"), len(calib)),
         "seconds": seconds / max(len(specs), 1),
@@ -328,13 +354,14 @@ def family_stats(specs: list[dict], model) -> dict:
 
 FAMILY_HEAD = (
     f"{'appearance':14s} {'n':>3s} {'C2':>5s} {'C3-C6':>6s} {'C7':>5s} {'med':>6s} {'p95':>6s} {'max':>7s} "
-    f"{'>3px':>9s} {'ok@0.5':>11s} {'s/img':>6s}"
+    f"{'>3px':>9s} {'lvl':>4s} {'ok@0.5':>11s} {'s/img':>6s}"
 )
 
 
 def family_row(name: str, st: dict) -> str:
     """One line: found rates of C2, C3-C6 and C7; corner error median/p95/max (px) of reported
-    bodies; reported bodies with a corner beyond 3 px; of bodies at confidence >= 0.5, the share
+    bodies; reported bodies with a corner beyond 3 px, and of those the ones on another level's
+    body (lvl: the level wrong, not the outline); of bodies at confidence >= 0.5, the share
     whose worst corner is within 3 px (and how many); detection seconds per image."""
     n = st["n"]
     mid = sum(st["found"][v] for v in BODIES[1:5]) / (4 * n)
@@ -342,6 +369,7 @@ def family_row(name: str, st: dict) -> str:
     return (
         f"{name:14s} {n:3d} {st['found'][BODIES[0]] / n:5.0%} {mid:6.0%} {st['found'][BODIES[5]] / n:5.0%} "
         f"{st['median']:6.2f} {st['p95']:6.2f} {st['max']:7.2f} {st['over3']:4d}/{st['reported']:<4d} "
+        f"{st['level_off']:4d} "
         f"{share:6.0%} ({k:3d}) {st['seconds']:6.2f}"
     )
 
@@ -417,6 +445,120 @@ def mixed_reference(families: list[str], n: int, *, fit_images: int, max_size_px
         print(family_row(f"+{fam}", st), flush=True)
 
 
+#: Frames and image side of the --rom cines (the pixel size is the phantom's, at least ROM_MIN_MM so
+#: the column fits in the frame).
+ROM_FRAMES, ROM_SIZE_PX, ROM_MIN_MM = 30, 512, 0.3
+
+
+def _reported_landmarks(image: np.ndarray, model, mm_per_px: float, frame: int) -> Landmarks:
+    """The bodies the detector under test reports (confidence at its threshold) as landmarks."""
+    from dmx.detect.detector import HEATMAP_THRESHOLD
+
+    threshold = HEATMAP_THRESHOLD if DETECTOR == "heatmap" else model.conf_threshold
+    bodies = _bodies_found(image, model, mm_per_px)
+    return Landmarks(
+        frame=frame,
+        corners_px={v: c for v, c, conf in bodies if conf >= threshold},
+        confidence={v: conf for v, c, conf in bodies if conf >= threshold},
+    )
+
+
+def _rom_deg(frames: np.ndarray, landmarks: Landmarks, mm) -> dict[str, float | None]:
+    """Rotation ROM per level (deg) of the cine tracked and measured from ``landmarks``."""
+    from dmx.anatomy import LEVELS
+
+    if len(landmarks.corners_px) < 2:
+        return dict.fromkeys((level.value for level in LEVELS), None)
+    got = measure(track(frames, landmarks), mm_per_px=mm)
+    return {level.value: got["levels"].get(level.value, {}).get("rotation_rom_deg") for level in LEVELS}
+
+
+def rom_table(families: list[str], n: int, *, nets: str | None, max_size_px: int) -> None:
+    """Per-level rotation ROM from each detector's landmarks against the true corners' (--rom).
+
+    Per family, ``n`` unseen phantoms of that look rendered as :data:`ROM_FRAMES`-frame cines of
+    :data:`ROM_SIZE_PX` px; the template detector and the heatmap detector (with ``nets``, the
+    network trained without the family, ``heatmap-no-FAMILY.onnx``: a held-out figure; otherwise
+    the shipped network) place the landmarks on the reference frame; the cine is tracked and
+    measured from them, from the true corners of every body, and from the true corners of the
+    bodies the detector reported. Per phantom and detector: the levels measured from both, the
+    worst |delta ROM| against all true corners and against the same bodies' true corners (the
+    detection's own error: the tracker measures a level differently when its neighbours are not
+    tracked), and |delta ROM| per level against all true corners (deg; '-' where not measured).
+    """
+    from pathlib import Path
+
+    from dmx.anatomy import LEVELS
+    from dmx.detect import _cached_model, model_file
+
+    global DETECTOR, NET
+    model = _cached_model(model_file())
+    print(
+        f"rotation ROM from automatic landmarks against the true corners: {ROM_FRAMES}-frame cines, "
+        f"{ROM_SIZE_PX} px; |delta ROM| (deg)"
+    )
+    print(
+        f"{'family':12s} {'seed':>6s} {'detector':9s} {'levels':>6s} {'worst':>6s} {'same':>6s}"
+        "  per level C2-C3 .. C6-C7 (against all true corners)"
+    )
+    summary: dict[str, list[tuple[float, float]]] = {}
+    missing: dict[str, int] = {}
+    for fam in families:
+        net = Path(nets) / f"heatmap-no-{fam}.onnx" if nets else None
+        for kw in family_specs(fam, n, max_size_px=max_size_px):
+            kw = dict(
+                kw,
+                frames=ROM_FRAMES,
+                rows=ROM_SIZE_PX,
+                cols=ROM_SIZE_PX,
+                mm_per_px=max(float(kw["mm_per_px"]), ROM_MIN_MM),
+            )
+            ph = make_phantom(**kw)
+            ref = kw["reference_frame"]
+            frames = display(ph)
+            mm = ph.truth["mm_per_px"]
+            mpp = float(np.mean(mm))
+            truth = dict(ph.landmarks.corners_px)
+            true_rom = _rom_deg(frames, Landmarks(frame=ref, corners_px=truth), mm)
+            for det_name in ("template", "heatmap"):
+                DETECTOR = det_name
+                NET = str(net) if det_name == "heatmap" and net is not None and net.is_file() else None
+                lm = _reported_landmarks(frames[ref], model, mpp, ref)
+                got = _rom_deg(frames, lm, mm)
+                same = _rom_deg(
+                    frames, Landmarks(frame=ref, corners_px={v: truth[v] for v in lm.corners_px}), mm
+                )
+                cells, diffs = [], []
+                for level in LEVELS:
+                    t, g, s = true_rom[level.value], got[level.value], same[level.value]
+                    if t is None or g is None:
+                        cells.append("    -")
+                        if t is not None:
+                            missing[det_name] = missing.get(det_name, 0) + 1
+                        continue
+                    diffs.append((abs(g - t), abs(g - s) if s is not None else float("nan")))
+                    cells.append(f"{abs(g - t):5.2f}")
+                summary.setdefault(f"{fam} {det_name}", []).extend(diffs)
+                worst = f"{max(d[0] for d in diffs):6.2f}" if diffs else "     -"
+                worst_same = f"{max(d[1] for d in diffs):6.2f}" if diffs else "     -"
+                label = det_name + ("*" if det_name == "heatmap" and NET else "")
+                print(
+                    f"{fam:12s} {kw['seed']:6d} {label:9s} {len(diffs):6d} {worst} {worst_same}  "
+                    + " ".join(cells),
+                    flush=True,
+                )
+    print("(heatmap*: the network trained without that family)")
+    for key, d in summary.items():
+        d_all = np.array([x[0] for x in d]) if d else np.array([np.nan])
+        d_same = np.array([x[1] for x in d]) if d else np.array([np.nan])
+        print(
+            f"{key:24s} {len(d):3d} levels: against all true corners median {np.median(d_all):.2f}, "
+            f"max {np.max(d_all):.2f} deg, {int(np.sum(d_all > 1.0))} over 1 deg; against the same "
+            f"bodies' true corners max {np.max(d_same):.2f} deg, {int(np.sum(d_same > 1.0))} over 1 deg"
+        )
+    print(f"levels the true corners measure but a detector's landmarks do not: {missing or 'none'}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--full", action="store_true", help="three seeds per case and five tracked cases")
@@ -455,6 +597,12 @@ def main() -> None:
         default=None,
         help="folder of heatmap-no-FAMILY.onnx for --leave-one-family-out --detector heatmap",
     )
+    parser.add_argument(
+        "--rom",
+        action="store_true",
+        help="per-level rotation ROM from both detectors' landmarks against the true corners' on short "
+        "cines of each family of --families (held-out networks with --nets), then stop",
+    )
     parser.add_argument("--cache", default=None, help="folder keeping the family tables' rendered frames")
     parser.add_argument(
         "--dump", default=None, help="with --detector heatmap: per-body features and errors to this .json"
@@ -477,6 +625,12 @@ def main() -> None:
             print(f"wrote {len(rows)} body records to {args.dump}")
 
         atexit.register(_write)
+    if args.rom:
+        from dmx.phantom import parse_families
+
+        fams = [f.value for f in parse_families(args.families or "all")]
+        rom_table(fams, args.per_family, nets=args.nets, max_size_px=args.max_size_px)
+        return
     if args.families is not None or args.leave_one_family_out:
         from dmx.phantom import parse_families
 

@@ -117,6 +117,38 @@ def test_decode_mirrored_column_faces_left_and_weak_corner_maps_fall_back_to_the
     assert np.hypot(*(weak.corners_px - quads).T).max() < 2.0
 
 
+def test_a_region_off_the_column_neither_becomes_a_body_nor_turns_the_column_upside_down():
+    """The network's largest C7 region on the skull base, above C2 (seen on the default look): the
+    column's direction came from C2 against that region, so it pointed to the feet and every body's
+    superior corners were placed on its inferior endplate (the corners a whole body height off)."""
+    import cv2
+
+    rng = np.random.default_rng(7)
+    quads = _column(rng)
+    out = _synthetic_maps(160, 128, quads, peak=0.2)  # corners from the regions
+    real_c7 = out[6] > 0
+    out[6][real_c7], out[0][real_c7] = -4.0, 4.0  # the real C7 is not segmented ...
+    blob = np.zeros((160, 128), dtype=np.uint8)
+    cv2.rectangle(blob, (4, 2), (26, 20), 1, -1)  # ... a larger C7 region lies up and left of C2
+    out[6][blob > 0], out[0][blob > 0] = 4.0, -4.0
+    found = decode(out, 1.0, 0.8)
+    assert found.region_prob[5] == 0.0 and np.all(np.isnan(found.corners_px[5]))
+    assert found.labels is not None and not np.any(found.labels == 6)
+    assert found.facing == "right"
+    # C2..C6 in CORNERS order (superior first) within the rasterised region's 2 px
+    assert np.hypot(*(found.corners_px[:5] - quads[:5]).T).max() < 2.0
+
+
+def test_on_column_keeps_the_bodies_in_their_levels_order():
+    from dmx.detect.heatmap import on_column
+
+    column = {k: np.array([60.0 + 3 * k, 20.0 + 23 * k]) for k in range(6)}
+    assert on_column(column) == [0, 1, 2, 3, 4, 5]
+    assert on_column({**column, 5: np.array([15.0, 11.0])}) == [0, 1, 2, 3, 4]  # on the skull
+    assert on_column({**column, 1: np.array([65.0, 90.0])}) == [0, 2, 3, 4, 5]  # below C4
+    assert on_column({k: column[k] for k in (2, 3)}) == [2, 3]  # two: nothing to compare
+
+
 def test_confidence_is_one_on_a_clean_fit_and_falls_with_each_doubt():
     clean = dict(
         region_prob=0.95,
@@ -128,6 +160,7 @@ def test_confidence_is_one_on_a_clean_fit_and_falls_with_each_doubt():
         size_ratio=1.02,
         centre_shift_mm=1.0,
         on_region=1.0,
+        facing_margin=0.03,
     )
     assert heatmap_confidence(clean) == pytest.approx(1.0)
     for name, value in [
@@ -136,6 +169,7 @@ def test_confidence_is_one_on_a_clean_fit_and_falls_with_each_doubt():
         ("rms_px", 0.8),
         ("shape_mm", 1.6),
         ("size_ratio", 1.4),
+        ("facing_margin", 0.016),
     ]:
         doubt = heatmap_confidence(dict(clean, **{name: value}))
         assert 0.0 < doubt < 0.75, name
@@ -146,6 +180,7 @@ def test_confidence_is_one_on_a_clean_fit_and_falls_with_each_doubt():
         ("shape_mm", 2.5),
         ("size_ratio", 0.6),
         ("on_region", 0.0),
+        ("facing_margin", 0.005),
     ]:
         assert heatmap_confidence(dict(clean, **{name: value})) == 0.0, name
 
@@ -295,3 +330,55 @@ def test_facing_from_the_bone_beside_the_column(mirrored, inverted):
     found = decode(out, 1.0, 0.8, image=img)
     assert found.facing == ("left" if mirrored else "right")
     assert decode(out, 1.0, 0.8).facing == ("right" if mirrored else "left")  # the swapped corner maps
+
+
+class _TruthNet:
+    """A stand-in for the network: its segmentation is the phantom's true bodies, each given the
+    class ``labels[k]`` (0: background), corner maps too weak to place corners."""
+
+    def __init__(self, corners_px: np.ndarray, labels: list[int]) -> None:
+        self.corners_px, self.labels = corners_px, labels
+
+    def bodies(self, image: np.ndarray, mm_per_px: float):
+        x, factor = net_input(image, mm_per_px)
+        quads = (self.corners_px + 0.5) * factor - 0.5
+        order = [k for k in range(N_BODIES) if self.labels[k]]
+        out = _synthetic_maps(*x.shape, quads[order], peak=0.2)  # classes 1.. in `order`
+        seg = out[:N_CLASSES].copy()
+        out[:N_CLASSES] = -4.0
+        out[0] = seg[0]
+        for i, k in enumerate(order):
+            out[self.labels[k]] = seg[i + 1]
+        return decode(out, factor, mm_per_px, image=x)
+
+
+@pytest.fixture(scope="module")
+def lordotic_phantom():
+    from dmx.anatomy import BODIES
+    from dmx.phantom import make_phantom
+
+    ph = make_phantom(seed=4251, frames=4, curve="lordotic", rows=512, cols=512, mm_per_px=0.3)
+    return _display(ph, 0), np.stack([ph.landmarks.corners_px[v] for v in BODIES])
+
+
+def test_a_column_without_c2_or_c7_reports_no_level(lordotic_phantom):
+    """Held out from the posterior elements, the network segmented the bodies C4..C7 as C3..C6 and
+    found neither C2 nor C7 (seeds 700000 and 700005 of the benchmark). Given such a segmentation of
+    this phantom, the old detector reported C3..C6 at confidence 1.0, each on the body below its
+    level (61-68 px off). Without a column end to count from, no body is reported, with the
+    reason; the same four bodies with their true levels (C7 among them) are reported on their
+    bodies."""
+    from dmx.detect import _cached_model, model_file
+    from dmx.detect.detector import NO_COLUMN_END, run_heatmap
+
+    image, truth = lordotic_phantom
+    model = _cached_model(model_file())
+    shifted = run_heatmap(image, model, _TruthNet(truth, [0, 0, 2, 3, 4, 5]), mm_per_px=0.3)
+    assert [b.corners_px is None for b in shifted.bodies] == [True] * 6
+    assert [b.problem for b in shifted.bodies[1:5]] == [NO_COLUMN_END] * 4  # C3..C6 refined, not reported
+    anchored = run_heatmap(image, model, _TruthNet(truth, [0, 0, 3, 4, 5, 6]), mm_per_px=0.3)
+    reported = {
+        k: b for k, b in enumerate(anchored.bodies) if b.corners_px is not None and b.confidence >= 0.5
+    }
+    assert set(reported) == {2, 3, 4, 5}
+    assert max(float(np.hypot(*(b.corners_px - truth[k]).T).max()) for k, b in reported.items()) < 2.0

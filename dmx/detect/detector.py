@@ -262,7 +262,15 @@ HEATMAP_FEATURES = (
     "size_ratio",
     "centre_shift_mm",
     "on_region",
+    "facing_margin",
 )
+#: The facing (which side is anterior) is taken as certain when the image beside the column differs
+#: by at least the second value between its sides (:func:`dmx.detect.heatmap._facing_vote_from_image`,
+#: on the 0..1 network input); below the first it is a coin toss and no body is reported. Set on
+#: the shipped network's non-held-out rows (default, soft_tissue, processing, occluders,
+#: acquisition; 10 phantoms each): every column with the right facing voted 0.031 or more, the
+#: one with the wrong facing (a flipped, collimated image) 0.003.
+FACING_MARGIN_RAMP = (0.01, 0.025)
 
 
 def heatmap_confidence(feats: dict[str, float]) -> float:
@@ -273,7 +281,9 @@ def heatmap_confidence(feats: dict[str, float]) -> float:
     of profiles on the fitted edge; ``rms_px``: worst side's residual), of a vertebral body's
     shape (``shape_mm``: RMS deviation from the mean shape after similarity alignment;
     ``size_ratio`` against the mean body) and where the network put this level (``on_region``:
-    1 when the refined centre lies on the network's pixels of this level, else 0).
+    1 when the refined centre lies on the network's pixels of this level, else 0), on a column
+    whose facing is clear (``facing_margin``: the side difference of the facing vote,
+    :data:`FACING_MARGIN_RAMP`; absent: not used).
     Each factor is 1 on a clear body and falls to 0 beyond what a clear body shows.
     """
 
@@ -287,7 +297,13 @@ def heatmap_confidence(feats: dict[str, float]) -> float:
         * ramp(feats["shape_mm"], 2.0, 1.0)
         * ramp(abs(np.log(max(feats["size_ratio"], 1e-3))), 0.4, 0.25)
         * float(feats["on_region"] >= 1.0)
+        * ramp(feats.get("facing_margin", np.inf), *FACING_MARGIN_RAMP)
     )
+
+
+#: Why a refined body is left out when the network found neither C2 nor C7 (see
+#: :attr:`dmx.detect.heatmap.Bodies.has_column_end`).
+NO_COLUMN_END = "its level cannot be told: the network found neither C2 nor C7 to count the levels from"
 
 
 def run_heatmap(image: np.ndarray, model: DetectorModel, net, *, mm_per_px: float | None) -> ColumnResult:
@@ -298,7 +314,8 @@ def run_heatmap(image: np.ndarray, model: DetectorModel, net, *, mm_per_px: floa
     network's body centre and tilt (a few tilts); the start whose refined outline fits the edges
     best wins. Without calibration the network runs at every pixel size of
     :data:`dmx.detect.heatmap.UNCALIBRATED_SWEEP_MM` and the one with the most body evidence
-    wins. Features per body: :data:`HEATMAP_FEATURES`.
+    wins. Features per body: :data:`HEATMAP_FEATURES`. Where the network found neither C2's nor
+    C7's region, no body is reported (:data:`NO_COLUMN_END`): its levels would be a guess.
     """
     from dmx.detect.heatmap import UNCALIBRATED_SWEEP_MM
 
@@ -358,6 +375,7 @@ def run_heatmap(image: np.ndarray, model: DetectorModel, net, *, mm_per_px: floa
         feats = dict.fromkeys(HEATMAP_FEATURES, np.nan)
         feats["region_prob"] = float(found.region_prob[k])
         feats["corner_peak"] = float(found.corner_peak[k].min())
+        feats["facing_margin"] = abs(found.facing_vote)
         if not has[k]:
             bodies.append(BodyResult(v, None, _vector(feats), 0.0, "the network found no region of it"))
             continue
@@ -384,6 +402,11 @@ def run_heatmap(image: np.ndarray, model: DetectorModel, net, *, mm_per_px: floa
         if facing == "left":
             out[:, 0] = w - 1 - out[:, 0]
         bodies.append(BodyResult(v, out, _vector(feats), heatmap_confidence(feats), None))
+    if not found.has_column_end:
+        bodies = [
+            b if b.corners_px is None else BodyResult(b.vertebra, None, b.features, 0.0, NO_COLUMN_END)
+            for b in bodies
+        ]
     bodies = _consistent_levels(_one_outline_per_body(bodies, mpp), model)
     return ColumnResult(tuple(bodies), found.score(), facing, mpp, mm_per_px is not None)
 

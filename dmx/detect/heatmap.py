@@ -72,8 +72,12 @@ class Bodies:
     no region); ``corner_peak`` the corner-map peak of each corner inside the region ((6, 4));
     ``overlap`` the intersection over union of the region with the quadrilateral of its corners
     (a clean body outline: about 0.8-0.95); ``area_mm2`` the region's area; ``facing`` the side
-    the anterior corners are on; ``labels`` the network's level map (0 background, 1..6 C2..C7)
-    and ``factor`` image px -> its px.
+    the anterior corners are on; ``labels`` the network's level map (0 background, 1..6 C2..C7;
+    regions off the column cleared) and ``factor`` image px -> its px; ``class_prob`` the mean
+    probability of each body class over each body's region ((6, 6), row: the region's level);
+    ``facing_vote`` the signed evidence for the facing (:func:`_facing_vote_from_image`: the
+    difference between the two sides of the column on the 0..1 input; its size says how clear
+    the facing is).
     """
 
     corners_px: np.ndarray
@@ -85,6 +89,8 @@ class Bodies:
     facing: str = "right"
     labels: np.ndarray | None = None
     factor: float = 1.0
+    class_prob: np.ndarray | None = None
+    facing_vote: float = float("nan")
 
     def level_at(self, point_px: np.ndarray) -> int:
         """The level (0..5 for C2..C7, -1 background) the network gave the image point."""
@@ -94,6 +100,14 @@ class Bodies:
         h, w = self.labels.shape
         i, j = int(round(y)), int(round(x))
         return int(self.labels[i, j]) - 1 if 0 <= i < h and 0 <= j < w else -1
+
+    @property
+    def has_column_end(self) -> bool:
+        """Whether the network found C2's or C7's region: the levels are counted from an end of
+        the column. Without either, the bodies' levels are the network's guess from their look
+        alone, and that guess was one level off on whole columns (held out from the posterior
+        elements, every region one level too high)."""
+        return bool(self.region_prob[0] > 0 or self.region_prob[N_BODIES - 1] > 0)
 
     def score(self) -> float:
         """Evidence for a column at this pixel size: summed region probability x overlap."""
@@ -134,7 +148,8 @@ def decode(out: np.ndarray, factor: float, mm_per_px: float, image: np.ndarray |
     """Regions and corners of C2..C7 from the network's output.
 
     Each body's region is the largest connected part of the pixels that are more likely a body
-    than background and whose most probable body is that one. The column's direction at a body
+    than background and whose most probable body is that one; regions off the column or out of
+    their levels' order are dropped (:func:`on_column`). The column's direction at a body
     comes from its neighbours' regions. The facing comes from the network's input ``image`` when
     given (:func:`_facing_vote_from_image`: the posterior elements beside the bodies), otherwise
     from the corner maps (anterior against posterior corner types on either side of the bodies).
@@ -156,6 +171,7 @@ def decode(out: np.ndarray, factor: float, mm_per_px: float, image: np.ndarray |
     peak = np.zeros((N_BODIES, N_CORNERS))
     overlap = np.zeros(N_BODIES)
     area = np.zeros(N_BODIES)
+    class_prob = np.zeros((N_BODIES, N_BODIES))
     grow = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
     regions: dict[int, np.ndarray] = {}
     centre: dict[int, np.ndarray] = {}
@@ -170,10 +186,18 @@ def decode(out: np.ndarray, factor: float, mm_per_px: float, image: np.ndarray |
         regions[b] = comp == best
         centre[b] = np.asarray(cent[best], dtype=float)
         region_prob[b] = float(prob[b + 1][regions[b]].mean())
+        class_prob[b] = prob[1:, regions[b]].mean(axis=1)
         area[b] = float(regions[b].sum()) * NET_MM_PER_PX**2
+    for b in set(regions) - set(on_column(centre)):  # a region off the column: not a body of it
+        del regions[b], centre[b]
+        region_prob[b], area[b], class_prob[b] = 0.0, 0.0, 0.0
     if not regions:
         return Bodies(corners, region_prob, peak, overlap, area, float(mm_per_px), "right", lab, factor)
-    _, axis, _ = column_axis(lab > 0, centre)
+    column = np.zeros((h, w), dtype=bool)
+    for region in regions.values():
+        column |= region
+    lab = np.where(column, lab, 0)
+    _, axis, _ = column_axis(column, centre)
     up = {b: _column_up(b, centre) for b in regions}
     up = {b: u if np.dot(u, axis) >= 0 else -u for b, u in up.items()}  # a mislabelled neighbour
     near = {b: cv2.dilate(regions[b].astype(np.uint8), grow) > 0 for b in regions}
@@ -183,7 +207,7 @@ def decode(out: np.ndarray, factor: float, mm_per_px: float, image: np.ndarray |
         a = np.array([-up[b][1], up[b][0]])  # the +x side when the head is up (-y)
         side[b] = np.sign((xx - centre[b][0]) * a[0] + (yy - centre[b][1]) * a[1])
     if image is not None:
-        vote = _facing_vote_from_image(image, lab > 0, centre)
+        vote = _facing_vote_from_image(image, column, centre)
     else:  # anterior corner types on the +perpendicular side: facing right
         ant_minus_post = cmap[0] + cmap[3] - cmap[1] - cmap[2]
         vote = sum(float(np.sum(np.where(near[b], ant_minus_post * side[b], 0.0))) for b in regions)
@@ -209,7 +233,19 @@ def decode(out: np.ndarray, factor: float, mm_per_px: float, image: np.ndarray |
         overlap[b] = inter / max(float(np.sum(region | (quad > 0))), 1.0)
         corners[b] = (pos + 0.5) / factor - 0.5  # input pixel centres -> image pixel centres
     facing = "right" if sign * -axis[1] >= 0 else "left"  # anterior +x-ward: sign * perp[0]
-    return Bodies(corners, region_prob, peak, overlap, area, float(mm_per_px), facing, lab, factor)
+    return Bodies(
+        corners,
+        region_prob,
+        peak,
+        overlap,
+        area,
+        float(mm_per_px),
+        facing,
+        lab,
+        factor,
+        class_prob=class_prob,
+        facing_vote=float(vote),
+    )
 
 
 #: Band beside the bodies (network px from the nearest body pixel) compared for the facing.
@@ -223,11 +259,54 @@ def column_axis(bodies: np.ndarray, centre: dict[int, np.ndarray]) -> tuple[np.n
     evals, evecs = np.linalg.eigh(np.cov(np.stack([xs - m[0], ys - m[1]])))
     axis = evecs[:, 1]
     ks = sorted(centre)
-    if len(ks) >= 2 and np.dot(centre[ks[0]] - centre[ks[-1]], axis) < 0:
-        axis = -axis  # towards C2
-    elif len(ks) < 2 and axis[1] > 0:
+    if len(ks) >= 2:  # towards C2: the majority of the level pairs (one misplaced region cannot turn it)
+        pairs = [(i, j) for a, i in enumerate(ks) for j in ks[a + 1 :]]
+        vote = sum(np.sign(np.dot(centre[i] - centre[j], axis)) for i, j in pairs)
+        if vote < 0 or (vote == 0 and np.dot(centre[ks[0]] - centre[ks[-1]], axis) < 0):
+            axis = -axis
+    elif axis[1] > 0:
         axis = -axis  # one body: the head up
     return m, axis, float(np.sqrt(max(evals[1], 1.0)))
+
+
+#: Two regions lie on one column as their levels say when the distance between their centres per
+#: level apart, against the median of all pairs, is within this range, and the higher level (C2
+#: side) is the one further towards C2 along the column.
+COLUMN_SPACING_RANGE = (0.6, 1.6)
+
+
+def on_column(centre: dict[int, np.ndarray]) -> list[int]:
+    """The levels whose region centres (network px, levels 0..5 for C2..C7) lie on one column in
+    their levels' order, the most contradicted region left out first.
+
+    A pair contradicts itself when its distance per level apart, against the median over all
+    pairs, is outside :data:`COLUMN_SPACING_RANGE`, or when the lower level lies further towards
+    C2 along the column (the direction the majority of pairs gives). A region the network placed
+    away from the column (a C7 region on the skull) would otherwise turn the column's direction,
+    and every body's superior side with it.
+    """
+    keep = sorted(centre)
+    while len(keep) >= 3:
+        pairs = [(i, j) for a, i in enumerate(keep) for j in keep[a + 1 :]]
+        step = {(i, j): float(np.hypot(*(centre[i] - centre[j]))) / (j - i) for i, j in pairs}
+        scale = float(np.median(list(step.values())))
+        pts = np.array([centre[k] for k in keep])
+        d = pts - pts.mean(axis=0)
+        axis = np.linalg.eigh(d.T @ d)[1][:, 1]
+        if sum(np.sign(np.dot(centre[i] - centre[j], axis)) for i, j in pairs) < 0:
+            axis = -axis
+        bad = dict.fromkeys(keep, 0)
+        for i, j in pairs:
+            r = step[(i, j)] / max(scale, 1e-6)
+            upward = np.dot(centre[i] - centre[j], axis) > 0
+            if not (COLUMN_SPACING_RANGE[0] <= r <= COLUMN_SPACING_RANGE[1] and upward):
+                bad[i] += 1
+                bad[j] += 1
+        worst = max(keep, key=lambda k: bad[k])
+        if bad[worst] <= 1 or bad[worst] * 2 < len(keep) - 1:
+            break
+        keep.remove(worst)
+    return keep
 
 
 def _facing_vote_from_image(image: np.ndarray, bodies: np.ndarray, centre: dict[int, np.ndarray]) -> float:
@@ -329,4 +408,5 @@ __all__ = [
     "decode",
     "load_net",
     "net_input",
+    "on_column",
 ]
