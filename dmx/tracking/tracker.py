@@ -40,6 +40,7 @@ from dmx.anatomy import Vertebra
 from dmx.errors import LandmarkError
 from dmx.landmarks import Landmarks
 from dmx.tracking.atlas import arch_region_px
+from dmx.tracking.layers import Layers, static_layer, still_strength
 from dmx.tracking.register import (
     Fit,
     FrameROI,
@@ -94,6 +95,17 @@ REANCHOR_NEAR_PX = 0.5
 #: its anchor frame (a motion segment moves its body by well under 0.05 of its size per frame at 15 fps).
 DOUBT_FRAC = 0.1
 DOUBT_STEP_FRAC = 0.05
+
+#: A body whose region holds a layer that stays still while it moves (the shoulders over C7), at least
+#: this strong against its template (:func:`dmx.tracking.layers.still_strength`), is registered again with
+#: that layer taken out (:meth:`_Tracker.refine_still_layers`); the default phantom's bodies: 0.06-0.17.
+STILL_LAYER_MIN = 0.25
+
+#: Rounds of :meth:`_Tracker.refine_still_layers` (layers estimated again from the refined poses).
+STILL_LAYER_ROUNDS = 2
+
+#: Fewest tracked frames from which the still layer is estimated.
+STILL_LAYER_FRAMES = 8
 
 LEFT_IMAGE = "left the image"
 NOT_FOUND = "not found (occluded or changed appearance)"
@@ -305,6 +317,7 @@ def track(
     reacquire: bool = True,
     threads: int = 1,
     outlier_spread_px: float = 0.0,
+    still_layers: bool = True,
 ) -> Tracks:
     """Track the four corners of every landmarked vertebral body (and C1, when landmarked) through the cine.
 
@@ -356,6 +369,10 @@ def track(
         occluder does not pull the pose (:func:`dmx.tracking.register.spread_outliers`). On the mandible
         case of ``benchmarks/tracking.py --appearance all`` 3 px removes most of C2's drift, but the result
         is not stable with the radius (2 px does not) and it changes the default figures; see README.
+    still_layers : bool
+        After both passes, register again, with the still layer taken out, the bodies whose region holds
+        a strong layer that does not move with them (the shoulders over C7; issue #13:
+        :meth:`_Tracker.refine_still_layers`). False: the first passes' result.
 
     Returns
     -------
@@ -400,6 +417,8 @@ def track(
     finally:
         if pool is not None:
             pool.shutdown()
+    if still_layers:
+        tracker.refine_still_layers()
     return tracker.tracks()
 
 
@@ -934,6 +953,83 @@ class _Tracker:
             fit = fits[i]
             if fit is not None and (self.clear(i, fit) or i in self.verified):
                 states[i].anchor = (t, poses)
+
+    def refine_still_layers(self) -> None:
+        """Register again the bodies under a layer that does not move with them (issue #13).
+
+        A body's template holds whatever lay over it on the reference frame; a dense structure that
+        stays still while the body moves (the shoulders over C7) pulls the rigid fit towards keeping it
+        in place: a bias at the optimum. From the poses of the passes, each body's region is split into
+        the still layer and the body layer (:func:`dmx.tracking.layers.static_layer`); a body whose still
+        layer is at least :data:`STILL_LAYER_MIN` as strong as its template
+        (:func:`dmx.tracking.layers.still_strength`) is registered again on every tracked frame, from its
+        pose, with the frames minus the still layer against a template cut from the body layer (the mean
+        of the frames moved back to the reference: less noise than one frame), for
+        :data:`STILL_LAYER_ROUNDS` rounds. A refit below the trusted quality keeps the pass's pose.
+        Frames not tracked stay as they are.
+        """
+        n_t = self.frames.shape[0]
+        for i in range(self.n_v):
+            tpl = self.templates[i]
+            if tpl is None or not self.has_corners[i]:
+                continue
+            good = [
+                t
+                for t in range(n_t)
+                if self.quality[t, i] >= self.opt.min_quality and np.isfinite(self.transforms[t, i]).all()
+            ]
+            if len(good) < STILL_LAYER_FRAMES:
+                continue
+            for round_ in range(STILL_LAYER_ROUNDS):
+                poses = [(t, np.vstack([self.transforms[t, i], [0.0, 0.0, 1.0]])) for t in good]
+                boxes = np.array([needed_box(tpl, a, self.frames.shape[1:], 2.0) for _, a in poses])
+                box = (
+                    int(boxes[:, 0].min()),
+                    int(boxes[:, 1].min()),
+                    int(boxes[:, 2].max()),
+                    int(boxes[:, 3].max()),
+                )
+                layers = static_layer(self.frames, poses, box)
+                if round_ == 0 and still_strength(layers, self.frames[self.ref], tpl) < STILL_LAYER_MIN:
+                    break
+                self._refit_without(i, layers, poses)
+
+    def _refit_without(self, i: int, layers: Layers, poses: list[tuple[int, np.ndarray]]) -> None:
+        """Body ``i`` registered again on frames ``poses`` (from those poses) with ``layers``' still layer
+        taken out, against a template cut from its body layer (see :meth:`refine_still_layers`)."""
+        tpl = self.templates[i]
+        assert tpl is not None
+        opt, q = self.opt, self.quads[i]
+        neighbours = tuple(self.quads[j] for j in (i - 1, i + 1) if 0 <= j < self.n_v)
+        try:
+            body_tpl = make_template(
+                layers.body_reference(self.frames[self.ref]),
+                q,
+                exclude_quads_px=neighbours,
+                margin_frac=opt.margin_frac,
+                blur_sigma_px=opt.blur_sigma_px,
+                n_levels=len(tpl.levels),
+                highpass_sigma_px=tpl.highpass_sigma_px,
+                exclude_mask=self.static,
+            )
+        except ValueError:
+            return
+        # the noise the passes calibrated (the frames' own), never below the body layer's estimate
+        body_tpl = replace(body_tpl, residual_scale=max(body_tpl.residual_scale, tpl.residual_scale))
+        self.templates[i] = body_tpl
+        try:
+            for t, a in poses:
+                fit, quality = self.fit_at(i, layers.remove_still(self.frames[t]), a, 1)
+                if quality < opt.min_quality:
+                    continue
+                self.transforms[t, i] = fit.transform[:2]
+                self.corners[t, i] = _corners(fit.transform, q)
+                self.quality[t, i] = quality
+                self.precision[t, i] = NOISE_CORRELATION * fit.corner_std_px
+                rot_std_deg = math.degrees(fit.rotation_std_rad)
+                self.rotation_precision[t, i] = ROTATION_NOISE_CORRELATION * rot_std_deg
+        finally:
+            self.templates[i] = tpl
 
     def tracks(self) -> Tracks:
         """The result as :class:`Tracks`."""
