@@ -27,6 +27,9 @@ from dmx.tracking.register import Template
 #: At most this many frames (evenly spread over the tracked ones) enter the least-squares estimate.
 MAX_LAYER_FRAMES = 40
 
+#: OpenCV interpolation of the images between the region and the body grid.
+IMAGE_INTERPOLATION = 1  # cv2.INTER_LINEAR
+
 
 @dataclass(frozen=True)
 class Layers:
@@ -93,6 +96,8 @@ def static_layer(
     ridge: float = 1.0,
     max_frames: int = MAX_LAYER_FRAMES,
     iterations: int = 30,
+    mask: np.ndarray | None = None,
+    body_box: tuple[int, int, int, int] | None = None,
 ) -> Layers:
     """The layer of region ``box`` that stays still while a body moves with ``poses`` (least squares).
 
@@ -113,6 +118,14 @@ def static_layer(
         Alternating least-squares rounds (body layer given the still one, then the still one given the
         body); what the motion separates well (edges) converges first.
 
+    mask : numpy.ndarray or None
+        ``(H, W)`` boolean mask of the body's own region on the reference frame (its template's pixels:
+        the body and its rim, not its neighbours, which move otherwise); only the pixels it covers at
+        each pose enter the estimate. None: the whole region.
+    body_box : tuple of int or None
+        ``(x0, y0, x1, y1)`` of the body layer's grid in reference coordinates (the body's template box);
+        None: the region grown by the largest displacement (every pixel the frames show).
+
     Returns
     -------
     Layers
@@ -128,48 +141,69 @@ def static_layer(
     crops = [np.asarray(frames[t][y0:y1, x0:x1], dtype=np.float32) for t, _ in poses]
     offset = float(np.median([np.median(c) for c in crops]))
     crops = [c - np.float32(offset) for c in crops]
-    # the body layer's grid: the region in reference coordinates, grown by the largest displacement
-    corners = np.array([[x0, y0, 1.0], [x1, y0, 1.0], [x1, y1, 1.0], [x0, y1, 1.0]])
-    reach = max(
-        float(np.abs((np.linalg.inv(a) @ corners.T).T[:, :2] - corners[:, :2]).max()) for _, a in poses
-    )
-    g = int(math.ceil(reach)) + 1
-    bw, bh = w + 2 * g, h + 2 * g
-    # region pixel (c, r) -> frame (x0 + c, y0 + r); body grid pixel (c, r) -> reference (x0 - g + c, ...)
-    to_frame = []
-    for _, a in poses:
-        shift_b = np.array([[1.0, 0.0, x0 - g], [0.0, 1.0, y0 - g], [0.0, 0.0, 1.0]])
-        shift_r = np.array([[1.0, 0.0, -x0], [0.0, 1.0, -y0], [0.0, 0.0, 1.0]])
-        to_frame.append((shift_r @ a @ shift_b)[:2].astype(np.float64))  # body grid -> region
-    ones = np.ones((h, w), np.float32)
-    flags = cv2.INTER_LINEAR
+    if body_box is None:  # the region in reference coordinates, grown by the largest displacement
+        corners = np.array([[x0, y0, 1.0], [x1, y0, 1.0], [x1, y1, 1.0], [x0, y1, 1.0]])
+        reach = max(
+            float(np.abs((np.linalg.inv(a) @ corners.T).T[:, :2] - corners[:, :2]).max()) for _, a in poses
+        )
+        g = int(math.ceil(reach)) + 1
+        body_box = (x0 - g, y0 - g, x1 + g, y1 + g)
+    bx0, by0, bx1, by1 = body_box
+    bw, bh = bx1 - bx0, by1 - by0
+    # region pixel (c, r) -> frame (x0 + c, y0 + r); body grid pixel (c, r) -> reference (bx0 + c, by0 + r)
+    shift_b = np.array([[1.0, 0.0, bx0], [0.0, 1.0, by0], [0.0, 0.0, 1.0]])
+    shift_r = np.array([[1.0, 0.0, -x0], [0.0, 1.0, -y0], [0.0, 0.0, 1.0]])
+    to_frame = [(shift_r @ a @ shift_b)[:2].astype(np.float64) for _, a in poses]  # body grid -> region
 
-    # warps: region -> body grid (the frame seen from the body) and back
-    def to_body(img: np.ndarray, m: np.ndarray) -> np.ndarray:
+    # images with IMAGE_INTERPOLATION, replicated borders; weights bilinear with zero borders
+    def to_body(img: np.ndarray, m: np.ndarray, flags: int = IMAGE_INTERPOLATION) -> np.ndarray:
         return cv2.warpAffine(
-            img, m, (bw, bh), flags=flags | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_CONSTANT
+            img, m, (bw, bh), flags=flags | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE
         )
 
-    def to_region(img: np.ndarray, m: np.ndarray) -> np.ndarray:
-        return cv2.warpAffine(img, m, (w, h), flags=flags, borderMode=cv2.BORDER_CONSTANT)
+    def to_region(img: np.ndarray, m: np.ndarray, flags: int = IMAGE_INTERPOLATION) -> np.ndarray:
+        return cv2.warpAffine(img, m, (w, h), flags=flags, borderMode=cv2.BORDER_REPLICATE)
 
-    seen = sum(to_body(ones, m) for m in to_frame)
+    linear = cv2.INTER_LINEAR
+    own = np.ones((bh, bw), np.float32)
+    if mask is not None:  # the body's own region, cut to the body grid (zero outside the image)
+        own[:] = 0.0
+        mh, mw = mask.shape
+        cx0, cy0 = max(bx0, 0), max(by0, 0)
+        cx1, cy1 = min(bx1, mw), min(by1, mh)
+        if cx1 > cx0 and cy1 > cy0:
+            own[cy0 - by0 : cy1 - by0, cx0 - bx0 : cx1 - bx0] = mask[cy0:cy1, cx0:cx1]
+    # body grid pixels inside the region on each frame, and the region pixels the body's own part covers
+    zeros = cv2.BORDER_CONSTANT
+    inside = [
+        cv2.warpAffine(
+            np.ones((h, w), np.float32), m, (bw, bh), flags=linear | cv2.WARP_INVERSE_MAP, borderMode=zeros
+        )
+        for m in to_frame
+    ]
+    covered = [cv2.warpAffine(own, m, (w, h), flags=linear, borderMode=zeros) for m in to_frame]
+    seen = sum(inside)
     seen_b = np.maximum(seen, 1e-3)
-    covered = [to_region(np.ones((bh, bw), np.float32), m) for m in to_frame]
     n_cov = sum(covered) + np.float32(ridge)
     still = np.zeros((h, w), np.float32)
+
+    def body_layer() -> np.ndarray:
+        return (
+            sum(v * to_body(c - still, m) for c, m, v in zip(crops, to_frame, inside, strict=True)) / seen_b
+        )
+
     for _ in range(iterations):
-        body = sum(to_body(c - still, m) for c, m in zip(crops, to_frame, strict=True)) / seen_b
+        body = body_layer()
         still = (
             sum(cov * (c - to_region(body, m)) for c, m, cov in zip(crops, to_frame, covered, strict=True))
             / n_cov
         )
-    body = sum(to_body(c - still, m) for c, m in zip(crops, to_frame, strict=True)) / seen_b
+    body = body_layer()
     return Layers(
         still=still.astype(np.float32),
         box=box,
         body=(body + np.float32(offset)).astype(np.float32),
-        body_origin=(x0 - g, y0 - g),
+        body_origin=(bx0, by0),
         body_frames=seen.astype(np.float32),
         n_frames=len(poses),
     )

@@ -101,8 +101,15 @@ DOUBT_STEP_FRAC = 0.05
 #: that layer taken out (:meth:`_Tracker.refine_still_layers`); the default phantom's bodies: 0.06-0.17.
 STILL_LAYER_MIN = 0.25
 
-#: Rounds of :meth:`_Tracker.refine_still_layers` (layers estimated again from the refined poses).
-STILL_LAYER_ROUNDS = 2
+#: The same on a quick estimate (16 frames, 8 rounds: about 0.75 of the full one), below which the full
+#: estimate is not made.
+STILL_LAYER_SCREEN = 0.15
+
+#: ... and when, on this many of its frames, the fit with the still layer taken out has a mean robust
+#: cost (``Fit.robust_cost``, 0..1) lower by at least ``STILL_LAYER_GAIN`` than the fit of the reference
+#: template (the shoulders over C7: 0.10-0.13; bodies with nothing still over them: -0.01 to +0.03).
+STILL_LAYER_PROBES = 8
+STILL_LAYER_GAIN = 0.05
 
 #: Fewest tracked frames from which the still layer is estimated.
 STILL_LAYER_FRAMES = 8
@@ -960,13 +967,20 @@ class _Tracker:
         A body's template holds whatever lay over it on the reference frame; a dense structure that
         stays still while the body moves (the shoulders over C7) pulls the rigid fit towards keeping it
         in place: a bias at the optimum. From the poses of the passes, each body's region is split into
-        the still layer and the body layer (:func:`dmx.tracking.layers.static_layer`); a body whose still
-        layer is at least :data:`STILL_LAYER_MIN` as strong as its template
-        (:func:`dmx.tracking.layers.still_strength`) is registered again on every tracked frame, from its
-        pose, with the frames minus the still layer against a template cut from the body layer (the mean
-        of the frames moved back to the reference: less noise than one frame), for
-        :data:`STILL_LAYER_ROUNDS` rounds. A refit below the trusted quality keeps the pass's pose.
-        Frames not tracked stay as they are.
+        the still layer and the body layer (:func:`dmx.tracking.layers.static_layer`). A body is
+        registered again on every tracked frame, from its pose, with the frames minus the still layer
+        against a template cut from the body layer (the mean of the frames moved back to the reference)
+        when both:
+
+        * its still layer is at least :data:`STILL_LAYER_MIN` as strong as its template
+          (:func:`dmx.tracking.layers.still_strength`), and
+        * on :data:`STILL_LAYER_PROBES` of its frames, the two-layer fit's mean robust cost
+          (``Fit.robust_cost``) is lower than the fit of the reference template by at least
+          :data:`STILL_LAYER_GAIN`: the still layer explains the frames, it is not a by-product of the
+          estimate (where the motion is too small to tell the layers apart, the estimate puts some of the
+          body in the still layer: its edges at their mean place, which would pull the fit there).
+
+        A refit below the trusted quality keeps the pass's pose; frames not tracked stay as they are.
         """
         n_t = self.frames.shape[0]
         for i in range(self.n_v):
@@ -980,32 +994,66 @@ class _Tracker:
             ]
             if len(good) < STILL_LAYER_FRAMES:
                 continue
-            for round_ in range(STILL_LAYER_ROUNDS):
-                poses = [(t, np.vstack([self.transforms[t, i], [0.0, 0.0, 1.0]])) for t in good]
-                boxes = np.array([needed_box(tpl, a, self.frames.shape[1:], 2.0) for _, a in poses])
-                box = (
-                    int(boxes[:, 0].min()),
-                    int(boxes[:, 1].min()),
-                    int(boxes[:, 2].max()),
-                    int(boxes[:, 3].max()),
-                )
-                layers = static_layer(self.frames, poses, box)
-                if round_ == 0 and still_strength(layers, self.frames[self.ref], tpl) < STILL_LAYER_MIN:
-                    break
-                self._refit_without(i, layers, poses)
+            poses = [(t, np.vstack([self.transforms[t, i], [0.0, 0.0, 1.0]])) for t in good]
+            boxes = np.array([needed_box(tpl, a, self.frames.shape[1:], 2.0) for _, a in poses])
+            box = (
+                int(boxes[:, 0].min()),
+                int(boxes[:, 1].min()),
+                int(boxes[:, 2].max()),
+                int(boxes[:, 3].max()),
+            )
+            own = self._own_region(i)
+            # a quick look first (fewer frames and rounds: a weaker estimate), the full estimate if needed
+            quick = static_layer(
+                self.frames, poses, box, mask=own, max_frames=16, iterations=8, body_box=tpl.bbox
+            )
+            if still_strength(quick, self.frames[self.ref], tpl) < STILL_LAYER_SCREEN:
+                continue
+            layers = static_layer(self.frames, poses, box, mask=own, body_box=tpl.bbox)
+            if still_strength(layers, self.frames[self.ref], tpl) < STILL_LAYER_MIN:
+                continue
+            body_tpl = self._body_template(i, layers)
+            if body_tpl is None:
+                continue
+            pick = np.unique(np.round(np.linspace(0, len(poses) - 1, STILL_LAYER_PROBES)).astype(int))
+            gain = []
+            for k in pick:
+                t, a = poses[k]
+                before, _ = self.fit_at(i, self.frames[t], a, 1)
+                self.templates[i] = body_tpl
+                try:
+                    after, _ = self.fit_at(i, layers.remove_still(self.frames[t]), a, 1)
+                finally:
+                    self.templates[i] = tpl
+                gain.append(before.robust_cost - after.robust_cost)
+            if not float(np.mean(gain)) >= STILL_LAYER_GAIN:
+                continue
+            self._refit_without(i, layers, body_tpl, poses)
 
-    def _refit_without(self, i: int, layers: Layers, poses: list[tuple[int, np.ndarray]]) -> None:
-        """Body ``i`` registered again on frames ``poses`` (from those poses) with ``layers``' still layer
-        taken out, against a template cut from its body layer (see :meth:`refine_still_layers`)."""
+    def _own_region(self, i: int) -> np.ndarray:
+        """Body ``i``'s template region on the reference frame (body and rim, not its neighbours), (H, W)."""
+        h, w = self.frames.shape[1:]
+        mask = np.zeros((h, w), np.uint8)
+        cv2.fillPoly(mask, [np.round(self.quads[i] * 16).astype(np.int32)], 1, shift=4)
+        r = int(round(max(4.0, self.opt.margin_frac * self.sizes[i])))
+        mask = cv2.dilate(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1)))
+        for j in (i - 1, i + 1):
+            if 0 <= j < self.n_v:
+                other = np.zeros((h, w), np.uint8)
+                cv2.fillPoly(other, [np.round(self.quads[j] * 16).astype(np.int32)], 1, shift=4)
+                mask[cv2.dilate(other, np.ones((5, 5), np.uint8)) > 0] = 0
+        return mask > 0
+
+    def _body_template(self, i: int, layers: Layers) -> Template | None:
+        """Body ``i``'s template cut from its body layer (None when it cannot be cut)."""
         tpl = self.templates[i]
         assert tpl is not None
-        opt, q = self.opt, self.quads[i]
-        neighbours = tuple(self.quads[j] for j in (i - 1, i + 1) if 0 <= j < self.n_v)
+        opt = self.opt
         try:
             body_tpl = make_template(
                 layers.body_reference(self.frames[self.ref]),
-                q,
-                exclude_quads_px=neighbours,
+                self.quads[i],
+                exclude_quads_px=tuple(self.quads[j] for j in (i - 1, i + 1) if 0 <= j < self.n_v),
                 margin_frac=opt.margin_frac,
                 blur_sigma_px=opt.blur_sigma_px,
                 n_levels=len(tpl.levels),
@@ -1013,14 +1061,22 @@ class _Tracker:
                 exclude_mask=self.static,
             )
         except ValueError:
-            return
+            return None
         # the noise the passes calibrated (the frames' own), never below the body layer's estimate
-        body_tpl = replace(body_tpl, residual_scale=max(body_tpl.residual_scale, tpl.residual_scale))
+        return replace(body_tpl, residual_scale=max(body_tpl.residual_scale, tpl.residual_scale))
+
+    def _refit_without(
+        self, i: int, layers: Layers, body_tpl: Template, poses: list[tuple[int, np.ndarray]]
+    ) -> None:
+        """Body ``i`` registered again on frames ``poses`` (from those poses) with ``layers``' still layer
+        taken out, against ``body_tpl`` (see :meth:`refine_still_layers`)."""
+        tpl = self.templates[i]
+        q = self.quads[i]
         self.templates[i] = body_tpl
         try:
             for t, a in poses:
                 fit, quality = self.fit_at(i, layers.remove_still(self.frames[t]), a, 1)
-                if quality < opt.min_quality:
+                if quality < self.opt.min_quality:
                     continue
                 self.transforms[t, i] = fit.transform[:2]
                 self.corners[t, i] = _corners(fit.transform, q)
