@@ -28,6 +28,7 @@ the fit's Hessian, convergence, and a plausible photometric gain. Frames below
 
 from __future__ import annotations
 
+import logging
 import math
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -58,6 +59,8 @@ from dmx.tracking.register import (
 )
 from dmx.tracking.robust import inconsistent, reject_inconsistent, static_mask
 from dmx.tracking.types import Tracks
+
+_log = logging.getLogger(__name__)
 
 #: Ratio of the actual RMS corner error to the white-noise Cramer-Rao estimate of the fit, measured on
 #: the phantom at three dose levels (4.4-4.6): neighbouring pixels' noise is correlated (detector blur,
@@ -106,10 +109,11 @@ STILL_LAYER_MIN = 0.25
 STILL_LAYER_SCREEN = 0.15
 
 #: ... and when, on this many of its frames, the fit with the still layer taken out has a mean robust
-#: cost (``Fit.robust_cost``, 0..1) lower by at least ``STILL_LAYER_GAIN`` than the fit of the reference
-#: template (the shoulders over C7: 0.10-0.13; bodies with nothing still over them: -0.01 to +0.03).
+#: cost (``Fit.robust_cost``, 0..1) lower by at least ``STILL_LAYER_GAIN`` than the fit of the same body
+#: layer without a still layer (a still band over a synthetic C7: 0.10; the shoulders over the phantom's
+#: C6: 0.046; a clean synthetic C7: -0.07; the edge-enhanced phantom's C6: 0.014).
 STILL_LAYER_PROBES = 8
-STILL_LAYER_GAIN = 0.05
+STILL_LAYER_GAIN = 0.03
 
 #: Fewest tracked frames from which the still layer is estimated.
 STILL_LAYER_FRAMES = 8
@@ -965,70 +969,85 @@ class _Tracker:
         """Register again the bodies under a layer that does not move with them (issue #13).
 
         A body's template holds whatever lay over it on the reference frame; a dense structure that
-        stays still while the body moves (the shoulders over C7) pulls the rigid fit towards keeping it
-        in place: a bias at the optimum. From the poses of the passes, each body's region is split into
-        the still layer and the body layer (:func:`dmx.tracking.layers.static_layer`). A body is
+        stays still while the body moves (the shoulders over C6-C7) pulls the rigid fit towards keeping
+        it in place: a bias at the optimum. From the poses of the passes, each body's region is split
+        into the still layer and the body layer (:func:`dmx.tracking.layers.static_layer`). A body is
         registered again on every tracked frame, from its pose, with the frames minus the still layer
         against a template cut from the body layer (the mean of the frames moved back to the reference)
-        when both:
-
-        * its still layer is at least :data:`STILL_LAYER_MIN` as strong as its template
-          (:func:`dmx.tracking.layers.still_strength`), and
-        * on :data:`STILL_LAYER_PROBES` of its frames, the two-layer fit's mean robust cost
-          (``Fit.robust_cost``) is lower than the fit of the reference template by at least
-          :data:`STILL_LAYER_GAIN`: the still layer explains the frames, it is not a by-product of the
-          estimate (where the motion is too small to tell the layers apart, the estimate puts some of the
-          body in the still layer: its edges at their mean place, which would pull the fit there).
+        when its still layer is at least :data:`STILL_LAYER_MIN` as strong as its template
+        (:func:`dmx.tracking.layers.still_strength`) and, on :data:`STILL_LAYER_PROBES` of its frames,
+        the two-layer fit's mean robust cost (``Fit.robust_cost``) is lower than that of the same body
+        layer without a still layer (as little noise in its template) by at least
+        :data:`STILL_LAYER_GAIN`: the still layer explains the frames, it is not a by-product of the
+        estimate (where the motion is too small to tell the layers apart, the estimate puts some of the
+        body in the still layer: its edges at their mean place, which would pull the fit there). A
+        neighbour of such a body whose still layer is as strong is refitted too when its cost is not
+        higher (the same structure over it, in more noise: the shoulders over C7).
 
         A refit below the trusted quality keeps the pass's pose; frames not tracked stay as they are.
         """
+        found = {i: self._still_layer(i) for i in range(self.n_v)}
+        confirmed = {i for i, f in found.items() if f is not None and f[2] >= STILL_LAYER_GAIN}
+        for i, f in found.items():
+            if f is None or not f[2] >= 0.0:
+                continue
+            if i in confirmed or any(j in confirmed for j in (i - 1, i + 1)):
+                self._refit_without(i, f[0], f[1], f[3])
+
+    def _still_layer(self, i: int) -> tuple[Layers, Template, float, list[tuple[int, np.ndarray]]] | None:
+        """Body ``i``'s still layer, body-layer template, robust-cost gain and poses, or None when its
+        still layer is weaker than :data:`STILL_LAYER_MIN` (see :meth:`refine_still_layers`)."""
+        tpl = self.templates[i]
+        if tpl is None or not self.has_corners[i]:
+            return None
         n_t = self.frames.shape[0]
-        for i in range(self.n_v):
-            tpl = self.templates[i]
-            if tpl is None or not self.has_corners[i]:
-                continue
-            good = [
-                t
-                for t in range(n_t)
-                if self.quality[t, i] >= self.opt.min_quality and np.isfinite(self.transforms[t, i]).all()
-            ]
-            if len(good) < STILL_LAYER_FRAMES:
-                continue
-            poses = [(t, np.vstack([self.transforms[t, i], [0.0, 0.0, 1.0]])) for t in good]
-            boxes = np.array([needed_box(tpl, a, self.frames.shape[1:], 2.0) for _, a in poses])
-            box = (
-                int(boxes[:, 0].min()),
-                int(boxes[:, 1].min()),
-                int(boxes[:, 2].max()),
-                int(boxes[:, 3].max()),
-            )
-            own = self._own_region(i)
-            # a quick look first (fewer frames and rounds: a weaker estimate), the full estimate if needed
-            quick = static_layer(
-                self.frames, poses, box, mask=own, max_frames=16, iterations=8, body_box=tpl.bbox
-            )
-            if still_strength(quick, self.frames[self.ref], tpl) < STILL_LAYER_SCREEN:
-                continue
-            layers = static_layer(self.frames, poses, box, mask=own, body_box=tpl.bbox)
-            if still_strength(layers, self.frames[self.ref], tpl) < STILL_LAYER_MIN:
-                continue
-            body_tpl = self._body_template(i, layers)
-            if body_tpl is None:
-                continue
-            pick = np.unique(np.round(np.linspace(0, len(poses) - 1, STILL_LAYER_PROBES)).astype(int))
-            gain = []
-            for k in pick:
-                t, a = poses[k]
+        good = [
+            t
+            for t in range(n_t)
+            if self.quality[t, i] >= self.opt.min_quality and np.isfinite(self.transforms[t, i]).all()
+        ]
+        if len(good) < STILL_LAYER_FRAMES:
+            return None
+        poses = [(t, np.vstack([self.transforms[t, i], [0.0, 0.0, 1.0]])) for t in good]
+        boxes = np.array([needed_box(tpl, a, self.frames.shape[1:], 2.0) for _, a in poses])
+        box = (int(boxes[:, 0].min()), int(boxes[:, 1].min()), int(boxes[:, 2].max()), int(boxes[:, 3].max()))
+        own = self._own_region(i)
+        # a quick look first (fewer frames and rounds: a weaker estimate), the full estimate if needed
+        quick = static_layer(
+            self.frames, poses, box, mask=own, max_frames=16, iterations=8, body_box=tpl.bbox
+        )
+        if still_strength(quick, self.frames[self.ref], tpl) < STILL_LAYER_SCREEN:
+            return None
+        layers = static_layer(self.frames, poses, box, mask=own, body_box=tpl.bbox)
+        strength = still_strength(layers, self.frames[self.ref], tpl)
+        if strength < STILL_LAYER_MIN:
+            return None
+        # the same body layer with nothing still (the mean of the frames moved back): as little noise in
+        # its template, so that only the still layer makes the difference
+        plain = static_layer(self.frames, poses, box, mask=own, body_box=tpl.bbox, iterations=0)
+        body_tpl, plain_tpl = self._body_template(i, layers), self._body_template(i, plain)
+        if body_tpl is None or plain_tpl is None:
+            return None
+        pick = np.unique(np.round(np.linspace(0, len(poses) - 1, STILL_LAYER_PROBES)).astype(int))
+        gain = []
+        for k in pick:
+            t, a = poses[k]
+            try:
+                self.templates[i] = plain_tpl
                 before, _ = self.fit_at(i, self.frames[t], a, 1)
                 self.templates[i] = body_tpl
-                try:
-                    after, _ = self.fit_at(i, layers.remove_still(self.frames[t]), a, 1)
-                finally:
-                    self.templates[i] = tpl
-                gain.append(before.robust_cost - after.robust_cost)
-            if not float(np.mean(gain)) >= STILL_LAYER_GAIN:
-                continue
-            self._refit_without(i, layers, body_tpl, poses)
+                after, _ = self.fit_at(i, layers.remove_still(self.frames[t]), a, 1)
+            finally:
+                self.templates[i] = tpl
+            gain.append(before.robust_cost - after.robust_cost)
+        mean_gain = float(np.mean(gain))
+        _log.debug(
+            "%s: still layer %.3f of its template, robust cost lower by %.3f without it",
+            self.verts[i].value,
+            strength,
+            mean_gain,
+        )
+        return layers, body_tpl, mean_gain, poses
 
     def _own_region(self, i: int) -> np.ndarray:
         """Body ``i``'s template region on the reference frame (body and rim, not its neighbours), (H, W)."""
