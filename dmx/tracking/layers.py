@@ -11,8 +11,10 @@ optimum that no restart removes. Given the body's poses from a first tracking pa
     frame_t(y) = B(A_t^-1 y) + S(y)        for every pixel y of the region and every tracked frame t
 
 (bilinear ``B``; a small ridge on ``S`` leaves to the body what the poses cannot tell apart, e.g. a
-constant). The frames minus ``S`` are then registered against a template cut from the reference frame
-minus ``S`` (see ``dmx.tracking.tracker._Tracker.refine_still_layers``).
+constant). The frames minus ``S`` are then registered against a template cut from ``B`` (the mean of the
+frames moved back to the reference pose), see ``dmx.tracking.tracker._Tracker.refine_still_layers``,
+which also decides where the still layer is real: where the motion is too small to tell the layers
+apart, the estimate puts part of the body in ``S`` (its edges at their mean place).
 """
 
 from __future__ import annotations
