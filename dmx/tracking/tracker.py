@@ -104,9 +104,10 @@ DOUBT_STEP_FRAC = 0.05
 #: that layer taken out (:meth:`_Tracker.refine_still_layers`); the default phantom's bodies: 0.06-0.17.
 STILL_LAYER_MIN = 0.25
 
-#: The same on a quick estimate (16 frames, 8 rounds: about 0.75 of the full one), below which the full
-#: estimate is not made.
-STILL_LAYER_SCREEN = 0.15
+#: The same on a quick estimate (16 frames, 8 rounds: about 0.75-0.8 of the full one), below which the
+#: full estimate is not made (the shoulders over the mandible case's C6 and C7: 0.22-0.28; the default
+#: phantom's bodies: 0.05-0.17).
+STILL_LAYER_SCREEN = 0.2
 
 #: ... and when, on this many of its frames, the fit with the still layer taken out has a mean robust
 #: cost (``Fit.robust_cost``, 0..1) lower by at least ``STILL_LAYER_GAIN`` than the fit of the same body
@@ -1016,7 +1017,9 @@ class _Tracker:
         quick = static_layer(
             self.frames, poses, box, mask=own, max_frames=16, iterations=8, body_box=tpl.bbox
         )
-        if still_strength(quick, self.frames[self.ref], tpl) < STILL_LAYER_SCREEN:
+        first_look = still_strength(quick, self.frames[self.ref], tpl)
+        _log.debug("%s: still layer %.3f of its template at a first look", self.verts[i].value, first_look)
+        if first_look < STILL_LAYER_SCREEN:
             return None
         layers = static_layer(self.frames, poses, box, mask=own, body_box=tpl.bbox)
         strength = still_strength(layers, self.frames[self.ref], tpl)
