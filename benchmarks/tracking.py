@@ -7,6 +7,7 @@ Run from the repository root::
     PYTHONPATH=$PWD python benchmarks/tracking.py --speed-only / --accuracy-only
     PYTHONPATH=$PWD python benchmarks/tracking.py --appearance all   # per appearance family, then stop
     PYTHONPATH=$PWD python benchmarks/tracking.py --appearance all --mandible-seeds 41,42,43  # held out
+    PYTHONPATH=$PWD python benchmarks/tracking.py --appearance all --no-still-layers  # without the refit
 
 ``--appearance FAMILY[,FAMILY]|all`` tracks one phantom per appearance family
 (:mod:`dmx.phantom.appearance`; the tracker was tuned on the default look only), plus the cases of
@@ -317,6 +318,7 @@ def family_accuracy(
     size_px: int = 512,
     outlier_spread_px: float = 0.0,
     mandible_seeds: list[int] | None = None,
+    still_layers: bool = True,
 ) -> None:
     """Per-frame disc-angle error per level against the truth, one phantom per appearance family (or,
     with ``mandible_seeds``, the mandible case drawn with each of those seeds instead)."""
@@ -335,7 +337,7 @@ def family_accuracy(
         cases = _family_cases(families, frames=frames, size_px=size_px)
     for name, kw in cases:
         ph = make_phantom(**kw)
-        tr = track(ph.frames, ph.landmarks, outlier_spread_px=outlier_spread_px)
+        tr = track(ph.frames, ph.landmarks, outlier_spread_px=outlier_spread_px, still_layers=still_layers)
         sr, sc = ph.truth["mm_per_px"]
         h = float(ph.truth["h"])
         idx = {v: tr.vertebrae.index(v) for v in BODIES}
@@ -387,6 +389,11 @@ def main(argv: list[str] | None = None) -> int:
         help="with --appearance: only the mandible case, drawn with each of these seeds (e.g. 41,42,43: "
         "seeds the #13 guards were not developed on; 40 is the benchmark's own)",
     )
+    p.add_argument(
+        "--no-still-layers",
+        action="store_true",
+        help="with --appearance: track(..., still_layers=False), the passes without the still-layer refit",
+    )
     p.add_argument("--frames", type=int, default=60, help="with --appearance: frames per phantom (60)")
     p.add_argument("--size", type=int, default=512, help="with --appearance: frame side in px (512)")
     args = p.parse_args(argv)
@@ -399,6 +406,7 @@ def main(argv: list[str] | None = None) -> int:
             size_px=args.size,
             outlier_spread_px=args.outlier_spread,
             mandible_seeds=[int(x) for x in args.mandible_seeds.split(",")] if args.mandible_seeds else None,
+            still_layers=not args.no_still_layers,
         )
         return 0
     if not args.speed_only:

@@ -29,6 +29,7 @@ the fit's Hessian, convergence, and a plausible photometric gain. Frames below
 
 from __future__ import annotations
 
+import logging
 import math
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -41,6 +42,7 @@ from dmx.anatomy import Vertebra
 from dmx.errors import LandmarkError
 from dmx.landmarks import Landmarks
 from dmx.tracking.atlas import arch_region_px
+from dmx.tracking.layers import Layers, static_layer, still_strength
 from dmx.tracking.register import (
     Fit,
     FrameROI,
@@ -58,6 +60,8 @@ from dmx.tracking.register import (
 )
 from dmx.tracking.robust import inconsistent, reject_inconsistent, static_mask
 from dmx.tracking.types import Tracks
+
+_log = logging.getLogger(__name__)
 
 #: Ratio of the actual RMS corner error to the white-noise Cramer-Rao estimate of the fit, measured on
 #: the phantom at three dose levels (4.4-4.6): neighbouring pixels' noise is correlated (detector blur,
@@ -95,6 +99,26 @@ REANCHOR_NEAR_PX = 0.5
 #: its anchor frame (a motion segment moves its body by well under 0.05 of its size per frame at 15 fps).
 DOUBT_FRAC = 0.1
 DOUBT_STEP_FRAC = 0.05
+
+#: A body whose region holds a layer that stays still while it moves (the shoulders over C7), at least
+#: this strong against its template (:func:`dmx.tracking.layers.still_strength`), is registered again with
+#: that layer taken out (:meth:`_Tracker.refine_still_layers`); the default phantom's bodies: 0.06-0.17.
+STILL_LAYER_MIN = 0.25
+
+#: The same on a quick estimate (16 frames, 8 rounds: about 0.75-0.8 of the full one), below which the
+#: full estimate is not made (the shoulders over the mandible case's C6 and C7: 0.22-0.28; the default
+#: phantom's bodies: 0.05-0.17).
+STILL_LAYER_SCREEN = 0.2
+
+#: ... and when, on this many of its frames, the fit with the still layer taken out has a mean robust
+#: cost (``Fit.robust_cost``, 0..1) lower by at least ``STILL_LAYER_GAIN`` than the fit of the same body
+#: layer without a still layer (a still band over a synthetic C7: 0.10; the shoulders over the phantom's
+#: C6: 0.046; a clean synthetic C7: -0.07; the edge-enhanced phantom's C6: 0.014).
+STILL_LAYER_PROBES = 8
+STILL_LAYER_GAIN = 0.03
+
+#: Fewest tracked frames from which the still layer is estimated.
+STILL_LAYER_FRAMES = 8
 
 LEFT_IMAGE = "left the image"
 NOT_FOUND = "not found (occluded or changed appearance)"
@@ -307,6 +331,7 @@ def track(
     reacquire: bool = True,
     threads: int = 1,
     outlier_spread_px: float = 0.0,
+    still_layers: bool = True,
 ) -> Tracks:
     """Track the four corners of every landmarked vertebral body (and C1, when landmarked) through the cine.
 
@@ -358,6 +383,10 @@ def track(
         occluder does not pull the pose (:func:`dmx.tracking.register.spread_outliers`). On the mandible
         case of ``benchmarks/tracking.py --appearance all`` 3 px removes most of C2's drift, but the result
         is not stable with the radius (2 px does not) and it changes the default figures; see README.
+    still_layers : bool
+        After both passes, register again, with the still layer taken out, the bodies whose region holds
+        a strong layer that does not move with them (the shoulders over C7; issue #13:
+        :meth:`_Tracker.refine_still_layers`). False: the first passes' result.
 
     Returns
     -------
@@ -402,6 +431,8 @@ def track(
     finally:
         if pool is not None:
             pool.shutdown()
+    if still_layers:
+        tracker.refine_still_layers()
     return tracker.tracks()
 
 
@@ -958,6 +989,149 @@ class _Tracker:
             fit = fits[i]
             if fit is not None and (self.clear(i, fit) or i in self.verified):
                 states[i].anchor = (t, poses)
+
+    def refine_still_layers(self) -> None:
+        """Register again the bodies under a layer that does not move with them (issue #13).
+
+        A body's template holds whatever lay over it on the reference frame; a dense structure that
+        stays still while the body moves (the shoulders over C6-C7) pulls the rigid fit towards keeping
+        it in place: a bias at the optimum. From the poses of the passes, each body's region is split
+        into the still layer and the body layer (:func:`dmx.tracking.layers.static_layer`). A body is
+        registered again on every tracked frame, from its pose, with the frames minus the still layer
+        against a template cut from the body layer (the mean of the frames moved back to the reference)
+        when its still layer is at least :data:`STILL_LAYER_MIN` as strong as its template
+        (:func:`dmx.tracking.layers.still_strength`) and, on :data:`STILL_LAYER_PROBES` of its frames,
+        the two-layer fit's mean robust cost (``Fit.robust_cost``) is lower than that of the same body
+        layer without a still layer (as little noise in its template) by at least
+        :data:`STILL_LAYER_GAIN`: the still layer explains the frames, it is not a by-product of the
+        estimate (where the motion is too small to tell the layers apart, the estimate puts some of the
+        body in the still layer: its edges at their mean place, which would pull the fit there). A
+        neighbour of such a body whose still layer is as strong is refitted too when its cost is not
+        higher (the same structure over it, in more noise: the shoulders over C7).
+
+        A refit below the trusted quality keeps the pass's pose; frames not tracked stay as they are.
+        """
+        found = {i: self._still_layer(i) for i in range(self.n_v)}
+        confirmed = {i for i, f in found.items() if f is not None and f[2] >= STILL_LAYER_GAIN}
+        for i, f in found.items():
+            if f is None or not f[2] >= 0.0:
+                continue
+            if i in confirmed or any(j in confirmed for j in (i - 1, i + 1)):
+                self._refit_without(i, f[0], f[1], f[3])
+
+    def _still_layer(self, i: int) -> tuple[Layers, Template, float, list[tuple[int, np.ndarray]]] | None:
+        """Body ``i``'s still layer, body-layer template, robust-cost gain and poses, or None when its
+        still layer is weaker than :data:`STILL_LAYER_MIN` (see :meth:`refine_still_layers`)."""
+        tpl = self.templates[i]
+        if tpl is None or not self.has_corners[i]:
+            return None
+        n_t = self.frames.shape[0]
+        good = [
+            t
+            for t in range(n_t)
+            if self.quality[t, i] >= self.opt.min_quality and np.isfinite(self.transforms[t, i]).all()
+        ]
+        if len(good) < STILL_LAYER_FRAMES:
+            return None
+        poses = [(t, np.vstack([self.transforms[t, i], [0.0, 0.0, 1.0]])) for t in good]
+        boxes = np.array([needed_box(tpl, a, self.frames.shape[1:], 2.0) for _, a in poses])
+        box = (int(boxes[:, 0].min()), int(boxes[:, 1].min()), int(boxes[:, 2].max()), int(boxes[:, 3].max()))
+        own = self._own_region(i)
+        # a quick look first (fewer frames and rounds: a weaker estimate), the full estimate if needed
+        quick = static_layer(
+            self.frames, poses, box, mask=own, max_frames=16, iterations=8, body_box=tpl.bbox
+        )
+        first_look = still_strength(quick, self.frames[self.ref], tpl)
+        _log.debug("%s: still layer %.3f of its template at a first look", self.verts[i].value, first_look)
+        if first_look < STILL_LAYER_SCREEN:
+            return None
+        layers = static_layer(self.frames, poses, box, mask=own, body_box=tpl.bbox)
+        strength = still_strength(layers, self.frames[self.ref], tpl)
+        if strength < STILL_LAYER_MIN:
+            return None
+        # the same body layer with nothing still (the mean of the frames moved back): as little noise in
+        # its template, so that only the still layer makes the difference
+        plain = static_layer(self.frames, poses, box, mask=own, body_box=tpl.bbox, iterations=0)
+        body_tpl, plain_tpl = self._body_template(i, layers), self._body_template(i, plain)
+        if body_tpl is None or plain_tpl is None:
+            return None
+        pick = np.unique(np.round(np.linspace(0, len(poses) - 1, STILL_LAYER_PROBES)).astype(int))
+        gain = []
+        for k in pick:
+            t, a = poses[k]
+            try:
+                self.templates[i] = plain_tpl
+                before, _ = self.fit_at(i, self.frames[t], a, 1)
+                self.templates[i] = body_tpl
+                after, _ = self.fit_at(i, layers.remove_still(self.frames[t]), a, 1)
+            finally:
+                self.templates[i] = tpl
+            gain.append(before.robust_cost - after.robust_cost)
+        mean_gain = float(np.mean(gain))
+        _log.debug(
+            "%s: still layer %.3f of its template, robust cost lower by %.3f without it",
+            self.verts[i].value,
+            strength,
+            mean_gain,
+        )
+        return layers, body_tpl, mean_gain, poses
+
+    def _own_region(self, i: int) -> np.ndarray:
+        """Body ``i``'s template region on the reference frame (body and rim, not its neighbours), (H, W)."""
+        h, w = self.frames.shape[1:]
+        mask = np.zeros((h, w), np.uint8)
+        cv2.fillPoly(mask, [np.round(self.quads[i] * 16).astype(np.int32)], 1, shift=4)
+        r = int(round(max(4.0, self.opt.margin_frac * self.sizes[i])))
+        mask = cv2.dilate(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1)))
+        for j in (i - 1, i + 1):
+            if 0 <= j < self.n_v:
+                other = np.zeros((h, w), np.uint8)
+                cv2.fillPoly(other, [np.round(self.quads[j] * 16).astype(np.int32)], 1, shift=4)
+                mask[cv2.dilate(other, np.ones((5, 5), np.uint8)) > 0] = 0
+        return mask > 0
+
+    def _body_template(self, i: int, layers: Layers) -> Template | None:
+        """Body ``i``'s template cut from its body layer (None when it cannot be cut)."""
+        tpl = self.templates[i]
+        assert tpl is not None
+        opt = self.opt
+        try:
+            body_tpl = make_template(
+                layers.body_reference(self.frames[self.ref]),
+                self.quads[i],
+                exclude_quads_px=tuple(self.quads[j] for j in (i - 1, i + 1) if 0 <= j < self.n_v),
+                margin_frac=opt.margin_frac,
+                blur_sigma_px=opt.blur_sigma_px,
+                n_levels=len(tpl.levels),
+                highpass_sigma_px=tpl.highpass_sigma_px,
+                exclude_mask=self.static,
+            )
+        except ValueError:
+            return None
+        # the noise the passes calibrated (the frames' own), never below the body layer's estimate
+        return replace(body_tpl, residual_scale=max(body_tpl.residual_scale, tpl.residual_scale))
+
+    def _refit_without(
+        self, i: int, layers: Layers, body_tpl: Template, poses: list[tuple[int, np.ndarray]]
+    ) -> None:
+        """Body ``i`` registered again on frames ``poses`` (from those poses) with ``layers``' still layer
+        taken out, against ``body_tpl`` (see :meth:`refine_still_layers`)."""
+        tpl = self.templates[i]
+        q = self.quads[i]
+        self.templates[i] = body_tpl
+        try:
+            for t, a in poses:
+                fit, quality = self.fit_at(i, layers.remove_still(self.frames[t]), a, 1)
+                if quality < self.opt.min_quality:
+                    continue
+                self.transforms[t, i] = fit.transform[:2]
+                self.corners[t, i] = _corners(fit.transform, q)
+                self.quality[t, i] = quality
+                self.precision[t, i] = NOISE_CORRELATION * fit.corner_std_px
+                rot_std_deg = math.degrees(fit.rotation_std_rad)
+                self.rotation_precision[t, i] = ROTATION_NOISE_CORRELATION * rot_std_deg
+        finally:
+            self.templates[i] = tpl
 
     def tracks(self) -> Tracks:
         """The result as :class:`Tracks`."""
