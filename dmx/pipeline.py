@@ -370,6 +370,7 @@ def analyze(
     smooth_frames: int | None = None,
     normative: Any = None,
     threads: int = 1,
+    processes: int = 1,
 ) -> Analysis:
     """Load, find or read the landmarks, track and measure one study.
 
@@ -402,8 +403,11 @@ def analyze(
         table, :func:`dmx.normative.default_normative`).
     threads : int
         Threads registering the bodies of a frame in parallel (the tracks are identical whatever
-        the number). More than one shortens one study's wall time on an idle machine but costs
-        some CPU in thread switching: ``dmx analyze`` uses :func:`dmx.threads.default_threads`,
+        the number). They share the GIL, so they barely shorten the wall time: ``processes`` does.
+    processes : int
+        Processes registering the bodies of a frame: this one and ``processes - 1`` workers forked
+        for the tracking, which share its decoded frames (``track(processes=...)``; the tracks are
+        identical whatever the number). ``dmx analyze`` uses :func:`dmx.threads.default_threads`,
         ``dmx batch`` (one process per study) keeps 1.
 
     Raises
@@ -450,7 +454,13 @@ def analyze(
     with ThreadPoolExecutor(max_workers=1) as background:
         checksum = background.submit(sha256_files, sequence.paths) if sequence.paths else None
         tracks = smooth_tracks(
-            track(sequence.frames, landmarks, threads=max(1, int(threads))), window_frames=smooth
+            track(
+                sequence.frames,
+                landmarks,
+                threads=max(1, int(threads)),
+                processes=max(1, int(processes)),
+            ),
+            window_frames=smooth,
         )
         input_sha256 = checksum.result() if checksum is not None else None
     measured = measure(

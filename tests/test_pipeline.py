@@ -440,9 +440,10 @@ def test_single_frame_series_input_paths_are_listed_in_frame_order(phantom, tmp_
     np.testing.assert_allclose(_levels(doc)["C4-C5"], _levels(whole.measurements)["C4-C5"], atol=1e-6)
 
 
-def test_threads_give_the_same_tracks_and_measurements(phantom):
-    study, lm, one = phantom  # the fixture's analysis ran on one thread
-    three = pipeline.analyze(study, landmarks_path=lm, threads=3)
+@pytest.mark.parametrize("parallel", [{"threads": 3}, {"processes": 2}])
+def test_threads_or_processes_give_the_same_tracks_and_measurements(phantom, parallel):
+    study, lm, one = phantom  # the fixture's analysis ran in one process, on one thread
+    three = pipeline.analyze(study, landmarks_path=lm, **parallel)
     np.testing.assert_array_equal(three.tracks.corners_px, one.tracks.corners_px)
     np.testing.assert_array_equal(three.tracks.quality, one.tracks.quality)
     assert pipeline.measurements_text(three.measurements) == pipeline.measurements_text(one.measurements)

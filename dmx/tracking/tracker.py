@@ -57,6 +57,7 @@ from dmx.tracking.register import (
 )
 from dmx.tracking.robust import inconsistent, reject_inconsistent, static_mask
 from dmx.tracking.types import Tracks
+from dmx.tracking.workers import ForkedWorkers, can_fork
 
 #: Ratio of the actual RMS corner error to the white-noise Cramer-Rao estimate of the fit, measured on
 #: the phantom at three dose levels (4.4-4.6): neighbouring pixels' noise is correlated (detector blur,
@@ -304,6 +305,7 @@ def track(
     anatomy_check: bool = True,
     reacquire: bool = True,
     threads: int = 1,
+    processes: int = 1,
     outlier_spread_px: float = 0.0,
 ) -> Tracks:
     """Track the four corners of every landmarked vertebral body (and C1, when landmarked) through the cine.
@@ -349,7 +351,15 @@ def track(
         Search for a lost body in later frames (coarse search) instead of giving it up.
     threads : int
         Register the bodies of a frame on this many threads (OpenCV releases the GIL; results are
-        identical to one thread).
+        identical to one thread). The fits share the GIL, so threads barely shorten the wall time:
+        ``processes`` does.
+    processes : int
+        Register the bodies of a frame in this many processes: this one and ``processes - 1`` workers
+        forked once the templates are made (:class:`dmx.tracking.workers.ForkedWorkers`; the frames are
+        shared copy-on-write, not copied). Each frame's bodies from their predicted poses are shared out
+        between them; everything else (acceptance, recovery, refits, checks) runs here, so the tracks
+        are identical to the bit whatever the number. Where processes cannot be forked
+        (:func:`dmx.tracking.workers.can_fork`), as many threads instead.
     outlier_spread_px : float
         Experimental (issue #13; default 0, off): reject, with every template pixel the robust fit
         rejects, its neighbours within this radius (full-resolution pixels), so that the soft edge of an
@@ -393,13 +403,20 @@ def track(
     )
     tracker = _Tracker(frames_arr, landmarks, vertebrae, options)  # templates cut from the reference frame
     tracker.calibrate_residuals()
-    pool = ThreadPoolExecutor(max_workers=threads) if threads > 1 else None
+    forked = processes > 1 and n_t > 1 and can_fork()
+    if processes > 1 and not forked:
+        threads = max(threads, processes)
+    # forked now: the workers see the templates as calibrated, which stay so from here on
+    workers = ForkedWorkers(tracker.fit_on_frame, processes - 1) if forked else None
+    pool = ThreadPoolExecutor(max_workers=threads) if threads > 1 and workers is None else None
     try:
-        tracker.run_pass(range(ref + 1, n_t), pool)  # forwards from the reference frame
-        tracker.run_pass(range(ref - 1, -1, -1), pool)  # then backwards
+        tracker.run_pass(range(ref + 1, n_t), pool, workers)  # forwards from the reference frame
+        tracker.run_pass(range(ref - 1, -1, -1), pool, workers)  # then backwards
     finally:
         if pool is not None:
             pool.shutdown()
+        if workers is not None:
+            workers.close()
     return tracker.tracks()
 
 
@@ -566,6 +583,12 @@ class _Tracker:
             fit = Fit(guess, False, 0.0, 0.0, float("nan"), float("nan"), 0.0, float("inf"), 0)
         return fit, _quality(fit, min_visible=self.opt.min_visible)
 
+    def fit_on_frame(
+        self, i: int, t: int, guess: np.ndarray, first_level: int | None = None
+    ) -> tuple[Fit, float]:
+        """:meth:`fit_at` on frame ``t`` (what a worker process runs: :class:`ForkedWorkers`)."""
+        return self.fit_at(i, self.frames[t], guess, first_level)
+
     def calibrate_residuals(self) -> None:
         """Calibrate the expected residual of a good match on the frames next to the reference.
 
@@ -621,22 +644,26 @@ class _Tracker:
                 return False
         return True
 
-    def run_pass(self, order: range, pool: ThreadPoolExecutor | None) -> None:
+    def run_pass(
+        self, order: range, pool: ThreadPoolExecutor | None, workers: ForkedWorkers | None = None
+    ) -> None:
         """Track frame after frame in ``order``, starting from the reference poses."""
         at_ref: list[np.ndarray | None] = [np.eye(3) if tpl is not None else None for tpl in self.templates]
         states = [_State(history=[(self.ref, np.eye(3))], anchor=(self.ref, at_ref)) for _ in range(self.n_v)]
         for t in order:
-            self.track_frame(t, states, pool)
+            self.track_frame(t, states, pool, workers)
 
-    def track_frame(self, t: int, states: list[_State], pool: ThreadPoolExecutor | None) -> None:
+    def track_frame(
+        self,
+        t: int,
+        states: list[_State],
+        pool: ThreadPoolExecutor | None,
+        workers: ForkedWorkers | None = None,
+    ) -> None:
         """Find every body on frame ``t`` (see the class docstring for the steps)."""
         frame = self.frames[t]
         preds = [_predict(states[i], t) for i in range(self.n_v)]
-        primary = partial(self._predicted_fit, frame=frame, preds=preds, states=states)
-        if pool is not None:
-            firsts = list(pool.map(primary, range(self.n_v)))
-        else:
-            firsts = [primary(i) for i in range(self.n_v)]
+        firsts = self._predicted_fits(t, preds, states, pool, workers)
         fits: list[_Accepted | None] = [None] * self.n_v
         # accept the predicted fits that are good; the others fall back, once their neighbours are known
         pending: list[int] = []
@@ -792,6 +819,43 @@ class _Tracker:
             self.reason[t][i] = INCONSISTENT
             self.quality[t, i] = min(float(self.quality[t, i]), 0.2)
             fits[i] = None
+
+    def _predicted_fits(
+        self,
+        t: int,
+        preds: list[np.ndarray | None],
+        states: list[_State],
+        pool: ThreadPoolExecutor | None,
+        workers: ForkedWorkers | None,
+    ) -> list[tuple[Fit, float] | None]:
+        """Every body of frame ``t`` registered from its predicted pose (:meth:`_predicted_fit`).
+
+        With ``workers``, the bodies to register are dealt out in turn to the workers and to this
+        process, which takes the smallest share (it also runs the rest of the tracking).
+        """
+        primary = partial(self._predicted_fit, frame=self.frames[t], preds=preds, states=states)
+        if workers is None:
+            if pool is not None:
+                return list(pool.map(primary, range(self.n_v)))
+            return [primary(i) for i in range(self.n_v)]
+        todo = [
+            i
+            for i in range(self.n_v)
+            if self.templates[i] is not None and preds[i] is not None and not states[i].lost
+        ]
+        n_shares = len(workers) + 1
+        shares = [todo[k::n_shares] for k in range(n_shares)]  # the last, the smallest, is this one's
+        for k in range(len(workers)):
+            workers.submit(
+                k, [(i, t, preds[i], 1 if len(states[i].history) >= 2 else None) for i in shares[k]]
+            )
+        firsts: list[tuple[Fit, float] | None] = [None] * self.n_v
+        for i in shares[-1]:
+            firsts[i] = primary(i)
+        for k in range(len(workers)):
+            for i, found in zip(shares[k], workers.results(k), strict=True):
+                firsts[i] = found
+        return firsts
 
     def _predicted_fit(
         self, i: int, *, frame: np.ndarray, preds: list[np.ndarray | None], states: list[_State]
