@@ -398,7 +398,14 @@ def analyze(
             except OSError:
                 break
         raise
-    written = write_outputs(analysis, out, report=report, pdf=pdf, dicom=dicom)
+    written = write_outputs(
+        analysis,
+        out,
+        report=report,
+        pdf=pdf,
+        dicom=dicom,
+        processes=default_threads() if workers is None else workers,
+    )
     if json_out:
         typer.echo(json.dumps(analysis.measurements, indent=1, allow_nan=False))
     else:

@@ -1,5 +1,6 @@
 """Issue #13: the bodies of a frame registered in forked worker processes give the same tracks to the bit."""
 
+import multiprocessing
 import os
 
 import numpy as np
@@ -54,9 +55,9 @@ def test_tracks_with_worker_processes_equal_one_process_to_the_bit(monkeypatch):
         calls["n"] = 0
         many = track(ph.frames, ph.landmarks, processes=processes)
         _assert_same_tracks(many, one)
-        # the workers did register bodies: this process ran that many fewer (7 bodies, 29 frames)
-        predicted = 29 * len(one.vertebrae)
-        assert here_alone - calls["n"] >= predicted * (processes - 1) // processes - 29, (processes, calls)
+        # the workers registered bodies (how many depends on how the machine runs the processes: they
+        # take the next body as they come free), the fits of this process were its share only
+        assert 0 < calls["n"] < here_alone, (processes, calls, here_alone)
 
 
 def test_without_fork_the_same_tracks_on_threads(monkeypatch):
@@ -69,8 +70,19 @@ def test_without_fork_the_same_tracks_on_threads(monkeypatch):
     assert seen == []
 
 
-def _pid_and_square(x):
-    return os.getpid(), x * x
+PARENT = os.getpid()
+#: Released by a worker when it runs a call (inherited at the fork)
+WORKER_STARTED = multiprocessing.get_context("fork").Semaphore(0)
+
+
+def _pid_once_a_worker_started(x):
+    """This process waits until a worker took a call, so that both take some (no race, nothing timed)."""
+    if os.getpid() == PARENT:
+        assert WORKER_STARTED.acquire(timeout=120)
+        WORKER_STARTED.release()  # once a worker started, for every call here
+    else:
+        WORKER_STARTED.release()
+    return os.getpid(), x
 
 
 def _fails_on_three(x):
@@ -79,41 +91,47 @@ def _fails_on_three(x):
     return x
 
 
-def _dies_on_three(x):
-    if x == 3 and os.getpid() != PARENT:
-        os._exit(1)  # a worker killed (out of memory, a signal)
+def _pid(x):
     return os.getpid(), x
 
 
-PARENT = os.getpid()
-
-
-def test_forked_workers_run_the_calls_elsewhere_in_order():
-    with ForkedWorkers(_pid_and_square, 2) as workers:
+def test_forked_workers_share_the_calls_with_this_process_in_order():
+    with ForkedWorkers(_pid_once_a_worker_started, 2) as workers:
         assert len(workers) == 2
-        workers.submit(0, [(1,), (2,), (3,)])
-        workers.submit(1, [(4,)])
-        workers.submit(1, [])  # nothing to do: no message
-        first, second = workers.results(0), workers.results(1)
-        assert [r[1] for r in first] == [1, 4, 9] and second == []
-        assert {r[0] for r in first} != {os.getpid()} and len({r[0] for r in first}) == 1
+        got = workers.map([(k,) for k in range(12)])
+        assert [r[1] for r in got] == list(range(12))
+        pids = [r[0] for r in got]
+        assert pids[-1] == PARENT and pids[0] != PARENT  # this one from the back, the workers from the front
+        assert workers.map([]) == [] and workers.map([(7,)]) == [(PARENT, 7)]  # one call: run here
 
 
 def test_a_failing_call_is_run_again_here_and_raises_here():
     with ForkedWorkers(_fails_on_three, 1) as workers:
-        workers.submit(0, [(1,), (2,)])
-        assert workers.results(0) == [1, 2]
-        workers.submit(0, [(2,), (3,)])
-        with pytest.raises(ValueError, match=f"three in {os.getpid()}$"):
-            workers.results(0)  # the worker failed: run here, where the error is raised as without workers
-        workers.submit(0, [(5,)])
-        assert workers.results(0) == [5]  # not sent to the failed worker again
+        assert workers.map([(1,), (2,), (4,)]) == [1, 2, 4]
+        with pytest.raises(ValueError, match=f"three in {PARENT}$"):
+            workers.map([(k,) for k in range(1, 40)])  # raised here, as without workers
+        assert workers.map([(5,), (6,)]) == [5, 6]
 
 
 def test_a_dead_worker_is_replaced_by_this_process():
-    with ForkedWorkers(_dies_on_three, 1) as workers:
-        workers.submit(0, [(1,)])
-        ((pid, one),) = workers.results(0)
-        assert pid != os.getpid() and one == 1
-        workers.submit(0, [(3,), (4,)])
-        assert workers.results(0) == [(os.getpid(), 3), (os.getpid(), 4)]
+    with ForkedWorkers(_pid, 1) as workers:
+        workers._procs[0].kill()  # a worker killed (out of memory, a signal)
+        workers._procs[0].join()
+        assert workers.map([(k,) for k in range(5)]) == [(PARENT, k) for k in range(5)]
+        assert len(workers) == 0  # not used again
+        assert workers.map([(1,), (2,)]) == [(PARENT, 1), (PARENT, 2)]
+
+
+def test_a_forked_call_runs_elsewhere_and_its_failure_is_raised_here(monkeypatch):
+    from functools import partial
+
+    from dmx.tracking import workers as workers_mod
+    from dmx.tracking.workers import ForkedCall
+
+    call = ForkedCall(partial(_pid, 4))
+    pid, four = call.result()
+    assert pid != PARENT and four == 4
+    with pytest.raises(ValueError, match=f"three in {PARENT}$"):
+        ForkedCall(partial(_fails_on_three, 3)).result()  # failed there: run here, raised here
+    monkeypatch.setattr(workers_mod, "can_fork", lambda: False)
+    assert ForkedCall(partial(_pid, 5)).result() == (PARENT, 5)  # no fork: run here

@@ -830,8 +830,8 @@ class _Tracker:
     ) -> list[tuple[Fit, float] | None]:
         """Every body of frame ``t`` registered from its predicted pose (:meth:`_predicted_fit`).
 
-        With ``workers``, the bodies to register are dealt out in turn to the workers and to this
-        process, which takes the smallest share (it also runs the rest of the tracking).
+        With ``workers``, the bodies to register are shared out between the workers and this process
+        (:meth:`ForkedWorkers.map`).
         """
         primary = partial(self._predicted_fit, frame=self.frames[t], preds=preds, states=states)
         if workers is None:
@@ -843,18 +843,10 @@ class _Tracker:
             for i in range(self.n_v)
             if self.templates[i] is not None and preds[i] is not None and not states[i].lost
         ]
-        n_shares = len(workers) + 1
-        shares = [todo[k::n_shares] for k in range(n_shares)]  # the last, the smallest, is this one's
-        for k in range(len(workers)):
-            workers.submit(
-                k, [(i, t, preds[i], 1 if len(states[i].history) >= 2 else None) for i in shares[k]]
-            )
+        found = workers.map([(i, t, preds[i], 1 if len(states[i].history) >= 2 else None) for i in todo])
         firsts: list[tuple[Fit, float] | None] = [None] * self.n_v
-        for i in shares[-1]:
-            firsts[i] = primary(i)
-        for k in range(len(workers)):
-            for i, found in zip(shares[k], workers.results(k), strict=True):
-                firsts[i] = found
+        for i, fit in zip(todo, found, strict=True):
+            firsts[i] = fit
         return firsts
 
     def _predicted_fit(

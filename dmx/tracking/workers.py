@@ -8,9 +8,13 @@ writes them); only a small job per body and frame (body, frame, predicted 3x3 po
 :class:`~dmx.tracking.register.Fit` it gives go through a pipe. The same code on the same numbers gives
 the same fit to the bit in either process, so the tracks do not depend on where a body was registered.
 
+The calls of one :meth:`ForkedWorkers.map` are shared out as they go: the workers take them from the
+front of the list, the calling process from the back, each the next one not yet taken (a counter pair
+under a lock in shared memory), so a worker that the machine's other jobs hold back does fewer.
+
 Forking needs the ``fork`` start method (Linux, macOS): :func:`can_fork` says whether it is there. A worker
-that fails or dies is not used again; its jobs are run in the calling process, so an error there is
-raised as it would be without workers.
+that fails or dies is not used again; the calls it did not answer are run in the calling process, so an
+error there is raised as it would be without workers.
 """
 
 from __future__ import annotations
@@ -25,8 +29,21 @@ def can_fork() -> bool:
     return "fork" in multiprocessing.get_all_start_methods() and not multiprocessing.current_process().daemon
 
 
-def _serve(fn: Callable[..., Any], conn: Any) -> None:
-    """A worker's loop: each message is a list of argument tuples, answered by the list of ``fn`` results."""
+def _take(lock: Any, span: Any, *, front: bool) -> int | None:
+    """The next call not yet taken, from the front or the back of ``span`` (next front, next back + 1)."""
+    with lock:
+        if span[0] >= span[1]:
+            return None
+        if front:
+            span[0] += 1
+            return span[0] - 1
+        span[1] -= 1
+        return span[1]
+
+
+def _serve(fn: Callable[..., Any], conn: Any, lock: Any, span: Any) -> None:
+    """A worker's loop: each message is a list of argument tuples; the worker runs the calls it takes (from
+    the front) and answers with ``(index, result)`` pairs."""
     while True:
         try:
             calls = conn.recv()
@@ -34,9 +51,12 @@ def _serve(fn: Callable[..., Any], conn: Any) -> None:
             return
         if calls is None:
             return
+        done: list[tuple[int, Any]] = []
         try:
-            conn.send(("ok", [fn(*args) for args in calls]))
-        except BaseException as exc:  # any failure: the caller runs these calls itself
+            while (k := _take(lock, span, front=True)) is not None:
+                done.append((k, fn(*calls[k])))
+            conn.send(("ok", done))
+        except BaseException as exc:  # any failure: the caller runs the calls not answered itself
             try:
                 conn.send(("failed", type(exc).__name__))
             except (OSError, ValueError):
@@ -46,33 +66,37 @@ def _serve(fn: Callable[..., Any], conn: Any) -> None:
 
 
 class ForkedWorkers:
-    """``n_workers`` processes forked from this one, each running ``fn`` on the calls it is sent.
+    """``n_workers`` processes forked from this one, running ``fn`` on the calls of :meth:`map` with it.
 
     ``fn`` and everything it reads are inherited at the fork, as they are at that moment: whatever
-    ``fn`` reads must not change afterwards (the workers would not see it).
-
-    Use :meth:`submit` to send a worker its calls, then :meth:`results` for their results, in the same
-    order (run here when the worker is unavailable). :meth:`close` ends the workers (also on exit from
-    a ``with`` block).
+    ``fn`` reads must not change afterwards (the workers would not see it). :meth:`close` ends the
+    workers (also on exit from a ``with`` block).
     """
 
     def __init__(self, fn: Callable[..., Any], n_workers: int):
         self._fn = fn
         ctx = multiprocessing.get_context("fork")
+        self._lock = ctx.Lock()
+        self._span = ctx.RawArray("l", 2)  # next call from the front, one past the next from the back
         self._conns: list[Any] = []
         self._procs: list[Any] = []
         for _ in range(n_workers):
             here, there = ctx.Pipe()
-            proc = ctx.Process(target=_serve, args=(fn, there), daemon=True, name="dmx-tracking-worker")
+            proc = ctx.Process(
+                target=_serve,
+                args=(fn, there, self._lock, self._span),
+                daemon=True,
+                name="dmx-tracking-worker",
+            )
             proc.start()
             there.close()
             self._conns.append(here)
             self._procs.append(proc)
         self._alive = [True] * n_workers
-        self._sent: list[Sequence[tuple[Any, ...]] | None] = [None] * n_workers
 
     def __len__(self) -> int:
-        return len(self._procs)
+        """The workers still in use."""
+        return sum(self._alive)
 
     def __enter__(self) -> ForkedWorkers:
         return self
@@ -80,33 +104,49 @@ class ForkedWorkers:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def submit(self, k: int, calls: Sequence[tuple[Any, ...]]) -> None:
-        """Send worker ``k`` its calls (each a tuple of ``fn``'s arguments); collect with :meth:`results`."""
-        self._sent[k] = calls
-        if not calls or not self._alive[k]:
-            return
+    def map(self, calls: Sequence[tuple[Any, ...]]) -> list[Any]:
+        """``[fn(*args) for args in calls]``, run by the workers and by this process together."""
+        calls = list(calls)
+        results: list[Any] = [None] * len(calls)
+        answered = [False] * len(calls)
+        with self._lock:
+            self._span[0], self._span[1] = 0, len(calls)
+        busy = []
+        for k, conn in enumerate(self._conns):
+            if self._alive[k] and len(calls) > 1:
+                try:
+                    conn.send(calls)
+                    busy.append(k)
+                except (OSError, ValueError):
+                    self._alive[k] = False
+        # this process takes from the back; an error here is raised once the workers have answered
+        failure: BaseException | None = None
         try:
-            self._conns[k].send(list(calls))
-        except (OSError, ValueError):
-            self._alive[k] = False
-
-    def results(self, k: int) -> list[Any]:
-        """The results of the calls last sent to worker ``k`` (computed here if the worker failed)."""
-        calls, self._sent[k] = self._sent[k] or [], None
-        if not calls:
-            return []
-        if self._alive[k]:
+            while (i := _take(self._lock, self._span, front=False)) is not None:
+                results[i], answered[i] = self._fn(*calls[i]), True
+        except BaseException as exc:
+            failure = exc
+            with self._lock:  # nothing more to take
+                self._span[0] = self._span[1]
+        for k in busy:
             try:
                 status, value = self._conns[k].recv()
             except (EOFError, OSError):
                 status, value = "failed", None
-            if status == "ok":
-                return value
-            self._alive[k] = False  # a worker that failed once is not used again
-        return [self._fn(*args) for args in calls]
+            if status != "ok":
+                self._alive[k] = False  # a worker that failed once is not used again
+                continue
+            for i, found in value:
+                results[i], answered[i] = found, True
+        if failure is not None:
+            raise failure
+        for i, args in enumerate(calls):  # taken by a worker that failed
+            if not answered[i]:
+                results[i] = self._fn(*args)
+        return results
 
     def close(self) -> None:
-        """End the workers (they are idle between jobs; a stuck one is killed)."""
+        """End the workers (they are idle between calls; a stuck one is killed)."""
         for conn, proc, alive in zip(self._conns, self._procs, self._alive, strict=True):
             if alive:
                 try:
@@ -118,4 +158,55 @@ class ForkedWorkers:
             if proc.is_alive():
                 proc.kill()
                 proc.join()
-        self._conns, self._procs = [], []
+        self._conns, self._procs, self._alive = [], [], []
+
+
+class ForkedCall:
+    """``fn()`` run in a process forked now, while this one goes on; :meth:`result` waits for it.
+
+    Where processes cannot be forked (:func:`can_fork`), or the forked one fails or dies, :meth:`result`
+    runs ``fn()`` here instead, so its error is raised here as without the fork. ``fn``'s return value
+    must be picklable (it comes back through a pipe).
+    """
+
+    def __init__(self, fn: Callable[[], Any]):
+        self._fn = fn
+        self._proc: Any = None
+        if can_fork():
+            ctx = multiprocessing.get_context("fork")
+            self._conn, there = ctx.Pipe(duplex=False)
+            self._proc = ctx.Process(target=_call_once, args=(fn, there), daemon=True, name="dmx-worker")
+            self._proc.start()
+            there.close()
+
+    def join(self) -> None:
+        """Wait for the forked process to end, and drop its result (nothing is run here)."""
+        if self._proc is not None:
+            proc, self._proc = self._proc, None
+            self._conn.close()
+            proc.join()
+
+    def result(self) -> Any:
+        """``fn()``'s result, from the forked process or computed here."""
+        if self._proc is not None:
+            proc, self._proc = self._proc, None
+            try:
+                status, value = self._conn.recv()
+            except (EOFError, OSError):
+                status, value = "failed", None
+            self._conn.close()
+            proc.join()
+            if status == "ok":
+                return value
+        return self._fn()
+
+
+def _call_once(fn: Callable[[], Any], conn: Any) -> None:
+    """A :class:`ForkedCall`'s process: ``fn()``'s result, or that it failed, sent back."""
+    try:
+        conn.send(("ok", fn()))
+    except BaseException as exc:  # the caller runs fn itself, and raises its error there
+        try:
+            conn.send(("failed", type(exc).__name__))
+        except (OSError, ValueError):
+            pass
