@@ -7,24 +7,29 @@ The phantom (``dmx phantom --frames 600 --fps 30 --size 1024``) is generated onc
 folder (default ``~/.cache/dmx-bench/speed``; about a minute) and reused. Then, each in a fresh
 Python process:
 
-* ``dmx analyze STUDY --landmarks L --out DIR``, the command itself: wall time, CPU time and peak
-  RSS (``getrusage`` of the child);
-* the same steps called one by one (load, track on as many threads as ``dmx analyze`` uses,
-  smooth, measure, assemble, write measurements/landmarks, report), timed each (wall and CPU),
-  with the peak RSS of that process. "assemble" includes the input's SHA-256, which
-  ``dmx analyze`` computes on a background thread while it tracks.
+* ``dmx analyze STUDY --landmarks L --out DIR``, the command itself: wall time, CPU time (its worker
+  processes included, and of its main process alone), peak RSS of its largest process
+  (``getrusage``) and peak PSS of all its processes together (``/proc/PID/smaps_rollup``, sampled
+  every 20 ms: the frames a forked worker shares are counted once, as they are in memory);
+* the same steps called one by one (load, track in as many processes as ``dmx analyze`` uses,
+  smooth, measure, assemble, write measurements/landmarks, report), timed each (wall and CPU, the
+  tracking workers' CPU included), with the peak RSS and PSS. "assemble" includes the input's
+  SHA-256, which ``dmx analyze`` computes on a background thread while it tracks; the report is
+  written here after measurements.json, where ``dmx analyze`` writes them at the same time.
 
 The machine is shared, so wall times are noisy: ``--repeat N`` runs each N times and prints the
 best and the median; CPU seconds are steadier.
 
-``--track-only N`` instead tracks the first N frames of the study alone, on one thread, in a fresh
-process (``--repeat`` times): CPU and wall seconds, ms per frame, and the prefilter's work, which
-does not depend on the machine's load: megapixels through the Gaussian and the box filters (and
-their seconds), and how many fits were run on a whole frame region (``FrameROI`` built without
-``inner``) or on the part a predicted fit samples. With ``--profile`` the first run is profiled.
+``--track-only N`` instead tracks the first N frames of the study alone, in a fresh process
+(``--repeat`` times), in ``--processes P`` processes (default 1: ``track(processes=P)``): CPU seconds
+(all processes, and the main one alone), wall seconds, ms per frame, and the prefilter's work of the
+main process, which does not depend on the machine's load: megapixels through the Gaussian and the
+box filters (and their seconds), and how many fits were run on a whole frame region (``FrameROI``
+built without ``inner``) or on the part a predicted fit samples. With ``--profile`` the first run is
+profiled (the main process).
 
     PYTHONPATH=. python benchmarks/speed.py [--repeat 3] [--cache DIR] [--profile out.prof]
-    PYTHONPATH=. python benchmarks/speed.py --track-only 120 --repeat 3
+    PYTHONPATH=. python benchmarks/speed.py --track-only 120 --repeat 3 [--processes 2]
 """
 
 from __future__ import annotations
@@ -103,18 +108,28 @@ def _tree_pss_gb(pid: int) -> float:
     return total_kb / 1e6
 
 
-def _run_sampled(cmd: list[str], **kwargs) -> tuple[subprocess.CompletedProcess, float]:
-    """Run ``cmd``; its result and the peak PSS (GB) of its process tree, sampled every 20 ms (0 where
-    ``/proc/PID/smaps_rollup`` is not available)."""
+def _cpu_s(pid: int) -> float | None:
+    """CPU seconds (user + system) process ``pid`` has used so far (None if unreadable)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _run_sampled(cmd: list[str], **kwargs) -> tuple[subprocess.CompletedProcess, float, float]:
+    """Run ``cmd``; its result, the peak PSS (GB) of its process tree and the CPU seconds of its main
+    process alone (its workers left out), both sampled every 20 ms (0 where ``/proc`` has no figures)."""
     import threading
 
     proc = subprocess.Popen(cmd, **kwargs)
-    peak = [0.0]
+    peak, main_cpu = [0.0], [0.0]
     done = threading.Event()
 
     def sample() -> None:
         while not done.wait(0.02):
             peak[0] = max(peak[0], _tree_pss_gb(proc.pid))
+            main_cpu[0] = _cpu_s(proc.pid) or main_cpu[0]
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
@@ -123,12 +138,12 @@ def _run_sampled(cmd: list[str], **kwargs) -> tuple[subprocess.CompletedProcess,
     sampler.join()
     if proc.returncode:
         raise subprocess.CalledProcessError(proc.returncode, cmd, out, err)
-    return subprocess.CompletedProcess(cmd, proc.returncode, out, err), peak[0]
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err), peak[0], main_cpu[0]
 
 
-def run_cli(folder: Path, out: Path, profile: str | None) -> tuple[float, float, float, float]:
+def run_cli(folder: Path, out: Path, profile: str | None) -> tuple[float, float, float, float, float]:
     """``dmx analyze`` in a fresh process: wall s, CPU s (its worker processes included), peak RSS GB
-    (of its largest process), peak PSS GB (of all its processes together)."""
+    (of its largest process), peak PSS GB (of all its processes together), CPU s of its main process."""
     cmd = [sys.executable]
     if profile:
         cmd += ["-m", "cProfile", "-o", profile]
@@ -144,10 +159,10 @@ def run_cli(folder: Path, out: Path, profile: str | None) -> tuple[float, float,
     ]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
-    _, pss = _run_sampled(cmd, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _, pss, main_cpu = _run_sampled(cmd, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wall = time.perf_counter() - t0
     cpu, rss = _child_rusage(before)
-    return wall, cpu, rss, pss
+    return wall, cpu, rss, pss, main_cpu
 
 
 STAGES_SCRIPT = r"""
@@ -198,7 +213,7 @@ print(json.dumps(times))
 
 def run_stages(folder: Path, out: Path) -> dict[str, float]:
     """The pipeline's steps one by one in a fresh process: seconds per stage, peak RSS and PSS."""
-    res, pss = _run_sampled(
+    res, pss, _ = _run_sampled(
         [sys.executable, "-c", STAGES_SCRIPT, str(folder), str(out)],
         env=_env(),
         stdout=subprocess.PIPE,
@@ -332,11 +347,12 @@ def main(argv: list[str] | None = None) -> int:
             walls = [c[0] for c in cli]
             best, med = min(walls), statistics.median(walls)
             cpu, peak = statistics.median([c[1] for c in cli]), max(c[2] for c in cli)
-            pss = max(c[3] for c in cli)
+            pss, main_cpu = max(c[3] for c in cli), statistics.median([c[4] for c in cli])
             print(
                 f"dmx analyze (report included): wall best {best:.2f} s, median {med:.2f} s, "
-                f"cpu {cpu:.2f} s, peak RSS {peak:.2f} GB (largest process), peak PSS {pss:.2f} GB "
-                f"(all processes); {acquired_s / best:.2f}x real time"
+                f"cpu {cpu:.2f} s ({main_cpu:.2f} s in the main process), peak RSS {peak:.2f} GB "
+                f"(largest process), peak PSS {pss:.2f} GB (all processes); "
+                f"{acquired_s / best:.2f}x real time"
             )
     return 0
 
