@@ -60,6 +60,25 @@ def test_tracks_with_worker_processes_equal_one_process_to_the_bit(monkeypatch):
         assert 0 < calls["n"] < here_alone, (processes, calls, here_alone)
 
 
+def test_fits_started_ahead_are_used_only_from_the_same_pose(monkeypatch):
+    """The workers start on the next frame from the pose a fit would be recorded with; on the occluded
+    case some bodies are then rejected or refitted: those fits are not used (registered again), and the
+    tracks stay those of one process."""
+    ph = _mandible_phantom()
+    one = track(ph.frames, ph.landmarks)
+    seen = []
+    same_call = tracker_mod._same_call
+
+    def recorded(a, b):
+        seen.append(same_call(a, b))
+        return seen[-1]
+
+    monkeypatch.setattr(tracker_mod, "_same_call", recorded)
+    _assert_same_tracks(track(ph.frames, ph.landmarks, processes=2), one)
+    assert sum(seen) > 0.8 * len(seen)  # most are used ...
+    assert not all(seen)  # ... not those whose body's pose on the frame before was not the fit
+
+
 def test_without_fork_the_same_tracks_on_threads(monkeypatch):
     ph = _mandible_phantom()
     one = track(ph.frames[:12], ph.landmarks)

@@ -164,6 +164,11 @@ def _predict(state: _State, t: int) -> np.ndarray | None:
     return pred @ a1
 
 
+def _same_call(a: tuple, b: tuple) -> bool:
+    """Two registrations ``(body, frame, start pose, first level)`` are the same, the pose to the bit."""
+    return a[:2] == b[:2] and a[3] == b[3] and a[2].dtype == b[2].dtype and a[2].tobytes() == b[2].tobytes()
+
+
 def _visible(template: Template, a: np.ndarray | None, shape: tuple[int, int]) -> float:
     """Share of the body quadrilateral (or region polygon) inside the frame at pose ``a`` (sampled)."""
     if a is None:
@@ -489,6 +494,8 @@ class _Tracker:
         self.templates = self._make_templates()
         self.clear_cost = [math.inf] * n_v  # see calibrate_residuals
         self.verified: set[int] = set()  # bodies of the current frame whose fit reanchor confirmed
+        # the predicted fits of the next frame the workers were started on (_start_ahead)
+        self.ahead: list[tuple[int, int, np.ndarray, int | None]] | None = None
         self._start_at_reference()
 
     def _make_templates(self) -> list[Template | None]:
@@ -650,8 +657,9 @@ class _Tracker:
         """Track frame after frame in ``order``, starting from the reference poses."""
         at_ref: list[np.ndarray | None] = [np.eye(3) if tpl is not None else None for tpl in self.templates]
         states = [_State(history=[(self.ref, np.eye(3))], anchor=(self.ref, at_ref)) for _ in range(self.n_v)]
-        for t in order:
-            self.track_frame(t, states, pool, workers)
+        self.ahead = None
+        for k, t in enumerate(order):
+            self.track_frame(t, states, pool, workers, following=order[k + 1] if k + 1 < len(order) else None)
 
     def track_frame(
         self,
@@ -659,11 +667,15 @@ class _Tracker:
         states: list[_State],
         pool: ThreadPoolExecutor | None,
         workers: ForkedWorkers | None = None,
+        following: int | None = None,
     ) -> None:
-        """Find every body on frame ``t`` (see the class docstring for the steps)."""
+        """Find every body on frame ``t`` (see the class docstring for the steps); with ``workers``, they
+        start on frame ``following`` meanwhile (:meth:`_start_ahead`)."""
         frame = self.frames[t]
         preds = [_predict(states[i], t) for i in range(self.n_v)]
         firsts = self._predicted_fits(t, preds, states, pool, workers)
+        if workers is not None and following is not None:
+            self._start_ahead(t, following, firsts, states, workers)
         fits: list[_Accepted | None] = [None] * self.n_v
         # accept the predicted fits that are good; the others fall back, once their neighbours are known
         pending: list[int] = []
@@ -831,23 +843,59 @@ class _Tracker:
         """Every body of frame ``t`` registered from its predicted pose (:meth:`_predicted_fit`).
 
         With ``workers``, the bodies to register are shared out between the workers and this process
-        (:meth:`ForkedWorkers.map`).
+        (:meth:`ForkedWorkers.map`); those the workers already registered from the same pose, started
+        while the previous frame was finished (:meth:`_start_ahead`), are not registered again.
         """
         primary = partial(self._predicted_fit, frame=self.frames[t], preds=preds, states=states)
         if workers is None:
             if pool is not None:
                 return list(pool.map(primary, range(self.n_v)))
             return [primary(i) for i in range(self.n_v)]
-        todo = [
-            i
+        calls = {
+            i: (i, t, preds[i], 1 if len(states[i].history) >= 2 else None)
             for i in range(self.n_v)
             if self.templates[i] is not None and preds[i] is not None and not states[i].lost
-        ]
-        found = workers.map([(i, t, preds[i], 1 if len(states[i].history) >= 2 else None) for i in todo])
-        firsts: list[tuple[Fit, float] | None] = [None] * self.n_v
-        for i, fit in zip(todo, found, strict=True):
-            firsts[i] = fit
-        return firsts
+        }
+        found: dict[int, tuple[Fit, float]] = {}
+        if self.ahead is not None:
+            for started, fit in zip(self.ahead, workers.finish(), strict=True):
+                wanted = calls.get(started[0])
+                if wanted is not None and _same_call(started, wanted):
+                    found[started[0]] = fit
+            self.ahead = None
+        rest = [call for i, call in calls.items() if i not in found]
+        for call, fit in zip(rest, workers.map(rest), strict=True):
+            found[call[0]] = fit
+        return [found.get(i) for i in range(self.n_v)]
+
+    def _start_ahead(
+        self,
+        t: int,
+        following: int,
+        firsts: list[tuple[Fit, float] | None],
+        states: list[_State],
+        workers: ForkedWorkers,
+    ) -> None:
+        """Start the workers on frame ``following``'s predicted fits while this process finishes frame ``t``.
+
+        Each body whose predicted fit on frame ``t`` is good enough to be accepted as it is gets its
+        prediction for ``following`` as if it were (the pose recorded for frame ``t``). The next frame
+        uses a fit started here only when its own prediction is that pose to the bit
+        (:func:`_same_call`), so the tracks are those of one process: the registration is a function of
+        the body, the frame and the start pose alone.
+        """
+        calls = []
+        for i in range(self.n_v):
+            first = firsts[i]
+            if self.templates[i] is None or first is None or first[1] < TRUSTED_QUALITY:
+                continue  # not accepted as it is: registered once its pose on frame t is known
+            history = [*states[i].history, (t, first[0].transform)][-3:]  # as record() keeps it
+            pred = _predict(_State(history=history), following)
+            if pred is not None:
+                calls.append((i, following, pred, 1 if len(history) >= 2 else None))
+        if calls:
+            workers.start(calls)
+            self.ahead = calls
 
     def _predicted_fit(
         self, i: int, *, frame: np.ndarray, preds: list[np.ndarray | None], states: list[_State]

@@ -93,6 +93,8 @@ class ForkedWorkers:
             self._conns.append(here)
             self._procs.append(proc)
         self._alive = [True] * n_workers
+        self._calls: list[tuple[Any, ...]] | None = None  # started, not finished
+        self._busy: list[int] = []  # the workers sent them
 
     def __len__(self) -> int:
         """The workers still in use."""
@@ -106,20 +108,33 @@ class ForkedWorkers:
 
     def map(self, calls: Sequence[tuple[Any, ...]]) -> list[Any]:
         """``[fn(*args) for args in calls]``, run by the workers and by this process together."""
-        calls = list(calls)
-        results: list[Any] = [None] * len(calls)
-        answered = [False] * len(calls)
+        self.start(calls, min_calls=2)  # one call: run here, no round trip
+        return self.finish()
+
+    def start(self, calls: Sequence[tuple[Any, ...]], *, min_calls: int = 1) -> None:
+        """Send the workers ``calls`` (when there are at least ``min_calls``) and return at once: they take
+        them from the front while this process does something else, until :meth:`finish`."""
+        if self._calls is not None:
+            raise RuntimeError("ForkedWorkers.start: the calls started before are not finished")
+        self._calls = calls = list(calls)
         with self._lock:
             self._span[0], self._span[1] = 0, len(calls)
-        busy = []
+        self._busy = []
         for k, conn in enumerate(self._conns):
-            if self._alive[k] and len(calls) > 1:
+            if self._alive[k] and len(calls) >= max(min_calls, 1):
                 try:
                     conn.send(calls)
-                    busy.append(k)
+                    self._busy.append(k)
                 except (OSError, ValueError):
                     self._alive[k] = False
-        # this process takes from the back; an error here is raised once the workers have answered
+
+    def finish(self) -> list[Any]:
+        """The results of the calls of :meth:`start`, in order: this process takes the calls left from
+        the back, then collects the workers' (and runs here any that a failed worker took)."""
+        calls, self._calls = self._calls or [], None
+        results: list[Any] = [None] * len(calls)
+        answered = [False] * len(calls)
+        # an error here is raised once the workers have answered
         failure: BaseException | None = None
         try:
             while (i := _take(self._lock, self._span, front=False)) is not None:
@@ -128,7 +143,7 @@ class ForkedWorkers:
             failure = exc
             with self._lock:  # nothing more to take
                 self._span[0] = self._span[1]
-        for k in busy:
+        for k in self._busy:
             try:
                 status, value = self._conns[k].recv()
             except (EOFError, OSError):
@@ -138,6 +153,7 @@ class ForkedWorkers:
                 continue
             for i, found in value:
                 results[i], answered[i] = found, True
+        self._busy = []
         if failure is not None:
             raise failure
         for i, args in enumerate(calls):  # taken by a worker that failed
