@@ -12,21 +12,31 @@ The calls of one :meth:`ForkedWorkers.map` are shared out as they go: the worker
 front of the list, the calling process from the back, each the next one not yet taken (a counter pair
 under a lock in shared memory), so a worker that the machine's other jobs hold back does fewer.
 
-Forking needs the ``fork`` start method (Linux, macOS): :func:`can_fork` says whether it is there. A worker
-that fails or dies is not used again; the calls it did not answer are run in the calling process, so an
-error there is raised as it would be without workers.
+:meth:`ForkedWorkers.start` sends calls without waiting (the tracker starts the workers on the next
+frame while it finishes this one), :meth:`ForkedWorkers.finish` collects them. :class:`ForkedCall` runs
+one function in a forked process (the report, while the other files are written).
+
+Forking is used on Linux only (:func:`can_fork`): elsewhere a process that has used the system's
+frameworks is not safe to fork (why Python starts processes afresh there), and the tracker uses
+threads. A worker that fails or dies is not used again; the calls it did not answer are run in the
+calling process, so an error there is raised as it would be without workers.
 """
 
 from __future__ import annotations
 
 import multiprocessing
+import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
 
 def can_fork() -> bool:
-    """Whether worker processes can be forked here (the ``fork`` start method, not inside a daemon)."""
-    return "fork" in multiprocessing.get_all_start_methods() and not multiprocessing.current_process().daemon
+    """Whether worker processes can be forked here (Linux, not inside a daemonic process)."""
+    return (
+        sys.platform.startswith("linux")
+        and "fork" in multiprocessing.get_all_start_methods()
+        and not multiprocessing.current_process().daemon
+    )
 
 
 def _take(lock: Any, span: Any, *, front: bool) -> int | None:
