@@ -154,3 +154,29 @@ def test_a_forked_call_runs_elsewhere_and_its_failure_is_raised_here(monkeypatch
         ForkedCall(partial(_fails_on_three, 3)).result()  # failed there: run here, raised here
     monkeypatch.setattr(workers_mod, "can_fork", lambda: False)
     assert ForkedCall(partial(_pid, 5)).result() == (PARENT, 5)  # no fork: run here
+
+
+#: A worker's first call of :func:`_held_in_a_worker` waits for this (released by the test)
+HOLD = multiprocessing.get_context("fork").Semaphore(0)
+HELD_STARTED = multiprocessing.get_context("fork").Semaphore(0)
+
+
+def _held_in_a_worker(x):
+    if x < 10:
+        if os.getpid() != PARENT:
+            HELD_STARTED.release()
+            assert HOLD.acquire(timeout=120)  # held back (the machine's other jobs) until the test lets go
+        else:
+            assert HELD_STARTED.acquire(timeout=120)  # a worker took a call
+            HELD_STARTED.release()
+    return os.getpid(), x
+
+
+def test_a_worker_held_back_is_not_waited_for_and_its_late_answer_is_dropped():
+    with ForkedWorkers(_held_in_a_worker, 1) as workers:
+        # the worker takes call 0 and is held: this process runs the others, then call 0 too
+        assert workers.map([(k,) for k in range(4)]) == [(PARENT, k) for k in range(4)]
+        HOLD.release()  # its answer to the first calls comes now, late: dropped
+        got = workers.map([(k,) for k in range(10, 16)])
+        assert [r[1] for r in got] == list(range(10, 16))
+        assert len(workers) == 1  # late, not failed: still used

@@ -26,8 +26,13 @@ from __future__ import annotations
 
 import multiprocessing
 import sys
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
+
+#: The shortest wait for a worker once this process has run out of calls (seconds; see
+#: :meth:`ForkedWorkers.finish`).
+_MIN_PATIENCE_S = 0.005
 
 
 def can_fork() -> bool:
@@ -39,10 +44,11 @@ def can_fork() -> bool:
     )
 
 
-def _take(lock: Any, span: Any, *, front: bool) -> int | None:
-    """The next call not yet taken, from the front or the back of ``span`` (next front, next back + 1)."""
+def _take(lock: Any, span: Any, batch: int, *, front: bool) -> int | None:
+    """The next call of ``batch`` not yet taken, from the front or the back of ``span`` (next front, next
+    back + 1, the batch they belong to); None when there is none (or the calls are another batch's)."""
     with lock:
-        if span[0] >= span[1]:
+        if span[2] != batch or span[0] >= span[1]:
             return None
         if front:
             span[0] += 1
@@ -52,23 +58,24 @@ def _take(lock: Any, span: Any, *, front: bool) -> int | None:
 
 
 def _serve(fn: Callable[..., Any], conn: Any, lock: Any, span: Any) -> None:
-    """A worker's loop: each message is a list of argument tuples; the worker runs the calls it takes (from
-    the front) and answers with ``(index, result)`` pairs."""
+    """A worker's loop: each message is a batch number and a list of argument tuples; the worker runs the
+    calls it takes (from the front) and answers with the batch number and ``(index, result)`` pairs."""
     while True:
         try:
-            calls = conn.recv()
+            message = conn.recv()
         except (EOFError, OSError, KeyboardInterrupt):
             return
-        if calls is None:
+        if message is None:
             return
+        batch, calls = message
         done: list[tuple[int, Any]] = []
         try:
-            while (k := _take(lock, span, front=True)) is not None:
+            while (k := _take(lock, span, batch, front=True)) is not None:
                 done.append((k, fn(*calls[k])))
-            conn.send(("ok", done))
+            conn.send((batch, "ok", done))
         except BaseException as exc:  # any failure: the caller runs the calls not answered itself
             try:
-                conn.send(("failed", type(exc).__name__))
+                conn.send((batch, "failed", type(exc).__name__))
             except (OSError, ValueError):
                 return
             if isinstance(exc, KeyboardInterrupt):
@@ -87,7 +94,9 @@ class ForkedWorkers:
         self._fn = fn
         ctx = multiprocessing.get_context("fork")
         self._lock = ctx.Lock()
-        self._span = ctx.RawArray("l", 2)  # next call from the front, one past the next from the back
+        # the next call from the front, one past the next from the back, the batch they belong to
+        self._span = ctx.RawArray("l", 3)
+        self._batch = 0
         self._conns: list[Any] = []
         self._procs: list[Any] = []
         for _ in range(n_workers):
@@ -127,37 +136,46 @@ class ForkedWorkers:
         if self._calls is not None:
             raise RuntimeError("ForkedWorkers.start: the calls started before are not finished")
         self._calls = calls = list(calls)
+        self._batch += 1
         with self._lock:
-            self._span[0], self._span[1] = 0, len(calls)
+            self._span[0], self._span[1], self._span[2] = 0, len(calls), self._batch
         self._busy = []
         for k, conn in enumerate(self._conns):
             if self._alive[k] and len(calls) >= max(min_calls, 1):
                 try:
-                    conn.send(calls)
+                    conn.send((self._batch, calls))
                     self._busy.append(k)
                 except (OSError, ValueError):
                     self._alive[k] = False
 
     def finish(self) -> list[Any]:
         """The results of the calls of :meth:`start`, in order: this process takes the calls left from
-        the back, then collects the workers' (and runs here any that a failed worker took)."""
+        the back, then collects the workers' (and runs here any that a failed worker took).
+
+        A worker still busy well after this process ran out of calls (longer than twice its longest
+        call here: the machine's other jobs hold it back) is not waited for: the calls it took are run
+        here, and its late answer is dropped (by its batch number) when it comes.
+        """
         calls, self._calls = self._calls or [], None
         results: list[Any] = [None] * len(calls)
         answered = [False] * len(calls)
         # an error here is raised once the workers have answered
         failure: BaseException | None = None
+        longest_s = 0.0
         try:
-            while (i := _take(self._lock, self._span, front=False)) is not None:
+            while (i := _take(self._lock, self._span, self._batch, front=False)) is not None:
+                t0 = time.perf_counter()
                 results[i], answered[i] = self._fn(*calls[i]), True
+                longest_s = max(longest_s, time.perf_counter() - t0)
         except BaseException as exc:
             failure = exc
             with self._lock:  # nothing more to take
                 self._span[0] = self._span[1]
+        patience_s = max(2.0 * longest_s, _MIN_PATIENCE_S)
         for k in self._busy:
-            try:
-                status, value = self._conns[k].recv()
-            except (EOFError, OSError):
-                status, value = "failed", None
+            status, value = self._answer(k, patience_s if failure is None else None)
+            if status == "late":
+                continue
             if status != "ok":
                 self._alive[k] = False  # a worker that failed once is not used again
                 continue
@@ -170,6 +188,20 @@ class ForkedWorkers:
             if not answered[i]:
                 results[i] = self._fn(*args)
         return results
+
+    def _answer(self, k: int, patience_s: float | None) -> tuple[str, Any]:
+        """Worker ``k``'s answer to the current batch (older, late ones dropped): ``(status, value)``,
+        status ``"late"`` when none came within ``patience_s`` (None: wait as long as it takes)."""
+        conn = self._conns[k]
+        while True:
+            try:
+                if patience_s is not None and not conn.poll(patience_s):
+                    return "late", None
+                batch, status, value = conn.recv()
+            except (EOFError, OSError):
+                return "failed", None
+            if batch == self._batch:
+                return status, value
 
     def close(self) -> None:
         """End the workers (they are idle between calls; a stuck one is killed)."""
