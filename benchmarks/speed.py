@@ -10,7 +10,7 @@ Python process:
 * ``dmx analyze STUDY --landmarks L --out DIR``, the command itself: wall time, CPU time (its worker
   processes included, and of its main process alone), peak RSS of its largest process
   (``getrusage``) and peak PSS of all its processes together (``/proc/PID/smaps_rollup``, sampled
-  every 20 ms: the frames a forked worker shares are counted once, as they are in memory);
+  every 0.25 s: the frames a forked worker shares are counted once, as they are in memory);
 * the same steps called one by one (load, track in as many processes as ``dmx analyze`` uses,
   smooth, measure, assemble, write measurements/landmarks, report), timed each (wall and CPU, the
   tracking workers' CPU included), with the peak RSS and PSS. "assemble" includes the input's
@@ -118,8 +118,9 @@ def _cpu_s(pid: int) -> float | None:
 
 
 def _run_sampled(cmd: list[str], **kwargs) -> tuple[subprocess.CompletedProcess, float, float]:
-    """Run ``cmd``; its result, the peak PSS (GB) of its process tree and the CPU seconds of its main
-    process alone (its workers left out), both sampled every 20 ms (0 where ``/proc`` has no figures)."""
+    """Run ``cmd``; its result, the peak PSS (GB) of its process tree (sampled every 0.25 s: reading it
+    walks the processes' page tables, which slows them if done often) and the CPU seconds of its main
+    process alone (its workers left out; sampled every 20 ms). 0 where ``/proc`` has no figures."""
     import threading
 
     proc = subprocess.Popen(cmd, **kwargs)
@@ -127,9 +128,12 @@ def _run_sampled(cmd: list[str], **kwargs) -> tuple[subprocess.CompletedProcess,
     done = threading.Event()
 
     def sample() -> None:
+        n = 0
         while not done.wait(0.02):
-            peak[0] = max(peak[0], _tree_pss_gb(proc.pid))
+            if n % 12 == 0:
+                peak[0] = max(peak[0], _tree_pss_gb(proc.pid))
             main_cpu[0] = _cpu_s(proc.pid) or main_cpu[0]
+            n += 1
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
