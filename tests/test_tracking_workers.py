@@ -46,8 +46,13 @@ def _counting_fits(monkeypatch):
 
 
 def test_tracks_with_worker_processes_equal_one_process_to_the_bit(monkeypatch):
+    from dmx.tracking import workers as workers_mod
+
     ph = _mandible_phantom()
     calls = _counting_fits(monkeypatch)
+    # never run here what a worker took (however long the machine keeps it): the count below is then
+    # this process's share alone
+    monkeypatch.setattr(workers_mod, "_MIN_PATIENCE_S", 600.0)
     one = track(ph.frames, ph.landmarks)
     here_alone = calls["n"]
     assert any(r is not None for row in one.reason for r in row)  # the case has lost frames and reasons
@@ -90,17 +95,18 @@ def test_without_fork_the_same_tracks_on_threads(monkeypatch):
 
 
 PARENT = os.getpid()
-#: Released by a worker when it runs a call (inherited at the fork)
+#: Released by a worker when it runs a call, and by this process when it does (inherited at the fork)
 WORKER_STARTED = multiprocessing.get_context("fork").Semaphore(0)
+HERE_STARTED = multiprocessing.get_context("fork").Semaphore(0)
 
 
-def _pid_once_a_worker_started(x):
-    """This process waits until a worker took a call, so that both take some (no race, nothing timed)."""
-    if os.getpid() == PARENT:
-        assert WORKER_STARTED.acquire(timeout=120)
-        WORKER_STARTED.release()  # once a worker started, for every call here
-    else:
-        WORKER_STARTED.release()
+def _pid_once_both_started(x):
+    """Each process waits until the other side took a call, so that both take some whatever the machine
+    does (the workers each block in their first call: this process is left calls to take)."""
+    mine, other = (HERE_STARTED, WORKER_STARTED) if os.getpid() == PARENT else (WORKER_STARTED, HERE_STARTED)
+    mine.release()
+    assert other.acquire(timeout=120)
+    other.release()  # for every later call
     return os.getpid(), x
 
 
@@ -115,7 +121,7 @@ def _pid(x):
 
 
 def test_forked_workers_share_the_calls_with_this_process_in_order():
-    with ForkedWorkers(_pid_once_a_worker_started, 2) as workers:
+    with ForkedWorkers(_pid_once_both_started, 2) as workers:
         assert len(workers) == 2
         got = workers.map([(k,) for k in range(12)])
         assert [r[1] for r in got] == list(range(12))

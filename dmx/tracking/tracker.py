@@ -674,7 +674,7 @@ class _Tracker:
         frame = self.frames[t]
         preds = [_predict(states[i], t) for i in range(self.n_v)]
         firsts = self._predicted_fits(t, preds, states, pool, workers)
-        if workers is not None and following is not None:
+        if workers is not None and len(workers) and following is not None:  # (none left: no guesses)
             self._start_ahead(t, following, firsts, states, workers)
         fits: list[_Accepted | None] = [None] * self.n_v
         # accept the predicted fits that are good; the others fall back, once their neighbours are known
