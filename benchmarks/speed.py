@@ -7,24 +7,29 @@ The phantom (``dmx phantom --frames 600 --fps 30 --size 1024``) is generated onc
 folder (default ``~/.cache/dmx-bench/speed``; about a minute) and reused. Then, each in a fresh
 Python process:
 
-* ``dmx analyze STUDY --landmarks L --out DIR``, the command itself: wall time, CPU time and peak
-  RSS (``getrusage`` of the child);
-* the same steps called one by one (load, track on as many threads as ``dmx analyze`` uses,
-  smooth, measure, assemble, write measurements/landmarks, report), timed each (wall and CPU),
-  with the peak RSS of that process. "assemble" includes the input's SHA-256, which
-  ``dmx analyze`` computes on a background thread while it tracks.
+* ``dmx analyze STUDY --landmarks L --out DIR``, the command itself: wall time, CPU time (its worker
+  processes included, and of its main process alone), peak RSS of its largest process
+  (``getrusage``) and peak PSS of all its processes together (``/proc/PID/smaps_rollup``, sampled
+  every 0.25 s: the frames a forked worker shares are counted once, as they are in memory);
+* the same steps called one by one (load, track in as many processes as ``dmx analyze`` uses,
+  smooth, measure, assemble, write measurements/landmarks, report), timed each (wall and CPU, the
+  tracking workers' CPU included), with the peak RSS and PSS. "assemble" includes the input's
+  SHA-256, which ``dmx analyze`` computes on a background thread while it tracks; the report is
+  written here after measurements.json, where ``dmx analyze`` writes them at the same time.
 
 The machine is shared, so wall times are noisy: ``--repeat N`` runs each N times and prints the
 best and the median; CPU seconds are steadier.
 
-``--track-only N`` instead tracks the first N frames of the study alone, on one thread, in a fresh
-process (``--repeat`` times): CPU and wall seconds, ms per frame, and the prefilter's work, which
-does not depend on the machine's load: megapixels through the Gaussian and the box filters (and
-their seconds), and how many fits were run on a whole frame region (``FrameROI`` built without
-``inner``) or on the part a predicted fit samples. With ``--profile`` the first run is profiled.
+``--track-only N`` instead tracks the first N frames of the study alone, in a fresh process
+(``--repeat`` times), in ``--processes P`` processes (default 1: ``track(processes=P)``): CPU seconds
+(all processes, and the main one alone), wall seconds, ms per frame, and the prefilter's work of the
+main process, which does not depend on the machine's load: megapixels through the Gaussian and the
+box filters (and their seconds), and how many fits were run on a whole frame region (``FrameROI``
+built without ``inner``) or on the part a predicted fit samples. With ``--profile`` the first run is
+profiled (the main process).
 
     PYTHONPATH=. python benchmarks/speed.py [--repeat 3] [--cache DIR] [--profile out.prof]
-    PYTHONPATH=. python benchmarks/speed.py --track-only 120 --repeat 3
+    PYTHONPATH=. python benchmarks/speed.py --track-only 120 --repeat 3 [--processes 2]
 """
 
 from __future__ import annotations
@@ -85,8 +90,64 @@ def _child_rusage(before: resource.struct_rusage) -> tuple[float, float]:
     return cpu, after.ru_maxrss / 1e6  # kB on Linux
 
 
-def run_cli(folder: Path, out: Path, profile: str | None) -> tuple[float, float, float]:
-    """``dmx analyze`` in a fresh process: wall s, CPU s, peak RSS GB."""
+def _tree_pss_gb(pid: int) -> float:
+    """Proportional set size (GB) of process ``pid`` and its descendants: pages shared by several
+    (a forked worker's copy-on-write frames) are counted once over all, unlike the sum of their RSS."""
+    total_kb, todo = 0, [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            for line in Path(f"/proc/{p}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Pss:"):
+                    total_kb += int(line.split()[1])
+                    break
+            for task in Path(f"/proc/{p}/task").iterdir():
+                todo += [int(c) for c in (task / "children").read_text().split()]
+        except (OSError, ValueError):
+            continue
+    return total_kb / 1e6
+
+
+def _cpu_s(pid: int) -> float | None:
+    """CPU seconds (user + system) process ``pid`` has used so far (None if unreadable)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _run_sampled(cmd: list[str], **kwargs) -> tuple[subprocess.CompletedProcess, float, float]:
+    """Run ``cmd``; its result, the peak PSS (GB) of its process tree (sampled every 0.25 s: reading it
+    walks the processes' page tables, which slows them if done often) and the CPU seconds of its main
+    process alone (its workers left out; sampled every 20 ms). 0 where ``/proc`` has no figures."""
+    import threading
+
+    proc = subprocess.Popen(cmd, **kwargs)
+    peak, main_cpu = [0.0], [0.0]
+    done = threading.Event()
+
+    def sample() -> None:
+        n = 0
+        while not done.wait(0.02):
+            if n % 12 == 0:
+                peak[0] = max(peak[0], _tree_pss_gb(proc.pid))
+            main_cpu[0] = _cpu_s(proc.pid) or main_cpu[0]
+            n += 1
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    out, err = proc.communicate()
+    done.set()
+    sampler.join()
+    if proc.returncode:
+        raise subprocess.CalledProcessError(proc.returncode, cmd, out, err)
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err), peak[0], main_cpu[0]
+
+
+def run_cli(folder: Path, out: Path, profile: str | None) -> tuple[float, float, float, float, float]:
+    """``dmx analyze`` in a fresh process: wall s, CPU s (its worker processes included), peak RSS GB
+    (of its largest process), peak PSS GB (of all its processes together), CPU s of its main process."""
     cmd = [sys.executable]
     if profile:
         cmd += ["-m", "cProfile", "-o", profile]
@@ -102,10 +163,10 @@ def run_cli(folder: Path, out: Path, profile: str | None) -> tuple[float, float,
     ]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
-    subprocess.run(cmd, check=True, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _, pss, main_cpu = _run_sampled(cmd, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wall = time.perf_counter() - t0
     cpu, rss = _child_rusage(before)
-    return wall, cpu, rss
+    return wall, cpu, rss, pss, main_cpu
 
 
 STAGES_SCRIPT = r"""
@@ -125,15 +186,18 @@ from dmx.threads import default_threads
 folder, out = Path(sys.argv[1]), Path(sys.argv[2])
 out.mkdir(parents=True, exist_ok=True)
 times = {"import": time.perf_counter() - t_start}
+def cpu_s():  # this process and its ended worker processes
+    own, ended = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + ended.ru_utime + ended.ru_stime
 def stage(name, fn):
-    t0 = time.perf_counter(); c0 = time.process_time()
+    t0 = time.perf_counter(); c0 = cpu_s()
     r = fn()
     times[name] = time.perf_counter() - t0
-    times[name + "_cpu"] = time.process_time() - c0
+    times[name + "_cpu"] = cpu_s() - c0
     return r
 lm = read_landmarks(folder / "landmarks.json")
 seq = stage("load", lambda: load_sequence(folder / "study.dcm"))
-raw = stage("track", lambda: track(seq.frames, lm, threads=default_threads()))
+raw = stage("track", lambda: track(seq.frames, lm, processes=default_threads()))
 tr = stage("smooth", lambda: smooth_tracks(raw, window_frames=WINDOW_FRAMES))
 m = stage("measure", lambda: measure(tr, mm_per_px=seq.mm_per_px, adi_points_px=_adi_points(tr, lm)))
 doc = stage("assemble", lambda: build_measurements(seq, lm, tr, m, landmarks_source=LandmarkSource.FILE.value,
@@ -145,32 +209,35 @@ def write_text():
 stage("write json/csv", write_text)
 stage("report", lambda: write_report(an, out / "report.html"))
 times["frames_gb"] = seq.frames.nbytes / 1e9
-times["peak_rss_gb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
+who = (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)  # the largest process
+times["peak_rss_gb"] = max(resource.getrusage(w).ru_maxrss for w in who) / 1e6
 print(json.dumps(times))
 """
 
 
 def run_stages(folder: Path, out: Path) -> dict[str, float]:
-    """The pipeline's steps one by one in a fresh process: seconds per stage, peak RSS."""
-    res = subprocess.run(
+    """The pipeline's steps one by one in a fresh process: seconds per stage, peak RSS and PSS."""
+    res, pss, _ = _run_sampled(
         [sys.executable, "-c", STAGES_SCRIPT, str(folder), str(out)],
-        check=True,
         env=_env(),
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
     )
-    return json.loads(res.stdout.strip().splitlines()[-1])
+    times = json.loads(res.stdout.strip().splitlines()[-1])
+    times["peak_pss_gb"] = pss
+    return times
 
 
 TRACK_SCRIPT = r"""
-import cProfile, json, sys, time
+import cProfile, json, resource, sys, time
 import cv2
 import numpy as np
 import dmx.tracking.register as reg
 from dmx.io.load import load_sequence
 from dmx.landmarks import read_landmarks
 from dmx.tracking import track
-folder, n, profile = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+folder, n, profile, processes = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
 lm = read_landmarks(folder + "/landmarks.json")
 frames = np.ascontiguousarray(load_sequence(folder + "/study.dcm").frames[:n])
 work = {"gauss_mpx": 0.0, "box_mpx": 0.0, "gauss_s": 0.0, "box_s": 0.0, "whole": 0, "part": 0}
@@ -191,22 +258,26 @@ def counting_init(self, frame, box, template, **kw):
     work["part" if kw.get("inner") is not None else "whole"] += 1
     roi_init(self, frame, box, template, **kw)
 reg.FrameROI.__init__ = counting_init
+def cpu_s(who):
+    r = resource.getrusage(who)
+    return r.ru_utime + r.ru_stime
 prof = cProfile.Profile() if profile else None
-c0, t0 = time.process_time(), time.perf_counter()
+c0, w0, t0 = cpu_s(resource.RUSAGE_SELF), cpu_s(resource.RUSAGE_CHILDREN), time.perf_counter()
 if prof:
     prof.enable()
-track(frames, lm, threads=1)
+track(frames, lm, processes=processes)
 if prof:
     prof.disable(); prof.dump_stats(profile)
-work.update(cpu_s=time.process_time() - c0, wall_s=time.perf_counter() - t0, frames=len(frames))
+own, workers = cpu_s(resource.RUSAGE_SELF) - c0, cpu_s(resource.RUSAGE_CHILDREN) - w0
+work.update(cpu_s=own + workers, main_cpu_s=own, wall_s=time.perf_counter() - t0, frames=len(frames))
 print(json.dumps(work))
 """
 
 
-def run_track_only(folder: Path, n_frames: int, profile: str | None) -> dict[str, float]:
-    """Tracking alone on the study's first ``n_frames``, one thread, in a fresh process."""
+def run_track_only(folder: Path, n_frames: int, profile: str | None, processes: int = 1) -> dict[str, float]:
+    """Tracking alone on the study's first ``n_frames``, in ``processes`` processes, in a fresh process."""
     res = subprocess.run(
-        [sys.executable, "-c", TRACK_SCRIPT, str(folder), str(n_frames), profile or ""],
+        [sys.executable, "-c", TRACK_SCRIPT, str(folder), str(n_frames), profile or "", str(processes)],
         check=True,
         env=_env(),
         capture_output=True,
@@ -223,14 +294,24 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--stages-only", action="store_true")
     p.add_argument("--cli-only", action="store_true")
     p.add_argument("--track-only", type=int, metavar="N", help="track the first N frames alone (one thread)")
+    p.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        help="with --track-only: register the bodies in this many processes (track(processes=...))",
+    )
     args = p.parse_args(argv)
     folder = ensure_study(Path(args.cache))
     if args.track_only:
-        print(f"tracking alone, frames 0-{args.track_only - 1} of {FRAMES} ({SIZE}x{SIZE}), one thread")
+        print(
+            f"tracking alone, frames 0-{args.track_only - 1} of {FRAMES} ({SIZE}x{SIZE}), "
+            f"{args.processes} process(es)"
+        )
         for i in range(args.repeat):
-            r = run_track_only(folder, args.track_only, args.profile if i == 0 else None)
+            r = run_track_only(folder, args.track_only, args.profile if i == 0 else None, args.processes)
             print(
-                f"track: {r['cpu_s']:.2f} CPU-s, {r['wall_s']:.2f} s wall "
+                f"track: {r['cpu_s']:.2f} CPU-s ({r['main_cpu_s']:.2f} in the main process), "
+                f"{r['wall_s']:.2f} s wall "
                 f"({1000 * r['cpu_s'] / r['frames']:.1f} CPU-ms per frame); prefilter: "
                 f"Gaussian {r['gauss_mpx']:.0f} Mpx {r['gauss_s']:.2f} s, box {r['box_mpx']:.0f} Mpx "
                 f"{r['box_s']:.2f} s; regions filtered whole {r['whole']}, in part {r['part']}"
@@ -244,7 +325,11 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="dmx-speed-") as tmp:
         if not args.cli_only:
             runs = [run_stages(folder, Path(tmp) / f"stages{i}") for i in range(args.repeat)]
-            names = [k for k in runs[0] if not k.endswith("_cpu") and k not in ("frames_gb", "peak_rss_gb")]
+            names = [
+                k
+                for k in runs[0]
+                if not k.endswith("_cpu") and k not in ("frames_gb", "peak_rss_gb", "peak_pss_gb")
+            ]
             print(f"{'stage':<16} {'wall s (best)':>13} {'median':>7} {'cpu s':>6}")
             for k in names:
                 w = [r[k] for r in runs]
@@ -253,7 +338,11 @@ def main(argv: list[str] | None = None) -> int:
             total = [sum(r[k] for k in names) for r in runs]
             print(f"{'total':<16} {min(total):13.2f} {statistics.median(total):7.2f}")
             gb, peak = runs[0]["frames_gb"], max(r["peak_rss_gb"] for r in runs)
-            print(f"decoded frames {gb:.2f} GB, peak RSS {peak:.2f} GB ({peak / gb:.2f}x the frames)")
+            pss = max(r["peak_pss_gb"] for r in runs)
+            print(
+                f"decoded frames {gb:.2f} GB, peak RSS {peak:.2f} GB of the largest process "
+                f"({peak / gb:.2f}x the frames), peak PSS {pss:.2f} GB of all ({pss / gb:.2f}x)"
+            )
         if not args.stages_only:
             cli = [
                 run_cli(folder, Path(tmp) / f"cli{i}", args.profile if i == 0 else None)
@@ -262,9 +351,12 @@ def main(argv: list[str] | None = None) -> int:
             walls = [c[0] for c in cli]
             best, med = min(walls), statistics.median(walls)
             cpu, peak = statistics.median([c[1] for c in cli]), max(c[2] for c in cli)
+            pss, main_cpu = max(c[3] for c in cli), statistics.median([c[4] for c in cli])
             print(
                 f"dmx analyze (report included): wall best {best:.2f} s, median {med:.2f} s, "
-                f"cpu {cpu:.2f} s, peak RSS {peak:.2f} GB; {acquired_s / best:.2f}x real time"
+                f"cpu {cpu:.2f} s ({main_cpu:.2f} s in the main process), peak RSS {peak:.2f} GB "
+                f"(largest process), peak PSS {pss:.2f} GB (all processes); "
+                f"{acquired_s / best:.2f}x real time"
             )
     return 0
 

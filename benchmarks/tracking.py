@@ -31,6 +31,9 @@ still turn an endplate: this is the number the measurements see.
 Speed: frames per second (wall clock and CPU), and times real time at 30 fps, for 1024x1024 and 512x512
 studies of 150 / 300 / 600 frames.
 
+``--processes N`` tracks in N processes (``track(processes=N)``): the same figures (only the speed
+differs), which is how the tracks' independence of the worker processes is checked on every case.
+
 Targets (issue): median <= 0.2 px, p95 <= 0.6 px, no unflagged frame > 2 px; >= 30 fps (1x real
 time) for 600 frames at 1024x1024, aiming for 90 fps.
 """
@@ -47,6 +50,9 @@ import numpy as np
 from dmx.anatomy import Vertebra
 from dmx.phantom.scenes import make_scene
 from dmx.tracking import TRUSTED_QUALITY, track
+
+#: Extra options of every ``track`` call (``--processes``).
+TRACK_OPTIONS: dict[str, Any] = {}
 
 
 def _row(
@@ -189,14 +195,14 @@ def accuracy(full: bool) -> None:
     print(f"{'case':<38} {'V':<3} {'median':>7} {'p95':>7} {'max':>7} {'flagged':>8} {'>2px!':>6}")
     for name, frames, truth, landmarks, arch in _phantom_cases(full):
         t0 = time.perf_counter()
-        tr = track(frames, landmarks)
+        tr = track(frames, landmarks, **TRACK_OPTIONS)
         for line in _row(name, tr, truth, time.perf_counter() - t0, arch):
             print(line)
         sys.stdout.flush()
     for name, kw in _synthetic_cases(full):
         s = make_scene(**kw)
         t0 = time.perf_counter()
-        tr = track(s.frames, s.landmarks)
+        tr = track(s.frames, s.landmarks, **TRACK_OPTIONS)
         for line in _row(name, tr, s.truth_px, time.perf_counter() - t0):
             print(line)
         sys.stdout.flush()
@@ -231,7 +237,7 @@ def speed(full: bool) -> None:
             frames, lm = _speed_study(shape, body, n)
             c0 = time.process_time()
             t0 = time.perf_counter()
-            tr = track(frames, lm)
+            tr = track(frames, lm, **TRACK_OPTIONS)
             wall = time.perf_counter() - t0
             cpu = time.process_time() - c0
             lost = int((~tr.tracked).sum())
@@ -253,7 +259,7 @@ def speed_phantom(full: bool) -> None:
         frames = np.concatenate([ph.frames] * (n // 150))
         t0 = time.perf_counter()
         c0 = time.process_time()
-        tr = track(frames, ph.landmarks)
+        tr = track(frames, ph.landmarks, **TRACK_OPTIONS)
         wall = time.perf_counter() - t0
         cpu = time.process_time() - c0
         lost = int((~tr.tracked).sum())
@@ -337,7 +343,13 @@ def family_accuracy(
         cases = _family_cases(families, frames=frames, size_px=size_px)
     for name, kw in cases:
         ph = make_phantom(**kw)
-        tr = track(ph.frames, ph.landmarks, outlier_spread_px=outlier_spread_px, still_layers=still_layers)
+        tr = track(
+            ph.frames,
+            ph.landmarks,
+            outlier_spread_px=outlier_spread_px,
+            still_layers=still_layers,
+            **TRACK_OPTIONS,
+        )
         sr, sc = ph.truth["mm_per_px"]
         h = float(ph.truth["h"])
         idx = {v: tr.vertebrae.index(v) for v in BODIES}
@@ -396,7 +408,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--frames", type=int, default=60, help="with --appearance: frames per phantom (60)")
     p.add_argument("--size", type=int, default=512, help="with --appearance: frame side in px (512)")
+    p.add_argument("--processes", type=int, default=1, help="track in this many processes (same figures)")
     args = p.parse_args(argv)
+    TRACK_OPTIONS["processes"] = args.processes
     if args.appearance is not None:
         from dmx.phantom import parse_families
 

@@ -291,13 +291,15 @@ def analyze(
             "quadratic; default 5). 0: raw tracks.",
         ),
     ] = None,
-    threads: Annotated[
+    workers: Annotated[
         int | None,
         typer.Option(
+            "--workers",
             "--threads",
             min=1,
-            help="Threads registering the bodies of each frame (default: the CPUs available, at most 4). "
-            "Same results whatever the number.",
+            help="Processes registering the bodies of each frame: this one and N-1 forked workers sharing "
+            "its frames (default: the CPUs available, at most 4). Same results whatever the number. "
+            "--threads is its former name.",
         ),
     ] = None,
     neutral: Annotated[
@@ -374,7 +376,7 @@ def analyze(
                 thresholds=thresholds,
                 smooth_frames=smooth_frames,
                 normative=reference,
-                threads=default_threads() if threads is None else threads,
+                processes=default_threads() if workers is None else workers,
             )
     except DetectionFailedError as exc:
         if exc.sequence is None:
@@ -396,7 +398,14 @@ def analyze(
             except OSError:
                 break
         raise
-    written = write_outputs(analysis, out, report=report, pdf=pdf, dicom=dicom)
+    written = write_outputs(
+        analysis,
+        out,
+        report=report,
+        pdf=pdf,
+        dicom=dicom,
+        processes=default_threads() if workers is None else workers,
+    )
     if json_out:
         typer.echo(json.dumps(analysis.measurements, indent=1, allow_nan=False))
     else:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -370,6 +371,7 @@ def analyze(
     smooth_frames: int | None = None,
     normative: Any = None,
     threads: int = 1,
+    processes: int = 1,
 ) -> Analysis:
     """Load, find or read the landmarks, track and measure one study.
 
@@ -402,8 +404,11 @@ def analyze(
         table, :func:`dmx.normative.default_normative`).
     threads : int
         Threads registering the bodies of a frame in parallel (the tracks are identical whatever
-        the number). More than one shortens one study's wall time on an idle machine but costs
-        some CPU in thread switching: ``dmx analyze`` uses :func:`dmx.threads.default_threads`,
+        the number). They share the GIL, so they barely shorten the wall time: ``processes`` does.
+    processes : int
+        Processes registering the bodies of a frame: this one and ``processes - 1`` workers forked
+        for the tracking, which share its decoded frames (``track(processes=...)``; the tracks are
+        identical whatever the number). ``dmx analyze`` uses :func:`dmx.threads.default_threads`,
         ``dmx batch`` (one process per study) keeps 1.
 
     Raises
@@ -450,7 +455,13 @@ def analyze(
     with ThreadPoolExecutor(max_workers=1) as background:
         checksum = background.submit(sha256_files, sequence.paths) if sequence.paths else None
         tracks = smooth_tracks(
-            track(sequence.frames, landmarks, threads=max(1, int(threads))), window_frames=smooth
+            track(
+                sequence.frames,
+                landmarks,
+                threads=max(1, int(threads)),
+                processes=max(1, int(processes)),
+            ),
+            window_frames=smooth,
         )
         input_sha256 = checksum.result() if checksum is not None else None
     measured = measure(
@@ -502,7 +513,13 @@ def measurements_text(doc: dict[str, Any]) -> str:
 
 
 def write_outputs(
-    analysis: Analysis, out_dir: str | Path, *, report: bool = True, pdf: bool = False, dicom: bool = False
+    analysis: Analysis,
+    out_dir: str | Path,
+    *,
+    report: bool = True,
+    pdf: bool = False,
+    dicom: bool = False,
+    processes: int = 1,
 ) -> dict[str, Path]:
     """Write ``measurements.json``, ``landmarks.csv`` and ``report.html`` into ``out_dir``.
 
@@ -515,40 +532,59 @@ def write_outputs(
     SR, key-frame images, and the PDF report as Encapsulated PDF when ``pdf`` wrote one), written
     after everything else so that a DICOM problem loses none of the other files.
 
+    With ``processes`` > 1 the report is written by a process forked for it
+    (:class:`dmx.tracking.workers.ForkedCall`, sharing the frames) while this one writes the
+    other files; the files are the same (should that process fail, the report is written here).
+
     Each file is written atomically. Returns the paths written by name.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written: dict[str, Path] = {}
-    text = measurements_text(analysis.measurements)
-    write_text_atomic(out / MEASUREMENTS_NAME, text)
-    written["measurements"] = out / MEASUREMENTS_NAME
-    write_text_atomic(out / LANDMARKS_CSV_NAME, landmarks_csv(analysis.tracks))
-    written["landmarks"] = out / LANDMARKS_CSV_NAME
-    auto = analysis.landmarks_source == LandmarkSource.AUTO
-    if auto:
-        write_landmarks(analysis.landmarks, out / AUTO_LANDMARKS_NAME)
-        written["landmarks_auto"] = out / AUTO_LANDMARKS_NAME
-    if report:
+    static = analysis.sequence.kind == "static"  # views side by side (key frames), no cine
+    report_options: dict[str, Any] = {"pdf": pdf, **({"cine": False} if static else {})}
+    background = None
+    if report and processes > 1:
         from dmx.report import write_report
+        from dmx.tracking.workers import ForkedCall
 
+        background = ForkedCall(partial(write_report, analysis, out / REPORT_NAME, **report_options))
+    try:
+        text = measurements_text(analysis.measurements)
+        write_text_atomic(out / MEASUREMENTS_NAME, text)
+        written["measurements"] = out / MEASUREMENTS_NAME
+        write_text_atomic(out / LANDMARKS_CSV_NAME, landmarks_csv(analysis.tracks))
+        written["landmarks"] = out / LANDMARKS_CSV_NAME
+        auto = analysis.landmarks_source == LandmarkSource.AUTO
         if auto:
-            from dmx.report.review import write_review
+            write_landmarks(analysis.landmarks, out / AUTO_LANDMARKS_NAME)
+            written["landmarks_auto"] = out / AUTO_LANDMARKS_NAME
+        if report:
+            from dmx.report import write_report
 
-            det = analysis.measurements.get("landmarks_detection") or {}
-            write_review(
-                analysis.sequence,
-                analysis.landmarks,
-                out / REVIEW_NAME,
-                missing=det.get("missing") or {},
-                warnings=det.get("warnings") or [],
-            )
-            written["review"] = out / REVIEW_NAME
-        static = analysis.sequence.kind == "static"  # views side by side (key frames), no cine
-        write_report(analysis, out / REPORT_NAME, pdf=pdf, **({"cine": False} if static else {}))
-        written["report"] = out / REPORT_NAME
-        if pdf and (out / "report.pdf").exists():
-            written["pdf"] = out / "report.pdf"
+            if auto:
+                from dmx.report.review import write_review
+
+                det = analysis.measurements.get("landmarks_detection") or {}
+                write_review(
+                    analysis.sequence,
+                    analysis.landmarks,
+                    out / REVIEW_NAME,
+                    missing=det.get("missing") or {},
+                    warnings=det.get("warnings") or [],
+                )
+                written["review"] = out / REVIEW_NAME
+            if background is not None:
+                background.result()
+            else:
+                write_report(analysis, out / REPORT_NAME, **report_options)
+            written["report"] = out / REPORT_NAME
+            if pdf and (out / "report.pdf").exists():
+                written["pdf"] = out / "report.pdf"
+    except BaseException:
+        if background is not None:
+            background.join()  # the report being written is finished, not cut off
+        raise
     if dicom:
         from dmx.dicom import DICOM_DIR, write_dicom_outputs
 

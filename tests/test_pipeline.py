@@ -326,6 +326,46 @@ def test_write_outputs_auto_adds_the_proposal_and_review_page_and_the_loop_close
     }
 
 
+def test_write_outputs_with_the_report_in_a_forked_process_writes_the_same_files(
+    phantom, tmp_path, monkeypatch
+):
+    import os
+    from datetime import UTC, datetime
+
+    import dmx.report
+
+    _, _, analysis = phantom
+    when = datetime(2026, 1, 2, 3, 4, tzinfo=UTC)
+    real = dmx.report.write_report
+    parent = os.getpid()
+    writers = []
+
+    def at_a_fixed_time(*args, **kwargs):  # the footer's time fixed; who wrote the report recorded
+        writers.append(os.getpid())  # seen here only when written here
+        Path(str(args[1]) + ".writer").write_text(str(os.getpid()))
+        return real(*args, generated_at=when, **kwargs)
+
+    monkeypatch.setattr(dmx.report, "write_report", at_a_fixed_time)
+    here = pipeline.write_outputs(analysis, tmp_path / "here")
+    forked = pipeline.write_outputs(analysis, tmp_path / "forked", processes=2)
+    assert set(forked) == set(here) == {"measurements", "landmarks", "report"}
+    for name, path in here.items():
+        assert forked[name].read_bytes() == path.read_bytes(), name
+    assert writers == [parent]  # the second report was written by the forked process
+    assert int((tmp_path / "forked" / "report.html.writer").read_text()) != parent
+
+    # the forked process fails: the report is written here, the same
+    def fails_there(*args, **kwargs):
+        if os.getpid() != parent:
+            raise RuntimeError("no report there")
+        return at_a_fixed_time(*args, **kwargs)
+
+    monkeypatch.setattr(dmx.report, "write_report", fails_there)
+    again = pipeline.write_outputs(analysis, tmp_path / "again", processes=2)
+    assert again["report"].read_bytes() == here["report"].read_bytes()
+    assert writers == [parent, parent]
+
+
 def test_detection_summary_and_its_one_line_per_vertebra(phantom, monkeypatch):
     _, lm, _ = phantom
     find = fake_detector(lm, leave_out={"C7": "below  the\nshoulders"}, confidence={"C4": 0.25})
@@ -440,9 +480,10 @@ def test_single_frame_series_input_paths_are_listed_in_frame_order(phantom, tmp_
     np.testing.assert_allclose(_levels(doc)["C4-C5"], _levels(whole.measurements)["C4-C5"], atol=1e-6)
 
 
-def test_threads_give_the_same_tracks_and_measurements(phantom):
-    study, lm, one = phantom  # the fixture's analysis ran on one thread
-    three = pipeline.analyze(study, landmarks_path=lm, threads=3)
+@pytest.mark.parametrize("parallel", [{"threads": 3}, {"processes": 2}])
+def test_threads_or_processes_give_the_same_tracks_and_measurements(phantom, parallel):
+    study, lm, one = phantom  # the fixture's analysis ran in one process, on one thread
+    three = pipeline.analyze(study, landmarks_path=lm, **parallel)
     np.testing.assert_array_equal(three.tracks.corners_px, one.tracks.corners_px)
     np.testing.assert_array_equal(three.tracks.quality, one.tracks.quality)
     assert pipeline.measurements_text(three.measurements) == pipeline.measurements_text(one.measurements)

@@ -60,6 +60,7 @@ from dmx.tracking.register import (
 )
 from dmx.tracking.robust import inconsistent, reject_inconsistent, static_mask
 from dmx.tracking.types import Tracks
+from dmx.tracking.workers import ForkedWorkers, can_fork
 
 _log = logging.getLogger(__name__)
 
@@ -187,6 +188,11 @@ def _predict(state: _State, t: int) -> np.ndarray | None:
         pred = np.eye(3)
         pred[:2, 2] = step * rel[:2, 2]
     return pred @ a1
+
+
+def _same_call(a: tuple, b: tuple) -> bool:
+    """Two registrations ``(body, frame, start pose, first level)`` are the same, the pose to the bit."""
+    return a[:2] == b[:2] and a[3] == b[3] and a[2].dtype == b[2].dtype and a[2].tobytes() == b[2].tobytes()
 
 
 def _visible(template: Template, a: np.ndarray | None, shape: tuple[int, int]) -> float:
@@ -330,6 +336,7 @@ def track(
     anatomy_check: bool = True,
     reacquire: bool = True,
     threads: int = 1,
+    processes: int = 1,
     outlier_spread_px: float = 0.0,
     still_layers: bool = True,
 ) -> Tracks:
@@ -376,7 +383,15 @@ def track(
         Search for a lost body in later frames (coarse search) instead of giving it up.
     threads : int
         Register the bodies of a frame on this many threads (OpenCV releases the GIL; results are
-        identical to one thread).
+        identical to one thread). The fits share the GIL, so threads barely shorten the wall time:
+        ``processes`` does.
+    processes : int
+        Register the bodies of a frame in this many processes: this one and ``processes - 1`` workers
+        forked once the templates are made (:class:`dmx.tracking.workers.ForkedWorkers`; the frames are
+        shared copy-on-write, not copied). Each frame's bodies from their predicted poses are shared out
+        between them; everything else (acceptance, recovery, refits, checks) runs here, so the tracks
+        are identical to the bit whatever the number. Where processes cannot be forked
+        (:func:`dmx.tracking.workers.can_fork`), as many threads instead.
     outlier_spread_px : float
         Experimental (issue #13; default 0, off): reject, with every template pixel the robust fit
         rejects, its neighbours within this radius (full-resolution pixels), so that the soft edge of an
@@ -424,13 +439,20 @@ def track(
     )
     tracker = _Tracker(frames_arr, landmarks, vertebrae, options)  # templates cut from the reference frame
     tracker.calibrate_residuals()
-    pool = ThreadPoolExecutor(max_workers=threads) if threads > 1 else None
+    forked = processes > 1 and n_t > 1 and can_fork()
+    if processes > 1 and not forked:
+        threads = max(threads, processes)
+    # forked now: the workers see the templates as calibrated, which stay so from here on
+    workers = ForkedWorkers(tracker.fit_on_frame, processes - 1) if forked else None
+    pool = ThreadPoolExecutor(max_workers=threads) if threads > 1 and workers is None else None
     try:
-        tracker.run_pass(range(ref + 1, n_t), pool)  # forwards from the reference frame
-        tracker.run_pass(range(ref - 1, -1, -1), pool)  # then backwards
+        tracker.run_pass(range(ref + 1, n_t), pool, workers)  # forwards from the reference frame
+        tracker.run_pass(range(ref - 1, -1, -1), pool, workers)  # then backwards
     finally:
         if pool is not None:
             pool.shutdown()
+        if workers is not None:
+            workers.close()
     if still_layers:
         tracker.refine_still_layers()
     return tracker.tracks()
@@ -505,6 +527,8 @@ class _Tracker:
         self.templates = self._make_templates()
         self.clear_cost = [math.inf] * n_v  # see calibrate_residuals
         self.verified: set[int] = set()  # bodies of the current frame whose fit reanchor confirmed
+        # the predicted fits of the next frame the workers were started on (_start_ahead)
+        self.ahead: list[tuple[int, int, np.ndarray, int | None]] | None = None
         self._start_at_reference()
 
     def _make_templates(self) -> list[Template | None]:
@@ -599,6 +623,12 @@ class _Tracker:
             fit = Fit(guess, False, 0.0, 0.0, float("nan"), float("nan"), 0.0, float("inf"), 0)
         return fit, _quality(fit, min_visible=self.opt.min_visible)
 
+    def fit_on_frame(
+        self, i: int, t: int, guess: np.ndarray, first_level: int | None = None
+    ) -> tuple[Fit, float]:
+        """:meth:`fit_at` on frame ``t`` (what a worker process runs: :class:`ForkedWorkers`)."""
+        return self.fit_at(i, self.frames[t], guess, first_level)
+
     def calibrate_residuals(self) -> None:
         """Calibrate the expected residual of a good match on the frames next to the reference.
 
@@ -654,22 +684,31 @@ class _Tracker:
                 return False
         return True
 
-    def run_pass(self, order: range, pool: ThreadPoolExecutor | None) -> None:
+    def run_pass(
+        self, order: range, pool: ThreadPoolExecutor | None, workers: ForkedWorkers | None = None
+    ) -> None:
         """Track frame after frame in ``order``, starting from the reference poses."""
         at_ref: list[np.ndarray | None] = [np.eye(3) if tpl is not None else None for tpl in self.templates]
         states = [_State(history=[(self.ref, np.eye(3))], anchor=(self.ref, at_ref)) for _ in range(self.n_v)]
-        for t in order:
-            self.track_frame(t, states, pool)
+        self.ahead = None
+        for k, t in enumerate(order):
+            self.track_frame(t, states, pool, workers, following=order[k + 1] if k + 1 < len(order) else None)
 
-    def track_frame(self, t: int, states: list[_State], pool: ThreadPoolExecutor | None) -> None:
-        """Find every body on frame ``t`` (see the class docstring for the steps)."""
+    def track_frame(
+        self,
+        t: int,
+        states: list[_State],
+        pool: ThreadPoolExecutor | None,
+        workers: ForkedWorkers | None = None,
+        following: int | None = None,
+    ) -> None:
+        """Find every body on frame ``t`` (see the class docstring for the steps); with ``workers``, they
+        start on frame ``following`` meanwhile (:meth:`_start_ahead`)."""
         frame = self.frames[t]
         preds = [_predict(states[i], t) for i in range(self.n_v)]
-        primary = partial(self._predicted_fit, frame=frame, preds=preds, states=states)
-        if pool is not None:
-            firsts = list(pool.map(primary, range(self.n_v)))
-        else:
-            firsts = [primary(i) for i in range(self.n_v)]
+        firsts = self._predicted_fits(t, preds, states, pool, workers)
+        if workers is not None and len(workers) and following is not None:  # (none left: no guesses)
+            self._start_ahead(t, following, firsts, states, workers)
         fits: list[_Accepted | None] = [None] * self.n_v
         # accept the predicted fits that are good; the others fall back, once their neighbours are known
         pending: list[int] = []
@@ -847,6 +886,71 @@ class _Tracker:
             self.reason[t][i] = INCONSISTENT
             self.quality[t, i] = min(float(self.quality[t, i]), 0.2)
             fits[i] = None
+
+    def _predicted_fits(
+        self,
+        t: int,
+        preds: list[np.ndarray | None],
+        states: list[_State],
+        pool: ThreadPoolExecutor | None,
+        workers: ForkedWorkers | None,
+    ) -> list[tuple[Fit, float] | None]:
+        """Every body of frame ``t`` registered from its predicted pose (:meth:`_predicted_fit`).
+
+        With ``workers``, the bodies to register are shared out between the workers and this process
+        (:meth:`ForkedWorkers.map`); those the workers already registered from the same pose, started
+        while the previous frame was finished (:meth:`_start_ahead`), are not registered again.
+        """
+        primary = partial(self._predicted_fit, frame=self.frames[t], preds=preds, states=states)
+        if workers is None:
+            if pool is not None:
+                return list(pool.map(primary, range(self.n_v)))
+            return [primary(i) for i in range(self.n_v)]
+        calls = {
+            i: (i, t, preds[i], 1 if len(states[i].history) >= 2 else None)
+            for i in range(self.n_v)
+            if self.templates[i] is not None and preds[i] is not None and not states[i].lost
+        }
+        found: dict[int, tuple[Fit, float]] = {}
+        if self.ahead is not None:
+            for started, fit in zip(self.ahead, workers.finish(), strict=True):
+                wanted = calls.get(started[0])
+                if wanted is not None and _same_call(started, wanted):
+                    found[started[0]] = fit
+            self.ahead = None
+        rest = [call for i, call in calls.items() if i not in found]
+        for call, fit in zip(rest, workers.map(rest), strict=True):
+            found[call[0]] = fit
+        return [found.get(i) for i in range(self.n_v)]
+
+    def _start_ahead(
+        self,
+        t: int,
+        following: int,
+        firsts: list[tuple[Fit, float] | None],
+        states: list[_State],
+        workers: ForkedWorkers,
+    ) -> None:
+        """Start the workers on frame ``following``'s predicted fits while this process finishes frame ``t``.
+
+        Each body whose predicted fit on frame ``t`` is good enough to be accepted as it is gets its
+        prediction for ``following`` as if it were (the pose recorded for frame ``t``). The next frame
+        uses a fit started here only when its own prediction is that pose to the bit
+        (:func:`_same_call`), so the tracks are those of one process: the registration is a function of
+        the body, the frame and the start pose alone.
+        """
+        calls = []
+        for i in range(self.n_v):
+            first = firsts[i]
+            if self.templates[i] is None or first is None or first[1] < TRUSTED_QUALITY:
+                continue  # not accepted as it is: registered once its pose on frame t is known
+            history = [*states[i].history, (t, first[0].transform)][-3:]  # as record() keeps it
+            pred = _predict(_State(history=history), following)
+            if pred is not None:
+                calls.append((i, following, pred, 1 if len(history) >= 2 else None))
+        if calls:
+            workers.start(calls)
+            self.ahead = calls
 
     def _predicted_fit(
         self, i: int, *, frame: np.ndarray, preds: list[np.ndarray | None], states: list[_State]

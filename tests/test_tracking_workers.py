@@ -1,0 +1,188 @@
+"""Issue #13: the bodies of a frame registered in forked worker processes give the same tracks to the bit."""
+
+import multiprocessing
+import os
+
+import numpy as np
+import pytest
+
+from dmx.tracking import track
+from dmx.tracking import tracker as tracker_mod
+from dmx.tracking.workers import ForkedWorkers, can_fork
+
+
+def test_this_platform_forks():
+    assert can_fork()  # Linux: the tests below run the worker processes, never skipped
+
+
+def _mandible_phantom():
+    """An occluded case (the mandible over C2-C4 in deep flexion, shoulders over C7; 30 frames, 384 px)
+    where the tracker recovers, refits from the neighbours and rejects: every step runs."""
+    from tests.test_tracking_occlusion import _mandible_phantom as occluded
+
+    return occluded(frames=30, rows=384, cols=384)
+
+
+def _assert_same_tracks(got, want):
+    for name in ("corners_px", "transforms", "quality", "precision_px", "rotation_precision_deg"):
+        assert np.array_equal(getattr(got, name), getattr(want, name), equal_nan=True), name
+    assert got.reason == want.reason
+    assert got.vertebrae == want.vertebrae
+
+
+def _counting_fits(monkeypatch):
+    """Count the registrations run in this process (a forked worker's are not counted here)."""
+    calls = {"n": 0}
+    fit_at = tracker_mod._Tracker.fit_at
+
+    def counted(self, *args, **kwargs):
+        if os.getpid() == parent:
+            calls["n"] += 1
+        return fit_at(self, *args, **kwargs)
+
+    parent = os.getpid()
+    monkeypatch.setattr(tracker_mod._Tracker, "fit_at", counted)
+    return calls
+
+
+def test_tracks_with_worker_processes_equal_one_process_to_the_bit(monkeypatch):
+    from dmx.tracking import workers as workers_mod
+
+    ph = _mandible_phantom()
+    calls = _counting_fits(monkeypatch)
+    # never run here what a worker took (however long the machine keeps it): the count below is then
+    # this process's share alone
+    monkeypatch.setattr(workers_mod, "_MIN_PATIENCE_S", 600.0)
+    one = track(ph.frames, ph.landmarks)
+    here_alone = calls["n"]
+    assert any(r is not None for row in one.reason for r in row)  # the case has lost frames and reasons
+    for processes in (2, 3):
+        calls["n"] = 0
+        many = track(ph.frames, ph.landmarks, processes=processes)
+        _assert_same_tracks(many, one)
+        # the workers registered bodies (how many depends on how the machine runs the processes: they
+        # take the next body as they come free), the fits of this process were its share only
+        assert 0 < calls["n"] < here_alone, (processes, calls, here_alone)
+
+
+def test_fits_started_ahead_are_used_only_from_the_same_pose(monkeypatch):
+    """The workers start on the next frame from the pose a fit would be recorded with; on the occluded
+    case some bodies are then rejected or refitted: those fits are not used (registered again), and the
+    tracks stay those of one process."""
+    ph = _mandible_phantom()
+    one = track(ph.frames, ph.landmarks)
+    seen = []
+    same_call = tracker_mod._same_call
+
+    def recorded(a, b):
+        seen.append(same_call(a, b))
+        return seen[-1]
+
+    monkeypatch.setattr(tracker_mod, "_same_call", recorded)
+    _assert_same_tracks(track(ph.frames, ph.landmarks, processes=2), one)
+    assert sum(seen) > 0.8 * len(seen)  # most are used ...
+    assert not all(seen)  # ... not those whose body's pose on the frame before was not the fit
+
+
+def test_without_fork_the_same_tracks_on_threads(monkeypatch):
+    ph = _mandible_phantom()
+    one = track(ph.frames[:12], ph.landmarks)
+    monkeypatch.setattr(tracker_mod, "can_fork", lambda: False)
+    seen = []
+    monkeypatch.setattr(tracker_mod, "ForkedWorkers", lambda *a: seen.append(a))  # must not be used
+    _assert_same_tracks(track(ph.frames[:12], ph.landmarks, processes=2), one)
+    assert seen == []
+
+
+PARENT = os.getpid()
+#: Released by a worker when it runs a call, and by this process when it does (inherited at the fork)
+WORKER_STARTED = multiprocessing.get_context("fork").Semaphore(0)
+HERE_STARTED = multiprocessing.get_context("fork").Semaphore(0)
+
+
+def _pid_once_both_started(x):
+    """Each process waits until the other side took a call, so that both take some whatever the machine
+    does (the workers each block in their first call: this process is left calls to take)."""
+    mine, other = (HERE_STARTED, WORKER_STARTED) if os.getpid() == PARENT else (WORKER_STARTED, HERE_STARTED)
+    mine.release()
+    assert other.acquire(timeout=120)
+    other.release()  # for every later call
+    return os.getpid(), x
+
+
+def _fails_on_three(x):
+    if x == 3:
+        raise ValueError(f"three in {os.getpid()}")
+    return x
+
+
+def _pid(x):
+    return os.getpid(), x
+
+
+def test_forked_workers_share_the_calls_with_this_process_in_order():
+    with ForkedWorkers(_pid_once_both_started, 2) as workers:
+        assert len(workers) == 2
+        got = workers.map([(k,) for k in range(12)])
+        assert [r[1] for r in got] == list(range(12))
+        pids = [r[0] for r in got]
+        assert pids[-1] == PARENT and pids[0] != PARENT  # this one from the back, the workers from the front
+        assert workers.map([]) == [] and workers.map([(7,)]) == [(PARENT, 7)]  # one call: run here
+
+
+def test_a_failing_call_is_run_again_here_and_raises_here():
+    with ForkedWorkers(_fails_on_three, 1) as workers:
+        assert workers.map([(1,), (2,), (4,)]) == [1, 2, 4]
+        with pytest.raises(ValueError, match=f"three in {PARENT}$"):
+            workers.map([(k,) for k in range(1, 40)])  # raised here, as without workers
+        assert workers.map([(5,), (6,)]) == [5, 6]
+
+
+def test_a_dead_worker_is_replaced_by_this_process():
+    with ForkedWorkers(_pid, 1) as workers:
+        workers._procs[0].kill()  # a worker killed (out of memory, a signal)
+        workers._procs[0].join()
+        assert workers.map([(k,) for k in range(5)]) == [(PARENT, k) for k in range(5)]
+        assert len(workers) == 0  # not used again
+        assert workers.map([(1,), (2,)]) == [(PARENT, 1), (PARENT, 2)]
+
+
+def test_a_forked_call_runs_elsewhere_and_its_failure_is_raised_here(monkeypatch):
+    from functools import partial
+
+    from dmx.tracking import workers as workers_mod
+    from dmx.tracking.workers import ForkedCall
+
+    call = ForkedCall(partial(_pid, 4))
+    pid, four = call.result()
+    assert pid != PARENT and four == 4
+    with pytest.raises(ValueError, match=f"three in {PARENT}$"):
+        ForkedCall(partial(_fails_on_three, 3)).result()  # failed there: run here, raised here
+    monkeypatch.setattr(workers_mod, "can_fork", lambda: False)
+    assert ForkedCall(partial(_pid, 5)).result() == (PARENT, 5)  # no fork: run here
+
+
+#: A worker's first call of :func:`_held_in_a_worker` waits for this (released by the test)
+HOLD = multiprocessing.get_context("fork").Semaphore(0)
+HELD_STARTED = multiprocessing.get_context("fork").Semaphore(0)
+
+
+def _held_in_a_worker(x):
+    if x < 10:
+        if os.getpid() != PARENT:
+            HELD_STARTED.release()
+            assert HOLD.acquire(timeout=120)  # held back (the machine's other jobs) until the test lets go
+        else:
+            assert HELD_STARTED.acquire(timeout=120)  # a worker took a call
+            HELD_STARTED.release()
+    return os.getpid(), x
+
+
+def test_a_worker_held_back_is_not_waited_for_and_its_late_answer_is_dropped():
+    with ForkedWorkers(_held_in_a_worker, 1) as workers:
+        # the worker takes call 0 and is held: this process runs the others, then call 0 too
+        assert workers.map([(k,) for k in range(4)]) == [(PARENT, k) for k in range(4)]
+        HOLD.release()  # its answer to the first calls comes now, late: dropped
+        got = workers.map([(k,) for k in range(10, 16)])
+        assert [r[1] for r in got] == list(range(10, 16))
+        assert len(workers) == 1  # late, not failed: still used
