@@ -63,7 +63,7 @@ def test_readme_python_example_runs(tmp_path, monkeypatch, capsys):
     text = (ROOT / "README.md").read_text(encoding="utf-8")
     section = text.split("## From Python", 1)[1].split("\n## ", 1)[0]
     (code,) = re.findall(r"```python\n(.+?)\n```", section, flags=re.S)
-    assert len(code.splitlines()) == 6  # import, blank line, and the five-line example
+    assert len(code.splitlines()) == 8  # import, blank line, and the example (formatted as ruff formats it)
     monkeypatch.chdir(tmp_path)
     exec(compile(code.replace('"sample_data/', f'"{ROOT}/sample_data/'), "README.md", "exec"), {})
     assert capsys.readouterr().out.strip() == str(
