@@ -10,6 +10,7 @@ pipeline (the orchestrator) to learn them.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +19,7 @@ from dmx.landmarks import Landmarks
 
 if TYPE_CHECKING:  # annotations only: the bottom layer does not import io or tracking at run time
     from dmx.io.sequence import Sequence
+    from dmx.report.images import EncodedCine
     from dmx.tracking.types import Tracks
 
 #: Detector confidence below which a body is flagged for review (report, review page, summary):
@@ -60,7 +62,9 @@ class Analysis:
 
     ``measurements`` is the ``measurements.json`` document (spec section 8);
     ``detection`` is what the automatic detector found, when the landmarks were
-    found automatically (``None`` when they came from a file).
+    found automatically (``None`` when they came from a file). ``report_cine``,
+    when set (``analyze(..., encode_cine=True)``), gives the report's cine frames
+    encoded while the study was measured (call it once; the report is the same).
     """
 
     sequence: Sequence
@@ -68,6 +72,7 @@ class Analysis:
     tracks: Tracks
     measurements: dict[str, Any]
     detection: Detection | None = None
+    report_cine: Callable[[], EncodedCine] | None = field(default=None, compare=False, repr=False)
 
     @property
     def landmarks_source(self) -> str:

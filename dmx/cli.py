@@ -377,6 +377,7 @@ def analyze(
                 smooth_frames=smooth_frames,
                 normative=reference,
                 processes=default_threads() if workers is None else workers,
+                encode_cine=report,  # while the tracks are measured (with workers)
             )
     except DetectionFailedError as exc:
         if exc.sequence is None:

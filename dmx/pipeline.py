@@ -18,7 +18,7 @@ import io
 import json
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -45,6 +45,9 @@ from dmx.io.sequence import Sequence
 from dmx.landmarks import Landmarks, write_landmarks
 from dmx.measure.config import Thresholds
 from dmx.tracking.types import Tracks
+
+if TYPE_CHECKING:
+    from dmx.tracking.workers import ForkedCall
 
 MEASUREMENTS_SCHEMA = "dmx.measurements/1"
 SMOOTHING_METHOD = "local quadratic (Savitzky-Golay), quality-weighted"
@@ -372,6 +375,7 @@ def analyze(
     normative: Any = None,
     threads: int = 1,
     processes: int = 1,
+    encode_cine: bool = False,
 ) -> Analysis:
     """Load, find or read the landmarks, track and measure one study.
 
@@ -410,6 +414,13 @@ def analyze(
         for the tracking, which share its decoded frames (``track(processes=...)``; the tracks are
         identical whatever the number). ``dmx analyze`` uses :func:`dmx.threads.default_threads`,
         ``dmx batch`` (one process per study) keeps 1.
+    encode_cine : bool
+        With ``processes`` > 1, where processes can be forked: encode the report's cine frames
+        (:func:`dmx.report.images.encode_study_cine`, which do not depend on the tracks) in a process
+        forked once the frames are tracked, while this one smooths and measures the tracks; they are
+        ``Analysis.report_cine``, which :func:`write_outputs` uses (the report is the same). Call
+        :func:`write_outputs` (or ``report_cine()``) then, or the forked process waits until this one
+        ends.
 
     Raises
     ------
@@ -452,39 +463,60 @@ def analyze(
     from dmx.io.checksum import sha256_files
 
     # the input's checksum is read while the frames are tracked (hashlib releases the GIL)
-    with ThreadPoolExecutor(max_workers=1) as background:
-        checksum = background.submit(sha256_files, sequence.paths) if sequence.paths else None
-        tracks = smooth_tracks(
-            track(
+    cine = None
+    try:
+        with ThreadPoolExecutor(max_workers=1) as background:
+            checksum = background.submit(sha256_files, sequence.paths) if sequence.paths else None
+            raw = track(
                 sequence.frames,
                 landmarks,
                 threads=max(1, int(threads)),
                 processes=max(1, int(processes)),
-            ),
-            window_frames=smooth,
+            )
+            cine = _start_cine(sequence) if encode_cine and processes > 1 else None
+            tracks = smooth_tracks(raw, window_frames=smooth)
+            input_sha256 = checksum.result() if checksum is not None else None
+        measured = measure(
+            tracks,
+            mm_per_px=sequence.mm_per_px,
+            neutral_frame=neutral_frame,
+            thresholds=thresholds,
+            adi_points_px=_adi_points(tracks, landmarks),
         )
-        input_sha256 = checksum.result() if checksum is not None else None
-    measured = measure(
-        tracks,
-        mm_per_px=sequence.mm_per_px,
-        neutral_frame=neutral_frame,
-        thresholds=thresholds,
-        adi_points_px=_adi_points(tracks, landmarks),
-    )
-    doc = build_measurements(
-        sequence,
-        landmarks,
-        tracks,
-        measured,
-        landmarks_source=(LandmarkSource.FILE if detection is None else LandmarkSource.AUTO).value,
-        detection=None if detection is None else detection_summary(detection),
-        smooth_frames=smooth,
-        input_sha256=input_sha256,
-    )
-    add_normative(doc, normative)
+        doc = build_measurements(
+            sequence,
+            landmarks,
+            tracks,
+            measured,
+            landmarks_source=(LandmarkSource.FILE if detection is None else LandmarkSource.AUTO).value,
+            detection=None if detection is None else detection_summary(detection),
+            smooth_frames=smooth,
+            input_sha256=input_sha256,
+        )
+        add_normative(doc, normative)
+    except BaseException:
+        if cine is not None:
+            cine.join()  # its result is not wanted: the forked process ends
+        raise
     return Analysis(
-        sequence=sequence, landmarks=landmarks, tracks=tracks, measurements=doc, detection=detection
+        sequence=sequence,
+        landmarks=landmarks,
+        tracks=tracks,
+        measurements=doc,
+        detection=detection,
+        report_cine=None if cine is None else cine.result,
     )
+
+
+def _start_cine(sequence: Sequence) -> ForkedCall | None:
+    """The report's cine frames of ``sequence`` being encoded in a forked process (None where processes
+    cannot be forked, or the study has no cine)."""
+    from dmx.report.images import encode_study_cine
+    from dmx.tracking.workers import ForkedCall, can_fork
+
+    if sequence.kind == "static" or sequence.n_frames < 2 or not can_fork():
+        return None
+    return ForkedCall(partial(encode_study_cine, sequence.frames))
 
 
 def landmarks_csv(tracks: Tracks) -> str:
@@ -544,6 +576,10 @@ def write_outputs(
     static = analysis.sequence.kind == "static"  # views side by side (key frames), no cine
     report_options: dict[str, Any] = {"pdf": pdf, **({"cine": False} if static else {})}
     background = None
+    if report and not static and analysis.report_cine is not None:
+        # encoded while the study was measured (analyze(..., encode_cine=True)): here before the report
+        # process is forked, so that it has them
+        report_options["encoded_cine"] = analysis.report_cine()
     if report and processes > 1:
         from dmx.report import write_report
         from dmx.tracking.workers import ForkedCall

@@ -366,6 +366,71 @@ def test_write_outputs_with_the_report_in_a_forked_process_writes_the_same_files
     assert writers == [parent, parent]
 
 
+def test_cine_encoded_while_measuring_gives_the_same_files(phantom, tmp_path, monkeypatch):
+    import os
+    from datetime import UTC, datetime
+
+    import dmx.report
+    import dmx.report.images as images
+
+    study, lm, one = phantom  # analysed without encoding the cine ahead
+    assert one.report_cine is None
+    parent = os.getpid()
+    where = []
+    real_encode = images.encode_study_cine
+
+    def encode(*args, **kwargs):  # who encodes the cine ahead, recorded
+        Path(tmp_path / "encoder").write_text(str(os.getpid()))
+        return real_encode(*args, **kwargs)
+
+    monkeypatch.setattr(images, "encode_study_cine", encode)
+    ahead = pipeline.analyze(study, landmarks_path=lm, processes=2, encode_cine=True)
+    assert ahead.report_cine is not None
+    assert int((tmp_path / "encoder").read_text()) != parent  # in a forked process
+    assert pipeline.measurements_text(ahead.measurements) == pipeline.measurements_text(one.measurements)
+
+    when = datetime(2026, 1, 2, 3, 4, tzinfo=UTC)
+    real = dmx.report.write_report
+
+    def at_a_fixed_time(*args, **kwargs):
+        where.append(kwargs.get("encoded_cine") is not None)
+        return real(*args, generated_at=when, **kwargs)
+
+    monkeypatch.setattr(dmx.report, "write_report", at_a_fixed_time)
+    here = pipeline.write_outputs(one, tmp_path / "here")
+
+    def no_encoding_here(*args, **kwargs):
+        raise AssertionError("the cine was encoded ahead: not again")
+
+    monkeypatch.setattr(images, "encode_cine", no_encoding_here)
+    forked = pipeline.write_outputs(ahead, tmp_path / "ahead")
+    assert where == [False, True]
+    assert set(forked) == set(here) == {"measurements", "landmarks", "report"}
+    for name, path in here.items():
+        assert forked[name].read_bytes() == path.read_bytes(), name
+
+
+def test_a_failed_analysis_ends_the_cine_encoding(phantom, monkeypatch):
+    from dmx.tracking.workers import ForkedCall
+
+    study, lm, _ = phantom
+    started = []
+    real_init = ForkedCall.__init__
+
+    def recording(self, fn):
+        real_init(self, fn)
+        started.append(self)
+
+    def fails(*args, **kwargs):
+        raise RuntimeError("measure failed")
+
+    monkeypatch.setattr(ForkedCall, "__init__", recording)
+    monkeypatch.setattr(pipeline, "build_measurements", fails)
+    with pytest.raises(RuntimeError, match="measure failed"):
+        pipeline.analyze(study, landmarks_path=lm, processes=2, encode_cine=True)
+    assert len(started) == 1 and started[0]._proc is None  # joined: the forked process has ended
+
+
 def test_detection_summary_and_its_one_line_per_vertebra(phantom, monkeypatch):
     _, lm, _ = phantom
     find = fake_detector(lm, leave_out={"C7": "below  the\nshoulders"}, confidence={"C4": 0.25})

@@ -299,6 +299,29 @@ def test_cine_encoded_on_threads_is_the_same_frame_for_frame():
     )
 
 
+def test_cine_encoded_ahead_is_used_and_gives_the_same_report(analysis, monkeypatch):
+    from datetime import UTC, datetime
+
+    when = datetime(2026, 1, 2, 3, 4, tzinfo=UTC)
+    frames = analysis.sequence.frames
+    plain = render_report(analysis, generated_at=when)
+    ahead = images.encode_study_cine(frames)
+    assert ahead.plan.frame_indices and len(ahead.uris) == len(ahead.plan.frame_indices)
+    other = images.encode_study_cine(frames, max_side_px=64)  # not the report's options: not used
+    real = images.encode_cine
+    calls = []
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(images, "encode_cine", counted)
+    assert render_report(analysis, generated_at=when, encoded_cine=ahead) == plain
+    assert calls == []
+    assert render_report(analysis, generated_at=when, encoded_cine=other) == plain
+    assert calls == [1]
+
+
 def test_display_window_handles_uint16_and_flat_frames():
     a = make_analysis(n_frames=6, size_px=128, dtype="uint16")
     lo, hi = images.display_window(a.sequence.frames)

@@ -162,6 +162,22 @@ def test_a_forked_call_runs_elsewhere_and_its_failure_is_raised_here(monkeypatch
     assert ForkedCall(partial(_pid, 5)).result() == (PARENT, 5)  # no fork: run here
 
 
+def _large(n):
+    return b"x" * n
+
+
+def test_a_forked_call_whose_large_result_is_not_wanted_ends_when_joined():
+    from functools import partial
+
+    from dmx.tracking.workers import ForkedCall
+
+    call = ForkedCall(partial(_large, 4_000_000))  # far more than a pipe's buffer
+    proc = call._proc
+    call.join()  # the result is dropped: the forked process cannot send it, and ends
+    assert call._proc is None and proc.exitcode == 0
+    assert len(ForkedCall(partial(_large, 4_000_000)).result()) == 4_000_000  # wanted: received
+
+
 #: A worker's first call of :func:`_held_in_a_worker` waits for this (released by the test)
 HOLD = multiprocessing.get_context("fork").Semaphore(0)
 HELD_STARTED = multiprocessing.get_context("fork").Semaphore(0)

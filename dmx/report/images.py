@@ -144,6 +144,56 @@ def encode_cine(
         return list(pool.map(one, plan.frame_indices))
 
 
+@dataclass(frozen=True)
+class EncodedCine:
+    """A study's cine frames encoded ahead of its report (:func:`encode_study_cine`), with the options
+    they were encoded for; the report uses them when its own options and window are the same."""
+
+    window: tuple[float, float]
+    max_side_px: int
+    budget_bytes: int
+    jpeg_quality: int
+    frames_shape: tuple[int, ...]
+    plan: CinePlan
+    uris: tuple[str, ...]
+
+    def fits(
+        self,
+        frames: np.ndarray,
+        window: tuple[float, float],
+        *,
+        max_side_px: int,
+        budget_bytes: int,
+        jpeg_quality: int,
+    ) -> bool:
+        """Whether these are the frames :func:`encode_cine` would give for these arguments."""
+        return (self.window, self.max_side_px, self.budget_bytes, self.jpeg_quality, self.frames_shape) == (
+            window,
+            max_side_px,
+            budget_bytes,
+            jpeg_quality,
+            tuple(frames.shape),
+        )
+
+
+def encode_study_cine(
+    frames: np.ndarray,
+    *,
+    max_side_px: int = 512,
+    budget_bytes: int = 12_000_000,
+    jpeg_quality: int = 70,
+    threads: int | None = None,
+) -> EncodedCine:
+    """The report's cine frames (:func:`display_window`, :func:`plan_cine`, :func:`encode_cine`), which do
+    not depend on the tracks: :func:`dmx.pipeline.analyze` encodes them while the study is measured."""
+    window = display_window(frames)
+    plan = plan_cine(
+        frames, window, max_side_px=max_side_px, budget_bytes=budget_bytes, jpeg_quality=jpeg_quality
+    )
+    uris = tuple(encode_cine(frames, window, plan, threads=threads))
+    return EncodedCine(window, max_side_px, budget_bytes, jpeg_quality, tuple(frames.shape), plan, uris)
+
+
 def crop_box(
     corners_px: np.ndarray, shape: tuple[int, int], *, margin: float = 0.12, aspect: float = 0.8
 ) -> tuple[int, int, int, int]:

@@ -420,13 +420,16 @@ def _cine_payload(
     max_side_px: int,
     budget_bytes: int,
     jpeg_quality: int,
+    encoded: images.EncodedCine | None = None,
 ) -> dict[str, Any]:
     frames = analysis.sequence.frames
     tracks = analysis.tracks
-    plan = images.plan_cine(
-        frames, window, max_side_px=max_side_px, budget_bytes=budget_bytes, jpeg_quality=jpeg_quality
-    )
-    uris = images.encode_cine(frames, window, plan)
+    options = {"max_side_px": max_side_px, "budget_bytes": budget_bytes, "jpeg_quality": jpeg_quality}
+    if encoded is not None and encoded.fits(frames, window, **options):
+        plan, uris = encoded.plan, list(encoded.uris)
+    else:
+        plan = images.plan_cine(frames, window, **options)
+        uris = images.encode_cine(frames, window, plan)
     h, w = analysis.sequence.shape
     s = plan.scale
     transforms = tracks.rigid_transforms()
@@ -508,6 +511,7 @@ def render_report(
     cine_jpeg_quality: int = 70,
     keyframe_max_side_px: int = 480,
     generated_at: datetime | None = None,
+    encoded_cine: images.EncodedCine | None = None,
 ) -> str:
     """Render one study's report as a self-contained HTML document.
 
@@ -530,6 +534,9 @@ def render_report(
         Longest side of each (cropped) key-frame image.
     generated_at : datetime, optional
         Time printed in the footer (default: now, UTC).
+    encoded_cine : dmx.report.images.EncodedCine, optional
+        The cine frames encoded ahead (:func:`dmx.report.images.encode_study_cine`), used when they
+        were encoded with the same options and window (the same frames as encoding them here).
 
     Returns
     -------
@@ -558,6 +565,7 @@ def render_report(
             max_side_px=cine_max_side_px,
             budget_bytes=cine_budget_bytes,
             jpeg_quality=cine_jpeg_quality,
+            encoded=encoded_cine,
         )
     warnings = list(dict.fromkeys([*seq.warnings, *(m.get("warnings") or [])]))
     software = m.get("software") or {}

@@ -236,6 +236,23 @@ def _samples(template: Template, a: np.ndarray) -> np.ndarray:
     return p
 
 
+def _union_box(
+    template: Template, transforms: np.ndarray, frame_shape: tuple[int, int], slack_px: float
+) -> tuple[int, int, int, int]:
+    """The smallest box holding :func:`dmx.tracking.register.needed_box` of ``template`` at each of the
+    ``(N, 2, 3)`` ``transforms`` (the same numbers, computed for all at once)."""
+    x0, y0, x1, y1 = template.bbox
+    c = np.array([[x0, y0, 1], [x1, y0, 1], [x1, y1, 1], [x0, y1, 1]], dtype=np.float64)
+    p = transforms @ c.T  # (N, 2, 4): the box's corners at each pose
+    h, w = frame_shape
+    return (
+        max(int(math.floor(float(p[:, 0].min()) - slack_px)), 0),
+        max(int(math.floor(float(p[:, 1].min()) - slack_px)), 0),
+        min(int(math.ceil(float(p[:, 0].max()) + slack_px)) + 1, w),
+        min(int(math.ceil(float(p[:, 1].max()) + slack_px)) + 1, h),
+    )
+
+
 def _size(quad: np.ndarray) -> float:
     x, y = quad[:, 0], quad[:, 1]
     return math.sqrt(0.5 * abs(float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1)))))
@@ -1129,21 +1146,24 @@ class _Tracker:
         tpl = self.templates[i]
         if tpl is None or not self.has_corners[i]:
             return None
-        n_t = self.frames.shape[0]
-        good = [
-            t
-            for t in range(n_t)
-            if self.quality[t, i] >= self.opt.min_quality and np.isfinite(self.transforms[t, i]).all()
-        ]
+        with np.errstate(invalid="ignore"):
+            tracked = self.quality[:, i] >= self.opt.min_quality
+        good = np.flatnonzero(tracked & np.isfinite(self.transforms[:, i]).all(axis=(1, 2)))
         if len(good) < STILL_LAYER_FRAMES:
             return None
-        poses = [(t, np.vstack([self.transforms[t, i], [0.0, 0.0, 1.0]])) for t in good]
-        boxes = np.array([needed_box(tpl, a, self.frames.shape[1:], 2.0) for _, a in poses])
-        box = (int(boxes[:, 0].min()), int(boxes[:, 1].min()), int(boxes[:, 2].max()), int(boxes[:, 3].max()))
+        poses = [(int(t), np.vstack([self.transforms[t, i], [0.0, 0.0, 1.0]])) for t in good]
+        box = _union_box(tpl, self.transforms[good, i], self.frames.shape[1:], 2.0)
         own = self._own_region(i)
         # a quick look first (fewer frames and rounds: a weaker estimate), the full estimate if needed
         quick = static_layer(
-            self.frames, poses, box, mask=own, max_frames=16, iterations=8, body_box=tpl.bbox
+            self.frames,
+            poses,
+            box,
+            mask=own,
+            max_frames=16,
+            iterations=8,
+            body_box=tpl.bbox,
+            footprint_only=True,
         )
         first_look = still_strength(quick, self.frames[self.ref], tpl)
         _log.debug("%s: still layer %.3f of its template at a first look", self.verts[i].value, first_look)
@@ -1183,16 +1203,31 @@ class _Tracker:
     def _own_region(self, i: int) -> np.ndarray:
         """Body ``i``'s template region on the reference frame (body and rim, not its neighbours), (H, W)."""
         h, w = self.frames.shape[1:]
-        mask = np.zeros((h, w), np.uint8)
-        cv2.fillPoly(mask, [np.round(self.quads[i] * 16).astype(np.int32)], 1, shift=4)
         r = int(round(max(4.0, self.opt.margin_frac * self.sizes[i])))
-        mask = cv2.dilate(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1)))
+        # drawn and dilated on a window around the body only, which holds every pixel the dilation
+        # reaches (morphology's border adds nothing): the same mask as on the whole frame, much cheaper
+        lo = np.floor(self.quads[i].min(axis=0)).astype(int) - r - 8
+        hi = np.ceil(self.quads[i].max(axis=0)).astype(int) + r + 9
+        x0, y0 = max(int(lo[0]), 0), max(int(lo[1]), 0)
+        x1, y1 = min(int(hi[0]), w), min(int(hi[1]), h)
+        full = np.zeros((h, w), bool)
+        if x1 <= x0 or y1 <= y0:
+            return full
+        origin = np.array([x0, y0], np.float64)
+
+        def filled(quad: np.ndarray) -> np.ndarray:
+            out = np.zeros((y1 - y0, x1 - x0), np.uint8)
+            cv2.fillPoly(out, [np.round((quad - origin) * 16).astype(np.int32)], 1, shift=4)
+            return out
+
+        mask = cv2.dilate(
+            filled(self.quads[i]), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
+        )
         for j in (i - 1, i + 1):
             if 0 <= j < self.n_v:
-                other = np.zeros((h, w), np.uint8)
-                cv2.fillPoly(other, [np.round(self.quads[j] * 16).astype(np.int32)], 1, shift=4)
-                mask[cv2.dilate(other, np.ones((5, 5), np.uint8)) > 0] = 0
-        return mask > 0
+                mask[cv2.dilate(filled(self.quads[j]), np.ones((5, 5), np.uint8)) > 0] = 0
+        full[y0:y1, x0:x1] = mask > 0
+        return full
 
     def _body_template(self, i: int, layers: Layers) -> Template | None:
         """Body ``i``'s template cut from its body layer (None when it cannot be cut)."""

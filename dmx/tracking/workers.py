@@ -233,7 +233,9 @@ class ForkedCall:
         if can_fork():
             ctx = multiprocessing.get_context("fork")
             self._conn, there = ctx.Pipe(duplex=False)
-            self._proc = ctx.Process(target=_call_once, args=(fn, there), daemon=True, name="dmx-worker")
+            self._proc = ctx.Process(
+                target=_call_once, args=(fn, there, self._conn), daemon=True, name="dmx-worker"
+            )
             self._proc.start()
             there.close()
 
@@ -259,8 +261,13 @@ class ForkedCall:
         return self._fn()
 
 
-def _call_once(fn: Callable[[], Any], conn: Any) -> None:
-    """A :class:`ForkedCall`'s process: ``fn()``'s result, or that it failed, sent back."""
+def _call_once(fn: Callable[[], Any], conn: Any, reader: Any = None) -> None:
+    """A :class:`ForkedCall`'s process: ``fn()``'s result, or that it failed, sent back. ``reader``, the
+    pipe's end the caller reads (inherited by the fork), is closed here first: once the caller closes
+    its own (:meth:`ForkedCall.join`), sending a result larger than the pipe's buffer then fails
+    instead of waiting for ever."""
+    if reader is not None:
+        reader.close()
     try:
         conn.send(("ok", fn()))
     except BaseException as exc:  # the caller runs fn itself, and raises its error there
