@@ -24,7 +24,7 @@ the fit's Hessian, convergence, and a plausible photometric gain. Frames below
 :data:`TRUSTED_QUALITY` (default ``min_quality``) are NaN, with ``reason`` one of
 :data:`LEFT_IMAGE`, :data:`NOT_FOUND`, :data:`DIVERGED`, :data:`IMPLAUSIBLE`,
 :data:`OVERLAP`, :data:`ORDER`, :data:`REFERENCE_OUTSIDE`, :data:`INCONSISTENT`, :data:`BEHIND_STATIC`,
-:data:`UNCONFIRMED`.
+:data:`UNCONFIRMED`, :data:`DRAGGED`.
 """
 
 from __future__ import annotations
@@ -101,6 +101,18 @@ REANCHOR_NEAR_PX = 0.5
 DOUBT_FRAC = 0.1
 DOUBT_STEP_FRAC = 0.05
 
+#: A body whose robust cost is more than this above its clear cost (``Fit.robust_cost``, 0..1), and that no
+#: neighbour nearer to clear confirms, is not followed (:data:`DRAGGED`): on the ``occluders`` case of
+#: ``benchmarks/measurements.py --appearance`` the fits a tube drags 2-25 px off cost 0.30-0.57 above clear,
+#: the right fits of bodies half under the mandible 0.2-0.5, but a clear neighbour confirms those.
+DRAG_EXCESS = 0.25
+
+#: ... and a refit from where a neighbour carries such a body confirms its fit only when it started within
+#: this fraction of the body's size of it (the tube drags C3's fit to an optimum that refits started 2.3-10
+#: px away, 0.05-0.2 of its size, slide into; right fits half under the mandible were confirmed from up to
+#: 1.3 px, 0.03, or 2.1-2.2 px on three frames, which are now lost).
+DRAG_LAND_FRAC = 0.04
+
 #: A body whose region holds a layer that stays still while it moves (the shoulders over C7), at least
 #: this strong against its template (:func:`dmx.tracking.layers.still_strength`), is registered again with
 #: that layer taken out (:meth:`_Tracker.refine_still_layers`); the default phantom's bodies: 0.06-0.17.
@@ -131,6 +143,7 @@ REFERENCE_OUTSIDE = "body outside the reference frame"
 INCONSISTENT = "moved inconsistently with its neighbours (occluded?)"
 BEHIND_STATIC = "behind a collimator blade (too little of it in view)"
 UNCONFIRMED = "found again under an occluder, no tracked neighbour to confirm it"
+DRAGGED = "under an occluder, and no neighbour clear of it confirms it (dragged?)"
 
 
 @dataclass
@@ -760,6 +773,13 @@ class _Tracker:
         body's anchor (``self.verified``) as a clear one does. A fit that nothing confirms, and that lies
         further from where the neighbours carry the body than the segment could have moved since the
         anchor (:data:`DOUBT_FRAC`, :data:`DOUBT_STEP_FRAC`), is rejected with :data:`INCONSISTENT`.
+
+        Two bodies that an occluder moving with neither drags together (a tube in the soft tissue over
+        C2-C3) agree with each other and confirm each other. So a fit far from clear (more than
+        :data:`DRAG_EXCESS` above its clear cost: :meth:`_far_from_clear`) is not followed
+        (:data:`DRAGGED`) when the only neighbour that confirms it is as far from clear (or is C1's arch),
+        or when nothing confirms it; and a refit that slid into its optimum from further than
+        :data:`DRAG_LAND_FRAC` of its size confirms nothing (a dragging occluder makes a wide basin).
         """
         self.verified = set()
         for i in range(self.n_v):
@@ -787,6 +807,11 @@ class _Tracker:
                 if found is not None:
                     if found is not fit:
                         fits[i] = found
+                    elif self._far_from_clear(i, fit) and self._far_from_clear(j, fit_j):
+                        # confirmed only by a neighbour as far from clear as itself: an occluder that
+                        # moves with neither (a tube in the soft tissue) drags both together, and they
+                        # agree with each other (issue #13)
+                        self._reject(t, i, fits, DRAGGED)
                     break
                 apart = min(
                     apart,
@@ -801,12 +826,28 @@ class _Tracker:
                     self.reason[t][i] = INCONSISTENT
                     self.quality[t, i] = min(float(fit[1]), 0.2)
                     fits[i] = None
+                elif self.has_corners[i] and carriers and self._far_from_clear(i, fit):
+                    # far from clear and nothing confirms it (its neighbour under the same occluder may
+                    # just have been rejected as dragged)
+                    self._reject(t, i, fits, DRAGGED)
                 elif self.has_corners[i] and not carriers and states[i].lost:
                     # found again (lost on the frame before) under an occluder, with no tracked neighbour
                     # to check it against: where the search lands then depends on the occluder's edges
                     self.reason[t][i] = UNCONFIRMED
                     self.quality[t, i] = min(float(fit[1]), 0.2)
                     fits[i] = None
+
+    def _far_from_clear(self, i: int, fit: _Accepted) -> bool:
+        """Body ``i``'s fit costs more than :data:`DRAG_EXCESS` above its clear cost (C1's arch, which has
+        no corners and is no body, always counts as far from clear: it confirms no body here)."""
+        return not self.has_corners[i] or fit[5] > self.clear_cost[i] + DRAG_EXCESS
+
+    def _reject(self, t: int, i: int, fits: list[_Accepted | None], reason: str) -> None:
+        """Body ``i`` is not followed on frame ``t``: ``reason``, quality at most 0.2."""
+        fit = fits[i]
+        self.reason[t][i] = reason
+        self.quality[t, i] = min(float(fit[1]) if fit is not None else 0.0, 0.2)
+        fits[i] = None
 
     def _carried_refit(
         self,
@@ -821,8 +862,9 @@ class _Tracker:
         """Body ``i`` registered from ``cand``, where neighbour ``j`` carries it (see :meth:`reanchor`).
 
         Returns ``fit`` when the start is that fit's optimum (within :data:`REANCHOR_NEAR_PX`, or the refit
-        lands on it: then it is confirmed, ``self.verified``), the refit when it is better, and None when
-        it settles nothing.
+        lands on it: then it is confirmed, ``self.verified``; for a fit far from clear, only from a start
+        within :data:`DRAG_LAND_FRAC` of the body's size), the refit when it is better, and None when it
+        settles nothing.
         """
         tpl = self.templates[i]
         assert tpl is not None
@@ -833,6 +875,11 @@ class _Tracker:
         if not refit.converged and refit.robust_cost < fit[5] - REANCHOR_GAIN:
             refit, q = self.fit_at(i, frame, refit.transform, 1)  # slow to converge: carry on
         if np.abs(_corners(refit.transform, quad) - _corners(fit[0], quad)).max() < 0.1:
+            start = float(np.abs(_corners(cand, quad) - _corners(fit[0], quad)).max())
+            if self._far_from_clear(i, fit) and start > DRAG_LAND_FRAC * tpl.size_px:
+                # far from clear, the refit slid from afar into the fit's optimum: an occluder that drags
+                # the body makes a wide basin, so this confirms nothing (issue #13)
+                return None
             self.verified.add(i)  # the chain's start found the same optimum: a new anchor
             return fit
         if q < self.opt.min_quality or not refit.robust_cost < fit[5] - REANCHOR_GAIN:
