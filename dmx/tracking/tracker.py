@@ -113,6 +113,10 @@ DRAG_EXCESS = 0.25
 #: 1.3 px, 0.03, or 2.1-2.2 px on three frames, which are now lost).
 DRAG_LAND_FRAC = 0.04
 
+#: ... and such a body is rejected only when the nearest body near to clear within this many segments does
+#: not confirm it (:meth:`_Tracker._disputed`).
+DRAG_SEGMENTS = 2
+
 #: A body whose region holds a layer that stays still while it moves (the shoulders over C7), at least
 #: this strong against its template (:func:`dmx.tracking.layers.still_strength`), is registered again with
 #: that layer taken out (:meth:`_Tracker.refine_still_layers`); the default phantom's bodies: 0.06-0.17.
@@ -807,10 +811,14 @@ class _Tracker:
                 if found is not None:
                     if found is not fit:
                         fits[i] = found
-                    elif self._far_from_clear(i, fit) and self._far_from_clear(j, fit_j):
-                        # confirmed only by a neighbour as far from clear as itself: an occluder that
-                        # moves with neither (a tube in the soft tissue) drags both together, and they
-                        # agree with each other (issue #13)
+                    elif (
+                        self._far_from_clear(i, fit)
+                        and self._far_from_clear(j, fit_j)
+                        and self._disputed(i, t, frame, fits, anchor)
+                    ):
+                        # confirmed only by a neighbour as far from clear as itself, and the nearest
+                        # body near to clear does not confirm it: an occluder that moves with neither (a
+                        # tube in the soft tissue) drags both together, and they agree (issue #13)
                         self._reject(t, i, fits, DRAGGED)
                     break
                 apart = min(
@@ -826,7 +834,12 @@ class _Tracker:
                     self.reason[t][i] = INCONSISTENT
                     self.quality[t, i] = min(float(fit[1]), 0.2)
                     fits[i] = None
-                elif self.has_corners[i] and carriers and self._far_from_clear(i, fit):
+                elif (
+                    self.has_corners[i]
+                    and carriers
+                    and self._far_from_clear(i, fit)
+                    and self._disputed(i, t, frame, fits, anchor)
+                ):
                     # far from clear and nothing confirms it (its neighbour under the same occluder may
                     # just have been rejected as dragged)
                     self._reject(t, i, fits, DRAGGED)
@@ -841,6 +854,51 @@ class _Tracker:
         """Body ``i``'s fit costs more than :data:`DRAG_EXCESS` above its clear cost (C1's arch, which has
         no corners and is no body, always counts as far from clear: it confirms no body here)."""
         return not self.has_corners[i] or fit[5] > self.clear_cost[i] + DRAG_EXCESS
+
+    def _disputed(
+        self,
+        i: int,
+        t: int,
+        frame: np.ndarray,
+        fits: list[_Accepted | None],
+        anchor: tuple[int, list[np.ndarray | None]],
+    ) -> bool:
+        """The nearest tracked body near to clear (not :meth:`_far_from_clear`), within :data:`DRAG_SEGMENTS`
+        segments of body ``i``, does not confirm ``i``'s fit on frame ``t``: registered from where that body
+        carries it since the anchor frame, ``i`` does not land on its fit, or lands there only from further
+        than :data:`DRAG_LAND_FRAC` of its size per segment between them. False when there is no such body
+        (nothing to tell: a whole column far from clear, e.g. a noise-free cine drifting against its
+        background, is not a drag)."""
+        fit = fits[i]
+        t0, poses0 = anchor
+        a_i0 = poses0[i]
+        if fit is None or a_i0 is None or not self.has_corners[i]:
+            return False
+        quad = self.quads[i]
+        for step in range(1, DRAG_SEGMENTS + 1):
+            near = [
+                k
+                for k in (i + step, i - step)
+                if 0 <= k < self.n_v
+                and self.has_corners[k]
+                and self.templates[k] is not None
+                and fits[k] is not None
+                and poses0[k] is not None
+                and not self._far_from_clear(k, fits[k])  # type: ignore[arg-type]
+            ]
+            if not near:
+                continue
+            k = min(near, key=lambda k: fits[k][5] - self.clear_cost[k])  # type: ignore[index]
+            fit_k = fits[k]
+            assert fit_k is not None and poses0[k] is not None
+            cand = fit_k[0] @ _rigid_inv(poses0[k]) @ a_i0
+            start = float(np.abs(_corners(cand, quad) - _corners(fit[0], quad)).max())
+            if start < REANCHOR_NEAR_PX:
+                return False
+            refit, _q = self.fit_at(i, frame, cand, 1)
+            landed = float(np.abs(_corners(refit.transform, quad) - _corners(fit[0], quad)).max()) < 0.1
+            return not (landed and start <= step * DRAG_LAND_FRAC * self.sizes[i])
+        return False
 
     def _reject(self, t: int, i: int, fits: list[_Accepted | None], reason: str) -> None:
         """Body ``i`` is not followed on frame ``t``: ``reason``, quality at most 0.2."""
