@@ -112,10 +112,7 @@ DRAG_EXCESS = 0.25
 #: px away, 0.05-0.2 of its size, slide into; right fits half under the mandible were confirmed from up to
 #: 1.3 px, 0.03, or 2.1-2.2 px on three frames, which are now lost).
 DRAG_LAND_FRAC = 0.04
-
-#: ... and such a body is rejected only when the nearest body near to clear within this many segments does
-#: not confirm it (:meth:`_Tracker._disputed`).
-DRAG_SEGMENTS = 2
+DRAG_LAND_STEP_FRAC = 0.003
 
 #: A body whose region holds a layer that stays still while it moves (the shoulders over C7), at least
 #: this strong against its template (:func:`dmx.tracking.layers.still_strength`), is registered again with
@@ -544,6 +541,8 @@ class _Tracker:
         self.templates = self._make_templates()
         self.clear_cost = [math.inf] * n_v  # see calibrate_residuals
         self.verified: set[int] = set()  # bodies of the current frame whose fit reanchor confirmed
+        # bodies of the current frame whose refit from a neighbour near to clear slid into their fit from afar
+        self.slid: set[int] = set()
         # the predicted fits of the next frame the workers were started on (_start_ahead)
         self.ahead: list[tuple[int, int, np.ndarray, int | None]] | None = None
         self._start_at_reference()
@@ -786,6 +785,8 @@ class _Tracker:
         :data:`DRAG_LAND_FRAC` of its size confirms nothing (a dragging occluder makes a wide basin).
         """
         self.verified = set()
+        self.slid = set()
+        leaning: dict[int, int] = {}  # body -> the neighbour far from clear that alone confirmed it
         for i in range(self.n_v):
             fit, tpl, anchor = fits[i], self.templates[i], states[i].anchor
             if fit is None or tpl is None or anchor is None or self.clear(i, fit):
@@ -807,19 +808,22 @@ class _Tracker:
                 fit_j = fits[j]
                 assert fit_j is not None and poses0[j] is not None
                 cand = fit_j[0] @ _rigid_inv(poses0[j]) @ a_i0
-                found = self._carried_refit(i, j, frame, fit, fit_j, cand, states[i])
+                found = self._carried_refit(i, j, frame, fit, fit_j, cand, states[i], t)
                 if found is not None:
                     if found is not fit:
                         fits[i] = found
                     elif (
-                        self._far_from_clear(i, fit)
+                        self.has_corners[i]
+                        and self._far_from_clear(i, fit)
                         and self._far_from_clear(j, fit_j)
-                        and self._disputed(i, t, frame, fits, anchor)
                     ):
-                        # confirmed only by a neighbour as far from clear as itself, and the nearest
-                        # body near to clear does not confirm it: an occluder that moves with neither (a
-                        # tube in the soft tissue) drags both together, and they agree (issue #13)
-                        self._reject(t, i, fits, DRAGGED)
+                        # confirmed only by a neighbour as far from clear as itself: when the neighbour
+                        # on its other side, near to clear, does not confirm it, an occluder that moves
+                        # with neither (a tube in the soft tissue) drags both together (issue #13)
+                        if self._disputed(i, t, frame, fits, anchor):
+                            self._reject(t, i, fits, DRAGGED)
+                        else:
+                            leaning[i] = j
                     break
                 apart = min(
                     apart,
@@ -836,12 +840,12 @@ class _Tracker:
                     fits[i] = None
                 elif (
                     self.has_corners[i]
-                    and carriers
                     and self._far_from_clear(i, fit)
-                    and self._disputed(i, t, frame, fits, anchor)
+                    and (i in self.slid or self._disputed(i, t, frame, fits, anchor))
                 ):
-                    # far from clear and nothing confirms it (its neighbour under the same occluder may
-                    # just have been rejected as dragged)
+                    # far from clear, nothing confirms it, and where a neighbour near to clear carries it
+                    # the refit lands elsewhere, or slides from afar into its optimum: an occluder drags
+                    # it (issue #13; its neighbour under the same occluder may just have been rejected)
                     self._reject(t, i, fits, DRAGGED)
                 elif self.has_corners[i] and not carriers and states[i].lost:
                     # found again (lost on the frame before) under an occluder, with no tracked neighbour
@@ -849,6 +853,15 @@ class _Tracker:
                     self.reason[t][i] = UNCONFIRMED
                     self.quality[t, i] = min(float(fit[1]), 0.2)
                     fits[i] = None
+        # a body confirmed only by a neighbour that was then found dragged is dragged with it
+        changed = True
+        while changed:
+            changed = False
+            for i, j in list(leaning.items()):
+                if fits[i] is not None and fits[j] is None and self.reason[t][j] == DRAGGED:
+                    self._reject(t, i, fits, DRAGGED)
+                    del leaning[i]
+                    changed = True
 
     def _far_from_clear(self, i: int, fit: _Accepted) -> bool:
         """Body ``i``'s fit costs more than :data:`DRAG_EXCESS` above its clear cost (C1's arch, which has
@@ -863,42 +876,47 @@ class _Tracker:
         fits: list[_Accepted | None],
         anchor: tuple[int, list[np.ndarray | None]],
     ) -> bool:
-        """The nearest tracked body near to clear (not :meth:`_far_from_clear`), within :data:`DRAG_SEGMENTS`
-        segments of body ``i``, does not confirm ``i``'s fit on frame ``t``: registered from where that body
-        carries it since the anchor frame, ``i`` does not land on its fit, or lands there only from further
-        than :data:`DRAG_LAND_FRAC` of its size per segment between them. False when there is no such body
-        (nothing to tell: a whole column far from clear, e.g. a noise-free cine drifting against its
-        background, is not a drag)."""
+        """A tracked neighbour near to clear (not :meth:`_far_from_clear`; the nearer to clear of the two)
+        does not confirm body ``i``'s fit on frame ``t``: registered from where that neighbour carries it
+        since the anchor frame, ``i`` does not land on its fit, or lands there only from further than
+        :data:`DRAG_LAND_FRAC` of its size (a dragging occluder makes a wide basin). False when no
+        neighbour is near to clear (nothing to tell: a whole column far from clear, e.g. a noise-free cine
+        drifting against its background, is not a drag)."""
         fit = fits[i]
-        t0, poses0 = anchor
+        poses0 = anchor[1]
         a_i0 = poses0[i]
         if fit is None or a_i0 is None or not self.has_corners[i]:
             return False
+        near = []
+        for k in (i - 1, i + 1):
+            fit_k = fits[k] if 0 <= k < self.n_v else None
+            if fit_k is not None and self.has_corners[k] and poses0[k] is not None:
+                if not self._far_from_clear(k, fit_k):
+                    near.append((fit_k[5] - self.clear_cost[k], k))
+        if not near:
+            return False
+        k = min(near)[1]
+        fit_k, a_k0 = fits[k], poses0[k]
+        assert fit_k is not None and a_k0 is not None
         quad = self.quads[i]
-        for step in range(1, DRAG_SEGMENTS + 1):
-            near = [
-                k
-                for k in (i + step, i - step)
-                if 0 <= k < self.n_v
-                and self.has_corners[k]
-                and self.templates[k] is not None
-                and fits[k] is not None
-                and poses0[k] is not None
-                and not self._far_from_clear(k, fits[k])  # type: ignore[arg-type]
-            ]
-            if not near:
-                continue
-            k = min(near, key=lambda k: fits[k][5] - self.clear_cost[k])  # type: ignore[index]
-            fit_k = fits[k]
-            assert fit_k is not None and poses0[k] is not None
-            cand = fit_k[0] @ _rigid_inv(poses0[k]) @ a_i0
-            start = float(np.abs(_corners(cand, quad) - _corners(fit[0], quad)).max())
-            if start < REANCHOR_NEAR_PX:
-                return False
-            refit, _q = self.fit_at(i, frame, cand, 1)
-            landed = float(np.abs(_corners(refit.transform, quad) - _corners(fit[0], quad)).max()) < 0.1
-            return not (landed and start <= step * DRAG_LAND_FRAC * self.sizes[i])
-        return False
+        cand = fit_k[0] @ _rigid_inv(a_k0) @ a_i0
+        start = float(np.abs(_corners(cand, quad) - _corners(fit[0], quad)).max())
+        if start < REANCHOR_NEAR_PX:
+            return False
+        refit, _q = self.fit_at(i, frame, cand, 1)
+        landed = float(np.abs(_corners(refit.transform, quad) - _corners(fit[0], quad)).max()) < 0.1
+        return not (
+            landed
+            and start
+            <= DRAG_LAND_FRAC * self.sizes[i] + DRAG_LAND_STEP_FRAC * abs(t - anchor[0]) * self.sizes[i]
+        )
+
+    def _land_px(self, i: int, t: int, state: _State) -> float:
+        """How far from body ``i``'s fit on frame ``t`` a refit carried by a neighbour may start and still
+        confirm it by landing there, when it is far from clear (:data:`DRAG_LAND_FRAC`, plus
+        :data:`DRAG_LAND_STEP_FRAC` per frame since the anchor: the neighbour's motion since then)."""
+        age = abs(t - state.anchor[0]) if state.anchor is not None else 0
+        return (DRAG_LAND_FRAC + DRAG_LAND_STEP_FRAC * age) * self.sizes[i]
 
     def _reject(self, t: int, i: int, fits: list[_Accepted | None], reason: str) -> None:
         """Body ``i`` is not followed on frame ``t``: ``reason``, quality at most 0.2."""
@@ -916,6 +934,7 @@ class _Tracker:
         fit_j: _Accepted,
         cand: np.ndarray,
         state: _State,
+        t: int,
     ) -> _Accepted | None:
         """Body ``i`` registered from ``cand``, where neighbour ``j`` carries it (see :meth:`reanchor`).
 
@@ -934,9 +953,12 @@ class _Tracker:
             refit, q = self.fit_at(i, frame, refit.transform, 1)  # slow to converge: carry on
         if np.abs(_corners(refit.transform, quad) - _corners(fit[0], quad)).max() < 0.1:
             start = float(np.abs(_corners(cand, quad) - _corners(fit[0], quad)).max())
-            if self._far_from_clear(i, fit) and start > DRAG_LAND_FRAC * tpl.size_px:
+            if self.has_corners[i] and self._far_from_clear(i, fit) and start > self._land_px(i, t, state):
                 # far from clear, the refit slid from afar into the fit's optimum: an occluder that drags
-                # the body makes a wide basin, so this confirms nothing (issue #13)
+                # the body makes a wide basin, so this confirms nothing (issue #13); from a neighbour
+                # near to clear, it is the mark of a drag
+                if not self._far_from_clear(j, fit_j):
+                    self.slid.add(i)
                 return None
             self.verified.add(i)  # the chain's start found the same optimum: a new anchor
             return fit
