@@ -101,16 +101,20 @@ REANCHOR_NEAR_PX = 0.5
 DOUBT_FRAC = 0.1
 DOUBT_STEP_FRAC = 0.05
 
-#: A body whose robust cost is more than this above its clear cost (``Fit.robust_cost``, 0..1), and that no
-#: neighbour nearer to clear confirms, is not followed (:data:`DRAGGED`): on the ``occluders`` case of
-#: ``benchmarks/measurements.py --appearance`` the fits a tube drags 2-25 px off cost 0.30-0.57 above clear,
-#: the right fits of bodies half under the mandible 0.2-0.5, but a clear neighbour confirms those.
+#: A body whose robust cost is more than this above its clear cost (``Fit.robust_cost``, 0..1) is *far from
+#: clear*: it may be dragged by an occluder that moves with neither it nor its neighbours, and is not followed
+#: (:data:`DRAGGED`) when no neighbour near to clear confirms it and one disputes it
+#: (:meth:`_Tracker.reanchor`). On the ``occluders`` case of ``benchmarks/measurements.py --appearance`` the
+#: fits a tube drags 2-25 px off cost 0.30-0.57 above clear, right fits half under the mandible 0.2-0.5 (a
+#: neighbour near to clear confirms those), a noise-free synthetic cine drifting against its background
+#: 0.25-0.42 along the whole column (no neighbour near to clear: nothing to dispute).
 DRAG_EXCESS = 0.25
 
-#: ... and a refit from where a neighbour carries such a body confirms its fit only when it started within
-#: this fraction of the body's size of it (the tube drags C3's fit to an optimum that refits started 2.3-10
-#: px away, 0.05-0.2 of its size, slide into; right fits half under the mandible were confirmed from up to
-#: 1.3 px, 0.03, or 2.1-2.2 px on three frames, which are now lost).
+#: A refit from where a neighbour carries a body far from clear confirms its fit by landing on it only when
+#: it started within this fraction of the body's size of it, plus ``DRAG_LAND_STEP_FRAC`` of it per frame
+#: since the body's anchor frame (the neighbour's own motion since then): a dragging occluder makes a wide
+#: basin that refits slide into from afar (the tube: from 6-14 px, 0.13-0.30 of C3's size, 5-25 frames
+#: after the anchor; right fits next to an opaque block: from 3.2-6.1 px, 0.07-0.13, 17-34 frames after).
 DRAG_LAND_FRAC = 0.04
 DRAG_LAND_STEP_FRAC = 0.003
 
@@ -778,11 +782,13 @@ class _Tracker:
         anchor (:data:`DOUBT_FRAC`, :data:`DOUBT_STEP_FRAC`), is rejected with :data:`INCONSISTENT`.
 
         Two bodies that an occluder moving with neither drags together (a tube in the soft tissue over
-        C2-C3) agree with each other and confirm each other. So a fit far from clear (more than
-        :data:`DRAG_EXCESS` above its clear cost: :meth:`_far_from_clear`) is not followed
-        (:data:`DRAGGED`) when the only neighbour that confirms it is as far from clear (or is C1's arch),
-        or when nothing confirms it; and a refit that slid into its optimum from further than
-        :data:`DRAG_LAND_FRAC` of its size confirms nothing (a dragging occluder makes a wide basin).
+        C2-C3) agree with each other and confirm each other. A fit far from clear (more than
+        :data:`DRAG_EXCESS` above its clear cost: :meth:`_far_from_clear`) is therefore not followed
+        (:data:`DRAGGED`) when the only neighbour that confirms it is as far from clear (or is C1's arch)
+        and the neighbour on its other side, near to clear, disputes it (:meth:`_disputed`), or when
+        nothing confirms it and that neighbour disputes it; a body that leant on a neighbour then found
+        dragged goes with it. A refit that slid into a fit far from clear from further than
+        :meth:`_land_px` confirms nothing (a dragging occluder makes a wide basin).
         """
         self.verified = set()
         self.slid = set()
@@ -879,7 +885,7 @@ class _Tracker:
         """A tracked neighbour near to clear (not :meth:`_far_from_clear`; the nearer to clear of the two)
         does not confirm body ``i``'s fit on frame ``t``: registered from where that neighbour carries it
         since the anchor frame, ``i`` does not land on its fit, or lands there only from further than
-        :data:`DRAG_LAND_FRAC` of its size (a dragging occluder makes a wide basin). False when no
+        :meth:`_land_px` (a dragging occluder makes a wide basin). False when no
         neighbour is near to clear (nothing to tell: a whole column far from clear, e.g. a noise-free cine
         drifting against its background, is not a drag)."""
         fit = fits[i]
@@ -905,18 +911,13 @@ class _Tracker:
             return False
         refit, _q = self.fit_at(i, frame, cand, 1)
         landed = float(np.abs(_corners(refit.transform, quad) - _corners(fit[0], quad)).max()) < 0.1
-        return not (
-            landed
-            and start
-            <= DRAG_LAND_FRAC * self.sizes[i] + DRAG_LAND_STEP_FRAC * abs(t - anchor[0]) * self.sizes[i]
-        )
+        return not (landed and start <= self._land_px(i, t - anchor[0]))
 
-    def _land_px(self, i: int, t: int, state: _State) -> float:
-        """How far from body ``i``'s fit on frame ``t`` a refit carried by a neighbour may start and still
-        confirm it by landing there, when it is far from clear (:data:`DRAG_LAND_FRAC`, plus
-        :data:`DRAG_LAND_STEP_FRAC` per frame since the anchor: the neighbour's motion since then)."""
-        age = abs(t - state.anchor[0]) if state.anchor is not None else 0
-        return (DRAG_LAND_FRAC + DRAG_LAND_STEP_FRAC * age) * self.sizes[i]
+    def _land_px(self, i: int, age_frames: int) -> float:
+        """How far from body ``i``'s fit (far from clear) a refit carried by a neighbour may start and still
+        confirm it by landing there, ``age_frames`` after the body's anchor frame (:data:`DRAG_LAND_FRAC`,
+        :data:`DRAG_LAND_STEP_FRAC`)."""
+        return (DRAG_LAND_FRAC + DRAG_LAND_STEP_FRAC * abs(age_frames)) * self.sizes[i]
 
     def _reject(self, t: int, i: int, fits: list[_Accepted | None], reason: str) -> None:
         """Body ``i`` is not followed on frame ``t``: ``reason``, quality at most 0.2."""
@@ -953,7 +954,11 @@ class _Tracker:
             refit, q = self.fit_at(i, frame, refit.transform, 1)  # slow to converge: carry on
         if np.abs(_corners(refit.transform, quad) - _corners(fit[0], quad)).max() < 0.1:
             start = float(np.abs(_corners(cand, quad) - _corners(fit[0], quad)).max())
-            if self.has_corners[i] and self._far_from_clear(i, fit) and start > self._land_px(i, t, state):
+            if (
+                self.has_corners[i]
+                and self._far_from_clear(i, fit)
+                and start > self._land_px(i, t - state.anchor[0] if state.anchor else 0)
+            ):
                 # far from clear, the refit slid from afar into the fit's optimum: an occluder that drags
                 # the body makes a wide basin, so this confirms nothing (issue #13); from a neighbour
                 # near to clear, it is the mark of a drag
