@@ -24,7 +24,7 @@ the fit's Hessian, convergence, and a plausible photometric gain. Frames below
 :data:`TRUSTED_QUALITY` (default ``min_quality``) are NaN, with ``reason`` one of
 :data:`LEFT_IMAGE`, :data:`NOT_FOUND`, :data:`DIVERGED`, :data:`IMPLAUSIBLE`,
 :data:`OVERLAP`, :data:`ORDER`, :data:`REFERENCE_OUTSIDE`, :data:`INCONSISTENT`, :data:`BEHIND_STATIC`,
-:data:`UNCONFIRMED`.
+:data:`UNCONFIRMED`, :data:`DRAGGED`.
 """
 
 from __future__ import annotations
@@ -101,6 +101,23 @@ REANCHOR_NEAR_PX = 0.5
 DOUBT_FRAC = 0.1
 DOUBT_STEP_FRAC = 0.05
 
+#: A body whose robust cost is more than this above its clear cost (``Fit.robust_cost``, 0..1) is *far from
+#: clear*: it may be dragged by an occluder that moves with neither it nor its neighbours, and is not followed
+#: (:data:`DRAGGED`) when no neighbour near to clear confirms it and one disputes it
+#: (:meth:`_Tracker.reanchor`). On the ``occluders`` case of ``benchmarks/measurements.py --appearance`` the
+#: fits a tube drags 2-25 px off cost 0.30-0.57 above clear, right fits half under the mandible 0.2-0.5 (a
+#: neighbour near to clear confirms those), a noise-free synthetic cine drifting against its background
+#: 0.25-0.42 along the whole column (no neighbour near to clear: nothing to dispute).
+DRAG_EXCESS = 0.25
+
+#: A refit from where a neighbour carries a body far from clear confirms its fit by landing on it only when
+#: it started within this fraction of the body's size of it, plus ``DRAG_LAND_STEP_FRAC`` of it per frame
+#: since the body's anchor frame (the neighbour's own motion since then): a dragging occluder makes a wide
+#: basin that refits slide into from afar (the tube: from 6-14 px, 0.13-0.30 of C3's size, 5-25 frames
+#: after the anchor; right fits next to an opaque block: from 3.2-6.1 px, 0.07-0.13, 17-34 frames after).
+DRAG_LAND_FRAC = 0.04
+DRAG_LAND_STEP_FRAC = 0.003
+
 #: A body whose region holds a layer that stays still while it moves (the shoulders over C7), at least
 #: this strong against its template (:func:`dmx.tracking.layers.still_strength`), is registered again with
 #: that layer taken out (:meth:`_Tracker.refine_still_layers`); the default phantom's bodies: 0.06-0.17.
@@ -131,6 +148,7 @@ REFERENCE_OUTSIDE = "body outside the reference frame"
 INCONSISTENT = "moved inconsistently with its neighbours (occluded?)"
 BEHIND_STATIC = "behind a collimator blade (too little of it in view)"
 UNCONFIRMED = "found again under an occluder, no tracked neighbour to confirm it"
+DRAGGED = "under an occluder, and no neighbour clear of it confirms it (dragged?)"
 
 
 @dataclass
@@ -544,6 +562,8 @@ class _Tracker:
         self.templates = self._make_templates()
         self.clear_cost = [math.inf] * n_v  # see calibrate_residuals
         self.verified: set[int] = set()  # bodies of the current frame whose fit reanchor confirmed
+        # bodies of the current frame whose refit from a neighbour near to clear slid into their fit from afar
+        self.slid: set[int] = set()
         # the predicted fits of the next frame the workers were started on (_start_ahead)
         self.ahead: list[tuple[int, int, np.ndarray, int | None]] | None = None
         self._start_at_reference()
@@ -777,8 +797,19 @@ class _Tracker:
         body's anchor (``self.verified``) as a clear one does. A fit that nothing confirms, and that lies
         further from where the neighbours carry the body than the segment could have moved since the
         anchor (:data:`DOUBT_FRAC`, :data:`DOUBT_STEP_FRAC`), is rejected with :data:`INCONSISTENT`.
+
+        Two bodies that an occluder moving with neither drags together (a tube in the soft tissue over
+        C2-C3) agree with each other and confirm each other. A fit far from clear (more than
+        :data:`DRAG_EXCESS` above its clear cost: :meth:`_far_from_clear`) is therefore not followed
+        (:data:`DRAGGED`) when the only neighbour that confirms it is as far from clear (or is C1's arch)
+        and the neighbour on its other side, near to clear, disputes it (:meth:`_disputed`), or when
+        nothing confirms it and that neighbour disputes it; a body that leant on a neighbour then found
+        dragged goes with it. A refit that slid into a fit far from clear from further than
+        :meth:`_land_px` confirms nothing (a dragging occluder makes a wide basin).
         """
         self.verified = set()
+        self.slid = set()
+        leaning: dict[int, int] = {}  # body -> the neighbour far from clear that alone confirmed it
         for i in range(self.n_v):
             fit, tpl, anchor = fits[i], self.templates[i], states[i].anchor
             if fit is None or tpl is None or anchor is None or self.clear(i, fit):
@@ -800,10 +831,22 @@ class _Tracker:
                 fit_j = fits[j]
                 assert fit_j is not None and poses0[j] is not None
                 cand = fit_j[0] @ _rigid_inv(poses0[j]) @ a_i0
-                found = self._carried_refit(i, j, frame, fit, fit_j, cand, states[i])
+                found = self._carried_refit(i, j, frame, fit, fit_j, cand, states[i], t)
                 if found is not None:
                     if found is not fit:
                         fits[i] = found
+                    elif (
+                        self.has_corners[i]
+                        and self._far_from_clear(i, fit)
+                        and self._far_from_clear(j, fit_j)
+                    ):
+                        # confirmed only by a neighbour as far from clear as itself: when the neighbour
+                        # on its other side, near to clear, does not confirm it, an occluder that moves
+                        # with neither (a tube in the soft tissue) drags both together (issue #13)
+                        if self._disputed(i, t, frame, fits, anchor):
+                            self._reject(t, i, fits, DRAGGED)
+                        else:
+                            leaning[i] = j
                     break
                 apart = min(
                     apart,
@@ -818,12 +861,87 @@ class _Tracker:
                     self.reason[t][i] = INCONSISTENT
                     self.quality[t, i] = min(float(fit[1]), 0.2)
                     fits[i] = None
+                elif (
+                    self.has_corners[i]
+                    and self._far_from_clear(i, fit)
+                    and (i in self.slid or self._disputed(i, t, frame, fits, anchor))
+                ):
+                    # far from clear, nothing confirms it, and where a neighbour near to clear carries it
+                    # the refit lands elsewhere, or slides from afar into its optimum: an occluder drags
+                    # it (issue #13; its neighbour under the same occluder may just have been rejected)
+                    self._reject(t, i, fits, DRAGGED)
                 elif self.has_corners[i] and not carriers and states[i].lost:
                     # found again (lost on the frame before) under an occluder, with no tracked neighbour
                     # to check it against: where the search lands then depends on the occluder's edges
                     self.reason[t][i] = UNCONFIRMED
                     self.quality[t, i] = min(float(fit[1]), 0.2)
                     fits[i] = None
+        # a body confirmed only by a neighbour that was then found dragged is dragged with it
+        changed = True
+        while changed:
+            changed = False
+            for i, j in list(leaning.items()):
+                if fits[i] is not None and fits[j] is None and self.reason[t][j] == DRAGGED:
+                    self._reject(t, i, fits, DRAGGED)
+                    del leaning[i]
+                    changed = True
+
+    def _far_from_clear(self, i: int, fit: _Accepted) -> bool:
+        """Body ``i``'s fit costs more than :data:`DRAG_EXCESS` above its clear cost (C1's arch, which has
+        no corners and is no body, always counts as far from clear: it confirms no body here)."""
+        return not self.has_corners[i] or fit[5] > self.clear_cost[i] + DRAG_EXCESS
+
+    def _disputed(
+        self,
+        i: int,
+        t: int,
+        frame: np.ndarray,
+        fits: list[_Accepted | None],
+        anchor: tuple[int, list[np.ndarray | None]],
+    ) -> bool:
+        """A tracked neighbour near to clear (not :meth:`_far_from_clear`; the nearer to clear of the two)
+        does not confirm body ``i``'s fit on frame ``t``: registered from where that neighbour carries it
+        since the anchor frame, ``i`` does not land on its fit, or lands there only from further than
+        :meth:`_land_px` (a dragging occluder makes a wide basin). False when no
+        neighbour is near to clear (nothing to tell: a whole column far from clear, e.g. a noise-free cine
+        drifting against its background, is not a drag)."""
+        fit = fits[i]
+        poses0 = anchor[1]
+        a_i0 = poses0[i]
+        if fit is None or a_i0 is None or not self.has_corners[i]:
+            return False
+        near = []
+        for k in (i - 1, i + 1):
+            fit_k = fits[k] if 0 <= k < self.n_v else None
+            if fit_k is not None and self.has_corners[k] and poses0[k] is not None:
+                if not self._far_from_clear(k, fit_k):
+                    near.append((fit_k[5] - self.clear_cost[k], k))
+        if not near:
+            return False
+        k = min(near)[1]
+        fit_k, a_k0 = fits[k], poses0[k]
+        assert fit_k is not None and a_k0 is not None
+        quad = self.quads[i]
+        cand = fit_k[0] @ _rigid_inv(a_k0) @ a_i0
+        start = float(np.abs(_corners(cand, quad) - _corners(fit[0], quad)).max())
+        if start < REANCHOR_NEAR_PX:
+            return False
+        refit, _q = self.fit_at(i, frame, cand, 1)
+        landed = float(np.abs(_corners(refit.transform, quad) - _corners(fit[0], quad)).max()) < 0.1
+        return not (landed and start <= self._land_px(i, t - anchor[0]))
+
+    def _land_px(self, i: int, age_frames: int) -> float:
+        """How far from body ``i``'s fit (far from clear) a refit carried by a neighbour may start and still
+        confirm it by landing there, ``age_frames`` after the body's anchor frame (:data:`DRAG_LAND_FRAC`,
+        :data:`DRAG_LAND_STEP_FRAC`)."""
+        return (DRAG_LAND_FRAC + DRAG_LAND_STEP_FRAC * abs(age_frames)) * self.sizes[i]
+
+    def _reject(self, t: int, i: int, fits: list[_Accepted | None], reason: str) -> None:
+        """Body ``i`` is not followed on frame ``t``: ``reason``, quality at most 0.2."""
+        fit = fits[i]
+        self.reason[t][i] = reason
+        self.quality[t, i] = min(float(fit[1]) if fit is not None else 0.0, 0.2)
+        fits[i] = None
 
     def _carried_refit(
         self,
@@ -834,12 +952,14 @@ class _Tracker:
         fit_j: _Accepted,
         cand: np.ndarray,
         state: _State,
+        t: int,
     ) -> _Accepted | None:
         """Body ``i`` registered from ``cand``, where neighbour ``j`` carries it (see :meth:`reanchor`).
 
         Returns ``fit`` when the start is that fit's optimum (within :data:`REANCHOR_NEAR_PX`, or the refit
-        lands on it: then it is confirmed, ``self.verified``), the refit when it is better, and None when
-        it settles nothing.
+        lands on it: then it is confirmed, ``self.verified``; for a fit far from clear, only from a start
+        within :data:`DRAG_LAND_FRAC` of the body's size), the refit when it is better, and None when it
+        settles nothing.
         """
         tpl = self.templates[i]
         assert tpl is not None
@@ -850,6 +970,18 @@ class _Tracker:
         if not refit.converged and refit.robust_cost < fit[5] - REANCHOR_GAIN:
             refit, q = self.fit_at(i, frame, refit.transform, 1)  # slow to converge: carry on
         if np.abs(_corners(refit.transform, quad) - _corners(fit[0], quad)).max() < 0.1:
+            start = float(np.abs(_corners(cand, quad) - _corners(fit[0], quad)).max())
+            if (
+                self.has_corners[i]
+                and self._far_from_clear(i, fit)
+                and start > self._land_px(i, t - state.anchor[0] if state.anchor else 0)
+            ):
+                # far from clear, the refit slid from afar into the fit's optimum: an occluder that drags
+                # the body makes a wide basin, so this confirms nothing (issue #13); from a neighbour
+                # near to clear, it is the mark of a drag
+                if not self._far_from_clear(j, fit_j):
+                    self.slid.add(i)
+                return None
             self.verified.add(i)  # the chain's start found the same optimum: a new anchor
             return fit
         if q < self.opt.min_quality or not refit.robust_cost < fit[5] - REANCHOR_GAIN:
