@@ -147,6 +147,36 @@ def test_a_dead_worker_is_replaced_by_this_process():
         assert workers.map([(1,), (2,)]) == [(PARENT, 1), (PARENT, 2)]
 
 
+def test_a_worker_that_died_holding_the_shared_lock_does_not_hang_this_process(monkeypatch):
+    """A worker killed while it held the lock they share (a few instructions, but out-of-memory kills
+    and signals come when they come) would leave this process waiting for ever: it waits
+    ``_LOCK_WAIT_S``, ends the workers and runs the calls itself."""
+    from dmx.tracking import workers as workers_mod
+
+    monkeypatch.setattr(workers_mod, "_LOCK_WAIT_S", 0.2)
+    with ForkedWorkers(_pid, 1) as workers:
+        assert workers.map([(1,), (2,)]) is not None  # the lock free: shared as usual
+        assert workers._lock.acquire(timeout=5)  # held, as by a worker killed inside _take
+        assert workers.map([(k,) for k in range(5)]) == [(PARENT, k) for k in range(5)]
+        assert len(workers) == 0
+        workers._procs[0].join(5)
+        assert not workers._procs[0].is_alive()  # ended, not left waiting on the lock
+
+        class Untouchable:
+            def acquire(self, *a, **k):
+                raise AssertionError("the lost lock was waited on again")
+
+        workers._lock = Untouchable()
+        assert workers.map([(7,), (8,)]) == [(PARENT, 7), (PARENT, 8)]  # no more waits on it
+    # a batch the worker had started when the lock was lost: its calls are run here too
+    with ForkedWorkers(_pid, 1) as workers:
+        workers.start([(k,) for k in range(4)], min_calls=2)
+        assert workers._lock.acquire(timeout=5)
+        got = workers.finish()
+        assert [r[1] for r in got] == [0, 1, 2, 3]
+        assert len(workers) == 0
+
+
 def test_a_forked_call_runs_elsewhere_and_its_failure_is_raised_here(monkeypatch):
     from functools import partial
 

@@ -34,6 +34,14 @@ from typing import Any
 #: :meth:`ForkedWorkers.finish`).
 _MIN_PATIENCE_S = 0.005
 
+#: How long this process waits for the lock it shares with the workers before it takes them for dead
+#: (seconds): a worker killed while it held the lock would otherwise hang this process for ever.
+_LOCK_WAIT_S = 10.0
+
+
+class _LockLost(RuntimeError):
+    """The lock shared with the workers was not released in time (a worker died holding it)."""
+
 
 def can_fork() -> bool:
     """Whether worker processes can be forked here (Linux, not inside a daemonic process)."""
@@ -44,10 +52,13 @@ def can_fork() -> bool:
     )
 
 
-def _take(lock: Any, span: Any, batch: int, *, front: bool) -> int | None:
+def _take(lock: Any, span: Any, batch: int, *, front: bool, wait_s: float | None = None) -> int | None:
     """The next call of ``batch`` not yet taken, from the front or the back of ``span`` (next front, next
-    back + 1, the batch they belong to); None when there is none (or the calls are another batch's)."""
-    with lock:
+    back + 1, the batch they belong to); None when there is none (or the calls are another batch's).
+    Raises :class:`_LockLost` when the lock is not free within ``wait_s`` seconds (None: wait)."""
+    if not lock.acquire(timeout=wait_s):
+        raise _LockLost
+    try:
         if span[2] != batch or span[0] >= span[1]:
             return None
         if front:
@@ -55,6 +66,8 @@ def _take(lock: Any, span: Any, batch: int, *, front: bool) -> int | None:
             return span[0] - 1
         span[1] -= 1
         return span[1]
+    finally:
+        lock.release()
 
 
 def _serve(fn: Callable[..., Any], conn: Any, lock: Any, span: Any) -> None:
@@ -137,9 +150,16 @@ class ForkedWorkers:
             raise RuntimeError("ForkedWorkers.start: the calls started before are not finished")
         self._calls = calls = list(calls)
         self._batch += 1
-        with self._lock:
-            self._span[0], self._span[1], self._span[2] = 0, len(calls), self._batch
         self._busy = []
+        if not any(self._alive):
+            return
+        if not self._lock.acquire(timeout=_LOCK_WAIT_S):
+            self._give_up()
+            return
+        try:
+            self._span[0], self._span[1], self._span[2] = 0, len(calls), self._batch
+        finally:
+            self._lock.release()
         for k, conn in enumerate(self._conns):
             if self._alive[k] and len(calls) >= max(min_calls, 1):
                 try:
@@ -157,20 +177,29 @@ class ForkedWorkers:
         here, and its late answer is dropped (by its batch number) when it comes.
         """
         calls, self._calls = self._calls or [], None
+        if not self._busy and not any(self._alive):
+            return [self._fn(*args) for args in calls]  # no worker left: every call here, in order
         results: list[Any] = [None] * len(calls)
         answered = [False] * len(calls)
         # an error here is raised once the workers have answered
         failure: BaseException | None = None
         longest_s = 0.0
         try:
-            while (i := _take(self._lock, self._span, self._batch, front=False)) is not None:
+            while (
+                i := _take(self._lock, self._span, self._batch, front=False, wait_s=_LOCK_WAIT_S)
+            ) is not None:
                 t0 = time.perf_counter()
                 results[i], answered[i] = self._fn(*calls[i]), True
                 longest_s = max(longest_s, time.perf_counter() - t0)
+        except _LockLost:
+            self._give_up()  # the calls not answered are run here below
         except BaseException as exc:
             failure = exc
-            with self._lock:  # nothing more to take
+            if self._lock.acquire(timeout=_LOCK_WAIT_S):  # nothing more to take
                 self._span[0] = self._span[1]
+                self._lock.release()
+            else:
+                self._give_up()
         patience_s = max(2.0 * longest_s, _MIN_PATIENCE_S)
         for k in self._busy:
             status, value = self._answer(k, patience_s if failure is None else None)
@@ -188,6 +217,14 @@ class ForkedWorkers:
             if not answered[i]:
                 results[i] = self._fn(*args)
         return results
+
+    def _give_up(self) -> None:
+        """The lock shared with the workers is lost (one died holding it): end them all, use none again."""
+        for k, proc in enumerate(self._procs):
+            if self._alive[k]:
+                proc.kill()
+            self._alive[k] = False
+        self._busy = []
 
     def _answer(self, k: int, patience_s: float | None) -> tuple[str, Any]:
         """Worker ``k``'s answer to the current batch (older, late ones dropped): ``(status, value)``,
