@@ -518,7 +518,9 @@ class FrameROI:
 def needed_box(
     template: Template, transform: np.ndarray, frame_shape: tuple[int, int], slack_px: float
 ) -> tuple[int, int, int, int]:
-    """Frame region (x0, y0, x1, y1) holding the template warped by ``transform`` plus ``slack_px``."""
+    """Frame region (x0, y0, x1, y1) holding the template warped by ``transform`` plus ``slack_px``
+    (``transform`` a 2x3 or 3x3 pose, or a stack ``(N, 2|3, 3)`` of them: the box holding it at every
+    pose)."""
     return needed_boxes(template, transform, frame_shape, (slack_px,))[0]
 
 
@@ -528,9 +530,9 @@ def needed_boxes(
     """:func:`needed_box` for each of ``slacks_px`` (the template warped once)."""
     x0, y0, x1, y1 = template.bbox
     c = np.array([[x0, y0, 1], [x1, y0, 1], [x1, y1, 1], [x0, y1, 1]], dtype=np.float64)
-    p = (transform[:2] @ c.T).T
-    px_min, py_min = float(p[:, 0].min()), float(p[:, 1].min())
-    px_max, py_max = float(p[:, 0].max()), float(p[:, 1].max())
+    p = np.asarray(transform)[..., :2, :] @ c.T  # (..., 2, 4): the box's corners at each pose
+    px_min, py_min = float(p[..., 0, :].min()), float(p[..., 1, :].min())
+    px_max, py_max = float(p[..., 0, :].max()), float(p[..., 1, :].max())
     h, w = frame_shape
     boxes = []
     for slack_px in slacks_px:

@@ -254,21 +254,9 @@ def _samples(template: Template, a: np.ndarray) -> np.ndarray:
     return p
 
 
-def _union_box(
-    template: Template, transforms: np.ndarray, frame_shape: tuple[int, int], slack_px: float
-) -> tuple[int, int, int, int]:
-    """The smallest box holding :func:`dmx.tracking.register.needed_box` of ``template`` at each of the
-    ``(N, 2, 3)`` ``transforms`` (the same numbers, computed for all at once)."""
-    x0, y0, x1, y1 = template.bbox
-    c = np.array([[x0, y0, 1], [x1, y0, 1], [x1, y1, 1], [x0, y1, 1]], dtype=np.float64)
-    p = transforms @ c.T  # (N, 2, 4): the box's corners at each pose
-    h, w = frame_shape
-    return (
-        max(int(math.floor(float(p[:, 0].min()) - slack_px)), 0),
-        max(int(math.floor(float(p[:, 1].min()) - slack_px)), 0),
-        min(int(math.ceil(float(p[:, 0].max()) + slack_px)) + 1, w),
-        min(int(math.ceil(float(p[:, 1].max()) + slack_px)) + 1, h),
-    )
+def _corner_gap(a: np.ndarray, b: np.ndarray, quad: np.ndarray) -> float:
+    """The largest distance, along x or y (px), between ``quad``'s corners at poses ``a`` and ``b``."""
+    return float(np.abs(_corners(a, quad) - _corners(b, quad)).max())
 
 
 def _size(quad: np.ndarray) -> float:
@@ -613,10 +601,16 @@ class _Tracker:
                 self.rotation_precision[ref, i] = 0.0
 
     def fit_at(
-        self, i: int, frame: np.ndarray, guess: np.ndarray, first_level: int | None = None
+        self,
+        i: int,
+        frame: np.ndarray,
+        guess: np.ndarray,
+        first_level: int | None = None,
+        template: Template | None = None,
     ) -> tuple[Fit, float]:
-        """Register body ``i`` on ``frame`` from pose ``guess``; the fit and its quality."""
-        tpl = self.templates[i]
+        """Register body ``i`` on ``frame`` from pose ``guess`` against its template (or ``template``, e.g.
+        its body layer alone: :meth:`refine_still_layers`); the fit and its quality."""
+        tpl = self.templates[i] if template is None else template
         assert tpl is not None
         max_iterations = self.opt.max_iterations
         slack = 6.0 + 2.0 ** len(tpl.levels) + tpl.filter_pad_px
@@ -716,7 +710,7 @@ class _Tracker:
             if abs(math.degrees(math.atan2(rel[1, 0], rel[0, 0]))) > self.opt.max_rotation_step_deg:
                 return False
         if pred is not None:
-            d = np.abs(_corners(a, self.quads[i]) - _corners(pred, self.quads[i])).max()
+            d = _corner_gap(a, pred, self.quads[i])
             if d > self.opt.max_step_frac * tpl.size_px:
                 return False
         return True
@@ -850,7 +844,7 @@ class _Tracker:
                     break
                 apart = min(
                     apart,
-                    float(np.abs(_corners(cand, self.quads[i]) - _corners(fit[0], self.quads[i])).max()),
+                    _corner_gap(cand, fit[0], self.quads[i]),
                 )
             else:
                 # nothing confirms the fit, and the neighbours put the body further from it than the
@@ -858,9 +852,7 @@ class _Tracker:
                 # (C1's arch is never rejected this way: it has no corners and is no body)
                 allowed = (DOUBT_FRAC + DOUBT_STEP_FRAC * abs(t - t0)) * tpl.size_px
                 if self.has_corners[i] and carriers and apart > allowed:
-                    self.reason[t][i] = INCONSISTENT
-                    self.quality[t, i] = min(float(fit[1]), 0.2)
-                    fits[i] = None
+                    self._reject(t, i, fits, INCONSISTENT)
                 elif (
                     self.has_corners[i]
                     and self._far_from_clear(i, fit)
@@ -873,9 +865,7 @@ class _Tracker:
                 elif self.has_corners[i] and not carriers and states[i].lost:
                     # found again (lost on the frame before) under an occluder, with no tracked neighbour
                     # to check it against: where the search lands then depends on the occluder's edges
-                    self.reason[t][i] = UNCONFIRMED
-                    self.quality[t, i] = min(float(fit[1]), 0.2)
-                    fits[i] = None
+                    self._reject(t, i, fits, UNCONFIRMED)
         # a body confirmed only by a neighbour that was then found dragged is dragged with it
         changed = True
         while changed:
@@ -923,11 +913,11 @@ class _Tracker:
         assert fit_k is not None and a_k0 is not None
         quad = self.quads[i]
         cand = fit_k[0] @ _rigid_inv(a_k0) @ a_i0
-        start = float(np.abs(_corners(cand, quad) - _corners(fit[0], quad)).max())
+        start = _corner_gap(cand, fit[0], quad)
         if start < REANCHOR_NEAR_PX:
             return False
         refit, _q = self.fit_at(i, frame, cand, 1)
-        landed = float(np.abs(_corners(refit.transform, quad) - _corners(fit[0], quad)).max()) < 0.1
+        landed = _corner_gap(refit.transform, fit[0], quad) < 0.1
         return not (landed and start <= self._land_px(i, t - anchor[0]))
 
     def _land_px(self, i: int, age_frames: int) -> float:
@@ -937,7 +927,8 @@ class _Tracker:
         return (DRAG_LAND_FRAC + DRAG_LAND_STEP_FRAC * abs(age_frames)) * self.sizes[i]
 
     def _reject(self, t: int, i: int, fits: list[_Accepted | None], reason: str) -> None:
-        """Body ``i`` is not followed on frame ``t``: ``reason``, quality at most 0.2."""
+        """Body ``i`` is not followed on frame ``t``: ``reason``, its fit's quality capped at 0.2 (the
+        checks after :meth:`reanchor` see that quality recorded for the frame)."""
         fit = fits[i]
         self.reason[t][i] = reason
         self.quality[t, i] = min(float(fit[1]) if fit is not None else 0.0, 0.2)
@@ -964,13 +955,13 @@ class _Tracker:
         tpl = self.templates[i]
         assert tpl is not None
         quad = self.quads[i]
-        if np.abs(_corners(cand, quad) - _corners(fit[0], quad)).max() < REANCHOR_NEAR_PX:
+        start = _corner_gap(cand, fit[0], quad)
+        if start < REANCHOR_NEAR_PX:
             return fit  # carried to where it is: the same optimum
         refit, q = self.fit_at(i, frame, cand, 1)
         if not refit.converged and refit.robust_cost < fit[5] - REANCHOR_GAIN:
             refit, q = self.fit_at(i, frame, refit.transform, 1)  # slow to converge: carry on
-        if np.abs(_corners(refit.transform, quad) - _corners(fit[0], quad)).max() < 0.1:
-            start = float(np.abs(_corners(cand, quad) - _corners(fit[0], quad)).max())
+        if _corner_gap(refit.transform, fit[0], quad) < 0.1:
             if (
                 self.has_corners[i]
                 and self._far_from_clear(i, fit)
@@ -1008,9 +999,7 @@ class _Tracker:
             if fit is None or tpl is None:
                 continue
             if _clear(tpl, fit[0], self.static) < self.opt.min_visible:
-                self.reason[t][i] = BEHIND_STATIC
-                self.quality[t, i] = min(float(self.quality[t, i]), 0.2)
-                fits[i] = None
+                self._reject(t, i, fits, BEHIND_STATIC)
 
     def check_neighbours(self, t: int, fits: list[_Accepted | None]) -> None:
         """Reject the bodies of frame ``t`` that no tracked neighbour supports (an occluder dragged them).
@@ -1032,9 +1021,7 @@ class _Tracker:
             if inconsistent(poses[i], poses[below], self.centres[i], self.centres[below], size):  # type: ignore[arg-type]
                 rejected.append(i)
         for i in rejected:
-            self.reason[t][i] = INCONSISTENT
-            self.quality[t, i] = min(float(self.quality[t, i]), 0.2)
-            fits[i] = None
+            self._reject(t, i, fits, INCONSISTENT)
 
     def _predicted_fits(
         self,
@@ -1159,7 +1146,7 @@ class _Tracker:
             ok = self.plausible(i, fit.transform, None, last if gap <= 3 else None)
             # never further from the last pose than the search reached (a look-alike elsewhere)
             reach = radius + self.opt.max_step_frac * tpl.size_px
-            away = np.abs(_corners(fit.transform, self.quads[i]) - _corners(last, self.quads[i])).max()
+            away = _corner_gap(fit.transform, last, self.quads[i])
             ok = ok and bool(away <= reach)
             if ok and (best is None or q > best[1]):
                 best = (fit, q)
@@ -1228,11 +1215,7 @@ class _Tracker:
                     states[i].lost = True
                 continue
             a, _q, std, rot_std = fit[:4]
-            self.precision[t, i] = NOISE_CORRELATION * std
-            self.rotation_precision[t, i] = ROTATION_NOISE_CORRELATION * math.degrees(rot_std)
-            self.transforms[t, i] = a[:2]
-            if self.has_corners[i]:
-                self.corners[t, i] = _corners(a, self.quads[i])
+            self._write_pose(t, i, a, std, rot_std)
             st = states[i]
             st.lost = False
             st.history.append((t, a))
@@ -1242,6 +1225,15 @@ class _Tracker:
             fit = fits[i]
             if fit is not None and (self.clear(i, fit) or i in self.verified):
                 states[i].anchor = (t, poses)
+
+    def _write_pose(self, t: int, i: int, a: np.ndarray, std_px: float, rot_std_rad: float) -> None:
+        """Body ``i``'s pose ``a`` on frame ``t``, its corners and its precisions (corner and rotation SD
+        of the fit, scaled by the noise-correlation factors)."""
+        self.precision[t, i] = NOISE_CORRELATION * std_px
+        self.rotation_precision[t, i] = ROTATION_NOISE_CORRELATION * math.degrees(rot_std_rad)
+        self.transforms[t, i] = a[:2]
+        if self.has_corners[i]:
+            self.corners[t, i] = _corners(a, self.quads[i])
 
     def refine_still_layers(self) -> None:
         """Register again the bodies under a layer that does not move with them (issue #13).
@@ -1284,7 +1276,7 @@ class _Tracker:
         if len(good) < STILL_LAYER_FRAMES:
             return None
         poses = [(int(t), np.vstack([self.transforms[t, i], [0.0, 0.0, 1.0]])) for t in good]
-        box = _union_box(tpl, self.transforms[good, i], self.frames.shape[1:], 2.0)
+        box = needed_box(tpl, self.transforms[good, i], self.frames.shape[1:], 2.0)  # at every pose
         own = self._own_region(i)
         # a quick look first (fewer frames and rounds: a weaker estimate), the full estimate if needed
         quick = static_layer(
@@ -1315,13 +1307,8 @@ class _Tracker:
         gain = []
         for k in pick:
             t, a = poses[k]
-            try:
-                self.templates[i] = plain_tpl
-                before, _ = self.fit_at(i, self.frames[t], a, 1)
-                self.templates[i] = body_tpl
-                after, _ = self.fit_at(i, layers.remove_still(self.frames[t]), a, 1)
-            finally:
-                self.templates[i] = tpl
+            before, _ = self.fit_at(i, self.frames[t], a, 1, template=plain_tpl)
+            after, _ = self.fit_at(i, layers.remove_still(self.frames[t]), a, 1, template=body_tpl)
             gain.append(before.robust_cost - after.robust_cost)
         mean_gain = float(np.mean(gain))
         _log.debug(
@@ -1387,22 +1374,12 @@ class _Tracker:
     ) -> None:
         """Body ``i`` registered again on frames ``poses`` (from those poses) with ``layers``' still layer
         taken out, against ``body_tpl`` (see :meth:`refine_still_layers`)."""
-        tpl = self.templates[i]
-        q = self.quads[i]
-        self.templates[i] = body_tpl
-        try:
-            for t, a in poses:
-                fit, quality = self.fit_at(i, layers.remove_still(self.frames[t]), a, 1)
-                if quality < self.opt.min_quality:
-                    continue
-                self.transforms[t, i] = fit.transform[:2]
-                self.corners[t, i] = _corners(fit.transform, q)
-                self.quality[t, i] = quality
-                self.precision[t, i] = NOISE_CORRELATION * fit.corner_std_px
-                rot_std_deg = math.degrees(fit.rotation_std_rad)
-                self.rotation_precision[t, i] = ROTATION_NOISE_CORRELATION * rot_std_deg
-        finally:
-            self.templates[i] = tpl
+        for t, a in poses:
+            fit, quality = self.fit_at(i, layers.remove_still(self.frames[t]), a, 1, template=body_tpl)
+            if quality < self.opt.min_quality:
+                continue
+            self._write_pose(t, i, fit.transform, fit.corner_std_px, fit.rotation_std_rad)
+            self.quality[t, i] = quality
 
     def tracks(self) -> Tracks:
         """The result as :class:`Tracks`."""
