@@ -1,0 +1,215 @@
+"""Which pixels of a body's template move with the body (issue #13).
+
+A template is cut from the reference frame, so it holds whatever lay over the body there: an occluder's
+bright outline (the mandible over C2-C3), soft tissue. Where that moves otherwise than the body, it drags
+the rigid fit, and from the true pose it costs more than the dragged fit: a model problem that no better
+search removes. Over the frames where the body was tracked confidently, each frame moved back into the
+template's grid shows which template pixels match the body and which do not: a pixel of the body matches
+in every frame (within noise), a pixel of an occluder that moves otherwise only while the occluder stays
+where it was on the reference frame. :func:`unreliable_pixels` marks the pixels that are outliers in too
+many of those frames; ``dmx.tracking.tracker._Tracker.refit_unreliable`` cuts the template again without
+them and registers the body again where it was lost under an occluder.
+"""
+
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+
+from dmx.tracking.register import Template, _prefilter, needed_box
+
+#: A template pixel whose residual is beyond this many expected residuals (``Template.residual_scale``)
+#: is an outlier on that frame (as ``Fit.inliers`` counts them).
+OUTLIER_RESIDUALS = 2.5
+
+#: A template pixel that is an outlier on at least this share of the confidently tracked frames does not
+#: move with the body.
+UNRELIABLE_SHARE = 0.3
+
+#: At most this many frames (evenly spread over the confident ones) are looked at.
+MAX_RELIABILITY_FRAMES = 40
+
+
+def outlier_share(
+    frames: np.ndarray,
+    poses: list[tuple[int, np.ndarray, float]],
+    template: Template,
+    reference: np.ndarray,
+    *,
+    max_frames: int = MAX_RELIABILITY_FRAMES,
+) -> tuple[np.ndarray, int]:
+    """Share of ``poses``' frames on which each pixel of ``template``'s finest grid is an outlier.
+
+    Parameters
+    ----------
+    frames : numpy.ndarray
+        ``(T, H, W)`` frames (any real dtype; not modified).
+    poses : list of (int, numpy.ndarray)
+        ``(t, A_t)``: the body's 3x3 rigid pose (reference -> frame ``t``, pixels) on the frames where it
+        was tracked confidently.
+    template : Template
+        The body's template (its grid box ``bbox``, filters, pixels and expected residual).
+    reference : numpy.ndarray
+        ``(H, W)`` reference frame the template was cut from.
+    max_frames : int
+        Frames looked at, at most (evenly spread over ``poses``).
+
+    Returns
+    -------
+    share : numpy.ndarray
+        ``(y1 - y0, x1 - x0)`` float32 over ``template.bbox`` (reference coordinates): the share of the
+        frames on which the pixel's residual, after the gain and bias plane of the frame's robust
+        photometric fit, is beyond :data:`OUTLIER_RESIDUALS` expected residuals (0 where no frame saw it).
+    n_frames : int
+        Frames that entered the share.
+    """
+    if len(poses) > max_frames:
+        pick = np.unique(np.round(np.linspace(0, len(poses) - 1, max_frames)).astype(int))
+        poses = [poses[k] for k in pick]
+    gx0, gy0, gx1, gy1 = template.bbox
+    gw, gh = gx1 - gx0, gy1 - gy0
+    sigma, hp = template.blur_sigma_px, template.highpass_sigma_px
+    pad = template.filter_pad_px
+    ref_vals = _filtered_grid(reference, np.eye(3), template, pad)
+    level = template.levels[0]
+    # the template's pixels on the dense grid (level 0: the grid is template.bbox)
+    u = np.round(level.u).astype(np.int64)
+    v = np.round(level.v).astype(np.int64)
+    x = (u + gx0 - template.centre_px[0]) / template.size_px
+    y = (v + gy0 - template.centre_px[1]) / template.size_px
+    design = np.stack([ref_vals[v, u], np.ones(u.size), x, y]).astype(np.float64)  # (4, N)
+    yy, xx = np.mgrid[0:gh, 0:gw]
+    plane_x = (xx + gx0 - template.centre_px[0]) / template.size_px
+    plane_y = (yy + gy0 - template.centre_px[1]) / template.size_px
+    limit = OUTLIER_RESIDUALS * template.residual_scale
+    count = np.zeros((gh, gw), np.float32)
+    seen = np.zeros((gh, gw), np.float32)
+    del sigma, hp
+    for _t, a, reach in poses:
+        vals, inside = _filtered_grid(frames[_t], a, template, pad, with_inside=True)
+        w = level.weight.astype(np.float64) * inside[v, u]
+        if w.sum() < 0.5 * level.weight.sum():
+            continue
+        coef = _robust_photometric(design, vals[v, u].astype(np.float64), w, template.residual_scale)
+        if coef is None:
+            continue
+        gain, b0, bx, by = coef
+        frame_vals = ((vals - (b0 + bx * plane_x + by * plane_y)) / gain).astype(np.float32)
+        r = int(math.ceil(reach))
+        if r > 0:  # the pose is known to within ``reach``: the pixel matches anywhere within it
+            k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1,) * 2)
+            hi, lo = cv2.dilate(frame_vals, k), cv2.erode(frame_vals, k)
+            out = (ref_vals > hi + limit) | (ref_vals < lo - limit)
+        else:
+            out = np.abs(frame_vals - ref_vals) > limit
+        count += out & inside
+        seen += inside
+    share = np.where(seen > 0, count / np.maximum(seen, 1.0), 0.0).astype(np.float32)
+    return share, int(seen.max()) if seen.size else 0
+
+
+def _filtered_grid(
+    image: np.ndarray, a: np.ndarray, template: Template, pad: int, *, with_inside: bool = False
+):
+    """``image`` prefiltered as the registration filters it, sampled at ``a`` (reference -> image) of every
+    pixel of ``template``'s finest grid (bilinear); with ``with_inside`` also a boolean mask of the grid
+    pixels that fall inside the image."""
+    gx0, gy0, gx1, gy1 = template.bbox
+    gw, gh = gx1 - gx0, gy1 - gy0
+    box = needed_box(template, a, image.shape, pad + 2)
+    bx0, by0, bx1, by1 = box
+    if bx1 - bx0 < 2 or by1 - by0 < 2:
+        vals = np.zeros((gh, gw), np.float32)
+        return (vals, np.zeros((gh, gw), bool)) if with_inside else vals
+    region = _prefilter(image[by0:by1, bx0:bx1], template.blur_sigma_px, template.highpass_sigma_px)
+    # grid pixel (c, r) -> reference (gx0 + c, gy0 + r) -> image a(.) -> region (- bx0, - by0)
+    m = np.array([[1.0, 0.0, -bx0], [0.0, 1.0, -by0], [0.0, 0.0, 1.0]]) @ a
+    m = m @ np.array([[1.0, 0.0, gx0], [0.0, 1.0, gy0], [0.0, 0.0, 1.0]])
+    vals = cv2.warpAffine(
+        region,
+        m[:2],
+        (gw, gh),
+        flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+        borderMode=cv2.BORDER_REPLICATE,
+    )
+    if not with_inside:
+        return vals
+    h, w = image.shape
+    yy, xx = np.mgrid[0:gh, 0:gw]
+    p = np.asarray(a)[:2] @ np.stack([xx.ravel() + gx0, yy.ravel() + gy0, np.ones(xx.size)])
+    inside = ((p[0] >= 0) & (p[0] <= w - 1) & (p[1] >= 0) & (p[1] <= h - 1)).reshape(gh, gw)
+    # a pixel whose filtered value depends on the region's cut edge counts as not seen either
+    inner = np.zeros_like(inside)
+    px = p[0].reshape(gh, gw) - bx0
+    py = p[1].reshape(gh, gw) - by0
+    r = pad
+    inner = (
+        ((px >= r) | (bx0 == 0))
+        & ((py >= r) | (by0 == 0))
+        & ((px <= bx1 - bx0 - 1 - r) | (bx1 == w))
+        & ((py <= by1 - by0 - 1 - r) | (by1 == h))
+    )
+    return vals, inside & inner
+
+
+def _robust_photometric(
+    design: np.ndarray, vals: np.ndarray, w: np.ndarray, residual_scale: float
+) -> tuple[float, float, float, float] | None:
+    """``vals ~ gain * template + bias plane`` by iteratively reweighted least squares (Tukey weights at the
+    expected residual or the residual's own robust scale, as the registration weights); None if degenerate."""
+    weights = w.copy()
+    coef = None
+    for _ in range(5):
+        cw = design * weights
+        try:
+            coef = np.linalg.solve(cw @ design.T, cw @ vals)
+        except np.linalg.LinAlgError:
+            return None
+        if not coef[0] > 1e-6:
+            return None
+        e = (vals - coef[1:] @ design[1:]) / coef[0] - design[0]
+        ae = np.abs(e)
+        seen = w > 0
+        sigma = 1.4826 * float(np.median(ae[seen])) if seen.any() else 0.0
+        r = ae / (4.685 * max(sigma, residual_scale))
+        weights = w * np.square(1 - np.square(np.minimum(r, 1.0)))
+    assert coef is not None
+    return float(coef[0]), float(coef[1]), float(coef[2]), float(coef[3])
+
+
+def unreliable_mask(
+    share: np.ndarray,
+    template: Template,
+    shape: tuple[int, int],
+    *,
+    min_share: float = UNRELIABLE_SHARE,
+    dilate_px: int = 1,
+) -> np.ndarray:
+    """``(H, W)`` boolean mask (reference coordinates) of the template pixels that do not move with the body:
+    an outlier on at least ``min_share`` of the frames (:func:`outlier_share`), grown by ``dilate_px``."""
+    gx0, gy0, gx1, gy1 = template.bbox
+    bad = (share >= min_share).astype(np.uint8)
+    if dilate_px > 0:
+        k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * dilate_px + 1,) * 2)
+        bad = cv2.dilate(bad, k)
+    out = np.zeros(shape, bool)
+    h, w = shape
+    cx0, cy0, cx1, cy1 = max(gx0, 0), max(gy0, 0), min(gx1, w), min(gy1, h)
+    if cx1 > cx0 and cy1 > cy0:
+        out[cy0:cy1, cx0:cx1] = bad[cy0 - gy0 : cy1 - gy0, cx0 - gx0 : cx1 - gx0] > 0
+    return out
+
+
+def template_share(template: Template, mask: np.ndarray) -> float:
+    """Share of ``template``'s weight (finest level) that ``mask`` (reference coordinates) covers."""
+    level = template.levels[0]
+    x = np.round(level.u + level.origin[0]).astype(np.int64)
+    y = np.round(level.v + level.origin[1]).astype(np.int64)
+    h, w = mask.shape
+    ok = (x >= 0) & (x < w) & (y >= 0) & (y < h)
+    hit = np.zeros(x.size, bool)
+    hit[ok] = mask[y[ok], x[ok]]
+    total = float(level.weight.sum())
+    return float((level.weight * hit).sum()) / total if total > 0 else 0.0
