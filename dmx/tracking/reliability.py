@@ -6,9 +6,12 @@ the rigid fit, and from the true pose it costs more than the dragged fit: a mode
 search removes. Over the frames where the body was tracked confidently, each frame moved back into the
 template's grid shows which template pixels match the body and which do not: a pixel of the body matches
 in every frame (within noise), a pixel of an occluder that moves otherwise only while the occluder stays
-where it was on the reference frame. :func:`unreliable_pixels` marks the pixels that are outliers in too
-many of those frames; ``dmx.tracking.tracker._Tracker.refit_unreliable`` cuts the template again without
-them and registers the body again where it was lost under an occluder.
+where it was on the reference frame. :func:`outlier_share` measures, per pixel, on how many of those
+frames it is an outlier and :func:`unreliable_mask` marks those that are on too many;
+``dmx.tracking.tracker._Tracker.refit_unreliable`` cuts the template again without them and registers
+the body again where it was lost under an occluder. This needs frames on which the occluder lay elsewhere
+than on the reference frame: where the body was followed only while it lay there (the ``occluders``
+case of ``benchmarks/measurements.py --appearance``), nothing tells.
 """
 
 from __future__ import annotations
@@ -21,7 +24,8 @@ import numpy as np
 from dmx.tracking.register import Template, _prefilter, needed_box
 
 #: A template pixel whose residual is beyond this many expected residuals (``Template.residual_scale``)
-#: is an outlier on that frame (as ``Fit.inliers`` counts them).
+#: is an outlier on that frame (``Fit.inliers`` counts 3.5; at 3.5 the edges of a rod drifting over the
+#: test scene's C3, 80 grey levels in a calibrated residual of 6.5, stayed below it).
 OUTLIER_RESIDUALS = 2.5
 
 #: A template pixel that is an outlier on at least this share of the confidently tracked frames does not
@@ -46,9 +50,10 @@ def outlier_share(
     ----------
     frames : numpy.ndarray
         ``(T, H, W)`` frames (any real dtype; not modified).
-    poses : list of (int, numpy.ndarray)
-        ``(t, A_t)``: the body's 3x3 rigid pose (reference -> frame ``t``, pixels) on the frames where it
-        was tracked confidently.
+    poses : list of (int, numpy.ndarray, float)
+        ``(t, A_t, reach_px)``: the body's 3x3 rigid pose (reference -> frame ``t``, pixels) on the frames
+        where it was tracked confidently, and how far off it may be (pixels): a template pixel whose
+        value the frame shows anywhere within that distance is no outlier there.
     template : Template
         The body's template (its grid box ``bbox``, filters, pixels and expected residual).
     reference : numpy.ndarray
@@ -61,7 +66,8 @@ def outlier_share(
     share : numpy.ndarray
         ``(y1 - y0, x1 - x0)`` float32 over ``template.bbox`` (reference coordinates): the share of the
         frames on which the pixel's residual, after the gain and bias plane of the frame's robust
-        photometric fit, is beyond :data:`OUTLIER_RESIDUALS` expected residuals (0 where no frame saw it).
+        photometric fit, is beyond :data:`OUTLIER_RESIDUALS` expected residuals (``Template.residual_scale``,
+        as the tracker calibrated it) everywhere within the pose's reach (0 where no frame saw it).
     n_frames : int
         Frames that entered the share.
     """
@@ -70,7 +76,6 @@ def outlier_share(
         poses = [poses[k] for k in pick]
     gx0, gy0, gx1, gy1 = template.bbox
     gw, gh = gx1 - gx0, gy1 - gy0
-    sigma, hp = template.blur_sigma_px, template.highpass_sigma_px
     pad = template.filter_pad_px
     ref_vals = _filtered_grid(reference, np.eye(3), template, pad)
     level = template.levels[0]
@@ -86,9 +91,8 @@ def outlier_share(
     limit = OUTLIER_RESIDUALS * template.residual_scale
     count = np.zeros((gh, gw), np.float32)
     seen = np.zeros((gh, gw), np.float32)
-    del sigma, hp
-    for _t, a, reach in poses:
-        vals, inside = _filtered_grid(frames[_t], a, template, pad, with_inside=True)
+    for t, a, reach in poses:
+        vals, inside = _filtered_grid(frames[t], a, template, pad, with_inside=True)
         w = level.weight.astype(np.float64) * inside[v, u]
         if w.sum() < 0.5 * level.weight.sum():
             continue
@@ -141,7 +145,6 @@ def _filtered_grid(
     p = np.asarray(a)[:2] @ np.stack([xx.ravel() + gx0, yy.ravel() + gy0, np.ones(xx.size)])
     inside = ((p[0] >= 0) & (p[0] <= w - 1) & (p[1] >= 0) & (p[1] <= h - 1)).reshape(gh, gw)
     # a pixel whose filtered value depends on the region's cut edge counts as not seen either
-    inner = np.zeros_like(inside)
     px = p[0].reshape(gh, gw) - bx0
     py = p[1].reshape(gh, gw) - by0
     r = pad

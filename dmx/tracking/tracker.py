@@ -557,7 +557,9 @@ class _Tracker:
     accept the good and plausible fits, recover the others from the last pose, the neighbours' motion
     and a coarse search (:meth:`recover`), judge what was found (:meth:`judge`), refit the bodies an
     occluder covers from where their neighbours carry them (:meth:`reanchor`), check the anatomy, and
-    record the accepted poses (:meth:`record`).
+    record the accepted poses (:meth:`record`). After both passes, the bodies under a still layer are
+    registered again without it (:meth:`refine_still_layers`), and those lost under an occluder with a
+    template cut without the pixels that do not move with them (:meth:`refit_unreliable`).
     """
 
     def __init__(
