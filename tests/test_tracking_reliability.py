@@ -64,7 +64,7 @@ def test_the_rod_on_the_reference_frame_is_found_unreliable_and_the_body_is_not(
 def test_bodies_a_rod_drags_are_refitted_without_it_where_they_were_lost():
     """The rod over C2-C3 on the reference frame drifts away from both: the drag guards gave C2 up in 13 of
     30 frames and C3 in 9 (reasons DRAGGED, not found). Refitted with templates cut without the pixels that
-    do not move with them, C2 is followed in 21 frames and C3 in 24, every one within 2 px, and the bodies
+    do not move with them, C2 is followed in 23 frames and C3 in 28, every one within 2 px, and the bodies
     clear of the rod are untouched."""
     s, frames = _rod_scene()
     before = track(frames, s.landmarks, refit_unreliable=False)
@@ -73,10 +73,10 @@ def test_bodies_a_rod_drags_are_refitted_without_it_where_they_were_lost():
     err1, ok1 = _followed(after, s.truth_px)
     c2, c3 = (after.vertebrae.index(v) for v in (Vertebra.C2, Vertebra.C3))
     assert ok0[:, c2].sum() == 17 and ok0[:, c3].sum() == 21
-    assert ok1[:, c2].sum() >= 21 and ok1[:, c3].sum() >= 24
+    assert ok1[:, c2].sum() >= 23 and ok1[:, c3].sum() >= 28
     assert not (ok1 & (err1 > 2.0)).any()
     gained = ok1 & ~ok0
-    assert gained[:, c2].sum() >= 4 and gained[:, c3].sum() >= 3
+    assert gained[:, c2].sum() >= 6 and gained[:, c3].sum() >= 7
     assert float(np.median(err1[gained])) < 0.5, err1[gained]
     # frames followed before are as they were; the bodies below the rod untouched
     np.testing.assert_array_equal(after.corners_px[ok0], before.corners_px[ok0])
@@ -86,11 +86,41 @@ def test_bodies_a_rod_drags_are_refitted_without_it_where_they_were_lost():
 
 
 def test_a_refit_its_neighbours_do_not_carry_there_is_not_followed():
-    """The refit's own checks: where the cleaned template's fit lands far from where the tracked neighbours
-    carry the body (C3 under the rod, 6 px off on frame 3), it stays lost with its first reason."""
+    """The refit's own checks (``_Tracker._refit_checks``): on a frame C3 was lost on and the refit found it
+    (within 1 px of the truth), its pose passes them; the same pose 3 px off (0.11 of C3's size: within the
+    plausible step, beyond where its neighbours carry it) does not, nor does the refit when no neighbour
+    is tracked on that frame."""
     s, frames = _rod_scene()
-    after = track(frames, s.landmarks)
-    err, ok = _followed(after, s.truth_px)
-    c3 = after.vertebrae.index(Vertebra.C3)
-    assert not ok[3, c3]
-    assert after.reason[3][c3] in tracker_mod.REFIT_REASONS
+    options = tracker_mod._Options(
+        margin_frac=0.15,
+        blur_sigma_px=1.0,
+        highpass_frac=0.1,
+        n_levels=None,
+        max_iterations=12,
+        min_quality=TRUSTED_QUALITY,
+        min_visible=0.6,
+        max_rotation_step_deg=20.0,
+        max_step_frac=0.6,
+        max_overlap=0.1,
+        anatomy_check=True,
+        reacquire=True,
+    )
+    tk = tracker_mod._Tracker(frames, s.landmarks, None, options)
+    tk.calibrate_residuals()
+    tk.run_pass(range(1, len(frames)), None)
+    c3 = tk.verts.index(Vertebra.C3)
+    lost = ~tk._tracked(c3)
+    tk.refit_unreliable()
+    t = int(np.flatnonzero(lost & tk._tracked(c3))[0])  # a frame the refit found C3 on
+    assert np.abs(tk.corners[t, c3] - s.truth_px[t, c3]).max() < 1.0
+    refit = tk._pose(t, c3)
+    tk.quality[t, c3] = 0.0  # as before the refit
+    tracked = np.flatnonzero(tk._tracked(c3))
+    near = int(tracked[np.argmin(np.abs(tracked - t))])
+    assert tk._refit_checks(c3, t, refit, near)
+    off = refit.copy()
+    off[0, 2] += 3.0
+    assert not tk._refit_checks(c3, t, off, near)
+    for j in (c3 - 1, c3 + 1, c3 + 2):
+        tk.quality[t, j] = 0.0  # no neighbour tracked on frame t: nothing supports the refit
+    assert not tk._refit_checks(c3, t, refit, near)

@@ -115,14 +115,21 @@ def outlier_share(
 
 
 def _filtered_grid(
-    image: np.ndarray, a: np.ndarray, template: Template, pad: int, *, with_inside: bool = False
+    image: np.ndarray,
+    a: np.ndarray,
+    template: Template,
+    pad: int,
+    *,
+    with_inside: bool = False,
+    grow_px: int = 0,
 ):
     """``image`` prefiltered as the registration filters it, sampled at ``a`` (reference -> image) of every
-    pixel of ``template``'s finest grid (bilinear); with ``with_inside`` also a boolean mask of the grid
-    pixels that fall inside the image."""
+    pixel of ``template``'s finest grid (bilinear; grown by ``grow_px`` on every side); with
+    ``with_inside`` also a boolean mask of the grid pixels that fall inside the image."""
     gx0, gy0, gx1, gy1 = template.bbox
+    gx0, gy0, gx1, gy1 = gx0 - grow_px, gy0 - grow_px, gx1 + grow_px, gy1 + grow_px
     gw, gh = gx1 - gx0, gy1 - gy0
-    box = needed_box(template, a, image.shape, pad + 2)
+    box = needed_box(template, a, image.shape, pad + 2 + 1.5 * grow_px)
     bx0, by0, bx1, by1 = box
     if bx1 - bx0 < 2 or by1 - by0 < 2:
         vals = np.zeros((gh, gw), np.float32)
@@ -216,3 +223,140 @@ def template_share(template: Template, mask: np.ndarray) -> float:
     hit[ok] = mask[y[ok], x[ok]]
     total = float(level.weight.sum())
     return float((level.weight * hit).sum()) / total if total > 0 else 0.0
+
+
+def moving_otherwise(
+    frames: np.ndarray,
+    poses: list[tuple[int, np.ndarray]],
+    template: Template,
+    reference: np.ndarray,
+    *,
+    search_px: int = 12,
+    step_px: int = 4,
+    patch_px: int = 9,
+    agree_px: float = 1.5,
+    differ_px: float = 3.0,
+    min_score: float = 0.6,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per template pixel, on how many frames the patch around it moved otherwise than the body.
+
+    Each frame is moved back into the template's grid with a rough pose (``poses``: e.g. where a
+    neighbour carries the body, a few pixels off). Every textured patch of the reference on a coarse grid
+    (``patch_px`` wide, every ``step_px``) is found again in it by normalised cross-correlation within
+    ``search_px``; the body's own residual motion is the rigid motion most patches agree with (within
+    ``agree_px``: a RANSAC over pairs), and a patch whose displacement differs from it by more than
+    ``differ_px`` (along its gradient only, for a patch with one edge direction, which cannot show motion
+    along that edge) moved otherwise: an occluder's outline, soft tissue.
+
+    Returns
+    -------
+    moved, seen : numpy.ndarray
+        ``(y1 - y0, x1 - x0)`` float32 over ``template.bbox``: frames on which the patch over the pixel
+        moved otherwise, and frames on which it was found (the patch's central ``step_px`` square).
+    """
+    gx0, gy0, gx1, gy1 = template.bbox
+    gw, gh = gx1 - gx0, gy1 - gy0
+    pad = template.filter_pad_px
+    ref_vals = _filtered_grid(reference, np.eye(3), template, pad)
+    level = template.levels[0]
+    inside = np.zeros((gh, gw), bool)
+    inside[np.round(level.v).astype(int), np.round(level.u).astype(int)] = True
+    half = patch_px // 2
+    centres = []
+    tensors = []
+    gyy, gxx = np.gradient(ref_vals.astype(np.float64))
+    for r in range(half, gh - half, step_px):
+        for c in range(half, gw - half, step_px):
+            if not inside[r, c]:
+                continue
+            p = ref_vals[r - half : r + half + 1, c - half : c + half + 1]
+            if p.std() < 2.0 * template.residual_scale:
+                continue  # too flat to be found again
+            sx = gxx[r - half : r + half + 1, c - half : c + half + 1]
+            sy = gyy[r - half : r + half + 1, c - half : c + half + 1]
+            j = np.array([[np.sum(sx * sx), np.sum(sx * sy)], [np.sum(sx * sy), np.sum(sy * sy)]])
+            w, v = np.linalg.eigh(j)
+            centres.append((r, c))
+            # one edge direction: only the displacement along the gradient counts
+            tensors.append(None if w[0] > 0.2 * w[1] else v[:, 1])
+    moved = np.zeros((gh, gw), np.float32)
+    seen = np.zeros((gh, gw), np.float32)
+    if len(centres) < 6:
+        return moved, seen
+    xy = np.array([(c + gx0, r + gy0) for r, c in centres], np.float64)
+    for t, a in poses:
+        window = _filtered_grid(frames[t], a, template, pad, grow_px=search_px)
+        disp = np.full((len(centres), 2), np.nan)
+        for k, (r, c) in enumerate(centres):
+            p = ref_vals[r - half : r + half + 1, c - half : c + half + 1]
+            win = window[r : r + patch_px + 2 * search_px, c : c + patch_px + 2 * search_px]
+            res = cv2.matchTemplate(win, p, cv2.TM_CCOEFF_NORMED)
+            _, score, _, loc = cv2.minMaxLoc(res)
+            if score >= min_score:
+                disp[k] = (loc[0] - search_px, loc[1] - search_px)
+        ok = np.flatnonzero(np.isfinite(disp[:, 0]))
+        two_d = [k for k in ok if tensors[k] is None]
+        if len(two_d) < 3:
+            continue
+        best = _rigid_consensus(xy[two_d], disp[two_d], agree_px)
+        if best is None:
+            continue
+        expected = xy @ best[:2, :2].T + best[:2, 2] - xy
+        for k in ok:
+            d = disp[k] - expected[k]
+            n = tensors[k]
+            off = abs(float(d @ n)) if n is not None else float(np.hypot(*d))
+            r, c = centres[k]
+            sl = (
+                slice(r - step_px // 2, r + step_px - step_px // 2),
+                slice(c - step_px // 2, c + step_px - step_px // 2),
+            )
+            seen[sl] += 1.0
+            if off > differ_px:
+                moved[sl] += 1.0
+    return moved, seen
+
+
+def _rigid_consensus(
+    xy: np.ndarray, disp: np.ndarray, agree_px: float, *, pairs: int = 300
+) -> np.ndarray | None:
+    """The 3x3 rigid motion ``xy -> xy + disp`` that most points agree with (within ``agree_px``), refitted
+    on them by least squares (RANSAC over ``pairs`` pairs, drawn the same way every time)."""
+    dst = xy + disp
+    n = len(xy)
+    rng = np.random.default_rng(0)
+    p = rng.integers(0, n, pairs)
+    q = rng.integers(0, n, pairs)
+    keep = p != q
+    p, q = p[keep], q[keep]
+    # rotation from each pair's direction, translation from its midpoint
+    v_src = xy[q] - xy[p]
+    v_dst = dst[q] - dst[p]
+    theta = np.arctan2(v_dst[:, 1], v_dst[:, 0]) - np.arctan2(v_src[:, 1], v_src[:, 0])
+    c, s_ = np.cos(theta), np.sin(theta)
+    mid_s = 0.5 * (xy[p] + xy[q])
+    mid_d = 0.5 * (dst[p] + dst[q])
+    # (pairs, n) errors of every point under every pair's motion
+    x = xy[None, :, 0] - mid_s[:, None, 0]
+    y = xy[None, :, 1] - mid_s[:, None, 1]
+    ex = c[:, None] * x - s_[:, None] * y + mid_d[:, None, 0] - dst[None, :, 0]
+    ey = s_[:, None] * x + c[:, None] * y + mid_d[:, None, 1] - dst[None, :, 1]
+    inl = np.hypot(ex, ey) <= agree_px
+    if not inl.size:
+        return None
+    best_in = inl[int(np.argmax(inl.sum(axis=1)))]
+    if best_in.sum() < 3:
+        return None
+    return _rigid_fit(xy[best_in], dst[best_in])
+
+
+def _rigid_fit(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """Least-squares 3x3 rigid motion ``src -> dst`` (Kabsch)."""
+    cs, cd = src.mean(axis=0), dst.mean(axis=0)
+    u, _, vt = np.linalg.svd((dst - cd).T @ (src - cs))
+    d = np.sign(np.linalg.det(u @ vt)) or 1.0
+    r = u @ np.diag([1.0, d]) @ vt
+    m = np.eye(3)
+    m[:2, :2] = r
+    m[:2, 2] = cd - r @ cs
+    return m

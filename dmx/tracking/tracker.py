@@ -58,7 +58,7 @@ from dmx.tracking.register import (
     register,
     rigid,
 )
-from dmx.tracking.reliability import outlier_share, template_share, unreliable_mask
+from dmx.tracking.reliability import moving_otherwise, outlier_share, template_share, unreliable_mask
 from dmx.tracking.robust import inconsistent, reject_inconsistent, static_mask
 from dmx.tracking.types import Tracks
 from dmx.tracking.workers import ForkedWorkers, can_fork
@@ -153,7 +153,7 @@ RELIABLE_REACH_PX = 1.0
 #: weight (fewer change nothing worth a refit) and at most ``UNRELIABLE_MAX`` (more: the body's own pixels
 #: are flagged, e.g. its texture under a dense occluder, and the estimate is not trusted).
 UNRELIABLE_MIN = 0.02
-UNRELIABLE_MAX = 0.35
+UNRELIABLE_MAX = 0.8
 
 #: A refit with the cleaned template is followed only when its robust cost (``Fit.robust_cost``, 0..1) is at
 #: most this above the cleaned template's cost on the confidently tracked frames. The occluder now in the
@@ -1450,7 +1450,7 @@ class _Tracker:
             ]
             if not lost:
                 continue
-            cleaned = self._cleaned_template(i)
+            cleaned = self._cleaned_template(i, lost)
             if cleaned is not None:
                 self._refit_lost(i, lost, *cleaned)
 
@@ -1463,7 +1463,7 @@ class _Tracker:
     def _pose(self, t: int, i: int) -> np.ndarray:
         return np.vstack([self.transforms[t, i], [0.0, 0.0, 1.0]])
 
-    def _cleaned_template(self, i: int) -> tuple[Template, float] | None:
+    def _cleaned_template(self, i: int, lost: list[int]) -> tuple[Template, float] | None:
         """Body ``i``'s template cut without the pixels that do not move with it, and its robust cost on
         its confidently tracked frames; None when too few frames tell, or the pixels to leave out are too
         few or too many (:data:`UNRELIABLE_MIN`, :data:`UNRELIABLE_MAX`)."""
@@ -1482,6 +1482,17 @@ class _Tracker:
             return None
         poses = [(int(t), self._pose(int(t), i), RELIABLE_REACH_PX) for t in good]
         share, _n = outlier_share(self.frames, poses, tpl, self.frames[self.ref])
+        # the frames it was lost on too, from where its neighbours carry it: patches that move otherwise
+        rough = [(int(t), self._pose(int(t), i)) for t in good]
+        for t in lost:
+            for j in (i + 1, i - 1, i + 2, i - 2):
+                carried = self._carried(i, j, t)
+                if carried is not None:
+                    rough.append((t, carried[0]))
+                    break
+        moved, seen = moving_otherwise(self.frames, rough, tpl, self.frames[self.ref])
+        with np.errstate(invalid="ignore", divide="ignore"):
+            share = np.maximum(share, np.where(seen >= 3, moved / seen, 0.0).astype(np.float32))
         shape = self.frames.shape[1:]
         unreliable = unreliable_mask(share, tpl, shape)
         part = template_share(tpl, unreliable)
