@@ -7,11 +7,13 @@ search removes. Over the frames where the body was tracked confidently, each fra
 template's grid shows which template pixels match the body and which do not: a pixel of the body matches
 in every frame (within noise), a pixel of an occluder that moves otherwise only while the occluder stays
 where it was on the reference frame. :func:`outlier_share` measures, per pixel, on how many of those
-frames it is an outlier and :func:`unreliable_mask` marks those that are on too many;
-``dmx.tracking.tracker._Tracker.refit_unreliable`` cuts the template again without them and registers
-the body again where it was lost under an occluder. This needs frames on which the occluder lay elsewhere
-than on the reference frame: where the body was followed only while it lay there (the ``occluders``
-case of ``benchmarks/measurements.py --appearance``), nothing tells.
+frames it is an outlier and :func:`unreliable_mask` marks those that are on too many. That needs frames
+on which the occluder lay elsewhere than on the reference frame; where the body was followed only while
+it lay there (the ``occluders`` case of ``benchmarks/measurements.py --appearance``), nothing tells, so
+:func:`moving_otherwise` also looks at the frames it was lost on, from where a neighbour carries it (a few
+pixels off): patches of the reference found again there that move otherwise than most of them.
+``dmx.tracking.tracker._Tracker.refit_unreliable`` cuts the template again without those pixels and
+registers the body again where it was lost under an occluder.
 """
 
 from __future__ import annotations

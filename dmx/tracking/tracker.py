@@ -150,8 +150,9 @@ RELIABLE_FRAMES = 8
 RELIABLE_REACH_PX = 1.0
 
 #: The template is cut again without its unreliable pixels only when they hold at least this share of its
-#: weight (fewer change nothing worth a refit) and at most ``UNRELIABLE_MAX`` (more: the body's own pixels
-#: are flagged, e.g. its texture under a dense occluder, and the estimate is not trusted).
+#: weight (fewer change nothing worth a refit) and at most ``UNRELIABLE_MAX`` (what is left must still pin
+#: the body: the outline over the ``occluders`` case's C2 and C3 and the soft tissue around them take
+#: 60-64 % of their templates).
 UNRELIABLE_MIN = 0.02
 UNRELIABLE_MAX = 0.8
 
@@ -1435,7 +1436,9 @@ class _Tracker:
         frames with a reason in :data:`REFIT_REASONS`, each confidently tracked frame (trusted, other than
         the reference; at least :data:`RELIABLE_FRAMES`) is moved back into the template's grid, and the
         template pixels that are outliers on too many of them
-        (:func:`dmx.tracking.reliability.outlier_share`) are left out of a template cut again
+        (:func:`dmx.tracking.reliability.outlier_share`), or whose patch moves otherwise than the body on
+        too many of those frames and of the lost ones, moved back from where a neighbour carries it
+        (:func:`dmx.tracking.reliability.moving_otherwise`), are left out of a template cut again
         (:meth:`_cleaned_template`). The lost frames, nearest to a tracked one first, are then registered
         with it from the body's pose on the nearest tracked frame and from where each tracked neighbour
         carries it; a refit is followed only when its own checks pass (:meth:`_refit_checks`). Bodies are
@@ -1464,9 +1467,10 @@ class _Tracker:
         return np.vstack([self.transforms[t, i], [0.0, 0.0, 1.0]])
 
     def _cleaned_template(self, i: int, lost: list[int]) -> tuple[Template, float] | None:
-        """Body ``i``'s template cut without the pixels that do not move with it, and its robust cost on
-        its confidently tracked frames; None when too few frames tell, or the pixels to leave out are too
-        few or too many (:data:`UNRELIABLE_MIN`, :data:`UNRELIABLE_MAX`)."""
+        """Body ``i``'s template cut without the pixels that do not move with it (over its confidently
+        tracked frames and the frames ``lost``), and its robust cost on its confidently tracked frames; None
+        when too few frames tell, or the pixels to leave out are too few or too many
+        (:data:`UNRELIABLE_MIN`, :data:`UNRELIABLE_MAX`)."""
         tpl = self.templates[i]
         assert tpl is not None
         tracked = self._tracked(i)
