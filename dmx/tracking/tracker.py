@@ -1566,6 +1566,36 @@ class _Tracker:
             self._write_pose(t, i, fit.transform, fit.corner_std_px, fit.rotation_std_rad)
             self.quality[t, i] = q
             self.reason[t][i] = None
+            self._check_arch(t, i)
+
+    def _check_arch(self, t: int, i: int) -> None:
+        """C1's arch above body ``i`` (C2), refitted on frame ``t``, checked against it as
+        :meth:`check_neighbours` does (it was not, while C2 was lost there), and against where C2 carries
+        it from the nearest frame where both were followed (within :data:`DRAG_LAND_FRAC` of C2's size plus
+        :data:`DRAG_LAND_STEP_FRAC` per frame between, as :meth:`_refit_checks` a body): an arch that fails
+        either is not followed (:data:`INCONSISTENT`), so that no atlanto-dental interval is read from a
+        look-alike (the ``occluders`` case: C1 had been followed 15-96 px off on frames where C2 was lost,
+        which the passes could not check)."""
+        j = i - 1
+        if j < 0 or self.has_corners[j] or not self._tracked(j)[t]:
+            return
+        a_j = self._pose(t, j)
+        both = np.flatnonzero(self._tracked(j) & self._tracked(i))
+        both = both[both != t]
+        far = True
+        if both.size:
+            # and where C2 carries it from the nearest frame both were followed on (the arch was followed
+            # on frame t with nothing to check it against): as close as a body's refit must be
+            u = int(both[np.argmin(np.abs(both - t))])
+            carried = self._pose(t, i) @ _rigid_inv(self._pose(u, i)) @ self._pose(u, j)
+            allowed = (DRAG_LAND_FRAC + DRAG_LAND_STEP_FRAC * abs(t - u)) * self.sizes[i]
+            far = _corner_gap(carried, a_j, self.quads[j]) > allowed
+        if far or inconsistent(a_j, self._pose(t, i), self.centres[j], self.centres[i], self.sizes[i]):
+            self.reason[t][j] = INCONSISTENT
+            self.quality[t, j] = min(float(self.quality[t, j]), 0.2)
+            self.transforms[t, j] = np.nan
+            self.precision[t, j] = np.nan
+            self.rotation_precision[t, j] = np.nan
 
     def _carried(self, i: int, j: int, t: int) -> tuple[np.ndarray, int] | None:
         """Body ``i``'s pose on frame ``t`` as neighbour ``j`` (a body, tracked on ``t``) carries it from the
