@@ -1485,7 +1485,7 @@ class _Tracker:
             )
             return None
         poses = [(int(t), self._pose(int(t), i), RELIABLE_REACH_PX) for t in good]
-        share, _n = outlier_share(self.frames, poses, tpl, self.frames[self.ref])
+        share, _ = outlier_share(self.frames, poses, tpl, self.frames[self.ref])
         # the frames it was lost on too, from where its neighbours carry it: patches that move otherwise
         rough = [(int(t), self._pose(int(t), i)) for t in good]
         for t in lost:
@@ -1521,12 +1521,10 @@ class _Tracker:
         # the noise the passes calibrated (the frames' own), never below the cleaned template's estimate
         cleaned = replace(cleaned, residual_scale=max(cleaned.residual_scale, tpl.residual_scale))
         pick = np.unique(np.round(np.linspace(0, len(good) - 1, RELIABLE_FRAMES)).astype(int))
-        costs = [
-            self.fit_at(i, self.frames[good[k]], self._pose(int(good[k]), i), 1, template=cleaned)[
-                0
-            ].robust_cost
-            for k in pick
-        ]
+        costs = []
+        for k in pick:
+            t = int(good[k])
+            costs.append(self.fit_at(i, self.frames[t], self._pose(t, i), 1, template=cleaned)[0].robust_cost)
         return cleaned, float(np.median(costs))
 
     def _refit_lost(self, i: int, lost: list[int], cleaned: Template, clear_cost: float) -> None:
@@ -1559,9 +1557,8 @@ class _Tracker:
             # the template with the occluder, from the same start: landing where the refit lands, with a
             # trusted quality, is the optimum the guards of the passes gave up, not a new one
             first, q_first = self.fit_at(i, self.frames[t], start, None)
-            if q_first >= self.opt.min_quality and _corner_gap(
-                first.transform, fit.transform, self.quads[i]
-            ) < (REFIT_SAME_PX):
+            same = _corner_gap(first.transform, fit.transform, self.quads[i]) < REFIT_SAME_PX
+            if same and q_first >= self.opt.min_quality:
                 continue
             self._write_pose(t, i, fit.transform, fit.corner_std_px, fit.rotation_std_rad)
             self.quality[t, i] = q
