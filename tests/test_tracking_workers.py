@@ -326,3 +326,30 @@ def test_a_chain_held_back_is_not_waited_for(monkeypatch):
         assert chains.keys() == {"a"} and len(chains) == 1  # late, not failed: still used
         HOLD.release()
         assert chains.get("a", 1) == (True, 1)
+
+
+#: Released by a worker each time it looks for a body's still layer
+WORKER_SCREENED = multiprocessing.get_context("fork").Semaphore(0)
+
+
+def test_the_still_layer_screen_is_shared_with_a_worker(monkeypatch):
+    """After the passes the bodies' still layers are looked for in a worker forked then and here: the
+    same tracks (the shoulders' still layer over C7 is taken out in this case), fewer bodies here."""
+    ph = _mandible_phantom()
+    one = track(ph.frames, ph.landmarks)
+    here = []
+    still_layer = tracker_mod._Tracker._still_layer
+
+    def counted(self, i):
+        if os.getpid() == PARENT:
+            here.append(i)
+            assert WORKER_SCREENED.acquire(timeout=120)  # whatever the machine does, a worker took one
+            WORKER_SCREENED.release()
+        else:
+            WORKER_SCREENED.release()
+        return still_layer(self, i)
+
+    monkeypatch.setattr(tracker_mod._Tracker, "_still_layer", counted)
+    _assert_same_tracks(track(ph.frames, ph.landmarks, processes=2), one)
+    assert 0 < len(here) < len(one.vertebrae)
+    assert not np.array_equal(one.transforms, track(ph.frames, ph.landmarks, still_layers=False).transforms)

@@ -60,7 +60,7 @@ from dmx.tracking.register import (
 )
 from dmx.tracking.robust import inconsistent, reject_inconsistent, static_mask
 from dmx.tracking.types import Tracks
-from dmx.tracking.workers import ForkedChains, can_fork
+from dmx.tracking.workers import ForkedChains, ForkedWorkers, can_fork
 
 _log = logging.getLogger(__name__)
 
@@ -480,7 +480,13 @@ def track(
         if workers is not None:
             workers.close()
     if still_layers:
-        tracker.refine_still_layers()
+        # the bodies' still layers looked for in processes forked now (they see the passes' poses)
+        screen = ForkedWorkers(tracker._still_layer, processes - 1) if forked else None
+        try:
+            tracker.refine_still_layers(screen)
+        finally:
+            if screen is not None:
+                screen.close()
     return tracker.tracks()
 
 
@@ -1263,7 +1269,7 @@ class _Tracker:
         if self.has_corners[i]:
             self.corners[t, i] = _corners(a, self.quads[i])
 
-    def refine_still_layers(self) -> None:
+    def refine_still_layers(self, workers: ForkedWorkers | None = None) -> None:
         """Register again the bodies under a layer that does not move with them (issue #13).
 
         A body's template holds whatever lay over it on the reference frame; a dense structure that
@@ -1283,8 +1289,13 @@ class _Tracker:
         higher (the same structure over it, in more noise: the shoulders over C7).
 
         A refit below the trusted quality keeps the pass's pose; frames not tracked stay as they are.
+        With ``workers`` (forked after the passes), the bodies' still layers are looked for in them and
+        here together (the same result).
         """
-        found = {i: self._still_layer(i) for i in range(self.n_v)}
+        bodies = [(i,) for i in range(self.n_v)]
+        found = dict(
+            enumerate(workers.map(bodies) if workers is not None else [self._still_layer(*b) for b in bodies])
+        )
         confirmed = {i for i, f in found.items() if f is not None and f[2] >= STILL_LAYER_GAIN}
         for i, f in found.items():
             if f is None or not f[2] >= 0.0:
