@@ -1076,11 +1076,16 @@ class _Tracker:
             return [primary(i) for i in range(self.n_v)]
         workers.advance(self.pos)
         chained = workers.keys()
+        calls = {
+            i: (i, t, preds[i], 1 if len(states[i].history) >= 2 else None)
+            for i in range(self.n_v)
+            if self.templates[i] is not None and preds[i] is not None and not states[i].lost
+        }
         firsts: list[tuple[Fit, float] | None] = [None] * self.n_v
-        for i in range(self.n_v):
-            if self.templates[i] is None or preds[i] is None or states[i].lost:
-                continue
-            call = (i, t, preds[i], 1 if len(states[i].history) >= 2 else None)
+        for i, call in calls.items():  # this process's own first, while the workers finish theirs
+            if i not in chained:
+                firsts[i] = self.fit_on_frame(*call)
+        for i, call in calls.items():
             if i in chained:
                 found, answer = workers.get(i, self.pos)
                 if found and _same_call(answer[0], call):
@@ -1088,7 +1093,7 @@ class _Tracker:
                     self.chained[i] = answer[1][0].transform
                     continue
                 workers.drop(i)  # restarted from the pose recorded here (_chain_on)
-            firsts[i] = self.fit_on_frame(*call)
+                firsts[i] = self.fit_on_frame(*call)
         return firsts
 
     def _chain_on(self, pos: int, states: list[_State], workers: ForkedChains) -> None:
