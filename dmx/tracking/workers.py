@@ -1,4 +1,4 @@
-"""Worker processes that share the tracker's frames and templates: :class:`ForkedWorkers`.
+"""Processes forked to share the tracking frames and templates: :class:`ForkedChains`, :class:`ForkedWorkers`.
 
 The bodies of a frame are registered independently of one another (:meth:`dmx.tracking.tracker._Tracker.
 fit_at`), but as dozens of small numpy calls each, which hold the GIL: threads barely overlap them. Worker
@@ -8,12 +8,16 @@ writes them); only a small job per body and frame (body, frame, predicted 3x3 po
 :class:`~dmx.tracking.register.Fit` it gives go through a pipe. The same code on the same numbers gives
 the same fit to the bit in either process, so the tracks do not depend on where a body was registered.
 
-The calls of one :meth:`ForkedWorkers.map` are shared out as they go: the workers take them from the
-front of the list, the calling process from the back, each the next one not yet taken (a counter pair
-under a lock in shared memory), so a worker that the machine's other jobs hold back does fewer.
+The tracker's passes use :class:`ForkedChains`: each worker runs chains of calls, a body frame after
+frame from the poses its own fits give, up to a few frames ahead of the calling process, which judges the
+fits and uses a worker's only when it started from the pose it predicts itself (the fits of a frame no
+longer wait for the judgement of the frame before: neither side waits for the other on every frame).
 
-:meth:`ForkedWorkers.start` sends calls without waiting (the tracker starts the workers on the next
-frame while it finishes this one), :meth:`ForkedWorkers.finish` collects them. :class:`ForkedCall` runs
+The calls of one :meth:`ForkedWorkers.map` (the still-layer screen after the passes) are shared out as
+they go: the workers take them from the front of the list, the calling process from the back, each the
+next one not yet taken (a counter pair under a lock in shared memory), so a worker that the machine's
+other jobs hold back does fewer. :meth:`ForkedWorkers.start` sends calls without waiting,
+:meth:`ForkedWorkers.finish` collects them. :class:`ForkedCall` runs
 one function in a forked process (the report, while the other files are written).
 
 Forking is used on Linux only (:func:`can_fork`): elsewhere a process that has used the system's
