@@ -353,3 +353,30 @@ def test_the_still_layer_screen_is_shared_with_a_worker(monkeypatch):
     _assert_same_tracks(track(ph.frames, ph.landmarks, processes=2), one)
     assert 0 < len(here) < len(one.vertebrae)
     assert not np.array_equal(one.transforms, track(ph.frames, ph.landmarks, still_layers=False).transforms)
+
+
+def _large_step(key, state, t):
+    return b"x" * 100_000, state  # more than a pipe holds
+
+
+def test_chains_whose_answers_are_not_read_do_not_fill_the_pipes():
+    """Frames where this process reads no chain (its bodies lost, all its own) still tell the workers where
+    it is: the answers they send meanwhile are read then, so that neither side blocks on a full pipe."""
+    from dmx.tracking.workers import ForkedChains
+
+    import threading
+
+    with ForkedChains(_large_step, 1, ahead=2) as chains:
+        chains.begin(range(5000))
+        chains.chain("a", 0, 0)
+
+        def frames():
+            for pos in range(4000):  # far more messages than a pipe holds, either way
+                chains.advance(pos)
+
+        going = threading.Thread(target=frames, daemon=True)
+        going.start()
+        going.join(120)
+        assert not going.is_alive()  # not blocked on a full pipe
+        found, answer = chains.get("a", 4000)
+        assert found and len(answer) == 100_000 and len(chains) == 1

@@ -491,11 +491,18 @@ class ForkedChains:
             self._send(k, ("drop", key))
 
     def advance(self, pos: int) -> None:
-        """This process is at position ``pos``: the workers may run up to ``ahead`` beyond it."""
+        """This process is at position ``pos``: the workers may run up to ``ahead`` beyond it. The answers
+        already there are read (so that no pipe fills while this process reads none: a worker blocked
+        sending would not read this process's messages either)."""
+        for k in range(len(self._conns)):
+            try:
+                while self._alive[k] and self._conns[k].poll():
+                    self._receive(k)
+            except (EOFError, OSError):
+                self._end_worker(k)
+            self._send(k, ("ack", pos))
         for found in [r for r in self._results if r[1] < pos]:
             del self._results[found]
-        for k in range(len(self._conns)):
-            self._send(k, ("ack", pos))
 
     def get(self, key: Any, pos: int) -> tuple[bool, Any]:
         """``(True, result)`` of ``key``'s chain at position ``pos``, or ``(False, None)`` when its chain does
