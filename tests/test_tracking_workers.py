@@ -362,9 +362,9 @@ def _large_step(key, state, t):
 def test_chains_whose_answers_are_not_read_do_not_fill_the_pipes():
     """Frames where this process reads no chain (its bodies lost, all its own) still tell the workers where
     it is: the answers they send meanwhile are read then, so that neither side blocks on a full pipe."""
-    from dmx.tracking.workers import ForkedChains
-
     import threading
+
+    from dmx.tracking.workers import ForkedChains
 
     with ForkedChains(_large_step, 1, ahead=2) as chains:
         chains.begin(range(5000))
