@@ -1,0 +1,45 @@
+"""The decoded frames' array (dmx.io.load.empty_frames): ordinary pages, numpy's own switch left as it was."""
+
+from pathlib import Path
+
+import numpy as np
+
+from dmx.io.load import empty_frames, load_sequence
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _vm_flags(a: np.ndarray) -> list[str]:
+    """The kernel's flags of the memory mapping that holds the middle of ``a`` (Linux ``/proc/self/smaps``;
+    numpy advises the 2 MB-aligned part of an array, which the kernel then keeps as a mapping of its own)."""
+    address = a.__array_interface__["data"][0] + a.nbytes // 2
+    inside = False
+    for line in Path("/proc/self/smaps").read_text().splitlines():
+        head = line.split()[0]
+        if "-" in head and ":" not in head:
+            lo, hi = (int(x, 16) for x in head.split("-"))
+            inside = lo <= address < hi
+        elif inside and line.startswith("VmFlags:"):
+            return line.split()[1:]
+    raise AssertionError("no mapping holds the array")
+
+
+def test_frames_are_not_advised_to_huge_pages_and_numpy_is_left_as_it_was():
+    switch = np._core.multiarray._set_madvise_hugepage
+    before = switch(True)
+    try:
+        frames = empty_frames((8, 1024, 1024), np.uint16)  # 16 MB: numpy would advise huge pages
+        assert frames.shape == (8, 1024, 1024) and frames.dtype == np.uint16
+        assert "hg" not in _vm_flags(frames)  # MADV_HUGEPAGE not asked for
+        assert switch(True) is True  # numpy's switch as it was
+        other = np.empty((8, 1024, 1024), np.uint16)
+        assert "hg" in _vm_flags(other)  # numpy's other large arrays as numpy makes them
+    finally:
+        switch(before)
+
+
+def test_a_study_is_loaded_into_them():
+    seq = load_sequence(ROOT / "sample_data" / "lordotic_stable" / "study.dcm")
+    assert seq.frames.ndim == 3 and seq.frames.shape[0] > 1
+    if seq.frames.nbytes >= 4 << 20:
+        assert "hg" not in _vm_flags(seq.frames)
