@@ -53,6 +53,7 @@ def test_tracks_with_worker_processes_equal_one_process_to_the_bit(monkeypatch):
     # never run here what a worker took (however long the machine keeps it): the count below is then
     # this process's share alone
     monkeypatch.setattr(workers_mod, "_MIN_PATIENCE_S", 600.0)
+    monkeypatch.setattr(workers_mod, "_CHAIN_PATIENCE_S", 600.0)
     one = track(ph.frames, ph.landmarks)
     here_alone = calls["n"]
     assert any(r is not None for row in one.reason for r in row)  # the case has lost frames and reasons
