@@ -25,7 +25,9 @@ best and the median; CPU seconds are steadier.
 (all processes, and the main one alone), wall seconds, ms per frame, and the prefilter's work of the
 main process, which does not depend on the machine's load: megapixels through the Gaussian and the
 box filters (and their seconds), and how many fits were run on a whole frame region (``FrameROI``
-built without ``inner``) or on the part a predicted fit samples. With ``--profile`` the first run is
+built without ``inner``) or on the part a predicted fit samples; with ``--processes`` over 1, how long
+the main process waited for the workers' fits and they (idle) for it (``ForkedChains``), and the load
+average. With ``--profile`` the first run is
 profiled (the main process).
 
     PYTHONPATH=. python benchmarks/speed.py [--repeat 3] [--cache DIR] [--profile out.prof]
@@ -258,6 +260,13 @@ def counting_init(self, frame, box, template, **kw):
     work["part" if kw.get("inner") is not None else "whole"] += 1
     roi_init(self, frame, box, template, **kw)
 reg.FrameROI.__init__ = counting_init
+import dmx.tracking.workers as workers_mod
+chains_close = workers_mod.ForkedChains.close
+def noting_close(self):  # how long this process waited for the workers' fits, and they for it
+    work["main_waited_s"] = work.get("main_waited_s", 0.0) + self.waited_s
+    work["workers_idle_s"] = work.get("workers_idle_s", 0.0) + sum(self._idle_s)
+    chains_close(self)
+workers_mod.ForkedChains.close = noting_close
 def cpu_s(who):
     r = resource.getrusage(who)
     return r.ru_utime + r.ru_stime
@@ -270,6 +279,7 @@ if prof:
     prof.disable(); prof.dump_stats(profile)
 own, workers = cpu_s(resource.RUSAGE_SELF) - c0, cpu_s(resource.RUSAGE_CHILDREN) - w0
 work.update(cpu_s=own + workers, main_cpu_s=own, wall_s=time.perf_counter() - t0, frames=len(frames))
+work["load"] = __import__("os").getloadavg()[0]
 print(json.dumps(work))
 """
 
@@ -315,6 +325,13 @@ def main(argv: list[str] | None = None) -> int:
                 f"({1000 * r['cpu_s'] / r['frames']:.1f} CPU-ms per frame); prefilter: "
                 f"Gaussian {r['gauss_mpx']:.0f} Mpx {r['gauss_s']:.2f} s, box {r['box_mpx']:.0f} Mpx "
                 f"{r['box_s']:.2f} s; regions filtered whole {r['whole']}, in part {r['part']}"
+                + (
+                    f"; waits: the main process for the workers {r['main_waited_s']:.2f} s, "
+                    f"the workers for it (idle) {r['workers_idle_s']:.2f} s"
+                    if "main_waited_s" in r
+                    else ""
+                )
+                + f"; load average {r['load']:.1f}"
             )
         return 0
     acquired_s = FRAMES / FPS

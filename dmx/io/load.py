@@ -181,10 +181,30 @@ def plan_dicom(
     )
 
 
+def empty_frames(shape: tuple[int, ...], dtype: np.dtype | type) -> np.ndarray:
+    """``numpy.empty`` for decoded frames, on the system's ordinary (4 kB) pages.
+
+    numpy asks Linux for transparent huge pages (2 MB) for every large array; the kernel must then find,
+    and on a machine whose memory is fragmented (one that has been running other work for a while) first
+    compact, a free 2 MB block for each, and clear it. For 0.63 GB of frames that took 0.6-2.4 s on the
+    shared development machine, against 0.4-0.5 s on ordinary pages, with no difference in the tracking
+    that reads them (``benchmarks/speed.py``; README "Speed"). Other arrays are left as numpy makes them.
+    """
+    multiarray = getattr(np, "_core", None) or getattr(np, "core", None)
+    set_huge = getattr(getattr(multiarray, "multiarray", None), "_set_madvise_hugepage", None)
+    if set_huge is None:  # a numpy without the switch: as numpy does
+        return np.empty(shape, dtype=dtype)
+    before = set_huge(False)
+    try:
+        return np.empty(shape, dtype=dtype)
+    finally:
+        set_huge(before)
+
+
 def decode_plan(plan: Plan, *, max_frames: int | None = None) -> np.ndarray:
     """Decode the frames of a planned study into one preallocated ``T x H x W`` array."""
     n = plan.n_frames if max_frames is None else min(plan.n_frames, max_frames)
-    out = np.empty((n, plan.rows, plan.columns), dtype=plan.dtype)
+    out = empty_frames((n, plan.rows, plan.columns), plan.dtype)
     if len(plan.headers) == 1:
         indices = None if n == plan.n_frames else list(range(n))
         decode_frames(plan.first, plan.geometries[0], plan.value_maps[0], out, indices=indices)

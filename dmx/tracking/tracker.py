@@ -61,7 +61,7 @@ from dmx.tracking.register import (
 from dmx.tracking.reliability import moving_otherwise, outlier_share, template_share, unreliable_mask
 from dmx.tracking.robust import inconsistent, reject_inconsistent, static_mask
 from dmx.tracking.types import Tracks
-from dmx.tracking.workers import ForkedWorkers, can_fork
+from dmx.tracking.workers import ForkedChains, ForkedWorkers, can_fork
 
 _log = logging.getLogger(__name__)
 
@@ -446,9 +446,12 @@ def track(
         ``processes`` does.
     processes : int
         Register the bodies of a frame in this many processes: this one and ``processes - 1`` workers
-        forked once the templates are made (:class:`dmx.tracking.workers.ForkedWorkers`; the frames are
-        shared copy-on-write, not copied). Each frame's bodies from their predicted poses are shared out
-        between them; everything else (acceptance, recovery, refits, checks) runs here, so the tracks
+        forked once the templates are made (:class:`dmx.tracking.workers.ForkedChains`; the frames are
+        shared copy-on-write, not copied). The workers register bodies from their predicted poses, each
+        body frame after frame up to a few frames ahead of this process, as if every fit were accepted
+        as it is; this process registers the other bodies (how many: whatever keeps both sides busy),
+        judges every fit, and uses a worker's only when it started from the pose this process predicts,
+        to the bit. Everything else (acceptance, recovery, refits, checks) runs here, so the tracks
         are identical to the bit whatever the number. Where processes cannot be forked
         (:func:`dmx.tracking.workers.can_fork`), as many threads instead.
     outlier_spread_px : float
@@ -507,7 +510,7 @@ def track(
     if processes > 1 and not forked:
         threads = max(threads, processes)
     # forked now: the workers see the templates as calibrated, which stay so from here on
-    workers = ForkedWorkers(tracker.fit_on_frame, processes - 1) if forked else None
+    workers = ForkedChains(tracker.chain_step, processes - 1) if forked else None
     pool = ThreadPoolExecutor(max_workers=threads) if threads > 1 and workers is None else None
     try:
         tracker.run_pass(range(ref + 1, n_t), pool, workers)  # forwards from the reference frame
@@ -518,7 +521,13 @@ def track(
         if workers is not None:
             workers.close()
     if still_layers:
-        tracker.refine_still_layers()
+        # the bodies' still layers looked for in processes forked now (they see the passes' poses)
+        screen = ForkedWorkers(tracker._still_layer, processes - 1) if forked else None
+        try:
+            tracker.refine_still_layers(screen)
+        finally:
+            if screen is not None:
+                screen.close()
     if refit_unreliable:
         tracker.refit_unreliable()
     return tracker.tracks()
@@ -597,8 +606,12 @@ class _Tracker:
         self.verified: set[int] = set()  # bodies of the current frame whose fit reanchor confirmed
         # bodies of the current frame whose refit from a neighbour near to clear slid into their fit from afar
         self.slid: set[int] = set()
-        # the predicted fits of the next frame the workers were started on (_start_ahead)
-        self.ahead: list[tuple[int, int, np.ndarray, int | None]] | None = None
+        # with worker processes: the position in the pass of the frame being tracked, the bodies this
+        # process registers itself (the workers the others), and each chained body's pose on the frame
+        # before as the worker's chain took it (see _chain_on)
+        self.pos = 0
+        self.mine: set[int] = set()
+        self.chained: dict[int, np.ndarray] = {}
         self._start_at_reference()
 
     def _make_templates(self) -> list[Template | None]:
@@ -702,8 +715,20 @@ class _Tracker:
     def fit_on_frame(
         self, i: int, t: int, guess: np.ndarray, first_level: int | None = None
     ) -> tuple[Fit, float]:
-        """:meth:`fit_at` on frame ``t`` (what a worker process runs: :class:`ForkedWorkers`)."""
+        """:meth:`fit_at` on frame ``t``."""
         return self.fit_at(i, self.frames[t], guess, first_level)
+
+    def chain_step(
+        self, i: int, history: list[tuple[int, np.ndarray]], t: int
+    ) -> tuple[tuple[tuple, tuple[Fit, float]], list[tuple[int, np.ndarray]] | None]:
+        """What a worker process runs (:class:`ForkedChains`): body ``i`` registered on frame ``t`` from the
+        pose its ``history`` (as :meth:`record` keeps it) predicts; the call and its fit, and the history
+        as it would be were the fit accepted as it is (None when it would not be: the chain ends)."""
+        call = (i, t, _predict(_State(history=history), t), 1 if len(history) >= 2 else None)
+        fit = self.fit_on_frame(*call)
+        if fit[1] < TRUSTED_QUALITY:
+            return (call, fit), None
+        return (call, fit), [*history, (t, fit[0].transform)][-3:]
 
     def calibrate_residuals(self) -> None:
         """Calibrate the expected residual of a good match on the frames next to the reference.
@@ -761,30 +786,36 @@ class _Tracker:
         return True
 
     def run_pass(
-        self, order: range, pool: ThreadPoolExecutor | None, workers: ForkedWorkers | None = None
+        self, order: range, pool: ThreadPoolExecutor | None, workers: ForkedChains | None = None
     ) -> None:
         """Track frame after frame in ``order``, starting from the reference poses."""
         at_ref: list[np.ndarray | None] = [np.eye(3) if tpl is not None else None for tpl in self.templates]
         states = [_State(history=[(self.ref, np.eye(3))], anchor=(self.ref, at_ref)) for _ in range(self.n_v)]
-        self.ahead = None
+        if workers is not None:
+            workers.begin(order)
+            self.chained = {}
+            if not self.mine:  # this process's share to start with (see _chain_on)
+                bodies = [i for i in range(self.n_v) if self.templates[i] is not None]
+                self.mine = set(bodies[len(bodies) - max(0, len(bodies) // (len(workers) + 1) - 1) :])
+            self._chain_on(0, states, workers)
         for k, t in enumerate(order):
-            self.track_frame(t, states, pool, workers, following=order[k + 1] if k + 1 < len(order) else None)
+            self.pos = k
+            self.track_frame(t, states, pool, workers)
+            if workers is not None and k + 1 < len(order):
+                self._chain_on(k + 1, states, workers)
 
     def track_frame(
         self,
         t: int,
         states: list[_State],
         pool: ThreadPoolExecutor | None,
-        workers: ForkedWorkers | None = None,
-        following: int | None = None,
+        workers: ForkedChains | None = None,
     ) -> None:
-        """Find every body on frame ``t`` (see the class docstring for the steps); with ``workers``, they
-        start on frame ``following`` meanwhile (:meth:`_start_ahead`)."""
+        """Find every body on frame ``t`` (see the class docstring for the steps); with ``workers``, at
+        position ``self.pos`` of the pass (:meth:`_chain_on`)."""
         frame = self.frames[t]
         preds = [_predict(states[i], t) for i in range(self.n_v)]
         firsts = self._predicted_fits(t, preds, states, pool, workers)
-        if workers is not None and len(workers) and following is not None:  # (none left: no guesses)
-            self._start_ahead(t, following, firsts, states, workers)
         fits: list[_Accepted | None] = [None] * self.n_v
         # accept the predicted fits that are good; the others fall back, once their neighbours are known
         pending: list[int] = []
@@ -1074,64 +1105,72 @@ class _Tracker:
         preds: list[np.ndarray | None],
         states: list[_State],
         pool: ThreadPoolExecutor | None,
-        workers: ForkedWorkers | None,
+        workers: ForkedChains | None,
     ) -> list[tuple[Fit, float] | None]:
         """Every body of frame ``t`` registered from its predicted pose (:meth:`_predicted_fit`).
 
-        With ``workers``, the bodies to register are shared out between the workers and this process
-        (:meth:`ForkedWorkers.map`); those the workers already registered from the same pose, started
-        while the previous frame was finished (:meth:`_start_ahead`), are not registered again.
+        With ``workers``, a body whose chain a worker runs (:meth:`_chain_on`) takes the worker's fit when
+        the worker started it from the same pose (:func:`_same_call`): the registration is a function of
+        the body, the frame and the start pose alone, so the tracks are those of one process. The others
+        (this process's share, and the chains that did not start from that pose) are registered here.
         """
         primary = partial(self._predicted_fit, frame=self.frames[t], preds=preds, states=states)
         if workers is None:
             if pool is not None:
                 return list(pool.map(primary, range(self.n_v)))
             return [primary(i) for i in range(self.n_v)]
+        workers.advance(self.pos)
+        chained = workers.keys()
         calls = {
             i: (i, t, preds[i], 1 if len(states[i].history) >= 2 else None)
             for i in range(self.n_v)
             if self.templates[i] is not None and preds[i] is not None and not states[i].lost
         }
-        found: dict[int, tuple[Fit, float]] = {}
-        if self.ahead is not None:
-            for started, fit in zip(self.ahead, workers.finish(), strict=True):
-                wanted = calls.get(started[0])
-                if wanted is not None and _same_call(started, wanted):
-                    found[started[0]] = fit
-            self.ahead = None
-        rest = [call for i, call in calls.items() if i not in found]
-        for call, fit in zip(rest, workers.map(rest), strict=True):
-            found[call[0]] = fit
-        return [found.get(i) for i in range(self.n_v)]
+        firsts: list[tuple[Fit, float] | None] = [None] * self.n_v
+        for i, call in calls.items():  # this process's own first, while the workers finish theirs
+            if i not in chained:
+                firsts[i] = self.fit_on_frame(*call)
+        for i, call in calls.items():
+            if i in chained:
+                found, answer = workers.get(i, self.pos)
+                if found and _same_call(answer[0], call):
+                    firsts[i] = answer[1]
+                    self.chained[i] = answer[1][0].transform
+                    continue
+                workers.drop(i)  # restarted from the pose recorded here (_chain_on)
+                firsts[i] = self.fit_on_frame(*call)
+        return firsts
 
-    def _start_ahead(
-        self,
-        t: int,
-        following: int,
-        firsts: list[tuple[Fit, float] | None],
-        states: list[_State],
-        workers: ForkedWorkers,
-    ) -> None:
-        """Start the workers on frame ``following``'s predicted fits while this process finishes frame ``t``.
+    def _chain_on(self, pos: int, states: list[_State], workers: ForkedChains) -> None:
+        """Before the frame at position ``pos`` of the pass: the workers' chains of bodies (see
+        :meth:`_predicted_fits`) go on, or start again from the poses recorded here.
 
-        Each body whose predicted fit on frame ``t`` is good enough to be accepted as it is gets its
-        prediction for ``following`` as if it were (the pose recorded for frame ``t``). The next frame
-        uses a fit started here only when its own prediction is that pose to the bit
-        (:func:`_same_call`), so the tracks are those of one process: the registration is a function of
-        the body, the frame and the start pose alone.
-        """
-        calls = []
+        A chain goes on while its body's recorded pose is the fit the chain took (its next calls start
+        from the poses this process will predict); otherwise (the fit not accepted as it was, refitted,
+        the body lost) it is dropped, and started again from the body's recorded history when the body is
+        followed. Every 8 frames the bodies this process registers itself change by one when it waited
+        for the workers, or they for it (:meth:`ForkedChains.shift`): the work is shared as the machine
+        runs the processes."""
+        if pos % 8 == 0 and pos:
+            shift = workers.shift()
+            followed = [i for i in range(self.n_v) if self.templates[i] is not None and not states[i].lost]
+            if shift > 0 and self.mine:
+                self.mine.discard(min(self.mine))
+            elif shift < 0:
+                free = [i for i in followed if i not in self.mine]
+                if free:
+                    self.mine.add(max(free))
+        chained = workers.keys()
         for i in range(self.n_v):
-            first = firsts[i]
-            if self.templates[i] is None or first is None or first[1] < TRUSTED_QUALITY:
-                continue  # not accepted as it is: registered once its pose on frame t is known
-            history = [*states[i].history, (t, first[0].transform)][-3:]  # as record() keeps it
-            pred = _predict(_State(history=history), following)
-            if pred is not None:
-                calls.append((i, following, pred, 1 if len(history) >= 2 else None))
-        if calls:
-            workers.start(calls)
-            self.ahead = calls
+            st = states[i]
+            if self.templates[i] is None or i in self.mine or st.lost or not st.history:
+                if i in chained:
+                    workers.drop(i)
+                continue
+            if workers.goes_on(i) and self.chained.get(i) is st.history[-1][1]:
+                continue  # goes on
+            workers.chain(i, list(st.history), pos)
+        self.chained = {}
 
     def _predicted_fit(
         self, i: int, *, frame: np.ndarray, preds: list[np.ndarray | None], states: list[_State]
@@ -1280,7 +1319,7 @@ class _Tracker:
         if self.has_corners[i]:
             self.corners[t, i] = _corners(a, self.quads[i])
 
-    def refine_still_layers(self) -> None:
+    def refine_still_layers(self, workers: ForkedWorkers | None = None) -> None:
         """Register again the bodies under a layer that does not move with them (issue #13).
 
         A body's template holds whatever lay over it on the reference frame; a dense structure that
@@ -1300,8 +1339,13 @@ class _Tracker:
         higher (the same structure over it, in more noise: the shoulders over C7).
 
         A refit below the trusted quality keeps the pass's pose; frames not tracked stay as they are.
+        With ``workers`` (forked after the passes), the bodies' still layers are looked for in them and
+        here together (the same result).
         """
-        found = {i: self._still_layer(i) for i in range(self.n_v)}
+        bodies = [(i,) for i in range(self.n_v)]
+        found = dict(
+            enumerate(workers.map(bodies) if workers is not None else [self._still_layer(*b) for b in bodies])
+        )
         confirmed = {i for i, f in found.items() if f is not None and f[2] >= STILL_LAYER_GAIN}
         for i, f in found.items():
             if f is None or not f[2] >= 0.0:

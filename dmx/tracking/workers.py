@@ -1,4 +1,4 @@
-"""Worker processes that share the tracker's frames and templates: :class:`ForkedWorkers`.
+"""Processes forked to share the tracking frames and templates: :class:`ForkedChains`, :class:`ForkedWorkers`.
 
 The bodies of a frame are registered independently of one another (:meth:`dmx.tracking.tracker._Tracker.
 fit_at`), but as dozens of small numpy calls each, which hold the GIL: threads barely overlap them. Worker
@@ -8,12 +8,16 @@ writes them); only a small job per body and frame (body, frame, predicted 3x3 po
 :class:`~dmx.tracking.register.Fit` it gives go through a pipe. The same code on the same numbers gives
 the same fit to the bit in either process, so the tracks do not depend on where a body was registered.
 
-The calls of one :meth:`ForkedWorkers.map` are shared out as they go: the workers take them from the
-front of the list, the calling process from the back, each the next one not yet taken (a counter pair
-under a lock in shared memory), so a worker that the machine's other jobs hold back does fewer.
+The tracker's passes use :class:`ForkedChains`: each worker runs chains of calls, a body frame after
+frame from the poses its own fits give, up to a few frames ahead of the calling process, which judges the
+fits and uses a worker's only when it started from the pose it predicts itself (the fits of a frame no
+longer wait for the judgement of the frame before: neither side waits for the other on every frame).
 
-:meth:`ForkedWorkers.start` sends calls without waiting (the tracker starts the workers on the next
-frame while it finishes this one), :meth:`ForkedWorkers.finish` collects them. :class:`ForkedCall` runs
+The calls of one :meth:`ForkedWorkers.map` (the still-layer screen after the passes) are shared out as
+they go: the workers take them from the front of the list, the calling process from the back, each the
+next one not yet taken (a counter pair under a lock in shared memory), so a worker that the machine's
+other jobs hold back does fewer. :meth:`ForkedWorkers.start` sends calls without waiting,
+:meth:`ForkedWorkers.finish` collects them. :class:`ForkedCall` runs
 one function in a forked process (the report, while the other files are written).
 
 Forking is used on Linux only (:func:`can_fork`): elsewhere a process that has used the system's
@@ -312,3 +316,277 @@ def _call_once(fn: Callable[[], Any], conn: Any, reader: Any = None) -> None:
             conn.send(("failed", type(exc).__name__))
         except (OSError, ValueError):
             pass
+
+
+#: How long this process waits for a chain's next result (seconds) before it runs the call itself and
+#: takes the chain back (:meth:`ForkedChains.get`): a worker the machine's other jobs hold back, or one
+#: that hangs, is not waited for.
+_CHAIN_PATIENCE_S = 0.25
+
+#: The share of the time since the last :meth:`ForkedChains.shift` that this process waited for the
+#: workers (or they sat idle) beyond which one chain moves to the other side.
+_SHIFT_SHARE = 0.05
+
+
+def _run_chains(step: Callable[[Any, Any, Any], tuple[Any, Any]], conn: Any, ahead: int) -> None:
+    """A :class:`ForkedChains` worker's loop: it advances its chains one call at a time, always the one
+    furthest behind (the earliest position, then the smallest key), never more than ``ahead`` positions
+    beyond the one the caller is at, and sends each result as soon as it has it; between calls it reads
+    the caller's messages (``("pass", order)``, ``("chain", key, gen, state, pos)``, ``("drop", key)``,
+    ``("ack", pos)``, None to end). Answers: ``("ok", key, gen, pos, result, goes_on, idle_s)``, ``idle_s``
+    the seconds it has waited with nothing to do; ``("failed", error name)`` ends it."""
+    chains: dict[Any, tuple[Any, int, int]] = {}  # key -> (state, next position, generation)
+    order: list[Any] = []
+    acked = -1
+    idle_s = 0.0
+
+    def handle(message: Any) -> bool:
+        nonlocal order, acked
+        if message is None:
+            return False
+        kind = message[0]
+        if kind == "pass":
+            order, acked = list(message[1]), -1
+            chains.clear()
+        elif kind == "chain":
+            _, key, gen, state, pos = message
+            chains[key] = (state, pos, gen)
+        elif kind == "drop":
+            chains.pop(message[1], None)
+        elif kind == "ack":
+            acked = message[1]
+        return True
+
+    while True:
+        try:
+            while conn.poll():
+                if not handle(conn.recv()):
+                    return
+            ready = [(c[1], key) for key, c in chains.items() if c[1] < len(order) and c[1] <= acked + ahead]
+            if not ready:
+                t0 = time.perf_counter()
+                message = conn.recv()
+                idle_s += time.perf_counter() - t0
+                if not handle(message):
+                    return
+                continue
+        except (EOFError, OSError, KeyboardInterrupt):
+            return
+        pos, key = min(ready)
+        state, _, gen = chains[key]
+        try:
+            result, following = step(key, state, order[pos])
+        except BaseException as exc:  # the caller runs the chains itself; this worker is not used again
+            try:
+                conn.send(("failed", type(exc).__name__))
+            except (OSError, ValueError):
+                pass
+            return
+        if following is None:
+            del chains[key]
+        else:
+            chains[key] = (following, pos + 1, gen)
+        try:
+            conn.send(("ok", key, gen, pos, result, following is not None, idle_s))
+        except (OSError, ValueError):
+            return
+
+
+class ForkedChains:
+    """Chains of calls that worker processes forked from this one run ahead of it, one chain per key.
+
+    A chain of ``key`` from ``state`` at position ``pos`` of the pass's ``order`` is ``result, state2 =
+    step(key, state, order[pos])``, then ``step(key, state2, order[pos + 1])``, ... until ``step``
+    returns None for the next state (or the order ends). The tracker's chains are the bodies: each
+    body's next frame is registered from the pose its fit on this frame gives, as if that fit were
+    accepted, while this process judges the frame (:func:`dmx.tracking.track` with ``processes``).
+    Unlike :class:`ForkedWorkers`, which this process had to wait for on every frame, the workers here
+    wait for nothing but a bound of ``ahead`` positions beyond the one this process is at
+    (:meth:`advance`): what they run ahead that this process cannot use (a body whose fit it did not
+    accept as it was) is dropped, by the caller's check that the call is the one it wants.
+
+    Each key is run by one worker (:meth:`chain`; :meth:`drop` takes it back). :meth:`get` waits for a
+    result, up to ``_CHAIN_PATIENCE_S``; a worker that fails or dies is not used again, and :meth:`get`
+    answers ``(False, None)`` for its keys: the caller runs those calls itself. :meth:`shift` says
+    whether this process should give the workers a chain more (they waited) or take one back (it
+    waited for them). ``step`` and everything it reads are inherited at the fork (see
+    :class:`ForkedWorkers`).
+    """
+
+    def __init__(self, step: Callable[[Any, Any, Any], tuple[Any, Any]], n_workers: int, *, ahead: int = 3):
+        ctx = multiprocessing.get_context("fork")
+        self._conns: list[Any] = []
+        self._procs: list[Any] = []
+        for _ in range(n_workers):
+            here, there = ctx.Pipe()
+            proc = ctx.Process(
+                target=_run_chains, args=(step, there, ahead), daemon=True, name="dmx-tracking-worker"
+            )
+            proc.start()
+            there.close()
+            self._conns.append(here)
+            self._procs.append(proc)
+        self._alive = [True] * n_workers
+        self._owner: dict[Any, int] = {}  # the live chains' keys -> their worker
+        self._gens: dict[Any, int] = {}  # ... and generation (answers of an older one are dropped)
+        self._gen = 0
+        self._results: dict[tuple[Any, int], Any] = {}
+        self._last: dict[Any, int] = {}  # a chain that ended: its last position
+        self._idle_s = [0.0] * n_workers  # as the workers last said
+        self.waited_s = 0.0  # this process, for results
+        self._shift_at = (time.perf_counter(), 0.0, 0.0)
+
+    def __len__(self) -> int:
+        """The workers still in use."""
+        return sum(self._alive)
+
+    def __enter__(self) -> ForkedChains:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def keys(self) -> set[Any]:
+        """The keys whose chains the workers run."""
+        return set(self._owner)
+
+    def goes_on(self, key: Any) -> bool:
+        """Whether ``key``'s chain runs and has not ended (as far as this process has read)."""
+        return key in self._owner and key not in self._last
+
+    def begin(self, order: Sequence[Any]) -> None:
+        """A new pass along ``order``: every chain ends (start them with :meth:`chain`)."""
+        self._owner.clear()
+        self._gens.clear()
+        self._results.clear()
+        self._last.clear()
+        for k in range(len(self._conns)):
+            self._send(k, ("pass", list(order)))
+
+    def chain(self, key: Any, state: Any, pos: int) -> bool:
+        """Start (or restart) ``key``'s chain from ``state`` at position ``pos``; False when no worker is
+        left."""
+        self.drop(key)
+        alive = [k for k in range(len(self._conns)) if self._alive[k]]
+        if not alive:
+            return False
+        load = {k: 0 for k in alive}
+        for k in self._owner.values():
+            load[k] += 1
+        k = min(alive, key=lambda j: (load[j], j))
+        self._gen += 1
+        if not self._send(k, ("chain", key, self._gen, state, pos)):
+            return False
+        self._owner[key], self._gens[key] = k, self._gen
+        return True
+
+    def drop(self, key: Any) -> None:
+        """End ``key``'s chain (its results not yet read are dropped)."""
+        k = self._owner.pop(key, None)
+        self._gens.pop(key, None)
+        self._last.pop(key, None)
+        for found in [r for r in self._results if r[0] == key]:
+            del self._results[found]
+        if k is not None:
+            self._send(k, ("drop", key))
+
+    def advance(self, pos: int) -> None:
+        """This process is at position ``pos``: the workers may run up to ``ahead`` beyond it. The answers
+        already there are read (so that no pipe fills while this process reads none: a worker blocked
+        sending would not read this process's messages either)."""
+        for k in range(len(self._conns)):
+            try:
+                while self._alive[k] and self._conns[k].poll():
+                    self._receive(k)
+            except (EOFError, OSError):
+                self._end_worker(k)
+            self._send(k, ("ack", pos))
+        for found in [r for r in self._results if r[1] < pos]:
+            del self._results[found]
+
+    def get(self, key: Any, pos: int) -> tuple[bool, Any]:
+        """``(True, result)`` of ``key``'s chain at position ``pos``, or ``(False, None)`` when its chain does
+        not reach there (it ended, was never started, its worker failed) or the result does not come within
+        ``_CHAIN_PATIENCE_S`` (the chain is then dropped: run the call here)."""
+        while True:
+            found = self._results.pop((key, pos), self)
+            if found is not self:
+                return True, found
+            k = self._owner.get(key)
+            last = self._last.get(key)
+            if k is None or (last is not None and pos > last):
+                return False, None
+            t0 = time.perf_counter()
+            try:
+                ready = self._conns[k].poll(_CHAIN_PATIENCE_S)
+            except (EOFError, OSError):
+                ready = True  # recv below finds it closed
+            self.waited_s += time.perf_counter() - t0
+            if not ready:
+                self.drop(key)
+                return False, None
+            self._receive(k)
+
+    def shift(self) -> int:
+        """+1 when, since the last call, the workers sat idle more than this process waited for them (give
+        them one chain more), -1 when this process waited more (take one back), else 0; only when the
+        difference is more than ``_SHIFT_SHARE`` of the time."""
+        now, idle_s = time.perf_counter(), sum(self._idle_s)
+        t0, waited0, idle0 = self._shift_at
+        self._shift_at = (now, self.waited_s, idle_s)
+        waited, idle, span = self.waited_s - waited0, idle_s - idle0, now - t0
+        if waited - idle > _SHIFT_SHARE * span:
+            return -1
+        if idle - waited > _SHIFT_SHARE * span:
+            return 1
+        return 0
+
+    def _receive(self, k: int) -> None:
+        """Read one answer of worker ``k`` (a failed or closed worker is not used again)."""
+        try:
+            message = self._conns[k].recv()
+        except (EOFError, OSError):
+            message = ("failed", "EOFError")
+        if message[0] != "ok":
+            self._end_worker(k)
+            return
+        _, key, gen, pos, result, goes_on, idle_s = message
+        self._idle_s[k] = idle_s
+        if self._owner.get(key) == k and self._gens.get(key) == gen:
+            self._results[(key, pos)] = result
+            if not goes_on:
+                self._last[key] = pos
+
+    def _send(self, k: int, message: Any) -> bool:
+        if not self._alive[k]:
+            return False
+        try:
+            self._conns[k].send(message)
+            return True
+        except (OSError, ValueError):
+            self._end_worker(k)
+            return False
+
+    def _end_worker(self, k: int) -> None:
+        """Worker ``k`` failed or died: ended, never used again; its chains are dropped."""
+        self._alive[k] = False
+        for key in [key for key, owner in self._owner.items() if owner == k]:
+            self._owner.pop(key)
+            self._gens.pop(key, None)
+        if self._procs[k].is_alive():
+            self._procs[k].kill()
+
+    def close(self) -> None:
+        """End the workers."""
+        for conn, proc, alive in zip(self._conns, self._procs, self._alive, strict=True):
+            if alive:
+                try:
+                    conn.send(None)
+                except (OSError, ValueError):
+                    pass
+            conn.close()
+            proc.join(timeout=5)
+            if proc.is_alive():
+                proc.kill()
+                proc.join()
+        self._conns, self._procs, self._alive = [], [], []
