@@ -58,6 +58,7 @@ from dmx.tracking.register import (
     register,
     rigid,
 )
+from dmx.tracking.reliability import moving_otherwise, outlier_share, template_share, unreliable_mask
 from dmx.tracking.robust import inconsistent, reject_inconsistent, static_mask
 from dmx.tracking.types import Tracks
 from dmx.tracking.workers import ForkedWorkers, can_fork
@@ -138,6 +139,35 @@ STILL_LAYER_GAIN = 0.03
 #: Fewest tracked frames from which the still layer is estimated.
 STILL_LAYER_FRAMES = 8
 
+#: Fewest confidently tracked frames (trusted, other than the reference) from which the reliability of a
+#: body's template pixels is estimated (:meth:`_Tracker.refit_unreliable`); with fewer, the body is left
+#: as the passes left it.
+RELIABLE_FRAMES = 8
+
+#: A tracked pose is taken to be within this many pixels of the truth when the template pixels' residuals
+#: are measured (a pixel matching anywhere within it is no outlier): trusted poses under an occluder are
+#: 0.2-1 px off.
+RELIABLE_REACH_PX = 1.0
+
+#: The template is cut again without its unreliable pixels only when they hold at least this share of its
+#: weight (fewer change nothing worth a refit) and at most ``UNRELIABLE_MAX`` (what is left must still pin
+#: the body: the outline over the ``occluders`` case's C2 and C3 and the soft tissue around them take
+#: 60-64 % of their templates).
+UNRELIABLE_MIN = 0.02
+UNRELIABLE_MAX = 0.8
+
+#: A refit with the cleaned template is followed only when its robust cost (``Fit.robust_cost``, 0..1) is at
+#: most this above the cleaned template's cost on the confidently tracked frames. The occluder now in the
+#: frame but no longer in the template costs there: right refits under a rod crossing the body (the test
+#: scene) 0.26-0.53 above; wrong ones cost as much, so the neighbours' checks do the telling
+#: (:meth:`_Tracker._refit_checks`), this only bounds how much of the body may be hidden.
+REFIT_EXCESS = 0.5
+
+#: A refit with the cleaned template that lands within this (corners, px) of where the template cut from the
+#: reference frame lands from the same start, with a trusted quality, is the optimum the passes' guards gave
+#: up (the cleaning changed nothing there): not followed.
+REFIT_SAME_PX = 1.0
+
 LEFT_IMAGE = "left the image"
 NOT_FOUND = "not found (occluded or changed appearance)"
 DIVERGED = "registration diverged"
@@ -149,6 +179,11 @@ INCONSISTENT = "moved inconsistently with its neighbours (occluded?)"
 BEHIND_STATIC = "behind a collimator blade (too little of it in view)"
 UNCONFIRMED = "found again under an occluder, no tracked neighbour to confirm it"
 DRAGGED = "under an occluder, and no neighbour clear of it confirms it (dragged?)"
+
+#: Frames lost with these reasons are registered again with the cleaned template (an occluder may be the
+#: cause: :meth:`_Tracker.refit_unreliable`); frames where the body left the image, lies behind a blade,
+#: or broke the anatomy are not.
+REFIT_REASONS = frozenset((NOT_FOUND, DIVERGED, IMPLAUSIBLE, INCONSISTENT, UNCONFIRMED, DRAGGED))
 
 
 @dataclass
@@ -362,6 +397,7 @@ def track(
     processes: int = 1,
     outlier_spread_px: float = 0.0,
     still_layers: bool = True,
+    refit_unreliable: bool = True,
 ) -> Tracks:
     """Track the four corners of every landmarked vertebral body (and C1, when landmarked) through the cine.
 
@@ -425,6 +461,11 @@ def track(
         After both passes, register again, with the still layer taken out, the bodies whose region holds
         a strong layer that does not move with them (the shoulders over C7; issue #13:
         :meth:`_Tracker.refine_still_layers`). False: the first passes' result.
+    refit_unreliable : bool
+        Then register again, where they were lost under an occluder, the bodies whose template holds
+        pixels that do not move with them over their confidently tracked frames (an occluder's outline on
+        the reference frame), with a template cut without those pixels (issue #13:
+        :meth:`_Tracker.refit_unreliable`). False: leave them lost.
 
     Returns
     -------
@@ -478,6 +519,8 @@ def track(
             workers.close()
     if still_layers:
         tracker.refine_still_layers()
+    if refit_unreliable:
+        tracker.refit_unreliable()
     return tracker.tracks()
 
 
@@ -515,7 +558,9 @@ class _Tracker:
     accept the good and plausible fits, recover the others from the last pose, the neighbours' motion
     and a coarse search (:meth:`recover`), judge what was found (:meth:`judge`), refit the bodies an
     occluder covers from where their neighbours carry them (:meth:`reanchor`), check the anatomy, and
-    record the accepted poses (:meth:`record`).
+    record the accepted poses (:meth:`record`). After both passes, the bodies under a still layer are
+    registered again without it (:meth:`refine_still_layers`), and those lost under an occluder with a
+    template cut without the pixels that do not move with them (:meth:`refit_unreliable`).
     """
 
     def __init__(
@@ -1384,6 +1429,223 @@ class _Tracker:
                 continue
             self._write_pose(t, i, fit.transform, fit.corner_std_px, fit.rotation_std_rad)
             self.quality[t, i] = quality
+
+    def refit_unreliable(self) -> None:
+        """Register again, with a template cleaned of what does not move with them, the bodies lost under an
+        occluder (issue #13).
+
+        A template holds whatever lay over the body on the reference frame; an occluder's outline there
+        (the mandible's over C2-C3) that moves otherwise than the body drags the fit, and from the true pose
+        costs more than the dragged fit, so the guards give those frames up. For every body lost on some
+        frames with a reason in :data:`REFIT_REASONS`, each confidently tracked frame (trusted, other than
+        the reference; at least :data:`RELIABLE_FRAMES`) is moved back into the template's grid, and the
+        template pixels that are outliers on too many of them
+        (:func:`dmx.tracking.reliability.outlier_share`), or whose patch moves otherwise than the body on
+        too many of those frames and of the lost ones, moved back from where a neighbour carries it
+        (:func:`dmx.tracking.reliability.moving_otherwise`), are left out of a template cut again
+        (:meth:`_cleaned_template`). The lost frames, nearest to a tracked one first, are then registered
+        with it from the body's pose on the nearest tracked frame and from where each tracked neighbour
+        carries it; a refit is followed only when its own checks pass (:meth:`_refit_checks`). Bodies are
+        taken bottom-up (occluders come from the skull and mandible), so that a body refitted here can
+        carry the one above it.
+        """
+        for i in range(self.n_v - 1, -1, -1):
+            if not self.has_corners[i] or self.templates[i] is None:
+                continue
+            lost = [
+                t for t in range(self.frames.shape[0]) if t != self.ref and self.reason[t][i] in REFIT_REASONS
+            ]
+            if not lost:
+                continue
+            cleaned = self._cleaned_template(i, lost)
+            if cleaned is not None:
+                self._refit_lost(i, lost, *cleaned)
+
+    def _tracked(self, i: int) -> np.ndarray:
+        """Frames where body ``i`` is followed (quality at least ``min_quality``, a pose)."""
+        with np.errstate(invalid="ignore"):
+            ok = self.quality[:, i] >= self.opt.min_quality
+        return ok & np.isfinite(self.transforms[:, i]).all(axis=(1, 2))
+
+    def _pose(self, t: int, i: int) -> np.ndarray:
+        return np.vstack([self.transforms[t, i], [0.0, 0.0, 1.0]])
+
+    def _cleaned_template(self, i: int, lost: list[int]) -> tuple[Template, float] | None:
+        """Body ``i``'s template cut without the pixels that do not move with it (over its confidently
+        tracked frames and the frames ``lost``), and its robust cost on its confidently tracked frames; None
+        when too few frames tell, or the pixels to leave out are too few or too many
+        (:data:`UNRELIABLE_MIN`, :data:`UNRELIABLE_MAX`)."""
+        tpl = self.templates[i]
+        assert tpl is not None
+        tracked = self._tracked(i)
+        tracked[self.ref] = False
+        good = np.flatnonzero(tracked)
+        name = self.verts[i].value
+        if len(good) < RELIABLE_FRAMES:
+            _log.debug(
+                "%s: %d confidently tracked frames, too few to tell its template's reliable pixels",
+                name,
+                len(good),
+            )
+            return None
+        poses = [(int(t), self._pose(int(t), i), RELIABLE_REACH_PX) for t in good]
+        share, _ = outlier_share(self.frames, poses, tpl, self.frames[self.ref])
+        # the frames it was lost on too, from where its neighbours carry it: patches that move otherwise
+        rough = [(int(t), self._pose(int(t), i)) for t in good]
+        for t in lost:
+            for j in (i + 1, i - 1, i + 2, i - 2):
+                carried = self._carried(i, j, t)
+                if carried is not None:
+                    rough.append((t, carried[0]))
+                    break
+        moved, seen = moving_otherwise(self.frames, rough, tpl, self.frames[self.ref])
+        with np.errstate(invalid="ignore", divide="ignore"):
+            share = np.maximum(share, np.where(seen >= 3, moved / seen, 0.0).astype(np.float32))
+        shape = self.frames.shape[1:]
+        unreliable = unreliable_mask(share, tpl, shape)
+        part = template_share(tpl, unreliable)
+        _log.debug("%s: %.3f of its template does not move with it", name, part)
+        if not UNRELIABLE_MIN <= part <= UNRELIABLE_MAX:
+            return None
+        exclude = unreliable if self.static is None else unreliable | self.static
+        opt = self.opt
+        try:
+            cleaned = make_template(
+                self.frames[self.ref],
+                self.quads[i],
+                exclude_quads_px=tuple(self.quads[j] for j in (i - 1, i + 1) if 0 <= j < self.n_v),
+                margin_frac=opt.margin_frac,
+                blur_sigma_px=opt.blur_sigma_px,
+                n_levels=len(tpl.levels),
+                highpass_sigma_px=tpl.highpass_sigma_px,
+                exclude_mask=exclude,
+            )
+        except ValueError:
+            return None
+        # the noise the passes calibrated (the frames' own), never below the cleaned template's estimate
+        cleaned = replace(cleaned, residual_scale=max(cleaned.residual_scale, tpl.residual_scale))
+        pick = np.unique(np.round(np.linspace(0, len(good) - 1, RELIABLE_FRAMES)).astype(int))
+        costs = []
+        for k in pick:
+            t = int(good[k])
+            costs.append(self.fit_at(i, self.frames[t], self._pose(t, i), 1, template=cleaned)[0].robust_cost)
+        return cleaned, float(np.median(costs))
+
+    def _refit_lost(self, i: int, lost: list[int], cleaned: Template, clear_cost: float) -> None:
+        """Body ``i`` registered with ``cleaned`` on the frames ``lost``, nearest to a tracked frame first
+        (see :meth:`refit_unreliable`)."""
+        todo = set(lost)
+        while todo:
+            tracked = np.flatnonzero(self._tracked(i))
+            if tracked.size == 0:
+                return
+            gaps = {t: int(np.abs(tracked - t).min()) for t in todo}
+            t = min(todo, key=lambda u: (gaps[u], u))
+            todo.discard(t)
+            s = int(tracked[np.argmin(np.abs(tracked - t))])
+            cands = [self._pose(s, i)]
+            for j in (i - 1, i + 1):
+                carried = self._carried(i, j, t)
+                if carried is not None:
+                    cands.append(carried[0])
+            best: tuple[Fit, float, np.ndarray] | None = None
+            for cand in cands:
+                fit, q = self.fit_at(i, self.frames[t], cand, None, template=cleaned)
+                if q >= self.opt.min_quality and (best is None or fit.robust_cost < best[0].robust_cost):
+                    best = (fit, q, cand)
+            if best is None:
+                continue
+            fit, q, start = best
+            if fit.robust_cost > clear_cost + REFIT_EXCESS or not self._refit_checks(i, t, fit.transform, s):
+                continue
+            # the template with the occluder, from the same start: landing where the refit lands, with a
+            # trusted quality, is the optimum the guards of the passes gave up, not a new one
+            first, q_first = self.fit_at(i, self.frames[t], start, None)
+            same = _corner_gap(first.transform, fit.transform, self.quads[i]) < REFIT_SAME_PX
+            if same and q_first >= self.opt.min_quality:
+                continue
+            self._write_pose(t, i, fit.transform, fit.corner_std_px, fit.rotation_std_rad)
+            self.quality[t, i] = q
+            self.reason[t][i] = None
+            self._check_arch(t, i)
+
+    def _check_arch(self, t: int, i: int) -> None:
+        """C1's arch above body ``i`` (C2), refitted on frame ``t``, checked against it as
+        :meth:`check_neighbours` does (it was not, while C2 was lost there), and against where C2 carries
+        it from the nearest frame where both were followed (within :data:`DRAG_LAND_FRAC` of C2's size plus
+        :data:`DRAG_LAND_STEP_FRAC` per frame between, as :meth:`_refit_checks` a body): an arch that fails
+        either is not followed (:data:`INCONSISTENT`), so that no atlanto-dental interval is read from a
+        look-alike (the ``occluders`` case: C1 had been followed 15-96 px off on frames where C2 was lost,
+        which the passes could not check)."""
+        j = i - 1
+        if j < 0 or self.has_corners[j] or not self._tracked(j)[t]:
+            return
+        a_j = self._pose(t, j)
+        both = np.flatnonzero(self._tracked(j) & self._tracked(i))
+        both = both[both != t]
+        far = True
+        if both.size:
+            # and where C2 carries it from the nearest frame both were followed on (the arch was followed
+            # on frame t with nothing to check it against): as close as a body's refit must be
+            u = int(both[np.argmin(np.abs(both - t))])
+            carried = self._pose(t, i) @ _rigid_inv(self._pose(u, i)) @ self._pose(u, j)
+            allowed = (DRAG_LAND_FRAC + DRAG_LAND_STEP_FRAC * abs(t - u)) * self.sizes[i]
+            far = _corner_gap(carried, a_j, self.quads[j]) > allowed
+        if far or inconsistent(a_j, self._pose(t, i), self.centres[j], self.centres[i], self.sizes[i]):
+            self.reason[t][j] = INCONSISTENT
+            self.quality[t, j] = min(float(self.quality[t, j]), 0.2)
+            self.transforms[t, j] = np.nan
+            self.precision[t, j] = np.nan
+            self.rotation_precision[t, j] = np.nan
+
+    def _carried(self, i: int, j: int, t: int) -> tuple[np.ndarray, int] | None:
+        """Body ``i``'s pose on frame ``t`` as neighbour ``j`` (a body, tracked on ``t``) carries it from the
+        nearest frame where both are tracked, and that frame; None when there is none."""
+        if not 0 <= j < self.n_v or not self.has_corners[j]:
+            return None
+        tracked_j = self._tracked(j)
+        if not tracked_j[t]:
+            return None
+        both = np.flatnonzero(tracked_j & self._tracked(i))
+        if both.size == 0:
+            return None
+        s = int(both[np.argmin(np.abs(both - t))])
+        return self._pose(t, j) @ _rigid_inv(self._pose(s, j)) @ self._pose(s, i), s
+
+    def _refit_checks(self, i: int, t: int, a: np.ndarray, s: int) -> bool:
+        """A refit ``a`` of body ``i`` on frame ``t`` may be followed: a plausible step from its pose on the
+        nearest tracked frame ``s`` when that is close, and at least one tracked neighbour (the next body
+        beyond a lost one, the limits scaled by the segments between), every one of which carries it there
+        from the nearest frame where both are tracked (within :data:`DRAG_LAND_FRAC` of its size plus
+        :data:`DRAG_LAND_STEP_FRAC` per frame between, per segment: as close as a refit must start to
+        confirm a fit far from clear), supports it (:func:`dmx.tracking.robust.inconsistent`) and keeps the
+        anatomy."""
+        if abs(t - s) <= 3 and not self.plausible(i, a, None, self._pose(s, i)):
+            return False
+        size = self.sizes[i]
+        checked = 0
+        for step in (-1, 1):
+            for segments in (1, 2):
+                j = i + step * segments
+                carried = self._carried(i, j, t)
+                if carried is None:
+                    continue
+                cand, s_j = carried
+                allowed = segments * (DRAG_LAND_FRAC + DRAG_LAND_STEP_FRAC * abs(t - s_j)) * size
+                if _corner_gap(cand, a, self.quads[i]) > allowed:
+                    return False
+                a_j = self._pose(t, j)
+                size_ij = min(size, self.sizes[j])
+                if inconsistent(a, a_j, self.centres[i], self.centres[j], size_ij, segments=segments):
+                    return False
+                if segments == 1:
+                    ci, cj = _corners(a, self.quads[i]), _corners(a_j, self.quads[j])
+                    upper, lower = (ci, cj) if j > i else (cj, ci)
+                    if neighbour_violation(upper, lower, max_overlap=self.opt.max_overlap) is not None:
+                        return False
+                checked += 1
+                break
+        return checked > 0
 
     def tracks(self) -> Tracks:
         """The result as :class:`Tracks`."""
