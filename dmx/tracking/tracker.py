@@ -1565,6 +1565,7 @@ class _Tracker:
             if same and q_first >= self.opt.min_quality:
                 continue
             self._write_pose(t, i, fit.transform, fit.corner_std_px, fit.rotation_std_rad)
+            self.cost_excess[t, i] = max(fit.robust_cost - clear_cost, 0.0)  # against the cleaned template
             self.quality[t, i] = q
             self.reason[t][i] = None
             self._check_arch(t, i)

@@ -54,9 +54,10 @@ class Tracks:
         ``(T, V)`` how far the accepted fit's robust cost (:attr:`dmx.tracking.register.Fit.robust_cost`)
         lies above the body's cost on the frames next to the reference, where nothing covers it (>= 0):
         about the share of the body's template that something not moving with it covers, as the fit
-        sees it. 0 on the reference frame; NaN where lost. A pose refitted later (still layers, a
-        template without the pixels that do not move with the body) keeps its first fit's value, or NaN
-        where the frame had no fit before (the measurement then takes the largest model error). It sets the
+        sees it. 0 on the reference frame; NaN where lost. A pose refitted with the still layer taken out
+        keeps its first fit's value; one refitted with a template cleaned of the pixels that do not move
+        with the body has its cost above the cleaned template's clear cost. NaN where unknown (the
+        measurement then takes the largest model error). It sets the
         model-error part of ``angle_uncertainty_deg`` (:func:`dmx.measure.uncertainty.rotation_model_sd_deg`).
     """
 
