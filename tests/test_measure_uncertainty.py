@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from test_measure_support import DEPTH_MM, GAP_MM, column_mm, make_tracks, to_image_px
 
-from dmx.anatomy import BODIES
+from dmx.anatomy import BODIES, Vertebra
 from dmx.measure import load_thresholds, measure
 from dmx.measure.uncertainty import quadrature
 
@@ -114,3 +114,35 @@ def test_the_terminal_summary_lists_each_level_warning():
     text = format_summary(measure(tracks_with_precision(rot, 0.2), mm_per_px=MM))
     assert "  - C4-C5: not measured in 1 frame(s) (1): angle uncertainty above" in text
     assert "  - C5-C6: not measured at the flexion key frame (frame 1: angle uncertainty" in text
+
+
+def test_model_error_grows_with_the_cost_excess_up_to_the_cap_and_takes_the_cap_when_unknown():
+    from dmx.measure.uncertainty import rotation_model_sd_deg
+
+    m = rotation_model_sd_deg(
+        np.array([0.0, 0.1, 0.3, 0.9, np.nan, -0.2]), base_deg=0.04, per_excess_deg=0.5, cap=0.3
+    )
+    assert m == pytest.approx([0.04, 0.09, 0.19, 0.19, 0.19, 0.04])
+
+
+def test_angle_uncertainty_adds_each_bodys_model_error_from_its_cost_excess():
+    from dmx.measure.uncertainty import MODEL_EXCESS_CAP, MODEL_SD_DEG, MODEL_SD_PER_EXCESS_DEG
+
+    rot = np.array([[0.0] * 6, [0.3, 0.4] * 3, [0.3, 0.4] * 3])
+    c4, c5 = BODIES.index(Vertebra.C4), BODIES.index(Vertebra.C5)
+    excess = np.zeros((3, 6))
+    excess[1, c5] = 0.2  # something covers C5 in the flexion frame
+    excess[2, c4] = np.nan  # C4's extension pose has no cost (a later refit)
+    tracks = dataclasses.replace(tracks_with_precision(rot, 0.2), cost_excess=excess)
+    lvl = measure(tracks, mm_per_px=MM)["levels"]["C4-C5"]
+    m0 = MODEL_SD_DEG
+    u1 = math.sqrt(0.3**2 + 0.4**2 + m0**2 + (m0 + MODEL_SD_PER_EXCESS_DEG * 0.2) ** 2)
+    u2 = math.sqrt(0.3**2 + 0.4**2 + (m0 + MODEL_SD_PER_EXCESS_DEG * MODEL_EXCESS_CAP) ** 2 + m0**2)
+    # none on the reference frame: its poses are the landmarks
+    assert lvl["angle_uncertainty_deg"] == pytest.approx([0.0, u1, u2])
+    assert lvl["rotation_rom_uncertainty_deg"] == pytest.approx(math.hypot(u1, u2))
+    # C2-C3, clear in every frame: the noise and the clear fits' model error
+    u = math.sqrt(0.3**2 + 0.4**2 + 2 * m0**2)
+    assert measure(tracks, mm_per_px=MM)["levels"]["C2-C3"]["angle_uncertainty_deg"] == pytest.approx(
+        [0.0, u, u]
+    )

@@ -23,7 +23,12 @@ from dmx.measure.flags import adi_flags, level_flags
 from dmx.measure.geometry import norm, spine_facing, to_mm
 from dmx.measure.keyframes import KeyFrames, key_frames
 from dmx.measure.segmental import LevelSeries, LevelSummary, level_series, level_summary, value_at
-from dmx.measure.uncertainty import angle_uncertainty_deg, offset_uncertainty, quadrature
+from dmx.measure.uncertainty import (
+    angle_uncertainty_deg,
+    offset_uncertainty,
+    quadrature,
+    rotation_model_sd_deg,
+)
 
 if TYPE_CHECKING:  # measure sits above tracking; imported for the type only (dmx.tracking loads OpenCV)
     from dmx.tracking.types import Tracks
@@ -223,7 +228,8 @@ def _drop_uncertain_frames(
     dict[Level, np.ndarray],
     dict[Level, list[str]],
 ]:
-    """Per-frame uncertainty (1 SD) of every level from the tracker's registration precision.
+    """Per-frame uncertainty (1 SD) of every level from the tracker's registration precision and the
+    model error its cost excess says (:mod:`dmx.measure.uncertainty`).
 
     Frames whose angle uncertainty is above ``max_angle_uncertainty_deg`` are not measured (NaN).
 
@@ -241,6 +247,7 @@ def _drop_uncertain_frames(
     n = len(tracks.corners_px)
     rot_sd = _per_vertebra(tracks, "rotation_precision_deg", vertebrae, n)
     pos_sd = _per_vertebra(tracks, "precision_px", vertebrae, n)
+    excess = _per_vertebra(tracks, "cost_excess", vertebrae, n)
     out_series = dict(series)
     uncertainty: dict[Level, _LevelUncertainty] = {}
     dropped: dict[Level, np.ndarray] = {}
@@ -250,7 +257,13 @@ def _drop_uncertain_frames(
         if s is None or rot_sd is None or pos_sd is None:
             continue
         up, lo = level.upper, level.lower
-        ua = angle_uncertainty_deg(rot_sd[up], rot_sd[lo])
+        # the model error of each body's fit: none on the reference frame (the pose is the landmarks
+        # themselves), none for tracks without a cost (only their noise is known)
+        m_up, m_lo = (
+            np.zeros(n) if excess is None else np.where(rot_sd[v] == 0, 0.0, rotation_model_sd_deg(excess[v]))
+            for v in (up, lo)
+        )
+        ua = angle_uncertainty_deg(rot_sd[up], rot_sd[lo], m_up, m_lo)
         uo, up_ = offset_uncertainty(
             by_vertebra[up],
             by_vertebra[lo],

@@ -1,4 +1,4 @@
-"""Per-frame uncertainty (1 SD) of the segmental measurements, from the tracker's registration precision.
+"""Per-frame uncertainty (1 SD) of the segmental measurements: registration precision and model error.
 
 Every body is tracked as a rigid body registered to its own reference-frame appearance; the fit's
 inverse Hessian, scaled by the measured noise correlation, gives per frame the expected SD of the
@@ -28,6 +28,19 @@ direction) and L's rotation turning the endplate under the disc height. So
 with ``s`` the pixel size along ``e`` (1 without calibration) and ``sd_L`` in radians;
 ``u_pct = 100 * u_offset / depth(L)`` (the depth is rigid: it carries no frame-to-frame error).
 
+Model error (issue #13). The precision describes image noise; where something that does not move
+with a body covers part of it (the mandible, the shoulders, a soft-tissue edge), the fit is also
+pulled a little, a bias the noise term does not contain. Its size grows with how much the fit's
+robust cost lies above the body's cost where nothing covers it (``Tracks.cost_excess``), so each
+body's rotation also carries a model-error SD
+
+    ``m = MODEL_SD_DEG + MODEL_SD_PER_EXCESS_DEG * min(excess, MODEL_EXCESS_CAP)``
+
+(the cap where the excess is unknown), independent of the noise:
+``u_angle = sqrt(sd_U**2 + sd_L**2 + m_U**2 + m_L**2)``. The constants were fitted on development
+phantoms only and are checked on held-out ones by ``benchmarks/uncertainty.py``. The offset's
+uncertainty has no model term yet (not calibrated).
+
 End range. ``rotation_rom_deg``, ``translation_mm`` and ``translation_pct`` are differences of the
 two key frames. Part of each frame's error comes from the reference template's noise and is shared
 by frames of nearly the same pose (:data:`dmx.tracking.types.TEMPLATE_NOISE_SHARE`, which is why
@@ -45,23 +58,69 @@ import numpy as np
 from dmx.anatomy import Vertebra
 from dmx.measure.geometry import POST_INF, POST_SUP, depth, norm, superior_endplate
 
+#: Model-error SD of a body's rotation (degrees) where nothing covers it, and its growth per unit of
+#: robust-cost excess up to the cap (see the module docstring). Fitted on development phantoms (the
+#: default look seeds 21, 31, 32; one phantom of each appearance family, seeds 22-26; the mandible and
+#: shoulders case seed 40) so that the angle z-score has RMS 1 in every band of excess:
+#: ``python benchmarks/uncertainty.py --fit``; held-out phantoms (other seeds) check it.
+MODEL_SD_DEG = 0.02
+MODEL_SD_PER_EXCESS_DEG = 0.75
+MODEL_EXCESS_CAP = 0.3
 
-def angle_uncertainty_deg(rotation_sd_upper_deg: np.ndarray, rotation_sd_lower_deg: np.ndarray) -> np.ndarray:
+
+def rotation_model_sd_deg(
+    cost_excess: np.ndarray,
+    *,
+    base_deg: float = MODEL_SD_DEG,
+    per_excess_deg: float = MODEL_SD_PER_EXCESS_DEG,
+    cap: float = MODEL_EXCESS_CAP,
+) -> np.ndarray:
+    """Per-frame model-error SD of a body's rotation (degrees) from its fit's robust-cost excess.
+
+    Parameters
+    ----------
+    cost_excess : numpy.ndarray
+        ``(T,)`` :attr:`dmx.tracking.types.Tracks.cost_excess`; NaN (unknown) counts as the cap.
+    base_deg, per_excess_deg, cap : float
+        The model (defaults: the fitted :data:`MODEL_SD_DEG`, :data:`MODEL_SD_PER_EXCESS_DEG`,
+        :data:`MODEL_EXCESS_CAP`).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(T,)`` ``base + per_excess * min(excess, cap)``.
+    """
+    x = np.asarray(cost_excess, dtype=float)
+    x = np.where(np.isfinite(x), np.clip(x, 0.0, cap), cap)
+    return base_deg + per_excess_deg * x
+
+
+def angle_uncertainty_deg(
+    rotation_sd_upper_deg: np.ndarray,
+    rotation_sd_lower_deg: np.ndarray,
+    model_sd_upper_deg: np.ndarray | float = 0.0,
+    model_sd_lower_deg: np.ndarray | float = 0.0,
+) -> np.ndarray:
     """Per-frame SD of a level's ``angle_deg`` from its two bodies' rotation SDs (degrees).
 
     Parameters
     ----------
     rotation_sd_upper_deg, rotation_sd_lower_deg : numpy.ndarray
-        ``(T,)`` rotation SD of U and of L per frame, NaN where not tracked.
+        ``(T,)`` rotation SD of U and of L per frame from image noise, NaN where not tracked.
+    model_sd_upper_deg, model_sd_lower_deg : numpy.ndarray or float
+        ``(T,)`` model-error SD of U's and L's rotation (:func:`rotation_model_sd_deg`); 0 (default)
+        for the noise alone.
 
     Returns
     -------
     numpy.ndarray
-        ``(T,)`` ``sqrt(sd_U**2 + sd_L**2)``, NaN where either is unknown.
+        ``(T,)`` ``sqrt(sd_U**2 + sd_L**2 + m_U**2 + m_L**2)``, NaN where a noise SD is unknown.
     """
     su = np.asarray(rotation_sd_upper_deg, dtype=float)
     sl = np.asarray(rotation_sd_lower_deg, dtype=float)
-    return np.hypot(su, sl)
+    mu = np.asarray(model_sd_upper_deg, dtype=float)
+    ml = np.asarray(model_sd_lower_deg, dtype=float)
+    return np.sqrt(su**2 + sl**2 + mu**2 + ml**2)
 
 
 def offset_uncertainty(

@@ -100,8 +100,8 @@ def smooth_tracks(tracks: Tracks, *, window_frames: int = WINDOW_FRAMES) -> Trac
     outlier), and the frame keeps the raw poses of all bodies (tracks without precision estimates
     are smoothed everywhere). Lost (NaN) frames stay NaN and are
     not bridged; the reference frame keeps its landmarks exactly. The corners are recomputed from
-    the smoothed transforms, so each body stays rigid. The input is not modified; quality and
-    reasons are kept. ``precision_px`` and ``rotation_precision_deg`` become those of the smoothed
+    the smoothed transforms, so each body stays rigid. The input is not modified; quality, reasons
+    and ``cost_excess`` are kept. ``precision_px`` and ``rotation_precision_deg`` become those of the smoothed
     poses, propagated through the fit's weights (:func:`_local_quadratic_sd`; frames that keep their
     raw pose keep theirs).
 
@@ -179,4 +179,5 @@ def smooth_tracks(tracks: Tracks, *, window_frames: int = WINDOW_FRAMES) -> Trac
         precision_px=tracks.precision_px if out_prec is None else out_prec[..., 0],
         centres_px=tracks.centres_px,
         rotation_precision_deg=tracks.rotation_precision_deg if out_prec is None else out_prec[..., 1],
+        cost_excess=tracks.cost_excess,
     )

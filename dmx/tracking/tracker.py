@@ -600,6 +600,7 @@ class _Tracker:
         self.quality = np.full((n_t, n_v), np.nan)
         self.precision = np.full((n_t, n_v), np.nan)
         self.rotation_precision = np.full((n_t, n_v), np.nan)
+        self.cost_excess = np.full((n_t, n_v), np.nan)  # robust cost above the clear one (Tracks.cost_excess)
         self.reason: list[list[str | None]] = [[None] * n_v for _ in range(n_t)]
         self.templates = self._make_templates()
         self.clear_cost = [math.inf] * n_v  # see calibrate_residuals
@@ -657,6 +658,7 @@ class _Tracker:
                 self.quality[ref, i] = 1.0
                 self.precision[ref, i] = 0.0
                 self.rotation_precision[ref, i] = 0.0
+                self.cost_excess[ref, i] = 0.0
 
     def fit_at(
         self,
@@ -1300,6 +1302,8 @@ class _Tracker:
                 continue
             a, _q, std, rot_std = fit[:4]
             self._write_pose(t, i, a, std, rot_std)
+            excess = fit[5] - self.clear_cost[i]
+            self.cost_excess[t, i] = max(excess, 0.0) if math.isfinite(excess) else math.nan
             st = states[i]
             st.lost = False
             st.history.append((t, a))
@@ -1605,6 +1609,7 @@ class _Tracker:
             if same and q_first >= self.opt.min_quality:
                 continue
             self._write_pose(t, i, fit.transform, fit.corner_std_px, fit.rotation_std_rad)
+            self.cost_excess[t, i] = max(fit.robust_cost - clear_cost, 0.0)  # against the cleaned template
             self.quality[t, i] = q
             self.reason[t][i] = None
             self._check_arch(t, i)
@@ -1698,6 +1703,8 @@ class _Tracker:
             transforms=self.transforms,
             precision_px=self.precision,
             rotation_precision_deg=self.rotation_precision,
+            # a pose rejected after it was recorded (the neighbour checks) has no cost either
+            cost_excess=np.where(np.isfinite(self.transforms).all(axis=(2, 3)), self.cost_excess, np.nan),
             centres_px=np.array([q.mean(axis=0) for q in self.quads]).reshape(self.n_v, 2),
         )
 

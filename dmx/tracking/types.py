@@ -50,6 +50,15 @@ class Tracks:
     centres_px : numpy.ndarray or None
         ``(V, 2)`` centre of each tracked region on the reference frame (rotation centre of its fit; the
         only reference point of a vertebra without corners, C1).
+    cost_excess : numpy.ndarray or None
+        ``(T, V)`` how far the accepted fit's robust cost (:attr:`dmx.tracking.register.Fit.robust_cost`)
+        lies above the body's cost on the frames next to the reference, where nothing covers it (>= 0):
+        about the share of the body's template that something not moving with it covers, as the fit
+        sees it. 0 on the reference frame; NaN where lost. A pose refitted with the still layer taken out
+        keeps its first fit's value; one refitted with a template cleaned of the pixels that do not move
+        with the body has its cost above the cleaned template's clear cost. NaN where unknown (the
+        measurement then takes the largest model error). It sets the
+        model-error part of ``angle_uncertainty_deg`` (:func:`dmx.measure.uncertainty.rotation_model_sd_deg`).
     """
 
     vertebrae: tuple[Vertebra, ...]
@@ -61,6 +70,7 @@ class Tracks:
     precision_px: np.ndarray | None = None
     centres_px: np.ndarray | None = None
     rotation_precision_deg: np.ndarray | None = None
+    cost_excess: np.ndarray | None = None
 
     @property
     def n_frames(self) -> int:
