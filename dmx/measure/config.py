@@ -131,8 +131,9 @@ class Thresholds:
     curve_tolerance_pct_depth : float
         Curve class tolerance without calibration, percent of the mean C3-C6 depth.
     max_angle_uncertainty_deg : float
-        A level's frame whose angle uncertainty (1 SD, from the tracker's registration precision) is
-        above this is not measured (``null`` with the reason in the level's ``warnings``), degrees.
+        A level's frame whose angle uncertainty (1 SD: the tracker's registration precision and
+        model error) is above this is not measured (``null`` with the reason in the level's
+        ``warnings``), degrees.
     origins : tuple of (str, str)
         ``(name, origin)`` for every value that is not the default; the origin
         is a config file path or ``"command line"``. Use :meth:`origin`.

@@ -573,7 +573,8 @@ def measure(
         key_frame_basis, key_frame_levels), ``facing``, ``levels``, ``curve``,
         ``thresholds``, ``adi`` (only when points are given) and ``warnings``.
         Each level also holds ``angle_uncertainty_deg`` (1 SD per frame, from
-        ``tracks.rotation_precision_deg``; null without it), the end-range
+        ``tracks.rotation_precision_deg`` and the model error ``tracks.cost_excess`` says;
+        null without the precision), the end-range
         ``rotation_rom_uncertainty_deg``, ``translation_uncertainty_mm`` and
         ``translation_uncertainty_pct`` (:mod:`dmx.measure.uncertainty`), and
         ``warnings`` saying why its values are null (a frame above
