@@ -99,6 +99,22 @@ def _serve(fn: Callable[..., Any], conn: Any, lock: Any, span: Any) -> None:
                 return
 
 
+def _end(conns: list[Any], procs: list[Any], alive: list[bool]) -> None:
+    """Ask the live workers to end (``None`` on their pipe), close the pipes, wait for each at most 5 s,
+    then kill it."""
+    for conn, proc, live in zip(conns, procs, alive, strict=True):
+        if live:
+            try:
+                conn.send(None)
+            except (OSError, ValueError):
+                pass
+        conn.close()
+        proc.join(timeout=5)
+        if proc.is_alive():
+            proc.kill()
+            proc.join()
+
+
 class ForkedWorkers:
     """``n_workers`` processes forked from this one, running ``fn`` on the calls of :meth:`map` with it.
 
@@ -246,17 +262,7 @@ class ForkedWorkers:
 
     def close(self) -> None:
         """End the workers (they are idle between calls; a stuck one is killed)."""
-        for conn, proc, alive in zip(self._conns, self._procs, self._alive, strict=True):
-            if alive:
-                try:
-                    conn.send(None)
-                except (OSError, ValueError):
-                    pass
-            conn.close()
-            proc.join(timeout=5)
-            if proc.is_alive():
-                proc.kill()
-                proc.join()
+        _end(self._conns, self._procs, self._alive)
         self._conns, self._procs, self._alive = [], [], []
 
 
@@ -578,15 +584,5 @@ class ForkedChains:
 
     def close(self) -> None:
         """End the workers."""
-        for conn, proc, alive in zip(self._conns, self._procs, self._alive, strict=True):
-            if alive:
-                try:
-                    conn.send(None)
-                except (OSError, ValueError):
-                    pass
-            conn.close()
-            proc.join(timeout=5)
-            if proc.is_alive():
-                proc.kill()
-                proc.join()
+        _end(self._conns, self._procs, self._alive)
         self._conns, self._procs, self._alive = [], [], []
