@@ -1443,24 +1443,29 @@ class _Tracker:
 
     def _body_template(self, i: int, layers: Layers) -> Template | None:
         """Body ``i``'s template cut from its body layer (None when it cannot be cut)."""
+        return self._recut(i, layers.body_reference(self.frames[self.ref]), self.static)
+
+    def _recut(self, i: int, reference: np.ndarray, exclude: np.ndarray | None) -> Template | None:
+        """Body ``i``'s template cut again from ``reference`` (a reference frame) without the pixels of
+        ``exclude``, as the passes cut it otherwise; None when it cannot be cut. Its expected residual
+        is the passes' calibrated one (the frames' own noise), never below the new template's estimate."""
         tpl = self.templates[i]
         assert tpl is not None
         opt = self.opt
         try:
-            body_tpl = make_template(
-                layers.body_reference(self.frames[self.ref]),
+            new = make_template(
+                reference,
                 self.quads[i],
                 exclude_quads_px=tuple(self.quads[j] for j in (i - 1, i + 1) if 0 <= j < self.n_v),
                 margin_frac=opt.margin_frac,
                 blur_sigma_px=opt.blur_sigma_px,
                 n_levels=len(tpl.levels),
                 highpass_sigma_px=tpl.highpass_sigma_px,
-                exclude_mask=self.static,
+                exclude_mask=exclude,
             )
         except ValueError:
             return None
-        # the noise the passes calibrated (the frames' own), never below the body layer's estimate
-        return replace(body_tpl, residual_scale=max(body_tpl.residual_scale, tpl.residual_scale))
+        return replace(new, residual_scale=max(new.residual_scale, tpl.residual_scale))
 
     def _refit_without(
         self, i: int, layers: Layers, body_tpl: Template, poses: list[tuple[int, np.ndarray]]
@@ -1552,22 +1557,9 @@ class _Tracker:
         if not UNRELIABLE_MIN <= part <= UNRELIABLE_MAX:
             return None
         exclude = unreliable if self.static is None else unreliable | self.static
-        opt = self.opt
-        try:
-            cleaned = make_template(
-                self.frames[self.ref],
-                self.quads[i],
-                exclude_quads_px=tuple(self.quads[j] for j in (i - 1, i + 1) if 0 <= j < self.n_v),
-                margin_frac=opt.margin_frac,
-                blur_sigma_px=opt.blur_sigma_px,
-                n_levels=len(tpl.levels),
-                highpass_sigma_px=tpl.highpass_sigma_px,
-                exclude_mask=exclude,
-            )
-        except ValueError:
+        cleaned = self._recut(i, self.frames[self.ref], exclude)
+        if cleaned is None:
             return None
-        # the noise the passes calibrated (the frames' own), never below the cleaned template's estimate
-        cleaned = replace(cleaned, residual_scale=max(cleaned.residual_scale, tpl.residual_scale))
         pick = np.unique(np.round(np.linspace(0, len(good) - 1, RELIABLE_FRAMES)).astype(int))
         costs = []
         for k in pick:
