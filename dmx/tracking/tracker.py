@@ -118,6 +118,11 @@ DRAG_EXCESS = 0.25
 #: after the anchor; right fits next to an opaque block: from 3.2-6.1 px, 0.07-0.13, 17-34 frames after).
 DRAG_LAND_FRAC = 0.04
 DRAG_LAND_STEP_FRAC = 0.003
+#: C2 (the top body, no body above it) far from clear, with C3 lost or as far from clear, is disputed by C4
+#: across two segments from C2's last clear frame when a refit carried from there slides into its fit from
+#: further than this fraction of its size plus ``DRAG_LAND_STEP_FRAC`` per frame (issue #13: on the
+#: ``occluders`` seeds 62-64 such a C2 slid 1.3-4 px in 2-4 frames while 2.5-6.7 px off)
+DRAG_TOP_FRAC = 0.02
 
 #: A body whose region holds a layer that stays still while it moves (the shoulders over C7), at least
 #: this strong against its template (:func:`dmx.tracking.layers.still_strength`), is registered again with
@@ -196,6 +201,8 @@ class _State:
     # reference) or confirmed by a refit, with every body's accepted pose on it: where its neighbours
     # carry it from (see _Tracker.reanchor)
     anchor: tuple[int, list[np.ndarray | None]] | None = None
+    # the last frame where it was clear (a confirmation does not count: a drag creeps in confirmed steps)
+    clear_anchor: tuple[int, list[np.ndarray | None]] | None = None
 
 
 def _accepted(fit: Fit, quality: float) -> tuple[np.ndarray, float, float, float, float, float]:
@@ -792,7 +799,12 @@ class _Tracker:
     ) -> None:
         """Track frame after frame in ``order``, starting from the reference poses."""
         at_ref: list[np.ndarray | None] = [np.eye(3) if tpl is not None else None for tpl in self.templates]
-        states = [_State(history=[(self.ref, np.eye(3))], anchor=(self.ref, at_ref)) for _ in range(self.n_v)]
+        states = [
+            _State(
+                history=[(self.ref, np.eye(3))], anchor=(self.ref, at_ref), clear_anchor=(self.ref, at_ref)
+            )
+            for _ in range(self.n_v)
+        ]
         if workers is not None:
             workers.begin(order)
             self.chained = {}
@@ -915,7 +927,7 @@ class _Tracker:
                         # confirmed only by a neighbour as far from clear as itself: when the neighbour
                         # on its other side, near to clear, does not confirm it, an occluder that moves
                         # with neither (a tube in the soft tissue) drags both together (issue #13)
-                        if self._disputed(i, t, frame, fits, anchor):
+                        if self._disputed(i, t, frame, fits, anchor, states[i].clear_anchor):
                             self._reject(t, i, fits, DRAGGED)
                         else:
                             leaning[i] = j
@@ -934,7 +946,7 @@ class _Tracker:
                 elif (
                     self.has_corners[i]
                     and self._far_from_clear(i, fit)
-                    and (i in self.slid or self._disputed(i, t, frame, fits, anchor))
+                    and (i in self.slid or self._disputed(i, t, frame, fits, anchor, states[i].clear_anchor))
                 ):
                     # far from clear, nothing confirms it, and where a neighbour near to clear carries it
                     # the refit lands elsewhere, or slides from afar into its optimum: an occluder drags
@@ -966,6 +978,7 @@ class _Tracker:
         frame: np.ndarray,
         fits: list[_Accepted | None],
         anchor: tuple[int, list[np.ndarray | None]],
+        clear_anchor: tuple[int, list[np.ndarray | None]] | None = None,
     ) -> bool:
         """A tracked neighbour near to clear (not :meth:`_far_from_clear`; the nearer to clear of the two)
         does not confirm body ``i``'s fit on frame ``t``: registered from where that neighbour carries it
@@ -979,14 +992,28 @@ class _Tracker:
         if fit is None or a_i0 is None or not self.has_corners[i]:
             return False
         near = []
-        for k in (i - 1, i + 1):
-            fit_k = fits[k] if 0 <= k < self.n_v else None
-            if fit_k is not None and self.has_corners[k] and poses0[k] is not None:
-                if not self._far_from_clear(k, fit_k):
-                    near.append((fit_k[5] - self.clear_cost[k], k))
+        for segments in (1, 2):
+            for k in (i - segments, i + segments):
+                fit_k = fits[k] if 0 <= k < self.n_v else None
+                if fit_k is not None and self.has_corners[k] and poses0[k] is not None:
+                    if not self._far_from_clear(k, fit_k):
+                        near.append((fit_k[5] - self.clear_cost[k], k))
+            if near or segments == 2 or not self._top_body(i):
+                break
+            # C2 has no body above it (C1's arch confirms nothing) and C3 is lost or as far from clear:
+            # the next body below, near to clear, tells across two segments (issue #13, occluders seeds 62-64)
         if not near:
             return False
         k = min(near)[1]
+        segments = abs(k - i)
+        if segments == 2:
+            # across two segments, from the last frame where C2 was clear: a drag of the top body creeps
+            # in steps that each confirm the next (its anchor moves with it)
+            if clear_anchor is None or clear_anchor[1][i] is None or clear_anchor[1][k] is None:
+                return False
+            anchor = clear_anchor
+            poses0 = anchor[1]
+            a_i0 = poses0[i]
         fit_k, a_k0 = fits[k], poses0[k]
         assert fit_k is not None and a_k0 is not None
         quad = self.quads[i]
@@ -996,7 +1023,15 @@ class _Tracker:
             return False
         refit, _q = self.fit_at(i, frame, cand, 1)
         landed = _corner_gap(refit.transform, fit[0], quad) < 0.1
-        return not (landed and start <= self._land_px(i, t - anchor[0]))
+        if segments == 2:
+            allowed = (DRAG_TOP_FRAC + DRAG_LAND_STEP_FRAC * abs(t - anchor[0])) * self.sizes[i]
+        else:
+            allowed = self._land_px(i, t - anchor[0])
+        return not (landed and start <= allowed)
+
+    def _top_body(self, i: int) -> bool:
+        """Body ``i`` is the uppermost body with corners (C2): no body above it can dispute its fit."""
+        return self.has_corners[i] and not any(self.has_corners[:i])
 
     def _land_px(self, i: int, age_frames: int) -> float:
         """How far from body ``i``'s fit (far from clear) a refit carried by a neighbour may start and still
@@ -1313,6 +1348,8 @@ class _Tracker:
             fit = fits[i]
             if fit is not None and (self.clear(i, fit) or i in self.verified):
                 states[i].anchor = (t, poses)
+            if fit is not None and self.clear(i, fit):
+                states[i].clear_anchor = (t, poses)
 
     def _write_pose(self, t: int, i: int, a: np.ndarray, std_px: float, rot_std_rad: float) -> None:
         """Body ``i``'s pose ``a`` on frame ``t``, its corners and its precisions (corner and rotation SD
