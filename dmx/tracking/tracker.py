@@ -957,10 +957,17 @@ class _Tracker:
                     # to check it against: where the search lands then depends on the occluder's edges
                     self._reject(t, i, fits, UNCONFIRMED)
             fit = fits[i]
-            if fit is not None and states[i].lost and self._top_body(i) and self._far_from_clear(i, fit):
-                # C2 found again far from clear: no body above it can dispute it, and the occluder that
-                # made it lost is still over it (issue #13, occluders seeds 63-64: found again 4-7 px off,
-                # confirmed by C1's arch or slid into from where C3 carries it)
+            if (
+                fit is not None
+                and states[i].lost
+                and self._top_body(i)
+                and self._far_from_clear(i, fit)
+                and _visible(tpl, fit[0], frame.shape) >= 1.0
+            ):
+                # C2 found again far from clear, in full view (not coming back into the image): no body
+                # above it can dispute it, and the occluder that made it lost is still over it (issue #13,
+                # occluders seeds 63-64: found again 4-7 px off, confirmed by C1's arch or slid into from
+                # where C3 carries it)
                 self._reject(t, i, fits, UNCONFIRMED)
         # a body confirmed only by a neighbour that was then found dragged is dragged with it
         changed = True
