@@ -890,6 +890,11 @@ class _Tracker:
         nothing confirms it and that neighbour disputes it; a body that leant on a neighbour then found
         dragged goes with it. A refit that slid into a fit far from clear from further than
         :meth:`_land_px` confirms nothing (a dragging occluder makes a wide basin).
+
+        C2, the top body, has no body above it, and C1's arch confirms nothing: dragged alone (C3 lost or
+        as far from clear beside it), it is disputed by C4 across two segments from its last clear frame
+        (:meth:`_disputed`, :data:`DRAG_TOP_FRAC`), and found again far from clear (lost on the frame
+        before), in full view, it is not followed (:data:`UNCONFIRMED`).
         """
         self.verified = set()
         self.slid = set()
@@ -998,7 +1003,10 @@ class _Tracker:
         since the anchor frame, ``i`` does not land on its fit, or lands there only from further than
         :meth:`_land_px` (a dragging occluder makes a wide basin). False when no
         neighbour is near to clear (nothing to tell: a whole column far from clear, e.g. a noise-free cine
-        drifting against its background, is not a drag)."""
+        drifting against its background, is not a drag). For the top body (C2) with no neighbour near to
+        clear, the body two segments below tells, carried from ``clear_anchor`` (the last frame where C2 was
+        clear: a drag creeps in confirmed steps, so the anchor moves with it), within
+        :data:`DRAG_TOP_FRAC` of its size plus :data:`DRAG_LAND_STEP_FRAC` per frame."""
         fit = fits[i]
         poses0 = anchor[1]
         a_i0 = poses0[i]
