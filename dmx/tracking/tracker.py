@@ -614,6 +614,8 @@ class _Tracker:
         self.verified: set[int] = set()  # bodies of the current frame whose fit reanchor confirmed
         # bodies of the current frame whose refit from a neighbour near to clear slid into their fit from afar
         self.slid: set[int] = set()
+        self.top_dropped: set[int] = set()  # the top body, given up on the current frame by its own checks
+        self.disputed_across = 1  # segments across which the last :meth:`_disputed` looked
         # with worker processes: the position in the pass of the frame being tracked, the bodies this
         # process registers itself (the workers the others), and each chained body's pose on the frame
         # before as the worker's chain took it (see _chain_on)
@@ -898,6 +900,7 @@ class _Tracker:
         """
         self.verified = set()
         self.slid = set()
+        self.top_dropped = set()  # the top body given up by the checks that only it gets (issue #13)
         leaning: dict[int, int] = {}  # body -> the neighbour far from clear that alone confirmed it
         for i in range(self.n_v):
             fit, tpl, anchor = fits[i], self.templates[i], states[i].anchor
@@ -932,8 +935,11 @@ class _Tracker:
                         # confirmed only by a neighbour as far from clear as itself: when the neighbour
                         # on its other side, near to clear, does not confirm it, an occluder that moves
                         # with neither (a tube in the soft tissue) drags both together (issue #13)
+                        self.disputed_across = 1
                         if self._disputed(i, t, frame, fits, anchor, states[i].clear_anchor):
                             self._reject(t, i, fits, DRAGGED)
+                            if self.disputed_across == 2:
+                                self.top_dropped.add(i)
                         else:
                             leaning[i] = j
                     break
@@ -957,6 +963,8 @@ class _Tracker:
                     # the refit lands elsewhere, or slides from afar into its optimum: an occluder drags
                     # it (issue #13; its neighbour under the same occluder may just have been rejected)
                     self._reject(t, i, fits, DRAGGED)
+                    if i not in self.slid and self.disputed_across == 2:
+                        self.top_dropped.add(i)
                 elif self.has_corners[i] and not carriers and states[i].lost:
                     # found again (lost on the frame before) under an occluder, with no tracked neighbour
                     # to check it against: where the search lands then depends on the occluder's edges
@@ -974,6 +982,7 @@ class _Tracker:
                 # occluders seeds 63-64: found again 4-7 px off, confirmed by C1's arch or slid into from
                 # where C3 carries it)
                 self._reject(t, i, fits, UNCONFIRMED)
+                self.top_dropped.add(i)
         # a body confirmed only by a neighbour that was then found dragged is dragged with it
         changed = True
         while changed:
@@ -1027,6 +1036,7 @@ class _Tracker:
             return False
         k = min(near)[1]
         segments = abs(k - i)
+        self.disputed_across = segments
         if segments == 2:
             # across two segments, from the last frame where C2 was clear: a drag of the top body creeps
             # in steps that each confirm the next (its anchor moves with it)
@@ -1149,6 +1159,12 @@ class _Tracker:
             below = i + 1
             if self.has_corners[i] or not self.has_corners[below]:
                 continue  # only a region without corners (C1) above a body (C2)
+            if poses[i] is not None and below in self.top_dropped:
+                # C2 given up by the checks only the top body gets (it had been followed, and the arch
+                # checked against it, before them): the arch is not followed unchecked (issue #13, the
+                # mandible case with seed 41: a look-alike 67 px off on frame 25)
+                rejected.append(i)
+                continue
             if poses[i] is None or poses[below] is None or below in rejected:
                 continue
             size = self.sizes[below]  # the body's size: the arch region is a thin strip
