@@ -123,6 +123,9 @@ DRAG_LAND_STEP_FRAC = 0.003
 #: further than this fraction of its size plus ``DRAG_LAND_STEP_FRAC`` per frame (issue #13: on the
 #: ``occluders`` seeds 62-64 such a C2 slid 1.3-4 px in 2-4 frames while 2.5-6.7 px off)
 DRAG_TOP_FRAC = 0.02
+#: ... only within this many frames of C2's last clear frame (a creeping drag leaves clear in 2-5 frames;
+#: carried from further back across two segments, the neighbours' own motion exceeds the allowance)
+DRAG_TOP_FRAMES = 8
 
 #: A body whose region holds a layer that stays still while it moves (the shoulders over C7), at least
 #: this strong against its template (:func:`dmx.tracking.layers.still_strength`), is registered again with
@@ -1041,6 +1044,8 @@ class _Tracker:
             # across two segments, from the last frame where C2 was clear: a drag of the top body creeps
             # in steps that each confirm the next (its anchor moves with it)
             if clear_anchor is None or clear_anchor[1][i] is None or clear_anchor[1][k] is None:
+                return False
+            if abs(t - clear_anchor[0]) > DRAG_TOP_FRAMES:
                 return False
             anchor = clear_anchor
             poses0 = anchor[1]
