@@ -1017,8 +1017,8 @@ class _Tracker:
         neighbour is near to clear (nothing to tell: a whole column far from clear, e.g. a noise-free cine
         drifting against its background, is not a drag). For the top body (C2) with no neighbour near to
         clear, the body two segments below tells, carried from ``clear_anchor`` (the last frame where C2 was
-        clear: a drag creeps in confirmed steps, so the anchor moves with it), within
-        :data:`DRAG_TOP_FRAC` of its size plus :data:`DRAG_LAND_STEP_FRAC` per frame."""
+        clear, at most :data:`DRAG_TOP_FRAMES` back: a drag creeps in confirmed steps, so the anchor moves
+        with it), within :data:`DRAG_TOP_FRAC` of its size plus :data:`DRAG_LAND_STEP_FRAC` per frame."""
         fit = fits[i]
         poses0 = anchor[1]
         a_i0 = poses0[i]
