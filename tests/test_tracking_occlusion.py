@@ -220,6 +220,7 @@ def test_an_atlas_arch_its_axis_cannot_carry_there_is_rejected_and_costs_no_body
             has_corners=[False, True, True, True],
             reason=[[None] * 4 for _ in range(n_t)],
             quality=np.ones((n_t, 4)),
+            top_dropped=set(),  # no C2 given up by its own checks on this frame
         )
         fake._reject = lambda *a: tracker_mod._Tracker._reject(fake, *a)  # type: ignore[arg-type]
         fits = [(p, 0.9, 0.1, 0.001, 1.0, 0.1) for p in poses]
