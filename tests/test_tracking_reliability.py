@@ -150,7 +150,8 @@ def test_occluders_case_c2_c3_found_again_and_no_interval_from_a_look_alike():
     points = _adi_points(tr, ph.landmarks)
     adi = np.linalg.norm((points["C1.arch_post"] - points["C2.dens_ant"]) * mm, axis=-1)
     given = np.isfinite(adi)
-    assert given.sum() >= 5
+    # 5 or more before the checks of C2 dragged alone gave up C2 (and the arch) on more frames
+    assert given.sum() >= 4
     assert np.abs(adi[given] - np.array(ph.truth["adi_mm"])[given]).max() < 1.0
 
 
