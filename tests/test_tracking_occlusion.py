@@ -220,6 +220,7 @@ def test_an_atlas_arch_its_axis_cannot_carry_there_is_rejected_and_costs_no_body
             has_corners=[False, True, True, True],
             reason=[[None] * 4 for _ in range(n_t)],
             quality=np.ones((n_t, 4)),
+            top_dropped=set(),  # no C2 given up by its own checks on this frame
         )
         fake._reject = lambda *a: tracker_mod._Tracker._reject(fake, *a)  # type: ignore[arg-type]
         fits = [(p, 0.9, 0.1, 0.001, 1.0, 0.1) for p in poses]
@@ -250,7 +251,10 @@ def test_mandible_case_gives_no_atlanto_dental_interval_from_a_look_alike():
     true = {k: np.asarray(v) for k, v in ph.truth["points"].items()}
     err_px = np.linalg.norm(got[U.C1_ARCH_POST.value] - true[U.C1_ARCH_POST.value], axis=-1)
     followed = np.isfinite(err_px)
-    assert followed[:5].all() and followed[26:40].all()  # followed where the arch is clear
+    # followed where the arch is clear (from frame 26 before C2 far from clear was disputed across two
+    # segments and not followed when found again far from clear: C2 is now lost on frame 25 and the arch,
+    # registered on frame 26 without it, is not found there, with its reason)
+    assert followed[:5].all() and followed[27:40].all()
     assert err_px[followed].max() < 3.0, err_px
     c1 = tr.vertebrae.index(Vertebra.C1)
     assert sum(tr.reason[t][c1] == tracker_mod.INCONSISTENT for t in range(60)) >= 5
