@@ -618,7 +618,6 @@ class _Tracker:
         # bodies of the current frame whose refit from a neighbour near to clear slid into their fit from afar
         self.slid: set[int] = set()
         self.top_dropped: set[int] = set()  # the top body, given up on the current frame by its own checks
-        self.disputed_across = 1  # segments across which the last :meth:`_disputed` looked
         # with worker processes: the position in the pass of the frame being tracked, the bodies this
         # process registers itself (the workers the others), and each chained body's pose on the frame
         # before as the worker's chain took it (see _chain_on)
@@ -938,10 +937,10 @@ class _Tracker:
                         # confirmed only by a neighbour as far from clear as itself: when the neighbour
                         # on its other side, near to clear, does not confirm it, an occluder that moves
                         # with neither (a tube in the soft tissue) drags both together (issue #13)
-                        self.disputed_across = 1
-                        if self._disputed(i, t, frame, fits, anchor, states[i].clear_anchor):
+                        across = self._disputed(i, t, frame, fits, anchor, states[i].clear_anchor)
+                        if across:
                             self._reject(t, i, fits, DRAGGED)
-                            if self.disputed_across == 2:
+                            if across == 2:
                                 self.top_dropped.add(i)
                         else:
                             leaning[i] = j
@@ -960,13 +959,16 @@ class _Tracker:
                 elif (
                     self.has_corners[i]
                     and self._far_from_clear(i, fit)
-                    and (i in self.slid or self._disputed(i, t, frame, fits, anchor, states[i].clear_anchor))
+                    and (
+                        i in self.slid
+                        or (across := self._disputed(i, t, frame, fits, anchor, states[i].clear_anchor))
+                    )
                 ):
                     # far from clear, nothing confirms it, and where a neighbour near to clear carries it
                     # the refit lands elsewhere, or slides from afar into its optimum: an occluder drags
                     # it (issue #13; its neighbour under the same occluder may just have been rejected)
                     self._reject(t, i, fits, DRAGGED)
-                    if i not in self.slid and self.disputed_across == 2:
+                    if i not in self.slid and across == 2:
                         self.top_dropped.add(i)
                 elif self.has_corners[i] and not carriers and states[i].lost:
                     # found again (lost on the frame before) under an occluder, with no tracked neighbour
@@ -1009,7 +1011,7 @@ class _Tracker:
         fits: list[_Accepted | None],
         anchor: tuple[int, list[np.ndarray | None]],
         clear_anchor: tuple[int, list[np.ndarray | None]] | None = None,
-    ) -> bool:
+    ) -> int:
         """A tracked neighbour near to clear (not :meth:`_far_from_clear`; the nearer to clear of the two)
         does not confirm body ``i``'s fit on frame ``t``: registered from where that neighbour carries it
         since the anchor frame, ``i`` does not land on its fit, or lands there only from further than
@@ -1018,12 +1020,13 @@ class _Tracker:
         drifting against its background, is not a drag). For the top body (C2) with no neighbour near to
         clear, the body two segments below tells, carried from ``clear_anchor`` (the last frame where C2 was
         clear, at most :data:`DRAG_TOP_FRAMES` back: a drag creeps in confirmed steps, so the anchor moves
-        with it), within :data:`DRAG_TOP_FRAC` of its size plus :data:`DRAG_LAND_STEP_FRAC` per frame."""
+        with it), within :data:`DRAG_TOP_FRAC` of its size plus :data:`DRAG_LAND_STEP_FRAC` per frame.
+        Returns the segments between ``i`` and the neighbour that disputes it (1 or 2), 0 when none does."""
         fit = fits[i]
         poses0 = anchor[1]
         a_i0 = poses0[i]
         if fit is None or a_i0 is None or not self.has_corners[i]:
-            return False
+            return 0
         near = []
         for segments in (1, 2):
             for k in (i - segments, i + segments):
@@ -1036,17 +1039,16 @@ class _Tracker:
             # C2 has no body above it (C1's arch confirms nothing) and C3 is lost or as far from clear:
             # the next body below, near to clear, tells across two segments (issue #13, occluders seeds 62-64)
         if not near:
-            return False
+            return 0
         k = min(near)[1]
         segments = abs(k - i)
-        self.disputed_across = segments
         if segments == 2:
             # across two segments, from the last frame where C2 was clear: a drag of the top body creeps
             # in steps that each confirm the next (its anchor moves with it)
             if clear_anchor is None or clear_anchor[1][i] is None or clear_anchor[1][k] is None:
-                return False
+                return 0
             if abs(t - clear_anchor[0]) > DRAG_TOP_FRAMES:
-                return False
+                return 0
             anchor = clear_anchor
             poses0 = anchor[1]
             a_i0 = poses0[i]
@@ -1056,14 +1058,14 @@ class _Tracker:
         cand = fit_k[0] @ _rigid_inv(a_k0) @ a_i0
         start = _corner_gap(cand, fit[0], quad)
         if start < REANCHOR_NEAR_PX:
-            return False
+            return 0
         refit, _q = self.fit_at(i, frame, cand, 1)
         landed = _corner_gap(refit.transform, fit[0], quad) < 0.1
         if segments == 2:
             allowed = (DRAG_TOP_FRAC + DRAG_LAND_STEP_FRAC * abs(t - anchor[0])) * self.sizes[i]
         else:
             allowed = self._land_px(i, t - anchor[0])
-        return not (landed and start <= allowed)
+        return 0 if landed and start <= allowed else segments
 
     def _top_body(self, i: int) -> bool:
         """Body ``i`` is the uppermost body with corners (C2): no body above it can dispute its fit."""
@@ -1388,9 +1390,12 @@ class _Tracker:
         poses = [f[0] if f is not None else None for f in fits]
         for i in range(self.n_v):
             fit = fits[i]
-            if fit is not None and (self.clear(i, fit) or i in self.verified):
+            if fit is None:
+                continue
+            clear = self.clear(i, fit)
+            if clear or i in self.verified:
                 states[i].anchor = (t, poses)
-            if fit is not None and self.clear(i, fit):
+            if clear:
                 states[i].clear_anchor = (t, poses)
 
     def _write_pose(self, t: int, i: int, a: np.ndarray, std_px: float, rot_std_rad: float) -> None:
@@ -1609,14 +1614,16 @@ class _Tracker:
             if _corner_gap(fit.transform, a, self.quads[i]) > REFIT_SAME_PX:
                 doubted.append(int(t))
         for t in doubted:
-            self.reason[t][i] = DRAGGED
-            self.quality[t, i] = min(float(self.quality[t, i]), 0.2)
-            self.transforms[t, i] = np.nan
-            self.corners[t, i] = np.nan
-            self.precision[t, i] = np.nan
-            self.rotation_precision[t, i] = np.nan
-            self.cost_excess[t, i] = np.nan
+            self._drop(t, i, DRAGGED)
         return doubted
+
+    def _drop(self, t: int, i: int, reason: str) -> None:
+        """Body ``i``'s recorded pose on frame ``t`` given up after the passes: ``reason``, its quality capped
+        at 0.2, its pose and precisions NaN (as :meth:`_reject` during them)."""
+        self.reason[t][i] = reason
+        self.quality[t, i] = min(float(self.quality[t, i]), 0.2)
+        for arr in (self.transforms, self.corners, self.precision, self.rotation_precision, self.cost_excess):
+            arr[t, i] = np.nan
 
     def _tracked(self, i: int) -> np.ndarray:
         """Frames where body ``i`` is followed (quality at least ``min_quality``, a pose)."""
@@ -1737,11 +1744,7 @@ class _Tracker:
             allowed = (DRAG_LAND_FRAC + DRAG_LAND_STEP_FRAC * abs(t - u)) * self.sizes[i]
             far = _corner_gap(carried, a_j, self.quads[j]) > allowed
         if far or inconsistent(a_j, self._pose(t, i), self.centres[j], self.centres[i], self.sizes[i]):
-            self.reason[t][j] = INCONSISTENT
-            self.quality[t, j] = min(float(self.quality[t, j]), 0.2)
-            self.transforms[t, j] = np.nan
-            self.precision[t, j] = np.nan
-            self.rotation_precision[t, j] = np.nan
+            self._drop(t, j, INCONSISTENT)
 
     def _carried(self, i: int, j: int, t: int) -> tuple[np.ndarray, int] | None:
         """Body ``i``'s pose on frame ``t`` as neighbour ``j`` (a body, tracked on ``t``) carries it from the
