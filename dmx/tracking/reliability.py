@@ -23,7 +23,8 @@ import math
 import cv2
 import numpy as np
 
-from dmx.tracking.register import Template, _prefilter, needed_box
+from dmx.tracking.register import _TUKEY_C, Template, _prefilter, needed_box
+from dmx.tracking.types import rigid_fit
 
 #: A template pixel whose residual is beyond this many expected residuals (``Template.residual_scale``)
 #: is an outlier on that frame (``Fit.inliers`` counts 3.5; at 3.5 the edges of a rod drifting over the
@@ -185,7 +186,7 @@ def _robust_photometric(
         ae = np.abs(e)
         seen = w > 0
         sigma = 1.4826 * float(np.median(ae[seen])) if seen.any() else 0.0
-        r = ae / (4.685 * max(sigma, residual_scale))
+        r = ae / (_TUKEY_C * max(sigma, residual_scale))
         weights = w * np.square(1 - np.square(np.minimum(r, 1.0)))
     assert coef is not None
     return float(coef[0]), float(coef[1]), float(coef[2]), float(coef[3])
@@ -349,16 +350,4 @@ def _rigid_consensus(
     best_in = inl[int(np.argmax(inl.sum(axis=1)))]
     if best_in.sum() < 3:
         return None
-    return _rigid_fit(xy[best_in], dst[best_in])
-
-
-def _rigid_fit(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
-    """Least-squares 3x3 rigid motion ``src -> dst`` (Kabsch)."""
-    cs, cd = src.mean(axis=0), dst.mean(axis=0)
-    u, _, vt = np.linalg.svd((dst - cd).T @ (src - cs))
-    d = np.sign(np.linalg.det(u @ vt)) or 1.0
-    r = u @ np.diag([1.0, d]) @ vt
-    m = np.eye(3)
-    m[:2, :2] = r
-    m[:2, 2] = cd - r @ cs
-    return m
+    return np.vstack([rigid_fit(xy[best_in], dst[best_in]), [0.0, 0.0, 1.0]])

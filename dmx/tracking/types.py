@@ -126,15 +126,32 @@ def rigid_from_corners(corners_px: np.ndarray, *, reference_frame: int = 0) -> n
         p = ref[v]
         if not np.all(np.isfinite(p)):
             continue
-        pc = p - p.mean(axis=0)
         for t in range(n):
             q = corners_px[t, v]
-            if not np.all(np.isfinite(q)):
-                continue
-            qc = q - q.mean(axis=0)
-            u, _, vt = np.linalg.svd(pc.T @ qc)
-            d = np.sign(np.linalg.det(vt.T @ u.T)) or 1.0
-            r = vt.T @ np.diag([1.0, d]) @ u.T
-            out[t, v, :, :2] = r
-            out[t, v, :, 2] = q.mean(axis=0) - r @ p.mean(axis=0)
+            if np.all(np.isfinite(q)):
+                out[t, v] = rigid_fit(p, q)
+    return out
+
+
+def rigid_fit(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """Least-squares rotation and translation (Kabsch, no scaling) mapping points ``src`` to ``dst``.
+
+    Parameters
+    ----------
+    src, dst : numpy.ndarray
+        ``(N, 2)`` corresponding points, N >= 2.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(2, 3)``: ``dst ~ A @ [x, y, 1]``.
+    """
+    pc = src - src.mean(axis=0)
+    qc = dst - dst.mean(axis=0)
+    u, _, vt = np.linalg.svd(pc.T @ qc)
+    d = np.sign(np.linalg.det(vt.T @ u.T)) or 1.0
+    r = vt.T @ np.diag([1.0, d]) @ u.T
+    out = np.empty((2, 3))
+    out[:, :2] = r
+    out[:, 2] = dst.mean(axis=0) - r @ src.mean(axis=0)
     return out
