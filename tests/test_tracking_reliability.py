@@ -126,6 +126,21 @@ def test_a_refit_its_neighbours_do_not_carry_there_is_not_followed():
     assert not tk._refit_checks(c3, t, refit, near)
 
 
+def _occluders_tracked(seed: int):
+    """A 60-frame 512² phantom of the ``occluders`` family drawn with ``seed``, tracked: the phantom, its
+    tracks, each body's worst corner error per frame (T, bodies) and where it is trusted."""
+    from dmx.phantom import draw_appearance, make_phantom, truth_corners
+
+    ph = make_phantom(
+        frames=60, rows=512, cols=512, seed=seed, appearance=draw_appearance("occluders", seed=seed)
+    )
+    tr = track(ph.frames, ph.landmarks)
+    bodies = [tr.vertebrae.index(v) for v in tr.bodies]
+    err = np.linalg.norm(tr.corners_px[:, bodies] - truth_corners(ph.truth, tr.bodies), axis=-1).max(-1)
+    ok = np.isfinite(err) & (np.nan_to_num(tr.quality[:, bodies]) >= TRUSTED_QUALITY)
+    return ph, tr, err, ok
+
+
 def test_occluders_case_c2_c3_found_again_and_no_interval_from_a_look_alike():
     """The ``occluders`` case of ``benchmarks/measurements.py --appearance`` (seed 26, developed on): the
     mandible's outline over C2-C3 on the reference frame dragged both, so the guards gave them up in 49 of
@@ -133,16 +148,9 @@ def test_occluders_case_c2_c3_found_again_and_no_interval_from_a_look_alike():
     frames, none more than 2 px off. C1's arch, followed 15-96 px off where C2 had been lost (unchecked),
     is checked against the refitted C2: the atlanto-dental interval is never more than 1 mm off (it read
     30.5 mm before that check)."""
-    from dmx.phantom import draw_appearance, make_phantom, truth_corners
     from dmx.pipeline import _adi_points
 
-    ph = make_phantom(
-        frames=60, rows=512, cols=512, seed=26, appearance=draw_appearance("occluders", seed=26)
-    )
-    tr = track(ph.frames, ph.landmarks)
-    bodies = [tr.vertebrae.index(v) for v in tr.bodies]
-    err = np.linalg.norm(tr.corners_px[:, bodies] - truth_corners(ph.truth, tr.bodies), axis=-1).max(-1)
-    ok = np.isfinite(err) & (np.nan_to_num(tr.quality[:, bodies]) >= TRUSTED_QUALITY)
+    ph, tr, err, ok = _occluders_tracked(26)
     assert not (ok & (err > 2.0)).any()
     assert ok[:, 0].sum() >= 40 and ok[:, 1].sum() >= 35  # C2, C3 (11 each before)
     assert ok[:, 2:].all()
@@ -162,15 +170,7 @@ def test_c2_dragged_alone_is_disputed_by_c4_across_two_segments():
     disputes it across two segments from C2's last clear frame (``DRAG_TOP_FRAC``), and C2 found again far
     from clear is not followed: one frame is left, 2.4 px off (frame 33, where C2 had slid in from 1.1 px
     on the frame before)."""
-    from dmx.phantom import draw_appearance, make_phantom, truth_corners
-
-    ph = make_phantom(
-        frames=60, rows=512, cols=512, seed=62, appearance=draw_appearance("occluders", seed=62)
-    )
-    tr = track(ph.frames, ph.landmarks)
-    bodies = [tr.vertebrae.index(v) for v in tr.bodies]
-    err = np.linalg.norm(tr.corners_px[:, bodies] - truth_corners(ph.truth, tr.bodies), axis=-1).max(-1)
-    ok = np.isfinite(err) & (np.nan_to_num(tr.quality[:, bodies]) >= TRUSTED_QUALITY)
+    _, _, err, ok = _occluders_tracked(62)
     bad = ok & (err > 2.0)
     assert np.flatnonzero(bad[:, 0]).tolist() == [33]  # C2: frames 5, 25, 26, 27, 33 before
     assert err[33, 0] < 2.5
