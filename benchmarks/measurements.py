@@ -85,6 +85,21 @@ def truth_tracks(ph) -> Tracks:
     return Tracks(vs, c, np.ones((n, len(vs))), tuple((None,) * len(vs) for _ in range(n)), 0)
 
 
+def track_and_measure(kw: dict, window: int):
+    """One case: the phantom, its pixel size as the loader reads it, its tracks (from the study's stored
+    pixels, decoded, so that a JPEG case is tracked on its JPEG pixels; smoothed over ``window`` frames),
+    the measurements of those tracks and of the phantom's exact corners."""
+    ph = make_phantom(**kw)
+    mm = resolve_calibration(ph.dataset).mm_per_px  # as the loader would read it
+    frames = ph.dataset.pixel_array.astype(np.float32)  # decoded: a JPEG case is lossy here
+    if ph.dataset.PhotometricInterpretation == "MONOCHROME1":
+        frames = frames.max() - frames
+    tr = smooth_tracks(track(frames, ph.landmarks), window_frames=window)
+    got = measure(tr, mm_per_px=mm, adi_points_px=_adi_points(tr, ph.landmarks))
+    ref = measure(truth_tracks(ph), mm_per_px=mm)
+    return ph, mm, tr, got, ref
+
+
 def worst(a: dict, b: dict, key: str) -> float | None:
     errs = [abs(a[L][key] - b[L][key]) for L in a if a[L][key] is not None and b[L][key] is not None]
     return max(errs) if errs else None
@@ -133,15 +148,7 @@ def main() -> None:
     key_rows: list[str] = []
     for name, kw in cases.items():
         t0 = time.perf_counter()
-        ph = make_phantom(**kw)
-        mm = resolve_calibration(ph.dataset).mm_per_px  # as the loader would read it
-
-        frames = ph.dataset.pixel_array.astype(np.float32)  # decoded: a JPEG case is lossy here
-        if ph.dataset.PhotometricInterpretation == "MONOCHROME1":
-            frames = frames.max() - frames
-        tr = smooth_tracks(track(frames, ph.landmarks), window_frames=window)
-        got = measure(tr, mm_per_px=mm, adi_points_px=_adi_points(tr, ph.landmarks))
-        ref = measure(truth_tracks(ph), mm_per_px=mm)
+        ph, mm, tr, got, ref = track_and_measure(kw, window)
         adi = got.get("adi") or {}
         if mm is not None:
             adi_got = np.array([np.nan if x is None else x for x in adi.get("adi_mm", [])], dtype=float)

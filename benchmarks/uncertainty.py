@@ -28,20 +28,17 @@ from pathlib import Path
 
 import numpy as np
 
-from dmx.io.calibration import resolve_calibration
-from dmx.measure import measure
 from dmx.measure.uncertainty import (
     MODEL_EXCESS_CAP,
     MODEL_SD_DEG,
     MODEL_SD_PER_EXCESS_DEG,
     rotation_model_sd_deg,
 )
-from dmx.phantom import draw_appearance, make_phantom
-from dmx.tracking import smooth_tracks, track
+from dmx.phantom import draw_appearance
 from dmx.tracking.smoothing import WINDOW_FRAMES
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import measurements as measurements_bench  # noqa: E402  (truth tracks, series)
+import measurements as measurements_bench  # noqa: E402  (each case tracked and measured, series)
 import tracking as tracking_bench  # noqa: E402  (the mandible case)
 
 BASE = dict(frames=60, rows=512, cols=512)
@@ -68,14 +65,7 @@ def cases() -> tuple[dict[str, dict], dict[str, dict]]:
 def level_frames(name: str, kw: dict) -> dict[str, np.ndarray]:
     """Every tracked level-frame of one phantom: angle error, both bodies' noise SD and cost excess,
     the shipped uncertainty; and per level with an end range, the ROM error and its uncertainty."""
-    ph = make_phantom(**kw)
-    mm = resolve_calibration(ph.dataset).mm_per_px
-    frames = ph.dataset.pixel_array.astype(np.float32)
-    if ph.dataset.PhotometricInterpretation == "MONOCHROME1":
-        frames = frames.max() - frames
-    tr = smooth_tracks(track(frames, ph.landmarks), window_frames=WINDOW_FRAMES)
-    got = measure(tr, mm_per_px=mm)
-    ref = measure(measurements_bench.truth_tracks(ph), mm_per_px=mm)
+    _, _, tr, got, ref = measurements_bench.track_and_measure(kw, WINDOW_FRAMES)
     a_got = measurements_bench.series(got["levels"], "angle_deg")
     a_true = measurements_bench.series(ref["levels"], "angle_deg")
     u_got = measurements_bench.series(got["levels"], "angle_uncertainty_deg")
