@@ -179,7 +179,7 @@ import numpy as np
 from dmx.io.load import load_sequence
 from dmx.landmarks import read_landmarks
 from dmx.measure import measure
-from dmx.pipeline import Analysis, LandmarkSource, _adi_points, build_measurements
+from dmx.pipeline import Analysis, _adi_points, build_measurements
 from dmx.pipeline import landmarks_csv, measurements_text
 from dmx.report import write_report
 from dmx.tracking import smooth_tracks, track
@@ -202,8 +202,7 @@ seq = stage("load", lambda: load_sequence(folder / "study.dcm"))
 raw = stage("track", lambda: track(seq.frames, lm, processes=default_threads()))
 tr = stage("smooth", lambda: smooth_tracks(raw, window_frames=WINDOW_FRAMES))
 m = stage("measure", lambda: measure(tr, mm_per_px=seq.mm_per_px, adi_points_px=_adi_points(tr, lm)))
-doc = stage("assemble", lambda: build_measurements(seq, lm, tr, m, landmarks_source=LandmarkSource.FILE.value,
-                                                    smooth_frames=WINDOW_FRAMES))
+doc = stage("assemble", lambda: build_measurements(seq, lm, tr, m, smooth_frames=WINDOW_FRAMES))
 an = Analysis(sequence=seq, landmarks=lm, tracks=tr, measurements=doc, detection=None)
 def write_text():
     (out / "measurements.json").write_text(measurements_text(doc))

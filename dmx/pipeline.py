@@ -285,8 +285,7 @@ def build_measurements(
     tracks: Tracks,
     measured: dict[str, Any],
     *,
-    landmarks_source: str,
-    detection: dict[str, Any] | None = None,
+    detection: Detection | None = None,
     smooth_frames: int = 0,
     input_sha256: str | None = None,
 ) -> dict[str, Any]:
@@ -295,8 +294,9 @@ def build_measurements(
     ``smooth_frames`` is the window of the temporal smoothing the tracks went through
     (:func:`dmx.tracking.smooth_tracks`; 0 for raw tracks), recorded under ``tracking``.
 
-    ``detection`` (from :func:`detection_summary`, automatic landmarks only) is
-    recorded as ``landmarks_detection`` and its warnings lead the warnings.
+    ``detection`` (automatic landmarks only; None: from a file) sets ``landmarks_source``;
+    its summary (:func:`detection_summary`) is recorded as ``landmarks_detection`` and its
+    warnings lead the warnings.
 
     ``input_sha256``, when already computed (:func:`dmx.io.checksum.sha256_files` of
     ``sequence.paths``), is used as is instead of reading the input again.
@@ -305,6 +305,8 @@ def build_measurements(
     from dmx.io.checksum import sha256_files
     from dmx.measure import quality_json, tracks_json
 
+    summary = None if detection is None else detection_summary(detection)
+    source = LandmarkSource.FILE if detection is None else LandmarkSource.AUTO
     # C1 may be followed (for the atlanto-dental interval) but has no body corners.
     trk = {k: v for k, v in tracks_json(tracks).items() if k in BODY_NAMES}
     qual = {k: v for k, v in quality_json(tracks).items() if k in BODY_NAMES}
@@ -344,8 +346,8 @@ def build_measurements(
             "source": sequence.calibration_source.value,
         },
         "frames": frames,
-        "landmarks_source": landmarks_source,
-        **({"landmarks_detection": detection} if detection is not None else {}),
+        "landmarks_source": source.value,
+        **({"landmarks_detection": summary} if summary is not None else {}),
         "tracks": trk,
         "quality": qual,
         "tracking_lost": lost,
@@ -357,7 +359,7 @@ def build_measurements(
     for key, value in measured.items():
         if key not in ("frames", "warnings"):
             doc[key] = value
-    auto = detection_warnings(detection) if detection is not None else []
+    auto = detection_warnings(summary) if summary is not None else []
     doc["warnings"] = auto + list(sequence.warnings) + list(measured.get("warnings", []))
     return doc
 
@@ -488,8 +490,7 @@ def analyze(
             landmarks,
             tracks,
             measured,
-            landmarks_source=(LandmarkSource.FILE if detection is None else LandmarkSource.AUTO).value,
-            detection=None if detection is None else detection_summary(detection),
+            detection=detection,
             smooth_frames=smooth,
             input_sha256=input_sha256,
         )

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from dmx.anatomy import LandmarkSource, Vertebra
+from dmx.anatomy import Vertebra
 from dmx.errors import InputError, LandmarkError, UsageError
 from dmx.io.static import POSTURES, Posture, StaticStudy, load_static, order_by_curve
 from dmx.landmarks import Landmarks, parse_landmarks, read_landmark_json
@@ -227,7 +227,7 @@ def analyze_static(
     """
     from dmx.measure import measure
     from dmx.normative import add_normative
-    from dmx.pipeline import Analysis, adjacent_pairs, build_measurements, detection_summary
+    from dmx.pipeline import Analysis, adjacent_pairs, build_measurements
     from dmx.tracking.views import static_tracks
 
     study = load_static(paths, neutral=neutral, flexion=flexion, extension=extension, mm_per_px=mm_per_px)
@@ -302,8 +302,7 @@ def analyze_static(
         ref_lm,
         tracks,
         measured,
-        landmarks_source=(LandmarkSource.FILE if detection is None else LandmarkSource.AUTO).value,
-        detection=None if detection is None else detection_summary(detection),
+        detection=detection,
         smooth_frames=0,
     )
     doc["frames"]["time_ms"] = None

@@ -76,7 +76,7 @@ def test_build_measurements_required_keys(tmp_path):
         "curve": {},
         "warnings": ["m"],
     }
-    doc = build_measurements(seq, lm, _tracks(), measured, landmarks_source="file")
+    doc = build_measurements(seq, lm, _tracks(), measured)
     for key in (
         "schema",
         "software",
