@@ -99,6 +99,22 @@ def _serve(fn: Callable[..., Any], conn: Any, lock: Any, span: Any) -> None:
                 return
 
 
+def _fork(
+    ctx: Any, n_workers: int, target: Callable[..., None], args: Callable[[Any], tuple[Any, ...]]
+) -> tuple[list[Any], list[Any]]:
+    """``n_workers`` daemon processes forked from this one, each running ``target(*args(conn))`` with
+    ``conn`` its end of a pipe; this process's ends of the pipes and the processes."""
+    conns, procs = [], []
+    for _ in range(n_workers):
+        here, there = ctx.Pipe()
+        proc = ctx.Process(target=target, args=args(there), daemon=True, name="dmx-tracking-worker")
+        proc.start()
+        there.close()
+        conns.append(here)
+        procs.append(proc)
+    return conns, procs
+
+
 def _end(conns: list[Any], procs: list[Any], alive: list[bool]) -> None:
     """Ask the live workers to end (``None`` on their pipe), close the pipes, wait for each at most 5 s,
     then kill it."""
@@ -130,20 +146,8 @@ class ForkedWorkers:
         # the next call from the front, one past the next from the back, the batch they belong to
         self._span = ctx.RawArray("l", 3)
         self._batch = 0
-        self._conns: list[Any] = []
-        self._procs: list[Any] = []
-        for _ in range(n_workers):
-            here, there = ctx.Pipe()
-            proc = ctx.Process(
-                target=_serve,
-                args=(fn, there, self._lock, self._span),
-                daemon=True,
-                name="dmx-tracking-worker",
-            )
-            proc.start()
-            there.close()
-            self._conns.append(here)
-            self._procs.append(proc)
+        lock, span = self._lock, self._span
+        self._conns, self._procs = _fork(ctx, n_workers, _serve, lambda conn: (fn, conn, lock, span))
         self._alive = [True] * n_workers
         self._calls: list[tuple[Any, ...]] | None = None  # started, not finished
         self._busy: list[int] = []  # the workers sent them
@@ -421,17 +425,7 @@ class ForkedChains:
 
     def __init__(self, step: Callable[[Any, Any, Any], tuple[Any, Any]], n_workers: int, *, ahead: int = 3):
         ctx = multiprocessing.get_context("fork")
-        self._conns: list[Any] = []
-        self._procs: list[Any] = []
-        for _ in range(n_workers):
-            here, there = ctx.Pipe()
-            proc = ctx.Process(
-                target=_run_chains, args=(step, there, ahead), daemon=True, name="dmx-tracking-worker"
-            )
-            proc.start()
-            there.close()
-            self._conns.append(here)
-            self._procs.append(proc)
+        self._conns, self._procs = _fork(ctx, n_workers, _run_chains, lambda conn: (step, conn, ahead))
         self._alive = [True] * n_workers
         self._owner: dict[Any, int] = {}  # the live chains' keys -> their worker
         self._gens: dict[Any, int] = {}  # ... and generation (answers of an older one are dropped)
