@@ -32,6 +32,7 @@ from dmx.measure.uncertainty import (
     MODEL_EXCESS_CAP,
     MODEL_SD_DEG,
     MODEL_SD_PER_EXCESS_DEG,
+    angle_uncertainty_deg,
     rotation_model_sd_deg,
 )
 from dmx.phantom import draw_appearance
@@ -114,7 +115,7 @@ def uncertainty(
     """The level-frames' angle uncertainty with model constants ``base``, ``per``."""
     m_u = rotation_model_sd_deg(d["xu"], base_deg=base, per_excess_deg=per, cap=cap)
     m_l = rotation_model_sd_deg(d["xl"], base_deg=base, per_excess_deg=per, cap=cap)
-    return np.sqrt(d["nu"] ** 2 + d["nl"] ** 2 + m_u**2 + m_l**2)
+    return angle_uncertainty_deg(d["nu"], d["nl"], m_u, m_l)
 
 
 #: Bands of the larger cost excess of a level's two bodies (NaN: unknown, counted as the cap).
