@@ -220,8 +220,59 @@ def build_net(width: int = 12):
     return Net()
 
 
-def _augment(rng: np.random.Generator, img: np.ndarray, corners: np.ndarray, crop: int):
-    """Random similarity transform + crop, then photometric changes; returns float image and corners."""
+def _overlaps(rng: np.random.Generator, out: np.ndarray) -> np.ndarray:
+    """Add 1-3 generic structures over the crop, anywhere (the column included): filled
+    ellipses or polygons, or curved bands, each brighter or darker by up to 0.4, sometimes with
+    a brighter rim, blurred by 0.5-3 px. Not drawn after any appearance family of the phantom
+    (no skull, mandible or shoulder outline): they teach the network that a bright outline over
+    or beside the column is not a body, whatever draws it."""
+    crop = out.shape[0]
+    for _ in range(int(rng.integers(1, 4))):
+        mask = np.zeros((crop * 4, crop * 4), dtype=np.uint8)
+        kind = rng.integers(0, 3)
+        cx, cy = rng.uniform(0, crop, 2)
+        if kind == 0:
+            axes = (int(rng.uniform(6, 45) * 16 * 4), int(rng.uniform(4, 30) * 16 * 4))
+            cv2.ellipse(
+                mask, (int(cx * 64), int(cy * 64)), axes, rng.uniform(0, 180), 0, 360, 255, -1, cv2.LINE_8, 4
+            )
+        elif kind == 1:
+            n = int(rng.integers(3, 7))
+            ang = np.sort(rng.uniform(0, 2 * np.pi, n))
+            rad = rng.uniform(8, 40, n)
+            pts = np.stack([cx + rad * np.cos(ang), cy + rad * np.sin(ang)], axis=1)
+            cv2.fillPoly(mask, np.round(pts * 64)[None].astype(np.int32), 255, cv2.LINE_8, 4)
+        else:
+            t = np.linspace(-1, 1, 40)[:, None]
+            d = rng.normal(size=2)
+            d /= np.linalg.norm(d) + 1e-9
+            bend = rng.uniform(-25, 25)
+            length = rng.uniform(30, 120)
+            pts = np.array([cx, cy]) + t * length / 2 * d + (t**2) * bend * np.array([-d[1], d[0]])
+            cv2.polylines(
+                mask,
+                np.round(pts * 64)[None].astype(np.int32),
+                False,
+                255,
+                int(rng.uniform(1, 8) * 4),
+                cv2.LINE_8,
+                4,
+            )
+        m = cv2.resize(mask, (crop, crop), interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0
+        amp = rng.uniform(0.08, 0.4) * (1 if rng.random() < 0.7 else -1)
+        layer = amp * m
+        if rng.random() < 0.5:  # a cortical rim
+            rim = m - cv2.erode(m, np.ones((3, 3), np.uint8), iterations=int(rng.integers(1, 3)))
+            layer = layer + abs(amp) * rng.uniform(0.3, 1.0) * rim
+        out = out + cv2.GaussianBlur(layer, (0, 0), rng.uniform(0.5, 3.0))
+    return out
+
+
+def _augment(
+    rng: np.random.Generator, img: np.ndarray, corners: np.ndarray, crop: int, overlaps: float = 0.0
+):
+    """Random similarity transform + crop, then photometric changes; returns float image and corners.
+    With probability ``overlaps`` generic structures are drawn over the crop (:func:`_overlaps`)."""
     ang = np.deg2rad(rng.uniform(-20, 20))
     s = float(np.exp(rng.uniform(np.log(0.8), np.log(1.25))))
     flip = rng.random() < 0.5
@@ -241,6 +292,8 @@ def _augment(rng: np.random.Generator, img: np.ndarray, corners: np.ndarray, cro
     fill = float(np.median(src))
     out = cv2.warpAffine(src, m, (crop, crop), flags=cv2.INTER_LINEAR, borderValue=fill)
     c = corners @ a.T + t
+    if overlaps > 0 and rng.random() < overlaps:
+        out = _overlaps(rng, out)
     # photometric
     if rng.random() < 0.5:
         out = cv2.GaussianBlur(out, (0, 0), rng.uniform(0.3, 1.2))
@@ -317,12 +370,12 @@ def _loss(p, seg, hm, body_weight: float = BODY_WEIGHT, corner_weight: float = C
     return ce + dice + corner_weight * focal, (ce.item(), dice.item(), focal.item())
 
 
-def _batch(rng, images, corners, visible, idx, crop):
+def _batch(rng, images, corners, visible, idx, crop, overlaps=0.0):
     import torch
 
     xs, segs, hms = [], [], []
     for i in idx:
-        x, c = _augment(rng, images[i], corners[i], crop)
+        x, c = _augment(rng, images[i], corners[i], crop, overlaps)
         s, h = _targets(c, visible[i], crop)
         xs.append(x)
         segs.append(s)
@@ -349,6 +402,7 @@ def train(
     state: Path | None = None,
     body_weight: float = BODY_WEIGHT,
     corner_weight: float = CORNER_WEIGHT,
+    overlaps: float = 0.0,
 ) -> None:
     """Fit the network on the data file (frames drawn with an ``exclude`` family are left out).
 
@@ -406,7 +460,7 @@ def train(
         for g in opt.param_groups:
             g["lr"] = warm * lr * (0.5 * (1 + np.cos(np.pi * min(frac, 1.0)))) + 2e-5
         idx = rng.integers(0, len(images), batch)
-        x, seg, hm = _batch(rng, images, corners, visible, idx, crop)
+        x, seg, hm = _batch(rng, images, corners, visible, idx, crop, overlaps)
         p = net(x)
         loss, parts = _loss(p, seg, hm, body_weight, corner_weight)
         opt.zero_grad()
@@ -532,6 +586,12 @@ def main(argv: list[str] | None = None) -> None:
     b.add_argument(
         "--threads", type=int, default=1, help="torch CPU threads (1 is fastest on a busy machine)"
     )
+    b.add_argument(
+        "--overlaps",
+        type=float,
+        default=0.0,
+        help="share of training crops with generic structures drawn over them (0: none)",
+    )
     e = sub.add_parser("export", help="ONNX from a saved torch state (OUT.pt of a train run)")
     e.add_argument("--state", type=Path, required=True)
     e.add_argument("--out", type=Path, required=True)
@@ -569,6 +629,7 @@ def main(argv: list[str] | None = None) -> None:
             lr=args.lr,
             body_weight=args.body_weight,
             corner_weight=args.corner_weight,
+            overlaps=args.overlaps,
         )
 
 
