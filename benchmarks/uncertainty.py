@@ -1,4 +1,4 @@
-"""Is ``angle_uncertainty_deg`` honest where something covers the bodies? (issue #13)
+"""Are ``angle_uncertainty_deg`` and the offsets' uncertainty honest where something covers the bodies? (#13)
 
 Each level's per-frame angle uncertainty is the registration precision of its two bodies (image
 noise) plus a model-error term that grows with how much each fit's robust cost lies above the body's
@@ -6,7 +6,10 @@ clear cost (``Tracks.cost_excess``; :mod:`dmx.measure.uncertainty`). Its constan
 DEVELOPMENT phantoms below; this script checks them on HELD-OUT phantoms (other seeds of the same
 kinds of case, never used for fitting): z = (tracked - true angle) / u over every tracked level-frame
 (5-frame smoothed tracks, as ``dmx analyze`` measures them). Honest: z RMS 1 and 95 % of |z| within
-1.96, in every band of cost excess, not only overall.
+1.96, in every band of cost excess, not only overall. The same for each level's per-frame offset
+(``offset_mm``; its uncertainty is internal, the end range's ``translation_uncertainty_mm`` is made
+of it) and the end-range translation, with the position-model constants fitted on the same
+development phantoms.
 
     PYTHONPATH=. python benchmarks/uncertainty.py          # the shipped constants, both sets (~6 min)
     PYTHONPATH=. python benchmarks/uncertainty.py --fit    # also refit the constants on the dev set
@@ -28,11 +31,17 @@ from pathlib import Path
 
 import numpy as np
 
+from dmx.anatomy import Vertebra
+from dmx.measure.geometry import depth
 from dmx.measure.uncertainty import (
     MODEL_EXCESS_CAP,
     MODEL_SD_DEG,
     MODEL_SD_PER_EXCESS_DEG,
+    POSITION_MODEL_FRAC,
+    POSITION_MODEL_FRAC_PER_EXCESS,
     angle_uncertainty_deg,
+    offset_uncertainty,
+    position_model_frac,
     rotation_model_sd_deg,
 )
 from dmx.phantom import draw_appearance
@@ -65,14 +74,20 @@ def cases() -> tuple[dict[str, dict], dict[str, dict]]:
 
 def level_frames(name: str, kw: dict) -> dict[str, np.ndarray]:
     """Every tracked level-frame of one phantom: angle error, both bodies' noise SD and cost excess,
-    the shipped uncertainty; and per level with an end range, the ROM error and its uncertainty."""
-    _, _, tr, got, ref = measurements_bench.track_and_measure(kw, WINDOW_FRAMES)
+    the shipped uncertainty; the offset's error (mm) with what its uncertainty is made of (noise part,
+    both bodies' depth, the disc-height lever); and per level with an end range, the ROM and
+    translation errors and their uncertainties."""
+    _, mm, tr, got, ref = measurements_bench.track_and_measure(kw, WINDOW_FRAMES)
     a_got = measurements_bench.series(got["levels"], "angle_deg")
     a_true = measurements_bench.series(ref["levels"], "angle_deg")
     u_got = measurements_bench.series(got["levels"], "angle_uncertainty_deg")
+    o_got = measurements_bench.series(got["levels"], "offset_mm")
+    o_true = measurements_bench.series(ref["levels"], "offset_mm")
     cols: dict[str, list] = {k: [] for k in ("err", "nu", "nl", "xu", "xl", "u")}
-    rom_err, rom_u = [], []
+    ocols: dict[str, list] = {k: [] for k in ("o_err", "o_noise", "o_du", "o_dl", "o_lever", "o_xu", "o_xl")}
+    rom_err, rom_u, tr_err, tr_cols, tr_shipped = [], [], [], [], []
     fl, ex = got["frames"]["flexion"], got["frames"]["extension"]
+    row, col = mm
     for level in a_got:
         up, lo = (tr.vertebrae.index(next(v for v in tr.vertebrae if v.value == n)) for n in level.split("-"))
         e = a_got[level] - a_true[level]
@@ -87,14 +102,139 @@ def level_frames(name: str, kw: dict) -> dict[str, np.ndarray]:
             ("xl", tr.cost_excess, lo),
         ):
             cols[key].append(np.asarray(arr[ok, i], dtype=float))
+        # the offset: its noise part as measured, and the pieces its model term is made of
+        cu, cl = (tr.corners_px[:, i] * np.array([col, row]) for i in (up, lo))
+        vu, vl = Vertebra(level.split("-")[0]), Vertebra(level.split("-")[1])
+        parts = dict(
+            precision_upper_px=tr.precision_px[:, up],
+            precision_lower_px=tr.precision_px[:, lo],
+            mm_per_px=mm,
+            lower_vertebra=vl,
+            upper_vertebra=vu,
+        )
+        noise, _ = offset_uncertainty(cu, cl, rotation_sd_lower_deg=tr.rotation_precision_deg[:, lo], **parts)
+        # the lever alone: no position noise, 1 rad of L's rotation
+        lever, _ = offset_uncertainty(
+            cu,
+            cl,
+            rotation_sd_lower_deg=np.zeros(len(cu)),
+            model_sd_lower_deg=np.degrees(1.0),
+            **dict(parts, precision_upper_px=np.zeros(len(cu)), precision_lower_px=np.zeros(len(cu))),
+        )
+        # -1: no model term (the reference frame, where the pose is the landmarks themselves)
+        x_u = np.where(tr.rotation_precision_deg[:, up] == 0, -1.0, tr.cost_excess[:, up])
+        x_l = np.where(tr.rotation_precision_deg[:, lo] == 0, -1.0, tr.cost_excess[:, lo])
+        oe = o_got[level] - o_true[level]
+        ook = np.isfinite(oe) & np.isfinite(noise)
+        ook[tr.reference_frame] = False
+        pieces = dict(
+            o_err=oe,
+            o_noise=noise,
+            o_du=depth(cu, vertebra=vu),
+            o_dl=depth(cl, vertebra=vl),
+            o_lever=lever,
+            o_xu=np.asarray(x_u, dtype=float),
+            o_xl=np.asarray(x_l, dtype=float),
+        )
+        for key, arr in pieces.items():
+            ocols[key].append(arr[ook])
         lv = got["levels"][level]
         if lv["rotation_rom_deg"] is not None and lv["rotation_rom_uncertainty_deg"]:
             rom_err.append(lv["rotation_rom_deg"] - (a_true[level][ex] - a_true[level][fl]))
             rom_u.append(lv["rotation_rom_uncertainty_deg"])
+        if lv["translation_mm"] is not None and lv["translation_uncertainty_mm"]:
+            tr_err.append(lv["translation_mm"] - (o_true[level][fl] - o_true[level][ex]))
+            tr_cols.append(np.array([pieces[k][t] for t in (fl, ex) for k in pieces if k != "o_err"]))
+            tr_shipped.append(lv["translation_uncertainty_mm"])
     out = {k: np.concatenate(v) for k, v in cols.items()}
+    out.update({k: np.concatenate(v) for k, v in ocols.items()})
     out["case"] = np.array([name] * out["err"].size)
+    out["o_case"] = np.array([name] * out["o_err"].size)
     out["rom_err"], out["rom_u"] = np.array(rom_err), np.array(rom_u)
+    out["tr_err"] = np.array(tr_err)
+    out["tr_parts"] = np.array(tr_cols).reshape(-1, 12)
+    out["tr_shipped"] = np.array(tr_shipped)
     return out
+
+
+def offset_u(
+    noise: np.ndarray,
+    du: np.ndarray,
+    dl: np.ndarray,
+    lever: np.ndarray,
+    xu: np.ndarray,
+    xl: np.ndarray,
+    base: float,
+    per: float,
+) -> np.ndarray:
+    """The offset's uncertainty (mm) with position-model constants ``base``, ``per`` and the shipped
+    rotation model (an excess of -1: no model term, the reference frame)."""
+
+    def frac(x: np.ndarray) -> np.ndarray:
+        return np.where(x < 0, 0.0, position_model_frac(x, base_frac=base, per_excess_frac=per))
+
+    m_l = np.where(xl < 0, 0.0, np.radians(rotation_model_sd_deg(xl)))
+    return np.sqrt(noise**2 + (frac(xu) * du) ** 2 + (frac(xl) * dl) ** 2 + (lever * m_l) ** 2)
+
+
+def offset_level_u(d: dict[str, np.ndarray], base: float, per: float) -> np.ndarray:
+    return offset_u(d["o_noise"], d["o_du"], d["o_dl"], d["o_lever"], d["o_xu"], d["o_xl"], base, per)
+
+
+def translation_u(d: dict[str, np.ndarray], base: float, per: float) -> np.ndarray:
+    p = d["tr_parts"]
+    return np.hypot(offset_u(*p[:, :6].T, base, per), offset_u(*p[:, 6:].T, base, per))
+
+
+def offset_report(label: str, d: dict[str, np.ndarray], base: float, per: float) -> None:
+    u = offset_level_u(d, base, per)
+    z = d["o_err"] / u
+    x = np.fmax(np.nan_to_num(d["o_xu"], nan=np.inf), np.nan_to_num(d["o_xl"], nan=np.inf))
+    z0 = d["o_err"] / d["o_noise"]
+    print(
+        f"offset_mm, {label}: {z.size} level-frames; z RMS {np.sqrt(np.mean(z * z)):.2f} "
+        f"({np.mean(np.abs(z) <= 1.96):.1%} within 1.96); noise alone {np.sqrt(np.mean(z0 * z0)):.2f} "
+        f"({np.mean(np.abs(z0) <= 1.96):.1%})"
+    )
+    print(f"  {'cost excess':12s} {'n':>5s} {'z RMS':>6s} {'<1.96':>6s}")
+    for lo, hi in BANDS:
+        m = (x >= lo) & (x < hi)
+        if m.any():
+            print(
+                f"  {lo:.2f}-{hi:.2f}    {m.sum():5d} {np.sqrt(np.mean(z[m] ** 2)):6.2f} "
+                f"{np.mean(np.abs(z[m]) <= 1.96):6.1%}"
+            )
+    for name in dict.fromkeys(d["o_case"]):
+        m = d["o_case"] == name
+        print(
+            f"  {name:26s} {m.sum():5d} err RMS {np.sqrt(np.mean(d['o_err'][m] ** 2)):6.3f} mm  "
+            f"u RMS {np.sqrt(np.mean(u[m] ** 2)):6.3f}  z RMS {np.sqrt(np.mean(z[m] ** 2)):5.2f}"
+        )
+    zt = d["tr_err"] / translation_u(d, base, per)
+    p = d["tr_parts"]
+    zt0 = d["tr_err"] / np.hypot(p[:, 0], p[:, 6])
+    print(
+        f"translation_uncertainty_mm, {label}: {zt.size} levels, z RMS {np.sqrt(np.mean(zt * zt)):.2f}, "
+        f"{np.mean(np.abs(zt) <= 1.96):.1%} within 1.96; noise alone {np.sqrt(np.mean(zt0 * zt0)):.2f}"
+    )
+
+
+def fit_position_constants(d: dict[str, np.ndarray]) -> tuple[float, float]:
+    """Position-model constants making every band's offset z RMS as near 1 as possible (bands of >= 20
+    level-frames) on ``d``."""
+    x = np.fmax(np.nan_to_num(d["o_xu"], nan=np.inf), np.nan_to_num(d["o_xl"], nan=np.inf))
+    grid = itertools.product(np.arange(0.0, 0.0205, 0.001), np.arange(0.0, 0.305, 0.01))
+
+    def cost(ab: tuple[float, float]) -> float:
+        z = d["o_err"] / offset_level_u(d, *ab)
+        total = 0.0
+        for lo, hi in BANDS:
+            m = (x >= lo) & (x < hi)
+            if m.sum() >= 20:
+                total += np.log(np.sqrt(np.mean(z[m] ** 2))) ** 2
+        return total
+
+    return min(grid, key=cost)
 
 
 def collect(named: dict[str, dict]) -> dict[str, np.ndarray]:
@@ -200,11 +340,28 @@ def main() -> None:
             f"z RMS {np.sqrt(np.mean(zr * zr)):.2f}, "
             f"{np.mean(np.abs(zr) <= 1.96):.1%} within 1.96"
         )
+    pos = (POSITION_MODEL_FRAC, POSITION_MODEL_FRAC_PER_EXCESS)
+    print(
+        f"\nshipped offset model: corners {pos[0]:g} + {pos[1]:g} per unit of cost excess of the body's "
+        "depth, and the lower body's rotation model under the disc height"
+    )
+    for label, d in (("development (fitted on)", dev), ("HELD OUT", held)):
+        offset_report(label, d, *pos)
+    for d in (dev, held):
+        # the benchmark's translation uncertainty is the measurement's (the same formula and constants)
+        np.testing.assert_allclose(translation_u(d, *pos), d["tr_shipped"], rtol=1e-9, atol=1e-12)
+    print("(translation uncertainty with the shipped constants = the measurement's, checked)")
     if args.fit:
         a, b = fit_constants(dev)
         print(f"\nfitted on the development set: {a:.2f} deg + {b:.2f} deg per unit of cost excess")
         report("development, fitted constants", dev, uncertainty(dev, a, b))
         report("HELD OUT, fitted constants", held, uncertainty(held, a, b))
+        pa, pb = fit_position_constants(dev)
+        print(
+            f"\noffset model fitted on the development set: {pa:.3f} + {pb:.3f} of the depth per unit excess"
+        )
+        for label, d in (("development, fitted constants", dev), ("HELD OUT, fitted constants", held)):
+            offset_report(label, d, pa, pb)
 
 
 if __name__ == "__main__":

@@ -180,6 +180,8 @@ def _permute(tracks: Tracks, index: list[int]) -> Tracks:
         reference_frame=index.index(tracks.reference_frame),
         transforms=take(tracks.transforms),
         precision_px=take(tracks.precision_px),
+        rotation_precision_deg=take(tracks.rotation_precision_deg),
+        cost_excess=take(tracks.cost_excess),
     )
 
 

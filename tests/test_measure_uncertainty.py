@@ -146,3 +146,38 @@ def test_angle_uncertainty_adds_each_bodys_model_error_from_its_cost_excess():
     assert measure(tracks, mm_per_px=MM)["levels"]["C2-C3"]["angle_uncertainty_deg"] == pytest.approx(
         [0.0, u, u]
     )
+
+
+def test_translation_uncertainty_adds_the_corners_and_the_lower_bodys_model_error():
+    from dmx.measure.uncertainty import (
+        MODEL_SD_DEG,
+        MODEL_SD_PER_EXCESS_DEG,
+        POSITION_MODEL_FRAC,
+        POSITION_MODEL_FRAC_PER_EXCESS,
+    )
+
+    c4 = BODIES.index(Vertebra.C4)
+    excess = np.zeros((3, 6))
+    excess[1, c4] = 0.2  # something covers C4 (L of C3-C4) in the flexion frame
+    tracks = dataclasses.replace(tracks_with_precision(0.1, 0.05), cost_excess=excess)
+    lvl = measure(tracks, mm_per_px=MM)["levels"]["C3-C4"]
+
+    def u_frame(x_upper: float, x_lower: float) -> float:
+        f_u = POSITION_MODEL_FRAC + POSITION_MODEL_FRAC_PER_EXCESS * x_upper
+        f_l = POSITION_MODEL_FRAC + POSITION_MODEL_FRAC_PER_EXCESS * x_lower
+        m_l = MODEL_SD_DEG + MODEL_SD_PER_EXCESS_DEG * x_lower
+        # noise as without a model; each body's corners pulled along the endplate by f * depth; L's
+        # rotation model error turning e under the disc height (GAP_MM) as its noise does
+        return math.sqrt(
+            (0.0025 + 0.0025) / 2 * 0.25
+            + (f_u * DEPTH_MM) ** 2
+            + (f_l * DEPTH_MM) ** 2
+            + GAP_MM**2 * (math.radians(0.1) ** 2 + math.radians(m_l) ** 2)
+        )
+
+    u_tr = math.hypot(u_frame(0.0, 0.2), u_frame(0.0, 0.0))
+    assert lvl["translation_uncertainty_mm"] == pytest.approx(u_tr, rel=1e-6)
+    assert lvl["translation_uncertainty_pct"] == pytest.approx(100 * u_tr / DEPTH_MM, rel=1e-6)
+    # larger than the noise alone (the same tracks without a cost)
+    noise = measure(tracks_with_precision(0.1, 0.05), mm_per_px=MM)["levels"]["C3-C4"]
+    assert lvl["translation_uncertainty_mm"] > 1.2 * noise["translation_uncertainty_mm"]

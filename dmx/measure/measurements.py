@@ -26,6 +26,7 @@ from dmx.measure.segmental import LevelSeries, LevelSummary, level_series, level
 from dmx.measure.uncertainty import (
     angle_uncertainty_deg,
     offset_uncertainty,
+    position_model_frac,
     quadrature,
     rotation_model_sd_deg,
 )
@@ -263,6 +264,11 @@ def _drop_uncertain_frames(
             np.zeros(n) if excess is None else np.where(rot_sd[v] == 0, 0.0, rotation_model_sd_deg(excess[v]))
             for v in (up, lo)
         )
+        # the corners' model error, likewise
+        f_up, f_lo = (
+            np.zeros(n) if excess is None else np.where(rot_sd[v] == 0, 0.0, position_model_frac(excess[v]))
+            for v in (up, lo)
+        )
         ua = angle_uncertainty_deg(rot_sd[up], rot_sd[lo], m_up, m_lo)
         uo, up_ = offset_uncertainty(
             by_vertebra[up],
@@ -272,6 +278,10 @@ def _drop_uncertain_frames(
             rotation_sd_lower_deg=rot_sd[lo],
             mm_per_px=mm_per_px,
             lower_vertebra=lo,
+            upper_vertebra=up,
+            model_frac_upper=f_up,
+            model_frac_lower=f_lo,
+            model_sd_lower_deg=m_lo,
         )
         with np.errstate(invalid="ignore"):
             too_uncertain = np.isfinite(s.angle_deg) & (ua > limit)

@@ -38,8 +38,14 @@ body's rotation also carries a model-error SD
 
 (the cap where the excess is unknown), independent of the noise:
 ``u_angle = sqrt(sd_U**2 + sd_L**2 + m_U**2 + m_L**2)``. The constants were fitted on development
-phantoms only and are checked on held-out ones by ``benchmarks/uncertainty.py``. The offset's
-uncertainty has no model term yet (not calibrated).
+phantoms only and are checked on held-out ones by ``benchmarks/uncertainty.py``.
+
+The offset carries the same model error: L's rotation model term turns the endplate under the disc
+height as its noise does (``lever * m_L``), and each body's corners are pulled along the endplate by
+``f * depth`` with ``f = POSITION_MODEL_FRAC + POSITION_MODEL_FRAC_PER_EXCESS * min(excess, cap)``
+(:func:`position_model_frac`), so
+``u_offset**2 = (p_U**2 + p_L**2) / 2 * s**2 + (f_U depth_U)**2 + (f_L depth_L)**2
++ lever**2 (sd_L**2 + m_L**2)``; fitted and checked the same way.
 
 End range. ``rotation_rom_deg``, ``translation_mm`` and ``translation_pct`` are differences of the
 two key frames. Part of each frame's error comes from the reference template's noise and is shared
@@ -66,6 +72,13 @@ from dmx.measure.geometry import POST_INF, POST_SUP, depth, norm, superior_endpl
 MODEL_SD_DEG = 0.02
 MODEL_SD_PER_EXCESS_DEG = 0.75
 MODEL_EXCESS_CAP = 0.3
+
+#: Model-error SD of a body's corner positions along an endplate (a share of the body's depth) where
+#: nothing covers it, and its growth per unit of cost excess up to the same cap: the offset's model term
+#: (see the module docstring). Fitted on the same development phantoms as the rotation's:
+#: ``python benchmarks/uncertainty.py --fit``.
+POSITION_MODEL_FRAC = 0.0
+POSITION_MODEL_FRAC_PER_EXCESS = 0.01
 
 
 def rotation_model_sd_deg(
@@ -123,6 +136,24 @@ def angle_uncertainty_deg(
     return np.sqrt(su**2 + sl**2 + mu**2 + ml**2)
 
 
+def position_model_frac(
+    cost_excess: np.ndarray,
+    *,
+    base_frac: float | None = None,
+    per_excess_frac: float | None = None,
+    cap: float = MODEL_EXCESS_CAP,
+) -> np.ndarray:
+    """Per-frame model-error SD of a body's corner positions along an endplate, as a share of its depth,
+    from its fit's robust-cost excess: ``base + per_excess * min(excess, cap)`` (NaN counts as the cap;
+    defaults: the fitted :data:`POSITION_MODEL_FRAC`, :data:`POSITION_MODEL_FRAC_PER_EXCESS`)."""
+    return rotation_model_sd_deg(
+        cost_excess,
+        base_deg=POSITION_MODEL_FRAC if base_frac is None else base_frac,
+        per_excess_deg=POSITION_MODEL_FRAC_PER_EXCESS if per_excess_frac is None else per_excess_frac,
+        cap=cap,
+    )
+
+
 def offset_uncertainty(
     upper: np.ndarray,
     lower: np.ndarray,
@@ -132,6 +163,10 @@ def offset_uncertainty(
     rotation_sd_lower_deg: np.ndarray,
     mm_per_px: tuple[float, float] | None,
     lower_vertebra: Vertebra | str | None = None,
+    upper_vertebra: Vertebra | str | None = None,
+    model_frac_upper: np.ndarray | float = 0.0,
+    model_frac_lower: np.ndarray | float = 0.0,
+    model_sd_lower_deg: np.ndarray | float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per-frame SD of a level's offset (working units) and of its offset percentage.
 
@@ -145,8 +180,14 @@ def offset_uncertainty(
         ``(T,)`` rotation SD of L (degrees).
     mm_per_px : (float, float) or None
         ``(row_mm, col_mm)``; ``None`` when the working units are pixels.
-    lower_vertebra : Vertebra, optional
-        Name of L, for its depth rule.
+    lower_vertebra, upper_vertebra : Vertebra, optional
+        Names of L and U, for their depth rule.
+    model_frac_upper, model_frac_lower : numpy.ndarray or float
+        ``(T,)`` model-error SD of U's and L's corner positions along the endplate as a share of each
+        body's depth (:func:`position_model_frac`); 0 (default) for the noise alone.
+    model_sd_lower_deg : numpy.ndarray or float
+        ``(T,)`` model-error SD of L's rotation (:func:`rotation_model_sd_deg`), which turns the
+        endplate under the disc height as the noise does; 0 (default) for the noise alone.
 
     Returns
     -------
@@ -168,8 +209,13 @@ def offset_uncertainty(
         pu = np.asarray(precision_upper_px, dtype=float)
         pl = np.asarray(precision_lower_px, dtype=float)
         sd_l = np.radians(np.asarray(rotation_sd_lower_deg, dtype=float))
-        u_off = np.sqrt((pu**2 + pl**2) / 2.0 * s2 + (lever * sd_l) ** 2)
-        u_pct = 100.0 * u_off / depth(lower, vertebra=lower_vertebra)
+        m_l = np.radians(np.asarray(model_sd_lower_deg, dtype=float))
+        depth_l = depth(lower, vertebra=lower_vertebra)
+        model = (np.asarray(model_frac_upper, dtype=float) * depth(up, vertebra=upper_vertebra)) ** 2 + (
+            np.asarray(model_frac_lower, dtype=float) * depth_l
+        ) ** 2
+        u_off = np.sqrt((pu**2 + pl**2) / 2.0 * s2 + model + lever**2 * (sd_l**2 + m_l**2))
+        u_pct = 100.0 * u_off / depth_l
     return u_off, u_pct
 
 
