@@ -31,33 +31,40 @@ def _local_quadratic(x: np.ndarray, w: np.ndarray, window: int) -> np.ndarray:
     value; NaN stays NaN.
     """
     valid = np.isfinite(x).all(axis=1) & (w > 0)
-    out = np.full_like(x, np.nan)
-    for t, fit in _windows(valid, w, window):
-        if fit is None:
-            out[t] = x[t]
-            continue
-        rows, sw, design = fit
-        coef = np.linalg.lstsq(design, x[rows] * sw[:, None], rcond=None)[0]
-        out[t] = coef[0]
+    idx, c, fit = _windows(valid, w, window)
+    out = np.where(valid[:, None], x, np.nan)
+    if fit.any():
+        win = np.where(c[..., None] != 0, x[idx[fit]], 0.0)  # (F, W, K); NaN outside the fit's frames
+        out[fit] = np.einsum("fw,fwk->fk", c, win)
     return out
 
 
-def _windows(valid: np.ndarray, w: np.ndarray, window: int):  # noqa: ANN202 - a generator of tuples
-    """Per valid frame ``t`` of the local quadratic: ``(t, None)`` when it keeps its own value (fewer
-    than four valid neighbours in the window, or all on one side), else ``(t, (rows, sw, design))``:
-    the window's valid frames, the square roots of their weights and the weighted design matrix."""
+def _windows(valid: np.ndarray, w: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every frame's local quadratic at once: ``(idx, c, fit)``.
+
+    ``fit`` (T,) marks the valid frames fitted (at least four valid frames in the window, on both
+    sides of it; the other valid frames keep their value); ``idx`` (T, W) the frames of each window
+    (clipped to the cine); ``c`` (F, W) for the fitted frames the weights of the window's frames in
+    the quadratic's value at the window's centre, ``e0' (X' W X)^-1 X' W`` (zero for frames outside
+    the cine, not valid or of weight 0): the same weighted least squares as a fit per frame.
+    """
     n = valid.shape[0]
     half = window // 2
-    for t in np.flatnonzero(valid):
-        lo, hi = max(t - half, 0), min(t + half + 1, n)
-        m = valid[lo:hi]
-        s = (np.arange(lo, hi)[m] - t).astype(float)
-        if m.sum() < 4 or s.min() >= 0 or s.max() <= 0:
-            yield t, None
-            continue
-        sw = np.sqrt(w[lo:hi][m])
-        design = np.stack([np.ones_like(s), s, s * s], axis=1) * sw[:, None]
-        yield t, (np.arange(lo, hi)[m], sw, design)
+    offs = np.arange(-half, half + 1)
+    idx = np.arange(n)[:, None] + offs[None, :]
+    inside = (idx >= 0) & (idx < n)
+    idx = np.clip(idx, 0, n - 1)
+    m = inside & valid[idx]
+    ww = np.where(m, w[idx], 0.0)
+    fit = valid & (m.sum(axis=1) >= 4) & (m & (offs < 0)).any(axis=1) & (m & (offs > 0)).any(axis=1)
+    s = offs.astype(float)
+    design = np.stack([np.ones_like(s), s, s * s], axis=1)  # (W, 3)
+    wf = ww[fit]
+    normal = np.einsum("fw,wi,wj->fij", wf, design, design)
+    e0 = np.broadcast_to(np.array([1.0, 0.0, 0.0]), (len(wf), 3))
+    row = np.linalg.solve(normal, e0[..., None])[..., 0]  # (F, 3): N^-1 e0, N symmetric
+    c = (row @ design.T) * wf
+    return idx, c, fit
 
 
 def _local_quadratic_sd(valid: np.ndarray, w: np.ndarray, sd: np.ndarray, window: int) -> np.ndarray:
@@ -70,16 +77,13 @@ def _local_quadratic_sd(valid: np.ndarray, w: np.ndarray, sd: np.ndarray, window
     the rest is the frame's own noise, independent between frames (``sum_k c_k**2 sd_k**2``). Frames
     that keep their own value keep their SD; NaN stays NaN.
     """
-    out = np.full_like(sd, np.nan)
-    share = TEMPLATE_NOISE_SHARE
-    for t, fit in _windows(valid, w, window):
-        if fit is None:
-            out[t] = sd[t]
-            continue
-        rows, sw, design = fit
-        c = (np.linalg.pinv(design)[0] * sw)[:, None]
-        win = sd[rows]
-        out[t] = np.sqrt(share * (c * win).sum(axis=0) ** 2 + (1 - share) * (c**2 * win**2).sum(axis=0))
+    idx, c, fit = _windows(valid, w, window)
+    out = np.where(valid[:, None], sd, np.nan)
+    if fit.any():
+        share = TEMPLATE_NOISE_SHARE
+        win = np.where(c[..., None] != 0, sd[idx[fit]], 0.0)
+        cw = c[..., None] * win
+        out[fit] = np.sqrt(share * cw.sum(axis=1) ** 2 + (1 - share) * (cw**2).sum(axis=1))
     return out
 
 
