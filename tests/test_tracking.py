@@ -378,3 +378,44 @@ def test_predicted_fits_on_the_filtered_part_of_their_region_track_as_on_the_who
     for name in ("corners_px", "transforms", "quality", "precision_px", "rotation_precision_deg"):
         np.testing.assert_array_equal(getattr(fast, name), getattr(whole, name))
     assert fast.reason == whole.reason
+
+
+def test_the_batched_local_quadratic_is_a_weighted_fit_per_frame():
+    """Every frame's smoothed value at once equals a weighted quadratic fitted to its own window (gaps,
+    weights 0, cine ends, windows with too few or one-sided frames keeping the raw value)."""
+    from dmx.tracking.smoothing import _local_quadratic, _local_quadratic_sd
+    from dmx.tracking.types import TEMPLATE_NOISE_SHARE
+
+    rng = np.random.default_rng(5)
+    n, half = 40, 2
+    x = rng.normal(size=(n, 3)) * 10
+    x[[3, 4, 5, 6, 20, 31, 33]] = np.nan
+    w = rng.uniform(0.2, 1.0, n)
+    w[[10, 11]] = 0.0
+    got = _local_quadratic(x, w, 2 * half + 1)
+    sd = rng.uniform(0.1, 1.0, (n, 2))
+    valid = np.isfinite(x).all(axis=1) & (w > 0)
+    got_sd = _local_quadratic_sd(valid, w, sd, 2 * half + 1)
+    fitted = 0
+    for t in range(n):
+        if not valid[t]:
+            assert np.isnan(got[t]).all() and np.isnan(got_sd[t]).all()
+            continue
+        rows = [k for k in range(max(t - half, 0), min(t + half + 1, n)) if valid[k]]
+        s = np.array(rows, float) - t
+        if len(rows) < 4 or s.min() >= 0 or s.max() <= 0:
+            np.testing.assert_array_equal(got[t], x[t])
+            np.testing.assert_array_equal(got_sd[t], sd[t])
+            continue
+        fitted += 1
+        sw = np.sqrt(w[rows])
+        design = np.stack([np.ones_like(s), s, s * s], axis=1) * sw[:, None]
+        coef = np.linalg.lstsq(design, x[rows] * sw[:, None], rcond=None)[0]
+        np.testing.assert_allclose(got[t], coef[0], rtol=0, atol=1e-9)
+        c = (np.linalg.pinv(design)[0] * sw)[:, None]
+        share = TEMPLATE_NOISE_SHARE
+        want = np.sqrt(
+            share * (c * sd[rows]).sum(axis=0) ** 2 + (1 - share) * (c**2 * sd[rows] ** 2).sum(axis=0)
+        )
+        np.testing.assert_allclose(got_sd[t], want, rtol=1e-9)
+    assert fitted > 20
