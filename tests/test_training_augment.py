@@ -1,0 +1,35 @@
+"""The heatmap network's training augmentation (no PyTorch needed: numpy and OpenCV only)."""
+
+import numpy as np
+
+from dmx.training.heatmap import _augment, _overlaps
+
+
+def test_overlapping_structures_change_the_image_not_the_corners():
+    rng = np.random.default_rng(0)
+    img = (rng.random((256, 256)) * 255).astype(np.uint8)
+    corners = np.array(
+        [
+            [[100.0 + 20 * b, 100.0], [120 + 20 * b, 100], [120 + 20 * b, 118], [100 + 20 * b, 118]]
+            for b in range(6)
+        ]
+    )
+    plain_x, plain_c = _augment(np.random.default_rng(3), img, corners, 112)
+    again_x, again_c = _augment(np.random.default_rng(3), img, corners, 112, 0.0)
+    np.testing.assert_array_equal(plain_x, again_x)  # the default draws nothing more
+    with_x, with_c = _augment(np.random.default_rng(3), img, corners, 112, 1.0)
+    np.testing.assert_array_equal(with_c, plain_c)  # geometry drawn first: the targets stay
+    assert with_x.shape == plain_x.shape and with_x.dtype == np.float32
+    assert not np.array_equal(with_x, plain_x)
+
+
+def test_overlaps_add_bounded_structures_of_either_sign():
+    flat = np.full((112, 112), 0.5, np.float32)
+    signs = set()
+    for seed in range(20):
+        out = _overlaps(np.random.default_rng(seed), flat.copy())
+        d = out - flat
+        assert np.abs(d).max() > 0.02  # something was drawn
+        assert np.abs(d).max() <= 3 * 0.8  # at most three structures of 0.4 plus a rim of 0.4 each
+        signs.add(float(np.sign(d[np.abs(d).argmax() // 112, np.abs(d).argmax() % 112])))
+    assert signs == {-1.0, 1.0}
