@@ -9,7 +9,7 @@ quality blocks around it.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -215,6 +215,21 @@ def _all_level_series(
     return series
 
 
+def _model_error(
+    term: Callable[[np.ndarray], np.ndarray],
+    excess: dict[Vertebra, np.ndarray] | None,
+    rot_sd: dict[Vertebra, np.ndarray],
+    v: Vertebra,
+    n: int,
+) -> np.ndarray:
+    """``(T,)`` model error of body ``v``'s fits (``term`` of its cost excess: rotation or corners): none
+    on the reference frame (the pose is the landmarks themselves), none for tracks without a cost
+    (only their noise is known)."""
+    if excess is None:
+        return np.zeros(n)
+    return np.where(rot_sd[v] == 0, 0.0, term(excess[v]))
+
+
 def _drop_uncertain_frames(
     series: Mapping[Level, LevelSeries | None],
     tracks: Tracks,
@@ -258,17 +273,8 @@ def _drop_uncertain_frames(
         if s is None or rot_sd is None or pos_sd is None:
             continue
         up, lo = level.upper, level.lower
-        # the model error of each body's fit: none on the reference frame (the pose is the landmarks
-        # themselves), none for tracks without a cost (only their noise is known)
-        m_up, m_lo = (
-            np.zeros(n) if excess is None else np.where(rot_sd[v] == 0, 0.0, rotation_model_sd_deg(excess[v]))
-            for v in (up, lo)
-        )
-        # the corners' model error, likewise
-        f_up, f_lo = (
-            np.zeros(n) if excess is None else np.where(rot_sd[v] == 0, 0.0, position_model_frac(excess[v]))
-            for v in (up, lo)
-        )
+        m_up, m_lo = (_model_error(rotation_model_sd_deg, excess, rot_sd, v, n) for v in (up, lo))
+        f_up, f_lo = (_model_error(position_model_frac, excess, rot_sd, v, n) for v in (up, lo))
         ua = angle_uncertainty_deg(rot_sd[up], rot_sd[lo], m_up, m_lo)
         uo, up_ = offset_uncertainty(
             by_vertebra[up],
