@@ -89,7 +89,8 @@ def level_frames(name: str, kw: dict) -> dict[str, np.ndarray]:
     fl, ex = got["frames"]["flexion"], got["frames"]["extension"]
     row, col = mm
     for level in a_got:
-        up, lo = (tr.vertebrae.index(next(v for v in tr.vertebrae if v.value == n)) for n in level.split("-"))
+        vu, vl = (Vertebra(n) for n in level.split("-"))
+        up, lo = tr.vertebrae.index(vu), tr.vertebrae.index(vl)
         e = a_got[level] - a_true[level]
         ok = np.isfinite(e) & np.isfinite(u_got[level])
         ok[tr.reference_frame] = False
@@ -104,7 +105,6 @@ def level_frames(name: str, kw: dict) -> dict[str, np.ndarray]:
             cols[key].append(np.asarray(arr[ok, i], dtype=float))
         # the offset: its noise part as measured, and the pieces its model term is made of
         cu, cl = (tr.corners_px[:, i] * np.array([col, row]) for i in (up, lo))
-        vu, vl = Vertebra(level.split("-")[0]), Vertebra(level.split("-")[1])
         parts = dict(
             precision_upper_px=tr.precision_px[:, up],
             precision_lower_px=tr.precision_px[:, lo],

@@ -1452,7 +1452,7 @@ class _Tracker:
         good = np.flatnonzero(tracked & np.isfinite(self.transforms[:, i]).all(axis=(1, 2)))
         if len(good) < STILL_LAYER_FRAMES:
             return None
-        poses = [(int(t), np.vstack([self.transforms[t, i], [0.0, 0.0, 1.0]])) for t in good]
+        poses = [(int(t), self._pose(int(t), i)) for t in good]
         box = needed_box(tpl, self.transforms[good, i], self.frames.shape[1:], 2.0)  # at every pose
         own = self._own_region(i)
         # a quick look first (fewer frames and rounds: a weaker estimate), the full estimate if needed

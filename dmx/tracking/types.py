@@ -57,8 +57,10 @@ class Tracks:
         sees it. 0 on the reference frame; NaN where lost. A pose refitted with the still layer taken out
         keeps its first fit's value; one refitted with a template cleaned of the pixels that do not move
         with the body has its cost above the cleaned template's clear cost. NaN where unknown (the
-        measurement then takes the largest model error). It sets the
-        model-error part of ``angle_uncertainty_deg`` (:func:`dmx.measure.uncertainty.rotation_model_sd_deg`).
+        measurement then takes the largest model error). It sets the model-error part of
+        ``angle_uncertainty_deg`` and of the offsets' uncertainty
+        (:func:`dmx.measure.uncertainty.rotation_model_sd_deg`,
+        :func:`dmx.measure.uncertainty.position_model_frac`).
     """
 
     vertebrae: tuple[Vertebra, ...]
