@@ -20,6 +20,11 @@ that family's look drawn from each seed, plus the default look and all families 
     PYTHONPATH=. python benchmarks/detection.py --families all --per-family 12
     PYTHONPATH=. python benchmarks/detection.py --leave-one-family-out --fit-images 24 --per-family 6
 
+The template detector's levels are checked against the learned network as ``dmx analyze`` does
+(``dmx.detect.detector.levels_disputed``, with ``models/heatmap.onnx``); ``--no-level-check`` leaves
+the check out, ``--level-nets DIR`` runs it on each family with ``DIR/heatmap-no-FAMILY.onnx`` (the
+network trained without that family: the check held out as well).
+
 ``--leave-one-family-out`` refits the detector (``dmx.training.fit.fit``) on the default look mixed
 with every family but one, and tests on that one (small settings: minutes per family).
 
@@ -101,6 +106,11 @@ TRACKED = (
 #: Detector under test (``--detector``) and, for ``heatmap``, the network file (``--net``; None: shipped).
 DETECTOR = "template"
 NET: str | None = None
+#: The template detector's level check against the learned network (``dmx.detect.detector.
+#: levels_disputed``, as ``dmx analyze`` runs it): ``"shipped"`` (models/heatmap.onnx), ``"off"``
+#: (``--no-level-check``), or a folder of networks trained without each family (``--level-nets``:
+#: ``heatmap-no-FAMILY.onnx`` on that family, the shipped one on the default look): held out.
+LEVEL_CHECK = "shipped"
 #: Folder where the family tables keep their rendered frames (``--cache``; None: render every time).
 CACHE: str | None = None
 #: With ``--dump FILE``: per body the heatmap detector fitted, its features, confidence and worst
@@ -226,9 +236,25 @@ def family_specs(family: str | None, n: int, *, max_size_px: int) -> list[dict]:
     return specs
 
 
-def _bodies_found(image: np.ndarray, model, mm_per_px: float) -> list[tuple[object, np.ndarray, float]]:
+def _level_net(family: str | None):
+    """The network of the template detector's level check on ``family`` (None: no check)."""
+    from dmx.detect import model_file
+    from dmx.detect.heatmap import NET_NAME, load_net
+
+    if LEVEL_CHECK == "off":
+        return None
+    if LEVEL_CHECK == "shipped" or family in (None, "default") or "+" in family:
+        return load_net(model_file(NET_NAME))  # no network was trained without all families at once
+    return load_net(Path(LEVEL_CHECK) / f"heatmap-no-{family}.onnx")
+
+
+def _bodies_found(
+    image: np.ndarray, model, mm_per_px: float, family: str | None = None
+) -> list[tuple[object, np.ndarray, float]]:
     """Every body the detector fitted (vertebra, corners, confidence), before the confidence cut;
-    nothing when no column is found (as :func:`dmx.detect.detect_landmarks` decides)."""
+    nothing when no column is found (as :func:`dmx.detect.detect_landmarks` decides). The template
+    detector's bodies get confidence 0 when the level check disputes their levels (they are then
+    not reported); ``family`` chooses the check's network (:func:`_level_net`)."""
     from dmx.detect import MIN_SIDE_PX
     from dmx.detect.detector import run, run_heatmap
 
@@ -256,6 +282,12 @@ def _bodies_found(image: np.ndarray, model, mm_per_px: float) -> list[tuple[obje
     result = run(image, model, mm_per_px=mm_per_px)
     if result is None or result.chain_score < model.chain_min_score:
         return []
+    net = _level_net(family)
+    if net is not None:
+        from dmx.detect.detector import levels_disputed
+
+        if levels_disputed(image, result, net, model.conf_threshold):
+            return [(b.vertebra, b.corners_px, 0.0) for b in result.bodies if b.corners_px is not None]
     return [
         (b.vertebra, b.corners_px, float(b.confidence)) for b in result.bodies if b.corners_px is not None
     ]
@@ -320,7 +352,7 @@ def family_stats(specs: list[dict], model) -> dict:
         image, truth, mpp = reference_frame(kw)
         t0 = time.perf_counter()
         first = len(RECORDS) if RECORDS is not None else 0
-        bodies = _bodies_found(image, model, mpp)
+        bodies = _bodies_found(image, model, mpp, family_name(kw))
         seconds += time.perf_counter() - t0
         for r in RECORDS[first:] if RECORDS is not None else []:
             r["family"] = family_name(kw)
@@ -603,13 +635,26 @@ def main() -> None:
         help="per-level rotation ROM from both detectors' landmarks against the true corners' on short "
         "cines of each family of --families (held-out networks with --nets), then stop",
     )
+    parser.add_argument(
+        "--no-level-check",
+        action="store_true",
+        help="template detector without its level check against the learned network",
+    )
+    parser.add_argument(
+        "--level-nets",
+        default=None,
+        metavar="DIR",
+        help="the template detector's level check on each family with DIR/heatmap-no-FAMILY.onnx "
+        "(networks trained without it: held out) instead of the shipped network",
+    )
     parser.add_argument("--cache", default=None, help="folder keeping the family tables' rendered frames")
     parser.add_argument(
         "--dump", default=None, help="with --detector heatmap: per-body features and errors to this .json"
     )
     args = parser.parse_args()
-    global DETECTOR, NET, CACHE, RECORDS
+    global DETECTOR, NET, CACHE, RECORDS, LEVEL_CHECK
     DETECTOR, NET, CACHE = args.detector, args.net, args.cache
+    LEVEL_CHECK = "off" if args.no_level_check else (args.level_nets or "shipped")
     if args.dump:
         RECORDS = []
         import atexit

@@ -182,3 +182,108 @@ def test_varied_anatomy_beyond_the_fitted_range():
     errs = _errors(det, ph.landmarks.corners_px)
     assert set(errs) == set(BODIES), det.missing
     assert max(errs.values()) <= 2.5, errs
+
+
+# ------------------------------------------------------------------------------------------------
+# the template detector's levels checked against the learned network (issue #12)
+
+
+class _VotingNet:
+    """A stand-in for the network: labels the point nearest each given centre with a level."""
+
+    def __init__(self, labels: dict[tuple[float, float], int]):
+        self.labels = labels
+
+    def bodies(self, image, mm_per_px):
+        labels = self.labels
+
+        class _Found:
+            def level_at(self, point):
+                for (x, y), level in labels.items():
+                    if np.hypot(point[0] - x, point[1] - y) < 1.0:
+                        return level
+                return -1
+
+        return _Found()
+
+
+def _column(confidences: list[float]):
+    from dmx.detect.detector import BodyResult, ColumnResult
+
+    bodies = []
+    for k, conf in enumerate(confidences):
+        corners = np.array([[0, 0], [10, 0], [10, 8], [0, 8]], float) + [0.0, 20.0 * k]
+        bodies.append(BodyResult(BODIES[k], corners, np.zeros(len(FEATURES)), conf, None))
+    return ColumnResult(tuple(bodies), 80.0, "right", 0.3, True)
+
+
+def test_levels_disputed_when_the_network_puts_as_many_bodies_at_other_levels():
+    from dmx.detect.detector import level_votes, levels_disputed
+
+    col = _column([0.2, 0.9, 0.9, 0.9, 0.2, 0.9])  # C2 and C6 below the threshold: not voted on
+    centre = {k: (5.0, 4.0 + 20.0 * k) for k in range(6)}
+    image = np.zeros((8, 8))
+    # the network agrees on C3, C4 and C7, puts C5 one level up, sees nothing at C6
+    net = _VotingNet({centre[1]: 1, centre[2]: 2, centre[5]: 5, centre[3]: 2})
+    assert level_votes(image, col, net, 0.7) == (3, 1, 4)
+    assert levels_disputed(image, col, net, 0.7) is None
+    # every body one level down (the column as the template detector shifts it): disputed
+    shifted = _VotingNet({centre[k]: k + 1 for k in range(5)})
+    assert level_votes(image, col, shifted, 0.7) == (0, 3, 4)
+    reason = levels_disputed(image, col, shifted, 0.7)
+    assert reason is not None and "3 of the 4 bodies" in reason
+    # a tie is a coin toss too; background alone votes neither way
+    tie = _VotingNet({centre[1]: 1, centre[2]: 3})
+    assert levels_disputed(image, col, tie, 0.7) is not None
+    assert levels_disputed(image, col, _VotingNet({}), 0.7) is None
+    # with C2 reported, the top of the column is identified: not checked
+    with_c2 = _column([0.9, 0.9, 0.9, 0.9, 0.2, 0.9])
+    assert levels_disputed(image, with_c2, shifted, 0.7) is None
+
+
+def test_a_column_one_level_off_is_not_reported():
+    """Thick cortical rims (an appearance family the template detector was not fitted on): the chain
+    search puts C2 on the skull base and every body one level down, at full confidence. Without the
+    level check all five are reported on the wrong vertebrae; with it none is, each with the reason
+    (benchmark phantom 700004 of benchmarks/detection.py --families cortical)."""
+    from dmx.detect.detector import run
+    from dmx.detect.model import load_model
+    from dmx.phantom import draw_appearance
+    from dmx.training.fit import training_specs
+
+    kw = training_specs(5, seed=4242, first_seed=700000)[4]
+    kw["appearance"] = draw_appearance("cortical", seed=kw["seed"], max_size_px=768)
+    ph = make_phantom(**kw)
+    image = _display(ph, kw["reference_frame"])
+    mpp = tuple(ph.truth["mm_per_px"])
+    truth = ph.landmarks.corners_px
+    raw = run(image, load_model(model_file()), mm_per_px=float(np.mean(mpp)))
+    shifted = [
+        b
+        for b in raw.bodies
+        if b.corners_px is not None
+        and b.confidence >= 0.7
+        and BODIES.index(b.vertebra) >= 1
+        and np.hypot(*(b.corners_px.mean(axis=0) - truth[BODIES[BODIES.index(b.vertebra) - 1]].mean(axis=0)))
+        < 3.0
+    ]
+    assert len(shifted) >= 4  # the failure this guards against: bodies on the level above theirs
+    det = detect_landmarks(image, mm_per_px=mpp, frame=kw["reference_frame"])
+    assert det.landmarks.corners_px == {}
+    assert all("its level is uncertain" in det.missing[b.vertebra] for b in shifted)
+    assert any("no body reported" in w for w in det.warnings)
+
+
+def test_without_the_network_the_levels_are_reported_unchecked_with_a_warning(tmp_path, phantom):
+    import shutil
+
+    shutil.copy(model_file(), tmp_path / "detector.npz")  # no heatmap.onnx beside it
+    det = detect_landmarks(
+        _display(phantom, 3),
+        mm_per_px=tuple(phantom.truth["mm_per_px"]),
+        model_path=tmp_path / "detector.npz",
+    )
+    assert set(BODIES[1:5]) <= set(det.landmarks.corners_px)
+    assert any("levels not checked" in w and "heatmap.onnx" in w for w in det.warnings)
+    checked = detect_landmarks(_display(phantom, 3), mm_per_px=tuple(phantom.truth["mm_per_px"]))
+    assert not any("levels not checked" in w for w in checked.warnings)

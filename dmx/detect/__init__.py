@@ -181,12 +181,39 @@ def detect_landmarks(
         else:
             corners[b.vertebra] = b.corners_px
             confidence[b.vertebra] = round(float(b.confidence), 4)
+    if method == "template" and corners:
+        disputed, note = _level_check(img, result, model_path, threshold)
+        if note:
+            warnings.append(note)
+        if disputed:
+            for v in corners:
+                missing[v] = f"left out: {disputed}"
+            warnings.append(f"no body reported: {disputed}")
+            corners, confidence = {}, {}
     for v, c in confidence.items():
         if c < 0.8:
             warnings.append(f"{v.value}: low confidence {c:.2f}; check its corners")
     return Detection(
         Landmarks(frame=frame, corners_px=corners, confidence=confidence), missing, tuple(warnings)
     )
+
+
+def _level_check(
+    img: np.ndarray, result, model_path: str | Path | None, threshold: float
+) -> tuple[str | None, str | None]:
+    """The template detector's levels checked against the learned network (issue #12):
+    ``(reason to leave every body out or None, warning or None)``. The network is ``heatmap.onnx``
+    next to the model file; without it the check is skipped, with a warning."""
+    from dmx.detect.detector import levels_disputed
+    from dmx.detect.heatmap import NET_NAME, load_net
+
+    try:
+        net_path = Path(model_path).with_name(NET_NAME) if model_path is not None else model_file(NET_NAME)
+        if not net_path.is_file():
+            raise FileNotFoundError(net_path)
+    except FileNotFoundError:
+        return None, f"levels not checked: the network {NET_NAME} was not found next to the detector model"
+    return levels_disputed(img, result, load_net(net_path), threshold), None
 
 
 _MODELS: dict[tuple[Path, int], object] = {}
