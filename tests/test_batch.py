@@ -989,6 +989,11 @@ def test_auto_landmark_fingerprint_follows_the_detector_model(tmp_path, monkeypa
     assert one.sha256 == two.sha256 and one.landmarks_sha256 == two.landmarks_sha256 == ""
     assert one.detector_sha256 == hashlib.sha256(b"model one").hexdigest()
     assert one.fingerprint != two.fingerprint  # a new model re-analyses studies without landmarks
+    (models / "heatmap.onnx").write_bytes(b"network one")  # the network checks the levels
+    three = batch.with_checksums([job], jobs=1)[0]
+    assert three.detector_sha256 == hashlib.sha256(b"model twonetwork one").hexdigest()
+    (models / "heatmap.onnx").write_bytes(b"network two")
+    assert batch.with_checksums([job], jobs=1)[0].fingerprint != three.fingerprint
     lm = f.with_name("cine.dcm.landmarks.json")
     sidecar(lm)
     with_file = [batch.with_checksums([replace(job, landmarks_path=lm)], jobs=1)[0] for _ in range(2)]

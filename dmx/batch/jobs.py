@@ -111,12 +111,21 @@ def with_checksums(studies: list[StudyJob], *, jobs: int) -> list[StudyJob]:
 
 
 def detector_sha256() -> str:
-    """Checksum of the detector's model file ("" when there is none)."""
+    """Checksum of the detector's model files ("" when there is none): ``detector.npz``, and the
+    learned network ``heatmap.onnx`` when it is there (it checks the template detector's levels and
+    is the heatmap detector), so a new file of either re-analyses the studies without landmarks."""
     from dmx.detect import model_file
+    from dmx.detect.heatmap import NET_NAME
 
     try:
-        return sha256_files([model_file()])
-    except (FileNotFoundError, OSError):
+        paths = [model_file()]
+    except FileNotFoundError:
+        return ""
+    if paths[0].with_name(NET_NAME).is_file():  # read from beside the model (dmx.detect._level_check)
+        paths.append(paths[0].with_name(NET_NAME))
+    try:
+        return sha256_files(paths)
+    except OSError:
         return ""
 
 

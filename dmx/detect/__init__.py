@@ -203,15 +203,13 @@ def _level_check(
 ) -> tuple[str | None, str | None]:
     """The template detector's levels checked against the learned network (issue #12):
     ``(reason to leave every body out or None, warning or None)``. The network is ``heatmap.onnx``
-    next to the model file; without it the check is skipped, with a warning."""
+    next to the detector's model file (so ``$DMX_MODEL_DIR`` holding a refitted ``detector.npz``
+    alone runs unchecked); without it the check is skipped, with a warning."""
     from dmx.detect.detector import levels_disputed
     from dmx.detect.heatmap import NET_NAME, load_net
 
-    try:
-        net_path = Path(model_path).with_name(NET_NAME) if model_path is not None else model_file(NET_NAME)
-        if not net_path.is_file():
-            raise FileNotFoundError(net_path)
-    except FileNotFoundError:
+    net_path = (Path(model_path) if model_path is not None else model_file()).with_name(NET_NAME)
+    if not net_path.is_file():
         return None, f"levels not checked: the network {NET_NAME} was not found next to the detector model"
     return levels_disputed(img, result, load_net(net_path), threshold), None
 
