@@ -645,8 +645,79 @@ def _median(x: np.ndarray) -> float:
 
 
 def _solve_spd(m: list[list[float]], r: list[float]) -> list[float] | None:
-    """Gaussian elimination for a small symmetric positive system (plain Python: cheaper than numpy)."""
+    """Gaussian elimination for a small symmetric positive system (plain Python: cheaper than numpy).
+
+    The photometric fit's 2x2 and 4x4 systems are unrolled (the loops below cost more than their
+    arithmetic): the same operations in the same order, so the same bits. The eliminated entries below
+    the pivots, which nothing reads, are not computed; a multiplier of exactly 0 skips its row, as in
+    the loop (it would change a -0.0 to 0.0); the back-substitution sums its terms with ``sum`` as the
+    loop does (Python 3.12's ``sum`` of floats compensates its rounding).
+    """
     n = len(r)
+    if n == 4:
+        (a00, a01, a02, a03), (a10, a11, a12, a13), (a20, a21, a22, a23), (a30, a31, a32, a33) = m
+        r0, r1, r2, r3 = r
+        tiny = 1e-12 * (abs(a00) + 1e-300)
+        if not abs(a00) > tiny:
+            return None
+        f = a10 / a00
+        if f:
+            a11 -= f * a01
+            a12 -= f * a02
+            a13 -= f * a03
+            r1 -= f * r0
+        f = a20 / a00
+        if f:
+            a21 -= f * a01
+            a22 -= f * a02
+            a23 -= f * a03
+            r2 -= f * r0
+        f = a30 / a00
+        if f:
+            a31 -= f * a01
+            a32 -= f * a02
+            a33 -= f * a03
+            r3 -= f * r0
+        if not abs(a11) > tiny:
+            return None
+        f = a21 / a11
+        if f:
+            a22 -= f * a12
+            a23 -= f * a13
+            r2 -= f * r1
+        f = a31 / a11
+        if f:
+            a32 -= f * a12
+            a33 -= f * a13
+            r3 -= f * r1
+        if not abs(a22) > tiny:
+            return None
+        f = a32 / a22
+        if f:
+            a33 -= f * a23
+            r3 -= f * r2
+        if not abs(a33) > tiny:
+            return None
+        x3 = r3 / a33
+        x2 = (r2 - sum((a23 * x3,))) / a22
+        x1 = (r1 - sum((a12 * x2, a13 * x3))) / a11
+        x0 = (r0 - sum((a01 * x1, a02 * x2, a03 * x3))) / a00
+        return [x0, x1, x2, x3]
+    if n == 2:
+        (a00, a01), (a10, a11) = m
+        r0, r1 = r
+        tiny = 1e-12 * (abs(a00) + 1e-300)
+        if not abs(a00) > tiny:
+            return None
+        f = a10 / a00
+        if f:
+            a11 -= f * a01
+            r1 -= f * r0
+        if not abs(a11) > tiny:
+            return None
+        x1 = r1 / a11
+        x0 = (r0 - sum((a01 * x1,))) / a00
+        return [x0, x1]
     a = [row[:] + [r[k]] for k, row in enumerate(m)]
     for c in range(n):
         piv = a[c][c]
