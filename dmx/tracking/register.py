@@ -86,6 +86,17 @@ class _Level:
     def sd64(self) -> np.ndarray:
         return self.sd.astype(np.float64)
 
+    @functools.cached_property
+    def all_weighted(self) -> bool:
+        """Every used pixel has a positive static weight (then only the frame's edge can hide one)."""
+        return bool((self.weight64 > 0).all())
+
+    @functools.cached_property
+    def grid_corners(self) -> np.ndarray:
+        """Homogeneous grid coordinates (3, 4) of the template grid's corners."""
+        h, w = self.shape
+        return np.array([[0.0, w - 1, w - 1, 0.0], [0.0, 0.0, h - 1, h - 1], [1.0, 1.0, 1.0, 1.0]])
+
 
 @dataclass(frozen=True)
 class Template:
@@ -596,31 +607,30 @@ def _warp(
     Only the used pixels are sampled (``cv2.remap``, bilinear, replicated border). With ``exact``
     (``FrameROI.exact``), raises :class:`OutsideFiltered` when the template grid reaches beyond it.
     """
-    # grid (u, v) -> level ref coords: + origin ; -> level frame coords: a_l ; -> roi: - roi_origin
-    m = a_l[:2].copy()
-    m[:, 2] += m[:, 0] * level.origin[0] + m[:, 1] * level.origin[1]
-    m[0, 2] -= roi_origin[0]
-    m[1, 2] -= roi_origin[1]
-    h, w = level.shape
-    f = m.astype(np.float32)
-    xs = f[0, 0] * level.u + f[0, 1] * level.v + f[0, 2]
-    ys = f[1, 0] * level.u + f[1, 1] * level.v + f[1, 2]
+    # grid (u, v) -> level ref coords: + origin ; -> level frame coords: a_l ; -> roi: - roi_origin.
+    # In Python floats: the same IEEE operations numpy's elementwise arithmetic did on the 2x3 copy
+    (m00, m01, m02), (m10, m11, m12) = a_l[:2].tolist()
+    ox, oy = level.origin
+    m02 = m02 + (m00 * ox + m01 * oy) - roi_origin[0]
+    m12 = m12 + (m10 * ox + m11 * oy) - roi_origin[1]
+    f32 = np.float32
+    u, v = level.u, level.v
+    # the products and sums of ``f00 * u + f01 * v + f02`` in that order, into fewer temporary arrays
+    xs = f32(m00) * u
+    xs += f32(m01) * v
+    xs += f32(m02)
+    ys = f32(m10) * u
+    ys += f32(m11) * v
+    ys += f32(m12)
     vals = _sample(image, xs, ys)
     ih, iw = image.shape
-    corners = m @ np.array([[0.0, w - 1, w - 1, 0.0], [0.0, 0.0, h - 1, h - 1], [1.0, 1.0, 1.0, 1.0]])
-    if exact is not None and (
-        corners[0].min() < exact[0]
-        or corners[1].min() < exact[1]
-        or corners[0].max() > exact[2]
-        or corners[1].max() > exact[3]
-    ):
+    # the corners through numpy's matmul (BLAS fuses multiply-adds: Python floats would round otherwise);
+    # min/max per row, NaN propagated as before
+    corners = np.array([[m00, m01, m02], [m10, m11, m12]]) @ level.grid_corners
+    (x_lo, y_lo), (x_hi, y_hi) = corners.min(axis=1).tolist(), corners.max(axis=1).tolist()
+    if exact is not None and (x_lo < exact[0] or y_lo < exact[1] or x_hi > exact[2] or y_hi > exact[3]):
         raise OutsideFiltered
-    if (
-        corners[0].min() >= 0
-        and corners[0].max() <= iw - 1
-        and corners[1].min() >= 0
-        and corners[1].max() <= ih - 1
-    ):
+    if x_lo >= 0 and x_hi <= iw - 1 and y_lo >= 0 and y_hi <= ih - 1:
         return vals, None
     valid = (xs >= 0) & (xs <= iw - 1) & (ys >= 0) & (ys <= ih - 1)
     return vals, valid
@@ -752,8 +762,20 @@ def _photometric(
     if x is None:
         return 0.0, 0.0
     if plane:
-        return x[0], np.float32(x[1]) + np.float32(x[2]) * c[2] + np.float32(x[3]) * c[3]
+        # x1 + x2 * c2 + x3 * c3 (x1 added after the product: addition commutes exactly), fewer temporaries
+        bias = np.float32(x[2]) * c[2]
+        bias += np.float32(x[1])
+        bias += np.float32(x[3]) * c[3]
+        return x[0], bias
     return x[0], x[1]
+
+
+def _tukey_weights(r: np.ndarray) -> np.ndarray:
+    """Tukey's biweight ``(1 - min(r, 1)^2)^2`` of float32 ``r``, computed in place (``r`` is returned)."""
+    np.minimum(r, np.float32(1.0), out=r)
+    np.square(r, out=r)
+    np.subtract(1, r, out=r)
+    return np.square(r, out=r)
 
 
 #: A prediction is refined at the finest level alone unless its first step there is longer than this
@@ -806,7 +828,7 @@ def _fit_level(
             e0 = np.abs(d - np.float32(_fast_median(dv[::3])))
             sig0 = 1.4826 * _fast_median(e0[::4] if valid is None else e0[valid][::4]) + 1e-9
             r = e0 * np.float32(1.0 / (_TUKEY_C * max(sig0, rs)))
-            robust_w = np.square(1 - np.square(np.minimum(r, np.float32(1.0))))
+            robust_w = _tukey_weights(r)
         for _rnd in range(3 if it == 0 else 1):
             gain, bias = _photometric(level, vals, w0 * robust_w, plane)
             if not gain > 1e-6:
@@ -819,13 +841,13 @@ def _fit_level(
             # Tukey biweight, robust scale of this residual (never below the expected noise)
             scale_t = max(sigma, rs)
             r = ae * np.float32(1.0 / (_TUKEY_C * scale_t))
-            robust_w = np.square(1 - np.square(np.minimum(r, np.float32(1.0))))
+            robust_w = _tukey_weights(r)
             if outlier_spread_px > 0:
                 robust_w = spread_outliers(level, robust_w, outlier_spread_px / level.scale)
         if not ok:
             break
         sdw = level.sd_t * (w0 * robust_w)
-        dp = _solve3((sdw @ level.sd).astype(np.float64), (sdw @ e).astype(np.float64))
+        dp = _solve3(sdw @ level.sd, sdw @ e)  # float32 -> Python floats: exact, as through float64
         if dp is None:
             break
         dtheta, dx, dy = dp
@@ -940,17 +962,23 @@ def register(
     if not gain > 1e-6:
         return Fit(a, False, visible, 0.0, float("nan"), gain, 0.0, float("inf"), iters)
     e = (vals - bias) / gain - values
-    seen = w0 > 0
+    # every pixel seen (the usual case): the masks below would select or keep every element
+    seen_all = valid is None and level.all_weighted
+    seen = None if seen_all else w0 > 0
     abs_e = np.abs(e)
-    sigma = 1.4826 * _median(abs_e[seen]) + 1e-9
+    sigma = 1.4826 * _median(abs_e if seen is None else abs_e[seen]) + 1e-9
     ref = template.residual_scale
-    inl = (abs_e < 3.5 * ref) & seen
+    inl = abs_e < 3.5 * ref
+    if seen is not None:
+        inl &= seen
     wi = weight * inl
     wi_sum = wi.sum()
     inliers = float(wi_sum / max(template.weight_total, 1e-12))
     # Tukey's loss, scaled to 0..1, at the expected residual (pixels outside the frame: 1)
     u = np.minimum(np.square(e / (_TUKEY_C * ref)), 1.0)
-    loss = np.where(seen, 1.0 - (1.0 - u) ** 3, 1.0)
+    loss = 1.0 - (1.0 - u) ** 3
+    if seen is not None:
+        loss = np.where(seen, loss, 1.0)
     robust_cost = float((weight * loss).sum() / max(template.weight_total, 1e-12))
     if wi_sum > 0:
         mt = (wi * values).sum() / wi_sum
