@@ -648,10 +648,12 @@ def _median(x: np.ndarray) -> float:
     if n == 0:
         return float("nan")
     k = n // 2
+    part = np.partition(x, k)
     if n % 2:
-        return float(np.partition(x, k)[k])
-    part = np.partition(x, (k - 1, k))
-    return float((part[k - 1] + part[k]) / 2.0)
+        return float(part[k])
+    # the lower middle value is the largest of the k below: one selection, not two (the same values;
+    # of a 0.0 and a -0.0 the sign of a zero median could differ, never its value)
+    return float((part[:k].max() + part[k]) / 2.0)
 
 
 def _solve_spd(m: list[list[float]], r: list[float]) -> list[float] | None:
@@ -985,8 +987,9 @@ def register(
         mi = (wi * vals).sum() / wi_sum
         dt = values - mt
         di = vals - mi
-        den = math.sqrt(float((wi * dt * dt).sum() * (wi * di * di).sum()))
-        zncc = float((wi * dt * di).sum() / den) if den > 0 else 0.0
+        wdt = wi * dt  # the common first product of (wi * dt * dt) and (wi * dt * di)
+        den = math.sqrt(float((wdt * dt).sum() * (wi * di * di).sum()))
+        zncc = float((wdt * di).sum() / den) if den > 0 else 0.0
     else:
         zncc = 0.0
     sd = level.sd64
