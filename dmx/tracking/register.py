@@ -116,6 +116,12 @@ class Template:
     residual_scale: float  # expected residual std of a good match at the finest level (noise + model error)
     weight_total: float  # sum of static weights at the finest level
 
+    @functools.cached_property
+    def bbox_corners(self) -> np.ndarray:
+        """``(4, 3)`` homogeneous corners of ``bbox`` (made once: :func:`needed_boxes` runs twice a fit)."""
+        x0, y0, x1, y1 = self.bbox
+        return np.array([[x0, y0, 1], [x1, y0, 1], [x1, y1, 1], [x0, y1, 1]], dtype=np.float64)
+
 
 def _box_size(highpass_sigma: float) -> int:
     """Odd box width whose double application has about the given Gaussian sigma."""
@@ -463,7 +469,15 @@ def _prefilter_into(
     k = _box_size(highpass_sigma)
     low = cv2.boxFilter(img[:, c0:c1], cv2.CV_32F, (k, k), borderType=cv2.BORDER_REFLECT)
     low = cv2.boxFilter(low, -1, (k, k), borderType=cv2.BORDER_REFLECT)
-    np.subtract(smooth, low, out=out[:, c0:c1], dtype=np.float32)
+    dst = out[:, c0:c1]
+    if smooth.dtype == np.float32 and dst.size:
+        # OpenCV's float32 subtraction: the same IEEE results as numpy's, at a third of its CPU on a
+        # strided 2-D view; should OpenCV not write into the view, its result is copied there
+        res = cv2.subtract(smooth, low, dst=dst)
+        if res is not dst:
+            dst[...] = res
+    else:
+        np.subtract(smooth, low, out=dst, dtype=np.float32)
     return c0, c1
 
 
@@ -539,11 +553,9 @@ def needed_boxes(
     template: Template, transform: np.ndarray, frame_shape: tuple[int, int], slacks_px: tuple[float, ...]
 ) -> list[tuple[int, int, int, int]]:
     """:func:`needed_box` for each of ``slacks_px`` (the template warped once)."""
-    x0, y0, x1, y1 = template.bbox
-    c = np.array([[x0, y0, 1], [x1, y0, 1], [x1, y1, 1], [x0, y1, 1]], dtype=np.float64)
-    p = np.asarray(transform)[..., :2, :] @ c.T  # (..., 2, 4): the box's corners at each pose
-    px_min, py_min = float(p[..., 0, :].min()), float(p[..., 1, :].min())
-    px_max, py_max = float(p[..., 0, :].max()), float(p[..., 1, :].max())
+    p = np.asarray(transform)[..., :2, :] @ template.bbox_corners.T  # (..., 2, 4): the corners at each pose
+    xy = p.swapaxes(-2, 0).reshape(2, -1)  # x and y of every corner at every pose
+    (px_min, py_min), (px_max, py_max) = xy.min(axis=1).tolist(), xy.max(axis=1).tolist()
     h, w = frame_shape
     boxes = []
     for slack_px in slacks_px:
@@ -556,11 +568,11 @@ def needed_boxes(
 
 
 def _rigid_inv(a: np.ndarray) -> np.ndarray:
-    out = np.eye(3)
     r_t = a[:2, :2].T
-    out[:2, :2] = r_t
-    out[:2, 2] = -r_t @ a[:2, 2]
-    return out
+    # the translation through numpy's matmul as before (BLAS fuses its multiply-adds), the rest in one go
+    t0, t1 = (-r_t @ a[:2, 2]).tolist()
+    (r00, r01), (r10, r11) = r_t.tolist()
+    return np.array([[r00, r01, t0], [r10, r11, t1], [0.0, 0.0, 1.0]])
 
 
 def _solve3(h: np.ndarray, b: np.ndarray) -> tuple[float, float, float] | None:
@@ -639,7 +651,11 @@ def _warp(
 def _fast_median(x: np.ndarray) -> float:
     """Median of a 1-D array (upper middle element; no NaN checks): a robust scale for every iteration."""
     k = x.size // 2
-    return float(np.partition(x, k)[k]) if x.size else 0.0
+    if not x.size:
+        return 0.0
+    part = x.copy()  # what np.partition does, without its wrapper's overhead (called ~8 times a fit)
+    part.partition(k)
+    return float(part[k])
 
 
 def _median(x: np.ndarray) -> float:
@@ -648,7 +664,8 @@ def _median(x: np.ndarray) -> float:
     if n == 0:
         return float("nan")
     k = n // 2
-    part = np.partition(x, k)
+    part = x.copy()
+    part.partition(k)
     if n % 2:
         return float(part[k])
     # the lower middle value is the largest of the k below: one selection, not two (the same values;
