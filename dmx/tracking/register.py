@@ -86,6 +86,17 @@ class _Level:
     def sd64(self) -> np.ndarray:
         return self.sd.astype(np.float64)
 
+    @functools.cached_property
+    def all_weighted(self) -> bool:
+        """Every used pixel has a positive static weight (then only the frame's edge can hide one)."""
+        return bool((self.weight64 > 0).all())
+
+    @functools.cached_property
+    def grid_corners(self) -> np.ndarray:
+        """Homogeneous grid coordinates (3, 4) of the template grid's corners."""
+        h, w = self.shape
+        return np.array([[0.0, w - 1, w - 1, 0.0], [0.0, 0.0, h - 1, h - 1], [1.0, 1.0, 1.0, 1.0]])
+
 
 @dataclass(frozen=True)
 class Template:
@@ -104,6 +115,12 @@ class Template:
     size_px: float  # sqrt(quad area)
     residual_scale: float  # expected residual std of a good match at the finest level (noise + model error)
     weight_total: float  # sum of static weights at the finest level
+
+    @functools.cached_property
+    def bbox_corners(self) -> np.ndarray:
+        """``(4, 3)`` homogeneous corners of ``bbox`` (made once: :func:`needed_boxes` runs twice a fit)."""
+        x0, y0, x1, y1 = self.bbox
+        return np.array([[x0, y0, 1], [x1, y0, 1], [x1, y1, 1], [x0, y1, 1]], dtype=np.float64)
 
 
 def _box_size(highpass_sigma: float) -> int:
@@ -452,7 +469,15 @@ def _prefilter_into(
     k = _box_size(highpass_sigma)
     low = cv2.boxFilter(img[:, c0:c1], cv2.CV_32F, (k, k), borderType=cv2.BORDER_REFLECT)
     low = cv2.boxFilter(low, -1, (k, k), borderType=cv2.BORDER_REFLECT)
-    np.subtract(smooth, low, out=out[:, c0:c1], dtype=np.float32)
+    dst = out[:, c0:c1]
+    if smooth.dtype == np.float32 and dst.size:
+        # OpenCV's float32 subtraction: the same IEEE results as numpy's, at a third of its CPU on a
+        # strided 2-D view; should OpenCV not write into the view, its result is copied there
+        res = cv2.subtract(smooth, low, dst=dst)
+        if res is not dst:
+            dst[...] = res
+    else:
+        np.subtract(smooth, low, out=dst, dtype=np.float32)
     return c0, c1
 
 
@@ -528,11 +553,9 @@ def needed_boxes(
     template: Template, transform: np.ndarray, frame_shape: tuple[int, int], slacks_px: tuple[float, ...]
 ) -> list[tuple[int, int, int, int]]:
     """:func:`needed_box` for each of ``slacks_px`` (the template warped once)."""
-    x0, y0, x1, y1 = template.bbox
-    c = np.array([[x0, y0, 1], [x1, y0, 1], [x1, y1, 1], [x0, y1, 1]], dtype=np.float64)
-    p = np.asarray(transform)[..., :2, :] @ c.T  # (..., 2, 4): the box's corners at each pose
-    px_min, py_min = float(p[..., 0, :].min()), float(p[..., 1, :].min())
-    px_max, py_max = float(p[..., 0, :].max()), float(p[..., 1, :].max())
+    p = np.asarray(transform)[..., :2, :] @ template.bbox_corners.T  # (..., 2, 4): the corners at each pose
+    xy = p.swapaxes(-2, 0).reshape(2, -1)  # x and y of every corner at every pose
+    (px_min, py_min), (px_max, py_max) = xy.min(axis=1).tolist(), xy.max(axis=1).tolist()
     h, w = frame_shape
     boxes = []
     for slack_px in slacks_px:
@@ -545,11 +568,11 @@ def needed_boxes(
 
 
 def _rigid_inv(a: np.ndarray) -> np.ndarray:
-    out = np.eye(3)
     r_t = a[:2, :2].T
-    out[:2, :2] = r_t
-    out[:2, 2] = -r_t @ a[:2, 2]
-    return out
+    # the translation through numpy's matmul as before (BLAS fuses its multiply-adds), the rest in one go
+    t0, t1 = (-r_t @ a[:2, 2]).tolist()
+    (r00, r01), (r10, r11) = r_t.tolist()
+    return np.array([[r00, r01, t0], [r10, r11, t1], [0.0, 0.0, 1.0]])
 
 
 def _solve3(h: np.ndarray, b: np.ndarray) -> tuple[float, float, float] | None:
@@ -596,31 +619,30 @@ def _warp(
     Only the used pixels are sampled (``cv2.remap``, bilinear, replicated border). With ``exact``
     (``FrameROI.exact``), raises :class:`OutsideFiltered` when the template grid reaches beyond it.
     """
-    # grid (u, v) -> level ref coords: + origin ; -> level frame coords: a_l ; -> roi: - roi_origin
-    m = a_l[:2].copy()
-    m[:, 2] += m[:, 0] * level.origin[0] + m[:, 1] * level.origin[1]
-    m[0, 2] -= roi_origin[0]
-    m[1, 2] -= roi_origin[1]
-    h, w = level.shape
-    f = m.astype(np.float32)
-    xs = f[0, 0] * level.u + f[0, 1] * level.v + f[0, 2]
-    ys = f[1, 0] * level.u + f[1, 1] * level.v + f[1, 2]
+    # grid (u, v) -> level ref coords: + origin ; -> level frame coords: a_l ; -> roi: - roi_origin.
+    # In Python floats: the same IEEE operations numpy's elementwise arithmetic did on the 2x3 copy
+    (m00, m01, m02), (m10, m11, m12) = a_l[:2].tolist()
+    ox, oy = level.origin
+    m02 = m02 + (m00 * ox + m01 * oy) - roi_origin[0]
+    m12 = m12 + (m10 * ox + m11 * oy) - roi_origin[1]
+    f32 = np.float32
+    u, v = level.u, level.v
+    # the products and sums of ``f00 * u + f01 * v + f02`` in that order, into fewer temporary arrays
+    xs = f32(m00) * u
+    xs += f32(m01) * v
+    xs += f32(m02)
+    ys = f32(m10) * u
+    ys += f32(m11) * v
+    ys += f32(m12)
     vals = _sample(image, xs, ys)
     ih, iw = image.shape
-    corners = m @ np.array([[0.0, w - 1, w - 1, 0.0], [0.0, 0.0, h - 1, h - 1], [1.0, 1.0, 1.0, 1.0]])
-    if exact is not None and (
-        corners[0].min() < exact[0]
-        or corners[1].min() < exact[1]
-        or corners[0].max() > exact[2]
-        or corners[1].max() > exact[3]
-    ):
+    # the corners through numpy's matmul (BLAS fuses multiply-adds: Python floats would round otherwise);
+    # min/max per row, NaN propagated as before
+    corners = np.array([[m00, m01, m02], [m10, m11, m12]]) @ level.grid_corners
+    (x_lo, y_lo), (x_hi, y_hi) = corners.min(axis=1).tolist(), corners.max(axis=1).tolist()
+    if exact is not None and (x_lo < exact[0] or y_lo < exact[1] or x_hi > exact[2] or y_hi > exact[3]):
         raise OutsideFiltered
-    if (
-        corners[0].min() >= 0
-        and corners[0].max() <= iw - 1
-        and corners[1].min() >= 0
-        and corners[1].max() <= ih - 1
-    ):
+    if x_lo >= 0 and x_hi <= iw - 1 and y_lo >= 0 and y_hi <= ih - 1:
         return vals, None
     valid = (xs >= 0) & (xs <= iw - 1) & (ys >= 0) & (ys <= ih - 1)
     return vals, valid
@@ -629,7 +651,11 @@ def _warp(
 def _fast_median(x: np.ndarray) -> float:
     """Median of a 1-D array (upper middle element; no NaN checks): a robust scale for every iteration."""
     k = x.size // 2
-    return float(np.partition(x, k)[k]) if x.size else 0.0
+    if not x.size:
+        return 0.0
+    part = x.copy()  # what np.partition does, without its wrapper's overhead (called ~8 times a fit)
+    part.partition(k)
+    return float(part[k])
 
 
 def _median(x: np.ndarray) -> float:
@@ -638,15 +664,89 @@ def _median(x: np.ndarray) -> float:
     if n == 0:
         return float("nan")
     k = n // 2
+    part = x.copy()
+    part.partition(k)
     if n % 2:
-        return float(np.partition(x, k)[k])
-    part = np.partition(x, (k - 1, k))
-    return float((part[k - 1] + part[k]) / 2.0)
+        return float(part[k])
+    # the lower middle value is the largest of the k below: one selection, not two (the same values;
+    # of a 0.0 and a -0.0 the sign of a zero median could differ, never its value)
+    return float((part[:k].max() + part[k]) / 2.0)
 
 
 def _solve_spd(m: list[list[float]], r: list[float]) -> list[float] | None:
-    """Gaussian elimination for a small symmetric positive system (plain Python: cheaper than numpy)."""
+    """Gaussian elimination for a small symmetric positive system (plain Python: cheaper than numpy).
+
+    The photometric fit's 2x2 and 4x4 systems are unrolled (the loops below cost more than their
+    arithmetic): the same operations in the same order, so the same bits. The eliminated entries below
+    the pivots, which nothing reads, are not computed; a multiplier of exactly 0 skips its row, as in
+    the loop (it would change a -0.0 to 0.0); the back-substitution sums its terms with ``sum`` as the
+    loop does (Python 3.12's ``sum`` of floats compensates its rounding).
+    """
     n = len(r)
+    if n == 4:
+        (a00, a01, a02, a03), (a10, a11, a12, a13), (a20, a21, a22, a23), (a30, a31, a32, a33) = m
+        r0, r1, r2, r3 = r
+        tiny = 1e-12 * (abs(a00) + 1e-300)
+        if not abs(a00) > tiny:
+            return None
+        f = a10 / a00
+        if f:
+            a11 -= f * a01
+            a12 -= f * a02
+            a13 -= f * a03
+            r1 -= f * r0
+        f = a20 / a00
+        if f:
+            a21 -= f * a01
+            a22 -= f * a02
+            a23 -= f * a03
+            r2 -= f * r0
+        f = a30 / a00
+        if f:
+            a31 -= f * a01
+            a32 -= f * a02
+            a33 -= f * a03
+            r3 -= f * r0
+        if not abs(a11) > tiny:
+            return None
+        f = a21 / a11
+        if f:
+            a22 -= f * a12
+            a23 -= f * a13
+            r2 -= f * r1
+        f = a31 / a11
+        if f:
+            a32 -= f * a12
+            a33 -= f * a13
+            r3 -= f * r1
+        if not abs(a22) > tiny:
+            return None
+        f = a32 / a22
+        if f:
+            a33 -= f * a23
+            r3 -= f * r2
+        if not abs(a33) > tiny:
+            return None
+        x3 = r3 / a33
+        x2 = (r2 - sum((a23 * x3,))) / a22
+        x1 = (r1 - sum((a12 * x2, a13 * x3))) / a11
+        x0 = (r0 - sum((a01 * x1, a02 * x2, a03 * x3))) / a00
+        return [x0, x1, x2, x3]
+    if n == 2:
+        (a00, a01), (a10, a11) = m
+        r0, r1 = r
+        tiny = 1e-12 * (abs(a00) + 1e-300)
+        if not abs(a00) > tiny:
+            return None
+        f = a10 / a00
+        if f:
+            a11 -= f * a01
+            r1 -= f * r0
+        if not abs(a11) > tiny:
+            return None
+        x1 = r1 / a11
+        x0 = (r0 - sum((a01 * x1,))) / a00
+        return [x0, x1]
     a = [row[:] + [r[k]] for k, row in enumerate(m)]
     for c in range(n):
         piv = a[c][c]
@@ -681,8 +781,20 @@ def _photometric(
     if x is None:
         return 0.0, 0.0
     if plane:
-        return x[0], np.float32(x[1]) + np.float32(x[2]) * c[2] + np.float32(x[3]) * c[3]
+        # x1 + x2 * c2 + x3 * c3 (x1 added after the product: addition commutes exactly), fewer temporaries
+        bias = np.float32(x[2]) * c[2]
+        bias += np.float32(x[1])
+        bias += np.float32(x[3]) * c[3]
+        return x[0], bias
     return x[0], x[1]
+
+
+def _tukey_weights(r: np.ndarray) -> np.ndarray:
+    """Tukey's biweight ``(1 - min(r, 1)^2)^2`` of float32 ``r``, computed in place (``r`` is returned)."""
+    np.minimum(r, np.float32(1.0), out=r)
+    np.square(r, out=r)
+    np.subtract(1, r, out=r)
+    return np.square(r, out=r)
 
 
 #: A prediction is refined at the finest level alone unless its first step there is longer than this
@@ -735,7 +847,7 @@ def _fit_level(
             e0 = np.abs(d - np.float32(_fast_median(dv[::3])))
             sig0 = 1.4826 * _fast_median(e0[::4] if valid is None else e0[valid][::4]) + 1e-9
             r = e0 * np.float32(1.0 / (_TUKEY_C * max(sig0, rs)))
-            robust_w = np.square(1 - np.square(np.minimum(r, np.float32(1.0))))
+            robust_w = _tukey_weights(r)
         for _rnd in range(3 if it == 0 else 1):
             gain, bias = _photometric(level, vals, w0 * robust_w, plane)
             if not gain > 1e-6:
@@ -748,13 +860,13 @@ def _fit_level(
             # Tukey biweight, robust scale of this residual (never below the expected noise)
             scale_t = max(sigma, rs)
             r = ae * np.float32(1.0 / (_TUKEY_C * scale_t))
-            robust_w = np.square(1 - np.square(np.minimum(r, np.float32(1.0))))
+            robust_w = _tukey_weights(r)
             if outlier_spread_px > 0:
                 robust_w = spread_outliers(level, robust_w, outlier_spread_px / level.scale)
         if not ok:
             break
         sdw = level.sd_t * (w0 * robust_w)
-        dp = _solve3((sdw @ level.sd).astype(np.float64), (sdw @ e).astype(np.float64))
+        dp = _solve3(sdw @ level.sd, sdw @ e)  # float32 -> Python floats: exact, as through float64
         if dp is None:
             break
         dtheta, dx, dy = dp
@@ -869,25 +981,32 @@ def register(
     if not gain > 1e-6:
         return Fit(a, False, visible, 0.0, float("nan"), gain, 0.0, float("inf"), iters)
     e = (vals - bias) / gain - values
-    seen = w0 > 0
+    # every pixel seen (the usual case): the masks below would select or keep every element
+    seen_all = valid is None and level.all_weighted
+    seen = None if seen_all else w0 > 0
     abs_e = np.abs(e)
-    sigma = 1.4826 * _median(abs_e[seen]) + 1e-9
+    sigma = 1.4826 * _median(abs_e if seen is None else abs_e[seen]) + 1e-9
     ref = template.residual_scale
-    inl = (abs_e < 3.5 * ref) & seen
+    inl = abs_e < 3.5 * ref
+    if seen is not None:
+        inl &= seen
     wi = weight * inl
     wi_sum = wi.sum()
     inliers = float(wi_sum / max(template.weight_total, 1e-12))
     # Tukey's loss, scaled to 0..1, at the expected residual (pixels outside the frame: 1)
     u = np.minimum(np.square(e / (_TUKEY_C * ref)), 1.0)
-    loss = np.where(seen, 1.0 - (1.0 - u) ** 3, 1.0)
+    loss = 1.0 - (1.0 - u) ** 3
+    if seen is not None:
+        loss = np.where(seen, loss, 1.0)
     robust_cost = float((weight * loss).sum() / max(template.weight_total, 1e-12))
     if wi_sum > 0:
         mt = (wi * values).sum() / wi_sum
         mi = (wi * vals).sum() / wi_sum
         dt = values - mt
         di = vals - mi
-        den = math.sqrt(float((wi * dt * dt).sum() * (wi * di * di).sum()))
-        zncc = float((wi * dt * di).sum() / den) if den > 0 else 0.0
+        wdt = wi * dt  # the common first product of (wi * dt * dt) and (wi * dt * di)
+        den = math.sqrt(float((wdt * dt).sum() * (wi * di * di).sum()))
+        zncc = float((wdt * di).sum() / den) if den > 0 else 0.0
     else:
         zncc = 0.0
     sd = level.sd64
