@@ -195,7 +195,12 @@ def body_outline(p: dict, c2: bool):
 def body_corners(p: dict, c2: bool) -> np.ndarray:
     cont, idx = body_outline(p, c2)
     n = len(cont)
-    return np.array([rounded_corner(cont[(idx[k] - 1) % n], cont[idx[k]], cont[(idx[k] + 1) % n], p["r"]) for k in CORNERS])
+    return np.array(
+        [
+            rounded_corner(cont[(idx[k] - 1) % n], cont[idx[k]], cont[(idx[k] + 1) % n], p["r"])
+            for k in CORNERS
+        ]
+    )
 
 
 def vertebra_sprite(name: str, p: dict, above: dict | None, s: float, rng) -> Sprite:
@@ -213,7 +218,9 @@ def vertebra_sprite(name: str, p: dict, above: dict | None, s: float, rng) -> Sp
     top = hp + (3.0 if c2 else above["disc"] / 2 + 1.3)  # superior facet, at the anterior edge
     bot = -p["disc"] / 2 + 2.7
     sl = 0.7  # facet surfaces fall 0.7 mm per mm posteriorly (~35 deg)
-    ped = np.array([(-d / 2 + 2, 0.45 * hp), (-d / 2 + 2, 0.85 * hp), (ua - 7, 0.85 * hp), (ua - 7, 0.45 * hp)])
+    ped = np.array(
+        [(-d / 2 + 2, 0.45 * hp), (-d / 2 + 2, 0.85 * hp), (ua - 7, 0.85 * hp), (ua - 7, 0.45 * hp)]
+    )
     sp.add(sp.mask(ped, 1.0), MU_BONE * 12, rim=0.10)
     w = 11.0 if not c2 else 14.0
     for k, (du, dv) in enumerate([(0.0, 0.0), p["pillar_off"]]):
@@ -226,7 +233,17 @@ def vertebra_sprite(name: str, p: dict, above: dict | None, s: float, rng) -> Sp
     base = np.array([up_ - 6, vm - 1.0])
     tip = base + p["spin"] * np.array([-math.cos(a), -math.sin(a)])
     hb = 5.5 if c2 else 4.0  # half-height of the spinous base
-    lam = np.array([(up_ + 4, vm + 6), base + (0, hb), tip + (0, 2.2), tip + (-2.2, 0), tip + (0, -2.2), base + (0, -hb), (up_ + 4, vm - 5)])
+    lam = np.array(
+        [
+            (up_ + 4, vm + 6),
+            base + (0, hb),
+            tip + (0, 2.2),
+            tip + (-2.2, 0),
+            tip + (0, -2.2),
+            base + (0, -hb),
+            (up_ + 4, vm - 5),
+        ]
+    )
     sp.add(sp.mask(lam, 1.5), MU_BONE * (9 if c2 else 6), rim=0.16, rim_w=0.6, texture=tex)
     return sp
 
@@ -239,29 +256,44 @@ def head_sprite(p2: dict, opt: dict, s: float, rng) -> Sprite:
     dens_ant = d / 2 - 4.5
     arch = ellipse((dens_ant + 2.0 + 3.5, h + 9.5), 3.5, 5.5)  # C1 anterior arch, ADI ~2 mm
     sp.add(sp.mask(arch), MU_BONE * 8, rim=0.30, rim_w=0.6, texture=tex)
-    sp.add(sp.mask(np.array([(-12, h + 4), (3, h + 5), (2, h + 16), (-13, h + 15)]), 2), MU_BONE * 14, 0.15, 0.8, tex)
+    sp.add(
+        sp.mask(np.array([(-12, h + 4), (3, h + 5), (2, h + 16), (-13, h + 15)]), 2),
+        MU_BONE * 14,
+        0.15,
+        0.8,
+        tex,
+    )
     post = np.concatenate([curve((-14, h + 13), (-45, h + 12), 1.5), curve((-45, h + 5), (-14, h + 6), 1.5)])
     m = np.maximum(sp.mask(post, 1.5), sp.mask(ellipse((-46, h + 8.5), 4.5, 5.5)))
     sp.add(m, MU_BONE * 6, rim=0.22, rim_w=0.6, texture=tex)
     # occiput: thick curved band from opisthion back and up; skull base masses above C1
-    occ = np.concatenate([curve((-33, h + 25), (-105, h + 95), 12, 24), curve((-97, h + 102), (-27, h + 31), -10, 24)])
+    occ = np.concatenate(
+        [curve((-33, h + 25), (-105, h + 95), 12, 24), curve((-97, h + 102), (-27, h + 31), -10, 24)]
+    )
     sp.add(sp.mask(occ, 2), MU_BONE * 40, rim=0.35, rim_w=1.2, texture=tex)
     sp.add(sp.mask(ellipse((-22, h + 36), 16, 11, 15), 3), MU_BONE * 35, rim=0.2, rim_w=2, texture=tex)
     sp.add(sp.mask(np.array([(-40, h + 48), (10, h + 62), (-30, h + 70)]), 3), MU_BONE * 60, rim=0.3, rim_w=2)
     clivus = np.array([(-3, h + 26), (2, h + 24), (25, h + 60), (18, h + 63)])
     sp.add(sp.mask(clivus, 1), MU_BONE * 25, rim=0.25, rim_w=1.0, texture=tex)
-    sp.add(sp.mask(np.array([(22, h + 26), (85, h + 29), (85, h + 35), (22, h + 31)]), 1.5), MU_BONE * 18, 0.25)
+    sp.add(
+        sp.mask(np.array([(22, h + 26), (85, h + 29), (85, h + 35), (22, h + 31)]), 1.5), MU_BONE * 18, 0.25
+    )
     if opt["mandible"]:
-        gu, gv = (9.0, -5.0) if opt["mandible_low"] else (24.0, 6.0)  # gonion in C2's frame
+        gu, gv = (3.0, -7.0) if opt["mandible_low"] else (24.0, 6.0)  # gonion in C2's frame
         for k, off in enumerate([(0.0, 0.0), (rng.uniform(2, 5), rng.uniform(1, 4))]):
             g = np.array([gu, gv]) + off
             mand = g + np.array([
-                (0, 0), (-3, 20), (-2, 40), (-3, 47), (4, 50), (7, 44), (14, 38), (20, 41), (25, 50), (29, 46),
-                (30, 20), (36, 10), (80, 5), (88, 8), (92, -5), (90, -18), (80, -24), (40, -18), (10, -8),
+                (0, 0), (-3, 20), (-2, 40), (-3, 47), (4, 50), (7, 44), (14, 38), (20, 41), (25, 50),
+                (29, 46), (30, 20), (36, 10), (80, 5), (88, 8), (92, -5), (90, -18), (80, -24), (40, -18),
+                (10, -8),
             ])  # fmt: skip
             sp.add(sp.mask(mand, 3), MU_BONE * 8, rim=0.35, rim_w=1.5, texture=tex)
             for t in range(7):
-                sp.add(sp.mask(ellipse(g + (40 + 7.5 * t, 12 - 0.4 * t), 3.2, 6)), MU_BONE * 30 * (1 - 0.3 * k), 0.2)
+                sp.add(
+                    sp.mask(ellipse(g + (40 + 7.5 * t, 12 - 0.4 * t), 3.2, 6)),
+                    MU_BONE * 30 * (1 - 0.3 * k),
+                    0.2,
+                )
     return sp
 
 
@@ -297,7 +329,9 @@ def poses(params: dict, rotd: dict, trn: dict, alpha: dict, t1_tilt: float, f: i
 
 
 # ---------------------------------------------------------------- soft tissue
-def soft_tissue(nodes: np.ndarray, normals: np.ndarray, prof: dict, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+def soft_tissue(
+    nodes: np.ndarray, normals: np.ndarray, prof: dict, u: np.ndarray, v: np.ndarray
+) -> np.ndarray:
     """Water-equivalent path (mm) of the neck/head at world points (u, v), built along the spine."""
     p = np.stack([u.ravel(), v.ravel()], 1)
     best, sd, ss = np.full(len(p), np.inf), np.zeros(len(p)), np.zeros(len(p))
@@ -349,17 +383,24 @@ def render(seed: int, **options):
     n, size, mpp = int(opt["frames"]), int(opt["size"]), float(opt["mm_per_px"])
     fsign = 1.0 if opt["facing"] == "right" else -1.0
     params = vertebra_params(rng)
-    alpha = {lv: rng.normal(m, 1.2) for lv, m in zip(LEVELS, [2.0, 3.0, 4.0, 4.0, 3.5, 2.5])}
+    alpha = {lv: rng.normal(m, 1.2) for lv, m in zip(LEVELS, [2.0, 3.0, 4.0, 4.0, 3.5, 2.5], strict=True)}
     t1_tilt = -sum(alpha.values()) + rng.normal(4, 3)
     rotd, trn = motion(n, rng)
     s = min(0.12, mpp / 2)
     names = BODIES
-    sprites = {nm: vertebra_sprite(nm, params[nm], params.get(names[i - 1]) if i else None, s, rng) for i, nm in enumerate(names)}
+    sprites = {
+        nm: vertebra_sprite(nm, params[nm], params.get(names[i - 1]) if i else None, s, rng)
+        for i, nm in enumerate(names)
+    }
     head = head_sprite(params["C2"], opt, max(s, 0.2), rng)
     hy = Sprite(-10, 60, -20, 20, s)
     hyo = np.array([(28, 6), (38, 4), (40, 9), (30, 11)]) + (params["C3"]["D"] / 2, 0)
     hy.add(hy.mask(hyo, 1.5), MU_BONE * 10, rim=0.3)
-    hy.add(hy.mask(np.array([(30, 9), (14, 15), (13, 13), (30, 6)]) + (params["C3"]["D"] / 2, 0), 0.8), MU_BONE * 5, 0.2)
+    hy.add(
+        hy.mask(np.array([(30, 9), (14, 15), (13, 13), (30, 6)]) + (params["C3"]["D"] / 2, 0), 0.8),
+        MU_BONE * 5,
+        0.2,
+    )
     for sp in [*sprites.values(), head, hy]:  # anti-alias before resampling to the image grid
         sp.img = cv2.GaussianBlur(sp.img, (0, 0), max(0.5, 0.5 * mpp / sp.s))
     local_c = {nm: body_corners(params[nm], nm == "C2") for nm in names}
@@ -367,7 +408,13 @@ def render(seed: int, **options):
     cen = np.mean([apply(p0[nm], [(0, params[nm]["Hp"] / 2)])[0] for nm in ("C2", "C7")], 0)
     cen = cen + (rng.uniform(-4, 8), rng.uniform(-5, 5))
     # world mm -> image px (pixel centres at integers)
-    w2i = np.array([[fsign / mpp, 0, (size - 1) / 2 - fsign * cen[0] / mpp], [0, -1 / mpp, (size - 1) / 2 + cen[1] / mpp], [0, 0, 1]])
+    w2i = np.array(
+        [
+            [fsign / mpp, 0, (size - 1) / 2 - fsign * cen[0] / mpp],
+            [0, -1 / mpp, (size - 1) / 2 + cen[1] / mpp],
+            [0, 0, 1],
+        ]
+    )
     i2w = np.linalg.inv(w2i)
     # static parts (shoulders), world frame = T1 still
     jj, ii = np.meshgrid(np.arange(size, dtype=float), np.arange(size, dtype=float))
@@ -379,14 +426,26 @@ def render(seed: int, **options):
         c6 = apply(p0["C6"], [(0, params["C6"]["Hp"] * (0.5 if opt["heavy_shoulders"] else -0.2))])[0]
         tmax = 200.0 if opt["heavy_shoulders"] else 130.0
         for k in range(2):
-            top = c6[1] - 8 * k + rng.normal(0, 2) + 0.45 * np.clip(c6[0] - U, -40, None) - 0.003 * (U - c6[0] + 10) ** 2
-            static_soft += tmax / 2 * (1 - np.exp(-np.clip(top - V, 0, None) / 14)) / (1 + np.exp(-(top - V) / 1.5))
+            top = (
+                c6[1]
+                - 8 * k
+                + rng.normal(0, 2)
+                + 0.45 * np.clip(c6[0] - U, -40, None)
+                - 0.003 * (U - c6[0] + 10) ** 2
+            )
+            static_soft += (
+                tmax / 2 * (1 - np.exp(-np.clip(top - V, 0, None) / 14)) / (1 + np.exp(-(top - V) / 1.5))
+            )
         ss = Sprite(-200, 200, -200, 200, max(s, 0.25))
         for k in range(2):
             o = np.array([t1c[0] + 30, t1c[1] - 25 - 6 * k])
-            ss.add(ss.mask(np.array([o, o + (-70, 28), o + (-72, 18), o + (2, -9)]), 3), MU_BONE * 12, 0.25, 1.0)
+            ss.add(
+                ss.mask(np.array([o, o + (-70, 28), o + (-72, 18), o + (2, -9)]), 3), MU_BONE * 12, 0.25, 1.0
+            )
             ss.add(ss.mask(ellipse((t1c[0] - 35 + 8 * k, t1c[1] - 45), 24, 24)), MU_BONE * 8, 0.10, 2.0)
-        static_bone = cv2.warpAffine(ss.img, (w2i @ ss.pixel_to_local())[:2], (size, size), flags=cv2.INTER_LINEAR)
+        static_bone = cv2.warpAffine(
+            ss.img, (w2i @ ss.pixel_to_local())[:2], (size, size), flags=cv2.INTER_LINEAR
+        )
     # soft-tissue profile along the spinal curve (arc length from T1 up, filled per frame)
     sub = 4  # soft tissue is smooth: evaluate on a 4x coarser grid aligned with cv2.resize
     cs = np.arange(size // sub) * sub + (sub - 1) / 2
@@ -399,16 +458,20 @@ def render(seed: int, **options):
         P["head"], P["hyoid"] = P["C2"], P["C3"]
         bone = static_bone.copy()
         for key, sp in [*sprites.items(), ("head", head), ("hyoid", hy)]:
-            bone += cv2.warpAffine(sp.img, (w2i @ P[key] @ sp.pixel_to_local())[:2], (size, size), flags=cv2.INTER_LINEAR)
+            bone += cv2.warpAffine(
+                sp.img, (w2i @ P[key] @ sp.pixel_to_local())[:2], (size, size), flags=cv2.INTER_LINEAR
+            )
         seq = ["T1", "C7", "C6", "C5", "C4", "C3", "C2"]
         nodes = [apply(P["T1"], [(0, -60)])[0]] + [apply(P[k], [(0, params[k]["Hp"] / 2)])[0] for k in seq]
         nodes += [apply(P["C2"], [(0, 40)])[0], apply(P["C2"], [(0, 100)])[0]]
         nrm = [P["T1"][:2, 0]] + [P[k][:2, 0] for k in seq] + [P["C2"][:2, 0]] * 2
         nodes, nrm = np.array(nodes), np.array(nrm)
         arc = np.concatenate([[0], np.cumsum(np.hypot(*np.diff(nodes, axis=0).T))])
-        # anterior skin, posterior skin, lateral width, air column (posterior wall, anterior wall, lateral width)
+        # skin anterior / posterior, lateral width; air column posterior / anterior wall, lateral width
         prof = dict(
-            s=arc, ant=[62, 60, 56, 52, 48, 46, 48, 60, 100, 120], post=[90, 85, 78, 72, 68, 66, 66, 72, 95, 105],
+            s=arc,
+            ant=[62, 60, 56, 52, 48, 46, 48, 60, 100, 120],
+            post=[90, 85, 78, 72, 68, 66, 66, 72, 95, 105],
             width=[130, 125, 115, 108, 105, 105, 105, 112, 140, 150],
             air0=[24, 24, 23, 21, 15, 13, 12, 12, 18, 30], air1=[40, 40, 39, 36, 30, 28, 28, 27, 38, 45],
             airw=[18, 18, 18, 20, 24, 28, 30, 30, 20, 0],
@@ -494,11 +557,15 @@ def render_study(out_dir, seed: int, **options) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     frames, truth, opt = render(seed, **options)
     write_dicom(out / "study.dcm", frames, opt, seed)
-    pts = {k: dict(zip(CORNERS, truth["corners"][0][k])) for k in BODIES[:-1]}
-    (out / "landmarks.json").write_text(json.dumps({"schema": "dmx.landmarks/1", "frame": 0, "points": pts}, indent=2) + "\n")
+    pts = {k: dict(zip(CORNERS, truth["corners"][0][k], strict=True)) for k in BODIES[:-1]}
+    (out / "landmarks.json").write_text(
+        json.dumps({"schema": "dmx.landmarks/1", "frame": 0, "points": pts}, indent=2) + "\n"
+    )
     (out / "truth.json").write_text(json.dumps(truth) + "\n")
     mid = frames[len(frames) // 4]
-    cv2.imwrite(str(out / "frame_flexion.png"), (mid >> 4).astype(np.uint8) if mid.dtype == np.uint16 else mid)
+    cv2.imwrite(
+        str(out / "frame_flexion.png"), (mid >> 4).astype(np.uint8) if mid.dtype == np.uint16 else mid
+    )
     return truth
 
 
@@ -511,7 +578,9 @@ def main(argv=None) -> None:
     ap.add_argument("--mm-per-px", type=float, default=DEFAULTS["mm_per_px"])
     ap.add_argument("--facing", choices=["right", "left"], default="right")
     ap.add_argument("--photometric", choices=["MONOCHROME2", "MONOCHROME1"], default="MONOCHROME2")
-    ap.add_argument("--photons", type=float, default=DEFAULTS["photons"], help="photons per mm^2 in air, per frame")
+    ap.add_argument(
+        "--photons", type=float, default=DEFAULTS["photons"], help="photons per mm^2 in air, per frame"
+    )
     ap.add_argument("--bits", type=int, choices=[8, 12], default=8)
     ap.add_argument("--fps", type=float, default=DEFAULTS["fps"])
     ap.add_argument("--no-mandible", dest="mandible", action="store_false")
