@@ -1,0 +1,182 @@
+"""dmx on studies from the independent renderer (benchmarks/independent_phantom.py).
+
+Renders each setting (cached by seed and options), runs ``dmx analyze`` with the true
+frame-0 landmarks and without landmarks (automatic detection), and prints one table:
+
+* given landmarks: per-level per-frame |angle_deg - truth| median / p95 / max over the
+  frames where dmx measured the level, the worst level, how many level-frames were not
+  measured, |rotation_rom_deg - truth ROM| per level (truth ROM between the true key
+  frames, spec section 6) and the worst tracked-corner error;
+* automatic: which of C2-C7 were found on frame 0 and their worst-corner error vs truth.
+
+    PYTHONPATH=. python benchmarks/independent.py [--cache DIR] [--frames 60] [--only NAME]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import independent_phantom as ip  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+BODIES = ["C2", "C3", "C4", "C5", "C6", "C7"]
+LEVELS = ["C2-C3", "C3-C4", "C4-C5", "C5-C6", "C6-C7"]
+SETTINGS = [
+    ("512/0.3 right M2", 11, dict(size=512, mm_per_px=0.3, facing="right")),
+    (
+        "1024/0.175 left M1 12b",
+        12,
+        dict(size=1024, mm_per_px=0.175, facing="left", photometric="MONOCHROME1", bits=12),
+    ),
+    (
+        "768/0.25 mand-low heavy-sh",
+        13,
+        dict(size=768, mm_per_px=0.25, mandible_low=True, heavy_shoulders=True),
+    ),
+    ("768/0.2 left low-dose", 14, dict(size=768, mm_per_px=0.2, facing="left", photons=3e4)),
+    ("512/0.4 no mand/sh", 15, dict(size=512, mm_per_px=0.4, mandible=False, shoulders=False)),
+]
+
+
+def study(cache: Path, seed: int, opts: dict) -> tuple[Path, dict]:
+    key = f"s{seed}_" + "_".join(f"{k}-{v}" for k, v in sorted(opts.items()))
+    out = cache / key.replace("/", "")
+    tp = out / "truth.json"
+    if tp.exists() and (out / "study.dcm").exists():
+        return out, json.loads(tp.read_text())
+    return out, ip.render_study(out, seed, **opts)
+
+
+def dmx(args: list[str]) -> tuple[int, str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    r = subprocess.run([sys.executable, "-m", "dmx", *args], capture_output=True, text=True, env=env)
+    return r.returncode, (r.stdout + r.stderr)
+
+
+def cobb(c: dict) -> float:
+    """cobb_c2c7_deg from one frame's true corners (spec 3 and 5)."""
+    k = {b: np.asarray(c[b]) for b in BODIES}
+    cr = lambda p, q: p[0] * q[1] - p[1] * q[0]  # noqa: E731
+    hs = [np.sign(cr((v[0] + v[3] - v[1] - v[2]) / 2, (v[0] + v[1] - v[2] - v[3]) / 2)) for v in k.values()]
+    h = 1.0 if sum(hs) >= 0 else -1.0
+    p, q = k["C7"][3] - k["C7"][2], k["C2"][3] - k["C2"][2]
+    return h * math.degrees(math.atan2(cr(p, q), p @ q))
+
+
+def given(out: Path, truth: dict) -> dict:
+    rc, log = dmx(
+        [
+            "analyze",
+            str(out / "study.dcm"),
+            "--landmarks",
+            str(out / "landmarks.json"),
+            "--out",
+            str(out / "res"),
+        ]
+    )
+    mp = out / "res" / "measurements.json"
+    if not mp.exists():
+        return {"error": log.strip().splitlines()[-1] if log.strip() else f"exit {rc}"}
+    m = json.loads(mp.read_text())
+    cb = [cobb(c) for c in truth["corners"]]
+    fl, ex = int(np.argmin(cb)), int(np.argmax(cb))
+    res = {"levels": {}, "flex_ext": (m["frames"]["flexion"], m["frames"]["extension"], fl, ex)}
+    for lv in LEVELS:
+        a = m["levels"][lv]["angle_deg"]
+        t = truth["angle_deg"][lv]
+        err = np.array([abs(x - y) for x, y in zip(a, t, strict=True) if x is not None])
+        rom_t = t[ex] - t[fl]
+        rom = m["levels"][lv].get("rotation_rom_deg")
+        res["levels"][lv] = dict(
+            med=float(np.median(err)) if err.size else math.nan,
+            p95=float(np.percentile(err, 95)) if err.size else math.nan,
+            max=float(err.max()) if err.size else math.nan,
+            missing=sum(x is None for x in a),
+            rom_err=abs(rom - rom_t) if rom is not None else math.nan,
+        )
+    worst = 0.0
+    for b in BODIES:
+        tr = m["tracks"].get(b) or {}
+        for i, cn in enumerate(ip.CORNERS):
+            for f, xy in enumerate(tr.get(cn) or []):
+                if xy is not None:
+                    worst = max(worst, float(np.hypot(*(np.asarray(xy) - truth["corners"][f][b][i]))))
+    res["corner_max_mm"] = worst * truth["mm_per_px"]
+    return res
+
+
+def auto(out: Path, truth: dict) -> dict:
+    rc, log = dmx(["landmarks", str(out / "study.dcm"), "--out", str(out / "auto_landmarks.json")])
+    p = out / "auto_landmarks.json"
+    if rc != 0 or not p.exists():
+        lines = [ln for ln in log.strip().splitlines() if "error" in ln] or log.strip().splitlines()[-1:]
+        msg = (lines[-1] if lines else f"exit {rc}").replace(str(out / "study.dcm"), "<study>")
+        return {"found": {}, "message": msg.replace(str(p), "<out>")}
+    pts = json.loads(p.read_text())["points"]
+    found = {}
+    for b in BODIES:
+        if b in pts and all(c in pts[b] for c in ip.CORNERS):
+            d = [
+                np.hypot(*(np.asarray(pts[b][c]) - truth["corners"][0][b][i]))
+                for i, c in enumerate(ip.CORNERS)
+            ]
+            found[b] = max(d) * truth["mm_per_px"]
+    return {"found": found, "message": ""}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--cache", default="/tmp/dmx-independent-cache")
+    ap.add_argument("--frames", type=int, default=60)
+    ap.add_argument("--only", default=None, help="run only settings whose name contains this")
+    a = ap.parse_args()
+    cache = Path(a.cache)
+    rows = []
+    for name, seed, opts in SETTINGS:
+        if a.only and a.only not in name:
+            continue
+        t0 = time.time()
+        out, truth = study(cache, seed, {**opts, "frames": a.frames})
+        g, au = given(out, truth), auto(out, truth)
+        rows.append((name, seed, g, au, time.time() - t0, out))
+    print(
+        "\nper-frame |angle_deg - truth| (deg) with the true frame-0 landmarks;"
+        " ROM err = |rotation_rom_deg - truth|"
+    )
+    hdr = (
+        f"{'setting':28} {'seed':>4} {'level':6} {'med':>5} {'p95':>5} {'max':>5} {'unmeas':>6} {'ROMerr':>6}"
+    )
+    print(hdr + "\n" + "-" * len(hdr))
+    for name, seed, g, _au, dt, _out in rows:
+        if "error" in g:
+            print(f"{name:28} {seed:>4} dmx analyze failed: {g['error']}")
+            continue
+        worst = max(g["levels"], key=lambda lv: np.nan_to_num(g["levels"][lv]["p95"], nan=1e9))
+        for lv, r in g["levels"].items():
+            mark = " <- worst" if lv == worst else ""
+            errs = f"{r['med']:5.2f} {r['p95']:5.2f} {r['max']:5.2f} {r['missing']:>6} {r['rom_err']:6.2f}"
+            print(f"{name:28} {seed:>4} {lv:6} {errs}{mark}")
+        fe = g["flex_ext"]
+        print(
+            f"{'':33} key frames dmx flex/ext {fe[0]}/{fe[1]}, truth {fe[2]}/{fe[3]};"
+            f" worst tracked corner {g['corner_max_mm']:.2f} mm; {dt:.0f} s"
+        )
+    print("\nautomatic landmarks (dmx landmarks, frame 0): bodies found, worst-corner error vs truth (mm)")
+    for name, seed, _g, au, _dt, _out in rows:
+        found = ", ".join(f"{b} {e:.1f}" for b, e in au["found"].items()) or "none"
+        print(f"{name:28} {seed:>4} found: {found}  {au['message']}")
+    print(f"\nstudies in {cache}")
+
+
+if __name__ == "__main__":
+    main()
