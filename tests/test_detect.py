@@ -287,3 +287,40 @@ def test_without_the_network_the_levels_are_reported_unchecked_with_a_warning(tm
     assert any("levels not checked" in w and "heatmap.onnx" in w for w in det.warnings)
     checked = detect_landmarks(_display(phantom, 3), mm_per_px=tuple(phantom.truth["mm_per_px"]))
     assert not any("levels not checked" in w for w in checked.warnings)
+
+
+# ------------------------------------------------------------------------------------------------
+# a second renderer written without dmx/phantom (benchmarks/independent_phantom.py, issue #12)
+
+
+def _independent_renderer():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "independent_phantom.py"
+    spec = importlib.util.spec_from_file_location("independent_phantom", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_bodies_spaced_unlike_the_model_and_an_airway_chain_are_still_found(tmp_path):
+    """On the independent renderer's images the best chain ran along the airway and the bodies
+    (20 mm apart against the model's 18) were all "not found". The next chains and a larger body
+    size are now tried when the first reports fewer than two bodies: C3-C6 on their own levels.
+    (Seed 11 is one of the five studies this was developed on; README gives held-out seeds.)"""
+    from dmx.io.load import load_sequence
+
+    ip = _independent_renderer()
+    ip.render_study(tmp_path, 11, frames=2, size=512, mm_per_px=0.3, facing="right")
+    seq = load_sequence(tmp_path / "study.dcm")
+    truth = __import__("json").loads((tmp_path / "landmarks.json").read_text())["points"]
+    true = {
+        v: np.array([truth[v.value][c] for c in ("ant_sup", "post_sup", "post_inf", "ant_inf")])
+        for v in BODIES
+    }
+    det = detect_landmarks(seq.frames[0], mm_per_px=seq.mm_per_px)
+    assert set(BODIES[1:5]) <= set(det.landmarks.corners_px), det.missing
+    for v, c in det.landmarks.corners_px.items():
+        worst = float(np.hypot(*(c - true[v]).T).max())
+        assert worst < 3.5, (v, worst)  # its own level (a level off is 60 px)

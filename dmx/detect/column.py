@@ -142,8 +142,18 @@ def _predict(model: DetectorModel, k: int, upper: Candidate, stack: np.ndarray, 
     return Candidate(float(x), float(y), float(th), float(win.max()))
 
 
-def find_chain(canon: np.ndarray, model: DetectorModel, *, scale: float) -> Chain | None:
-    """Best C2..C7 chain on a canonical-resolution, facing-right image."""
+def find_chain(
+    canon: np.ndarray,
+    model: DetectorModel,
+    *,
+    scale: float,
+    exclude: tuple[Chain, ...] = (),
+) -> Chain | None:
+    """Best C2..C7 chain on a canonical-resolution, facing-right image.
+
+    ``exclude``: chains found before on the same image (same ``scale``); no candidate within 5 mm of
+    one of their bodies is used, so the chain returned is the next best on other structures.
+    """
     if min(canon.shape) <= max(model.crop_body, model.crop_c2) + 2:
         return None
     angles = model.angles
@@ -158,6 +168,14 @@ def find_chain(canon: np.ndarray, model: DetectorModel, *, scale: float) -> Chai
         _, e_v = axes(c.theta_deg)
         off = model.c2_offset_mm / model.res_mm
         c2c.append(Candidate(c.x - off * e_v[0], c.y - off * e_v[1], c.theta_deg, c.score))
+    if exclude:
+        taken = np.array([[b.x, b.y] for ch in exclude for b in ch.bodies])
+
+        def free(c: Candidate) -> bool:
+            return bool(np.min(np.hypot(taken[:, 0] - c.x, taken[:, 1] - c.y)) > min_dist)
+
+        cand = [c for c in cand if free(c)]
+        c2c = [c for c in c2c if free(c)]
     if not cand or not c2c:
         return None
     w = model.score_weight
@@ -181,6 +199,15 @@ def find_chain(canon: np.ndarray, model: DetectorModel, *, scale: float) -> Chai
     path.reverse()
     bodies = tuple(layers[k][i] for k, i in enumerate(path))
     return Chain(bodies, float(score[end]), scale)
+
+
+def next_chain(
+    image: np.ndarray, model: DetectorModel, mm_per_px: float, exclude: tuple[Chain, ...]
+) -> Chain | None:
+    """The best chain at ``mm_per_px`` (facing-right image) on candidates away from ``exclude``'s."""
+    canon = rescale(normalise(image), mm_per_px / model.res_mm)
+    canon = cv2.GaussianBlur(canon, (0, 0), 0.7).astype(np.float32)
+    return find_chain(canon, model, scale=mm_per_px / model.res_mm, exclude=exclude)
 
 
 def coarse(image: np.ndarray, model: DetectorModel, *, mm_per_px: float | None) -> tuple[Chain | None, float]:

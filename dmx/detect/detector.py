@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 
 from dmx.anatomy import BODIES, Vertebra
-from dmx.detect.column import Chain, coarse
+from dmx.detect.column import Chain, coarse, next_chain
 from dmx.detect.model import FEATURES, DetectorModel
 from dmx.detect.pose import axes, normalise, pose_from_corners, to_image_px
 from dmx.detect.refine import UNSTABLE_PX, refine_corners, stability_px
@@ -205,7 +205,13 @@ def refine_chain(
 
 
 def run(image: np.ndarray, model: DetectorModel, *, mm_per_px: float | None) -> ColumnResult | None:
-    """Search both facings (mirroring the image), refine the better chain, score every body."""
+    """Search both facings (mirroring the image), refine the better chain, score every body.
+
+    When that chain reports fewer than :data:`MIN_REPORTED` bodies, the next chains on other
+    candidates and, with a calibration, bodies :data:`SIZE_FACTORS` times the model's size are
+    tried too (:data:`MORE_CHAINS`); the column that reports the most bodies is kept (the first on a
+    tie, so an image the first chain serves gets the same result as before).
+    """
     img = np.asarray(image, dtype=np.float32)
     best: tuple[Chain, float, str] | None = None
     for facing in ("right", "left"):
@@ -218,15 +224,63 @@ def run(image: np.ndarray, model: DetectorModel, *, mm_per_px: float | None) -> 
     chain, mpp, facing = best
     view = img if facing == "right" else np.ascontiguousarray(img[:, ::-1])
     w = img.shape[1]
-    bodies = []
-    for k, (corners, feats, problem) in enumerate(refine_chain(view, chain, model, mm_per_px=mpp)):
-        v = BODIES[k]
-        if corners is not None and facing == "left":
-            corners = corners.copy()
-            corners[:, 0] = w - 1 - corners[:, 0]
-        conf = model.confidence(feats) if corners is not None else 0.0
-        bodies.append(BodyResult(v, corners, feats, conf, problem))
-    return ColumnResult(tuple(bodies), chain.score, facing, mpp, mm_per_px is not None)
+
+    def column(chain: Chain, size_mpp: float) -> ColumnResult:
+        bodies = []
+        for k, (corners, feats, problem) in enumerate(refine_chain(view, chain, model, mm_per_px=size_mpp)):
+            v = BODIES[k]
+            if corners is not None and facing == "left":
+                corners = corners.copy()
+                corners[:, 0] = w - 1 - corners[:, 0]
+            conf = model.confidence(feats) if corners is not None else 0.0
+            bodies.append(BodyResult(v, corners, feats, conf, problem))
+        return ColumnResult(tuple(bodies), chain.score, facing, mpp, mm_per_px is not None)
+
+    result = column(chain, mpp)
+    if _reported(result, model) >= MIN_REPORTED:
+        return result
+    # a chain along another long structure (the airway's walls, a tube) correlates with the body
+    # template but has no cortical outlines; bodies larger or smaller than the model's, spaced
+    # unlike its prior, put the chain's starts off the bodies by more than the edge search reaches
+    for factor in (1.0, *SIZE_FACTORS) if mm_per_px is not None else (1.0,):
+        size_mpp = mpp * factor
+        tried: tuple[Chain, ...] = ()
+        if factor == 1.0:
+            tried = (chain,)
+        else:
+            first, _ = coarse(view, model, mm_per_px=size_mpp)
+            if first is None or first.score < model.chain_min_score:
+                continue
+            tried = (first,)
+            other = column(first, size_mpp)
+            if _reported(other, model) > _reported(result, model):
+                result = other
+        while len(tried) <= MORE_CHAINS:
+            nxt = next_chain(view, model, size_mpp, tried)
+            if nxt is None or nxt.score < model.chain_min_score:
+                break
+            tried += (nxt,)
+            other = column(nxt, size_mpp)
+            if _reported(other, model) > _reported(result, model):
+                result = other
+        if _reported(result, model) >= MIN_REPORTED:
+            break
+    return result
+
+
+#: When the best chain's refinement reports fewer than MIN_REPORTED bodies, up to MORE_CHAINS more
+#: chains (each on candidates at least 5 mm from the chains before) are refined, and with a
+#: calibration the same with the body size prior scaled by each of SIZE_FACTORS (the chain search and
+#: the edge search then expect bodies that many times the model's mean size and spacing); the column
+#: reporting the most bodies is kept (issue #12: on an independent renderer's images the best chain ran
+#: along the airway and the bodies, spaced 20 mm apart against the model's 18, were all "not found").
+MIN_REPORTED = 2
+MORE_CHAINS = 2
+SIZE_FACTORS = (1.12, 0.89)
+
+
+def _reported(result: ColumnResult, model: DetectorModel) -> int:
+    return sum(1 for b in result.bodies if b.corners_px is not None and b.confidence >= model.conf_threshold)
 
 
 #: Why the template detector's bodies are left out when the learned network places most of them at
