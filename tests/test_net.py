@@ -202,6 +202,30 @@ def test_listen_option_errors(capsys, tmp_path):
     assert err == [f"dmx: error: --port {port}: cannot listen on 127.0.0.1 (Address already in use)"]
 
 
+def _noise_cine(path, frames: int = 3, side: int = 256):
+    """An RF cine of noise: no spine for the detector to find."""
+    import numpy as np
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.12.2"  # X-Ray Radiofluoroscopic Image
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
+    ds.PatientName, ds.PatientID, ds.Modality = "Noise^Only", "N1", "RF"
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
+    ds.Rows = ds.Columns = side
+    ds.NumberOfFrames = frames
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated = ds.BitsStored = 8
+    ds.HighBit, ds.PixelRepresentation = 7, 0
+    ds.PixelSpacing = [0.3, 0.3]
+    ds.PixelData = np.random.default_rng(5).integers(0, 255, (frames, side, side), dtype=np.uint8).tobytes()
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
 def test_listener_records_a_study_whose_landmarks_cannot_be_found(tmp_path):
     """No sidecar can reach a listener: automatic landmarks; a failure is in the manifest with its reason."""
     import json
@@ -210,10 +234,8 @@ def test_listener_records_a_study_whose_landmarks_cannot_be_found(tmp_path):
     out = tmp_path / "listen"
     listener = ListenerProcess(out, port, "--aet", "DMX", "--quiet-seconds", "0.5")
     try:
-        coarse = (
-            ROOT / "sample_data" / "kyphotic_left_mono1" / "study.dcm"
-        )  # pixels too coarse for the detector
-        assert send_files([coarse], Peer("DMX", "127.0.0.1", port), retries=0).exit_code == 0
+        noise = _noise_cine(tmp_path / "noise.dcm")  # no spine for the detector
+        assert send_files([noise], Peer("DMX", "127.0.0.1", port), retries=0).exit_code == 0
         manifest = out / "results" / "manifest.jsonl"
         wait_for(lambda: "failed:" in listener.text(), timeout_s=240, what="the analysis to fail")
         (row,) = [json.loads(line) for line in manifest.read_text().splitlines()]

@@ -201,12 +201,17 @@ KYPHOTIC = Path(__file__).resolve().parents[1] / "sample_data" / "kyphotic_left_
 
 @pytest.fixture(scope="module")
 def nothing_found(tmp_path_factory):
-    """``dmx landmarks --review`` on the 256x320 kyphotic sample, where the real detector finds no body."""
+    """``dmx landmarks --review`` on the 256x320 kyphotic sample where the detector finds no body (its chain
+    search finds no column: what it does on a study it does not recognise). Since session 9 the real
+    detector finds this sample's bodies, so the search is made to find none here."""
     from dmx.cli import main
+    from dmx.detect import detector
 
     tmp = tmp_path_factory.mktemp("nothing")
     out, page = tmp / "L.json", tmp / "review.html"
-    assert main(["landmarks", str(KYPHOTIC / "study.dcm"), "--out", str(out), "--review", str(page)]) == 1
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(detector, "coarse", lambda *a, **k: (None, 0.3))
+        assert main(["landmarks", str(KYPHOTIC / "study.dcm"), "--out", str(out), "--review", str(page)]) == 1
     assert page.is_file() and not out.exists()
     return page
 
