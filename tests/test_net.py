@@ -202,26 +202,17 @@ def test_listen_option_errors(capsys, tmp_path):
     assert err == [f"dmx: error: --port {port}: cannot listen on 127.0.0.1 (Address already in use)"]
 
 
-def _noise_cine(path, frames: int = 3, side: int = 256):
-    """An RF cine of noise: no spine for the detector to find."""
+def _noise_cine(path):
+    """The lordotic sample with its pixels replaced by noise (new instance UID): no spine to find."""
     import numpy as np
 
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.12.2"  # X-Ray Radiofluoroscopic Image
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
-    ds.PatientName, ds.PatientID, ds.Modality = "Noise^Only", "N1", "RF"
-    ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
-    ds.Rows = ds.Columns = side
-    ds.NumberOfFrames = frames
-    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-    ds.BitsAllocated = ds.BitsStored = 8
-    ds.HighBit, ds.PixelRepresentation = 7, 0
-    ds.PixelSpacing = [0.3, 0.3]
-    ds.PixelData = np.random.default_rng(5).integers(0, 255, (frames, side, side), dtype=np.uint8).tobytes()
+    ds = pydicom.dcmread(STUDY)
+    dtype = np.uint8 if ds.BitsAllocated == 8 else np.uint16
+    shape = (int(getattr(ds, "NumberOfFrames", 1)), ds.Rows, ds.Columns)
+    ds.PixelData = np.random.default_rng(5).integers(0, 255, shape, dtype=dtype).tobytes()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian  # the sample may be compressed
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    ds.SeriesInstanceUID, ds.StudyInstanceUID = generate_uid(), generate_uid()
     ds.save_as(path, enforce_file_format=True)
     return path
 
