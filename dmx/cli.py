@@ -387,8 +387,8 @@ def analyze(
         found = exc.detection.landmarks.corners_px
         todo = "check the bodies found and place the missing ones" if found else "place the bodies"
         _fail(
-            f"{named}: {detection_shortfall(exc.detection.landmarks)}; {todo} by hand in the "
-            f"review page {page} (then 'Download corrected landmarks') and run: "
+            f"{named}: {detection_shortfall(exc.detection.landmarks, exc.detection.missing)}; {todo} by hand "
+            f"in the review page {page} (then 'Download corrected landmarks') and run: "
             f"dmx analyze {named} --landmarks <downloaded file>",
             EXIT_FAILED,
         )
@@ -457,6 +457,7 @@ def landmarks(
         DetectionFailedError,
         DetectionUnavailableError,
         adjacent_pairs,
+        detection_shortfall,
         detection_summary,
         format_detection,
         propose_landmarks,
@@ -475,7 +476,7 @@ def landmarks(
         what = (
             f"automatic landmark detection is not available ({exc.why})"
             if unavailable
-            else "automatic landmark detection found no vertebral body"
+            else detection_shortfall(exc.detection.landmarks, exc.detection.missing)
         )
         if review is None:
             _fail(

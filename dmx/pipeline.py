@@ -16,6 +16,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections.abc import Mapping
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -145,7 +146,7 @@ def detect_on_sequence(
     if not detection.landmarks.corners_px:
         failed = DetectionFailedError(
             study_path,
-            f"{detection_shortfall(detection.landmarks)}; place the landmarks by hand "
+            f"{detection_shortfall(detection.landmarks, detection.missing)}; place the landmarks by hand "
             "and pass --landmarks L.json",
         )
         failed.sequence, failed.detection = sequence, detection
@@ -154,9 +155,19 @@ def detect_on_sequence(
     return detection
 
 
-def detection_shortfall(landmarks: Landmarks) -> str:
-    """What automatic detection fell short of, in words: no body at all, or no two adjacent ones."""
+def detection_shortfall(landmarks: Landmarks, missing: Mapping[Any, str] | None = None) -> str:
+    """What automatic detection fell short of, in words: no body at all, or no two adjacent ones.
+
+    ``missing`` (:attr:`dmx.analysis.Detection.missing`): when the bodies were found but all left out
+    because their levels are uncertain (:data:`dmx.detect.detector.LEVELS_DISPUTED`), that is said.
+    """
     if not landmarks.corners_px:
+        prefix = "left out: its level is uncertain"
+        disputed = [r for r in (missing or {}).values() if r.startswith(prefix)]
+        if disputed:  # "its level is uncertain: the learned network places ..."
+            return (
+                f"automatic landmark detection reported no vertebral body: {disputed[0][len('left out: ') :]}"
+            )
         return "automatic landmark detection found no vertebral body"
     found = ", ".join(v.value for v in landmarks.vertebrae)
     return f"automatic landmark detection found no two adjacent vertebral bodies (found only {found})"
@@ -453,7 +464,7 @@ def analyze(
         if not adjacent_pairs(landmarks):
             failed = DetectionFailedError(
                 study_path,
-                f"{detection_shortfall(landmarks)}; "
+                f"{detection_shortfall(landmarks, detection.missing)}; "
                 "correct them (dmx landmarks STUDY --out L.json) and pass --landmarks L.json",
             )
             failed.sequence, failed.detection = sequence, detection

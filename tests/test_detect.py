@@ -324,3 +324,26 @@ def test_bodies_spaced_unlike_the_model_and_an_airway_chain_are_still_found(tmp_
     for v, c in det.landmarks.corners_px.items():
         worst = float(np.hypot(*(c - true[v]).T).max())
         assert worst < 3.5, (v, worst)  # its own level (a level off is 60 px)
+
+
+def test_a_column_left_out_for_its_level_says_so_in_the_one_line_error(tmp_path):
+    """`dmx landmarks` on the cortical phantom whose column the level check withholds: the error line
+    says why (the bodies were found, their level is uncertain), not that no body was found."""
+    import contextlib
+    import io
+
+    from dmx.cli import main
+    from dmx.phantom import draw_appearance, write_phantom
+    from dmx.training.fit import training_specs
+
+    kw = dict(training_specs(5, seed=4242, first_seed=700000)[4], frames=4)
+    kw["appearance"] = draw_appearance("cortical", seed=kw["seed"], max_size_px=768)
+    paths = write_phantom(make_phantom(**kw), tmp_path / "study")
+    study = paths.get("study", tmp_path / "study" / "study.dcm")
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        code = main(["landmarks", str(study), "--out", str(tmp_path / "L.json")])
+    lines = [ln for ln in err.getvalue().splitlines() if "error" in ln]
+    assert code == 1 and len(lines) == 1
+    assert "reported no vertebral body: its level is uncertain" in lines[0]
+    assert not (tmp_path / "L.json").exists()
