@@ -162,12 +162,12 @@ def detection_shortfall(landmarks: Landmarks, missing: Mapping[Any, str] | None 
     because their levels are uncertain (:data:`dmx.detect.detector.LEVELS_DISPUTED`), that is said.
     """
     if not landmarks.corners_px:
-        prefix = "left out: its level is uncertain"
-        disputed = [r for r in (missing or {}).values() if r.startswith(prefix)]
+        from dmx.detect.detector import LEVEL_UNCERTAIN
+
+        why = [r.removeprefix("left out: ") for r in (missing or {}).values()]
+        disputed = [r for r in why if r.startswith(LEVEL_UNCERTAIN)]
         if disputed:  # "its level is uncertain: the learned network places ..."
-            return (
-                f"automatic landmark detection reported no vertebral body: {disputed[0][len('left out: ') :]}"
-            )
+            return f"automatic landmark detection reported no vertebral body: {disputed[0]}"
         return "automatic landmark detection found no vertebral body"
     found = ", ".join(v.value for v in landmarks.vertebrae)
     return f"automatic landmark detection found no two adjacent vertebral bodies (found only {found})"

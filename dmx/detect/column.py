@@ -201,13 +201,18 @@ def find_chain(
     return Chain(bodies, float(score[end]), scale)
 
 
+def _canonical(norm: np.ndarray, factor: float) -> np.ndarray:
+    """A normalised image at the model's resolution (``factor``: its pixels per original pixel), as the
+    chain search correlates it."""
+    return cv2.GaussianBlur(rescale(norm, factor), (0, 0), 0.7).astype(np.float32)
+
+
 def next_chain(
     image: np.ndarray, model: DetectorModel, mm_per_px: float, exclude: tuple[Chain, ...]
 ) -> Chain | None:
     """The best chain at ``mm_per_px`` (facing-right image) on candidates away from ``exclude``'s."""
-    canon = rescale(normalise(image), mm_per_px / model.res_mm)
-    canon = cv2.GaussianBlur(canon, (0, 0), 0.7).astype(np.float32)
-    return find_chain(canon, model, scale=mm_per_px / model.res_mm, exclude=exclude)
+    f = mm_per_px / model.res_mm
+    return find_chain(_canonical(normalise(image), f), model, scale=f, exclude=exclude)
 
 
 def coarse(image: np.ndarray, model: DetectorModel, *, mm_per_px: float | None) -> tuple[Chain | None, float]:
@@ -217,9 +222,7 @@ def coarse(image: np.ndarray, model: DetectorModel, *, mm_per_px: float | None) 
     best: tuple[Chain | None, float] = (None, scales[0])
     for mpp in scales:
         f = mpp / model.res_mm
-        canon = rescale(norm, f)
-        canon = cv2.GaussianBlur(canon, (0, 0), 0.7).astype(np.float32)
-        ch = find_chain(canon, model, scale=f)
+        ch = find_chain(_canonical(norm, f), model, scale=f)
         if ch is not None and (best[0] is None or ch.score > best[0].score):
             best = (ch, mpp)
     return best

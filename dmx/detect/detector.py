@@ -285,8 +285,9 @@ def _reported(result: ColumnResult, model: DetectorModel) -> int:
 
 #: Why the template detector's bodies are left out when the learned network places most of them at
 #: other levels (:func:`levels_disputed`).
+LEVEL_UNCERTAIN = "its level is uncertain"
 LEVELS_DISPUTED = (
-    "its level is uncertain: the learned network places {dis} of the {n} bodies found at other "
+    LEVEL_UNCERTAIN + ": the learned network places {dis} of the {n} bodies found at other "
     "levels (the column may be one level off)"
 )
 
@@ -340,6 +341,7 @@ __all__ = [
     "HEATMAP_FEATURES",
     "HEATMAP_THRESHOLD",
     "LEVELS_DISPUTED",
+    "LEVEL_UNCERTAIN",
     "BodyResult",
     "ColumnResult",
     "heatmap_confidence",

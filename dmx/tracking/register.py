@@ -676,8 +676,9 @@ def _median(x: np.ndarray) -> float:
 def _solve_spd(m: list[list[float]], r: list[float]) -> list[float] | None:
     """Gaussian elimination for a small symmetric positive system (plain Python: cheaper than numpy).
 
-    The photometric fit's 2x2 and 4x4 systems are unrolled (the loops below cost more than their
-    arithmetic): the same operations in the same order, so the same bits. The eliminated entries below
+    The photometric fit's 4x4 system (gain and a bias plane: every fit the tracker runs) is unrolled
+    (the loops below cost more than its arithmetic): the same operations in the same order, so the same
+    bits; other sizes (the 2x2 of a constant bias) take the loops. The eliminated entries below
     the pivots, which nothing reads, are not computed; a multiplier of exactly 0 skips its row, as in
     the loop (it would change a -0.0 to 0.0); the back-substitution sums its terms with ``sum`` as the
     loop does (Python 3.12's ``sum`` of floats compensates its rounding).
@@ -732,21 +733,6 @@ def _solve_spd(m: list[list[float]], r: list[float]) -> list[float] | None:
         x1 = (r1 - sum((a12 * x2, a13 * x3))) / a11
         x0 = (r0 - sum((a01 * x1, a02 * x2, a03 * x3))) / a00
         return [x0, x1, x2, x3]
-    if n == 2:
-        (a00, a01), (a10, a11) = m
-        r0, r1 = r
-        tiny = 1e-12 * (abs(a00) + 1e-300)
-        if not abs(a00) > tiny:
-            return None
-        f = a10 / a00
-        if f:
-            a11 -= f * a01
-            r1 -= f * r0
-        if not abs(a11) > tiny:
-            return None
-        x1 = r1 / a11
-        x0 = (r0 - sum((a01 * x1,))) / a00
-        return [x0, x1]
     a = [row[:] + [r[k]] for k, row in enumerate(m)]
     for c in range(n):
         piv = a[c][c]

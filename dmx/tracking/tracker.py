@@ -787,11 +787,11 @@ class _Tracker:
         # a thin strip the mandible crosses, kept strict it is lost rather than confirming a dragged C2
         # (tests/test_tracking_occlusion.py: with the ratio it followed the mandible and C2 with it)
         if ratios:
-            ratio = float(np.median(list(ratios.values())))
+            ratio = float(np.median(list(ratios.values())))  # >= 1: a calibration never lowers the scale
             for i in range(self.n_v):
                 tpl = self.templates[i]
                 if tpl is not None and i not in ratios and self.has_corners[i]:
-                    self.templates[i] = replace(tpl, residual_scale=tpl.residual_scale * max(ratio, 1.0))
+                    self.templates[i] = replace(tpl, residual_scale=tpl.residual_scale * ratio)
         for i in range(self.n_v):
             if self.templates[i] is None:
                 continue
