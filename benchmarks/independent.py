@@ -12,6 +12,14 @@ frame-0 landmarks and without landmarks (automatic detection), and prints one ta
 
     PYTHONPATH=. python benchmarks/independent.py [--cache DIR] [--frames 60] [--only NAME]
     PYTHONPATH=. python benchmarks/independent.py --detect-held-out   # 12 more studies, detection only
+    PYTHONPATH=. python benchmarks/independent.py --noise-split 4 [--only NAME]   # bias vs noise
+
+``--noise-split R`` renders each setting R more times with the same anatomy and motion and only the
+quantum noise drawn anew (``noise_seed`` 1..R), tracks each with the true landmarks, and splits each
+level's signed per-frame angle error into the part every noise draw shares (a bias of the method: rms
+over frames of the mean over the draws) and the part that changes with the draw (median over frames of
+the SD across the draws). The first tells what a better method could remove; the second is the noise
+floor of the images (the mean over R draws still holds 1/sqrt(R) of it).
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ import os
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -196,6 +205,50 @@ def detect_held_out(cache: Path) -> None:
     print(f"C3-C6 found {found_mid} of {4 * len(specs)} (worst-corner errors in px)")
 
 
+def signed_errors(out: Path, truth: dict) -> dict | None:
+    """Per level, measured minus true angle on every frame (NaN where not measured); None on failure."""
+    if "error" in given(out, truth):
+        return None
+    m = json.loads((out / "res" / "measurements.json").read_text())
+    return {
+        lv: np.array(
+            [
+                math.nan if x is None else x - y
+                for x, y in zip(m["levels"][lv]["angle_deg"], truth["angle_deg"][lv], strict=True)
+            ]
+        )
+        for lv in LEVELS
+    }
+
+
+def noise_split(cache: Path, repeats: int, frames: int, only: str | None) -> None:
+    """Each setting's per-level angle error split into bias (shared by the noise draws) and noise."""
+    print(f"\nper-level signed angle error over {repeats} noise draws of each study (deg, true landmarks)")
+    hdr = f"{'setting':28} {'seed':>4} {'level':6} {'bias rms':>8} {'bias max':>8} {'noise sd':>8}"
+    print(hdr + "\n" + "-" * len(hdr))
+    for name, seed, opts in SETTINGS:
+        if only and only not in name:
+            continue
+        draws = []
+        for k in range(1, repeats + 1):
+            out, truth = study(cache, seed, {**opts, "frames": frames, "noise_seed": k})
+            e = signed_errors(out, truth)
+            if e is None:
+                print(f"{name:28} {seed:>4} noise draw {k}: dmx analyze failed")
+                continue
+            draws.append(e)
+        if len(draws) < 2:
+            continue
+        for lv in LEVELS:
+            x = np.array([d[lv] for d in draws])  # (draws, frames)
+            with warnings.catch_warnings():  # frames no draw measured: NaN, said by the table's max
+                warnings.simplefilter("ignore", RuntimeWarning)
+                bias = np.nanmean(x, axis=0)
+                sd = np.nanstd(x, axis=0, ddof=1)
+            rms, worst = float(np.sqrt(np.nanmean(bias**2))), float(np.nanmax(np.abs(bias)))
+            print(f"{name:28} {seed:>4} {lv:6} {rms:8.3f} {worst:8.3f} {float(np.nanmedian(sd)):8.3f}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cache", default="/tmp/dmx-independent-cache")
@@ -206,8 +259,18 @@ def main() -> None:
         action="store_true",
         help="automatic landmarks on 12 more studies (seeds 31-42, drawn settings) instead, then stop",
     )
+    ap.add_argument(
+        "--noise-split",
+        type=int,
+        default=0,
+        metavar="R",
+        help="R noise draws of each setting: per level the error's bias and noise parts, then stop",
+    )
     a = ap.parse_args()
     cache = Path(a.cache)
+    if a.noise_split:
+        noise_split(cache, a.noise_split, a.frames, a.only)
+        return
     if a.detect_held_out:
         detect_held_out(cache)
         return

@@ -59,7 +59,7 @@ MU_BONE = 0.010  # 1/mm, trabecular bone in excess of water
 DEFAULTS = dict(
     frames=60, size=512, mm_per_px=0.3, facing="right", photometric="MONOCHROME2",
     photons=1.0e5, mandible=True, shoulders=True, mandible_low=False,
-    heavy_shoulders=False, bits=8, fps=15.0, edge_enhance=True,
+    heavy_shoulders=False, bits=8, fps=15.0, edge_enhance=True, noise_seed=None,
 )  # fmt: skip
 
 
@@ -380,6 +380,8 @@ def render(seed: int, **options):
     """Render a study; returns (frames uint8/uint16 array, truth dict, options)."""
     opt = {**DEFAULTS, **options}
     rng = np.random.default_rng(seed)
+    # the quantum noise from its own generator when asked: the same anatomy and motion, another noise
+    noise = rng if opt["noise_seed"] is None else np.random.default_rng(int(opt["noise_seed"]))
     n, size, mpp = int(opt["frames"]), int(opt["size"]), float(opt["mm_per_px"])
     fsign = 1.0 if opt["facing"] == "right" else -1.0
     params = vertebra_params(rng)
@@ -493,7 +495,7 @@ def render(seed: int, **options):
         prim = n0 * np.exp(-att)
         small = cv2.resize(prim, (size // 8, size // 8), interpolation=cv2.INTER_AREA)
         scat = 0.35 * cv2.resize(cv2.GaussianBlur(small, (0, 0), 25 / mpp / 8), (size, size))
-        cnt = rng.poisson(prim + scat).astype(np.float32)
+        cnt = noise.poisson(prim + scat).astype(np.float32)
         cnt = cv2.GaussianBlur(cnt, (0, 0), max(0.5, 0.25 / mpp))
         img = np.log(n0 * 1.35 / np.maximum(cnt, 0.5))
         if opt["edge_enhance"]:
@@ -588,6 +590,9 @@ def main(argv=None) -> None:
     ap.add_argument("--mandible-low", action="store_true", help="gonion over C2-C3 (over C3 in flexion)")
     ap.add_argument("--heavy-shoulders", action="store_true", help="shoulders up to C6, denser")
     ap.add_argument("--no-edge-enhance", dest="edge_enhance", action="store_false")
+    ap.add_argument(
+        "--noise-seed", type=int, default=None, help="draw the quantum noise from this seed (same anatomy)"
+    )
     a = vars(ap.parse_args(argv))
     out, seed = a.pop("out_dir"), a.pop("seed")
     t = render_study(out, seed, **a)
