@@ -14,6 +14,7 @@ reference-frame coordinates to the frame.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from dataclasses import dataclass
@@ -360,6 +361,28 @@ def make_template(
         residual_scale=residual_scale,
         weight_total=float(levels[0].weight.sum()),
     )
+
+
+def reweighted(template: Template, weights: np.ndarray) -> Template:
+    """``template`` with each pixel's static weight, on every pyramid level, multiplied by ``weights``.
+
+    ``weights`` is ``(y1 - y0, x1 - x0)`` over ``template.bbox`` (the finest grid, reference coordinates),
+    values in 0..1; a coarser level's pixel takes the map smoothed over its footprint (a Gaussian of half
+    its size) at its centre. Values, gradients and the expected residual are unchanged.
+    """
+    wmap = np.asarray(weights, dtype=np.float32)
+    gx0, gy0 = template.bbox[:2]
+    h, w = wmap.shape
+    levels = []
+    for level in template.levels:
+        to_full = _level_matrix_inv(level.scale)
+        x = to_full[0, 0] * (level.u.astype(np.float64) + level.origin[0]) + to_full[0, 2] - gx0
+        y = to_full[1, 1] * (level.v.astype(np.float64) + level.origin[1]) + to_full[1, 2] - gy0
+        m = cv2.GaussianBlur(wmap, (0, 0), 0.5 * level.scale) if level.scale > 1 else wmap
+        xi = np.clip(np.round(x).astype(np.int64), 0, w - 1)
+        yi = np.clip(np.round(y).astype(np.int64), 0, h - 1)
+        levels.append(dataclasses.replace(level, weight=(level.weight * m[yi, xi]).astype(np.float32)))
+    return dataclasses.replace(template, levels=tuple(levels), weight_total=float(levels[0].weight.sum()))
 
 
 @dataclass(frozen=True)

@@ -14,11 +14,17 @@ it lay there (the ``occluders`` case of ``benchmarks/measurements.py --appearanc
 pixels off): patches of the reference found again there that move otherwise than most of them.
 ``dmx.tracking.tracker._Tracker.refit_unreliable`` cuts the template again without those pixels and
 registers the body again where it was lost under an occluder.
+
+A structure fainter than the noise is an outlier on no frame, yet it pulls the fit with the posture;
+:func:`residual_variance` finds it by how much each pixel's residual varies over the frames (the body's
+varies by the frame's noise alone), and ``_Tracker.reweight_inconsistent`` weighs the template's pixels by
+the inverse of that variance and registers every body again.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 
 import cv2
 import numpy as np
@@ -37,6 +43,13 @@ UNRELIABLE_SHARE = 0.3
 
 #: At most this many frames (evenly spread over the confident ones) are looked at.
 MAX_RELIABILITY_FRAMES = 40
+
+#: :func:`residual_variance` smooths the per-pixel variance by a Gaussian of this sigma (pixels): over 40
+#: frames one pixel's variance is known to about 20 %, a neighbourhood's far better.
+VARIANCE_SMOOTH_PX = 1.5
+
+#: :func:`residual_variance` reports 0 for a pixel fewer frames than this showed.
+MIN_VARIANCE_FRAMES = 4
 
 
 def outlier_share(
@@ -74,36 +87,13 @@ def outlier_share(
     n_frames : int
         Frames that entered the share.
     """
-    if len(poses) > max_frames:
-        pick = np.unique(np.round(np.linspace(0, len(poses) - 1, max_frames)).astype(int))
-        poses = [poses[k] for k in pick]
     gx0, gy0, gx1, gy1 = template.bbox
     gw, gh = gx1 - gx0, gy1 - gy0
-    pad = template.filter_pad_px
-    ref_vals = _filtered_grid(reference, np.eye(3), template, pad)
-    level = template.levels[0]
-    # the template's pixels on the dense grid (level 0: the grid is template.bbox)
-    u = np.round(level.u).astype(np.int64)
-    v = np.round(level.v).astype(np.int64)
-    x = (u + gx0 - template.centre_px[0]) / template.size_px
-    y = (v + gy0 - template.centre_px[1]) / template.size_px
-    design = np.stack([ref_vals[v, u], np.ones(u.size), x, y]).astype(np.float64)  # (4, N)
-    yy, xx = np.mgrid[0:gh, 0:gw]
-    plane_x = (xx + gx0 - template.centre_px[0]) / template.size_px
-    plane_y = (yy + gy0 - template.centre_px[1]) / template.size_px
+    ref_vals = _filtered_grid(reference, np.eye(3), template, template.filter_pad_px)
     limit = OUTLIER_RESIDUALS * template.residual_scale
     count = np.zeros((gh, gw), np.float32)
     seen = np.zeros((gh, gw), np.float32)
-    for t, a, reach in poses:
-        vals, inside = _filtered_grid(frames[t], a, template, pad, with_inside=True)
-        w = level.weight.astype(np.float64) * inside[v, u]
-        if w.sum() < 0.5 * level.weight.sum():
-            continue
-        coef = _robust_photometric(design, vals[v, u].astype(np.float64), w, template.residual_scale)
-        if coef is None:
-            continue
-        gain, b0, bx, by = coef
-        frame_vals = ((vals - (b0 + bx * plane_x + by * plane_y)) / gain).astype(np.float32)
+    for (_t, _a, reach), frame_vals, inside in _moved_back(frames, poses, template, ref_vals, max_frames):
         r = int(math.ceil(reach))
         if r > 0:  # the pose is known to within ``reach``: the pixel matches anywhere within it
             k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1,) * 2)
@@ -115,6 +105,92 @@ def outlier_share(
         seen += inside
     share = np.where(seen > 0, count / np.maximum(seen, 1.0), 0.0).astype(np.float32)
     return share, int(seen.max()) if seen.size else 0
+
+
+def _moved_back(
+    frames: np.ndarray,
+    poses: list[tuple],
+    template: Template,
+    ref_vals: np.ndarray,
+    max_frames: int,
+) -> Iterator[tuple[tuple, np.ndarray, np.ndarray]]:
+    """Each of ``poses``' frames (``(t, A_t, ...)``; at most ``max_frames``, evenly spread) filtered as the
+    registration filters it and moved back into ``template``'s finest grid by ``A_t``, after the gain and
+    bias plane of its robust photometric fit against ``ref_vals`` (the filtered reference on that grid):
+    ``(pose, values, inside)`` per frame, ``inside`` the grid pixels the frame shows. Frames that show less
+    than half of the template, or whose photometric fit is degenerate, are skipped."""
+    if len(poses) > max_frames:
+        pick = np.unique(np.round(np.linspace(0, len(poses) - 1, max_frames)).astype(int))
+        poses = [poses[k] for k in pick]
+    gx0, gy0, gx1, gy1 = template.bbox
+    gw, gh = gx1 - gx0, gy1 - gy0
+    pad = template.filter_pad_px
+    level = template.levels[0]
+    # the template's pixels on the dense grid (level 0: the grid is template.bbox)
+    u = np.round(level.u).astype(np.int64)
+    v = np.round(level.v).astype(np.int64)
+    x = (u + gx0 - template.centre_px[0]) / template.size_px
+    y = (v + gy0 - template.centre_px[1]) / template.size_px
+    design = np.stack([ref_vals[v, u], np.ones(u.size), x, y]).astype(np.float64)  # (4, N)
+    yy, xx = np.mgrid[0:gh, 0:gw]
+    plane_x = (xx + gx0 - template.centre_px[0]) / template.size_px
+    plane_y = (yy + gy0 - template.centre_px[1]) / template.size_px
+    for pose in poses:
+        vals, inside = _filtered_grid(frames[pose[0]], pose[1], template, pad, with_inside=True)
+        w = level.weight.astype(np.float64) * inside[v, u]
+        if w.sum() < 0.5 * level.weight.sum():
+            continue
+        coef = _robust_photometric(design, vals[v, u].astype(np.float64), w, template.residual_scale)
+        if coef is None:
+            continue
+        gain, b0, bx, by = coef
+        yield pose, ((vals - (b0 + bx * plane_x + by * plane_y)) / gain).astype(np.float32), inside
+
+
+def residual_variance(
+    frames: np.ndarray,
+    poses: list[tuple[int, np.ndarray]],
+    template: Template,
+    reference: np.ndarray,
+    *,
+    max_frames: int = MAX_RELIABILITY_FRAMES,
+    smooth_px: float = VARIANCE_SMOOTH_PX,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per pixel of ``template``'s finest grid, how much its residual varies over ``poses``' frames.
+
+    Each frame is moved back into the grid with its pose (``(t, A_t)``, reference -> frame ``t``) after its
+    robust photometric fit; a pixel of the body then differs from the reference by the same amount on
+    every frame (the reference's own noise there) plus the frame's noise, while a pixel of something that
+    moves otherwise (a neighbour's articular process, an occluder's edge, soft tissue) changes with the
+    posture. The variance over the frames of the residual, not its size, tells them apart: the reference's
+    noise, a constant, does not enter it, so that a structure far fainter than the noise (which the
+    registration's robust weights keep as an inlier on every frame) shows once enough frames are pooled.
+
+    Returns
+    -------
+    variance : numpy.ndarray
+        ``(y1 - y0, x1 - x0)`` float32 over ``template.bbox``: the variance in units of the expected
+        residual squared (``Template.residual_scale``), smoothed by a Gaussian of ``smooth_px``; 0 where
+        fewer than :data:`MIN_VARIANCE_FRAMES` frames showed the pixel.
+    seen : numpy.ndarray
+        Frames that showed each pixel (float32, same shape).
+    """
+    gx0, gy0, gx1, gy1 = template.bbox
+    gw, gh = gx1 - gx0, gy1 - gy0
+    ref_vals = _filtered_grid(reference, np.eye(3), template, template.filter_pad_px)
+    s1 = np.zeros((gh, gw), np.float64)
+    s2 = np.zeros((gh, gw), np.float64)
+    seen = np.zeros((gh, gw), np.float32)
+    for _pose, frame_vals, inside in _moved_back(frames, poses, template, ref_vals, max_frames):
+        d = (frame_vals - ref_vals).astype(np.float64) * inside
+        s1 += d
+        s2 += d * d
+        seen += inside
+    n = np.maximum(seen, 1.0)
+    var = np.maximum(s2 / n - (s1 / n) ** 2, 0.0) / template.residual_scale**2
+    if smooth_px > 0:
+        var = cv2.GaussianBlur(var.astype(np.float32), (0, 0), smooth_px)
+    return np.where(seen >= MIN_VARIANCE_FRAMES, var, 0.0).astype(np.float32), seen
 
 
 def _filtered_grid(

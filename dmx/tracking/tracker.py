@@ -56,9 +56,17 @@ from dmx.tracking.register import (
     needed_box,
     needed_boxes,
     register,
+    reweighted,
     rigid,
+    rigid_params,
 )
-from dmx.tracking.reliability import moving_otherwise, outlier_share, template_share, unreliable_mask
+from dmx.tracking.reliability import (
+    moving_otherwise,
+    outlier_share,
+    residual_variance,
+    template_share,
+    unreliable_mask,
+)
 from dmx.tracking.robust import inconsistent, reject_inconsistent, static_mask
 from dmx.tracking.types import Tracks
 from dmx.tracking.workers import ForkedChains, ForkedWorkers, can_fork
@@ -146,6 +154,19 @@ STILL_LAYER_GAIN = 0.03
 
 #: Fewest tracked frames from which the still layer is estimated.
 STILL_LAYER_FRAMES = 8
+
+#: Fewest trusted frames besides the reference from which the residual variance of a body's template
+#: pixels is estimated (:meth:`_Tracker.reweight_inconsistent`); with fewer, the body is left as the
+#: passes left it. A variance from n frames is known to sqrt(2 / (n - 1)) of itself: 53 % from 8 frames,
+#: 32 % from 20; weights noisier than that cost more precision than the bias they remove.
+CONSISTENCY_FRAMES = 20
+
+#: :meth:`_Tracker.reweight_inconsistent` registers a body again on key frames spaced by this change of
+#: its rotation (degrees) or of its centre (fraction of its size), and interpolates the change between
+#: them: the bias it removes follows the posture (0.03 deg per degree of motion on the independent
+#: renderer's C6), so a degree apart leaves it within a few thousandths of a degree.
+CONSISTENCY_STEP_DEG = 1.0
+CONSISTENCY_STEP_FRAC = 0.05
 
 #: Fewest confidently tracked frames (trusted, other than the reference) from which the reliability of a
 #: body's template pixels is estimated (:meth:`_Tracker.refit_unreliable`); with fewer, the body is left
@@ -413,6 +434,7 @@ def track(
     threads: int = 1,
     processes: int = 1,
     outlier_spread_px: float = 0.0,
+    consistency_weights: bool = True,
     still_layers: bool = True,
     refit_unreliable: bool = True,
 ) -> Tracks:
@@ -477,6 +499,12 @@ def track(
         occluder does not pull the pose (:func:`dmx.tracking.register.spread_outliers`). On the mandible
         case of ``benchmarks/tracking.py --appearance all`` 3 px removes most of C2's drift, but the result
         is not stable with the radius (2 px does not) and it changes the default figures; see README.
+    consistency_weights : bool
+        Last, register every body not refitted with a still layer again on its trusted frames (but those
+        ``refit_unreliable`` found again), with its template's pixels weighed by how steadily they follow it
+        over those frames (issue #13: :meth:`_Tracker.reweight_inconsistent`): what moves otherwise than
+        the body but too faintly for the robust weights (a neighbour's articular process, an occluder's
+        edge in noise) no longer pulls the rotation. False: the poses so far.
     still_layers : bool
         After both passes, register again, with the still layer taken out, the bodies whose region holds
         a strong layer that does not move with them (the shoulders over C7; issue #13:
@@ -547,6 +575,14 @@ def track(
                 screen.close()
     if refit_unreliable:
         tracker.refit_unreliable()
+    if consistency_weights:
+        # the bodies refitted in processes forked now (they see the poses so far)
+        refits = ForkedWorkers(tracker._consistent_refit, processes - 1) if forked else None
+        try:
+            tracker.reweight_inconsistent(refits)
+        finally:
+            if refits is not None:
+                refits.close()
     return tracker.tracks()
 
 
@@ -622,6 +658,8 @@ class _Tracker:
         self.templates = self._make_templates()
         self.clear_cost = [math.inf] * n_v  # see calibrate_residuals
         self.verified: set[int] = set()  # bodies of the current frame whose fit reanchor confirmed
+        self.still_refitted: set[int] = set()  # bodies registered again with a still layer taken out
+        self.recovered: set[tuple[int, int]] = set()  # (frame, body) found again by refit_unreliable
         # bodies of the current frame whose refit from a neighbour near to clear slid into their fit from afar
         self.slid: set[int] = set()
         self.top_dropped: set[int] = set()  # the top body, given up on the current frame by its own checks
@@ -1432,6 +1470,126 @@ class _Tracker:
         if self.has_corners[i]:
             self.corners[t, i] = _corners(a, self.quads[i])
 
+    def reweight_inconsistent(self, workers: ForkedWorkers | None = None) -> None:
+        """Register every body again with its template's pixels weighed by how steadily they follow it
+        (issue #13).
+
+        The robust weights of a fit reject what lies beyond a few noise levels from the template; a
+        structure that moves otherwise than the body but is fainter than that (a neighbour's articular
+        process over the posterior corners, the soft edge of the mandible or of soft tissue, in a noisy
+        frame) stays an inlier on every frame and pulls the rotation towards its own motion: a bias that
+        follows the posture and that no single frame shows. Over the trusted frames, moved back into the
+        template's grid with their poses, a pixel of the body differs from the reference by a constant
+        plus noise, a pixel of such a structure by an amount that changes with the posture
+        (:func:`dmx.tracking.reliability.residual_variance`). Each pixel is weighed by the inverse of its
+        variance, relative to the template's median pixel and at most 1
+        (:meth:`_consistency_weights`), and the body is registered again, from its pose, on its trusted
+        frames but the reference, which stays where its landmarks are (on key frames, the change
+        interpolated between them: :meth:`_consistent_refit`). A refit below the trusted quality keeps
+        the pose it had. Bodies registered again with a still layer taken out
+        (:meth:`refine_still_layers`: a better model of what does not follow them) are left as they are,
+        and so are the frames :meth:`refit_unreliable` found again under an occluder (with a template cut
+        without it). With ``workers`` (forked after those steps), the bodies are refitted in them and
+        here together (the same result).
+        """
+        bodies = [(i,) for i in range(self.n_v)]
+        refits = workers.map(bodies) if workers is not None else [self._consistent_refit(*b) for b in bodies]
+        for i, refit in enumerate(refits):
+            for t, a, std_px, rot_std_rad, quality in refit or ():
+                if std_px is None:  # between key frames: the pose moves, its precision and quality stay
+                    self.transforms[t, i] = a[:2]
+                    if self.has_corners[i]:
+                        self.corners[t, i] = _corners(a, self.quads[i])
+                    continue
+                self._write_pose(t, i, a, std_px, rot_std_rad)
+                self.quality[t, i] = quality
+
+    def _consistency_weights(self, i: int, good: np.ndarray) -> Template | None:
+        """Body ``i``'s template weighed by the inverse residual variance of its pixels over frames ``good``
+        (see :meth:`reweight_inconsistent`), or None when no pixel's variance was measured."""
+        tpl = self.templates[i]
+        assert tpl is not None
+        poses = [(int(t), self._pose(int(t), i)) for t in good]
+        var, _seen = residual_variance(self.frames, poses, tpl, self.frames[self.ref])
+        level = tpl.levels[0]
+        at = var[np.round(level.v).astype(np.int64), np.round(level.u).astype(np.int64)]
+        measured = at[at > 0]
+        if measured.size == 0:
+            return None
+        typical = float(np.median(measured))
+        # unmeasured pixels (0) keep their weight; the typical pixel and steadier ones keep theirs
+        weights = np.where(var > typical, typical / np.maximum(var, typical), 1.0).astype(np.float32)
+        return reweighted(tpl, weights)
+
+    def _consistent_refit(self, i: int) -> list[tuple[int, np.ndarray, float | None, float, float]] | None:
+        """Body ``i`` registered again with :meth:`_consistency_weights` on its trusted frames but the
+        reference: ``(t, pose, corner SD px, rotation SD rad, quality)`` per frame moved, or None when the
+        body is not refitted.
+
+        The bias this removes follows the posture, so the body is registered again on key frames only
+        (:meth:`_consistency_keys`: every change of posture of :data:`CONSISTENCY_STEP_DEG` or
+        :data:`CONSISTENCY_STEP_FRAC` of its size, and the ends of every run of trusted frames); between
+        two key frames of a run, each frame's pose takes the change the refits made there (a small rigid
+        motion in the body's own coordinates), interpolated linearly, and keeps its precision and quality
+        (corner SD None). Where a key frame's refit falls below the trusted quality, the frames up to the
+        next key frames are registered again one by one.
+        """
+        if self.templates[i] is None or not self.has_corners[i] or i in self.still_refitted:
+            return None
+        tracked = self._tracked(i)
+        tracked[self.ref] = False
+        good = np.flatnonzero(tracked)
+        if len(good) < CONSISTENCY_FRAMES:
+            return None
+        weighted = self._consistency_weights(i, good)
+        if weighted is None:
+            return None
+        centre = self.centres[i]
+        out: list[tuple[int, np.ndarray, float | None, float, float]] = []
+        change: dict[int, np.ndarray | None] = {}  # key frame -> (rotation, shift) in body coordinates
+
+        def refit(t: int) -> np.ndarray | None:
+            fit, quality = self.fit_at(i, self.frames[t], self._pose(t, i), 1, template=weighted)
+            if quality < self.opt.min_quality:
+                return None
+            out.append((t, fit.transform, fit.corner_std_px, fit.rotation_std_rad, quality))
+            return _body_change(self._pose(t, i), fit.transform, centre)
+
+        frames = [t for t in good.tolist() if (t, i) not in self.recovered]
+        for run in _runs(frames):
+            keys = self._consistency_keys(i, run)
+            for t in keys:
+                change[t] = refit(t)
+            for a, b in zip(keys, keys[1:], strict=False):
+                inner = [t for t in run if a < t < b]
+                ca, cb = change[a], change[b]
+                if ca is None or cb is None:
+                    for t in inner:
+                        refit(t)
+                    continue
+                for t in inner:
+                    f = (t - a) / (b - a)
+                    moved = self._pose(t, i) @ _body_motion((1.0 - f) * ca + f * cb, centre)
+                    out.append((t, moved, None, math.nan, math.nan))
+        return out
+
+    def _consistency_keys(self, i: int, run: list[int]) -> list[int]:
+        """The key frames of a run of consecutive trusted frames of body ``i``: its first and last frame and
+        every frame whose pose differs from the previous key frame's by more than
+        :data:`CONSISTENCY_STEP_DEG` or moves the body's centre by more than :data:`CONSISTENCY_STEP_FRAC`
+        of its size."""
+        centre = np.array([*self.centres[i], 1.0])
+        step_px = CONSISTENCY_STEP_FRAC * self.sizes[i]
+        keys = [run[0]]
+        for t in run[1:-1]:
+            a, k = self._pose(t, i), self._pose(keys[-1], i)
+            turn = abs(math.degrees(math.atan2(a[1, 0], a[0, 0]) - math.atan2(k[1, 0], k[0, 0])))
+            if min(turn, 360.0 - turn) > CONSISTENCY_STEP_DEG or np.hypot(*((a - k) @ centre)[:2]) > step_px:
+                keys.append(t)
+        if run[-1] != keys[-1]:
+            keys.append(run[-1])
+        return keys
+
     def refine_still_layers(self, workers: ForkedWorkers | None = None) -> None:
         """Register again the bodies under a layer that does not move with them (issue #13).
 
@@ -1465,6 +1623,7 @@ class _Tracker:
                 continue
             if i in confirmed or any(j in confirmed for j in (i - 1, i + 1)):
                 self._refit_without(i, f[0], f[1], f[3])
+                self.still_refitted.add(i)
 
     def _still_layer(self, i: int) -> tuple[Layers, Template, float, list[tuple[int, np.ndarray]]] | None:
         """Body ``i``'s still layer, body-layer template, robust-cost gain and poses, or None when its
@@ -1744,6 +1903,7 @@ class _Tracker:
             self.cost_excess[t, i] = max(fit.robust_cost - clear_cost, 0.0)  # against the cleaned template
             self.quality[t, i] = q
             self.reason[t][i] = None
+            self.recovered.add((t, i))
             self._check_arch(t, i)
 
     def _check_arch(self, t: int, i: int) -> None:
@@ -1835,6 +1995,28 @@ class _Tracker:
             cost_excess=np.where(np.isfinite(self.transforms).all(axis=(2, 3)), self.cost_excess, np.nan),
             centres_px=np.array([q.mean(axis=0) for q in self.quads]).reshape(self.n_v, 2),
         )
+
+
+def _runs(frames: list[int]) -> list[list[int]]:
+    """Sorted frame numbers split into runs of consecutive ones."""
+    runs: list[list[int]] = []
+    for t in frames:
+        if runs and t == runs[-1][-1] + 1:
+            runs[-1].append(t)
+        else:
+            runs.append([t])
+    return runs
+
+
+def _body_change(before: np.ndarray, after: np.ndarray, centre: np.ndarray) -> np.ndarray:
+    """``(rotation rad, dx, dy)``: the rigid motion in the body's own (reference) coordinates, about its
+    reference ``centre``, that takes pose ``before`` to pose ``after`` (``after = before @ motion``)."""
+    return rigid_params(np.linalg.solve(before, after), centre)
+
+
+def _body_motion(change: np.ndarray, centre: np.ndarray) -> np.ndarray:
+    """The 3x3 rigid motion of :func:`_body_change`'s ``(rotation rad, dx, dy)`` about ``centre``."""
+    return rigid(float(change[0]), float(change[1]), float(change[2]), centre)
 
 
 def neighbour_violation(upper: np.ndarray, lower: np.ndarray, *, max_overlap: float) -> str | None:
