@@ -9,6 +9,7 @@ Run from the repository root::
     PYTHONPATH=$PWD python benchmarks/tracking.py --appearance all --mandible-seeds 41,42,43  # held out
     PYTHONPATH=$PWD python benchmarks/tracking.py --appearance all --no-still-layers  # without the refit
     PYTHONPATH=$PWD python benchmarks/tracking.py --appearance all --no-refit-unreliable  # lost stay lost
+    PYTHONPATH=$PWD python benchmarks/tracking.py --appearance all --no-consistency-weights  # no last refit
 
 ``--appearance FAMILY[,FAMILY]|all`` tracks one phantom per appearance family
 (:mod:`dmx.phantom.appearance`; the tracker was tuned on the default look only), plus the cases of
@@ -413,6 +414,12 @@ def main(argv: list[str] | None = None) -> int:
         help="track(..., refit_unreliable=False): bodies lost under an occluder are not refitted without "
         "the template pixels that do not move with them",
     )
+    p.add_argument(
+        "--no-consistency-weights",
+        action="store_true",
+        help="track(..., consistency_weights=False): no last refit with the template's pixels weighed by how "
+        "steadily they follow the body",
+    )
     p.add_argument("--frames", type=int, default=60, help="with --appearance: frames per phantom (60)")
     p.add_argument("--size", type=int, default=512, help="with --appearance: frame side in px (512)")
     p.add_argument("--processes", type=int, default=1, help="track in this many processes (same figures)")
@@ -420,6 +427,8 @@ def main(argv: list[str] | None = None) -> int:
     TRACK_OPTIONS["processes"] = args.processes
     if args.no_refit_unreliable:
         TRACK_OPTIONS["refit_unreliable"] = False
+    if args.no_consistency_weights:
+        TRACK_OPTIONS["consistency_weights"] = False
     if args.appearance is not None:
         from dmx.phantom import parse_families
 
