@@ -381,3 +381,33 @@ def test_chains_whose_answers_are_not_read_do_not_fill_the_pipes():
         assert not going.is_alive()  # not blocked on a full pipe
         found, answer = chains.get("a", 4000)
         assert found and len(answer) == 100_000 and len(chains) == 1
+
+
+#: Released by a worker each time it refits a body with the consistency weights
+WORKER_REWEIGHTED = multiprocessing.get_context("fork").Semaphore(0)
+
+
+def test_the_consistency_refits_are_shared_with_a_worker(monkeypatch):
+    """The last step (bodies registered again with their template's pixels weighed by how steadily they
+    follow them) runs in a worker forked then and here: the same tracks, fewer bodies here; and it
+    changes them (30 frames: enough trusted frames for the weights)."""
+    ph = _mandible_phantom()
+    one = track(ph.frames, ph.landmarks)
+    here = []
+    refit = tracker_mod._Tracker._consistent_refit
+
+    def counted(self, i):
+        if os.getpid() == PARENT:
+            here.append(i)
+            assert WORKER_REWEIGHTED.acquire(timeout=120)  # whatever the machine does, a worker took one
+            WORKER_REWEIGHTED.release()
+        else:
+            WORKER_REWEIGHTED.release()
+        return refit(self, i)
+
+    monkeypatch.setattr(tracker_mod._Tracker, "_consistent_refit", counted)
+    _assert_same_tracks(track(ph.frames, ph.landmarks, processes=2), one)
+    assert 0 < len(here) < len(one.vertebrae)
+    assert not np.array_equal(
+        one.transforms, track(ph.frames, ph.landmarks, consistency_weights=False).transforms
+    )
