@@ -329,31 +329,39 @@ def test_a_chain_held_back_is_not_waited_for(monkeypatch):
         assert chains.get("a", 1) == (True, 1)
 
 
-#: Released by a worker each time it looks for a body's still layer
-WORKER_SCREENED = multiprocessing.get_context("fork").Semaphore(0)
+#: Released by a worker each time it runs the step :func:`_shared_with_a_worker` watches
+WORKER_RAN = multiprocessing.get_context("fork").Semaphore(0)
+
+
+def _shared_with_a_worker(monkeypatch, method: str, option: str) -> None:
+    """``_Tracker.<method>`` runs in a worker forked for it and here: the same tracks as one process, fewer
+    bodies here, and the step changes the tracks (``track(..., <option>=False)`` differs)."""
+    ph = _mandible_phantom()
+    one = track(ph.frames, ph.landmarks)
+    while WORKER_RAN.acquire(block=False):  # what an earlier test's workers left
+        pass
+    here = []
+    step = getattr(tracker_mod._Tracker, method)
+
+    def counted(self, i):
+        if os.getpid() == PARENT:
+            here.append(i)
+            assert WORKER_RAN.acquire(timeout=120)  # whatever the machine does, a worker took one
+            WORKER_RAN.release()
+        else:
+            WORKER_RAN.release()
+        return step(self, i)
+
+    monkeypatch.setattr(tracker_mod._Tracker, method, counted)
+    _assert_same_tracks(track(ph.frames, ph.landmarks, processes=2), one)
+    assert 0 < len(here) < len(one.vertebrae)
+    assert not np.array_equal(one.transforms, track(ph.frames, ph.landmarks, **{option: False}).transforms)
 
 
 def test_the_still_layer_screen_is_shared_with_a_worker(monkeypatch):
     """After the passes the bodies' still layers are looked for in a worker forked then and here: the
     same tracks (the shoulders' still layer over C7 is taken out in this case), fewer bodies here."""
-    ph = _mandible_phantom()
-    one = track(ph.frames, ph.landmarks)
-    here = []
-    still_layer = tracker_mod._Tracker._still_layer
-
-    def counted(self, i):
-        if os.getpid() == PARENT:
-            here.append(i)
-            assert WORKER_SCREENED.acquire(timeout=120)  # whatever the machine does, a worker took one
-            WORKER_SCREENED.release()
-        else:
-            WORKER_SCREENED.release()
-        return still_layer(self, i)
-
-    monkeypatch.setattr(tracker_mod._Tracker, "_still_layer", counted)
-    _assert_same_tracks(track(ph.frames, ph.landmarks, processes=2), one)
-    assert 0 < len(here) < len(one.vertebrae)
-    assert not np.array_equal(one.transforms, track(ph.frames, ph.landmarks, still_layers=False).transforms)
+    _shared_with_a_worker(monkeypatch, "_still_layer", "still_layers")
 
 
 def _large_step(key, state, t):
@@ -383,31 +391,8 @@ def test_chains_whose_answers_are_not_read_do_not_fill_the_pipes():
         assert found and len(answer) == 100_000 and len(chains) == 1
 
 
-#: Released by a worker each time it refits a body with the consistency weights
-WORKER_REWEIGHTED = multiprocessing.get_context("fork").Semaphore(0)
-
-
 def test_the_consistency_refits_are_shared_with_a_worker(monkeypatch):
     """The last step (bodies registered again with their template's pixels weighed by how steadily they
     follow them) runs in a worker forked then and here: the same tracks, fewer bodies here; and it
     changes them (30 frames: enough trusted frames for the weights)."""
-    ph = _mandible_phantom()
-    one = track(ph.frames, ph.landmarks)
-    here = []
-    refit = tracker_mod._Tracker._consistent_refit
-
-    def counted(self, i):
-        if os.getpid() == PARENT:
-            here.append(i)
-            assert WORKER_REWEIGHTED.acquire(timeout=120)  # whatever the machine does, a worker took one
-            WORKER_REWEIGHTED.release()
-        else:
-            WORKER_REWEIGHTED.release()
-        return refit(self, i)
-
-    monkeypatch.setattr(tracker_mod._Tracker, "_consistent_refit", counted)
-    _assert_same_tracks(track(ph.frames, ph.landmarks, processes=2), one)
-    assert 0 < len(here) < len(one.vertebrae)
-    assert not np.array_equal(
-        one.transforms, track(ph.frames, ph.landmarks, consistency_weights=False).transforms
-    )
+    _shared_with_a_worker(monkeypatch, "_consistent_refit", "consistency_weights")

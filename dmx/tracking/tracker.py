@@ -32,6 +32,7 @@ from __future__ import annotations
 import logging
 import math
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from functools import partial
 
@@ -567,22 +568,14 @@ def track(
             workers.close()
     if still_layers:
         # the bodies' still layers looked for in processes forked now (they see the passes' poses)
-        screen = ForkedWorkers(tracker._still_layer, processes - 1) if forked else None
-        try:
+        with ForkedWorkers(tracker._still_layer, processes - 1) if forked else nullcontext() as screen:
             tracker.refine_still_layers(screen)
-        finally:
-            if screen is not None:
-                screen.close()
     if refit_unreliable:
         tracker.refit_unreliable()
     if consistency_weights:
         # the bodies refitted in processes forked now (they see the poses so far)
-        refits = ForkedWorkers(tracker._consistent_refit, processes - 1) if forked else None
-        try:
+        with ForkedWorkers(tracker._consistent_refit, processes - 1) if forked else nullcontext() as refits:
             tracker.reweight_inconsistent(refits)
-        finally:
-            if refits is not None:
-                refits.close()
     return tracker.tracks()
 
 
