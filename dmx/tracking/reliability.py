@@ -163,7 +163,7 @@ def residual_variance(
     every frame (the reference's own noise there) plus the frame's noise, while a pixel of something that
     moves otherwise (a neighbour's articular process, an occluder's edge, soft tissue) changes with the
     posture. The variance over the frames of the residual, not its size, tells them apart: the reference's
-    noise, a constant, does not enter it, so that a structure far fainter than the noise (which the
+    noise, a constant, does not enter it, so that a structure as faint as the noise (which the
     registration's robust weights keep as an inlier on every frame) shows once enough frames are pooled.
 
     Returns
