@@ -244,7 +244,7 @@ def run(image: np.ndarray, model: DetectorModel, *, mm_per_px: float | None) -> 
     # unlike its prior, put the chain's starts off the bodies by more than the edge search reaches
     for factor in (1.0, *SIZE_FACTORS) if mm_per_px is not None else (1.0,):
         size_mpp = mpp * factor
-        tried: tuple[Chain, ...] = ()
+        tried: tuple[Chain, ...]
         if factor == 1.0:
             tried = (chain,)
         else:
@@ -279,8 +279,13 @@ MORE_CHAINS = 2
 SIZE_FACTORS = (1.12, 0.89)
 
 
+def reported_bodies(result: ColumnResult, threshold: float) -> list[BodyResult]:
+    """The bodies of ``result`` that are reported: found, with a confidence of at least ``threshold``."""
+    return [b for b in result.bodies if b.corners_px is not None and b.confidence >= threshold]
+
+
 def _reported(result: ColumnResult, model: DetectorModel) -> int:
-    return sum(1 for b in result.bodies if b.corners_px is not None and b.confidence >= model.conf_threshold)
+    return len(reported_bodies(result, model.conf_threshold))
 
 
 #: Why the template detector's bodies are left out when the learned network places most of them at
@@ -297,7 +302,7 @@ def level_votes(image: np.ndarray, result: ColumnResult, net, threshold: float) 
     (:class:`dmx.detect.heatmap.HeatmapNet`, run at the detector's pixel size) labels with the same
     level at their centre, how many with another level (background votes neither way), and how
     many there are."""
-    reported = [b for b in result.bodies if b.corners_px is not None and b.confidence >= threshold]
+    reported = reported_bodies(result, threshold)
     if not reported:
         return 0, 0, 0
     found = net.bodies(np.asarray(image, dtype=np.float32), result.mm_per_px)
@@ -325,10 +330,7 @@ def levels_disputed(image: np.ndarray, result: ColumnResult, net, threshold: flo
     was shifted with C2 reported, and the networks trained without a family dispute right columns
     of that family too (held out from the occluders, the network puts whole columns one level off).
     """
-    if any(
-        b.vertebra is BODIES[0] and b.corners_px is not None and b.confidence >= threshold
-        for b in result.bodies
-    ):
+    if any(b.vertebra is BODIES[0] for b in reported_bodies(result, threshold)):
         return None
     agree, disagree, n = level_votes(image, result, net, threshold)
     if disagree and disagree >= agree:
@@ -347,6 +349,7 @@ __all__ = [
     "heatmap_confidence",
     "level_votes",
     "levels_disputed",
+    "reported_bodies",
     "run",
     "run_heatmap",
 ]
