@@ -1459,6 +1459,10 @@ class _Tracker:
         of the fit, scaled by the noise-correlation factors)."""
         self.precision[t, i] = NOISE_CORRELATION * std_px
         self.rotation_precision[t, i] = ROTATION_NOISE_CORRELATION * math.degrees(rot_std_rad)
+        self._set_pose(t, i, a)
+
+    def _set_pose(self, t: int, i: int, a: np.ndarray) -> None:
+        """Body ``i``'s pose ``a`` on frame ``t`` and its corners (its precisions as they are)."""
         self.transforms[t, i] = a[:2]
         if self.has_corners[i]:
             self.corners[t, i] = _corners(a, self.quads[i])
@@ -1490,9 +1494,7 @@ class _Tracker:
         for i, refit in enumerate(refits):
             for t, a, std_px, rot_std_rad, quality in refit or ():
                 if std_px is None:  # between key frames: the pose moves, its precision and quality stay
-                    self.transforms[t, i] = a[:2]
-                    if self.has_corners[i]:
-                        self.corners[t, i] = _corners(a, self.quads[i])
+                    self._set_pose(t, i, a)
                     continue
                 self._write_pose(t, i, a, std_px, rot_std_rad)
                 self.quality[t, i] = quality
@@ -1571,14 +1573,15 @@ class _Tracker:
         every frame whose pose differs from the previous key frame's by more than
         :data:`CONSISTENCY_STEP_DEG` or moves the body's centre by more than :data:`CONSISTENCY_STEP_FRAC`
         of its size."""
-        centre = np.array([*self.centres[i], 1.0])
         step_px = CONSISTENCY_STEP_FRAC * self.sizes[i]
         keys = [run[0]]
+        key = rigid_params(self._pose(run[0], i), self.centres[i])  # (rotation, where the centre moved)
         for t in run[1:-1]:
-            a, k = self._pose(t, i), self._pose(keys[-1], i)
-            turn = abs(math.degrees(math.atan2(a[1, 0], a[0, 0]) - math.atan2(k[1, 0], k[0, 0])))
-            if min(turn, 360.0 - turn) > CONSISTENCY_STEP_DEG or np.hypot(*((a - k) @ centre)[:2]) > step_px:
+            p = rigid_params(self._pose(t, i), self.centres[i])
+            turn = abs(math.degrees(p[0] - key[0])) % 360.0
+            if min(turn, 360.0 - turn) > CONSISTENCY_STEP_DEG or math.hypot(*(p[1:] - key[1:])) > step_px:
                 keys.append(t)
+                key = p
         if run[-1] != keys[-1]:
             keys.append(run[-1])
         return keys
