@@ -250,13 +250,16 @@ def _level_net(family: str | None):
 
 def _bodies_found(
     image: np.ndarray, model, mm_per_px: float, family: str | None = None
-) -> list[tuple[object, np.ndarray, float]]:
-    """Every body the detector fitted (vertebra, corners, confidence), before the confidence cut;
-    nothing when no column is found (as :func:`dmx.detect.detect_landmarks` decides). The template
-    detector's bodies get confidence 0 when the level check disputes their levels (they are then
-    not reported); ``family`` chooses the check's network (:func:`_level_net`)."""
-    from dmx.detect import MIN_SIDE_PX
-    from dmx.detect.detector import run, run_heatmap
+) -> list[tuple[object, np.ndarray, float, bool]]:
+    """Every body the detector fitted (vertebra, corners, confidence, reported), before the
+    confidence cut; nothing when no column is found (as :func:`dmx.detect.detect_landmarks`
+    decides). The template detector's bodies get confidence 0 when the level check disputes their
+    levels (they are then not reported); where it reports fewer than two bodies, the learned
+    network's column replaces them when the C2 template confirms its levels
+    (:func:`dmx.detect.network_fallback`); ``family`` chooses the network of both
+    (:func:`_level_net`)."""
+    from dmx.detect import MIN_SIDE_PX, network_fallback
+    from dmx.detect.detector import HEATMAP_THRESHOLD, run, run_heatmap
 
     if min(image.shape) < MIN_SIDE_PX:
         return []
@@ -277,19 +280,32 @@ def _bodies_found(
                 if b.corners_px is not None
             )
         return [
-            (b.vertebra, b.corners_px, float(b.confidence)) for b in result.bodies if b.corners_px is not None
+            (b.vertebra, b.corners_px, float(b.confidence), b.confidence >= HEATMAP_THRESHOLD)
+            for b in result.bodies
+            if b.corners_px is not None
         ]
     result = run(image, model, mm_per_px=mm_per_px)
-    if result is None or result.chain_score < model.chain_min_score:
-        return []
+    if result is not None and result.chain_score < model.chain_min_score:
+        result = None
     net = _level_net(family)
+    network = network_fallback(image, result, model, net, mm_per_px)
+    if network is not None and not isinstance(network, str):
+        return [
+            (b.vertebra, b.corners_px, float(b.confidence), b.confidence >= HEATMAP_THRESHOLD)
+            for b in network.bodies
+            if b.corners_px is not None
+        ]
+    if result is None:
+        return []
     if net is not None:
         from dmx.detect.detector import levels_disputed
 
         if levels_disputed(image, result, net, model.conf_threshold):
-            return [(b.vertebra, b.corners_px, 0.0) for b in result.bodies if b.corners_px is not None]
+            return [(b.vertebra, b.corners_px, 0.0, False) for b in result.bodies if b.corners_px is not None]
     return [
-        (b.vertebra, b.corners_px, float(b.confidence)) for b in result.bodies if b.corners_px is not None
+        (b.vertebra, b.corners_px, float(b.confidence), b.confidence >= model.conf_threshold)
+        for b in result.bodies
+        if b.corners_px is not None
     ]
 
 
@@ -342,9 +358,6 @@ def _level_off(corners: np.ndarray, truth: dict, vertebra, mm_per_px: float) -> 
 
 def family_stats(specs: list[dict], model) -> dict:
     """Detection figures of ``model`` on the phantoms ``specs`` (see :func:`family_row`)."""
-    from dmx.detect.detector import HEATMAP_THRESHOLD
-
-    threshold = HEATMAP_THRESHOLD if DETECTOR == "heatmap" else model.conf_threshold
     found = {v: 0 for v in BODIES}
     errors, worst_reported, calib, seconds = [], [], [], 0.0
     level_off = 0
@@ -359,11 +372,11 @@ def family_stats(specs: list[dict], model) -> dict:
             r["seed"] = kw["seed"]
             r["worst_px"] = float(np.hypot(*(r.pop("corners") - truth[Vertebra(r["vertebra"])]).T).max())
             r["mm_per_px"] = mpp
-        for v, c, conf in bodies:
+        for v, c, conf, reported in bodies:
             e = np.hypot(*(c - truth[v]).T)
             if conf >= CALIBRATION_CONFIDENCE:
                 calib.append(e.max() <= 3.0)
-            if conf >= threshold:
+            if reported:
                 found[v] += 1
                 errors.append(e)
                 worst_reported.append(e.max())
@@ -484,14 +497,11 @@ ROM_FRAMES, ROM_SIZE_PX, ROM_MIN_MM = 30, 512, 0.3
 
 def _reported_landmarks(image: np.ndarray, model, mm_per_px: float, frame: int) -> Landmarks:
     """The bodies the detector under test reports (confidence at its threshold) as landmarks."""
-    from dmx.detect.detector import HEATMAP_THRESHOLD
-
-    threshold = HEATMAP_THRESHOLD if DETECTOR == "heatmap" else model.conf_threshold
     bodies = _bodies_found(image, model, mm_per_px)
     return Landmarks(
         frame=frame,
-        corners_px={v: c for v, c, conf in bodies if conf >= threshold},
-        confidence={v: conf for v, c, conf in bodies if conf >= threshold},
+        corners_px={v: c for v, c, conf, reported in bodies if reported},
+        confidence={v: conf for v, c, conf, reported in bodies if reported},
     )
 
 

@@ -203,6 +203,14 @@ def body_corners(p: dict, c2: bool) -> np.ndarray:
     )
 
 
+def body_vertices(p: dict, c2: bool) -> np.ndarray:
+    """The outline's vertices at the corners (where its sides meet before the rounding): the corners
+    as a detector that intersects fitted sides places them, ``r (1 / sin(phi / 2) - 1)`` (about
+    0.4 mm) outside the rounded cortex along the bisector."""
+    cont, idx = body_outline(p, c2)
+    return np.array([cont[idx[k]] for k in CORNERS])
+
+
 def vertebra_sprite(name: str, p: dict, above: dict | None, s: float, rng) -> Sprite:
     d, hp, c2 = p["D"], p["Hp"], name == "C2"
     sp = Sprite(-d / 2 - 30 - p["spin"], d / 2 + 5, -p["spin"] - 8, hp + (20 if c2 else 8), s)
@@ -406,6 +414,7 @@ def render(seed: int, **options):
     for sp in [*sprites.values(), head, hy]:  # anti-alias before resampling to the image grid
         sp.img = cv2.GaussianBlur(sp.img, (0, 0), max(0.5, 0.5 * mpp / sp.s))
     local_c = {nm: body_corners(params[nm], nm == "C2") for nm in names}
+    local_v = {nm: body_vertices(params[nm], nm == "C2") for nm in names}
     p0 = poses(params, rotd, trn, alpha, t1_tilt, 0)
     cen = np.mean([apply(p0[nm], [(0, params[nm]["Hp"] / 2)])[0] for nm in ("C2", "C7")], 0)
     cen = cen + (rng.uniform(-4, 8), rng.uniform(-5, 5))
@@ -452,7 +461,7 @@ def render(seed: int, **options):
     sub = 4  # soft tissue is smooth: evaluate on a 4x coarser grid aligned with cv2.resize
     cs = np.arange(size // sub) * sub + (sub - 1) / 2
     Us, Vs = np.meshgrid(i2w[0, 0] * cs + i2w[0, 2], i2w[1, 1] * cs + i2w[1, 2])
-    frames, corners, angles = [], [], []
+    frames, corners, angles, vertices = [], [], [], []
     window = None
     n0 = opt["photons"] * mpp**2
     for f in range(n):
@@ -483,6 +492,7 @@ def render(seed: int, **options):
         soft = soft + static_soft
         cpx = {nm: apply(w2i @ P[nm], local_c[nm]) for nm in names}
         corners.append(cpx)
+        vertices.append({nm: apply(w2i @ P[nm], local_v[nm]) for nm in names})
         angles.append(spec_angles({k: cpx[k] for k in BODIES[:-1]}))
         # discs: slightly denser than the surrounding fat/muscle
         for lv in LEVELS:
@@ -512,6 +522,7 @@ def render(seed: int, **options):
         corner_order=CORNERS, corner_definition="outer cortex on the corner bisector (rounded corner); "
         "C2 ant_sup/post_sup at the body/dens-base junction",
         corners=[{k: v.round(4).tolist() for k, v in c.items()} for c in corners],
+        corner_vertices=[{k: v.round(4).tolist() for k, v in c.items()} for c in vertices],
         angle_deg={lv: [a[lv] for a in angles] for lv in LEVELS[:-1]},
         applied_rotation_deg={lv: rotd[lv].round(5).tolist() for lv in LEVELS},
         applied_translation_mm={lv: trn[lv].round(5).tolist() for lv in LEVELS},

@@ -347,3 +347,101 @@ def test_a_column_left_out_for_its_level_says_so_in_the_one_line_error(tmp_path)
     assert code == 1 and len(lines) == 1
     assert "reported no vertebral body: its level is uncertain" in lines[0]
     assert not (tmp_path / "L.json").exists()
+
+
+def _true_corners(path) -> dict:
+    truth = __import__("json").loads((path / "landmarks.json").read_text())["points"]
+    return {
+        v: np.array([truth[v.value][c] for c in ("ant_sup", "post_sup", "post_inf", "ant_inf")])
+        for v in BODIES
+    }
+
+
+def test_where_the_template_detector_finds_nothing_the_network_column_is_reported(tmp_path):
+    """A 1024-px study of the independent renderer (settings of development seed 104, session 11):
+    the template detector's chains find no body; the learned network's column, whose levels the
+    C2 template confirms, is reported with a warning saying where it came from."""
+    from dmx.detect import NETWORK_FALLBACK
+    from dmx.detect.detector import run
+    from dmx.io.load import load_sequence
+
+    ip = _independent_renderer()
+    opts = dict(
+        frames=1, size=1024, mm_per_px=0.348, facing="left", photometric="MONOCHROME2", mandible_low=True
+    )
+    ip.render_study(tmp_path, 104, **opts)
+    seq = load_sequence(tmp_path / "study.dcm")
+    true = _true_corners(tmp_path)
+    model = load_model(model_file())
+    alone = run(seq.frames[0], model, mm_per_px=0.348)
+    assert alone is None or not [b for b in alone.bodies if b.corners_px is not None and b.confidence >= 0.7]
+    det = detect_landmarks(seq.frames[0], mm_per_px=seq.mm_per_px)
+    assert NETWORK_FALLBACK in det.warnings
+    assert set(BODIES[2:5]) <= set(det.landmarks.corners_px), det.missing
+    for v, c in det.landmarks.corners_px.items():
+        worst = float(np.hypot(*(c - true[v]).T).max())
+        assert worst < 3.5, (v, worst)  # its own level (a level off is 50-60 px)
+
+
+def test_a_network_column_one_level_off_is_not_reported(tmp_path):
+    """Heavy shoulders on a 1024-px study of the independent renderer (settings of development seed
+    206): the network puts C4-C6 on C5-C7 (a level off). The C2 template fits better where the
+    network put C3, so no body is reported, each with the reason, and the one error line says so."""
+    from dmx.detect import NETWORK_FALLBACK
+    from dmx.detect.detector import HEATMAP_THRESHOLD, reported_bodies, run_heatmap
+    from dmx.detect.heatmap import load_net
+    from dmx.io.load import load_sequence
+    from dmx.pipeline import detection_shortfall
+
+    ip = _independent_renderer()
+    opts = dict(
+        frames=1, size=1024, mm_per_px=0.281, facing="right", photometric="MONOCHROME2", heavy_shoulders=True
+    )
+    ip.render_study(tmp_path, 206, **opts)
+    seq = load_sequence(tmp_path / "study.dcm")
+    true = _true_corners(tmp_path)
+    model = load_model(model_file())
+    net = run_heatmap(seq.frames[0], model, load_net(model_file("heatmap.onnx")), mm_per_px=0.281)
+    shifted = reported_bodies(net, HEATMAP_THRESHOLD)
+    assert len(shifted) >= 2
+    for b in shifted:  # the network's body sits on the vertebra above its label
+        above = BODIES[BODIES.index(b.vertebra) - 1]
+        assert float(np.hypot(*(b.corners_px - true[above]).T).max()) < 4.0, b.vertebra
+    det = detect_landmarks(seq.frames[0], mm_per_px=seq.mm_per_px)
+    assert not det.landmarks.corners_px
+    assert NETWORK_FALLBACK not in det.warnings
+    assert all(
+        "C2 (its dens) and the two bodies below it fit the templates better one level lower" in r
+        for r in det.missing.values()
+    ), det.missing
+    assert detection_shortfall(det.landmarks, det.missing).startswith(
+        "automatic landmark detection reported no vertebral body: its level is uncertain"
+    )
+
+
+def test_the_c2_test_tells_a_column_from_the_same_column_a_level_off(tmp_path):
+    """c2_disputed on the true corners of C3-C6 (independent renderer, seed 11): with their own
+    levels it keeps them; labelled a level higher (C2-C5) it says C2 fits one level higher; labelled
+    a level lower (C4-C7) the C2 they imply is outside the field and they are not confirmed."""
+    from dmx.detect.detector import BodyResult, ColumnResult, c2_disputed, c2_scores
+    from dmx.io.load import load_sequence
+
+    ip = _independent_renderer()
+    ip.render_study(tmp_path, 11, frames=1, size=512, mm_per_px=0.3, facing="right")
+    seq = load_sequence(tmp_path / "study.dcm")
+    true = _true_corners(tmp_path)
+    model = load_model(model_file())
+
+    def column(shift: int) -> ColumnResult:
+        bodies = [BodyResult(v, None, np.zeros(1), 0.0, "absent") for v in BODIES]
+        for k in range(1, 5):
+            if 0 <= k + shift < 6:
+                bodies[k + shift] = BodyResult(BODIES[k + shift], true[BODIES[k]], np.zeros(1), 1.0, None)
+        return ColumnResult(tuple(bodies), 1.0, "right", 0.3, True)
+
+    assert c2_disputed(seq.frames[0], column(0), model, 0.5) is None
+    scores = c2_scores(seq.frames[0], column(0), model, 0.5)
+    assert scores[0] > max(scores[-1], scores[1])
+    # a level lower: the C2 they imply is above the top of this 153-mm field, so nothing confirms them
+    assert "too near its edge" in c2_disputed(seq.frames[0], column(1), model, 0.5)
+    assert "one level higher" in c2_disputed(seq.frames[0], column(-1), model, 0.5)

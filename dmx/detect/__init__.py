@@ -25,11 +25,13 @@ __all__ = [
     "DETECTORS",
     "MIN_SIDE_PX",
     "MODEL_NAME",
+    "NETWORK_FALLBACK",
     "Detection",
     "detect_landmarks",
     "detector_method",
     "find_landmarks",
     "model_file",
+    "network_fallback",
 ]
 
 #: File name of the fitted detector parameters in the models folder.
@@ -134,6 +136,7 @@ def detect_landmarks(
         If no model file is found (see :func:`model_file`).
     """
     from dmx.detect.detector import HEATMAP_THRESHOLD, run, run_heatmap
+    from dmx.detect.heatmap import NET_NAME
 
     method = detector_method(method)
     img = np.asarray(image)
@@ -150,17 +153,31 @@ def detect_landmarks(
             mpp = float(np.mean(vals))
     warnings: list[str] = []
     threshold = model.conf_threshold
+    from_network = method == "heatmap"
+    unconfirmed: str | None = None
     if method == "heatmap":
-        from dmx.detect.heatmap import NET_NAME, load_net
-
-        net_path = Path(model_path).with_name(NET_NAME) if model_path is not None else model_file(NET_NAME)
-        result = run_heatmap(img, model, load_net(net_path), mm_per_px=mpp)
+        result = run_heatmap(img, model, _net(model_path), mm_per_px=mpp)
         threshold = HEATMAP_THRESHOLD
         if not any(b.confidence >= threshold for b in result.bodies):
             result = None
     else:
         result = run(img, model, mm_per_px=mpp)
-    if result is None or (method == "template" and result.chain_score < model.chain_min_score):
+        if result is not None and result.chain_score < model.chain_min_score:
+            result = None
+        net_path = (Path(model_path) if model_path is not None else model_file()).with_name(NET_NAME)
+        network = network_fallback(img, result, model, _net(model_path) if net_path.is_file() else None, mpp)
+        if isinstance(network, str):
+            unconfirmed = network
+        elif network is not None:
+            result, threshold, from_network = network, HEATMAP_THRESHOLD, True
+            warnings.append(NETWORK_FALLBACK)
+    if result is None and unconfirmed:
+        return Detection(
+            Landmarks(frame=frame, corners_px={}),
+            {v: f"left out: {unconfirmed}" for v in BODIES},
+            (f"no body reported: {unconfirmed}",),
+        )
+    if result is None:
         reason = "no cervical column found on this frame"
         return Detection(Landmarks(frame=frame, corners_px={}), {v: reason for v in BODIES}, ())
     if mpp is None:
@@ -181,7 +198,11 @@ def detect_landmarks(
         else:
             corners[b.vertebra] = b.corners_px
             confidence[b.vertebra] = round(float(b.confidence), 4)
-    if method == "template" and corners:
+    if unconfirmed and not corners:
+        for v in BODIES:
+            missing[v] = f"left out: {unconfirmed}"
+        warnings.append(f"no body reported: {unconfirmed}")
+    if not from_network and corners:
         disputed, note = _level_check(img, result, model_path, threshold)
         if note:
             warnings.append(note)
@@ -196,6 +217,42 @@ def detect_landmarks(
     return Detection(
         Landmarks(frame=frame, corners_px=corners, confidence=confidence), missing, tuple(warnings)
     )
+
+
+#: Warning when the bodies come from the learned network because the template detector found too few.
+NETWORK_FALLBACK = (
+    "the template detector found fewer than two bodies; these were found by the learned network "
+    "(models/heatmap.onnx), their levels confirmed by the C2 template"
+)
+
+
+def _net(model_path: str | Path | None):
+    """The learned network next to the detector's model file (:data:`dmx.detect.heatmap.NET_NAME`)."""
+    from dmx.detect.heatmap import NET_NAME, load_net
+
+    return load_net((Path(model_path) if model_path is not None else model_file()).with_name(NET_NAME))
+
+
+def network_fallback(img: np.ndarray, result, model, net, mpp: float | None):
+    """The learned network's column where the template detector reports fewer than two bodies
+    (issue #12: on images unlike its fitting data the chain search follows the airway's walls).
+
+    ``result``: the template detector's column (None when it found none); ``net``: the network
+    (:class:`dmx.detect.heatmap.HeatmapNet`), or None. Returns the network's
+    :class:`~dmx.detect.detector.ColumnResult` when it reports more bodies than ``result``, at
+    least two, and the C2 template confirms their levels (:func:`~dmx.detect.detector.c2_disputed`);
+    the reason (a string) when it would report more but its levels are not confirmed; None otherwise.
+    """
+    from dmx.detect.detector import HEATMAP_THRESHOLD, MIN_REPORTED, c2_disputed, reported_bodies, run_heatmap
+
+    have = 0 if result is None else len(reported_bodies(result, model.conf_threshold))
+    if have >= MIN_REPORTED or net is None:
+        return None
+    network = run_heatmap(img, model, net, mm_per_px=mpp)
+    if len(reported_bodies(network, HEATMAP_THRESHOLD)) < max(MIN_REPORTED, have + 1):
+        return None  # one body's level cannot be checked
+    disputed = c2_disputed(img, network, model, HEATMAP_THRESHOLD)
+    return network if disputed is None else disputed
 
 
 def _level_check(

@@ -591,3 +591,121 @@ def _consistent_levels(bodies: list[BodyResult], model: DetectorModel) -> list[B
 
 def _vector(feats: dict[str, float]) -> np.ndarray:
     return np.array([float(feats[name]) for name in HEATMAP_FEATURES])
+
+
+# ----------------------------------------------------------------------------------------------
+# the C2 test of a column's levels (issue #12): the template detector's C2-with-dens template
+
+#: Levels (0 = C2) tried as the column's C2 by :func:`c2_scores`: the one the column says, and
+#: one level above and below it.
+C2_SHIFTS = (-1, 0, 1)
+#: How far from an expected C2 position the dens template is searched, as a share of the spacing
+#: of the column's bodies (the expected position is extrapolated from the top bodies reported).
+C2_SEARCH_REACH = 0.2
+#: Bodies below C2 whose fit to the body template counts in :func:`c2_scores`.
+C2_BODIES_BELOW = 2
+
+
+def c2_scores(
+    image: np.ndarray, result: ColumnResult, model: DetectorModel, threshold: float
+) -> dict[int, float]:
+    """How well the top of the column fits C2 and the two bodies below it, for each shift of
+    :data:`C2_SHIFTS` of its levels: ``{shift: score}`` (NaN where a position is outside the
+    image; empty when fewer than two bodies are reported).
+
+    The column's bodies are the reported ones of ``result``; with a shift ``s`` the body at level
+    ``k`` would be level ``k + s``, so C2 would be where the column puts level ``-s``. The score is
+    the chain search's (:func:`dmx.detect.column.find_chain`): the normalised correlation of the
+    C2-with-dens template there plus that of the body template at the next two levels, each the
+    best within :data:`C2_SEARCH_REACH` of a level's spacing and one tilt step. Where a level is
+    not reported, its pose is extrapolated from the two top reported bodies (their spacing and
+    tilt change per level). The dens alone does not tell C2 from the skull base and atlas above it
+    (on an independent renderer's images they fit the dens template as well); the body below
+    does, for C1 has no body.
+    """
+    from dmx.detect.column import _canonical, correlate
+
+    reported = reported_bodies(result, threshold)
+    if len(reported) < 2:
+        return {}
+    img = np.asarray(image, dtype=np.float32)
+    w = img.shape[1]
+    left = result.facing == "left"
+    view = np.ascontiguousarray(img[:, ::-1]) if left else img
+    f = result.mm_per_px / model.res_mm
+    canon = _canonical(normalise(view), f)
+    maps = {
+        True: (
+            correlate(canon, model.tmpl_c2, model.angles, model.crop_c2),
+            model.crop_c2,
+            model.c2_offset_mm,
+        ),
+        False: (correlate(canon, model.tmpl_body, model.angles, model.crop_body), model.crop_body, 0.0),
+    }
+    pose: dict[int, tuple[np.ndarray, float]] = {}
+    for b in reported:
+        c = b.corners_px.copy()
+        if left:
+            c[:, 0] = w - 1 - c[:, 0]
+        centre, theta = pose_from_corners(c)
+        pose[BODIES.index(b.vertebra)] = (centre * f, theta)
+    top, nxt = sorted(pose)[:2]
+    (p0, t0), (p1, t1) = pose[top], pose[nxt]
+    step, turn = (p0 - p1) / (nxt - top), (t0 - t1) / (nxt - top)
+    reach = max(1, int(round(C2_SEARCH_REACH * float(np.hypot(*step)))))
+
+    def fit(level: int, is_c2: bool) -> float:
+        stack, size, offset = maps[is_c2]
+        centre, theta = (
+            pose[level] if level in pose else (p0 + (top - level) * step, t0 + (top - level) * turn)
+        )
+        _, e_v = axes(theta)
+        x, y = centre + offset / model.res_mm * e_v - (size - 1) / 2
+        r, c = int(round(y)), int(round(x))
+        if not (0 <= r < stack.shape[1] and 0 <= c < stack.shape[2]):
+            return float("nan")
+        a = int(np.argmin(np.abs(model.angles - theta)))
+        win = stack[
+            max(0, a - 1) : a + 2, max(0, r - reach) : r + reach + 1, max(0, c - reach) : c + reach + 1
+        ]
+        return float(win.max())
+
+    return {
+        s: fit(-s, True) + sum(fit(j - s, False) for j in range(1, 1 + C2_BODIES_BELOW)) for s in C2_SHIFTS
+    }
+
+
+#: Why the learned network's bodies are not reported when the C2 template does not confirm their levels
+#: (:func:`c2_disputed`).
+C2_NOT_CONFIRMED = (
+    LEVEL_UNCERTAIN + ": C2 (its dens) and the two bodies below it fit the templates better {where} "
+    "than where the learned network's levels put them (the column may be one level off)"
+)
+C2_OUTSIDE = (
+    LEVEL_UNCERTAIN + ": where the learned network's levels put C2 is outside the image or too near its edge "
+    "to test"
+)
+
+
+def c2_disputed(
+    image: np.ndarray, result: ColumnResult, model: DetectorModel, threshold: float
+) -> str | None:
+    """The reason to leave out every body of ``result`` (the learned network's levels), or None.
+
+    The network counts levels from its own view of the neck and, on images unlike its training
+    data, put whole columns one level off at full confidence (issue #12: an independent renderer's
+    1024-px studies with heavy shoulders). C2 is the one body whose shape tells its level (the
+    dens above it); the column's levels are kept only when the C2 template fits best where they
+    put C2 (with the two bodies below it), against one level above and one below (:func:`c2_scores`).
+    """
+    corr = c2_scores(image, result, model, threshold)
+    if not corr:
+        return None
+    here = corr[0]
+    if not np.isfinite(here):
+        return C2_OUTSIDE
+    better = [s for s, v in corr.items() if s != 0 and np.isfinite(v) and v >= here]
+    if better:
+        where = "one level " + ("higher" if better[0] > 0 else "lower")
+        return C2_NOT_CONFIRMED.format(where=where)
+    return None
