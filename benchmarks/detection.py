@@ -254,12 +254,11 @@ def _bodies_found(
     """Every body the detector fitted (vertebra, corners, confidence, reported), before the
     confidence cut; nothing when no column is found (as :func:`dmx.detect.detect_landmarks`
     decides). The template detector's bodies get confidence 0 when the level check disputes their
-    levels (they are then not reported); where it reports fewer than two bodies, the learned
-    network's column replaces them when the C2 template confirms its levels
-    (:func:`dmx.detect.network_fallback`); ``family`` chooses the network of both
+    levels (they are then not reported); the learned network adds its bodies where the two agree
+    (:func:`dmx.detect.detector.run_combined`); ``family`` chooses the network of both
     (:func:`_level_net`)."""
-    from dmx.detect import MIN_SIDE_PX, network_fallback
-    from dmx.detect.detector import HEATMAP_THRESHOLD, run, run_heatmap
+    from dmx.detect import MIN_SIDE_PX
+    from dmx.detect.detector import HEATMAP_THRESHOLD, run_combined, run_heatmap
 
     if min(image.shape) < MIN_SIDE_PX:
         return []
@@ -284,27 +283,15 @@ def _bodies_found(
             for b in result.bodies
             if b.corners_px is not None
         ]
-    result = run(image, model, mm_per_px=mm_per_px)
-    if result is not None and result.chain_score < model.chain_min_score:
-        result = None
-    net = _level_net(family)
-    network = network_fallback(image, result, model, net, mm_per_px)
-    if network is not None and not isinstance(network, str):
-        return [
-            (b.vertebra, b.corners_px, float(b.confidence), b.confidence >= HEATMAP_THRESHOLD)
-            for b in network.bodies
-            if b.corners_px is not None
-        ]
-    if result is None:
-        return []
-    if net is not None:
-        from dmx.detect.detector import levels_disputed
-
-        if levels_disputed(image, result, net, model.conf_threshold):
-            return [(b.vertebra, b.corners_px, 0.0, False) for b in result.bodies if b.corners_px is not None]
+    comb = run_combined(image, model, _level_net(family), mm_per_px=mm_per_px)
     return [
-        (b.vertebra, b.corners_px, float(b.confidence), b.confidence >= model.conf_threshold)
-        for b in result.bodies
+        (
+            b.vertebra,
+            b.corners_px,
+            0.0 if comb.disputed and source == "template" else float(b.confidence),
+            reported,
+        )
+        for b, source, reported in comb.bodies
         if b.corners_px is not None
     ]
 

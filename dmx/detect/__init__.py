@@ -25,13 +25,13 @@ __all__ = [
     "DETECTORS",
     "MIN_SIDE_PX",
     "MODEL_NAME",
-    "NETWORK_FALLBACK",
+    "NETWORK_ADDED",
+    "NETWORK_MARK",
     "Detection",
     "detect_landmarks",
     "detector_method",
     "find_landmarks",
     "model_file",
-    "network_fallback",
 ]
 
 #: File name of the fitted detector parameters in the models folder.
@@ -135,7 +135,7 @@ def detect_landmarks(
     FileNotFoundError
         If no model file is found (see :func:`model_file`).
     """
-    from dmx.detect.detector import HEATMAP_THRESHOLD, run, run_heatmap
+    from dmx.detect.detector import HEATMAP_THRESHOLD, run_combined, run_heatmap
     from dmx.detect.heatmap import NET_NAME
 
     method = detector_method(method)
@@ -152,34 +152,34 @@ def detect_landmarks(
         if all(np.isfinite(v) and v > 0 for v in vals):
             mpp = float(np.mean(vals))
     warnings: list[str] = []
-    threshold = model.conf_threshold
-    from_network = method == "heatmap"
-    unconfirmed: str | None = None
     if method == "heatmap":
         result = run_heatmap(img, model, _net(model_path), mm_per_px=mpp)
-        threshold = HEATMAP_THRESHOLD
-        if not any(b.confidence >= threshold for b in result.bodies):
-            result = None
+        if not any(b.confidence >= HEATMAP_THRESHOLD for b in result.bodies):
+            reason = "no cervical column found on this frame"
+            return Detection(Landmarks(frame=frame, corners_px={}), {v: reason for v in BODIES}, ())
+        bodies = [(b, HEATMAP_THRESHOLD, b.confidence >= HEATMAP_THRESHOLD) for b in result.bodies]
+        disputed = unconfirmed = None
+        added: tuple[Vertebra, ...] = ()
     else:
-        result = run(img, model, mm_per_px=mpp)
-        if result is not None and result.chain_score < model.chain_min_score:
-            result = None
         net_path = (Path(model_path) if model_path is not None else model_file()).with_name(NET_NAME)
-        network = network_fallback(img, result, model, _net(model_path) if net_path.is_file() else None, mpp)
-        if isinstance(network, str):
-            unconfirmed = network
-        elif network is not None:
-            result, threshold, from_network = network, HEATMAP_THRESHOLD, True
-            warnings.append(NETWORK_FALLBACK)
-    if result is None and unconfirmed:
-        return Detection(
-            Landmarks(frame=frame, corners_px={}),
-            {v: f"left out: {unconfirmed}" for v in BODIES},
-            (f"no body reported: {unconfirmed}",),
-        )
-    if result is None:
-        reason = "no cervical column found on this frame"
-        return Detection(Landmarks(frame=frame, corners_px={}), {v: reason for v in BODIES}, ())
+        net = _net(model_path) if net_path.is_file() else None
+        comb = run_combined(img, model, net, mm_per_px=mpp)
+        result = comb.template or comb.network
+        disputed, unconfirmed, added = comb.disputed, comb.unconfirmed, comb.added
+        if comb.template is None and not added:
+            if unconfirmed:
+                return Detection(
+                    Landmarks(frame=frame, corners_px={}),
+                    {v: f"left out: {unconfirmed}" for v in BODIES},
+                    (f"no body reported: {unconfirmed}",),
+                )
+            reason = "no cervical column found on this frame"
+            return Detection(Landmarks(frame=frame, corners_px={}), {v: reason for v in BODIES}, ())
+        if net is None and any(b.confidence >= model.conf_threshold for b in comb.template.bodies):
+            warnings.append(
+                f"levels not checked: the network {NET_NAME} was not found next to the detector model"
+            )
+        bodies = [(b, model.conf_threshold, reported) for b, _source, reported in comb.bodies]
     if mpp is None:
         warnings.append(
             f"no calibration: body size searched over scales (best fit {result.mm_per_px:.3f} mm per pixel)"
@@ -187,30 +187,35 @@ def detect_landmarks(
     corners: dict[Vertebra, np.ndarray] = {}
     confidence: dict[Vertebra, float] = {}
     missing: dict[Vertebra, str] = {}
-    for b in result.bodies:
-        if b.corners_px is None:
+    for b, threshold, reported in bodies:
+        if reported:
+            corners[b.vertebra] = b.corners_px
+            confidence[b.vertebra] = round(float(b.confidence), 4)
+        elif b.corners_px is None:
             missing[b.vertebra] = f"not found: {b.problem}"
-        elif b.confidence < threshold:
+        elif disputed and b.confidence >= threshold:
+            missing[b.vertebra] = f"left out: {disputed}"
+        else:
             missing[b.vertebra] = (
                 f"left out: confidence {b.confidence:.2f} below {threshold:.2f} "
                 "(outline weak, hidden or implausible)"
             )
-        else:
-            corners[b.vertebra] = b.corners_px
-            confidence[b.vertebra] = round(float(b.confidence), 4)
+    if disputed:
+        warnings.append(
+            ("no body reported: " if not corners else "the template detector's bodies left out: ") + disputed
+        )
     if unconfirmed and not corners:
         for v in BODIES:
             missing[v] = f"left out: {unconfirmed}"
         warnings.append(f"no body reported: {unconfirmed}")
-    if not from_network and corners:
-        disputed, note = _level_check(img, result, model_path, threshold)
-        if note:
-            warnings.append(note)
-        if disputed:
-            for v in corners:
-                missing[v] = f"left out: {disputed}"
-            warnings.append(f"no body reported: {disputed}")
-            corners, confidence = {}, {}
+    if added:
+        both = [v for v in corners if v not in added]
+        warnings.append(
+            NETWORK_ADDED.format(
+                levels=", ".join(v.value for v in added),
+                also=f" and by the bodies both found ({', '.join(v.value for v in both)})" if both else "",
+            )
+        )
     for v, c in confidence.items():
         if c < 0.8:
             warnings.append(f"{v.value}: low confidence {c:.2f}; check its corners")
@@ -219,11 +224,13 @@ def detect_landmarks(
     )
 
 
-#: Warning when the bodies come from the learned network because the template detector found too few.
-NETWORK_FALLBACK = (
-    "the template detector found fewer than two bodies; these were found by the learned network "
-    "(models/heatmap.onnx), their levels confirmed by the C2 template"
+#: Warning naming the bodies the learned network added where the template detector reported none.
+NETWORK_ADDED = (
+    "{levels} " + "found by the learned network (models/heatmap.onnx), not by the template detector; "
+    "their levels confirmed by the C2 template{also}"
 )
+#: The part of :data:`NETWORK_ADDED` that marks a detection the network took part in.
+NETWORK_MARK = "found by the learned network"
 
 
 def _net(model_path: str | Path | None):
@@ -231,44 +238,6 @@ def _net(model_path: str | Path | None):
     from dmx.detect.heatmap import NET_NAME, load_net
 
     return load_net((Path(model_path) if model_path is not None else model_file()).with_name(NET_NAME))
-
-
-def network_fallback(img: np.ndarray, result, model, net, mpp: float | None):
-    """The learned network's column where the template detector reports fewer than two bodies
-    (issue #12: on images unlike its fitting data the chain search follows the airway's walls).
-
-    ``result``: the template detector's column (None when it found none); ``net``: the network
-    (:class:`dmx.detect.heatmap.HeatmapNet`), or None. Returns the network's
-    :class:`~dmx.detect.detector.ColumnResult` when it reports more bodies than ``result``, at
-    least two, and the C2 template confirms their levels (:func:`~dmx.detect.detector.c2_disputed`);
-    the reason (a string) when it would report more but its levels are not confirmed; None otherwise.
-    """
-    from dmx.detect.detector import HEATMAP_THRESHOLD, MIN_REPORTED, c2_disputed, reported_bodies, run_heatmap
-
-    have = 0 if result is None else len(reported_bodies(result, model.conf_threshold))
-    if have >= MIN_REPORTED or net is None:
-        return None
-    network = run_heatmap(img, model, net, mm_per_px=mpp)
-    if len(reported_bodies(network, HEATMAP_THRESHOLD)) < max(MIN_REPORTED, have + 1):
-        return None  # one body's level cannot be checked
-    disputed = c2_disputed(img, network, model, HEATMAP_THRESHOLD)
-    return network if disputed is None else disputed
-
-
-def _level_check(
-    img: np.ndarray, result, model_path: str | Path | None, threshold: float
-) -> tuple[str | None, str | None]:
-    """The template detector's levels checked against the learned network (issue #12):
-    ``(reason to leave every body out or None, warning or None)``. The network is ``heatmap.onnx``
-    next to the detector's model file (so ``$DMX_MODEL_DIR`` holding a refitted ``detector.npz``
-    alone runs unchecked); without it the check is skipped, with a warning."""
-    from dmx.detect.detector import levels_disputed
-    from dmx.detect.heatmap import NET_NAME, load_net
-
-    net_path = (Path(model_path) if model_path is not None else model_file()).with_name(NET_NAME)
-    if not net_path.is_file():
-        return None, f"levels not checked: the network {NET_NAME} was not found next to the detector model"
-    return levels_disputed(img, result, load_net(net_path), threshold), None
 
 
 _MODELS: dict[tuple[Path, int], object] = {}
