@@ -258,7 +258,7 @@ def _bodies_found(
     (:func:`dmx.detect.detector.run_combined`); ``family`` chooses the network of both
     (:func:`_level_net`)."""
     from dmx.detect import MIN_SIDE_PX
-    from dmx.detect.detector import HEATMAP_THRESHOLD, run_combined, run_heatmap
+    from dmx.detect.detector import HEATMAP_THRESHOLD, network_disagrees, run_combined, run_heatmap
 
     if min(image.shape) < MIN_SIDE_PX:
         return []
@@ -278,8 +278,9 @@ def _bodies_found(
                 for b in result.bodies
                 if b.corners_px is not None
             )
+        levels_ok = network_disagrees(image, result, {}, model) is None  # as detect_landmarks
         return [
-            (b.vertebra, b.corners_px, float(b.confidence), b.confidence >= HEATMAP_THRESHOLD)
+            (b.vertebra, b.corners_px, float(b.confidence), levels_ok and b.confidence >= HEATMAP_THRESHOLD)
             for b in result.bodies
             if b.corners_px is not None
         ]

@@ -135,7 +135,7 @@ def detect_landmarks(
     FileNotFoundError
         If no model file is found (see :func:`model_file`).
     """
-    from dmx.detect.detector import HEATMAP_THRESHOLD, run_combined, run_heatmap
+    from dmx.detect.detector import HEATMAP_THRESHOLD, network_disagrees, run_combined, run_heatmap
     from dmx.detect.heatmap import NET_NAME
 
     method = detector_method(method)
@@ -157,8 +157,14 @@ def detect_landmarks(
         if not any(b.confidence >= HEATMAP_THRESHOLD for b in result.bodies):
             reason = "no cervical column found on this frame"
             return Detection(Landmarks(frame=frame, corners_px={}), {v: reason for v in BODIES}, ())
-        bodies = [(b, HEATMAP_THRESHOLD, b.confidence >= HEATMAP_THRESHOLD) for b in result.bodies]
-        disputed = unconfirmed = None
+        # the network's levels, as where it joins the template detector: two bodies or more, the C2
+        # test (issue #12: a level off at full confidence on images unlike its training data)
+        unconfirmed = network_disagrees(img, result, {}, model)
+        bodies = [
+            (b, HEATMAP_THRESHOLD, unconfirmed is None and b.confidence >= HEATMAP_THRESHOLD)
+            for b in result.bodies
+        ]
+        disputed = None
         added: tuple[Vertebra, ...] = ()
     else:
         net_path = (Path(model_path) if model_path is not None else model_file()).with_name(NET_NAME)

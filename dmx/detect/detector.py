@@ -435,9 +435,9 @@ def run_heatmap(image: np.ndarray, model: DetectorModel, net, *, mm_per_px: floa
 
     img = np.asarray(image, dtype=np.float32)
     if mm_per_px is not None:
-        found = net.bodies(img, mm_per_px)
+        found = net.bodies_in_windows(img, mm_per_px)
     else:
-        found = max((net.bodies(img, s) for s in UNCALIBRATED_SWEEP_MM), key=lambda f: f.score())
+        found = max((net.bodies_in_windows(img, s) for s in UNCALIBRATED_SWEEP_MM), key=lambda f: f.score())
     mpp = found.mm_per_px
     corners = found.corners_px.copy()
     has = found.region_prob > 0

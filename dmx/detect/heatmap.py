@@ -13,7 +13,7 @@ Inference needs only OpenCV (already a dependency) and numpy: no deep-learning r
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import cv2
@@ -77,7 +77,8 @@ class Bodies:
     probability of each body class over each body's region ((6, 6), row: the region's level);
     ``facing_vote`` the signed evidence for the facing (:func:`_facing_vote_from_image`: the
     difference between the two sides of the column on the 0..1 input; its size says how clear
-    the facing is).
+    the facing is); ``origin`` the image pixel (x, y) where the window the network saw begins
+    (:meth:`HeatmapNet.bodies_in_windows`; ``labels`` cover that window only).
     """
 
     corners_px: np.ndarray
@@ -91,12 +92,13 @@ class Bodies:
     factor: float = 1.0
     class_prob: np.ndarray | None = None
     facing_vote: float = float("nan")
+    origin: tuple[int, int] = (0, 0)
 
     def level_at(self, point_px: np.ndarray) -> int:
         """The level (0..5 for C2..C7, -1 background) the network gave the image point."""
         if self.labels is None:
             return -1
-        x, y = (np.asarray(point_px, dtype=float) + 0.5) * self.factor - 0.5
+        x, y = (np.asarray(point_px, dtype=float) - self.origin + 0.5) * self.factor - 0.5
         h, w = self.labels.shape
         i, j = int(round(y)), int(round(x))
         return int(self.labels[i, j]) - 1 if 0 <= i < h and 0 <= j < w else -1
@@ -112,6 +114,13 @@ class Bodies:
     def score(self) -> float:
         """Evidence for a column at this pixel size: summed region probability x overlap."""
         return float(np.sum(self.region_prob * self.overlap))
+
+
+#: Side (mm) of the windows :meth:`HeatmapNet.bodies_in_windows` also runs the network on: a little
+#: more than the 134-mm crops it was trained on.
+WINDOW_MM = 160.0
+#: Windows are used only for fields wider than this many times :data:`WINDOW_MM`.
+WINDOW_OVER = 1.25
 
 
 class HeatmapNet:
@@ -131,6 +140,36 @@ class HeatmapNet:
         """The bodies' regions and corners on one display-polarity frame at ``mm_per_px``."""
         x, factor = net_input(image, mm_per_px)
         return decode(self.heatmaps(x), factor, mm_per_px, image=x)
+
+    def bodies_in_windows(self, image: np.ndarray, mm_per_px: float, window_mm: float = WINDOW_MM) -> Bodies:
+        """:meth:`bodies` on the whole frame and, when the field is wider than ``window_mm`` by more
+        than :data:`WINDOW_OVER`, on overlapping square windows of that side (half a window apart,
+        the last flush with the edge); the view with the most body evidence (:meth:`Bodies.score`) wins.
+
+        The network was trained on 134-mm crops of phantoms whose fields were 112-240 mm: on a
+        300-mm field (skull, shoulders and chest in view) it missed bodies or put the column a level
+        off where a window around the neck gives every body (issue #12, independent renderer).
+        """
+        best = self.bodies(image, mm_per_px)
+        h, w = image.shape
+        side = int(round(window_mm / mm_per_px))
+        if max(h, w) <= WINDOW_OVER * side:
+            return best
+        for y0 in _window_starts(h, side):
+            for x0 in _window_starts(w, side):
+                found = self.bodies(image[y0 : y0 + side, x0 : x0 + side], mm_per_px)
+                if found.score() > best.score():
+                    corners = found.corners_px + np.array([x0, y0], dtype=float)
+                    best = replace(found, corners_px=corners, origin=(x0, y0))
+        return best
+
+
+def _window_starts(size: int, side: int) -> list[int]:
+    """Starts of windows of ``side`` px over ``size`` px, half a window apart, the last flush with the end."""
+    if size <= side:
+        return [0]
+    n = int(np.ceil((size - side) / (side / 2))) + 1
+    return sorted({int(round(v)) for v in np.linspace(0, size - side, n)})
 
 
 #: Smallest region (mm^2) taken for a body (a C3-C7 body is about 150-300 mm^2).
