@@ -198,10 +198,13 @@ def held_out_specs(generator: int = 2026, seeds=range(31, 43)) -> list[tuple[int
 WRONG_MM = 5.0
 
 
-def detect_held_out(cache: Path, sets: str = "AB", method: str | None = None) -> None:
+def detect_held_out(
+    cache: Path, sets: str = "AB", method: str | None = None, calibrated: bool = True
+) -> None:
     """Automatic landmarks on the detection studies: per study the bodies found, their worst-corner
     error against the truth (px) and where they came from; per set C2-C7 found, wrong reports and
-    the corner errors (px) of the right ones."""
+    the corner errors (px) of the right ones. ``calibrated`` False: the detector is not given the
+    pixel size (it searches over body sizes)."""
     from dmx.detect import NETWORK_MARK, detect_landmarks
     from dmx.io.load import load_sequence
 
@@ -209,13 +212,18 @@ def detect_held_out(cache: Path, sets: str = "AB", method: str | None = None) ->
         if name not in sets:
             continue
         specs = held_out_specs(generator, seeds)
-        print(f"set {name} (seeds {seeds.start}-{seeds.stop - 1}, {len(specs)} studies; {seen}):")
+        how = "" if calibrated else ", the detector not given the pixel size"
+        print(f"set {name} (seeds {seeds.start}-{seeds.stop - 1}, {len(specs)} studies; {seen}{how}):")
         found = dict.fromkeys(BODIES, 0)
-        wrong, corners, studies_any, to_vertex = 0, [], 0, []
+        wrong, corners, studies_any, to_vertex, seconds = 0, [], 0, [], []
         for seed, opts in specs:
             out, truth = study(cache, seed, opts)
             seq = load_sequence(out / "study.dcm")
-            det = detect_landmarks(seq.frames[0], mm_per_px=seq.mm_per_px, method=method)
+            t0 = time.perf_counter()
+            det = detect_landmarks(
+                seq.frames[0], mm_per_px=seq.mm_per_px if calibrated else None, method=method
+            )
+            seconds.append(time.perf_counter() - t0)
             shown = []
             for v, c in det.landmarks.corners_px.items():
                 d = np.hypot(*(c - np.asarray(truth["corners"][0][v.value])).T)
@@ -259,7 +267,7 @@ def detect_held_out(cache: Path, sets: str = "AB", method: str | None = None) ->
             f"  studies with a body {studies_any} of {n}; "
             f"C3-C6 right {sum(found[b] for b in BODIES[1:5])} of {4 * n}"
             f" ({', '.join(f'{b} {found[b]}' for b in BODIES)}); wrong (> {WRONG_MM:g} mm) {wrong};"
-            f" corners of the right ones: {stats}"
+            f" corners of the right ones: {stats}; {np.median(seconds):.1f} s per frame (median)"
         )
 
 
@@ -351,6 +359,11 @@ def main() -> None:
     )
     ap.add_argument("--detector", default=None, help="with --detect-held-out: template (default) or heatmap")
     ap.add_argument(
+        "--uncalibrated",
+        action="store_true",
+        help="with --detect-held-out: the detector is not given the pixel size",
+    )
+    ap.add_argument(
         "--rom",
         action="store_true",
         help="with --detect-held-out: the studies as --frames cines, ROM from automatic vs true landmarks",
@@ -371,7 +384,7 @@ def main() -> None:
         rom_held_out(cache, a.detect_held_out, a.frames)
         return
     if a.detect_held_out:
-        detect_held_out(cache, a.detect_held_out, a.detector)
+        detect_held_out(cache, a.detect_held_out, a.detector, calibrated=not a.uncalibrated)
         return
     rows = []
     for name, seed, opts in SETTINGS:

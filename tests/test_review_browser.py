@@ -203,14 +203,29 @@ KYPHOTIC = Path(__file__).resolve().parents[1] / "sample_data" / "kyphotic_left_
 def nothing_found(tmp_path_factory):
     """``dmx landmarks --review`` on the 256x320 kyphotic sample where the detector finds no body (its chain
     search finds no column: what it does on a study it does not recognise). Since session 9 the real
-    detector finds this sample's bodies, so the search is made to find none here."""
+    detector finds this sample's bodies, so the search is made to find none here, and the learned
+    network that joins it (session 11) no region."""
+    import numpy as np
+
+    from dmx.anatomy import BODIES
     from dmx.cli import main
     from dmx.detect import detector
 
+    nothing = detector.ColumnResult(
+        tuple(
+            detector.BodyResult(v, None, np.zeros(1), 0.0, "the network found no region of it")
+            for v in BODIES
+        ),
+        0.0,
+        "right",
+        0.3,
+        True,
+    )
     tmp = tmp_path_factory.mktemp("nothing")
     out, page = tmp / "L.json", tmp / "review.html"
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(detector, "coarse", lambda *a, **k: (None, 0.3))
+        mp.setattr(detector, "run_heatmap", lambda *a, **k: nothing)
         assert main(["landmarks", str(KYPHOTIC / "study.dcm"), "--out", str(out), "--review", str(page)]) == 1
     assert page.is_file() and not out.exists()
     return page
