@@ -361,21 +361,24 @@ def _true_corners(path) -> dict:
     }
 
 
+def _independent_study(path, seed: int, **opts):
+    """One frame of the independent renderer with ``opts``: the loaded sequence and its true corners."""
+    from dmx.io.load import load_sequence
+
+    _independent_renderer().render_study(path, seed, frames=1, **opts)
+    return load_sequence(path / "study.dcm"), _true_corners(path)
+
+
 def test_where_the_template_detector_finds_nothing_the_network_column_is_reported(tmp_path):
     """A 1024-px study of the independent renderer (settings of development seed 104, session 11):
     the template detector's chains find no body; the learned network's column, whose levels the
     C2 template confirms, is reported with a warning saying where it came from."""
     from dmx.detect import NETWORK_MARK
     from dmx.detect.detector import run
-    from dmx.io.load import load_sequence
 
-    ip = _independent_renderer()
-    opts = dict(
-        frames=1, size=1024, mm_per_px=0.348, facing="left", photometric="MONOCHROME2", mandible_low=True
+    seq, true = _independent_study(
+        tmp_path, 104, size=1024, mm_per_px=0.348, facing="left", photometric="MONOCHROME2", mandible_low=True
     )
-    ip.render_study(tmp_path, 104, **opts)
-    seq = load_sequence(tmp_path / "study.dcm")
-    true = _true_corners(tmp_path)
     model = load_model(model_file())
     alone = run(seq.frames[0], model, mm_per_px=0.348)
     assert alone is None or not [b for b in alone.bodies if b.corners_px is not None and b.confidence >= 0.7]
@@ -394,16 +397,17 @@ def test_a_network_column_one_level_off_is_not_reported(tmp_path):
     from dmx.detect import NETWORK_MARK
     from dmx.detect.detector import HEATMAP_THRESHOLD, reported_bodies, run_heatmap
     from dmx.detect.heatmap import load_net
-    from dmx.io.load import load_sequence
     from dmx.pipeline import detection_shortfall
 
-    ip = _independent_renderer()
-    opts = dict(
-        frames=1, size=768, mm_per_px=0.305, facing="left", photometric="MONOCHROME1", heavy_shoulders=True
+    seq, true = _independent_study(
+        tmp_path,
+        210,
+        size=768,
+        mm_per_px=0.305,
+        facing="left",
+        photometric="MONOCHROME1",
+        heavy_shoulders=True,
     )
-    ip.render_study(tmp_path, 210, **opts)
-    seq = load_sequence(tmp_path / "study.dcm")
-    true = _true_corners(tmp_path)
     model = load_model(model_file())
     net = run_heatmap(seq.frames[0], model, load_net(model_file("heatmap.onnx")), mm_per_px=0.305)
     shifted = reported_bodies(net, HEATMAP_THRESHOLD)
@@ -428,12 +432,8 @@ def test_the_c2_test_tells_a_column_from_the_same_column_a_level_off(tmp_path):
     levels it keeps them; labelled a level higher (C2-C5) it says C2 fits one level higher; labelled
     a level lower (C4-C7) the C2 they imply is outside the field and they are not confirmed."""
     from dmx.detect.detector import BodyResult, ColumnResult, c2_disputed, c2_scores
-    from dmx.io.load import load_sequence
 
-    ip = _independent_renderer()
-    ip.render_study(tmp_path, 11, frames=1, size=512, mm_per_px=0.3, facing="right")
-    seq = load_sequence(tmp_path / "study.dcm")
-    true = _true_corners(tmp_path)
+    seq, true = _independent_study(tmp_path, 11, size=512, mm_per_px=0.3, facing="right")
     model = load_model(model_file())
 
     def column(shift: int) -> ColumnResult:
@@ -460,14 +460,10 @@ def test_on_a_wide_field_the_network_also_looks_at_windows_around_the_neck(tmp_p
 
     assert _window_starts(1024, 489) == [0, 178, 357, 535]  # at most half a window apart, the last flush
     assert _window_starts(400, 489) == [0]
-    ip = _independent_renderer()
-    ip.render_study(
-        tmp_path, 101, frames=1, size=1024, mm_per_px=0.327, facing="left", photometric="MONOCHROME2"
+    seq, true = _independent_study(
+        tmp_path, 101, size=1024, mm_per_px=0.327, facing="left", photometric="MONOCHROME2"
     )
-    from dmx.io.load import load_sequence
-
-    image = load_sequence(tmp_path / "study.dcm").frames[0].astype(np.float32)
-    true = _true_corners(tmp_path)
+    image = seq.frames[0].astype(np.float32)
     net = load_net(model_file("heatmap.onnx"))
 
     def off_mm(found, k: int) -> float:
