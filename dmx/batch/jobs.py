@@ -121,7 +121,7 @@ def detector_sha256() -> str:
         paths = [model_file()]
     except FileNotFoundError:
         return ""
-    if paths[0].with_name(NET_NAME).is_file():  # read from beside the model (dmx.detect._net)
+    if paths[0].with_name(NET_NAME).is_file():  # read from beside the model (dmx.detect.detect_landmarks)
         paths.append(paths[0].with_name(NET_NAME))
     try:
         return sha256_files(paths)

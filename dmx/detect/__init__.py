@@ -117,7 +117,12 @@ def detect_landmarks(
         Fitted parameters (default :func:`model_file`).
     method : str, optional
         ``template`` or ``heatmap`` (see :data:`DETECTORS`; default ``$DMX_DETECTOR`` or
-        ``template``). ``heatmap`` also reads ``heatmap.onnx`` next to the model file.
+        ``template``). ``template``: the template detector, its levels checked by the learned
+        network ``heatmap.onnx`` next to the model file, which also adds its own bodies where the
+        template detector reports fewer than six and the two agree
+        (:func:`dmx.detect.detector.run_combined`; without the network file, the template detector
+        alone, with a warning). ``heatmap``: the network alone, reported only when two or more of its
+        bodies pass the C2 test (:func:`dmx.detect.detector.network_disagrees`).
 
     Returns
     -------
@@ -136,7 +141,7 @@ def detect_landmarks(
         If no model file is found (see :func:`model_file`).
     """
     from dmx.detect.detector import HEATMAP_THRESHOLD, network_disagrees, run_combined, run_heatmap
-    from dmx.detect.heatmap import NET_NAME
+    from dmx.detect.heatmap import NET_NAME, load_net
 
     method = detector_method(method)
     img = np.asarray(image)
@@ -153,7 +158,8 @@ def detect_landmarks(
             mpp = float(np.mean(vals))
     warnings: list[str] = []
     if method == "heatmap":
-        result = run_heatmap(img, model, _net(model_path), mm_per_px=mpp)
+        net_path = Path(model_path).with_name(NET_NAME) if model_path is not None else model_file(NET_NAME)
+        result = run_heatmap(img, model, load_net(net_path), mm_per_px=mpp)
         if not any(b.confidence >= HEATMAP_THRESHOLD for b in result.bodies):
             reason = "no cervical column found on this frame"
             return Detection(Landmarks(frame=frame, corners_px={}), {v: reason for v in BODIES}, ())
@@ -168,7 +174,7 @@ def detect_landmarks(
         added: tuple[Vertebra, ...] = ()
     else:
         net_path = (Path(model_path) if model_path is not None else model_file()).with_name(NET_NAME)
-        net = _net(model_path) if net_path.is_file() else None
+        net = load_net(net_path) if net_path.is_file() else None
         comb = run_combined(img, model, net, mm_per_px=mpp)
         result = comb.template or comb.network
         disputed, unconfirmed, added = comb.disputed, comb.unconfirmed, comb.added
@@ -230,20 +236,13 @@ def detect_landmarks(
     )
 
 
-#: Warning naming the bodies the learned network added where the template detector reported none.
+#: Warning naming the bodies the learned network added at levels the template detector left empty.
 NETWORK_ADDED = (
-    "{levels} " + "found by the learned network (models/heatmap.onnx), not by the template detector; "
+    "{levels} found by the learned network (heatmap.onnx), not by the template detector; "
     "their levels confirmed by the C2 template{also}"
 )
 #: The part of :data:`NETWORK_ADDED` that marks a detection the network took part in.
 NETWORK_MARK = "found by the learned network"
-
-
-def _net(model_path: str | Path | None):
-    """The learned network next to the detector's model file (:data:`dmx.detect.heatmap.NET_NAME`)."""
-    from dmx.detect.heatmap import NET_NAME, load_net
-
-    return load_net((Path(model_path) if model_path is not None else model_file()).with_name(NET_NAME))
 
 
 _MODELS: dict[tuple[Path, int], object] = {}

@@ -339,6 +339,7 @@ def levels_disputed(image: np.ndarray, result: ColumnResult, net, threshold: flo
 
 
 __all__ = [
+    "C2_NOT_CONFIRMED",
     "FEATURES",
     "HEATMAP_FEATURES",
     "HEATMAP_THRESHOLD",
@@ -346,11 +347,16 @@ __all__ = [
     "LEVEL_UNCERTAIN",
     "BodyResult",
     "ColumnResult",
+    "Combined",
+    "c2_disputed",
+    "c2_scores",
     "heatmap_confidence",
     "level_votes",
     "levels_disputed",
+    "network_disagrees",
     "reported_bodies",
     "run",
+    "run_combined",
     "run_heatmap",
 ]
 
