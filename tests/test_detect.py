@@ -482,3 +482,26 @@ def test_on_a_wide_field_the_network_also_looks_at_windows_around_the_neck(tmp_p
     assert all(d < 6.0 or d == float("inf") for d in offs), offs  # and no region on another level
     centre = true[BODIES[3]].mean(axis=0)  # level_at reads the window's labels at image coordinates
     assert windows.level_at(centre) == 3
+
+
+def test_a_network_outline_below_its_confidence_is_scored_by_the_template_detector(tmp_path):
+    """Under the shoulders the network's C7 region covers only the part in view, so its C7 outline
+    (right within 3 px) gets network confidence 0 (settings of development seed 100). Refined and
+    scored by the template detector's edge search and confidence model, it is reported."""
+    from dmx.detect.detector import run_heatmap, template_confirmed
+    from dmx.detect.heatmap import load_net
+
+    seq, true = _independent_study(
+        tmp_path, 100, size=1024, mm_per_px=0.331, facing="left", photometric="MONOCHROME1", mandible_low=True
+    )
+    model = load_model(model_file())
+    network = run_heatmap(seq.frames[0], model, load_net(model_file("heatmap.onnx")), mm_per_px=0.331)
+    c7 = network.bodies[5]
+    assert c7.corners_px is not None and c7.confidence < 0.5
+    assert float(np.hypot(*(c7.corners_px - true[BODIES[5]]).T).max()) < 3.5
+    scored = template_confirmed(seq.frames[0], network, c7, model)
+    assert scored.confidence >= 0.7 and float(np.hypot(*(scored.corners_px - true[BODIES[5]]).T).max()) < 3.5
+    det = detect_landmarks(seq.frames[0], mm_per_px=seq.mm_per_px)
+    assert BODIES[5] in det.landmarks.corners_px, det.missing
+    for v, c in det.landmarks.corners_px.items():
+        assert float(np.hypot(*(c - true[v]).T).max()) < 3.5, v
