@@ -488,7 +488,7 @@ def test_a_network_outline_below_its_confidence_is_scored_by_the_template_detect
     """Under the shoulders the network's C7 region covers only the part in view, so its C7 outline
     (right within 3 px) gets network confidence 0 (settings of development seed 100). Refined and
     scored by the template detector's edge search and confidence model, it is reported."""
-    from dmx.detect.detector import run_heatmap, template_confirmed
+    from dmx.detect.detector import ColumnView, run_heatmap, template_confirmed
     from dmx.detect.heatmap import load_net
 
     seq, true = _independent_study(
@@ -499,7 +499,7 @@ def test_a_network_outline_below_its_confidence_is_scored_by_the_template_detect
     c7 = network.bodies[5]
     assert c7.corners_px is not None and c7.confidence < 0.5
     assert float(np.hypot(*(c7.corners_px - true[BODIES[5]]).T).max()) < 3.5
-    scored = template_confirmed(seq.frames[0], network, c7, model)
+    scored = template_confirmed(ColumnView(seq.frames[0], network, model), c7)
     assert scored.confidence >= 0.7 and float(np.hypot(*(scored.corners_px - true[BODIES[5]]).T).max()) < 3.5
     det = detect_landmarks(seq.frames[0], mm_per_px=seq.mm_per_px)
     assert BODIES[5] in det.landmarks.corners_px, det.missing

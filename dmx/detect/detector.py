@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import cv2
 import numpy as np
@@ -363,6 +364,7 @@ __all__ = [
     "LEVEL_UNCERTAIN",
     "BodyResult",
     "ColumnResult",
+    "ColumnView",
     "Combined",
     "c2_disputed",
     "c2_scores",
@@ -628,8 +630,61 @@ C2_SEARCH_REACH = 0.2
 C2_BODIES_BELOW = 2
 
 
+class ColumnView:
+    """The image facing right at a column's pixel size, and what the template searches read of it,
+    each computed once however many checks read it (:func:`c2_scores`, :func:`template_confirmed`)."""
+
+    def __init__(self, image: np.ndarray, column: ColumnResult, model: DetectorModel) -> None:
+        img = np.asarray(image, dtype=np.float32)
+        self.width = img.shape[1]
+        self.left = column.facing == "left"
+        self.image = np.ascontiguousarray(img[:, ::-1]) if self.left else img
+        self.mm_per_px = column.mm_per_px
+        self.factor = column.mm_per_px / model.res_mm  # canonical px per image px
+        self.model = model
+
+    def facing_right(self, corners: np.ndarray) -> np.ndarray:
+        """Image corners in the view's coordinates (mirrored for a column facing left); the same
+        mapping takes them back."""
+        c = np.array(corners, dtype=float)
+        if self.left:
+            c[:, 0] = self.width - 1 - c[:, 0]
+        return c
+
+    @cached_property
+    def canonical(self) -> np.ndarray:
+        from dmx.detect.column import _canonical
+
+        return _canonical(normalise(self.image), self.factor)
+
+    @cached_property
+    def body_maps(self) -> np.ndarray:
+        """The body template's correlation maps at every tilt of the model (chain search's)."""
+        from dmx.detect.column import correlate
+
+        m = self.model
+        return correlate(self.canonical, m.tmpl_body, m.angles, m.crop_body)
+
+    @cached_property
+    def c2_maps(self) -> np.ndarray:
+        """The C2-with-dens template's correlation maps at every tilt of the model."""
+        from dmx.detect.column import correlate
+
+        m = self.model
+        return correlate(self.canonical, m.tmpl_c2, m.angles, m.crop_c2)
+
+    @cached_property
+    def smoothed(self) -> tuple[np.ndarray, float]:
+        """The edge search's smoothed image and noise level (:func:`smoothed`)."""
+        return smoothed(self.image, self.mm_per_px)
+
+
 def c2_scores(
-    image: np.ndarray, result: ColumnResult, model: DetectorModel, threshold: float
+    image: np.ndarray,
+    result: ColumnResult,
+    model: DetectorModel,
+    threshold: float,
+    view: ColumnView | None = None,
 ) -> dict[int, float]:
     """How well the top of the column fits C2 and the two bodies below it, for each shift of
     :data:`C2_SHIFTS` of its levels: ``{shift: score}`` (NaN where a position is outside the
@@ -643,33 +698,21 @@ def c2_scores(
     not reported, its pose is extrapolated from the two top reported bodies (their spacing and
     tilt change per level). The dens alone does not tell C2 from the skull base and atlas above it
     (on an independent renderer's images they fit the dens template as well); the body below
-    does, for C1 has no body.
+    does, for C1 has no body. ``view``: ``result``'s :class:`ColumnView` of ``image``, when one is
+    at hand.
     """
-    from dmx.detect.column import _canonical, correlate
-
     reported = reported_bodies(result, threshold)
     if len(reported) < 2:
         return {}
-    img = np.asarray(image, dtype=np.float32)
-    w = img.shape[1]
-    left = result.facing == "left"
-    view = np.ascontiguousarray(img[:, ::-1]) if left else img
-    f = result.mm_per_px / model.res_mm
-    canon = _canonical(normalise(view), f)
+    view = view or ColumnView(image, result, model)
+    f = view.factor
     maps = {
-        True: (
-            correlate(canon, model.tmpl_c2, model.angles, model.crop_c2),
-            model.crop_c2,
-            model.c2_offset_mm,
-        ),
-        False: (correlate(canon, model.tmpl_body, model.angles, model.crop_body), model.crop_body, 0.0),
+        True: (view.c2_maps, model.crop_c2, model.c2_offset_mm),
+        False: (view.body_maps, model.crop_body, 0.0),
     }
     pose: dict[int, tuple[np.ndarray, float]] = {}
     for b in reported:
-        c = b.corners_px.copy()
-        if left:
-            c[:, 0] = w - 1 - c[:, 0]
-        centre, theta = pose_from_corners(c)
+        centre, theta = pose_from_corners(view.facing_right(b.corners_px))
         pose[BODIES.index(b.vertebra)] = (centre * f, theta)
     top, nxt = sorted(pose)[:2]
     (p0, t0), (p1, t1) = pose[top], pose[nxt]
@@ -710,7 +753,11 @@ C2_OUTSIDE = (
 
 
 def c2_disputed(
-    image: np.ndarray, result: ColumnResult, model: DetectorModel, threshold: float
+    image: np.ndarray,
+    result: ColumnResult,
+    model: DetectorModel,
+    threshold: float,
+    view: ColumnView | None = None,
 ) -> str | None:
     """The reason to leave out every body of ``result`` (the learned network's levels), or None.
 
@@ -720,7 +767,7 @@ def c2_disputed(
     dens above it); the column's levels are kept only when the C2 template fits best where they
     put C2 (with the two bodies below it), against one level above and one below (:func:`c2_scores`).
     """
-    corr = c2_scores(image, result, model, threshold)
+    corr = c2_scores(image, result, model, threshold, view)
     if not corr:
         return None
     here = corr[0]
@@ -741,7 +788,11 @@ SAME_BODY_MM = 3.0
 
 
 def network_disagrees(
-    image: np.ndarray, network: ColumnResult, template: dict[Vertebra, np.ndarray], model: DetectorModel
+    image: np.ndarray,
+    network: ColumnResult,
+    template: dict[Vertebra, np.ndarray],
+    model: DetectorModel,
+    view: ColumnView | None = None,
 ) -> str | None:
     """Why the learned network's reported bodies may not join the template detector's (``template``:
     its reported corners per level), or None when they may.
@@ -749,7 +800,8 @@ def network_disagrees(
     They may when the network reports at least :data:`MIN_REPORTED` bodies, the C2 template
     confirms their levels (:func:`c2_disputed`), each level both report is one body (centres within
     :data:`SAME_BODY_MM`) and no network body lies on a body the template detector gave another level
-    (within :data:`SAME_OUTLINE_MM`).
+    (within :data:`SAME_OUTLINE_MM`). ``view``: ``network``'s :class:`ColumnView` of ``image``, when
+    one is at hand.
     """
     reported = reported_bodies(network, HEATMAP_THRESHOLD)
     if len(reported) < MIN_REPORTED:
@@ -757,24 +809,23 @@ def network_disagrees(
             f"{LEVEL_UNCERTAIN}: the learned network reports fewer than {MIN_REPORTED} bodies to check "
             "its levels by"
         )
-    disputed = c2_disputed(image, network, model, HEATMAP_THRESHOLD)
+    disputed = c2_disputed(image, network, model, HEATMAP_THRESHOLD, view)
     if disputed:
         return disputed
     mpp = network.mm_per_px
     for b in reported:
-        c = b.corners_px.mean(axis=0)
-        for v, t in template.items():
-            d = float(np.hypot(*(c - t.mean(axis=0)))) * mpp
-            if v is b.vertebra and d > SAME_BODY_MM:
+        if b.vertebra in template:
+            d = _centre_distance_mm(b.corners_px, template[b.vertebra], mpp)
+            if d > SAME_BODY_MM:
                 return (
-                    f"{LEVEL_UNCERTAIN}: the learned network's {v.value} is {d:.0f} mm from the template "
-                    "detector's"
+                    f"{LEVEL_UNCERTAIN}: the learned network's {b.vertebra.value} is {d:.0f} mm from the "
+                    "template detector's"
                 )
-            if v is not b.vertebra and d < SAME_OUTLINE_MM:
-                return (
-                    f"{LEVEL_UNCERTAIN}: the learned network's {b.vertebra.value} is the template detector's "
-                    f"{v.value}"
-                )
+        if (other := _outline_of_another(b, template, mpp)) is not None:
+            return (
+                f"{LEVEL_UNCERTAIN}: the learned network's {b.vertebra.value} is the template detector's "
+                f"{other.value}"
+            )
     return None
 
 
@@ -829,16 +880,19 @@ def run_combined(image: np.ndarray, model: DetectorModel, net, *, mm_per_px: flo
     if net is not None and len(kept) < len(BODIES):
         network = run_heatmap(image, model, net, mm_per_px=mm_per_px)
         empty = [b for b in network.bodies if b.corners_px is not None and b.vertebra not in kept]
+        view = ColumnView(image, network, model)
         if empty:
-            unconfirmed = network_disagrees(image, network, kept, model)
+            unconfirmed = network_disagrees(image, network, kept, model, view)
         if empty and unconfirmed is None:
             # added at the template detector's confidence threshold, not the network's own (lower)
             # one; an outline below it gets the template detector's own confidence
             for b in empty:
                 if b.confidence < model.conf_threshold:
-                    b = template_confirmed(image, network, b, model)
-                if b.confidence >= model.conf_threshold and not _on_another(
-                    b, {**kept, **_corners(added)}, network
+                    b = template_confirmed(view, b)
+                taken = {**kept, **{v: a.corners_px for v, a in added.items()}}
+                if (
+                    b.confidence >= model.conf_threshold
+                    and _outline_of_another(b, taken, network.mm_per_px) is None
                 ):
                     added[b.vertebra] = b
     bodies = []
@@ -855,22 +909,22 @@ def run_combined(image: np.ndarray, model: DetectorModel, net, *, mm_per_px: flo
     return Combined(tuple(bodies), template, network, disputed, unconfirmed, tuple(added))
 
 
-def _corners(bodies: dict[Vertebra, BodyResult]) -> dict[Vertebra, np.ndarray]:
-    return {v: b.corners_px for v, b in bodies.items()}
+def _centre_distance_mm(a: np.ndarray, b: np.ndarray, mm_per_px: float) -> float:
+    """Distance (mm) between the centres of two outlines (corners in image px)."""
+    return float(np.hypot(*(a.mean(axis=0) - b.mean(axis=0)))) * mm_per_px
 
 
-def _on_another(body: BodyResult, others: dict[Vertebra, np.ndarray], column: ColumnResult) -> bool:
-    """Whether ``body`` lies on an outline another level already has (centres within SAME_OUTLINE_MM)."""
-    c = body.corners_px.mean(axis=0)
-    return any(
-        v is not body.vertebra and float(np.hypot(*(c - o.mean(axis=0)))) * column.mm_per_px < SAME_OUTLINE_MM
-        for v, o in others.items()
-    )
+def _outline_of_another(
+    body: BodyResult, others: dict[Vertebra, np.ndarray], mm_per_px: float
+) -> Vertebra | None:
+    """The other level whose outline ``body`` lies on (centres within :data:`SAME_OUTLINE_MM`), or None."""
+    for v, o in others.items():
+        if v is not body.vertebra and _centre_distance_mm(body.corners_px, o, mm_per_px) < SAME_OUTLINE_MM:
+            return v
+    return None
 
 
-def template_confirmed(
-    image: np.ndarray, column: ColumnResult, body: BodyResult, model: DetectorModel
-) -> BodyResult:
+def template_confirmed(view: ColumnView, body: BodyResult) -> BodyResult:
     """The network's outline of ``body`` refined and scored as the template detector scores its own.
 
     Under the shoulders the network's region of C7 often covers only the part of the body in view,
@@ -878,41 +932,28 @@ def template_confirmed(
     the outline refined from it is a clean body (development studies of the independent renderer:
     2-3 px from the truth at network confidence 0-0.7). Here the template detector's edge search
     starts from that outline, and its confidence model (:data:`FEATURES`, with the body template's
-    correlation where the outline lies) scores the result. Returns the refined body with that
-    confidence, or ``body`` unchanged (confidence 0) when the edge search finds no clean outline.
+    correlation where the outline lies) scores the result. ``view``: the network column's
+    :class:`ColumnView`. Returns the refined body with that confidence, or ``body`` unchanged
+    (confidence 0) when the edge search finds no clean outline.
     """
-    from dmx.detect.column import _canonical, correlate
-
+    model = view.model
     k = BODIES.index(body.vertebra)
-    img = np.asarray(image, dtype=np.float32)
-    w = img.shape[1]
-    left = column.facing == "left"
-    view = np.ascontiguousarray(img[:, ::-1]) if left else img
-    start = body.corners_px.copy()
-    if left:
-        start[:, 0] = w - 1 - start[:, 0]
-    mpp = column.mm_per_px
-    sm, noise = smoothed(view, mpp)
+    sm, noise = view.smoothed
     search = dict(
         is_c2=k == 0,
-        px_per_mm=1.0 / mpp,
+        px_per_mm=1.0 / view.mm_per_px,
         noise=noise,
         side_offsets_mm=model.side_offsets_mm[0 if k == 0 else 1],
     )
-    corners, feats, fits = refine_corners(sm, start, **search)
+    corners, feats, fits = refine_corners(sm, view.facing_right(body.corners_px), **search)
     if corners is None or feats["rms_px"] > (MAX_SIDE_RMS_PX_C2 if k == 0 else MAX_SIDE_RMS_PX):
         return BodyResult(body.vertebra, body.corners_px, body.features, 0.0, body.problem)
-    f = mpp / model.res_mm
+    f = view.factor
     centre, theta = pose_from_corners(corners)
     a = int(np.argmin(np.abs(model.angles - theta)))
-    tilts = model.angles[max(0, a - 1) : a + 2]
-    stack = correlate(_canonical(normalise(view), f), model.tmpl_body, tilts, model.crop_body)
     half = (model.crop_body - 1) / 2
     r, c = int(round(centre[1] * f - half)), int(round(centre[0] * f - half))
-    win = stack[:, max(0, r - 1) : r + 2, max(0, c - 1) : c + 2]
+    win = view.body_maps[max(0, a - 1) : a + 2, max(0, r - 1) : r + 2, max(0, c - 1) : c + 2]
     score = float(win.max()) if win.size else 0.0
     feat = _template_features(sm, corners, feats, fits, k, model, score, **search)
-    if left:
-        corners = corners.copy()
-        corners[:, 0] = w - 1 - corners[:, 0]
-    return BodyResult(body.vertebra, corners, feat, float(model.confidence(feat)), None)
+    return BodyResult(body.vertebra, view.facing_right(corners), feat, float(model.confidence(feat)), None)
