@@ -22,6 +22,7 @@ from dmx.io.sequence import Sequence
 from dmx.landmarks import Landmarks
 
 __all__ = [
+    "C2_WALLS",
     "DETECTORS",
     "MIN_SIDE_PX",
     "MODEL_NAME",
@@ -172,12 +173,13 @@ def detect_landmarks(
         ]
         disputed = None
         added: tuple[Vertebra, ...] = ()
+        c2_walls = False
     else:
         net_path = (Path(model_path) if model_path is not None else model_file()).with_name(NET_NAME)
         net = load_net(net_path) if net_path.is_file() else None
         comb = run_combined(img, model, net, mm_per_px=mpp)
         result = comb.template or comb.network
-        disputed, unconfirmed, added = comb.disputed, comb.unconfirmed, comb.added
+        disputed, unconfirmed, added, c2_walls = comb.disputed, comb.unconfirmed, comb.added, comb.c2_walls
         if comb.template is None and not added:
             if unconfirmed:
                 return Detection(
@@ -228,6 +230,8 @@ def detect_landmarks(
                 also=f" and by the bodies both found ({', '.join(v.value for v in both)})" if both else "",
             )
         )
+    if c2_walls and Vertebra.C2 in corners:
+        warnings.append(C2_WALLS)
     for v, c in confidence.items():
         if c < 0.8:
             warnings.append(f"{v.value}: low confidence {c:.2f}; check its corners")
@@ -240,6 +244,12 @@ def detect_landmarks(
 NETWORK_ADDED = (
     "{levels} found by the learned network (heatmap.onnx), not by the template detector; "
     "their levels confirmed by the C2 template{also}"
+)
+#: Warning of a C2 found from its walls (:func:`dmx.detect.detector.c2_from_walls`).
+C2_WALLS = (
+    "C2 found from its walls and inferior endplate (no shoulders beside the dens base): its inferior "
+    "corners and posterior wall are measured; its superior corners are placed where the anterior wall "
+    "ends and level with it on the posterior wall (check them; no disc angle uses them)"
 )
 #: The part of :data:`NETWORK_ADDED` that marks a detection the network took part in.
 NETWORK_MARK = "found by the learned network"

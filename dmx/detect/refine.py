@@ -428,3 +428,141 @@ def side_offsets_px(fits: list[SideFit], true_corners_px: np.ndarray) -> np.ndar
         out[s, 0] = np.dot(true_corners_px[i] - f.point(0.0), f.normal)
         out[s, 1] = np.dot(true_corners_px[j] - f.point(1.0), f.normal)
     return out
+
+
+# ------------------------------------------------------------------ C2 from its walls (issue #12)
+#: Parts of C2's sides sampled when it is found from its walls (:func:`refine_c2_walls`): the
+#: posterior wall above 20 % of its length from the top (its top runs on into the dens), the inferior
+#: endplate as every body's, the anterior wall below 75 % (its top turns into the dens base).
+SPANS_C2_WALLS: dict[int, tuple[tuple[float, float], ...]] = {
+    1: ((0.2, 0.88),),
+    2: ((0.12, 0.88),),
+    3: ((0.12, 0.75),),
+}
+#: The anterior wall ends where its edge step, averaged over 0.5 mm of wall, falls below this share of
+#: its median along the wall's middle, and stays below for :data:`WALL_END_RUN_MM`.
+WALL_END_DROP = 0.5
+WALL_END_RUN_MM = 1.5
+#: Beyond this share of the anterior side the wall is extrapolated straight (its quadratic is fitted
+#: below 75 %).
+_WALL_STRAIGHT_FROM = 0.85
+
+
+def _side_point(fit: SideFit, t: float, straight_from: float) -> np.ndarray:
+    """``fit``'s curve up to ``straight_from``, its tangent line beyond."""
+    if t <= straight_from:
+        return fit.point(t)
+    return fit.point(straight_from) + (t - straight_from) * fit.tangent(straight_from)
+
+
+def wall_end(
+    image: np.ndarray, fit: SideFit, *, px_per_mm: float, noise: float, reach: float = 1.9
+) -> tuple[float | None, float]:
+    """Where the anterior wall of C2 (``fit``, from its inferior corner at t=0) ends: the t at which its
+    edge step falls to :data:`WALL_END_DROP` of its median along the wall (searched up to ``reach``
+    times the side's length), and that median's strength over the noise. ``None`` when the wall is
+    too faint or its step never falls for :data:`WALL_END_RUN_MM` (another edge continues it)."""
+    length = float(np.hypot(*(fit.end - fit.start)))
+    ts = np.arange(0.25, reach, 0.5 / max(length, 1.0))
+    pts = np.array([_side_point(fit, t, _WALL_STRAIGHT_FROM) for t in ts])
+    step = 0.25
+    radius = 0.6 * px_per_mm
+    offsets = np.arange(-radius - 1.0, radius + 1.0 + step / 2, step)
+    prof = _profiles(image, pts, fit.normal, offsets)
+    k = int(round(0.5 / step))
+    g = (prof[:, : -2 * k] - prof[:, 2 * k :]) / (2 * k * step)  # inside minus outside
+    g = np.where(np.abs(offsets[k:-k])[None] <= radius, g, -np.inf).max(axis=1)
+    w = max(1, int(round(0.5 * px_per_mm)))  # samples every 0.5 px: +-0.25 mm
+    gs = np.convolve(g, np.ones(2 * w + 1) / (2 * w + 1), mode="same")
+    ref = float(np.median(gs[(ts > 0.3) & (ts < 0.8)]))
+    if ref < 3.0 * noise:
+        return None, ref / max(noise, 1e-9)
+    low = gs < WALL_END_DROP * ref
+    run = int(round(WALL_END_RUN_MM * px_per_mm / 0.5))
+    for i in range(1, len(ts) - run):
+        if ts[i] >= 0.6 and low[i] and low[i : i + run].all():
+            a, b = gs[i - 1] - WALL_END_DROP * ref, gs[i] - WALL_END_DROP * ref
+            f = a / (a - b) if a != b else 0.0
+            return float(ts[i - 1] + f * (ts[i] - ts[i - 1])), ref / max(noise, 1e-9)
+    return None, ref / max(noise, 1e-9)
+
+
+def refine_c2_walls(
+    image: np.ndarray,
+    corners_px: np.ndarray,
+    *,
+    px_per_mm: float,
+    noise: float,
+    radii_mm: tuple[float, ...] = (2.0, 0.8),
+) -> tuple[np.ndarray | None, dict[str, float], list[SideFit]]:
+    """C2's corners from its posterior and anterior walls and its inferior endplate (facing right).
+
+    The spec puts C2's superior corners where the body meets the base of the dens. Where the body
+    has no shoulders there (the posterior wall runs on into the dens, the anterior wall turns back
+    into it), :func:`refine_corners`' search for two shoulder lines has nothing to fit. Here the
+    inferior corners are the walls' intersections with the inferior endplate, as for every body;
+    ``ant_sup`` is where the anterior wall's edge ends (:func:`wall_end`); ``post_sup`` is the point of
+    the fitted posterior wall at the same height above the inferior endplate's chord (no edge of its
+    own marks it: only its direction, the posterior wall's, enters a measurement).
+    Returns the corners (or None), the fit features (``inlier``, ``strength``, ``rms_px`` over the
+    three sides) and the three side fits (superior: None).
+    """
+    c = np.asarray(corners_px, dtype=float).copy()
+    previous: dict[int, SideFit] = {}
+    fits: dict[int, SideFit] = {}
+    fail: tuple[None, dict[str, float], list] = (None, {"inlier": 0.0, "strength": 0.0, "rms_px": 99.0}, [])
+    for radius_mm in radii_mm:
+        centre = c.mean(axis=0)
+        fits = {}
+        for s, spans in SPANS_C2_WALLS.items():
+            i, j = SIDES[s]
+            a, b = c[i], c[j]
+            d = (b - a) / max(float(np.hypot(*(b - a))), 1e-9)
+            n = np.array([d[1], -d[0]])
+            if np.dot(n, 0.5 * (a + b) - centre) < 0:
+                n = -n
+            fit = fit_side(
+                image,
+                a,
+                b,
+                n,
+                radius_px=radius_mm * px_per_mm,
+                spans=spans,
+                degree=2,
+                noise=noise,
+                max_sag_px=MAX_SAG_MM * px_per_mm,
+                around=_curve_about(previous[s], a, b, n) if previous else None,
+            )
+            if fit is None:
+                return fail
+            fits[s] = fit
+        post_inf, ant_inf = _intersect(fits[1], fits[2]), _intersect(fits[2], fits[3])
+        if post_inf is None or ant_inf is None:
+            return fail
+        t_end, _ = wall_end(image, fits[3], px_per_mm=px_per_mm, noise=noise)
+        if t_end is None:
+            return fail
+        ant_sup = _side_point(fits[3], t_end, _WALL_STRAIGHT_FROM)
+        d = (ant_inf - post_inf) / max(float(np.hypot(*(ant_inf - post_inf))), 1e-9)
+        up = np.array([d[1], -d[0]])
+        if np.dot(up, ant_sup - post_inf) < 0:
+            up = -up
+        height = float(np.dot(ant_sup - post_inf, up))
+        # the posterior side runs from post_sup (t=0) down to post_inf (t=1)
+        tt = np.linspace(-0.6, 1.0, 641)
+        pts = np.array([fits[1].point(t) for t in tt])
+        h = (pts - post_inf) @ up
+        cross = np.nonzero(np.diff(np.sign(h - height)))[0]
+        if len(cross) == 0:
+            return fail
+        q = int(cross[0])
+        f = (height - h[q]) / (h[q + 1] - h[q])
+        post_sup = pts[q] + f * (pts[q + 1] - pts[q])
+        c = np.array([ant_sup, post_sup, post_inf, ant_inf])
+        previous = fits
+    feats = {
+        "inlier": min(f.inlier_fraction for f in fits.values()),
+        "strength": min(f.strength for f in fits.values()),
+        "rms_px": max(f.rms_px for f in fits.values()),
+    }
+    return c, feats, [None, fits[1], fits[2], fits[3]]
