@@ -328,8 +328,7 @@ def test_bodies_spaced_unlike_the_model_and_an_airway_chain_are_still_found(tmp_
     det = detect_landmarks(seq.frames[0], mm_per_px=seq.mm_per_px)
     assert set(BODIES[1:5]) <= set(det.landmarks.corners_px), det.missing
     for v, c in det.landmarks.corners_px.items():
-        worst = float(np.hypot(*(c - true[v]).T).max())
-        assert worst < 3.5, (v, worst)  # its own level (a level off is 60 px)
+        _assert_on_its_body(det, v, c, true[v])  # its own level (a level off is 60 px)
 
 
 def test_a_column_left_out_for_its_level_says_so_in_the_one_line_error(tmp_path):
@@ -351,6 +350,19 @@ def test_a_column_left_out_for_its_level_says_so_in_the_one_line_error(tmp_path)
     assert code == 1 and len(lines) == 1
     assert "reported no vertebral body: its level is uncertain: C2 (its dens)" in lines[0]
     assert not (tmp_path / "L.json").exists()
+
+
+def _assert_on_its_body(det: Detection, v: Vertebra, corners: np.ndarray, true: np.ndarray) -> None:
+    """Every corner within 3.5 px of the independent renderer's truth; for a C2 found from its walls
+    (the warning says so) its inferior corners, and its superior ones (which no edge marks there)
+    within 8 px (a level off is 50-60 px)."""
+    from dmx.detect import C2_WALLS
+
+    err = np.hypot(*(corners - true).T)
+    if v is Vertebra.C2 and C2_WALLS in det.warnings:
+        assert err[2:].max() < 3.5 and err[:2].max() < 8.0, (v, err)
+    else:
+        assert err.max() < 3.5, (v, err)
 
 
 def _true_corners(path) -> dict:
@@ -386,8 +398,7 @@ def test_where_the_template_detector_finds_nothing_the_network_column_is_reporte
     assert any(NETWORK_MARK in w for w in det.warnings), det.warnings
     assert set(BODIES[2:5]) <= set(det.landmarks.corners_px), det.missing
     for v, c in det.landmarks.corners_px.items():
-        worst = float(np.hypot(*(c - true[v]).T).max())
-        assert worst < 3.5, (v, worst)  # its own level (a level off is 50-60 px)
+        _assert_on_its_body(det, v, c, true[v])  # its own level (a level off is 50-60 px)
 
 
 def test_a_network_column_one_level_off_is_not_reported(tmp_path):
@@ -504,4 +515,50 @@ def test_a_network_outline_below_its_confidence_is_scored_by_the_template_detect
     det = detect_landmarks(seq.frames[0], mm_per_px=seq.mm_per_px)
     assert BODIES[5] in det.landmarks.corners_px, det.missing
     for v, c in det.landmarks.corners_px.items():
-        assert float(np.hypot(*(c - true[v]).T).max()) < 3.5, v
+        _assert_on_its_body(det, v, c, true[v])
+
+
+def test_a_c2_without_shoulders_is_found_from_its_walls(tmp_path):
+    """The independent renderer's C2 has no shoulders beside the dens base (its posterior wall runs on
+    into the dens): the shoulder search's C2 is left out there (settings of development seed 110).
+    Found from its walls above the reported C3, its inferior corners are within 2.5 px of the truth
+    and its posterior wall's direction (what ARA reads of its superior corners) within 2 deg; a warning
+    says how it was found."""
+    from dmx.detect import C2_WALLS
+    from dmx.detect.detector import run
+
+    seq, true = _independent_study(tmp_path, 110, size=512, mm_per_px=0.293, facing="left")
+    model = load_model(model_file())
+    shoulders = run(seq.frames[0], model, mm_per_px=0.293).bodies[0]
+    assert shoulders.corners_px is None or shoulders.confidence < 0.5
+    det = detect_landmarks(seq.frames[0], mm_per_px=seq.mm_per_px)
+    assert C2_WALLS in det.warnings
+    c2 = det.landmarks.corners_px[Vertebra.C2]
+    err = np.hypot(*(c2 - true[Vertebra.C2]).T)
+    assert err[2:].max() < 2.5, err
+    wall = [np.degrees(np.arctan2(*(q[1] - q[2]))) for q in (c2, true[Vertebra.C2])]
+    assert abs(wall[0] - wall[1]) < 2.0, wall
+    assert det.landmarks.confidence[Vertebra.C2] == det.landmarks.confidence[Vertebra.C3]
+
+
+def test_no_c2_is_made_from_walls_that_are_not_there(tmp_path):
+    """The same study with the C2 body flattened to its surroundings' level (to 1 px above C3): no wall, no C2 (the
+    search from C3 finds no outline), and C3-C6 are reported as before."""
+    from dmx.detect.detector import ColumnView, c2_from_walls, run_combined
+    from dmx.detect.heatmap import load_net
+
+    seq, true = _independent_study(tmp_path, 110, size=512, mm_per_px=0.293, facing="left")
+    img = seq.frames[0].astype(np.float32).copy()
+    c2 = true[Vertebra.C2]
+    x0, y0 = np.floor(c2.min(axis=0)).astype(int) - 3
+    x1, y1 = np.ceil(c2.max(axis=0)).astype(int) + 3
+    img[y0:y1, x0:x1] = float(np.median(img[y0:y1, x0:x1]))
+    model = load_model(model_file())
+    comb = run_combined(img, model, load_net(model_file("heatmap.onnx")), mm_per_px=0.293)
+    c3, source, reported = comb.bodies[1]
+    assert reported and not comb.c2_walls
+    column = comb.template if source == "template" else comb.network
+    assert c2_from_walls(ColumnView(img, column, model), c3) is None
+    det = detect_landmarks(img, mm_per_px=seq.mm_per_px)
+    assert Vertebra.C2 not in det.landmarks.corners_px and Vertebra.C2 in det.missing
+    assert set(BODIES[1:5]) <= set(det.landmarks.corners_px), det.missing

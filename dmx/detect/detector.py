@@ -909,8 +909,15 @@ def run_combined(image: np.ndarray, model: DetectorModel, net, *, mm_per_px: flo
         elif network is not None:
             bodies.append((network.bodies[k], "network", False))
     c2_walls = False
-    if len(bodies) == len(BODIES) and not bodies[0][2] and bodies[1][2]:
-        # C2 left out above a reported C3: found from its walls where it has no shoulders
+    shoulders = bodies[0][0] if bodies else None
+    if (
+        len(bodies) == len(BODIES)
+        and not bodies[0][2]
+        and bodies[1][2]
+        and (shoulders is None or shoulders.corners_px is None or shoulders.confidence < C2_WALLS_BELOW)
+    ):
+        # no C2 found by its shoulders above a reported C3 (not merely one below the threshold): found
+        # from its walls, where it has no shoulders
         c3, source, _ = bodies[1]
         column = template if source == "template" else network
         view = ColumnView(image, column, model) if column is not None else None
@@ -1011,6 +1018,9 @@ def c2_walls_candidate(view: ColumnView, c3_corners: np.ndarray) -> tuple[np.nda
 #: the posterior wall) had a corner 5-7.5 px off. The disc and size checks are anatomical bounds,
 #: far outside what was seen there (disc 3.8-5.9 mm, turn within 3.6 deg, depth 0.85-1.21 of C3's).
 C2_WALLS_MAX_RMS_PX = 0.5
+#: C2 is looked for from its walls only where the shoulder search found none, or one below this
+#: confidence (one between it and the threshold is an uncertain C2 of the look the shoulders fit, left out).
+C2_WALLS_BELOW = 0.5
 C2_WALLS_MIN_INLIER = 0.85
 C2_WALLS_DISC_MM = (1.5, 9.0)
 C2_WALLS_MAX_TURN_DEG = 12.0
