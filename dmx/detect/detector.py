@@ -989,13 +989,12 @@ def c2_walls_candidate(view: ColumnView, c3_corners: np.ndarray) -> tuple[np.nda
     c3 = view.facing_right(c3_corners)
     centre, theta = _neighbour_pose(model, 1, c3, ppm, below=False)
     start = to_image_px(model.mean_shape_mm[0], centre, theta, ppm)
-    corners, feats, _ = refine_c2_walls(sm, start, px_per_mm=ppm, noise=noise)
+    corners, feats, fits = refine_c2_walls(sm, start, px_per_mm=ppm, noise=noise)
     if corners is None:
         return None, feats
-    again, _, _ = refine_c2_walls(sm, corners, px_per_mm=ppm, noise=noise, radii_mm=(0.8,))
-    feats["stability_px"] = (
-        float(np.hypot(*(again - corners).T).max()) if again is not None else UNSTABLE_PX
-    )
+    again, _, _ = refine_c2_walls(sm, corners, px_per_mm=ppm, noise=noise, radii_mm=(0.8,), around=fits)
+    # the wall's end found again from where it was found (the other corners follow from it and the sides)
+    feats["stability_px"] = float(np.hypot(*(again[0] - corners[0]))) if again is not None else UNSTABLE_PX
     # the disc between C2's inferior endplate and C3's superior one
     c2_inf = corners[3] - corners[2]
     c3_sup = c3[0] - c3[1]
@@ -1025,7 +1024,14 @@ C2_WALLS_MIN_INLIER = 0.85
 C2_WALLS_DISC_MM = (1.5, 9.0)
 C2_WALLS_MAX_TURN_DEG = 12.0
 C2_WALLS_DEPTH_RATIO = (0.8, 1.4)
-C2_WALLS_HEIGHT_RATIO = (0.7, 1.8)
+#: C2's body height (its anterior wall) against its depth: an adult axis body is about 26 mm high
+#: anteriorly and 15-16 mm deep (CT morphometry), the renderer's 17-21 mm, this phantom's 15 mm.
+C2_WALLS_HEIGHT_RATIO = (0.6, 2.0)
+#: The anterior wall's end found again by a second, narrow search from the sides it was found with
+#: must lie within this distance (px) of the first: 0.02-0.79 px on the development studies; on two
+#: family phantoms of this project (the dens' front and C1's arch in line with the body's front) the
+#: wall "ended" 8-10 mm above the body and the second search moved it 3.4 px or lost it.
+C2_WALLS_MAX_STABILITY_PX = 1.5
 
 
 def c2_from_walls(view: ColumnView, c3: BodyResult) -> BodyResult | None:
@@ -1045,6 +1051,7 @@ def c2_from_walls(view: ColumnView, c3: BodyResult) -> BodyResult | None:
     if not (
         feats["rms_px"] <= C2_WALLS_MAX_RMS_PX
         and feats["inlier"] >= C2_WALLS_MIN_INLIER
+        and feats["stability_px"] <= C2_WALLS_MAX_STABILITY_PX
         and C2_WALLS_DISC_MM[0] <= feats["disc_mm"] <= C2_WALLS_DISC_MM[1]
         and abs(feats["disc_turn_deg"]) <= C2_WALLS_MAX_TURN_DEG
         and C2_WALLS_DEPTH_RATIO[0] <= feats["depth_ratio"] <= C2_WALLS_DEPTH_RATIO[1]

@@ -443,6 +443,9 @@ SPANS_C2_WALLS: dict[int, tuple[tuple[float, float], ...]] = {
 #: its median along the wall's middle, and stays below for :data:`WALL_END_RUN_MM`.
 WALL_END_DROP = 0.5
 WALL_END_RUN_MM = 1.5
+#: The wall's edge step is read within this distance (mm) of the wall's fitted line: an edge set
+#: back from it (the dens behind the body's front, a shoulder) is not the wall.
+WALL_END_RADIUS_MM = 0.6
 #: Beyond this share of the anterior side the wall is extrapolated straight (its quadratic is fitted
 #: below 75 %).
 _WALL_STRAIGHT_FROM = 0.85
@@ -466,7 +469,7 @@ def wall_end(
     ts = np.arange(0.25, reach, 0.5 / max(length, 1.0))
     pts = np.array([_side_point(fit, t, _WALL_STRAIGHT_FROM) for t in ts])
     step = 0.25
-    radius = 0.6 * px_per_mm
+    radius = WALL_END_RADIUS_MM * px_per_mm
     offsets = np.arange(-radius - 1.0, radius + 1.0 + step / 2, step)
     prof = _profiles(image, pts, fit.normal, offsets)
     k = int(round(0.5 / step))
@@ -494,7 +497,8 @@ def refine_c2_walls(
     px_per_mm: float,
     noise: float,
     radii_mm: tuple[float, ...] = (2.0, 0.8),
-) -> tuple[np.ndarray | None, dict[str, float], list[SideFit]]:
+    around: list[SideFit | None] | None = None,
+) -> tuple[np.ndarray | None, dict[str, float], list[SideFit | None]]:
     """C2's corners from its posterior and anterior walls and its inferior endplate (facing right).
 
     The spec puts C2's superior corners where the body meets the base of the dens. Where the body
@@ -505,10 +509,11 @@ def refine_c2_walls(
     the fitted posterior wall at the same height above the inferior endplate's chord (no edge of its
     own marks it: only its direction, the posterior wall's, enters a measurement).
     Returns the corners (or None), the fit features (``inlier``, ``strength``, ``rms_px`` over the
-    three sides) and the three side fits (superior: None).
+    three sides) and the four side fits (superior: None). ``around``: side fits (of an earlier call)
+    that centre even the first search, as in :func:`refine_corners`.
     """
     c = np.asarray(corners_px, dtype=float).copy()
-    previous: dict[int, SideFit] = {}
+    previous: dict[int, SideFit] = {s: around[s] for s in SPANS_C2_WALLS} if around is not None else {}
     fits: dict[int, SideFit] = {}
     fail: tuple[None, dict[str, float], list] = (None, {"inlier": 0.0, "strength": 0.0, "rms_px": 99.0}, [])
     for radius_mm in radii_mm:
