@@ -562,3 +562,29 @@ def test_no_c2_is_made_from_walls_that_are_not_there(tmp_path):
     det = detect_landmarks(img, mm_per_px=seq.mm_per_px)
     assert Vertebra.C2 not in det.landmarks.corners_px and Vertebra.C2 in det.missing
     assert set(BODIES[1:5]) <= set(det.landmarks.corners_px), det.missing
+
+
+def test_c7_under_the_shoulders_is_found_next_to_c6(tmp_path):
+    """A 1024-px study of the independent renderer at 0.327 mm (settings of development seed 101):
+    neither detector's column reaches C7 (the template detector's chain runs elsewhere, the network
+    has no region for it); searched where the chain prior puts it below the reported C6 and scored by
+    the template detector's confidence model, it is reported within 3 px, with a warning saying so."""
+    from dmx.detect import NEIGHBOUR_ADDED
+    from dmx.detect.detector import run_combined
+    from dmx.detect.heatmap import load_net
+
+    seq, true = _independent_study(
+        tmp_path, 101, size=1024, mm_per_px=0.327, facing="left", photometric="MONOCHROME2"
+    )
+    model = load_model(model_file())
+    comb = run_combined(seq.frames[0], model, load_net(model_file("heatmap.onnx")), mm_per_px=0.327)
+    c7, source, reported = comb.bodies[5]
+    assert reported and source == "neighbour" and comb.neighbours == (BODIES[5],)
+    for column in (comb.template, comb.network):  # neither detector's own C7
+        assert column is None or column.bodies[5].corners_px is None or column.bodies[5].confidence < 0.7
+    assert c7.confidence >= 0.7
+    assert float(np.hypot(*(c7.corners_px - true[BODIES[5]]).T).max()) < 3.0
+    det = detect_landmarks(seq.frames[0], mm_per_px=seq.mm_per_px)
+    assert NEIGHBOUR_ADDED.format(levels="C7") in det.warnings
+    for v, c in det.landmarks.corners_px.items():
+        _assert_on_its_body(det, v, c, true[v])

@@ -26,6 +26,7 @@ __all__ = [
     "DETECTORS",
     "MIN_SIDE_PX",
     "MODEL_NAME",
+    "NEIGHBOUR_ADDED",
     "NETWORK_ADDED",
     "NETWORK_MARK",
     "Detection",
@@ -174,12 +175,14 @@ def detect_landmarks(
         disputed = None
         added: tuple[Vertebra, ...] = ()
         c2_walls = False
+        neighbours: tuple[Vertebra, ...] = ()
     else:
         net_path = (Path(model_path) if model_path is not None else model_file()).with_name(NET_NAME)
         net = load_net(net_path) if net_path.is_file() else None
         comb = run_combined(img, model, net, mm_per_px=mpp)
         result = comb.template or comb.network
         disputed, unconfirmed, added, c2_walls = comb.disputed, comb.unconfirmed, comb.added, comb.c2_walls
+        neighbours = comb.neighbours
         if comb.template is None and not added:
             if unconfirmed:
                 return Detection(
@@ -232,6 +235,8 @@ def detect_landmarks(
         )
     if c2_walls and Vertebra.C2 in corners:
         warnings.append(C2_WALLS)
+    if neighbours:
+        warnings.append(NEIGHBOUR_ADDED.format(levels=", ".join(v.value for v in neighbours)))
     for v, c in confidence.items():
         if c < 0.8:
             warnings.append(f"{v.value}: low confidence {c:.2f}; check its corners")
@@ -250,6 +255,11 @@ C2_WALLS = (
     "C2 found from its walls and inferior endplate (no shoulders beside the dens base): its inferior "
     "corners and posterior wall are measured; its superior corners are placed where the anterior wall "
     "ends and level with it on the posterior wall (check them; no disc angle uses them)"
+)
+#: Warning naming the bodies found next to a reported one (:func:`dmx.detect.detector._extend_from_neighbours`).
+NEIGHBOUR_ADDED = (
+    "{levels} found next to the reported bodies, where the chain prior puts them (neither detector's "
+    "column reached them; outline and confidence from the template detector's edge search)"
 )
 #: The part of :data:`NETWORK_ADDED` that marks a detection the network took part in.
 NETWORK_MARK = "found by the learned network"

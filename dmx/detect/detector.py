@@ -839,7 +839,8 @@ class Combined:
     ``disputed``: why the template detector's bodies were all left out (the network's labels
     dispute their levels, :func:`levels_disputed`); ``unconfirmed``: why the network's bodies did
     not join (:func:`network_disagrees`); ``added``: the levels the network added; ``c2_walls``: C2
-    was found from its walls (:func:`c2_from_walls`; its source ``"walls"``).
+    was found from its walls (:func:`c2_from_walls`; its source ``"walls"``); ``neighbours``: the
+    levels found next to a reported body (:func:`_extend_from_neighbours`; source ``"neighbour"``).
     """
 
     bodies: tuple[tuple[BodyResult, str, bool], ...]
@@ -849,6 +850,7 @@ class Combined:
     unconfirmed: str | None
     added: tuple[Vertebra, ...]
     c2_walls: bool = False
+    neighbours: tuple[Vertebra, ...] = ()
 
 
 def run_combined(image: np.ndarray, model: DetectorModel, net, *, mm_per_px: float | None) -> Combined:
@@ -908,6 +910,8 @@ def run_combined(image: np.ndarray, model: DetectorModel, net, *, mm_per_px: flo
             bodies.append((t, "template", False))
         elif network is not None:
             bodies.append((network.bodies[k], "network", False))
+    if len(bodies) == len(BODIES):
+        _extend_from_neighbours(image, bodies, template, network, model)
     c2_walls = False
     shoulders = bodies[0][0] if bodies else None
     if (
@@ -925,7 +929,8 @@ def run_combined(image: np.ndarray, model: DetectorModel, net, *, mm_per_px: flo
         if c2 is not None and _outline_of_another(c2, {BODIES[1]: c3.corners_px}, view.mm_per_px) is None:
             bodies[0] = (c2, "walls", True)
             c2_walls = True
-    return Combined(tuple(bodies), template, network, disputed, unconfirmed, tuple(added), c2_walls)
+    neighbours = tuple(BODIES[k] for k, (_, source, _) in enumerate(bodies) if source == "neighbour")
+    return Combined(tuple(bodies), template, network, disputed, unconfirmed, tuple(added), c2_walls, neighbours)
 
 
 def _centre_distance_mm(a: np.ndarray, b: np.ndarray, mm_per_px: float) -> float:
@@ -1063,3 +1068,53 @@ def c2_from_walls(view: ColumnView, c3: BodyResult) -> BodyResult | None:
         f[FEATURES.index(name)] = feats[name]
     f[FEATURES.index("is_c2")] = 1.0
     return BodyResult(BODIES[0], corners, f, float(c3.confidence), None)
+
+
+def _extend_from_neighbours(
+    image: np.ndarray,
+    bodies: list[tuple[BodyResult, str, bool]],
+    template: ColumnResult | None,
+    network: ColumnResult | None,
+    model: DetectorModel,
+) -> None:
+    """Empty levels C3-C7 next to a reported body, looked for where the chain prior puts them.
+
+    Under the shoulders neither detector may reach C7: the template detector's chain runs elsewhere
+    (the airway) and the network, whose bodies joined the column, found no region for it. The
+    template detector's edge search then starts from the pose the chain prior expects next to the
+    reported neighbour and its confidence model scores the outline (:func:`template_confirmed`); it is
+    reported at the threshold (0.7) when it is not another level's outline. Repeated while a level
+    is added (source ``"neighbour"``). ``bodies`` is updated in place.
+    """
+    taken = {b.vertebra: b.corners_px for b, _, reported in bodies if reported}
+    views: dict[str, ColumnView] = {}
+    added = True
+    while added:
+        added = False
+        for k in range(1, len(BODIES)):
+            if bodies[k][2]:
+                continue
+            for j in (k - 1, k + 1):
+                if not (0 <= j < len(BODIES)) or not bodies[j][2] or (j == 0 and bodies[j][1] == "walls"):
+                    continue
+                source = bodies[j][1] if bodies[j][1] in ("template", "network") else "template"
+                column = template if source == "template" else network
+                if column is None:
+                    column = network if template is None else template
+                if column is None:
+                    continue
+                if source not in views:
+                    views[source] = ColumnView(image, column, model)
+                view = views[source]
+                ppm = 1.0 / view.mm_per_px
+                centre, theta = _neighbour_pose(
+                    model, j, view.facing_right(bodies[j][0].corners_px), ppm, below=k > j
+                )
+                start = to_image_px(model.mean_shape_mm[k], centre, theta, ppm)
+                guess = BodyResult(BODIES[k], view.facing_right(start), np.zeros(len(FEATURES)), 0.0, None)
+                found = template_confirmed(view, guess)
+                if found.confidence >= model.conf_threshold and _outline_of_another(found, taken, view.mm_per_px) is None:
+                    bodies[k] = (found, "neighbour", True)
+                    taken[BODIES[k]] = found.corners_px
+                    added = True
+                    break
