@@ -542,8 +542,8 @@ def test_a_c2_without_shoulders_is_found_from_its_walls(tmp_path):
 
 
 def test_no_c2_is_made_from_walls_that_are_not_there(tmp_path):
-    """The same study with the C2 body flattened to its surroundings' level (to 1 px above C3): no wall, no C2 (the
-    search from C3 finds no outline), and C3-C6 are reported as before."""
+    """The same study with the C2 body flattened to its surroundings' level (to 1 px above C3): no
+    wall, no C2 (the search from C3 finds no outline), and C3-C6 are reported as before."""
     from dmx.detect.detector import ColumnView, c2_from_walls, run_combined
     from dmx.detect.heatmap import load_net
 

@@ -256,7 +256,8 @@ C2_WALLS = (
     "corners and posterior wall are measured; its superior corners are placed where the anterior wall "
     "ends and level with it on the posterior wall (check them; no disc angle uses them)"
 )
-#: Warning naming the bodies found next to a reported one (:func:`dmx.detect.detector._extend_from_neighbours`).
+#: Warning naming the bodies found next to a reported one
+#: (:func:`dmx.detect.detector._extend_from_neighbours`).
 NEIGHBOUR_ADDED = (
     "{levels} found next to the reported bodies, where the chain prior puts them (neither detector's "
     "column reached them; outline and confidence from the template detector's edge search)"

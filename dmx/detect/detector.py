@@ -923,14 +923,16 @@ def run_combined(image: np.ndarray, model: DetectorModel, net, *, mm_per_px: flo
         # no C2 found by its shoulders above a reported C3 (not merely one below the threshold): found
         # from its walls, where it has no shoulders
         c3, source, _ = bodies[1]
-        column = template if source == "template" else network
+        column = _column_of(source, template, network)
         view = ColumnView(image, column, model) if column is not None else None
         c2 = c2_from_walls(view, c3) if view is not None else None
         if c2 is not None and _outline_of_another(c2, {BODIES[1]: c3.corners_px}, view.mm_per_px) is None:
             bodies[0] = (c2, "walls", True)
             c2_walls = True
     neighbours = tuple(BODIES[k] for k, (_, source, _) in enumerate(bodies) if source == "neighbour")
-    return Combined(tuple(bodies), template, network, disputed, unconfirmed, tuple(added), c2_walls, neighbours)
+    return Combined(
+        tuple(bodies), template, network, disputed, unconfirmed, tuple(added), c2_walls, neighbours
+    )
 
 
 def _centre_distance_mm(a: np.ndarray, b: np.ndarray, mm_per_px: float) -> float:
@@ -983,7 +985,9 @@ def template_confirmed(view: ColumnView, body: BodyResult) -> BodyResult:
     return BodyResult(body.vertebra, view.facing_right(corners), feat, float(model.confidence(feat)), None)
 
 
-def c2_walls_candidate(view: ColumnView, c3_corners: np.ndarray) -> tuple[np.ndarray | None, dict[str, float]]:
+def c2_walls_candidate(
+    view: ColumnView, c3_corners: np.ndarray
+) -> tuple[np.ndarray | None, dict[str, float]]:
     """C2 found from its walls above C3 (:func:`dmx.detect.refine.refine_c2_walls`), before the checks
     of :func:`c2_from_walls`: its corners in image px (or None) and what the checks read."""
     from dmx.detect.refine import refine_c2_walls
@@ -1022,9 +1026,6 @@ def c2_walls_candidate(view: ColumnView, c3_corners: np.ndarray) -> tuple[np.nda
 #: the posterior wall) had a corner 5-7.5 px off. The disc and size checks are anatomical bounds,
 #: far outside what was seen there (disc 3.8-5.9 mm, turn within 3.6 deg, depth 0.85-1.21 of C3's).
 C2_WALLS_MAX_RMS_PX = 0.5
-#: C2 is looked for from its walls only where the shoulder search found none, or one below this
-#: confidence (one between it and the threshold is an uncertain C2 of the look the shoulders fit, left out).
-C2_WALLS_BELOW = 0.5
 C2_WALLS_MIN_INLIER = 0.85
 C2_WALLS_DISC_MM = (1.5, 9.0)
 C2_WALLS_MAX_TURN_DEG = 12.0
@@ -1037,6 +1038,9 @@ C2_WALLS_HEIGHT_RATIO = (0.6, 2.0)
 #: family phantoms of this project (the dens' front and C1's arch in line with the body's front) the
 #: wall "ended" 8-10 mm above the body and the second search moved it 3.4 px or lost it.
 C2_WALLS_MAX_STABILITY_PX = 1.5
+#: C2 is looked for from its walls only where the shoulder search found none, or one below this
+#: confidence (one between it and the threshold is an uncertain C2 of the look the shoulders fit, left out).
+C2_WALLS_BELOW = 0.5
 
 
 def c2_from_walls(view: ColumnView, c3: BodyResult) -> BodyResult | None:
@@ -1070,6 +1074,15 @@ def c2_from_walls(view: ColumnView, c3: BodyResult) -> BodyResult | None:
     return BodyResult(BODIES[0], corners, f, float(c3.confidence), None)
 
 
+def _column_of(
+    source: str, template: ColumnResult | None, network: ColumnResult | None
+) -> ColumnResult | None:
+    """The column whose view (facing, pixel size) serves a body from ``source``: its own detector's,
+    else the template detector's, else the network's."""
+    own = {"template": template, "network": network}.get(source)
+    return own or template or network
+
+
 def _extend_from_neighbours(
     image: np.ndarray,
     bodies: list[tuple[BodyResult, str, bool]],
@@ -1087,7 +1100,7 @@ def _extend_from_neighbours(
     is added (source ``"neighbour"``). ``bodies`` is updated in place.
     """
     taken = {b.vertebra: b.corners_px for b, _, reported in bodies if reported}
-    views: dict[str, ColumnView] = {}
+    views: dict[int, ColumnView] = {}
     added = True
     while added:
         added = False
@@ -1095,17 +1108,14 @@ def _extend_from_neighbours(
             if bodies[k][2]:
                 continue
             for j in (k - 1, k + 1):
-                if not (0 <= j < len(BODIES)) or not bodies[j][2] or (j == 0 and bodies[j][1] == "walls"):
+                if not (0 <= j < len(BODIES)) or not bodies[j][2]:
                     continue
-                source = bodies[j][1] if bodies[j][1] in ("template", "network") else "template"
-                column = template if source == "template" else network
-                if column is None:
-                    column = network if template is None else template
+                column = _column_of(bodies[j][1], template, network)
                 if column is None:
                     continue
-                if source not in views:
-                    views[source] = ColumnView(image, column, model)
-                view = views[source]
+                if id(column) not in views:
+                    views[id(column)] = ColumnView(image, column, model)
+                view = views[id(column)]
                 ppm = 1.0 / view.mm_per_px
                 centre, theta = _neighbour_pose(
                     model, j, view.facing_right(bodies[j][0].corners_px), ppm, below=k > j
@@ -1113,7 +1123,10 @@ def _extend_from_neighbours(
                 start = to_image_px(model.mean_shape_mm[k], centre, theta, ppm)
                 guess = BodyResult(BODIES[k], view.facing_right(start), np.zeros(len(FEATURES)), 0.0, None)
                 found = template_confirmed(view, guess)
-                if found.confidence >= model.conf_threshold and _outline_of_another(found, taken, view.mm_per_px) is None:
+                if (
+                    found.confidence >= model.conf_threshold
+                    and _outline_of_another(found, taken, view.mm_per_px) is None
+                ):
                     bodies[k] = (found, "neighbour", True)
                     taken[BODIES[k]] = found.corners_px
                     added = True
