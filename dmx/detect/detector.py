@@ -798,12 +798,9 @@ def relabelled(
     shift of :data:`RELABEL_SHIFTS` whose C2 and two bodies below fit the templates best was the true
     one on every column whose bodies were all off by the same number of levels (one level on four
     columns, three on one; none on 52), and wrong only on a column of two bodies off by different
-    amounts. On this project's phantoms (posterior and occluders families) it moved two columns
-    that held or would have held a C2 to wrong levels. A column of at least
-    :data:`RELABEL_MIN_BODIES` reported bodies, none of them C2, is relabelled by that shift when it
-    is not zero and every level stays within C3..C7; the relabelled column must pass the C2 test
-    itself (:func:`network_disagrees`, by the caller). C2 then comes from its own search
-    (:func:`c2_from_walls`).
+    amounts. A column of at least :data:`RELABEL_MIN_BODIES` reported bodies is relabelled by that
+    shift when it is not zero and every level stays within C2..C7; the relabelled column must pass
+    the C2 test itself (:func:`network_disagrees`, by the caller).
     """
     reported = reported_bodies(result, HEATMAP_THRESHOLD)
     if len(reported) < RELABEL_MIN_BODIES:
@@ -816,10 +813,7 @@ def relabelled(
     if shift == 0:
         return None
     levels = [BODIES.index(b.vertebra) + shift for b in reported]
-    if min(levels) < 1 or max(levels) >= len(BODIES) or any(b.vertebra is BODIES[0] for b in reported):
-        # C2 is the one level the network sees by shape (the dens): a column with its C2, or one that
-        # would make another of its bodies C2, is not moved (on this project's phantoms, posterior
-        # and occluders families, the columns so moved were all wrong)
+    if min(levels) < 0 or max(levels) >= len(BODIES):
         return None
     bodies = [
         BodyResult(
