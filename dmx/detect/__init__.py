@@ -29,7 +29,6 @@ __all__ = [
     "NEIGHBOUR_ADDED",
     "NETWORK_ADDED",
     "NETWORK_MARK",
-    "NETWORK_RELABELLED",
     "Detection",
     "detect_landmarks",
     "detector_method",
@@ -177,7 +176,6 @@ def detect_landmarks(
         added: tuple[Vertebra, ...] = ()
         c2_walls = False
         neighbours: tuple[Vertebra, ...] = ()
-        sources: dict[Vertebra, str] = {}
     else:
         net_path = (Path(model_path) if model_path is not None else model_file()).with_name(NET_NAME)
         net = load_net(net_path) if net_path.is_file() else None
@@ -185,16 +183,6 @@ def detect_landmarks(
         result = comb.template or comb.network
         disputed, unconfirmed, added, c2_walls = comb.disputed, comb.unconfirmed, comb.added, comb.c2_walls
         neighbours = comb.neighbours
-        sources = {b.vertebra: source for b, source, _ in comb.bodies}
-        if comb.relabelled and added:
-            n = abs(comb.relabelled)
-            warnings.append(
-                NETWORK_RELABELLED.format(
-                    n=n,
-                    levels="level" if n == 1 else "levels",
-                    where="higher" if comb.relabelled > 0 else "lower",
-                )
-            )
         if comb.template is None and not added:
             if unconfirmed:
                 return Detection(
@@ -238,7 +226,7 @@ def detect_landmarks(
             missing[v] = f"left out: {unconfirmed}"
         warnings.append(f"no body reported: {unconfirmed}")
     if added:
-        both = [v for v in corners if sources.get(v) == "template"]
+        both = [v for v in corners if v not in added]
         warnings.append(
             NETWORK_ADDED.format(
                 levels=", ".join(v.value for v in added),
@@ -261,12 +249,6 @@ def detect_landmarks(
 NETWORK_ADDED = (
     "{levels} found by the learned network (heatmap.onnx), not by the template detector; "
     "their levels confirmed by the C2 template{also}"
-)
-#: Warning of a learned network's column moved to the levels the C2 test gives
-#: (:func:`dmx.detect.detector.relabelled`).
-NETWORK_RELABELLED = (
-    "the learned network's levels were {n} {levels} off: C2 (its dens) and the two bodies below it fit "
-    "the templates best {n} {levels} {where}, and its bodies are reported there (check the levels)"
 )
 #: Warning of a C2 found from its walls (:func:`dmx.detect.detector.c2_from_walls`).
 C2_WALLS = (

@@ -685,11 +685,10 @@ def c2_scores(
     model: DetectorModel,
     threshold: float,
     view: ColumnView | None = None,
-    shifts: tuple[int, ...] = C2_SHIFTS,
 ) -> dict[int, float]:
     """How well the top of the column fits C2 and the two bodies below it, for each shift of
-    ``shifts`` (default :data:`C2_SHIFTS`) of its levels: ``{shift: score}`` (NaN where a position is
-    outside the image; empty when fewer than two bodies are reported).
+    :data:`C2_SHIFTS` of its levels: ``{shift: score}`` (NaN where a position is outside the
+    image; empty when fewer than two bodies are reported).
 
     The column's bodies are the reported ones of ``result``; with a shift ``s`` the body at level
     ``k`` would be level ``k + s``, so C2 would be where the column puts level ``-s``. The score is
@@ -736,7 +735,9 @@ def c2_scores(
         ]
         return float(win.max())
 
-    return {s: fit(-s, True) + sum(fit(j - s, False) for j in range(1, 1 + C2_BODIES_BELOW)) for s in shifts}
+    return {
+        s: fit(-s, True) + sum(fit(j - s, False) for j in range(1, 1 + C2_BODIES_BELOW)) for s in C2_SHIFTS
+    }
 
 
 #: Why the learned network's bodies are not reported when the C2 template does not confirm their levels
@@ -777,62 +778,6 @@ def c2_disputed(
         where = "one level " + ("higher" if better[0] > 0 else "lower")
         return C2_NOT_CONFIRMED.format(where=where)
     return None
-
-
-#: Shifts of the learned network's levels the C2 test weighs when it disputes them (:func:`relabelled`).
-RELABEL_SHIFTS = (-3, -2, -1, 0, 1, 2, 3)
-#: A column is relabelled only when it has at least this many reported bodies: their spacing, which
-#: the network's consistency check holds to its levels (:func:`_consistent_levels`), then ties the
-#: bodies to one another, so one shift moves them all right. (A development column of two bodies,
-#: one of them a level off and the other not, was best shifted by two levels: wrong for both.)
-RELABEL_MIN_BODIES = 3
-
-
-def relabelled(
-    image: np.ndarray, result: ColumnResult, model: DetectorModel, view: ColumnView | None = None
-) -> tuple[ColumnResult, int] | None:
-    """The learned network's column at the levels the C2 test prefers, and the shift, or None.
-
-    Where the C2 test disputes the network's levels (:func:`c2_disputed`), it says which levels fit
-    better: on the independent renderer's development studies (seeds 100-111, 200-229, 700-715), the
-    shift of :data:`RELABEL_SHIFTS` whose C2 and two bodies below fit the templates best was the true
-    one on every column whose bodies were all off by the same number of levels (one level on four
-    columns, three on one; none on 52), and wrong only on a column of two bodies off by different
-    amounts. A column of at least :data:`RELABEL_MIN_BODIES` reported bodies is relabelled by that
-    shift when it is not zero and every level stays within C2..C7; the relabelled column must pass
-    the C2 test itself (:func:`network_disagrees`, by the caller).
-    """
-    reported = reported_bodies(result, HEATMAP_THRESHOLD)
-    if len(reported) < RELABEL_MIN_BODIES:
-        return None
-    scores = c2_scores(image, result, model, HEATMAP_THRESHOLD, view, shifts=RELABEL_SHIFTS)
-    finite = {sh: v for sh, v in scores.items() if np.isfinite(v)}
-    if not finite:
-        return None
-    shift = max(finite, key=lambda sh: finite[sh])
-    if shift == 0:
-        return None
-    levels = [BODIES.index(b.vertebra) + shift for b in reported]
-    if min(levels) < 0 or max(levels) >= len(BODIES):
-        return None
-    bodies = [
-        BodyResult(
-            v,
-            None,
-            np.zeros(len(FEATURES)),
-            0.0,
-            f"the learned network's column relabelled ({shift:+d} levels)",
-        )
-        for v in BODIES
-    ]
-    for k, b in enumerate(result.bodies):
-        if b.corners_px is not None and 0 <= k + shift < len(BODIES):
-            bodies[k + shift] = BodyResult(
-                BODIES[k + shift], b.corners_px, b.features, b.confidence, b.problem
-            )
-    return ColumnResult(
-        tuple(bodies), result.chain_score, result.facing, result.mm_per_px, result.calibrated
-    ), shift
 
 
 # ----------------------------------------------------------------------------------------------
@@ -895,8 +840,7 @@ class Combined:
     dispute their levels, :func:`levels_disputed`); ``unconfirmed``: why the network's bodies did
     not join (:func:`network_disagrees`); ``added``: the levels the network added; ``c2_walls``: C2
     was found from its walls (:func:`c2_from_walls`; its source ``"walls"``); ``neighbours``: the
-    levels found next to a reported body (:func:`_extend_from_neighbours`; source ``"neighbour"``);
-    ``relabelled``: the levels the network's column was moved by (:func:`relabelled`; 0: not moved).
+    levels found next to a reported body (:func:`_extend_from_neighbours`; source ``"neighbour"``).
     """
 
     bodies: tuple[tuple[BodyResult, str, bool], ...]
@@ -907,7 +851,6 @@ class Combined:
     added: tuple[Vertebra, ...]
     c2_walls: bool = False
     neighbours: tuple[Vertebra, ...] = ()
-    relabelled: int = 0
 
 
 def run_combined(image: np.ndarray, model: DetectorModel, net, *, mm_per_px: float | None) -> Combined:
@@ -937,7 +880,6 @@ def run_combined(image: np.ndarray, model: DetectorModel, net, *, mm_per_px: flo
             if disputed:
                 kept = {}
     network = unconfirmed = None
-    shift = 0
     added: dict[Vertebra, BodyResult] = {}
     if net is not None and len(kept) < len(BODIES):
         network = run_heatmap(image, model, net, mm_per_px=mm_per_px)
@@ -945,14 +887,6 @@ def run_combined(image: np.ndarray, model: DetectorModel, net, *, mm_per_px: flo
         view = ColumnView(image, network, model)
         if empty:
             unconfirmed = network_disagrees(image, network, kept, model, view)
-        if empty and unconfirmed is not None and unconfirmed.startswith(C2_NOT_CONFIRMED.split("{")[0]):
-            # the C2 test says where the levels fit better: the column there, if it then holds
-            moved = relabelled(image, network, model, view)
-            if moved is not None:
-                empty2 = [b for b in moved[0].bodies if b.corners_px is not None and b.vertebra not in kept]
-                if empty2 and network_disagrees(image, moved[0], kept, model, view) is None:
-                    network, shift = moved
-                    empty, unconfirmed = empty2, None
         if empty and unconfirmed is None:
             # added at the template detector's confidence threshold, not the network's own (lower)
             # one; an outline below it gets the template detector's own confidence
@@ -997,7 +931,7 @@ def run_combined(image: np.ndarray, model: DetectorModel, net, *, mm_per_px: flo
             c2_walls = True
     neighbours = tuple(BODIES[k] for k, (_, source, _) in enumerate(bodies) if source == "neighbour")
     return Combined(
-        tuple(bodies), template, network, disputed, unconfirmed, tuple(added), c2_walls, neighbours, shift
+        tuple(bodies), template, network, disputed, unconfirmed, tuple(added), c2_walls, neighbours
     )
 
 
