@@ -176,6 +176,7 @@ def detect_landmarks(
         added: tuple[Vertebra, ...] = ()
         c2_walls = False
         neighbours: tuple[Vertebra, ...] = ()
+        sources: dict[Vertebra, str] = {}
     else:
         net_path = (Path(model_path) if model_path is not None else model_file()).with_name(NET_NAME)
         net = load_net(net_path) if net_path.is_file() else None
@@ -183,6 +184,7 @@ def detect_landmarks(
         result = comb.template or comb.network
         disputed, unconfirmed, added, c2_walls = comb.disputed, comb.unconfirmed, comb.added, comb.c2_walls
         neighbours = comb.neighbours
+        sources = {b.vertebra: source for b, source, _ in comb.bodies}
         if comb.template is None and not added:
             if unconfirmed:
                 return Detection(
@@ -226,7 +228,7 @@ def detect_landmarks(
             missing[v] = f"left out: {unconfirmed}"
         warnings.append(f"no body reported: {unconfirmed}")
     if added:
-        both = [v for v in corners if v not in added]
+        both = [v for v in corners if sources.get(v) == "template"]
         warnings.append(
             NETWORK_ADDED.format(
                 levels=", ".join(v.value for v in added),
