@@ -881,10 +881,17 @@ def run_combined(image: np.ndarray, model: DetectorModel, net, *, mm_per_px: flo
                 kept = {}
     network = unconfirmed = None
     added: dict[Vertebra, BodyResult] = {}
+    views: dict[int, ColumnView] = {}  # one per column: its smoothing and template maps computed once
+
+    def view_of(column: ColumnResult) -> ColumnView:
+        if id(column) not in views:
+            views[id(column)] = ColumnView(image, column, model)
+        return views[id(column)]
+
     if net is not None and len(kept) < len(BODIES):
         network = run_heatmap(image, model, net, mm_per_px=mm_per_px)
         empty = [b for b in network.bodies if b.corners_px is not None and b.vertebra not in kept]
-        view = ColumnView(image, network, model)
+        view = view_of(network)
         if empty:
             unconfirmed = network_disagrees(image, network, kept, model, view)
         if empty and unconfirmed is None:
@@ -910,25 +917,25 @@ def run_combined(image: np.ndarray, model: DetectorModel, net, *, mm_per_px: flo
             bodies.append((t, "template", False))
         elif network is not None:
             bodies.append((network.bodies[k], "network", False))
-    if len(bodies) == len(BODIES):
-        _extend_from_neighbours(image, bodies, template, network, model)
     c2_walls = False
-    shoulders = bodies[0][0] if bodies else None
-    if (
-        len(bodies) == len(BODIES)
-        and not bodies[0][2]
-        and bodies[1][2]
-        and (shoulders is None or shoulders.corners_px is None or shoulders.confidence < C2_WALLS_BELOW)
-    ):
-        # no C2 found by its shoulders above a reported C3 (not merely one below the threshold): found
-        # from its walls, where it has no shoulders
-        c3, source, _ = bodies[1]
+    if len(bodies) == len(BODIES):
+        _extend_from_neighbours(bodies, template, network, model, view_of)
+        shoulders, _, c2_reported = bodies[0]
+        c3, source, c3_reported = bodies[1]
         column = _column_of(source, template, network)
-        view = ColumnView(image, column, model) if column is not None else None
-        c2 = c2_from_walls(view, c3) if view is not None else None
-        if c2 is not None and _outline_of_another(c2, {BODIES[1]: c3.corners_px}, view.mm_per_px) is None:
-            bodies[0] = (c2, "walls", True)
-            c2_walls = True
+        if (
+            not c2_reported
+            and c3_reported
+            and column is not None
+            and (shoulders.corners_px is None or shoulders.confidence < C2_WALLS_BELOW)
+        ):
+            # no C2 found by its shoulders above a reported C3 (not merely one below the threshold):
+            # found from its walls, where it has no shoulders
+            view = view_of(column)
+            c2 = c2_from_walls(view, c3)
+            if c2 is not None and _outline_of_another(c2, {BODIES[1]: c3.corners_px}, view.mm_per_px) is None:
+                bodies[0] = (c2, "walls", True)
+                c2_walls = True
     neighbours = tuple(BODIES[k] for k, (_, source, _) in enumerate(bodies) if source == "neighbour")
     return Combined(
         tuple(bodies), template, network, disputed, unconfirmed, tuple(added), c2_walls, neighbours
@@ -1084,11 +1091,11 @@ def _column_of(
 
 
 def _extend_from_neighbours(
-    image: np.ndarray,
     bodies: list[tuple[BodyResult, str, bool]],
     template: ColumnResult | None,
     network: ColumnResult | None,
     model: DetectorModel,
+    view_of,
 ) -> None:
     """Empty levels C3-C7 next to a reported body, looked for where the chain prior puts them.
 
@@ -1097,10 +1104,11 @@ def _extend_from_neighbours(
     template detector's edge search then starts from the pose the chain prior expects next to the
     reported neighbour and its confidence model scores the outline (:func:`template_confirmed`); it is
     reported at the threshold (0.7) when it is not another level's outline. Repeated while a level
-    is added (source ``"neighbour"``). ``bodies`` is updated in place.
+    is added (source ``"neighbour"``); a search from a neighbour that found nothing is not repeated.
+    ``bodies`` is updated in place; ``view_of`` gives a column's :class:`ColumnView`.
     """
     taken = {b.vertebra: b.corners_px for b, _, reported in bodies if reported}
-    views: dict[int, ColumnView] = {}
+    tried: set[tuple[int, int]] = set()
     added = True
     while added:
         added = False
@@ -1108,14 +1116,13 @@ def _extend_from_neighbours(
             if bodies[k][2]:
                 continue
             for j in (k - 1, k + 1):
-                if not (0 <= j < len(BODIES)) or not bodies[j][2]:
+                if not (0 <= j < len(BODIES)) or not bodies[j][2] or (k, j) in tried:
                     continue
+                tried.add((k, j))
                 column = _column_of(bodies[j][1], template, network)
                 if column is None:
                     continue
-                if id(column) not in views:
-                    views[id(column)] = ColumnView(image, column, model)
-                view = views[id(column)]
+                view = view_of(column)
                 ppm = 1.0 / view.mm_per_px
                 centre, theta = _neighbour_pose(
                     model, j, view.facing_right(bodies[j][0].corners_px), ppm, below=k > j
