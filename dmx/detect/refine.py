@@ -260,6 +260,13 @@ def _intersect(a: SideFit, b: SideFit) -> np.ndarray | None:
     return a.point(ta)
 
 
+def _outward_normal(a: np.ndarray, b: np.ndarray, centre: np.ndarray) -> np.ndarray:
+    """Unit normal of the side from ``a`` to ``b``, pointing away from the body's ``centre``."""
+    d = (b - a) / max(float(np.hypot(*(b - a))), 1e-9)
+    n = np.array([d[1], -d[0]])
+    return -n if np.dot(n, 0.5 * (a + b) - centre) < 0 else n
+
+
 def refine_corners(
     image: np.ndarray,
     corners_px: np.ndarray,
@@ -302,10 +309,7 @@ def refine_corners(
                 mid = 0.5 * (a + b)
                 a, b = mid + np.dot(a - mid, d) * d, mid + np.dot(b - mid, d) * d
             length = max(float(np.hypot(*(b - a))), 1e-9)
-            d = (b - a) / length
-            n = np.array([d[1], -d[0]])
-            if np.dot(n, 0.5 * (a + b) - centre) < 0:
-                n = -n
+            n = _outward_normal(a, b, centre)
             degree = C2_DEGREES[s] if is_c2 else 2
             fit = fit_side(
                 image,
@@ -522,10 +526,7 @@ def refine_c2_walls(
         for s, spans in SPANS_C2_WALLS.items():
             i, j = SIDES[s]
             a, b = c[i], c[j]
-            d = (b - a) / max(float(np.hypot(*(b - a))), 1e-9)
-            n = np.array([d[1], -d[0]])
-            if np.dot(n, 0.5 * (a + b) - centre) < 0:
-                n = -n
+            n = _outward_normal(a, b, centre)
             fit = fit_side(
                 image,
                 a,
