@@ -129,6 +129,7 @@ class HeatmapNet:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self._net = cv2.dnn.readNetFromONNX(str(self.path))
+        self._last: tuple[tuple, Bodies] | None = None
 
     def heatmaps(self, x: np.ndarray) -> np.ndarray:
         """Raw network output (:data:`N_OUT`, H, W) for one prepared input (H, W)."""
@@ -137,7 +138,28 @@ class HeatmapNet:
         return np.asarray(out[0], dtype=np.float32)
 
     def bodies(self, image: np.ndarray, mm_per_px: float) -> Bodies:
-        """The bodies' regions and corners on one display-polarity frame at ``mm_per_px``."""
+        """The bodies' regions and corners on one display-polarity frame at ``mm_per_px``.
+
+        The last frame's result is kept (keyed by the frame's bytes and the pixel size): the
+        detector's level check (:func:`dmx.detect.detector.level_votes`) and the network's own
+        column (:meth:`bodies_in_windows`) read the same whole frame at the same pixel size.
+        """
+        import hashlib
+
+        frame = np.ascontiguousarray(image)
+        key = (
+            frame.shape,
+            frame.dtype.str,
+            float(mm_per_px),
+            hashlib.blake2b(frame.data, digest_size=16).digest(),
+        )
+        if self._last is not None and self._last[0] == key:
+            return self._last[1]
+        found = self._bodies(frame, mm_per_px)
+        self._last = (key, found)
+        return found
+
+    def _bodies(self, image: np.ndarray, mm_per_px: float) -> Bodies:
         x, factor = net_input(image, mm_per_px)
         return decode(self.heatmaps(x), factor, mm_per_px, image=x)
 
@@ -157,7 +179,7 @@ class HeatmapNet:
             return best
         for y0 in _window_starts(h, side):
             for x0 in _window_starts(w, side):
-                found = self.bodies(image[y0 : y0 + side, x0 : x0 + side], mm_per_px)
+                found = self._bodies(image[y0 : y0 + side, x0 : x0 + side], mm_per_px)
                 if found.score() > best.score():
                     corners = found.corners_px + np.array([x0, y0], dtype=float)
                     best = replace(found, corners_px=corners, origin=(x0, y0))
