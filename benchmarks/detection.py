@@ -483,9 +483,12 @@ def mixed_reference(families: list[str], n: int, *, fit_images: int, max_size_px
 ROM_FRAMES, ROM_SIZE_PX, ROM_MIN_MM = 30, 512, 0.3
 
 
-def _reported_landmarks(image: np.ndarray, model, mm_per_px: float, frame: int) -> Landmarks:
-    """The bodies the detector under test reports (confidence at its threshold) as landmarks."""
-    bodies = _bodies_found(image, model, mm_per_px)
+def _reported_landmarks(
+    image: np.ndarray, model, mm_per_px: float, frame: int, family: str | None = None
+) -> Landmarks:
+    """The bodies the detector under test reports (confidence at its threshold) as landmarks;
+    ``family`` chooses the network of the template detector's checks (:func:`_level_net`)."""
+    bodies = _bodies_found(image, model, mm_per_px, family)
     return Landmarks(
         frame=frame,
         corners_px={v: c for v, c, conf, reported in bodies if reported},
@@ -553,7 +556,7 @@ def rom_table(families: list[str], n: int, *, nets: str | None, max_size_px: int
             for det_name in ("template", "heatmap"):
                 DETECTOR = det_name
                 NET = str(net) if det_name == "heatmap" and net is not None and net.is_file() else None
-                lm = _reported_landmarks(frames[ref], model, mpp, ref)
+                lm = _reported_landmarks(frames[ref], model, mpp, ref, fam)
                 got = _rom_deg(frames, lm, mm)
                 same = _rom_deg(
                     frames, Landmarks(frame=ref, corners_px={v: truth[v] for v in lm.corners_px}), mm
@@ -631,7 +634,8 @@ def main() -> None:
         "--rom",
         action="store_true",
         help="per-level rotation ROM from both detectors' landmarks against the true corners' on short "
-        "cines of each family of --families (held-out networks with --nets), then stop",
+        "cines of each family of --families (held-out networks with --nets for the heatmap detector, "
+        "--level-nets for the default one's), then stop",
     )
     parser.add_argument(
         "--no-level-check",
