@@ -103,7 +103,8 @@ def correlate(canon: np.ndarray, big: np.ndarray, angles: np.ndarray, size_px: i
     mean_sq = cv2.matchTemplate(canon * canon, ones, cv2.TM_CCORR) / ones.size
     std = np.sqrt(np.maximum(mean_sq - mean * mean, 0.0))
     maps[:, std < MIN_WINDOW_STD] = 0.0
-    return np.nan_to_num(maps, nan=0.0, posinf=0.0, neginf=0.0)
+    np.copyto(maps, 0.0, where=~np.isfinite(maps))
+    return maps
 
 
 def _transitions(model: DetectorModel, k: int, upper: list[Candidate], lower: list[Candidate]) -> np.ndarray:
@@ -142,32 +143,64 @@ def _predict(model: DetectorModel, k: int, upper: Candidate, stack: np.ndarray, 
     return Candidate(float(x), float(y), float(th), float(win.max()))
 
 
+@dataclass
+class ScaleMaps:
+    """A canonical image and its body and C2 template correlation maps (:func:`correlate`), with the
+    candidates the chain search reads from them (computed on first use)."""
+
+    canon: np.ndarray
+    body: np.ndarray
+    c2: np.ndarray
+    _candidates: tuple[list[Candidate], list[Candidate]] | None = None
+
+    @classmethod
+    def of(cls, canon: np.ndarray, model: DetectorModel) -> ScaleMaps:
+        if min(canon.shape) <= max(model.crop_body, model.crop_c2) + 2:  # too small for a template
+            empty = np.zeros((0, 0, 0), np.float32)
+            return cls(canon, empty, empty)
+        return cls(
+            canon,
+            correlate(canon, model.tmpl_body, model.angles, model.crop_body),
+            correlate(canon, model.tmpl_c2, model.angles, model.crop_c2),
+        )
+
+    def candidates(self, model: DetectorModel) -> tuple[list[Candidate], list[Candidate]]:
+        """Body candidates and C2 candidates (the latter's centres moved to C2's body centre)."""
+        if self._candidates is None:
+            angles = model.angles
+            min_dist = max(2, int(round(5.0 / model.res_mm)))
+            cand = _peaks(self.body, angles, model.crop_body, min_dist=min_dist, top=60)
+            c2_raw = _peaks(self.c2, angles, model.crop_c2, min_dist=min_dist, top=15)
+            # the C2 template is centred above the body centre: shift to the body centre
+            c2c = []
+            for c in c2_raw:
+                _, e_v = axes(c.theta_deg)
+                off = model.c2_offset_mm / model.res_mm
+                c2c.append(Candidate(c.x - off * e_v[0], c.y - off * e_v[1], c.theta_deg, c.score))
+            self._candidates = (cand, c2c)
+        return self._candidates
+
+
 def find_chain(
     canon: np.ndarray,
     model: DetectorModel,
     *,
     scale: float,
     exclude: tuple[Chain, ...] = (),
+    maps: ScaleMaps | None = None,
 ) -> Chain | None:
     """Best C2..C7 chain on a canonical-resolution, facing-right image.
 
     ``exclude``: chains found before on the same image (same ``scale``); no candidate within 5 mm of
     one of their bodies is used, so the chain returned is the next best on other structures.
+    ``maps``: ``canon``'s :class:`ScaleMaps`, when already computed.
     """
     if min(canon.shape) <= max(model.crop_body, model.crop_c2) + 2:
         return None
-    angles = model.angles
-    body = correlate(canon, model.tmpl_body, angles, model.crop_body)
-    c2 = correlate(canon, model.tmpl_c2, angles, model.crop_c2)
+    maps = maps or ScaleMaps.of(canon, model)
+    body = maps.body
+    cand, c2c = maps.candidates(model)
     min_dist = max(2, int(round(5.0 / model.res_mm)))
-    cand = _peaks(body, angles, model.crop_body, min_dist=min_dist, top=60)
-    c2_raw = _peaks(c2, angles, model.crop_c2, min_dist=min_dist, top=15)
-    # the C2 template is centred above the body centre: shift to the body centre
-    c2c = []
-    for c in c2_raw:
-        _, e_v = axes(c.theta_deg)
-        off = model.c2_offset_mm / model.res_mm
-        c2c.append(Candidate(c.x - off * e_v[0], c.y - off * e_v[1], c.theta_deg, c.score))
     if exclude:
         taken = np.array([[b.x, b.y] for ch in exclude for b in ch.bodies])
 
@@ -207,22 +240,78 @@ def _canonical(norm: np.ndarray, factor: float) -> np.ndarray:
     return cv2.GaussianBlur(rescale(norm, factor), (0, 0), 0.7).astype(np.float32)
 
 
+class ChainMaps:
+    """One facing-right image's canonical versions and template correlation maps, per canonical scale.
+
+    The chain search reads the same maps several times on one image: the next chains after the first
+    (:func:`next_chain`, at the first chain's scale) and the checks of the column found
+    (:class:`dmx.detect.detector.ColumnView`); computed here once per scale, they are identical to
+    what each would compute (the same ``normalise``, ``_canonical`` and :func:`correlate`).
+    """
+
+    def __init__(self, image: np.ndarray, model: DetectorModel) -> None:
+        self.image = image
+        self.model = model
+        self._norm: np.ndarray | None = None
+        self._at: dict[float, ScaleMaps] = {}
+
+    @property
+    def norm(self) -> np.ndarray:
+        if self._norm is None:
+            self._norm = normalise(self.image)
+        return self._norm
+
+    def at(self, factor: float, *, keep: bool = True) -> ScaleMaps:
+        """The :class:`ScaleMaps` at ``factor`` canonical px per image px; kept for the next call unless
+        ``keep`` is False (a scale swept once)."""
+        if factor in self._at:
+            return self._at[factor]
+        out = ScaleMaps.of(_canonical(self.norm, factor), self.model)
+        if keep:
+            self._at[factor] = out
+        return out
+
+    def keep(self, factor: float, value: ScaleMaps) -> None:
+        """Keep ``value`` (from :meth:`at` with ``keep=False``) for ``factor``."""
+        self._at[factor] = value
+
+
+def _chain_at(
+    maps: ChainMaps, model: DetectorModel, factor: float, exclude: tuple[Chain, ...] = (), keep: bool = True
+) -> tuple[Chain | None, ScaleMaps]:
+    value = maps.at(factor, keep=keep)
+    return find_chain(value.canon, model, scale=factor, exclude=exclude, maps=value), value
+
+
 def next_chain(
-    image: np.ndarray, model: DetectorModel, mm_per_px: float, exclude: tuple[Chain, ...]
+    image: np.ndarray,
+    model: DetectorModel,
+    mm_per_px: float,
+    exclude: tuple[Chain, ...],
+    *,
+    maps: ChainMaps | None = None,
 ) -> Chain | None:
-    """The best chain at ``mm_per_px`` (facing-right image) on candidates away from ``exclude``'s."""
+    """The best chain at ``mm_per_px`` (facing-right image) on candidates away from ``exclude``'s;
+    ``maps``: ``image``'s :class:`ChainMaps`, when at hand."""
     f = mm_per_px / model.res_mm
-    return find_chain(_canonical(normalise(image), f), model, scale=f, exclude=exclude)
+    return _chain_at(maps or ChainMaps(image, model), model, f, exclude)[0]
 
 
-def coarse(image: np.ndarray, model: DetectorModel, *, mm_per_px: float | None) -> tuple[Chain | None, float]:
-    """Best chain over scales for a facing-right image; returns it and the mm per pixel used."""
-    norm = normalise(image)
+def coarse(
+    image: np.ndarray, model: DetectorModel, *, mm_per_px: float | None, maps: ChainMaps | None = None
+) -> tuple[Chain | None, float]:
+    """Best chain over scales for a facing-right image; returns it and the mm per pixel used.
+    ``maps``: ``image``'s :class:`ChainMaps`, when at hand (it keeps the maps of the scale chosen)."""
+    maps = maps or ChainMaps(image, model)
     scales = [mm_per_px] if mm_per_px else list(model.scale_sweep_mm)
     best: tuple[Chain | None, float] = (None, scales[0])
+    best_value = None
     for mpp in scales:
         f = mpp / model.res_mm
-        ch = find_chain(_canonical(norm, f), model, scale=f)
+        ch, value = _chain_at(maps, model, f, keep=len(scales) == 1)
         if ch is not None and (best[0] is None or ch.score > best[0].score):
             best = (ch, mpp)
+            best_value = value
+    if best[0] is not None and best_value is not None:
+        maps.keep(best[1] / model.res_mm, best_value)
     return best

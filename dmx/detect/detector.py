@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 
 from dmx.anatomy import BODIES, Vertebra
-from dmx.detect.column import Chain, coarse, next_chain
+from dmx.detect.column import Chain, ChainMaps, coarse, next_chain
 from dmx.detect.model import FEATURES, DetectorModel
 from dmx.detect.pose import axes, normalise, pose_from_corners, to_image_px
 from dmx.detect.refine import UNSTABLE_PX, refine_corners, stability_px
@@ -221,25 +221,36 @@ def _template_features(
     )
 
 
-def run(image: np.ndarray, model: DetectorModel, *, mm_per_px: float | None) -> ColumnResult | None:
+def run(
+    image: np.ndarray,
+    model: DetectorModel,
+    *,
+    mm_per_px: float | None,
+    maps: dict[str, ChainMaps] | None = None,
+) -> ColumnResult | None:
     """Search both facings (mirroring the image), refine the better chain, score every body.
 
     When that chain reports fewer than :data:`MIN_REPORTED` bodies, the next chains on other
     candidates and, with a calibration, bodies :data:`SIZE_FACTORS` times the model's size are
     tried too (:data:`MORE_CHAINS`); the column that reports the most bodies is kept (the first on a
     tie, so an image the first chain serves gets the same result as before).
+
+    ``maps``: a dict in which the template correlation maps of each facing are kept (by ``"right"``
+    and ``"left"``, :class:`dmx.detect.column.ChainMaps`), for the column's checks to read again.
     """
     img = np.asarray(image, dtype=np.float32)
+    maps = {} if maps is None else maps
     best: tuple[Chain, float, str] | None = None
     for facing in ("right", "left"):
-        view = img if facing == "right" else np.ascontiguousarray(img[:, ::-1])
-        chain, mpp = coarse(view, model, mm_per_px=mm_per_px)
+        if facing not in maps:
+            maps[facing] = ChainMaps(img if facing == "right" else np.ascontiguousarray(img[:, ::-1]), model)
+        chain, mpp = coarse(maps[facing].image, model, mm_per_px=mm_per_px, maps=maps[facing])
         if chain is not None and (best is None or chain.score > best[0].score):
             best = (chain, mpp, facing)
     if best is None:
         return None
     chain, mpp, facing = best
-    view = img if facing == "right" else np.ascontiguousarray(img[:, ::-1])
+    view = maps[facing].image
     w = img.shape[1]
 
     def column(chain: Chain, size_mpp: float) -> ColumnResult:
@@ -265,7 +276,7 @@ def run(image: np.ndarray, model: DetectorModel, *, mm_per_px: float | None) -> 
         if factor == 1.0:
             tried = (chain,)
         else:
-            first, _ = coarse(view, model, mm_per_px=size_mpp)
+            first, _ = coarse(view, model, mm_per_px=size_mpp, maps=maps[facing])
             if first is None or first.score < model.chain_min_score:
                 continue
             tried = (first,)
@@ -273,7 +284,7 @@ def run(image: np.ndarray, model: DetectorModel, *, mm_per_px: float | None) -> 
             if _reported(other, model) > _reported(result, model):
                 result = other
         while len(tried) <= MORE_CHAINS:
-            nxt = next_chain(view, model, size_mpp, tried)
+            nxt = next_chain(view, model, size_mpp, tried, maps=maps[facing])
             if nxt is None or nxt.score < model.chain_min_score:
                 break
             tried += (nxt,)
@@ -634,14 +645,27 @@ class ColumnView:
     """The image facing right at a column's pixel size, and what the template searches read of it,
     each computed once however many checks read it (:func:`c2_scores`, :func:`template_confirmed`)."""
 
-    def __init__(self, image: np.ndarray, column: ColumnResult, model: DetectorModel) -> None:
+    def __init__(
+        self,
+        image: np.ndarray,
+        column: ColumnResult,
+        model: DetectorModel,
+        maps: dict[str, ChainMaps] | None = None,
+    ) -> None:
         img = np.asarray(image, dtype=np.float32)
         self.width = img.shape[1]
         self.left = column.facing == "left"
-        self.image = np.ascontiguousarray(img[:, ::-1]) if self.left else img
         self.mm_per_px = column.mm_per_px
         self.factor = column.mm_per_px / model.res_mm  # canonical px per image px
         self.model = model
+        # the chain search's maps of this facing (:func:`run`), or new ones
+        found = (maps or {}).get(column.facing)
+        self._maps = (
+            found
+            if found is not None
+            else ChainMaps(np.ascontiguousarray(img[:, ::-1]) if self.left else img, model)
+        )
+        self.image = self._maps.image
 
     def facing_right(self, corners: np.ndarray) -> np.ndarray:
         """Image corners in the view's coordinates (mirrored for a column facing left); the same
@@ -651,27 +675,19 @@ class ColumnView:
             c[:, 0] = self.width - 1 - c[:, 0]
         return c
 
-    @cached_property
+    @property
     def canonical(self) -> np.ndarray:
-        from dmx.detect.column import _canonical
+        return self._maps.at(self.factor).canon
 
-        return _canonical(normalise(self.image), self.factor)
-
-    @cached_property
+    @property
     def body_maps(self) -> np.ndarray:
         """The body template's correlation maps at every tilt of the model (chain search's)."""
-        from dmx.detect.column import correlate
+        return self._maps.at(self.factor).body
 
-        m = self.model
-        return correlate(self.canonical, m.tmpl_body, m.angles, m.crop_body)
-
-    @cached_property
+    @property
     def c2_maps(self) -> np.ndarray:
         """The C2-with-dens template's correlation maps at every tilt of the model."""
-        from dmx.detect.column import correlate
-
-        m = self.model
-        return correlate(self.canonical, m.tmpl_c2, m.angles, m.crop_c2)
+        return self._maps.at(self.factor).c2
 
     @cached_property
     def smoothed(self) -> tuple[np.ndarray, float]:
@@ -868,7 +884,8 @@ def run_combined(image: np.ndarray, model: DetectorModel, net, *, mm_per_px: flo
     bodies, never replaces the template detector's, and only when its levels hold against the C2
     template and the bodies both found. ``net`` None: the template detector alone, unchecked.
     """
-    template = run(image, model, mm_per_px=mm_per_px)
+    maps: dict[str, ChainMaps] = {}  # the chain search's correlation maps, read again by the checks
+    template = run(image, model, mm_per_px=mm_per_px, maps=maps)
     if template is not None and template.chain_score < model.chain_min_score:
         template = None
     kept: dict[Vertebra, np.ndarray] = {}
@@ -885,7 +902,7 @@ def run_combined(image: np.ndarray, model: DetectorModel, net, *, mm_per_px: flo
 
     def view_of(column: ColumnResult) -> ColumnView:
         if id(column) not in views:
-            views[id(column)] = ColumnView(image, column, model)
+            views[id(column)] = ColumnView(image, column, model, maps)
         return views[id(column)]
 
     if net is not None and len(kept) < len(BODIES):
