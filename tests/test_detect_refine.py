@@ -8,8 +8,8 @@ import pytest
 
 from dmx.anatomy import Vertebra
 from dmx.detect import refine
-from dmx.detect.detector import smoothed
 from dmx.detect.model import FEATURES, confidence_inputs
+from dmx.detect.pose import smoothed
 from dmx.phantom import shapes
 from dmx.phantom import skeleton as sk
 

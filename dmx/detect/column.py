@@ -17,7 +17,7 @@ import numpy as np
 from scipy import ndimage
 
 from dmx.detect.model import DetectorModel
-from dmx.detect.pose import axes, normalise, rescale
+from dmx.detect.pose import axes, normalise, rescale, smoothed
 
 
 @dataclass(frozen=True)
@@ -92,12 +92,12 @@ def correlate(canon: np.ndarray, big: np.ndarray, angles: np.ndarray, size_px: i
     Flat windows (saturated background, collimator) score 0 instead of the arbitrary values
     normalised correlation gives where the image has no variance.
     """
-    maps = np.stack(
-        [
-            cv2.matchTemplate(canon, rotate_template(big, float(a), size_px), cv2.TM_CCOEFF_NORMED)
-            for a in angles
-        ]
-    )
+    h, w = canon.shape[0] - size_px + 1, canon.shape[1] - size_px + 1
+    maps = np.empty((len(angles), h, w), np.float32)
+    for k, a in enumerate(angles):  # each tilt's map written in place (no stacking copy)
+        cv2.matchTemplate(
+            canon, rotate_template(big, float(a), size_px), cv2.TM_CCOEFF_NORMED, result=maps[k]
+        )
     ones = np.ones((size_px, size_px), np.float32)
     mean = cv2.matchTemplate(canon, ones, cv2.TM_CCORR) / ones.size
     mean_sq = cv2.matchTemplate(canon * canon, ones, cv2.TM_CCORR) / ones.size
@@ -246,7 +246,8 @@ class ChainMaps:
     The chain search reads the same maps several times on one image: the next chains after the first
     (:func:`next_chain`, at the first chain's scale) and the checks of the column found
     (:class:`dmx.detect.detector.ColumnView`); computed here once per scale, they are identical to
-    what each would compute (the same ``normalise``, ``_canonical`` and :func:`correlate`).
+    what each would compute (the same ``normalise``, ``_canonical`` and :func:`correlate`). The edge
+    search's smoothed image (:meth:`smoothed`) is kept the same way, per pixel size.
     """
 
     def __init__(self, image: np.ndarray, model: DetectorModel) -> None:
@@ -254,6 +255,14 @@ class ChainMaps:
         self.model = model
         self._norm: np.ndarray | None = None
         self._at: dict[float, ScaleMaps] = {}
+        self._smoothed: dict[float, tuple[np.ndarray, float]] = {}
+
+    def smoothed(self, mm_per_px: float) -> tuple[np.ndarray, float]:
+        """The edge search's smoothed image and noise level at ``mm_per_px``
+        (:func:`dmx.detect.pose.smoothed`), computed once per pixel size."""
+        if mm_per_px not in self._smoothed:
+            self._smoothed[mm_per_px] = smoothed(self.image, mm_per_px)
+        return self._smoothed[mm_per_px]
 
     @property
     def norm(self) -> np.ndarray:

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cached_property
 
-import cv2
 import numpy as np
 
 from dmx.anatomy import BODIES, Vertebra
 from dmx.detect.column import Chain, ChainMaps, coarse, next_chain
 from dmx.detect.model import FEATURES, DetectorModel
-from dmx.detect.pose import axes, normalise, pose_from_corners, to_image_px
+from dmx.detect.pose import axes, pose_from_corners, to_image_px
 from dmx.detect.refine import UNSTABLE_PX, refine_corners, stability_px
 
 
@@ -35,16 +33,6 @@ class ColumnResult:
     facing: str
     mm_per_px: float
     calibrated: bool
-
-
-def smoothed(image: np.ndarray, mm_per_px: float) -> tuple[np.ndarray, float]:
-    """Display-normalised image smoothed for edge search, and the noise level of its edge steps."""
-    im = normalise(image)
-    sigma = max(0.7, 0.12 / mm_per_px)
-    sm = cv2.GaussianBlur(im, (0, 0), sigma)
-    resid = im - cv2.GaussianBlur(im, (0, 0), 2.0)
-    noise = 1.4826 * float(np.median(np.abs(resid - np.median(resid)))) / (2.0 * sigma)
-    return sm, max(noise, 1e-4)
 
 
 def shape_deviation_mm(corners_mm: np.ndarray, mean_mm: np.ndarray) -> tuple[float, float]:
@@ -102,8 +90,10 @@ def refine_chain(
     model: DetectorModel,
     *,
     mm_per_px: float,
+    maps: ChainMaps | None = None,
 ) -> list[tuple[np.ndarray | None, np.ndarray, str | None]]:
-    """Refine every body of a chain on the (facing-right) full-resolution image.
+    """Refine every body of a chain on the (facing-right) full-resolution image (``maps``: its
+    :class:`dmx.detect.column.ChainMaps`, which keeps the smoothed image, when at hand).
 
     Each body starts from its coarse pose and, when its neighbour is already refined,
     also from the pose the chain prior expects next to that neighbour; the start whose
@@ -112,7 +102,7 @@ def refine_chain(
     refinement failed.
     """
     px_per_mm = 1.0 / mm_per_px
-    sm, noise = smoothed(image, mm_per_px)
+    sm, noise = (maps or ChainMaps(image, model)).smoothed(mm_per_px)
     fitted: dict[int, tuple[np.ndarray, dict[str, float], list]] = {}
 
     def neighbour_starts(k: int, nb: int) -> list[tuple[np.ndarray, float]]:
@@ -255,7 +245,9 @@ def run(
 
     def column(chain: Chain, size_mpp: float) -> ColumnResult:
         bodies = []
-        for k, (corners, feats, problem) in enumerate(refine_chain(view, chain, model, mm_per_px=size_mpp)):
+        for k, (corners, feats, problem) in enumerate(
+            refine_chain(view, chain, model, mm_per_px=size_mpp, maps=maps[facing])
+        ):
             v = BODIES[k]
             if corners is not None and facing == "left":
                 corners = corners.copy()
@@ -455,7 +447,14 @@ def heatmap_confidence(feats: dict[str, float]) -> float:
 NO_COLUMN_END = "its level cannot be told: the network found neither C2 nor C7 to count the levels from"
 
 
-def run_heatmap(image: np.ndarray, model: DetectorModel, net, *, mm_per_px: float | None) -> ColumnResult:
+def run_heatmap(
+    image: np.ndarray,
+    model: DetectorModel,
+    net,
+    *,
+    mm_per_px: float | None,
+    maps: dict[str, ChainMaps] | None = None,
+) -> ColumnResult:
     """Corners of C2..C7 from the segmentation network, refined on the full-resolution image.
 
     Per body the edge refinement (:func:`dmx.detect.refine.refine_corners`) starts from the
@@ -465,6 +464,8 @@ def run_heatmap(image: np.ndarray, model: DetectorModel, net, *, mm_per_px: floa
     :data:`dmx.detect.heatmap.UNCALIBRATED_SWEEP_MM` and the one with the most body evidence
     wins. Features per body: :data:`HEATMAP_FEATURES`. Where the network found neither C2's nor
     C7's region, no body is reported (:data:`NO_COLUMN_END`): its levels would be a guess.
+    ``maps``: the template detector's :class:`dmx.detect.column.ChainMaps` by facing (:func:`run`),
+    whose smoothed images the edge search reads (kept there for the column's checks).
     """
     from dmx.detect.heatmap import UNCALIBRATED_SWEEP_MM
 
@@ -478,11 +479,13 @@ def run_heatmap(image: np.ndarray, model: DetectorModel, net, *, mm_per_px: floa
     has = found.region_prob > 0
     facing = found.facing
     w = img.shape[1]
-    view = img if facing == "right" else np.ascontiguousarray(img[:, ::-1])
+    maps = {} if maps is None else maps
+    if facing not in maps:
+        maps[facing] = ChainMaps(img if facing == "right" else np.ascontiguousarray(img[:, ::-1]), model)
     if facing == "left":
         corners[..., 0] = w - 1 - corners[..., 0]
     px_per_mm = 1.0 / mpp
-    sm, noise = smoothed(view, mpp)
+    sm, noise = maps[facing].smoothed(mpp)
     refine_kw = dict(px_per_mm=px_per_mm, noise=noise, radii_mm=HEATMAP_REFINE_RADII_MM)
     fitted: dict[int, tuple[np.ndarray, dict[str, float]]] = {}
 
@@ -689,10 +692,10 @@ class ColumnView:
         """The C2-with-dens template's correlation maps at every tilt of the model."""
         return self._maps.at(self.factor).c2
 
-    @cached_property
+    @property
     def smoothed(self) -> tuple[np.ndarray, float]:
-        """The edge search's smoothed image and noise level (:func:`smoothed`)."""
-        return smoothed(self.image, self.mm_per_px)
+        """The edge search's smoothed image and noise level (:func:`dmx.detect.pose.smoothed`)."""
+        return self._maps.smoothed(self.mm_per_px)
 
 
 def c2_scores(
@@ -906,7 +909,7 @@ def run_combined(image: np.ndarray, model: DetectorModel, net, *, mm_per_px: flo
         return views[id(column)]
 
     if net is not None and len(kept) < len(BODIES):
-        network = run_heatmap(image, model, net, mm_per_px=mm_per_px)
+        network = run_heatmap(image, model, net, mm_per_px=mm_per_px, maps=maps)
         empty = [b for b in network.bodies if b.corners_px is not None and b.vertebra not in kept]
         view = view_of(network)
         if empty:

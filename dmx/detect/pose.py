@@ -93,3 +93,13 @@ def rescale(image: np.ndarray, factor: float) -> np.ndarray:
     size = (max(8, int(round(w * factor))), max(8, int(round(h * factor))))
     interp = cv2.INTER_AREA if factor < 1 else cv2.INTER_LINEAR
     return cv2.resize(image, size, interpolation=interp)
+
+
+def smoothed(image: np.ndarray, mm_per_px: float) -> tuple[np.ndarray, float]:
+    """Display-normalised image smoothed for edge search, and the noise level of its edge steps."""
+    im = normalise(image)
+    sigma = max(0.7, 0.12 / mm_per_px)
+    sm = cv2.GaussianBlur(im, (0, 0), sigma)
+    resid = im - cv2.GaussianBlur(im, (0, 0), 2.0)
+    noise = 1.4826 * float(np.median(np.abs(resid - np.median(resid)))) / (2.0 * sigma)
+    return sm, max(noise, 1e-4)

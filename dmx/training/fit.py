@@ -164,7 +164,8 @@ def fit(n_images: int = 160, *, families: Sequence[str] | None = None, log=print
     :func:`training_specs`); ``None`` (the default) fits on the default look only.
     """
     from dmx.detect.column import coarse
-    from dmx.detect.detector import refine_chain, smoothed
+    from dmx.detect.detector import refine_chain
+    from dmx.detect.pose import smoothed
     from dmx.detect.refine import refine_corners, side_offsets_px
 
     t0 = time.perf_counter()
