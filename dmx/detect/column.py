@@ -10,6 +10,7 @@ log-likelihood of the fitted spacing and relative tilt between neighbours
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import cv2
@@ -18,6 +19,7 @@ from scipy import ndimage
 
 from dmx.detect.model import DetectorModel
 from dmx.detect.pose import axes, normalise, rescale, smoothed
+from dmx.threads import default_threads
 
 
 @dataclass(frozen=True)
@@ -62,7 +64,6 @@ def rotate_template(big: np.ndarray, theta_deg: float, size_px: int) -> np.ndarr
 
 def _peaks(stack: np.ndarray, angles: np.ndarray, tsize: int, *, min_dist: int, top: int) -> list[Candidate]:
     best = stack.max(axis=0)
-    arg = stack.argmax(axis=0)
     loc = (best == ndimage.maximum_filter(best, size=2 * min_dist + 1)) & (best > 0.05)
     ys, xs = np.nonzero(loc)
     order = np.argsort(-best[ys, xs])[:top]
@@ -71,7 +72,7 @@ def _peaks(stack: np.ndarray, angles: np.ndarray, tsize: int, *, min_dist: int, 
     step = float(angles[1] - angles[0]) if len(angles) > 1 else 0.0
     for k in order:
         y, x = int(ys[k]), int(xs[k])
-        a = int(arg[y, x])
+        a = int(stack[:, y, x].argmax())  # the tilt (numpy's argmax over the whole stack is slow)
         th = float(angles[a])
         if 0 < a < len(angles) - 1:
             y0, y1, y2 = stack[a - 1, y, x], stack[a, y, x], stack[a + 1, y, x]
@@ -94,10 +95,18 @@ def correlate(canon: np.ndarray, big: np.ndarray, angles: np.ndarray, size_px: i
     """
     h, w = canon.shape[0] - size_px + 1, canon.shape[1] - size_px + 1
     maps = np.empty((len(angles), h, w), np.float32)
-    for k, a in enumerate(angles):  # each tilt's map written in place (no stacking copy)
-        cv2.matchTemplate(
-            canon, rotate_template(big, float(a), size_px), cv2.TM_CCOEFF_NORMED, result=maps[k]
-        )
+
+    def one(k: int) -> None:  # each tilt's map written in place (no stacking copy)
+        tilted = rotate_template(big, float(angles[k]), size_px)
+        cv2.matchTemplate(canon, tilted, cv2.TM_CCOEFF_NORMED, result=maps[k])
+
+    threads = min(default_threads(), len(angles))
+    if threads > 1:  # OpenCV's matching runs on one core and releases the GIL: the tilts on threads
+        with ThreadPoolExecutor(max_workers=threads) as pool:
+            list(pool.map(one, range(len(angles))))
+    else:
+        for k in range(len(angles)):
+            one(k)
     ones = np.ones((size_px, size_px), np.float32)
     mean = cv2.matchTemplate(canon, ones, cv2.TM_CCORR) / ones.size
     mean_sq = cv2.matchTemplate(canon * canon, ones, cv2.TM_CCORR) / ones.size
