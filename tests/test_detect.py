@@ -588,3 +588,18 @@ def test_c7_under_the_shoulders_is_found_next_to_c6(tmp_path):
     assert NEIGHBOUR_ADDED.format(levels="C7") in det.warnings
     for v, c in det.landmarks.corners_px.items():
         _assert_on_its_body(det, v, c, true[v])
+
+
+def test_without_calibration_the_body_size_reported_is_that_of_the_bodies_reported(tmp_path):
+    """Not given the pixel size, the template detector's chain (along the airway, no body reported)
+    settled on 0.19 mm per pixel for a study of 0.331 (settings of development seed 100), and the
+    warning gave that figure although every body reported came from the network's column, which
+    fits them at 0.35. The warning now gives the size of the column whose bodies are reported."""
+    seq, true = _independent_study(
+        tmp_path, 100, size=1024, mm_per_px=0.331, facing="left", photometric="MONOCHROME1", mandible_low=True
+    )
+    det = detect_landmarks(seq.frames[0], mm_per_px=None)
+    assert {BODIES[k] for k in range(1, 5)} <= set(det.landmarks.corners_px), det.missing
+    (warning,) = [w for w in det.warnings if w.startswith("no calibration")]
+    best = float(warning.split("best fit ")[1].split(" mm")[0])
+    assert abs(best - 0.331) / 0.331 < 0.1, warning

@@ -199,6 +199,13 @@ def detect_landmarks(
                 f"levels not checked: the network {NET_NAME} was not found next to the detector model"
             )
         bodies = [(b, model.conf_threshold, reported) for b, _source, reported in comb.bodies]
+        if comb.network is not None and not any(
+            reported and source == "template" for _b, source, reported in comb.bodies
+        ):
+            # every body reported came from the network's column (and the searches next to it): its
+            # body size is the one that fits them (the template detector's chain, which reported none,
+            # may have settled on another size along the airway)
+            result = comb.network
     if mpp is None:
         warnings.append(
             f"no calibration: body size searched over scales (best fit {result.mm_per_px:.3f} mm per pixel)"
