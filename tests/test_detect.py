@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 
 import numpy as np
@@ -601,5 +602,5 @@ def test_without_calibration_the_body_size_reported_is_that_of_the_bodies_report
     det = detect_landmarks(seq.frames[0], mm_per_px=None)
     assert {BODIES[k] for k in range(1, 5)} <= set(det.landmarks.corners_px), det.missing
     (warning,) = [w for w in det.warnings if w.startswith("no calibration")]
-    best = float(warning.split("best fit ")[1].split(" mm")[0])
+    best = float(re.search(r"([0-9.]+) mm per pixel", warning).group(1))
     assert abs(best - 0.331) / 0.331 < 0.1, warning

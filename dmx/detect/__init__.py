@@ -142,7 +142,14 @@ def detect_landmarks(
     FileNotFoundError
         If no model file is found (see :func:`model_file`).
     """
-    from dmx.detect.detector import HEATMAP_THRESHOLD, network_disagrees, run_combined, run_heatmap
+    from dmx.detect.detector import (
+        HEATMAP_THRESHOLD,
+        bodies_mm_per_px,
+        network_disagrees,
+        reported_count,
+        run_combined,
+        run_heatmap,
+    )
     from dmx.detect.heatmap import NET_NAME, load_net
 
     method = detector_method(method)
@@ -159,6 +166,7 @@ def detect_landmarks(
         if all(np.isfinite(v) and v > 0 for v in vals):
             mpp = float(np.mean(vals))
     warnings: list[str] = []
+    searched_again: float | None = None  # without calibration: the size the bodies found were searched at
     if method == "heatmap":
         net_path = Path(model_path).with_name(NET_NAME) if model_path is not None else model_file(NET_NAME)
         result = run_heatmap(img, model, load_net(net_path), mm_per_px=mpp)
@@ -181,6 +189,12 @@ def detect_landmarks(
         net_path = (Path(model_path) if model_path is not None else model_file()).with_name(NET_NAME)
         net = load_net(net_path) if net_path.is_file() else None
         comb = run_combined(img, model, net, mm_per_px=mpp)
+        if mpp is None:
+            # searched again at the size of the bodies found (bodies_mm_per_px), unless that reports fewer
+            size = bodies_mm_per_px(comb, model)
+            again = run_combined(img, model, net, mm_per_px=size) if size is not None else None
+            if again is not None and reported_count(again) >= reported_count(comb):
+                comb, searched_again = again, size
         result = comb.template or comb.network
         disputed, unconfirmed, added, c2_walls = comb.disputed, comb.unconfirmed, comb.added, comb.c2_walls
         neighbours = comb.neighbours
@@ -206,7 +220,12 @@ def detect_landmarks(
             # body size is the one that fits them (the template detector's chain, which reported none,
             # may have settled on another size along the airway)
             result = comb.network
-    if mpp is None:
+    if mpp is None and searched_again is not None:
+        warnings.append(
+            "no calibration: body size searched over scales, then again at the size of the bodies found "
+            f"({searched_again:.3f} mm per pixel; a search size, not a calibration)"
+        )
+    elif mpp is None:
         warnings.append(
             f"no calibration: body size searched over scales (best fit {result.mm_per_px:.3f} mm per pixel)"
         )
