@@ -294,6 +294,16 @@ class ChainMaps:
         self._at[factor] = value
 
 
+def maps_facing(
+    maps: dict[str, ChainMaps], image: np.ndarray, facing: str, model: DetectorModel
+) -> ChainMaps:
+    """``maps[facing]``: the :class:`ChainMaps` of ``image`` seen facing right (mirrored when
+    ``facing`` is ``"left"``), made and kept in ``maps`` the first time."""
+    if facing not in maps:
+        maps[facing] = ChainMaps(image if facing == "right" else np.ascontiguousarray(image[:, ::-1]), model)
+    return maps[facing]
+
+
 def _chain_at(
     maps: ChainMaps, model: DetectorModel, factor: float, exclude: tuple[Chain, ...] = (), keep: bool = True
 ) -> tuple[Chain | None, ScaleMaps]:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from dmx.anatomy import BODIES, Vertebra
-from dmx.detect.column import Chain, ChainMaps, coarse, next_chain
+from dmx.detect.column import Chain, ChainMaps, coarse, maps_facing, next_chain
 from dmx.detect.model import FEATURES, DetectorModel
 from dmx.detect.pose import axes, pose_from_corners, to_image_px
 from dmx.detect.refine import UNSTABLE_PX, refine_corners, stability_px
@@ -232,9 +232,8 @@ def run(
     maps = {} if maps is None else maps
     best: tuple[Chain, float, str] | None = None
     for facing in ("right", "left"):
-        if facing not in maps:
-            maps[facing] = ChainMaps(img if facing == "right" else np.ascontiguousarray(img[:, ::-1]), model)
-        chain, mpp = coarse(maps[facing].image, model, mm_per_px=mm_per_px, maps=maps[facing])
+        found = maps_facing(maps, img, facing, model)
+        chain, mpp = coarse(found.image, model, mm_per_px=mm_per_px, maps=found)
         if chain is not None and (best is None or chain.score > best[0].score):
             best = (chain, mpp, facing)
     if best is None:
@@ -479,13 +478,11 @@ def run_heatmap(
     has = found.region_prob > 0
     facing = found.facing
     w = img.shape[1]
-    maps = {} if maps is None else maps
-    if facing not in maps:
-        maps[facing] = ChainMaps(img if facing == "right" else np.ascontiguousarray(img[:, ::-1]), model)
+    view = maps_facing({} if maps is None else maps, img, facing, model)
     if facing == "left":
         corners[..., 0] = w - 1 - corners[..., 0]
     px_per_mm = 1.0 / mpp
-    sm, noise = maps[facing].smoothed(mpp)
+    sm, noise = view.smoothed(mpp)
     refine_kw = dict(px_per_mm=px_per_mm, noise=noise, radii_mm=HEATMAP_REFINE_RADII_MM)
     fitted: dict[int, tuple[np.ndarray, dict[str, float]]] = {}
 
@@ -662,12 +659,7 @@ class ColumnView:
         self.factor = column.mm_per_px / model.res_mm  # canonical px per image px
         self.model = model
         # the chain search's maps of this facing (:func:`run`), or new ones
-        found = (maps or {}).get(column.facing)
-        self._maps = (
-            found
-            if found is not None
-            else ChainMaps(np.ascontiguousarray(img[:, ::-1]) if self.left else img, model)
-        )
+        self._maps = maps_facing({} if maps is None else maps, img, column.facing, model)
         self.image = self._maps.image
 
     def facing_right(self, corners: np.ndarray) -> np.ndarray:
