@@ -15,7 +15,8 @@ Run from the repository root::
 (:mod:`dmx.phantom.appearance`; the tracker was tuned on the default look only), plus the cases of
 issue #13 (mandible over C2-C4 in deep flexion, shoulders over C7, C2 leaving the image),
 and prints, per level, the per-frame disc-angle error against the truth (median / p95 / max, deg)
-over frames where both bodies are trusted, and the share of frames flagged.
+over frames where both bodies are trusted, and the share of frames flagged; then, per body, the
+slope of its tracked rotation against the true one (below 1: pulled towards its reference pose).
 
 Accuracy uses the realistic phantom (:mod:`dmx.phantom`) when it is installed, and the small synthetic
 columns of :mod:`dmx.phantom.scenes` (exact rigid motion) always. For every vertebra it prints the
@@ -375,7 +376,28 @@ def family_accuracy(
                 else f"{'-':>7} " * 3
             )
             print(f"{name[:42]:<42} {level.value:<6} {stats} {1 - both.mean():8.1%}   {corner}")
+        print(f"{name[:42]:<42} rotation slope (tracked on true, 1 = right): {_rotation_slopes(ph, tr, ok)}")
         sys.stdout.flush()
+
+
+def _rotation_slopes(ph: Any, tr: Any, ok: np.ndarray) -> str:
+    """Per body, the slope of its tracked rotation against its true rotation since the reference frame
+    over its trusted frames: below 1 where something that does not move with it pulls it towards its
+    reference pose (C7 under still shoulders: README "Tracking"), which no per-frame noise figure shows."""
+    from dmx.anatomy import BODIES
+
+    out = []
+    for v in BODIES:
+        i = tr.vertebrae.index(v)
+        a = np.asarray(ph.truth["transforms_px"][v.value], dtype=float)
+        true = np.degrees(np.arctan2(a[:, 1, 0], a[:, 0, 0]))
+        got = np.degrees(np.arctan2(tr.transforms[:, i, 1, 0], tr.transforms[:, i, 0, 0]))
+        use = ok[:, i] & np.isfinite(got)
+        spread = np.ptp(true[use]) if use.sum() >= 3 else 0.0
+        out.append(
+            f"{v.value} {np.polyfit(true[use], got[use], 1)[0]:.3f}" if spread >= 1.0 else f"{v.value} -"
+        )
+    return "  ".join(out)
 
 
 def main(argv: list[str] | None = None) -> int:
