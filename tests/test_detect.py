@@ -242,6 +242,65 @@ def test_levels_disputed_when_the_network_puts_as_many_bodies_at_other_levels():
     assert levels_disputed(image, with_c2, shifted, 0.7) is None
 
 
+def test_a_column_without_level_evidence_is_told_apart_from_one_the_network_confirms():
+    from dmx.detect.detector import columns_conflict, levels_evidence
+
+    col = _column([0.2, 0.9, 0.9, 0.2, 0.2, 0.2])  # C3 and C4 reported, C2 not
+    centre = {k: (5.0, 4.0 + 20.0 * k) for k in range(6)}
+    image = np.zeros((8, 8))
+    # the network sees nothing where the bodies are: no dispute, but nothing confirms the levels either
+    assert levels_evidence(image, col, _VotingNet({}), 0.7) == (None, False)
+    # one body labelled with its own level confirms them
+    assert levels_evidence(image, col, _VotingNet({centre[1]: 1}), 0.7) == (None, True)
+    # both labelled a level down: disputed, unconfirmed
+    reason, confirmed = levels_evidence(image, col, _VotingNet({centre[1]: 2, centre[2]: 3}), 0.7)
+    assert reason is not None and not confirmed
+    # with C2 reported the top of the column identifies it
+    assert levels_evidence(image, _column([0.9, 0.9, 0.9, 0.2, 0.2, 0.2]), _VotingNet({}), 0.7) == (
+        None,
+        True,
+    )
+
+    template = {b.vertebra: b.corners_px for b in col.bodies if b.confidence >= 0.7}
+    assert columns_conflict(col, template) is None  # the same bodies at the same levels
+    from dataclasses import replace
+
+    # the network's C2 and C3 where the template detector's C3 and C4 are
+    net_col = _column([0.9, 0.9, 0.2, 0.2, 0.2, 0.2])
+    net_col = replace(
+        net_col, bodies=tuple(replace(b, corners_px=b.corners_px + [0.0, 20.0]) for b in net_col.bodies)
+    )
+    assert "the template detector's C3" in columns_conflict(net_col, template)
+
+
+def test_a_lone_template_body_without_level_evidence_gives_way_to_the_confirmed_network_column(tmp_path):
+    """Independent renderer, development seed 934 of generator 2031 (session 14; 768 px, 0.269 mm,
+    MONOCHROME1): the template detector reports one body, C3 as "C4" at confidence 1.0, where the
+    network's label map is background (no vote either way); the network's column, all six on their
+    levels and confirmed by the C2 template, was refused because its C3 lies on the template detector's
+    "C4", and the template body was extended to C5-C7: four bodies one level off. Now the template's
+    levels, confirmed by nothing but its chain, give way: every body on its own level."""
+    from dmx.detect.detector import LEVELS_CONFLICT
+    from dmx.io.load import load_sequence
+
+    ip = _independent_renderer()
+    ip.render_study(
+        tmp_path, 934, frames=3, size=768, mm_per_px=0.269, facing="right", photometric="MONOCHROME1"
+    )
+    seq = load_sequence(tmp_path / "study.dcm")
+    truth = __import__("json").loads((tmp_path / "landmarks.json").read_text())["points"]
+    true = {
+        v: np.array([truth[v.value][c] for c in ("ant_sup", "post_sup", "post_inf", "ant_inf")])
+        for v in BODIES
+    }
+    det = detect_landmarks(seq.frames[0], mm_per_px=seq.mm_per_px)
+    assert set(BODIES[1:5]) <= set(det.landmarks.corners_px), det.missing
+    for v, c in det.landmarks.corners_px.items():
+        _assert_on_its_body(det, v, c, true[v])
+    head = LEVELS_CONFLICT.split("{")[0]
+    assert any(head in w for w in det.warnings), det.warnings
+
+
 def test_a_column_one_level_off_is_not_reported():
     """Thick cortical rims (an appearance family the template detector was not fitted on): the chain
     search puts C2 on the skull base and every body one level down, at full confidence. Without the

@@ -335,6 +335,16 @@ def level_votes(image: np.ndarray, result: ColumnResult, net, threshold: float) 
     return agree, disagree, len(reported)
 
 
+#: Why the template detector's bodies are left out when the learned network's column, its levels
+#: confirmed by the C2 template, gives one of them another level and nothing confirms theirs
+#: (:func:`run_combined`).
+LEVELS_CONFLICT = (
+    LEVEL_UNCERTAIN + ": the learned network's column (its levels confirmed by the C2 template) gives "
+    "the template detector's {levels} other levels, and nothing but the template detector's chain "
+    "confirms theirs"
+)
+
+
 def levels_disputed(image: np.ndarray, result: ColumnResult, net, threshold: float) -> str | None:
     """The reason to leave out every body the template detector reports, or None to keep them.
 
@@ -349,12 +359,23 @@ def levels_disputed(image: np.ndarray, result: ColumnResult, net, threshold: flo
     was shifted with C2 reported, and the networks trained without a family dispute right columns
     of that family too (held out from the occluders, the network puts whole columns one level off).
     """
+    return levels_evidence(image, result, net, threshold)[0]
+
+
+def levels_evidence(
+    image: np.ndarray, result: ColumnResult, net, threshold: float
+) -> tuple[str | None, bool]:
+    """:func:`levels_disputed`'s reason (or None), and whether anything beyond the template detector's
+    chain confirms the column's levels: its C2 is reported, or the network labels at least one of its
+    bodies with its own level. A column with neither (the network's labels background where its
+    bodies are) has no evidence for its levels but the chain's, which puts whole columns a level off
+    (see :func:`run_combined`)."""
     if any(b.vertebra is BODIES[0] for b in reported_bodies(result, threshold)):
-        return None
+        return None, True
     agree, disagree, n = level_votes(image, result, net, threshold)
     if disagree and disagree >= agree:
-        return LEVELS_DISPUTED.format(dis=disagree, n=n)
-    return None
+        return LEVELS_DISPUTED.format(dis=disagree, n=n), agree > 0
+    return None, agree > 0
 
 
 __all__ = [
@@ -362,6 +383,7 @@ __all__ = [
     "FEATURES",
     "HEATMAP_FEATURES",
     "HEATMAP_THRESHOLD",
+    "LEVELS_CONFLICT",
     "LEVELS_DISPUTED",
     "LEVEL_UNCERTAIN",
     "BodyResult",
@@ -373,6 +395,8 @@ __all__ = [
     "heatmap_confidence",
     "level_votes",
     "levels_disputed",
+    "levels_evidence",
+    "columns_conflict",
     "network_disagrees",
     "reported_bodies",
     "run",
@@ -823,8 +847,16 @@ def network_disagrees(
     disputed = c2_disputed(image, network, model, HEATMAP_THRESHOLD, view)
     if disputed:
         return disputed
+    return columns_conflict(network, template)
+
+
+def columns_conflict(network: ColumnResult, template: dict[Vertebra, np.ndarray]) -> str | None:
+    """Where the learned network's reported bodies and the template detector's (``template``: its
+    reported corners per level) do not agree: a level both report on two bodies (centres further apart
+    than :data:`SAME_BODY_MM`), or a network body on a body the template detector gave another level
+    (within :data:`SAME_OUTLINE_MM`); None when they agree."""
     mpp = network.mm_per_px
-    for b in reported:
+    for b in reported_bodies(network, HEATMAP_THRESHOLD):
         if b.vertebra in template:
             d = _centre_distance_mm(b.corners_px, template[b.vertebra], mpp)
             if d > SAME_BODY_MM:
@@ -885,10 +917,11 @@ def run_combined(image: np.ndarray, model: DetectorModel, net, *, mm_per_px: flo
         template = None
     kept: dict[Vertebra, np.ndarray] = {}
     disputed = None
+    confirmed = True  # the template detector's levels: confirmed beyond its chain (levels_evidence)
     if template is not None:
         kept = {b.vertebra: b.corners_px for b in reported_bodies(template, model.conf_threshold)}
         if kept and net is not None:
-            disputed = levels_disputed(image, template, net, model.conf_threshold)
+            disputed, confirmed = levels_evidence(image, template, net, model.conf_threshold)
             if disputed:
                 kept = {}
     network = unconfirmed = None
@@ -906,6 +939,18 @@ def run_combined(image: np.ndarray, model: DetectorModel, net, *, mm_per_px: flo
         view = view_of(network)
         if empty:
             unconfirmed = network_disagrees(image, network, kept, model, view)
+            if (
+                kept
+                and not confirmed
+                and unconfirmed is not None
+                and unconfirmed == columns_conflict(network, kept)
+            ):
+                # the two columns give a body different levels; the network's levels passed the C2 test,
+                # the template detector's have no evidence but its chain: its bodies are left out
+                disputed = LEVELS_CONFLICT.format(levels=", ".join(v.value for v in kept))
+                kept = {}
+                empty = [b for b in network.bodies if b.corners_px is not None]
+                unconfirmed = network_disagrees(image, network, kept, model, view)
         if empty and unconfirmed is None:
             # added at the template detector's confidence threshold, not the network's own (lower)
             # one; an outline below it gets the template detector's own confidence
