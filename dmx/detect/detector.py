@@ -339,9 +339,8 @@ def level_votes(image: np.ndarray, result: ColumnResult, net, threshold: float) 
 #: confirmed by the C2 template, gives one of them another level and nothing confirms theirs
 #: (:func:`run_combined`).
 LEVELS_CONFLICT = (
-    LEVEL_UNCERTAIN + ": the learned network's column (its levels confirmed by the C2 template) gives "
-    "the template detector's {levels} other levels, and nothing but the template detector's chain "
-    "confirms theirs"
+    LEVEL_UNCERTAIN + ": the learned network's column, its levels confirmed by the C2 template, disagrees "
+    "with the template detector's {levels}, whose levels nothing but its chain confirms ({conflict})"
 )
 
 
@@ -880,10 +879,12 @@ class Combined:
     says why none is, with its source (``"template"`` or ``"network"``) and whether it is reported;
     ``template`` / ``network``: each detector's own column (None: not found / not run);
     ``disputed``: why the template detector's bodies were all left out (the network's labels
-    dispute their levels, :func:`levels_disputed`); ``unconfirmed``: why the network's bodies did
-    not join (:func:`network_disagrees`); ``added``: the levels the network added; ``c2_walls``: C2
-    was found from its walls (:func:`c2_from_walls`; its source ``"walls"``); ``neighbours``: the
-    levels found next to a reported body (:func:`_extend_from_neighbours`; source ``"neighbour"``).
+    dispute their levels, :func:`levels_disputed`, or the network's C2-confirmed column disagrees with
+    levels that nothing but the template detector's chain confirms, :data:`LEVELS_CONFLICT`);
+    ``unconfirmed``: why the network's bodies did not join (:func:`network_disagrees`); ``added``: the
+    levels the network added; ``c2_walls``: C2 was found from its walls (:func:`c2_from_walls`; its
+    source ``"walls"``); ``neighbours``: the levels found next to a reported body
+    (:func:`_extend_from_neighbours`; source ``"neighbour"``).
     """
 
     bodies: tuple[tuple[BodyResult, str, bool], ...]
@@ -909,7 +910,13 @@ def run_combined(image: np.ndarray, model: DetectorModel, net, *, mm_per_px: flo
     chains follow the airway and report few bodies or none, where the network, trained on every
     appearance family, still sees them, but puts whole columns a level off. So the network only adds
     bodies, never replaces the template detector's, and only when its levels hold against the C2
-    template and the bodies both found. ``net`` None: the template detector alone, unchecked.
+    template and the bodies both found; except where nothing but the template detector's chain confirms
+    its levels (its C2 not reported, no network label agreeing: :func:`levels_evidence`) and the
+    network's column, its levels confirmed by the C2 template, disagrees with it
+    (:func:`columns_conflict`): then the template detector's bodies are left out
+    (:data:`LEVELS_CONFLICT`) and the network's checked again without them (issue #12, session 14: a
+    lone template body C3 reported as C4 at confidence 1.0, extended to C5-C7).
+    ``net`` None: the template detector alone, unchecked.
     """
     maps: dict[str, ChainMaps] = {}  # the chain search's correlation maps, read again by the checks
     template = run(image, model, mm_per_px=mm_per_px, maps=maps)
@@ -947,7 +954,10 @@ def run_combined(image: np.ndarray, model: DetectorModel, net, *, mm_per_px: flo
             ):
                 # the two columns give a body different levels; the network's levels passed the C2 test,
                 # the template detector's have no evidence but its chain: its bodies are left out
-                disputed = LEVELS_CONFLICT.format(levels=", ".join(v.value for v in kept))
+                disputed = LEVELS_CONFLICT.format(
+                    levels=", ".join(v.value for v in kept),
+                    conflict=unconfirmed.removeprefix(LEVEL_UNCERTAIN + ": "),
+                )
                 kept = {}
                 empty = [b for b in network.bodies if b.corners_px is not None]
                 unconfirmed = network_disagrees(image, network, kept, model, view)
