@@ -445,6 +445,34 @@ def test_a_lone_template_body_without_level_evidence_gives_way_to_the_confirmed_
     assert any(head in w for w in det.warnings), det.warnings
 
 
+def test_a_body_a_level_off_in_a_column_joined_from_several_sources_is_left_out(tmp_path):
+    """Independent renderer, development seed 1126 of generator 2034 (session 14; 1024 px, 0.197 mm,
+    mandible low): the network's column (its C5 missing) put its "C6" on C7; its C2 test rests on C2-C4,
+    which are right, so it joined; the search next to C4 then found the true C5, and the column
+    reported C5 and "C6" two levels apart. The column as reported is now checked as a whole: that "C6"
+    is left out with the reason, the others stay on their levels."""
+    from dmx.detect import NETWORK_MARK
+
+    seq, true = _independent_study(
+        tmp_path,
+        1126,
+        frames=3,
+        size=1024,
+        mm_per_px=0.197,
+        facing="right",
+        photometric="MONOCHROME2",
+        mandible_low=True,
+    )
+    det = detect_landmarks(seq.frames[0], mm_per_px=seq.mm_per_px)
+    assert set(BODIES[:4]) <= set(det.landmarks.corners_px), det.missing
+    for v, c in det.landmarks.corners_px.items():
+        # on its own vertebra: every corner within 5 mm (25 px; a level off is 95 px here)
+        assert np.hypot(*(c - true[v]).T).max() < 25.0, v
+    assert "does not fit its level" in det.missing[Vertebra.C6]
+    # the warning names only the network's bodies that are reported
+    assert any(NETWORK_MARK in w and "C6" not in w.split(NETWORK_MARK)[0] for w in det.warnings), det.warnings
+
+
 def test_a_network_column_one_level_off_is_not_reported(tmp_path):
     """Heavy shoulders on a 768-px study of the independent renderer (settings of development seed
     210): the network puts C4-C6 on C3-C5 (a level off). The C2 template fits better where the

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -647,6 +647,24 @@ def _consistent_levels(bodies: list[BodyResult], model: DetectorModel) -> list[B
         )
 
 
+def _consistent_column(bodies: list[tuple[BodyResult, str, bool]], model: DetectorModel) -> None:
+    """The column as reported, whichever detector or search each body came from, checked as
+    :func:`_consistent_levels` checks the network's: a reported body whose distances to the other
+    reported bodies disagree with its level is left out (the most contradicted first). ``bodies`` is
+    updated in place. Each source checks its own bodies' levels, but a column joined from several can
+    hold a body a level off that none of them saw: the network's "C6" on C7 (its C5 missing, its C2 test
+    resting on C2-C4) below a C5 that the search next to C4 found (issue #12, session 14)."""
+    reported = [b if ok and b.corners_px is not None else replace(b, corners_px=None) for b, _, ok in bodies]
+    checked = _consistent_levels(reported, model)
+    for k, (b, source, ok) in enumerate(bodies):
+        if ok and checked[k].corners_px is None:
+            bodies[k] = (
+                replace(b, corners_px=None, confidence=0.0, problem=checked[k].problem),
+                source,
+                False,
+            )
+
+
 def _vector(feats: dict[str, float]) -> np.ndarray:
     return np.array([float(feats[name]) for name in HEATMAP_FEATURES])
 
@@ -1003,9 +1021,15 @@ def run_combined(image: np.ndarray, model: DetectorModel, net, *, mm_per_px: flo
             if c2 is not None and _outline_of_another(c2, {BODIES[1]: c3.corners_px}, view.mm_per_px) is None:
                 bodies[0] = (c2, "walls", True)
                 c2_walls = True
-    neighbours = tuple(BODIES[k] for k, (_, source, _) in enumerate(bodies) if source == "neighbour")
+    if len(bodies) == len(BODIES):
+        _consistent_column(bodies, model)
+        c2_walls = c2_walls and bodies[0][2]
+    neighbours = tuple(
+        BODIES[k] for k, (_, source, reported) in enumerate(bodies) if source == "neighbour" and reported
+    )
+    added_reported = tuple(v for v in added if bodies[BODIES.index(v)][2])
     return Combined(
-        tuple(bodies), template, network, disputed, unconfirmed, tuple(added), c2_walls, neighbours
+        tuple(bodies), template, network, disputed, unconfirmed, added_reported, c2_walls, neighbours
     )
 
 
