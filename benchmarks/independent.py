@@ -171,12 +171,19 @@ HELD_OUT_SETS = (
 )
 #: Development sets drawn in session 14 by new generators, not held out: D's results led to the level
 #: conflict rule of ``dmx.detect.detector.run_combined`` (seed 934); E was a check of it before the
-#: held-out sets were run; F (80 studies), a search for other wrong levels after it.
-#: ``--detect-held-out D`` (``E``, ``F``) runs them like the held-out ones.
+#: held-out sets were run; F and G (80 studies each), searches for other wrong levels after it (G's led to
+#: the check of the column as reported, seed 1126). ``--detect-held-out D`` (``E``, ``F``, ``G``) runs them
+#: like the held-out ones.
 DEVELOPMENT_SETS = (
     ("D", 2031, range(900, 940), "development, session 14"),
     ("E", 2032, range(950, 990), "development, session 14 (a check of the level conflict rule)"),
     ("F", 2033, range(1000, 1080), "development, session 14 (a search for wrong levels)"),
+    (
+        "G",
+        2034,
+        range(1100, 1180),
+        "development, session 14 (a search for wrong levels; led to the column check)",
+    ),
 )
 
 
@@ -383,7 +390,7 @@ def main() -> None:
         default=None,
         metavar="SETS",
         help="automatic landmarks on the detection studies of sets A, B, C (HELD_OUT_SETS) and/or "
-        "the development sets D, E, F (DEVELOPMENT_SETS), then stop",
+        "the development sets D-G (DEVELOPMENT_SETS), then stop",
     )
     ap.add_argument("--detector", default=None, help="with --detect-held-out: template (default) or heatmap")
     ap.add_argument(
