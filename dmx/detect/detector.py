@@ -397,6 +397,7 @@ __all__ = [
     "levels_evidence",
     "columns_conflict",
     "network_disagrees",
+    "network_levels_unconfirmed",
     "reported_bodies",
     "run",
     "run_combined",
@@ -855,16 +856,21 @@ def network_disagrees(
     (within :data:`SAME_OUTLINE_MM`). ``view``: ``network``'s :class:`ColumnView` of ``image``, when
     one is at hand.
     """
-    reported = reported_bodies(network, HEATMAP_THRESHOLD)
-    if len(reported) < MIN_REPORTED:
+    return network_levels_unconfirmed(image, network, model, view) or columns_conflict(network, template)
+
+
+def network_levels_unconfirmed(
+    image: np.ndarray, network: ColumnResult, model: DetectorModel, view: ColumnView | None = None
+) -> str | None:
+    """Why the learned network's own levels are not confirmed (fewer than :data:`MIN_REPORTED` bodies
+    reported, or the C2 template disputes them: :func:`c2_disputed`), or None: the first part of
+    :func:`network_disagrees`, before the comparison with the template detector's bodies."""
+    if len(reported_bodies(network, HEATMAP_THRESHOLD)) < MIN_REPORTED:
         return (
             f"{LEVEL_UNCERTAIN}: the learned network reports fewer than {MIN_REPORTED} bodies to check "
             "its levels by"
         )
-    disputed = c2_disputed(image, network, model, HEATMAP_THRESHOLD, view)
-    if disputed:
-        return disputed
-    return columns_conflict(network, template)
+    return c2_disputed(image, network, model, HEATMAP_THRESHOLD, view)
 
 
 def columns_conflict(network: ColumnResult, template: dict[Vertebra, np.ndarray]) -> str | None:
@@ -963,22 +969,21 @@ def run_combined(image: np.ndarray, model: DetectorModel, net, *, mm_per_px: flo
         empty = [b for b in network.bodies if b.corners_px is not None and b.vertebra not in kept]
         view = view_of(network)
         if empty:
-            unconfirmed = network_disagrees(image, network, kept, model, view)
-            if (
-                kept
-                and not confirmed
-                and unconfirmed is not None
-                and unconfirmed == columns_conflict(network, kept)
-            ):
+            # network_disagrees in its two parts: the network's own levels, then the two columns
+            unconfirmed = network_levels_unconfirmed(image, network, model, view)
+            conflict = None if unconfirmed else columns_conflict(network, kept)
+            if conflict and not confirmed:
                 # the two columns give a body different levels; the network's levels passed the C2 test,
-                # the template detector's have no evidence but its chain: its bodies are left out
+                # the template detector's have no evidence but its chain: its bodies are left out, and
+                # with them whatever the network's conflicted with
                 disputed = LEVELS_CONFLICT.format(
                     levels=", ".join(v.value for v in kept),
-                    conflict=unconfirmed.removeprefix(LEVEL_UNCERTAIN + ": "),
+                    conflict=conflict.removeprefix(LEVEL_UNCERTAIN + ": "),
                 )
                 kept = {}
                 empty = [b for b in network.bodies if b.corners_px is not None]
-                unconfirmed = network_disagrees(image, network, kept, model, view)
+                conflict = None
+            unconfirmed = unconfirmed or conflict
         if empty and unconfirmed is None:
             # added at the template detector's confidence threshold, not the network's own (lower)
             # one; an outline below it gets the template detector's own confidence
