@@ -85,13 +85,6 @@ def ensure_study(cache: Path) -> Path:
     return folder
 
 
-def _child_rusage(before: resource.struct_rusage) -> tuple[float, float]:
-    """CPU seconds and peak RSS (GB) of the child that just ended."""
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return cpu, after.ru_maxrss / 1e6  # kB on Linux
-
-
 def _tree_pss_gb(pid: int) -> float:
     """Proportional set size (GB) of process ``pid`` and its descendants: pages shared by several
     (a forked worker's copy-on-write frames) are counted once over all, unlike the sum of their RSS."""
@@ -119,10 +112,13 @@ def _cpu_s(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _run_sampled(cmd: list[str], **kwargs) -> tuple[subprocess.CompletedProcess, float, float]:
-    """Run ``cmd``; its result, the peak PSS (GB) of its process tree (sampled every 0.25 s: reading it
-    walks the processes' page tables, which slows them if done often) and the CPU seconds of its main
-    process alone (its workers left out; sampled every 20 ms). 0 where ``/proc`` has no figures."""
+def _run_sampled(cmd: list[str], **kwargs) -> tuple[str, resource.struct_rusage, float, float]:
+    """Run ``cmd``; its standard output (with ``stdout=subprocess.PIPE``, else ""), its resource usage
+    (``os.wait4``: its own and that of the worker processes it waited for, so the peak RSS is of its
+    largest process, never of an earlier child of this one such as the phantom's generator), the peak
+    PSS (GB) of its process tree (sampled every 0.25 s: reading it walks the processes' page tables,
+    which slows them if done often) and the CPU seconds of its main process alone (its workers left
+    out; sampled every 20 ms). 0 where ``/proc`` has no figures."""
     import threading
 
     proc = subprocess.Popen(cmd, **kwargs)
@@ -137,14 +133,23 @@ def _run_sampled(cmd: list[str], **kwargs) -> tuple[subprocess.CompletedProcess,
             main_cpu[0] = _cpu_s(proc.pid) or main_cpu[0]
             n += 1
 
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
-    out, err = proc.communicate()
+    texts = {}
+
+    def drain(name: str) -> None:  # the pipes read while it runs (a full pipe would block it)
+        texts[name] = getattr(proc, name).read()
+
+    threads = [threading.Thread(target=sample, daemon=True)]
+    threads += [threading.Thread(target=drain, args=(n,)) for n in ("stdout", "stderr") if getattr(proc, n)]
+    for t in threads:
+        t.start()
+    _, status, usage = os.wait4(proc.pid, 0)  # not proc.wait(): its rusage is this child's alone
+    proc.returncode = os.waitstatus_to_exitcode(status)
     done.set()
-    sampler.join()
+    for t in threads:
+        t.join()
     if proc.returncode:
-        raise subprocess.CalledProcessError(proc.returncode, cmd, out, err)
-    return subprocess.CompletedProcess(cmd, proc.returncode, out, err), peak[0], main_cpu[0]
+        raise subprocess.CalledProcessError(proc.returncode, cmd, texts.get("stdout"), texts.get("stderr"))
+    return texts.get("stdout") or "", usage, peak[0], main_cpu[0]
 
 
 def run_cli(folder: Path, out: Path, profile: str | None) -> tuple[float, float, float, float, float]:
@@ -163,12 +168,12 @@ def run_cli(folder: Path, out: Path, profile: str | None) -> tuple[float, float,
         "--out",
         str(out),
     ]
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
-    _, pss, main_cpu = _run_sampled(cmd, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _, usage, pss, main_cpu = _run_sampled(
+        cmd, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     wall = time.perf_counter() - t0
-    cpu, rss = _child_rusage(before)
-    return wall, cpu, rss, pss, main_cpu
+    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1e6, pss, main_cpu  # kB on Linux
 
 
 STAGES_SCRIPT = r"""
@@ -218,14 +223,14 @@ print(json.dumps(times))
 
 def run_stages(folder: Path, out: Path) -> dict[str, float]:
     """The pipeline's steps one by one in a fresh process: seconds per stage, peak RSS and PSS."""
-    res, pss, _ = _run_sampled(
+    stdout, _, pss, _ = _run_sampled(
         [sys.executable, "-c", STAGES_SCRIPT, str(folder), str(out)],
         env=_env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
-    times = json.loads(res.stdout.strip().splitlines()[-1])
+    times = json.loads(stdout.strip().splitlines()[-1])
     times["peak_pss_gb"] = pss
     return times
 
