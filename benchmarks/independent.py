@@ -173,7 +173,9 @@ HELD_OUT_SETS = (
 #: conflict rule of ``dmx.detect.detector.run_combined`` (seed 934); E was a check of it before the
 #: held-out sets were run; F and G (80 studies each), searches for other wrong levels after it (G's led to
 #: the check of the column as reported, seed 1126). ``--detect-held-out D`` (``E``, ``F``, ``G``) runs them
-#: like the held-out ones.
+#: like the held-out ones. Session 15 chose the margin of the C2 test's move of a network column
+#: (``dmx.detect.detector.C2_MOVE_MARGIN``) on D-G; H (120 studies, a new generator) was drawn after that
+#: choice and run once with it and once without, as a check: held out from it.
 DEVELOPMENT_SETS = (
     ("D", 2031, range(900, 940), "development, session 14"),
     ("E", 2032, range(950, 990), "development, session 14 (a check of the level conflict rule)"),
@@ -184,6 +186,7 @@ DEVELOPMENT_SETS = (
         range(1100, 1180),
         "development, session 14 (a search for wrong levels; led to the column check)",
     ),
+    ("H", 2035, range(1200, 1320), "session 15, held out from the C2 move's margin (chosen on D-G)"),
 )
 
 

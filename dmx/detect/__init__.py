@@ -143,6 +143,7 @@ def detect_landmarks(
         If no model file is found (see :func:`model_file`).
     """
     from dmx.detect.detector import (
+        C2_MOVE_MARGIN,
         HEATMAP_THRESHOLD,
         bodies_mm_per_px,
         network_disagrees,
@@ -184,6 +185,7 @@ def detect_landmarks(
         added: tuple[Vertebra, ...] = ()
         c2_walls = False
         neighbours: tuple[Vertebra, ...] = ()
+        moved: tuple[int, float] | None = None
         sources: dict[Vertebra, str] = {}
     else:
         net_path = (Path(model_path) if model_path is not None else model_file()).with_name(NET_NAME)
@@ -197,7 +199,7 @@ def detect_landmarks(
                 comb, searched_again = again, size
         result = comb.template or comb.network
         disputed, unconfirmed, added, c2_walls = comb.disputed, comb.unconfirmed, comb.added, comb.c2_walls
-        neighbours = comb.neighbours
+        neighbours, moved = comb.neighbours, comb.moved
         sources = {b.vertebra: source for b, source, _ in comb.bodies}
         if comb.template is None and not added:
             if unconfirmed:
@@ -253,6 +255,11 @@ def detect_landmarks(
         for v in BODIES:
             missing[v] = f"left out: {unconfirmed}"
         warnings.append(f"no body reported: {unconfirmed}")
+    if moved is not None:
+        shift, margin = moved
+        warnings.append(
+            NETWORK_MOVED.format(way="lower" if shift > 0 else "higher", margin=margin, limit=C2_MOVE_MARGIN)
+        )
     if added:
         both = [v for v in corners if sources.get(v) == "template"]
         warnings.append(
@@ -277,6 +284,14 @@ def detect_landmarks(
 NETWORK_ADDED = (
     "{levels} found by the learned network (heatmap.onnx), not by the template detector; "
     "their levels confirmed by the C2 template{also}"
+)
+#: Warning of a learned network's column that the C2 test moved one level
+#: (:func:`dmx.detect.detector.c2_moved`).
+NETWORK_MOVED = (
+    "the learned network's levels moved one level {way}: C2 (its dens) and the two bodies below it fit "
+    "the templates clearly better there than at the network's own levels (by {margin:.2f}; a move needs "
+    "{limit:.2f}); the network can count one level off, e.g. when heavy shoulders hide C7 (check the "
+    "levels against C2)"
 )
 #: Warning of a C2 found from its walls (:func:`dmx.detect.detector.c2_from_walls`).
 C2_WALLS = (
