@@ -10,7 +10,6 @@ meta (ACR-NEMA style), every transfer syntax pydicom and pylibjpeg decode
 from __future__ import annotations
 
 import logging
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -182,10 +181,6 @@ def plan_dicom(
     )
 
 
-#: Arrays at least this large (bytes) get a mapping of their own (:func:`empty_frames`).
-_OWN_MAPPING_BYTES = 1 << 22
-
-
 def empty_frames(shape: tuple[int, ...], dtype: np.dtype | type) -> np.ndarray:
     """``numpy.empty`` for decoded frames, on the system's ordinary (4 kB) pages.
 
@@ -194,24 +189,7 @@ def empty_frames(shape: tuple[int, ...], dtype: np.dtype | type) -> np.ndarray:
     compact, a free 2 MB block for each, and clear it. For 0.63 GB of frames that took 0.6-2.4 s on the
     shared development machine, against 0.4-0.5 s on ordinary pages, with no difference in the tracking
     that reads them (``benchmarks/speed.py``; README "Speed"). Other arrays are left as numpy makes them.
-
-    On Linux a large array is a private anonymous mapping of its own, advised ``MADV_NOHUGEPAGE``: the C
-    library would otherwise serve it, even at 64 MB, from heap memory freed before, which numpy may have
-    advised for huge pages when an earlier array lived there (session 15: a test saw it). Forked worker
-    processes share its pages copy-on-write, as those of any array. Elsewhere (or small): numpy's own
-    ``empty`` with its huge-page switch off.
     """
-    dt = np.dtype(dtype)
-    count = int(np.prod(shape, dtype=np.int64))
-    if sys.platform.startswith("linux") and count * dt.itemsize >= _OWN_MAPPING_BYTES:
-        import mmap
-
-        area = mmap.mmap(
-            -1, count * dt.itemsize, flags=mmap.MAP_PRIVATE, prot=mmap.PROT_READ | mmap.PROT_WRITE
-        )
-        if hasattr(mmap, "MADV_NOHUGEPAGE"):
-            area.madvise(mmap.MADV_NOHUGEPAGE)
-        return np.frombuffer(area, dtype=dt, count=count).reshape(shape)
     multiarray = getattr(np, "_core", None) or getattr(np, "core", None)
     set_huge = getattr(getattr(multiarray, "multiarray", None), "_set_madvise_hugepage", None)
     if set_huge is None:  # a numpy without the switch: as numpy does
