@@ -185,7 +185,7 @@ def detect_landmarks(
         added: tuple[Vertebra, ...] = ()
         c2_walls = False
         neighbours: tuple[Vertebra, ...] = ()
-        moved: tuple[int, float] | None = None
+        moved: float | None = None
         sources: dict[Vertebra, str] = {}
     else:
         net_path = (Path(model_path) if model_path is not None else model_file()).with_name(NET_NAME)
@@ -256,10 +256,7 @@ def detect_landmarks(
             missing[v] = f"left out: {unconfirmed}"
         warnings.append(f"no body reported: {unconfirmed}")
     if moved is not None:
-        shift, margin = moved
-        warnings.append(
-            NETWORK_MOVED.format(way="lower" if shift > 0 else "higher", margin=margin, limit=C2_MOVE_MARGIN)
-        )
+        warnings.append(NETWORK_MOVED.format(margin=moved, limit=C2_MOVE_MARGIN))
     if added:
         both = [v for v in corners if sources.get(v) == "template"]
         warnings.append(
@@ -285,10 +282,10 @@ NETWORK_ADDED = (
     "{levels} found by the learned network (heatmap.onnx), not by the template detector; "
     "their levels confirmed by the C2 template{also}"
 )
-#: Warning of a learned network's column that the C2 test moved one level
+#: Warning of a learned network's column that the C2 test moved one level higher
 #: (:func:`dmx.detect.detector.c2_moved`).
 NETWORK_MOVED = (
-    "the learned network's levels moved one level {way}: C2 (its dens) and the two bodies below it fit "
+    "the learned network's levels moved one level higher: C2 (its dens) and the two bodies below it fit "
     "the templates clearly better there than at the network's own levels (by {margin:.2f}; a move needs "
     "{limit:.2f}); the network can count one level off, e.g. when heavy shoulders hide C7 (check the "
     "levels against C2)"

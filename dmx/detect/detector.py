@@ -390,6 +390,7 @@ __all__ = [
     "ColumnView",
     "Combined",
     "c2_disputed",
+    "c2_moved",
     "c2_scores",
     "heatmap_confidence",
     "level_votes",
@@ -848,12 +849,12 @@ MIN_MOVED_REPORTED = 3
 #: Why an outlined (not reported) body of the learned network's column is not reported once the column
 #: is moved: its outline was refined as a body with four cortical sides (C3) and is now C2 (the dens and
 #: the shoulders beside it).
-MOVED_ACROSS_C2 = "its outline was refined as {was}, and the C2 test moved it to {now}"
+MOVED_ACROSS_C2 = "its outline was refined as C3, and the C2 test moved it to C2"
 
 
 def c2_moved(
     image: np.ndarray, network: ColumnResult, model: DetectorModel, view: ColumnView | None = None
-) -> tuple[ColumnResult, int, float] | None:
+) -> tuple[ColumnResult, float] | None:
     """The learned network's column moved one level higher where the C2 test clearly puts C2, or None.
 
     Under heavy shoulders the network, which learnt to count from both ends of the column, takes the
@@ -877,16 +878,15 @@ def c2_moved(
     reached the margin (3 right columns and a mixed one); on the two development studies where it was
     right it stayed below the margin (0.06).
     The network's C2, moved out of the column, is dropped; an outlined body moved into C2 is left out
-    (:data:`MOVED_ACROSS_C2`). Returns the moved column, the shift (-1) and the margin.
+    (:data:`MOVED_ACROSS_C2`). Returns the moved column and the margin.
     """
     corr = c2_scores(image, network, model, HEATMAP_THRESHOLD, view)
     finite = {s: v for s, v in corr.items() if np.isfinite(v)}
     if 0 not in finite or len(finite) < 2:
         return None
-    best = max(finite, key=finite.get)
-    if best != -1:
+    if max(finite, key=finite.get) != -1:
         return None
-    margin = finite[best] - max(v for s, v in finite.items() if s != best)
+    margin = finite[-1] - max(v for s, v in finite.items() if s != -1)
     reported = reported_bodies(network, HEATMAP_THRESHOLD)
     if margin < C2_MOVE_MARGIN or len(reported) < MIN_MOVED_REPORTED:
         return None
@@ -894,16 +894,14 @@ def c2_moved(
         return None  # a reported body would move into C2 or out of the column
     bodies = []
     for k, v in enumerate(BODIES):
-        j = k - best  # the body now at level k was the network's level j
-        if j >= len(BODIES):
+        if k + 1 == len(BODIES):  # nothing of the network's below its C7, now C6
             bodies.append(
                 BodyResult(v, None, network.bodies[k].features, 0.0, "the network found no region of it")
             )
             continue
-        b = network.bodies[j]
+        b = network.bodies[k + 1]  # the network's level k + 1 is now level k
         if b.corners_px is not None and k == 0:
-            problem = MOVED_ACROSS_C2.format(was=BODIES[j].value, now=v.value)
-            bodies.append(BodyResult(v, None, b.features, 0.0, problem))
+            bodies.append(BodyResult(v, None, b.features, 0.0, MOVED_ACROSS_C2))
         else:
             bodies.append(replace(b, vertebra=v))
     moved = replace(network, bodies=tuple(_consistent_levels(bodies, model)))
@@ -911,7 +909,7 @@ def c2_moved(
         return None
     if c2_disputed(image, moved, model, HEATMAP_THRESHOLD, view) is not None:
         return None
-    return moved, best, margin
+    return moved, margin
 
 
 # ----------------------------------------------------------------------------------------------
@@ -990,7 +988,7 @@ class Combined:
     levels the network added; ``c2_walls``: C2 was found from its walls (:func:`c2_from_walls`; its
     source ``"walls"``); ``neighbours``: the levels found next to a reported body
     (:func:`_extend_from_neighbours`; source ``"neighbour"``); ``moved``: the network's column was
-    moved by the C2 test before it joined (:func:`c2_moved`: the shift and the C2 score's margin),
+    moved one level higher by the C2 test before it joined (:func:`c2_moved`: the C2 score's margin),
     when a body it added is reported.
     """
 
@@ -1002,7 +1000,7 @@ class Combined:
     added: tuple[Vertebra, ...]
     c2_walls: bool = False
     neighbours: tuple[Vertebra, ...] = ()
-    moved: tuple[int, float] | None = None
+    moved: float | None = None
 
 
 def run_combined(image: np.ndarray, model: DetectorModel, net, *, mm_per_px: float | None) -> Combined:
@@ -1042,7 +1040,7 @@ def run_combined(image: np.ndarray, model: DetectorModel, net, *, mm_per_px: flo
             if disputed:
                 kept = {}
     network = unconfirmed = None
-    moved: tuple[int, float] | None = None  # the network's column moved by the C2 test: shift, margin
+    moved: float | None = None  # the network's column moved one level higher by the C2 test: the margin
     added: dict[Vertebra, BodyResult] = {}
     views: dict[int, ColumnView] = {}  # one per column: its smoothing and template maps computed once
 
@@ -1062,8 +1060,7 @@ def run_combined(image: np.ndarray, model: DetectorModel, net, *, mm_per_px: flo
                 # the C2 test may clearly put the network's column one level away: moved there
                 shifted = c2_moved(image, network, model, view)
                 if shifted is not None:
-                    network, moved_by, moved_margin = shifted
-                    moved = (moved_by, moved_margin)
+                    network, moved = shifted
                     views[id(network)] = view  # the same facing and pixel size: the same view
                     empty = [b for b in network.bodies if b.corners_px is not None and b.vertebra not in kept]
                     unconfirmed = None
