@@ -186,7 +186,12 @@ DEVELOPMENT_SETS = (
         range(1100, 1180),
         "development, session 14 (a search for wrong levels; led to the column check)",
     ),
-    ("H", 2035, range(1200, 1320), "session 15, held out from the C2 move's margin (chosen on D-G)"),
+    (
+        "H",
+        2035,
+        range(1200, 1320),
+        "session 15, held out from the C2 move's margin (chosen on D-G); seen in session 16 (dens contrast)",
+    ),
 )
 
 
@@ -236,6 +241,7 @@ def detect_held_out(
         found = dict.fromkeys(BODIES, 0)
         wrong, corners, studies_any, to_vertex, seconds = 0, [], 0, [], []
         c2_inf, c2_sup, c2_wall = [], [], []
+        c7 = {True: [0, 0], False: [0, 0]}  # C7 found / studies, with heavy shoulders and without
         for seed, opts in specs:
             out, truth = study(cache, seed, opts)
             seq = load_sequence(out / "study.dcm")
@@ -268,6 +274,9 @@ def detect_held_out(
                     to_vertex += np.hypot(*(c - np.asarray(truth["corner_vertices"][0][v.value])).T).tolist()
                 shown.append(f"{v.value} {d.max():.1f}")
             studies_any += bool(det.landmarks.corners_px)
+            heavy = bool(opts.get("heavy_shoulders"))
+            c7[heavy][1] += 1
+            c7[heavy][0] += any(x.startswith("C7 ") and not x.endswith("WRONG") for x in shown)
             net = [w.split(" found by")[0] for w in det.warnings if NETWORK_MARK in w]
             src = f" (network: {net[0]})" if net else ""
             why = ""
@@ -303,7 +312,8 @@ def detect_held_out(
         print(
             f"  studies with a body {studies_any} of {n}; "
             f"C3-C6 right {sum(found[b] for b in BODIES[1:5])} of {4 * n}"
-            f" ({', '.join(f'{b} {found[b]}' for b in BODIES)}); wrong (> {WRONG_MM:g} mm) {wrong};"
+            f" ({', '.join(f'{b} {found[b]}' for b in BODIES)}); C7 with heavy shoulders {c7[True][0]} of"
+            f" {c7[True][1]}, without {c7[False][0]} of {c7[False][1]}; wrong (> {WRONG_MM:g} mm) {wrong};"
             f" corners of the right ones (C3-C7): {stats}; {np.median(seconds):.1f} s per frame (median)"
         )
 
