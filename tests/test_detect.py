@@ -791,3 +791,63 @@ def test_without_calibration_the_body_size_reported_is_that_of_the_bodies_report
     best = float(re.search(r"([0-9.]+) mm per pixel", warning).group(1))
     assert abs(best - 0.331) / 0.331 < 0.1, warning
 
+
+def test_the_size_searched_again_comes_from_the_networks_outlines_when_nothing_is_reported():
+    """bodies_mm_per_px (without calibration, the size of a second search): from the reported bodies;
+    with none reported, from the network's outlines at or above its threshold (one outlined body is too
+    few to check levels by, but it tells the size); C2 never (its superior corners are no endplate's);
+    None when there is nothing to measure."""
+    from dmx.detect.detector import HEATMAP_THRESHOLD, BodyResult, ColumnResult, Combined, bodies_mm_per_px
+    from dmx.detect.pose import to_image_px
+
+    model = load_model(model_file())
+
+    def body(k: int, mpp: float, confidence: float) -> BodyResult:
+        corners = to_image_px(model.mean_shape_mm[k], np.array([300.0, 100.0 + 60 * k]), 0.0, 1 / mpp)
+        return BodyResult(BODIES[k], corners, np.zeros(1), confidence, None)
+
+    def combined(reported: dict[int, float], network: dict[int, tuple[float, float]]) -> Combined:
+        rows = tuple(
+            (body(k, reported[k], 1.0), "template", True)
+            if k in reported
+            else (BodyResult(v, None, np.zeros(1), 0.0, "absent"), "template", False)
+            for k, v in enumerate(BODIES)
+        )
+        net = tuple(
+            body(k, *network[k]) if k in network else BodyResult(v, None, np.zeros(1), 0.0, "absent")
+            for k, v in enumerate(BODIES)
+        )
+        return Combined(rows, None, ColumnResult(net, 1.0, "right", 0.35, False), None, "too few", ())
+
+    assert bodies_mm_per_px(combined({2: 0.25, 3: 0.27}, {4: (0.4, 1.0)}), model) == pytest.approx(0.26)
+    assert bodies_mm_per_px(combined({}, {3: (0.29, 0.94)}), model) == pytest.approx(0.29)
+    assert bodies_mm_per_px(combined({}, {3: (0.29, HEATMAP_THRESHOLD - 0.01)}), model) is None
+    assert bodies_mm_per_px(combined({}, {0: (0.29, 1.0)}), model) is None
+
+
+def test_without_calibration_the_network_size_that_outlines_bodies_wins(tmp_path):
+    """Independent renderer, development seed 922 of generator 2031 (512 px, 0.336 mm), not given the
+    pixel size: the network's region scores prefer 0.5 mm per pixel, where no outline passes; until
+    session 16 that size won and nothing was reported. Now the size whose refined outlines report the
+    most bodies wins (0.35), and the search again at their size finds C3-C6 on their own bodies."""
+    from dmx.detect.detector import HEATMAP_THRESHOLD, reported_bodies, run_heatmap
+    from dmx.detect.heatmap import UNCALIBRATED_SWEEP_MM, load_net
+
+    seq, true = _independent_study(
+        tmp_path, 922, frames=3, size=512, mm_per_px=0.336, facing="right", photometric="MONOCHROME1"
+    )
+    image = seq.frames[0].astype(np.float32)
+    model = load_model(model_file())
+    net = load_net(model_file("heatmap.onnx"))
+    scores = {s: net.bodies_in_windows(image, s).score() for s in UNCALIBRATED_SWEEP_MM}
+    assert max(scores, key=scores.get) == 0.5
+    assert not reported_bodies(run_heatmap(image, model, net, mm_per_px=0.5), HEATMAP_THRESHOLD)
+    column = run_heatmap(image, model, net, mm_per_px=None)
+    assert column.mm_per_px == 0.35 and len(reported_bodies(column, HEATMAP_THRESHOLD)) >= 2
+    det = detect_landmarks(seq.frames[0], mm_per_px=None)
+    assert set(BODIES[1:5]) <= set(det.landmarks.corners_px), det.missing
+    for v, c in det.landmarks.corners_px.items():
+        if v is Vertebra.C2:  # its inferior corners are measured (a level off: 50 px)
+            assert np.hypot(*(c - true[v]).T)[2:].max() < 3.5
+        else:
+            _assert_on_its_body(det, v, c, true[v])

@@ -487,9 +487,10 @@ def run_heatmap(
     network's corners and from the mean body shape (``model.mean_shape_mm``) placed at the
     network's body centre and tilt (a few tilts); the start whose refined outline fits the edges
     best wins. Without calibration the network runs at every pixel size of
-    :data:`dmx.detect.heatmap.UNCALIBRATED_SWEEP_MM` and the one with the most body evidence
-    wins. Features per body: :data:`HEATMAP_FEATURES`. Where the network found neither C2's nor
-    C7's region, no body is reported (:data:`NO_COLUMN_END`): its levels would be a guess.
+    :data:`dmx.detect.heatmap.UNCALIBRATED_SWEEP_MM` and the one whose refined outlines report the
+    most bodies wins, then the one with the most body evidence of the network's own. Features per
+    body: :data:`HEATMAP_FEATURES`. Where the network found neither C2's nor C7's region, no body is
+    reported (:data:`NO_COLUMN_END`): its levels would be a guess.
     ``maps``: the template detector's :class:`dmx.detect.column.ChainMaps` by facing (:func:`run`),
     whose smoothed images the edge search reads (kept there for the column's checks).
     """
@@ -497,9 +498,26 @@ def run_heatmap(
 
     img = np.asarray(image, dtype=np.float32)
     if mm_per_px is not None:
-        found = net.bodies_in_windows(img, mm_per_px)
-    else:
-        found = max((net.bodies_in_windows(img, s) for s in UNCALIBRATED_SWEEP_MM), key=lambda f: f.score())
+        return _heatmap_column(img, net.bodies_in_windows(img, mm_per_px), model, maps, True)
+    # without calibration: the size whose refined outlines report the most bodies, then the one with the
+    # most evidence of the network's own (its regions' scores alone were a near tie between a size that
+    # outlines three bodies and one that outlines none)
+    best: tuple[tuple[int, float], ColumnResult] | None = None
+    for s in UNCALIBRATED_SWEEP_MM:
+        found = net.bodies_in_windows(img, s)
+        if best is not None and found.score() <= 0:
+            continue
+        column = _heatmap_column(img, found, model, maps, False)
+        key = (len(reported_bodies(column, HEATMAP_THRESHOLD)), found.score())
+        if best is None or key > best[0]:
+            best = (key, column)
+    return best[1]
+
+
+def _heatmap_column(
+    img: np.ndarray, found, model: DetectorModel, maps: dict[str, ChainMaps] | None, calibrated: bool
+) -> ColumnResult:
+    """:func:`run_heatmap` at one pixel size: the network's bodies ``found`` refined and scored."""
     mpp = found.mm_per_px
     corners = found.corners_px.copy()
     has = found.region_prob > 0
@@ -584,7 +602,7 @@ def run_heatmap(
             for b in bodies
         ]
     bodies = _consistent_levels(_one_outline_per_body(bodies, mpp), model)
-    return ColumnResult(tuple(bodies), found.score(), facing, mpp, mm_per_px is not None)
+    return ColumnResult(tuple(bodies), found.score(), facing, mpp, calibrated)
 
 
 #: Two refined bodies whose centres are closer than this (mm) sit on one outline.
@@ -1212,11 +1230,19 @@ def bodies_mm_per_px(combined: Combined, model: DetectorModel) -> float | None:
     found tell the size better: on the independent renderer's development studies (seeds 100-111,
     200-215, uncalibrated) this was within 8 % of the true pixel size (median 2 %), where the
     network's size was up to 25 % off. Adult C3-C7 bodies vary by about 10 % in depth, so it is a
-    search size, never a calibration (no mm is reported from it).
+    search size, never a calibration (no mm is reported from it). When nothing is reported, the
+    network's own outlines at or above :data:`HEATMAP_THRESHOLD` serve (none reported: too few to
+    check their levels by, or their levels disputed): the search at their size checks everything anew.
     """
+    bodies = [body for body, _source, reported in combined.bodies if reported]
+    if not bodies and combined.network is not None:
+        # nothing reported (e.g. the network outlined one body, too few to check its levels by): the
+        # network's outlines tell the size as well, for a second search that checks everything again
+        bodies = [b for b in combined.network.bodies if b.confidence >= HEATMAP_THRESHOLD]
     sizes = []
-    for k, (body, _source, reported) in enumerate(combined.bodies):
-        if k == 0 or not reported or body.corners_px is None:
+    for body in bodies:
+        k = BODIES.index(body.vertebra)
+        if k == 0 or body.corners_px is None:
             continue  # C2's superior corners are not an endplate's
         m, c = model.mean_shape_mm[k], body.corners_px
         mm = 0.5 * (np.hypot(*(m[0] - m[1])) + np.hypot(*(m[3] - m[2])))
