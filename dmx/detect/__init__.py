@@ -22,6 +22,8 @@ from dmx.io.sequence import Sequence
 from dmx.landmarks import Landmarks
 
 __all__ = [
+    "BODY_SIZE_SEARCH",
+    "BODY_SIZE_SPREAD",
     "C2_WALLS",
     "DETECTORS",
     "MIN_SIDE_PX",
@@ -112,7 +114,9 @@ def detect_landmarks(
         ``H x W`` frame in display polarity (as in :attr:`Sequence.frames`).
     mm_per_px : (float, float), optional
         Row and column spacing, used only as a prior on body size; without it the
-        detector searches over scales.
+        detector searches over scales. Where nothing is found at the calibrated size, the search
+        over scales is tried too, its bodies kept when their size is within
+        :data:`BODY_SIZE_SPREAD` of the model's at the calibration (with a warning).
     frame : int
         Index recorded as the landmarks' reference frame.
     model_path : path, optional
@@ -168,6 +172,7 @@ def detect_landmarks(
             mpp = float(np.mean(vals))
     warnings: list[str] = []
     searched_again: float | None = None  # without calibration: the size the bodies found were searched at
+    body_size: float | None = None  # calibrated, nothing found at its size: the bodies' size found instead
     if method == "heatmap":
         net_path = Path(model_path).with_name(NET_NAME) if model_path is not None else model_file(NET_NAME)
         result = run_heatmap(img, model, load_net(net_path), mm_per_px=mpp)
@@ -197,6 +202,21 @@ def detect_landmarks(
             again = run_combined(img, model, net, mm_per_px=size) if size is not None else None
             if again is not None and reported_count(again) >= reported_count(comb):
                 comb, searched_again = again, size
+        elif net is not None and reported_count(comb) == 0:
+            # nothing at the calibrated size: searched as without calibration (the network at other sizes
+            # can label a column it labelled out of order here), kept when the bodies' size agrees
+            wide = run_combined(img, model, net, mm_per_px=None)
+            size = bodies_mm_per_px(wide, model)
+            again = run_combined(img, model, net, mm_per_px=size) if size is not None else None
+            if again is not None and reported_count(again) >= reported_count(wide):
+                wide = again
+            size = bodies_mm_per_px(wide, model)
+            if (
+                reported_count(wide)
+                and size is not None
+                and abs(np.log(size / mpp)) <= np.log(BODY_SIZE_SPREAD)
+            ):
+                comb, body_size = wide, size
         result = comb.template or comb.network
         disputed, unconfirmed, added, c2_walls = comb.disputed, comb.unconfirmed, comb.added, comb.c2_walls
         neighbours, moved = comb.neighbours, comb.moved
@@ -222,6 +242,8 @@ def detect_landmarks(
             # body size is the one that fits them (the template detector's chain, which reported none,
             # may have settled on another size along the airway)
             result = comb.network
+    if body_size is not None:
+        warnings.append(BODY_SIZE_SEARCH.format(mpp=mpp, ratio=100 * (mpp / body_size - 1)))
     if mpp is None and searched_again is not None:
         warnings.append(
             "no calibration: body size searched over scales, then again at the size of the bodies found "
@@ -277,6 +299,19 @@ def detect_landmarks(
     )
 
 
+#: A calibrated study where nothing is found is searched again as one without calibration (the network
+#: run at every size of its sweep, then both detectors at the size of the bodies found); what that finds
+#: is kept when the bodies' size is within this factor of the model's mean body at the calibration
+#: (adult C3-C7 bodies differ by about 10 % in depth). On the independent renderer's development studies
+#: the network labelled columns out of order or a level off at the calibrated size and right at another
+#: size of its sweep (issue #12, session 16).
+BODY_SIZE_SPREAD = 1.3
+#: Warning of a calibrated study whose bodies were found by the search over sizes (:data:`BODY_SIZE_SPREAD`).
+BODY_SIZE_SEARCH = (
+    "nothing was found at the calibrated size; the bodies were found by the search over sizes used "
+    "without calibration, and measure {ratio:+.0f} % against the model's mean body at the calibration "
+    "({mpp:.3f} mm per pixel, which every mm value uses)"
+)
 #: Warning naming the bodies the learned network added at levels the template detector left empty.
 NETWORK_ADDED = (
     "{levels} found by the learned network (heatmap.onnx), not by the template detector; "
