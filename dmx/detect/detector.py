@@ -896,7 +896,7 @@ def c2_disputed(
 C2_TIE_MARGIN = 0.08
 #: How much :func:`c2_dens_scores` must prefer a column's levels over every other shift to confirm them
 #: after a near tie: on D-G the 9 right columns refused by a near tie by 0.13-0.27; every wrong column
-#: scored 0.00 or less (one level low: -0.32-0.00; one level high: -0.30, -0.22).
+#: scored 0.00 or less (one level low: -0.32 to 0.00; one level high: -0.30, -0.22).
 C2_DENS_MARGIN = 0.10
 
 
