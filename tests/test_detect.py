@@ -877,3 +877,43 @@ def test_a_calibrated_study_with_nothing_at_its_size_is_searched_over_sizes(tmp_
     head = BODY_SIZE_SEARCH.split("{")[0]
     (warning,) = [w for w in det.warnings if w.startswith(head)]
     assert "(0.259 mm per pixel" in warning
+
+
+def test_a_body_mirrored_in_its_corner_order_faces_the_other_way():
+    """_facing_sign is the spec's h of one body: the same under any tilt, opposite when the anterior and
+    posterior corners are swapped."""
+    from dmx.detect.detector import _facing_sign
+
+    body = np.array([[60.0, 10.0], [10.0, 12.0], [12.0, 52.0], [62.0, 50.0]])  # facing right
+    turn = np.radians(35.0)
+    rot = np.array([[np.cos(turn), -np.sin(turn)], [np.sin(turn), np.cos(turn)]])
+    assert _facing_sign(body) == _facing_sign(body @ rot.T) == -1
+    assert _facing_sign(body[[1, 0, 3, 2]]) == 1
+
+
+def test_bodies_of_the_two_detectors_facing_opposite_ways_are_never_reported_together():
+    """This project's phantom with every appearance family at once (seed 700018 of the family benchmark,
+    facing left): the template detector's chain took the patient for facing right and reported C4-C6
+    with anterior and posterior swapped, the network's C2-C3 faced left, and the joined column mixed
+    them (corner errors of 50 px at confidence 1.0). Now such a column is not reported (FACING_MIXED);
+    the search over sizes then finds C2-C6 facing the right way."""
+    import importlib.util
+    from pathlib import Path
+
+    from dmx.detect.detector import FACING_MIXED, reported_count, run_combined
+    from dmx.detect.heatmap import load_net
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "detection.py"
+    spec = importlib.util.spec_from_file_location("detection_benchmark", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    (kw,) = [k for k in bench.family_specs("all", 20, max_size_px=768) if k["seed"] == 700018]
+    image, truth, mpp = bench.reference_frame(kw)
+    model = load_model(model_file())
+    comb = run_combined(image, model, load_net(model_file("heatmap.onnx")), mm_per_px=mpp)
+    assert reported_count(comb) == 0 and comb.disputed == FACING_MIXED
+    det = detect_landmarks(image, mm_per_px=(mpp, mpp))
+    assert set(BODIES[1:5]) <= set(det.landmarks.corners_px), det.missing
+    for v, c in det.landmarks.corners_px.items():
+        err = np.hypot(*(c - truth[v]).T)
+        assert (err[2:] if v is Vertebra.C2 else err).max() < 3.0, (v, err)

@@ -379,6 +379,7 @@ def levels_evidence(
 
 __all__ = [
     "C2_NOT_CONFIRMED",
+    "FACING_MIXED",
     "FEATURES",
     "HEATMAP_FEATURES",
     "HEATMAP_THRESHOLD",
@@ -1054,6 +1055,23 @@ def columns_conflict(network: ColumnResult, template: dict[Vertebra, np.ndarray]
     return None
 
 
+#: Why no body is reported when the bodies of a joined column face opposite ways (:func:`run_combined`).
+FACING_MIXED = (
+    "the two detectors' bodies face opposite ways (anterior and posterior swapped in some of them), so "
+    "which way the patient faces is uncertain"
+)
+
+
+def _facing_sign(corners_px: np.ndarray) -> int:
+    """The spec's facing sign of one body (section 3: ``sign(cross(a, s))``, ``a`` from the posterior to
+    the anterior corners, ``s`` from the inferior to the superior ones): the same for every body of one
+    spine, whatever the image's tilt."""
+    c = np.asarray(corners_px, dtype=float)
+    a = c[[0, 3]].mean(axis=0) - c[[1, 2]].mean(axis=0)
+    v = c[[0, 1]].mean(axis=0) - c[[2, 3]].mean(axis=0)
+    return int(np.sign(a[0] * v[1] - a[1] * v[0]))
+
+
 @dataclass(frozen=True)
 class Combined:
     """The template detector's column joined by the learned network's (:func:`run_combined`).
@@ -1202,6 +1220,11 @@ def run_combined(image: np.ndarray, model: DetectorModel, net, *, mm_per_px: flo
     if len(bodies) == len(BODIES):
         _consistent_column(bodies, model)
         c2_walls = c2_walls and bodies[0][2]
+    if len({_facing_sign(b.corners_px) for b, _, reported in bodies if reported}) > 1:
+        # the template detector's bodies and the network's face opposite ways: some of them have their
+        # anterior and posterior corners swapped, and which is not known
+        bodies = [(b, source, False) for b, source, _ in bodies]
+        disputed = FACING_MIXED
     neighbours = tuple(
         BODIES[k] for k, (_, source, reported) in enumerate(bodies) if source == "neighbour" and reported
     )
