@@ -197,19 +197,11 @@ def detect_landmarks(
         net = load_net(net_path) if net_path.is_file() else None
         comb = run_combined(img, model, net, mm_per_px=mpp)
         if mpp is None:
-            # searched again at the size of the bodies found (bodies_mm_per_px), unless that reports fewer
-            size = bodies_mm_per_px(comb, model)
-            again = run_combined(img, model, net, mm_per_px=size) if size is not None else None
-            if again is not None and reported_count(again) >= reported_count(comb):
-                comb, searched_again = again, size
+            comb, searched_again = _searched_again(img, model, net, comb)
         elif net is not None and reported_count(comb) == 0:
             # nothing at the calibrated size: searched as without calibration (the network at other sizes
             # can label a column it labelled out of order here), kept when the bodies' size agrees
-            wide = run_combined(img, model, net, mm_per_px=None)
-            size = bodies_mm_per_px(wide, model)
-            again = run_combined(img, model, net, mm_per_px=size) if size is not None else None
-            if again is not None and reported_count(again) >= reported_count(wide):
-                wide = again
+            wide, _ = _searched_again(img, model, net, run_combined(img, model, net, mm_per_px=None))
             size = bodies_mm_per_px(wide, model)
             if (
                 reported_count(wide)
@@ -297,6 +289,19 @@ def detect_landmarks(
     return Detection(
         Landmarks(frame=frame, corners_px=corners, confidence=confidence), missing, tuple(warnings)
     )
+
+
+def _searched_again(img: np.ndarray, model, net, comb) -> tuple:
+    """``comb`` (a :class:`dmx.detect.detector.Combined` found without the pixel size) searched again at
+    the size of its bodies (:func:`dmx.detect.detector.bodies_mm_per_px`), unless that reports fewer:
+    the result kept and the size searched at (None: ``comb`` kept)."""
+    from dmx.detect.detector import bodies_mm_per_px, reported_count, run_combined
+
+    size = bodies_mm_per_px(comb, model)
+    again = run_combined(img, model, net, mm_per_px=size) if size is not None else None
+    if again is not None and reported_count(again) >= reported_count(comb):
+        return again, size
+    return comb, None
 
 
 #: A calibrated study where nothing is found is searched again as one without calibration (the network
