@@ -13,6 +13,7 @@ frame-0 landmarks and without landmarks (automatic detection), and prints one ta
     PYTHONPATH=. python benchmarks/independent.py [--cache DIR] [--frames 60] [--only NAME]
     PYTHONPATH=. python benchmarks/independent.py --detect-held-out [A|B] [--detector heatmap]  # detection
     PYTHONPATH=. python benchmarks/independent.py --detect-held-out C --rom --frames 30   # ROM: auto vs true
+    PYTHONPATH=. python benchmarks/independent.py --detect-held-out C --cine 30   # detection on cines
     PYTHONPATH=. python benchmarks/independent.py --noise-split 4 [--only NAME]   # bias vs noise
 
 ``--noise-split R`` renders each setting R more times with the same anatomy and motion and only the
@@ -223,35 +224,48 @@ WRONG_MM = 5.0
 
 
 def detect_held_out(
-    cache: Path, sets: str = "AB", method: str | None = None, calibrated: bool = True
+    cache: Path, sets: str = "AB", method: str | None = None, calibrated: bool = True, cine: int = 0
 ) -> None:
     """Automatic landmarks on the detection studies: per study the bodies found, their worst-corner
     error against the truth (px) and where they came from; per set C2-C7 found, wrong reports and
     the corner errors (px) of the right ones. ``calibrated`` False: the detector is not given the
-    pixel size (it searches over body sizes)."""
-    from dmx.detect import NETWORK_MARK, detect_landmarks
+    pixel size (it searches over body sizes). ``cine`` N > 0: each study rendered as an N-frame cine
+    (same settings, another draw of motion and noise) and detected on frame 0 as ``dmx analyze`` does,
+    offered the frames around it (:func:`dmx.pipeline.cine_mean`)."""
+    from dmx.detect import MEAN_ADDED, NETWORK_MARK, detect_landmarks
     from dmx.io.load import load_sequence
+    from dmx.pipeline import cine_mean
+
+    on_mean = MEAN_ADDED.split("{level}")[1].split("{frames}")[0]
 
     for name, generator, seeds, seen in HELD_OUT_SETS + DEVELOPMENT_SETS:
         if name not in sets:
             continue
         specs = held_out_specs(generator, seeds)
-        how = "" if calibrated else ", the detector not given the pixel size"
+        how = ("" if calibrated else ", the detector not given the pixel size") + (
+            f", as {cine}-frame cines (frame 0 and the frames around it)" if cine else ""
+        )
         print(f"set {name} (seeds {seeds.start}-{seeds.stop - 1}, {len(specs)} studies; {seen}{how}):")
         found = dict.fromkeys(BODIES, 0)
         wrong, corners, studies_any, to_vertex, seconds = 0, [], 0, [], []
         c2_inf, c2_sup, c2_wall = [], [], []
         c7 = {True: [0, 0], False: [0, 0]}  # C7 found / studies, with heavy shoulders and without
+        mean_found: dict[str, int] = {}  # right bodies found on the cine's mean, per level
+        mean_worst: list[float] = []  # and their worst corners (px)
         for seed, opts in specs:
-            out, truth = study(cache, seed, opts)
+            out, truth = study(cache, seed, {**opts, "frames": cine} if cine else opts)
             seq = load_sequence(out / "study.dcm")
             t0 = time.perf_counter()
             det = detect_landmarks(
-                seq.frames[0], mm_per_px=seq.mm_per_px if calibrated else None, method=method
+                seq.frames[0],
+                mm_per_px=seq.mm_per_px if calibrated else None,
+                method=method,
+                mean_of=cine_mean(seq.frames, 0) if cine else None,
             )
             seconds.append(time.perf_counter() - t0)
             shown = []
             c7_right = False
+            on_mean_levels = [w.split(on_mean)[0] for w in det.warnings if on_mean in w]
             for v, c in det.landmarks.corners_px.items():
                 d = np.hypot(*(c - np.asarray(truth["corners"][0][v.value])).T)
                 if d.max() * truth["mm_per_px"] > WRONG_MM:
@@ -259,6 +273,9 @@ def detect_held_out(
                     shown.append(f"{v.value} {d.max():.1f} WRONG")
                     continue
                 found[v.value] += 1
+                if v.value in on_mean_levels:
+                    mean_found[v.value] = mean_found.get(v.value, 0) + 1
+                    mean_worst.append(float(d.max()))
                 c7_right = c7_right or v.value == "C7"
                 if v.value == "C2":
                     # C2's superior corners have no edge of their own on this renderer's C2 (spec: "where
@@ -281,6 +298,7 @@ def detect_held_out(
             c7[heavy][0] += c7_right
             net = [w.split(" found by")[0] for w in det.warnings if NETWORK_MARK in w]
             src = f" (network: {net[0]})" if net else ""
+            src += "".join(f" ({lv} on the mean)" for lv in on_mean_levels)
             why = ""
             if not det.landmarks.corners_px:
                 why = " - " + next(iter(det.missing.values()), "")[:110]
@@ -316,7 +334,18 @@ def detect_held_out(
             f"C3-C6 right {sum(found[b] for b in BODIES[1:5])} of {4 * n}"
             f" ({', '.join(f'{b} {found[b]}' for b in BODIES)}); C7 with heavy shoulders {c7[True][0]} of"
             f" {c7[True][1]}, without {c7[False][0]} of {c7[False][1]}; wrong (> {WRONG_MM:g} mm) {wrong};"
-            f" corners of the right ones (C3-C7): {stats}; {np.median(seconds):.1f} s per frame (median)"
+            + (
+                f" found on the cine's mean (counted above): "
+                f"{', '.join(f'{k} {v}' for k, v in sorted(mean_found.items())) or 'none'}"
+                + (
+                    f", worst corner median {np.median(mean_worst):.2f} / max {max(mean_worst):.2f} px;"
+                    if mean_worst
+                    else ";"
+                )
+                if cine
+                else ""
+            )
+            + f" corners of the right ones (C3-C7): {stats}; {np.median(seconds):.1f} s per frame (median)"
         )
 
 
@@ -419,6 +448,14 @@ def main() -> None:
         help="with --detect-held-out: the studies as --frames cines, ROM from automatic vs true landmarks",
     )
     ap.add_argument(
+        "--cine",
+        type=int,
+        default=0,
+        metavar="N",
+        help="with --detect-held-out: each study as an N-frame cine, detected on frame 0 offered the frames "
+        "around it as dmx analyze offers them (a body too faint on one frame looked for on their mean)",
+    )
+    ap.add_argument(
         "--noise-split",
         type=int,
         default=0,
@@ -434,7 +471,7 @@ def main() -> None:
         rom_held_out(cache, a.detect_held_out, a.frames)
         return
     if a.detect_held_out:
-        detect_held_out(cache, a.detect_held_out, a.detector, calibrated=not a.uncalibrated)
+        detect_held_out(cache, a.detect_held_out, a.detector, calibrated=not a.uncalibrated, cine=a.cine)
         return
     rows = []
     for name, seed, opts in SETTINGS:

@@ -35,7 +35,8 @@ def fake_detector(
     warnings: tuple[str, ...] = (),
     calls: list[dict[str, Any]] | None = None,
 ):
-    """A ``find_landmarks(sequence, *, frame=0, model_path=None)`` returning ``truth``'s corners.
+    """A ``find_landmarks(sequence, *, frame=0, model_path=None, mean_of=None)`` returning ``truth``'s
+    corners.
 
     Parameters
     ----------
@@ -48,15 +49,23 @@ def fake_detector(
     warnings : tuple of str
         The detector's warnings.
     calls : list, optional
-        Receives ``{"n_frames", "frame", "model_path"}`` for each call.
+        Receives ``{"n_frames", "frame", "model_path", "mean_of"}`` for each call (``mean_of``: whether
+        the cine around the frame was offered, :func:`dmx.pipeline.cine_mean`).
     """
     lm = read_landmarks(truth) if isinstance(truth, (str, Path)) else truth
     leave_out = leave_out or {}
     confidence = confidence or {}
 
-    def find_landmarks(sequence, *, frame: int = 0, model_path=None) -> Detection:
+    def find_landmarks(sequence, *, frame: int = 0, model_path=None, mean_of=None) -> Detection:
         if calls is not None:
-            calls.append({"n_frames": sequence.n_frames, "frame": frame, "model_path": model_path})
+            calls.append(
+                {
+                    "n_frames": sequence.n_frames,
+                    "frame": frame,
+                    "model_path": model_path,
+                    "mean_of": mean_of is not None,
+                }
+            )
         corners = {v: c.copy() for v, c in lm.corners_px.items() if v.value not in leave_out}
         conf = {v: float(confidence.get(v.value, 0.9)) for v in corners}
         return Detection(
@@ -71,7 +80,7 @@ def fake_detector(
 def unavailable(exc: BaseException):
     """A ``find_landmarks`` that raises ``exc`` (NotImplementedError, FileNotFoundError ...)."""
 
-    def find_landmarks(sequence, *, frame: int = 0, model_path=None) -> Detection:
+    def find_landmarks(sequence, *, frame: int = 0, model_path=None, mean_of=None) -> Detection:
         raise exc
 
     return find_landmarks

@@ -917,3 +917,28 @@ def test_bodies_of_the_two_detectors_facing_opposite_ways_are_never_reported_tog
     for v, c in det.landmarks.corners_px.items():
         err = np.hypot(*(c - truth[v]).T)
         assert (err[2:] if v is Vertebra.C2 else err).max() < 3.0, (v, err)
+
+
+def test_c7_under_heavy_shoulders_is_found_on_the_mean_of_the_cine(tmp_path):
+    """Development study 956 of generator 2032 (independent renderer: 512 px, 0.293 mm, heavy shoulders)
+    as a 30-frame cine. On frame 0 alone C2-C6 are found and C7 is not (its outline lies within one
+    frame's noise under the shoulders); offered the cine as dmx analyze offers it
+    (:func:`dmx.pipeline.detect_on_sequence`, :func:`dmx.pipeline.cine_mean`), C7 is found on the mean
+    of 16 frames moved back with it, on its own body, with the warning saying so (issue #12, session 17)."""
+    from dmx.detect import MEAN_ADDED
+    from dmx.pipeline import detect_on_sequence
+
+    opts = dict(size=512, mm_per_px=0.293, facing="right", photometric="MONOCHROME2", heavy_shoulders=True)
+    seq, true = _independent_study(tmp_path, 956, frames=30, **opts)
+    alone = detect_landmarks(seq.frames[0], mm_per_px=seq.mm_per_px)
+    _assert_each_on_its_body(alone, true, BODIES[:5])
+    assert Vertebra.C7 not in alone.landmarks.corners_px
+    det = detect_on_sequence(seq, study_path=tmp_path / "study")
+    _assert_each_on_its_body(det, true, BODIES)
+    for v in BODIES[:5]:  # the bodies found on frame 0 are those of frame 0
+        assert np.array_equal(det.landmarks.corners_px[v], alone.landmarks.corners_px[v])
+    head, tail = MEAN_ADDED.format(level="C7", frames="\n").split("\n")
+    said = [w for w in det.warnings if w.startswith(head) and w.endswith(tail)]
+    assert len(said) == 1, det.warnings
+    used = re.fullmatch(r"(\d+) frames \(0-15\)", said[0][len(head) : -len(tail)])
+    assert used and 8 <= int(used[1]) <= 16, said  # frames where the tracker followed it

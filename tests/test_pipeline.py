@@ -178,7 +178,8 @@ def test_auto_landmarks_measure_like_the_same_corners_from_a_file(phantom, monke
         fake_detector(lm, confidence={"C4": 0.42}, warnings=("scale prior unused",), calls=calls),
     )
     auto = pipeline.analyze(study)
-    assert calls == [{"n_frames": 12, "frame": 0, "model_path": None}]  # once, on the reference frame
+    # once, on the reference frame, offered the cine around it (12 frames: a mean of 8 or more)
+    assert calls == [{"n_frames": 12, "frame": 0, "model_path": None, "mean_of": True}]
     doc = auto.measurements
     assert (doc["landmarks_source"], by_file.measurements["landmarks_source"]) == ("auto", "file")
     assert auto.landmarks_source == "auto" and auto.detection is not None
@@ -593,3 +594,31 @@ def test_low_confidence_marks_bodies_the_detector_reports():
     s = {"confidence": {"C4": 0.73, "C5": 0.95}, "missing": {}}
     text = pipeline.format_detection(s).splitlines()
     assert text == ["C4  found    confidence 0.73  (low: check it)", "C5  found    confidence 0.95"]
+
+
+def test_cine_mean_moves_each_frame_back_with_the_body():
+    """The cine the detector is offered (issue #12, session 17): the mean of 16 frames, each moved back
+    with C7 as the tracker follows it from its corners, holds C7's frame-0 image with the noise of one
+    frame divided by about 4 (sd 12 grey levels: 2.7 against 12.0 on one frame), where the same frames
+    averaged unmoved blur it (9.9: C7 moves 3.5 px). A cine shorter than MIN_MEAN_FRAMES gets none."""
+    from dmx.phantom.scenes import make_scene
+
+    clean = make_scene(n_frames=16, noise=0, seed=3, amplitude_deg=8)
+    noisy = make_scene(n_frames=16, noise=12, seed=3, amplitude_deg=8)  # the same scene, noise added
+    assert np.std(noisy.frames[5].astype(float) - clean.frames[5]) == pytest.approx(12, abs=0.5)
+    mean_of = pipeline.cine_mean(noisy.frames, 0)
+    c7 = noisy.landmarks.corners_px[Vertebra.C7]
+    image, words = mean_of(
+        {v: noisy.landmarks.corners_px[v] for v in (Vertebra.C6, Vertebra.C7)}, Vertebra.C7
+    )
+    assert words == "16 frames (0-15)"
+    (x0, y0), (x1, y1) = np.floor(c7.min(0)).astype(int), np.ceil(c7.max(0)).astype(int)
+
+    def rms(img) -> float:
+        return float(
+            np.sqrt(np.mean((np.asarray(img, float)[y0:y1, x0:x1] - clean.frames[0][y0:y1, x0:x1]) ** 2))
+        )
+
+    assert rms(image) < 3.5
+    assert rms(noisy.frames[0]) > 11 and rms(noisy.frames.astype(float).mean(0)) > 8
+    assert pipeline.cine_mean(noisy.frames[: pipeline.MIN_MEAN_FRAMES - 1], 0) is None

@@ -26,6 +26,7 @@ __all__ = [
     "BODY_SIZE_SPREAD",
     "C2_WALLS",
     "DETECTORS",
+    "MEAN_ADDED",
     "MIN_SIDE_PX",
     "MODEL_NAME",
     "NEIGHBOUR_ADDED",
@@ -105,6 +106,7 @@ def detect_landmarks(
     frame: int = 0,
     model_path: str | Path | None = None,
     method: str | None = None,
+    mean_of=None,
 ) -> Detection:
     """Find the corners of C2-C7 on one display-polarity frame (higher = brighter = bone).
 
@@ -129,6 +131,11 @@ def detect_landmarks(
         (:func:`dmx.detect.detector.run_combined`; without the network file, the template detector
         alone, with a warning). ``heatmap``: the network alone, reported only when two or more of its
         bodies pass the C2 test (:func:`dmx.detect.detector.network_disagrees`).
+
+    mean_of : callable, optional
+        The cine around ``image`` (:data:`dmx.detect.detector.MeanOf`; ``template`` only): a level
+        still empty next to a body found is looked for again on the mean of frames moved back with it
+        (:data:`MEAN_ADDED`). :func:`dmx.pipeline.detect_on_sequence` gives it from the tracker.
 
     Returns
     -------
@@ -192,16 +199,19 @@ def detect_landmarks(
         neighbours: tuple[Vertebra, ...] = ()
         moved: float | None = None
         sources: dict[Vertebra, str] = {}
+        on_mean: tuple = ()
     else:
         net_path = (Path(model_path) if model_path is not None else model_file()).with_name(NET_NAME)
         net = load_net(net_path) if net_path.is_file() else None
-        comb = run_combined(img, model, net, mm_per_px=mpp)
+        comb = run_combined(img, model, net, mm_per_px=mpp, mean_of=mean_of)
         if mpp is None:
-            comb, searched_again = _searched_again(img, model, net, comb)
+            comb, searched_again = _searched_again(img, model, net, comb, mean_of)
         elif net is not None and reported_count(comb) == 0:
             # nothing at the calibrated size: searched as without calibration (the network at other sizes
             # can label a column it labelled out of order here), kept when the bodies' size agrees
-            wide, _ = _searched_again(img, model, net, run_combined(img, model, net, mm_per_px=None))
+            wide, _ = _searched_again(
+                img, model, net, run_combined(img, model, net, mm_per_px=None, mean_of=mean_of), mean_of
+            )
             size = bodies_mm_per_px(wide, model)
             if (
                 reported_count(wide)
@@ -211,7 +221,7 @@ def detect_landmarks(
                 comb, body_size = wide, size
         result = comb.template or comb.network
         disputed, unconfirmed, added, c2_walls = comb.disputed, comb.unconfirmed, comb.added, comb.c2_walls
-        neighbours, moved = comb.neighbours, comb.moved
+        neighbours, moved, on_mean = comb.neighbours, comb.moved, comb.on_mean
         sources = {b.vertebra: source for b, source, _ in comb.bodies}
         if comb.template is None and not added:
             if unconfirmed:
@@ -283,6 +293,8 @@ def detect_landmarks(
         warnings.append(C2_WALLS)
     if neighbours:
         warnings.append(NEIGHBOUR_ADDED.format(levels=", ".join(v.value for v in neighbours)))
+    for v, words in on_mean:
+        warnings.append(MEAN_ADDED.format(level=v.value, frames=words))
     for v, c in confidence.items():
         if c < 0.8:
             warnings.append(f"{v.value}: low confidence {c:.2f}; check its corners")
@@ -291,14 +303,14 @@ def detect_landmarks(
     )
 
 
-def _searched_again(img: np.ndarray, model, net, comb) -> tuple:
+def _searched_again(img: np.ndarray, model, net, comb, mean_of=None) -> tuple:
     """``comb`` (a :class:`dmx.detect.detector.Combined` found without the pixel size) searched again at
     the size of its bodies (:func:`dmx.detect.detector.bodies_mm_per_px`), unless that reports fewer:
     the result kept and the size searched at (None: ``comb`` kept)."""
     from dmx.detect.detector import bodies_mm_per_px, reported_count, run_combined
 
     size = bodies_mm_per_px(comb, model)
-    again = run_combined(img, model, net, mm_per_px=size) if size is not None else None
+    again = run_combined(img, model, net, mm_per_px=size, mean_of=mean_of) if size is not None else None
     if again is not None and reported_count(again) >= reported_count(comb):
         return again, size
     return comb, None
@@ -342,6 +354,12 @@ NEIGHBOUR_ADDED = (
     "{levels} found next to the reported bodies, where the chain prior puts them (neither detector's "
     "column reached them; outline and confidence from the template detector's edge search)"
 )
+#: Warning naming a body found on the mean of the cine's frames moved with it
+#: (:func:`dmx.detect.detector._extend_from_neighbours` with ``mean_of``).
+MEAN_ADDED = (
+    "{level} found on the mean of {frames}, each moved back with it by the tracker: too faint on the "
+    "reference frame alone (e.g. under dense shoulders); its corners are those of the mean (check them)"
+)
 #: The part of :data:`NETWORK_ADDED` that marks a detection the network took part in.
 NETWORK_MARK = "found by the learned network"
 
@@ -360,13 +378,20 @@ def _cached_model(path: Path):
 
 
 def find_landmarks(
-    sequence: Sequence, *, frame: int = 0, model_path: str | Path | None = None, method: str | None = None
+    sequence: Sequence,
+    *,
+    frame: int = 0,
+    model_path: str | Path | None = None,
+    method: str | None = None,
+    mean_of=None,
 ) -> Detection:
-    """Run :func:`detect_landmarks` on ``sequence.frames[frame]`` with the sequence's calibration."""
+    """Run :func:`detect_landmarks` on ``sequence.frames[frame]`` with the sequence's calibration
+    (``mean_of``: the cine around that frame, as there)."""
     return detect_landmarks(
         sequence.frames[frame],
         mm_per_px=sequence.mm_per_px,
         frame=frame,
         model_path=model_path,
         method=method,
+        mean_of=mean_of,
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -11,6 +12,12 @@ from dmx.detect.column import Chain, ChainMaps, coarse, maps_facing, next_chain
 from dmx.detect.model import FEATURES, DetectorModel
 from dmx.detect.pose import axes, pose_from_corners, to_image_px
 from dmx.detect.refine import UNSTABLE_PX, refine_corners, stability_px
+
+#: What a cine offers the detector (:func:`run_combined`'s ``mean_of``): given corners on the detected
+#: frame (the bodies found and a start for the one looked for) and that body, the mean of the cine's
+#: frames around the detected one, each moved back with the body as tracked from the start, with the
+#: frames averaged in words; or None (too few frames, or the body not followed).
+MeanOf = Callable[[dict[Vertebra, np.ndarray], Vertebra], "tuple[np.ndarray, str] | None"]
 
 
 @dataclass(frozen=True)
@@ -1087,7 +1094,8 @@ class Combined:
     source ``"walls"``); ``neighbours``: the levels found next to a reported body
     (:func:`_extend_from_neighbours`; source ``"neighbour"``); ``moved``: the network's column was
     moved one level higher by the C2 test before it joined (:func:`c2_moved`: the C2 score's margin),
-    when a body it added is reported.
+    when a body it added is reported; ``on_mean``: the levels found on the mean of a cine's frames moved
+    with each (source ``"mean"``), with the frames averaged in words.
     """
 
     bodies: tuple[tuple[BodyResult, str, bool], ...]
@@ -1099,9 +1107,12 @@ class Combined:
     c2_walls: bool = False
     neighbours: tuple[Vertebra, ...] = ()
     moved: float | None = None
+    on_mean: tuple[tuple[Vertebra, str], ...] = ()
 
 
-def run_combined(image: np.ndarray, model: DetectorModel, net, *, mm_per_px: float | None) -> Combined:
+def run_combined(
+    image: np.ndarray, model: DetectorModel, net, *, mm_per_px: float | None, mean_of: MeanOf | None = None
+) -> Combined:
     """The template detector (:func:`run`), its levels checked by the learned network ``net``
     (:func:`levels_disputed`), and the network's own bodies (:func:`run_heatmap`) at the levels it
     did not report, where the two agree (:func:`network_disagrees`).
@@ -1123,6 +1134,11 @@ def run_combined(image: np.ndarray, model: DetectorModel, net, *, mm_per_px: flo
     test refuses is moved one level higher where that test clearly puts C2 (:func:`c2_moved`, session
     15: heavy shoulders hide C7 and the network labels C3-C6 as C4-C7); a moved column never overrules
     the template detector's bodies. ``net`` None: the template detector alone, unchecked.
+
+    ``mean_of`` (a cine's frames around this one, :data:`MeanOf`): a level still empty next to a
+    reported body is looked for again, as :func:`_extend_from_neighbours` looks on this frame, on the
+    mean of frames moved back with it (source ``"mean"``; under dense shoulders C7's outline lies
+    within one frame's noise).
     """
     maps: dict[str, ChainMaps] = {}  # the chain search's correlation maps, read again by the checks
     template = run(image, model, mm_per_px=mm_per_px, maps=maps)
@@ -1199,8 +1215,11 @@ def run_combined(image: np.ndarray, model: DetectorModel, net, *, mm_per_px: flo
         elif network is not None:
             bodies.append((network.bodies[k], "network", False))
     c2_walls = False
+    on_mean: dict[Vertebra, str] = {}
     if len(bodies) == len(BODIES):
         _extend_from_neighbours(bodies, template, network, model, view_of)
+        if mean_of is not None:
+            on_mean = _extend_from_neighbours(bodies, template, network, model, view_of, mean_of=mean_of)
         shoulders, _, c2_reported = bodies[0]
         c3, source, c3_reported = bodies[1]
         column = _column_of(source, template, network)
@@ -1229,6 +1248,11 @@ def run_combined(image: np.ndarray, model: DetectorModel, net, *, mm_per_px: flo
         BODIES[k] for k, (_, source, reported) in enumerate(bodies) if source == "neighbour" and reported
     )
     added_reported = tuple(v for v in added if bodies[BODIES.index(v)][2])
+    mean_reported = tuple(
+        (v, on_mean[v])
+        for v in on_mean
+        if bodies[BODIES.index(v)][2] and bodies[BODIES.index(v)][1] == "mean"
+    )
     return Combined(
         tuple(bodies),
         template,
@@ -1239,6 +1263,7 @@ def run_combined(image: np.ndarray, model: DetectorModel, net, *, mm_per_px: flo
         c2_walls,
         neighbours,
         moved if added_reported else None,
+        mean_reported,
     )
 
 
@@ -1434,7 +1459,8 @@ def _extend_from_neighbours(
     network: ColumnResult | None,
     model: DetectorModel,
     view_of,
-) -> None:
+    mean_of: MeanOf | None = None,
+) -> dict[Vertebra, str]:
     """Empty levels C3-C7 next to a reported body, looked for where the chain prior puts them.
 
     Under the shoulders neither detector may reach C7: the template detector's chain runs elsewhere
@@ -1444,9 +1470,15 @@ def _extend_from_neighbours(
     reported at the threshold (0.7) when it is not another level's outline. Repeated while a level
     is added (source ``"neighbour"``); a search from a neighbour that found nothing is not repeated.
     ``bodies`` is updated in place; ``view_of`` gives a column's :class:`ColumnView`.
+
+    With ``mean_of`` the search is made on the mean of a cine's frames moved back with the body from
+    that start (:data:`MeanOf`) instead of on this frame (source ``"mean"``): under dense shoulders
+    C7's cortical edges lie within one frame's quantum noise and stand out of the mean of 16 (issue
+    #12, session 17). Returns the levels so found, each with the frames averaged in words.
     """
     taken = {b.vertebra: b.corners_px for b, _, reported in bodies if reported}
     tried: set[tuple[int, int]] = set()
+    found_on: dict[Vertebra, str] = {}
     added = True
     while added:
         added = False
@@ -1465,14 +1497,24 @@ def _extend_from_neighbours(
                 centre, theta = _neighbour_pose(
                     model, j, view.facing_right(bodies[j][0].corners_px), ppm, below=k > j
                 )
-                start = to_image_px(model.mean_shape_mm[k], centre, theta, ppm)
-                guess = BodyResult(BODIES[k], view.facing_right(start), np.zeros(len(FEATURES)), 0.0, None)
+                start = view.facing_right(to_image_px(model.mean_shape_mm[k], centre, theta, ppm))
+                words = None
+                if mean_of is not None:
+                    mean = mean_of({**taken, BODIES[k]: start}, BODIES[k])
+                    if mean is None:
+                        continue
+                    image, words = mean
+                    view = ColumnView(image, column, model)
+                guess = BodyResult(BODIES[k], start, np.zeros(len(FEATURES)), 0.0, None)
                 found = template_confirmed(view, guess)
                 if (
                     found.confidence >= model.conf_threshold
                     and _outline_of_another(found, taken, view.mm_per_px) is None
                 ):
-                    bodies[k] = (found, "neighbour", True)
+                    bodies[k] = (found, "neighbour" if mean_of is None else "mean", True)
                     taken[BODIES[k]] = found.corners_px
+                    if words is not None:
+                        found_on[BODIES[k]] = words
                     added = True
                     break
+    return found_on
