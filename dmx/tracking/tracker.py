@@ -438,6 +438,7 @@ def track(
     consistency_weights: bool = True,
     still_layers: bool = True,
     refit_unreliable: bool = True,
+    average_noisy: bool = True,
 ) -> Tracks:
     """Track the four corners of every landmarked vertebral body (and C1, when landmarked) through the cine.
 
@@ -515,6 +516,11 @@ def track(
         pixels that do not move with them over their confidently tracked frames (an occluder's outline on
         the reference frame), with a template cut without those pixels (issue #13:
         :meth:`_Tracker.refit_unreliable`). False: leave them lost.
+    average_noisy : bool
+        Last, track again each body whose rotation precision shows it lies in several times the other
+        bodies' noise (C7 under dense shoulders), on frames averaged over their neighbours moved with it
+        (issue #13: :func:`dmx.tracking.temporal.refit_on_averages`; one fit of a noisy frame is pulled
+        towards the still shoulders). False: the poses so far.
 
     Returns
     -------
@@ -576,7 +582,36 @@ def track(
         # the bodies refitted in processes forked now (they see the poses so far)
         with ForkedWorkers(tracker._consistent_refit, processes - 1) if forked else nullcontext() as refits:
             tracker.reweight_inconsistent(refits)
-    return tracker.tracks()
+    tracks = tracker.tracks()
+    if average_noisy:
+        from dmx.tracking.temporal import refit_on_averages
+
+        def again(crops: np.ndarray, marks: Landmarks, bodies: tuple[Vertebra, ...]) -> Tracks:
+            return track(
+                crops,
+                marks,
+                vertebrae=bodies,
+                margin_frac=margin_frac,
+                blur_sigma_px=blur_sigma_px,
+                highpass_frac=highpass_frac,
+                n_levels=n_levels,
+                max_iterations=max_iterations,
+                min_quality=min_quality,
+                min_visible=min_visible,
+                max_rotation_step_deg=max_rotation_step_deg,
+                max_step_frac=max_step_frac,
+                max_overlap=max_overlap,
+                anatomy_check=anatomy_check,
+                reacquire=reacquire,
+                outlier_spread_px=outlier_spread_px,
+                consistency_weights=consistency_weights,
+                still_layers=still_layers,
+                refit_unreliable=refit_unreliable,
+                average_noisy=False,
+            )
+
+        tracks = refit_on_averages(frames_arr, tracks, landmarks, again, CLEAR_MARGIN)
+    return tracks
 
 
 @dataclass(frozen=True)
