@@ -541,7 +541,7 @@ def track(
     ref = int(landmarks.frame)
     if not 0 <= ref < n_t:
         raise LandmarkError(None, f"landmark reference frame {ref} is outside the cine (frames 0..{n_t - 1})")
-    options = _Options(
+    fit_options = dict(
         margin_frac=margin_frac,
         blur_sigma_px=blur_sigma_px,
         highpass_frac=highpass_frac,
@@ -556,6 +556,7 @@ def track(
         reacquire=reacquire,
         outlier_spread_px=outlier_spread_px,
     )
+    options = _Options(**fit_options)
     tracker = _Tracker(frames_arr, landmarks, vertebrae, options)  # templates cut from the reference frame
     tracker.calibrate_residuals()
     forked = processes > 1 and n_t > 1 and can_fork()
@@ -591,19 +592,7 @@ def track(
                 crops,
                 marks,
                 vertebrae=bodies,
-                margin_frac=margin_frac,
-                blur_sigma_px=blur_sigma_px,
-                highpass_frac=highpass_frac,
-                n_levels=n_levels,
-                max_iterations=max_iterations,
-                min_quality=min_quality,
-                min_visible=min_visible,
-                max_rotation_step_deg=max_rotation_step_deg,
-                max_step_frac=max_step_frac,
-                max_overlap=max_overlap,
-                anatomy_check=anatomy_check,
-                reacquire=reacquire,
-                outlier_spread_px=outlier_spread_px,
+                **fit_options,
                 consistency_weights=consistency_weights,
                 still_layers=still_layers,
                 refit_unreliable=refit_unreliable,
