@@ -123,15 +123,23 @@ def averaged_crops(frames: np.ndarray, transforms: np.ndarray, box: tuple[int, i
             if not tracked[s]:
                 continue
             m = (full[s] @ back)[:2]  # crop of frame t -> frame s
+            # only the part of frame s the crop reads, as floats (a whole 1024² frame per warp is not)
+            seen = np.array([[0, 0, 1], [w, 0, 1], [0, h, 1], [w, h, 1]], float) @ m.T
+            sx0, sy0 = np.maximum(np.floor(seen.min(axis=0)).astype(int) - 2, 0)
+            sx1 = min(frames.shape[2], int(np.ceil(seen[:, 0].max())) + 3)
+            sy1 = min(frames.shape[1], int(np.ceil(seen[:, 1].max())) + 3)
+            if sx1 <= sx0 or sy1 <= sy0:
+                continue
+            m = m - np.array([[0, 0, sx0], [0, 0, sy0]], float)
             total += cv2.warpAffine(
-                np.asarray(frames[s], np.float32),
+                np.asarray(frames[s, sy0:sy1, sx0:sx1], np.float32),
                 m,
                 (w, h),
                 flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
                 borderMode=cv2.BORDER_REPLICATE,
             )
             n += 1
-        out[t] = total / n
+        out[t] = total / n if n else frames[t, y0:y1, x0:x1]
     return out
 
 
