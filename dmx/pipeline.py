@@ -128,9 +128,8 @@ def cine_mean(frames: np.ndarray, frame: int):
     last = min(n, first + MEAN_FRAMES)
 
     def mean_of(corners: dict[Vertebra, np.ndarray], vertebra: Vertebra):
-        import cv2
-
         from dmx.tracking import track
+        from dmx.tracking.temporal import moved_mean
 
         order = [v for v in BODIES if v in corners]
         i = order.index(vertebra)
@@ -142,22 +141,12 @@ def cine_mean(frames: np.ndarray, frame: int):
             still_layers=False,
             refit_unreliable=False,
         )
-        k = tracks.vertebrae.index(vertebra)
+        poses = [
+            np.vstack([a, [0.0, 0.0, 1.0]]) if np.all(np.isfinite(a)) else None
+            for a in tracks.transforms[:, tracks.vertebrae.index(vertebra)]
+        ]
         h, w = frames.shape[1:3]
-        total = np.zeros((h, w), np.float64)
-        used = 0
-        for t in range(last - first):
-            a = tracks.transforms[t, k]
-            if not np.all(np.isfinite(a)):
-                continue
-            total += cv2.warpAffine(
-                np.asarray(frames[first + t], np.float32),
-                a,
-                (w, h),
-                flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-                borderMode=cv2.BORDER_REPLICATE,
-            )
-            used += 1
+        total, used = moved_mean(frames[first:last], poses, np.eye(3), range(last - first), (0, 0, w, h))
         if used < MIN_MEAN_FRAMES:
             return None
         return (total / used).astype(np.float32), f"{used} frames ({first}-{last - 1})"

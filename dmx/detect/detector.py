@@ -1248,11 +1248,7 @@ def run_combined(
         BODIES[k] for k, (_, source, reported) in enumerate(bodies) if source == "neighbour" and reported
     )
     added_reported = tuple(v for v in added if bodies[BODIES.index(v)][2])
-    mean_reported = tuple(
-        (v, on_mean[v])
-        for v in on_mean
-        if bodies[BODIES.index(v)][2] and bodies[BODIES.index(v)][1] == "mean"
-    )
+    mean_reported = tuple((v, words) for v, words in on_mean.items() if bodies[BODIES.index(v)][2])
     return Combined(
         tuple(bodies),
         template,

@@ -99,46 +99,62 @@ def noisy_bodies(tracks: Tracks, clear_margin: float, noise: dict[Vertebra, floa
     )
 
 
-def averaged_crops(frames: np.ndarray, transforms: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
-    """``(T, h, w)`` float32: each frame's crop ``box`` (x0, y0, x1, y1) replaced, where the body is
-    tracked (``transforms`` ``(T, 2, 3)``, NaN where lost), by the mean of the tracked frames within
-    :data:`HALF_WINDOW` of it, each moved into it with the body's motion; elsewhere the crop as it is."""
+def moved_mean(
+    frames: np.ndarray,
+    poses: list[np.ndarray | None],
+    target: np.ndarray,
+    indices,
+    box: tuple[int, int, int, int],
+) -> tuple[np.ndarray, int]:
+    """The mean of ``frames[s]`` over ``indices`` (those with a pose), each moved into the pose ``target``
+    with the body's motion, on the crop ``box`` (x0, y0, x1, y1) of that pose's frame: float64, and how
+    many frames it holds (0: zeros). ``poses[s]``: the body's 3x3 transform reference -> frame ``s``
+    (None where lost); ``target`` likewise (the identity: the reference frame). Each warp reads, as
+    floats, only the part of frame ``s`` the crop needs (a whole 1024² frame per warp would cost seconds
+    on a long cine)."""
     import cv2
 
     x0, y0, x1, y1 = box
     w, h = x1 - x0, y1 - y0
     shift = np.array([[1.0, 0.0, x0], [0.0, 1.0, y0], [0.0, 0.0, 1.0]])
-    n_t = frames.shape[0]
-    tracked = np.isfinite(transforms[:, 0, 0])
-    full = [_to3(transforms[t]) if tracked[t] else None for t in range(n_t)]
-    out = np.empty((n_t, h, w), np.float32)
-    for t in range(n_t):
-        if not tracked[t]:
-            out[t] = frames[t, y0:y1, x0:x1]
+    back = np.linalg.inv(target) @ shift  # crop of the target pose -> reference
+    corners = np.array([[0, 0, 1], [w, 0, 1], [0, h, 1], [w, h, 1]], float)
+    total = np.zeros((h, w), np.float64)
+    n = 0
+    for s in indices:
+        if poses[s] is None:
             continue
-        total = np.zeros((h, w), np.float64)
-        n = 0
-        back = np.linalg.inv(full[t]) @ shift  # crop of frame t -> reference
-        for s in range(max(0, t - HALF_WINDOW), min(n_t, t + HALF_WINDOW + 1)):
-            if not tracked[s]:
-                continue
-            m = (full[s] @ back)[:2]  # crop of frame t -> frame s
-            # only the part of frame s the crop reads, as floats (a whole 1024² frame per warp is not)
-            seen = np.array([[0, 0, 1], [w, 0, 1], [0, h, 1], [w, h, 1]], float) @ m.T
-            sx0, sy0 = np.maximum(np.floor(seen.min(axis=0)).astype(int) - 2, 0)
-            sx1 = min(frames.shape[2], int(np.ceil(seen[:, 0].max())) + 3)
-            sy1 = min(frames.shape[1], int(np.ceil(seen[:, 1].max())) + 3)
-            if sx1 <= sx0 or sy1 <= sy0:
-                continue
-            m = m - np.array([[0, 0, sx0], [0, 0, sy0]], float)
-            total += cv2.warpAffine(
-                np.asarray(frames[s, sy0:sy1, sx0:sx1], np.float32),
-                m,
-                (w, h),
-                flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-                borderMode=cv2.BORDER_REPLICATE,
-            )
-            n += 1
+        m = (poses[s] @ back)[:2]  # crop -> frame s
+        seen = corners @ m.T
+        sx0, sy0 = np.maximum(np.floor(seen.min(axis=0)).astype(int) - 2, 0)
+        sx1 = min(frames.shape[2], int(np.ceil(seen[:, 0].max())) + 3)
+        sy1 = min(frames.shape[1], int(np.ceil(seen[:, 1].max())) + 3)
+        if sx1 <= sx0 or sy1 <= sy0:
+            continue
+        m = m - np.array([[0, 0, sx0], [0, 0, sy0]], float)
+        total += cv2.warpAffine(
+            np.asarray(frames[s, sy0:sy1, sx0:sx1], np.float32),
+            m,
+            (w, h),
+            flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+            borderMode=cv2.BORDER_REPLICATE,
+        )
+        n += 1
+    return total, n
+
+
+def averaged_crops(frames: np.ndarray, transforms: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
+    """``(T, h, w)`` float32: each frame's crop ``box`` (x0, y0, x1, y1) replaced, where the body is
+    tracked (``transforms`` ``(T, 2, 3)``, NaN where lost), by the mean of the tracked frames within
+    :data:`HALF_WINDOW` of it, each moved into it with the body's motion (:func:`moved_mean`); elsewhere
+    the crop as it is."""
+    x0, y0, x1, y1 = box
+    n_t = frames.shape[0]
+    poses = [_to3(a) if np.isfinite(a[0, 0]) else None for a in transforms]
+    out = np.empty((n_t, y1 - y0, x1 - x0), np.float32)
+    for t in range(n_t):
+        window = range(max(0, t - HALF_WINDOW), min(n_t, t + HALF_WINDOW + 1))
+        total, n = moved_mean(frames, poses, poses[t], window, box) if poses[t] is not None else (None, 0)
         out[t] = total / n if n else frames[t, y0:y1, x0:x1]
     return out
 
@@ -178,8 +194,7 @@ def refit_on_averages(
             both = tracked & np.isfinite(a[:, 0, 0])
             for t in np.flatnonzero(both):
                 current[t] = (shift @ _to3(a[t]) @ np.linalg.inv(shift))[:2]
-        both = tracked & np.isfinite(current[:, 0, 0])
-        transforms[both, i] = current[both]
+        transforms[tracked, i] = current[tracked]  # finite wherever tracked: the first tracking's or a refit
         homog = np.c_[ref_corners, np.ones(len(ref_corners))]
-        corners[both, i] = np.einsum("tij,kj->tki", current[both], homog)
+        corners[tracked, i] = np.einsum("tij,kj->tki", current[tracked], homog)
     return replace(tracks, corners_px=corners, transforms=transforms)
