@@ -465,10 +465,9 @@ def test_a_body_a_level_off_in_a_column_joined_from_several_sources_is_left_out(
     mandible low): the network's column (its C5 missing) put its "C6" on C7; its C2 test rests on C2-C4,
     which are right, so it joined; the search next to C4 then found the true C5, and the column
     reported C5 and "C6" two levels apart. The column as reported is now checked as a whole: that "C6"
-    is left out, the others stay on their levels. Since session 18 the network's "C6", below its C5
-    (outlined at confidence below the threshold) at two levels' distance, is left out as below a skipped
-    level before the columns join, and the search next to C5 finds the true C6 and C7: all six on their
-    own vertebrae."""
+    is left out, the others stay on their levels. Since session 18 the network's "C6", two levels'
+    distance below its C5, is left out as below a skipped level before the columns join, and the search
+    next to C5 finds the true C6 and C7: all six on their own vertebrae."""
     from dmx.detect import NETWORK_MARK
 
     seq, true = _independent_study(
