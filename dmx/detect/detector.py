@@ -1555,9 +1555,9 @@ def _extend_from_neighbours(
                 centre, theta = _neighbour_pose(
                     model, j, view.facing_right(bodies[j][0].corners_px), ppm, below=k > j
                 )
-                # the chain prior's tilt and one SD of its turn either side, as the template detector's
-                # own neighbour starts (a body turned 6.6 deg from the prior's mean turn, an articular
-                # pillar beside its posterior wall, was outlined only from a tilted start)
+                # the chain prior's tilt, and where that gives nothing one SD of its turn either side, as
+                # the template detector's own neighbour starts (a body turned 6.6 deg from the prior's mean
+                # turn, an articular pillar beside its posterior wall, was outlined only from a tilted start)
                 spread = float(model.trans_std[min(k, j), 2])
                 start, *tilted = (
                     view.facing_right(to_image_px(model.mean_shape_mm[k], centre, theta + a * spread, ppm))
@@ -1571,7 +1571,12 @@ def _extend_from_neighbours(
                     image, words = mean
                     view = ColumnView(image, column, model)
                 guess = BodyResult(BODIES[k], start, np.zeros(len(FEATURES)), 0.0, None)
-                found = template_confirmed(view, guess, tuple(tilted))
+                found = template_confirmed(view, guess)
+                if found.confidence < model.conf_threshold:
+                    # turned starts only where the prior's tilt gives no outline to report: where it
+                    # does, the outline is the one it gives (a held-out C2 found from its walls above
+                    # such a C3 was lost when a turned start's C3, 0.3 px away, won on fit)
+                    found = template_confirmed(view, guess, tuple(tilted))
                 if (
                     found.confidence >= model.conf_threshold
                     and _outline_of_another(found, taken, view.mm_per_px) is None
