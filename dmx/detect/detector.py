@@ -91,6 +91,17 @@ def _neighbour_pose(
     return centre + px_per_mm * (du * e_u + dv * e_v), th + dth
 
 
+def _neighbour_poses(
+    model: DetectorModel, k: int, nb: int, corners_px: np.ndarray, px_per_mm: float
+) -> list[tuple[np.ndarray, float]]:
+    """Starts for body ``k`` next to the refined body ``nb`` (corners facing right): the pose the chain
+    prior expects (:func:`_neighbour_pose`), then the same turned by one SD of the prior's turn
+    between them either way."""
+    centre, theta = _neighbour_pose(model, nb, corners_px, px_per_mm, below=k > nb)
+    spread = float(model.trans_std[min(k, nb), 2])
+    return [(centre, theta + a * spread) for a in (0.0, -1.0, 1.0)]
+
+
 def refine_chain(
     image: np.ndarray,
     chain: Chain,
@@ -115,9 +126,7 @@ def refine_chain(
     def neighbour_starts(k: int, nb: int) -> list[tuple[np.ndarray, float]]:
         if not 0 <= nb < 6 or nb not in fitted:
             return []
-        centre, theta = _neighbour_pose(model, nb, fitted[nb][0], px_per_mm, below=k > nb)
-        spread = float(model.trans_std[min(k, nb), 2])
-        return [(centre, theta + a * spread) for a in (0.0, -1.0, 1.0)]
+        return _neighbour_poses(model, k, nb, fitted[nb][0], px_per_mm)
 
     def extrapolated_start(k: int, near: int, far: int) -> list[tuple[np.ndarray, float]]:
         """Pose of an end body continuing the two refined bodies next to it (local curvature)."""
@@ -1379,9 +1388,10 @@ def template_confirmed(view: ColumnView, body: BodyResult, also: tuple[np.ndarra
     2-3 px from the truth at network confidence 0-0.7). Here the template detector's edge search
     starts from that outline, and its confidence model (:data:`FEATURES`, with the body template's
     correlation where the outline lies) scores the result. ``view``: the network column's
-    :class:`ColumnView`. ``also``: more starts (corners, image px); the outline that fits its edges
-    best (:func:`_fit_quality`) is scored. Returns the refined body with that confidence, or ``body``
-    unchanged (confidence 0) when the edge search finds no clean outline.
+    :class:`ColumnView`. ``also``: more starts (corners, image px), tried only when the outline from
+    ``body``'s does not reach the threshold (``model.conf_threshold``); then the outline of all starts
+    that fits its edges best (:func:`_fit_quality`) is scored. Returns the refined body with that
+    confidence, or ``body`` unchanged (confidence 0) when the edge search finds no clean outline.
     """
     model = view.model
     k = BODIES.index(body.vertebra)
@@ -1392,25 +1402,36 @@ def template_confirmed(view: ColumnView, body: BodyResult, also: tuple[np.ndarra
         noise=noise,
         side_offsets_mm=model.side_offsets_mm[0 if k == 0 else 1],
     )
-    best = None
-    for start in (body.corners_px, *also):
+    limit = MAX_SIDE_RMS_PX_C2 if k == 0 else MAX_SIDE_RMS_PX
+
+    def refined(start: np.ndarray) -> tuple | None:
         corners, feats, fits = refine_corners(sm, view.facing_right(start), **search)
-        if corners is None or feats["rms_px"] > (MAX_SIDE_RMS_PX_C2 if k == 0 else MAX_SIDE_RMS_PX):
-            continue
-        if best is None or _fit_quality(feats) > _fit_quality(best[1]):
-            best = (corners, feats, fits)
-    if best is None:
+        return None if corners is None or feats["rms_px"] > limit else (corners, feats, fits)
+
+    def scored(fit: tuple) -> BodyResult:
+        corners, feats, fits = fit
+        centre, theta = pose_from_corners(corners)
+        a = int(np.argmin(np.abs(model.angles - theta)))
+        half = (model.crop_body - 1) / 2
+        r, c = int(round(centre[1] * view.factor - half)), int(round(centre[0] * view.factor - half))
+        win = view.body_maps[max(0, a - 1) : a + 2, max(0, r - 1) : r + 2, max(0, c - 1) : c + 2]
+        score = float(win.max()) if win.size else 0.0
+        feat = _template_features(sm, corners, feats, fits, k, model, score, **search)
+        return BodyResult(
+            body.vertebra, view.facing_right(corners), feat, float(model.confidence(feat)), None
+        )
+
+    first = refined(body.corners_px)
+    found = scored(first) if first is not None else None
+    if also and (found is None or found.confidence < model.conf_threshold):
+        # the best fit of all starts (the first of equals), the one from ``body`` refined once
+        fits = [fit for fit in (first, *map(refined, also)) if fit is not None]
+        best = max(fits, key=lambda fit: _fit_quality(fit[1]), default=None)
+        if best is not first:
+            found = scored(best)
+    if found is None:
         return BodyResult(body.vertebra, body.corners_px, body.features, 0.0, body.problem)
-    corners, feats, fits = best
-    f = view.factor
-    centre, theta = pose_from_corners(corners)
-    a = int(np.argmin(np.abs(model.angles - theta)))
-    half = (model.crop_body - 1) / 2
-    r, c = int(round(centre[1] * f - half)), int(round(centre[0] * f - half))
-    win = view.body_maps[max(0, a - 1) : a + 2, max(0, r - 1) : r + 2, max(0, c - 1) : c + 2]
-    score = float(win.max()) if win.size else 0.0
-    feat = _template_features(sm, corners, feats, fits, k, model, score, **search)
-    return BodyResult(body.vertebra, view.facing_right(corners), feat, float(model.confidence(feat)), None)
+    return found
 
 
 def c2_walls_candidate(
@@ -1552,16 +1573,13 @@ def _extend_from_neighbours(
                     continue
                 view = view_of(column)
                 ppm = 1.0 / view.mm_per_px
-                centre, theta = _neighbour_pose(
-                    model, j, view.facing_right(bodies[j][0].corners_px), ppm, below=k > j
-                )
-                # the chain prior's tilt, and where that gives nothing one SD of its turn either side, as
-                # the template detector's own neighbour starts (a body turned 6.6 deg from the prior's mean
-                # turn, an articular pillar beside its posterior wall, was outlined only from a tilted start)
-                spread = float(model.trans_std[min(k, j), 2])
+                # the chain prior's pose and the same turned either way: the template detector's own
+                # neighbour starts
                 start, *tilted = (
-                    view.facing_right(to_image_px(model.mean_shape_mm[k], centre, theta + a * spread, ppm))
-                    for a in (0.0, -1.0, 1.0)
+                    view.facing_right(to_image_px(model.mean_shape_mm[k], centre, theta, ppm))
+                    for centre, theta in _neighbour_poses(
+                        model, k, j, view.facing_right(bodies[j][0].corners_px), ppm
+                    )
                 )
                 words = None
                 if mean_of is not None:
@@ -1571,12 +1589,11 @@ def _extend_from_neighbours(
                     image, words = mean
                     view = ColumnView(image, column, model)
                 guess = BodyResult(BODIES[k], start, np.zeros(len(FEATURES)), 0.0, None)
-                found = template_confirmed(view, guess)
-                if found.confidence < model.conf_threshold:
-                    # turned starts only where the prior's tilt gives no outline to report: where it
-                    # does, the outline is the one it gives (a held-out C2 found from its walls above
-                    # such a C3 was lost when a turned start's C3, 0.3 px away, won on fit)
-                    found = template_confirmed(view, guess, tuple(tilted))
+                # turned starts only where the prior's pose gives no outline to report (a body turned 6.6
+                # deg from the prior's mean turn, an articular pillar beside its posterior wall, was
+                # outlined only from one); where it does, its outline (a held-out C2 found from its walls
+                # above such a C3 was lost when a turned start's C3, 0.3 px away, won on fit)
+                found = template_confirmed(view, guess, tuple(tilted))
                 if (
                     found.confidence >= model.conf_threshold
                     and _outline_of_another(found, taken, view.mm_per_px) is None
