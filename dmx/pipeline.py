@@ -129,7 +129,7 @@ def cine_mean(frames: np.ndarray, frame: int):
 
     def mean_of(corners: dict[Vertebra, np.ndarray], vertebra: Vertebra):
         from dmx.tracking import track
-        from dmx.tracking.temporal import moved_mean
+        from dmx.tracking.temporal import moved_mean, poses_of
 
         order = [v for v in BODIES if v in corners]
         i = order.index(vertebra)
@@ -140,11 +140,9 @@ def cine_mean(frames: np.ndarray, frame: int):
             consistency_weights=False,
             still_layers=False,
             refit_unreliable=False,
+            average_noisy=False,
         )
-        poses = [
-            np.vstack([a, [0.0, 0.0, 1.0]]) if np.all(np.isfinite(a)) else None
-            for a in tracks.transforms[:, tracks.vertebrae.index(vertebra)]
-        ]
+        poses = poses_of(tracks.transforms[:, tracks.vertebrae.index(vertebra)])
         h, w = frames.shape[1:3]
         total, used = moved_mean(frames[first:last], poses, np.eye(3), range(last - first), (0, 0, w, h))
         if used < MIN_MEAN_FRAMES:

@@ -143,6 +143,11 @@ def moved_mean(
     return total, n
 
 
+def poses_of(transforms: np.ndarray) -> list[np.ndarray | None]:
+    """``(T, 2, 3)`` transforms of one body as :func:`moved_mean` takes them: 3x3, None where lost (NaN)."""
+    return [_to3(a) if np.isfinite(a[0, 0]) else None for a in transforms]
+
+
 def averaged_crops(frames: np.ndarray, transforms: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
     """``(T, h, w)`` float32: each frame's crop ``box`` (x0, y0, x1, y1) replaced, where the body is
     tracked (``transforms`` ``(T, 2, 3)``, NaN where lost), by the mean of the tracked frames within
@@ -150,7 +155,7 @@ def averaged_crops(frames: np.ndarray, transforms: np.ndarray, box: tuple[int, i
     the crop as it is."""
     x0, y0, x1, y1 = box
     n_t = frames.shape[0]
-    poses = [_to3(a) if np.isfinite(a[0, 0]) else None for a in transforms]
+    poses = poses_of(transforms)
     out = np.empty((n_t, y1 - y0, x1 - x0), np.float32)
     for t in range(n_t):
         window = range(max(0, t - HALF_WINDOW), min(n_t, t + HALF_WINDOW + 1))
