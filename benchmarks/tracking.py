@@ -9,6 +9,7 @@ Run from the repository root::
     PYTHONPATH=$PWD python benchmarks/tracking.py --appearance all --mandible-seeds 41,42,43  # held out
     PYTHONPATH=$PWD python benchmarks/tracking.py --appearance all --no-still-layers  # without the refit
     PYTHONPATH=$PWD python benchmarks/tracking.py --appearance all --no-refit-unreliable  # lost stay lost
+    PYTHONPATH=$PWD python benchmarks/tracking.py --appearance all --no-refit-fine  # no fine-detail refit
     PYTHONPATH=$PWD python benchmarks/tracking.py --appearance all --no-consistency-weights  # no last refit
 
 ``--appearance FAMILY[,FAMILY]|all`` tracks one phantom per appearance family
@@ -437,6 +438,12 @@ def main(argv: list[str] | None = None) -> int:
         "the template pixels that do not move with them",
     )
     p.add_argument(
+        "--no-refit-fine",
+        action="store_true",
+        help="track(..., refit_fine=False): bodies still lost under an occluder are not registered again on "
+        "their fine detail",
+    )
+    p.add_argument(
         "--no-consistency-weights",
         action="store_true",
         help="track(..., consistency_weights=False): no last refit with the template's pixels weighed by how "
@@ -449,6 +456,8 @@ def main(argv: list[str] | None = None) -> int:
     TRACK_OPTIONS["processes"] = args.processes
     if args.no_refit_unreliable:
         TRACK_OPTIONS["refit_unreliable"] = False
+    if args.no_refit_fine:
+        TRACK_OPTIONS["refit_fine"] = False
     if args.no_consistency_weights:
         TRACK_OPTIONS["consistency_weights"] = False
     if args.appearance is not None:
