@@ -525,6 +525,11 @@ def track(
         pixels that do not move with them over their confidently tracked frames (an occluder's outline on
         the reference frame), with a template cut without those pixels (issue #13:
         :meth:`_Tracker.refit_unreliable`). False: leave them lost.
+    refit_fine : bool
+        Then register again the frames still lost under an occluder on the body's fine detail: frames and
+        template high-passed at :data:`FINE_HIGHPASS_FRAC` of its size, so that an occluder adding its
+        density over the body is left as its outline, which the robust weights reject (issue #13:
+        :meth:`_Tracker.refit_fine`; C3 under the mandible's band in deep flexion). False: leave them lost.
     average_noisy : bool
         Last, track again each body whose rotation precision shows it lies in several times the other
         bodies' noise (C7 under dense shoulders), on frames averaged over their neighbours moved with it
@@ -650,8 +655,9 @@ class _Tracker:
     and a coarse search (:meth:`recover`), judge what was found (:meth:`judge`), refit the bodies an
     occluder covers from where their neighbours carry them (:meth:`reanchor`), check the anatomy, and
     record the accepted poses (:meth:`record`). After both passes, the bodies under a still layer are
-    registered again without it (:meth:`refine_still_layers`), and those lost under an occluder with a
-    template cut without the pixels that do not move with them (:meth:`refit_unreliable`).
+    registered again without it (:meth:`refine_still_layers`), those lost under an occluder with a
+    template cut without the pixels that do not move with them (:meth:`refit_unreliable`), and those still
+    lost on their fine detail (:meth:`refit_fine`).
     """
 
     def __init__(
