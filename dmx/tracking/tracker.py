@@ -2006,17 +2006,26 @@ class _Tracker:
                     if carried is not None:
                         starts.append(carried[0])
                 best: tuple[Fit, float] | None = None
+                tried = []
                 for start in starts:
                     coarse, _q = self.fit_at(i, self.frames[t], start, None)
                     fit, q = self.fit_at(
                         i, self.frames[t], coarse.transform, 1, template=template, outlier_spread_px=spread
                     )
+                    tried.append(q)
                     if q >= self.opt.min_quality and (best is None or fit.robust_cost < best[0].robust_cost):
                         best = (fit, q)
                 if best is None:
+                    _log.debug(
+                        "%s frame %d: no trusted fine fit (best quality %.2f)",
+                        self.verts[i].value,
+                        t,
+                        max(tried),
+                    )
                     continue
                 fit, q = best
                 if not self._refit_checks(i, t, fit.transform, s):
+                    _log.debug("%s frame %d: the fine fit fails the refit checks", self.verts[i].value, t)
                     continue
                 self._write_pose(t, i, fit.transform, fit.corner_std_px, fit.rotation_std_rad)
                 self.cost_excess[t, i] = max(fit.robust_cost - clear_cost, 0.0)  # against the fine template
