@@ -140,6 +140,7 @@ def cine_mean(frames: np.ndarray, frame: int):
             consistency_weights=False,
             still_layers=False,
             refit_unreliable=False,
+            refit_fine=False,
             average_noisy=False,
         )
         poses = poses_of(tracks.transforms[:, tracks.vertebrae.index(vertebra)])
