@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
@@ -1916,20 +1917,8 @@ class _Tracker:
     def _refit_lost(self, i: int, lost: list[int], cleaned: Template, clear_cost: float) -> None:
         """Body ``i`` registered with ``cleaned`` on the frames ``lost``, nearest to a tracked frame first
         (see :meth:`refit_unreliable`)."""
-        todo = set(lost)
-        while todo:
-            tracked = np.flatnonzero(self._tracked(i))
-            if tracked.size == 0:
-                return
-            gaps = {t: int(np.abs(tracked - t).min()) for t in todo}
-            t = min(todo, key=lambda u: (gaps[u], u))
-            todo.discard(t)
-            s = int(tracked[np.argmin(np.abs(tracked - t))])
-            cands = [self._pose(s, i)]
-            for j in (i - 1, i + 1):
-                carried = self._carried(i, j, t)
-                if carried is not None:
-                    cands.append(carried[0])
+        for t, s in self._nearest_first(i, lost):
+            cands = [self._pose(s, i), *self._neighbour_starts(i, t)]
             best: tuple[Fit, float, np.ndarray] | None = None
             for cand in cands:
                 fit, q = self.fit_at(i, self.frames[t], cand, None, template=cleaned)
@@ -1946,12 +1935,7 @@ class _Tracker:
             same = _corner_gap(first.transform, fit.transform, self.quads[i]) < REFIT_SAME_PX
             if same and q_first >= self.opt.min_quality:
                 continue
-            self._write_pose(t, i, fit.transform, fit.corner_std_px, fit.rotation_std_rad)
-            self.cost_excess[t, i] = max(fit.robust_cost - clear_cost, 0.0)  # against the cleaned template
-            self.quality[t, i] = q
-            self.reason[t][i] = None
-            self.recovered.add((t, i))
-            self._check_arch(t, i)
+            self._found_again(t, i, fit, q, clear_cost)  # its cost excess against the cleaned template
 
     def refit_fine(self) -> None:
         """Register again on their fine detail the bodies still lost under an occluder (issue #13).
@@ -1987,24 +1971,14 @@ class _Tracker:
                 continue
             template, clear_cost = fine
             spread = template.highpass_sigma_px
-            while lost:
-                tracked = np.flatnonzero(self._tracked(i))
-                if tracked.size == 0:
-                    return
-                gaps = {t: int(np.abs(tracked - t).min()) for t in lost}
-                t = min(lost, key=lambda u: (gaps[u], u))
-                lost.discard(t)
-                s = int(tracked[np.argmin(np.abs(tracked - t))])
+            for t, s in self._nearest_first(i, lost):
                 starts = [self._pose(s, i)]
                 for step in (-1, 1):
                     near, far = t + step, t + 2 * step
                     if 0 <= far < self.frames.shape[0] and self._tracked(i)[[near, far]].all():
                         a1, a2 = self._pose(near, i), self._pose(far, i)
                         starts.append(a1 @ _rigid_inv(a2) @ a1)
-                for j in (i - 1, i + 1):
-                    carried = self._carried(i, j, t)
-                    if carried is not None:
-                        starts.append(carried[0])
+                starts += self._neighbour_starts(i, t)
                 best: tuple[Fit, float] | None = None
                 tried = []
                 for start in starts:
@@ -2027,13 +2001,8 @@ class _Tracker:
                 if not self._refit_checks(i, t, fit.transform, s):
                     _log.debug("%s frame %d: the fine fit fails the refit checks", self.verts[i].value, t)
                     continue
-                self._write_pose(t, i, fit.transform, fit.corner_std_px, fit.rotation_std_rad)
-                self.cost_excess[t, i] = max(fit.robust_cost - clear_cost, 0.0)  # against the fine template
-                self.quality[t, i] = q
-                self.reason[t][i] = None
-                self.recovered.add((t, i))
                 self.fine_refitted.add((t, i))
-                self._check_arch(t, i)
+                self._found_again(t, i, fit, q, clear_cost)  # its cost excess against the fine template
 
     def _fine_template(self, i: int) -> tuple[Template, float] | None:
         """Body ``i``'s template high-passed at :data:`FINE_HIGHPASS_FRAC` of its size (see
@@ -2076,6 +2045,39 @@ class _Tracker:
             if 0 <= t < self.frames.shape[0] and tracked[t]
         ]
         return fine, float(min(f.robust_cost for f in costs))
+
+    def _found_again(self, t: int, i: int, fit: Fit, quality: float, clear_cost: float) -> None:
+        """Body ``i`` followed on frame ``t`` with the refit ``fit`` of a template whose clear cost is
+        ``clear_cost`` (:meth:`refit_unreliable`, :meth:`refit_fine`); C1's arch there checked against it."""
+        self._write_pose(t, i, fit.transform, fit.corner_std_px, fit.rotation_std_rad)
+        self.cost_excess[t, i] = max(fit.robust_cost - clear_cost, 0.0)
+        self.quality[t, i] = quality
+        self.reason[t][i] = None
+        self.recovered.add((t, i))
+        self._check_arch(t, i)
+
+    def _nearest_first(self, i: int, frames: Iterable[int]) -> Iterator[tuple[int, int]]:
+        """The ``frames`` body ``i`` was lost on, nearest to a frame where it is followed first, each with
+        that followed frame, ``(t, s)``; the nearest is looked up again after every frame (the caller may
+        have followed the body there). Stops when the body is followed nowhere."""
+        todo = set(frames)
+        while todo:
+            tracked = np.flatnonzero(self._tracked(i))
+            if tracked.size == 0:
+                return
+            gaps = {t: int(np.abs(tracked - t).min()) for t in todo}
+            t = min(todo, key=lambda u: (gaps[u], u))
+            todo.discard(t)
+            yield t, int(tracked[np.argmin(np.abs(tracked - t))])
+
+    def _neighbour_starts(self, i: int, t: int) -> list[np.ndarray]:
+        """Body ``i``'s pose on frame ``t`` as each followed neighbour carries it (:meth:`_carried`)."""
+        starts = []
+        for j in (i - 1, i + 1):
+            carried = self._carried(i, j, t)
+            if carried is not None:
+                starts.append(carried[0])
+        return starts
 
     def _check_arch(self, t: int, i: int) -> None:
         """C1's arch above body ``i`` (C2), refitted on frame ``t``, checked against it as
