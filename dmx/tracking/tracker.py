@@ -705,7 +705,7 @@ class _Tracker:
         self.recovered: set[tuple[int, int]] = (
             set()
         )  # (frame, body) found again by refit_unreliable, refit_fine
-        self.fine_refitted: set[tuple[int, int]] = set()  # (frame, body) found again by refit_fine
+        self.fine_refitted: set[tuple[int, int]] = set()  # (frame, body) lost, found again by refit_fine
         # bodies of the current frame whose refit from a neighbour near to clear slid into their fit from afar
         self.slid: set[int] = set()
         self.top_dropped: set[int] = set()  # the top body, given up on the current frame by its own checks
@@ -1988,7 +1988,6 @@ class _Tracker:
                     i, self.frames[t], self._pose(t, i), 1, template=template, outlier_spread_px=spread
                 )
                 if q >= self.opt.min_quality and self._refit_checks(i, t, fit.transform, t):
-                    self.fine_refitted.add((t, i))
                     self._found_again(t, i, fit, q, clear_cost)
             for t, s in self._nearest_first(i, lost):
                 starts = [self._pose(s, i)]
