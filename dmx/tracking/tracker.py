@@ -534,10 +534,11 @@ def track(
         the reference frame), with a template cut without those pixels (issue #13:
         :meth:`_Tracker.refit_unreliable`). False: leave them lost.
     refit_fine : bool
-        Then register again the frames still lost under an occluder on the body's fine detail: frames and
-        template high-passed at :data:`FINE_HIGHPASS_FRAC` of its size, so that an occluder adding its
-        density over the body is left as its outline, which the robust weights reject (issue #13:
-        :meth:`_Tracker.refit_fine`; C3 under the mandible's band in deep flexion). False: leave them lost.
+        Then register again on the body's fine detail the frames still lost under an occluder, and those
+        followed far from clear: frames and template high-passed at :data:`FINE_HIGHPASS_FRAC` of its
+        size, so that an occluder adding its density over the body is left as its outline, which the robust
+        weights reject (issue #13: :meth:`_Tracker.refit_fine`; C3 and C4 under the mandible's band in deep
+        flexion). False: leave them as the passes left them.
     average_noisy : bool
         Last, track again each body whose rotation precision shows it lies in several times the other
         bodies' noise (C7 under dense shoulders), on frames averaged over their neighbours moved with it
@@ -1964,6 +1965,12 @@ class _Tracker:
         template from that start (its coarse levels reach as far as the passes'), then with the fine
         template from there. The fine fit of lowest robust cost with a trusted quality is followed when
         it passes :meth:`_refit_checks` (a plausible step, the neighbours' support and anatomy).
+
+        Before those, the frames where the body is followed with its robust cost more than
+        :data:`COVERED_EXCESS` above its clear cost (the band's edges pull that fit) are registered with
+        the fine template from their pose, which they take when trusted and the same checks pass; not
+        for a body a still layer was taken out of (:meth:`refine_still_layers`, the better model there).
+        These frames stay in the consistency weights' estimate; the frames found again do not.
         """
         for i in range(self.n_v - 1, -1, -1):
             if not self.has_corners[i] or self.templates[i] is None:
