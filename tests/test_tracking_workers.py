@@ -2,6 +2,7 @@
 
 import multiprocessing
 import os
+import time
 
 import numpy as np
 import pytest
@@ -327,6 +328,33 @@ def test_a_chain_held_back_is_not_waited_for(monkeypatch):
         assert chains.keys() == {"a"} and len(chains) == 1  # late, not failed: still used
         HOLD.release()
         assert chains.get("a", 1) == (True, 1)
+
+
+def _stuck_chain(key, state, t):
+    if t == 1:
+        time.sleep(3600)  # blocked for good (as a forked worker once was inside OpenCV)
+    return t, state + 1
+
+
+def test_a_stuck_worker_is_ended_after_a_few_waits_without_an_answer(monkeypatch):
+    from dmx.tracking import workers as workers_mod
+    from dmx.tracking.workers import ForkedChains
+
+    monkeypatch.setattr(workers_mod, "_CHAIN_PATIENCE_S", 0.05)
+    monkeypatch.setattr(workers_mod, "_CHAIN_MISSES", 3)
+    with ForkedChains(_stuck_chain, 1) as chains:
+        chains.begin(range(4))
+        chains.chain("a", 0, 0)
+        assert chains.get("a", 0) == (True, 0)  # answered: not stuck so far
+        for _ in range(2):
+            assert chains.get("a", 1) == (False, None)  # late: run here, the worker still used
+            assert len(chains) == 1
+            chains.chain("a", 1, 1)
+        assert chains.get("a", 1) == (False, None)  # the third wait in a row without an answer
+        assert len(chains) == 0 and chains.keys() == set()  # stuck: ended, never asked again
+        assert not chains.chain("b", 0, 2)
+        chains._procs[0].join(5)
+        assert not chains._procs[0].is_alive()  # killed, not left sleeping
 
 
 #: Released by a worker each time it runs the step :func:`_shared_with_a_worker` watches

@@ -333,6 +333,13 @@ def _call_once(fn: Callable[[], Any], conn: Any, reader: Any = None) -> None:
 #: that hangs, is not waited for.
 _CHAIN_PATIENCE_S = 0.25
 
+#: A worker that lets this many waits of ``_CHAIN_PATIENCE_S`` in a row pass without a single answer is
+#: taken for stuck, ended and not used again (its calls are run here, the tracks the same): a late worker
+#: answers again soon, a stuck one never does and would cost every chain given to it a wait. Seen once
+#: under heavy load: a forked worker blocked for good inside OpenCV (``cv2.pyrDown``, after the parent
+#: had used OpenCV's thread pool: opencv/opencv#5150).
+_CHAIN_MISSES = 8
+
 #: The share of the time since the last :meth:`ForkedChains.shift` that this process waited for the
 #: workers (or they sat idle) beyond which one chain moves to the other side.
 _SHIFT_SHARE = 0.05
@@ -416,8 +423,9 @@ class ForkedChains:
     accept as it was) is dropped, by the caller's check that the call is the one it wants.
 
     Each key is run by one worker (:meth:`chain`; :meth:`drop` takes it back). :meth:`get` waits for a
-    result, up to ``_CHAIN_PATIENCE_S``; a worker that fails or dies is not used again, and :meth:`get`
-    answers ``(False, None)`` for its keys: the caller runs those calls itself. :meth:`shift` says
+    result, up to ``_CHAIN_PATIENCE_S``; a worker that fails or dies, or lets ``_CHAIN_MISSES`` such waits
+    in a row pass without an answer (stuck), is not used again, and :meth:`get` answers ``(False, None)``
+    for its keys: the caller runs those calls itself. :meth:`shift` says
     whether this process should give the workers a chain more (they waited) or take one back (it
     waited for them). ``step`` and everything it reads are inherited at the fork (see
     :class:`ForkedWorkers`).
@@ -433,6 +441,7 @@ class ForkedChains:
         self._results: dict[tuple[Any, int], Any] = {}
         self._last: dict[Any, int] = {}  # a chain that ended: its last position
         self._idle_s = [0.0] * n_workers  # as the workers last said
+        self._misses = [0] * n_workers  # waits in a row each worker let pass without an answer
         self.waited_s = 0.0  # this process, for results
         self._shift_at = (time.perf_counter(), 0.0, 0.0)
 
@@ -524,6 +533,9 @@ class ForkedChains:
             self.waited_s += time.perf_counter() - t0
             if not ready:
                 self.drop(key)
+                self._misses[k] += 1
+                if self._misses[k] >= _CHAIN_MISSES:
+                    self._end_worker(k)  # stuck, not late
                 return False, None
             self._receive(k)
 
@@ -550,6 +562,7 @@ class ForkedChains:
         if message[0] != "ok":
             self._end_worker(k)
             return
+        self._misses[k] = 0
         _, key, gen, pos, result, goes_on, idle_s = message
         self._idle_s[k] = idle_s
         if self._owner.get(key) == k and self._gens.get(key) == gen:
