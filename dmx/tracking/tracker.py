@@ -665,8 +665,8 @@ class _Tracker:
     occluder covers from where their neighbours carry them (:meth:`reanchor`), check the anatomy, and
     record the accepted poses (:meth:`record`). After both passes, the bodies under a still layer are
     registered again without it (:meth:`refine_still_layers`), those lost under an occluder with a
-    template cut without the pixels that do not move with them (:meth:`refit_unreliable`), and those still
-    lost on their fine detail (:meth:`refit_fine`).
+    template cut without the pixels that do not move with them (:meth:`refit_unreliable`), and, on their
+    fine detail, those still lost and those followed far from clear (:meth:`refit_fine`).
     """
 
     def __init__(
@@ -703,9 +703,8 @@ class _Tracker:
         self.clear_cost = [math.inf] * n_v  # see calibrate_residuals
         self.verified: set[int] = set()  # bodies of the current frame whose fit reanchor confirmed
         self.still_refitted: set[int] = set()  # bodies registered again with a still layer taken out
-        self.recovered: set[tuple[int, int]] = (
-            set()
-        )  # (frame, body) found again by refit_unreliable, refit_fine
+        # (frame, body) found again by refit_unreliable or refit_fine, or refitted there on fine detail
+        self.recovered: set[tuple[int, int]] = set()
         self.fine_refitted: set[tuple[int, int]] = set()  # (frame, body) lost, found again by refit_fine
         # bodies of the current frame whose refit from a neighbour near to clear slid into their fit from afar
         self.slid: set[int] = set()
