@@ -1774,21 +1774,32 @@ class _Tracker:
         is the passes' calibrated one (the frames' own noise), never below the new template's estimate."""
         tpl = self.templates[i]
         assert tpl is not None
-        opt = self.opt
+        new = self._cut(i, reference, exclude, tpl.highpass_sigma_px)
+        if new is None:
+            return None
+        return replace(new, residual_scale=max(new.residual_scale, tpl.residual_scale))
+
+    def _cut(
+        self, i: int, reference: np.ndarray, exclude: np.ndarray | None, highpass_sigma_px: float | None
+    ) -> Template | None:
+        """Body ``i``'s template cut from ``reference`` as the passes cut it (its neighbours left out, the
+        passes' margin, pre-filter and pyramid levels), without the pixels of ``exclude`` and high-passed
+        at ``highpass_sigma_px``, with its own residual estimate; None when it cannot be cut."""
+        tpl = self.templates[i]
+        assert tpl is not None
         try:
-            new = make_template(
+            return make_template(
                 reference,
                 self.quads[i],
                 exclude_quads_px=tuple(self.quads[j] for j in (i - 1, i + 1) if 0 <= j < self.n_v),
-                margin_frac=opt.margin_frac,
-                blur_sigma_px=opt.blur_sigma_px,
+                margin_frac=self.opt.margin_frac,
+                blur_sigma_px=self.opt.blur_sigma_px,
                 n_levels=len(tpl.levels),
-                highpass_sigma_px=tpl.highpass_sigma_px,
+                highpass_sigma_px=highpass_sigma_px,
                 exclude_mask=exclude,
             )
         except ValueError:
             return None
-        return replace(new, residual_scale=max(new.residual_scale, tpl.residual_scale))
 
     def _refit_without(
         self, i: int, layers: Layers, body_tpl: Template, poses: list[tuple[int, np.ndarray]]
@@ -2034,41 +2045,27 @@ class _Tracker:
         passes' (the smallest residual of its fits from the tracked poses on the frames next to the
         reference, never below its own estimate), and its robust cost there (its clear cost); None when it
         cannot be cut or no frame next to the reference is tracked."""
-        tpl = self.templates[i]
-        assert tpl is not None
-        opt = self.opt
-        try:
-            fine = make_template(
-                self.frames[self.ref],
-                self.quads[i],
-                exclude_quads_px=tuple(self.quads[j] for j in (i - 1, i + 1) if 0 <= j < self.n_v),
-                margin_frac=opt.margin_frac,
-                blur_sigma_px=opt.blur_sigma_px,
-                n_levels=len(tpl.levels),
-                highpass_sigma_px=max(opt.blur_sigma_px, FINE_HIGHPASS_FRAC * self.sizes[i]),
-                exclude_mask=self.static,
-            )
-        except ValueError:
+        sigma = max(self.opt.blur_sigma_px, FINE_HIGHPASS_FRAC * self.sizes[i])
+        fine = self._cut(i, self.frames[self.ref], self.static, sigma)
+        if fine is None:
             return None
-        spread = fine.highpass_sigma_px
         tracked = self._tracked(i)
-        fits = []
-        for t in (self.ref + 1, self.ref - 1):
-            if 0 <= t < self.frames.shape[0] and tracked[t]:
-                fit, _q = self.fit_at(
-                    i, self.frames[t], self._pose(t, i), 1, template=fine, outlier_spread_px=spread
-                )
-                if fit.converged and np.isfinite(fit.residual_scale):
-                    fits.append(fit)
+        near = [t for t in (self.ref + 1, self.ref - 1) if 0 <= t < self.frames.shape[0] and tracked[t]]
+
+        def fit_near(t: int, template: Template) -> Fit:
+            return self.fit_at(
+                i, self.frames[t], self._pose(t, i), 1, template=template, outlier_spread_px=sigma
+            )[0]
+
+        fits = [
+            fit
+            for fit in (fit_near(t, fine) for t in near)
+            if fit.converged and np.isfinite(fit.residual_scale)
+        ]
         if not fits:
             return None
         fine = replace(fine, residual_scale=max(fine.residual_scale, min(f.residual_scale for f in fits)))
-        costs = [
-            self.fit_at(i, self.frames[t], self._pose(t, i), 1, template=fine, outlier_spread_px=spread)[0]
-            for t in (self.ref + 1, self.ref - 1)
-            if 0 <= t < self.frames.shape[0] and tracked[t]
-        ]
-        return fine, float(min(f.robust_cost for f in costs))
+        return fine, float(min(fit_near(t, fine).robust_cost for t in near))
 
     def _found_again(self, t: int, i: int, fit: Fit, quality: float, clear_cost: float) -> None:
         """Body ``i`` followed on frame ``t`` with the refit ``fit`` of a template whose clear cost is
