@@ -210,6 +210,42 @@ def test_a_forked_call_runs_elsewhere_and_its_failure_is_raised_here(monkeypatch
     assert ForkedCall(partial(_pid, 5)).result() == (PARENT, 5)  # no fork: run here
 
 
+def _opencv_threads():
+    import cv2
+
+    return os.getpid(), cv2.getNumThreads()
+
+
+def _send_opencv_threads(conn):
+    conn.send(_opencv_threads())
+    conn.close()
+
+
+def test_processes_are_forked_with_opencv_on_one_thread_and_this_one_keeps_its_threads():
+    """A process forked while OpenCV's pool holds its lock would block in its first parallel call
+    (opencv/opencv#5150): forked processes run OpenCV on their own thread, this one keeps its pool."""
+    import cv2
+
+    from dmx.tracking import workers as workers_mod
+    from dmx.tracking.workers import ForkedCall
+
+    before = cv2.getNumThreads()
+    cv2.setNumThreads(2)
+    try:
+        cv2.GaussianBlur(np.ones((512, 512), np.float32), (0, 0), 3)  # the pool in use before the fork
+        pid, threads = ForkedCall(_opencv_threads).result()  # the report's and the cine's process
+        assert pid != PARENT and threads == 1
+        ctx = multiprocessing.get_context("fork")
+        conns, procs = workers_mod._fork(ctx, 1, _send_opencv_threads, lambda conn: (conn,))  # the workers
+        assert conns[0].poll(60)
+        pid, threads = conns[0].recv()
+        procs[0].join(10)
+        assert pid != PARENT and threads == 1
+        assert cv2.getNumThreads() == 2  # this process keeps its threads
+    finally:
+        cv2.setNumThreads(before)
+
+
 def _large(n):
     return b"x" * n
 

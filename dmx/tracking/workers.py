@@ -31,7 +31,8 @@ from __future__ import annotations
 import multiprocessing
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 #: The shortest wait for a worker once this process has run out of calls (seconds; see
@@ -99,19 +100,42 @@ def _serve(fn: Callable[..., Any], conn: Any, lock: Any, span: Any) -> None:
                 return
 
 
+@contextmanager
+def _opencv_serial() -> Iterator[None]:
+    """OpenCV's own thread pool stopped while processes are forked, restored after.
+
+    A process forked while a thread of OpenCV's pool (pthreads) holds the pool's lock inherits the lock
+    held and no thread to release it: its first parallel OpenCV call blocks for good (seen once under
+    heavy load, in ``cv2.pyrDown``; opencv/opencv#5150). With one thread OpenCV joins its pool's threads,
+    and a process forked then runs OpenCV's loops in its own thread (it inherits the setting) and never
+    touches the pool. Nothing to do while OpenCV is not imported (a child imports its own)."""
+    cv2 = sys.modules.get("cv2")
+    if cv2 is None:
+        yield
+        return
+    threads = cv2.getNumThreads()
+    cv2.setNumThreads(1)
+    try:
+        yield
+    finally:
+        cv2.setNumThreads(threads)
+
+
 def _fork(
     ctx: Any, n_workers: int, target: Callable[..., None], args: Callable[[Any], tuple[Any, ...]]
 ) -> tuple[list[Any], list[Any]]:
-    """``n_workers`` daemon processes forked from this one, each running ``target(*args(conn))`` with
-    ``conn`` its end of a pipe; this process's ends of the pipes and the processes."""
+    """``n_workers`` daemon processes forked from this one (with OpenCV's pool stopped,
+    :func:`_opencv_serial`), each running ``target(*args(conn))`` with ``conn`` its end of a pipe; this
+    process's ends of the pipes and the processes."""
     conns, procs = [], []
-    for _ in range(n_workers):
-        here, there = ctx.Pipe()
-        proc = ctx.Process(target=target, args=args(there), daemon=True, name="dmx-tracking-worker")
-        proc.start()
-        there.close()
-        conns.append(here)
-        procs.append(proc)
+    with _opencv_serial():
+        for _ in range(n_workers):
+            here, there = ctx.Pipe()
+            proc = ctx.Process(target=target, args=args(there), daemon=True, name="dmx-tracking-worker")
+            proc.start()
+            there.close()
+            conns.append(here)
+            procs.append(proc)
     return conns, procs
 
 
@@ -287,7 +311,8 @@ class ForkedCall:
             self._proc = ctx.Process(
                 target=_call_once, args=(fn, there, self._conn), daemon=True, name="dmx-worker"
             )
-            self._proc.start()
+            with _opencv_serial():
+                self._proc.start()
             there.close()
 
     def join(self) -> None:
