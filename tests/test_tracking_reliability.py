@@ -192,3 +192,55 @@ def test_c2_dragged_alone_is_disputed_by_c4_across_two_segments():
     assert not bad[:, 1:].any()
     assert ok[:, 0].sum() >= 38  # C2 followed in 41 frames before, 38 after
     assert ok[:, 2:].all()
+
+
+def test_the_fine_template_is_calibrated_two_frames_from_the_reference_when_none_next_to_it_converges(
+    monkeypatch,
+):
+    """``_Tracker._fine_template``: its expected residual and clear cost come from fine fits on the frames
+    next to the reference; where none of those converges (C2 under the mandible, seed 41: its fit on frame
+    1 oscillated to the iteration limit, and without a template C2 stayed lost on 21 frames), the frames
+    two from it are used; where none of those converges either, there is no fine template."""
+    from dataclasses import replace
+
+    s, frames = _rod_scene()
+    options = tracker_mod._Options(
+        margin_frac=0.15,
+        blur_sigma_px=1.0,
+        highpass_frac=0.1,
+        n_levels=None,
+        max_iterations=12,
+        min_quality=TRUSTED_QUALITY,
+        min_visible=0.6,
+        max_rotation_step_deg=20.0,
+        max_step_frac=0.6,
+        max_overlap=0.1,
+        anatomy_check=True,
+        reacquire=True,
+    )
+    tk = tracker_mod._Tracker(frames, s.landmarks, None, options)
+    tk.calibrate_residuals()
+    tk.run_pass(range(1, len(frames)), None)
+    c4 = tk.verts.index(Vertebra.C4)  # clear of the rod, tracked on every frame
+    assert tk._tracked(c4).all()
+    normal = tk._fine_template(c4)
+    assert normal is not None
+    fit_at = tk.fit_at
+    seen: list[int] = []
+    unconverged: set[int] = {1}
+
+    def failing(i, frame, start, level, **kw):
+        fit, q = fit_at(i, frame, start, level, **kw)
+        address = frame.__array_interface__["data"][0]
+        t = next(k for k in range(len(frames)) if tk.frames[k].__array_interface__["data"][0] == address)
+        if kw.get("template") is not None and i == c4:
+            seen.append(t)
+        return (replace(fit, converged=False) if t in unconverged else fit), q
+
+    monkeypatch.setattr(tk, "fit_at", failing)
+    fallback = tk._fine_template(c4)
+    assert fallback is not None and seen == [1, 2, 2]  # frame 1 fails: calibrated and costed on frame 2
+    assert fallback[0].residual_scale >= normal[0].residual_scale * 0.5
+    seen.clear()
+    unconverged.add(2)
+    assert tk._fine_template(c4) is None and seen == [1, 2]
