@@ -100,12 +100,8 @@ def test_bodies_a_rod_drags_are_refitted_without_it_where_they_were_lost():
     assert err3[ok3].max() < 1.1, err3[ok3].max()
 
 
-def test_a_refit_its_neighbours_do_not_carry_there_is_not_followed():
-    """The refit's own checks (``_Tracker._refit_checks``): on a frame C3 was lost on and the refit found it
-    (within 1 px of the truth), its pose passes them; the same pose 3 px off (0.11 of C3's size: within the
-    plausible step, beyond where its neighbours carry it) does not, nor does the refit when no neighbour
-    is tracked on that frame."""
-    s, frames = _rod_scene()
+def _rod_tracker(s, frames):
+    """A tracker of the rod scene after its forward pass (the refits not run), with ``track``'s options."""
     options = tracker_mod._Options(
         margin_frac=0.15,
         blur_sigma_px=1.0,
@@ -123,6 +119,16 @@ def test_a_refit_its_neighbours_do_not_carry_there_is_not_followed():
     tk = tracker_mod._Tracker(frames, s.landmarks, None, options)
     tk.calibrate_residuals()
     tk.run_pass(range(1, len(frames)), None)
+    return tk
+
+
+def test_a_refit_its_neighbours_do_not_carry_there_is_not_followed():
+    """The refit's own checks (``_Tracker._refit_checks``): on a frame C3 was lost on and the refit found it
+    (within 1 px of the truth), its pose passes them; the same pose 3 px off (0.11 of C3's size: within the
+    plausible step, beyond where its neighbours carry it) does not, nor does the refit when no neighbour
+    is tracked on that frame."""
+    s, frames = _rod_scene()
+    tk = _rod_tracker(s, frames)
     c3 = tk.verts.index(Vertebra.C3)
     lost = ~tk._tracked(c3)
     tk.refit_unreliable()
@@ -204,23 +210,7 @@ def test_the_fine_template_is_calibrated_two_frames_from_the_reference_when_none
     from dataclasses import replace
 
     s, frames = _rod_scene()
-    options = tracker_mod._Options(
-        margin_frac=0.15,
-        blur_sigma_px=1.0,
-        highpass_frac=0.1,
-        n_levels=None,
-        max_iterations=12,
-        min_quality=TRUSTED_QUALITY,
-        min_visible=0.6,
-        max_rotation_step_deg=20.0,
-        max_step_frac=0.6,
-        max_overlap=0.1,
-        anatomy_check=True,
-        reacquire=True,
-    )
-    tk = tracker_mod._Tracker(frames, s.landmarks, None, options)
-    tk.calibrate_residuals()
-    tk.run_pass(range(1, len(frames)), None)
+    tk = _rod_tracker(s, frames)
     c4 = tk.verts.index(Vertebra.C4)  # clear of the rod, tracked on every frame
     assert tk._tracked(c4).all()
     normal = tk._fine_template(c4)
