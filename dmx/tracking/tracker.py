@@ -1993,8 +1993,8 @@ class _Tracker:
             covered = []
             if i not in self.still_refitted:  # there the still layer is the better model of what covers it
                 with np.errstate(invalid="ignore"):
-                    far = self._tracked(i) & (self.cost_excess[:, i] > COVERED_EXCESS)
-                covered = [int(t) for t in np.flatnonzero(far) if t != self.ref]
+                    far_from_clear = self._tracked(i) & (self.cost_excess[:, i] > COVERED_EXCESS)
+                covered = [int(t) for t in np.flatnonzero(far_from_clear) if t != self.ref]
             if not lost and not covered:
                 continue
             fine = self._fine_template(i)
@@ -2020,7 +2020,10 @@ class _Tracker:
                 tried = []
                 for start in starts:
                     coarse, _q = self.fit_at(i, self.frames[t], start, None)
-                    for fine_start in (coarse.transform, start):
+                    # from where the own template took the start, and from the start itself (the same fit
+                    # where the coarse fit left it unmoved)
+                    moved = not np.array_equal(coarse.transform, start)
+                    for fine_start in (coarse.transform, start) if moved else (start,):
                         fit, q = self.fit_at(
                             i, self.frames[t], fine_start, 1, template=template, outlier_spread_px=spread
                         )

@@ -362,7 +362,8 @@ _CHAIN_PATIENCE_S = 0.25
 #: taken for stuck, ended and not used again (its calls are run here, the tracks the same): a late worker
 #: answers again soon, a stuck one never does and would cost every chain given to it a wait. Seen once
 #: under heavy load: a forked worker blocked for good inside OpenCV (``cv2.pyrDown``, after the parent
-#: had used OpenCV's thread pool: opencv/opencv#5150).
+#: had used OpenCV's thread pool: opencv/opencv#5150), which forking with the pool stopped
+#: (:func:`_opencv_serial`) now prevents; the guard stays for whatever else may stall a worker.
 _CHAIN_MISSES = 8
 
 #: The share of the time since the last :meth:`ForkedChains.shift` that this process waited for the
