@@ -111,6 +111,12 @@ NET: str | None = None
 #: (``--no-level-check``), or a folder of networks trained without each family (``--level-nets``:
 #: ``heatmap-no-FAMILY.onnx`` on that family, the shipped one on the default look): held out.
 LEVEL_CHECK = "shipped"
+#: Family tables: the bodies reported are those of :func:`dmx.detect.detect_landmarks`, as ``dmx analyze``
+#: reports them (``--as-analyze``: with its search over sizes where nothing is found at the calibrated
+#: size, and its other views of a frame where fewer than two bodies are found); the bodies it does not
+#: report still count for the confidence line. False: the template detector joined by the network
+#: (:func:`dmx.detect.detector.run_combined`) alone, as the tables before session 21.
+AS_ANALYZE = False
 #: Folder where the family tables keep their rendered frames (``--cache``; None: render every time).
 CACHE: str | None = None
 #: With ``--dump FILE``: per body the heatmap detector fitted, its features, confidence and worst
@@ -285,7 +291,7 @@ def _bodies_found(
             if b.corners_px is not None
         ]
     comb = run_combined(image, model, _level_net(family), mm_per_px=mm_per_px)
-    return [
+    rows = [
         (
             b.vertebra,
             b.corners_px,
@@ -295,6 +301,13 @@ def _bodies_found(
         for b, source, reported in comb.bodies
         if b.corners_px is not None
     ]
+    if AS_ANALYZE and LEVEL_CHECK == "shipped":
+        det = detect_landmarks(image, mm_per_px=mm_per_px)
+        found = det.landmarks.corners_px
+        rows = [(v, c, conf, False) for v, c, conf, _ in rows if v not in found] + [
+            (v, c, float(det.landmarks.confidence[v]), True) for v, c in found.items()
+        ]
+    return rows
 
 
 def reference_frame(kw: dict) -> tuple[np.ndarray, dict, float]:
@@ -651,11 +664,16 @@ def main() -> None:
     )
     parser.add_argument("--cache", default=None, help="folder keeping the family tables' rendered frames")
     parser.add_argument(
+        "--as-analyze",
+        action="store_true",
+        help="family tables: the bodies dmx analyze reports (its searches over sizes and other views too)",
+    )
+    parser.add_argument(
         "--dump", default=None, help="with --detector heatmap: per-body features and errors to this .json"
     )
     args = parser.parse_args()
-    global DETECTOR, NET, CACHE, RECORDS, LEVEL_CHECK
-    DETECTOR, NET, CACHE = args.detector, args.net, args.cache
+    global DETECTOR, NET, CACHE, RECORDS, LEVEL_CHECK, AS_ANALYZE
+    DETECTOR, NET, CACHE, AS_ANALYZE = args.detector, args.net, args.cache, args.as_analyze
     LEVEL_CHECK = "off" if args.no_level_check else (args.level_nets or "shipped")
     if args.dump:
         RECORDS = []

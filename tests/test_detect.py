@@ -997,3 +997,33 @@ def test_c7_under_heavy_shoulders_is_found_on_the_mean_of_the_cine(tmp_path):
     assert len(said) == 1, det.warnings
     used = re.fullmatch(r"(\d+) frames \(0-15\)", said[0][len(head) : -len(tail)])
     assert used and 8 <= int(used[1]) <= 16, said  # frames where the tracker followed it
+
+
+@pytest.mark.parametrize(
+    ("inverted", "turns"),
+    [(True, 0), (False, 1), (True, 3)],
+    ids=["bone-dark", "turned-left", "dark-turned-right"],
+)
+def test_a_frame_bone_dark_or_turned_is_searched_in_the_other_views(phantom, inverted, turns):
+    """Fluoroscopy shows bone dark, and a landscape frame may be stored turned: where the frame as given
+    reports fewer than two bodies, the other views are searched and the corners mapped back."""
+    img = _display(phantom, 3)
+    h, w = img.shape
+    if inverted:
+        img = 255.0 - img
+    img = np.ascontiguousarray(np.rot90(img, turns))
+    truth = {}
+    for v, c in phantom.landmarks.corners_px.items():
+        x, y = c[:, 0], c[:, 1]
+        # np.rot90(a, 1)[i, j] = a[j, w - 1 - i]; np.rot90(a, 3)[i, j] = a[h - 1 - j, i]
+        truth[v] = {0: c, 1: np.stack([y, w - 1 - x], 1), 3: np.stack([h - 1 - y, x], 1)}[turns]
+    det = detect_landmarks(img, mm_per_px=tuple(phantom.truth["mm_per_px"]), frame=3)
+    errs = _errors(det, truth)
+    assert len(errs) >= 5, det.missing
+    assert max(errs.values()) <= 2.0, errs
+    (view,) = [w for w in det.warnings if w.startswith("the bodies were found on the frame")]
+    assert ("inverted" in view) == inverted and ("turned" in view) == bool(turns), view
+
+
+def test_an_upright_frame_is_not_searched_in_other_views(detection):
+    assert not any("found on the frame" in w for w in detection.warnings)
