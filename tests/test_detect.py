@@ -1027,3 +1027,30 @@ def test_a_frame_bone_dark_or_turned_is_searched_in_the_other_views(phantom, inv
 
 def test_an_upright_frame_is_not_searched_in_other_views(detection):
     assert not any("found on the frame" in w for w in detection.warnings)
+
+
+def test_another_view_asks_the_cine_mean_in_the_frames_own_coordinates():
+    """A body looked for on the cine's mean from another view: the tracker gets the corners on the frame as
+    given, and the mean comes back in the view (inverted and turned like the frame searched)."""
+    from dmx.detect import VIEWS
+
+    frame = np.arange(12 * 20, dtype=np.float32).reshape(12, 20)
+    asked = {}
+
+    def mean_of(corners, vertebra):
+        asked.update(corners)
+        return frame, "frames 0-9"
+
+    view = VIEWS[3]  # inverted and turned a quarter anticlockwise
+    assert view.inverted and view.turns == 1
+    seen = view.image(frame)
+    # a point of the view and the same pixel of the frame as given
+    yx = (3, 5)
+    point = np.array([[yx[1], yx[0]]], float)  # (x, y) in the view
+    back = view.back(point, frame.shape)[0]
+    assert frame[int(back[1]), int(back[0])] == frame.max() + frame.min() - seen[yx]
+    mean, words = view.mean_of(mean_of, frame.shape)({Vertebra.C4: point}, Vertebra.C4)
+    np.testing.assert_array_equal(asked[Vertebra.C4], back[None])
+    np.testing.assert_array_equal(mean, seen)
+    assert words == "frames 0-9"
+    assert view.spacing((0.2, 0.3)) == (0.3, 0.2) and VIEWS[0].spacing((0.2, 0.3)) == (0.2, 0.3)
