@@ -87,8 +87,8 @@ def _step_position(profile: np.ndarray, offsets: np.ndarray, sign: float, lo: fl
 def _side_near(image, corner, other, inward, px_per_mm):
     """Local line of the side from ``corner`` towards ``other`` near the corner and its edge profile.
 
-    Returns (point on the line at the corner's end, unit direction away from the corner, mean edge
-    profile over ``u`` inward offsets from the line (px), ``u``, polarity) or None.
+    Returns (unit direction of the line away from the corner, mean edge profile over ``u`` inward offsets
+    from the line (px), ``u``, polarity) or None.
     """
     d = other - corner
     length = float(np.hypot(*d))
@@ -121,15 +121,14 @@ def _side_near(image, corner, other, inward, px_per_mm):
         keep = new
     if keep.mean() < 0.6:
         return None
-    a, b = np.polyfit(f[keep], pos[keep], 1)
-    # the local line: inward offset b + a f along d
-    p0 = corner + b * inward
+    a = np.polyfit(f[keep], pos[keep], 1)[0]
+    # the local line's direction (its inward offset grows by a per px along d)
     u_dir = d + a * inward
     u_dir = u_dir / np.hypot(*u_dir)
     # mean profile aligned on each profile's own step
     u = np.arange(-BISECTOR_OUT_MM * px_per_mm, BISECTOR_IN_MM * px_per_mm + 1e-9, _STEP)
     rows = [np.interp(u + pos[i], offs, prof[i]) for i in np.nonzero(keep)[0]]
-    return p0, u_dir, np.mean(rows, axis=0), u, sign
+    return u_dir, np.mean(rows, axis=0), u, sign
 
 
 def _blur_px(profile: np.ndarray, u: np.ndarray, sign: float) -> float | None:
@@ -210,14 +209,6 @@ def _edge_of(r: float, phi: float, sigma: float = 1.0) -> float:
 _EDGE_TABLE = _EdgeTable()
 
 
-def _intersect_lines(p, d, q, e):
-    m = np.array([d, -e]).T
-    if abs(np.linalg.det(m)) < 1e-6:
-        return None
-    s = np.linalg.solve(m, q - p)
-    return p + s[0] * d
-
-
 def outline_shift(
     image: np.ndarray, corners_px: np.ndarray, k: int, px_per_mm: float, model: str = "gaussian"
 ) -> tuple[float, np.ndarray] | None:
@@ -242,7 +233,7 @@ def outline_shift(
         if s is None:
             return None
         sides.append(s)
-    (_, da, ea, u, sa), (_, db, eb, _, sb) = sides
+    (da, ea, u, sa), (db, eb, _, sb) = sides
     if sa != sb:
         return None
     blur = [_blur_px(e, u, sa) for e in (ea, eb)]

@@ -229,6 +229,7 @@ def _net_and_model(model_path):
 
 
 def _mean_spacing(mm_per_px) -> float | None:
+    """The mean of the row and column spacing (the detector's size prior), None without a usable one."""
     if mm_per_px is None:
         return None
     vals = [float(v) for v in np.ravel(mm_per_px)]
@@ -256,22 +257,21 @@ def _network_confirms(image: np.ndarray, det: Detection, mm_per_px, model_path) 
     posterior families but labelled them in reverse (C2 on C7), with its own checks passed; the network,
     trained on upright columns (within 20 degrees), labels the levels of a view only where the column
     stands upright in it."""
-    from dmx.detect.detector import HEATMAP_THRESHOLD, SAME_BODY_MM, run_heatmap
+    from dmx.detect.detector import HEATMAP_THRESHOLD, SAME_BODY_MM, _centre_distance_mm, run_heatmap
 
     net, model = _net_and_model(model_path)
     if net is None:
         return False
     network = run_heatmap(image, model, net, mm_per_px=_mean_spacing(mm_per_px))
-    scale = network.mm_per_px
     labels = [
-        (b.vertebra, b.corners_px.mean(axis=0))
+        (b.vertebra, b.corners_px)
         for b in network.bodies
         if b.corners_px is not None and b.confidence >= HEATMAP_THRESHOLD
     ]
     agree = 0
     for v, c in det.landmarks.corners_px.items():
-        centre = np.asarray(c, float).mean(axis=0)
-        near = [u for u, p in labels if float(np.hypot(*(p - centre))) * scale <= SAME_BODY_MM]
+        c = np.asarray(c, float)
+        near = [u for u, p in labels if _centre_distance_mm(p, c, network.mm_per_px) <= SAME_BODY_MM]
         if any(u != v for u in near):
             return False
         agree += v in near
@@ -293,7 +293,7 @@ def _bright_bone_outside(view_image: np.ndarray, det: Detection, mm_per_px) -> b
     is brighter than the soft tissue and discs just outside it; decided per side (1-3 mm outside
     against 0.6-2 mm inside), a body on three sides of four, the view on most of its bodies."""
     from dmx.detect.pose import smoothed
-    from dmx.detect.refine import SIDES
+    from dmx.detect.refine import SIDES, _outward_normal
 
     mpp = _mean_spacing(mm_per_px) or 0.3
     sm, _ = smoothed(view_image, mpp)
@@ -307,11 +307,8 @@ def _bright_bone_outside(view_image: np.ndarray, det: Detection, mm_per_px) -> b
         centre = c.mean(axis=0)
         darker = 0
         for i, j in SIDES:
-            d = c[j] - c[i]
-            n = np.array([d[1], -d[0]]) / max(float(np.hypot(*d)), 1e-9)
-            if np.dot(n, 0.5 * (c[i] + c[j]) - centre) < 0:
-                n = -n  # outward
-            pts = c[i][None] + np.linspace(0.2, 0.8, 13)[:, None] * d[None]
+            n = _outward_normal(c[i], c[j], centre)
+            pts = c[i][None] + np.linspace(0.2, 0.8, 13)[:, None] * (c[j] - c[i])[None]
             xy = pts[:, None, :] + offsets[None, :, None] * n[None, None, :]
             prof = cv2.remap(
                 sm, xy[..., 0].astype(np.float32), xy[..., 1].astype(np.float32), cv2.INTER_LINEAR
@@ -407,11 +404,7 @@ def _detect_once(
         reason = f"image too small for automatic detection ({img.shape[1]} x {img.shape[0]} px)"
         return Detection(Landmarks(frame=frame, corners_px={}), {v: reason for v in BODIES}, ())
     model = _cached_model(Path(model_path) if model_path is not None else model_file())
-    mpp = None
-    if mm_per_px is not None:
-        vals = [float(v) for v in np.ravel(mm_per_px)]
-        if all(np.isfinite(v) and v > 0 for v in vals):
-            mpp = float(np.mean(vals))
+    mpp = _mean_spacing(mm_per_px)
     warnings: list[str] = []
     searched_again: float | None = None  # without calibration: the size the bodies found were searched at
     body_size: float | None = None  # calibrated, nothing found at its size: the bodies' size found instead
