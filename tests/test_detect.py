@@ -11,6 +11,7 @@ import pytest
 from dmx.anatomy import BODIES, Vertebra
 from dmx.detect import Detection, detect_landmarks, find_landmarks, model_file
 from dmx.detect.model import FEATURES, load_model
+from dmx.landmarks import Landmarks
 from dmx.phantom import make_phantom
 
 # fitting uses seeds 100000+; these never appear there
@@ -1023,6 +1024,43 @@ def test_a_frame_bone_dark_or_turned_is_searched_in_the_other_views(phantom, inv
     assert max(errs.values()) <= 2.0, errs
     (view,) = [w for w in det.warnings if w.startswith("the bodies were found on the frame")]
     assert ("inverted" in view) == inverted and ("turned" in view) == bool(turns), view
+
+
+def test_bodies_darker_than_around_them_are_told_apart(phantom):
+    """A vertebral body is brighter than the discs and soft tissue just outside it where bone is shown
+    bright: the true bodies pass on the frame, and fail on it inverted."""
+    from dmx.detect import _darker_than_around
+
+    img = _display(phantom, 3)
+    mpp = tuple(phantom.truth["mm_per_px"])
+    true = Detection(Landmarks(frame=3, corners_px=dict(phantom.landmarks.corners_px)), {}, ())
+    assert not _darker_than_around(img, true, mpp)
+    assert _darker_than_around(255.0 - img, true, mpp)
+
+
+def test_bodies_found_darker_than_around_them_on_a_bone_dark_frame_are_refused():
+    """On a bone-dark frame the frame as given reported three bodies at full confidence, each about 100 px
+    from its vertebra (the size search and the network's level move on a dark frame; development phantom
+    760013 of generator 5151, its acquisition look inverted): they are darker than what lies around them,
+    so they are refused and the inverted view finds the column."""
+    from dmx.detect import VIEW_WHY_DARK
+    from dmx.phantom import draw_appearance
+    from dmx.training.fit import training_specs
+
+    kw = training_specs(14, seed=5151, first_seed=760000)[13]
+    look = draw_appearance("acquisition", seed=kw["seed"], max_size_px=768)
+    kw["appearance"] = replace(look, acquisition=replace(look.acquisition, inverted=True))
+    ph = make_phantom(**kw)
+    det = detect_landmarks(
+        _display(ph, kw["reference_frame"]),
+        mm_per_px=tuple(ph.truth["mm_per_px"]),
+        frame=kw["reference_frame"],
+    )
+    errs = _errors(det, ph.landmarks.corners_px)
+    assert len(errs) >= 4 and set(BODIES[1:5]) <= set(errs), det.missing
+    assert max(errs.values()) <= 2.0, errs
+    (view,) = [w for w in det.warnings if w.startswith("the bodies were found on the frame")]
+    assert "inverted" in view and VIEW_WHY_DARK in view, view
 
 
 def test_an_upright_frame_is_not_searched_in_other_views(detection):

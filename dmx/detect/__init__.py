@@ -111,11 +111,13 @@ def detect_landmarks(
 ) -> Detection:
     """Find the corners of C2-C7 on one display-polarity frame (higher = brighter = bone).
 
-    Where the frame as given reports fewer than two bodies, it is searched again inverted (bone dark,
-    as fluoroscopy shows it) and turned a quarter either way (the column across the image), and the
-    view reporting the most bodies is kept where the learned network confirms their levels in it
-    (:func:`_network_confirms`), its corners mapped back to this frame, with a warning saying how it
-    was found (:data:`VIEWS`, :data:`VIEW_FOUND`).
+    Bodies darker than what lies just outside them are refused, on the frame as given and on every view
+    (:func:`_darker_than_around`, :data:`DARKER_THAN_AROUND`). Where the frame as given reports fewer
+    than two bodies, it is searched again inverted (bone dark, as fluoroscopy shows it) and turned a
+    quarter either way (the column across the image), and the view reporting the most bodies is kept
+    where the learned network confirms their levels in it (:func:`_network_confirms`), its corners
+    mapped back to this frame, with a warning saying how it was found (:data:`VIEWS`,
+    :data:`VIEW_FOUND`).
 
     Parameters
     ----------
@@ -165,6 +167,17 @@ def detect_landmarks(
         raise ValueError(f"detect_landmarks needs one 2-D frame, got shape {img.shape}")
     kw = dict(frame=frame, model_path=model_path, method=method)
     best = _detect_once(img, mm_per_px=mm_per_px, mean_of=mean_of, **kw)
+    why = VIEW_WHY_FEW
+    if best.landmarks.corners_px and _darker_than_around(img, best, mm_per_px):
+        why = VIEW_WHY_DARK
+        # bodies darker than what lies just outside them: the frame shows bone dark, or they are not
+        # bodies; refused here, searched for again in the other views (an inverted one among them)
+        words = f"left out: {DARKER_THAN_AROUND}"
+        best = Detection(
+            Landmarks(frame=frame, corners_px={}),
+            {v: words for v in BODIES},
+            (f"no body reported on the frame as given: {DARKER_THAN_AROUND}",),
+        )
     if len(best.landmarks.corners_px) >= MIN_VIEW_BODIES or min(img.shape) < MIN_SIDE_PX:
         return best
     best_view = None
@@ -181,7 +194,7 @@ def detect_landmarks(
         if (
             len(det.landmarks.corners_px) > len(best.landmarks.corners_px)
             and _network_confirms(seen, det, spacing, model_path)
-            and not (view.inverted and _bright_bone_outside(seen, det, spacing))
+            and not _darker_than_around(seen, det, spacing)
         ):
             best, best_view = det, view
             if len(det.landmarks.corners_px) >= VIEW_ENOUGH:
@@ -192,7 +205,7 @@ def detect_landmarks(
     return Detection(
         Landmarks(frame=frame, corners_px=corners, confidence=dict(best.landmarks.confidence)),
         dict(best.missing),
-        (VIEW_FOUND.format(view=best_view.words), *best.warnings),
+        (VIEW_FOUND.format(view=best_view.words, why=why), *best.warnings),
     )
 
 
@@ -208,9 +221,12 @@ TURNED_EVIDENCE = 1.25
 VIEW_ENOUGH = 4
 #: Warning of a detection on another view of the frame (:data:`VIEWS`).
 VIEW_FOUND = (
-    "the bodies were found on the frame {view} (on the frame as given fewer than two were found); their "
+    "the bodies were found on the frame {view} (on the frame as given {why}); their "
     "corners are mapped back to the frame as given (check the levels)"
 )
+#: The reasons :data:`VIEW_FOUND` gives for searching the other views.
+VIEW_WHY_FEW = "fewer than two were found"
+VIEW_WHY_DARK = "those found were darker than what lies just outside them"
 
 
 #: A view's bodies are kept only where the learned network, run on that view, reports at least this many
@@ -279,19 +295,23 @@ def _network_confirms(image: np.ndarray, det: Detection, mm_per_px, model_path) 
 
 
 #: Bands along each side's outward normal (mm from the outline; negative inside) compared by
-#: :func:`_bright_bone_outside`.
+#: :func:`_darker_than_around`.
 INSIDE_BAND_MM = (-2.0, -0.6)
 OUTSIDE_BAND_MM = (1.0, 3.0)
 
 
-def _bright_bone_outside(view_image: np.ndarray, det: Detection, mm_per_px) -> bool:
-    """Whether the bodies ``det`` found on an inverted view (``view_image``) are darker there than what
-    lies just outside them: bone shown bright in the frame as given. Inverted, the inner edge of a bright
-    cortical rim is a step like a body's outline, and outlines were found there, a rim's width too
-    small, with the levels confirmed (7 px on a phantom of this project's acquisition family turned a
-    quarter, whose upright view the C2 test could not check). In the view where bone is bright, a body
-    is brighter than the soft tissue and discs just outside it; decided per side (1-3 mm outside
-    against 0.6-2 mm inside), a body on three sides of four, the view on most of its bodies."""
+def _darker_than_around(view_image: np.ndarray, det: Detection, mm_per_px) -> bool:
+    """Whether the bodies ``det`` found on ``view_image`` (the frame as given, or a view of it) are darker
+    there than what lies just outside them. The detectors look for bone shown bright: a body is
+    brighter than the soft tissue and discs just outside it. Decided per side (1-3 mm outside against
+    0.6-2 mm inside), a body on three sides of four, the detection on most of its bodies.
+
+    Two ways it goes wrong, each seen: on an inverted view of a bone-bright frame, the inner edge of the
+    bright cortical rim is a step like a body's outline, and outlines were found there, a rim's width
+    too small, with the levels confirmed (7 px on a phantom of this project's acquisition family turned
+    a quarter, whose upright view the C2 test could not check); on a bone-dark frame as given, the size
+    search and the network's level move put three bodies at full confidence 110-140 px from the true
+    ones (acquisition phantoms 760013 inverted, 780009)."""
     from dmx.detect.pose import smoothed
     from dmx.detect.refine import SIDES, _outward_normal
 
@@ -317,6 +337,14 @@ def _bright_bone_outside(view_image: np.ndarray, det: Detection, mm_per_px) -> b
             darker += float(prof[inside].mean()) < float(prof[outside].mean())
         votes.append(darker >= 3)
     return bool(votes) and sum(votes) > len(votes) / 2
+
+
+#: Why the bodies found on the frame as given were refused (:func:`_darker_than_around`).
+DARKER_THAN_AROUND = (
+    "the bodies found are darker than what lies just outside them (a vertebral body is brighter than "
+    "the discs and soft tissue around it where bone is shown bright): the frame shows bone dark, or "
+    "they are not bodies"
+)
 
 
 class _View:
