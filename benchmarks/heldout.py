@@ -1,0 +1,221 @@
+"""Sets of appearance-family phantoms drawn with their own generator seed, for held-out checks (#12, #13).
+
+Each set is ``--n`` phantoms from ``dmx.training.fit.training_specs(n, seed=GENERATOR, first_seed=FIRST)``
+with one appearance family's look drawn from each phantom's seed; a set is held out only when it was
+drawn after every choice it is used to judge (the README says which were). Three checks:
+
+``detect``
+    ``dmx analyze``'s detector (:func:`dmx.detect.detect_landmarks`, other views included) on each
+    phantom's reference frame: per phantom the bodies reported (``!`` and the worst corner in px where
+    beyond 3 px) and any warning about another view; then C3-C6 / C2 / C7 right, reports beyond 3 px,
+    corner median and maximum of the right ones, seconds per image. ``--bone-dark`` redraws every
+    phantom of the acquisition look with bone shown dark.
+``rom``
+    Each phantom as a 30-frame cine: landmarks from the detector, tracked and measured; per level the
+    rotation ROM against that from the true corners of every body and (``same``) of the same bodies
+    (the key frames then rest on the same levels, spec section 6), in degrees.
+``grid``
+    Phantoms of the acquisition look drawn with anti-scatter grid lines, tracked from their true corners
+    as 30-frame cines, with and without the grid: per-frame angle error (each level's constant offset
+    removed) p95 and maximum.
+
+Examples (the sets of session 22; ``--cache`` keeps the rendered frames for ``detect``)::
+
+    python benchmarks/heldout.py detect --n 20 --generator 7171 --first 800000 --bone-dark
+    python benchmarks/heldout.py rom --family acquisition --n 20 --generator 7171 --first 800000
+    python benchmarks/heldout.py grid --n 16 --generator 5151 --first 760000
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import time
+from pathlib import Path
+
+import numpy as np
+
+from dmx.anatomy import BODIES
+from dmx.detect import detect_landmarks
+from dmx.landmarks import Landmarks
+from dmx.measure import measure
+from dmx.phantom import draw_appearance, make_phantom
+from dmx.tracking import track
+from dmx.training.fit import training_specs
+
+#: Frames of the cines of ``rom`` and ``grid``.
+CINE_FRAMES = 30
+#: A reported body is right when its worst corner is within this many pixels of the truth.
+RIGHT_PX = 3.0
+
+
+def _display(ph, frame: int | None = None) -> np.ndarray:
+    """Frames (or one frame) in display polarity, as the loader gives them."""
+    f = ph.frames.astype(np.float32) if frame is None else ph.frames[frame].astype(np.float32)
+    if ph.truth["params"]["photometric"] == "MONOCHROME1":
+        f = float((1 << ph.truth["params"]["bits"]) - 1) - f
+    return f
+
+
+def _specs(args, frames: int | None = None) -> list[dict]:
+    out = []
+    for kw in training_specs(args.n, seed=args.generator, first_seed=args.first):
+        look = draw_appearance(args.family, seed=kw["seed"], max_size_px=768)
+        if getattr(args, "bone_dark", False):
+            if look.acquisition is None:
+                raise SystemExit(f"--bone-dark needs a family with the acquisition look, not {args.family}")
+            look = dataclasses.replace(look, acquisition=dataclasses.replace(look.acquisition, inverted=True))
+        kw["appearance"] = look
+        if frames is not None:
+            kw["frames"] = frames
+        out.append(kw)
+    return out
+
+
+def _reference(kw: dict, cache: str | None) -> tuple[np.ndarray, dict, float]:
+    """The reference frame (display polarity), true corners and mean pixel size; cached by keywords."""
+    path = None
+    if cache:
+        key = hashlib.sha1(repr(sorted(kw.items())).encode()).hexdigest()[:16]
+        path = Path(cache) / f"{key}.npz"
+        if path.is_file():
+            d = np.load(path)
+            return d["image"], {v: d["corners"][i] for i, v in enumerate(BODIES)}, float(d["mpp"])
+    ph = make_phantom(**kw)
+    image = _display(ph, kw["reference_frame"])
+    truth = dict(ph.landmarks.corners_px)
+    mpp = float(np.mean(ph.truth["mm_per_px"]))
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(path, image=image, corners=np.stack([truth[v] for v in BODIES]), mpp=mpp)
+    return image, truth, mpp
+
+
+def detect(args) -> None:
+    found = dict.fromkeys(BODIES, 0)
+    wrong, errs, secs, views = 0, [], 0.0, 0
+    for kw in _specs(args):
+        img, truth, mpp = _reference(kw, args.cache)
+        t0 = time.perf_counter()
+        det = detect_landmarks(img, mm_per_px=mpp)
+        secs += time.perf_counter() - t0
+        other = [w for w in det.warnings if w.startswith("the bodies were found on the frame")]
+        views += bool(other)
+        marks = []
+        for v, c in det.landmarks.corners_px.items():
+            e = np.hypot(*(c - truth[v]).T)
+            if e.max() > RIGHT_PX:
+                wrong += 1
+                marks.append(f"{v.value}:{e.max():.0f}!")
+            else:
+                found[v] += 1
+                errs += e.tolist()
+                marks.append(v.value)
+        print(kw["seed"], " ".join(marks) or "-", "|", other[0][:90] if other else "", flush=True)
+    e = np.array(errs) if errs else np.array([np.nan])
+    n = args.n
+    print(
+        f"{args.family}{' bone dark' if args.bone_dark else ''}: "
+        f"C3-C6 {sum(found[b] for b in BODIES[1:5])} of {4 * n}, C2 {found[BODIES[0]]}, "
+        f"C7 {found[BODIES[5]]}, beyond {RIGHT_PX:g} px {wrong}; right ones "
+        f"median {np.nanmedian(e):.2f} max {np.nanmax(e):.2f} px; {views} found on another view; "
+        f"{secs / n:.1f} s per image"
+    )
+
+
+def _rom(frames: np.ndarray, landmarks: Landmarks, mm) -> dict[str, float | None]:
+    got = measure(track(frames, landmarks), mm_per_px=mm)
+    return {k: d.get("rotation_rom_deg") for k, d in got["levels"].items()}
+
+
+def rom(args) -> None:
+    all_d, same_d, studies = [], [], 0
+    for kw in _specs(args, CINE_FRAMES):
+        ph = make_phantom(**kw)
+        ref = kw["reference_frame"]
+        frames = _display(ph)
+        mm = tuple(ph.truth["mm_per_px"])
+        det = detect_landmarks(frames[ref], mm_per_px=mm, frame=ref)
+        if len(det.landmarks.corners_px) < 2:
+            print(kw["seed"], "fewer than two bodies", flush=True)
+            continue
+        studies += 1
+        truth = ph.landmarks.corners_px
+        auto = _rom(frames, det.landmarks, mm)
+        true = _rom(frames, Landmarks(frame=ref, corners_px=dict(truth)), mm)
+        same = _rom(
+            frames, Landmarks(frame=ref, corners_px={v: truth[v] for v in det.landmarks.corners_px}), mm
+        )
+        cells = []
+        for k, g in auto.items():
+            if g is None or true.get(k) is None or same.get(k) is None:
+                continue
+            all_d.append(abs(g - true[k]))
+            same_d.append(abs(g - same[k]))
+            cells.append(f"{k} {g - true[k]:+.2f} (same {g - same[k]:+.2f})")
+        print(kw["seed"], "; ".join(cells), flush=True)
+    a, s = np.array(all_d), np.array(same_d)
+    if not a.size:
+        print("no level measured")
+        return
+    print(
+        f"{args.family}: {studies} studies with two bodies or more, {a.size} levels; |dROM| against every "
+        f"true corner median {np.median(a):.3f} p95 {np.percentile(a, 95):.3f} max {a.max():.3f} deg; "
+        f"against the same bodies' median {np.median(s):.3f} p95 {np.percentile(s, 95):.3f} "
+        f"max {s.max():.3f} deg"
+    )
+
+
+def _angle_errors(kw: dict) -> np.ndarray:
+    ph = make_phantom(**kw)
+    frames = _display(ph)
+    lm = Landmarks(frame=kw["reference_frame"], corners_px=dict(ph.landmarks.corners_px))
+    got = measure(track(frames, lm), mm_per_px=tuple(ph.truth["mm_per_px"]))
+    errs: list[float] = []
+    for lev, d in got["levels"].items():
+        if lev not in ph.truth["levels"]:
+            continue
+        a = np.array([np.nan if x is None else x for x in d["angle_deg"]], float)
+        e = a - np.asarray(ph.truth["levels"][lev]["angle_deg"], float)
+        e = e - np.nanmedian(e)
+        errs += list(np.abs(e[np.isfinite(e)]))
+    return np.array(errs)
+
+
+def grid(args) -> None:
+    args.family = "acquisition"
+    for kw in _specs(args, CINE_FRAMES):
+        acq = kw["appearance"].acquisition
+        if acq.grid_period_px <= 0:
+            continue
+        plain = dataclasses.replace(
+            kw["appearance"], acquisition=dataclasses.replace(acq, grid_amplitude=0.0)
+        )
+        cells = []
+        for look in (kw["appearance"], plain):
+            e = _angle_errors(dict(kw, appearance=look))
+            cells.append(f"p95 {np.percentile(e, 95):.2f} max {e.max():.2f}")
+        print(
+            kw["seed"],
+            f"grid every {acq.grid_period_px:.1f} px ({'vertical' if acq.grid_vertical else 'horizontal'}), "
+            f"amplitude {acq.grid_amplitude:.3f}: with it {cells[0]} deg | without {cells[1]} deg",
+            flush=True,
+        )
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("check", choices=("detect", "rom", "grid"))
+    ap.add_argument("--family", default="acquisition", help="appearance family (detect, rom)")
+    ap.add_argument("--n", type=int, default=20, help="phantoms drawn")
+    ap.add_argument("--generator", type=int, required=True, help="the set's generator seed")
+    ap.add_argument("--first", type=int, required=True, help="the set's first phantom seed")
+    ap.add_argument("--bone-dark", action="store_true", help="detect, rom: every phantom shown bone dark")
+    ap.add_argument("--cache", help="detect: folder keeping the rendered reference frames")
+    args = ap.parse_args()
+    {"detect": detect, "rom": rom, "grid": grid}[args.check](args)
+
+
+if __name__ == "__main__":
+    main()
