@@ -14,6 +14,9 @@ drawn after every choice it is used to judge (the README says which were). Three
     Each phantom as a 30-frame cine: landmarks from the detector, tracked and measured; per level the
     rotation ROM against that from the true corners of every body and (``same``) of the same bodies
     (the key frames then rest on the same levels, spec section 6), in degrees.
+``track``
+    Each phantom as a 30-frame cine tracked from its true corners: per-frame angle error (each level's
+    constant offset removed: the landmarks' own error) p95 and maximum, and the level-frames measured.
 ``grid``
     Phantoms of the acquisition look drawn with anti-scatter grid lines, tracked from their true corners
     as 30-frame cines, with and without the grid: per-frame angle error (each level's constant offset
@@ -23,6 +26,7 @@ Examples (the sets of session 22; ``--cache`` keeps the rendered frames for ``de
 
     python benchmarks/heldout.py detect --n 20 --generator 7171 --first 800000 --bone-dark
     python benchmarks/heldout.py rom --family acquisition --n 20 --generator 7171 --first 800000
+    python benchmarks/heldout.py track --n 20 --generator 7171 --first 800000
     python benchmarks/heldout.py grid --n 16 --generator 5151 --first 760000
 """
 
@@ -167,20 +171,42 @@ def rom(args) -> None:
     )
 
 
-def _angle_errors(kw: dict) -> np.ndarray:
+def _angle_errors(kw: dict, with_count: bool = False):
+    """|per-frame angle error| (deg) of every level and frame measured, each level's constant offset removed,
+    tracked from the true corners; with ``with_count`` also the level-frames the truth has."""
     ph = make_phantom(**kw)
     frames = _display(ph)
     lm = Landmarks(frame=kw["reference_frame"], corners_px=dict(ph.landmarks.corners_px))
     got = measure(track(frames, lm), mm_per_px=tuple(ph.truth["mm_per_px"]))
     errs: list[float] = []
+    total = 0
     for lev, d in got["levels"].items():
         if lev not in ph.truth["levels"]:
             continue
         a = np.array([np.nan if x is None else x for x in d["angle_deg"]], float)
         e = a - np.asarray(ph.truth["levels"][lev]["angle_deg"], float)
-        e = e - np.nanmedian(e)
+        if np.isfinite(e).any():
+            e = e - np.nanmedian(e)
         errs += list(np.abs(e[np.isfinite(e)]))
-    return np.array(errs)
+        total += len(e)
+    return (np.array(errs), total) if with_count else np.array(errs)
+
+
+def track_check(args) -> None:
+    pooled: list[float] = []
+    measured = total = 0
+    for kw in _specs(args, CINE_FRAMES):
+        e, n = _angle_errors(kw, with_count=True)
+        pooled += e.tolist()
+        measured, total = measured + e.size, total + n
+        cell = f"p95 {np.percentile(e, 95):.2f} max {e.max():.2f} deg" if e.size else "nothing measured"
+        print(kw["seed"], f"{cell}; {e.size} of {n} level-frames measured", flush=True)
+    p = np.array(pooled)
+    print(
+        f"{args.family}: per-frame angle error from the true corners median {np.median(p):.3f} "
+        f"p95 {np.percentile(p, 95):.3f} max {p.max():.2f} deg; {measured} of {total} level-frames measured "
+        f"({100 * measured / max(total, 1):.1f} %)"
+    )
 
 
 def grid(args) -> None:
@@ -206,15 +232,15 @@ def grid(args) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("check", choices=("detect", "rom", "grid"))
-    ap.add_argument("--family", default="acquisition", help="appearance family (detect, rom)")
+    ap.add_argument("check", choices=("detect", "rom", "track", "grid"))
+    ap.add_argument("--family", default="acquisition", help="appearance family (detect, rom, track)")
     ap.add_argument("--n", type=int, default=20, help="phantoms drawn")
     ap.add_argument("--generator", type=int, required=True, help="the set's generator seed")
     ap.add_argument("--first", type=int, required=True, help="the set's first phantom seed")
-    ap.add_argument("--bone-dark", action="store_true", help="detect, rom: every phantom shown bone dark")
+    ap.add_argument("--bone-dark", action="store_true", help="detect, rom, track: every phantom bone dark")
     ap.add_argument("--cache", help="detect: folder keeping the rendered reference frames")
     args = ap.parse_args()
-    {"detect": detect, "rom": rom, "grid": grid}[args.check](args)
+    {"detect": detect, "rom": rom, "track": track_check, "grid": grid}[args.check](args)
 
 
 if __name__ == "__main__":
