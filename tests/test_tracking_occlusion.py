@@ -88,6 +88,26 @@ def test_a_body_mostly_behind_a_blade_is_not_followed():
     assert np.isfinite(plain.corners_px[:, c2]).all()
 
 
+def test_a_body_with_a_corner_behind_a_blade_is_not_followed():
+    """A blade over C2's superior corners only (most of C2 in view, so the share test passes): the rest of
+    the body does not pin its rotation, so C2 is not followed where a corner lies behind it; its
+    neighbours are, as without the blade."""
+    s = make_scene(shape=(256, 256), n_frames=6, amplitude_deg=2.0, noise=3.0, seed=2)
+    c2 = s.vertebrae.index(Vertebra.C2)
+    ys = s.landmarks.corners_px[Vertebra.C2][:, 1]
+    rows = int(round(ys.min() + 0.12 * (ys.max() - ys.min())))  # the top 12 %: its superior corners
+    frames = _blade(s.frames, rows)
+    tr = track(frames, s.landmarks)
+    others = [t for t in range(6) if t != s.landmarks.frame]
+    assert all(tr.reason[t][c2] == tracker_mod.CORNER_BEHIND_STATIC for t in others), [
+        tr.reason[t][c2] for t in others
+    ]
+    assert not np.isfinite(tr.corners_px[others, c2]).any()
+    assert np.isfinite(tr.corners_px[:, c2 + 1 :]).all()
+    plain = track(s.frames, s.landmarks)
+    assert np.isfinite(plain.corners_px[:, c2]).all()
+
+
 def test_spread_outliers_rejects_the_neighbours_of_rejected_pixels_only():
     s = make_scene(shape=(160, 160), n_frames=1, noise=2.0, seed=1)
     tpl = make_template(s.frames[0].astype(np.float32), s.landmarks.corners_px[Vertebra.C4], n_levels=1)
