@@ -34,10 +34,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import hashlib
 import time
-from pathlib import Path
 
+import detection  # benchmarks/detection.py: the phantoms' display frames and the frame cache
 import numpy as np
 
 from dmx.anatomy import BODIES
@@ -52,14 +51,6 @@ from dmx.training.fit import training_specs
 CINE_FRAMES = 30
 #: A reported body is right when its worst corner is within this many pixels of the truth.
 RIGHT_PX = 3.0
-
-
-def _display(ph, frame: int | None = None) -> np.ndarray:
-    """Frames (or one frame) in display polarity, as the loader gives them."""
-    f = ph.frames.astype(np.float32) if frame is None else ph.frames[frame].astype(np.float32)
-    if ph.truth["params"]["photometric"] == "MONOCHROME1":
-        f = float((1 << ph.truth["params"]["bits"]) - 1) - f
-    return f
 
 
 def _specs(args, frames: int | None = None) -> list[dict]:
@@ -78,22 +69,9 @@ def _specs(args, frames: int | None = None) -> list[dict]:
 
 
 def _reference(kw: dict, cache: str | None) -> tuple[np.ndarray, dict, float]:
-    """The reference frame (display polarity), true corners and mean pixel size; cached by keywords."""
-    path = None
-    if cache:
-        key = hashlib.sha1(repr(sorted(kw.items())).encode()).hexdigest()[:16]
-        path = Path(cache) / f"{key}.npz"
-        if path.is_file():
-            d = np.load(path)
-            return d["image"], {v: d["corners"][i] for i, v in enumerate(BODIES)}, float(d["mpp"])
-    ph = make_phantom(**kw)
-    image = _display(ph, kw["reference_frame"])
-    truth = dict(ph.landmarks.corners_px)
-    mpp = float(np.mean(ph.truth["mm_per_px"]))
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(path, image=image, corners=np.stack([truth[v] for v in BODIES]), mpp=mpp)
-    return image, truth, mpp
+    """The reference frame (display polarity), true corners and mean pixel size; kept in ``cache``."""
+    detection.CACHE = cache
+    return detection.reference_frame(kw)
 
 
 def detect(args) -> None:
@@ -117,20 +95,16 @@ def detect(args) -> None:
                 errs += e.tolist()
                 marks.append(v.value)
         print(kw["seed"], " ".join(marks) or "-", "|", other[0][:90] if other else "", flush=True)
-    e = np.array(errs) if errs else np.array([np.nan])
+    e = np.array(errs)
+    corners = f"median {np.median(e):.2f} max {e.max():.2f} px" if e.size else "none"
     n = args.n
     print(
         f"{args.family}{' bone dark' if args.bone_dark else ''}: "
         f"C3-C6 {sum(found[b] for b in BODIES[1:5])} of {4 * n}, C2 {found[BODIES[0]]}, "
         f"C7 {found[BODIES[5]]}, beyond {RIGHT_PX:g} px {wrong}; right ones "
-        f"median {np.nanmedian(e):.2f} max {np.nanmax(e):.2f} px; {views} found on another view; "
+        f"{corners}; {views} found on another view; "
         f"{secs / n:.1f} s per image"
     )
-
-
-def _rom(frames: np.ndarray, landmarks: Landmarks, mm) -> dict[str, float | None]:
-    got = measure(track(frames, landmarks), mm_per_px=mm)
-    return {k: d.get("rotation_rom_deg") for k, d in got["levels"].items()}
 
 
 def rom(args) -> None:
@@ -138,7 +112,7 @@ def rom(args) -> None:
     for kw in _specs(args, CINE_FRAMES):
         ph = make_phantom(**kw)
         ref = kw["reference_frame"]
-        frames = _display(ph)
+        frames = detection.display(ph)
         mm = tuple(ph.truth["mm_per_px"])
         det = detect_landmarks(frames[ref], mm_per_px=mm, frame=ref)
         if len(det.landmarks.corners_px) < 2:
@@ -146,9 +120,9 @@ def rom(args) -> None:
             continue
         studies += 1
         truth = ph.landmarks.corners_px
-        auto = _rom(frames, det.landmarks, mm)
-        true = _rom(frames, Landmarks(frame=ref, corners_px=dict(truth)), mm)
-        same = _rom(
+        auto = detection._rom_deg(frames, det.landmarks, mm)
+        true = detection._rom_deg(frames, Landmarks(frame=ref, corners_px=dict(truth)), mm)
+        same = detection._rom_deg(
             frames, Landmarks(frame=ref, corners_px={v: truth[v] for v in det.landmarks.corners_px}), mm
         )
         cells = []
@@ -175,7 +149,7 @@ def _angle_errors(kw: dict, with_count: bool = False):
     """|per-frame angle error| (deg) of every level and frame measured, each level's constant offset removed,
     tracked from the true corners; with ``with_count`` also the level-frames the truth has."""
     ph = make_phantom(**kw)
-    frames = _display(ph)
+    frames = detection.display(ph)
     lm = Landmarks(frame=kw["reference_frame"], corners_px=dict(ph.landmarks.corners_px))
     got = measure(track(frames, lm), mm_per_px=tuple(ph.truth["mm_per_px"]))
     errs: list[float] = []
