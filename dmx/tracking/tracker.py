@@ -226,7 +226,10 @@ BEHIND_STATIC = "behind a collimator blade (too little of it in view)"
 #: A corner behind a blade: the rest of the body, followed alone, misread its rotation by 7-26 degrees on a
 #: development phantom of the acquisition look (760005: C2 with 54-75 % of it in view, each frame's stated
 #: uncertainty about 0.27 degrees), the angles of the body's levels are not measured there.
-CORNER_BEHIND_STATIC = "a corner behind a collimator blade (its outline there not in view)"
+CORNER_BEHIND_STATIC = (
+    "a corner behind a collimator blade or a saturated flat region, or outside the frame (its outline there "
+    "not in view)"
+)
 UNCONFIRMED = "found again under an occluder, no tracked neighbour to confirm it"
 DRAGGED = "under an occluder, and no neighbour clear of it confirms it (dragged?)"
 
