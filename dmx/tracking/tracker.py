@@ -24,7 +24,7 @@ the fit's Hessian, convergence, and a plausible photometric gain. Frames below
 :data:`TRUSTED_QUALITY` (default ``min_quality``) are NaN, with ``reason`` one of
 :data:`LEFT_IMAGE`, :data:`NOT_FOUND`, :data:`DIVERGED`, :data:`IMPLAUSIBLE`,
 :data:`OVERLAP`, :data:`ORDER`, :data:`REFERENCE_OUTSIDE`, :data:`INCONSISTENT`, :data:`BEHIND_STATIC`,
-:data:`UNCONFIRMED`, :data:`DRAGGED`.
+:data:`CORNER_BEHIND_STATIC`, :data:`UNCONFIRMED`, :data:`DRAGGED`.
 """
 
 from __future__ import annotations
@@ -225,7 +225,7 @@ INCONSISTENT = "moved inconsistently with its neighbours (occluded?)"
 BEHIND_STATIC = "behind a collimator blade (too little of it in view)"
 #: A corner behind a blade: the rest of the body, followed alone, misread its rotation by 7-26 degrees on a
 #: development phantom of the acquisition look (760005: C2 with 54-75 % of it in view, each frame's stated
-#: uncertainty about 0.27 degrees), the angles of the body's levels are not measured there.
+#: uncertainty about 0.27 degrees): the body is not followed there, so its levels' angles are null.
 CORNER_BEHIND_STATIC = (
     "a corner behind a collimator blade or a saturated flat region, or outside the frame (its outline there "
     "not in view)"
@@ -1267,7 +1267,8 @@ class _Tracker:
         return _accepted(refit, q)
 
     def check_static(self, t: int, fits: list[_Accepted | None]) -> None:
-        """Reject the bodies of frame ``t`` of which less than ``min_visible`` is clear of a blade.
+        """Reject the bodies of frame ``t`` of which less than ``min_visible`` is clear of a blade, or with a
+        corner behind one (:data:`CORNER_BEHIND_STATIC`).
 
         The templates leave the blade out, so what is left of a body mostly behind one (a strip of it)
         no longer pins its rotation: it is not followed rather than followed wrongly.
