@@ -1130,6 +1130,39 @@ def test_a_bone_dark_frame_with_a_body_under_a_blade():
     assert det.missing[Vertebra.C7] == CUT_BY_FIELD_EDGE
 
 
+def test_a_column_lying_across_the_frame_is_refused_and_searched_turned(phantom, monkeypatch):
+    """A frame turned a quarter where the frame as given reports a column (labelled upside down, C2 on C6,
+    as a 1584 x 1873 acquisition phantom's did at full confidence): it lies across the frame, so it is
+    refused and the turned views searched, which find the column upright."""
+    import dmx.detect as detect_mod
+    from dmx.detect import VIEW_WHY_ACROSS, _lies_across
+
+    img = np.ascontiguousarray(np.rot90(_display(phantom, 3), 1))
+    w = _display(phantom, 3).shape[1]
+    # np.rot90(a, 1)[i, j] = a[j, w - 1 - i]
+    truth = {v: np.stack([c[:, 1], w - 1 - c[:, 0]], 1) for v, c in phantom.landmarks.corners_px.items()}
+    upright = Detection(Landmarks(frame=3, corners_px=dict(phantom.landmarks.corners_px)), {}, ())
+    assert not _lies_across(upright)
+    reversed_labels = dict(zip(BODIES, [truth[v] for v in reversed(BODIES)], strict=True))
+    wrong = Detection(
+        Landmarks(frame=3, corners_px=reversed_labels, confidence=dict.fromkeys(BODIES, 1.0)), {}, ()
+    )
+    assert _lies_across(wrong)
+    real = detect_mod._detect_once
+    calls = []
+
+    def first_pass_wrong(image, **kw):
+        calls.append(image.shape)
+        return wrong if len(calls) == 1 else real(image, **kw)
+
+    monkeypatch.setattr(detect_mod, "_detect_once", first_pass_wrong)
+    det = detect_landmarks(img, mm_per_px=tuple(phantom.truth["mm_per_px"]), frame=3)
+    errs = _errors(det, truth)
+    assert len(errs) >= 5 and max(errs.values()) <= 2.0, (errs, det.missing)
+    (view,) = [x for x in det.warnings if x.startswith("the bodies were found on the frame")]
+    assert "turned" in view and VIEW_WHY_ACROSS in view, view
+
+
 def test_an_upright_frame_is_not_searched_in_other_views(detection):
     assert not any("found on the frame" in w for w in detection.warnings)
 
