@@ -114,7 +114,8 @@ def detect_landmarks(
     A body with a corner at the edge of the exposed field (the image's edge, or a flat band along it: a
     collimator blade) is left out: its outline there is the field's edge, not bone
     (:func:`_cut_by_field_edge`). Bodies darker than what lies just outside them are refused, on the
-    frame as given and on every view (:func:`_darker_than_around`, :data:`DARKER_THAN_AROUND`).
+    frame as given and on every view (:func:`_darker_than_around`, :data:`DARKER_THAN_AROUND`), and so
+    is a column lying across the image (:func:`_lies_across`, :data:`LIES_ACROSS`).
     Where the frame as given reports fewer than two bodies, it is searched again inverted (bone dark,
     as fluoroscopy shows it) and turned a quarter either way (the column across the image), and the
     view reporting the most bodies is kept where the learned network confirms their levels in it
@@ -167,26 +168,28 @@ def detect_landmarks(
     img = np.asarray(image)
     if img.ndim != 2:
         raise ValueError(f"detect_landmarks needs one 2-D frame, got shape {img.shape}")
+    found = _detect_in_views(
+        img, mm_per_px=mm_per_px, frame=frame, model_path=model_path, method=method, mean_of=mean_of
+    )
+    return _cut_by_field_edge(img, found)
+
+
+def _detect_in_views(img: np.ndarray, *, mm_per_px, frame: int, model_path, method, mean_of) -> Detection:
+    """:func:`detect_landmarks` before the field-edge check: the frame as given, then the other views."""
     kw = dict(frame=frame, model_path=model_path, method=method)
     best = _detect_once(img, mm_per_px=mm_per_px, mean_of=mean_of, **kw)
     why = VIEW_WHY_FEW
-    refusal = None
-    if best.landmarks.corners_px and _darker_than_around(img, best, mm_per_px):
-        # bodies darker than what lies just outside them: the frame shows bone dark, or they are not
-        # bodies; refused here, searched for again in the other views (an inverted one among them)
-        why, refusal = VIEW_WHY_DARK, DARKER_THAN_AROUND
-    elif _lies_across(best):
-        # a column lying across the frame: the detectors' levels assume an upright one (a frame turned a
-        # quarter gave a column labelled upside down, C2 on C6); searched for in the turned views
-        why, refusal = VIEW_WHY_ACROSS, LIES_ACROSS
-    if refusal is not None:
+    refused = _refused(img, best, mm_per_px)
+    if refused is not None:
+        # refused here, searched for again in the other views (an inverted and turned ones among them)
+        why, words = refused
         best = Detection(
             Landmarks(frame=frame, corners_px={}),
-            {v: f"left out: {refusal}" for v in BODIES},
-            (f"no body reported on the frame as given: {refusal}",),
+            {v: f"left out: {words}" for v in BODIES},
+            (f"no body reported on the frame as given: {words}",),
         )
     if len(best.landmarks.corners_px) >= MIN_VIEW_BODIES or min(img.shape) < MIN_SIDE_PX:
-        return _cut_by_field_edge(img, best)
+        return best
     best_view = None
     upright = max(
         _column_evidence(v.image(img), mm_per_px, model_path)
@@ -201,23 +204,33 @@ def detect_landmarks(
         if (
             len(det.landmarks.corners_px) > len(best.landmarks.corners_px)
             and _network_confirms(seen, det, spacing, model_path)
-            and not _darker_than_around(seen, det, spacing)
-            and not _lies_across(det)
+            and _refused(seen, det, spacing) is None
         ):
             best, best_view = det, view
             if len(det.landmarks.corners_px) >= VIEW_ENOUGH:
                 break
     if best_view is None:
-        return _cut_by_field_edge(img, best)
+        return best
     corners = {v: best_view.back(c, img.shape) for v, c in best.landmarks.corners_px.items()}
-    return _cut_by_field_edge(
-        img,
-        Detection(
-            Landmarks(frame=frame, corners_px=corners, confidence=dict(best.landmarks.confidence)),
-            dict(best.missing),
-            (VIEW_FOUND.format(view=best_view.words, why=why), *best.warnings),
-        ),
+    return Detection(
+        Landmarks(frame=frame, corners_px=corners, confidence=dict(best.landmarks.confidence)),
+        dict(best.missing),
+        (VIEW_FOUND.format(view=best_view.words, why=why), *best.warnings),
     )
+
+
+def _refused(image: np.ndarray, det: Detection, mm_per_px) -> tuple[str, str] | None:
+    """Why the bodies ``det`` found on ``image`` (the frame as given, or a view of it) are refused, as
+    (the :data:`VIEW_FOUND` reason, the reason given for each body), or None: bodies darker than what lies
+    just outside them (the frame shows bone dark, or they are not bodies: :func:`_darker_than_around`), or
+    a column lying across the image (the detectors' levels assume an upright one: :func:`_lies_across`)."""
+    if not det.landmarks.corners_px:
+        return None
+    if _darker_than_around(image, det, mm_per_px):
+        return VIEW_WHY_DARK, DARKER_THAN_AROUND
+    if _lies_across(det):
+        return VIEW_WHY_ACROSS, LIES_ACROSS
+    return None
 
 
 #: Fewer bodies than this on the frame as given: the other views (:data:`VIEWS`) are searched too.

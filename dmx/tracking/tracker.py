@@ -314,27 +314,27 @@ def _visible(template: Template, a: np.ndarray | None, shape: tuple[int, int]) -
     """Share of the body quadrilateral (or region polygon) inside the frame at pose ``a`` (sampled)."""
     if a is None:
         return 0.0
-    p = _samples(template, a)
+    return float(_in_frame(_samples(template, a), shape).mean())
+
+
+def _in_frame(p: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Which points ``p`` ``(n, 2)`` (x, y) lie within a frame of ``shape`` (rows, columns)."""
     h, w = shape
-    inside = (p[:, 0] >= 0) & (p[:, 0] <= w - 1) & (p[:, 1] >= 0) & (p[:, 1] <= h - 1)
-    return float(inside.mean())
+    return (p[:, 0] >= 0) & (p[:, 0] <= w - 1) & (p[:, 1] >= 0) & (p[:, 1] <= h - 1)
 
 
 def _corner_behind(template: Template, a: np.ndarray, static: np.ndarray) -> bool:
     """Whether a corner of the body quadrilateral at pose ``a`` lies behind the static mask ``static`` (a
     collimator blade, its edge included) or outside the frame."""
     q = np.round(_corners(a, template.quad_px)).astype(np.int64)
-    h, w = static.shape
-    inside = (q[:, 0] >= 0) & (q[:, 0] <= w - 1) & (q[:, 1] >= 0) & (q[:, 1] <= h - 1)
-    return bool(not inside.all() or static[q[:, 1], q[:, 0]].any())
+    return bool(not _in_frame(q, static.shape).all() or static[q[:, 1], q[:, 0]].any())
 
 
 def _clear(template: Template, a: np.ndarray, static: np.ndarray) -> float:
     """Share of the body quadrilateral (or region polygon) at pose ``a`` inside the frame and clear of the
     static mask ``static`` (a collimator blade: :func:`dmx.tracking.robust.static_mask`)."""
     p = np.round(_samples(template, a)).astype(np.int64)
-    h, w = static.shape
-    inside = (p[:, 0] >= 0) & (p[:, 0] <= w - 1) & (p[:, 1] >= 0) & (p[:, 1] <= h - 1)
+    inside = _in_frame(p, static.shape)
     clear = np.zeros(len(p), bool)
     clear[inside] = ~static[p[inside, 1], p[inside, 0]]
     return float(clear.mean())
