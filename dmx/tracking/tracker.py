@@ -472,6 +472,7 @@ def track(
     refit_unreliable: bool = True,
     refit_fine: bool = True,
     average_noisy: bool = True,
+    grid_lines: bool = True,
 ) -> Tracks:
     """Track the four corners of every landmarked vertebral body (and C1, when landmarked) through the cine.
 
@@ -560,6 +561,11 @@ def track(
         bodies' noise (C7 under dense shoulders), on frames averaged over their neighbours moved with it
         (issue #13: :func:`dmx.tracking.temporal.refit_on_averages`; one fit of a noisy frame is pulled
         towards the still shoulders). False: the poses so far.
+    grid_lines : bool
+        First, look for anti-scatter grid lines in the cine (:func:`dmx.tracking.grid.find_grid`: straight,
+        evenly spaced, still) and register frames with them taken out (:func:`dmx.tracking.grid.remove_grid`;
+        issue #13: a body moved by about a line's period is otherwise pulled to put the lines back in
+        place). ``Tracks.grid_lines`` says what was taken out. False: the frames as given.
 
     Returns
     -------
@@ -580,6 +586,13 @@ def track(
     ref = int(landmarks.frame)
     if not 0 <= ref < n_t:
         raise LandmarkError(None, f"landmark reference frame {ref} is outside the cine (frames 0..{n_t - 1})")
+    found_grid = None
+    if grid_lines:
+        from dmx.tracking.grid import find_grid, without_grid
+
+        found_grid = find_grid(frames_arr)
+        if found_grid is not None:
+            frames_arr = without_grid(frames_arr, found_grid)
     fit_options = dict(
         margin_frac=margin_frac,
         blur_sigma_px=blur_sigma_px,
@@ -639,9 +652,12 @@ def track(
                 refit_unreliable=refit_unreliable,
                 refit_fine=refit_fine,
                 average_noisy=False,
+                grid_lines=False,  # the crops are of frames already without them
             )
 
         tracks = refit_on_averages(frames_arr, tracks, landmarks, again, CLEAR_MARGIN)
+    if found_grid is not None:
+        tracks = replace(tracks, grid_lines=found_grid.describe())
     return tracks
 
 

@@ -61,6 +61,9 @@ class Tracks:
         ``angle_uncertainty_deg`` and of the offsets' uncertainty
         (:func:`dmx.measure.uncertainty.rotation_model_sd_deg`,
         :func:`dmx.measure.uncertainty.position_model_frac`).
+    grid_lines : str or None
+        The anti-scatter grid lines taken out of the frames before they were registered, in words
+        (:meth:`dmx.tracking.grid.Grid.describe`); None when the cine showed none.
     """
 
     vertebrae: tuple[Vertebra, ...]
@@ -73,6 +76,7 @@ class Tracks:
     centres_px: np.ndarray | None = None
     rotation_precision_deg: np.ndarray | None = None
     cost_excess: np.ndarray | None = None
+    grid_lines: str | None = None
 
     @property
     def n_frames(self) -> int:
