@@ -419,6 +419,7 @@ def build_measurements(
         "tracking": {
             "smoothing": SMOOTHING_METHOD if smooth_frames else None,
             "window_frames": int(smooth_frames),
+            "grid_lines": tracks.grid_lines,
         },
     }
     for key, value in measured.items():

@@ -514,6 +514,17 @@ def test_methods_state_the_smoothing_when_there_was_some(analysis, html):
     assert "smoothed over 7 frames by a local quadratic fit" in h
 
 
+def test_methods_state_the_grid_lines_taken_out_before_tracking(analysis, html):
+    import dataclasses
+
+    assert "grid lines" not in html
+    words = "anti-scatter grid lines running across, every 4.59 px"
+    tracking = {"smoothing": None, "window_frames": 0, "grid_lines": words}
+    m = dict(analysis.measurements, tracking=tracking)
+    h = render_report(dataclasses.replace(analysis, measurements=m), cine=False)
+    assert f"The cine shows {words}: they were taken out of the frames before the bodies were registered" in h
+
+
 def test_methods_table_gives_every_threshold_a_rule_in_words_and_a_unit(analysis):
     from dmx.measure.config import Thresholds
 
