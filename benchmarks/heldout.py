@@ -18,9 +18,11 @@ drawn after every choice it is used to judge (the README says which were). Three
     Each phantom as a 30-frame cine tracked from its true corners: per-frame angle error (each level's
     constant offset removed: the landmarks' own error) p95 and maximum, and the level-frames measured.
 ``grid``
-    Phantoms of the acquisition look drawn with anti-scatter grid lines, tracked from their true corners
-    as 30-frame cines, with and without the grid: per-frame angle error (each level's constant offset
-    removed) p95 and maximum.
+    Phantoms of the acquisition look drawn with anti-scatter grid lines (``--force-grid``: on every
+    phantom, else those the look drew with lines), tracked from their true corners as 30-frame cines:
+    with the lines left in (``track(grid_lines=False)``), with them found and taken out (the default,
+    :mod:`dmx.tracking.grid`) and drawn without them: per-frame angle error (each level's constant offset
+    removed) p95 and maximum, per phantom and pooled.
 
 Examples (the sets of session 22; ``--cache`` keeps the rendered frames for ``detect``)::
 
@@ -28,6 +30,7 @@ Examples (the sets of session 22; ``--cache`` keeps the rendered frames for ``de
     python benchmarks/heldout.py rom --family acquisition --n 20 --generator 7171 --first 800000
     python benchmarks/heldout.py track --n 20 --generator 7171 --first 800000
     python benchmarks/heldout.py grid --n 16 --generator 5151 --first 760000
+    python benchmarks/heldout.py grid --n 16 --generator 9191 --first 880000 --force-grid
 """
 
 from __future__ import annotations
@@ -145,13 +148,14 @@ def rom(args) -> None:
     )
 
 
-def _angle_errors(kw: dict, with_count: bool = False):
+def _angle_errors(kw: dict, with_count: bool = False, **options):
     """|per-frame angle error| (deg) of every level and frame measured, each level's constant offset removed,
-    tracked from the true corners; with ``with_count`` also the level-frames the truth has."""
+    tracked from the true corners (``options`` to :func:`dmx.tracking.track`); with ``with_count`` also the
+    level-frames the truth has."""
     ph = make_phantom(**kw)
     frames = detection.display(ph)
     lm = Landmarks(frame=kw["reference_frame"], corners_px=dict(ph.landmarks.corners_px))
-    got = measure(track(frames, lm), mm_per_px=tuple(ph.truth["mm_per_px"]))
+    got = measure(track(frames, lm, **options), mm_per_px=tuple(ph.truth["mm_per_px"]))
     errs: list[float] = []
     total = 0
     for lev, d in got["levels"].items():
@@ -183,9 +187,29 @@ def track_check(args) -> None:
     )
 
 
+def _with_grid(kw: dict) -> dict:
+    """``kw`` with anti-scatter grid lines drawn on its acquisition look (period, strength and direction
+    drawn from the phantom's seed, over the acquisition family's ranges) unless it has them already."""
+    acq = kw["appearance"].acquisition
+    if acq.grid_period_px > 0:
+        return kw
+    rng = np.random.default_rng(kw["seed"] + 99)
+    acq = dataclasses.replace(
+        acq,
+        grid_period_px=round(float(rng.uniform(2.2, 6.0)), 3),
+        grid_amplitude=round(float(rng.uniform(0.01, 0.06)), 4),
+        grid_vertical=bool(rng.random() < 0.5),
+    )
+    return dict(kw, appearance=dataclasses.replace(kw["appearance"], acquisition=acq))
+
+
 def grid(args) -> None:
     args.family = "acquisition"
+    pooled: dict[str, list[float]] = {"lines in": [], "lines out": [], "no lines": []}
+    counts = dict.fromkeys(pooled, 0)
     for kw in _specs(args, CINE_FRAMES):
+        if args.force_grid:
+            kw = _with_grid(kw)
         acq = kw["appearance"].acquisition
         if acq.grid_period_px <= 0:
             continue
@@ -193,15 +217,28 @@ def grid(args) -> None:
             kw["appearance"], acquisition=dataclasses.replace(acq, grid_amplitude=0.0)
         )
         cells = []
-        for look in (kw["appearance"], plain):
-            e = _angle_errors(dict(kw, appearance=look))
-            cells.append(f"p95 {np.percentile(e, 95):.2f} max {e.max():.2f}")
+        for name, look, options in (
+            ("lines in", kw["appearance"], {"grid_lines": False}),
+            ("lines out", kw["appearance"], {}),
+            ("no lines", plain, {}),
+        ):
+            e = _angle_errors(dict(kw, appearance=look), **options)
+            pooled[name] += e.tolist()
+            counts[name] += e.size
+            cells.append(f"{name} p95 {np.percentile(e, 95):.2f} max {e.max():.2f} ({e.size})")
         print(
             kw["seed"],
-            f"grid every {acq.grid_period_px:.1f} px ({'vertical' if acq.grid_vertical else 'horizontal'}), "
-            f"amplitude {acq.grid_amplitude:.3f}: with it {cells[0]} deg | without {cells[1]} deg",
+            f"grid every {acq.grid_period_px:.2f} px ({'vertical' if acq.grid_vertical else 'horizontal'}), "
+            f"amplitude {acq.grid_amplitude:.3f}: " + " | ".join(cells) + " deg (level-frames)",
             flush=True,
         )
+    for name, e in pooled.items():
+        p = np.array(e)
+        if p.size:
+            print(
+                f"{name}: per-frame angle error median {np.median(p):.3f} p95 {np.percentile(p, 95):.3f} "
+                f"max {p.max():.2f} deg over {counts[name]} level-frames"
+            )
 
 
 def main() -> None:
@@ -213,6 +250,7 @@ def main() -> None:
     ap.add_argument("--first", type=int, required=True, help="the set's first phantom seed")
     ap.add_argument("--bone-dark", action="store_true", help="detect, rom, track: every phantom bone dark")
     ap.add_argument("--cache", help="detect: folder keeping the rendered reference frames")
+    ap.add_argument("--force-grid", action="store_true", help="grid: draw grid lines on every phantom")
     args = ap.parse_args()
     {"detect": detect, "rom": rom, "track": track_check, "grid": grid}[args.check](args)
 
