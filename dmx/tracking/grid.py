@@ -8,10 +8,14 @@ C5 misread on a frame by 2-3.7 degrees; every other body and frame as without th
 
 :func:`find_grid` looks for the lines in the mean of the frames (the lines add up, the moving anatomy
 blurs) averaged along each axis: a 1-D profile, in whose spectrum a grid is a narrow line far above
-the rest. :func:`remove_grid` takes the lines out of each frame by demodulation: the frame times the
-grid's cosine and sine (each harmonic that stands out), low-passed, is the lines' local amplitude and
-phase (the display's gamma makes their contrast follow the local grey level), and the lines rebuilt
-from it are subtracted. What the anatomy holds at the grid's exact frequency goes with them.
+its surroundings (JPEG's 8 x 8 blocks, which leave such lines at 8/k px, excepted).
+:func:`remove_grid` takes them out of each frame: per pixel, a least-squares fit of a cosine and a sine
+of the grid's period (each harmonic that stands out) to the frame high-passed across the lines, over a
+window of a few periods (the display's gamma makes the lines' contrast follow the local grey level),
+with saturated regions and strong edges left out of the fit (a blade's edge parallel to the lines holds
+the grid's frequency too: on development phantom 900007, taken for lines, it left the lines in at the
+image's side and C7 was pinned, 5 degrees off); the lines rebuilt from the fit are subtracted. What
+the anatomy holds at the grid's exact frequency goes with them.
 """
 
 from __future__ import annotations
@@ -36,6 +40,11 @@ BLOCK_PX, BLOCK_TOLERANCE = 8.0, 0.01
 MAX_HARMONICS = 4
 #: Zero-padding factor of the profile's spectrum (the period falls between the plain bins).
 PAD = 8
+#: A pixel whose high-pass across the lines exceeds this many times the frame's typical (robust sd)
+#: is a strong edge: it and its neighbours within a period are left out of the lines' fit.
+EDGE_SCALES = 4.0
+#: Share of a window that must be fitted for the lines there to be estimated (else left in).
+MIN_SUPPORT = 0.05
 #: Demodulation low-pass: Gaussian sigma across the lines, in periods, and along them, in pixels.
 SIGMA_PERIODS, SIGMA_ALONG_PX = 5.0, 25.0
 
@@ -183,14 +192,40 @@ def _sigmas(grid: Grid, harmonic: int) -> tuple[float, float]:
     return (across, SIGMA_ALONG_PX) if grid.axis == 1 else (SIGMA_ALONG_PX, across)
 
 
+def _saturated_regions(img: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """True on the pixels at the frame's lowest or highest value whose 5 x 5 neighbourhood is all that
+    value (a blade, a burned-out background: :func:`dmx.tracking.robust.static_mask`'s test) and their
+    2-pixel rim. Single pixels clipped in the noise are not regions: the lines are taken out of them like
+    any other (their value had been cut where a line pushed it)."""
+    import cv2
+
+    kernel = np.ones((5, 5), np.uint8)
+    flat = (cv2.dilate(img, kernel) == cv2.erode(img, kernel)) & ((img == lo) | (img == hi))
+    return cv2.dilate(flat.astype(np.uint8), kernel) > 0
+
+
+def _across(a: np.ndarray, grid: Grid, sigma: float) -> np.ndarray:
+    """Gaussian blur of ``a`` across the lines only (sigma in pixels)."""
+    import cv2
+
+    sx, sy = (sigma, 0.1) if grid.axis == 1 else (0.1, sigma)
+    return cv2.GaussianBlur(a, (0, 0), sigmaX=sx, sigmaY=sy, borderType=cv2.BORDER_REFLECT)
+
+
 def remove_grid(frame: np.ndarray, grid: Grid) -> np.ndarray:
     """``frame`` (2-D, any real dtype; not modified) as float32 with ``grid``'s lines taken out.
 
-    Saturated pixels (the frame's lowest and highest value: a collimator blade, a burned-out background)
-    hold no lines and are kept as they are, and left out of the lines' local estimate so that their
-    edge does not ring into the field; the result stays within the frame's range (the tracker finds
-    the blades by their saturated, flat value: :func:`dmx.tracking.robust.static_mask`).
+    The lines' local amplitude and phase (each harmonic) are a least-squares fit of a cosine and a sine
+    of the grid's period to the frame high-passed across the lines, in a window of
+    :data:`SIGMA_PERIODS` periods across and :data:`SIGMA_ALONG_PX` along them, with two kinds of pixel
+    left out of the fit (not of the correction): saturated regions (a collimator blade, a burned-out
+    background: they hold no lines, and keep their value) and, with a period around them, strong edges
+    (a blade's, a bone's: beyond :data:`EDGE_SCALES` times the frame's typical high-pass), whose own
+    content at the grid's frequency would be taken for lines. The result stays within the frame's range
+    (the tracker finds the blades by their saturated, flat value: :func:`dmx.tracking.robust.static_mask`).
     """
+    import cv2
+
     img = np.asarray(frame, dtype=np.float32)
     lo, hi = float(img.min()), float(img.max())
     if not hi > lo:
@@ -198,24 +233,36 @@ def remove_grid(frame: np.ndarray, grid: Grid) -> np.ndarray:
     n = img.shape[grid.axis]
     pos = np.arange(n, dtype=np.float64)
     shape = (n, 1) if grid.axis == 0 else (1, n)
-    live = ((img > lo) & (img < hi)).astype(np.float32)
-    sx, sy = _sigmas(grid, 1)
-    norm = np.maximum(_lowpass(live, sx, sy), 1e-3)
-    # the local level taken off first: near the image's edge (where the window is cut) and a blade's,
-    # a level times the cosine would not average out
-    level = img - _lowpass(img * live, sx, sy) / norm
-    level *= live
+    saturated = _saturated_regions(img, lo, hi)
+    # the lines kept, the level and every slower change taken off
+    high = img - _across(img, grid, grid.period_px)
+    field = ~saturated
+    scale = 1.4826 * float(np.median(np.abs(high[field]))) if field.any() else 0.0
+    strong = (np.abs(high) > EDGE_SCALES * scale) & field
+    reach = max(3, int(round(grid.period_px))) | 1
+    size = (reach, 3) if grid.axis == 1 else (3, reach)
+    strong = cv2.dilate(strong.astype(np.uint8), np.ones(size[::-1], np.uint8)) > 0
+    weight = (field & ~strong).astype(np.float32)
     out = img.copy()
     for h in grid.harmonics:
         phase = 2 * np.pi * h * pos / grid.period_px
         c = np.cos(phase).astype(np.float32).reshape(shape)
         s = np.sin(phase).astype(np.float32).reshape(shape)
         sx, sy = _sigmas(grid, h)
-        norm = np.maximum(_lowpass(live, sx, sy), 1e-3)
-        i = _lowpass(level * c, sx, sy) / norm
-        q = _lowpass(level * s, sx, sy) / norm
-        out -= 2.0 * (i * c + q * s) * live
-    return np.clip(out, lo, hi)
+        wc, ws = weight * c, weight * s
+        # normal equations of (a, b) in a c + b s, per pixel, over the window
+        cc = _lowpass(wc * c, sx, sy)
+        cs = _lowpass(wc * s, sx, sy)
+        ss = _lowpass(weight, sx, sy) - cc
+        hc = _lowpass(wc * high, sx, sy)
+        hs = _lowpass(ws * high, sx, sy)
+        det = cc * ss - cs * cs
+        ok = det > MIN_SUPPORT**2 / 4  # enough of the window fitted (a quarter: both halves of a period)
+        det = np.where(ok, det, 1.0)
+        a = np.where(ok, (ss * hc - cs * hs) / det, 0.0)
+        b = np.where(ok, (cc * hs - cs * hc) / det, 0.0)
+        out -= (a * c + b * s) * field
+    return np.clip(out, lo, hi, out=out)
 
 
 def without_grid(frames: np.ndarray, grid: Grid) -> np.ndarray:
