@@ -11,6 +11,7 @@ Run from the repository root::
     PYTHONPATH=$PWD python benchmarks/tracking.py --appearance all --no-refit-unreliable  # lost stay lost
     PYTHONPATH=$PWD python benchmarks/tracking.py --appearance all --no-refit-fine  # no fine-detail refit
     PYTHONPATH=$PWD python benchmarks/tracking.py --appearance all --no-consistency-weights  # no last refit
+    PYTHONPATH=$PWD python benchmarks/tracking.py --appearance all --no-grid-lines  # grid lines left in
 
 ``--appearance FAMILY[,FAMILY]|all`` tracks one phantom per appearance family
 (:mod:`dmx.phantom.appearance`; the tracker was tuned on the default look only), plus the cases of
@@ -449,6 +450,11 @@ def main(argv: list[str] | None = None) -> int:
         help="track(..., consistency_weights=False): no last refit with the template's pixels weighed by how "
         "steadily they follow the body",
     )
+    p.add_argument(
+        "--no-grid-lines",
+        action="store_true",
+        help="track(..., grid_lines=False): anti-scatter grid lines are left in the frames",
+    )
     p.add_argument("--frames", type=int, default=60, help="with --appearance: frames per phantom (60)")
     p.add_argument("--size", type=int, default=512, help="with --appearance: frame side in px (512)")
     p.add_argument("--processes", type=int, default=1, help="track in this many processes (same figures)")
@@ -460,6 +466,8 @@ def main(argv: list[str] | None = None) -> int:
         TRACK_OPTIONS["refit_fine"] = False
     if args.no_consistency_weights:
         TRACK_OPTIONS["consistency_weights"] = False
+    if args.no_grid_lines:
+        TRACK_OPTIONS["grid_lines"] = False
     if args.appearance is not None:
         from dmx.phantom import parse_families
 

@@ -74,6 +74,7 @@ def test_remove_grid_takes_the_lines_out_and_leaves_a_saturated_blade_as_it_is()
     # and the cine copy keeps the frames' dtype
     cine = without_grid(np.stack([frame, frame]), g)
     assert cine.dtype == np.uint8 and np.abs(cine[1].astype(float) - clean).max() <= 0.5
+    assert np.array_equal(without_grid(np.stack([frame, frame]), g, threads=2), cine)  # same on threads
 
 
 def test_a_blade_edge_parallel_to_the_lines_is_not_taken_for_lines(monkeypatch):

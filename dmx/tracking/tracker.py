@@ -592,7 +592,7 @@ def track(
 
         found_grid = find_grid(frames_arr)
         if found_grid is not None:
-            frames_arr = without_grid(frames_arr, found_grid)
+            frames_arr = without_grid(frames_arr, found_grid, threads=max(threads, processes))
     fit_options = dict(
         margin_frac=margin_frac,
         blur_sigma_px=blur_sigma_px,
