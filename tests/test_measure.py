@@ -254,6 +254,11 @@ def test_summary_lists_levels_curve_and_warnings():
     full = {**run(), "calibration": {"mm_per_px": [0.2, 0.3], "source": "PixelSpacing"}}
     assert "0.2 x 0.3 mm/px [PixelSpacing]" in format_summary(full)
     assert Thresholds().adi_mm == 3.0
+    assert "Tracking:" not in format_summary(full)
+    lines = {**full, "tracking": {"grid_lines": "anti-scatter grid lines running across, every 4.59 px"}}
+    assert "Tracking: anti-scatter grid lines running across, every 4.59 px taken out" in format_summary(
+        lines
+    )
 
 
 def test_summary_does_not_say_none_when_no_flag_could_be_evaluated():

@@ -75,6 +75,9 @@ def format_summary(doc: dict[str, Any]) -> str:
         mm = cal.get("mm_per_px")
         cal_text = "none (mm values not measured)" if mm is None else f"{mm[0]:g} x {mm[1]:g} mm/px"
         lines.append(f"Calibration: {cal_text} [{cal.get('source', '?')}]")
+    grid = (doc.get("tracking") or {}).get("grid_lines")
+    if grid:
+        lines.append(f"Tracking: {grid} taken out of the frames first")
     header = (
         f"{'level':<7}{'ROM deg':>9}{'range deg':>11}{'transl mm':>11}{'transl %':>10}"
         f"{'range mm':>10}{'excurs mm':>11}  flags"
