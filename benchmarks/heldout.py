@@ -16,7 +16,8 @@ drawn after every choice it is used to judge (the README says which were). Three
     (the key frames then rest on the same levels, spec section 6), in degrees.
 ``track``
     Each phantom as a 30-frame cine tracked from its true corners: per-frame angle error (each level's
-    constant offset removed: the landmarks' own error) p95 and maximum, and the level-frames measured.
+    constant offset removed: the landmarks' own error) p95 and maximum, and the level-frames measured;
+    raw tracks, or smoothed over ``--smooth-frames`` frames as ``dmx analyze`` does (5).
 ``grid``
     Phantoms of the acquisition look drawn with anti-scatter grid lines (``--force-grid``: on every
     phantom, else those the look drew with lines), tracked from their true corners as 30-frame cines:
@@ -47,7 +48,7 @@ from dmx.detect import detect_landmarks
 from dmx.landmarks import Landmarks
 from dmx.measure import measure
 from dmx.phantom import draw_appearance, make_phantom
-from dmx.tracking import track
+from dmx.tracking import smooth_tracks, track
 from dmx.training.fit import training_specs
 
 #: Frames of the cines of ``rom`` and ``grid``.
@@ -155,7 +156,11 @@ def _angle_errors(kw: dict, with_count: bool = False, **options):
     ph = make_phantom(**kw)
     frames = detection.display(ph)
     lm = Landmarks(frame=kw["reference_frame"], corners_px=dict(ph.landmarks.corners_px))
-    got = measure(track(frames, lm, **options), mm_per_px=tuple(ph.truth["mm_per_px"]))
+    smooth = options.pop("smooth_frames", 0)
+    tracks = track(frames, lm, **options)
+    if smooth:
+        tracks = smooth_tracks(tracks, window_frames=smooth)
+    got = measure(tracks, mm_per_px=tuple(ph.truth["mm_per_px"]))
     errs: list[float] = []
     total = 0
     for lev, d in got["levels"].items():
@@ -174,7 +179,7 @@ def track_check(args) -> None:
     pooled: list[float] = []
     measured = total = 0
     for kw in _specs(args, CINE_FRAMES):
-        e, n = _angle_errors(kw, with_count=True)
+        e, n = _angle_errors(kw, with_count=True, smooth_frames=args.smooth_frames)
         pooled += e.tolist()
         measured, total = measured + e.size, total + n
         cell = f"p95 {np.percentile(e, 95):.2f} max {e.max():.2f} deg" if e.size else "nothing measured"
@@ -251,6 +256,12 @@ def main() -> None:
     ap.add_argument("--bone-dark", action="store_true", help="detect, rom, track: every phantom bone dark")
     ap.add_argument("--cache", help="detect: folder keeping the rendered reference frames")
     ap.add_argument("--force-grid", action="store_true", help="grid: draw grid lines on every phantom")
+    ap.add_argument(
+        "--smooth-frames",
+        type=int,
+        default=0,
+        help="track: smooth the tracks over this many frames first, as dmx analyze does (5); 0: raw",
+    )
     args = ap.parse_args()
     {"detect": detect, "rom": rom, "track": track_check, "grid": grid}[args.check](args)
 
