@@ -185,6 +185,21 @@ def _permute(tracks: Tracks, index: list[int]) -> Tracks:
     )
 
 
+def _without_grid_lines(images: list[np.ndarray], names: list[str]) -> tuple[list[np.ndarray], str | None]:
+    """Each view with its anti-scatter grid lines taken out (:func:`dmx.tracking.grid.find_grid` on the view
+    alone, :func:`dmx.tracking.grid.remove_grid`), and the lines taken out in words (None: none found).
+    Still lines pull a body registered from one view to the other as they pull a tracked one."""
+    from dmx.tracking.grid import find_grid, remove_grid
+
+    out, said = [], []
+    for image, name in zip(images, names, strict=True):
+        grid = find_grid(image)
+        out.append(image if grid is None else remove_grid(image, grid))
+        if grid is not None:
+            said.append(f"{grid.describe()} ({name})")
+    return out, "; ".join(said) or None
+
+
 def analyze_static(
     paths: list[str | Path] | tuple[str | Path, ...],
     *,
@@ -268,7 +283,9 @@ def analyze_static(
         else float(np.sqrt((ref_spacing[0] * ref_spacing[1]) / (s[0] * s[1])))
         for s in spacings
     ]
+    images, grid_lines = _without_grid_lines(images, [v.path.name for v in study.views])
     tracks, fits = static_tracks(images, ref_lm, given=given, expected_scales=expected)
+    tracks = replace(tracks, grid_lines=grid_lines)
     other_source = "given" if detection is None else "detected"  # a landmark file, or detection
     origin = [
         "reference" if t == ref_lm.frame else other_source if t in given else "registered"

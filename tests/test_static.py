@@ -222,11 +222,29 @@ def test_dicom_pair_landmarks_on_flexion_only_meets_the_target(phantom, frames, 
     assert [v["posture"] for v in m["static"]["views"]] == ["flexion", "extension"]
     assert [v["landmarks"] for v in m["static"]["views"]] == ["reference", "registered"]
     assert any("no neutral view" in w for w in m["warnings"])
+    assert m["tracking"]["grid_lines"] is None
     rot, trans = _errors(
         m["levels"], _truth_levels(truth, ["flexion", "extension"], tuple(phantom.truth["mm_per_px"]))
     )
     assert rot < 0.3
     assert trans < 0.15
+
+
+def test_grid_lines_on_the_views_are_found_taken_out_and_named(phantom, frames, truth, tmp_path):
+    fe = {k: frames[k] for k in ("flexion", "extension")}
+    files = write_static_views(phantom, tmp_path, frames=fe, fmt="png")
+    for path in files.values():  # the same stationary grid on both exposures: lines every 4.6 px
+        img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED).astype(np.float64)
+        lines = 0.02 * float(img.max()) * np.cos(2 * np.pi * np.arange(img.shape[1]) / 4.6)
+        cv2.imwrite(str(path), np.clip(img + lines[None, :], 0, np.iinfo(np.uint16).max).astype(np.uint16))
+    lm = _landmark_file(tmp_path / "lm.json", truth["flexion"])
+    mm = float(phantom.truth["mm_per_px"][0])
+    m = analyze_static([files["flexion"], files["extension"]], landmarks_path=lm, mm_per_px=mm).measurements
+    said = m["tracking"]["grid_lines"]
+    assert said.count("running up and down, every 4.60 px") == 2
+    assert files["flexion"].name in said and files["extension"].name in said
+    rot, trans = _errors(m["levels"], _truth_levels(truth, ["flexion", "extension"], (mm, mm)))
+    assert rot < 0.3 and trans < 0.15
 
 
 def test_png_trio_with_mm_per_px_through_the_cli(phantom, frames, truth, tmp_path):
