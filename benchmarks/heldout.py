@@ -24,6 +24,10 @@ drawn after every choice it is used to judge (the README says which were). Three
     with the lines left in (``track(grid_lines=False)``), with them found and taken out (the default,
     :mod:`dmx.tracking.grid`) and drawn without them: per-frame angle error (each level's constant offset
     removed) p95 and maximum, per phantom and pooled.
+``static-grid``
+    The same phantoms' flexion and extension frames as two static views, the bodies registered from the
+    true corners on flexion as ``dmx analyze`` does for a static study: per-level angle error on the
+    extension view with the lines left in, taken out (each view on its own) and drawn without.
 
 Examples (the sets of session 22; ``--cache`` keeps the rendered frames for ``detect``)::
 
@@ -43,7 +47,7 @@ import time
 import detection  # benchmarks/detection.py: the phantoms' display frames and the frame cache
 import numpy as np
 
-from dmx.anatomy import BODIES
+from dmx.anatomy import BODIES, CORNERS
 from dmx.detect import detect_landmarks
 from dmx.landmarks import Landmarks
 from dmx.measure import measure
@@ -246,9 +250,75 @@ def grid(args) -> None:
             )
 
 
+def _level_angles(corners: np.ndarray) -> np.ndarray:
+    """Angle (deg) between each pair of neighbouring bodies of ``(V, 4, 2)`` corners (CORNERS order):
+    the difference of their directions, each the mean of its two endplates' posterior-to-anterior."""
+    names = [c.value for c in CORNERS]
+    ps, as_, pi, ai = (names.index(k) for k in ("post_sup", "ant_sup", "post_inf", "ant_inf"))
+    v = (corners[:, as_] - corners[:, ps]) + (corners[:, ai] - corners[:, pi])
+    d = np.diff(np.degrees(np.arctan2(v[:, 1], v[:, 0])))
+    return (d + 180.0) % 360.0 - 180.0  # a column turned a quarter crosses arctan2's cut
+
+
+def static_grid(args) -> None:
+    """Flexion and extension frames of each phantom as two static views, the bodies registered from the
+    true corners on flexion (:func:`dmx.static._without_grid_lines`, then
+    :func:`dmx.tracking.views.static_tracks`, as ``dmx analyze`` does): per-level angle error on the
+    extension view, lines left in, taken out, drawn without."""
+    from dmx.static import _without_grid_lines
+    from dmx.tracking.views import static_tracks
+
+    args.family = "acquisition"
+    pooled: dict[str, list[float]] = {"lines in": [], "lines out": [], "no lines": []}
+    for kw in _specs(args, CINE_FRAMES):
+        if args.force_grid:
+            kw = _with_grid(kw)
+        acq = kw["appearance"].acquisition
+        if acq.grid_period_px <= 0:
+            continue
+        plain = dict(
+            kw,
+            appearance=dataclasses.replace(
+                kw["appearance"], acquisition=dataclasses.replace(acq, grid_amplitude=0.0)
+            ),
+        )
+        cells = []
+        for name, spec in (("lines in", kw), ("lines out", kw), ("no lines", plain)):
+            ph = make_phantom(**spec)
+            frames = detection.display(ph)
+            key = ph.truth["key_frames"]
+            f, e = int(key["flexion"]), int(key["extension"])
+            tracks = ph.truth["tracks"]
+            truth = {
+                v: np.array([tracks[v.value][c.value] for c in CORNERS], dtype=float).transpose(1, 0, 2)
+                for v in ph.landmarks.corners_px
+            }
+            views = [frames[f], frames[e]]
+            if name == "lines out":
+                views, _ = _without_grid_lines(views, ["flexion", "extension"])
+            got, _ = static_tracks(views, Landmarks(frame=0, corners_px={v: c[f] for v, c in truth.items()}))
+            err = np.abs(
+                _level_angles(got.corners_px[1])
+                - _level_angles(np.stack([truth[v][e] for v in got.vertebrae]))
+            )
+            err = err[np.isfinite(err)]
+            pooled[name] += err.tolist()
+            cells.append(f"{name} max {err.max():.2f} ({err.size})" if err.size else f"{name} -")
+        print(
+            kw["seed"], f"grid every {acq.grid_period_px:.2f} px: " + " | ".join(cells) + " deg", flush=True
+        )
+    for name, e in pooled.items():
+        p = np.array(e)
+        if p.size:
+            print(
+                f"{name}: level angle error on the registered view median {np.median(p):.3f} "
+                f"p95 {np.percentile(p, 95):.3f} max {p.max():.2f} deg over {p.size} levels"
+            )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("check", choices=("detect", "rom", "track", "grid"))
+    ap.add_argument("check", choices=("detect", "rom", "track", "grid", "static-grid"))
     ap.add_argument("--family", default="acquisition", help="appearance family (detect, rom, track)")
     ap.add_argument("--n", type=int, default=20, help="phantoms drawn")
     ap.add_argument("--generator", type=int, required=True, help="the set's generator seed")
@@ -263,7 +333,8 @@ def main() -> None:
         help="track: smooth the tracks over this many frames first, as dmx analyze does (5); 0: raw",
     )
     args = ap.parse_args()
-    {"detect": detect, "rom": rom, "track": track_check, "grid": grid}[args.check](args)
+    checks = {"detect": detect, "rom": rom, "track": track_check, "grid": grid, "static-grid": static_grid}
+    checks[args.check](args)
 
 
 if __name__ == "__main__":
