@@ -28,9 +28,10 @@ import numpy as np
 MEAN_FRAMES = 60
 #: Periods searched, in pixels (the shortest a sampled line can have, to about 1.5 mm at 0.15 mm/px).
 MIN_PERIOD_PX, MAX_PERIOD_PX = 2.05, 10.0
-#: A line in the profile's spectrum is a grid when its power is this many times the median of the band.
+#: A line in the profile's spectrum is a grid when its power is this many times the spectrum's median
+#: around it (within a fifth of its frequency either side).
 MIN_PEAK_RATIO = 200.0
-#: A harmonic of the grid is taken out too when its own power is this many times the band's median.
+#: A harmonic of the grid is taken out too when its own power is this many times the spectrum around it.
 MIN_HARMONIC_RATIO = 10.0
 #: JPEG's 8 x 8 pixel blocks leave a faint pattern of period 8 / k pixels (k = 1, 2, 3 in the band
 #: searched): a line within this share of such a period, with another of them standing out too
@@ -63,7 +64,7 @@ class Grid:
     harmonics : tuple of int
         The harmonics of ``1 / period_px`` taken out (1 the fundamental), each below the Nyquist limit.
     ratio : float
-        The fundamental's power over the median of the searched band (how plainly it stands out).
+        The fundamental's power over the spectrum's median around it (how plainly it stands out).
     """
 
     axis: int
