@@ -212,28 +212,41 @@ def _with_grid(kw: dict) -> dict:
     return dict(kw, appearance=dataclasses.replace(kw["appearance"], acquisition=acq))
 
 
-def grid(args) -> None:
+def _lined(args):
+    """``(kw, acquisition look, kw drawn without the lines)`` of each phantom of the set with grid lines
+    (``--force-grid``: every phantom, else those the look drew with lines)."""
     args.family = "acquisition"
-    pooled: dict[str, list[float]] = {"lines in": [], "lines out": [], "no lines": []}
-    counts = dict.fromkeys(pooled, 0)
     for kw in _specs(args, CINE_FRAMES):
         if args.force_grid:
             kw = _with_grid(kw)
         acq = kw["appearance"].acquisition
         if acq.grid_period_px <= 0:
             continue
-        plain = dataclasses.replace(
-            kw["appearance"], acquisition=dataclasses.replace(acq, grid_amplitude=0.0)
-        )
+        plain = dataclasses.replace(acq, grid_amplitude=0.0)
+        yield kw, acq, dict(kw, appearance=dataclasses.replace(kw["appearance"], acquisition=plain))
+
+
+def _print_pooled(pooled: dict[str, list[float]], what: str, unit: str) -> None:
+    for name, e in pooled.items():
+        p = np.array(e)
+        if p.size:
+            print(
+                f"{name}: {what} median {np.median(p):.3f} p95 {np.percentile(p, 95):.3f} "
+                f"max {p.max():.2f} deg over {p.size} {unit}"
+            )
+
+
+def grid(args) -> None:
+    pooled: dict[str, list[float]] = {"lines in": [], "lines out": [], "no lines": []}
+    for kw, acq, plain in _lined(args):
         cells = []
-        for name, look, options in (
-            ("lines in", kw["appearance"], {"grid_lines": False}),
-            ("lines out", kw["appearance"], {}),
+        for name, spec, options in (
+            ("lines in", kw, {"grid_lines": False}),
+            ("lines out", kw, {}),
             ("no lines", plain, {}),
         ):
-            e = _angle_errors(dict(kw, appearance=look), **options)
+            e = _angle_errors(spec, **options)
             pooled[name] += e.tolist()
-            counts[name] += e.size
             cells.append(f"{name} p95 {np.percentile(e, 95):.2f} max {e.max():.2f} ({e.size})")
         print(
             kw["seed"],
@@ -241,13 +254,7 @@ def grid(args) -> None:
             f"amplitude {acq.grid_amplitude:.3f}: " + " | ".join(cells) + " deg (level-frames)",
             flush=True,
         )
-    for name, e in pooled.items():
-        p = np.array(e)
-        if p.size:
-            print(
-                f"{name}: per-frame angle error median {np.median(p):.3f} p95 {np.percentile(p, 95):.3f} "
-                f"max {p.max():.2f} deg over {counts[name]} level-frames"
-            )
+    _print_pooled(pooled, "per-frame angle error", "level-frames")
 
 
 def _level_angles(corners: np.ndarray) -> np.ndarray:
@@ -268,20 +275,8 @@ def static_grid(args) -> None:
     from dmx.static import _without_grid_lines
     from dmx.tracking.views import static_tracks
 
-    args.family = "acquisition"
     pooled: dict[str, list[float]] = {"lines in": [], "lines out": [], "no lines": []}
-    for kw in _specs(args, CINE_FRAMES):
-        if args.force_grid:
-            kw = _with_grid(kw)
-        acq = kw["appearance"].acquisition
-        if acq.grid_period_px <= 0:
-            continue
-        plain = dict(
-            kw,
-            appearance=dataclasses.replace(
-                kw["appearance"], acquisition=dataclasses.replace(acq, grid_amplitude=0.0)
-            ),
-        )
+    for kw, acq, plain in _lined(args):
         cells = []
         for name, spec in (("lines in", kw), ("lines out", kw), ("no lines", plain)):
             ph = make_phantom(**spec)
@@ -307,13 +302,7 @@ def static_grid(args) -> None:
         print(
             kw["seed"], f"grid every {acq.grid_period_px:.2f} px: " + " | ".join(cells) + " deg", flush=True
         )
-    for name, e in pooled.items():
-        p = np.array(e)
-        if p.size:
-            print(
-                f"{name}: level angle error on the registered view median {np.median(p):.3f} "
-                f"p95 {np.percentile(p, 95):.3f} max {p.max():.2f} deg over {p.size} levels"
-            )
+    _print_pooled(pooled, "level angle error on the registered view", "levels")
 
 
 def main() -> None:
