@@ -102,6 +102,13 @@ def _background(power: np.ndarray, k: int) -> float:
     return float(np.median(near)) if near.size else float("inf")
 
 
+def _near_line(power: np.ndarray, j: int) -> float:
+    """How far the strongest bin within ``PAD`` of bin ``j`` stands above the spectrum around ``j``: a line
+    expected at ``j`` (a harmonic, another period of JPEG's blocks), its sub-bin place unknown."""
+    near = power[max(j - PAD, 0) : j + PAD + 1]
+    return float(near.max()) / _background(power, j) if near.size else 0.0
+
+
 def _strongest_line(power: np.ndarray, band: np.ndarray) -> tuple[int, float]:
     """The bin of ``band`` standing out most above its surroundings (a local maximum), and by how much."""
     best, best_ratio = -1, 0.0
@@ -118,18 +125,13 @@ def _strongest_line(power: np.ndarray, band: np.ndarray) -> tuple[int, float]:
 def _jpeg_blocks(f: np.ndarray, power: np.ndarray, k: int) -> bool:
     """Whether the line at bin ``k`` is the 8 x 8 block pattern of JPEG compression: at a period of
     8 / n pixels, with another 8 / m standing out too."""
-    periods = [BLOCK_PX / n for n in (1, 2, 3) if BLOCK_PX / n <= MAX_PERIOD_PX]
+    periods = [BLOCK_PX / n for n in (1, 2, 3) if MIN_PERIOD_PX <= BLOCK_PX / n <= MAX_PERIOD_PX]
     at = [p for p in periods if abs(1.0 / f[k] - p) <= BLOCK_TOLERANCE * p]
     if not at:
         return False
     step = f[1] - f[0]
-    for p in periods:
-        if p == at[0] or not MIN_PERIOD_PX <= p:
-            continue
-        j = int(round(1.0 / p / step))
-        if float(power[max(j - PAD, 0) : j + PAD + 1].max()) / _background(power, j) >= MIN_HARMONIC_RATIO:
-            return True
-    return False
+    others = [p for p in periods if p != at[0]]
+    return any(_near_line(power, int(round(1.0 / p / step))) >= MIN_HARMONIC_RATIO for p in others)
 
 
 def find_grid(frames: np.ndarray) -> Grid | None:
@@ -162,9 +164,7 @@ def find_grid(frames: np.ndarray) -> Grid | None:
             fh = h * freq
             if fh >= 0.5 - 2.0 / mean.shape[axis]:
                 break
-            j = int(round(fh / (f[1] - f[0])))
-            near = power[max(j - PAD, 0) : j + PAD + 1]
-            if near.size and float(near.max()) / _background(power, j) >= MIN_HARMONIC_RATIO:
+            if _near_line(power, int(round(fh / (f[1] - f[0])))) >= MIN_HARMONIC_RATIO:
                 harmonics.append(h)
         if best is None or ratio > best.ratio:
             best = Grid(axis=axis, period_px=1.0 / freq, harmonics=tuple(harmonics), ratio=ratio)
@@ -193,16 +193,15 @@ def _sigmas(grid: Grid, harmonic: int) -> tuple[float, float]:
     return (across, SIGMA_ALONG_PX) if grid.axis == 1 else (SIGMA_ALONG_PX, across)
 
 
-def _saturated_regions(img: np.ndarray, lo: float, hi: float) -> np.ndarray:
-    """True on the pixels at the frame's lowest or highest value whose 5 x 5 neighbourhood is all that
-    value (a blade, a burned-out background: :func:`dmx.tracking.robust.static_mask`'s test) and their
-    2-pixel rim. Single pixels clipped in the noise are not regions: the lines are taken out of them like
-    any other (their value had been cut where a line pushed it)."""
+def _saturated_regions(img: np.ndarray) -> np.ndarray:
+    """The saturated, flat regions of ``img`` (float32: :func:`dmx.tracking.robust.flat_saturated`, the
+    static mask's test) with their 2-pixel rim back. Single pixels clipped in the noise are not regions:
+    the lines are taken out of them like any other (their value had been cut where a line pushed it)."""
     import cv2
 
-    kernel = np.ones((5, 5), np.uint8)
-    flat = (cv2.dilate(img, kernel) == cv2.erode(img, kernel)) & ((img == lo) | (img == hi))
-    return cv2.dilate(flat.astype(np.uint8), kernel) > 0
+    from dmx.tracking.robust import flat_saturated
+
+    return cv2.dilate(flat_saturated(img).astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
 
 
 def _across(a: np.ndarray, grid: Grid, sigma: float) -> np.ndarray:
@@ -234,7 +233,7 @@ def remove_grid(frame: np.ndarray, grid: Grid) -> np.ndarray:
     n = img.shape[grid.axis]
     pos = np.arange(n, dtype=np.float64)
     shape = (n, 1) if grid.axis == 0 else (1, n)
-    saturated = _saturated_regions(img, lo, hi)
+    saturated = _saturated_regions(img)
     # the lines kept, the level and every slower change taken off
     high = img - _across(img, grid, grid.period_px)
     field = ~saturated

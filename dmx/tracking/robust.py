@@ -22,6 +22,16 @@ import numpy as np
 MIN_STATIC_SHARE = 0.002
 
 
+def flat_saturated(image: np.ndarray) -> np.ndarray:
+    """``(H, W)`` True on the pixels at ``image``'s lowest or highest value whose 5 x 5 neighbourhood all
+    has that value: saturated, perfectly flat (a collimator blade, a burned-out background), less a
+    2-pixel rim. A single pixel clipped in the noise is not such a region. ``image``: float32."""
+    lo, hi = float(image.min()), float(image.max())
+    kernel = np.ones((5, 5), np.uint8)
+    flat = cv2.dilate(image, kernel) == cv2.erode(image, kernel)
+    return flat & ((image == lo) | (image == hi))
+
+
 def static_mask(reference: np.ndarray, *, pad_px: int = 3) -> np.ndarray | None:
     """Pixels of ``reference`` in saturated, perfectly flat regions (collimator blades), dilated.
 
@@ -40,12 +50,9 @@ def static_mask(reference: np.ndarray, *, pad_px: int = 3) -> np.ndarray | None:
         templates are unchanged).
     """
     ref = np.asarray(reference, dtype=np.float32)
-    lo, hi = float(ref.min()), float(ref.max())
-    if not hi > lo:
+    if not float(ref.max()) > float(ref.min()):
         return None
-    kernel = np.ones((5, 5), np.uint8)
-    flat = cv2.dilate(ref, kernel) == cv2.erode(ref, kernel)
-    flat &= (ref == lo) | (ref == hi)
+    flat = flat_saturated(ref)
     if flat.sum() < MIN_STATIC_SHARE * ref.size:
         return None
     # the 5x5 test leaves out a 2-pixel rim of the flat region: add it back with the padding
