@@ -522,7 +522,8 @@ def test_methods_state_the_grid_lines_taken_out_before_tracking(analysis, html):
     tracking = {"smoothing": None, "window_frames": 0, "grid_lines": words}
     m = dict(analysis.measurements, tracking=tracking)
     h = render_report(dataclasses.replace(analysis, measurements=m), cine=False)
-    assert f"The images show {words}: they were taken out of the images before the bodies were registered" in h
+    said = f"The images show {words}: they were taken out of the images before the bodies were registered"
+    assert said in h
 
 
 def test_methods_table_gives_every_threshold_a_rule_in_words_and_a_unit(analysis):
