@@ -51,7 +51,9 @@ from dmx.anatomy import BODIES, CORNERS
 from dmx.detect import detect_landmarks
 from dmx.landmarks import Landmarks
 from dmx.measure import measure
+from dmx.measure.geometry import inferior_endplate, signed_angle_deg, superior_endplate
 from dmx.phantom import draw_appearance, make_phantom
+from dmx.phantom.appearance import GRID_AMPLITUDE, GRID_PERIOD_PX
 from dmx.tracking import smooth_tracks, track
 from dmx.training.fit import training_specs
 
@@ -205,8 +207,8 @@ def _with_grid(kw: dict) -> dict:
     rng = np.random.default_rng(kw["seed"] + 99)
     acq = dataclasses.replace(
         acq,
-        grid_period_px=round(float(rng.uniform(2.2, 6.0)), 3),
-        grid_amplitude=round(float(rng.uniform(0.01, 0.06)), 4),
+        grid_period_px=round(float(rng.uniform(*GRID_PERIOD_PX)), 3),
+        grid_amplitude=round(float(rng.uniform(*GRID_AMPLITUDE)), 4),
         grid_vertical=bool(rng.random() < 0.5),
     )
     return dict(kw, appearance=dataclasses.replace(kw["appearance"], acquisition=acq))
@@ -258,13 +260,9 @@ def grid(args) -> None:
 
 
 def _level_angles(corners: np.ndarray) -> np.ndarray:
-    """Angle (deg) between each pair of neighbouring bodies of ``(V, 4, 2)`` corners (CORNERS order):
-    the difference of their directions, each the mean of its two endplates' posterior-to-anterior."""
-    names = [c.value for c in CORNERS]
-    ps, as_, pi, ai = (names.index(k) for k in ("post_sup", "ant_sup", "post_inf", "ant_inf"))
-    v = (corners[:, as_] - corners[:, ps]) + (corners[:, ai] - corners[:, pi])
-    d = np.diff(np.degrees(np.arctan2(v[:, 1], v[:, 0])))
-    return (d + 180.0) % 360.0 - 180.0  # a column turned a quarter crosses arctan2's cut
+    """Segmental angle (deg, spec section 4: ``ang(sup(L), inf(U))``) of each pair of neighbouring bodies of
+    ``(V, 4, 2)`` corners; the facing sign left at +1 (only differences of two columns are taken)."""
+    return signed_angle_deg(superior_endplate(corners[1:]), inferior_endplate(corners[:-1]), h=1)
 
 
 def static_grid(args) -> None:

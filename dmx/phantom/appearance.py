@@ -246,6 +246,12 @@ class ProcessingLook:
         )
 
 
+#: The acquisition look's anti-scatter grid lines: period (px) and strength (log attenuation) are drawn
+#: uniformly from these ranges.
+GRID_PERIOD_PX = (2.2, 6.0)
+GRID_AMPLITUDE = (0.01, 0.06)
+
+
 @dataclass(frozen=True)
 class AcquisitionLook:
     """The acquisition and what is burned into the image.
@@ -314,8 +320,8 @@ class AcquisitionLook:
             inverted=bool(rng.random() < 0.3),
             collimator=coll,  # type: ignore[arg-type]
             collimator_white=bool(rng.random() < 0.7),
-            grid_period_px=round(float(rng.uniform(2.2, 6.0)), 3) if grid else 0.0,
-            grid_amplitude=round(float(rng.uniform(0.01, 0.06)), 4),
+            grid_period_px=round(float(rng.uniform(*GRID_PERIOD_PX)), 3) if grid else 0.0,
+            grid_amplitude=round(float(rng.uniform(*GRID_AMPLITUDE)), 4),
             grid_vertical=bool(rng.random() < 0.5),
             text=bool(rng.random() < 0.8),
             ruler=bool(rng.random() < 0.5),
