@@ -28,6 +28,14 @@ drawn after every choice it is used to judge (the README says which were). Three
     The same phantoms' flexion and extension frames as two static views, the bodies registered from the
     true corners on flexion as ``dmx analyze`` does for a static study: per-level angle error on the
     extension view with the lines left in, taken out (each view on its own) and drawn without.
+``static``
+    Each phantom's flexion and extension frames as two static views (any family), registered from the
+    true corners on flexion exactly as ``dmx analyze`` does (grid lines taken out,
+    :func:`dmx.tracking.views.static_tracks`): per phantom the bodies found of those inside the
+    extension view and the worst corner; pooled the per-level angle error on the extension view
+    (median / p95 / max), bodies found, and bodies reported beyond 2 px (wrong with confidence).
+    ``--keep-still`` keeps in the templates what is at the same place on both views (as before
+    session 24).
 
 Examples (the sets of session 22; ``--cache`` keeps the rendered frames for ``detect``)::
 
@@ -303,9 +311,66 @@ def static_grid(args) -> None:
     _print_pooled(pooled, "level angle error on the registered view", "levels")
 
 
+def static_check(args) -> None:
+    from dmx.static import _without_grid_lines
+    from dmx.tracking.views import static_tracks
+
+    angle_err: list[float] = []
+    found = inside = wrong = 0
+    corner: list[float] = []
+    for kw in _specs(args, CINE_FRAMES):
+        ph = make_phantom(**kw)
+        frames = detection.display(ph)
+        key = ph.truth["key_frames"]
+        f, e = int(key["flexion"]), int(key["extension"])
+        tracks = ph.truth["tracks"]
+        truth = {
+            v: np.array([tracks[v.value][c.value] for c in CORNERS], dtype=float).transpose(1, 0, 2)
+            for v in ph.landmarks.corners_px
+        }
+        views, _ = _without_grid_lines([frames[f], frames[e]], ["flexion", "extension"])
+        got, _ = static_tracks(
+            views,
+            Landmarks(frame=0, corners_px={v: c[f] for v, c in truth.items()}),
+            leave_out_still=not args.keep_still,
+        )
+        h, w = frames.shape[1:]
+        cells = []
+        for i, v in enumerate(got.vertebrae):
+            t = truth[v][e]
+            if not (np.isfinite(t).all() and t.min() >= 0 and t[:, 0].max() < w and t[:, 1].max() < h):
+                continue
+            inside += 1
+            err = float(np.linalg.norm(got.corners_px[1, i] - t, axis=1).max())
+            if np.isfinite(err):
+                found += 1
+                corner.append(err)
+                wrong += err > 2.0
+                cells.append(f"{v.value} {err:.1f}{'!' if err > 2.0 else ''}")
+            else:
+                cells.append(f"{v.value} -")
+        la = np.abs(
+            _level_angles(got.corners_px[1]) - _level_angles(np.stack([truth[v][e] for v in got.vertebrae]))
+        )
+        la = la[np.isfinite(la)]
+        angle_err += la.tolist()
+        worst = f"level max {la.max():.2f} deg" if la.size else "no level"
+        print(kw["seed"], f"{w}x{h}", " ".join(cells), f"px; {worst}", flush=True)
+    c = np.array(corner)
+    print(
+        f"bodies found {found} of {inside} inside the extension view; reported beyond 2 px: {wrong}; "
+        + (
+            f"corner median {np.median(c):.2f} p95 {np.percentile(c, 95):.2f} max {c.max():.2f} px"
+            if c.size
+            else ""
+        )
+    )
+    _print_pooled({"static": angle_err}, "level angle error on the registered view", "levels")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("check", choices=("detect", "rom", "track", "grid", "static-grid"))
+    ap.add_argument("check", choices=("detect", "rom", "track", "grid", "static-grid", "static"))
     ap.add_argument("--family", default="acquisition", help="appearance family (detect, rom, track)")
     ap.add_argument("--n", type=int, default=20, help="phantoms drawn")
     ap.add_argument("--generator", type=int, required=True, help="the set's generator seed")
@@ -314,13 +379,23 @@ def main() -> None:
     ap.add_argument("--cache", help="detect: folder keeping the rendered reference frames")
     ap.add_argument("--force-grid", action="store_true", help="grid: draw grid lines on every phantom")
     ap.add_argument(
+        "--keep-still", action="store_true", help="static: keep still structures in the templates"
+    )
+    ap.add_argument(
         "--smooth-frames",
         type=int,
         default=0,
         help="track: smooth the tracks over this many frames first, as dmx analyze does (5); 0: raw",
     )
     args = ap.parse_args()
-    checks = {"detect": detect, "rom": rom, "track": track_check, "grid": grid, "static-grid": static_grid}
+    checks = {
+        "detect": detect,
+        "rom": rom,
+        "track": track_check,
+        "grid": grid,
+        "static-grid": static_grid,
+        "static": static_check,
+    }
     checks[args.check](args)
 
 

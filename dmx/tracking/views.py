@@ -21,6 +21,12 @@ prediction does not apply, so each body is found on each other view in three ste
    view (the median over its bodies) as the tracker measures it on the frames next to the
    reference. A body below :data:`dmx.tracking.TRUSTED_QUALITY`, or
    out of order or overlapping with a neighbour, is ``NaN`` with a reason, never guessed.
+
+Structures that do not move with the patient between the exposures (the shoulders over C7, a collimator
+blade, burned-in text: at the same place on both views) are left out of every body's refinement
+template (:func:`still_structure`). A template whose strongest structure is the shoulders' edge crossing
+C7 otherwise matches that edge on the other view, at high confidence, with C7 several pixels and
+degrees off.
 """
 
 from __future__ import annotations
@@ -45,6 +51,13 @@ from dmx.tracking.types import Tracks
 
 #: Reason of a body the coarse search found nowhere on a view (no candidate fits the chain).
 NOT_IN_VIEW = "not found on this view"
+
+#: Reason of a body found on a view at a place where a neighbour fits about as well: the bodies look
+#: alike there and the column could be a level off, so which body it is cannot be told.
+LEVEL_AMBIGUOUS = "a neighbouring body fits this view as well (which level it is is uncertain)"
+
+#: Reason of a body found on a view that, registered back onto the reference view, lands elsewhere.
+NOT_CONFIRMED = "registered back onto the reference view it does not land on itself"
 
 #: Coarse search image: a body about this many pixels across.
 COARSE_BODY_PX = 16.0
@@ -124,6 +137,38 @@ class _Candidate:
     score: float
 
 
+def still_structure(
+    reference: np.ndarray, view: np.ndarray, body_px: float, *, noise_sd: float = 3.0, changed: float = 0.3
+) -> np.ndarray | None:
+    """Pixels of ``reference`` whose structure is the same at the same place on ``view``: what did not
+    move between the exposures.
+
+    Both images are band-passed as the refinement sees them (Gaussian sigma 1 px less a blur of a tenth of
+    a body); a pixel is still where the reference's band-pass exceeds ``noise_sd`` times its noise (a robust
+    standard deviation over the image) and the view's differs from it by less than ``changed`` of it,
+    dilated by one pixel. A body that moves between the views keeps almost none of its own pixels (it has
+    moved, or turned: its edges are not where they were). None when the views differ in size (no common
+    pixel grid).
+
+    Returns
+    -------
+    numpy.ndarray or None
+        ``(H, W)`` bool.
+    """
+    if reference.shape != view.shape:
+        return None
+    sigma = max(2.0, 0.1 * float(body_px))
+    a = np.asarray(reference, dtype=np.float32)
+    b = np.asarray(view, dtype=np.float32)
+    ha = cv2.GaussianBlur(a, (0, 0), 1.0) - cv2.GaussianBlur(a, (0, 0), sigma)
+    hb = cv2.GaussianBlur(b, (0, 0), 1.0) - cv2.GaussianBlur(b, (0, 0), sigma)
+    noise = 1.4826 * float(np.median(np.abs(ha - np.median(ha))))
+    if not noise > 0:
+        return None
+    still = (np.abs(ha) > noise_sd * noise) & (np.abs(ha - hb) < changed * np.abs(ha))
+    return cv2.dilate(still.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+
+
 def _candidates(
     ref_low: np.ndarray,
     view_low: np.ndarray,
@@ -198,8 +243,8 @@ def _chain(
     *,
     max_level_rotation_deg: float,
     missing_score: float,
-) -> list[_Candidate | None]:
-    """Choose one candidate (or none) per body, top to bottom, by dynamic programming."""
+) -> tuple[list[_Candidate | None], float]:
+    """One candidate (or none) per body, top to bottom, by dynamic programming; and the chain's cost."""
     n = len(cands)
     states = [[*c, None] for c in cands]
     cost = [np.array([-(s.score if s is not None else missing_score) for s in states[0]])]
@@ -238,7 +283,7 @@ def _chain(
         chosen[i] = states[i][j]
         if i > 0:
             j = int(back[i - 1][j])
-    return chosen
+    return chosen, float(np.min(cost[-1]))
 
 
 def _similarity(
@@ -262,16 +307,22 @@ def _refine_scale(
     *,
     span: float = 0.06,
     step: float = 0.02,
+    min_quality: float = TRUSTED_QUALITY,
 ) -> tuple[float, np.ndarray, list[Fit | None]]:
     """The view's scale to within a fraction of a per cent: the bodies' rigid fits over scales
-    ``scale * (1 +- span)``; the best has the smallest robust residual (in the reference's intensity
-    units), refined by a parabola through the best three. (The correlation over the inliers is flat
-    in scale: a wrong scale loses inliers, not correlation.)"""
+    ``scale * (1 +- span)``; the best has the smallest robust residual, refined by a parabola through
+    the best three. (The correlation over the inliers is flat in scale: a wrong scale loses inliers,
+    not correlation.)
 
-    def fits_at(s: float, start_scale: float, start: list[Fit | None]) -> tuple[float, np.ndarray, list]:
+    Only bodies trusted at some scale (quality >= ``min_quality``) vote, each by its residual relative to
+    its own smallest, combined by the median: one body matched to the wrong place (its residual a hundred
+    times the others', and as noisy) must not choose the scale of the whole view. With no trusted body
+    the scale stays as it is."""
+
+    def fits_at(s: float, start_scale: float, start: list[Fit | None]) -> tuple[np.ndarray, np.ndarray, list]:
         work = _resample(img, s)
         out: list[Fit | None] = []
-        z = []
+        z = np.full((2, len(start)), np.nan)  # residual / gain, quality
         for i, f in enumerate(start):
             tpl = templates[i]
             if f is None or tpl is None or not np.all(np.isfinite(f.transform)):
@@ -285,11 +336,22 @@ def _refine_scale(
             fit = register(tpl, FrameROI(work, box, tpl), init, max_iterations=20, first_level=1)
             out.append(fit)
             if np.isfinite(fit.residual_scale) and fit.gain > 0:
-                z.append(-fit.residual_scale / fit.gain)
-        return (float(np.mean(z)) if z else -np.inf), work, out
+                z[:, i] = fit.residual_scale / fit.gain, _quality(fit, min_visible=0.6)
+        return z, work, out
 
     grid = [scale * (1.0 + d) for d in np.arange(-span, span + 1e-9, step)]
-    scores = [fits_at(s, scale, first)[0] for s in grid]
+    zq = np.stack([fits_at(s, scale, first)[0] for s in grid])  # (scales, 2, bodies)
+    with np.errstate(invalid="ignore"):
+        voters = np.flatnonzero(np.nanmax(np.nan_to_num(zq[:, 1], nan=0.0), axis=0) >= min_quality)
+    if voters.size == 0:
+        return float(scale), _resample(img, scale), first
+    z = zq[:, 0][:, voters]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rel = z / np.nanmin(z, axis=0)
+    scores = []
+    for r in rel:
+        r = r[np.isfinite(r)]
+        scores.append(-float(np.median(r)) if r.size else -np.inf)
     k = int(np.argmax(scores))
     best = grid[k]
     if 0 < k < len(grid) - 1 and all(np.isfinite(scores[k - 1 : k + 2])):
@@ -299,6 +361,56 @@ def _refine_scale(
             best = grid[k] + 0.5 * (y0 - y2) / denom * (grid[k + 1] - grid[k])
     _, work, fits = fits_at(best, scale, first)
     return float(best), work, fits
+
+
+def _candidate_template(template: Template | None, view_residual: float | None) -> Template | None:
+    """``template`` expecting the residual of a good match between the two views (never less than its
+    own; unchanged when that residual is unknown or absurd, over 20 times its own)."""
+    if template is None or view_residual is None:
+        return template
+    if template.residual_scale < view_residual < 20.0 * template.residual_scale:
+        return replace(template, residual_scale=view_residual)
+    return template
+
+
+def _as_candidate(fit: Fit, centre_ref: np.ndarray, scale: float, cand_scale: float) -> _Candidate:
+    """A refined fit (on the view resampled by ``scale``) as a chain candidate scored by its quality."""
+    a = fit.transform
+    moved = a[:2, :2] @ centre_ref + a[:2, 2]
+    angle = math.degrees(math.atan2(a[1, 0], a[0, 0]))
+    return _Candidate(moved * scale, angle, cand_scale, _quality(fit, min_visible=0.6))
+
+
+def _ambiguous(
+    cands: list[list[_Candidate]],
+    picked: list[_Candidate | None],
+    centres_ref: list[np.ndarray],
+    sizes: list[float],
+    scale: float,
+    *,
+    max_level_rotation_deg: float,
+    margin: float = 0.3,
+) -> list[bool]:
+    """Which picked bodies are not unique: the best chain with that body kept away from its place
+    (a quarter of its size) costs less than ``margin`` more than the chosen one.
+
+    Bodies that look alike (the same size and texture at this resolution) let the chain be shifted by a
+    level at almost no cost: each body on its neighbour's place, with a refined quality 0.01 below its
+    own (held-out phantoms of every family, session 24: C3-C5 130 px off at quality 0.97). A body whose
+    level is unique costs its whole quality (and more) to move."""
+    _, base = _chain(cands, centres_ref, max_level_rotation_deg=max_level_rotation_deg, missing_score=0.25)
+    out = [False] * len(cands)
+    for i, c in enumerate(picked):
+        if c is None:
+            continue
+        radius = 0.25 * sizes[i] * scale
+        without = list(cands)
+        without[i] = [k for k in cands[i] if np.linalg.norm(k.centre_px - c.centre_px) > radius]
+        _, cost = _chain(
+            without, centres_ref, max_level_rotation_deg=max_level_rotation_deg, missing_score=0.25
+        )
+        out[i] = cost - base < margin
+    return out
 
 
 def register_views(
@@ -318,6 +430,8 @@ def register_views(
     min_quality: float = TRUSTED_QUALITY,
     max_overlap: float = 0.1,
     refine_scale: bool = True,
+    leave_out_still: bool = True,
+    confirm: bool = True,
 ) -> ViewFit:
     """Find every landmarked body of ``reference`` on another static ``view``.
 
@@ -355,6 +469,14 @@ def register_views(
     refine_scale : bool
         Refine the view's scale (magnification ratio) beyond the coarse search's steps, by the
         bodies' correlation over scales within 6 % (one scale for the whole view).
+    leave_out_still : bool
+        Leave what is at the same place on both views (:func:`still_structure`: the shoulders, blades,
+        text) out of the refinement templates (views of the same size only).
+    confirm : bool
+        Register the bodies found back from ``view`` onto ``reference`` (the same search, roles swapped)
+        and keep only those that land on their own landmarks (within a tenth of their size, at least
+        1.5 px): a body found on a neighbour's place, or on something else that happens to fit, does not
+        come back to itself. Others are ``NaN`` with :data:`NOT_CONFIRMED`.
 
     Returns
     -------
@@ -390,18 +512,20 @@ def register_views(
         )
         return [_Candidate(c.centre_px, c.angle_deg, c.scale * s0, c.score) for c in found]
 
-    # the scale (one magnification per exposure) from the middle body, then every body at that scale
-    cands: list[list[_Candidate]] = [[] for _ in quads]
-    if quads:
-        mid = n_v // 2
-        cands[mid] = search(quads[mid], rel_scales)
-        rel = cands[mid][0].scale / s0 if cands[mid] else 1.0
-        for i, q in enumerate(quads):
-            if i != mid:
-                cands[i] = search(q, (rel,))
+    # one magnification per exposure: every body searched at each scale, and the scale whose best chain
+    # (the whole column) scores best is the view's (one body's best peak alone picks the wrong scale on
+    # small views, where a 10 % step is 1.6 px of a 16 px body)
     centres_ref = [q.mean(axis=0) for q in quads]
-    chosen = _chain(cands, centres_ref, max_level_rotation_deg=max_level_rotation_deg, missing_score=0.25)
-
+    chosen: list[_Candidate | None] = [None] * n_v
+    cands: list[list[_Candidate]] = [[] for _ in quads]
+    best_cost = math.inf
+    for rel in rel_scales:
+        at_rel = [search(q, (rel,)) for q in quads]
+        picked, cost = _chain(
+            at_rel, centres_ref, max_level_rotation_deg=max_level_rotation_deg, missing_score=0.25
+        )
+        if cost < best_cost:
+            chosen, cands, best_cost = picked, at_rel, cost
     found_scales = [c.scale for c in chosen if c is not None]
     scale = float(np.median(found_scales)) if found_scales else s0
     # refine on the view resampled to the reference's scale: view'(x) = view(scale * x)
@@ -414,7 +538,12 @@ def register_views(
     fits: list[tuple[np.ndarray, float] | None] = [None] * n_v
     unscale = np.diag([scale, scale, 1.0])
     templates: list[Template | None] = []
-    first: list[Fit | None] = []
+    still = still_structure(ref, img, body) if leave_out_still else None
+    # every candidate of every body refined and scored by the fit's quality: at the coarse search's
+    # 16 px the bodies look alike and the chain can pick each body's lower neighbour, whose texture
+    # the refinement then rejects (the true place is usually among the candidates)
+    verified: list[list[_Candidate]] = [[] for _ in quads]
+    verified_fits: list[list[Fit]] = [[] for _ in quads]
     for i, q in enumerate(quads):
         neighbours = tuple(quads[j] for j in (i - 1, i + 1) if 0 <= j < n_v)
         try:
@@ -422,30 +551,128 @@ def register_views(
                 ref,
                 q,
                 exclude_quads_px=neighbours,
+                exclude_mask=still,
                 margin_frac=margin_frac,
                 blur_sigma_px=blur_sigma_px,
                 highpass_sigma_px=highpass_frac * sizes[i] if highpass_frac else None,
             )
         except ValueError:
             templates.append(None)
-            first.append(None)
             reason[i] = REFERENCE_OUTSIDE
             quality[i] = 0.0
             continue
         templates.append(template)
-        c = chosen[i]
-        box = None
-        if c is not None:
+    if refine_scale:
+        # the coarse search's scale steps are 10 %: a candidate refined 5 % off the view's scale loses
+        # its quality, so the scale is refined first, from the coarse chain's bodies
+        start: list[Fit | None] = []
+        for i, c in enumerate(chosen):
+            template = templates[i]
+            box = None
+            if c is not None and template is not None:
+                initial = _similarity(c.angle_deg, 1.0, centres_ref[i], c.centre_px / scale)
+                box = needed_box(template, initial, work.shape, 0.3 * sizes[i] + template.filter_pad_px)
+            if box is None or box[2] - box[0] < 8 or box[3] - box[1] < 8:
+                start.append(None)
+                continue
+            start.append(register(template, FrameROI(work, box, template), initial, max_iterations=30))
+        if any(f is not None for f in start):
+            new_scale, work, _ = _refine_scale(
+                img, scale, templates, start, centres_ref, sizes, min_quality=min_quality
+            )
+            cands = [[replace(c, scale=c.scale * new_scale / scale) for c in cs] for cs in cands]
+            scale = new_scale
+            unscale = np.diag([scale, scale, 1.0])
+    for i, template in enumerate(templates):
+        if template is None:
+            continue
+        for c in cands[i]:
             initial = _similarity(c.angle_deg, 1.0, centres_ref[i], c.centre_px / scale)
             box = needed_box(template, initial, work.shape, 0.3 * sizes[i] + template.filter_pad_px)
-        if c is None or box is None or box[2] - box[0] < 8 or box[3] - box[1] < 8:
+            if box[2] - box[0] < 8 or box[3] - box[1] < 8:
+                continue
+            fit = register(template, FrameROI(work, box, template), initial, max_iterations=30)
+            if np.all(np.isfinite(fit.transform)):
+                verified_fits[i].append(fit)
+    # scored against the residual of a good match between these two exposures (the tracker's expected
+    # residual is that of neighbouring frames): each body's best candidate's residual, the median over
+    # the bodies (below), never below the template's own
+    best_residual = [
+        min((f.residual_scale for f in fl if f.converged and f.visible > 0.9), default=np.nan)
+        for fl in verified_fits
+    ]
+    best_residual = [r for r in best_residual if np.isfinite(r)]
+    cand_residual = float(np.median(best_residual)) if best_residual else None
+    cands_scale = next((c[0].scale for c in cands if c), scale)
+    for i, fl in enumerate(verified_fits):
+        template = _candidate_template(templates[i], cand_residual)
+        if template is None:
+            continue
+        if template is not templates[i]:
+            refit = []
+            for f in fl:
+                box = needed_box(template, f.transform, work.shape, 4.0 + template.filter_pad_px)
+                if box[2] - box[0] >= 8 and box[3] - box[1] >= 8:
+                    f = register(template, FrameROI(work, box, template), f.transform, max_iterations=10)
+                if np.all(np.isfinite(f.transform)):
+                    refit.append(f)
+            verified_fits[i] = fl = refit
+        verified[i] = [_as_candidate(f, centres_ref[i], scale, cands_scale) for f in fl]
+    picked, _ = _chain(
+        verified, centres_ref, max_level_rotation_deg=max_level_rotation_deg, missing_score=0.25
+    )
+    # a body whose place was not among its coarse candidates because it turned most (C2, whose view
+    # changes most): refined from where the found body below it puts it, turned with that body and by up
+    # to +-16 degrees more, then the chain again. Only upwards: at the bottom of the column a body half
+    # under the shoulders fits (quality 0.7-0.97) 14-19 px from its place, with its template mostly
+    # shoulder (development phantoms 860005, 860015)
+    fitted = [_candidate_template(templates[i], cand_residual) for i in range(n_v)]
+    again = False
+    for i in range(n_v):
+        if picked[i] is not None or fitted[i] is None:
+            continue
+        j = i + 1
+        if j < n_v and picked[j] is not None:
+            nb = picked[j]
+            for turn in (-16.0, -8.0, 0.0, 8.0, 16.0):
+                centre = nb.centre_px / scale + _rot(nb.angle_deg) @ (centres_ref[i] - centres_ref[j])
+                initial = _similarity(nb.angle_deg + turn, 1.0, centres_ref[i], centre)
+                tpl = fitted[i]
+                box = needed_box(tpl, initial, work.shape, 0.3 * sizes[i] + tpl.filter_pad_px)
+                if box[2] - box[0] < 8 or box[3] - box[1] < 8:
+                    continue
+                f = register(tpl, FrameROI(work, box, tpl), initial, max_iterations=30)
+                if not np.all(np.isfinite(f.transform)):
+                    continue
+                verified_fits[i].append(f)
+                verified[i].append(_as_candidate(f, centres_ref[i], scale, cands_scale))
+                again = True
+    if again:
+        picked, _ = _chain(
+            verified, centres_ref, max_level_rotation_deg=max_level_rotation_deg, missing_score=0.25
+        )
+    ambiguous = _ambiguous(
+        verified, picked, centres_ref, sizes, scale, max_level_rotation_deg=max_level_rotation_deg
+    )
+    first: list[Fit | None] = []
+    for i in range(n_v):
+        c = picked[i]
+        if ambiguous[i]:
             first.append(None)
-            reason[i] = NOT_IN_VIEW
+            reason[i] = LEVEL_AMBIGUOUS
             quality[i] = 0.0
             continue
-        first.append(register(template, FrameROI(work, box, template), initial, max_iterations=30))
+        if c is None or templates[i] is None:
+            first.append(None)
+            if templates[i] is not None:
+                reason[i] = NOT_IN_VIEW
+                quality[i] = 0.0
+            continue
+        first.append(verified_fits[i][next(k for k, v in enumerate(verified[i]) if v is c)])
     if refine_scale and any(f is not None for f in first):
-        scale, work, first = _refine_scale(img, scale, templates, first, centres_ref, sizes)
+        scale, work, first = _refine_scale(
+            img, scale, templates, first, centres_ref, sizes, min_quality=min_quality
+        )
         unscale = np.diag([scale, scale, 1.0])
     # The expected residual of a good match: the tracker measures it on the frames next to the
     # reference; a static study has none, so it is the median residual of this view's bodies (the
@@ -490,6 +717,35 @@ def register_views(
         corners[k] = np.nan
         transforms[k] = np.nan
         precision[k] = np.nan
+    if confirm and any(f is not None for f in fits):
+        found = [i for i in range(n_v) if fits[i] is not None]
+        back = register_views(
+            img,
+            Landmarks(frame=0, corners_px={verts[i]: corners[i] for i in found}),
+            ref,
+            expected_scale=1.0 / scale,
+            max_rotation_deg=max_rotation_deg,
+            rotation_step_deg=rotation_step_deg,
+            scale_range=scale_range,
+            max_level_rotation_deg=max_level_rotation_deg,
+            n_peaks=n_peaks,
+            margin_frac=margin_frac,
+            blur_sigma_px=blur_sigma_px,
+            highpass_frac=highpass_frac,
+            min_quality=min_quality,
+            max_overlap=max_overlap,
+            refine_scale=refine_scale,
+            leave_out_still=leave_out_still,
+            confirm=False,
+        )
+        for k, i in enumerate(found):
+            err = float(np.linalg.norm(back.corners_px[k] - quads[i], axis=1).max())
+            if not err <= max(1.5, 0.1 * sizes[i]):  # NaN (not found back) fails too
+                reason[i] = NOT_CONFIRMED
+                quality[i] = min(float(quality[i]), 0.2)
+                corners[i] = np.nan
+                transforms[i] = np.nan
+                precision[i] = np.nan
     return ViewFit(verts, corners, transforms, quality, precision, tuple(reason), scale)
 
 
