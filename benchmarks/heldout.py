@@ -2,7 +2,7 @@
 
 Each set is ``--n`` phantoms from ``dmx.training.fit.training_specs(n, seed=GENERATOR, first_seed=FIRST)``
 with one appearance family's look drawn from each phantom's seed; a set is held out only when it was
-drawn after every choice it is used to judge (the README says which were). Three checks:
+drawn after every choice it is used to judge (the README says which were). The checks:
 
 ``detect``
     ``dmx analyze``'s detector (:func:`dmx.detect.detect_landmarks`, other views included) on each
@@ -44,6 +44,11 @@ Examples (the sets of session 22; ``--cache`` keeps the rendered frames for ``de
     python benchmarks/heldout.py track --n 20 --generator 7171 --first 800000
     python benchmarks/heldout.py grid --n 16 --generator 5151 --first 760000
     python benchmarks/heldout.py grid --n 16 --generator 9191 --first 880000 --force-grid
+
+and the static sets of session 24 (drawn after commit 8087777)::
+
+    python benchmarks/heldout.py static --n 20 --generator 9898 --first 980000
+    python benchmarks/heldout.py static --family all --n 16 --generator 9999 --first 990000
 """
 
 from __future__ import annotations

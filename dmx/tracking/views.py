@@ -3,24 +3,30 @@
 A static flexion/extension study is two or three separate exposures, not a cine: between
 flexion and extension C2 turns by tens of degrees (60 degrees and more) and moves by several
 body heights, the exposure differs and so may the magnification. The tracker's small-motion
-prediction does not apply, so each body is found on each other view in three steps:
+prediction does not apply, so each body is found on each other view in these steps:
 
 1. **Coarse search** over the whole view, on images high-passed (soft-tissue shading and
    exposure removed) and reduced so that a body is about 16 px across: the body's template
    from the reference view (the body and a rim of 15 %), rotated over +-``max_rotation_deg``
-   and scaled over ``scales``, is correlated (normalised cross-correlation, masked to the body)
-   with the view; the best few separate peaks of each body are kept as candidates.
+   and scaled, is correlated (normalised cross-correlation, masked to the body) with the view;
+   the best few separate peaks of each body are kept as candidates.
 2. **Chain**: one candidate per body (or none) is chosen by dynamic programming over the
-   column C2 -> C7: the sum of the correlations, less a penalty wherever two neighbours'
+   column C2 -> C7: the sum of the scores, less a penalty wherever two neighbours'
    relative position differs from the reference's (turned with them and scaled) or their
-   relative rotation exceeds what one level can do. Bodies look alike; the chain keeps each
-   in its anatomical place.
-3. **Refinement** with the tracker's robust rigid Lucas-Kanade registration
-   (:func:`dmx.tracking.register.register`) on the view resampled to the reference's scale,
-   and the tracker's quality (0..1), with the expected residual of a good match measured on the
-   view (the median over its bodies) as the tracker measures it on the frames next to the
-   reference. A body below :data:`dmx.tracking.TRUSTED_QUALITY`, or
-   out of order or overlapping with a neighbour, is ``NaN`` with a reason, never guessed.
+   relative rotation exceeds what one level can do. The view's scale (one per exposure) is the
+   coarse scale whose chain scores best, refined over +-6 % by the trusted bodies' relative
+   residuals (:func:`_refine_scale`).
+3. **Verification**: every candidate is refined with the tracker's robust rigid Lucas-Kanade
+   registration (:func:`dmx.tracking.register.register`) on the view resampled to the
+   reference's scale and scored by the tracker's quality (0..1), with the expected residual of a
+   good match measured on the view (the median over its bodies' best candidates) as the tracker
+   measures it on the frames next to the reference; C2 is also tried where C3 puts it; the chain
+   is chosen again on these scores. Bodies look alike at 16 px; their own texture does not.
+4. **Decision**: a body below :data:`dmx.tracking.TRUSTED_QUALITY`, out of order or overlapping
+   with a neighbour, whose level is not unique (:func:`_ambiguous`: the chain with it kept off its
+   place costs almost nothing more, so the column could be a level off), or that registered back
+   onto the reference view does not land on its own landmarks (``confirm``), is ``NaN`` with a
+   reason, never guessed.
 
 Structures that do not move with the patient between the exposures (the shoulders over C7, a collimator
 blade, burned-in text: at the same place on both views) are left out of every body's refinement
@@ -58,6 +64,13 @@ LEVEL_AMBIGUOUS = "a neighbouring body fits this view as well (which level it is
 
 #: Reason of a body found on a view that, registered back onto the reference view, lands elsewhere.
 NOT_CONFIRMED = "registered back onto the reference view it does not land on itself"
+
+#: The residual of a good match between two exposures may be up to this many times a template's own
+#: (its image noise) before the view is judged to match nowhere. On clean images the template's own is
+#: tiny (0.2-0.5 grey levels) and two exposures differ by soft tissue and processing far more than by
+#: noise (development phantoms of every family: 10-25 times at the true place, gain 0.9, correlation
+#: 1.0); 20 rejected such bodies. The level and back-registration checks guard the wrong places.
+VIEW_RESIDUAL_CAP = 100.0
 
 #: Coarse search image: a body about this many pixels across.
 COARSE_BODY_PX = 16.0
@@ -368,7 +381,7 @@ def _candidate_template(template: Template | None, view_residual: float | None) 
     own; unchanged when that residual is unknown or absurd, over 20 times its own)."""
     if template is None or view_residual is None:
         return template
-    if template.residual_scale < view_residual < 20.0 * template.residual_scale:
+    if template.residual_scale < view_residual < VIEW_RESIDUAL_CAP * template.residual_scale:
         return replace(template, residual_scale=view_residual)
     return template
 
@@ -687,7 +700,7 @@ def register_views(
         template, fit = templates[i], first[i]
         if template is None or fit is None:
             continue
-        if view_residual is not None and view_residual < 20.0 * template.residual_scale:
+        if view_residual is not None and view_residual < VIEW_RESIDUAL_CAP * template.residual_scale:
             template = replace(template, residual_scale=max(template.residual_scale, view_residual))
             box = needed_box(template, fit.transform, work.shape, 4.0 + template.filter_pad_px)
             if box[2] - box[0] >= 8 and box[3] - box[1] >= 8:
