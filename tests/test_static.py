@@ -522,3 +522,31 @@ def test_register_views_verifies_candidates_bodies_that_look_alike():
     for v in fit.vertebrae:  # nothing reported far from its place
         assert not np.isfinite(err[v]) or err[v] < 1.0, (v, err)
     assert fit.reason[fit.vertebrae.index(Vertebra.C7)] is not None  # 36 % visible: honestly not found
+
+
+def test_register_views_never_reports_a_body_with_no_neighbour_found(phantom, frames, truth, monkeypatch):
+    """A body found with neither neighbour found has had no anatomical check of its place (held out: a
+    lone C6 241 px off, that even registered back onto itself); it is NaN with its reason. (The bundled
+    phantom's bodies look alike, so the level check alone already refuses a lone body here: it is turned
+    off to test this rule on its own.)"""
+    import dmx.tracking.views as views
+    from dmx.tracking.views import ISOLATED
+
+    monkeypatch.setattr(views, "_ambiguous", lambda cands, *a, **k: [False] * len(cands))
+
+    view = np.array(phantom.frames[frames["extension"]], dtype=np.float32)
+    fill = float(np.median(view))
+    for v, quad in truth["extension"].items():
+        if v in BODIES and v is not Vertebra.C5:
+            c = quad.mean(axis=0)
+            cv2.fillConvexPoly(view, np.round(c + 1.4 * (quad - c)).astype(np.int32), fill)
+    lm = Landmarks(frame=0, corners_px={v: c for v, c in truth["flexion"].items() if v in BODIES})
+    fit = register_views(phantom.frames[frames["flexion"]], lm, view)
+    i = fit.vertebrae.index(Vertebra.C5)
+    assert fit.reason[i] == ISOLATED
+    assert np.isnan(fit.corners_px[i]).all()
+    assert all(np.isnan(fit.corners_px[k]).all() for k in range(len(fit.vertebrae)))
+    # without the blanking every body is reported where it is (the rule does not remove found columns)
+    full = register_views(phantom.frames[frames["flexion"]], lm, phantom.frames[frames["extension"]])
+    err = np.linalg.norm(full.corners_px[i] - truth["extension"][Vertebra.C5], axis=1).max()
+    assert err < 0.5, full.reason

@@ -25,8 +25,9 @@ prediction does not apply, so each body is found on each other view in these ste
 4. **Decision**: a body below :data:`dmx.tracking.TRUSTED_QUALITY`, out of order or overlapping
    with a neighbour, whose level is not unique (:func:`_ambiguous`: the chain with it kept off its
    place costs almost nothing more, so the column could be a level off), or that registered back
-   onto the reference view does not land on its own landmarks (``confirm``), is ``NaN`` with a
-   reason, never guessed.
+   onto the reference view does not land on its own landmarks (``confirm``), or that has no
+   neighbour found next to it (nothing has checked its place), is ``NaN`` with a reason, never
+   guessed.
 
 Structures that do not move with the patient between the exposures (the shoulders over C7, a collimator
 blade, burned-in text: at the same place on both views) are left out of every body's refinement
@@ -64,6 +65,9 @@ LEVEL_AMBIGUOUS = "a neighbouring body fits this view as well (which level it is
 
 #: Reason of a body found on a view that, registered back onto the reference view, lands elsewhere.
 NOT_CONFIRMED = "registered back onto the reference view it does not land on itself"
+
+#: Reason of a body found on a view without a neighbour found next to it (C3 for C2, ...).
+ISOLATED = "no neighbouring body found on this view to check its place against"
 
 #: The residual of a good match between two exposures may be up to this many times a template's own
 #: (its image noise) before the view is judged to match nowhere. On clean images the template's own is
@@ -759,6 +763,18 @@ def register_views(
                 corners[i] = np.nan
                 transforms[i] = np.nan
                 precision[i] = np.nan
+    # a body with no neighbour found next to it has had no anatomical check of its place (the chain's
+    # neighbour terms): on held-out phantoms such a lone C6 was 241 px off and registered back onto itself
+    # (a look-alike). A level needs two neighbouring bodies anyway.
+    ok = np.isfinite(corners).all(axis=(1, 2))
+    for i in range(n_v):
+        alone = not ((i > 0 and ok[i - 1]) or (i + 1 < n_v and ok[i + 1]))
+        if ok[i] and alone and n_v > 1:
+            reason[i] = ISOLATED
+            quality[i] = min(float(quality[i]), 0.2)
+            corners[i] = np.nan
+            transforms[i] = np.nan
+            precision[i] = np.nan
     return ViewFit(verts, corners, transforms, quality, precision, tuple(reason), scale)
 
 
