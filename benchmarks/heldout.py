@@ -278,6 +278,19 @@ def _level_angles(corners: np.ndarray) -> np.ndarray:
     return signed_angle_deg(superior_endplate(corners[1:]), inferior_endplate(corners[:-1]), h=1)
 
 
+def _key_views(spec: dict) -> tuple[np.ndarray, int, int, dict]:
+    """A phantom's frames (display polarity), its flexion and extension key frames, and the true corners
+    ``{vertebra: (T, 4, 2)}``."""
+    ph = make_phantom(**spec)
+    key = ph.truth["key_frames"]
+    tracks = ph.truth["tracks"]
+    truth = {
+        v: np.array([tracks[v.value][c.value] for c in CORNERS], dtype=float).transpose(1, 0, 2)
+        for v in ph.landmarks.corners_px
+    }
+    return detection.display(ph), int(key["flexion"]), int(key["extension"]), truth
+
+
 def static_grid(args) -> None:
     """Flexion and extension frames of each phantom as two static views, the bodies registered from the
     true corners on flexion (:func:`dmx.static._without_grid_lines`, then
@@ -290,15 +303,7 @@ def static_grid(args) -> None:
     for kw, acq, plain in _lined(args):
         cells = []
         for name, spec in (("lines in", kw), ("lines out", kw), ("no lines", plain)):
-            ph = make_phantom(**spec)
-            frames = detection.display(ph)
-            key = ph.truth["key_frames"]
-            f, e = int(key["flexion"]), int(key["extension"])
-            tracks = ph.truth["tracks"]
-            truth = {
-                v: np.array([tracks[v.value][c.value] for c in CORNERS], dtype=float).transpose(1, 0, 2)
-                for v in ph.landmarks.corners_px
-            }
+            frames, f, e, truth = _key_views(spec)
             views = [frames[f], frames[e]]
             if name == "lines out":
                 views, _ = _without_grid_lines(views, ["flexion", "extension"])
@@ -324,15 +329,7 @@ def static_check(args) -> None:
     found = inside = wrong = 0
     corner: list[float] = []
     for kw in _specs(args, CINE_FRAMES):
-        ph = make_phantom(**kw)
-        frames = detection.display(ph)
-        key = ph.truth["key_frames"]
-        f, e = int(key["flexion"]), int(key["extension"])
-        tracks = ph.truth["tracks"]
-        truth = {
-            v: np.array([tracks[v.value][c.value] for c in CORNERS], dtype=float).transpose(1, 0, 2)
-            for v in ph.landmarks.corners_px
-        }
+        frames, f, e, truth = _key_views(kw)
         views, _ = _without_grid_lines([frames[f], frames[e]], ["flexion", "extension"])
         got, _ = static_tracks(
             views,
