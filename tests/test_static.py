@@ -550,3 +550,25 @@ def test_register_views_never_reports_a_body_with_no_neighbour_found(phantom, fr
     full = register_views(phantom.frames[frames["flexion"]], lm, phantom.frames[frames["extension"]])
     err = np.linalg.norm(full.corners_px[i] - truth["extension"][Vertebra.C5], axis=1).max()
     assert err < 0.5, full.reason
+
+
+def test_register_views_reports_no_body_that_does_not_register_back_onto_itself(phantom, frames, truth):
+    """Only C4 and C5 left on the view (the others blanked): the chain puts C3 and C4 on C4's and C5's
+    places (a level off, 64-67 px) and nothing else objects. Registered back onto the reference they do
+    not land on themselves, and are NaN with that reason."""
+    from dmx.tracking.views import NOT_CONFIRMED
+
+    view = np.array(phantom.frames[frames["extension"]], dtype=np.float32)
+    fill = float(np.median(view))
+    for v, quad in truth["extension"].items():
+        if v in BODIES and v not in (Vertebra.C4, Vertebra.C5):
+            c = quad.mean(axis=0)
+            cv2.fillConvexPoly(view, np.round(c + 1.4 * (quad - c)).astype(np.int32), fill)
+    lm = Landmarks(frame=0, corners_px={v: c for v, c in truth["flexion"].items() if v in BODIES})
+    unchecked = register_views(phantom.frames[frames["flexion"]], lm, view, confirm=False)
+    err = _view_errors(unchecked, truth["extension"])
+    assert err[Vertebra.C3] > 20 and err[Vertebra.C4] > 20  # what the check is for
+    fit = register_views(phantom.frames[frames["flexion"]], lm, view)
+    assert np.isnan(fit.corners_px).all()
+    for v in (Vertebra.C3, Vertebra.C4):
+        assert fit.reason[fit.vertebrae.index(v)] == NOT_CONFIRMED
