@@ -240,8 +240,10 @@ def remove_grid(frame: np.ndarray, grid: Grid) -> np.ndarray:
     scale = 1.4826 * float(np.median(np.abs(high[field]))) if field.any() else 0.0
     strong = (np.abs(high) > EDGE_SCALES * scale) & field
     reach = max(3, int(round(grid.period_px))) | 1
-    size = (reach, 3) if grid.axis == 1 else (3, reach)
-    strong = cv2.dilate(strong.astype(np.uint8), np.ones(size[::-1], np.uint8)) > 0
+    kernel = np.ones(
+        (3, reach) if grid.axis == 1 else (reach, 3), np.uint8
+    )  # (rows, columns): across the lines
+    strong = cv2.dilate(strong.astype(np.uint8), kernel) > 0
     weight = (field & ~strong).astype(np.float32)
     out = img.copy()
     for h in grid.harmonics:

@@ -382,7 +382,7 @@ def _refine_scale(
 
 def _candidate_template(template: Template | None, view_residual: float | None) -> Template | None:
     """``template`` expecting the residual of a good match between the two views (never less than its
-    own; unchanged when that residual is unknown or absurd, over 20 times its own)."""
+    own; unchanged when that residual is unknown or absurd, over :data:`VIEW_RESIDUAL_CAP` times its own)."""
     if template is None or view_residual is None:
         return template
     if template.residual_scale < view_residual < VIEW_RESIDUAL_CAP * template.residual_scale:
@@ -390,17 +390,18 @@ def _candidate_template(template: Template | None, view_residual: float | None) 
     return template
 
 
-def _as_candidate(fit: Fit, centre_ref: np.ndarray, scale: float, cand_scale: float) -> _Candidate:
+def _as_candidate(fit: Fit, centre_ref: np.ndarray, scale: float) -> _Candidate:
     """A refined fit (on the view resampled by ``scale``) as a chain candidate scored by its quality."""
     a = fit.transform
     moved = a[:2, :2] @ centre_ref + a[:2, 2]
     angle = math.degrees(math.atan2(a[1, 0], a[0, 0]))
-    return _Candidate(moved * scale, angle, cand_scale, _quality(fit, min_visible=0.6))
+    return _Candidate(moved * scale, angle, scale, _quality(fit, min_visible=0.6))
 
 
 def _ambiguous(
     cands: list[list[_Candidate]],
     picked: list[_Candidate | None],
+    base: float,
     centres_ref: list[np.ndarray],
     sizes: list[float],
     scale: float,
@@ -409,13 +410,13 @@ def _ambiguous(
     margin: float = 0.3,
 ) -> list[bool]:
     """Which picked bodies are not unique: the best chain with that body kept away from its place
-    (a quarter of its size) costs less than ``margin`` more than the chosen one.
+    (a quarter of its size) costs less than ``margin`` more than the chosen one (``picked``, of cost
+    ``base``).
 
     Bodies that look alike (the same size and texture at this resolution) let the chain be shifted by a
     level at almost no cost: each body on its neighbour's place, with a refined quality 0.01 below its
     own (held-out phantoms of every family, session 24: C3-C5 130 px off at quality 0.97). A body whose
     level is unique costs its whole quality (and more) to move."""
-    _, base = _chain(cands, centres_ref, max_level_rotation_deg=max_level_rotation_deg, missing_score=0.25)
     out = [False] * len(cands)
     for i, c in enumerate(picked):
         if c is None:
@@ -597,7 +598,6 @@ def register_views(
             new_scale, work, _ = _refine_scale(
                 img, scale, templates, start, centres_ref, sizes, min_quality=min_quality
             )
-            cands = [[replace(c, scale=c.scale * new_scale / scale) for c in cs] for cs in cands]
             scale = new_scale
             unscale = np.diag([scale, scale, 1.0])
     for i, template in enumerate(templates):
@@ -620,9 +620,9 @@ def register_views(
     ]
     best_residual = [r for r in best_residual if np.isfinite(r)]
     cand_residual = float(np.median(best_residual)) if best_residual else None
-    cands_scale = next((c[0].scale for c in cands if c), scale)
+    fitted = [_candidate_template(t, cand_residual) for t in templates]
     for i, fl in enumerate(verified_fits):
-        template = _candidate_template(templates[i], cand_residual)
+        template = fitted[i]
         if template is None:
             continue
         if template is not templates[i]:
@@ -634,8 +634,8 @@ def register_views(
                 if np.all(np.isfinite(f.transform)):
                     refit.append(f)
             verified_fits[i] = fl = refit
-        verified[i] = [_as_candidate(f, centres_ref[i], scale, cands_scale) for f in fl]
-    picked, _ = _chain(
+        verified[i] = [_as_candidate(f, centres_ref[i], scale) for f in fl]
+    picked, cost = _chain(
         verified, centres_ref, max_level_rotation_deg=max_level_rotation_deg, missing_score=0.25
     )
     # a body whose place was not among its coarse candidates because it turned most (C2, whose view
@@ -643,7 +643,6 @@ def register_views(
     # to +-16 degrees more, then the chain again. Only upwards: at the bottom of the column a body half
     # under the shoulders fits (quality 0.7-0.97) 14-19 px from its place, with its template mostly
     # shoulder (development phantoms 860005, 860015)
-    fitted = [_candidate_template(templates[i], cand_residual) for i in range(n_v)]
     again = False
     for i in range(n_v):
         if picked[i] is not None or fitted[i] is None:
@@ -662,14 +661,14 @@ def register_views(
                 if not np.all(np.isfinite(f.transform)):
                     continue
                 verified_fits[i].append(f)
-                verified[i].append(_as_candidate(f, centres_ref[i], scale, cands_scale))
+                verified[i].append(_as_candidate(f, centres_ref[i], scale))
                 again = True
     if again:
-        picked, _ = _chain(
+        picked, cost = _chain(
             verified, centres_ref, max_level_rotation_deg=max_level_rotation_deg, missing_score=0.25
         )
     ambiguous = _ambiguous(
-        verified, picked, centres_ref, sizes, scale, max_level_rotation_deg=max_level_rotation_deg
+        verified, picked, cost, centres_ref, sizes, scale, max_level_rotation_deg=max_level_rotation_deg
     )
     first: list[Fit | None] = []
     for i in range(n_v):
@@ -719,6 +718,16 @@ def register_views(
         transforms[i] = a[:2]
         corners[i] = q @ a[:2, :2].T + a[:2, 2]
         precision[i] = fit.corner_std_px * scale
+
+    def drop(k: int, why: str) -> None:
+        """Body ``k``, found, is not reported after all: NaN with ``why``, its quality at most 0.2."""
+        reason[k] = why
+        quality[k] = min(float(quality[k]), 0.2)
+        fits[k] = None
+        corners[k] = np.nan
+        transforms[k] = np.nan
+        precision[k] = np.nan
+
     # anatomy: neighbours keep their order and do not overlap; the weaker of a bad pair is dropped
     for i in range(n_v - 1):
         j = i + 1
@@ -727,13 +736,7 @@ def register_views(
         bad = neighbour_violation(corners[i], corners[j], max_overlap=max_overlap)
         if bad is None:
             continue
-        k = i if fits[i][1] < fits[j][1] else j
-        reason[k] = bad
-        quality[k] = min(float(quality[k]), 0.2)
-        fits[k] = None
-        corners[k] = np.nan
-        transforms[k] = np.nan
-        precision[k] = np.nan
+        drop(i if fits[i][1] < fits[j][1] else j, bad)
     if confirm and any(f is not None for f in fits):
         found = [i for i in range(n_v) if fits[i] is not None]
         back = register_views(
@@ -758,11 +761,7 @@ def register_views(
         for k, i in enumerate(found):
             err = float(np.linalg.norm(back.corners_px[k] - quads[i], axis=1).max())
             if not err <= max(1.5, 0.1 * sizes[i]):  # NaN (not found back) fails too
-                reason[i] = NOT_CONFIRMED
-                quality[i] = min(float(quality[i]), 0.2)
-                corners[i] = np.nan
-                transforms[i] = np.nan
-                precision[i] = np.nan
+                drop(i, NOT_CONFIRMED)
     # a body with no neighbour found next to it has had no anatomical check of its place (the chain's
     # neighbour terms): on held-out phantoms such a lone C6 was 241 px off and registered back onto itself
     # (a look-alike). A level needs two neighbouring bodies anyway.
@@ -770,11 +769,7 @@ def register_views(
     for i in range(n_v):
         alone = not ((i > 0 and ok[i - 1]) or (i + 1 < n_v and ok[i + 1]))
         if ok[i] and alone and n_v > 1:
-            reason[i] = ISOLATED
-            quality[i] = min(float(quality[i]), 0.2)
-            corners[i] = np.nan
-            transforms[i] = np.nan
-            precision[i] = np.nan
+            drop(i, ISOLATED)
     return ViewFit(verts, corners, transforms, quality, precision, tuple(reason), scale)
 
 
