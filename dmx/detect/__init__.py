@@ -117,10 +117,11 @@ def detect_landmarks(
     frame as given and on every view (:func:`_darker_than_around`, :data:`DARKER_THAN_AROUND`), and so
     is a column lying across the image (:func:`_lies_across`, :data:`LIES_ACROSS`).
     Where the frame as given reports fewer than two bodies, it is searched again inverted (bone dark,
-    as fluoroscopy shows it) and turned a quarter either way (the column across the image), and the
-    view reporting the most bodies is kept where the learned network confirms their levels in it
-    (:func:`_network_confirms`), its corners mapped back to this frame, with a warning saying how it
-    was found (:data:`VIEWS`, :data:`VIEW_FOUND`).
+    as fluoroscopy shows it) and turned a quarter either way (the column across the image), and, where
+    still fewer than :data:`VIEW_ENOUGH` are found, turned an eighth (a column leaning half-way across:
+    :data:`LEANING_VIEWS`); the view reporting the most bodies is kept where the learned network
+    confirms their levels in it (:func:`_network_confirms`), its corners mapped back to this frame,
+    with a warning saying how it was found (:data:`VIEWS`, :data:`VIEW_FOUND`).
 
     Parameters
     ----------
@@ -196,19 +197,40 @@ def _detect_in_views(img: np.ndarray, *, mm_per_px, frame: int, model_path, meth
         for v in (_View(False, 0, ""), *VIEWS)
         if not v.turns
     )
-    for view in VIEWS:
-        seen, spacing = view.image(img), view.spacing(mm_per_px)
-        if view.turns and _column_evidence(seen, spacing, model_path) < TURNED_EVIDENCE * upright:
-            continue  # the column is not clearly more upright there: not searched (a detection's cost)
+
+    def search(view: _View, seen: np.ndarray) -> bool:
+        """Detect on ``view`` (its image ``seen``) and keep it if it beats the best so far; whether it did."""
+        nonlocal best, best_view
+        spacing = view.spacing(mm_per_px)
         det = _detect_once(seen, mm_per_px=spacing, mean_of=view.mean_of(mean_of, img.shape), **kw)
         if (
             len(det.landmarks.corners_px) > len(best.landmarks.corners_px)
+            and (not view.degrees or _lean_deg(det) <= LEANING_UPRIGHT_DEG)
             and _network_confirms(seen, det, spacing, model_path)
             and _refused(seen, det, spacing) is None
         ):
             best, best_view = det, view
-            if len(det.landmarks.corners_px) >= VIEW_ENOUGH:
-                break
+            return True
+        return False
+
+    for view in VIEWS:
+        seen = view.image(img)
+        if (
+            view.turns
+            and _column_evidence(seen, view.spacing(mm_per_px), model_path) < TURNED_EVIDENCE * upright
+        ):
+            continue  # the column is not clearly more upright there: not searched (a detection's cost)
+        if search(view, seen) and len(best.landmarks.corners_px) >= VIEW_ENOUGH:
+            break
+    if len(best.landmarks.corners_px) < VIEW_ENOUGH:
+        # a column leaning half-way across the frame (a flexed neck, a tilted detector) stands upright in
+        # a view turned an eighth; of those, only the one where the network sees the most of a column is
+        # searched, and only where it sees more there than upright
+        seen_views = [(view, view.image(img)) for view in LEANING_VIEWS]
+        evidence = [_column_evidence(seen, view.spacing(mm_per_px), model_path) for view, seen in seen_views]
+        k = int(np.argmax(evidence))
+        if evidence[k] > LEANING_EVIDENCE * upright:
+            search(*seen_views[k])
     if best_view is None:
         return best
     corners = {v: best_view.back(c, img.shape) for v, c in best.landmarks.corners_px.items()}
@@ -241,6 +263,14 @@ MIN_VIEW_BODIES = 2
 #: this project's acquisition phantoms, while on upright frames the turned views gave it less (one
 #: 1.1 times); each view searched costs a detection (3-8 s).
 TURNED_EVIDENCE = 1.25
+#: The view turned an eighth (:data:`LEANING_VIEWS`) where the network sees the most of a column is searched
+#: only where it sees more of one there than this many times its evidence upright (:func:`_column_evidence`).
+LEANING_EVIDENCE = 1.0
+#: A view turned an eighth is kept only where the column found in it stands within this many degrees of
+#: upright (its chord, :func:`_lean_deg`): the network was trained on columns within 20 degrees, and on a
+#: column lying across the frame (turned a quarter), seen turned an eighth (leaning 35 degrees), it
+#: labelled every body one level off and the template detector agreed.
+LEANING_UPRIGHT_DEG = 25.0
 #: A view reporting this many bodies ends the search of the others (each costs a detection).
 VIEW_ENOUGH = 4
 #: Warning of a detection on another view of the frame (:data:`VIEWS`).
@@ -268,13 +298,19 @@ LIES_ACROSS = (
 def _lies_across(det: Detection) -> bool:
     """Whether the bodies of ``det`` (two or more) form a column whose chord, from the highest level's
     centre to the lowest's, leans more than :data:`ACROSS_DEG` from straight down the image."""
+    return _lean_deg(det) > ACROSS_DEG
+
+
+def _lean_deg(det: Detection) -> float:
+    """How far (degrees, 0-180) the chord of ``det``'s bodies, from the highest level's centre to the
+    lowest's, leans from straight down the image; 0 with fewer than two bodies."""
     found = [v for v in BODIES if v in det.landmarks.corners_px]
     if len(found) < 2:
-        return False
+        return 0.0
     top = np.asarray(det.landmarks.corners_px[found[0]], float).mean(axis=0)
     bottom = np.asarray(det.landmarks.corners_px[found[-1]], float).mean(axis=0)
     dx, dy = bottom - top
-    return bool(np.degrees(np.arctan2(abs(dx), dy)) > ACROSS_DEG)
+    return float(np.degrees(np.arctan2(abs(dx), dy)))
 
 
 #: A view's bodies are kept only where the learned network, run on that view, reports at least this many
@@ -478,26 +514,49 @@ DARKER_THAN_AROUND = (
 
 
 class _View:
-    """The frame inverted and/or turned by quarter turns (``np.rot90``'s ``turns``), for detection."""
+    """The frame inverted and/or turned by quarter turns (``np.rot90``'s ``turns``), or by ``degrees``
+    (anticlockwise as displayed; an eighth turn for a leaning column), for detection."""
 
-    def __init__(self, inverted: bool, turns: int, words: str) -> None:
-        self.inverted, self.turns, self.words = inverted, turns % 4, words
+    def __init__(self, inverted: bool, turns: int, words: str, degrees: float = 0.0) -> None:
+        self.inverted, self.turns, self.words, self.degrees = inverted, turns % 4, words, float(degrees)
+
+    def _matrix(self, shape: tuple[int, int]) -> np.ndarray:
+        """The 2x3 map from the frame as given to this view turned by ``degrees`` (its canvas enlarged to
+        hold the whole frame), and the canvas's size (width, height)."""
+        h, w = shape
+        m = cv2.getRotationMatrix2D(((w - 1) / 2.0, (h - 1) / 2.0), self.degrees, 1.0)
+        c, s = abs(m[0, 0]), abs(m[0, 1])
+        cw, ch = int(np.ceil(h * s + w * c)), int(np.ceil(h * c + w * s))
+        m[0, 2] += (cw - w) / 2.0
+        m[1, 2] += (ch - h) / 2.0
+        return m, (cw, ch)
 
     def image(self, img: np.ndarray) -> np.ndarray:
         out = img.astype(np.float32)
         if self.inverted:
             out = float(np.max(out)) + float(np.min(out)) - out
+        if self.degrees:
+            # the corners the turn brings in are the frame's median grey (its edge repeated outwards drew
+            # streaks the network took for structure: on a column leaning 50 degrees it saw half as much)
+            m, size = self._matrix(out.shape)
+            fill = float(np.median(out))
+            return cv2.warpAffine(out, m, size, flags=cv2.INTER_LINEAR, borderValue=fill)
         return np.ascontiguousarray(np.rot90(out, self.turns))
 
     def spacing(self, mm_per_px):
-        if mm_per_px is None or self.turns % 2 == 0:
+        if mm_per_px is None or (self.turns % 2 == 0 and not self.degrees):
             return mm_per_px
         vals = [float(v) for v in np.ravel(mm_per_px)]
+        if self.degrees:
+            return (float(np.mean(vals)),) * 2  # rows and columns mixed: the detector's size prior, the mean
         return (vals[-1], vals[0])  # rows and columns swap
 
     def back(self, pts: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
         h, w = shape
         p = np.asarray(pts, float)
+        if self.degrees:
+            inv = cv2.invertAffineTransform(self._matrix(shape)[0])
+            return p @ inv[:, :2].T + inv[:, 2]
         if self.turns == 1:
             return np.stack([w - 1 - p[:, 1], p[:, 0]], axis=1)
         if self.turns == 3:
@@ -530,6 +589,16 @@ VIEWS = (
     _View(False, 3, "turned a quarter clockwise (the column across it)"),
     _View(True, 1, "inverted and turned a quarter anticlockwise (bone dark, the column across it)"),
     _View(True, 3, "inverted and turned a quarter clockwise (bone dark, the column across it)"),
+)
+
+#: Views turned an eighth, either way and either polarity: the network and the template detector look for
+#: upright columns (the network was trained on columns within 20 degrees of upright); a column leaning
+#: 40-60 degrees across the frame stands within 15 degrees of upright in one of them.
+LEANING_VIEWS = (
+    _View(False, 0, "turned an eighth anticlockwise (the column leaning in it)", 45.0),
+    _View(False, 0, "turned an eighth clockwise (the column leaning in it)", -45.0),
+    _View(True, 0, "inverted and turned an eighth anticlockwise (bone dark, the column leaning in it)", 45.0),
+    _View(True, 0, "inverted and turned an eighth clockwise (bone dark, the column leaning in it)", -45.0),
 )
 
 

@@ -726,6 +726,10 @@ def _consistent_levels(bodies: list[BodyResult], model: DetectorModel) -> list[B
             return out
         ratio = {(i, j): float(np.hypot(*(c[i] - c[j]))) / float(step[i:j].sum()) for i, j in pairs}
         scale = float(np.median(list(ratio.values())))
+        if len(pairs) == 1:
+            # one pair is its own scale, so it could never disagree: the scale its bodies' size gives
+            # (a "C3" on C4 and a right C6, two levels' spacing for three, seen on a view turned an eighth)
+            scale = _size_px_per_mm([out[k] for k in ks], model) or scale
         bad = {k: 0 for k in ks}
         for (i, j), r in ratio.items():
             if not LEVEL_SPACING_RANGE[0] <= r / scale <= LEVEL_SPACING_RANGE[1]:
@@ -738,6 +742,28 @@ def _consistent_levels(bodies: list[BodyResult], model: DetectorModel) -> list[B
         out[worst] = BodyResult(
             b.vertebra, None, b.features, 0.0, "its distance to the other bodies does not fit its level"
         )
+
+
+def _size_px_per_mm(bodies: list[BodyResult], model: DetectorModel) -> float | None:
+    """Pixels per mm at which ``bodies`` have the model's mean size (:func:`_body_mm_per_px`), their mean;
+    None without a C3-C7 body. On this project's phantoms of every family and the independent renderer's
+    true columns a pair's centre distance over its levels' mean spacing at this scale lies within 0.89-1.26;
+    with a level too many or too few between two bodies up to three levels apart it is at most 0.75 or at
+    least 1.33 (:data:`LEVEL_SPACING_RANGE`)."""
+    sizes = [mm for b in bodies if (mm := _body_mm_per_px(b, model)) is not None]
+    return float(np.mean([1.0 / mm for mm in sizes])) if sizes else None
+
+
+def _body_mm_per_px(body: BodyResult, model: DetectorModel) -> float | None:
+    """The pixel size at which ``body`` (C3-C7) has the model's mean endplate length: the model's (mm) over
+    the body's (px); None for C2 (its superior corners are not an endplate's) or a body without corners."""
+    k = BODIES.index(body.vertebra)
+    if k == 0 or body.corners_px is None:
+        return None
+    m, c = model.mean_shape_mm[k], body.corners_px
+    mm = 0.5 * (np.hypot(*(m[0] - m[1])) + np.hypot(*(m[3] - m[2])))
+    px = 0.5 * (np.hypot(*(c[0] - c[1])) + np.hypot(*(c[3] - c[2])))
+    return float(mm / px) if px > 0 else None
 
 
 def _consistent_column(bodies: list[tuple[BodyResult, str, bool]], model: DetectorModel) -> None:
@@ -1346,16 +1372,7 @@ def bodies_mm_per_px(combined: Combined, model: DetectorModel) -> float | None:
         # nothing reported (e.g. the network outlined one body, too few to check its levels by): the
         # network's outlines tell the size as well, for a second search that checks everything again
         bodies = [b for b in combined.network.bodies if b.confidence >= HEATMAP_THRESHOLD]
-    sizes = []
-    for body in bodies:
-        k = BODIES.index(body.vertebra)
-        if k == 0 or body.corners_px is None:
-            continue  # C2's superior corners are not an endplate's
-        m, c = model.mean_shape_mm[k], body.corners_px
-        mm = 0.5 * (np.hypot(*(m[0] - m[1])) + np.hypot(*(m[3] - m[2])))
-        px = 0.5 * (np.hypot(*(c[0] - c[1])) + np.hypot(*(c[3] - c[2])))
-        if px > 0:
-            sizes.append(float(mm / px))
+    sizes = [mm for body in bodies if (mm := _body_mm_per_px(body, model)) is not None]
     return float(np.median(sizes)) if sizes else None
 
 
