@@ -192,11 +192,11 @@ def _detect_in_views(img: np.ndarray, *, mm_per_px, frame: int, model_path, meth
     if len(best.landmarks.corners_px) >= MIN_VIEW_BODIES or min(img.shape) < MIN_SIDE_PX:
         return best
     best_view = None
-    upright = max(
-        _column_evidence(v.image(img), mm_per_px, model_path)
-        for v in (_View(False, 0, ""), *VIEWS)
-        if not v.turns
+    # the network's evidence for an upright column, as given and inverted (the polarity it sees bone in)
+    upright_as_given, upright_inverted = (
+        _column_evidence(v.image(img), mm_per_px, model_path) for v in (_View(False, 0, ""), VIEWS[0])
     )
+    upright = max(upright_as_given, upright_inverted)
 
     def search(view: _View, seen: np.ndarray) -> bool:
         """Detect on ``view`` (its image ``seen``) and keep it if it beats the best so far; whether it did."""
@@ -224,13 +224,12 @@ def _detect_in_views(img: np.ndarray, *, mm_per_px, frame: int, model_path, meth
             break
     if len(best.landmarks.corners_px) < VIEW_ENOUGH:
         # a column leaning half-way across the frame (a flexed neck, a tilted detector) stands upright in
-        # a view turned an eighth; of those, only the one where the network sees the most of a column is
-        # searched, and only where it sees more there than upright
-        seen_views = [(view, view.image(img)) for view in LEANING_VIEWS]
+        # a view turned an eighth: in the polarity where the network sees more of an upright column, the
+        # way it sees more of one turned is searched (its column must stand upright there: search())
+        inverted = upright_inverted > upright_as_given
+        seen_views = [(view, view.image(img)) for view in LEANING_VIEWS if view.inverted == inverted]
         evidence = [_column_evidence(seen, view.spacing(mm_per_px), model_path) for view, seen in seen_views]
-        k = int(np.argmax(evidence))
-        if evidence[k] > LEANING_EVIDENCE * upright:
-            search(*seen_views[k])
+        search(*seen_views[int(np.argmax(evidence))])
     if best_view is None:
         return best
     corners = {v: best_view.back(c, img.shape) for v, c in best.landmarks.corners_px.items()}
@@ -263,9 +262,6 @@ MIN_VIEW_BODIES = 2
 #: this project's acquisition phantoms, while on upright frames the turned views gave it less (one
 #: 1.1 times); each view searched costs a detection (3-8 s).
 TURNED_EVIDENCE = 1.25
-#: The view turned an eighth (:data:`LEANING_VIEWS`) where the network sees the most of a column is searched
-#: only where it sees more of one there than this many times its evidence upright (:func:`_column_evidence`).
-LEANING_EVIDENCE = 1.0
 #: A view turned an eighth is kept only where the column found in it stands within this many degrees of
 #: upright (its chord, :func:`_lean_deg`): the network was trained on columns within 20 degrees, and on a
 #: column lying across the frame (turned a quarter), seen turned an eighth (leaning 35 degrees), it
