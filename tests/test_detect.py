@@ -31,6 +31,22 @@ def _errors(det: Detection, truth: dict) -> dict[Vertebra, float]:
     }
 
 
+def _acquisition_phantom(generator: int, first_seed: int, index: int, *, bone_dark: bool = False, **extra):
+    """Phantom ``index`` of ``training_specs(seed=generator, first_seed=first_seed)`` with the acquisition
+    look drawn as ``benchmarks/heldout.py`` draws it (bone dark on every frame with ``bone_dark``), and
+    its detection on the reference frame."""
+    from dmx.phantom import draw_appearance
+    from dmx.training.fit import training_specs
+
+    kw = training_specs(index + 1, seed=generator, first_seed=first_seed)[index]
+    look = draw_appearance("acquisition", seed=kw["seed"], max_size_px=768)
+    if bone_dark:
+        look = replace(look, acquisition=replace(look.acquisition, inverted=True))
+    ph = make_phantom(**dict(kw, appearance=look, **extra))
+    ref = kw["reference_frame"]
+    return ph, detect_landmarks(_display(ph, ref), mm_per_px=tuple(ph.truth["mm_per_px"]), frame=ref)
+
+
 @pytest.fixture(scope="module")
 def phantom():
     return make_phantom(seed=SEED, frames=4, return_to_neutral=False, curve="lordotic", reference_frame=3)
@@ -1082,17 +1098,7 @@ def test_a_column_leaning_half_way_across_the_frame_is_found_turned_an_eighth():
     (acquisition look: bone dark, the column leaning 50 degrees, C2 behind a blade) no view reported a
     body ("the learned network reports fewer than 2 bodies to check its levels by"); turned an eighth
     clockwise and inverted, C4-C7 are found and mapped back within 1 px."""
-    from dmx.phantom import draw_appearance
-    from dmx.training.fit import training_specs
-
-    kw = training_specs(1, seed=7171, first_seed=800000)[0]
-    kw["appearance"] = draw_appearance("acquisition", seed=kw["seed"], max_size_px=768)
-    ph = make_phantom(**kw)
-    det = detect_landmarks(
-        _display(ph, kw["reference_frame"]),
-        mm_per_px=tuple(ph.truth["mm_per_px"]),
-        frame=kw["reference_frame"],
-    )
+    ph, det = _acquisition_phantom(7171, 800000, 0)
     errs = _errors(det, ph.landmarks.corners_px)
     assert set(BODIES[2:6]) <= set(errs), det.missing
     assert max(errs.values()) <= 2.0, errs
@@ -1118,18 +1124,8 @@ def test_bodies_found_darker_than_around_them_on_a_bone_dark_frame_are_refused()
     760013 of generator 5151, its acquisition look inverted): they are darker than what lies around them,
     so they are refused and the inverted view finds the column."""
     from dmx.detect import VIEW_WHY_DARK
-    from dmx.phantom import draw_appearance
-    from dmx.training.fit import training_specs
 
-    kw = training_specs(14, seed=5151, first_seed=760000)[13]
-    look = draw_appearance("acquisition", seed=kw["seed"], max_size_px=768)
-    kw["appearance"] = replace(look, acquisition=replace(look.acquisition, inverted=True))
-    ph = make_phantom(**kw)
-    det = detect_landmarks(
-        _display(ph, kw["reference_frame"]),
-        mm_per_px=tuple(ph.truth["mm_per_px"]),
-        frame=kw["reference_frame"],
-    )
+    ph, det = _acquisition_phantom(5151, 760000, 13, bone_dark=True)
     errs = _errors(det, ph.landmarks.corners_px)
     assert len(errs) >= 4 and set(BODIES[1:5]) <= set(errs), det.missing
     assert max(errs.values()) <= 2.0, errs
@@ -1189,15 +1185,8 @@ def test_a_bone_dark_frame_with_a_body_under_a_blade():
     darker-than-around refusal), and the inverted view then C7 with a corner on the blade's edge 26 px
     from its own (before the field-edge check). Now C2-C6 on their bodies and C7 left out."""
     from dmx.detect import CUT_BY_FIELD_EDGE
-    from dmx.phantom import draw_appearance
-    from dmx.training.fit import training_specs
 
-    kw = training_specs(10, seed=6161, first_seed=780000)[9]
-    assert kw["seed"] == 780009
-    kw = dict(kw, appearance=draw_appearance("acquisition", seed=780009, max_size_px=768), frames=30)
-    ph = make_phantom(**kw)
-    ref = kw["reference_frame"]
-    det = detect_landmarks(_display(ph, ref), mm_per_px=tuple(ph.truth["mm_per_px"]), frame=ref)
+    ph, det = _acquisition_phantom(6161, 780000, 9, frames=30)
     errs = _errors(det, ph.landmarks.corners_px)
     assert set(errs) == set(BODIES[:5]), (errs, det.missing)
     assert max(errs.values()) <= 2.0, errs
