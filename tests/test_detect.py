@@ -1097,7 +1097,7 @@ def test_a_column_leaning_half_way_across_the_frame_is_found_turned_an_eighth():
     columns (the network was trained within 20 degrees). On development phantom 800000 of generator 7171
     (acquisition look: bone dark, the column leaning 50 degrees, C2 behind a blade) no view reported a
     body ("the learned network reports fewer than 2 bodies to check its levels by"); turned an eighth
-    clockwise and inverted, C4-C7 are found and mapped back within 1 px."""
+    clockwise and inverted, C4-C7 are found and mapped back within 2 px (0.4-0.8 px measured)."""
     ph, det = _acquisition_phantom(7171, 800000, 0)
     errs = _errors(det, ph.landmarks.corners_px)
     assert set(BODIES[2:6]) <= set(errs), det.missing
@@ -1187,6 +1187,7 @@ def test_a_bone_dark_frame_with_a_body_under_a_blade():
     from dmx.detect import CUT_BY_FIELD_EDGE
 
     ph, det = _acquisition_phantom(6161, 780000, 9, frames=30)
+    assert ph.truth["params"]["seed"] == 780009
     errs = _errors(det, ph.landmarks.corners_px)
     assert set(errs) == set(BODIES[:5]), (errs, det.missing)
     assert max(errs.values()) <= 2.0, errs

@@ -264,8 +264,9 @@ MIN_VIEW_BODIES = 2
 TURNED_EVIDENCE = 1.25
 #: A view turned an eighth is kept only where the column found in it stands within this many degrees of
 #: upright (its chord, :func:`_lean_deg`): the network was trained on columns within 20 degrees, and on a
-#: column lying across the frame (turned a quarter), seen turned an eighth (leaning 35 degrees), it
-#: labelled every body one level off and the template detector agreed.
+#: column lying across the frame (turned a quarter), seen turned an eighth (leaning 35 degrees) with the
+#: frame's edge repeated into the new corners (before they were filled with its median grey), it labelled
+#: every body one level off and the template detector agreed.
 LEANING_UPRIGHT_DEG = 25.0
 #: A view reporting this many bodies ends the search of the others (each costs a detection).
 VIEW_ENOUGH = 4
@@ -516,7 +517,7 @@ class _View:
     def __init__(self, inverted: bool, turns: int, words: str, degrees: float = 0.0) -> None:
         self.inverted, self.turns, self.words, self.degrees = inverted, turns % 4, words, float(degrees)
 
-    def _matrix(self, shape: tuple[int, int]) -> np.ndarray:
+    def _matrix(self, shape: tuple[int, int]) -> tuple[np.ndarray, tuple[int, int]]:
         """The 2x3 map from the frame as given to this view turned by ``degrees`` (its canvas enlarged to
         hold the whole frame), and the canvas's size (width, height)."""
         h, w = shape
