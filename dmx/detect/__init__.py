@@ -115,7 +115,9 @@ def detect_landmarks(
     collimator blade) is left out: its outline there is the field's edge, not bone
     (:func:`_cut_by_field_edge`). Bodies darker than what lies just outside them are refused, on the
     frame as given and on every view (:func:`_darker_than_around`, :data:`DARKER_THAN_AROUND`), and so
-    is a column lying across the image (:func:`_lies_across`, :data:`LIES_ACROSS`).
+    is a column lying across the image (:func:`_lies_across`, :data:`LIES_ACROSS`), and one on the frame as
+    given leaning half-way across it whose levels the learned network does not confirm with the column
+    stood upright (:func:`_leaning_unconfirmed`, :data:`LEANING_UNCONFIRMED`).
     Where the frame as given reports fewer than two bodies, it is searched again inverted (bone dark,
     as fluoroscopy shows it) and turned a quarter either way (the column across the image), and, where
     still fewer than :data:`VIEW_ENOUGH` are found, turned an eighth (a column leaning half-way across:
@@ -180,7 +182,7 @@ def _detect_in_views(img: np.ndarray, *, mm_per_px, frame: int, model_path, meth
     kw = dict(frame=frame, model_path=model_path, method=method)
     best = _detect_once(img, mm_per_px=mm_per_px, mean_of=mean_of, **kw)
     why = VIEW_WHY_FEW
-    refused = _refused(img, best, mm_per_px)
+    refused = _refused(img, best, mm_per_px) or _leaning_unconfirmed(img, best, mm_per_px, model_path)
     if refused is not None:
         # refused here, searched for again in the other views (an inverted and turned ones among them)
         why, words = refused
@@ -254,6 +256,39 @@ def _refused(image: np.ndarray, det: Detection, mm_per_px) -> tuple[str, str] | 
     return None
 
 
+def _leaning_unconfirmed(image: np.ndarray, det: Detection, mm_per_px, model_path) -> tuple[str, str] | None:
+    """Why the column ``det`` found on the frame as given is refused as leaning unconfirmed (as
+    :func:`_refused` gives it), or None: a column whose chord leans more than :data:`LEANING_CHECK_DEG` is
+    kept only where the learned network confirms its levels (:func:`_network_confirms`) on the view turned
+    an eighth (:data:`LEANING_VIEWS`, the frame's polarity) in which that chord stands most upright: within
+    20 degrees there, as the network's training columns did. The template detector's levels assume an upright
+    column: on a frame turned a quarter whose column leant back 126 degrees it reported C2-C5 upside down at
+    confidence 1 (their chord leaning 52 degrees), and in the view where that chord stands upright the
+    network saw no such column."""
+    if len(det.landmarks.corners_px) < 2 or _lean_deg(det) <= LEANING_CHECK_DEG:
+        return None
+
+    def stood(view: _View) -> Detection:  # the column as the view turned an eighth shows it
+        corners = {v: view.forward(c, image.shape) for v, c in det.landmarks.corners_px.items()}
+        return Detection(Landmarks(frame=det.landmarks.frame, corners_px=corners), dict(det.missing), ())
+
+    seen, view = min(((stood(v), v) for v in LEANING_VIEWS if not v.inverted), key=lambda s: _lean_deg(s[0]))
+    if _network_confirms(view.image(image), seen, view.spacing(mm_per_px), model_path):
+        return None
+    return VIEW_WHY_LEANING, LEANING_UNCONFIRMED
+
+
+#: A column on the frame as given whose chord leans more than this (degrees) is kept only where the learned
+#: network confirms its levels on a view turned an eighth (:func:`_leaning_unconfirmed`); between this and
+#: :data:`ACROSS_DEG` it stands within 20 degrees of upright in one of them.
+LEANING_CHECK_DEG = 45.0
+#: The reason :data:`VIEW_FOUND` gives for a leaning column refused on the frame as given.
+VIEW_WHY_LEANING = "those found leaned half-way across the frame, their levels unconfirmed"
+#: Why a leaning column on the frame as given was refused (:func:`_leaning_unconfirmed`).
+LEANING_UNCONFIRMED = (
+    "the column found leans half-way across the frame (its chord more than 45 degrees from upright) and the "
+    "learned network, on the frame turned an eighth to stand it upright, does not confirm its levels"
+)
 #: Fewer bodies than this on the frame as given: the other views (:data:`VIEWS`) are searched too.
 MIN_VIEW_BODIES = 2
 #: A turned view is searched only where the learned network sees this many times more of a column in it
@@ -547,6 +582,14 @@ class _View:
         if self.degrees:
             return (float(np.mean(vals)),) * 2  # rows and columns mixed: the detector's size prior, the mean
         return (vals[-1], vals[0])  # rows and columns swap
+
+    def forward(self, pts: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+        """Points ``(x, y)`` on the frame as given (``shape``) where this view, turned by ``degrees``,
+        shows them (the inverse of :meth:`back`)."""
+        if not self.degrees:
+            raise ValueError("forward() maps points into views turned by degrees only")
+        m, _ = self._matrix(shape)
+        return np.asarray(pts, float) @ m[:, :2].T + m[:, 2]
 
     def back(self, pts: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
         h, w = shape
