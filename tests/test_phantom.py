@@ -286,6 +286,11 @@ def test_adi_and_visibility(lordotic):
     assert t["visibility"]["C3"][0] == 1.0
     assert t["visibility"]["C3"][t["motion_key_frames"]["flexion"]] < 0.95  # the mandible comes down
     assert max(t["visibility"]["T1"]) < 0.5  # behind the shoulders
+    # in_field ignores occluding bones: C3 under the mandible stays wholly inside the image
+    assert t["in_field"]["C3"][t["motion_key_frames"]["flexion"]] == 1.0
+    assert all(
+        f >= v for b in t["visibility"] for f, v in zip(t["in_field"][b], t["visibility"][b], strict=True)
+    )
     arch, dens = np.array(t["points"]["C1.arch_post"]), np.array(t["points"]["C2.dens_ant"])
     assert np.all(arch[:, 0] > dens[:, 0])  # facing right: the arch lies anterior (+x) of the dens
 

@@ -305,3 +305,8 @@ def test_collimator_blades_count_as_hiding_the_bodies():
         np.array(b.truth["visibility"][v]) - np.array(a.truth["visibility"][v]) for v in ("C2", "C3", "C7")
     ]
     assert min(d.min() for d in drop) < -0.2 and max(d.max() for d in drop) <= 0.0
+    # behind a blade a body is outside the exposed field as well (in_field), not only hidden
+    for v in ("C2", "C3", "C7"):
+        hidden = np.array(a.truth["visibility"][v]) - np.array(b.truth["visibility"][v])
+        cut = np.array(a.truth["in_field"][v]) - np.array(b.truth["in_field"][v])
+        assert np.allclose(cut, hidden, atol=1e-3), v

@@ -498,29 +498,34 @@ def _truth(
 
     # visibility: share of the body inside the image and not hidden by skull, mandible or shoulders
     occluders = [s for s in model.structures if s.occluder is not None]
+    # in_field: share of the body inside the image and not behind a collimator blade (what no tracker can
+    # see), occluding bones ignored (a vertebra they cross stays inside the image)
     visibility: dict[str, list[float]] = {}
+    in_field: dict[str, list[float]] = {}
     for v in sk.CORNER_BODIES:
         pts = _body_samples(v, anatomy)
-        vis = []
+        vis, field = [], []
         for f in range(frames):
             wpts = sk.apply(world[v.value][f], pts)
             ipts = sk.apply(l2i[v.value][f], pts)
-            hidden = ~(
+            outside = ~(
                 (ipts[:, 0] >= -0.5)
                 & (ipts[:, 0] <= cols - 0.5)
                 & (ipts[:, 1] >= -0.5)
                 & (ipts[:, 1] <= rows - 0.5)
             )
+            if covered is not None:  # behind the acquisition's collimator blades
+                r = np.clip(np.rint(ipts[~outside, 1]).astype(int), 0, rows - 1)
+                c = np.clip(np.rint(ipts[~outside, 0]).astype(int), 0, cols - 1)
+                outside[~outside] = covered[r, c] > 0.5
+            hidden = outside.copy()
             for s in occluders:
                 loc = sk.apply(np.linalg.inv(world[s.frame][f]), wpts)
                 hidden |= s.occluder(loc[:, 0], loc[:, 1]) > 0
-            if covered is not None:  # behind the acquisition's collimator blades
-                inside = ~hidden
-                r = np.clip(np.rint(ipts[inside, 1]).astype(int), 0, rows - 1)
-                c = np.clip(np.rint(ipts[inside, 0]).astype(int), 0, cols - 1)
-                hidden[inside] = covered[r, c] > 0.5
             vis.append(round(float(1.0 - hidden.mean()), 4))
+            field.append(round(float(1.0 - outside.mean()), 4))
         visibility[v.value] = vis
+        in_field[v.value] = field
 
     # reference values with the spec's formulas, in mm
     mm = {k: c * scale for k, c in corners_px.items()}
@@ -577,6 +582,7 @@ def _truth(
         "points": {"C1.arch_post": arch.tolist(), "C2.dens_ant": dens.tolist()},
         "adi_mm": adi.tolist(),
         "visibility": visibility,
+        "in_field": in_field,
         "levels": levels,
         "curve_shape": curve_at,
         "h": h,
@@ -585,7 +591,9 @@ def _truth(
             "Pixel coordinates: x = column, y = row, centre of the top-left pixel (0, 0). "
             "levels/curve_shape are the spec's formulas applied to the exact corners (mm). "
             "visibility: share of the body inside the image and not covered by skull, mandible or "
-            "shoulders. transforms_px map reference-frame pixels to each frame's pixels."
+            "shoulders (and inside the exposed field); in_field: share of the body inside the image and "
+            "not behind a collimator blade, occluding bones ignored. "
+            "transforms_px map reference-frame pixels to each frame's pixels."
         ),
     }
 
