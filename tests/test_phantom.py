@@ -462,13 +462,15 @@ def test_sample_data_matches_its_truth():
 
 # --- anatomical variation ---------------------------------------------------------------------------
 
-#: sha256 of frames and of the truth (json, sorted keys) of two small default phantoms, computed with
-#: the generator before ``anatomy_sd`` existed: the default must stay byte-identical.
+#: sha256 of frames and of the truth (json, sorted keys; without :data:`ADDED_SINCE`) of two small default
+#: phantoms, computed with the generator before ``anatomy_sd`` existed: the default must stay byte-identical.
+#: (The truth digests were taken again without ``notes`` in session 26, on the generator of commit 5d2c3e3,
+#: whose whole-truth digests were those of the baseline: e768e1fb..., 015c6c3e....)
 BASELINE = [
     (
         dict(seed=3, rows=160, cols=192, frames=5),
         "69cc0747caa0c4f70b67136a7425e3bc82fb925c8d5de99b430949ece0507432",
-        "e768e1fb0063325da0269cd03c211edef5cb1ed61bffc916715fe844e81cb7b5",
+        "8473fc0e2ff0975dfda64d722fd5609693055ef13c41cc5a52d441bb47865788",
     ),
     (
         dict(
@@ -481,13 +483,18 @@ BASELINE = [
             unstable_mm={"C4-C5": 3.0},
         ),
         "135e153444ec29a3a748892efd51ff36d20e63ac5ffedbbc5280abcd07011ec8",
-        "015c6c3ec0a990d8abba3184e1ea6b6432ed4b1910f5fe317a5f943207bbe51a",
+        "34a9aa27ba8b8fd8a43410a78bc0b551f60cf5ca2b44235951b29dcbc6baeb71",
     ),
 ]
 
 
+#: Truth keys added since the baseline (``in_field``, session 26) and its prose ``notes`` (which describe
+#: them): left out of the digest, so that every value the baseline had is checked unchanged.
+ADDED_SINCE = ("in_field", "notes")
+
+
 def _digests(ph) -> tuple[str, str]:
-    truth = json.dumps(ph.truth, sort_keys=True).encode()
+    truth = json.dumps({k: v for k, v in ph.truth.items() if k not in ADDED_SINCE}, sort_keys=True).encode()
     return hashlib.sha256(ph.frames.tobytes()).hexdigest(), hashlib.sha256(truth).hexdigest()
 
 
