@@ -1,6 +1,7 @@
 """Issue #13: no trusted-but-wrong frames under occluders that do not move with the bone."""
 
 import math
+from dataclasses import replace
 
 import numpy as np
 
@@ -411,3 +412,56 @@ def test_the_fine_detail_refit_leaves_a_study_without_lost_bodies_unchanged():
     assert (np.nan_to_num(with_step.quality) >= TRUSTED_QUALITY).all()
     np.testing.assert_array_equal(with_step.corners_px, without.corners_px)
     np.testing.assert_array_equal(with_step.quality, without.quality)
+
+
+def _column_tracks(n_t: int = 12, n_v: int = 6):
+    """Tracks of ``n_v`` square 30 px bodies stacked 40 px apart, the whole column turning 1 degree and
+    sliding 3 px a frame (fast, as a 30-frame cine of the whole motion), each segment bending 0.5 degrees
+    a frame more."""
+    from dmx.anatomy import BODIES
+    from dmx.tracking.types import Tracks
+
+    square = np.array([[15.0, -15.0], [-15.0, -15.0], [-15.0, 15.0], [15.0, 15.0]])
+    centres = np.array([[200.0, 100.0 + 40.0 * v] for v in range(n_v)])
+    tf = np.zeros((n_t, n_v, 2, 3))
+    for t in range(n_t):
+        for v in range(n_v):
+            a = math.radians(1.0 * t + 0.5 * t * v / n_v)
+            r = np.array([[math.cos(a), -math.sin(a)], [math.sin(a), math.cos(a)]])
+            tf[t, v, :, :2] = r
+            tf[t, v, :, 2] = centres[v] + np.array([3.0 * t, 0.0]) - r @ centres[v]
+    corners = np.einsum("tvij,vkj->tvki", tf[..., :2], centres[:, None] + square) + tf[:, :, None, :, 2]
+    quality = np.ones((n_t, n_v))
+    reason = tuple((None,) * n_v for _ in range(n_t))
+    return Tracks(tuple(BODIES[:n_v]), corners, quality, reason, 0, tf, centres_px=centres)
+
+
+def test_a_body_that_jumps_on_one_frame_alone_is_dropped():
+    """A body registered on a look-alike beside it on one frame (1040014's C3: 9.6 px off on frames 4 and 6,
+    trusted) moves both its segments on that frame alone; its neighbours, the frames either side and a
+    column moving fast as a whole are kept."""
+    from dmx.tracking.tracker import JUMPED, drop_segmental_jumps
+
+    tracks = _column_tracks()
+    assert drop_segmental_jumps(tracks) is tracks  # smooth fast motion: nothing dropped
+    shifted = tracks.corners_px.copy()
+    tf = tracks.transforms.copy()
+    for v, t in ((2, 5), (0, 8)):  # a middle body, and C2 whose only segment jumps (C3's other does not)
+        shifted[t, v] += (8.0, 0.0)
+        tf[t, v, :, 2] += (8.0, 0.0)
+    got = drop_segmental_jumps(replace(tracks, corners_px=shifted, transforms=tf))
+    lost = {(t, v) for t in range(12) for v in range(6) if not np.isfinite(got.corners_px[t, v]).all()}
+    assert lost == {(5, 2), (8, 0)}
+    assert got.reason[5][2] == JUMPED and got.reason[8][0] == JUMPED
+    assert not np.isfinite(got.transforms[5, 2]).any() and got.quality[5, 2] == 1.0
+
+
+def test_two_bodies_jumping_apart_alone_are_both_dropped():
+    """Two bodies only, their segment jumping on one frame: nothing tells which is wrong, so neither is kept
+    there."""
+    from dmx.tracking.robust import reject_jumps
+
+    assert reject_jumps(np.array([0.3]), 0.1) == [0, 1]
+    assert reject_jumps(np.array([0.05]), 0.1) == []
+    assert reject_jumps(np.array([0.3, 0.3, 0.02]), 0.1) == [1]
+    assert reject_jumps(np.array([np.nan, 0.3, 0.02]), 0.1) == [1]
