@@ -152,21 +152,7 @@ def reject_inconsistent(
                 agree += 1
         return agree, disagree
 
-    out: list[int] = []
-    # first the bodies both neighbours disagree with, one at a time (each may clear its neighbours)
-    while True:
-        worst = [i for i in range(n) if live[i] and votes(i) == (0, 2)]
-        if not worst:
-            break
-        live[worst[0]] = False
-        out.append(worst[0])
-    # then a body one neighbour disagrees with and none supports, when that neighbour is supported
-    # (an isolated disagreeing pair: both, as nothing tells which is right)
-    lone = [i for i in range(n) if live[i] and votes(i) == (0, 1)]
-    for i in lone:
-        j = neighbours(i)[0]
-        if votes(j)[0] >= 1 or j in lone:
-            out.append(i)
+    out = _voted_out(live, votes, lambda i: neighbours(i)[0])
     for i in out:
         live[i] = False
     return sorted(out)
@@ -231,16 +217,24 @@ def reject_jumps(jump_frac: np.ndarray, limit: float) -> list[int]:
         agree = sum(frac[p] <= limit for p, _ in checked)
         return agree, len(checked) - agree
 
+    return sorted(_voted_out(live, votes, lambda i: pairs(i)[0][1]))
+
+
+def _voted_out(live: list[bool], votes, neighbour) -> list[int]:
+    """The bodies ``votes(i)`` (``(agree, disagree)`` of its checked neighbours) leaves without support:
+    first those both neighbours disagree with, one at a time (``live`` updated: each may clear its
+    neighbours); then a body its one checked neighbour (``neighbour(i)``) disagrees with, when that
+    neighbour is supported (or an isolated disagreeing pair: both, as nothing tells which is right)."""
     out: list[int] = []
     while True:
-        worst = [i for i in range(n) if live[i] and votes(i) == (0, 2)]
+        worst = [i for i in range(len(live)) if live[i] and votes(i) == (0, 2)]
         if not worst:
             break
         live[worst[0]] = False
         out.append(worst[0])
-    lone = [i for i in range(n) if live[i] and votes(i) == (0, 1)]
+    lone = [i for i in range(len(live)) if live[i] and votes(i) == (0, 1)]
     for i in lone:
-        ((_, j),) = pairs(i)
+        j = neighbour(i)
         if votes(j)[0] >= 1 or j in lone:
             out.append(i)
-    return sorted(out)
+    return out
