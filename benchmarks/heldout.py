@@ -188,10 +188,10 @@ class _Angles:
     inside_measured: int  # of those, measured
 
 
-def _angle_errors(kw: dict, with_count: bool = False, **options):
+def _angle_errors(kw: dict, **options) -> _Angles:
     """|per-frame angle error| (deg) of every level and frame measured, each level's constant offset removed,
-    tracked from the true corners (``options`` to :func:`dmx.tracking.track`); with ``with_count`` an
-    :class:`_Angles` (per level, and the level-frames the truth has, inside the exposed field or not)."""
+    tracked from the true corners (``options`` to :func:`dmx.tracking.track`), with the level-frames the truth
+    has, inside the exposed field or not (:class:`_Angles`)."""
     ph = make_phantom(**kw)
     frames = detection.display(ph)
     lm = Landmarks(frame=kw["reference_frame"], corners_px=dict(ph.landmarks.corners_px))
@@ -216,7 +216,7 @@ def _angle_errors(kw: dict, with_count: bool = False, **options):
         inside += int(np.sum(field >= IN_FIELD))
         inside_measured += int(np.sum((field >= IN_FIELD) & np.isfinite(e)))
     errs = np.concatenate(list(by_level.values())) if by_level else np.zeros(0)
-    return _Angles(errs, by_level, total, inside, inside_measured) if with_count else errs
+    return _Angles(errs, by_level, total, inside, inside_measured)
 
 
 def track_check(args) -> None:
@@ -224,7 +224,7 @@ def track_check(args) -> None:
     levels: dict[str, list[float]] = {}
     measured = total = inside = inside_measured = 0
     for kw in _specs(args, CINE_FRAMES):
-        got = _angle_errors(kw, with_count=True, smooth_frames=args.smooth_frames)
+        got = _angle_errors(kw, smooth_frames=args.smooth_frames)
         e = got.errors
         pooled += e.tolist()
         for lev, x in got.by_level.items():
@@ -303,7 +303,7 @@ def grid(args) -> None:
             ("lines out", kw, {}),
             ("no lines", plain, {}),
         ):
-            e = _angle_errors(spec, **options)
+            e = _angle_errors(spec, **options).errors
             pooled[name] += e.tolist()
             cells.append(f"{name} p95 {np.percentile(e, 95):.2f} max {e.max():.2f} ({e.size})")
         print(

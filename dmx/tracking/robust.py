@@ -152,45 +152,36 @@ def reject_inconsistent(
                 agree += 1
         return agree, disagree
 
-    out = _voted_out(live, votes, lambda i: neighbours(i)[0])
-    for i in out:
-        live[i] = False
-    return sorted(out)
+    return sorted(_voted_out(live, votes, lambda i: neighbours(i)[0]))
 
 
-def segmental_jumps(
-    transforms: np.ndarray, centres: np.ndarray, trusted: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """How far each adjacent pair's segmental pose on a frame departs from the mean of the frames either side.
+def segmental_jumps(transforms: np.ndarray, centres: np.ndarray, trusted: np.ndarray) -> np.ndarray:
+    """How far each adjacent pair's segmental position on a frame departs from the mean of the frames either
+    side (px).
 
     ``transforms`` ``(T, V, 2, 3)`` (reference -> frame, NaN where lost), ``centres`` ``(V, 2)`` (reference
     px), ``trusted`` ``(T, V)`` bool. For bodies ``v`` (above) and ``v + 1`` (below), tracked on frames
-    ``t - 1``, ``t`` and ``t + 1``: how far ``v``'s centre in ``v + 1``'s moving frame (px) lies from the
-    mean of the frames either side, and the same of the relative rotation (deg). Returns two ``(T, V - 1)``
-    arrays, NaN where not all three frames are tracked for both bodies. A segment moves smoothly from frame
-    to frame; a body registered on a look-alike beside it on one frame moves both its segments at once.
+    ``t - 1``, ``t`` and ``t + 1``: how far ``v``'s centre in ``v + 1``'s moving frame (as
+    :func:`segmental_motion` places it, for every frame and pair at once) lies from the mean of the frames
+    either side. Returns ``(T, V - 1)``, NaN where not all three frames are tracked for both bodies. A
+    segment moves smoothly from frame to frame; a body registered on a look-alike beside it on one frame
+    moves both its segments at once.
     """
     tf = np.asarray(transforms, float)
     n_t, n_v = tf.shape[:2]
-    shape = (n_t, max(n_v - 1, 0))
-    jump_px, jump_deg = np.full(shape, np.nan), np.full(shape, np.nan)
+    jump_px = np.full((n_t, max(n_v - 1, 0)), np.nan)
     if n_t < 3 or n_v < 2:
-        return jump_px, jump_deg
+        return jump_px
     r_i, t_i = tf[:, :-1, :, :2], tf[:, :-1, :, 2]
-    r_j, t_j = tf[:, 1:, :, :2], tf[:, 1:, :, 2]
-    r_jt = np.swapaxes(r_j, -1, -2)
-    rel = r_jt @ r_i  # v's rotation in v + 1's frame
-    theta = np.degrees(np.arctan2(rel[..., 1, 0], rel[..., 0, 0]))
+    r_jt, t_j = np.swapaxes(tf[:, 1:, :, :2], -1, -2), tf[:, 1:, :, 2]
     c = np.asarray(centres, float)[:-1]
     moved = np.einsum("tvij,tvj->tvi", r_jt, np.einsum("tvij,vj->tvi", r_i, c) + t_i - t_j)
     ok = np.asarray(trusted, bool)
     both = ok[:, :-1] & ok[:, 1:]
     three = both[1:-1] & both[:-2] & both[2:]
     dev_px = np.linalg.norm(moved[1:-1] - 0.5 * (moved[:-2] + moved[2:]), axis=-1)
-    dev_deg = np.abs(theta[1:-1] - 0.5 * (theta[:-2] + theta[2:]))
     jump_px[1:-1] = np.where(three, dev_px, np.nan)
-    jump_deg[1:-1] = np.where(three, dev_deg, np.nan)
-    return jump_px, jump_deg
+    return jump_px
 
 
 def reject_jumps(jump_frac: np.ndarray, limit: float) -> list[int]:

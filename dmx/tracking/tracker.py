@@ -683,14 +683,13 @@ def drop_segmental_jumps(tracks: Tracks, limit: float = JUMP_FRAC) -> Tracks:
         return tracks
     corners = tracks.corners_px
     ref = tracks.reference_frame
-    sizes = np.array([np.sqrt(abs(_quad_area(corners[ref, v]))) for v in range(corners.shape[1])])
+    sizes = np.array([_size(corners[ref, v]) for v in range(corners.shape[1])])
     pair = np.minimum(sizes[:-1], sizes[1:])
     trusted = np.isfinite(corners).all(axis=(2, 3))
     dropped: list[tuple[int, int]] = []
     judged: set[int] = set()
     while True:
-        jump_px, _ = segmental_jumps(tracks.transforms, tracks.centres_px, trusted)
-        frac = jump_px / pair
+        frac = segmental_jumps(tracks.transforms, tracks.centres_px, trusted) / pair
         frac[list(judged)] = np.nan
         if not np.nanmax(frac, initial=0.0) > limit:
             break
@@ -724,11 +723,6 @@ def drop_segmental_jumps(tracks: Tracks, limit: float = JUMP_FRAC) -> Tracks:
         cost_excess=nan_at(tracks.cost_excess),
         reason=tuple(tuple(r) for r in reason),
     )
-
-
-def _quad_area(q: np.ndarray) -> float:
-    x, y = np.asarray(q, float).T
-    return 0.5 * float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1)))
 
 
 @dataclass(frozen=True)
