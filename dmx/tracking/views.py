@@ -52,6 +52,7 @@ from dmx.tracking.tracker import (
     REFERENCE_OUTSIDE,
     TRUSTED_QUALITY,
     _quality,
+    _size,
     neighbour_violation,
 )
 from dmx.tracking.types import Tracks
@@ -108,11 +109,6 @@ class ViewFit:
     precision_px: np.ndarray
     reason: tuple[str | None, ...]
     scale: float
-
-
-def _size(quad: np.ndarray) -> float:
-    x, y = quad[:, 0], quad[:, 1]
-    return math.sqrt(0.5 * abs(float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1)))))
 
 
 def _highpass(image: np.ndarray, sigma_px: float) -> np.ndarray:
