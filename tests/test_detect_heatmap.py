@@ -117,6 +117,23 @@ def test_decode_mirrored_column_faces_left_and_weak_corner_maps_fall_back_to_the
     assert np.hypot(*(weak.corners_px - quads).T).max() < 2.0
 
 
+def test_a_corner_peak_on_another_corner_of_the_body_is_not_taken_for_its_own():
+    # session 27's network put every corner type's peak on the posterior corners; taken as they came,
+    # each body's anterior corners sat on its posterior ones (the outline then refined 53 px off)
+    rng = np.random.default_rng(6)
+    quads = _column(rng)
+    wrong = quads.copy()
+    wrong[:, 0] = quads[:, 1]  # the anterior-superior peaks on the posterior-superior corners
+    out = _synthetic_maps(160, 128, quads)
+    out[N_CLASSES:] = _synthetic_maps(160, 128, wrong)[N_CLASSES:]
+    found = decode(out, 1.0, 0.8)
+    assert found.facing == "right"
+    assert np.all(found.corner_peak > 0.8)  # strong peaks, yet
+    # the other corners from their peaks (exact), the anterior-superior from the region's rectangle
+    assert np.abs(found.corners_px[:, 1:] - quads[:, 1:]).max() < 0.05
+    assert np.hypot(*(found.corners_px[:, 0] - quads[:, 0]).T).max() < 2.0
+
+
 def test_a_region_off_the_column_neither_becomes_a_body_nor_turns_the_column_upside_down():
     """The network's largest C7 region on the skull base, above C2 (seen on the default look): the
     column's direction came from C2 against that region, so it pointed to the feet and every body's

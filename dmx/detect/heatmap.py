@@ -217,8 +217,10 @@ def decode(out: np.ndarray, factor: float, mm_per_px: float, image: np.ndarray |
     Each corner is the maximum of its
     corner type's map within the region grown by 2 pixels (so the neighbouring bodies' corners,
     across the disc, do not compete), refined by a log-parabola through its neighbours; where
-    that maximum is below :data:`CORNER_PEAK_MIN`, the corner of the minimum-area rectangle
-    around the region is taken instead. Positions are mapped to image pixels.
+    that maximum is below :data:`CORNER_PEAK_MIN`, or lies nearer another corner of the
+    minimum-area rectangle around the region than its own (a network trained in session 27 put
+    every corner type's peak on the posterior corners), that rectangle's corner is taken instead.
+    Positions are mapped to image pixels.
     """
     logits = out[:N_CLASSES]
     e = np.exp(logits - logits.max(axis=0))
@@ -283,11 +285,15 @@ def decode(out: np.ndarray, factor: float, mm_per_px: float, image: np.ndarray |
             i = int(np.argmax(m))
             y, x = divmod(i, w)
             peak[b, k] = float(m[y, x])
-            if peak[b, k] >= CORNER_PEAK_MIN:
-                pos[k] = (
+            at = np.array(
+                [
                     x + _vertex(cmap[k][y, x - 1 : x + 2]) if 0 < x < w - 1 else x,
                     y + _vertex(cmap[k][y - 1 : y + 2, x]) if 0 < y < h - 1 else y,
-                )
+                ]
+            )
+            # a peak nearer another corner of the region's rectangle marks that corner, not this one
+            if peak[b, k] >= CORNER_PEAK_MIN and int(np.argmin(np.hypot(*(rect - at).T))) == k:
+                pos[k] = at
         quad = np.zeros((h, w), dtype=np.uint8)
         cv2.fillPoly(quad, [np.round(pos * 16).astype(np.int32)], 1, lineType=cv2.LINE_8, shift=4)
         inter = float(np.sum(region & (quad > 0)))
