@@ -33,3 +33,19 @@ def test_overlaps_add_bounded_structures_of_either_sign():
         assert np.abs(d).max() <= 3 * 0.8  # at most three structures of 0.4 plus a rim of 0.4 each
         signs.add(float(np.sign(d[np.abs(d).argmax() // 112, np.abs(d).argmax() % 112])))
     assert signs == {-1.0, 1.0}
+
+
+def test_family_share_draws_mixed_families_and_leaves_the_first_recipe_as_it_was():
+    from dmx.training.heatmap import FAMILIES, heatmap_specs
+
+    first = heatmap_specs(60)
+    again = heatmap_specs(60, family_share=(0.5, 0.5))
+    # the first recipe (one half each) draws nothing more: the shipped network's data stays reproducible
+    assert [kw["appearance"] for kw in first] == [kw["appearance"] for kw in again]
+    assert [kw["seed"] for kw in first] == list(range(400000, 400060))
+    mixed = heatmap_specs(60, seed=27, first_seed=420000, family_share=(0.25, 0.95))
+    assert [kw["seed"] for kw in mixed] == list(range(420000, 420060))
+    counts = [len(kw["appearance"].families) for kw in mixed]
+    # one in 64 phantoms takes every family at one half each; with shares up to 0.95 about one in seven
+    assert sum(c == len(FAMILIES) for c in counts) >= 3
+    assert sum(c == len(FAMILIES) for c in (len(kw["appearance"].families) for kw in first)) <= 2

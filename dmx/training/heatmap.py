@@ -11,11 +11,12 @@ onnx; inference does not)::
 
 Data recipe (:func:`heatmap_specs`): phantom seeds 400000+ (the corner-detector fit uses 100000+,
 the benchmarks 700000+ and below 100000), each phantom taking each appearance family with
-probability one half, rendered small (224-320 px at 0.5-0.75 mm, the acquisition family's
-image and pixel size scaled to that range), four frames each (neutral, flexion, neutral,
-extension), random curve, facing, polarity, bits, noise, blur, tilt, ROM and anatomy. Every
-frame is stored at :data:`STORE_MM_PER_PX`, normalised as at inference
-(:func:`dmx.detect.heatmap.net_input`), with its true corners, the bodies' visibility and the
+probability one half (``--family-share LO,HI``: with a probability drawn per phantom from
+[LO, HI], so that many phantoms take nearly every family at once), rendered small (224-320 px
+at 0.5-0.75 mm, the acquisition family's image and pixel size scaled to that range), four frames
+each (neutral, flexion, neutral, extension), random curve, facing, polarity, bits, noise, blur,
+tilt, ROM and anatomy. Every frame is stored at :data:`STORE_MM_PER_PX`, normalised as at
+inference (:func:`dmx.detect.heatmap.net_input`), with its true corners, the bodies' visibility and the
 families it was drawn with, so that a family can be left out at training time (``--exclude``)
 without generating the data again.
 
@@ -60,8 +61,14 @@ STORE_MM_PER_PX = 0.8
 MIN_VISIBILITY = 0.3
 
 
-def heatmap_specs(n: int, *, seed: int = 12, first_seed: int = 400000) -> list[dict[str, Any]]:
-    """``n`` make_phantom keyword sets for the heatmap network's training data."""
+def heatmap_specs(
+    n: int, *, seed: int = 12, first_seed: int = 400000, family_share: tuple[float, float] = (0.5, 0.5)
+) -> list[dict[str, Any]]:
+    """``n`` make_phantom keyword sets for the heatmap network's training data.
+
+    Each phantom takes each appearance family with a probability drawn uniformly from
+    ``family_share`` (one draw per phantom, so some phantoms take nearly every family at once and
+    some nearly none; ``(0.5, 0.5)``, the first recipe, draws nothing extra)."""
     rng = np.random.default_rng(seed)
     out = []
     for i in range(n):
@@ -87,7 +94,9 @@ def heatmap_specs(n: int, *, seed: int = 12, first_seed: int = 400000) -> list[d
             "bits": 8 if rng.random() < 0.6 else 12,
             "anatomy_sd": float(np.round(rng.uniform(0.0, 0.12), 3)),
         }
-        chosen = [f for f in FAMILIES if rng.random() < 0.5]
+        lo, hi = family_share
+        share = lo if lo == hi else float(rng.uniform(lo, hi))
+        chosen = [f for f in FAMILIES if rng.random() < share]
         look = draw_appearance(chosen, seed=kw["seed"], max_size_px=2048)
         if look.acquisition is not None:  # keep its geometry and overlays, at the training pixel size
             acq = look.acquisition
@@ -144,9 +153,17 @@ def render(kw: dict[str, Any]) -> tuple[list[np.ndarray], list[np.ndarray], list
     return imgs, cors, vis, _family_mask(kw)
 
 
-def make_data(n: int, out: Path, *, workers: int = 2, seed: int = 12) -> None:
+def make_data(
+    n: int,
+    out: Path,
+    *,
+    workers: int = 2,
+    seed: int = 12,
+    first_seed: int = 400000,
+    family_share: tuple[float, float] = (0.5, 0.5),
+) -> None:
     """Render ``n`` phantoms (4 frames each) into one .npz training file."""
-    specs = heatmap_specs(n, seed=seed)
+    specs = heatmap_specs(n, seed=seed, first_seed=first_seed, family_share=family_share)
     imgs, cors, vis, fams = [], [], [], []
     t0 = time.time()
     with ProcessPoolExecutor(workers) as pool:
@@ -567,6 +584,14 @@ def main(argv: list[str] | None = None) -> None:
     a.add_argument("--out", type=Path, required=True)
     a.add_argument("--workers", type=int, default=2)
     a.add_argument("--seed", type=int, default=12)
+    a.add_argument(
+        "--first-seed", type=int, default=400000, help="first phantom seed (disjoint from benchmarks)"
+    )
+    a.add_argument(
+        "--family-share",
+        default="0.5,0.5",
+        help="LO,HI: each phantom takes each family with a probability drawn from [LO, HI]",
+    )
     b = sub.add_parser("train", help="fit the network, export ONNX (resumes from OUT.pt when present)")
     b.add_argument("--data", type=Path, required=True)
     b.add_argument("--out", type=Path, required=True)
@@ -603,7 +628,15 @@ def main(argv: list[str] | None = None) -> None:
     c.add_argument("--family", default="", help="only frames drawn with this family")
     args = ap.parse_args(argv)
     if args.cmd == "data":
-        make_data(args.phantoms, args.out, workers=args.workers, seed=args.seed)
+        lo, hi = (float(v) for v in args.family_share.split(","))
+        make_data(
+            args.phantoms,
+            args.out,
+            workers=args.workers,
+            seed=args.seed,
+            first_seed=args.first_seed,
+            family_share=(lo, hi),
+        )
     elif args.cmd == "export":
         export_state(args.state, args.out)
     elif args.cmd == "preview":
