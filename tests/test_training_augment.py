@@ -1,6 +1,7 @@
 """The heatmap network's training augmentation (no PyTorch needed: numpy and OpenCV only)."""
 
 import numpy as np
+import pytest
 
 from dmx.training.heatmap import _augment, _overlaps
 
@@ -49,3 +50,15 @@ def test_family_share_draws_mixed_families_and_leaves_the_first_recipe_as_it_was
     # one in 64 phantoms takes every family at one half each; with shares up to 0.95 about one in seven
     assert sum(c == len(FAMILIES) for c in counts) >= 3
     assert sum(c == len(FAMILIES) for c in (len(kw["appearance"].families) for kw in first)) <= 2
+
+
+@pytest.mark.parametrize("share", ["0.5", "0.9,0.2", "a,b", "0.2,1.5"])
+def test_a_bad_family_share_is_one_usage_error(share, tmp_path, capsys):
+    from dmx.training.heatmap import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["data", "--phantoms", "1", "--out", str(tmp_path / "d.npz"), "--family-share", share])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "--family-share" in err[-1] and "Traceback" not in "\n".join(err)
+    assert not (tmp_path / "d.npz").exists()

@@ -70,6 +70,7 @@ def heatmap_specs(
     ``family_share`` (one draw per phantom, so some phantoms take nearly every family at once and
     some nearly none; ``(0.5, 0.5)``, the first recipe, draws nothing extra)."""
     rng = np.random.default_rng(seed)
+    lo, hi = family_share
     out = []
     for i in range(n):
         mpp = float(np.round(rng.uniform(0.5, 0.75), 3))
@@ -94,7 +95,6 @@ def heatmap_specs(
             "bits": 8 if rng.random() < 0.6 else 12,
             "anatomy_sd": float(np.round(rng.uniform(0.0, 0.12), 3)),
         }
-        lo, hi = family_share
         share = lo if lo == hi else float(rng.uniform(lo, hi))
         chosen = [f for f in FAMILIES if rng.random() < share]
         look = draw_appearance(chosen, seed=kw["seed"], max_size_px=2048)
@@ -576,6 +576,17 @@ def export(net, out: Path) -> None:
     net.train()
 
 
+def _share_range(text: str) -> tuple[float, float]:
+    """``--family-share LO,HI`` as two probabilities, 0 <= LO <= HI <= 1 (else argparse's usage error)."""
+    try:
+        lo, hi = (float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not LO,HI (two numbers)") from None
+    if not 0.0 <= lo <= hi <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text!r}: need 0 <= LO <= HI <= 1")
+    return lo, hi
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m dmx.training.heatmap", description=__doc__.split("\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -589,7 +600,8 @@ def main(argv: list[str] | None = None) -> None:
     )
     a.add_argument(
         "--family-share",
-        default="0.5,0.5",
+        type=_share_range,
+        default=(0.5, 0.5),
         help="LO,HI: each phantom takes each family with a probability drawn from [LO, HI]",
     )
     b = sub.add_parser("train", help="fit the network, export ONNX (resumes from OUT.pt when present)")
@@ -628,14 +640,13 @@ def main(argv: list[str] | None = None) -> None:
     c.add_argument("--family", default="", help="only frames drawn with this family")
     args = ap.parse_args(argv)
     if args.cmd == "data":
-        lo, hi = (float(v) for v in args.family_share.split(","))
         make_data(
             args.phantoms,
             args.out,
             workers=args.workers,
             seed=args.seed,
             first_seed=args.first_seed,
-            family_share=(lo, hi),
+            family_share=args.family_share,
         )
     elif args.cmd == "export":
         export_state(args.state, args.out)
