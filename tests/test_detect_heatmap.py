@@ -272,6 +272,42 @@ def test_a_body_spaced_unlike_its_level_is_left_out():
     assert out[2].problem == "its distance to the other bodies does not fit its level"
 
 
+@pytest.mark.parametrize(
+    "network_at, agrees",
+    [
+        ({1: (0, 0), 2: (0, 17)}, True),  # C3 and C4 on the chain's C3 and C4
+        ({1: (0, 0)}, False),  # one body only
+        ({1: (0, 0), 2: (0, 17), 4: (0, 34)}, False),  # the network's C6 on the chain's C5
+        ({1: (0, 0), 2: (0, 21)}, False),  # its C4 4 mm from the chain's
+    ],
+    ids=["two-agree", "one-agrees", "another-level", "apart"],
+)
+def test_a_weak_chain_is_kept_only_where_the_network_puts_two_of_its_bodies_at_its_levels(
+    network_at, agrees, monkeypatch
+):
+    """A template chain scoring below the model's minimum (a bone-dark frame, C2 near the field's edge)
+    is kept where the network reports at least two of its bodies at the same levels and nothing
+    conflicts; the network's labels must not dispute it (here: they do not)."""
+    from dmx.anatomy import BODIES
+    from dmx.detect import _cached_model, detector, model_file
+    from dmx.detect.detector import ColumnResult, _weak_chain_agrees
+
+    model = _cached_model(model_file())
+    monkeypatch.setattr(detector, "levels_evidence", lambda *a, **k: (None, True))
+    weak = ColumnResult(
+        tuple(_bodies_at({1: (0, 0), 2: (0, 17), 3: (0, 34), 4: (0, 51)})), 30.0, "right", 1.0, True
+    )
+    network = ColumnResult(tuple(_bodies_at(network_at)), 0.0, "right", 1.0, True)
+    kept = _weak_chain_agrees(np.zeros((8, 8)), weak, network, model, None)
+    if agrees:
+        assert [v.value for v in kept] == ["C3", "C4", "C5", "C6"]
+        np.testing.assert_allclose(kept[BODIES[3]], weak.bodies[3].corners_px)
+    else:
+        assert kept == {}
+    monkeypatch.setattr(detector, "levels_evidence", lambda *a, **k: ("disputed", False))
+    assert _weak_chain_agrees(np.zeros((8, 8)), weak, network, model, None) == {}
+
+
 # ------------------------------------------------------------------------------------------------
 # the shipped network (models/heatmap.onnx), on phantoms it was not fitted on (fitting: seeds 400000+)
 

@@ -289,6 +289,12 @@ LEANING_UNCONFIRMED = (
     "the column found leans half-way across the frame (its chord more than 45 degrees from upright) and the "
     "learned network, on the frame turned an eighth to stand it upright, does not confirm its levels"
 )
+#: Warning of a template detector's chain kept below its minimum score because the learned network's
+#: bodies agree with it (:func:`dmx.detect.detector._weak_chain_agrees`).
+WEAK_CHAIN_KEPT = (
+    "the template detector's column scored below its minimum and was kept because the learned network "
+    "found the same bodies at the same levels ({levels}); check the levels"
+)
 #: Fewer bodies than this on the frame as given: the other views (:data:`VIEWS`) are searched too.
 MIN_VIEW_BODIES = 2
 #: A turned view is searched only where the learned network sees this many times more of a column in it
@@ -717,6 +723,8 @@ def _detect_once(
         result = comb.template or comb.network
         disputed, unconfirmed, added, c2_walls = comb.disputed, comb.unconfirmed, comb.added, comb.c2_walls
         neighbours, moved, on_mean = comb.neighbours, comb.moved, comb.on_mean
+        if comb.weak_agreed:
+            warnings.append(WEAK_CHAIN_KEPT.format(levels=", ".join(v.value for v in comb.weak_agreed)))
         sources = {b.vertebra: source for b, source, _ in comb.bodies}
         if comb.template is None and not added:
             if unconfirmed:

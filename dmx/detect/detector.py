@@ -402,6 +402,7 @@ __all__ = [
     "LEVELS_CONFLICT",
     "LEVELS_DISPUTED",
     "LEVEL_UNCERTAIN",
+    "WEAK_CHAIN_AGREEING",
     "BodyResult",
     "ColumnResult",
     "ColumnView",
@@ -416,6 +417,7 @@ __all__ = [
     "levels_disputed",
     "levels_evidence",
     "columns_conflict",
+    "network_levels",
     "network_disagrees",
     "network_levels_unconfirmed",
     "reported_bodies",
@@ -1184,7 +1186,9 @@ class Combined:
     (:func:`_extend_from_neighbours`; source ``"neighbour"``); ``moved``: the network's column was
     moved one level higher by the C2 test before it joined (:func:`c2_moved`: the C2 score's margin),
     when a body it added is reported; ``on_mean``: the levels found on the mean of a cine's frames moved
-    with each (source ``"mean"``), with the frames averaged in words.
+    with each (source ``"mean"``), with the frames averaged in words; ``weak_agreed``: the template
+    detector's chain scored below the model's minimum and was kept because the network reports bodies
+    at the same levels (:func:`_weak_chain_agrees`): those levels.
     """
 
     bodies: tuple[tuple[BodyResult, str, bool], ...]
@@ -1197,6 +1201,7 @@ class Combined:
     neighbours: tuple[Vertebra, ...] = ()
     moved: float | None = None
     on_mean: tuple[tuple[Vertebra, str], ...] = ()
+    weak_agreed: tuple[Vertebra, ...] = ()
 
 
 def run_combined(
@@ -1231,8 +1236,9 @@ def run_combined(
     """
     maps: dict[str, ChainMaps] = {}  # the chain search's correlation maps, read again by the checks
     template = run(image, model, mm_per_px=mm_per_px, maps=maps)
+    weak: ColumnResult | None = None  # a chain below the model's minimum score: kept only where both agree
     if template is not None and template.chain_score < model.chain_min_score:
-        template = None
+        weak, template = template, None
     kept: dict[Vertebra, np.ndarray] = {}
     disputed = None
     confirmed = True  # the template detector's levels: confirmed beyond its chain (levels_evidence)
@@ -1243,6 +1249,7 @@ def run_combined(
             if disputed:
                 kept = {}
     network = unconfirmed = None
+    weak_agreed: tuple[Vertebra, ...] = ()  # the levels at which a weak chain and the network agreed
     moved: float | None = None  # the network's column moved one level higher by the C2 test: the margin
     added: dict[Vertebra, BodyResult] = {}
     views: dict[int, ColumnView] = {}  # one per column: its smoothing and template maps computed once
@@ -1259,6 +1266,13 @@ def run_combined(
         if empty:
             # network_disagrees in its two parts: the network's own levels, then the two columns
             unconfirmed = network_levels_unconfirmed(image, network, model, view)
+            if weak is not None and unconfirmed in (None, C2_OUTSIDE):
+                agreed = _weak_chain_agrees(image, weak, network, model, net)
+                if agreed:
+                    # the two detectors put the same bodies at the same levels: the chain is kept
+                    template, kept, unconfirmed, confirmed = weak, agreed, None, True
+                    empty = [b for b in network.bodies if b.corners_px is not None and b.vertebra not in kept]
+                    weak_agreed = tuple(v for v in BODIES if v in agreed and v in network_levels(network))
             if unconfirmed:
                 # the C2 test may clearly put the network's column one level away: moved there
                 shifted = c2_moved(image, network, model, view)
@@ -1349,7 +1363,51 @@ def run_combined(
         neighbours,
         moved if added_reported else None,
         mean_reported,
+        weak_agreed if template is not None and any(src == "template" and r for _, src, r in bodies) else (),
     )
+
+
+#: A template detector's chain scoring below the model's minimum (``model.chain_min_score``) is kept
+#: where the learned network reports bodies at the same levels, at least this many, and neither
+#: detector's levels are disputed (:func:`_weak_chain_agrees`).
+WEAK_CHAIN_AGREEING = 2
+
+
+def network_levels(network: ColumnResult) -> set[Vertebra]:
+    """The levels the learned network reports (at :data:`HEATMAP_THRESHOLD`)."""
+    return {b.vertebra for b in reported_bodies(network, HEATMAP_THRESHOLD)}
+
+
+def _weak_chain_agrees(
+    image: np.ndarray, weak: ColumnResult, network: ColumnResult, model: DetectorModel, net
+) -> dict[Vertebra, np.ndarray]:
+    """The reported corners of the template detector's chain ``weak`` (its score below the model's
+    minimum) where the learned network's column confirms them, else empty: at least
+    :data:`WEAK_CHAIN_AGREEING` levels that both report on one body (centres within
+    :data:`SAME_BODY_MM`), no body of one on a body the other gives another level or at its level
+    elsewhere (:func:`columns_conflict`), and the network's labels not disputing the chain's levels
+    (:func:`levels_evidence`).
+
+    The minimum score keeps out chains along the airway or the soft tissue, which the network does not
+    label as bodies; a chain scoring lower because its top (C2's dens) runs off a small field, or a
+    bone-dark frame's weaker contrast, is a column the network finds at the same levels. Two detectors
+    agreeing is the evidence the C2 test gives elsewhere, which cannot run where C2 lies near the
+    image's edge (:data:`C2_OUTSIDE`).
+    """
+    kept = {b.vertebra: b.corners_px for b in reported_bodies(weak, model.conf_threshold)}
+    if not kept or columns_conflict(network, kept) is not None:
+        return {}
+    mpp = network.mm_per_px
+    both = [
+        b
+        for b in reported_bodies(network, HEATMAP_THRESHOLD)
+        if b.vertebra in kept and _centre_distance_mm(b.corners_px, kept[b.vertebra], mpp) <= SAME_BODY_MM
+    ]
+    if len(both) < WEAK_CHAIN_AGREEING:
+        return {}
+    if levels_evidence(image, weak, net, model.conf_threshold)[0] is not None:
+        return {}
+    return kept
 
 
 def bodies_mm_per_px(combined: Combined, model: DetectorModel) -> float | None:
