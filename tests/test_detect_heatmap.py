@@ -438,3 +438,43 @@ def test_a_column_without_c2_or_c7_reports_no_level(lordotic_phantom):
     }
     assert set(reported) == {2, 3, 4, 5}
     assert max(float(np.hypot(*(b.corners_px - truth[k]).T).max()) for k, b in reported.items()) < 2.0
+
+
+def test_a_column_facing_the_wrong_way_is_refused_by_the_body_template(lordotic_phantom):
+    """The body template (the body with its posterior elements behind and soft tissue in front) fits a
+    column's true bodies better facing the way they do; the same outlines with anterior and posterior
+    swapped (as the network reported all-family phantom 1110015's C4-C6) are disputed, the true ones not."""
+    from dmx.anatomy import BODIES
+    from dmx.detect import _cached_model, model_file
+    from dmx.detect.detector import (
+        FACING_DISPUTED,
+        HEATMAP_FEATURES,
+        BodyResult,
+        ColumnResult,
+        ColumnView,
+        facing_disputed,
+        facing_fits,
+        network_levels_unconfirmed,
+    )
+
+    img, corners = lordotic_phantom
+    model = _cached_model(model_file())
+    facing = "right" if corners[:, [0, 3]].mean() > corners[:, [1, 2]].mean() else "left"
+
+    def column(cs, face):
+        feats = np.zeros(len(HEATMAP_FEATURES))
+        return ColumnResult(
+            tuple(BodyResult(v, c, feats, 1.0, None) for v, c in zip(BODIES, cs, strict=True)),
+            0.0,
+            face,
+            0.3,
+            True,
+        )
+
+    true = column(corners, facing)
+    swapped = column(corners[:, [1, 0, 3, 2]], "left" if facing == "right" else "right")
+    own, mirrored = facing_fits(true, ColumnView(img, true, model))
+    assert own > mirrored + 0.1
+    assert not facing_disputed(true, ColumnView(img, true, model))
+    assert facing_disputed(swapped, ColumnView(img, swapped, model))
+    assert network_levels_unconfirmed(img, swapped, model) == FACING_DISPUTED

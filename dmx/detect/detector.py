@@ -395,6 +395,7 @@ def levels_evidence(
 
 __all__ = [
     "C2_NOT_CONFIRMED",
+    "FACING_DISPUTED",
     "FACING_MIXED",
     "FEATURES",
     "HEATMAP_FEATURES",
@@ -412,6 +413,8 @@ __all__ = [
     "c2_moved",
     "c2_parts",
     "c2_scores",
+    "facing_disputed",
+    "facing_fits",
     "heatmap_confidence",
     "level_votes",
     "levels_disputed",
@@ -821,8 +824,18 @@ class ColumnView:
         self.factor = column.mm_per_px / model.res_mm  # canonical px per image px
         self.model = model
         # the chain search's maps of this facing (:func:`run`), or new ones
-        self._maps = maps_facing({} if maps is None else maps, img, column.facing, model)
+        self._store = {} if maps is None else maps
+        self._maps = maps_facing(self._store, img, column.facing, model)
+        self._image, self._column, self._mirrored = image, column, None
         self.image = self._maps.image
+
+    def mirrored(self) -> ColumnView:
+        """The view of the same image and column facing the other way (the same maps' store)."""
+        if self._mirrored is None:
+            other = replace(self._column, facing="right" if self.left else "left")
+            self._mirrored = ColumnView(self._image, other, self.model, self._store)
+            self._mirrored._mirrored = self
+        return self._mirrored
 
     def facing_right(self, corners: np.ndarray) -> np.ndarray:
         """Image corners in the view's coordinates (mirrored for a column facing left); the same
@@ -1128,7 +1141,70 @@ def network_levels_unconfirmed(
             f"{LEVEL_UNCERTAIN}: the learned network reports fewer than {MIN_REPORTED} bodies to check "
             "its levels by"
         )
+    view = view or ColumnView(image, network, model)
+    if facing_disputed(network, view):
+        return FACING_DISPUTED
     return c2_disputed(image, network, model, HEATMAP_THRESHOLD, view)
+
+
+#: Why the learned network's bodies are not reported where the body template fits them better facing the
+#: other way (:func:`facing_disputed`).
+FACING_DISPUTED = (
+    "which way the patient faces is uncertain: the body template fits the learned network's bodies "
+    "better facing the other way (anterior and posterior may be swapped)"
+)
+#: The learned network's column is refused where the body template's mean fit at its bodies is higher
+#: facing the other way by more than this (:func:`facing_disputed`). Set on development sets 1070000+,
+#: 1080000+ and 1110000+ (network columns of two or more bodies, frames as given and inverted: 47): every
+#: column on its bodies with the right facing fitted its own facing better or within 0.023 (1110001), the
+#: one with the facing wrong (1110015: C4, C6 at confidence 1.0, 82 px off) 0.096 the other way, and the
+#: columns off their bodies (6-13 px) 0.11-0.45 the other way.
+FACING_TEMPLATE_MARGIN = 0.05
+#: How far (px of the template's 0.6 mm grid) from a body's centre its best fit is taken.
+FACING_TEMPLATE_REACH = 3
+
+
+def facing_fits(column: ColumnResult, view: ColumnView) -> tuple[float, float] | None:
+    """The body template's mean best fit (normalised correlation, any tilt, within
+    :data:`FACING_TEMPLATE_REACH` of each centre) at ``column``'s reported bodies, seen facing as the
+    column says (``view``, its :class:`ColumnView`) and facing the other way; None when no body's
+    template lies inside the image both ways.
+
+    The template (the mean C3-C6 body facing right, 48 mm square) holds the body's surroundings: the
+    pedicles, pillars and laminae behind it, soft tissue and the airway in front. Mirrored, a body's
+    own outline fits nearly as well, its surroundings do not."""
+    other = view.mirrored()
+    size, reach = view.model.crop_body, FACING_TEMPLATE_REACH
+    fits: list[tuple[float, float]] = []
+    for b in reported_bodies(column, HEATMAP_THRESHOLD):
+        pair = []
+        for v in (view, other):
+            x, y = v.facing_right(b.corners_px).mean(axis=0) * v.factor - (size - 1) / 2
+            r, c = int(round(y)), int(round(x))
+            maps = v.body_maps
+            if not (0 <= r < maps.shape[1] and 0 <= c < maps.shape[2]):
+                break
+            pair.append(
+                float(maps[:, max(0, r - reach) : r + reach + 1, max(0, c - reach) : c + reach + 1].max())
+            )
+        if len(pair) == 2:
+            fits.append((pair[0], pair[1]))
+    if not fits:
+        return None
+    own, mirrored = np.mean(fits, axis=0)
+    return float(own), float(mirrored)
+
+
+def facing_disputed(column: ColumnResult, view: ColumnView) -> bool:
+    """Whether the body template fits ``column``'s reported bodies better facing the other way by more than
+    :data:`FACING_TEMPLATE_MARGIN` (:func:`facing_fits`).
+
+    The network's facing comes from the image beside its bodies (:mod:`dmx.detect.heatmap`: the side more
+    like bone is posterior); a bright mandible or airway wall along the front of the column can outweigh
+    the posterior elements (all-family phantom 1110015: C4 and C6 reported at confidence 1.0 on their own
+    outlines with anterior and posterior swapped, every corner 82-84 px off)."""
+    fits = facing_fits(column, view)
+    return fits is not None and fits[1] - fits[0] > FACING_TEMPLATE_MARGIN
 
 
 def columns_conflict(network: ColumnResult, template: dict[Vertebra, np.ndarray]) -> str | None:
@@ -1273,7 +1349,7 @@ def run_combined(
                     template, kept, unconfirmed, confirmed = weak, agreed, None, True
                     empty = [b for b in network.bodies if b.corners_px is not None and b.vertebra not in kept]
                     weak_agreed = tuple(v for v in BODIES if v in agreed and v in network_levels(network))
-            if unconfirmed:
+            if unconfirmed and unconfirmed != FACING_DISPUTED:
                 # the C2 test may clearly put the network's column one level away: moved there
                 shifted = c2_moved(image, network, model, view)
                 if shifted is not None:
