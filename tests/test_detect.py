@@ -484,7 +484,10 @@ def test_a_body_a_level_off_in_a_column_joined_from_several_sources_is_left_out(
     reported C5 and "C6" two levels apart. The column as reported is now checked as a whole: that "C6"
     is left out, the others stay on their levels. Since session 18 the network's "C6", two levels'
     distance below its C5, is left out as below a skipped level before the columns join, and the search
-    next to C5 finds the true C6 and C7: all six on their own vertebrae."""
+    next to C5 finds the true C6 and C7: all six on their own vertebrae. With OpenCV 5.1 (its warp and
+    ``cv2.dnn`` differ from 5.0 in the fifth decimal) the network's regions differ slightly and it outlines
+    C6 and C7 on their own vertebrae itself; either way no body may be reported a level off, and the
+    network's "C6" only where it lies on C6."""
     from dmx.detect import NETWORK_MARK
 
     seq, true = _independent_study(
@@ -502,9 +505,13 @@ def test_a_body_a_level_off_in_a_column_joined_from_several_sources_is_left_out(
     for v, c in det.landmarks.corners_px.items():
         # on its own vertebra: every corner within 5 mm (25 px; a level off is 95 px here)
         assert np.hypot(*(c - true[v]).T).max() < 25.0, v
-    # the warnings name the network's bodies reported (not its "C6") and C6, C7 as found next to them
-    assert any(NETWORK_MARK in w and "C6" not in w.split(NETWORK_MARK)[0] for w in det.warnings), det.warnings
-    assert any(w.startswith("C6, C7 found next to the reported bodies") for w in det.warnings), det.warnings
+    # the warnings name the network's bodies reported and, where its "C6" was left out (two levels below its
+    # C5), C6 and C7 as found next to them
+    by_network = next(w.split(NETWORK_MARK)[0] for w in det.warnings if NETWORK_MARK in w)
+    if "C6" not in by_network:
+        assert any(w.startswith("C6, C7 found next to the reported bodies") for w in det.warnings), (
+            det.warnings
+        )
 
 
 def test_bodies_below_a_skipped_level_are_left_out_and_found_again_from_the_chain_prior(tmp_path):
@@ -1124,15 +1131,21 @@ def test_bodies_found_darker_than_around_them_on_a_bone_dark_frame_are_refused()
     """On a bone-dark frame the frame as given reported three bodies at full confidence, each about 100 px
     from its vertebra (the size search and the network's level move on a dark frame; development phantom
     760013 of generator 5151, its acquisition look inverted): they are darker than what lies around them,
-    so they are refused and the inverted view finds the column."""
-    from dmx.detect import VIEW_WHY_DARK
+    so they are refused and the inverted view finds the column. With OpenCV 5.1 (its warp and ``cv2.dnn``
+    differ from 5.0 in the fifth decimal) the frame as given reports fewer than two bodies, so the view is
+    searched for that reason; the refusal itself is checked on the true bodies, dark on this frame."""
+    from dmx.detect import DARKER_THAN_AROUND, VIEW_WHY_DARK, VIEW_WHY_FEW, _refused
 
     ph, det = _acquisition_phantom(5151, 760000, 13, bone_dark=True)
     errs = _errors(det, ph.landmarks.corners_px)
     assert len(errs) >= 4 and set(BODIES[1:5]) <= set(errs), det.missing
     assert max(errs.values()) <= 2.0, errs
     (view,) = [w for w in det.warnings if w.startswith("the bodies were found on the frame")]
-    assert "inverted" in view and VIEW_WHY_DARK in view, view
+    assert "inverted" in view and (VIEW_WHY_DARK in view or VIEW_WHY_FEW in view), view
+    true = Detection(ph.landmarks, {}, ())
+    frame = _display(ph, ph.landmarks.frame)
+    assert _refused(frame, true, tuple(ph.truth["mm_per_px"])) == (VIEW_WHY_DARK, DARKER_THAN_AROUND)
+    assert _refused(frame.max() + frame.min() - frame, true, tuple(ph.truth["mm_per_px"])) is None
 
 
 def test_the_exposed_field_is_the_image_less_flat_bands_along_its_edges(phantom):
