@@ -462,47 +462,72 @@ def test_sample_data_matches_its_truth():
 
 # --- anatomical variation ---------------------------------------------------------------------------
 
-#: sha256 of frames and of the truth (json, sorted keys; without :data:`ADDED_SINCE`) of two small default
-#: phantoms, computed with the generator before ``anatomy_sd`` existed: the default must stay byte-identical.
-#: (The truth digests were taken again without ``notes`` in session 26, on the generator of commit 5d2c3e3,
-#: whose whole-truth digests were those of the baseline: e768e1fb..., 015c6c3e....)
+#: Two small default phantoms (no ``anatomy_sd``): the default must stay what it was before anatomical
+#: variation existed. Until session 28 this was a sha256 of frames and truth taken with the generator
+#: before ``anatomy_sd`` existed (e.g. 69cc0747..., 8473fc0e...); on a clean install of 2026-12-02 (numpy
+#: 2.4.6, OpenCV 5.0.0.93 or 5.1.0.95) those digests failed on that same code (commit db58f70): the
+#: library versions, not the generator, round some values differently. The reference is now the frames and
+#: truth of those phantoms kept in ``tests/data/default_phantoms.npz`` (written by this generator on
+#: 2026-12-02, which on session 27's install gave the old digests), compared within float rounding.
 BASELINE = [
-    (
-        dict(seed=3, rows=160, cols=192, frames=5),
-        "69cc0747caa0c4f70b67136a7425e3bc82fb925c8d5de99b430949ece0507432",
-        "8473fc0e2ff0975dfda64d722fd5609693055ef13c41cc5a52d441bb47865788",
-    ),
-    (
-        dict(
-            seed=8,
-            rows=128,
-            cols=128,
-            frames=4,
-            curve="s_upper_kyphotic",
-            facing="left",
-            unstable_mm={"C4-C5": 3.0},
-        ),
-        "135e153444ec29a3a748892efd51ff36d20e63ac5ffedbbc5280abcd07011ec8",
-        "34a9aa27ba8b8fd8a43410a78bc0b551f60cf5ca2b44235951b29dcbc6baeb71",
+    dict(seed=3, rows=160, cols=192, frames=5),
+    dict(
+        seed=8,
+        rows=128,
+        cols=128,
+        frames=4,
+        curve="s_upper_kyphotic",
+        facing="left",
+        unstable_mm={"C4-C5": 3.0},
     ),
 ]
 
 
 #: Truth keys added since the baseline (``in_field``, session 26) and its prose ``notes`` (which describe
-#: them): left out of the digest, so that every value the baseline had is checked unchanged.
+#: them): left out of the comparison, so that every value the baseline had is checked unchanged.
 ADDED_SINCE = ("in_field", "notes")
 
 
+def _truth(ph) -> dict:
+    return json.loads(json.dumps({k: v for k, v in ph.truth.items() if k not in ADDED_SINCE}))
+
+
 def _digests(ph) -> tuple[str, str]:
-    truth = json.dumps({k: v for k, v in ph.truth.items() if k not in ADDED_SINCE}, sort_keys=True).encode()
+    truth = json.dumps(_truth(ph), sort_keys=True).encode()
     return hashlib.sha256(ph.frames.tobytes()).hexdigest(), hashlib.sha256(truth).hexdigest()
 
 
-@pytest.mark.parametrize(("options", "frames_sha", "truth_sha"), BASELINE)
-def test_default_anatomy_is_byte_identical_to_before(options, frames_sha, truth_sha):
-    assert _digests(make_phantom(**options)) == (frames_sha, truth_sha)
+def _assert_close(got, want, where: str = "truth") -> None:
+    """Equal structure and text; numbers within float rounding (rel 1e-6, abs 1e-6)."""
+    if isinstance(want, dict):
+        assert isinstance(got, dict) and set(got) == set(want), where
+        for k in want:
+            _assert_close(got[k], want[k], f"{where}.{k}")
+    elif isinstance(want, list):
+        assert isinstance(got, list) and len(got) == len(want), where
+        for i, (g, w) in enumerate(zip(got, want, strict=True)):
+            _assert_close(g, w, f"{where}[{i}]")
+    elif isinstance(want, bool) or want is None or isinstance(want, str):
+        assert got == want, (where, got, want)
+    else:
+        assert got is not None and abs(got - want) <= 1e-6 + 1e-6 * abs(want), (where, got, want)
+
+
+@pytest.mark.parametrize("index", range(len(BASELINE)))
+def test_default_anatomy_is_unchanged_from_before(index):
+    options = BASELINE[index]
+    ref = np.load(Path(__file__).parent / "data" / "default_phantoms.npz")
+    default = make_phantom(**options)
+    frames = default.frames.astype(np.int64)
+    want = ref[f"frames{index}"].astype(np.int64)
+    assert frames.shape == want.shape
+    # a few grey levels on under 1 % of the pixels where a library rounds differently (OpenCV 5.1 against
+    # 5.0: 0.6 % of pixels, at most 3 levels of 255); a change of anatomy moves whole outlines
+    assert np.abs(frames - want).max() <= 4
+    assert np.mean(frames != want) < 0.01
+    _assert_close(_truth(default), json.loads(ref[f"truth{index}"].tobytes().decode()))
     explicit = make_phantom(anatomy_sd=0.0, **options)
-    assert _digests(explicit) == (frames_sha, truth_sha)
+    assert _digests(explicit) == _digests(default)  # the same generator on one install: byte-identical
     assert "anatomy" not in explicit.truth["params"] and "anatomy_sd" not in explicit.truth["params"]
 
 
