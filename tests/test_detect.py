@@ -746,10 +746,43 @@ def test_the_dens_contrast_confirms_only_a_near_tie_and_only_by_its_margin(monke
     assert disputed(-0.05, -1.0) is None  # the C2 test itself confirms: the contrast is not asked
 
 
+def test_the_c2_test_does_not_weigh_c2_above_a_c2_the_column_reports(monkeypatch):
+    """c2_disputed with the C2 test's parts given: where the dens template fits best one level above
+    the column's C2 (the atlas and skull base over a right C2 whose dens is faint: session 29's
+    all-family phantoms: 1120011's parts), a column that reports its C2 is not refused for it; the same
+    column without its C2 reported is; a column with its C2 that fits better one level below (the
+    network's miscount under the shoulders) still is."""
+    from dmx.detect import detector
+    from dmx.detect.detector import BodyResult, ColumnResult, c2_disputed
+
+    parts: dict[int, tuple[float, float, float]] = {}
+    monkeypatch.setattr(detector, "c2_parts", lambda *a, **k: parts)
+
+    def column(with_c2: bool) -> ColumnResult:
+        bodies = tuple(
+            BodyResult(v, np.zeros((4, 2)), np.zeros(1), 1.0, None)
+            if with_c2 or v != BODIES[0]
+            else BodyResult(v, None, np.zeros(1), 0.0, "absent")
+            for v in BODIES
+        )
+        return ColumnResult(bodies, 1.0, "right", 0.3, True)
+
+    parts.update({-1: (0.44, 1.49, 0.63), 0: (0.69, 1.37, 0.62), 1: (0.83, 1.25, 0.57)})  # 1120011's
+    assert c2_disputed(np.zeros((8, 8)), column(True), None, 0.5) is None
+    assert "one level higher" in c2_disputed(np.zeros((8, 8)), column(False), None, 0.5)
+    parts.update({-1: (0.79, 1.41, 0.59), 0: (0.74, 1.28, 0.50), 1: (0.70, 1.09, 0.43)})  # off a level
+    assert "one level lower" in c2_disputed(np.zeros((8, 8)), column(True), None, 0.5)
+
+
 def test_the_c2_test_tells_a_column_from_the_same_column_a_level_off(tmp_path):
     """c2_disputed on the true corners of C3-C6 (independent renderer, seed 11): with their own
-    levels it keeps them; labelled a level higher (C2-C5) it says C2 fits one level higher; labelled
-    a level lower (C4-C7) the C2 they imply is outside the field and they are not confirmed."""
+    levels it keeps them; labelled a level higher without a C2 (C4-C6 as C3-C5) it says C2 fits one
+    level higher; labelled a level lower (C4-C7) the C2 they imply is outside the field and they are
+    not confirmed. Labelled a level higher with a C2 (C3-C6 as C2-C5) the test does not weigh C2 above
+    that C2 (session 29, _shifts_weighed): the same scores that refuse the column without its C2
+    (by 0.08) do not refuse it."""
+    from dataclasses import replace
+
     from dmx.detect.detector import BodyResult, ColumnResult, c2_disputed, c2_scores
 
     seq, true = _independent_study(tmp_path, 11, size=512, mm_per_px=0.3, facing="right")
@@ -767,7 +800,14 @@ def test_the_c2_test_tells_a_column_from_the_same_column_a_level_off(tmp_path):
     assert scores[0] > max(scores[-1], scores[1])
     # a level lower: the C2 they imply is above the top of this 153-mm field, so nothing confirms them
     assert "too near its edge" in c2_disputed(seq.frames[0], column(1), model, 0.5)
-    assert "one level higher" in c2_disputed(seq.frames[0], column(-1), model, 0.5)
+    high = column(-1)
+    without_c2 = replace(
+        high, bodies=(BodyResult(BODIES[0], None, np.zeros(1), 0.0, "absent"), *high.bodies[1:])
+    )
+    scores = c2_scores(seq.frames[0], without_c2, model, 0.5)
+    assert scores[1] > scores[0] > scores[-1]  # C2 fits best one level above the column's
+    assert "one level higher" in c2_disputed(seq.frames[0], without_c2, model, 0.5)
+    assert c2_disputed(seq.frames[0], high, model, 0.5) is None
 
 
 def test_on_a_wide_field_the_network_also_looks_at_windows_around_the_neck(tmp_path):
