@@ -18,7 +18,10 @@ Python process:
   written here after measurements.json, where ``dmx analyze`` writes them at the same time.
 
 The machine is shared, so wall times are noisy: ``--repeat N`` runs each N times and prints the
-best and the median; CPU seconds are steadier.
+best and the median; CPU seconds are steadier. Machines differ too (the same code took 11.4 CPU-s on
+session 23's machine and 26 on session 29's): every run first prints a reference of the machine and
+its libraries (:func:`machine_reference`: a pure-Python loop, a numpy product and an OpenCV blur,
+best of 5, with the numpy and OpenCV versions), so figures from two machines can be compared.
 
 ``--track-only N`` instead tracks the first N frames of the study alone, in a fresh process
 (``--repeat`` times), in ``--processes P`` processes (default 1: ``track(processes=P)``): CPU seconds
@@ -300,6 +303,32 @@ def run_track_only(folder: Path, n_frames: int, profile: str | None, processes: 
     return json.loads(res.stdout.strip().splitlines()[-1])
 
 
+def machine_reference() -> str:
+    """This machine's speed on three fixed pieces of work, best of 5 (ms), and the library versions:
+    ``sum(range(10**6))`` (the interpreter), a 500x500 float64 matrix product (numpy's BLAS) and a
+    Gaussian blur (sigma 2) of a 1024x1024 uint8 frame (OpenCV). Tracking is mostly the first and the
+    last; a slower machine shows in them before it shows in the benchmark."""
+    import timeit
+
+    import cv2
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    a = rng.random((500, 500))
+    frame = (rng.random((SIZE, SIZE)) * 255).astype(np.uint8)
+
+    def best(fn) -> float:
+        return 1000 * min(timeit.repeat(fn, number=1, repeat=5))
+
+    py = best(lambda: sum(range(10**6)))
+    mm = best(lambda: a @ a)
+    blur = best(lambda: cv2.GaussianBlur(frame, (0, 0), 2.0))
+    return (
+        f"machine: python loop {py:.1f} ms, numpy 500x500 product {mm:.1f} ms, OpenCV 1024x1024 blur "
+        f"{blur:.2f} ms (numpy {np.__version__}, OpenCV {cv2.__version__}, Python {sys.version.split()[0]})"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--cache", default=str(Path.home() / ".cache" / "dmx-bench" / "speed"))
@@ -316,6 +345,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = p.parse_args(argv)
     folder = ensure_study(Path(args.cache))
+    print(machine_reference())
     if args.track_only:
         print(
             f"tracking alone, frames 0-{args.track_only - 1} of {FRAMES} ({SIZE}x{SIZE}), "

@@ -65,8 +65,19 @@ def test_sampling_the_used_pixels_equals_warping_the_grid(n_points):
     u, v = uu.astype(np.float32), vv.astype(np.float32)
     got = reg._sample(image, f[0, 0] * u + f[0, 1] * v + f[0, 2], f[1, 0] * u + f[1, 1] * v + f[1, 2])
     assert got.shape == (n_points,)
-    # both interpolate on a 1/32-pixel grid: equal to well below the image's steps
+    # remap and warpAffine interpolate alike: equal to well below the image's steps
     assert np.abs(got - warped.ravel()[idx]).max() < 0.05
+
+
+def test_bilinear_samples_follow_shifts_far_below_a_32nd_of_a_pixel():
+    """The registration samples the frame at sub-pixel points (_sample, cv2.remap) and refines a pose by
+    the samples' change. OpenCV 4 rounds a bilinear point to a 1/32-pixel grid, so a shift of 0.01 px
+    changes no sample; under OpenCV 4.12 the bundled lordotic_stable sample then loses C7 on 2 of its 60
+    frames, which OpenCV 5 tracks on all (session 29). pyproject.toml requires OpenCV 5 for this."""
+    ramp = np.tile(np.arange(16, dtype=np.float32) * 10.0, (4, 1))
+    xs = np.array([5.0, 5.01, 5.003], np.float32)
+    got = reg._sample(ramp, xs, np.ones(3, np.float32))
+    np.testing.assert_allclose(got, 10.0 * xs, atol=2e-4)
 
 
 @pytest.mark.parametrize(("offset_px", "levels"), [(0.3, [0]), (4.0, [0, 1, 0])])
