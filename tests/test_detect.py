@@ -1347,3 +1347,35 @@ def test_another_view_asks_the_cine_mean_in_the_frames_own_coordinates():
     np.testing.assert_array_equal(mean, seen)
     assert words == "frames 0-9"
     assert view.spacing((0.2, 0.3)) == (0.3, 0.2) and VIEWS[0].spacing((0.2, 0.3)) == (0.2, 0.3)
+
+
+def test_the_c2_column_benchmark_tells_right_columns_from_columns_a_level_off():
+    """benchmarks/c2_columns.py's truth (the tally session 29's C2 test change rests on): a column whose
+    bodies sit on their own true bodies is right, one whose every body sits a level below its label
+    (the network's miscount under the shoulders) off-1, a level above off+1, one of each mixed, and a
+    body on no true body is None and does not count (the class is that of the levels)."""
+    import importlib.util
+    from pathlib import Path
+
+    from dmx.detect.detector import BodyResult
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "c2_columns.py"
+    spec = importlib.util.spec_from_file_location("c2_columns", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+
+    def box(y: float) -> np.ndarray:
+        return np.array([[0.0, y], [16.0, y], [16.0, y + 12], [0.0, y + 12]])
+
+    truth = {v: box(20.0 * k) for k, v in enumerate(BODIES)}  # C2 at y 0, C3 at 20, ...
+
+    def column(labels_and_true: list[tuple[int, float]]) -> list[BodyResult]:
+        return [BodyResult(BODIES[k], box(y), np.zeros(1), 1.0, None) for k, y in labels_and_true]
+
+    assert module.column_class(column([(1, 20.0), (2, 40.0)]), truth) == ("right", [0, 0])
+    # labelled C4, C5 but lying on C3, C4: every body a level below its label
+    assert module.column_class(column([(2, 20.0), (3, 40.0)]), truth) == ("off-1", [-1, -1])
+    assert module.column_class(column([(1, 40.0), (2, 60.0)]), truth) == ("off+1", [1, 1])
+    assert module.column_class(column([(1, 20.0), (2, 60.0)]), truth) == ("mixed", [0, 1])
+    assert module.column_class(column([(1, 20.0), (2, 31.0)]), truth) == ("right", [0, None])
+    assert module.column_class(column([(2, 9.0), (3, 31.0)]), truth) == ("mixed", [None, None])
