@@ -117,19 +117,11 @@ def main(argv: list[str] | None = None) -> int:
         import independent
 
         from dmx.anatomy import Vertebra
-        from dmx.io.load import load_sequence
 
         names = {v.value for v in BODIES}
-        for name, generator, seeds, _seen in independent.HELD_OUT_SETS + independent.DEVELOPMENT_SETS:
-            if name not in args.sets:
-                continue
-            for seed, opts in independent.held_out_specs(generator, seeds):
-                out, truth = independent.study(Path(args.cache), seed, opts)
-                seq = load_sequence(out / "study.dcm")
-                true = {Vertebra(k): np.asarray(c) for k, c in truth["corners"][0].items() if k in names}
-                columns(
-                    f"{name}{seed}", seq.frames[0], true, float(np.mean(seq.mm_per_px)), net, model, tally
-                )
+        for name, seed, _out, truth, seq in independent.set_studies(Path(args.cache), args.sets):
+            true = {Vertebra(k): np.asarray(c) for k, c in truth["corners"][0].items() if k in names}
+            columns(f"{name}{seed}", seq.frames[0], true, float(np.mean(seq.mm_per_px)), net, model, tally)
     print("\ncolumns (network, >= 2 bodies reported), by truth and the C2 test's decision:")
     for key in sorted(k for k in tally if k[0] != "reports C2"):
         print(f"  {key[0]:<6} {key[1]:<8} {tally[key]}")

@@ -295,17 +295,10 @@ def studies(args):
         sys.path.insert(0, str(Path(__file__).parent))
         import independent as ind
 
-        from dmx.io.load import load_sequence
-
-        for name, generator, seeds, _ in ind.HELD_OUT_SETS + ind.DEVELOPMENT_SETS:
-            if name not in args.indep:
-                continue
-            for seed, opts in ind.held_out_specs(generator, seeds):
-                out, truth = ind.study(Path(args.cache), seed, opts)
-                seq = load_sequence(out / "study.dcm")
-                det = detect_landmarks(seq.frames[0], mm_per_px=seq.mm_per_px)
-                t = {v: np.asarray(truth["corners"][0][v.value]) for v in det.landmarks.corners_px}
-                yield seq.frames[0].astype(np.float32), t, float(np.mean(seq.mm_per_px)), det
+        for _name, _seed, _out, truth, seq in ind.set_studies(Path(args.cache), args.indep):
+            det = detect_landmarks(seq.frames[0], mm_per_px=seq.mm_per_px)
+            t = {v: np.asarray(truth["corners"][0][v.value]) for v in det.landmarks.corners_px}
+            yield seq.frames[0].astype(np.float32), t, float(np.mean(seq.mm_per_px)), det
     else:
         sys.path.insert(0, str(Path(__file__).parent))
         import detection as db

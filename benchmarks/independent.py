@@ -70,6 +70,20 @@ def study(cache: Path, seed: int, opts: dict) -> tuple[Path, dict]:
     return out, ip.render_study(out, seed, **opts)
 
 
+def set_studies(cache: Path, sets: str):
+    """Each study of the named detection sets (letters of :data:`HELD_OUT_SETS` and
+    :data:`DEVELOPMENT_SETS`), rendered into ``cache`` if missing: ``(set name, seed, folder, truth,
+    loaded sequence)``."""
+    from dmx.io.load import load_sequence
+
+    for name, generator, seeds, _seen in HELD_OUT_SETS + DEVELOPMENT_SETS:
+        if name not in sets:
+            continue
+        for seed, opts in held_out_specs(generator, seeds):
+            out, truth = study(cache, seed, opts)
+            yield name, seed, out, truth, load_sequence(out / "study.dcm")
+
+
 def dmx(args: list[str]) -> tuple[int, str]:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     r = subprocess.run([sys.executable, "-m", "dmx", *args], capture_output=True, text=True, env=env)
