@@ -567,6 +567,46 @@ def test_a_skipped_level_leaves_out_the_bodies_below_it():
         assert reported(_skipped_level(kept, model)) == reported(kept)
 
 
+def test_a_level_counted_that_is_not_there_leaves_out_the_bodies_below_it():
+    """:func:`dmx.detect.detector._merged_level` on columns drawn from the model's mean spacing: the mirror of
+    a skipped level. C2-C4 on their own places, no C5, and "C6", "C7" on C5's and C6's places (one level's
+    distance below C4, as the network labelled 1080007 inverted): C6 and C7 are left out, with the reason,
+    and the spacing check over all pairs (:func:`_consistent_levels`), which before kept C3, "C6" and "C7"
+    and left out C2 and C4, keeps C2-C4. Left as they are: C5 only not found (C6 two levels below C4);
+    no C2 above; fewer than two consecutive pairs; a column whose C2 is spaced unlike the body below it."""
+    from dmx.detect.detector import BodyResult, _consistent_levels, _merged_level
+
+    model = load_model(model_file())
+    step = np.hypot(model.trans_mean[:, 0], model.trans_mean[:, 1]) * 4.0  # px at 0.25 mm
+    y = np.concatenate([[0.0], np.cumsum(step[:5])])
+    square = np.array([[30.0, -28.0], [-30.0, -28.0], [-30.0, 28.0], [30.0, 28.0]])
+
+    def column(places: dict[int, float]) -> list[BodyResult]:
+        """Level k's body where level ``places[k]`` lies (an index into the mean spacing; None: none)."""
+        return [
+            BodyResult(v, square + [200.0, 100.0 + np.interp(places[k], range(6), y)], np.zeros(1), 1.0, None)
+            if places.get(k) is not None
+            else BodyResult(v, None, np.zeros(1), 0.0, "not found")
+            for k, v in enumerate(BODIES)
+        ]
+
+    def reported(bodies: list[BodyResult]) -> list[bool]:
+        return [b.corners_px is not None for b in bodies]
+
+    shifted = column({0: 0, 1: 1, 2: 2, 4: 3, 5: 4})  # "C6", "C7" on C5, C6
+    merged = _merged_level(shifted, model)
+    assert reported(merged) == [True, True, True, False, False, False]
+    assert "below C4" in merged[4].problem and "one level off" in merged[5].problem
+    assert reported(_consistent_levels(shifted, model)) == [True, True, True, False, False, False]
+    for kept in (
+        column({0: 0, 1: 1, 2: 2, 4: 4, 5: 5}),  # C5 not found: C6 two levels below C4
+        column({1: 1, 2: 2, 4: 3, 5: 4}),  # no C2
+        column({0: 0, 2: 2, 4: 3}),  # no consecutive pair
+        column({0: 0.6, 1: 1, 2: 2, 4: 3, 5: 4}),  # C2 spaced unlike C3 below it
+    ):
+        assert reported(_merged_level(kept, model)) == reported(kept)
+
+
 def test_two_bodies_spaced_unlike_their_levels_are_not_both_kept():
     """:func:`dmx.detect.detector._consistent_levels` on a column of two bodies: their distance is judged
     at the scale their size gives (a pair alone is its own scale, so it could never disagree). A "C3" and
