@@ -607,6 +607,45 @@ def test_a_level_counted_that_is_not_there_leaves_out_the_bodies_below_it():
         assert reported(_merged_level(kept, model)) == reported(kept)
 
 
+def test_a_far_pair_spaced_one_level_short_is_not_confirmed():
+    """:func:`dmx.detect.detector._far_pair_short`: the learned network's column of two reported bodies
+    three or more levels apart is judged alone, at the scale their size gives. Bodies drawn with the
+    model's mean shape and spacing at 4 px per mm: "C3" and "C6" two levels' distance apart (the network's
+    "C3" on C4 below a right C6, 1110014 and 1140011), a right C2 and "C6" on C5 (1140016) are refused
+    with the reason; the same pairs at their labels' distance, a pair two levels apart, and three bodies
+    are not judged here."""
+    from dmx.detect.detector import (
+        FAR_PAIR_SHORT,
+        BodyResult,
+        ColumnResult,
+        _far_pair_short,
+        network_levels_unconfirmed,
+    )
+
+    model = load_model(model_file())
+    ppm = 4.0
+    step = np.hypot(model.trans_mean[:, 0], model.trans_mean[:, 1]) * ppm
+    y = np.concatenate([[0.0], np.cumsum(step[:5])])
+
+    def body(k: int, place: int) -> BodyResult:
+        shape = (model.mean_shape_mm[k] - model.mean_shape_mm[k].mean(axis=0)) * ppm
+        return BodyResult(BODIES[k], shape + [300.0, 100.0 + y[place]], np.zeros(1), 1.0, None)
+
+    assert _far_pair_short([body(1, 1), body(4, 3)], model)  # "C3" on C3, "C6" on C5: two levels for three
+    assert _far_pair_short([body(1, 2), body(4, 4)], model)  # "C3" on C4 above a right C6
+    assert _far_pair_short([body(0, 0), body(4, 3)], model)  # a right C2, "C6" on C5
+    for kept in (
+        [body(1, 1), body(4, 4)],
+        [body(0, 0), body(4, 4)],
+        [body(1, 1), body(3, 2)],  # two levels apart at one level's distance: the spacing check's
+        [body(1, 1), body(2, 2), body(4, 3)],
+    ):
+        assert not _far_pair_short(kept, model)
+    network = ColumnResult((body(0, 0), body(4, 3)), 1.0, "right", 0.25, True)
+    blank = np.zeros((1200, 700), np.float32)
+    assert network_levels_unconfirmed(blank, network, model) == FAR_PAIR_SHORT
+
+
 def test_two_bodies_spaced_unlike_their_levels_are_not_both_kept():
     """:func:`dmx.detect.detector._consistent_levels` on a column of two bodies: their distance is judged
     at the scale their size gives (a pair alone is its own scale, so it could never disagree). A "C3" and
