@@ -674,13 +674,19 @@ SKIPPED = (
 )
 
 
+def _level_step_mm(model: DetectorModel) -> np.ndarray:
+    """The mean distance (mm) from each body's centre to the next body's (``model.trans_mean``), by the
+    upper level: the spacing the level checks compare reported bodies against."""
+    return np.hypot(model.trans_mean[:, 0], model.trans_mean[:, 1])
+
+
 class _Spacing:
     """The reported bodies' centres and, per pair of levels, their distance over the mean spacing of the
     levels between them (``model.trans_mean``; px per mm): what :func:`_skipped_level` and
     :func:`_merged_level` read."""
 
     def __init__(self, bodies: list[BodyResult], model: DetectorModel) -> None:
-        self.step = np.hypot(model.trans_mean[:, 0], model.trans_mean[:, 1])  # mm from body k to k+1
+        self.step = _level_step_mm(model)
         self.centre = {k: b.corners_px.mean(axis=0) for k, b in enumerate(bodies) if b.corners_px is not None}
         self.levels = sorted(self.centre)
 
@@ -774,7 +780,7 @@ def _consistent_levels(bodies: list[BodyResult], model: DetectorModel) -> list[B
     skipped level (:func:`_skipped_level`) or below a level counted that is not there
     (:func:`_merged_level`)."""
     out = _merged_level(_skipped_level(list(bodies), model), model)
-    step = np.hypot(model.trans_mean[:, 0], model.trans_mean[:, 1])  # mm from body k to k+1
+    step = _level_step_mm(model)
 
     def centres() -> dict[int, np.ndarray]:
         return {k: b.corners_px.mean(axis=0) for k, b in enumerate(out) if b.corners_px is not None}
@@ -1260,7 +1266,7 @@ def _far_pair_short(reported: list[BodyResult], model: DetectorModel) -> bool:
     scale = _size_px_per_mm(reported, model)
     if scale is None:
         return False
-    step = np.hypot(model.trans_mean[:, 0], model.trans_mean[:, 1])
+    step = _level_step_mm(model)
     a, b = (bd.corners_px.mean(axis=0) for bd in reported)
     ratio = float(np.hypot(*(a - b))) / (float(step[i:j].sum()) * scale)
     return ratio < float(np.sqrt((j - i - 1) / (j - i)))
