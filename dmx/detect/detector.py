@@ -682,8 +682,8 @@ def _level_step_mm(model: DetectorModel) -> np.ndarray:
 
 class _Spacing:
     """The reported bodies' centres and, per pair of levels, their distance over the mean spacing of the
-    levels between them (``model.trans_mean``; px per mm): what :func:`_skipped_level` and
-    :func:`_merged_level` read."""
+    levels between them (``model.trans_mean``; px per mm): what :func:`_skipped_level`,
+    :func:`_merged_level` and :func:`_consistent_levels` read."""
 
     def __init__(self, bodies: list[BodyResult], model: DetectorModel) -> None:
         self.step = _level_step_mm(model)
@@ -780,18 +780,13 @@ def _consistent_levels(bodies: list[BodyResult], model: DetectorModel) -> list[B
     skipped level (:func:`_skipped_level`) or below a level counted that is not there
     (:func:`_merged_level`)."""
     out = _merged_level(_skipped_level(list(bodies), model), model)
-    step = _level_step_mm(model)
-
-    def centres() -> dict[int, np.ndarray]:
-        return {k: b.corners_px.mean(axis=0) for k, b in enumerate(out) if b.corners_px is not None}
-
     while True:
-        c = centres()
-        ks = sorted(c)
+        spacing = _Spacing(out, model)
+        ks = spacing.levels
         pairs = [(i, j) for a, i in enumerate(ks) for j in ks[a + 1 :]]
         if not pairs:
             return out
-        ratio = {(i, j): float(np.hypot(*(c[i] - c[j]))) / float(step[i:j].sum()) for i, j in pairs}
+        ratio = {(i, j): spacing.ratio(i, j) for i, j in pairs}
         scale = float(np.median(list(ratio.values())))
         if len(pairs) == 1:
             # one pair is its own scale, so it could never disagree: the scale its bodies' size gives
