@@ -246,11 +246,17 @@ def _refused(image: np.ndarray, det: Detection, mm_per_px) -> tuple[str, str] | 
     """Why the bodies ``det`` found on ``image`` (the frame as given, or a view of it) are refused, as
     (the :data:`VIEW_FOUND` reason, the reason given for each body), or None: bodies darker than what lies
     just outside them (the frame shows bone dark, or they are not bodies: :func:`_darker_than_around`), or
-    a column lying across the image (the detectors' levels assume an upright one: :func:`_lies_across`)."""
+    a column lying across the image (the detectors' levels assume an upright one: :func:`_lies_across`), or
+    a column whose anterior side repeats level by level more than its posterior side (anterior and posterior
+    swapped: :func:`dmx.detect.facing.facing_contradicted`)."""
+    from dmx.detect.facing import facing_contradicted
+
     if not det.landmarks.corners_px:
         return None
     if _darker_than_around(image, det, mm_per_px):
         return VIEW_WHY_DARK, DARKER_THAN_AROUND
+    if facing_contradicted(image, det.landmarks.corners_px):
+        return VIEW_WHY_FACING, FACING_CONTRADICTED
     if _lies_across(det):
         return VIEW_WHY_ACROSS, LIES_ACROSS
     return None
@@ -320,6 +326,12 @@ VIEW_FOUND = (
 VIEW_WHY_FEW = "fewer than two were found"
 VIEW_WHY_DARK = "those found were darker than what lies just outside them"
 VIEW_WHY_ACROSS = "those found lay across the frame"
+VIEW_WHY_FACING = "those found had anterior and posterior swapped"
+#: Why a column whose facing its surroundings contradict was refused (:func:`_refused`).
+FACING_CONTRADICTED = (
+    "which way the patient faces is uncertain: what lies in front of the bodies found repeats level by level "
+    "more than what lies behind them (the posterior elements do), so anterior and posterior may be swapped"
+)
 #: A column whose C2-to-C7 chord (the reported bodies' first to last centre) leans more than this from
 #: upright (degrees) is refused (:func:`_lies_across`): no training column leaned that far; on this
 #: project's phantoms upright frames reach 59 degrees, frames turned a quarter 46-106 (160 frames of the

@@ -1,0 +1,73 @@
+"""Which way a found column faces, from what repeats level by level behind its bodies (dmx.detect.facing)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from dmx.anatomy import BODIES, Vertebra
+from dmx.detect import detect_landmarks
+from dmx.detect.facing import FACING_REPEAT_MARGIN, facing_contradicted, side_coherence
+from dmx.phantom import draw_appearance, make_phantom
+from dmx.training.fit import training_specs
+
+# the all-family phantom whose whole column C2-C6 the detector reported with anterior and posterior swapped
+# (session 31, held-out set 1150000+ of benchmarks/heldout.py; the set is seen since)
+GENERATOR, FIRST, INDEX = 11515, 1150000, 17
+
+
+def _display(ph, frame: int) -> np.ndarray:
+    img = ph.frames[frame].astype(np.float32)
+    if ph.truth["params"]["photometric"] == "MONOCHROME1":
+        img = 255.0 - img
+    return img
+
+
+@pytest.fixture(scope="module")
+def swapped_case():
+    kw = training_specs(INDEX + 1, seed=GENERATOR, first_seed=FIRST)[INDEX]
+    kw["appearance"] = draw_appearance("all", seed=kw["seed"], max_size_px=768)
+    ph = make_phantom(**kw)
+    ref = kw["reference_frame"]
+    return _display(ph, ref), dict(ph.landmarks.corners_px), tuple(ph.truth["mm_per_px"])
+
+
+def _swapped(corners: dict) -> dict:
+    """The same outlines with anterior and posterior swapped (ant-sup <-> post-sup, post-inf <-> ant-inf)."""
+    return {v: np.asarray(c)[[1, 0, 3, 2]] for v, c in corners.items()}
+
+
+def test_the_posterior_side_repeats_level_by_level(swapped_case):
+    image, truth, _ = swapped_case
+    posterior, anterior = side_coherence(image, truth)
+    assert posterior - anterior > FACING_REPEAT_MARGIN, (posterior, anterior)
+    assert not facing_contradicted(image, truth)
+    # the same outlines with the sides swapped: the side called posterior is the one that does not repeat
+    back, front = side_coherence(image, _swapped(truth))
+    assert (back, front) == pytest.approx((anterior, posterior))
+    assert facing_contradicted(image, _swapped(truth))
+    # either polarity
+    assert facing_contradicted(255.0 - image, _swapped(truth))
+    assert not facing_contradicted(255.0 - image, truth)
+
+
+def test_too_few_bodies_or_bands_outside_the_image_say_nothing(swapped_case):
+    image, truth, _ = swapped_case
+    two = {v: truth[v] for v in (Vertebra.C3, Vertebra.C4)}
+    assert side_coherence(image, two) is None
+    assert not facing_contradicted(image, _swapped(two))
+    far = {v: np.asarray(c) + 5000.0 for v, c in truth.items()}
+    assert side_coherence(image, far) is None
+
+
+def test_a_column_reported_with_its_sides_swapped_is_found_facing_the_right_way(swapped_case):
+    """The detector's own chain search reported C2-C6 of this phantom on their bodies with anterior and
+    posterior swapped (every corner 106-114 px off, confidence 1.0); the swap is now refused and the column
+    is found again in the view where it stands upright, facing the right way."""
+    image, truth, mpp = swapped_case
+    det = detect_landmarks(image, mm_per_px=mpp)
+    assert set(BODIES[1:5]) <= set(det.landmarks.corners_px), det.missing
+    for v, c in det.landmarks.corners_px.items():
+        err = float(np.hypot(*(c - truth[v]).T).max())
+        assert err < (3.5 if v is not Vertebra.C2 else 8.0), (v, err)
+    assert any("anterior and posterior swapped" in w for w in det.warnings), det.warnings
