@@ -802,7 +802,10 @@ def test_the_dens_contrast_confirms_only_a_near_tie_and_only_by_its_margin(monke
 
     parts: dict[int, tuple[float, float, float]] = {}
     monkeypatch.setattr(detector, "c2_parts", lambda *a, **k: parts)
-    bodies = tuple(BodyResult(v, np.zeros((4, 2)), np.zeros(1), 1.0, None) for v in BODIES)
+    # C3-C7 without their C2 (a column reporting C2 and three bodies or more is not weighed one level
+    # higher or lower: _shifts_weighed)
+    absent = BodyResult(BODIES[0], None, np.zeros(1), 0.0, "absent")
+    bodies = (absent, *(BodyResult(v, np.zeros((4, 2)), np.zeros(1), 1.0, None) for v in BODIES[1:]))
     col = ColumnResult(bodies, 1.0, "right", 0.3, True)
 
     def disputed(tie: float, contrast: float, plain_here: float = 0.4) -> str | None:
@@ -829,28 +832,34 @@ def test_the_c2_test_does_not_weigh_c2_above_a_c2_the_column_reports(monkeypatch
     """c2_disputed with the C2 test's parts given: where the dens template fits best one level above
     the column's C2 (the atlas and skull base over a right C2 whose dens is faint: session 29's
     all-family phantoms: 1120011's parts), a column that reports its C2 is not refused for it; the same
-    column without its C2 reported is; a column with its C2 that fits better one level below (the
-    network's miscount under the shoulders) still is."""
+    column without its C2 reported is. Where C2 fits better one level below (the network's miscount under
+    the shoulders, which never came with a reported C2: session 33), a column reporting its C2 and at
+    least MIN_REPORTED_WITH_C2 bodies is not refused; one reporting C2 and one body more still is, and
+    one without its C2 is."""
     from dmx.detect import detector
-    from dmx.detect.detector import BodyResult, ColumnResult, c2_disputed
+    from dmx.detect.detector import MIN_REPORTED_WITH_C2, BodyResult, ColumnResult, c2_disputed
 
     parts: dict[int, tuple[float, float, float]] = {}
     monkeypatch.setattr(detector, "c2_parts", lambda *a, **k: parts)
 
-    def column(with_c2: bool) -> ColumnResult:
+    def column(with_c2: bool, n: int = len(BODIES)) -> ColumnResult:
         bodies = tuple(
             BodyResult(v, np.zeros((4, 2)), np.zeros(1), 1.0, None)
-            if with_c2 or v != BODIES[0]
+            if (with_c2 or v != BODIES[0]) and k < n
             else BodyResult(v, None, np.zeros(1), 0.0, "absent")
-            for v in BODIES
+            for k, v in enumerate(BODIES)
         )
         return ColumnResult(bodies, 1.0, "right", 0.3, True)
 
     parts.update({-1: (0.44, 1.49, 0.63), 0: (0.69, 1.37, 0.62), 1: (0.83, 1.25, 0.57)})  # 1120011's
     assert c2_disputed(np.zeros((8, 8)), column(True), None, 0.5) is None
     assert "one level higher" in c2_disputed(np.zeros((8, 8)), column(False), None, 0.5)
-    parts.update({-1: (0.79, 1.41, 0.59), 0: (0.74, 1.28, 0.50), 1: (0.70, 1.09, 0.43)})  # off a level
-    assert "one level lower" in c2_disputed(np.zeros((8, 8)), column(True), None, 0.5)
+    parts.update({-1: (0.43, 1.43, 0.60), 0: (0.44, 1.28, 0.49), 1: (0.82, 1.09, 0.33)})  # 1130011's, right
+    assert MIN_REPORTED_WITH_C2 == 3
+    assert c2_disputed(np.zeros((8, 8)), column(True, 3), None, 0.5) is None
+    assert c2_disputed(np.zeros((8, 8)), column(True), None, 0.5) is None
+    assert "one level lower" in c2_disputed(np.zeros((8, 8)), column(True, 2), None, 0.5)
+    assert "one level lower" in c2_disputed(np.zeros((8, 8)), column(False), None, 0.5)
 
 
 def test_the_c2_test_tells_a_column_from_the_same_column_a_level_off(tmp_path):

@@ -27,6 +27,8 @@ __all__ = [
     "BODY_SIZE_SPREAD",
     "C2_WALLS",
     "DETECTORS",
+    "LEVELS_CONFIRMED",
+    "LEVELS_FROM_OWN_C2",
     "MEAN_ADDED",
     "MIN_SIDE_PX",
     "MODEL_NAME",
@@ -674,7 +676,9 @@ def _detect_once(
         C2_MOVE_MARGIN,
         HEATMAP_THRESHOLD,
         bodies_mm_per_px,
+        counted_from_own_c2,
         network_disagrees,
+        reported_bodies,
         reported_count,
         run_combined,
         run_heatmap,
@@ -801,6 +805,10 @@ def _detect_once(
         warnings.append(
             NETWORK_ADDED.format(
                 levels=", ".join(v.value for v in added),
+                how=LEVELS_FROM_OWN_C2
+                if comb.network is not None
+                and counted_from_own_c2(reported_bodies(comb.network, HEATMAP_THRESHOLD))
+                else LEVELS_CONFIRMED,
                 also=f" and by the bodies both found ({', '.join(v.value for v in both)})" if both else "",
             )
         )
@@ -847,8 +855,13 @@ BODY_SIZE_SEARCH = (
 #: Warning naming the bodies the learned network added at levels the template detector left empty.
 NETWORK_ADDED = (
     "{levels} found by the learned network (heatmap.onnx), not by the template detector; "
-    "their levels confirmed by the C2 template{also}"
+    "their levels {how}{also}"
 )
+#: How :data:`NETWORK_ADDED` says the levels were checked: by the C2 test, or (a column reporting its own
+#: C2 and at least :data:`dmx.detect.detector.MIN_REPORTED_WITH_C2` bodies, which the C2 test does not
+#: weigh against other levels: :func:`dmx.detect.detector.counted_from_own_c2`) counted from that C2.
+LEVELS_CONFIRMED = "confirmed by the C2 template"
+LEVELS_FROM_OWN_C2 = "counted from the C2 it outlined, its dens inside the image (check them against C2)"
 #: Warning of a learned network's column that the C2 test moved one level higher
 #: (:func:`dmx.detect.detector.c2_moved`).
 NETWORK_MOVED = (
