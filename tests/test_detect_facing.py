@@ -71,3 +71,19 @@ def test_a_column_reported_with_its_sides_swapped_is_found_facing_the_right_way(
         err = float(np.hypot(*(c - truth[v]).T).max())
         assert err < (3.5 if v is not Vertebra.C2 else 8.0), (v, err)
     assert any("anterior and posterior swapped" in w for w in det.warnings), det.warnings
+
+
+def test_a_kyphotic_column_with_its_sides_swapped_is_contradicted():
+    """All-family phantom 1170009 (generator 11717; held-out set 1170000+ of session 33, seen since): a
+    flexed, kyphotic neck at 0.31 mm per pixel whose C3-C6 the chain search reported with anterior and
+    posterior swapped (45-52 px off). On the true outlines the posterior side leads by less than on most
+    phantoms (0.19), more than FACING_REPEAT_MARGIN: swapped, they are contradicted."""
+    kw = training_specs(10, seed=11717, first_seed=1170000)[9]
+    assert kw["seed"] == 1170009
+    kw["appearance"] = draw_appearance("all", seed=kw["seed"], max_size_px=768)
+    ph = make_phantom(**kw)
+    image, truth = _display(ph, kw["reference_frame"]), dict(ph.landmarks.corners_px)
+    posterior, anterior = side_coherence(image, truth)
+    assert 0.15 < posterior - anterior < 0.2, (posterior, anterior)
+    assert not facing_contradicted(image, truth)
+    assert facing_contradicted(image, _swapped(truth))
