@@ -114,8 +114,10 @@ def test_monochrome1_and_uint8_input():
 
 @pytest.mark.parametrize("kind", ["noise", "blank"])
 def test_no_spine_no_vertebrae(kind):
+    # 320 px at 0.3 mm (a 96-mm field, room for four bodies): every view and size is searched as on a
+    # larger frame, in a third of the time of 512 px
     rng = np.random.default_rng(3)
-    img = rng.normal(100, 20, (512, 512)) if kind == "noise" else np.full((512, 512), 80.0)
+    img = rng.normal(100, 20, (320, 320)) if kind == "noise" else np.full((320, 320), 80.0)
     det = detect_landmarks(img, mm_per_px=(0.3, 0.3))
     assert det.landmarks.corners_px == {}
     assert set(det.missing) == set(BODIES)
