@@ -802,13 +802,17 @@ def _detect_once(
         warnings.append(NETWORK_MOVED.format(margin=moved, limit=C2_MOVE_MARGIN))
     if added:
         both = [v for v in corners if sources.get(v) == "template"]
+        # the network's levels taken from its own C2 by the C2 test (its dens inside the image), not by
+        # agreement with a weak chain (which may keep a column whose C2's place is outside the image)
+        from_own_c2 = (
+            not comb.weak_agreed
+            and comb.network is not None
+            and counted_from_own_c2(reported_bodies(comb.network, HEATMAP_THRESHOLD))
+        )
         warnings.append(
             NETWORK_ADDED.format(
                 levels=", ".join(v.value for v in added),
-                how=LEVELS_FROM_OWN_C2
-                if comb.network is not None
-                and counted_from_own_c2(reported_bodies(comb.network, HEATMAP_THRESHOLD))
-                else LEVELS_CONFIRMED,
+                how=LEVELS_FROM_OWN_C2 if from_own_c2 else LEVELS_CONFIRMED,
                 also=f" and by the bodies both found ({', '.join(v.value for v in both)})" if both else "",
             )
         )
