@@ -4,7 +4,8 @@ For every phantom of a set (or study of the independent renderer's sets), on the
 and inverted (bone dark), the learned network's column is taken where it reports at least two bodies;
 per column the C2 test's parts per shift of its levels (:func:`dmx.detect.detector.c2_parts`: the dens
 template's fit where the shift puts C2, the two bodies below it, the plain body fit there) and its
-decision (:func:`dmx.detect.detector.c2_disputed`). The truth says which shift is right: each reported
+decision (:func:`dmx.detect.detector.c2_disputed`), and whether a near tie was settled by the dens contrast
+(:func:`dmx.detect.detector._dens_confirms`). The truth says which shift is right: each reported
 body's centre is matched to the nearest true body (within half a true body's endplate length), so a
 column is ``right`` (every body on its own level), ``off+1`` / ``off-1`` (every body one level above /
 below its label) or ``mixed``. The tally is what session 29's choice rested on (README, "The C2 test no
@@ -77,9 +78,15 @@ def columns(tag: str, image: np.ndarray, truth: dict, mm_per_px: float, net, mod
         score = {
             s: "nan" if not np.isfinite(d + b) else f"{d + b:.2f}" for s, (d, b, _) in sorted(parts.items())
         }
+        plain = {s: "nan" if not np.isfinite(p) else f"{p:.2f}" for s, (_, _, p) in sorted(parts.items())}
+        # kept though another weighed shift scored higher: the near tie the dens contrast settled
+        corr = {s: d + b for s, (d, b, _) in parts.items()}
+        weighed = D._shifts_weighed(corr, reported)
+        tie = reason is None and any(s != 0 and np.isfinite(v) and v >= corr[0] for s, v in weighed.items())
         labels = ",".join(b.vertebra.value for b in reported)
         print(
-            f"{tag} {view:<8} {labels:<18} {kind:<6} {decision:<8} C2 test {score} shifts {shifts}",
+            f"{tag} {view:<8} {labels:<18} {kind:<6} {decision:<8} C2 test {score} plain {plain} shifts "
+            f"{shifts}{' (a near tie the dens contrast settled)' if tie else ''}",
             flush=True,
         )
 

@@ -830,6 +830,34 @@ def test_the_dens_contrast_confirms_only_a_near_tie_and_only_by_its_margin(monke
     assert disputed(-0.05, -1.0) is None  # the C2 test itself confirms: the contrast is not asked
 
 
+def test_the_dens_contrast_does_not_confirm_a_c2_place_without_a_body(monkeypatch):
+    """All-family 1180008 (session 34): the network labelled C3, C5, C6 as C4, C6, C7, so the place its
+    levels give C2 holds the atlas. The C2 test preferred the true C2 below by a near tie (0.057); the
+    dens contrast preferred the atlas by 0.55, because the plain body template fits it at -0.37 (no
+    body) and the contrast rewards that. With C2's place fitting the plain template below C2_PLAIN_MIN
+    the tie is not settled for the column: it is refused. The same parts with a faint body there (plain
+    0.05) are still confirmed."""
+    from dmx.detect import detector
+    from dmx.detect.detector import C2_PLAIN_MIN, BodyResult, ColumnResult, c2_disputed
+
+    parts: dict[int, tuple[float, float, float]] = {}
+    monkeypatch.setattr(detector, "c2_parts", lambda *a, **k: parts)
+    levels = ("C4", "C6", "C7")
+    bodies = tuple(
+        BodyResult(v, np.zeros((4, 2)), np.zeros(1), 1.0, None)
+        if v.value in levels
+        else BodyResult(v, None, np.zeros(1), 0.0, "absent")
+        for v in BODIES
+    )
+    col = ColumnResult(bodies, 1.0, "right", 0.24, True)
+    parts.update({-1: (0.527, 1.219, 0.588), 0: (0.531, 1.158, -0.373), 1: (0.815, 0.215, -0.198)})
+    assert C2_PLAIN_MIN > -0.373
+    assert "one level lower" in c2_disputed(np.zeros((8, 8)), col, None, 0.5)
+    parts[0] = (0.531, 1.158, 0.05)  # a faint body (1170001's right C2 fitted it at 0.048)
+    assert C2_PLAIN_MIN <= 0.05
+    assert c2_disputed(np.zeros((8, 8)), col, None, 0.5) is None
+
+
 def test_the_c2_test_does_not_weigh_c2_above_a_c2_the_column_reports(monkeypatch):
     """c2_disputed with the C2 test's parts given: where the dens template fits best one level above
     the column's C2 (the atlas and skull base over a right C2 whose dens is faint: session 29's

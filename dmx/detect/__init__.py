@@ -28,6 +28,7 @@ __all__ = [
     "C2_WALLS",
     "DETECTORS",
     "LEVELS_CONFIRMED",
+    "LEVELS_AGREED",
     "LEVELS_FROM_OWN_C2",
     "MEAN_ADDED",
     "MIN_SIDE_PX",
@@ -809,10 +810,13 @@ def _detect_once(
             and comb.network is not None
             and counted_from_own_c2(reported_bodies(comb.network, HEATMAP_THRESHOLD))
         )
+        how = LEVELS_FROM_OWN_C2 if from_own_c2 else LEVELS_CONFIRMED
+        if comb.weak_agreed:  # kept by the two detectors' agreement, where the C2 test may not run
+            how = LEVELS_AGREED
         warnings.append(
             NETWORK_ADDED.format(
                 levels=", ".join(v.value for v in added),
-                how=LEVELS_FROM_OWN_C2 if from_own_c2 else LEVELS_CONFIRMED,
+                how=how,
                 also=f" and by the bodies both found ({', '.join(v.value for v in both)})" if both else "",
             )
         )
@@ -866,6 +870,11 @@ NETWORK_ADDED = (
 #: weigh against other levels: :func:`dmx.detect.detector.counted_from_own_c2`) counted from that C2.
 LEVELS_CONFIRMED = "confirmed by the C2 template"
 LEVELS_FROM_OWN_C2 = "counted from the C2 it outlined, its dens inside the image (check them against C2)"
+#: ... or, where the template detector's weak column was kept because the network agrees with it
+#: (:data:`WEAK_CHAIN_KEPT`), by that agreement: the C2 test may not have run there (C2 near the edge).
+LEVELS_AGREED = (
+    "kept because the template detector's weak column agrees with the network there (not tested on C2)"
+)
 #: Warning of a learned network's column that the C2 test moved one level higher
 #: (:func:`dmx.detect.detector.c2_moved`).
 NETWORK_MOVED = (

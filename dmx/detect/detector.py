@@ -1119,15 +1119,29 @@ C2_TIE_MARGIN = 0.08
 C2_DENS_MARGIN = 0.10
 
 
+#: The dens contrast settles a near tie for a column's own levels only where the plain body template
+#: fits at least this well where those levels put C2 (a correlation): C2 has a body. Above C2 the atlas
+#: and the skull base have none, and there the contrast (the C2 template's fit less the plain one's)
+#: rewards the missing body: all-family 1180008 (session 34), a column labelled a level low (C3, C5, C6
+#: as C4, C6, C7, at confidence 0.71-1.0, 65-77 px off) whose C2 place held the atlas, plain fit -0.37,
+#: was kept by a contrast margin of 0.55 although the C2 test preferred the true C2 below. Where columns
+#: were right, C2's plain fit was 0.05-0.69 (this project's all-family 1170000+ and 1180000+) and
+#: 0.37-0.49 on the independent renderer's near ties (D-G).
+C2_PLAIN_MIN = 0.0
+
+
 def _dens_confirms(corr: dict[int, float], parts) -> bool:
     """True when the C2 test (``corr``, :func:`c2_scores`) refuses the column's own levels only by a near
     tie (:data:`C2_TIE_MARGIN`) and the dens contrast (:func:`c2_dens_scores` of ``parts()``,
     :func:`c2_parts`) prefers them clearly (:data:`C2_DENS_MARGIN`) over every shift the C2 test
-    could place."""
+    could place, with a body where they put C2 (:data:`C2_PLAIN_MIN`)."""
     others = [s for s, v in corr.items() if s != 0 and np.isfinite(v)]
     if not others or corr[0] < max(corr[s] for s in others) - C2_TIE_MARGIN:
         return False
-    dens = c2_dens_scores(parts())
+    evidence = parts()
+    if not evidence[0][2] >= C2_PLAIN_MIN:
+        return False
+    dens = c2_dens_scores(evidence)
     if not all(np.isfinite(dens[s]) for s in [0, *others]):
         return False
     return dens[0] - max(dens[s] for s in others) >= C2_DENS_MARGIN
