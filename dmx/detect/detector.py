@@ -1124,9 +1124,10 @@ C2_DENS_MARGIN = 0.10
 #: and the skull base have none, and there the contrast (the C2 template's fit less the plain one's)
 #: rewards the missing body: all-family 1180008 (session 34), a column labelled a level low (C3, C5, C6
 #: as C4, C6, C7, at confidence 0.71-1.0, 65-77 px off) whose C2 place held the atlas, plain fit -0.37,
-#: was kept by a contrast margin of 0.55 although the C2 test preferred the true C2 below. Where columns
-#: were right, C2's plain fit was 0.05-0.69 (this project's all-family 1170000+ and 1180000+) and
-#: 0.37-0.49 on the independent renderer's near ties (D-G).
+#: was kept by a contrast margin of 0.55 although the C2 test preferred the true C2 below. Where right
+#: columns were kept, C2's plain fit was 0.05-0.69 (73 right columns on 64 all-family phantoms of
+#: 1150000+-1180000+) and 0.32-0.50 on the ten near ties the contrast settled on the independent
+#: renderer's development sets D-G.
 C2_PLAIN_MIN = 0.0
 
 
