@@ -803,16 +803,14 @@ def _detect_once(
         warnings.append(NETWORK_MOVED.format(margin=moved, limit=C2_MOVE_MARGIN))
     if added:
         both = [v for v in corners if sources.get(v) == "template"]
-        # the network's levels taken from its own C2 by the C2 test (its dens inside the image), not by
-        # agreement with a weak chain (which may keep a column whose C2's place is outside the image)
-        from_own_c2 = (
-            not comb.weak_agreed
-            and comb.network is not None
-            and counted_from_own_c2(reported_bodies(comb.network, HEATMAP_THRESHOLD))
-        )
-        how = LEVELS_FROM_OWN_C2 if from_own_c2 else LEVELS_CONFIRMED
         if comb.weak_agreed:  # kept by the two detectors' agreement, where the C2 test may not run
             how = LEVELS_AGREED
+        elif comb.network is not None and counted_from_own_c2(
+            reported_bodies(comb.network, HEATMAP_THRESHOLD)
+        ):
+            how = LEVELS_FROM_OWN_C2  # the C2 test took the levels from the network's own C2 (dens inside)
+        else:
+            how = LEVELS_CONFIRMED
         warnings.append(
             NETWORK_ADDED.format(
                 levels=", ".join(v.value for v in added),
