@@ -1497,3 +1497,51 @@ def test_the_c2_column_benchmark_tells_right_columns_from_columns_a_level_off():
     assert module.column_class(column([(1, 20.0), (2, 60.0)]), truth) == ("mixed", [0, 1])
     assert module.column_class(column([(1, 20.0), (2, 31.0)]), truth) == ("right", [0, None])
     assert module.column_class(column([(2, 9.0), (3, 31.0)]), truth) == ("mixed", [None, None])
+
+
+def test_a_lone_template_body_is_left_out_with_its_reason(monkeypatch):
+    """All-family 1160004 (session 35): the template detector's chain reported one body (a "C6" 61-74 px
+    off, its corners permuted, every other level refused), and it was the final output. A lone body from
+    the chain is left out with LONE_BODY as its reason; two template bodies are kept, and so is a lone
+    body the network reported (1160002's right C3 was one)."""
+    import dmx.detect as detect_mod
+    from dmx.detect import LONE_BODY, detector
+    from dmx.detect.detector import BodyResult, ColumnResult, Combined
+
+    square = np.array([[10.0, 10.0], [40.0, 10.0], [40.0, 30.0], [10.0, 30.0]])
+    found: dict[str, str] = {}
+
+    def combined(*_a, **_k):
+        bodies = tuple(
+            (BodyResult(v, square + 40 * k, np.zeros(1), 0.95, None), found[v.value], True)
+            if v.value in found
+            else (BodyResult(v, None, np.zeros(1), 0.0, "absent"), "template", False)
+            for k, v in enumerate(BODIES)
+        )
+        column = ColumnResult(tuple(b for b, _s, _r in bodies), 1.0, "right", 0.3, True)
+        return Combined(bodies, column, None, None, None, ())
+
+    monkeypatch.setattr(detector, "run_combined", combined)
+
+    def detect():
+        return detect_mod._detect_once(
+            np.zeros((300, 300)),
+            mm_per_px=(0.3, 0.3),
+            frame=0,
+            model_path=None,
+            method="template",
+            mean_of=None,
+        )
+
+    found.update({"C6": "template"})
+    det = detect()
+    assert det.landmarks.corners_px == {}
+    assert det.missing[Vertebra.C6] == f"left out: {LONE_BODY}"
+    assert f"no body reported: {LONE_BODY}" in det.warnings
+    found.update({"C5": "template"})
+    assert set(detect().landmarks.corners_px) == {Vertebra.C5, Vertebra.C6}
+    found.clear()
+    found.update({"C3": "network"})
+    det = detect()
+    assert set(det.landmarks.corners_px) == {Vertebra.C3}
+    assert LONE_BODY not in " ".join(det.warnings)

@@ -30,6 +30,7 @@ __all__ = [
     "LEVELS_CONFIRMED",
     "LEVELS_AGREED",
     "LEVELS_FROM_OWN_C2",
+    "LONE_BODY",
     "MEAN_ADDED",
     "MIN_SIDE_PX",
     "MODEL_NAME",
@@ -791,6 +792,13 @@ def _detect_once(
                 f"left out: confidence {b.confidence:.2f} below {threshold:.2f} "
                 "(outline weak, hidden or implausible)"
             )
+    if len(corners) == 1 and method != "heatmap":
+        (lone,) = corners
+        if sources.get(lone) != "network":
+            # one body and no neighbour: nothing checks its level or facing (the network's column needs two)
+            missing[lone] = f"left out: {LONE_BODY}"
+            warnings.append(f"no body reported: {LONE_BODY}")
+            corners, confidence = {}, {}
     if disputed:
         warnings.append(
             ("no body reported: " if not corners else "the template detector's bodies left out: ") + disputed
@@ -898,6 +906,16 @@ NEIGHBOUR_ADDED = (
 MEAN_ADDED = (
     "{level} found on the mean of {frames}, each moved back with it by the tracker: too faint on the "
     "reference frame alone (e.g. under dense shoulders); its corners are those of the mean (check them)"
+)
+#: Why a body the template detector's chain reported alone is left out (every other level refused). A
+#: lone body has no neighbour to check its level or facing by (the learned network's column already needs
+#: two bodies) and gives no level value (a level needs two adjacent bodies). Issue #12, session 35: the
+#: final output was one template body twice, both wrong (all-family 1160004, a C6 on a leaning bone-dark
+#: column with its corners permuted, 61-74 px off; the independent renderer's held-out set A, seed 41, C7
+#: reported as C6 on the machine of session 34); a lone body from the network was right once (1160002).
+LONE_BODY = (
+    "the template detector found one body alone, every other level refused: with no neighbour its level "
+    "and facing cannot be checked, and one body gives no level value (place the landmarks by hand)"
 )
 #: The part of :data:`NETWORK_ADDED` that marks a detection the network took part in.
 NETWORK_MARK = "found by the learned network"
