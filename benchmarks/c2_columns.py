@@ -79,14 +79,15 @@ def columns(tag: str, image: np.ndarray, truth: dict, mm_per_px: float, net, mod
             s: "nan" if not np.isfinite(d + b) else f"{d + b:.2f}" for s, (d, b, _) in sorted(parts.items())
         }
         plain = {s: "nan" if not np.isfinite(p) else f"{p:.2f}" for s, (_, _, p) in sorted(parts.items())}
+        dens = {s: "nan" if not np.isfinite(d) else f"{d:.2f}" for s, (d, _, _) in sorted(parts.items())}
         # kept though another weighed shift scored higher: the near tie the dens contrast settled
         corr = {s: d + b for s, (d, b, _) in parts.items()}
         weighed = D._shifts_weighed(corr, reported)
         tie = reason is None and any(s != 0 and np.isfinite(v) and v >= corr[0] for s, v in weighed.items())
         labels = ",".join(b.vertebra.value for b in reported)
         print(
-            f"{tag} {view:<8} {labels:<18} {kind:<6} {decision:<8} C2 test {score} plain {plain} shifts "
-            f"{shifts}{' (a near tie the dens contrast settled)' if tie else ''}",
+            f"{tag} {view:<8} {labels:<18} {kind:<6} {decision:<8} C2 test {score} dens {dens} plain {plain} "
+            f"shifts {shifts}{' (a near tie the dens contrast settled)' if tie else ''}",
             flush=True,
         )
 
