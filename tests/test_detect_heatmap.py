@@ -184,7 +184,7 @@ def test_confidence_is_one_on_a_clean_fit_and_falls_with_each_doubt():
         ("region_prob", 0.6),
         ("inlier", 0.7),
         ("rms_px", 0.8),
-        ("shape_mm", 1.6),
+        ("shape_mm", 0.75),
         ("size_ratio", 1.4),
         ("facing_margin", 0.016),
     ]:
@@ -200,6 +200,30 @@ def test_confidence_is_one_on_a_clean_fit_and_falls_with_each_doubt():
         ("facing_margin", 0.005),
     ]:
         assert heatmap_confidence(dict(clean, **{name: value})) == 0.0, name
+
+
+def test_an_outline_unlike_its_level_shape_is_not_reported():
+    """Session 35: the network's refined C2s whose outline deviated from C2's mean shape by 0.6 mm or
+    more were all off by 6-12 px (an anterior wall drawn to a crossing edge), at confidence 0.81-1.0:
+    all-family 1180006 (1.19 mm, ant_inf 7.2 px off) and 1180013 (0.78 mm, anterior corners 7-8 px off).
+    They now fall below the reporting threshold; a clean outline (0.45 mm) keeps full confidence."""
+    from dmx.detect.detector import HEATMAP_THRESHOLD
+
+    clean = dict(
+        region_prob=0.92,
+        corner_peak=0.19,
+        inlier=0.94,
+        strength=12.7,
+        rms_px=0.25,
+        shape_mm=0.45,
+        size_ratio=1.03,
+        centre_shift_mm=0.3,
+        on_region=1.0,
+        facing_margin=0.05,
+    )
+    assert heatmap_confidence(clean) == pytest.approx(1.0)
+    for shape in (0.78, 1.19):
+        assert heatmap_confidence(dict(clean, shape_mm=shape)) < HEATMAP_THRESHOLD, shape
 
 
 def test_detector_method_from_argument_or_environment(monkeypatch):

@@ -463,16 +463,28 @@ HEATMAP_FEATURES = (
 FACING_MARGIN_RAMP = (0.01, 0.025)
 
 
+#: The shape factor of :func:`heatmap_confidence`: 1 where the refined outline deviates from the level's
+#: mean shape (``shape_mm``) by at most the second value (mm RMS), 0 from the first. Issue #12, session 35
+#: (was 2.0, 1.0): over the network's refined bodies at confidence >= 0.5 on the all-family development
+#: sets 1110000+, 1160000+-1200000+ (frames as given and inverted), those deviating by 0.9 mm or more had
+#: a corner beyond 3 px in 11 of 11, by 0.6-0.9 mm in 14 of 15 (every C2 of them: 7 of 7, the anterior wall
+#: drawn to a crossing edge, 6-12 px), by less than 0.6 mm in 48 of 330 (mostly whole columns a level off,
+#: which the C2 test judges). On the independent renderer's D-G (no C2 there) 11 of the 19 bodies deviating
+#: by 0.6 mm or more were beyond 3 px. (0.8, 0.5) was tried first: it took a right C5 (0.56 mm) of that
+#: renderer's seed 900 below a wrong "C4" in the network's spacing check, which keeps the more confident.
+SHAPE_RAMP_MM = (0.9, 0.6)
+
+
 def heatmap_confidence(feats: dict[str, float]) -> float:
     """Confidence of one refined body from the network's evidence and the edge fit.
 
     The network must be sure of the body (``region_prob``, the mean class probability over its
     region) and the refined outline must be clean cortical edges (``inlier``: worst side's share
     of profiles on the fitted edge; ``rms_px``: worst side's residual), of a vertebral body's
-    shape (``shape_mm``: RMS deviation from the mean shape after similarity alignment;
-    ``size_ratio`` against the mean body) and where the network put this level (``on_region``:
-    1 when the refined centre lies on the network's pixels of this level, else 0), on a column
-    whose facing is clear (``facing_margin``: the side difference of the facing vote,
+    shape (``shape_mm``: RMS deviation from the level's mean shape after similarity alignment,
+    :data:`SHAPE_RAMP_MM`; ``size_ratio`` against the mean body) and where the network put this
+    level (``on_region``: 1 when the refined centre lies on the network's pixels of this level,
+    else 0), on a column whose facing is clear (``facing_margin``: the side difference of the facing vote,
     :data:`FACING_MARGIN_RAMP`; absent: not used).
     Each factor is 1 on a clear body and falls to 0 beyond what a clear body shows.
     """
@@ -484,7 +496,7 @@ def heatmap_confidence(feats: dict[str, float]) -> float:
         ramp(feats["region_prob"], 0.5, 0.8)
         * ramp(feats["inlier"], 0.6, 0.9)
         * ramp(feats["rms_px"], 1.0, 0.5)
-        * ramp(feats["shape_mm"], 2.0, 1.0)
+        * ramp(feats["shape_mm"], *SHAPE_RAMP_MM)
         * ramp(abs(np.log(max(feats["size_ratio"], 1e-3))), 0.4, 0.25)
         * float(feats["on_region"] >= 1.0)
         * ramp(feats.get("facing_margin", np.inf), *FACING_MARGIN_RAMP)
