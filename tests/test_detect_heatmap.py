@@ -166,19 +166,23 @@ def test_on_column_keeps_the_bodies_in_their_levels_order():
     assert on_column({k: column[k] for k in (2, 3)}) == [2, 3]  # two: nothing to compare
 
 
+#: The features of a clean network body (every factor of heatmap_confidence at 1).
+CLEAN_BODY = dict(
+    region_prob=0.95,
+    corner_peak=0.2,
+    inlier=1.0,
+    strength=12.0,
+    rms_px=0.2,
+    shape_mm=0.3,
+    size_ratio=1.02,
+    centre_shift_mm=1.0,
+    on_region=1.0,
+    facing_margin=0.03,
+)
+
+
 def test_confidence_is_one_on_a_clean_fit_and_falls_with_each_doubt():
-    clean = dict(
-        region_prob=0.95,
-        corner_peak=0.2,
-        inlier=1.0,
-        strength=12.0,
-        rms_px=0.2,
-        shape_mm=0.3,
-        size_ratio=1.02,
-        centre_shift_mm=1.0,
-        on_region=1.0,
-        facing_margin=0.03,
-    )
+    clean = CLEAN_BODY
     assert heatmap_confidence(clean) == pytest.approx(1.0)
     for name, value in [
         ("region_prob", 0.6),
@@ -209,18 +213,7 @@ def test_an_outline_unlike_its_level_shape_is_not_reported():
     They now fall below the reporting threshold; a clean outline (0.45 mm) keeps full confidence."""
     from dmx.detect.detector import HEATMAP_THRESHOLD
 
-    clean = dict(
-        region_prob=0.92,
-        corner_peak=0.19,
-        inlier=0.94,
-        strength=12.7,
-        rms_px=0.25,
-        shape_mm=0.45,
-        size_ratio=1.03,
-        centre_shift_mm=0.3,
-        on_region=1.0,
-        facing_margin=0.05,
-    )
+    clean = dict(CLEAN_BODY, shape_mm=0.45)
     assert heatmap_confidence(clean) == pytest.approx(1.0)
     for shape in (0.78, 1.19):
         assert heatmap_confidence(dict(clean, shape_mm=shape)) < HEATMAP_THRESHOLD, shape
