@@ -208,9 +208,10 @@ def test_confidence_is_one_on_a_clean_fit_and_falls_with_each_doubt():
 
 def test_an_outline_unlike_its_level_shape_is_not_reported():
     """Session 35: the network's refined C2s whose outline deviated from C2's mean shape by 0.6 mm or
-    more were all off by 6-12 px (an anterior wall drawn to a crossing edge), at confidence 0.81-1.0:
-    all-family 1180006 (1.19 mm, ant_inf 7.2 px off) and 1180013 (0.78 mm, anterior corners 7-8 px off).
-    They now fall below the reporting threshold; a clean outline (0.45 mm) keeps full confidence."""
+    more were all off, six by an anterior corner 6-30 px (the anterior wall on a crossing edge where
+    looked at): all-family 1180006 (1.19 mm, ant_inf 7.2 px off) and 1180013 (0.78 mm, anterior
+    corners 7-8 px off). They now fall below the reporting threshold; a clean outline (0.45 mm) keeps
+    full confidence."""
     from dmx.detect.detector import HEATMAP_THRESHOLD
 
     clean = dict(CLEAN_BODY, shape_mm=0.45)
