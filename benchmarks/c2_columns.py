@@ -59,6 +59,11 @@ def column_class(reported, truth: dict) -> tuple[str, list[int | None]]:
     return "mixed", shifts
 
 
+def _shown(values: dict[int, float]) -> dict[int, str]:
+    """Per shift, a value to two decimals ("nan" where it could not be computed), shifts in order."""
+    return {s: f"{v:.2f}" if np.isfinite(v) else "nan" for s, v in sorted(values.items())}
+
+
 def columns(tag: str, image: np.ndarray, truth: dict, mm_per_px: float, net, model, tally) -> None:
     from dmx.detect import detector as D
 
@@ -75,13 +80,11 @@ def columns(tag: str, image: np.ndarray, truth: dict, mm_per_px: float, net, mod
         has_c2 = any(b.vertebra == BODIES[0] for b in reported)
         tally[(kind, decision)] += 1
         tally[("reports C2", kind)] += has_c2
-        score = {
-            s: "nan" if not np.isfinite(d + b) else f"{d + b:.2f}" for s, (d, b, _) in sorted(parts.items())
-        }
-        plain = {s: "nan" if not np.isfinite(p) else f"{p:.2f}" for s, (_, _, p) in sorted(parts.items())}
-        dens = {s: "nan" if not np.isfinite(d) else f"{d:.2f}" for s, (d, _, _) in sorted(parts.items())}
-        # kept though another weighed shift scored higher: the near tie the dens contrast settled
         corr = {s: d + b for s, (d, b, _) in parts.items()}
+        score = _shown(corr)
+        dens = _shown({s: d for s, (d, _, _) in parts.items()})
+        plain = _shown({s: p for s, (_, _, p) in parts.items()})
+        # kept though another weighed shift scored higher: the near tie the dens contrast settled
         weighed = D._shifts_weighed(corr, reported)
         tie = reason is None and any(s != 0 and np.isfinite(v) and v >= corr[0] for s, v in weighed.items())
         labels = ",".join(b.vertebra.value for b in reported)

@@ -717,7 +717,7 @@ def _detect_once(
         c2_walls = False
         neighbours: tuple[Vertebra, ...] = ()
         moved: float | None = None
-        sources: dict[Vertebra, str] = {}
+        sources = {b.vertebra: "network" for b in result.bodies}
         on_mean: tuple = ()
     else:
         net_path = (Path(model_path) if model_path is not None else model_file()).with_name(NET_NAME)
@@ -792,13 +792,12 @@ def _detect_once(
                 f"left out: confidence {b.confidence:.2f} below {threshold:.2f} "
                 "(outline weak, hidden or implausible)"
             )
-    if len(corners) == 1 and method != "heatmap":
+    if len(corners) == 1 and sources.get(next(iter(corners))) != "network":
+        # one body and no neighbour: nothing checks its level or facing (the network's column needs two)
         (lone,) = corners
-        if sources.get(lone) != "network":
-            # one body and no neighbour: nothing checks its level or facing (the network's column needs two)
-            missing[lone] = f"left out: {LONE_BODY}"
-            warnings.append(f"no body reported: {LONE_BODY}")
-            corners, confidence = {}, {}
+        missing[lone] = f"left out: {LONE_BODY}"
+        warnings.append(f"no body reported: {LONE_BODY}")
+        corners, confidence = {}, {}
     if disputed:
         warnings.append(
             ("no body reported: " if not corners else "the template detector's bodies left out: ") + disputed

@@ -469,9 +469,9 @@ FACING_MARGIN_RAMP = (0.01, 0.025)
 #: sets 1110000+, 1160000+-1200000+ (frames as given and inverted), those deviating by 0.9 mm or more had
 #: a corner beyond 3 px in 11 of 11, by 0.6-0.9 mm in 14 of 15 (every C2 of 0.6 mm or more: 7 of 7, six with
 #: an anterior corner 6-30 px off, the anterior wall drawn to a crossing edge where looked at, one on another
-#: level), by less than 0.6 mm in 48 of 330 (mostly whole columns a level off,
-#: which the C2 test judges). On the independent renderer's D-G (no C2 there) 11 of the 19 bodies deviating
-#: by 0.6 mm or more were beyond 3 px. (0.8, 0.5) was tried first: it took a right C5 (0.56 mm) of that
+#: level), by less than 0.6 mm in 48 of 330 (mostly whole columns a level off, which the C2 test judges).
+#: On the independent renderer's D-G (no C2 there) 11 of the 19 bodies deviating by 0.6 mm or more were
+#: beyond 3 px. (0.8, 0.5) was tried first: it took a right C5 (0.56 mm) of that
 #: renderer's seed 900 below a wrong "C4" in the network's spacing check, which keeps the more confident.
 SHAPE_RAMP_MM = (0.9, 0.6)
 
