@@ -892,6 +892,34 @@ def test_the_c2_test_does_not_weigh_c2_above_a_c2_the_column_reports(monkeypatch
     assert "one level lower" in c2_disputed(np.zeros((8, 8)), column(False), None, 0.5)
 
 
+def test_a_column_counted_from_its_own_c2_is_not_refused_where_c2_is_too_near_the_edge(monkeypatch):
+    """c2_disputed with the C2 test's parts given, where the column's C2 place cannot be tested (its dens
+    above the image's top: parts close to all-family 1140004's, session 35): a column reporting its C2 among
+    MIN_REPORTED_WITH_C2 bodies is kept; the same column reporting C2 and one body more, or not
+    reporting its C2, is not confirmed (C2_OUTSIDE)."""
+    from dmx.detect import detector
+    from dmx.detect.detector import C2_OUTSIDE, MIN_REPORTED_WITH_C2, BodyResult, ColumnResult, c2_disputed
+
+    nan = float("nan")
+    parts = {-1: (0.47, 1.36, 0.69), 0: (nan, nan, 0.59), 1: (nan, nan, nan)}
+    monkeypatch.setattr(detector, "c2_parts", lambda *a, **k: parts)
+
+    def column(with_c2: bool, n: int) -> ColumnResult:
+        bodies = tuple(
+            BodyResult(v, np.zeros((4, 2)), np.zeros(1), 1.0, None)
+            if (with_c2 or v != BODIES[0]) and k < n
+            else BodyResult(v, None, np.zeros(1), 0.0, "absent")
+            for k, v in enumerate(BODIES)
+        )
+        return ColumnResult(bodies, 1.0, "right", 0.3, True)
+
+    assert MIN_REPORTED_WITH_C2 == 3
+    assert c2_disputed(np.zeros((8, 8)), column(True, 3), None, 0.5) is None
+    assert c2_disputed(np.zeros((8, 8)), column(True, 5), None, 0.5) is None
+    assert c2_disputed(np.zeros((8, 8)), column(True, 2), None, 0.5) == C2_OUTSIDE
+    assert c2_disputed(np.zeros((8, 8)), column(False, 5), None, 0.5) == C2_OUTSIDE
+
+
 def test_the_c2_test_tells_a_column_from_the_same_column_a_level_off(tmp_path):
     """c2_disputed on the true corners of C3-C6 (independent renderer, seed 11): with their own
     levels it keeps them; labelled a level higher without a C2 (C4-C6 as C3-C5) it says C2 fits one

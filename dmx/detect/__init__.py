@@ -815,7 +815,7 @@ def _detect_once(
         elif comb.network is not None and counted_from_own_c2(
             reported_bodies(comb.network, HEATMAP_THRESHOLD)
         ):
-            how = LEVELS_FROM_OWN_C2  # the C2 test took the levels from the network's own C2 (dens inside)
+            how = LEVELS_FROM_OWN_C2  # the C2 test took the levels from the network's own C2
         else:
             how = LEVELS_CONFIRMED
         warnings.append(
@@ -874,7 +874,9 @@ NETWORK_ADDED = (
 #: C2 and at least :data:`dmx.detect.detector.MIN_REPORTED_WITH_C2` bodies, which the C2 test does not
 #: weigh against other levels: :func:`dmx.detect.detector.counted_from_own_c2`) counted from that C2.
 LEVELS_CONFIRMED = "confirmed by the C2 template"
-LEVELS_FROM_OWN_C2 = "counted from the C2 it outlined, its dens inside the image (check them against C2)"
+LEVELS_FROM_OWN_C2 = (
+    "counted from the C2 it outlined, not weighed against other levels (check them against C2)"
+)
 #: ... or, where the template detector's weak column was kept because the network agrees with it
 #: (:data:`WEAK_CHAIN_KEPT`), by that agreement: the C2 test may not have run there (C2 near the edge).
 LEVELS_AGREED = (
