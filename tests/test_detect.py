@@ -1530,8 +1530,9 @@ def test_the_c2_column_benchmark_tells_right_columns_from_columns_a_level_off():
 def test_a_lone_template_body_is_left_out_with_its_reason(monkeypatch):
     """All-family 1160004 (session 35): the template detector's chain reported one body (a "C6" 61-74 px
     off, its corners permuted, every other level refused), and it was the final output. A lone body from
-    the chain is left out with LONE_BODY as its reason; two template bodies are kept, and so is a lone
-    body the network reported (1160002's right C3 was one)."""
+    the chain is left out with LONE_BODY as its reason, and with it a level searched next to it (1220009,
+    session 36: its level is the lone body's); two template bodies are kept, and so is a lone body the
+    network reported (1160002's right C3 was one)."""
     import dmx.detect as detect_mod
     from dmx.detect import LONE_BODY, detector
     from dmx.detect.detector import BodyResult, ColumnResult, Combined
@@ -1547,7 +1548,8 @@ def test_a_lone_template_body_is_left_out_with_its_reason(monkeypatch):
             for k, v in enumerate(BODIES)
         )
         column = ColumnResult(tuple(b for b, _s, _r in bodies), 1.0, "right", 0.3, True)
-        return Combined(bodies, column, None, None, None, ())
+        searched = tuple(v for v in BODIES if found.get(v.value) == "neighbour")
+        return Combined(bodies, column, None, None, None, (), neighbours=searched)
 
     monkeypatch.setattr(detector, "run_combined", combined)
 
@@ -1568,6 +1570,15 @@ def test_a_lone_template_body_is_left_out_with_its_reason(monkeypatch):
     assert f"no body reported: {LONE_BODY}" in det.warnings
     found.update({"C5": "template"})
     assert set(detect().landmarks.corners_px) == {Vertebra.C5, Vertebra.C6}
+    # 1220009 (session 36): a lone "C5" and the C4 searched next to it
+    found.clear()
+    found.update({"C5": "template", "C4": "neighbour"})
+    det = detect()
+    assert det.landmarks.corners_px == {}
+    assert det.missing[Vertebra.C4] == det.missing[Vertebra.C5] == f"left out: {LONE_BODY}"
+    assert not any("found next to the reported bodies" in w for w in det.warnings)
+    found.update({"C6": "template"})
+    assert set(detect().landmarks.corners_px) == {Vertebra.C4, Vertebra.C5, Vertebra.C6}
     found.clear()
     found.update({"C3": "network"})
     det = detect()

@@ -792,12 +792,14 @@ def _detect_once(
                 f"left out: confidence {b.confidence:.2f} below {threshold:.2f} "
                 "(outline weak, hidden or implausible)"
             )
-    if len(corners) == 1 and sources.get(next(iter(corners))) != "network":
-        # one body and no neighbour: nothing checks its level or facing (the network's column needs two)
-        (lone,) = corners
-        missing[lone] = f"left out: {LONE_BODY}"
+    found_alone = [v for v in corners if sources.get(v) not in DERIVED_SOURCES]
+    if len(found_alone) == 1 and sources.get(found_alone[0]) != "network":
+        # one body, and at most the levels searched next to it: nothing checks its level or facing (the
+        # network's column needs two), and the searched levels take theirs from it
+        for v in corners:
+            missing[v] = f"left out: {LONE_BODY}"
         warnings.append(f"no body reported: {LONE_BODY}")
-        corners, confidence = {}, {}
+        corners, confidence, neighbours, on_mean = {}, {}, (), ()
     if disputed:
         warnings.append(
             ("no body reported: " if not corners else "the template detector's bodies left out: ") + disputed
@@ -918,6 +920,12 @@ LONE_BODY = (
     "the template detector found one body alone, every other level refused: with no neighbour its level "
     "and facing cannot be checked, and one body gives no level value (place the landmarks by hand)"
 )
+#: Sources of bodies searched for next to a reported one
+#: (:func:`dmx.detect.detector._extend_from_neighbours`): their level is counted from that body's, so
+#: they do not count as its neighbour for :data:`LONE_BODY`. Issue #12, session 36: all-family 1220009,
+#: the chain's lone "C5" (its posterior wall on the edge of the articular pillars over the body, 19 px
+#: inside the true wall, confidence 0.95) and the C4 searched next to it were the final output.
+DERIVED_SOURCES = ("neighbour", "mean")
 #: The part of :data:`NETWORK_ADDED` that marks a detection the network took part in.
 NETWORK_MARK = "found by the learned network"
 
