@@ -858,6 +858,20 @@ def test_the_dens_contrast_does_not_confirm_a_c2_place_without_a_body(monkeypatc
     assert c2_disputed(np.zeros((8, 8)), col, None, 0.5) is None
 
 
+def _c2_test_column(with_c2: bool, n: int = len(BODIES)):
+    """A network column for c2_disputed with the C2 test's parts monkeypatched: the first ``n`` levels
+    reported at confidence 1 (C2 only ``with_c2``), the others absent."""
+    from dmx.detect.detector import BodyResult, ColumnResult
+
+    bodies = tuple(
+        BodyResult(v, np.zeros((4, 2)), np.zeros(1), 1.0, None)
+        if (with_c2 or v != BODIES[0]) and k < n
+        else BodyResult(v, None, np.zeros(1), 0.0, "absent")
+        for k, v in enumerate(BODIES)
+    )
+    return ColumnResult(bodies, 1.0, "right", 0.3, True)
+
+
 def test_the_c2_test_does_not_weigh_c2_above_a_c2_the_column_reports(monkeypatch):
     """c2_disputed with the C2 test's parts given: where the dens template fits best one level above
     the column's C2 (the atlas and skull base over a right C2 whose dens is faint: session 29's
@@ -867,29 +881,20 @@ def test_the_c2_test_does_not_weigh_c2_above_a_c2_the_column_reports(monkeypatch
     least MIN_REPORTED_WITH_C2 bodies is not refused; one reporting C2 and one body more still is, and
     one without its C2 is."""
     from dmx.detect import detector
-    from dmx.detect.detector import MIN_REPORTED_WITH_C2, BodyResult, ColumnResult, c2_disputed
+    from dmx.detect.detector import MIN_REPORTED_WITH_C2, c2_disputed
 
     parts: dict[int, tuple[float, float, float]] = {}
     monkeypatch.setattr(detector, "c2_parts", lambda *a, **k: parts)
 
-    def column(with_c2: bool, n: int = len(BODIES)) -> ColumnResult:
-        bodies = tuple(
-            BodyResult(v, np.zeros((4, 2)), np.zeros(1), 1.0, None)
-            if (with_c2 or v != BODIES[0]) and k < n
-            else BodyResult(v, None, np.zeros(1), 0.0, "absent")
-            for k, v in enumerate(BODIES)
-        )
-        return ColumnResult(bodies, 1.0, "right", 0.3, True)
-
     parts.update({-1: (0.44, 1.49, 0.63), 0: (0.69, 1.37, 0.62), 1: (0.83, 1.25, 0.57)})  # 1120011's
-    assert c2_disputed(np.zeros((8, 8)), column(True), None, 0.5) is None
-    assert "one level higher" in c2_disputed(np.zeros((8, 8)), column(False), None, 0.5)
+    assert c2_disputed(np.zeros((8, 8)), _c2_test_column(True), None, 0.5) is None
+    assert "one level higher" in c2_disputed(np.zeros((8, 8)), _c2_test_column(False), None, 0.5)
     parts.update({-1: (0.43, 1.43, 0.60), 0: (0.44, 1.28, 0.49), 1: (0.82, 1.09, 0.33)})  # 1130011's, right
     assert MIN_REPORTED_WITH_C2 == 3
-    assert c2_disputed(np.zeros((8, 8)), column(True, 3), None, 0.5) is None
-    assert c2_disputed(np.zeros((8, 8)), column(True), None, 0.5) is None
-    assert "one level lower" in c2_disputed(np.zeros((8, 8)), column(True, 2), None, 0.5)
-    assert "one level lower" in c2_disputed(np.zeros((8, 8)), column(False), None, 0.5)
+    assert c2_disputed(np.zeros((8, 8)), _c2_test_column(True, 3), None, 0.5) is None
+    assert c2_disputed(np.zeros((8, 8)), _c2_test_column(True), None, 0.5) is None
+    assert "one level lower" in c2_disputed(np.zeros((8, 8)), _c2_test_column(True, 2), None, 0.5)
+    assert "one level lower" in c2_disputed(np.zeros((8, 8)), _c2_test_column(False), None, 0.5)
 
 
 def test_a_column_counted_from_its_own_c2_is_not_refused_where_c2_is_too_near_the_edge(monkeypatch):
@@ -898,26 +903,17 @@ def test_a_column_counted_from_its_own_c2_is_not_refused_where_c2_is_too_near_th
     MIN_REPORTED_WITH_C2 bodies is kept; the same column reporting C2 and one body more, or not
     reporting its C2, is not confirmed (C2_OUTSIDE)."""
     from dmx.detect import detector
-    from dmx.detect.detector import C2_OUTSIDE, MIN_REPORTED_WITH_C2, BodyResult, ColumnResult, c2_disputed
+    from dmx.detect.detector import C2_OUTSIDE, MIN_REPORTED_WITH_C2, c2_disputed
 
     nan = float("nan")
     parts = {-1: (0.47, 1.36, 0.69), 0: (nan, nan, 0.59), 1: (nan, nan, nan)}
     monkeypatch.setattr(detector, "c2_parts", lambda *a, **k: parts)
 
-    def column(with_c2: bool, n: int) -> ColumnResult:
-        bodies = tuple(
-            BodyResult(v, np.zeros((4, 2)), np.zeros(1), 1.0, None)
-            if (with_c2 or v != BODIES[0]) and k < n
-            else BodyResult(v, None, np.zeros(1), 0.0, "absent")
-            for k, v in enumerate(BODIES)
-        )
-        return ColumnResult(bodies, 1.0, "right", 0.3, True)
-
     assert MIN_REPORTED_WITH_C2 == 3
-    assert c2_disputed(np.zeros((8, 8)), column(True, 3), None, 0.5) is None
-    assert c2_disputed(np.zeros((8, 8)), column(True, 5), None, 0.5) is None
-    assert c2_disputed(np.zeros((8, 8)), column(True, 2), None, 0.5) == C2_OUTSIDE
-    assert c2_disputed(np.zeros((8, 8)), column(False, 5), None, 0.5) == C2_OUTSIDE
+    assert c2_disputed(np.zeros((8, 8)), _c2_test_column(True, 3), None, 0.5) is None
+    assert c2_disputed(np.zeros((8, 8)), _c2_test_column(True, 5), None, 0.5) is None
+    assert c2_disputed(np.zeros((8, 8)), _c2_test_column(True, 2), None, 0.5) == C2_OUTSIDE
+    assert c2_disputed(np.zeros((8, 8)), _c2_test_column(False, 5), None, 0.5) == C2_OUTSIDE
 
 
 def test_the_c2_test_tells_a_column_from_the_same_column_a_level_off(tmp_path):
