@@ -8,10 +8,10 @@ decision (:func:`dmx.detect.detector.c2_disputed`), and whether a near tie was s
 (:func:`dmx.detect.detector._dens_confirms`). The truth says which shift is right: each reported
 body's centre is matched to the nearest true body (within half a true body's endplate length), so a
 column is ``right`` (every body on its own level), ``off+1`` / ``off-1`` (every body one level above /
-below its label) or ``mixed``. The tally is what session 29's choice rested on (README, "The C2 test no
-longer weighs C2 above a C2 the network reports"): right columns kept, refused and untestable (C2 outside
-the image), columns a level off kept (the failure the test exists to stop), and how many columns report
-their own C2.
+below its label) or ``mixed``. The tally is what session 29's choice rested on (docs/detection.md, "The C2
+test no longer weighs C2 above a C2 the network reports"): right columns kept, refused and untestable (C2
+outside the image), columns a level off kept (the failure the test exists to stop), and how many columns
+report their own C2.
 
 This is the network's column alone, before the combined detector's other checks (the template detector's
 column, the level evidence, the views turned a quarter or an eighth): ``benchmarks/heldout.py detect`` and

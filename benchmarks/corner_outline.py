@@ -32,7 +32,7 @@ renderer, 1.66 px on the default phantom, sides' blur 1.1 px on both), but the t
 in on the renderer (rounded corners) and 0.08 px on the phantom (sharp corners, with its soft walls and
 bright rim). The image at the corner does not tell the two conventions apart at this scale; a rule that
 moved corners would be tuned to one renderer. Annotated real radiographs would settle where a reader
-puts the corner (README, "Corners on the outline").
+puts the corner (docs/detection.md, "Corners on the outline").
 
     PYTHONPATH=. python benchmarks/corner_outline.py --indep A --cache /tmp/indep_det
     PYTHONPATH=. python benchmarks/corner_outline.py --phantom default --n 10 --model product

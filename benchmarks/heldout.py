@@ -2,7 +2,7 @@
 
 Each set is ``--n`` phantoms from ``dmx.training.fit.training_specs(n, seed=GENERATOR, first_seed=FIRST)``
 with one appearance family's look drawn from each phantom's seed; a set is held out only when it was
-drawn after every choice it is used to judge (the README says which were). The checks:
+drawn after every choice it is used to judge (docs/detection.md says which were). The checks:
 
 ``detect``
     ``dmx analyze``'s detector (:func:`dmx.detect.detect_landmarks`, other views included) on each

@@ -385,7 +385,7 @@ def family_accuracy(
 def _rotation_slopes(ph: Any, tr: Any, ok: np.ndarray) -> str:
     """Per body, the slope of its tracked rotation against its true rotation since the reference frame
     over its trusted frames: below 1 where something that does not move with it pulls it towards its
-    reference pose (C7 under still shoulders: README "Tracking"), which no per-frame noise figure shows."""
+    reference pose (C7 under still shoulders: docs/tracking.md), which no per-frame noise figure shows."""
     from dmx.anatomy import BODIES
 
     out = []

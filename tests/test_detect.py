@@ -365,7 +365,7 @@ def test_bodies_spaced_unlike_the_model_and_an_airway_chain_are_still_found(tmp_
     """On the independent renderer's images the best chain ran along the airway and the bodies
     (20 mm apart against the model's 18) were all "not found". The next chains and a larger body
     size are now tried when the first reports fewer than two bodies: C3-C6 on their own levels.
-    (Seed 11 is one of the five studies this was developed on; README gives held-out seeds.)"""
+    (Seed 11 is one of the five studies this was developed on; docs/detection.md gives held-out seeds.)"""
     seq, true = _independent_study(tmp_path, 11, frames=2, size=512, mm_per_px=0.3, facing="right")
     det = detect_landmarks(seq.frames[0], mm_per_px=seq.mm_per_px)
     assert set(BODIES[1:5]) <= set(det.landmarks.corners_px), det.missing

@@ -188,7 +188,7 @@ def empty_frames(shape: tuple[int, ...], dtype: np.dtype | type) -> np.ndarray:
     and on a machine whose memory is fragmented (one that has been running other work for a while) first
     compact, a free 2 MB block for each, and clear it. For 0.63 GB of frames that took 0.6-2.4 s on the
     shared development machine, against 0.4-0.5 s on ordinary pages, with no difference in the tracking
-    that reads them (``benchmarks/speed.py``; README "Speed"). Other arrays are left as numpy makes them.
+    that reads them (``benchmarks/speed.py``; docs/speed.md). Other arrays are left as numpy makes them.
     """
     multiarray = getattr(np, "_core", None) or getattr(np, "core", None)
     set_huge = getattr(getattr(multiarray, "multiarray", None), "_set_madvise_hugepage", None)

@@ -3,7 +3,7 @@
 Under dense shoulders C7 lies in several times the quantum noise of the other bodies, and one rigid fit
 of a noisy frame is pulled towards keeping the still shoulders in place: its rotation shrinks (slope
 0.80 against the truth on the mandible-and-shoulders phantom, 0.95 on the same frames without noise;
-README "Tracking"). The noise that changes from frame to frame does this, and the neighbouring frames
+docs/tracking.md). The noise that changes from frame to frame does this, and the neighbouring frames
 hold the same body: each frame of such a body is replaced by the mean of the frames within
 :data:`HALF_WINDOW` of it, each moved into it with the body's tracked motion, and the body is tracked
 again on those means; twice, the second time with the motion of the first.

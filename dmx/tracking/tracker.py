@@ -535,7 +535,8 @@ def track(
         rejects, its neighbours within this radius (full-resolution pixels), so that the soft edge of an
         occluder does not pull the pose (:func:`dmx.tracking.register.spread_outliers`). On the mandible
         case of ``benchmarks/tracking.py --appearance all`` 3 px removes most of C2's drift, but the result
-        is not stable with the radius (2 px does not) and it changes the default figures; see README.
+        is not stable with the radius (2 px does not) and it changes the default figures; see
+        docs/tracking.md.
     consistency_weights : bool
         Last, register every body not refitted with a still layer again on its trusted frames (but those
         ``refit_unreliable`` found again), with its template's pixels weighed by how steadily they follow it
