@@ -52,3 +52,53 @@ def test_parameter_set_by_an_option_of_another_name(tmp_path, capsys):
     (tmp_path / "r" / "s" / "measurements.json").write_text(json.dumps({}))
     assert main(["aggregate", str(tmp_path / "r"), "--out", str(tmp_path / "t.xlsx")]) == 2
     assert capsys.readouterr().err.strip() == "dmx: error: --out must end in .csv or .parquet, got 't.xlsx'"
+
+
+def _one_of_each() -> list[DmxError]:
+    """One instance of every error class dmx defines, with the attributes its callers read."""
+    from dmx.errors import (
+        DetectionFailedError,
+        DetectionUnavailableError,
+        LandmarkError,
+        OutputError,
+    )
+
+    failed = DetectionFailedError("study.dcm", "no vertebral body found")
+    failed.detection = {"missing": ["C2"]}
+    return [
+        DmxError("plain"),
+        InputError("a/b.dcm", "not DICOM"),
+        InputError(None, "no study given"),
+        LandmarkError("L.json", "C3 has 3 corners"),
+        UsageError("--jobs needs a number"),
+        OutputError("out", "is a file"),
+        ParameterError("mm_per_px", "must be a number > 0, got -1.0"),
+        ModelFileError("models/detector.npz", "not a zip file"),
+        DetectionUnavailableError("study.dcm", "models/detector.npz missing"),
+        failed,
+        MeasurementsSchemaError(["levels/0: missing", "frames: missing"]),
+    ]
+
+
+def test_every_error_survives_a_process_boundary():
+    """An error raised in a worker process (a batch's, a caller's pool) is pickled to the parent: it must
+    arrive as itself, with its message and attributes, not break the pool (ParameterError and the others
+    with their own constructor arguments could not be rebuilt from the message alone)."""
+    import pickle
+
+    for err in _one_of_each():
+        back = pickle.loads(pickle.dumps(err))
+        assert type(back) is type(err)
+        assert str(back) == str(err)
+        assert back.__dict__ == err.__dict__, type(err)
+
+
+def test_an_error_raised_in_a_worker_process_reaches_the_caller_as_itself():
+    from concurrent.futures import ProcessPoolExecutor
+
+    from dmx.phantom import make_phantom
+
+    with ProcessPoolExecutor(1) as pool:
+        with pytest.raises(ParameterError) as info:
+            pool.submit(make_phantom, frames=3).result()
+    assert info.value.parameter == "frames"
