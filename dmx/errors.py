@@ -15,15 +15,21 @@ from typing import Any
 class DmxError(Exception):
     """Base class of every error dmx raises on purpose.
 
-    Every one pickles (``__reduce__``: its own constructor arguments and attributes), so an error raised
-    in a worker process reaches the caller as itself, not as a broken pool.
+    Every one pickles as itself, whatever its constructor takes (:func:`_rebuilt`: its message and
+    attributes, without calling ``__init__`` again), so an error raised in a worker process reaches the
+    caller as itself, not as a broken pool.
     """
 
-    def _init_args(self) -> tuple:
-        return self.args
-
     def __reduce__(self):
-        return (type(self), self._init_args(), dict(self.__dict__))
+        return (_rebuilt, (type(self), self.args, dict(self.__dict__)))
+
+
+def _rebuilt(cls: type, args: tuple, state: dict) -> DmxError:
+    """An error of ``cls`` with these ``args`` (its message) and attributes, as pickled by ``__reduce__``."""
+    err = cls.__new__(cls, *args)
+    err.args = args
+    err.__dict__.update(state)
+    return err
 
 
 class InputError(DmxError):
@@ -37,9 +43,6 @@ class InputError(DmxError):
         self.path = None if path is None else Path(path)
         self.problem = problem
         super().__init__(problem if path is None else f"{path}: {problem}")
-
-    def _init_args(self) -> tuple:
-        return (self.path, self.problem)
 
 
 class LandmarkError(InputError):
@@ -61,9 +64,6 @@ class OutputError(DmxError):
         self.problem = problem
         super().__init__(f"{path}: {problem}")
 
-    def _init_args(self) -> tuple:
-        return (self.path, self.problem)
-
 
 class ParameterError(UsageError, ValueError):
     """A parameter's value cannot be used.
@@ -77,9 +77,6 @@ class ParameterError(UsageError, ValueError):
         self.parameter = parameter
         self.problem = problem
         super().__init__(f"{parameter} {problem}")
-
-    def _init_args(self) -> tuple:
-        return (self.parameter, self.problem)
 
 
 class ModelFileError(InputError, ValueError):
@@ -97,15 +94,11 @@ class DetectionUnavailableError(UsageError):
     sequence: Any = None  # dmx.io.Sequence
 
     def __init__(self, study_path: str | Path, why: str) -> None:
-        self.study_path = study_path
         self.why = why
         super().__init__(
             f"{study_path}: automatic landmark detection is not available ({why}); "
             "place the landmarks by hand and pass --landmarks L.json"
         )
-
-    def _init_args(self) -> tuple:
-        return (self.study_path, self.why)
 
 
 class DetectionFailedError(InputError):

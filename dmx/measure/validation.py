@@ -22,9 +22,6 @@ class MeasurementsSchemaError(DmxError, ValueError):
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
         super().__init__(f"measurements do not follow dmx.measurements/1: {problems[0]}{more}")
 
-    def _init_args(self) -> tuple:
-        return (self.problems,)
-
 
 def _path(parts: Any) -> str:
     return "/".join(str(p) for p in parts) or "<document>"
