@@ -48,7 +48,7 @@ import numpy as np
 from dmx.anatomy import BODIES
 from dmx.detect.heatmap import N_BODIES, N_CLASSES, N_CORNERS, N_OUT, NET_MM_PER_PX, PEAK_SIGMA_PX, net_input
 from dmx.phantom import make_phantom
-from dmx.phantom.appearance import Family, draw_appearance
+from dmx.phantom.appearance import Appearance, Family, draw_appearance
 from dmx.phantom.skeleton import CURVES
 
 FAMILIES = tuple(f.value for f in Family)
@@ -82,37 +82,59 @@ def heatmap_specs(
             "rows": side,
             "cols": max(int(np.ceil(150.0 / mpp)), int(round(side * rng.uniform(0.8, 1.0)))),
             "mm_per_px": mpp,
-            "curve": str(rng.choice(CURVES)),
-            "facing": str(rng.choice(["right", "left"])),
-            "photometric": str(rng.choice(["MONOCHROME2", "MONOCHROME1"])),
-            "photons": float(rng.choice([0.0, 300.0, 1000.0, 4000.0, 20000.0])),
-            "blur_px": float(np.round(rng.uniform(0.3, 1.2), 2)),
-            "tilt_deg": float(np.round(rng.uniform(-10, 30), 1)),
-            "rom_deg": {
-                j: float(np.round(r * rng.uniform(0.5, 1.4), 1))
-                for j, r in {"C2-C3": 8, "C3-C4": 11, "C4-C5": 14, "C5-C6": 15, "C6-C7": 9}.items()
-            },
-            "bits": 8 if rng.random() < 0.6 else 12,
-            "anatomy_sd": float(np.round(rng.uniform(0.0, 0.12), 3)),
+            **random_study_options(rng),
         }
         share = lo if lo == hi else float(rng.uniform(lo, hi))
-        chosen = [f for f in FAMILIES if rng.random() < share]
-        look = draw_appearance(chosen, seed=kw["seed"], max_size_px=2048)
-        if look.acquisition is not None:  # keep its geometry and overlays, at the training pixel size
-            acq = look.acquisition
-            new = float(rng.uniform(0.5, 0.75))
-            k = acq.mm_per_px / new
-            acq = dataclasses.replace(
-                acq,
-                mm_per_px=new,
-                rows=int(np.clip(round(acq.rows * k), 200, 440)),
-                cols=int(np.clip(round(acq.cols * k), 200, 440)),
-                grid_period_px=acq.grid_period_px * min(k, 1.0) if acq.grid_period_px else 0.0,
-            )
-            look = dataclasses.replace(look, acquisition=acq)
-        kw["appearance"] = look
+        kw["appearance"] = random_look(rng, kw["seed"], share, mm_per_px=(0.5, 0.75), side_px=(200, 440))
         out.append(kw)
     return out
+
+
+def random_study_options(rng: np.random.Generator) -> dict[str, Any]:
+    """A training phantom's curve, facing, polarity, dose, blur, tilt, ROM, bits and anatomy
+    (:func:`dmx.phantom.make_phantom` keywords), drawn in this order from ``rng``."""
+    return {
+        "curve": str(rng.choice(CURVES)),
+        "facing": str(rng.choice(["right", "left"])),
+        "photometric": str(rng.choice(["MONOCHROME2", "MONOCHROME1"])),
+        "photons": float(rng.choice([0.0, 300.0, 1000.0, 4000.0, 20000.0])),
+        "blur_px": float(np.round(rng.uniform(0.3, 1.2), 2)),
+        "tilt_deg": float(np.round(rng.uniform(-10, 30), 1)),
+        "rom_deg": {
+            j: float(np.round(r * rng.uniform(0.5, 1.4), 1))
+            for j, r in {"C2-C3": 8, "C3-C4": 11, "C4-C5": 14, "C5-C6": 15, "C6-C7": 9}.items()
+        },
+        "bits": 8 if rng.random() < 0.6 else 12,
+        "anatomy_sd": float(np.round(rng.uniform(0.0, 0.12), 3)),
+    }
+
+
+def random_look(
+    rng: np.random.Generator,
+    seed: int,
+    share: float,
+    *,
+    mm_per_px: tuple[float, float],
+    side_px: tuple[int, int],
+) -> Appearance:
+    """Each appearance family with probability ``share``, drawn from the phantom's ``seed``; the
+    acquisition family's pixel size redrawn in ``mm_per_px`` (its image scaled with it, clipped to
+    ``side_px``), keeping its geometry and overlays at the training pixel size."""
+    chosen = [f for f in FAMILIES if rng.random() < share]
+    look = draw_appearance(chosen, seed=seed, max_size_px=2048)
+    if look.acquisition is not None:
+        acq = look.acquisition
+        new = float(rng.uniform(*mm_per_px))
+        k = acq.mm_per_px / new
+        acq = dataclasses.replace(
+            acq,
+            mm_per_px=new,
+            rows=int(np.clip(round(acq.rows * k), *side_px)),
+            cols=int(np.clip(round(acq.cols * k), *side_px)),
+            grid_period_px=acq.grid_period_px * min(k, 1.0) if acq.grid_period_px else 0.0,
+        )
+        look = dataclasses.replace(look, acquisition=acq)
+    return look
 
 
 def _family_mask(kw: dict[str, Any]) -> int:
@@ -190,6 +212,20 @@ def make_data(
 # the network (PyTorch, imported lazily: only the train/check commands need it)
 
 
+def conv_block(i: int, o: int):
+    """Two 3x3 convolutions with batch norm and ReLU (``i`` -> ``o`` channels): the U-Nets' block."""
+    from torch import nn
+
+    return nn.Sequential(
+        nn.Conv2d(i, o, 3, padding=1, bias=False),
+        nn.BatchNorm2d(o),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(o, o, 3, padding=1, bias=False),
+        nn.BatchNorm2d(o),
+        nn.ReLU(inplace=True),
+    )
+
+
 def build_net(width: int = 12):
     """U-Net-ish fully-convolutional net: 4 down-samplings, :data:`N_OUT` maps at input resolution.
 
@@ -200,16 +236,7 @@ def build_net(width: int = 12):
     import torch
     from torch import nn
 
-    def block(i: int, o: int) -> nn.Module:
-        return nn.Sequential(
-            nn.Conv2d(i, o, 3, padding=1, bias=False),
-            nn.BatchNorm2d(o),
-            nn.ReLU(inplace=True),
-            nn.Conv2d(o, o, 3, padding=1, bias=False),
-            nn.BatchNorm2d(o),
-            nn.ReLU(inplace=True),
-        )
-
+    block = conv_block
     ch = [width, width * 2, width * 4, width * 6, width * 8]
 
     class Net(nn.Module):
