@@ -122,3 +122,16 @@ def test_a_bad_training_option_is_one_error_line(argv, message, tmp_path):
         main(["train", "--data", str(tmp_path / "d.npz"), "--out", str(tmp_path / "n.onnx"), *argv])
     assert message in str(e.value) and "\n" not in str(e.value)
     assert not (tmp_path / "n.onnx.json").exists()
+
+
+def test_appearance_drawn_from_no_family_changes_the_image_not_the_corners():
+    img = _quad_image(BODY)
+    crop, m = crop_around(img, BODY.mean(0), mm_per_px=0.3)
+    c = (BODY @ m[:, :2].T + m[:, 2]).astype(np.float32)
+    plain = augment(np.random.default_rng(4), crop, c, Geometry(), train=True)
+    again = augment(np.random.default_rng(4), crop, c, Geometry(overlaps=0.0, texture=0.0), train=True)
+    np.testing.assert_array_equal(plain[0], again[0])  # off: nothing more is drawn
+    for g in (Geometry(overlaps=1.0), Geometry(texture=1.0)):
+        x, cc = augment(np.random.default_rng(4), crop, c, g, train=True)
+        np.testing.assert_array_equal(cc, plain[1])  # geometry drawn first: the targets stay
+        assert np.abs(x - plain[0]).mean() > 0.005

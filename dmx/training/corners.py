@@ -47,7 +47,7 @@ import numpy as np
 from dmx.anatomy import BODIES
 from dmx.phantom import make_phantom
 from dmx.phantom.appearance import Family
-from dmx.training.heatmap import conv_block, random_look, random_study_options
+from dmx.training.heatmap import _overlaps, conv_block, random_look, random_study_options
 
 FAMILIES = tuple(f.value for f in Family)
 #: Stored crops: this many mm square at this pixel size.
@@ -173,6 +173,11 @@ class Geometry:
     inp: int = 112
     blur_p: float = 0.3
     blur_max: float = 1.2
+    #: Share of training crops given 1-3 generic structures over them (the heatmap recipe's overlaps:
+    #: ellipses, polygons, bands, sometimes rimmed) and share given correlated noise (a texture of random
+    #: grain 1-4 px, up to 0.15): appearance drawn from no phantom family. 0 draws nothing (session 37).
+    overlaps: float = 0.0
+    texture: float = 0.0
 
 
 def augment(rng, crop: np.ndarray, c: np.ndarray, g: Geometry, train: bool = True):
@@ -201,6 +206,11 @@ def augment(rng, crop: np.ndarray, c: np.ndarray, g: Geometry, train: bool = Tru
             im = im + rng.uniform(0.3, 1.5) * (im - b)
         im = im + rng.normal(0, rng.uniform(0, 0.05), im.shape).astype(np.float32)
         im = im * rng.uniform(0.7, 1.3) + rng.uniform(-0.15, 0.15)
+        if g.overlaps and rng.random() < g.overlaps:
+            im = _overlaps(rng, im)
+        if g.texture and rng.random() < g.texture:
+            grain = cv2.GaussianBlur(rng.normal(size=im.shape).astype(np.float32), (0, 0), rng.uniform(1, 4))
+            im = im + rng.uniform(0, 0.15) * grain / max(float(grain.std()), 1e-6)
     lo, hi = np.percentile(im, [0.5, 99.5])
     im = (im - lo) / max(hi - lo, 1e-6)
     return im.astype(np.float32), cc.astype(np.float32)
@@ -295,6 +305,7 @@ def train(
     out: Path,
     *,
     minutes: float = 40.0,
+    steps: int = 0,
     exclude: str = "",
     max_phantoms: int = 0,
     geometry: Geometry = Geometry(),
@@ -323,7 +334,15 @@ def train(
     out.parent.mkdir(parents=True, exist_ok=True)
     Path(f"{out}.json").write_text(
         json.dumps(
-            dict(res=geometry.res, inp=geometry.inp, stride=OUT_STRIDE, exclude=exclude, data=str(data))
+            dict(
+                res=geometry.res,
+                inp=geometry.inp,
+                stride=OUT_STRIDE,
+                exclude=exclude,
+                max_phantoms=max_phantoms,
+                data=str(data),
+                geometry=dataclasses.asdict(geometry),
+            )
         )
     )
     net = build_net(width)
@@ -369,7 +388,7 @@ def train(
 
     t0 = last = time.time()
     step, budget = 0, minutes * 60
-    while time.time() - t0 < budget:
+    while time.time() - t0 < budget and (not steps or step < steps):
         frac = (time.time() - t0) / budget
         for group in opt.param_groups:
             group["lr"] = lr * min(1.0, (step + 1) / 100) * 0.5 * (1 + math.cos(math.pi * frac))
@@ -426,6 +445,9 @@ def main(argv: list[str] | None = None) -> None:
     b.add_argument("--out", type=Path, required=True)
     b.add_argument("--minutes", type=float, default=40.0)
     b.add_argument("--exclude", default="", help="families left out, comma-separated")
+    b.add_argument("--steps", type=int, default=0, help="stop after N steps (0: the time budget only)")
+    b.add_argument("--overlaps", type=float, default=0.0, help="augmentation: share of crops with overlaps")
+    b.add_argument("--texture", type=float, default=0.0, help="augmentation: share of crops with grain")
     b.add_argument("--max-phantoms", type=int, default=0, help="train on the first N phantoms left only")
     b.add_argument("--res", type=float, default=0.25, help="input mm per pixel")
     b.add_argument("--input-px", type=int, default=112, help="input side (a multiple of 16)")
@@ -440,11 +462,19 @@ def main(argv: list[str] | None = None) -> None:
         for f in filter(None, args.exclude.split(",")):
             if f not in FAMILIES:
                 sys.exit(f"error: --exclude: no family {f!r} (families: {', '.join(FAMILIES)})")
-        g = Geometry(res=args.res, inp=args.input_px, blur_p=args.blur_p, blur_max=args.blur_max)
+        g = Geometry(
+            res=args.res,
+            inp=args.input_px,
+            blur_p=args.blur_p,
+            blur_max=args.blur_max,
+            overlaps=args.overlaps,
+            texture=args.texture,
+        )
         train(
             args.data,
             args.out,
             minutes=args.minutes,
+            steps=args.steps,
             exclude=args.exclude,
             max_phantoms=args.max_phantoms,
             geometry=g,
