@@ -135,3 +135,19 @@ def test_appearance_drawn_from_no_family_changes_the_image_not_the_corners():
         x, cc = augment(np.random.default_rng(4), crop, c, g, train=True)
         np.testing.assert_array_equal(cc, plain[1])  # geometry drawn first: the targets stay
         assert np.abs(x - plain[0]).mean() > 0.005
+
+
+def test_training_without_pytorch_is_one_error_line_naming_the_extra(tmp_path, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "torch", None)  # as on a machine without the train extra
+    (tmp_path / "d.npz").write_bytes(b"")
+    with pytest.raises(SystemExit) as e:
+        main(["train", "--data", str(tmp_path / "d.npz"), "--out", str(tmp_path / "n.onnx")])
+    assert "pip install 'dmx[train]'" in str(e.value) and "\n" not in str(e.value)
+
+
+def test_training_from_a_missing_data_file_is_one_error_line_naming_it(tmp_path):
+    with pytest.raises(SystemExit) as e:
+        main(["train", "--data", str(tmp_path / "none.npz"), "--out", str(tmp_path / "n.onnx")])
+    assert str(e.value).startswith(f"error: {tmp_path / 'none.npz'}: no such data file")

@@ -462,6 +462,12 @@ def main(argv: list[str] | None = None) -> None:
         for f in filter(None, args.exclude.split(",")):
             if f not in FAMILIES:
                 sys.exit(f"error: --exclude: no family {f!r} (families: {', '.join(FAMILIES)})")
+        if not args.data.is_file():
+            sys.exit(f"error: {args.data}: no such data file (write it with the data command)")
+        try:
+            import torch  # noqa: F401
+        except ImportError:
+            sys.exit("error: training needs PyTorch and onnx: pip install 'dmx[train]'")
         g = Geometry(
             res=args.res,
             inp=args.input_px,
