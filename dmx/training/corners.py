@@ -1,13 +1,19 @@
 """An experimental corner network: the four corners of one body from a crop around it (issue #12).
 
 Not used by ``dmx``: session 37 and 38's experiment, kept so that its figures can be reproduced and a
-next model judged the same way (``benchmarks/corner_model.py``; docs/detection.md, "A learned corner
-model"). Sub-commands (training needs the ``train`` extra: ``pip install dmx[train]``)::
+next model judged the same way (``benchmarks/corner_model.py``; docs/detection.md, "Sessions 37-38").
+Sub-commands (training needs the ``train`` extra: ``pip install dmx[train]``)::
 
     PYTHONPATH=. python -m dmx.training.corners data --phantoms 1400 --seed 3838 --first 530000 \
         --out CACHE/corners.npz                                                  # ~30 min on 2 cores
     PYTHONPATH=. python -m dmx.training.corners train --data CACHE/corners.npz --out NETS/c.onnx \
-        --minutes 40 [--exclude cortical] [--max-phantoms N] [--res 0.25 --input-px 112]
+        --minutes 40 [--exclude cortical] [--max-phantoms N] [--res 0.25 --input-px 112] \
+        [--steps N] [--overlaps 0.5 --texture 0.5]
+
+Session 38's networks (``DMX_TRAIN_THREADS=1``, the first three at once): ``allm`` ``--minutes 50
+--max-phantoms 574``; ``nocort`` ``--minutes 50 --exclude cortical``; ``coarse`` ``--minutes 50 --res 0.5
+--input-px 64 --blur-max 2.5 --blur-p 0.6``; ``nocort_dr`` (two threads, alone) ``--exclude cortical
+--steps 2622 --overlaps 0.5 --texture 0.5``.
 
 Data recipe (:func:`corner_specs`): phantoms of :func:`dmx.phantom.make_phantom` (4 frames; frames 1 and
 3, flexion and extension, are used), pixel size 0.18-0.4 mm, field 120-180 mm, random curve, facing,
