@@ -52,10 +52,15 @@ import numpy as np
 
 from dmx.anatomy import BODIES
 from dmx.phantom import make_phantom
-from dmx.phantom.appearance import Family
-from dmx.training.heatmap import _overlaps, conv_block, random_look, random_study_options
+from dmx.training.heatmap import (
+    FAMILIES,
+    _family_mask,
+    _overlaps,
+    conv_block,
+    random_look,
+    random_study_options,
+)
 
-FAMILIES = tuple(f.value for f in Family)
 #: Stored crops: this many mm square at this pixel size.
 CROP_MM = 40.0
 CROP_MM_PER_PX = 0.25
@@ -101,10 +106,6 @@ def crop_around(image: np.ndarray, centre: np.ndarray, mm_per_px: float) -> tupl
     lo, hi = np.percentile(crop, [0.5, 99.5])
     crop = np.clip((crop - lo) / max(hi - lo, 1e-6), 0, 1)
     return np.round(crop * 255).astype(np.uint8), m
-
-
-def _family_mask(kw: dict[str, Any]) -> int:
-    return sum(1 << j for j, f in enumerate(Family) if f in kw["appearance"].families)
 
 
 def render(job: tuple[int, dict[str, Any]]):
@@ -276,8 +277,8 @@ class CornerNet:
         self.name = path.stem
         self._net = cv2.dnn.readNetFromONNX(str(path))
         cfg = json.loads(Path(f"{path}.json").read_text()) if Path(f"{path}.json").is_file() else {}
-        self.res = float(cfg.get("res", 0.25))
-        self.inp = int(cfg.get("inp", 112))
+        self.res = float(cfg.get("res", Geometry.res))
+        self.inp = int(cfg.get("inp", Geometry.inp))
 
     def predict(
         self, image: np.ndarray, centre, theta_deg: float, mm_per_px: float, facing: str
@@ -329,7 +330,7 @@ def train(
     crops, cors = facing_right(d["crops"], d["corners"])
     keep = np.ones(len(crops), bool)
     for f in filter(None, exclude.split(",")):
-        keep &= (d["families"] & (1 << list(Family).index(Family(f)))) == 0
+        keep &= (d["families"] & (1 << FAMILIES.index(f))) == 0
     ph = d["phantom"]
     if max_phantoms:  # the first N phantoms left: a training set as large as one with a family left out
         keep &= np.isin(ph, np.unique(ph[keep])[:max_phantoms])
@@ -341,13 +342,11 @@ def train(
     Path(f"{out}.json").write_text(
         json.dumps(
             dict(
-                res=geometry.res,
-                inp=geometry.inp,
+                **dataclasses.asdict(geometry),
                 stride=OUT_STRIDE,
                 exclude=exclude,
                 max_phantoms=max_phantoms,
                 data=str(data),
-                geometry=dataclasses.asdict(geometry),
             )
         )
     )
@@ -455,10 +454,14 @@ def main(argv: list[str] | None = None) -> None:
     b.add_argument("--overlaps", type=float, default=0.0, help="augmentation: share of crops with overlaps")
     b.add_argument("--texture", type=float, default=0.0, help="augmentation: share of crops with grain")
     b.add_argument("--max-phantoms", type=int, default=0, help="train on the first N phantoms left only")
-    b.add_argument("--res", type=float, default=0.25, help="input mm per pixel")
-    b.add_argument("--input-px", type=int, default=112, help="input side (a multiple of 16)")
-    b.add_argument("--blur-max", type=float, default=1.2, help="augmentation: largest blur sigma (input px)")
-    b.add_argument("--blur-p", type=float, default=0.3, help="augmentation: share of crops blurred")
+    b.add_argument("--res", type=float, default=Geometry.res, help="input mm per pixel")
+    b.add_argument("--input-px", type=int, default=Geometry.inp, help="input side (a multiple of 16)")
+    b.add_argument(
+        "--blur-max", type=float, default=Geometry.blur_max, help="augmentation: largest blur (px)"
+    )
+    b.add_argument(
+        "--blur-p", type=float, default=Geometry.blur_p, help="augmentation: share of crops blurred"
+    )
     args = ap.parse_args(argv)
     if args.cmd == "data":
         make_data(args.phantoms, args.seed, args.first, args.out, args.workers)
