@@ -35,6 +35,29 @@ def test_phantom_corner_accuracy(kwargs):
     assert not np.any(err[trusted] > 2.0)
 
 
+def test_the_precise_refit_lowers_the_angle_error_in_noise():
+    # a low-dose phantom (3000 photons): the last refit of every trusted frame through the finer
+    # pre-filter (tracker.PRECISE_BLUR_PX) against the passes' poses alone: per-frame segmental angle
+    # error median 0.127 -> 0.097 deg
+    from dmx.tracking.types import rigid_from_corners
+
+    ph = phantom.make_phantom(frames=30, rows=384, cols=384, seed=2, photons=3000)
+
+    def median_error(**kwargs) -> float:
+        tr = track(ph.frames, ph.landmarks, **kwargs)
+        truth = phantom.truth_corners(ph.truth, tr.bodies)
+        idx = [tr.vertebrae.index(v) for v in tr.bodies]
+
+        def seg(corners):
+            a = rigid_from_corners(corners)
+            return np.diff(np.degrees(np.arctan2(a[..., 1, 0], a[..., 0, 0])), axis=1)
+
+        return float(np.nanmedian(np.abs(seg(tr.corners_px[:, idx]) - seg(truth))))
+
+    refined, passes = median_error(), median_error(precise_blur_px=None)
+    assert refined < 0.85 * passes, (refined, passes)
+
+
 @pytest.mark.parametrize("adi_mm", [1.5, 3.0])
 def test_phantom_c1_followed_from_its_anterior_arch(adi_mm):
     ph = phantom.make_phantom(seed=3, adi_mm=adi_mm)  # 512 px, 60 frames: C1's arch is 20 x 37 px

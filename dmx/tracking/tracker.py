@@ -87,6 +87,26 @@ NOISE_CORRELATION = 4.5
 #: NOISE_CORRELATION. ``benchmarks/measurements.py`` checks it on its own cases.
 ROTATION_NOISE_CORRELATION = 3.3
 
+#: Gaussian pre-filter sigma (pixels) of the last registration of every trusted frame
+#: (:meth:`_Tracker.refine_precise`; ``track(..., precise_blur_px=)``). The passes pre-filter at 1 px
+#: (``blur_sigma_px``), which the occlusion steps were developed with and which keeps a body under an
+#: occluder from diverging; from their poses, through 0.5 px, the finer detail measures the pose with
+#: less of the noise's weight (session 39, docs/tracking.md).
+PRECISE_BLUR_PX = 0.5
+
+#: :meth:`_Tracker.refine_precise` leaves a body as the passes left it when its finer-filtered template
+#: holds less contrast (standard deviation of its pre-filtered values, weighed as the fit weighs them)
+#: than this many times its calibrated expected residual: fainter than its noise there, the finer detail
+#: is mostly noise. 1 = as much contrast as noise, not fitted. Seen: C7 under the independent renderer's
+#: dense shoulders 0.59 (refined all the same, its per-frame error mean -0.35 deg against -0.29, SD 0.55
+#: against 0.51); this project's phantoms' C7 under dense shoulders 1.1-2.4, every other body 2.6 or more;
+#: a synthetic C7 in noise of 20 grey levels 0.91 (``tests/test_tracking.py``).
+PRECISE_MIN_SNR = 1.0
+
+#: A precise refit that moves a corner further than this (pixels) from the passes' pose is not taken: it
+#: refines a pose, it does not find one.
+PRECISE_REACH_PX = 1.0
+
 #: A fit from a predicted pose is first run on its frame region filtered only this far (pixels, beyond
 #: the filters' reach) around the template at the prediction (usually within 0.2 px); one that moves
 #: further is run again on the whole region, so the result is the same (:meth:`_Tracker.fit_at`).
@@ -474,6 +494,7 @@ def track(
     refit_fine: bool = True,
     average_noisy: bool = True,
     grid_lines: bool = True,
+    precise_blur_px: float | None = PRECISE_BLUR_PX,
 ) -> Tracks:
     """Track the four corners of every landmarked vertebral body (and C1, when landmarked) through the cine.
 
@@ -563,6 +584,10 @@ def track(
         bodies' noise (C7 under dense shoulders), on frames averaged over their neighbours moved with it
         (issue #13: :func:`dmx.tracking.temporal.refit_on_averages`; one fit of a noisy frame is pulled
         towards the still shoulders). False: the poses so far.
+    precise_blur_px : float or None
+        After the occlusion steps, every trusted frame of every body is registered once more from its
+        pose, through this finer pre-filter (:data:`PRECISE_BLUR_PX`), and the consistency weights use
+        that template (:meth:`_Tracker.refine_precise`); None: not.
     grid_lines : bool
         First, look for anti-scatter grid lines in the cine (:func:`dmx.tracking.grid.find_grid`: straight,
         evenly spaced, still) and register frames with them taken out (:func:`dmx.tracking.grid.remove_grid`;
@@ -635,6 +660,9 @@ def track(
         tracker.refit_unreliable()
     if refit_fine:
         tracker.refit_fine()
+    if precise_blur_px is not None and precise_blur_px < blur_sigma_px:
+        with ForkedWorkers(tracker._precise_refit, processes - 1) if forked else nullcontext() as precise:
+            tracker.refine_precise(precise_blur_px, precise)
     if consistency_weights:
         # the bodies refitted in processes forked now (they see the poses so far)
         with ForkedWorkers(tracker._consistent_refit, processes - 1) if forked else nullcontext() as refits:
@@ -655,6 +683,7 @@ def track(
                 refit_fine=refit_fine,
                 average_noisy=False,
                 grid_lines=False,  # the crops are of frames already without them
+                precise_blur_px=precise_blur_px,
             )
 
         tracks = refit_on_averages(frames_arr, tracks, landmarks, again, CLEAR_MARGIN)
@@ -798,6 +827,7 @@ class _Tracker:
         self.reason: list[list[str | None]] = [[None] * n_v for _ in range(n_t)]
         self.templates = self._make_templates()
         self.clear_cost = [math.inf] * n_v  # see calibrate_residuals
+        self.study_ratio: float | None = None  # the median calibrated / own residual (calibrate_residuals)
         self.verified: set[int] = set()  # bodies of the current frame whose fit reanchor confirmed
         self.still_refitted: set[int] = set()  # bodies registered again with a still layer taken out
         # (frame, body) found again by refit_unreliable or refit_fine, or refitted there on fine detail
@@ -820,27 +850,27 @@ class _Tracker:
         reference = self.frames[self.ref]
         static = static_mask(reference)  # collimator blades: not part of any body
         self.static = static
-        templates: list[Template | None] = []
-        for i, q in enumerate(quads):
-            neighbours = tuple(quads[j] for j in (i - 1, i + 1) if 0 <= j < self.n_v)
-            try:
-                templates.append(
-                    make_template(
-                        reference,
-                        q,
-                        exclude_quads_px=neighbours,
-                        margin_frac=opt.margin_frac,
-                        # C1: the region holds its rim already
-                        margin_px=None if self.has_corners[i] else 0.0,
-                        blur_sigma_px=opt.blur_sigma_px,
-                        n_levels=opt.n_levels,
-                        highpass_sigma_px=None if not opt.highpass_frac else opt.highpass_frac * _size(q),
-                        exclude_mask=static,
-                    )
-                )
-            except ValueError:
-                templates.append(None)
-        return templates
+        return [self._first_template(i, opt.blur_sigma_px) for i in range(len(quads))]
+
+    def _first_template(self, i: int, blur_sigma_px: float) -> Template | None:
+        """Body ``i``'s template cut from the reference frame with the passes' options and this pre-filter
+        (None when it lies outside the frame)."""
+        opt, q = self.opt, self.quads[i]
+        try:
+            return make_template(
+                self.frames[self.ref],
+                q,
+                exclude_quads_px=tuple(self.quads[j] for j in (i - 1, i + 1) if 0 <= j < self.n_v),
+                margin_frac=opt.margin_frac,
+                # C1: the region holds its rim already
+                margin_px=None if self.has_corners[i] else 0.0,
+                blur_sigma_px=blur_sigma_px,
+                n_levels=opt.n_levels,
+                highpass_sigma_px=None if not opt.highpass_frac else opt.highpass_frac * _size(q),
+                exclude_mask=self.static,
+            )
+        except ValueError:
+            return None
 
     def _start_at_reference(self) -> None:
         """The reference frame: identity poses, landmark corners, quality 1 (or every frame lost)."""
@@ -946,21 +976,8 @@ class _Tracker:
             tpl = self.templates[i]
             if tpl is None:
                 continue
-            scales = []
-            for t_adj in (ref + 1, ref - 1):
-                if 0 <= t_adj < n_t:
-                    fit, _ = self.fit_at(i, self.frames[t_adj], np.eye(3))
-                    # a wrong fit (motion beyond reach of an unpredicted start) leaves residuals far
-                    # above noise
-                    if (
-                        fit.converged
-                        and fit.visible > 0.9
-                        and np.isfinite(fit.residual_scale)
-                        and fit.residual_scale < 20.0 * tpl.residual_scale
-                    ):
-                        scales.append(fit.residual_scale)
-            if scales:
-                scale = max(tpl.residual_scale, float(np.min(scales)))
+            scale = self._calibrated_scale(i, tpl)
+            if scale is not None:
                 ratios[i] = scale / tpl.residual_scale
                 self.templates[i] = tpl = replace(tpl, residual_scale=scale)
         # a body not registered on the frames next to the reference (it moves further between frames
@@ -972,6 +989,7 @@ class _Tracker:
         # (tests/test_tracking_occlusion.py: with the ratio it followed the mandible and C2 with it)
         if ratios:
             ratio = float(np.median(list(ratios.values())))  # >= 1: a calibration never lowers the scale
+            self.study_ratio = ratio
             for i in range(self.n_v):
                 tpl = self.templates[i]
                 if tpl is not None and i not in ratios and self.has_corners[i]:
@@ -987,6 +1005,104 @@ class _Tracker:
                     if q >= self.opt.min_quality and np.isfinite(fit.robust_cost):
                         costs.append(fit.robust_cost)
             self.clear_cost[i] = min(costs, default=math.inf)
+
+    def _calibrated_scale(self, i: int, tpl: Template) -> float | None:
+        """Body ``i``'s expected residual with template ``tpl`` calibrated on the frames next to the
+        reference, registered from the identity (see :meth:`calibrate_residuals`), never below the
+        template's own estimate; None when no fit there converged to a plausible residual."""
+        ref, n_t = self.ref, self.frames.shape[0]
+        scales = []
+        for t_adj in (ref + 1, ref - 1):
+            if 0 <= t_adj < n_t:
+                fit, _ = self.fit_at(i, self.frames[t_adj], np.eye(3), template=tpl)
+                # a wrong fit (motion beyond reach of an unpredicted start) leaves residuals far
+                # above noise
+                if (
+                    fit.converged
+                    and fit.visible > 0.9
+                    and np.isfinite(fit.residual_scale)
+                    and fit.residual_scale < 20.0 * tpl.residual_scale
+                ):
+                    scales.append(fit.residual_scale)
+        return max(tpl.residual_scale, float(np.min(scales))) if scales else None
+
+    def refine_precise(self, blur_sigma_px: float, workers: ForkedWorkers | None = None) -> None:
+        """Register every trusted frame of every body once more from its pose, through a finer pre-filter
+        (issue #13; session 39).
+
+        The passes pre-filter frames and templates with a Gaussian of ``blur_sigma_px`` (1 px), which keeps
+        a body under an occluder from diverging and which the occlusion steps were developed with; it also
+        drops fine detail that measures the pose, and weighs the noise it keeps more. Each body's template
+        is cut again through ``blur_sigma_px`` here (:data:`PRECISE_BLUR_PX`), its expected residual
+        calibrated as :meth:`calibrate_residuals` calibrates the passes' (the study's ratio where the body
+        is not registered next to the reference), and every trusted frame but the reference is registered
+        with it from the body's pose (finest level first). A refit is taken when its quality is trusted
+        and no corner moves more than :data:`PRECISE_REACH_PX`; otherwise the frame keeps its pose. The
+        frame keeps its quality and its stated precision, the passes' (an upper bound: the factors that
+        turn a fit's white-noise precision into the error it makes, :data:`NOISE_CORRELATION` and
+        :data:`ROTATION_NOISE_CORRELATION`, were measured through the passes' pre-filter). The new
+        template replaces the body's, with its clear cost, for the consistency weights that follow. Left as
+        the passes left them: a body whose finer template holds less contrast than
+        :data:`PRECISE_MIN_SNR` times its noise, a body a still layer was taken out of
+        (:meth:`refine_still_layers`: its own template and frames), and the frames the occlusion steps
+        found again (``recovered``: refitted with their own templates). With ``workers``, the bodies are
+        refitted in them and here together (the same result).
+        """
+        bodies = [(i, blur_sigma_px) for i in range(self.n_v)]
+        done = workers.map(bodies) if workers is not None else [self._precise_refit(*b) for b in bodies]
+        for i, result in enumerate(done):
+            if result is None:
+                continue
+            template, clear_cost, refits = result
+            self.templates[i], self.clear_cost[i] = template, clear_cost
+            for t, a in refits:
+                self._set_pose(t, i, a)
+
+    def _precise_refit(
+        self, i: int, blur_sigma_px: float
+    ) -> tuple[Template, float, list[tuple[int, np.ndarray]]] | None:
+        """Body ``i``'s finer template, its clear cost and its refits ``(t, pose)`` (see
+        :meth:`refine_precise`), or None when the body is left as it is."""
+        tpl = self.templates[i]
+        if tpl is None or not self.has_corners[i] or i in self.still_refitted:
+            return None
+        fine = self._first_template(i, blur_sigma_px)
+        if fine is None:
+            return None
+        scale = self._calibrated_scale(i, fine)
+        if scale is None:
+            if self.study_ratio is None:
+                return None
+            scale = fine.residual_scale * self.study_ratio
+        fine = replace(fine, residual_scale=scale)
+        level = fine.levels[0]
+        if level.weight.sum() <= 0:
+            return None
+        mean = np.average(level.values, weights=level.weight)
+        contrast = float(np.sqrt(np.average((level.values - mean) ** 2, weights=level.weight)))
+        if contrast < PRECISE_MIN_SNR * scale:
+            _log.debug(
+                "%s: contrast %.2f of its noise through the finer pre-filter: left",
+                self.verts[i].value,
+                contrast / scale,
+            )
+            return None
+        costs = []
+        for t_adj in (self.ref + 1, self.ref - 1):
+            if 0 <= t_adj < self.frames.shape[0]:
+                fit, q = self.fit_at(i, self.frames[t_adj], np.eye(3), template=fine)
+                if q >= self.opt.min_quality and np.isfinite(fit.robust_cost):
+                    costs.append(fit.robust_cost)
+        refits = []
+        for t in np.flatnonzero(self._tracked(i)).tolist():
+            if t == self.ref or (t, i) in self.recovered:
+                continue
+            a = self._pose(t, i)
+            fit, q = self.fit_at(i, self.frames[t], a, 1, template=fine)
+            if q < self.opt.min_quality or _corner_gap(fit.transform, a, self.quads[i]) > PRECISE_REACH_PX:
+                continue
+            refits.append((t, fit.transform))
+        return fine, min(costs, default=math.inf), refits
 
     def clear(self, i: int, fit: _Accepted) -> bool:
         """Body ``i``'s accepted fit is clear of occluders: its robust cost is as on the frames next to the
