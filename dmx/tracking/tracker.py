@@ -828,6 +828,7 @@ class _Tracker:
         self.templates = self._make_templates()
         self.clear_cost = [math.inf] * n_v  # see calibrate_residuals
         self.study_ratio: float | None = None  # the median calibrated / own residual (calibrate_residuals)
+        self.precise_refined: set[int] = set()  # bodies refine_precise cut a finer template for
         self.verified: set[int] = set()  # bodies of the current frame whose fit reanchor confirmed
         self.still_refitted: set[int] = set()  # bodies registered again with a still layer taken out
         # (frame, body) found again by refit_unreliable or refit_fine, or refitted there on fine detail
@@ -1041,7 +1042,11 @@ class _Tracker:
         frame keeps its quality and its stated precision, the passes' (an upper bound: the factors that
         turn a fit's white-noise precision into the error it makes, :data:`NOISE_CORRELATION` and
         :data:`ROTATION_NOISE_CORRELATION`, were measured through the passes' pre-filter). The new
-        template replaces the body's, with its clear cost, for the consistency weights that follow. Left as
+        template replaces the body's, with its clear cost, for the consistency weights that follow, whose
+        refits keep that precision too (it also tells :func:`dmx.tracking.temporal.noisy_bodies` which
+        body lies in more noise than the others: measured through the finer pre-filter, C7 under the
+        phantom's dense shoulders, seed 47, was no longer chosen, and C6-C7 read 0.55 deg off at p95
+        against 0.37). Left as
         the passes left them: a body whose finer template holds less contrast than
         :data:`PRECISE_MIN_SNR` times its noise, a body a still layer was taken out of
         (:meth:`refine_still_layers`: its own template and frames), and the frames the occlusion steps
@@ -1055,6 +1060,7 @@ class _Tracker:
                 continue
             template, clear_cost, refits = result
             self.templates[i], self.clear_cost[i] = template, clear_cost
+            self.precise_refined.add(i)
             for t, a in refits:
                 self._set_pose(t, i, a)
 
@@ -1768,7 +1774,10 @@ class _Tracker:
                 if std_px is None:  # between key frames: the pose moves, its precision and quality stay
                     self._set_pose(t, i, a)
                     continue
-                self._write_pose(t, i, a, std_px, rot_std_rad)
+                if i in self.precise_refined:  # its precision stays the passes' (refine_precise)
+                    self._set_pose(t, i, a)
+                else:
+                    self._write_pose(t, i, a, std_px, rot_std_rad)
                 self.quality[t, i] = quality
 
     def _consistency_weights(self, i: int, good: np.ndarray) -> Template | None:
