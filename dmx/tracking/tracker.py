@@ -1031,23 +1031,24 @@ class _Tracker:
         """Register every trusted frame of every body once more from its pose, through a finer pre-filter
         (issue #13; session 39).
 
-        The passes pre-filter frames and templates with a Gaussian of ``blur_sigma_px`` (1 px), which keeps
-        a body under an occluder from diverging and which the occlusion steps were developed with; it also
-        drops fine detail that measures the pose, and weighs the noise it keeps more. Each body's template
-        is cut again through ``blur_sigma_px`` here (:data:`PRECISE_BLUR_PX`), its expected residual
-        calibrated as :meth:`calibrate_residuals` calibrates the passes' (the study's ratio where the body
-        is not registered next to the reference), and every trusted frame but the reference is registered
-        with it from the body's pose (finest level first). A refit is taken when its quality is trusted
-        and no corner moves more than :data:`PRECISE_REACH_PX`; otherwise the frame keeps its pose. The
-        frame keeps its quality and its stated precision, the passes' (an upper bound: the factors that
-        turn a fit's white-noise precision into the error it makes, :data:`NOISE_CORRELATION` and
-        :data:`ROTATION_NOISE_CORRELATION`, were measured through the passes' pre-filter). The new
-        template replaces the body's, with its clear cost, for the consistency weights that follow, whose
-        refits keep that precision too (it also tells :func:`dmx.tracking.temporal.noisy_bodies` which
-        body lies in more noise than the others: measured through the finer pre-filter, C7 under the
-        phantom's dense shoulders, seed 47, was no longer chosen, and C6-C7 read 0.55 deg off at p95
-        against 0.37). Left as
-        the passes left them: a body whose finer template holds less contrast than
+        The passes pre-filter frames and templates with a 1 px Gaussian (:func:`track`'s
+        ``blur_sigma_px``), which keeps a body under an occluder from diverging and which the occlusion
+        steps were developed with; it also drops fine detail that measures the pose, and weighs the noise
+        it keeps more. Here each body's template is cut again through ``blur_sigma_px``
+        (:data:`PRECISE_BLUR_PX`, 0.5 px), its expected residual calibrated as :meth:`calibrate_residuals`
+        calibrates the passes' (the study's ratio where the body is not registered next to the
+        reference), and every trusted frame but the reference is registered with it from the body's pose
+        (finest level first). A refit is taken when its quality is trusted and no corner moves more than
+        :data:`PRECISE_REACH_PX`; otherwise the frame keeps its pose. The frame keeps its quality and its
+        stated precision, the passes' (an upper bound: the factors that turn a fit's white-noise precision
+        into the error it makes, :data:`NOISE_CORRELATION` and :data:`ROTATION_NOISE_CORRELATION`, were
+        measured through the passes' pre-filter). The new template replaces the body's, with its clear
+        cost, for the consistency weights that follow, whose refits keep the passes' precision too (it
+        also tells :func:`dmx.tracking.temporal.noisy_bodies` which body lies in more noise than the
+        others: measured through the finer pre-filter, C7 under the phantom's dense shoulders, seed 47, was
+        no longer chosen, and C6-C7 read 0.55 deg off at p95 against 0.37).
+
+        Left as the passes left them: a body whose finer template holds less contrast than
         :data:`PRECISE_MIN_SNR` times its noise, a body a still layer was taken out of
         (:meth:`refine_still_layers`: its own template and frames), and the frames the occlusion steps
         found again (``recovered``: refitted with their own templates). With ``workers``, the bodies are
