@@ -190,8 +190,8 @@ def test_c2_dragged_alone_is_disputed_by_c4_across_two_segments():
     could dispute it: C2 was trusted 2.2-6.1 px off on frames 5, 25-27 and 33. C4, near to clear, now
     disputes it across two segments from C2's last clear frame (``DRAG_TOP_FRAC``), and C2 found again far
     from clear is not followed: one frame was left, 2.4 px off (frame 33, where C2 had slid in from 1.1 px
-    on the frame before), which the precise refit through the finer pre-filter (session 39) brings back
-    to 0.29 px (frame 32: 1.08 -> 0.11 px)."""
+    on the frame before), which the consistency refit through the finer pre-filter (``refine_precise``,
+    session 39) brings back to 0.28 px (frame 32: 1.08 -> 0.11 px)."""
     _, _, err, ok = _occluders_tracked(62)
     bad = ok & (err > 2.0)
     assert not bad[:, 0].any()  # C2: frames 5, 25, 26, 27, 33 before the dispute, 33 before session 39

@@ -82,7 +82,7 @@ def test_c7_in_less_excess_noise_is_chosen_too():
     that chose it until session 34), its rotation shrank to a slope of about 0.82 and C6-C7 read 0.79 deg
     off at p95. It is chosen and tracked again on averaged frames: slope above 0.9, the p95 below 0.5."""
     ph = _shoulders_case(42)
-    # the passes alone (no precise refit either: it moves C7's slope to 0.850)
+    # the passes alone, without refine_precise's finer template either (as this case was measured)
     before = track(ph.frames, ph.landmarks, average_noisy=False, precise_blur_px=None)
     noise = noise_levels(ph.frames[ph.landmarks.frame], ph.landmarks)
     assert noisy_bodies(before, CLEAR_MARGIN, noise) == (Vertebra.C7,)

@@ -103,6 +103,14 @@ PRECISE_BLUR_PX = 0.5
 #: a synthetic C7 in noise of 20 grey levels 0.91 (``tests/test_tracking.py``).
 PRECISE_MIN_SNR = 1.0
 
+#: :meth:`_Tracker.refine_precise` also registers every trusted frame with the finer template (True), or
+#: only gives it to the consistency weights' refit, which registers each body on key frames (a degree of
+#: motion apart) and carries the change to the frames between (False, the default). Every frame costs one
+#: more fit per body-frame: on the 600-frame 1024² speed study 8.97 -> 12.30 s (16.8 -> 21.9 CPU-s), for
+#: little more accuracy than the key frames give (the default look's C2-C3 median 0.084 deg either way;
+#: the mandible case's C6-C7 p95 0.565 against 0.514 deg; docs/tracking.md, session 39).
+PRECISE_EVERY_FRAME = False
+
 #: A precise refit that moves a corner further than this (pixels) from the passes' pose is not taken: it
 #: refines a pose, it does not find one.
 PRECISE_REACH_PX = 1.0
@@ -1101,7 +1109,7 @@ class _Tracker:
                 if q >= self.opt.min_quality and np.isfinite(fit.robust_cost):
                     costs.append(fit.robust_cost)
         refits = []
-        for t in np.flatnonzero(self._tracked(i)).tolist():
+        for t in np.flatnonzero(self._tracked(i)).tolist() if PRECISE_EVERY_FRAME else []:
             if t == self.ref or (t, i) in self.recovered:
                 continue
             a = self._pose(t, i)
