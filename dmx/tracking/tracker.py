@@ -87,8 +87,8 @@ NOISE_CORRELATION = 4.5
 #: NOISE_CORRELATION. ``benchmarks/measurements.py`` checks it on its own cases.
 ROTATION_NOISE_CORRELATION = 3.3
 
-#: Gaussian pre-filter sigma (pixels) of the last registration of every trusted frame
-#: (:meth:`_Tracker.refine_precise`; ``track(..., precise_blur_px=)``). The passes pre-filter at 1 px
+#: Gaussian pre-filter sigma (pixels) of the template the consistency weights' refit registers each body
+#: with (:meth:`_Tracker.refine_precise`; ``track(..., precise_blur_px=)``). The passes pre-filter at 1 px
 #: (``blur_sigma_px``), which the occlusion steps were developed with and which keeps a body under an
 #: occluder from diverging; from their poses, through 0.5 px, the finer detail measures the pose with
 #: less of the noise's weight (session 39, docs/tracking.md).
@@ -593,9 +593,10 @@ def track(
         (issue #13: :func:`dmx.tracking.temporal.refit_on_averages`; one fit of a noisy frame is pulled
         towards the still shoulders). False: the poses so far.
     precise_blur_px : float or None
-        After the occlusion steps, every trusted frame of every body is registered once more from its
-        pose, through this finer pre-filter (:data:`PRECISE_BLUR_PX`), and the consistency weights use
-        that template (:meth:`_Tracker.refine_precise`); None: not.
+        After the occlusion steps, each body's template is cut again through this finer pre-filter
+        (:data:`PRECISE_BLUR_PX`) for the consistency weights' refit (and, with
+        :data:`PRECISE_EVERY_FRAME`, every trusted frame is registered once more with it;
+        :meth:`_Tracker.refine_precise`); None: the passes' template throughout.
     grid_lines : bool
         First, look for anti-scatter grid lines in the cine (:func:`dmx.tracking.grid.find_grid`: straight,
         evenly spaced, still) and register frames with them taken out (:func:`dmx.tracking.grid.remove_grid`;
@@ -1036,8 +1037,8 @@ class _Tracker:
         return max(tpl.residual_scale, float(np.min(scales))) if scales else None
 
     def refine_precise(self, blur_sigma_px: float, workers: ForkedWorkers | None = None) -> None:
-        """Register every trusted frame of every body once more from its pose, through a finer pre-filter
-        (issue #13; session 39).
+        """Give every body a template cut through a finer pre-filter for the consistency refit, and with
+        :data:`PRECISE_EVERY_FRAME` register every trusted frame once more with it (issue #13; session 39).
 
         The passes pre-filter frames and templates with a 1 px Gaussian (:func:`track`'s
         ``blur_sigma_px``), which keeps a body under an occluder from diverging and which the occlusion
@@ -1045,10 +1046,11 @@ class _Tracker:
         it keeps more. Here each body's template is cut again through ``blur_sigma_px``
         (:data:`PRECISE_BLUR_PX`, 0.5 px), its expected residual calibrated as :meth:`calibrate_residuals`
         calibrates the passes' (the study's ratio where the body is not registered next to the
-        reference), and every trusted frame but the reference is registered with it from the body's pose
-        (finest level first). A refit is taken when its quality is trusted and no corner moves more than
-        :data:`PRECISE_REACH_PX`; otherwise the frame keeps its pose. The frame keeps its quality and its
-        stated precision, the passes' (an upper bound: the factors that turn a fit's white-noise precision
+        reference). With :data:`PRECISE_EVERY_FRAME` (off by default: one more fit per body-frame for
+        little more accuracy), every trusted frame but the reference is registered with it from the
+        body's pose (finest level first), the refit taken when trusted and no corner moves more than
+        :data:`PRECISE_REACH_PX`, the frame keeping its quality and its stated precision, the passes' (an
+        upper bound: the factors that turn a fit's white-noise precision
         into the error it makes, :data:`NOISE_CORRELATION` and :data:`ROTATION_NOISE_CORRELATION`, were
         measured through the passes' pre-filter). The new template replaces the body's, with its clear
         cost, for the consistency weights that follow, whose refits keep the passes' precision too (it
