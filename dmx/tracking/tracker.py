@@ -1050,11 +1050,11 @@ class _Tracker:
         little more accuracy), every trusted frame but the reference is registered with it from the
         body's pose (finest level first), the refit taken when trusted and no corner moves more than
         :data:`PRECISE_REACH_PX`, the frame keeping its quality and its stated precision, the passes' (an
-        upper bound: the factors that turn a fit's white-noise precision
-        into the error it makes, :data:`NOISE_CORRELATION` and :data:`ROTATION_NOISE_CORRELATION`, were
-        measured through the passes' pre-filter). The new template replaces the body's, with its clear
-        cost, for the consistency weights that follow, whose refits keep the passes' precision too (it
-        also tells :func:`dmx.tracking.temporal.noisy_bodies` which body lies in more noise than the
+        upper bound: the factors that turn a fit's white-noise precision into the error it makes,
+        :data:`NOISE_CORRELATION` and :data:`ROTATION_NOISE_CORRELATION`, were measured through the passes'
+        pre-filter). The new template replaces the body's (its clear cost stays the passes', read only by
+        their steps) for the consistency weights that follow, whose refits keep the passes' precision too
+        (it also tells :func:`dmx.tracking.temporal.noisy_bodies` which body lies in more noise than the
         others: measured through the finer pre-filter, C7 under the phantom's dense shoulders, seed 47, was
         no longer chosen, and C6-C7 read 0.55 deg off at p95 against 0.37).
 
@@ -1069,17 +1069,18 @@ class _Tracker:
         for i, result in enumerate(done):
             if result is None:
                 continue
-            template, clear_cost, refits = result
-            self.templates[i], self.clear_cost[i] = template, clear_cost
+            template, refits = result
+            # its clear cost stays the passes': only the passes' steps, all done by now, read it
+            self.templates[i] = template
             self.precise_refined.add(i)
             for t, a in refits:
                 self._set_pose(t, i, a)
 
     def _precise_refit(
         self, i: int, blur_sigma_px: float
-    ) -> tuple[Template, float, list[tuple[int, np.ndarray]]] | None:
-        """Body ``i``'s finer template, its clear cost and its refits ``(t, pose)`` (see
-        :meth:`refine_precise`), or None when the body is left as it is."""
+    ) -> tuple[Template, list[tuple[int, np.ndarray]]] | None:
+        """Body ``i``'s finer template and its refits ``(t, pose)`` (see :meth:`refine_precise`; none
+        unless :data:`PRECISE_EVERY_FRAME`), or None when the body is left as it is."""
         tpl = self.templates[i]
         if tpl is None or not self.has_corners[i] or i in self.still_refitted:
             return None
@@ -1104,22 +1105,21 @@ class _Tracker:
                 contrast / scale,
             )
             return None
-        costs = []
-        for t_adj in (self.ref + 1, self.ref - 1):
-            if 0 <= t_adj < self.frames.shape[0]:
-                fit, q = self.fit_at(i, self.frames[t_adj], np.eye(3), template=fine)
-                if q >= self.opt.min_quality and np.isfinite(fit.robust_cost):
-                    costs.append(fit.robust_cost)
+        return fine, self._precise_frames(i, fine) if PRECISE_EVERY_FRAME else []
+
+    def _precise_frames(self, i: int, fine: Template) -> list[tuple[int, np.ndarray]]:
+        """Body ``i``'s trusted frames (but the reference and those the occlusion steps found again)
+        registered with ``fine`` from their poses: ``(t, pose)`` where the refit is trusted and moves no
+        corner more than :data:`PRECISE_REACH_PX` (:data:`PRECISE_EVERY_FRAME`)."""
         refits = []
-        for t in np.flatnonzero(self._tracked(i)).tolist() if PRECISE_EVERY_FRAME else []:
+        for t in np.flatnonzero(self._tracked(i)).tolist():
             if t == self.ref or (t, i) in self.recovered:
                 continue
             a = self._pose(t, i)
             fit, q = self.fit_at(i, self.frames[t], a, 1, template=fine)
-            if q < self.opt.min_quality or _corner_gap(fit.transform, a, self.quads[i]) > PRECISE_REACH_PX:
-                continue
-            refits.append((t, fit.transform))
-        return fine, min(costs, default=math.inf), refits
+            if q >= self.opt.min_quality and _corner_gap(fit.transform, a, self.quads[i]) <= PRECISE_REACH_PX:
+                refits.append((t, fit.transform))
+        return refits
 
     def clear(self, i: int, fit: _Accepted) -> bool:
         """Body ``i``'s accepted fit is clear of occluders: its robust cost is as on the frames next to the
