@@ -3,6 +3,7 @@ import dataclasses
 import cv2
 import numpy as np
 import pytest
+from test_tracking_grid import _segmental_error_deg
 
 from dmx.anatomy import BODIES, Vertebra
 from dmx.errors import LandmarkError
@@ -92,11 +93,7 @@ def test_a_body_fainter_than_its_noise_keeps_its_template(monkeypatch):
     assert (tr.quality[:, 5] >= TRUSTED_QUALITY).all()  # followed on every frame all the same
 
     def c6_c7_error(tracks: Tracks) -> float:
-        a = rigid_from_corners(tracks.corners_px[:, 4:6])
-        turn = np.degrees(np.arctan2(a[..., 1, 0], a[..., 0, 0]))
-        b = rigid_from_corners(s.truth_px[:, 4:6])
-        true = np.degrees(np.arctan2(b[..., 1, 0], b[..., 0, 0]))
-        return float(np.nanmedian(np.abs(np.diff(turn, axis=1) - np.diff(true, axis=1))))
+        return float(np.nanmedian(_segmental_error_deg(tracks, s.truth_px)[:, 4]))
 
     kept = c6_c7_error(track(frames, s.landmarks))
     monkeypatch.setattr(tracker_mod, "PRECISE_MIN_SNR", 0.0)  # the finer template however faint
