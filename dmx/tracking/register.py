@@ -116,6 +116,10 @@ class Template:
     size_px: float  # sqrt(quad area)
     residual_scale: float  # expected residual std of a good match at the finest level (noise + model error)
     weight_total: float  # sum of static weights at the finest level
+    # the share of a good match's ZNCC and gain the template's own noise leaves, where it keeps them below
+    # 0.9 (1.0 otherwise, and until calibrated): the quality judges a fit's against it (see
+    # dmx.tracking.tracker.match_ceiling)
+    match_ceiling: float = 1.0
 
     @functools.cached_property
     def bbox_corners(self) -> np.ndarray:
