@@ -3,6 +3,7 @@ import dataclasses
 import cv2
 import numpy as np
 import pytest
+from test_detect import _independent_renderer
 from test_tracking_grid import _segmental_error_deg
 
 from dmx.anatomy import BODIES, Vertebra
@@ -461,17 +462,10 @@ def test_a_body_too_fast_to_calibrate_takes_the_studys_residual_scale(tmp_path):
     small; the frames next to the reference correct it, but C2 moves 16 px a frame there and its
     unpredicted calibration fit fails. It now takes the other bodies' median correction; before, its
     right fits (ZNCC 1.0) counted a third of their pixels as inliers and C2 was lost from frame 1."""
-    import importlib.util
-    from pathlib import Path
-
     from dmx.io.load import load_sequence
     from dmx.landmarks import read_landmarks
 
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "independent_phantom.py"
-    spec = importlib.util.spec_from_file_location("independent_phantom", path)
-    ip = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(ip)
-    ip.render_study(
+    _independent_renderer().render_study(
         tmp_path, 12, frames=8, size=1024, mm_per_px=0.175, facing="left", photometric="MONOCHROME1", bits=12
     )
     seq = load_sequence(tmp_path / "study.dcm")
@@ -482,17 +476,6 @@ def test_a_body_too_fast_to_calibrate_takes_the_studys_residual_scale(tmp_path):
     for t in range(8):
         true = np.array(truth[t]["C2"])
         assert np.hypot(*(tr.corners_px[t, c2] - true).T).max() < 1.0
-
-
-def _independent_renderer():
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "independent_phantom.py"
-    spec = importlib.util.spec_from_file_location("independent_phantom", path)
-    ip = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(ip)
-    return ip
 
 
 def test_a_body_about_as_faint_as_its_noise_is_followed_and_its_precision_widened(tmp_path):

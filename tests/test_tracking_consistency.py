@@ -7,20 +7,17 @@ with the posture. Their pixels' residuals vary from frame to frame where the bod
 (``track(consistency_weights=True)``, the default).
 """
 
-import importlib.util
 import json
 import math
-from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
+from test_detect import _independent_renderer
 
 from dmx.tracking import track
 from dmx.tracking.register import make_template, reweighted, rigid
 from dmx.tracking.reliability import residual_variance
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def _texture(shape: tuple[int, int], seed: int, sigma: float, amplitude: float) -> np.ndarray:
@@ -95,12 +92,7 @@ def test_the_mandible_over_c3_no_longer_turns_c2_c3_and_c3_c4(tmp_path):
     from dmx.landmarks import read_landmarks
     from dmx.measure import measure
 
-    spec = importlib.util.spec_from_file_location(
-        "independent_phantom", ROOT / "benchmarks" / "independent_phantom.py"
-    )
-    ip = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(ip)
-    ip.render_study(
+    _independent_renderer().render_study(
         tmp_path, 13, frames=30, size=768, mm_per_px=0.25, mandible_low=True, heavy_shoulders=True
     )
     seq = load_sequence(tmp_path / "study.dcm")
