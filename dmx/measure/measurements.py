@@ -336,6 +336,22 @@ def _study_key_frames(
     return kf
 
 
+def _faint_warnings(tracks: Tracks) -> list[str]:
+    """A warning per body the tracker found about as faint as its noise (``Tracks.faint``), naming its
+    levels."""
+    out = []
+    for v, rho in getattr(tracks, "faint", ()) or ():
+        levels = [lv.value for lv in LEVELS if v in (lv.upper, lv.lower)]
+        out.append(
+            f"{v.value} lies in noise about as strong as its contrast (a good match correlates at only "
+            f"{rho:.2f}): followed with its uncertainty widened; where a still structure lies over it (the "
+            "shoulders over C7) it may be pulled towards its reference pose, which the uncertainty does not "
+            f"cover: read the rotation range of {' and '.join(levels)} with care (at C6-C7 under dense "
+            "shoulders it tends to read too large)"
+        )
+    return out
+
+
 def _unmeasured_warnings(
     level: Level,
     s: LevelSeries | None,
@@ -637,6 +653,7 @@ def measure(
             dropped=dropped.get(level),
             max_angle_uncertainty_deg=limit,
         )
+    warnings.extend(_faint_warnings(tracks))
     levels_out = _levels_block(
         series, uncertainty, level_warnings, kf, n_frames=n, calibrated=calibrated, thresholds=thresholds
     )

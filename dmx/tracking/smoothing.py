@@ -185,4 +185,5 @@ def smooth_tracks(tracks: Tracks, *, window_frames: int = WINDOW_FRAMES) -> Trac
         rotation_precision_deg=tracks.rotation_precision_deg if out_prec is None else out_prec[..., 1],
         cost_excess=tracks.cost_excess,
         grid_lines=tracks.grid_lines,
+        faint=tracks.faint,
     )

@@ -896,6 +896,7 @@ class _Tracker:
         self.reason: list[list[str | None]] = [[None] * n_v for _ in range(n_t)]
         self.templates = self._make_templates()
         self.clear_cost = [math.inf] * n_v  # see calibrate_residuals
+        self.faint: dict[int, float] = {}  # body -> the ZNCC its match reached, where below MATCH_CEILING
         self.study_ratio: float | None = None  # the median calibrated / own residual (calibrate_residuals)
         self.precise_refined: set[int] = set()  # bodies refine_precise cut a finer template for
         self.verified: set[int] = set()  # bodies of the current frame whose fit reanchor confirmed
@@ -1086,6 +1087,7 @@ class _Tracker:
             ceiling = match_ceiling([f for k, f in enumerate(own) if self._supported(i, k, f, fits)])
             if ceiling < 1.0:
                 self.templates[i] = tpl = replace(tpl, match_ceiling=ceiling)
+                self.faint[i] = round(ceiling * MATCH_CEILING, 3)
                 _log.debug("%s: match ceiling %.2f", self.verts[i].value, ceiling)
             # the robust cost of a body clear of occluders, against the calibrated residual
             costs = []
@@ -2573,6 +2575,7 @@ class _Tracker:
             # a pose rejected after it was recorded (the neighbour checks) has no cost either
             cost_excess=np.where(np.isfinite(self.transforms).all(axis=(2, 3)), self.cost_excess, np.nan),
             centres_px=np.array([q.mean(axis=0) for q in self.quads]).reshape(self.n_v, 2),
+            faint=tuple((self.verts[i], rho) for i, rho in sorted(self.faint.items())),
         )
 
 

@@ -64,6 +64,10 @@ class Tracks:
     grid_lines : str or None
         The anti-scatter grid lines taken out of the frames before they were registered, in words
         (:meth:`dmx.tracking.grid.Grid.describe`); None when the cine showed none.
+    faint : tuple of (Vertebra, float)
+        The bodies whose template holds so much noise that even a good match correlates at less than
+        :data:`dmx.tracking.tracker.MATCH_CEILING` (C7 under dense shoulders), with the ZNCC their match
+        reached next to the reference: their fits were judged against it and their precision widened.
     """
 
     vertebrae: tuple[Vertebra, ...]
@@ -77,6 +81,7 @@ class Tracks:
     rotation_precision_deg: np.ndarray | None = None
     cost_excess: np.ndarray | None = None
     grid_lines: str | None = None
+    faint: tuple[tuple[Vertebra, float], ...] = ()
 
     @property
     def n_frames(self) -> int:
