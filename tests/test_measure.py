@@ -279,9 +279,9 @@ def test_a_body_tracked_as_faint_as_its_noise_is_named_in_a_warning():
 
     tracks = make_tracks(to_image_px(COL))
     plain = measure(tracks, mm_per_px=(1.0, 1.0))
-    assert not any("lies in noise" in w for w in plain["warnings"])
+    assert not any("is faint against its noise" in w for w in plain["warnings"])
     doc = measure(dataclasses.replace(tracks, faint=((Vertebra.C7, 0.59),)), mm_per_px=(1.0, 1.0))
-    said = [w for w in doc["warnings"] if "lies in noise" in w]
+    said = [w for w in doc["warnings"] if "is faint against its noise" in w]
     assert len(said) == 1 and said[0].startswith("C7 ") and "0.59" in said[0] and "C6-C7" in said[0]
     # the values themselves are the same
     assert doc["levels"] == plain["levels"]

@@ -337,17 +337,16 @@ def _study_key_frames(
 
 
 def _faint_warnings(tracks: Tracks) -> list[str]:
-    """A warning per body the tracker found about as faint as its noise (``Tracks.faint``), naming its
-    levels."""
+    """A warning per body the tracker found faint against its noise (``Tracks.faint``), naming its levels."""
     out = []
     for v, rho in getattr(tracks, "faint", ()) or ():
         levels = [lv.value for lv in LEVELS if v in (lv.upper, lv.lower)]
         out.append(
-            f"{v.value} lies in noise about as strong as its contrast (a good match correlates at only "
-            f"{rho:.2f}): followed with its uncertainty widened; where a still structure lies over it (the "
-            "shoulders over C7) it may be pulled towards its reference pose, which the uncertainty does not "
-            f"cover: read the rotation range of {' and '.join(levels)} with care (at C6-C7 under dense "
-            "shoulders it tends to read too large)"
+            f"{v.value} is faint against its noise (a good match of it correlates at only {rho:.2f}, "
+            "where a clear body reaches 0.97 or more): followed with its uncertainty widened; where a still "
+            "structure lies over it (the shoulders over C7) it may be pulled towards its reference pose, "
+            f"which the uncertainty does not cover: read the rotation range of {' and '.join(levels)} with "
+            "care (at C6-C7 under dense shoulders it tends to read too large)"
         )
     return out
 
