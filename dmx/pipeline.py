@@ -212,16 +212,22 @@ def detect_on_sequence(
 def detection_shortfall(landmarks: Landmarks, missing: Mapping[Any, str] | None = None) -> str:
     """What automatic detection fell short of, in words: no body at all, or no two adjacent ones.
 
-    ``missing`` (:attr:`dmx.analysis.Detection.missing`): when the bodies were found but all left out
-    because their levels are uncertain (:data:`dmx.detect.detector.LEVELS_DISPUTED`), that is said.
+    ``missing`` (:attr:`dmx.analysis.Detection.missing`): when bodies were found but all left out, why
+    is said: that their levels are uncertain (:data:`dmx.detect.detector.LEVELS_DISPUTED`) first, else
+    the reason most of them were left out for (the two detectors facing opposite ways, ...).
     """
     if not landmarks.corners_px:
+        from collections import Counter
+
         from dmx.detect.detector import LEVEL_UNCERTAIN
 
-        why = [r.removeprefix("left out: ") for r in (missing or {}).values()]
-        disputed = [r for r in why if r.startswith(LEVEL_UNCERTAIN)]
+        left = [r.removeprefix("left out: ") for r in (missing or {}).values() if r.startswith("left out: ")]
+        disputed = [r for r in left if r.startswith(LEVEL_UNCERTAIN)]
         if disputed:  # "its level is uncertain: the learned network places ..."
             return f"automatic landmark detection reported no vertebral body: {disputed[0]}"
+        if left:  # bodies were found, none reported: not "found no body"
+            why = Counter(left).most_common(1)[0][0]
+            return f"automatic landmark detection reported no vertebral body ({len(left)} left out): {why}"
         return "automatic landmark detection found no vertebral body"
     found = ", ".join(v.value for v in landmarks.vertebrae)
     return f"automatic landmark detection found no two adjacent vertebral bodies (found only {found})"

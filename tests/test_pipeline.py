@@ -623,3 +623,25 @@ def test_cine_mean_moves_each_frame_back_with_the_body():
     assert rms(image) < 3.5
     assert rms(noisy.frames[0]) > 11 and rms(noisy.frames.astype(float).mean(0)) > 8
     assert pipeline.cine_mean(noisy.frames[: pipeline.MIN_MEAN_FRAMES - 1], 0) is None
+
+
+def test_the_detection_shortfall_says_why_bodies_found_were_left_out():
+    """A study where the detectors found C3-C6 but reported none because they disagreed on the facing
+    (independent renderer, heavy shoulders, seed 307): the one-line error said "found no vertebral body"."""
+    from dmx.pipeline import detection_shortfall
+
+    facing = (
+        "left out: the two detectors' bodies face opposite ways, so which way the patient faces is uncertain"
+    )
+    missing = {Vertebra.C2: "not found: its outline (four cortical edges) was not found"}
+    missing.update({v: facing for v in (Vertebra.C3, Vertebra.C4, Vertebra.C5, Vertebra.C6)})
+    empty = Landmarks(frame=0, corners_px={})
+    said = detection_shortfall(empty, missing)
+    assert said == (
+        "automatic landmark detection reported no vertebral body (4 left out): the two detectors' bodies "
+        "face opposite ways, so which way the patient faces is uncertain"
+    )
+    assert detection_shortfall(empty, {Vertebra.C3: "not found: x"}) == (
+        "automatic landmark detection found no vertebral body"
+    )
+    assert detection_shortfall(empty, None) == "automatic landmark detection found no vertebral body"
