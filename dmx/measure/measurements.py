@@ -339,7 +339,7 @@ def _study_key_frames(
 def _faint_warnings(tracks: Tracks) -> list[str]:
     """A warning per body the tracker found faint against its noise (``Tracks.faint``), naming its levels."""
     out = []
-    for v, rho in getattr(tracks, "faint", ()) or ():
+    for v, rho in tracks.faint:
         levels = [lv.value for lv in LEVELS if v in (lv.upper, lv.lower)]
         out.append(
             f"{v.value} is faint against its noise (a good match of it correlates at only {rho:.2f}, "

@@ -968,17 +968,17 @@ class _Tracker:
         first_level: int | None = None,
         template: Template | None = None,
         outlier_spread_px: float | None = None,
-        settle: bool | None = None,
+        settle: bool = True,
     ) -> tuple[Fit, float]:
         """Register body ``i`` on ``frame`` from pose ``guess`` against its template (or ``template``, e.g.
         its body layer alone: :meth:`refine_still_layers`); the fit and its quality. ``outlier_spread_px``
         replaces the options' (:func:`dmx.tracking.register.spread_outliers`; :meth:`refit_fine`).
 
         A body in much noise may step back and forth about its optimum without settling within the
-        tolerance. With ``settle`` (by default, for a template whose own noise limits its match:
-        :data:`MATCH_CEILING`), a fit that stops at the iteration limit is started again where it
-        stopped, and when that fit converges or moves no corner more than :data:`STATIONARY_PX`, it
-        stopped at an optimum: the second fit counts as converged."""
+        tolerance. For a template whose own noise limits its match (:data:`MATCH_CEILING`), unless
+        ``settle`` is False, a fit that stops at the iteration limit is started again where it stopped, and
+        when that fit converges or moves no corner more than :data:`STATIONARY_PX`, it stopped at an
+        optimum: the second fit counts as converged (:meth:`_settled`)."""
         tpl = self.templates[i] if template is None else template
         assert tpl is not None
         spread = self.opt.outlier_spread_px if outlier_spread_px is None else outlier_spread_px
@@ -1022,13 +1022,22 @@ class _Tracker:
                 )
         if fit is None:
             fit = Fit(guess, False, 0.0, 0.0, float("nan"), float("nan"), 0.0, float("inf"), 0)
-        if settle is None:
-            settle = tpl.match_ceiling < 1.0
-        if settle and not fit.converged and fit.visible > 0.9 and self.has_corners[i]:
-            again, _ = self.fit_at(i, frame, fit.transform, 1, tpl, outlier_spread_px, settle=False)
-            if again.converged or _corner_gap(again.transform, fit.transform, self.quads[i]) <= STATIONARY_PX:
-                fit = replace(again, converged=True)
+        if settle and tpl.match_ceiling < 1.0:
+            fit = self._settled(i, frame, fit, tpl, outlier_spread_px)
         return fit, _quality(fit, min_visible=self.opt.min_visible, template=tpl)
+
+    def _settled(
+        self, i: int, frame: np.ndarray, fit: Fit, template: Template, outlier_spread_px: float | None
+    ) -> Fit:
+        """``fit`` of body ``i`` on ``frame``, or where it stopped at the iteration limit with most of the
+        body in view, a fit started again from its result that converges or moves no corner more than
+        :data:`STATIONARY_PX`, counted as converged (see :meth:`fit_at`)."""
+        if fit.converged or fit.visible <= 0.9 or not self.has_corners[i]:
+            return fit
+        again, _ = self.fit_at(i, frame, fit.transform, 1, template, outlier_spread_px, settle=False)
+        if again.converged or _corner_gap(again.transform, fit.transform, self.quads[i]) <= STATIONARY_PX:
+            return replace(again, converged=True)
+        return fit
 
     def fit_on_frame(
         self, i: int, t: int, guess: np.ndarray, first_level: int | None = None
@@ -1112,15 +1121,15 @@ class _Tracker:
             for i in range(self.n_v)
             if self.templates[i] is not None
         }
-        settled = {}
-        for i, own in fits.items():
-            settled[i] = [
+        return {
+            i: [
                 f
-                if f.converged or f.visible <= 0.9 or not self._supported(i, k, f, fits)
-                else self.fit_at(i, self.frames[adjacent[k]], np.eye(3), settle=True)[0]
+                if not self._supported(i, k, f, fits)
+                else self._settled(i, self.frames[adjacent[k]], f, self.templates[i], None)
                 for k, f in enumerate(own)
             ]
-        return settled
+            for i, own in fits.items()
+        }
 
     def _supported(self, i: int, k: int, fit: Fit, fits: dict[int, list[Fit]]) -> bool:
         """Body ``i``'s fit on the ``k``-th frame next to the reference is where a neighbour's fit there,
