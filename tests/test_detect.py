@@ -1189,12 +1189,15 @@ def test_bodies_of_the_two_detectors_facing_opposite_ways_are_never_reported_tog
     """This project's phantom with every appearance family at once (seed 700018 of the family benchmark,
     facing left): the template detector's chain took the patient for facing right and reported C4-C6
     with anterior and posterior swapped, the network's C2-C3 faced left, and the joined column mixed
-    them (corner errors of 50 px at confidence 1.0). Now such a column is not reported (FACING_MIXED);
-    the search over sizes then finds C2-C6 facing the right way."""
+    them (corner errors of 50 px at confidence 1.0). Session 16 left every body of such a column out
+    (FACING_MIXED); session 41 keeps those facing the way what repeats behind the bodies says (the network's
+    C2-C3, the minority) and leaves the others out (FACING_AGAINST); the search over sizes then finds C2-C6
+    facing the right way, more than the two kept."""
     import importlib.util
     from pathlib import Path
 
-    from dmx.detect.detector import FACING_MIXED, reported_count, run_combined
+    from dmx.detect import FACING_LEFT_OUT
+    from dmx.detect.detector import reported_count, run_combined
     from dmx.detect.heatmap import load_net
 
     path = Path(__file__).resolve().parents[1] / "benchmarks" / "detection.py"
@@ -1205,8 +1208,13 @@ def test_bodies_of_the_two_detectors_facing_opposite_ways_are_never_reported_tog
     image, truth, mpp = bench.reference_frame(kw)
     model = load_model(model_file())
     comb = run_combined(image, model, load_net(model_file("heatmap.onnx")), mm_per_px=mpp)
-    assert reported_count(comb) == 0 and comb.disputed == FACING_MIXED
+    assert reported_count(comb) == 2 and comb.facing_out == (Vertebra.C4, Vertebra.C5, Vertebra.C6)
+    for b, _source, reported in comb.bodies:
+        if reported:  # the minority kept: on their own bodies, the right way round
+            assert b.vertebra in BODIES[:2] and np.hypot(*(b.corners_px - truth[b.vertebra]).T).max() < 3.0
     det = detect_landmarks(image, mm_per_px=(mpp, mpp))
+    said = FACING_LEFT_OUT.split("}")[1].split(",")[0]  # " left out: the two detectors' bodies faced ..."
+    assert not any(said in w for w in det.warnings), det.warnings  # the search's column, one facing
     assert set(BODIES[1:5]) <= set(det.landmarks.corners_px), det.missing
     for v, c in det.landmarks.corners_px.items():
         err = np.hypot(*(c - truth[v]).T)

@@ -27,6 +27,7 @@ __all__ = [
     "BODY_SIZE_SPREAD",
     "C2_WALLS",
     "DETECTORS",
+    "FACING_LEFT_OUT",
     "LEVELS_CONFIRMED",
     "LEVELS_AGREED",
     "LEVELS_FROM_OWN_C2",
@@ -676,6 +677,7 @@ def _detect_once(
     """:func:`detect_landmarks` on the frame as given (no other view)."""
     from dmx.detect.detector import (
         C2_MOVE_MARGIN,
+        FACING_AGAINST,
         HEATMAP_THRESHOLD,
         bodies_mm_per_px,
         counted_from_own_c2,
@@ -699,6 +701,7 @@ def _detect_once(
     warnings: list[str] = []
     searched_again: float | None = None  # without calibration: the size the bodies found were searched at
     body_size: float | None = None  # calibrated, nothing found at its size: the bodies' size found instead
+    body_size_why = ""  # why the search over sizes was used (BODY_SIZE_SEARCH)
     if method == "heatmap":
         net_path = Path(model_path).with_name(NET_NAME) if model_path is not None else model_file(NET_NAME)
         result = run_heatmap(img, model, load_net(net_path), mm_per_px=mpp)
@@ -719,28 +722,32 @@ def _detect_once(
         moved: float | None = None
         sources = {b.vertebra: "network" for b in result.bodies}
         on_mean: tuple = ()
+        facing_out: tuple[Vertebra, ...] = ()
     else:
         net_path = (Path(model_path) if model_path is not None else model_file()).with_name(NET_NAME)
         net = load_net(net_path) if net_path.is_file() else None
         comb = run_combined(img, model, net, mm_per_px=mpp, mean_of=mean_of)
         if mpp is None:
             comb, searched_again = _searched_again(img, model, net, comb, mean_of)
-        elif net is not None and reported_count(comb) == 0:
-            # nothing at the calibrated size: searched as without calibration (the network at other sizes
-            # can label a column it labelled out of order here), kept when the bodies' size agrees
+        elif net is not None and (reported_count(comb) == 0 or comb.facing_out):
+            # nothing at the calibrated size, or bodies left out there for facing against the rest: searched
+            # as without calibration (the network at other sizes can label a column it labelled out of order
+            # here), kept when it reports more and the bodies' size agrees
             wide, _ = _searched_again(
                 img, model, net, run_combined(img, model, net, mm_per_px=None, mean_of=mean_of), mean_of
             )
             size = bodies_mm_per_px(wide, model)
             if (
-                reported_count(wide)
+                reported_count(wide) > reported_count(comb)
                 and size is not None
                 and abs(np.log(size / mpp)) <= np.log(BODY_SIZE_SPREAD)
             ):
+                body_size_why = NOTHING_FOUND if reported_count(comb) == 0 else FACING_FEWER
                 comb, body_size = wide, size
         result = comb.template or comb.network
         disputed, unconfirmed, added, c2_walls = comb.disputed, comb.unconfirmed, comb.added, comb.c2_walls
         neighbours, moved, on_mean = comb.neighbours, comb.moved, comb.on_mean
+        facing_out = comb.facing_out
         if comb.weak_agreed:
             warnings.append(WEAK_CHAIN_KEPT.format(levels=", ".join(v.value for v in comb.weak_agreed)))
         sources = {b.vertebra: source for b, source, _ in comb.bodies}
@@ -766,7 +773,9 @@ def _detect_once(
             # may have settled on another size along the airway)
             result = comb.network
     if body_size is not None:
-        warnings.append(BODY_SIZE_SEARCH.format(mpp=mpp, ratio=100 * (mpp / body_size - 1)))
+        warnings.append(
+            BODY_SIZE_SEARCH.format(why=body_size_why, mpp=mpp, ratio=100 * (mpp / body_size - 1))
+        )
     if mpp is None and searched_again is not None:
         warnings.append(
             "no calibration: body size searched over scales, then again at the size of the bodies found "
@@ -785,6 +794,8 @@ def _detect_once(
             confidence[b.vertebra] = round(float(b.confidence), 4)
         elif b.corners_px is None:
             missing[b.vertebra] = f"not found: {b.problem}"
+        elif b.vertebra in facing_out:
+            missing[b.vertebra] = f"left out: {FACING_AGAINST}"
         elif disputed and b.confidence >= threshold:
             missing[b.vertebra] = f"left out: {disputed}"
         else:
@@ -804,6 +815,8 @@ def _detect_once(
         warnings.append(
             ("no body reported: " if not corners else "the template detector's bodies left out: ") + disputed
         )
+    if facing_out and corners:
+        warnings.append(FACING_LEFT_OUT.format(levels=", ".join(v.value for v in facing_out)))
     if unconfirmed and not corners:
         for v in BODIES:
             missing[v] = f"left out: {unconfirmed}"
@@ -861,11 +874,23 @@ def _searched_again(img: np.ndarray, model, net, comb, mean_of=None) -> tuple:
 #: the network labelled columns out of order or a level off at the calibrated size and right at another
 #: size of its sweep (issue #12, session 16).
 BODY_SIZE_SPREAD = 1.3
+#: Why the search over sizes was used on a calibrated study (:data:`BODY_SIZE_SEARCH`): nothing was reported
+#: at the calibrated size, or fewer bodies than there, some left out for facing against the rest
+#: (:data:`dmx.detect.detector.FACING_AGAINST`), and the search found more.
+NOTHING_FOUND = "nothing was found"
+FACING_FEWER = "some bodies found faced against the rest and were left out"
 #: Warning of a calibrated study whose bodies were found by the search over sizes (:data:`BODY_SIZE_SPREAD`).
 BODY_SIZE_SEARCH = (
-    "nothing was found at the calibrated size; the bodies were found by the search over sizes used "
+    "{why} at the calibrated size; the bodies were found by the search over sizes used "
     "without calibration, and measure {ratio:+.0f} % against the model's mean body at the calibration "
     "({mpp:.3f} mm per pixel, which every mm value uses)"
+)
+#: Warning naming the bodies left out for facing against the rest of the column (:func:`dmx.detect.detector.
+#: facing_by_repeat`).
+FACING_LEFT_OUT = (
+    "{levels} left out: the two detectors' bodies faced opposite ways, and what repeats level by level "
+    "behind the bodies says these face the wrong way (anterior and posterior swapped); check the levels "
+    "reported against the image"
 )
 #: Warning naming the bodies the learned network added at levels the template detector left empty.
 NETWORK_ADDED = (

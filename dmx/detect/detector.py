@@ -397,6 +397,7 @@ __all__ = [
     "C2_NOT_CONFIRMED",
     "FACING_DISPUTED",
     "FACING_MIXED",
+    "FACING_AGAINST",
     "FEATURES",
     "HEATMAP_FEATURES",
     "HEATMAP_THRESHOLD",
@@ -1416,6 +1417,35 @@ FACING_MIXED = (
     "the two detectors' bodies face opposite ways (anterior and posterior swapped in some of them), so "
     "which way the patient faces is uncertain"
 )
+#: Why a body is left out that faces against the column's posterior elements where the two detectors'
+#: bodies face opposite ways (:func:`run_combined`, :func:`facing_by_repeat`).
+FACING_AGAINST = (
+    "it faces the other way from the rest of the column (anterior and posterior swapped), where what "
+    "repeats level by level behind the bodies shows which way the patient faces"
+)
+#: Where the two detectors' bodies face opposite ways, the side that repeats level by level
+#: (:func:`dmx.detect.facing.side_coherence`) must lead the other by at least this to say which bodies
+#: face the right way (:func:`facing_by_repeat`); below it every body is left out (:data:`FACING_MIXED`).
+FACING_DECIDED_MARGIN = 0.1
+
+
+def facing_by_repeat(image: np.ndarray, corners: dict[Vertebra, np.ndarray]) -> int | None:
+    """The spec's facing sign (:func:`_facing_sign`) the column ``corners`` has by what repeats level by
+    level beside its bodies (:func:`dmx.detect.facing.side_coherence`, every body taken facing the same
+    way: those facing the other way with anterior and posterior swapped back), or None where the sides
+    differ by less than :data:`FACING_DECIDED_MARGIN` or too few bodies are measured."""
+    from dmx.detect.facing import side_coherence
+
+    signs = {v: _facing_sign(c) for v, c in corners.items()}
+    sign = max(set(signs.values()), key=list(signs.values()).count)
+    same = {v: (c if signs[v] == sign else np.asarray(c)[[1, 0, 3, 2]]) for v, c in corners.items()}
+    coherence = side_coherence(image, same)
+    if coherence is None:
+        return None
+    posterior, anterior = coherence
+    if abs(posterior - anterior) < FACING_DECIDED_MARGIN:
+        return None
+    return sign if posterior > anterior else -sign
 
 
 def _facing_sign(corners_px: np.ndarray) -> int:
@@ -1460,6 +1490,7 @@ class Combined:
     moved: float | None = None
     on_mean: tuple[tuple[Vertebra, str], ...] = ()
     weak_agreed: tuple[Vertebra, ...] = ()
+    facing_out: tuple[Vertebra, ...] = ()
 
 
 def run_combined(
@@ -1600,11 +1631,22 @@ def run_combined(
     if len(bodies) == len(BODIES):
         _consistent_column(bodies, model)
         c2_walls = c2_walls and bodies[0][2]
+    facing_out: tuple[Vertebra, ...] = ()
     if len({_facing_sign(b.corners_px) for b, _, reported in bodies if reported}) > 1:
         # the template detector's bodies and the network's face opposite ways: some of them have their
-        # anterior and posterior corners swapped, and which is not known
-        bodies = [(b, source, False) for b, source, _ in bodies]
-        disputed = FACING_MIXED
+        # anterior and posterior corners swapped. Those facing the way the column's posterior elements
+        # say are kept, the others left out; where the image does not say, every body is left out
+        sign = facing_by_repeat(image, {b.vertebra: b.corners_px for b, _, reported in bodies if reported})
+        if sign is None:
+            bodies = [(b, source, False) for b, source, _ in bodies]
+            disputed = FACING_MIXED
+        else:
+            facing_out = tuple(
+                b.vertebra for b, _, reported in bodies if reported and _facing_sign(b.corners_px) != sign
+            )
+            bodies = [
+                (b, source, reported and b.vertebra not in facing_out) for b, source, reported in bodies
+            ]
     neighbours = tuple(
         BODIES[k] for k, (_, source, reported) in enumerate(bodies) if source == "neighbour" and reported
     )
@@ -1622,6 +1664,7 @@ def run_combined(
         moved if added_reported else None,
         mean_reported,
         weak_agreed if template is not None and any(src == "template" and r for _, src, r in bodies) else (),
+        facing_out,
     )
 
 
