@@ -184,6 +184,12 @@ HELD_OUT_SETS = (
     ("A", 2026, range(31, 43), "seen before the C2 test of session 11 was chosen"),
     ("B", 2027, range(300, 324), "held out from the C2 test, seen before the network joined partial columns"),
     ("C", 2028, range(500, 524), "held out from every choice of session 11"),
+    (
+        "I",
+        2036,
+        range(1400, 1440),
+        "session 41, drawn after the search of other frames of a cine was written: held out from it",
+    ),
 )
 #: Development sets drawn in session 14 by new generators, not held out: D's results led to the level
 #: conflict rule of ``dmx.detect.detector.run_combined`` (seed 934); E was a check of it before the
@@ -245,11 +251,15 @@ def detect_held_out(
     error against the truth (px) and where they came from; per set C2-C7 found, wrong reports and
     the corner errors (px) of the right ones. ``calibrated`` False: the detector is not given the
     pixel size (it searches over body sizes). ``cine`` N > 0: each study rendered as an N-frame cine
-    (same settings, another draw of motion and noise) and detected on frame 0 as ``dmx analyze`` does,
-    offered the frames around it (:func:`dmx.pipeline.cine_mean`)."""
+    (same settings, another draw of motion and noise) and detected as ``dmx analyze`` does
+    (:func:`dmx.pipeline.detect_on_sequence`: frame 0 offered the frames around it, other frames where it
+    reports no two adjacent bodies), against the truth at the frame the bodies were found on."""
+    from dmx.analysis import Detection
     from dmx.detect import MEAN_ADDED, NETWORK_MARK, detect_landmarks
+    from dmx.errors import DetectionFailedError
     from dmx.io.load import load_sequence
-    from dmx.pipeline import cine_mean
+    from dmx.landmarks import Landmarks
+    from dmx.pipeline import detect_on_sequence
 
     on_mean = MEAN_ADDED.split("{level}")[1].split("{frames}")[0]
 
@@ -271,18 +281,23 @@ def detect_held_out(
             out, truth = study(cache, seed, {**opts, "frames": cine} if cine else opts)
             seq = load_sequence(out / "study.dcm")
             t0 = time.perf_counter()
-            det = detect_landmarks(
-                seq.frames[0],
-                mm_per_px=seq.mm_per_px if calibrated else None,
-                method=method,
-                mean_of=cine_mean(seq.frames, 0) if cine else None,
-            )
+            if cine and calibrated and method is None:
+                try:
+                    det = detect_on_sequence(seq, study_path=out / "study.dcm")
+                except DetectionFailedError as exc:
+                    det = getattr(exc, "detection", None) or Detection(Landmarks(frame=0, corners_px={}))
+            else:
+                det = detect_landmarks(
+                    seq.frames[0], mm_per_px=seq.mm_per_px if calibrated else None, method=method
+                )
             seconds.append(time.perf_counter() - t0)
+            at = det.landmarks.frame  # the frame the bodies were found on (another where frame 0 had none)
+            other = f" (on frame {at})" if at else ""
             shown = []
             c7_right = False
             on_mean_levels = [w.split(on_mean)[0] for w in det.warnings if on_mean in w]
             for v, c in det.landmarks.corners_px.items():
-                d = np.hypot(*(c - np.asarray(truth["corners"][0][v.value])).T)
+                d = np.hypot(*(c - np.asarray(truth["corners"][at][v.value])).T)
                 if d.max() * truth["mm_per_px"] > WRONG_MM:
                     wrong += 1
                     shown.append(f"{v.value} {d.max():.1f} WRONG")
@@ -296,7 +311,7 @@ def detect_held_out(
                     # C2's superior corners have no edge of their own on this renderer's C2 (spec: "where
                     # the body meets the base of the dens"): reported apart, with the posterior wall's
                     # direction, the only thing of them a measurement uses (ARA)
-                    t = np.asarray(truth["corners"][0]["C2"])
+                    t = np.asarray(truth["corners"][at]["C2"])
                     c2_sup += d[:2].tolist()
                     c2_inf += d[2:].tolist()
                     pw = [np.degrees(np.arctan2(*(q[1] - q[2]))) for q in (c, t)]
@@ -305,7 +320,7 @@ def detect_held_out(
                     continue
                 corners += d.tolist()
                 if "corner_vertices" in truth:
-                    to_vertex += np.hypot(*(c - np.asarray(truth["corner_vertices"][0][v.value])).T).tolist()
+                    to_vertex += np.hypot(*(c - np.asarray(truth["corner_vertices"][at][v.value])).T).tolist()
                 shown.append(f"{v.value} {d.max():.1f}")
             studies_any += bool(det.landmarks.corners_px)
             heavy = bool(opts.get("heavy_shoulders"))
@@ -313,7 +328,7 @@ def detect_held_out(
             c7[heavy][0] += c7_right
             net = [w.split(" found by")[0] for w in det.warnings if NETWORK_MARK in w]
             src = f" (network: {net[0]})" if net else ""
-            src += "".join(f" ({lv} on the mean)" for lv in on_mean_levels)
+            src += "".join(f" ({lv} on the mean)" for lv in on_mean_levels) + other
             why = ""
             if not det.landmarks.corners_px:
                 why = " - " + next(iter(det.missing.values()), "")[:110]

@@ -434,7 +434,14 @@ def landmarks(
         Path | None,
         typer.Option("--review", help="Also write the interactive review page (HTML) to correct them."),
     ] = None,
-    frame: Annotated[int, typer.Option("--frame", help="Reference frame to place the landmarks on.")] = 0,
+    frame: Annotated[
+        int | None,
+        typer.Option(
+            "--frame",
+            help="Reference frame to place the landmarks on (default: frame 0, or where no two adjacent "
+            "bodies are found there, the frame of the cine where the most are).",
+        ),
+    ] = None,
     series: Series = None,
     mm_per_px: MmPerPx = None,
 ) -> None:
@@ -486,7 +493,7 @@ def landmarks(
         write_manual_review(
             exc.sequence,
             review,
-            frame=frame,
+            frame=0 if frame is None else frame,
             why=f"automatic detection not available ({exc.why})"
             if unavailable
             else "automatic detection found no body",

@@ -14,8 +14,10 @@ re-run with ``--landmarks``; :func:`propose_landmarks` serves ``dmx landmarks``.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
+import logging
 from collections.abc import Mapping
 from functools import partial
 from pathlib import Path
@@ -53,6 +55,8 @@ if TYPE_CHECKING:
 MEASUREMENTS_SCHEMA = "dmx.measurements/1"
 SMOOTHING_METHOD = "local quadratic (Savitzky-Golay), quality-weighted"
 BODY_NAMES = frozenset(v.value for v in BODIES + OPTIONAL_BODIES)
+
+_log = logging.getLogger(__name__)
 
 #: The first warning of every study whose landmarks were found automatically.
 AUTO_WARNING = (
@@ -153,8 +157,35 @@ def cine_mean(frames: np.ndarray, frame: int):
     return mean_of
 
 
+#: Where no two adjacent bodies are reported on a cine's first frame (and no reference frame was asked for),
+#: up to this many other frames, spread evenly over the cine, are searched (:func:`detect_on_sequence`):
+#: a mandible or shoulder lying over the column in one posture leaves it in another (independent renderer,
+#: heavy shoulders, seeds 309 and 318: nothing on frame 0, C2-C7 on frames 10-50).
+OTHER_FRAMES = 6
+#: A frame reporting this many bodies ends the search of the others (each costs a detection).
+OTHER_FRAMES_ENOUGH = 4
+#: Warning of a cine whose bodies were found on a frame other than the first (:func:`detect_on_sequence`).
+OTHER_FRAME_FOUND = (
+    "the bodies were found on frame {frame}, which is the reference frame (on frame 0 {shortfall}; "
+    "frames searched: {searched})"
+)
+
+
+def other_frames(n_frames: int) -> list[int]:
+    """The frames searched after the first where it reports no two adjacent bodies: :data:`OTHER_FRAMES`
+    spread evenly over the cine (every other frame of a shorter one), in order."""
+    if n_frames <= OTHER_FRAMES + 1:
+        return list(range(1, n_frames))
+    picks = np.round(np.linspace(0, n_frames - 1, OTHER_FRAMES + 2)[1:-1]).astype(int)
+    return sorted({int(k) for k in picks} - {0})
+
+
 def detect_on_sequence(
-    sequence: Sequence, *, study_path: str | Path, frame: int = 0, model_path: str | Path | None = None
+    sequence: Sequence,
+    *,
+    study_path: str | Path,
+    frame: int | None = None,
+    model_path: str | Path | None = None,
 ) -> Detection:
     """Find the corners of C2-C7 on ``sequence.frames[frame]`` with :func:`dmx.detect.find_landmarks`.
 
@@ -167,8 +198,11 @@ def detect_on_sequence(
         The loaded study.
     study_path : path
         Named in error messages.
-    frame : int
-        Reference frame to detect on (default the first).
+    frame : int, optional
+        Reference frame to detect on. None (default): the first frame, and where it reports no two
+        adjacent bodies, up to :data:`OTHER_FRAMES` other frames of the cine (:func:`other_frames`); the
+        one reporting the most bodies, two adjacent at least, becomes the reference frame, with a warning
+        (:data:`OTHER_FRAME_FOUND`); the search stops at a frame reporting :data:`OTHER_FRAMES_ENOUGH`.
     model_path : path, optional
         Detector parameters (default :func:`dmx.detect.model_file`).
 
@@ -188,15 +222,38 @@ def detect_on_sequence(
     """
     import dmx.detect
 
-    try:
-        detection = dmx.detect.find_landmarks(
-            sequence, frame=frame, model_path=model_path, mean_of=cine_mean(sequence.frames, frame)
-        )
-    except (NotImplementedError, FileNotFoundError, ModelFileError) as exc:
-        why = " ".join(str(exc).split()) or type(exc).__name__
-        unavailable = DetectionUnavailableError(study_path, why)
-        unavailable.sequence = sequence
-        raise unavailable from None
+    def detect(k: int) -> Detection:
+        try:
+            return dmx.detect.find_landmarks(
+                sequence, frame=k, model_path=model_path, mean_of=cine_mean(sequence.frames, k)
+            )
+        except (NotImplementedError, FileNotFoundError, ModelFileError) as exc:
+            why = " ".join(str(exc).split()) or type(exc).__name__
+            unavailable = DetectionUnavailableError(study_path, why)
+            unavailable.sequence = sequence
+            raise unavailable from None
+
+    detection = detect(0 if frame is None else frame)
+    if frame is None and not adjacent_pairs(detection.landmarks) and sequence.n_frames > 1:
+        best, searched = None, []
+        _log.info("no two adjacent bodies found on frame 0: searching other frames of the cine")
+        for k in other_frames(sequence.n_frames):
+            found = detect(k)
+            searched.append(k)
+            if adjacent_pairs(found.landmarks) and (
+                best is None or len(found.landmarks.corners_px) > len(best.landmarks.corners_px)
+            ):
+                best = found
+                if len(found.landmarks.corners_px) >= OTHER_FRAMES_ENOUGH:
+                    break
+        if best is not None:
+            shortfall = detection_shortfall(detection.landmarks, detection.missing).removeprefix(
+                "automatic landmark detection "
+            )
+            said = OTHER_FRAME_FOUND.format(
+                frame=best.landmarks.frame, shortfall=shortfall, searched=", ".join(map(str, searched))
+            )
+            detection = dataclasses.replace(best, warnings=(said, *best.warnings))
     if not detection.landmarks.corners_px:
         failed = DetectionFailedError(
             study_path,
@@ -310,7 +367,7 @@ def propose_landmarks(
     *,
     series: str | None = None,
     mm_per_px: float | None = None,
-    frame: int = 0,
+    frame: int | None = None,
     model_path: str | Path | None = None,
 ) -> tuple[Sequence, Detection]:
     """Load a study and find its landmarks automatically, for review (``dmx landmarks``).
@@ -330,7 +387,7 @@ def propose_landmarks(
     from dmx.io.load import load_sequence
 
     sequence = load_sequence(study_path, series=series, mm_per_px=mm_per_px)
-    if not 0 <= frame < sequence.n_frames:
+    if frame is not None and not 0 <= frame < sequence.n_frames:
         raise ParameterError("frame", f"{frame} is outside 0..{sequence.n_frames - 1}")
     return sequence, detect_on_sequence(sequence, study_path=study_path, frame=frame, model_path=model_path)
 

@@ -1193,19 +1193,11 @@ def test_bodies_of_the_two_detectors_facing_opposite_ways_are_never_reported_tog
     (FACING_MIXED); session 41 keeps those facing the way what repeats behind the bodies says (the network's
     C2-C3, the minority) and leaves the others out (FACING_AGAINST); the search over sizes then finds C2-C6
     facing the right way, more than the two kept."""
-    import importlib.util
-    from pathlib import Path
-
     from dmx.detect import FACING_LEFT_OUT
     from dmx.detect.detector import reported_count, run_combined
     from dmx.detect.heatmap import load_net
 
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "detection.py"
-    spec = importlib.util.spec_from_file_location("detection_benchmark", path)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
-    (kw,) = [k for k in bench.family_specs("all", 20, max_size_px=768) if k["seed"] == 700018]
-    image, truth, mpp = bench.reference_frame(kw)
+    image, truth, mpp = _all_family_phantom_700018()
     model = load_model(model_file())
     comb = run_combined(image, model, load_net(model_file("heatmap.onnx")), mm_per_px=mpp)
     assert reported_count(comb) == 2 and comb.facing_out == (Vertebra.C4, Vertebra.C5, Vertebra.C6)
@@ -1219,6 +1211,37 @@ def test_bodies_of_the_two_detectors_facing_opposite_ways_are_never_reported_tog
     for v, c in det.landmarks.corners_px.items():
         err = np.hypot(*(c - truth[v]).T)
         assert (err[2:] if v is Vertebra.C2 else err).max() < 3.0, (v, err)
+
+
+def _all_family_phantom_700018():
+    """The reference frame, true corners and pixel size of the family benchmark's phantom 700018 (every
+    appearance family at once, facing left)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "detection.py"
+    spec = importlib.util.spec_from_file_location("detection_benchmark", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    (kw,) = [k for k in bench.family_specs("all", 20, max_size_px=768) if k["seed"] == 700018]
+    return bench.reference_frame(kw)
+
+
+def test_the_facing_of_a_mixed_column_is_read_from_what_repeats_behind_its_bodies_not_from_a_count():
+    """Where the two detectors' bodies face opposite ways, which of them face right is read from the image
+    (:func:`dmx.detect.detector.facing_by_repeat`): the true corners with any of them, one or three of four,
+    turned the other way (anterior and posterior swapped) give the true facing; an image with no column
+    gives none."""
+    from dmx.detect.detector import _facing_sign, facing_by_repeat
+
+    image, truth, _mpp = _all_family_phantom_700018()
+    true_sign = _facing_sign(truth[Vertebra.C4])
+    swap = [1, 0, 3, 2]
+    for turned in ((Vertebra.C4,), (Vertebra.C3, Vertebra.C4, Vertebra.C5)):
+        corners = {v: (c[swap] if v in turned else c) for v, c in truth.items()}
+        assert facing_by_repeat(image, corners) == true_sign, turned
+    flat = np.random.default_rng(0).normal(100.0, 5.0, image.shape)
+    assert facing_by_repeat(flat, {v: c for v, c in truth.items()}) is None
 
 
 def test_c7_under_heavy_shoulders_is_found_on_the_mean_of_the_cine(tmp_path):

@@ -645,3 +645,35 @@ def test_the_detection_shortfall_says_why_bodies_found_were_left_out():
         "automatic landmark detection found no vertebral body"
     )
     assert detection_shortfall(empty, None) == "automatic landmark detection found no vertebral body"
+
+
+def test_a_cine_with_nothing_found_on_its_first_frame_is_searched_on_other_frames():
+    """Issue #12: where frame 0 reports no two adjacent bodies (a mandible or shoulders over the column in
+    that posture; here frame 0 of the sample blanked), dmx analyze and dmx landmarks search other frames
+    of the cine (pipeline.other_frames) and take the first reporting enough bodies as the reference frame,
+    with a warning saying so; the bodies are on their own vertebrae at that frame. Asked for frame 0 (dmx
+    landmarks --frame 0), only frame 0 is searched: nothing, an error."""
+    import dataclasses
+
+    from dmx.anatomy import BODIES, CORNERS
+    from dmx.errors import DetectionFailedError
+    from dmx.io.load import load_sequence
+
+    root = Path(__file__).resolve().parents[1] / "sample_data" / "lordotic_stable"
+    seq = load_sequence(root / "study.dcm")
+    frames = seq.frames.copy()
+    frames[0] = np.median(frames[0])
+    blank = dataclasses.replace(seq, frames=frames)
+    assert pipeline.other_frames(60) == [8, 17, 25, 34, 42, 51] and pipeline.other_frames(3) == [1, 2]
+    det = pipeline.detect_on_sequence(blank, study_path=root / "study.dcm")
+    k = det.landmarks.frame
+    assert k == 8, det.warnings
+    assert det.warnings[0].startswith(pipeline.OTHER_FRAME_FOUND.split("{")[0] + "8"), det.warnings
+    tracks = json.loads((root / "truth.json").read_text())["tracks"]
+    assert set(BODIES[1:5]) <= set(det.landmarks.corners_px)
+    for v, c in det.landmarks.corners_px.items():
+        true = np.array([tracks[v.value][name][k] for name in CORNERS])
+        err = np.hypot(*(c - true).T)
+        assert (err[2:] if v is Vertebra.C2 else err).max() < 3.0, (v, err)
+    with pytest.raises(DetectionFailedError):
+        pipeline.detect_on_sequence(blank, study_path=root / "study.dcm", frame=0)
