@@ -10,6 +10,12 @@ drawn after every choice it is used to judge (docs/detection.md says which were)
     beyond 3 px) and any warning about another view; then C3-C6 / C2 / C7 right, reports beyond 3 px,
     corner median and maximum of the right ones, seconds per image. ``--bone-dark`` redraws every
     phantom of the acquisition look with bone shown dark.
+``detect-cine``
+    Each phantom as a 30-frame cine, detected as ``dmx analyze`` does
+    (:func:`dmx.pipeline.detect_on_sequence`: frame 0, and other frames of the cine where it reports no
+    two adjacent bodies): per phantom the bodies reported and the frame they were found on, against the
+    truth there; where another frame was used, what frame 0 alone reported (the code before session 41);
+    pooled as ``detect``, before and after.
 ``rom``
     Each phantom as a 30-frame cine: landmarks from the detector, tracked and measured; per level the
     rotation ROM against that from the true corners of every body and (``same``) of the same bodies
@@ -130,6 +136,72 @@ def detect(args) -> None:
         f"{corners}; {views} found on another view; "
         f"{secs / n:.1f} s per image"
     )
+
+
+def _right_and_wrong(det, tracks: dict) -> tuple[list, list[float], list[str]]:
+    """The levels of ``det`` within :data:`RIGHT_PX` of the truth at its frame (``tracks``: the phantom's
+    per-frame corners), their corner errors, and the marks printed (``!`` and px beyond)."""
+    k = det.landmarks.frame
+    right, errs, marks = [], [], []
+    for v, c in det.landmarks.corners_px.items():
+        true = np.array([tracks[v.value][name][k] for name in CORNERS])
+        e = np.hypot(*(c - true).T)
+        if e.max() > RIGHT_PX:
+            marks.append(f"{v.value}:{e.max():.0f}!")
+        else:
+            right.append(v)
+            errs += e.tolist()
+            marks.append(v.value)
+    return right, errs, marks
+
+
+def detect_cine(args) -> None:
+    from dmx.anatomy import CalibrationSource
+    from dmx.errors import DetectionFailedError
+    from dmx.io.sequence import Sequence
+    from dmx.pipeline import detect_on_sequence
+
+    def run(seq, frame):
+        try:
+            return detect_on_sequence(seq, study_path="phantom", frame=frame)
+        except DetectionFailedError as exc:
+            return exc.detection
+
+    pooled = {"before": [dict.fromkeys(BODIES, 0), 0, []], "after": [dict.fromkeys(BODIES, 0), 0, []]}
+    other = 0
+    for kw in _specs(args, CINE_FRAMES):
+        ph = make_phantom(**kw)
+        seq = Sequence(
+            frames=detection.display(ph),
+            mm_per_px=tuple(ph.truth["mm_per_px"]),
+            calibration_source=CalibrationSource.PIXEL_SPACING,
+        )
+        tracks = ph.truth["tracks"]
+        after = run(seq, None)
+        before = run(seq, 0) if after.landmarks.frame != 0 else after
+        cells = []
+        for name, det in (("before", before), ("after", after)):
+            right, errs, marks = _right_and_wrong(det, tracks)
+            found, wrong, all_errs = pooled[name]
+            for v in right:
+                found[v] += 1
+            pooled[name][1] += len(det.landmarks.corners_px) - len(right)
+            all_errs += errs
+            if name == "after" or det is not after:
+                cells.append(" ".join(marks) or "-")
+        other += after.landmarks.frame != 0
+        where = f" (frame 0: {cells[0]}; found on frame {after.landmarks.frame})" if len(cells) > 1 else ""
+        print(kw["seed"], cells[-1] + where, flush=True)
+    for name, (found, wrong, errs) in pooled.items():
+        e = np.array(errs)
+        corners = f"median {np.median(e):.2f} max {e.max():.2f} px" if e.size else "none"
+        how = "frame 0 only" if name == "before" else "frame 0, other frames where it fails"
+        print(
+            f"{args.family} cines, {name} ({how}): "
+            f"C3-C6 {sum(found[b] for b in BODIES[1:5])} of {4 * args.n}, C2 {found[BODIES[0]]}, "
+            f"C7 {found[BODIES[5]]}, beyond {RIGHT_PX:g} px {wrong}; right ones {corners}"
+        )
+    print(f"another frame used on {other} of {args.n}")
 
 
 def rom(args) -> None:
@@ -415,7 +487,9 @@ def static_check(args) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("check", choices=("detect", "rom", "track", "grid", "static-grid", "static"))
+    ap.add_argument(
+        "check", choices=("detect", "detect-cine", "rom", "track", "grid", "static-grid", "static")
+    )
     ap.add_argument("--family", default="acquisition", help="appearance family (detect, rom, track)")
     ap.add_argument("--n", type=int, default=20, help="phantoms drawn")
     ap.add_argument("--generator", type=int, required=True, help="the set's generator seed")
@@ -435,6 +509,7 @@ def main() -> None:
     args = ap.parse_args()
     checks = {
         "detect": detect,
+        "detect-cine": detect_cine,
         "rom": rom,
         "track": track_check,
         "grid": grid,

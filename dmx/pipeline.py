@@ -200,9 +200,11 @@ def detect_on_sequence(
         Named in error messages.
     frame : int, optional
         Reference frame to detect on. None (default): the first frame, and where it reports no two
-        adjacent bodies, up to :data:`OTHER_FRAMES` other frames of the cine (:func:`other_frames`); the
-        one reporting the most bodies, two adjacent at least, becomes the reference frame, with a warning
-        (:data:`OTHER_FRAME_FOUND`); the search stops at a frame reporting :data:`OTHER_FRAMES_ENOUGH`.
+        adjacent bodies, up to :data:`OTHER_FRAMES` other frames of the cine (:func:`other_frames`), each
+        as given only (frame 0's search of turned and inverted views is not repeated: it costs about six
+        detections a frame); the one reporting the most bodies, two adjacent at least, becomes the
+        reference frame, with a warning (:data:`OTHER_FRAME_FOUND`); the search stops at a frame reporting
+        :data:`OTHER_FRAMES_ENOUGH`.
     model_path : path, optional
         Detector parameters (default :func:`dmx.detect.model_file`).
 
@@ -222,10 +224,10 @@ def detect_on_sequence(
     """
     import dmx.detect
 
-    def detect(k: int) -> Detection:
+    def detect(k: int, views: bool = True) -> Detection:
         try:
             return dmx.detect.find_landmarks(
-                sequence, frame=k, model_path=model_path, mean_of=cine_mean(sequence.frames, k)
+                sequence, frame=k, model_path=model_path, mean_of=cine_mean(sequence.frames, k), views=views
             )
         except (NotImplementedError, FileNotFoundError, ModelFileError) as exc:
             why = " ".join(str(exc).split()) or type(exc).__name__
@@ -238,7 +240,7 @@ def detect_on_sequence(
         best, searched = None, []
         _log.info("no two adjacent bodies found on frame 0: searching other frames of the cine")
         for k in other_frames(sequence.n_frames):
-            found = detect(k)
+            found = detect(k, views=False)  # turned and inverted views: searched on frame 0 already
             searched.append(k)
             if adjacent_pairs(found.landmarks) and (
                 best is None or len(found.landmarks.corners_px) > len(best.landmarks.corners_px)

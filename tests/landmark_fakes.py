@@ -35,8 +35,8 @@ def fake_detector(
     warnings: tuple[str, ...] = (),
     calls: list[dict[str, Any]] | None = None,
 ):
-    """A ``find_landmarks(sequence, *, frame=0, model_path=None, mean_of=None)`` returning ``truth``'s
-    corners.
+    """A ``find_landmarks(sequence, *, frame=0, model_path=None, mean_of=None, views=True)`` returning
+    ``truth``'s corners.
 
     Parameters
     ----------
@@ -56,7 +56,7 @@ def fake_detector(
     leave_out = leave_out or {}
     confidence = confidence or {}
 
-    def find_landmarks(sequence, *, frame: int = 0, model_path=None, mean_of=None) -> Detection:
+    def find_landmarks(sequence, *, frame: int = 0, model_path=None, mean_of=None, views=True) -> Detection:
         if calls is not None:
             calls.append(
                 {
@@ -80,7 +80,7 @@ def fake_detector(
 def unavailable(exc: BaseException):
     """A ``find_landmarks`` that raises ``exc`` (NotImplementedError, FileNotFoundError ...)."""
 
-    def find_landmarks(sequence, *, frame: int = 0, model_path=None, mean_of=None) -> Detection:
+    def find_landmarks(sequence, *, frame: int = 0, model_path=None, mean_of=None, views=True) -> Detection:
         raise exc
 
     return find_landmarks

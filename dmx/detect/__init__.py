@@ -113,6 +113,7 @@ def detect_landmarks(
     model_path: str | Path | None = None,
     method: str | None = None,
     mean_of=None,
+    views: bool = True,
 ) -> Detection:
     """Find the corners of C2-C7 on one display-polarity frame (higher = brighter = bone).
 
@@ -156,6 +157,9 @@ def detect_landmarks(
         The cine around ``image`` (:data:`dmx.detect.detector.MeanOf`; ``template`` only): a level
         still empty next to a body found is looked for again on the mean of frames moved back with it
         (:data:`MEAN_ADDED`). :func:`dmx.pipeline.detect_on_sequence` gives it from the tracker.
+    views : bool
+        False: the frame as given only, the other views not searched (:func:`dmx.pipeline.detect_on_sequence`
+        on a cine's other frames, where frame 0 was searched in every view).
 
     Returns
     -------
@@ -177,12 +181,20 @@ def detect_landmarks(
     if img.ndim != 2:
         raise ValueError(f"detect_landmarks needs one 2-D frame, got shape {img.shape}")
     found = _detect_in_views(
-        img, mm_per_px=mm_per_px, frame=frame, model_path=model_path, method=method, mean_of=mean_of
+        img,
+        mm_per_px=mm_per_px,
+        frame=frame,
+        model_path=model_path,
+        method=method,
+        mean_of=mean_of,
+        views=views,
     )
     return _cut_by_field_edge(img, found)
 
 
-def _detect_in_views(img: np.ndarray, *, mm_per_px, frame: int, model_path, method, mean_of) -> Detection:
+def _detect_in_views(
+    img: np.ndarray, *, mm_per_px, frame: int, model_path, method, mean_of, views: bool = True
+) -> Detection:
     """:func:`detect_landmarks` before the field-edge check: the frame as given, then the other views."""
     kw = dict(frame=frame, model_path=model_path, method=method)
     best = _detect_once(img, mm_per_px=mm_per_px, mean_of=mean_of, **kw)
@@ -196,7 +208,7 @@ def _detect_in_views(img: np.ndarray, *, mm_per_px, frame: int, model_path, meth
             {v: f"left out: {words}" for v in BODIES},
             (f"no body reported on the frame as given: {words}",),
         )
-    if len(best.landmarks.corners_px) >= MIN_VIEW_BODIES or min(img.shape) < MIN_SIDE_PX:
+    if len(best.landmarks.corners_px) >= MIN_VIEW_BODIES or min(img.shape) < MIN_SIDE_PX or not views:
         return best
     best_view = None
     # the network's evidence for an upright column, as given and inverted (the polarity it sees bone in)
@@ -975,9 +987,10 @@ def find_landmarks(
     model_path: str | Path | None = None,
     method: str | None = None,
     mean_of=None,
+    views: bool = True,
 ) -> Detection:
     """Run :func:`detect_landmarks` on ``sequence.frames[frame]`` with the sequence's calibration
-    (``mean_of``: the cine around that frame, as there)."""
+    (``mean_of``: the cine around that frame, ``views``: the other views searched, as there)."""
     return detect_landmarks(
         sequence.frames[frame],
         mm_per_px=sequence.mm_per_px,
@@ -985,4 +998,5 @@ def find_landmarks(
         model_path=model_path,
         method=method,
         mean_of=mean_of,
+        views=views,
     )
