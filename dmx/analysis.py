@@ -49,11 +49,15 @@ class Detection:
         ``{Vertebra: reason}`` for each of C2-C7 not found.
     warnings : tuple of str
         Anything the reviewer should know (low confidence, ambiguous scale ...).
+    frames_searched : tuple of int
+        Other frames of the cine searched too, where none gave two adjacent bodies
+        (:func:`dmx.pipeline.detect_on_sequence`); said in the error line.
     """
 
     landmarks: Landmarks
     missing: dict[Vertebra, str] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
+    frames_searched: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)

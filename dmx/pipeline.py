@@ -256,10 +256,13 @@ def detect_on_sequence(
                 frame=best.landmarks.frame, shortfall=shortfall, searched=", ".join(map(str, searched))
             )
             detection = dataclasses.replace(best, warnings=(said, *best.warnings))
+        else:
+            detection = dataclasses.replace(detection, frames_searched=tuple(searched))
     if not detection.landmarks.corners_px:
         failed = DetectionFailedError(
             study_path,
-            f"{detection_shortfall(detection.landmarks, detection.missing)}; place the landmarks by hand "
+            f"{detection_shortfall(detection.landmarks, detection.missing, detection.frames_searched)}; "
+            "place the landmarks by hand "
             "and pass --landmarks L.json",
         )
         failed.sequence, failed.detection = sequence, detection
@@ -268,13 +271,27 @@ def detect_on_sequence(
     return detection
 
 
-def detection_shortfall(landmarks: Landmarks, missing: Mapping[Any, str] | None = None) -> str:
+def detection_shortfall(
+    landmarks: Landmarks, missing: Mapping[Any, str] | None = None, searched: tuple[int, ...] = ()
+) -> str:
     """What automatic detection fell short of, in words: no body at all, or no two adjacent ones.
 
     ``missing`` (:attr:`dmx.analysis.Detection.missing`): when bodies were found but all left out, why
     is said: that their levels are uncertain (:data:`dmx.detect.detector.LEVELS_DISPUTED`) first, else
     the reason most of them were left out for (the two detectors facing opposite ways, ...).
+    ``searched`` (:attr:`dmx.analysis.Detection.frames_searched`): the other frames of the cine searched
+    too, named at the end.
     """
+    also = (
+        f" (on frame {landmarks.frame}; frames {', '.join(map(str, searched))} of the cine searched too)"
+        if searched
+        else ""
+    )
+    return _shortfall(landmarks, missing) + also
+
+
+def _shortfall(landmarks: Landmarks, missing: Mapping[Any, str] | None) -> str:
+    """:func:`detection_shortfall` on one frame."""
     if not landmarks.corners_px:
         from collections import Counter
 
@@ -584,7 +601,7 @@ def analyze(
         if not adjacent_pairs(landmarks):
             failed = DetectionFailedError(
                 study_path,
-                f"{detection_shortfall(landmarks, detection.missing)}; "
+                f"{detection_shortfall(landmarks, detection.missing, detection.frames_searched)}; "
                 "correct them (dmx landmarks STUDY --out L.json) and pass --landmarks L.json",
             )
             failed.sequence, failed.detection = sequence, detection

@@ -652,7 +652,8 @@ def test_a_cine_with_nothing_found_on_its_first_frame_is_searched_on_other_frame
     that posture; here frame 0 of the sample blanked), dmx analyze and dmx landmarks search other frames
     of the cine (pipeline.other_frames) and take the first reporting enough bodies as the reference frame,
     with a warning saying so; the bodies are on their own vertebrae at that frame. Asked for frame 0 (dmx
-    landmarks --frame 0), only frame 0 is searched: nothing, an error."""
+    landmarks --frame 0), only frame 0 is searched: nothing, an error; found on no frame, the error line
+    names the frames searched."""
     import dataclasses
 
     from dmx.anatomy import BODIES, CORNERS
@@ -675,5 +676,13 @@ def test_a_cine_with_nothing_found_on_its_first_frame_is_searched_on_other_frame
         true = np.array([tracks[v.value][name][k] for name in CORNERS])
         err = np.hypot(*(c - true).T)
         assert (err[2:] if v is Vertebra.C2 else err).max() < 3.0, (v, err)
-    with pytest.raises(DetectionFailedError):
+    with pytest.raises(DetectionFailedError) as asked:
         pipeline.detect_on_sequence(blank, study_path=root / "study.dcm", frame=0)
+    assert "searched too" not in str(asked.value)
+    # found on no frame: the one line names the frames searched
+    flat = dataclasses.replace(seq, frames=np.repeat(frames[:1], 4, axis=0))
+    with pytest.raises(DetectionFailedError) as nowhere:
+        pipeline.detect_on_sequence(flat, study_path=root / "study.dcm")
+    assert "found no vertebral body (on frame 0; frames 1, 2, 3 of the cine searched too)" in str(
+        nowhere.value
+    )
