@@ -440,7 +440,7 @@ def landmarks(
         typer.Option(
             "--frame",
             help="Reference frame to place the landmarks on (default: frame 0, or where no two adjacent "
-            "bodies are found there, the frame of the cine where the most are).",
+            "bodies are found there, the one of six other frames of the cine where the most are).",
         ),
     ] = None,
     series: Series = None,
