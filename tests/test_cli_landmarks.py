@@ -133,6 +133,15 @@ def _review_data(page) -> dict:
 EVERY_BODY = {v: "no vertebral body" for v in ("C2", "C3", "C4", "C5", "C6", "C7")}
 
 
+def _searched_too(study) -> str:
+    """What the one error line adds where every frame of the cine was searched (dmx.pipeline.other_frames)."""
+    from dmx.io.load import load_sequence
+    from dmx.pipeline import other_frames
+
+    frames = ", ".join(map(str, other_frames(load_sequence(study).n_frames)))
+    return f" (on frame 0; frames {frames} of the cine searched too)"
+
+
 def test_landmarks_finding_nothing_writes_the_review_page_not_the_file_exit_1(
     phantom, monkeypatch, tmp_path, capsys
 ):
@@ -141,8 +150,9 @@ def test_landmarks_finding_nothing_writes_the_review_page_not_the_file_exit_1(
     out, page = tmp_path / "L.json", tmp_path / "review.html"
     assert main(["landmarks", str(study), "--out", str(out), "--review", str(page)]) == 1
     assert capsys.readouterr().err.strip().splitlines()[-1] == (
-        f"dmx: error: {study}: automatic landmark detection found no vertebral body; {out} not written; "
-        f"place each body by hand in the review page {page} (then 'Download corrected landmarks') and run: "
+        f"dmx: error: {study}: automatic landmark detection found no vertebral body{_searched_too(study)}; "
+        f"{out} not written; place each body by hand in the review page {page} "
+        "(then 'Download corrected landmarks') and run: "
         f"dmx analyze {study} --landmarks <downloaded file>"
     )
     assert not out.exists()  # no landmark file pretending there are landmarks
@@ -180,7 +190,7 @@ def test_analyze_finding_nothing_writes_the_review_page_into_out_and_says_where(
     assert main(["analyze", str(study), "--out", str(out)]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1] == (
-        f"dmx: error: {study}: automatic landmark detection found no vertebral body; "
+        f"dmx: error: {study}: automatic landmark detection found no vertebral body{_searched_too(study)}; "
         f"place the bodies by hand in the review page {out / 'review.html'} "
         "(then 'Download corrected landmarks') and run: "
         f"dmx analyze {study} --landmarks <downloaded file>"

@@ -268,9 +268,12 @@ def test_no_two_adjacent_bodies_is_one_clear_error(phantom, monkeypatch, capsys)
     out = study.parent / "none"
     assert main(["analyze", str(study), "--out", str(out)]) == 1  # finished, no measurement
     err = capsys.readouterr().err.strip().splitlines()
+    from test_cli_landmarks import _searched_too
+
     assert err == [
         f"dmx: error: {study}: automatic landmark detection found no two adjacent vertebral bodies "
-        "(found only C3, C5); check the bodies found and place the missing ones by hand in the review "
+        f"(found only C3, C5){_searched_too(study)}; "
+        "check the bodies found and place the missing ones by hand in the review "
         f"page {out / 'review.html'} (then 'Download corrected landmarks') and run: "
         f"dmx analyze {study} --landmarks <downloaded file>"
     ]
