@@ -167,7 +167,9 @@ def detect_cine(args) -> None:
         except DetectionFailedError as exc:
             return exc.detection
 
-    pooled = {"before": [dict.fromkeys(BODIES, 0), 0, []], "after": [dict.fromkeys(BODIES, 0), 0, []]}
+    pooled = {
+        name: {"found": dict.fromkeys(BODIES, 0), "wrong": 0, "errs": []} for name in ("before", "after")
+    }
     other = 0
     for kw in _specs(args, CINE_FRAMES):
         ph = make_phantom(**kw)
@@ -179,21 +181,23 @@ def detect_cine(args) -> None:
         tracks = ph.truth["tracks"]
         after = run(seq, None)
         before = run(seq, 0) if after.landmarks.frame != 0 else after
-        cells = []
+        shown = {}
         for name, det in (("before", before), ("after", after)):
             right, errs, marks = _right_and_wrong(det, tracks)
-            found, wrong, all_errs = pooled[name]
             for v in right:
-                found[v] += 1
-            pooled[name][1] += len(det.landmarks.corners_px) - len(right)
-            all_errs += errs
-            if name == "after" or det is not after:
-                cells.append(" ".join(marks) or "-")
-        other += after.landmarks.frame != 0
-        where = f" (frame 0: {cells[0]}; found on frame {after.landmarks.frame})" if len(cells) > 1 else ""
-        print(kw["seed"], cells[-1] + where, flush=True)
-    for name, (found, wrong, errs) in pooled.items():
-        e = np.array(errs)
+                pooled[name]["found"][v] += 1
+            pooled[name]["wrong"] += len(det.landmarks.corners_px) - len(right)
+            pooled[name]["errs"] += errs
+            shown[name] = " ".join(marks) or "-"
+        other += before is not after
+        where = (
+            f" (frame 0: {shown['before']}; found on frame {after.landmarks.frame})"
+            if before is not after
+            else ""
+        )
+        print(kw["seed"], shown["after"] + where, flush=True)
+    for name, p in pooled.items():
+        found, wrong, e = p["found"], p["wrong"], np.array(p["errs"])
         corners = f"median {np.median(e):.2f} max {e.max():.2f} px" if e.size else "none"
         how = "frame 0 only" if name == "before" else "frame 0, other frames where it fails"
         print(

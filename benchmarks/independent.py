@@ -254,12 +254,10 @@ def detect_held_out(
     (same settings, another draw of motion and noise) and detected as ``dmx analyze`` does
     (:func:`dmx.pipeline.detect_on_sequence`: frame 0 offered the frames around it, other frames where it
     reports no two adjacent bodies), against the truth at the frame the bodies were found on."""
-    from dmx.analysis import Detection
     from dmx.detect import MEAN_ADDED, NETWORK_MARK, detect_landmarks
     from dmx.errors import DetectionFailedError
     from dmx.io.load import load_sequence
-    from dmx.landmarks import Landmarks
-    from dmx.pipeline import detect_on_sequence
+    from dmx.pipeline import cine_mean, detect_on_sequence
 
     on_mean = MEAN_ADDED.split("{level}")[1].split("{frames}")[0]
 
@@ -285,10 +283,13 @@ def detect_held_out(
                 try:
                     det = detect_on_sequence(seq, study_path=out / "study.dcm")
                 except DetectionFailedError as exc:
-                    det = getattr(exc, "detection", None) or Detection(Landmarks(frame=0, corners_px={}))
+                    det = exc.detection  # what frame 0 gave (detect_on_sequence attaches it)
             else:
                 det = detect_landmarks(
-                    seq.frames[0], mm_per_px=seq.mm_per_px if calibrated else None, method=method
+                    seq.frames[0],
+                    mm_per_px=seq.mm_per_px if calibrated else None,
+                    method=method,
+                    mean_of=cine_mean(seq.frames, 0) if cine else None,
                 )
             seconds.append(time.perf_counter() - t0)
             at = det.landmarks.frame  # the frame the bodies were found on (another where frame 0 had none)

@@ -384,12 +384,11 @@ def analyze(
             raise
         # too little found automatically: the page on which the user places the bodies by hand
         page = write_manual_review(exc.sequence, out / REVIEW_NAME, detection=exc.detection)
-        det = exc.detection
-        found = det.landmarks.corners_px
+        found = exc.detection.landmarks.corners_px
         todo = "check the bodies found and place the missing ones" if found else "place the bodies"
         _fail(
-            f"{named}: {detection_shortfall(det.landmarks, det.missing, det.frames_searched)}; "
-            f"{todo} by hand in the review page {page} (then 'Download corrected landmarks') and run: "
+            f"{named}: {detection_shortfall(exc.detection)}; {todo} by hand in the review page {page} "
+            "(then 'Download corrected landmarks') and run: "
             f"dmx analyze {named} --landmarks <downloaded file>",
             EXIT_FAILED,
         )
@@ -484,9 +483,7 @@ def landmarks(
         what = (
             f"automatic landmark detection is not available ({exc.why})"
             if unavailable
-            else detection_shortfall(
-                exc.detection.landmarks, exc.detection.missing, exc.detection.frames_searched
-            )
+            else detection_shortfall(exc.detection)
         )
         if review is None:
             _fail(

@@ -249,9 +249,7 @@ def detect_on_sequence(
                 if len(found.landmarks.corners_px) >= OTHER_FRAMES_ENOUGH:
                     break
         if best is not None:
-            shortfall = detection_shortfall(detection.landmarks, detection.missing).removeprefix(
-                "automatic landmark detection "
-            )
+            shortfall = detection_shortfall(detection).removeprefix("automatic landmark detection ")
             said = OTHER_FRAME_FOUND.format(
                 frame=best.landmarks.frame, shortfall=shortfall, searched=", ".join(map(str, searched))
             )
@@ -261,9 +259,7 @@ def detect_on_sequence(
     if not detection.landmarks.corners_px:
         failed = DetectionFailedError(
             study_path,
-            f"{detection_shortfall(detection.landmarks, detection.missing, detection.frames_searched)}; "
-            "place the landmarks by hand "
-            "and pass --landmarks L.json",
+            f"{detection_shortfall(detection)}; place the landmarks by hand and pass --landmarks L.json",
         )
         failed.sequence, failed.detection = sequence, detection
         raise failed
@@ -271,33 +267,32 @@ def detect_on_sequence(
     return detection
 
 
-def detection_shortfall(
-    landmarks: Landmarks, missing: Mapping[Any, str] | None = None, searched: tuple[int, ...] = ()
-) -> str:
+def detection_shortfall(detection: Detection) -> str:
     """What automatic detection fell short of, in words: no body at all, or no two adjacent ones.
 
-    ``missing`` (:attr:`dmx.analysis.Detection.missing`): when bodies were found but all left out, why
-    is said: that their levels are uncertain (:data:`dmx.detect.detector.LEVELS_DISPUTED`) first, else
-    the reason most of them were left out for (the two detectors facing opposite ways, ...).
-    ``searched`` (:attr:`dmx.analysis.Detection.frames_searched`): the other frames of the cine searched
-    too, named at the end.
+    When bodies were found but all left out, why is said (from ``detection.missing``): that their levels
+    are uncertain (:data:`dmx.detect.detector.LEVELS_DISPUTED`) first, else the reason most of them were
+    left out for (the two detectors facing opposite ways, ...). The other frames of the cine searched too
+    (``detection.frames_searched``) are named at the end.
     """
+    searched = detection.frames_searched
     also = (
-        f" (on frame {landmarks.frame}; frames {', '.join(map(str, searched))} of the cine searched too)"
+        f" (on frame {detection.landmarks.frame}; frames {', '.join(map(str, searched))} of the cine "
+        "searched too)"
         if searched
         else ""
     )
-    return _shortfall(landmarks, missing) + also
+    return _shortfall(detection.landmarks, detection.missing) + also
 
 
-def _shortfall(landmarks: Landmarks, missing: Mapping[Any, str] | None) -> str:
+def _shortfall(landmarks: Landmarks, missing: Mapping[Any, str]) -> str:
     """:func:`detection_shortfall` on one frame."""
     if not landmarks.corners_px:
         from collections import Counter
 
         from dmx.detect.detector import LEVEL_UNCERTAIN
 
-        left = [r.removeprefix("left out: ") for r in (missing or {}).values() if r.startswith("left out: ")]
+        left = [r.removeprefix("left out: ") for r in missing.values() if r.startswith("left out: ")]
         disputed = [r for r in left if r.startswith(LEVEL_UNCERTAIN)]
         if disputed:  # "its level is uncertain: the learned network places ..."
             return f"automatic landmark detection reported no vertebral body: {disputed[0]}"
@@ -601,7 +596,7 @@ def analyze(
         if not adjacent_pairs(landmarks):
             failed = DetectionFailedError(
                 study_path,
-                f"{detection_shortfall(landmarks, detection.missing, detection.frames_searched)}; "
+                f"{detection_shortfall(detection)}; "
                 "correct them (dmx landmarks STUDY --out L.json) and pass --landmarks L.json",
             )
             failed.sequence, failed.detection = sequence, detection

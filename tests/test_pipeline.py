@@ -638,16 +638,18 @@ def test_the_detection_shortfall_says_why_bodies_found_were_left_out():
     )
     missing = {Vertebra.C2: "not found: its outline (four cortical edges) was not found"}
     missing.update({v: facing for v in (Vertebra.C3, Vertebra.C4, Vertebra.C5, Vertebra.C6)})
+    from dmx.analysis import Detection
+
     empty = Landmarks(frame=0, corners_px={})
-    said = detection_shortfall(empty, missing)
+    said = detection_shortfall(Detection(empty, missing))
     assert said == (
         "automatic landmark detection reported no vertebral body (4 left out): the two detectors' bodies "
         "face opposite ways, so which way the patient faces is uncertain"
     )
-    assert detection_shortfall(empty, {Vertebra.C3: "not found: x"}) == (
+    assert detection_shortfall(Detection(empty, {Vertebra.C3: "not found: x"})) == (
         "automatic landmark detection found no vertebral body"
     )
-    assert detection_shortfall(empty, None) == "automatic landmark detection found no vertebral body"
+    assert detection_shortfall(Detection(empty)) == "automatic landmark detection found no vertebral body"
 
 
 def test_a_cine_with_nothing_found_on_its_first_frame_is_searched_on_other_frames():

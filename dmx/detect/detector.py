@@ -1437,7 +1437,7 @@ def facing_by_repeat(image: np.ndarray, corners: dict[Vertebra, np.ndarray]) -> 
     from dmx.detect.facing import side_coherence
 
     signs = {v: _facing_sign(c) for v, c in corners.items()}
-    sign = max(set(signs.values()), key=list(signs.values()).count)
+    sign = next(iter(signs.values()))  # any body's: the answer is the same whichever way they are taken
     same = {v: (c if signs[v] == sign else np.asarray(c)[[1, 0, 3, 2]]) for v, c in corners.items()}
     coherence = side_coherence(image, same)
     if coherence is None:
