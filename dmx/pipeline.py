@@ -18,7 +18,7 @@ import dataclasses
 import io
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -157,10 +157,12 @@ def cine_mean(frames: np.ndarray, frame: int):
     return mean_of
 
 
-#: Where no two adjacent bodies are reported on a cine's first frame (and no reference frame was asked for),
-#: up to this many other frames, spread evenly over the cine, are searched (:func:`detect_on_sequence`):
-#: a mandible or shoulder lying over the column in one posture leaves it in another (independent renderer,
-#: heavy shoulders, seeds 309 and 318: nothing on frame 0, C2-C7 on frames 10-50).
+#: Where no two adjacent bodies, or not all of C3-C6, are reported on a cine's first frame (and no reference
+#: frame was asked for), up to this many other frames, spread evenly over the cine, are searched
+#: (:func:`detect_on_sequence`): a mandible or shoulder lying over the column in one posture leaves it in
+#: another (independent renderer, heavy shoulders, seeds 309 and 318: nothing on frame 0, C2-C7 on frames
+#: 10-50; session 42: where frame 0 gives some bodies, all-family phantom cines 1270000+ C3-C6 55 -> 63 of
+#: 80, reported beyond 3 px 12 -> 8, held out).
 OTHER_FRAMES = 6
 #: A frame reporting this many bodies ends the search of the others (each costs a detection).
 OTHER_FRAMES_ENOUGH = 4
@@ -169,6 +171,11 @@ OTHER_FRAME_FOUND = (
     "the bodies were found on frame {frame}, which is the reference frame (on frame 0 {shortfall}; "
     "frames searched: {searched})"
 )
+
+
+#: The bodies whose absence on frame 0 sends the search to other frames of the cine (:func:`_other_frame`):
+#: C3-C6, which every study has in view.
+CORE_BODIES = BODIES[1:5]
 
 
 def other_frames(n_frames: int) -> list[int]:
@@ -200,11 +207,11 @@ def detect_on_sequence(
         Named in error messages.
     frame : int, optional
         Reference frame to detect on. None (default): the first frame, and where it reports no two
-        adjacent bodies, up to :data:`OTHER_FRAMES` other frames of the cine (:func:`other_frames`), each
-        as given only (frame 0's search of turned and inverted views is not repeated: it costs about six
-        detections a frame); the one reporting the most bodies, two adjacent at least, becomes the
-        reference frame, with a warning (:data:`OTHER_FRAME_FOUND`); the search stops at a frame reporting
-        :data:`OTHER_FRAMES_ENOUGH`.
+        adjacent bodies, or not all of C3-C6 (:data:`CORE_BODIES`), up to :data:`OTHER_FRAMES` other
+        frames of the cine (:func:`other_frames`), each as given only (frame 0's search of turned and
+        inverted views is not repeated: it costs about six detections a frame); a frame reporting two
+        adjacent bodies at least and more than frame 0 becomes the reference frame, with a warning
+        (:data:`OTHER_FRAME_FOUND`). Which frame, and when the search stops: :func:`_other_frame`.
     model_path : path, optional
         Detector parameters (default :func:`dmx.detect.model_file`).
 
@@ -236,26 +243,8 @@ def detect_on_sequence(
             raise unavailable from None
 
     detection = detect(0 if frame is None else frame)
-    if frame is None and not adjacent_pairs(detection.landmarks) and sequence.n_frames > 1:
-        best, searched = None, []
-        _log.info("no two adjacent bodies found on frame 0: searching other frames of the cine")
-        for k in other_frames(sequence.n_frames):
-            found = detect(k, views=False)  # turned and inverted views: searched on frame 0 already
-            searched.append(k)
-            if adjacent_pairs(found.landmarks) and (
-                best is None or len(found.landmarks.corners_px) > len(best.landmarks.corners_px)
-            ):
-                best = found
-                if len(found.landmarks.corners_px) >= OTHER_FRAMES_ENOUGH:
-                    break
-        if best is not None:
-            shortfall = detection_shortfall(detection).removeprefix("automatic landmark detection ")
-            said = OTHER_FRAME_FOUND.format(
-                frame=best.landmarks.frame, shortfall=shortfall, searched=", ".join(map(str, searched))
-            )
-            detection = dataclasses.replace(best, warnings=(said, *best.warnings))
-        else:
-            detection = dataclasses.replace(detection, frames_searched=tuple(searched))
+    if frame is None and sequence.n_frames > 1:
+        detection = _other_frame(detection, detect, sequence.n_frames)
     if not detection.landmarks.corners_px:
         failed = DetectionFailedError(
             study_path,
@@ -265,6 +254,57 @@ def detect_on_sequence(
         raise failed
     check_landmarks(detection.landmarks, sequence, path=f"{study_path} (automatic landmarks)")
     return detection
+
+
+def _core(detection: Detection) -> int:
+    """How many of C3-C6 ``detection`` reports."""
+    return sum(v in detection.landmarks.corners_px for v in CORE_BODIES)
+
+
+def _other_frame(detection: Detection, detect: Callable[..., Detection], n_frames: int) -> Detection:
+    """``detection`` (frame 0's), or where it falls short another frame's (:func:`detect_on_sequence`).
+
+    Frame 0 short of two adjacent bodies: the other frames (:func:`other_frames`) reporting two adjacent
+    bodies at least, the one with the most bodies, the search ending at :data:`OTHER_FRAMES_ENOUGH`; none,
+    frame 0's with the frames searched. Frame 0 with two adjacent bodies but not all of C3-C6: a frame
+    reporting two adjacent bodies and more of C3-C6 (then more bodies), the search ending where all four
+    are found. ``detect(k, views=False)`` detects on frame k as given.
+    """
+    some = bool(adjacent_pairs(detection.landmarks))
+    if some and _core(detection) == len(CORE_BODIES):
+        return detection
+
+    def rank(d: Detection) -> tuple[int, ...]:
+        total = len(d.landmarks.corners_px)
+        return (_core(d), total) if some else (total,)
+
+    def enough(d: Detection) -> bool:
+        return _core(d) == len(CORE_BODIES) if some else len(d.landmarks.corners_px) >= OTHER_FRAMES_ENOUGH
+
+    best, searched = (detection if some else None), []
+    _log.info(
+        "%s on frame 0: searching other frames of the cine",
+        "not all of C3-C6 found" if some else "no two adjacent bodies found",
+    )
+    for k in other_frames(n_frames):
+        found = detect(k, views=False)  # turned and inverted views: searched on frame 0 already
+        searched.append(k)
+        if adjacent_pairs(found.landmarks) and (best is None or rank(found) > rank(best)):
+            best = found
+            if enough(found):
+                break
+    if best is None:
+        return dataclasses.replace(detection, frames_searched=tuple(searched))
+    if best is detection:
+        return detection
+    if some:
+        shortfall = f"found {', '.join(v.value for v in detection.landmarks.vertebrae)}, not all of C3-C6"
+    else:
+        shortfall = detection_shortfall(detection).removeprefix("automatic landmark detection ")
+    said = OTHER_FRAME_FOUND.format(
+        frame=best.landmarks.frame, shortfall=shortfall, searched=", ".join(map(str, searched))
+    )
+    return dataclasses.replace(best, warnings=(said, *best.warnings))
 
 
 def detection_shortfall(detection: Detection) -> str:

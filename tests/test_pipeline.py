@@ -652,6 +652,38 @@ def test_the_detection_shortfall_says_why_bodies_found_were_left_out():
     assert detection_shortfall(Detection(empty)) == "automatic landmark detection found no vertebral body"
 
 
+def test_a_cine_missing_one_of_c3_to_c6_on_its_first_frame_is_searched_on_other_frames():
+    """Issue #12, session 42: where frame 0 reports two adjacent bodies but not all of C3-C6 (here C4
+    covered on frame 0 of the sample), the other frames are searched as where it reports nothing, and
+    a frame with all four becomes the reference frame, with a warning naming what frame 0 gave; every
+    body is on its own vertebra there."""
+    import dataclasses
+
+    from dmx.anatomy import BODIES, CORNERS
+    from dmx.io.load import load_sequence
+
+    root = Path(__file__).resolve().parents[1] / "sample_data" / "lordotic_stable"
+    seq = load_sequence(root / "study.dcm")
+    tracks = json.loads((root / "truth.json").read_text())["tracks"]
+    c4 = np.array([tracks["C4"][name][0] for name in CORNERS])
+    (x0, y0), (x1, y1) = c4.min(axis=0).astype(int) - 4, c4.max(axis=0).astype(int) + 4
+    frames = seq.frames.copy()
+    frames[0, y0:y1, x0:x1] = np.median(frames[0])
+    covered = dataclasses.replace(seq, frames=frames)
+    alone = pipeline.detect_on_sequence(covered, study_path=root / "study.dcm", frame=0)
+    assert Vertebra.C4 not in alone.landmarks.corners_px and pipeline.adjacent_pairs(alone.landmarks)
+    det = pipeline.detect_on_sequence(covered, study_path=root / "study.dcm")
+    k = det.landmarks.frame
+    assert k == 8, det.warnings
+    assert det.warnings[0].startswith(pipeline.OTHER_FRAME_FOUND.split("{")[0] + "8"), det.warnings
+    assert "not all of C3-C6; frames searched: 8)" in det.warnings[0]
+    assert set(BODIES[1:5]) <= set(det.landmarks.corners_px)
+    for v, c in det.landmarks.corners_px.items():
+        true = np.array([tracks[v.value][name][k] for name in CORNERS])
+        err = np.hypot(*(c - true).T)
+        assert (err[2:] if v is Vertebra.C2 else err).max() < 3.0, (v, err)
+
+
 def test_a_cine_with_nothing_found_on_its_first_frame_is_searched_on_other_frames():
     """Issue #12: where frame 0 reports no two adjacent bodies (a mandible or shoulders over the column in
     that posture; here frame 0 of the sample blanked), dmx analyze and dmx landmarks search other frames
