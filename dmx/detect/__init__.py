@@ -12,6 +12,7 @@ Public interface (stable; the implementation behind it may change):
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -19,6 +20,7 @@ import numpy as np
 
 from dmx.analysis import Detection
 from dmx.anatomy import BODIES, Vertebra
+from dmx.detect.field import exposed_field as _exposed_field
 from dmx.io.sequence import Sequence
 from dmx.landmarks import Landmarks
 
@@ -201,7 +203,19 @@ def _detect_in_views(
     kw = dict(frame=frame, model_path=model_path, method=method)
     best = _detect_once(img, mm_per_px=mm_per_px, mean_of=mean_of, **kw)
     why = VIEW_WHY_FEW
-    refused = _refused(img, best, mm_per_px) or _leaning_unconfirmed(img, best, mm_per_px, model_path)
+    evidence: dict[int, float] = {}  # the network's evidence for a column per view (VIEWS index; -1 as given)
+
+    def evidence_in(k: int) -> float:
+        if k not in evidence:
+            view = _View(False, 0, "") if k < 0 else VIEWS[k]
+            evidence[k] = _column_evidence(view.image(img), view.spacing(mm_per_px), model_path)
+        return evidence[k]
+
+    refused = (
+        _refused(img, best, mm_per_px)
+        or _leaning_unconfirmed(img, best, mm_per_px, model_path)
+        or (_turned_column(best, evidence_in) if views and min(img.shape) >= MIN_SIDE_PX else None)
+    )
     if refused is not None:
         # refused here, searched for again in the other views (an inverted and turned ones among them)
         why, words = refused
@@ -214,9 +228,7 @@ def _detect_in_views(
         return best
     best_view = None
     # the network's evidence for an upright column, as given and inverted (the polarity it sees bone in)
-    upright_as_given, upright_inverted = (
-        _column_evidence(v.image(img), mm_per_px, model_path) for v in (_View(False, 0, ""), VIEWS[0])
-    )
+    upright_as_given, upright_inverted = evidence_in(-1), evidence_in(0)
     upright = max(upright_as_given, upright_inverted)
 
     def search(view: _View, seen: np.ndarray) -> bool:
@@ -234,13 +246,10 @@ def _detect_in_views(
             return True
         return False
 
-    for view in VIEWS:
-        seen = view.image(img)
-        if (
-            view.turns
-            and _column_evidence(seen, view.spacing(mm_per_px), model_path) < TURNED_EVIDENCE * upright
-        ):
+    for k, view in enumerate(VIEWS):
+        if view.turns and evidence_in(k) < TURNED_EVIDENCE * upright:
             continue  # the column is not clearly more upright there: not searched (a detection's cost)
+        seen = view.image(img)
         if search(view, seen) and len(best.landmarks.corners_px) >= VIEW_ENOUGH:
             break
     if len(best.landmarks.corners_px) < VIEW_ENOUGH:
@@ -259,6 +268,40 @@ def _detect_in_views(
         dict(best.missing),
         (VIEW_FOUND.format(view=best_view.words, why=why), *best.warnings),
     )
+
+
+def _turned_column(det: Detection, evidence_in: Callable[[int], float]) -> tuple[str, str] | None:
+    """Why the column ``det`` found on the frame as given is refused as read on a turned frame (as
+    :func:`_refused` gives it), or None: where the learned network sees :data:`TURNED_REFUSE` times more of
+    a column on a view turned a quarter than on the frame as given, both in the frame's polarity (bone
+    bright: a column found as given that shows bone dark is refused by :func:`_darker_than_around`)
+    (``evidence_in``: the evidence per :data:`VIEWS` index, -1 the frame as given), the column lies across
+    the frame and the template detector, whose levels assume an upright column, may have read it from the
+    wrong end."""
+    if len(det.landmarks.corners_px) < MIN_VIEW_BODIES:
+        return None
+    turned = max(evidence_in(k) for k, view in enumerate(VIEWS) if view.turns and not view.inverted)
+    if turned <= 0.0 or turned < TURNED_REFUSE * evidence_in(-1):
+        return None
+    return VIEW_WHY_TURNED, TURNED_COLUMN
+
+
+#: A column found on the frame as given is refused where the learned network sees this many times more of a
+#: column on a view turned a quarter (:func:`_turned_column`). All-family phantom 1290005 (issue #12, session
+#: 42; the acquisition look's 90-degree turn and a 24-degree tilt, C2 at the column's lower end): the template
+#: detector reported C2-C4 on C6-C4, read from the wrong end, at confidence 1.0; the network saw 7.2 times
+#: more of a column turned a quarter. On 60 phantoms of every family (1250000+, 1260000+, 1290000+; frames
+#: as given, bone bright) frames whose column stands upright gave at most 1.76 times, those turned a
+#: quarter 1.2-9.2 times (the turn is searched anyway where the frame as given gives no column).
+TURNED_REFUSE = 3.0
+#: The reason :data:`VIEW_FOUND` gives for a column refused on the frame as given by :func:`_turned_column`.
+VIEW_WHY_TURNED = "the column found there lies across it"
+#: Why a column found on the frame as given was refused as lying across it (:func:`_turned_column`).
+TURNED_COLUMN = (
+    "the learned network sees a column far more clearly on the frame turned a quarter: the column lies "
+    "across the frame, and the detectors' levels assume an upright column (they may be read from the wrong "
+    "end)"
+)
 
 
 def _refused(image: np.ndarray, det: Detection, mm_per_px) -> tuple[str, str] | None:
@@ -492,16 +535,6 @@ def _darker_than_around(view_image: np.ndarray, det: Detection, mm_per_px) -> bo
     return bool(votes) and sum(votes) > len(votes) / 2
 
 
-#: The exposed field (:func:`_exposed_field`): lines (rows or columns) from the image's edge inward belong to
-#: a flat band along it (a collimator blade; nothing imaged) where :data:`FIELD_FLAT_SHARE` of the first
-#: line's pixels lie within :data:`FIELD_FLAT_TOL` of the image's 1-99 % range of its median, and of each
-#: later line :data:`FIELD_PART_SHARE` within it of that value (burned-in text and ruler ticks on a blade);
-#: up to :data:`FIELD_GAP_PX` lines that are not (a ruler's line) are passed over. On this project's
-#: acquisition phantoms (20, seeds 760000+) the edge found lay 0-3 px outside the blade's (its penumbra).
-FIELD_FLAT_TOL = 0.03
-FIELD_FLAT_SHARE = 0.9
-FIELD_PART_SHARE = 0.8
-FIELD_GAP_PX = 4
 #: A reported body with a corner nearer than this share of its depth (about 1 mm) to the exposed field's
 #: edge is left out (:func:`_cut_by_field_edge`).
 FIELD_MARGIN = 0.07
@@ -510,39 +543,6 @@ CUT_BY_FIELD_EDGE = (
     "left out: a corner lies at the edge of the exposed field (the image's edge or a collimator blade), "
     "so the outline there is the field's edge, not the body's"
 )
-
-
-def _exposed_field(image: np.ndarray) -> tuple[int, int, int, int]:
-    """The exposed field of ``image`` as (first row, end row, first column, end column): the image less
-    the flat bands along its edges (:data:`FIELD_FLAT_TOL`). A band may be a collimator blade or a
-    featureless background (air, saturation); either way nothing of a body is seen in it."""
-    img = np.asarray(image, np.float32)
-    lo, hi = np.percentile(img, (1, 99))
-    tol = FIELD_FLAT_TOL * max(float(hi - lo), 1e-6)
-
-    def band(lines) -> int:  # lines from the edge inward: how many belong to a flat band
-        value: float | None = None
-        n = gap = 0
-        for i, line in enumerate(lines):
-            if value is None:
-                med = float(np.median(line))
-                if np.mean(np.abs(line - med) <= tol) < FIELD_FLAT_SHARE:
-                    break
-                value = med
-            if np.mean(np.abs(line - value) <= tol) >= FIELD_PART_SHARE:
-                n, gap = i + 1, 0
-            else:
-                gap += 1
-                if gap > FIELD_GAP_PX:
-                    break
-        return n
-
-    h, w = img.shape
-    top = band(img[i] for i in range(h // 2))
-    bottom = band(img[h - 1 - i] for i in range(h // 2))
-    left = band(img[:, j] for j in range(w // 2))
-    right = band(img[:, w - 1 - j] for j in range(w // 2))
-    return top, h - bottom, left, w - right
 
 
 def _cut_by_field_edge(image: np.ndarray, det: Detection) -> Detection:

@@ -9,6 +9,7 @@ import numpy as np
 
 from dmx.anatomy import BODIES, Vertebra
 from dmx.detect.column import Chain, ChainMaps, coarse, maps_facing, next_chain
+from dmx.detect.field import exposed_field
 from dmx.detect.model import FEATURES, DetectorModel
 from dmx.detect.pose import axes, pose_from_corners, to_image_px
 from dmx.detect.refine import UNSTABLE_PX, refine_corners, stability_px
@@ -899,6 +900,7 @@ class ColumnView:
         self._store = {} if maps is None else maps
         self._maps = maps_facing(self._store, img, column.facing, model)
         self._image, self._column, self._mirrored = image, column, None
+        self._field: tuple[int, int, int, int] | None = None
         self.image = self._maps.image
 
     def mirrored(self) -> ColumnView:
@@ -916,6 +918,13 @@ class ColumnView:
         if self.left:
             c[:, 0] = self.width - 1 - c[:, 0]
         return c
+
+    @property
+    def field(self) -> tuple[int, int, int, int]:
+        """The image's exposed field (:func:`dmx.detect.field.exposed_field`), once."""
+        if self._field is None:
+            self._field = exposed_field(np.asarray(self._image))
+        return self._field
 
     @property
     def canonical(self) -> np.ndarray:
@@ -937,6 +946,48 @@ class ColumnView:
         return self._maps.smoothed(self.mm_per_px)
 
 
+def _level_places(reported, view: ColumnView):
+    """Where a column puts each level, in ``view``'s canonical pixels: ``(place, spacing)``, ``place(level)``
+    the (centre, tilt) of a reported body's outline, else extrapolated from the two top reported bodies
+    (their spacing and tilt change per level); ``spacing`` their distance per level."""
+    pose: dict[int, tuple[np.ndarray, float]] = {}
+    for b in reported:
+        centre, theta = pose_from_corners(view.facing_right(b.corners_px))
+        pose[BODIES.index(b.vertebra)] = (centre * view.factor, theta)
+    top, nxt = sorted(pose)[:2]
+    (p0, t0), (p1, t1) = pose[top], pose[nxt]
+    step, turn = (p0 - p1) / (nxt - top), (t0 - t1) / (nxt - top)
+
+    def place(level: int) -> tuple[np.ndarray, float]:
+        return pose[level] if level in pose else (p0 + (top - level) * step, t0 + (top - level) * turn)
+
+    return place, float(np.hypot(*step))
+
+
+#: The C2 test (:func:`c2_parts`) does not weigh C2 at a place where more than this share of the middle
+#: of the C2 template's window (:data:`C2_FIELD_MIDDLE` of its side: C2's body and dens, the rest being their
+#: surroundings) lies outside the exposed field (a collimator blade, a flat band along the image's edge:
+#: :func:`dmx.detect.field.exposed_field`), as where it lies outside the image: a C2 the field's edge cuts
+#: fits the template badly at its right level, and C3 below it then fits better. All-family phantom
+#: 1270013 (issue #12, session 42): C3-C6 reported as C2-C5 at confidence 0.8-1.0, the middle of the C2
+#: window at the network's own, right, levels 60 % outside the field; on 700018 a right C2 near the top
+#: blade, its whole window 13-20 % outside, the middle none, fits at 0.84.
+C2_FIELD_CUT_MAX = 0.25
+C2_FIELD_MIDDLE = 0.6
+
+
+def _outside_field(view: ColumnView, middle: np.ndarray, size: float) -> float:
+    """The share of a square window of side ``size`` centred at ``middle`` (``view``'s canonical pixels)
+    that lies outside the exposed field of the view's image."""
+    y0, y1, x0, x1 = view.field
+    grid = np.linspace(-(size - 1) / 2, (size - 1) / 2, 15)
+    gx, gy = np.meshgrid(grid, grid)
+    x, y = (middle[0] + gx.ravel()) / view.factor, (middle[1] + gy.ravel()) / view.factor
+    if view.left:
+        x = view.width - 1 - x
+    return float(((y < y0) | (y > y1 - 1) | (x < x0) | (x > x1 - 1)).mean())
+
+
 def c2_parts(
     image: np.ndarray,
     result: ColumnResult,
@@ -947,8 +998,9 @@ def c2_parts(
     """The C2 test's evidence for each shift of :data:`C2_SHIFTS`: ``{shift: (dens, below, plain)}``,
     the C2-with-dens template's fit where the shifted levels put C2, the body template's fits at the
     two levels below it (summed), and the body template's fit at C2's own place (NaN where a position
-    is outside the image; empty when fewer than two bodies are reported). :func:`c2_scores` sums the
-    first two; :func:`c2_dens_scores` also weighs the first against the third.
+    is outside the image, and the first and third where the exposed field's edge cuts C2 there:
+    :data:`C2_FIELD_CUT_MAX`; empty when fewer than two bodies are reported).
+    :func:`c2_scores` sums the first two; :func:`c2_dens_scores` also weighs the first against the third.
 
     The column's bodies are the reported ones of ``result``; with a shift ``s`` the body at level
     ``k`` would be level ``k + s``, so C2 would be where the column puts level ``-s``. Each fit is the
@@ -961,25 +1013,16 @@ def c2_parts(
     if len(reported) < 2:
         return {}
     view = view or ColumnView(image, result, model)
-    f = view.factor
     maps = {
         True: (view.c2_maps, model.crop_c2, model.c2_offset_mm),
         False: (view.body_maps, model.crop_body, 0.0),
     }
-    pose: dict[int, tuple[np.ndarray, float]] = {}
-    for b in reported:
-        centre, theta = pose_from_corners(view.facing_right(b.corners_px))
-        pose[BODIES.index(b.vertebra)] = (centre * f, theta)
-    top, nxt = sorted(pose)[:2]
-    (p0, t0), (p1, t1) = pose[top], pose[nxt]
-    step, turn = (p0 - p1) / (nxt - top), (t0 - t1) / (nxt - top)
-    reach = max(1, int(round(C2_SEARCH_REACH * float(np.hypot(*step)))))
+    place, spacing = _level_places(reported, view)
+    reach = max(1, int(round(C2_SEARCH_REACH * spacing)))
 
     def fit(level: int, is_c2: bool) -> float:
         stack, size, offset = maps[is_c2]
-        centre, theta = (
-            pose[level] if level in pose else (p0 + (top - level) * step, t0 + (top - level) * turn)
-        )
+        centre, theta = place(level)
         _, e_v = axes(theta)
         x, y = centre + offset / model.res_mm * e_v - (size - 1) / 2
         r, c = int(round(y)), int(round(x))
@@ -991,8 +1034,18 @@ def c2_parts(
         ]
         return float(win.max())
 
+    def cut(level: int) -> bool:  # the C2 template's window there lies partly outside the exposed field
+        centre, theta = place(level)
+        middle = centre + model.c2_offset_mm / model.res_mm * axes(theta)[1]
+        return _outside_field(view, middle, C2_FIELD_MIDDLE * model.crop_c2) > C2_FIELD_CUT_MAX
+
+    nan = float("nan")
     return {
-        s: (fit(-s, True), sum(fit(j - s, False) for j in range(1, 1 + C2_BODIES_BELOW)), fit(-s, False))
+        s: (
+            nan if cut(-s) else fit(-s, True),
+            sum(fit(j - s, False) for j in range(1, 1 + C2_BODIES_BELOW)),
+            nan if cut(-s) else fit(-s, False),
+        )
         for s in C2_SHIFTS
     }
 
@@ -1037,8 +1090,9 @@ C2_NOT_CONFIRMED = (
     "than where the learned network's levels put them (the column may be one level off)"
 )
 C2_OUTSIDE = (
-    LEVEL_UNCERTAIN + ": where the learned network's levels put C2 is outside the image or too near its edge "
-    "to test"
+    LEVEL_UNCERTAIN
+    + ": where the learned network's levels put C2 is outside the exposed field (the image, a "
+    "collimator blade) or too near its edge to test"
 )
 
 
@@ -1215,6 +1269,7 @@ def c2_moved(
     The network's C2, moved out of the column, is dropped; an outlined body moved into C2 is left out
     (:data:`MOVED_ACROSS_C2`). Returns the moved column and the margin.
     """
+    view = view or ColumnView(image, network, model)
     corr = c2_scores(image, network, model, HEATMAP_THRESHOLD, view)
     finite = {s: v for s, v in corr.items() if np.isfinite(v)}
     if 0 not in finite or len(finite) < 2:
