@@ -438,8 +438,8 @@ def landmarks(
         int | None,
         typer.Option(
             "--frame",
-            help="Reference frame to place the landmarks on (default: frame 0, or where no two adjacent "
-            "bodies are found there, the one of six other frames of the cine where the most are).",
+            help="Reference frame to place the landmarks on (default: frame 0, or where it gives no two "
+            "adjacent bodies or not all of C3-C6, the one of six other frames of the cine giving more).",
         ),
     ] = None,
     series: Series = None,

@@ -179,8 +179,9 @@ CORE_BODIES = BODIES[1:5]
 
 
 def other_frames(n_frames: int) -> list[int]:
-    """The frames searched after the first where it reports no two adjacent bodies: :data:`OTHER_FRAMES`
-    spread evenly over the cine (every other frame of a shorter one), in order."""
+    """The frames searched after the first where it falls short (no two adjacent bodies, or not all of
+    C3-C6: :func:`_other_frame`): :data:`OTHER_FRAMES` spread evenly over the cine (every other frame of a
+    shorter one), in order."""
     if n_frames <= OTHER_FRAMES + 1:
         return list(range(1, n_frames))
     picks = np.round(np.linspace(0, n_frames - 1, OTHER_FRAMES + 2)[1:-1]).astype(int)
