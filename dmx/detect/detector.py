@@ -946,24 +946,6 @@ class ColumnView:
         return self._maps.smoothed(self.mm_per_px)
 
 
-def _level_places(reported, view: ColumnView):
-    """Where a column puts each level, in ``view``'s canonical pixels: ``(place, spacing)``, ``place(level)``
-    the (centre, tilt) of a reported body's outline, else extrapolated from the two top reported bodies
-    (their spacing and tilt change per level); ``spacing`` their distance per level."""
-    pose: dict[int, tuple[np.ndarray, float]] = {}
-    for b in reported:
-        centre, theta = pose_from_corners(view.facing_right(b.corners_px))
-        pose[BODIES.index(b.vertebra)] = (centre * view.factor, theta)
-    top, nxt = sorted(pose)[:2]
-    (p0, t0), (p1, t1) = pose[top], pose[nxt]
-    step, turn = (p0 - p1) / (nxt - top), (t0 - t1) / (nxt - top)
-
-    def place(level: int) -> tuple[np.ndarray, float]:
-        return pose[level] if level in pose else (p0 + (top - level) * step, t0 + (top - level) * turn)
-
-    return place, float(np.hypot(*step))
-
-
 #: The C2 test (:func:`c2_parts`) does not weigh C2 at a place where more than this share of the middle
 #: of the C2 template's window (:data:`C2_FIELD_MIDDLE` of its side: C2's body and dens, the rest being their
 #: surroundings) lies outside the exposed field (a collimator blade, a flat band along the image's edge:
@@ -1013,12 +995,22 @@ def c2_parts(
     if len(reported) < 2:
         return {}
     view = view or ColumnView(image, result, model)
+    f = view.factor
     maps = {
         True: (view.c2_maps, model.crop_c2, model.c2_offset_mm),
         False: (view.body_maps, model.crop_body, 0.0),
     }
-    place, spacing = _level_places(reported, view)
-    reach = max(1, int(round(C2_SEARCH_REACH * spacing)))
+    pose: dict[int, tuple[np.ndarray, float]] = {}
+    for b in reported:
+        centre, theta = pose_from_corners(view.facing_right(b.corners_px))
+        pose[BODIES.index(b.vertebra)] = (centre * f, theta)
+    top, nxt = sorted(pose)[:2]
+    (p0, t0), (p1, t1) = pose[top], pose[nxt]
+    step, turn = (p0 - p1) / (nxt - top), (t0 - t1) / (nxt - top)
+    reach = max(1, int(round(C2_SEARCH_REACH * float(np.hypot(*step)))))
+
+    def place(level: int) -> tuple[np.ndarray, float]:  # a reported body's outline, else extrapolated
+        return pose[level] if level in pose else (p0 + (top - level) * step, t0 + (top - level) * turn)
 
     def fit(level: int, is_c2: bool) -> float:
         stack, size, offset = maps[is_c2]
@@ -1039,15 +1031,14 @@ def c2_parts(
         middle = centre + model.c2_offset_mm / model.res_mm * axes(theta)[1]
         return _outside_field(view, middle, C2_FIELD_MIDDLE * model.crop_c2) > C2_FIELD_CUT_MAX
 
-    nan = float("nan")
-    return {
-        s: (
-            nan if cut(-s) else fit(-s, True),
-            sum(fit(j - s, False) for j in range(1, 1 + C2_BODIES_BELOW)),
-            nan if cut(-s) else fit(-s, False),
-        )
-        for s in C2_SHIFTS
-    }
+    parts = {}
+    for s in C2_SHIFTS:
+        below = sum(fit(j - s, False) for j in range(1, 1 + C2_BODIES_BELOW))
+        if cut(-s):
+            parts[s] = (float("nan"), below, float("nan"))
+        else:
+            parts[s] = (fit(-s, True), below, fit(-s, False))
+    return parts
 
 
 def c2_scores(
