@@ -288,7 +288,7 @@ def _other_frame(detection: Detection, detect: Callable[..., Detection], n_frame
         "not all of C3-C6 found" if some else "no two adjacent bodies found",
     )
     for k in other_frames(n_frames):
-        found = detect(k, views=False)  # turned and inverted views: searched on frame 0 already
+        found = detect(k, views=False)  # other views searched on frame 0; a column across it still refused
         searched.append(k)
         if adjacent_pairs(found.landmarks) and (best is None or rank(found) > rank(best)):
             best = found

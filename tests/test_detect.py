@@ -1277,6 +1277,12 @@ def test_a_column_read_on_a_frame_whose_column_lies_across_it_is_refused_where_a
     truth = ph.landmarks.corners_px
     assert all(err < 3.0 for err in _errors(det, truth).values()), _errors(det, truth)
     assert any(TURNED_COLUMN in w for w in det.warnings), det.warnings
+    # as a cine's other frames are searched (the frame as given only, no view): refused, nothing reported
+    given_only = detect_landmarks(
+        _display(ph, ref), mm_per_px=tuple(ph.truth["mm_per_px"]), frame=ref, views=False
+    )
+    assert not given_only.landmarks.corners_px, _errors(given_only, truth)
+    assert all(TURNED_COLUMN in why for why in given_only.missing.values()), given_only.missing
     # the rule: the network's evidence as given (-1) against the views turned a quarter, bone bright
     column = Detection(Landmarks(frame=0, corners_px={v: truth[v] for v in BODIES[:3]}), {}, ())
     turned = [k for k, view in enumerate(VIEWS) if view.turns and not view.inverted]

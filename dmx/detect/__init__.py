@@ -163,7 +163,8 @@ def detect_landmarks(
         (:data:`MEAN_ADDED`). :func:`dmx.pipeline.detect_on_sequence` gives it from the tracker.
     views : bool
         False: the frame as given only, the other views not searched (:func:`dmx.pipeline.detect_on_sequence`
-        on a cine's other frames, where frame 0 was searched in every view).
+        on a cine's other frames, where frame 0 was searched in every view). A column found there is still
+        refused where the network sees it far more clearly turned a quarter (:func:`_turned_column`).
 
     Returns
     -------
@@ -214,7 +215,7 @@ def _detect_in_views(
     refused = (
         _refused(img, best, mm_per_px)
         or _leaning_unconfirmed(img, best, mm_per_px, model_path)
-        or (_turned_column(best, evidence_in) if views and min(img.shape) >= MIN_SIDE_PX else None)
+        or (_turned_column(best, evidence_in) if min(img.shape) >= MIN_SIDE_PX else None)
     )
     if refused is not None:
         # refused here, searched for again in the other views (an inverted and turned ones among them)
