@@ -463,11 +463,18 @@ def shoulders(cache: Path, specs: str, frames: int) -> None:
     """``--shoulder-seeds``: per study of the heavy-shoulder setting (``SEED`` or ``SEED:NOISE_DRAW``,
     comma-separated), C5-C6 and C6-C7 with the true landmarks: frames measured, per-frame |error|
     median / p95, the RMS of error / angle_uncertainty_deg, and rotation_rom_deg at dmx's key frames
-    minus the truth at those frames, with its stated rotation_rom_uncertainty_deg."""
+    minus the truth at those frames, with its stated rotation_rom_uncertainty_deg; then dmx's angles at
+    the *true* key frames (the extremes of the true Cobb) minus the truth there ("at true keys"): the
+    tracker's own error at the end range, without the choice of key frames. The two differ where the
+    key frames are chosen on a Cobb angle as noisy as C7's: the frame whose noise makes it the most
+    extreme is chosen, and its noise enters the ROM (issue #13, session 43). Last, the mean of each over
+    the studies."""
     print(
         "\nheavy shoulders, true landmarks: per level frames measured, per-frame |error| median / p95 (deg),"
-        " z RMS (error / angle_uncertainty_deg), ROM error at dmx's key frames +- its stated uncertainty"
+        " z RMS (error / angle_uncertainty_deg), ROM error at dmx's key frames +- its stated uncertainty,"
+        " ROM error at the true key frames"
     )
+    rom_errors: dict[str, list[tuple[float, float]]] = {"C5-C6": [], "C6-C7": []}
     for spec in specs.split(","):
         seed_s, _, draw = spec.partition(":")
         opts = {**HEAVY_SHOULDERS, "frames": frames, **({"noise_seed": int(draw)} if draw else {})}
@@ -479,6 +486,8 @@ def shoulders(cache: Path, specs: str, frames: int) -> None:
             continue
         m = json.loads(mp.read_text())
         fl, ex, ref = m["frames"]["flexion"], m["frames"]["extension"], m["frames"]["reference"]
+        true_cobb = [cobb(c) for c in truth["corners"]]
+        tfl, tex = int(np.argmin(true_cobb)), int(np.argmax(true_cobb))
         row = []
         for lv in ("C5-C6", "C6-C7"):
             level = m["levels"][lv]
@@ -491,9 +500,22 @@ def shoulders(cache: Path, specs: str, frames: int) -> None:
             z = float(np.sqrt(np.mean(((a - t)[ok] / u[ok]) ** 2))) if ok.any() else math.nan
             rom, ru = level["rotation_rom_deg"], level["rotation_rom_uncertainty_deg"]
             rom_txt = "null" if rom is None else f"{rom - abs(t[fl] - t[ex]):+.2f} +- {ru:.2f}"
+            at_true = (a[tex] - a[tfl]) - (t[tex] - t[tfl])  # NaN where a true key frame is not measured
+            if rom is not None:
+                rom_errors[lv].append((rom - abs(t[fl] - t[ex]), at_true))
             stats = f"{np.median(e):.2f} / {np.percentile(e, 95):.2f}" if e.size else "-"
-            row.append(f"{lv} {int(ok.sum())}/{len(a) - 1} {stats} z {z:.2f} ROM {rom_txt}")
-        print(f"  {spec:>7} | " + " | ".join(row))
+            row.append(
+                f"{lv} {int(ok.sum())}/{len(a) - 1} {stats} z {z:.2f} ROM {rom_txt} "
+                f"at true keys {at_true:+.2f}"
+            )
+        print(f"  {spec:>7} | key frames {fl}/{ex}, true {tfl}/{tex} | " + " | ".join(row))
+    for lv, errs in rom_errors.items():
+        if errs:
+            chosen, at_true = np.array(errs).T
+            print(
+                f"  {lv} ROM error, mean over {len(errs)} studies: at dmx's key frames "
+                f"{np.mean(chosen):+.2f}, at the true key frames {np.nanmean(at_true):+.2f} (deg)"
+            )
 
 
 def main() -> None:
