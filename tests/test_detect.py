@@ -661,6 +661,42 @@ def test_a_far_pair_spaced_one_level_short_is_not_confirmed():
     assert network_levels_unconfirmed(blank, network, model) == FAR_PAIR_SHORT
 
 
+def test_a_column_half_of_it_a_level_off_is_judged_at_its_bodies_size():
+    """:func:`dmx.detect.detector._spaced_as_their_size`: all-family phantom 1290014 (cine frame 0, C2 under
+    the top collimator blade): the network outlined C3 and C4 as "C2" and "C3", C5 and C6 right. Against
+    the median of the pairs (itself off, half the column being off) the check left out "C5" and kept "C2",
+    "C3" and C6 at confidence 1.0. At the scale the bodies' size gives "C3" and C6 lie two levels' distance
+    apart for three: the levels are disputed, and as which side is off cannot be told from distances, none
+    is reported, with the reason. Bodies drawn with the model's mean shape and spacing at 4 px per mm; the
+    true column, and one with a disc 15 % longer, are kept whole."""
+    from dmx.detect.detector import SPACED_OFF_SIZE, BodyResult, _consistent_levels
+
+    model = load_model(model_file())
+    ppm = 4.0
+    step = np.hypot(model.trans_mean[:, 0], model.trans_mean[:, 1]) * ppm
+
+    def column(places: dict[int, int], stretch: dict[int, float] | None = None) -> list[BodyResult]:
+        y = np.concatenate([[0.0], np.cumsum([step[k] * (stretch or {}).get(k, 1.0) for k in range(5)])])
+        out = []
+        for k, v in enumerate(BODIES):
+            if k not in places:
+                out.append(BodyResult(v, None, np.zeros(1), 0.0, "not found"))
+                continue
+            shape = (model.mean_shape_mm[k] - model.mean_shape_mm[k].mean(axis=0)) * ppm
+            out.append(BodyResult(v, shape + [300.0, 100.0 + y[places[k]]], np.zeros(1), 1.0, None))
+        return out
+
+    off = _consistent_levels(column({0: 1, 1: 2, 3: 3, 4: 4}), model)  # "C2", "C3" on C3, C4; C5, C6 right
+    assert all(b.corners_px is None for b in off)
+    said = SPACED_OFF_SIZE.split("{")[0]
+    # one left out first against the median ("C5" in 1290014), the other three at their size
+    assert sum(b.problem.startswith(said) for b in off) == 3, off
+    for kept in (column({k: k for k in range(5)}), column({k: k for k in range(6)}, stretch={2: 1.15})):
+        assert [b.corners_px is not None for b in _consistent_levels(kept, model)] == [
+            b.corners_px is not None for b in kept
+        ]
+
+
 def test_two_bodies_spaced_unlike_their_levels_are_not_both_kept():
     """:func:`dmx.detect.detector._consistent_levels` on a column of two bodies: their distance is judged
     at the scale their size gives (a pair alone is its own scale, so it could never disagree). A "C3" and
