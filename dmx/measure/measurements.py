@@ -346,7 +346,8 @@ def _faint_warnings(tracks: Tracks) -> list[str]:
             "where a clear body reaches 0.97 or more): followed with its uncertainty widened; where a still "
             "structure lies over it (the shoulders over C7) it may be pulled towards its reference pose, "
             f"which the uncertainty does not cover: read the rotation range of {' and '.join(levels)} with "
-            "care (at C6-C7 under dense shoulders it tends to read too large)"
+            "care (at C6-C7 under dense shoulders it has been found up to 1.4 deg off, too large or too "
+            "small)"
         )
     return out
 
