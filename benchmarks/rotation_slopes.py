@@ -28,6 +28,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from dmx.tracking.tracker import TRUSTED_QUALITY
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 BODIES = ("C2", "C3", "C4", "C5", "C6", "C7")
@@ -102,7 +104,7 @@ def _refit(frames, landmarks, tracks, body: str, highpass_frac: float, band_px: 
     out = np.full(len(frames), np.nan)
     for t in range(len(frames)):
         a = tracks.transforms[t, i]
-        if not np.isfinite(a).all() or not np.nan_to_num(tracks.quality[t, i]) >= 0.5:
+        if not np.isfinite(a).all() or not np.nan_to_num(tracks.quality[t, i]) >= TRUSTED_QUALITY:
             continue
         pose = np.vstack([a, [0.0, 0.0, 1.0]])
         box = needed_box(template, pose, frames[t].shape, 12 + template.filter_pad_px)
@@ -189,7 +191,7 @@ def main() -> None:
         ref = landmarks.frame
         for body in a.bodies.split(","):
             i = names.index(body)
-            trusted = np.nan_to_num(tracks.quality[:, i]) >= 0.5
+            trusted = np.nan_to_num(tracks.quality[:, i]) >= TRUSTED_QUALITY
             rot = np.array(
                 [_rotation_deg(tracks.transforms[t, i]) if trusted[t] else np.nan for t in range(len(frames))]
             )
