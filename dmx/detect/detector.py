@@ -709,6 +709,10 @@ class _Spacing:
     def ratio(self, i: int, j: int) -> float:
         return float(np.hypot(*(self.centre[j] - self.centre[i]))) / float(self.step[i:j].sum())
 
+    def pairs(self) -> list[tuple[int, int]]:
+        """Every pair of reported levels, upper first."""
+        return [(i, j) for a, i in enumerate(self.levels) for j in self.levels[a + 1 :]]
+
     def consecutive(self) -> dict[int, float]:
         """The ratio of each pair of consecutive levels among C3-C7, by the upper level."""
         return {k: self.ratio(k, k + 1) for k in self.levels if k >= 1 and k + 1 in self.centre}
@@ -799,7 +803,7 @@ def _consistent_levels(bodies: list[BodyResult], model: DetectorModel) -> list[B
     while True:
         spacing = _Spacing(out, model)
         ks = spacing.levels
-        pairs = [(i, j) for a, i in enumerate(ks) for j in ks[a + 1 :]]
+        pairs = spacing.pairs()
         if not pairs:
             return out
         ratio = {(i, j): spacing.ratio(i, j) for i, j in pairs}
@@ -849,16 +853,15 @@ def _spaced_as_their_size(bodies: list[BodyResult], model: DetectorModel) -> lis
     size = _size_px_per_mm([bodies[k] for k in ks], model)
     if size is None:
         return bodies
-    for a, i in enumerate(ks):
-        for j in ks[a + 1 :]:
-            ratio = spacing.ratio(i, j) / size
-            if j - i <= SIZE_CHECK_LEVELS and not LEVEL_SPACING_RANGE[0] <= ratio <= LEVEL_SPACING_RANGE[1]:
-                pair = f"{bodies[i].vertebra.value} and {bodies[j].vertebra.value}"
-                why = SPACED_OFF_SIZE.format(pair=pair, ratio=ratio)
-                return [
-                    b if b.corners_px is None else BodyResult(b.vertebra, None, b.features, 0.0, why)
-                    for b in bodies
-                ]
+    for i, j in spacing.pairs():
+        ratio = spacing.ratio(i, j) / size
+        if j - i <= SIZE_CHECK_LEVELS and not LEVEL_SPACING_RANGE[0] <= ratio <= LEVEL_SPACING_RANGE[1]:
+            pair = f"{bodies[i].vertebra.value} and {bodies[j].vertebra.value}"
+            why = SPACED_OFF_SIZE.format(pair=pair, ratio=ratio)
+            return [
+                b if b.corners_px is None else BodyResult(b.vertebra, None, b.features, 0.0, why)
+                for b in bodies
+            ]
     return bodies
 
 
