@@ -558,3 +558,54 @@ def _template_stub():
     rng = np.random.default_rng(0)
     img = cv2.GaussianBlur(rng.normal(100, 20, (80, 80)).astype(np.float32), (0, 0), 2)
     return make_template(img, np.array([[20.0, 20], [60, 20], [60, 60], [20, 60]]))
+
+
+def test_a_faint_body_is_smoothed_on_frames_its_precise_neighbour_keeps_raw():
+    """Issue #13: the frame-wide gate keeps every body raw on a frame where one body's motion is not a
+    quadratic within its precision; a faint body (``Tracks.faint``), whose error is its own noise, is gated
+    on its own misfit only (C7 under the independent renderer's dense shoulders stayed raw on most frames
+    because of its precise neighbours' per-frame jitter)."""
+    n = 40
+    t = np.arange(n, dtype=float)
+    motion = np.radians(6.0 - 0.03 * (t - 20.0) ** 2)
+    motion -= motion[0]
+    rng = np.random.default_rng(11)
+    jitter = np.zeros(n)
+    jitter[5::6] = np.radians(0.4)  # C6: precise, with a jolt the quadratic does not follow every 6th frame
+    noise = np.radians(0.3) * rng.standard_normal(n)  # C7: noisy, imprecise
+    noise[0] = jitter[0] = 0.0
+    angles = (motion + jitter, 0.8 * motion + noise)
+    quads = (
+        np.array([[140.0, 100.0], [100.0, 100.0], [100.0, 130.0], [140.0, 130.0]]),
+        np.array([[142.0, 140.0], [102.0, 140.0], [102.0, 170.0], [142.0, 170.0]]),
+    )
+    a = np.zeros((n, 2, 2, 3))
+    for v, th in enumerate(angles):
+        a[:, v, 0, :2] = np.stack([np.cos(th), -np.sin(th)], -1)
+        a[:, v, 1, :2] = np.stack([np.sin(th), np.cos(th)], -1)
+    corners = np.stack([np.einsum("tij,kj->tki", a[:, v, :, :2], q) for v, q in enumerate(quads)], axis=1)
+    precision = np.column_stack([np.full(n, 0.05), np.full(n, 1.0)])
+    plain = Tracks(
+        (Vertebra.C6, Vertebra.C7),
+        corners,
+        np.ones((n, 2)),
+        tuple((None, None) for _ in range(n)),
+        0,
+        a,
+        precision_px=precision,
+    )
+    faint = dataclasses.replace(plain, faint=((Vertebra.C7, 0.8),))
+    before, after = smooth_tracks(plain), smooth_tracks(faint)
+    np.testing.assert_array_equal(after.corners_px[:, 0], before.corners_px[:, 0])  # C6 as before
+    c6_raw = np.all(before.corners_px[:, 0] == corners[:, 0], axis=(1, 2))
+    jolts = np.arange(5, n - 2, 6)
+    assert c6_raw[jolts].all() and not c6_raw[3:-3][~np.isin(np.arange(3, n - 3), jolts)].all()
+    # before, C7 kept its raw pose wherever C6 did; now it is smoothed there too
+    np.testing.assert_array_equal(before.corners_px[c6_raw, 1], corners[c6_raw, 1])
+    assert not np.any(np.all(after.corners_px[jolts, 1] == corners[jolts, 1], axis=(1, 2)))
+
+    def c7_error_deg(tr: Tracks) -> float:
+        got = np.arctan2(tr.transforms[3:-3, 1, 1, 0], tr.transforms[3:-3, 1, 0, 0])
+        return float(np.degrees(np.std(got - 0.8 * motion[3:-3])))
+
+    assert c7_error_deg(after) < 0.85 * c7_error_deg(before)

@@ -102,7 +102,8 @@ def smooth_tracks(tracks: Tracks, *, window_frames: int = WINDOW_FRAMES) -> Trac
     would move a corner by more than :data:`GATE_SIGMA` times that frame's registration precision,
     the motion is too fast for the frame rate to be a quadratic over the window (or the frame is an
     outlier), and the frame keeps the raw poses of all bodies (tracks without precision estimates
-    are smoothed everywhere). Lost (NaN) frames stay NaN and are
+    are smoothed everywhere); a faint body (:attr:`Tracks.faint`) keeps its raw pose only where its own
+    smoothed pose misfits, as its error is its own noise (issue #13). Lost (NaN) frames stay NaN and are
     not bridged; the reference frame keeps its landmarks exactly. The corners are recomputed from
     the smoothed transforms, so each body stays rigid. The input is not modified; quality, reasons
     and ``cost_excess`` are kept. ``precision_px`` and ``rotation_precision_deg`` become those of the smoothed
@@ -168,10 +169,13 @@ def smooth_tracks(tracks: Tracks, *, window_frames: int = WINDOW_FRAMES) -> Trac
                 misfit[:, v] |= np.isfinite(moved_px) & ~np.isfinite(tracks.precision_px[:, v])
     # A frame where any body's motion is not a quadratic keeps every body's raw pose: errors of
     # neighbouring bodies are correlated, and mixing raw and smoothed poses would break what cancels.
-    raw_frames = misfit.any(axis=1)
-    out_tf[raw_frames] = tr[raw_frames]
+    # A faint body (Tracks.faint: its template's own noise caps its match) is gated on its own: its error
+    # is that noise, not shared with its neighbours, and on a frame the others' fit does not describe it
+    # kept the raw pose it has the least reason to keep.
+    raw = _raw_poses(misfit, _faint_mask(tracks))
+    out_tf[raw] = tr[raw]
     if prec is not None and out_prec is not None:
-        out_prec[raw_frames] = prec[raw_frames]
+        out_prec[raw] = prec[raw]
     out_c = np.einsum("tvij,vkj->tvki", out_tf[:, :, :, :2], ref_quads) + out_tf[:, :, None, :, 2]
     return Tracks(
         vertebrae=tracks.vertebrae,
@@ -187,3 +191,17 @@ def smooth_tracks(tracks: Tracks, *, window_frames: int = WINDOW_FRAMES) -> Trac
         grid_lines=tracks.grid_lines,
         faint=tracks.faint,
     )
+
+
+def _faint_mask(tracks: Tracks) -> np.ndarray:
+    """Which bodies of ``tracks`` are faint (:attr:`Tracks.faint`), over ``tracks.vertebrae``."""
+    faint = {v for v, _ in tracks.faint}
+    return np.array([v in faint for v in tracks.vertebrae], dtype=bool)
+
+
+def _raw_poses(misfit: np.ndarray, own: np.ndarray) -> np.ndarray:
+    """Which (frame, body) poses :func:`smooth_tracks` keeps raw, from where each body's smoothed pose
+    misfits (``misfit``, (T, V)): every body of a frame where a body not in ``own`` (V,) misfits, and a
+    body in ``own`` (a faint one) where it misfits itself."""
+    shared = misfit[:, ~own].any(axis=1)
+    return (shared[:, None] & ~own[None, :]) | (misfit & own[None, :])
