@@ -68,8 +68,8 @@ import time
 import detection  # benchmarks/detection.py: the phantoms' display frames and the frame cache
 import numpy as np
 
-from dmx.anatomy import BODIES, CORNERS
-from dmx.detect import detect_landmarks
+from dmx.anatomy import BODIES, CORNERS, Vertebra
+from dmx.detect import C2_WALLS, detect_landmarks
 from dmx.landmarks import Landmarks
 from dmx.measure import measure
 from dmx.measure.geometry import inferior_endplate, signed_angle_deg, superior_endplate
@@ -107,7 +107,7 @@ def _reference(kw: dict, cache: str | None) -> tuple[np.ndarray, dict, float]:
 
 def detect(args) -> None:
     found = dict.fromkeys(BODIES, 0)
-    wrong, errs, secs, views = 0, [], 0.0, 0
+    wrong, errs, secs, views, walls = 0, [], 0.0, 0, []
     for kw in _specs(args):
         img, truth, mpp = _reference(kw, args.cache)
         t0 = time.perf_counter()
@@ -115,16 +115,12 @@ def detect(args) -> None:
         secs += time.perf_counter() - t0
         other = [w for w in det.warnings if w.startswith("the bodies were found on the frame")]
         views += bool(other)
-        marks = []
-        for v, c in det.landmarks.corners_px.items():
-            e = np.hypot(*(c - truth[v]).T)
-            if e.max() > RIGHT_PX:
-                wrong += 1
-                marks.append(f"{v.value}:{e.max():.0f}!")
-            else:
-                found[v] += 1
-                errs += e.tolist()
-                marks.append(v.value)
+        right, e, marks, placed = _right_and_wrong(det, truth)
+        for v in right:
+            found[v] += 1
+        wrong += len(det.landmarks.corners_px) - len(right)
+        errs += e
+        walls += placed
         print(kw["seed"], " ".join(marks) or "-", "|", other[0][:90] if other else "", flush=True)
     e = np.array(errs)
     corners = f"median {np.median(e):.2f} max {e.max():.2f} px" if e.size else "none"
@@ -132,27 +128,60 @@ def detect(args) -> None:
     print(
         f"{args.family}{' bone dark' if args.bone_dark else ''}: "
         f"C3-C6 {sum(found[b] for b in BODIES[1:5])} of {4 * n}, C2 {found[BODIES[0]]}, "
-        f"C7 {found[BODIES[5]]}, beyond {RIGHT_PX:g} px {wrong}; right ones "
+        f"C7 {found[BODIES[5]]}, beyond {RIGHT_PX:g} px {wrong}{_walls_note(walls)}; right ones "
         f"{corners}; {views} found on another view; "
         f"{secs / n:.1f} s per image"
     )
 
 
-def _right_and_wrong(det, tracks: dict) -> tuple[list, list[float], list[str]]:
-    """The levels of ``det`` within :data:`RIGHT_PX` of the truth at its frame (``tracks``: the phantom's
-    per-frame corners), their corner errors, and the marks printed (``!`` and px beyond)."""
-    k = det.landmarks.frame
-    right, errs, marks = [], [], []
+def _right_and_wrong(det, truth: dict) -> tuple[list, list[float], list[str], list[float]]:
+    """The levels of ``det`` within :data:`RIGHT_PX` of the truth (``truth``: each body's true corners
+    ``(4, 2)`` at ``det``'s frame), their corner errors, the marks printed (``!`` and px beyond) and, for a
+    C2 found from its walls (:data:`dmx.detect.C2_WALLS`) that is beyond only by its superior corners, how
+    far (px) those lie along the true posterior wall: :func:`_walls_c2_error`."""
+    right, errs, marks, placed = [], [], [], []
+    walls = C2_WALLS in det.warnings
     for v, c in det.landmarks.corners_px.items():
-        true = np.array([tracks[v.value][name][k] for name in CORNERS])
+        true = np.asarray(truth[v], dtype=float)
         e = np.hypot(*(c - true).T)
-        if e.max() > RIGHT_PX:
-            marks.append(f"{v.value}:{e.max():.0f}!")
-        else:
+        if e.max() <= RIGHT_PX:
             right.append(v)
             errs += e.tolist()
             marks.append(v.value)
-    return right, errs, marks
+            continue
+        if walls and v is Vertebra.C2:
+            measured, along = _walls_c2_error(c, true)
+            if measured <= RIGHT_PX:
+                placed.append(along)
+                marks.append(f"{v.value}w:{e.max():.0f}!")
+                continue
+        marks.append(f"{v.value}:{e.max():.0f}!")
+    return right, errs, marks, placed
+
+
+def _walls_c2_error(corners: np.ndarray, true: np.ndarray) -> tuple[float, float]:
+    """A C2 found from its walls measures its inferior corners and its posterior wall's line and places
+    its superior corners (where the anterior wall's edge ends; ``post_sup`` on the wall at that height:
+    spec section 2 uses them for no disc, only the wall's direction and tracking). Returns the worst error
+    of what it measures (inferior corners; ``post_sup``'s distance across the true posterior wall) and how
+    far ``post_sup`` lies along the wall from the true one (px, signed: + above)."""
+    up = true[1] - true[2]
+    up = up / max(float(np.hypot(*up)), 1e-9)
+    across = np.array([-up[1], up[0]])
+    d = corners[1] - true[1]
+    inferior = np.hypot(*(corners[2:] - true[2:]).T).max()
+    return float(max(inferior, abs(float(d @ across)))), float(d @ up)
+
+
+def _walls_note(placed: list[float]) -> str:
+    """What the summary line says of the C2s found from their walls that are beyond :data:`RIGHT_PX` only
+    by their placed superior corners (:func:`_right_and_wrong`)."""
+    if not placed:
+        return ""
+    return (
+        f" (of which {len(placed)} a C2 found from its walls whose measured parts are within {RIGHT_PX:g} px,"
+        f" its superior corners placed {min(placed):+.0f} to {max(placed):+.0f} px along its posterior wall)"
+    )
 
 
 def detect_cine(args) -> None:
@@ -168,7 +197,8 @@ def detect_cine(args) -> None:
             return exc.detection
 
     pooled = {
-        name: {"found": dict.fromkeys(BODIES, 0), "wrong": 0, "errs": []} for name in ("before", "after")
+        name: {"found": dict.fromkeys(BODIES, 0), "wrong": 0, "errs": [], "walls": []}
+        for name in ("before", "after")
     }
     other = 0
     for kw in _specs(args, CINE_FRAMES):
@@ -183,11 +213,14 @@ def detect_cine(args) -> None:
         before = run(seq, 0) if after.landmarks.frame != 0 else after
         shown = {}
         for name, det in (("before", before), ("after", after)):
-            right, errs, marks = _right_and_wrong(det, tracks)
+            k = det.landmarks.frame
+            truth = {v: np.array([tracks[v.value][c][k] for c in CORNERS]) for v in det.landmarks.corners_px}
+            right, errs, marks, placed = _right_and_wrong(det, truth)
             for v in right:
                 pooled[name]["found"][v] += 1
             pooled[name]["wrong"] += len(det.landmarks.corners_px) - len(right)
             pooled[name]["errs"] += errs
+            pooled[name]["walls"] += placed
             shown[name] = " ".join(marks) or "-"
         other += before is not after
         where = (
@@ -203,7 +236,8 @@ def detect_cine(args) -> None:
         print(
             f"{args.family} cines, {name} ({how}): "
             f"C3-C6 {sum(found[b] for b in BODIES[1:5])} of {4 * args.n}, C2 {found[BODIES[0]]}, "
-            f"C7 {found[BODIES[5]]}, beyond {RIGHT_PX:g} px {wrong}; right ones {corners}"
+            f"C7 {found[BODIES[5]]}, beyond {RIGHT_PX:g} px {wrong}{_walls_note(p['walls'])}; "
+            f"right ones {corners}"
         )
     print(f"another frame used on {other} of {args.n}")
 
