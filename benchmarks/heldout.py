@@ -7,9 +7,10 @@ drawn after every choice it is used to judge (docs/detection.md says which were)
 ``detect``
     ``dmx analyze``'s detector (:func:`dmx.detect.detect_landmarks`, other views included) on each
     phantom's reference frame: per phantom the bodies reported (``!`` and the worst corner in px where
-    beyond 3 px) and any warning about another view; then C3-C6 / C2 / C7 right, reports beyond 3 px,
-    corner median and maximum of the right ones, seconds per image. ``--bone-dark`` redraws every
-    phantom of the acquisition look with bone shown dark.
+    beyond 3 px; ``C2w`` for a C2 found from its walls that is beyond only by its placed superior
+    corners, counted apart too) and any warning about another view; then C3-C6 / C2 / C7 right,
+    reports beyond 3 px, corner median and maximum of the right ones, seconds per image.
+    ``--bone-dark`` redraws every phantom of the acquisition look with bone shown dark.
 ``detect-cine``
     Each phantom as a 30-frame cine, detected as ``dmx analyze`` does
     (:func:`dmx.pipeline.detect_on_sequence`: frame 0, and other frames of the cine where it reports no
