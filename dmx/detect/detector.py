@@ -819,7 +819,7 @@ def _consistent_levels(bodies: list[BodyResult], model: DetectorModel) -> list[B
                 bad[j] += 1
         worst = max(ks, key=lambda k: (bad[k], -out[k].confidence))
         if bad[worst] == 0:
-            return _spaced_as_their_size(out, model)
+            return _spaced_as_their_size(out, spacing, model)
         b = out[worst]
         out[worst] = BodyResult(
             b.vertebra, None, b.features, 0.0, "its distance to the other bodies does not fit its level"
@@ -838,19 +838,19 @@ SPACED_OFF_SIZE = (
 )
 
 
-def _spaced_as_their_size(bodies: list[BodyResult], model: DetectorModel) -> list[BodyResult]:
-    """``bodies``, or all of them left out where two of them at most :data:`SIZE_CHECK_LEVELS` levels apart
-    lie further or closer than :data:`LEVEL_SPACING_RANGE` allows at the scale their size gives
-    (:func:`_size_px_per_mm`). :func:`_consistent_levels` judges each pair against the median of the
-    column's pairs; where half the column carries levels one off the median is itself off, and what
-    remains can still hold a body a level off. All-family phantom 1290014 (cine frame 0; C2 under the top
-    collimator blade): the network outlined C3 and C4 as "C2" and "C3", C5 and C6 right; against the median
-    "C5" was left out, and "C2", "C3" and C6 were reported at confidence 1.0 although "C3" and C6 lie 0.68
-    times their levels' distance apart at their size. Which side is right cannot be told from distances
+def _spaced_as_their_size(
+    bodies: list[BodyResult], spacing: _Spacing, model: DetectorModel
+) -> list[BodyResult]:
+    """``bodies`` (``spacing``: their :class:`_Spacing`), or all of them left out where two of them at most
+    :data:`SIZE_CHECK_LEVELS` levels apart lie further or closer than :data:`LEVEL_SPACING_RANGE` allows at
+    the scale their size gives (:func:`_size_px_per_mm`). :func:`_consistent_levels` judges each pair against
+    the median of the column's pairs; where half the column carries levels one off the median is itself off,
+    and what remains can still hold a body a level off. All-family phantom 1290014 (cine frame 0; C2 under the
+    top collimator blade): the network outlined C3 and C4 as "C2" and "C3", C5 and C6 right; against the
+    median "C5" was left out, and "C2", "C3" and C6 were reported at confidence 1.0 although "C3" and C6 lie
+    0.68 times their levels' distance apart at their size. Which side is right cannot be told from distances
     alone, so none is reported."""
-    spacing = _Spacing(bodies, model)
-    ks = spacing.levels
-    size = _size_px_per_mm([bodies[k] for k in ks], model)
+    size = _size_px_per_mm([bodies[k] for k in spacing.levels], model)
     if size is None:
         return bodies
     for i, j in spacing.pairs():
