@@ -29,6 +29,7 @@ import cv2
 import numpy as np
 
 from dmx.tracking.tracker import TRUSTED_QUALITY
+from dmx.tracking.types import rigid_fit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -41,9 +42,7 @@ def _rotation_deg(a: np.ndarray) -> float:
 
 def _true_rotation_deg(corners: np.ndarray, ref: int, t: int) -> float:
     """The rotation of a rigid body's true corners ``(T, 4, 2)`` from frame ``ref`` to frame ``t``."""
-    p = corners[ref] - corners[ref].mean(0)
-    q = corners[t] - corners[t].mean(0)
-    return math.degrees(math.atan2((p[:, 0] * q[:, 1] - p[:, 1] * q[:, 0]).sum(), (p * q).sum()))
+    return _rotation_deg(rigid_fit(corners[ref], corners[t]))
 
 
 def _band_weights(template, quad: np.ndarray, reference: np.ndarray, band_px: float) -> np.ndarray:
