@@ -12,6 +12,12 @@ reference frame's gradient is normal to the nearest side: the experiments of doc
     PYTHONPATH=. python benchmarks/rotation_slopes.py --shoulder-seeds 301,302,305,307 --refit-highpass 0.025
     PYTHONPATH=. python benchmarks/rotation_slopes.py --mandible-seeds 40,42,44 --band 3
     PYTHONPATH=. python benchmarks/rotation_slopes.py --family occluders:26 --track-highpass 0.05
+    PYTHONPATH=. python benchmarks/rotation_slopes.py --shoulder-seeds 363,371,372 --photons 1e7
+    PYTHONPATH=. python benchmarks/rotation_slopes.py --shoulder-seeds 363,371,372 --no-shoulders
+
+``--photons`` and ``--no-shoulders`` draw the independent renderer's studies with other quantum noise (1e5
+as ``benchmarks/independent.py``; 1e7 is nearly noiseless) or without the shoulders: docs/tracking.md,
+"Session 45".
 
 Independent-renderer studies are rendered into ``--cache`` (as ``benchmarks/independent.py`` does); this
 project's phantoms (``--mandible-seeds``: ``benchmarks/tracking.py``'s mandible-and-shoulders case;
@@ -120,7 +126,12 @@ def _cases(a):
         import dmx
 
         for seed in a.shoulder_seeds.split(","):
-            out, truth = bench.study(Path(a.cache), int(seed), {**bench.HEAVY_SHOULDERS, "frames": a.frames})
+            opts = {**bench.HEAVY_SHOULDERS, "frames": a.frames}
+            if a.photons is not None:
+                opts["photons"] = a.photons
+            if a.no_shoulders:
+                opts["shoulders"] = False
+            out, truth = bench.study(Path(a.cache), int(seed), opts)
             seq = dmx.load_sequence(out / "study.dcm")
             corners = {b: np.array([c[b] for c in truth["corners"]], float) for b in BODIES}
             yield f"independent {seed}", seq.frames, dmx.read_landmarks(out / "landmarks.json"), corners
@@ -178,6 +189,15 @@ def main() -> None:
     ap.add_argument("--refit-highpass", type=float, default=None)
     ap.add_argument("--band", type=float, default=None, help="with the refit: the outline band (px)")
     ap.add_argument("--frames", type=int, default=60)
+    ap.add_argument(
+        "--photons",
+        type=float,
+        default=None,
+        help="--shoulder-seeds: the renderer's photons (1e5; 1e7: no noise)",
+    )
+    ap.add_argument(
+        "--no-shoulders", action="store_true", help="--shoulder-seeds: drawn without the shoulders"
+    )
     ap.add_argument("--cache", default="/tmp/dmx-independent-cache")
     a = ap.parse_args()
     from dmx.tracking.tracker import track
