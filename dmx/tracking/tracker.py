@@ -1088,12 +1088,21 @@ class _Tracker:
                 if tpl is not None and i not in ratios and self.has_corners[i]:
                     self.templates[i] = replace(tpl, residual_scale=tpl.residual_scale * ratio)
         fits = self._adjacent_fits()
+        further: dict[int, list[Fit]] | None = None
         for i, own in fits.items():
             tpl = self.templates[i]
             assert tpl is not None
             # the ZNCC and gain its template can reach (MATCH_CEILING), where a neighbour's plainly good fit
             # carries it to where its own fit put it
             ceiling = match_ceiling([f for k, f in enumerate(own) if self._supported(i, k, f, fits)])
+            if ceiling == 1.0 and not any(f.converged and f.zncc >= MATCH_CEILING for f in own):
+                # not plainly clear, yet no fit next to the reference told how faint: one noisy fit (the
+                # only one where the reference is the cine's first frame) may miss MATCH_AGREEMENT; the
+                # frames one further out are looked at too
+                if further is None:
+                    further = self._adjacent_fits(step=2)
+                more = further.get(i, [])
+                ceiling = match_ceiling([f for k, f in enumerate(more) if self._supported(i, k, f, further)])
             if ceiling < 1.0:
                 self.templates[i] = tpl = replace(tpl, match_ceiling=ceiling)
                 self.faint[i] = round(ceiling * MATCH_CEILING, 3)
@@ -1106,16 +1115,17 @@ class _Tracker:
                     costs.append(fit.robust_cost)
             self.clear_cost[i] = min(costs, default=math.inf)
 
-    def _adjacent_fits(self) -> dict[int, list[Fit]]:
-        """Every body registered on the frames next to the reference from the identity with its template
-        as it is. A body in much noise may step back and forth about its optimum without settling within
-        the tolerance: where such a fit stops at the iteration limit and a neighbour's plainly good fit
-        carries the body to it (:meth:`_supported`), it is settled (:meth:`fit_at`): C7 under the
-        independent renderer's dense shoulders did not converge there in one noise draw of six, and left
-        uncalibrated, its expected residual was taken from the other bodies' ratio, 3.4 times too small.
-        A fit short of a body that moved beyond reach may stop the same way: the neighbour's fit tells."""
+    def _adjacent_fits(self, step: int = 1) -> dict[int, list[Fit]]:
+        """Every body registered on the frames next to the reference (``step`` frames from it) from the
+        identity with its template as it is. A body in much noise may step back and forth about its
+        optimum without settling within the tolerance: where such a fit stops at the iteration limit and
+        a neighbour's plainly good fit carries the body to it (:meth:`_supported`), it is settled
+        (:meth:`fit_at`): C7 under the independent renderer's dense shoulders did not converge there in
+        one noise draw of six, and left uncalibrated, its expected residual was taken from the other
+        bodies' ratio, 3.4 times too small. A fit short of a body that moved beyond reach may stop the
+        same way: the neighbour's fit tells."""
         ref, n_t = self.ref, self.frames.shape[0]
-        adjacent = [t for t in (ref + 1, ref - 1) if 0 <= t < n_t]
+        adjacent = [t for t in (ref + step, ref - step) if 0 <= t < n_t]
         fits = {
             i: [self.fit_at(i, self.frames[t], np.eye(3))[0] for t in adjacent]
             for i in range(self.n_v)
