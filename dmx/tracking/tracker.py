@@ -350,6 +350,12 @@ def _noise_limited_factor(template: Template) -> float:
     return 1.0 / math.sqrt(template.match_ceiling * MATCH_CEILING)
 
 
+def _plainly_good(fit: Fit) -> bool:
+    """A fit next to the reference that is good by the plain figures: converged at a ZNCC of at least
+    :data:`MATCH_CEILING` (a clear body's; it tells nothing of a faint template's ceiling)."""
+    return fit.converged and fit.zncc >= MATCH_CEILING
+
+
 def match_ceiling(fits: list[Fit]) -> float:
     """The ``match_ceiling`` of a template from its fits on the frames next to the reference
     (:data:`MATCH_CEILING`): the best converged fit's ZNCC over ``MATCH_CEILING``, at most 1 and at least
@@ -1095,7 +1101,7 @@ class _Tracker:
             # the ZNCC and gain its template can reach (MATCH_CEILING), where a neighbour's plainly good fit
             # carries it to where its own fit put it
             ceiling = match_ceiling([f for k, f in enumerate(own) if self._supported(i, k, f, fits)])
-            if ceiling == 1.0 and not any(f.converged and f.zncc >= MATCH_CEILING for f in own):
+            if ceiling == 1.0 and not any(_plainly_good(f) for f in own):
                 # not plainly clear, yet no fit next to the reference told how faint: one noisy fit (the
                 # only one where the reference is the cine's first frame) may miss MATCH_AGREEMENT; the
                 # frames one further out are looked at too
@@ -1148,16 +1154,13 @@ class _Tracker:
         if not self.has_corners[i]:
             return False
         quad = self.quads[i]
+        reach = MATCH_SUPPORT * _size(quad)
         for j in (i - 1, i + 1):
             other = fits.get(j)
             if not other or not self.has_corners[j]:
                 continue
             f = other[k]
-            if (
-                f.converged
-                and f.zncc >= MATCH_CEILING
-                and (_corner_gap(f.transform, fit.transform, quad) <= MATCH_SUPPORT * _size(quad))
-            ):
+            if _plainly_good(f) and _corner_gap(f.transform, fit.transform, quad) <= reach:
                 return True
         return False
 
