@@ -842,6 +842,8 @@ def _detect_once(
         both = [v for v in corners if sources.get(v) == "template"]
         if comb.weak_agreed:  # kept by the two detectors' agreement, where the C2 test may not run
             how = LEVELS_AGREED
+        elif comb.c2_untested:  # C2's place outside the field: the network's count alone
+            how = LEVELS_UNTESTED
         elif comb.network is not None and counted_from_own_c2(
             reported_bodies(comb.network, HEATMAP_THRESHOLD)
         ):
@@ -918,6 +920,12 @@ NETWORK_ADDED = (
 LEVELS_CONFIRMED = "confirmed by the C2 template"
 LEVELS_FROM_OWN_C2 = (
     "counted from the C2 it outlined, not weighed against other levels (check them against C2)"
+)
+#: ... or, where the network's levels put C2 outside the exposed field (too near its edge to test) and it
+#: reports at least :data:`dmx.detect.detector.MIN_REPORTED_C2_UNTESTED` bodies, its own count alone.
+LEVELS_UNTESTED = (
+    "counted by the learned network alone: where they put C2 is outside the image or too near its edge for "
+    "the C2 template to test (check them against C2)"
 )
 #: ... or, where the template detector's weak column was kept because the network agrees with it
 #: (:data:`WEAK_CHAIN_KEPT`), by that agreement: the C2 test may not have run there (C2 near the edge).
