@@ -1199,7 +1199,8 @@ def _shifts_weighed(corr: dict[int, float], reported: list[BodyResult]) -> dict[
     bodies all at the right levels, one of two wrong (its lower body a level off, refused for reporting
     two bodies only). The shift below refused 8 of the 55 (by 0.05-0.19 of :func:`c2_scores`), and in
     six of those studies nothing else was found. Where C2's place is outside the image or too near its
-    edge, no shift is weighed: :func:`c2_disputed` decides by the number of bodies reported alone.
+    edge, no shift is weighed: :func:`c2_disputed` decides by :func:`counted_from_own_c2` and
+    :func:`_c3_place_a_body` alone.
     """
     if counted_from_own_c2(reported):
         return {s: v for s, v in corr.items() if s == 0}
