@@ -21,9 +21,26 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return free_ports(1)[0]
+
+
+def free_ports(n: int, *, besides: tuple[int, ...] = ()) -> list[int]:
+    """``n`` distinct loopback ports free now, none of ``besides``: held open together while chosen (one
+    port asked for twice in a row can come back twice: Orthanc's HTTP and DICOM ports once did, and it
+    stopped with "The TCP port of the HTTP server is ... already in use")."""
+    held: list[socket.socket] = []
+    try:
+        while len(held) < n:
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.bind(("127.0.0.1", 0))
+            if s.getsockname()[1] in besides:
+                s.close()
+                continue
+            held.append(s)
+        return [s.getsockname()[1] for s in held]
+    finally:
+        for s in held:
+            s.close()
 
 
 def wait_for(predicate, *, timeout_s: float, what: str, interval_s: float = 0.25):  # noqa: ANN001, ANN201
@@ -102,7 +119,7 @@ class Orthanc:
 
     def __init__(self, root: Path, *, listener_port: int, listener_aet: str = "DMX") -> None:
         self.root = Path(root)
-        self.http_port, self.dicom_port = free_port(), free_port()
+        self.http_port, self.dicom_port = free_ports(2, besides=(listener_port,))
         self.aet = "ORTHANC"
         config = {
             "Name": "dmx-test",
