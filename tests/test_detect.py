@@ -785,12 +785,17 @@ def test_c2_moved_relabels_a_column_only_past_the_margin(tmp_path, monkeypatch):
     given: list[ColumnResult] = []
     margin = {"first": 0.2, "moved": 0.2, "way": -1}
 
-    def scores(image, result, model, threshold, view=None):
+    def scores(result):
         if result is given[-1]:  # the column as given: C2 fits one level away ("way") by "first"
             return {0: 2.0, margin["way"]: 2.0 + margin["first"], -margin["way"]: 1.7}
         return {-1: 1.9, 0: 2.0 + margin["moved"], 1: 1.9}  # the moved column, at its new levels
 
-    monkeypatch.setattr(detector, "c2_scores", scores)
+    def parts(image, result, model, threshold, view=None):
+        # c2_scores sums the first two parts; no body where any shift puts C2 (plain fit below
+        # C2_PLAIN_MIN), so the dens contrast confirms nothing
+        return {s: (v, 0.0, -1.0) for s, v in scores(result).items()}
+
+    monkeypatch.setattr(detector, "c2_parts", parts)
 
     def moved(col: ColumnResult):
         given.append(col)

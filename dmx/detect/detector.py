@@ -1151,22 +1151,23 @@ def c2_disputed(
     place is outside the image or too near its edge to test, the column is not confirmed
     (:data:`C2_OUTSIDE`) unless it is counted from its own C2 (:func:`counted_from_own_c2`) or reports
     at least :data:`MIN_REPORTED_C2_UNTESTED` bodies and the level it calls C3 fits the body template
-    about as well as the C2 template (:func:`_c3_place_a_body`).
+    about as well as the C2 template (:func:`kept_untested`).
     """
-    corr = c2_scores(image, result, model, threshold, view)
-    if not corr:
+    parts = c2_parts(image, result, model, threshold, view)
+    if not parts:
         return None
+    corr = {s: dens + below for s, (dens, below, _) in parts.items()}  # c2_scores
     here = corr[0]
     reported = reported_bodies(result, threshold)
     if not np.isfinite(here):
         # C2's dens off the image: the network's own C2, or its count over enough bodies where the level it
         # calls C3 looks like a body, not like C2, is the column's level evidence
-        if counted_from_own_c2(reported) or _c3_place_a_body(reported, image, result, model, threshold, view):
+        if counted_from_own_c2(reported) or kept_untested(reported, parts):
             return None
         return C2_OUTSIDE
     corr = _shifts_weighed(corr, reported)
     better = [s for s, v in corr.items() if s != 0 and np.isfinite(v) and v >= here]
-    if better and not _dens_confirms(corr, lambda: c2_parts(image, result, model, threshold, view)):
+    if better and not _dens_confirms(corr, parts):
         where = "one level " + ("higher" if better[0] > 0 else "lower")
         return C2_NOT_CONFIRMED.format(where=where)
     return None
@@ -1200,7 +1201,7 @@ def _shifts_weighed(corr: dict[int, float], reported: list[BodyResult]) -> dict[
     two bodies only). The shift below refused 8 of the 55 (by 0.05-0.19 of :func:`c2_scores`), and in
     six of those studies nothing else was found. Where C2's place is outside the image or too near its
     edge, no shift is weighed: :func:`c2_disputed` decides by :func:`counted_from_own_c2` and
-    :func:`_c3_place_a_body` alone.
+    :func:`kept_untested` alone.
     """
     if counted_from_own_c2(reported):
         return {s: v for s, v in corr.items() if s == 0}
@@ -1217,7 +1218,7 @@ def counted_from_own_c2(reported: list[BodyResult]) -> bool:
 
 #: A column whose C2 place the C2 test cannot weigh (outside the exposed field: :data:`C2_OUTSIDE`) and that
 #: does not report its C2 may be kept at the network's levels when it reports at least this many bodies
-#: (:func:`_c3_place_a_body`); one of two is not. On this project's all-family development sets 1110000+,
+#: (:func:`kept_untested`); one of two is not. On this project's all-family development sets 1110000+,
 #: 1130000+-1190000+ (session 35) 32 network columns met C2's place outside the test, 31 at the right levels,
 #: the one a level off (1150007, "C6-C7") of two bodies; on 1250000+, 1260000+, 1290000+, 1300000+, 1320000+
 #: and 1330000+ (session 46, every view searched) the 21 distinct columns of three or more bodies that met it
@@ -1233,19 +1234,19 @@ MIN_REPORTED_C2_UNTESTED = 3
 C2_UNTESTED_CONTRAST = 0.15
 
 
-def _c3_place_a_body(
-    reported: list[BodyResult],
-    image: np.ndarray,
-    result: ColumnResult,
-    model: DetectorModel,
-    threshold: float,
-    view: ColumnView | None,
-) -> bool:
-    """Whether a column whose C2 place cannot be tested is kept at its own levels
-    (:data:`MIN_REPORTED_C2_UNTESTED`, :data:`C2_UNTESTED_CONTRAST`)."""
+def kept_untested(reported: list[BodyResult], parts: dict[int, tuple[float, float, float]]) -> bool:
+    """Whether :func:`c2_disputed` keeps a column at its own levels although the C2 test cannot weigh them
+    (where they put C2 is outside the exposed field: ``parts``, :func:`c2_parts`, not finite there) by its
+    count alone: it does not report its own C2 among :data:`MIN_REPORTED_WITH_C2` bodies
+    (:func:`counted_from_own_c2`), reports at least :data:`MIN_REPORTED_C2_UNTESTED` and the place it calls
+    C3 can be tested and fits the C2 template less than :data:`C2_UNTESTED_CONTRAST` better than the plain
+    body template. Such bodies carry the warning :data:`dmx.detect.LEVELS_UNTESTED`."""
+    dens_here, below_here, _ = parts.get(0, (np.nan, np.nan, np.nan))
+    if np.isfinite(dens_here + below_here) or counted_from_own_c2(reported):
+        return False
     if len(reported) < MIN_REPORTED_C2_UNTESTED:
         return False
-    dens, _, plain = c2_parts(image, result, model, threshold, view).get(-1, (np.nan, np.nan, np.nan))
+    dens, _, plain = parts.get(-1, (np.nan, np.nan, np.nan))
     return bool(np.isfinite(dens) and np.isfinite(plain) and dens - plain < C2_UNTESTED_CONTRAST)
 
 
@@ -1276,15 +1277,14 @@ C2_DENS_MARGIN = 0.10
 C2_PLAIN_MIN = 0.0
 
 
-def _dens_confirms(corr: dict[int, float], parts) -> bool:
+def _dens_confirms(corr: dict[int, float], evidence: dict[int, tuple[float, float, float]]) -> bool:
     """True when the C2 test (``corr``, :func:`c2_scores`) refuses the column's own levels only by a near
-    tie (:data:`C2_TIE_MARGIN`) and the dens contrast (:func:`c2_dens_scores` of ``parts()``,
+    tie (:data:`C2_TIE_MARGIN`) and the dens contrast (:func:`c2_dens_scores` of ``evidence``,
     :func:`c2_parts`) prefers them clearly (:data:`C2_DENS_MARGIN`) over every shift the C2 test
     could place, with a body where they put C2 (:data:`C2_PLAIN_MIN`)."""
     others = [s for s, v in corr.items() if s != 0 and np.isfinite(v)]
     if not others or corr[0] < max(corr[s] for s in others) - C2_TIE_MARGIN:
         return False
-    evidence = parts()
     if not evidence[0][2] >= C2_PLAIN_MIN:
         return False
     dens = c2_dens_scores(evidence)
@@ -1802,14 +1802,10 @@ def run_combined(
 def _c2_place_untested(
     image: np.ndarray, network: ColumnResult, model: DetectorModel, view: ColumnView
 ) -> bool:
-    """Whether the C2 test could not weigh ``network``'s own levels (where they put C2 is outside the
-    exposed field) and it was kept, not counted from its own C2, for the bodies it reports
-    (:data:`MIN_REPORTED_C2_UNTESTED`)."""
+    """Whether :func:`c2_disputed` kept ``network``'s own levels untested by the C2 template, by its count
+    alone (:func:`kept_untested`)."""
     reported = reported_bodies(network, HEATMAP_THRESHOLD)
-    if counted_from_own_c2(reported):
-        return False
-    here = c2_scores(image, network, model, HEATMAP_THRESHOLD, view).get(0, float("nan"))
-    return not np.isfinite(here)
+    return kept_untested(reported, c2_parts(image, network, model, HEATMAP_THRESHOLD, view))
 
 
 #: A template detector's chain scoring below the model's minimum (``model.chain_min_score``) is kept
