@@ -1,0 +1,134 @@
+"""The edge refinement alone, started from the true corners: where an outline is lost whatever its start.
+
+``dmx.detect``'s learned network places each body coarsely (1.2 mm per pixel) and the edge refinement
+(:func:`dmx.detect.refine.refine_corners`) outlines it on the full-resolution image. This script starts the
+refinement from each body's **true** corners, on the frame in the polarity that shows bone bright and
+turned to face right (both from the phantom's truth), with the radii the detector uses after the network
+(:data:`dmx.detect.detector.HEATMAP_REFINE_RADII_MM`), so neither the network, the polarity and facing
+votes nor the level checks take part. Per body: outlined within 3 px and passing the edge and shape factors
+of :func:`dmx.detect.detector.heatmap_confidence` (inlier share, side residual, shape and size against the
+level's mean body; the network's own factors left out), within 3 px but failing them, beyond 3 px (passing
+or not), or no outline; per level, and which sides of the bodies beyond 3 px are off (a side whose fitted
+edge lies more than 2.5 px from the true corners at either end: S superior, P posterior, I inferior,
+A anterior). C2 is refined as a body with shoulders (:func:`refine_corners` with ``is_c2``), not from its
+walls as the detector can, so its row says less than the others.
+
+A body the refinement cannot outline from its true corners is not found by the detector from the network's
+start either; the difference between this count and ``benchmarks/heldout.py detect`` on the same set is
+what the network, the votes and the level checks lose. Sets are drawn as in ``benchmarks/heldout.py``::
+
+    python benchmarks/refine_from_truth.py --family all --n 20 --generator 13232 --first 1320000 --cache DIR
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections import Counter
+
+import heldout  # benchmarks/heldout.py: the sets and their cached reference frames
+import numpy as np
+
+from dmx.anatomy import BODIES
+from dmx.detect import model_file
+from dmx.detect.detector import HEATMAP_REFINE_RADII_MM, heatmap_confidence, shape_deviation_mm
+from dmx.detect.model import load_model
+from dmx.detect.pose import smoothed
+from dmx.detect.refine import refine_corners, side_offsets_px
+
+#: A body is right when its worst corner is within this (px).
+RIGHT_PX = 3.0
+#: A side is off when the true corners lie further than this (px) from its fitted edge at either end (the
+#: fitted annotation offsets are about 1 px).
+SIDE_OFF_PX = 2.5
+
+
+def _facing_right(corners: np.ndarray) -> bool:
+    """Whether a body's anterior side is to the right of its superior side (image y down)."""
+    ant = (corners[0] + corners[3] - corners[1] - corners[2]) / 2
+    sup = (corners[0] + corners[1] - corners[2] - corners[3]) / 2
+    return bool(sup[0] * ant[1] - sup[1] * ant[0] > 0)
+
+
+def _edge_and_shape(feats: dict, dev_mm: float, size: float) -> float:
+    """:func:`heatmap_confidence` with the network's own factors set to pass."""
+    return heatmap_confidence(
+        {**feats, "shape_mm": dev_mm, "size_ratio": size, "region_prob": 1.0, "on_region": 1.0}
+    )
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--family", default="all", help="appearance family (benchmarks/heldout.py)")
+    ap.add_argument("--n", type=int, default=20, help="phantoms drawn")
+    ap.add_argument("--generator", type=int, required=True, help="the set's generator seed")
+    ap.add_argument("--first", type=int, required=True, help="the set's first phantom seed")
+    ap.add_argument("--cache", help="folder keeping the rendered reference frames (shared with heldout.py)")
+    ap.add_argument(
+        "--radii",
+        default=",".join(f"{r:g}" for r in HEATMAP_REFINE_RADII_MM),
+        help="edge-search radii (mm), comma-separated",
+    )
+    args = ap.parse_args()
+    args.bone_dark = False
+    radii = tuple(float(r) for r in args.radii.split(","))
+    model = load_model(model_file())
+    tally = {v: Counter() for v in BODIES}
+    sides = Counter()
+    for kw in heldout._specs(args):
+        img, truth, mpp = heldout._reference(kw, args.cache)
+        acq = kw["appearance"].acquisition
+        im = np.asarray(img, dtype=np.float32)
+        if acq is not None and acq.inverted:
+            im = -im  # bone shown dark: the refinement looks for bright bone
+        h, w = im.shape
+        views: dict[bool, tuple[np.ndarray, float]] = {}
+        marks = []
+        for k, v in enumerate(BODIES):
+            true = np.asarray(truth[v], dtype=float)
+            if (true < 2).any() or (true[:, 0] > w - 3).any() or (true[:, 1] > h - 3).any():
+                continue
+            right = _facing_right(true)
+            if right not in views:
+                views[right] = smoothed(im if right else im[:, ::-1].copy(), mpp)
+            sm, noise = views[right]
+            start = true if right else np.c_[w - 1 - true[:, 0], true[:, 1]]
+            out, feats, fits = refine_corners(
+                sm,
+                start,
+                is_c2=k == 0,
+                px_per_mm=1.0 / mpp,
+                noise=noise,
+                side_offsets_mm=model.side_offsets_mm[0 if k == 0 else 1],
+                radii_mm=radii,
+            )
+            if out is None:
+                tally[v]["no outline"] += 1
+                marks.append(f"{v.value}:-")
+                continue
+            err = float(np.hypot(*(out - start).T).max())
+            dev, size = shape_deviation_mm(out * mpp, model.mean_shape_mm[k])
+            passes = _edge_and_shape(feats, dev, size) >= 0.5
+            if err <= RIGHT_PX:
+                tally[v]["right, passes" if passes else "right, fails"] += 1
+                marks.append(v.value if passes else f"{v.value}?")
+                continue
+            tally[v]["beyond, passes" if passes else "beyond, fails"] += 1
+            off = np.abs(side_offsets_px(fits, start)).max(axis=1) > SIDE_OFF_PX
+            which = "".join("SPIA"[s] for s in range(4) if off[s]) or "corners"
+            if k not in (0, len(BODIES) - 1):
+                sides[which] += 1
+            marks.append(f"{v.value}:{err:.0f}{'!' if passes else ''}({which})")
+        print(kw["seed"], f"{mpp:.2f} mm", " ".join(marks), flush=True)
+    keys = ("right, passes", "right, fails", "beyond, passes", "beyond, fails", "no outline")
+    print(f"\n{'level':6s}" + "".join(f"{k:>16s}" for k in keys))
+    for v in BODIES:
+        print(f"{v.value:6s}" + "".join(f"{tally[v][k]:16d}" for k in keys))
+    mid = Counter()
+    for v in BODIES[1:5]:
+        mid.update(tally[v])
+    print(f"{'C3-C6':6s}" + "".join(f"{mid[k]:16d}" for k in keys))
+    print("sides off on C3-C6 beyond 3 px:", ", ".join(f"{k} {n}" for k, n in sides.most_common()))
+
+
+if __name__ == "__main__":
+    main()
