@@ -34,19 +34,13 @@ from dmx.detect.detector import HEATMAP_REFINE_RADII_MM, heatmap_confidence, sha
 from dmx.detect.model import load_model
 from dmx.detect.pose import smoothed
 from dmx.detect.refine import refine_corners, side_offsets_px
+from dmx.measure.geometry import facing
 
 #: A body is right when its worst corner is within this (px).
 RIGHT_PX = 3.0
 #: A side is off when the true corners lie further than this (px) from its fitted edge at either end (the
 #: fitted annotation offsets are about 1 px).
 SIDE_OFF_PX = 2.5
-
-
-def _facing_right(corners: np.ndarray) -> bool:
-    """Whether a body's anterior side is to the right of its superior side (image y down)."""
-    ant = (corners[0] + corners[3] - corners[1] - corners[2]) / 2
-    sup = (corners[0] + corners[1] - corners[2] - corners[3]) / 2
-    return bool(sup[0] * ant[1] - sup[1] * ant[0] > 0)
 
 
 def _edge_and_shape(feats: dict, dev_mm: float, size: float) -> float:
@@ -87,7 +81,7 @@ def main() -> None:
             true = np.asarray(truth[v], dtype=float)
             if (true < 2).any() or (true[:, 0] > w - 3).any() or (true[:, 1] > h - 3).any():
                 continue
-            right = _facing_right(true)
+            right = bool(facing(true) < 0)  # the spec's h: -1 facing right
             if right not in views:
                 views[right] = smoothed(im if right else im[:, ::-1].copy(), mpp)
             sm, noise = views[right]
