@@ -30,10 +30,10 @@ import numpy as np
 
 from dmx.anatomy import BODIES
 from dmx.detect import model_file
-from dmx.detect.detector import HEATMAP_REFINE_RADII_MM, heatmap_confidence, shape_deviation_mm
+from dmx.detect.detector import HEATMAP_REFINE_RADII_MM, heatmap_confidence
 from dmx.detect.model import load_model
 from dmx.detect.pose import smoothed
-from dmx.detect.refine import refine_corners, side_offsets_px
+from dmx.detect.refine import refine_corners, shape_deviation_mm, side_offsets_px
 from dmx.measure.geometry import facing
 
 #: A body is right when its worst corner is within this (px).
@@ -61,6 +61,11 @@ def main() -> None:
         "--radii",
         default=",".join(f"{r:g}" for r in HEATMAP_REFINE_RADII_MM),
         help="edge-search radii (mm), comma-separated",
+    )
+    ap.add_argument(
+        "--strongest",
+        action="store_true",
+        help="each side from every profile's strongest step (no mean shape: sessions up to 47)",
     )
     args = ap.parse_args()
     args.bone_dark = False
@@ -94,6 +99,7 @@ def main() -> None:
                 noise=noise,
                 side_offsets_mm=model.side_offsets_mm[0 if k == 0 else 1],
                 radii_mm=radii,
+                mean_shape_mm=None if args.strongest or k == 0 else model.mean_shape_mm[k],
             )
             if out is None:
                 tally[v]["no outline"] += 1

@@ -91,3 +91,63 @@ def test_confidence_inputs_take_logs_of_scale_like_features_only():
     for name in ("coarse_score", "inlier", "size_ratio", "is_c2"):
         assert x[0, i[name]] == raw[0, i[name]]
     assert raw[0, i["strength"]] == 20.0  # input untouched
+
+
+def test_a_bright_bar_along_an_endplate_is_not_taken_for_it_when_the_mean_shape_guides():
+    # a bar brighter than the body, 1 mm wide and 1.5 mm below C4's inferior endplate, along it: its lower
+    # edge is the strongest step of every profile of that side within the wide search (3 mm). Each side
+    # from its strongest steps puts the inferior corners on the bar, 8-9 px off; chosen among candidate
+    # edges with the level's mean shape (``mean_shape_mm``), they stay on the endplate
+    image, truth = _drawn_body(_anatomy(sag_mm=0.9))
+    post, ant = truth[2], truth[3]
+    along = (ant - post) / np.hypot(*(ant - post))
+    out = np.array([-along[1], along[0]])
+    if np.dot(out, truth.mean(axis=0) - post) > 0:
+        out = -out  # away from the body
+    ys, xs = np.mgrid[0:SIZE, 0:SIZE].astype(float)
+    off = ((xs - post[0]) * out[0] + (ys - post[1]) * out[1]) * MM_PER_PX
+    bar = ((off > 1.5) & (off < 2.5)).astype(np.float32)
+    image = image + 120.0 * cv2.GaussianBlur(bar, (0, 0), 0.8)
+    image = image + np.random.default_rng(0).normal(0.0, 1.0, image.shape).astype(np.float32)
+    sm, noise = smoothed(image, MM_PER_PX)
+    kw = dict(is_c2=False, px_per_mm=1 / MM_PER_PX, noise=noise, radii_mm=(3.0, 1.5, 0.8))
+    strongest, _, _ = refine.refine_corners(sm, truth + [3.0, -2.0], **kw)
+    assert np.hypot(*(strongest - truth).T)[2:].min() > 5.0
+    mean_mm = sk.body_corners_mm(Vertebra.C4)
+    for shift in ([0.0, 0.0], [3.0, -2.0], [-3.0, 2.0]):
+        guided, feats, _ = refine.refine_corners(sm, truth + shift, mean_shape_mm=mean_mm, **kw)
+        assert np.hypot(*(guided - truth).T).max() < 0.6
+        assert feats["inlier"] > 0.9
+
+
+def test_shape_deviations_of_many_outlines_are_each_ones_own():
+    mean_mm = sk.body_corners_mm(Vertebra.C4)
+    th = np.deg2rad(20.0)
+    rot = np.array([[np.cos(th), -np.sin(th)], [np.sin(th), np.cos(th)]])
+    same = (mean_mm @ rot.T) * 1.3 * np.array([1.0, -1.0]) + [40.0, 7.0]  # turned, larger, image y down
+    bent = same.copy()
+    bent[2] += [0.0, 2.0]
+    dev, size = refine.shape_deviations_mm(np.stack([same, bent]), mean_mm)
+    assert dev[0] == pytest.approx(0.0, abs=1e-9)
+    assert size[0] == pytest.approx(1.3)
+    assert 0.3 < dev[1] < 1.0
+    assert (dev[1], size[1]) == pytest.approx(refine.shape_deviation_mm(bent, mean_mm))
+
+
+def test_sides_intersected_in_pairs_meet_where_each_pair_meets():
+    image, truth = _drawn_body(_anatomy(sag_mm=2.0))
+    (_, _, fits), _, _ = _refine(image, truth)
+    bent = refine.SideFit(
+        fits[1].start, fits[1].end, fits[1].normal, fits[1].coef + [3.0, 1.0, -2.0], 1, 1, 0
+    )
+    away = refine.SideFit(fits[1].start + 500.0, fits[1].end + 500.0, fits[1].normal, fits[1].coef, 1, 1, 0)
+    before, after = [fits[0], fits[2]], [fits[1], bent, away]
+    pairs = refine._intersect_pairs(before, after)
+    for i, a in enumerate(before):
+        for j, b in enumerate(after):
+            one = refine._intersect(a, b)
+            if one is None:
+                assert np.isnan(pairs[i, j]).all()
+            else:
+                assert pairs[i, j] == pytest.approx(one, abs=1e-6)
+    assert np.isfinite(pairs[0, :2]).all() and np.isnan(pairs[:, 2]).all()

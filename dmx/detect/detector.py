@@ -12,7 +12,7 @@ from dmx.detect.column import Chain, ChainMaps, coarse, maps_facing, next_chain
 from dmx.detect.field import exposed_field
 from dmx.detect.model import FEATURES, DetectorModel
 from dmx.detect.pose import axes, pose_from_corners, to_image_px
-from dmx.detect.refine import UNSTABLE_PX, refine_corners, stability_px
+from dmx.detect.refine import UNSTABLE_PX, refine_corners, shape_deviation_mm, stability_px
 
 #: What a cine offers the detector (:func:`run_combined`'s ``mean_of``): given corners on the detected
 #: frame (the bodies found and a start for the one looked for) and that body, the mean of the cine's
@@ -41,22 +41,6 @@ class ColumnResult:
     facing: str
     mm_per_px: float
     calibrated: bool
-
-
-def shape_deviation_mm(corners_mm: np.ndarray, mean_mm: np.ndarray) -> tuple[float, float]:
-    """RMS distance (mm) after similarity alignment to the mean shape, and the fitted size ratio.
-
-    ``corners_mm`` are image corners (facing right) scaled to mm; ``mean_mm`` is in the body frame.
-    """
-    a = corners_mm * np.array([1.0, -1.0])  # image y is down, the body frame's v is up
-    a = a - a.mean(axis=0)
-    b = mean_mm - mean_mm.mean(axis=0)
-    # complex-number similarity fit: a * z ~ b
-    za = a[:, 0] + 1j * a[:, 1]
-    zb = b[:, 0] + 1j * b[:, 1]
-    z = np.vdot(za, zb) / max(np.vdot(za, za).real, 1e-12)
-    res = za * z - zb
-    return float(np.sqrt(np.mean(np.abs(res) ** 2))), float(1.0 / max(abs(z), 1e-12))
 
 
 #: A side whose edge points scatter more than this about its fitted curve (px RMS) is not one clean
@@ -572,7 +556,12 @@ def _heatmap_column(
     def try_starts(k: int, starts: list[np.ndarray]) -> None:
         for init in starts:
             refined, fit, _ = refine_corners(
-                sm, init, is_c2=k == 0, side_offsets_mm=model.side_offsets_mm[0 if k == 0 else 1], **refine_kw
+                sm,
+                init,
+                is_c2=k == 0,
+                side_offsets_mm=model.side_offsets_mm[0 if k == 0 else 1],
+                mean_shape_mm=None if k == 0 else model.mean_shape_mm[k],
+                **refine_kw,
             )
             if refined is None or fit["rms_px"] > (MAX_SIDE_RMS_PX_C2 if k == 0 else MAX_SIDE_RMS_PX):
                 continue

@@ -5,10 +5,17 @@ anterior wall) is found as the strongest bright-to-dark step along profiles
 normal to the side (the outer cortical boundary), fitted robustly with a line
 or a gentle quadratic (walls are waisted, endplates concave), and each corner
 is the intersection of its two sides.
+
+Given the level's mean shape (``mean_shape_mm``), the wide first search does not take the strongest
+step of every profile: per side it gathers a few candidate edges (lines the profiles' strongest steps
+agree on, each refitted as a quadratic) and keeps the combination of four whose outline best fits
+the edges and the mean shape together (:func:`_shape_guided`); the narrower searches after it then
+prefer the steps near the curve found before over stronger ones further off (:data:`NEAR_SIGMA`).
 """
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import cv2
@@ -41,6 +48,21 @@ C2_MAX_TILT = 0.2
 #: Largest plausible sag of a side (waist of a wall, concavity of an endplate), mm.
 MAX_SAG_MM = 2.5
 
+#: Shape-guided search (``mean_shape_mm`` given): candidate edges per side in the wide first search ...
+SIDE_CANDIDATES = 5
+#: ... from at most this many lines through two candidate steps (evenly spread over the pairs).
+CANDIDATE_LINES = 1000
+#: ... the combination's score: the sum over sides of log(candidate's edge support / the side's best),
+#: less this weight times (the outline's RMS deviation from the mean shape, mm, after similarity alignment
+#: + |log| of its size against the mean's) ...
+SHAPE_WEIGHT = 4.0
+#: ... and in the narrower searches after it, each profile takes the local maximum of its edge step
+#: weighted by a Gaussian of its distance from the previous curve, SD this share of the search radius.
+#: Chosen on the refinement from the true corners (``benchmarks/refine_from_truth.py``, development sets
+#: 1250000+, 1260000+, 1320000+, 1330000+): C3-C6 right and passing 212 -> 249 of 320 at (5, 4.0, 0.3);
+#: 0.15-0.5 and weights 1-30 give within 4 of that.
+NEAR_SIGMA = 0.3
+
 
 @dataclass(frozen=True)
 class SideFit:
@@ -63,6 +85,28 @@ class SideFit:
         return (self.end - self.start) + doff * self.normal
 
 
+def shape_deviation_mm(corners_mm: np.ndarray, mean_mm: np.ndarray) -> tuple[float, float]:
+    """RMS distance (mm) after similarity alignment to the mean shape, and the fitted size ratio.
+
+    ``corners_mm`` are image corners (facing right) scaled to mm; ``mean_mm`` is in the body frame.
+    """
+    dev, size = shape_deviations_mm(np.asarray(corners_mm, dtype=float)[None], mean_mm)
+    return float(dev[0]), float(size[0])
+
+
+def shape_deviations_mm(corners_mm: np.ndarray, mean_mm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`shape_deviation_mm` of many outlines at once: ``corners_mm`` (n, 4, 2)."""
+    a = corners_mm * np.array([1.0, -1.0])  # image y is down, the body frame's v is up
+    a = a - a.mean(axis=1, keepdims=True)
+    b = mean_mm - mean_mm.mean(axis=0)
+    # complex-number similarity fit: a * z ~ b
+    za = a[..., 0] + 1j * a[..., 1]
+    zb = b[:, 0] + 1j * b[:, 1]
+    z = (np.conj(za) * zb).sum(axis=1) / np.maximum((np.abs(za) ** 2).sum(axis=1), 1e-12)
+    res = za * z[:, None] - zb[None]
+    return np.sqrt(np.mean(np.abs(res) ** 2, axis=1)), 1.0 / np.maximum(np.abs(z), 1e-12)
+
+
 def _profiles(image: np.ndarray, points: np.ndarray, normal: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     xy = points[:, None, :] + offsets[None, :, None] * normal[None, None, :]
     mx = xy[..., 0].astype(np.float32)
@@ -82,12 +126,15 @@ def fit_side(
     noise: float,
     max_sag_px: float = np.inf,
     around: np.ndarray | None = None,
+    near_sigma: float | None = None,
 ) -> SideFit | None:
     """Fit one side between ``start`` and ``end`` (outward ``normal``), searching ``radius_px`` either way.
 
     The search is centred on the chord from ``start`` to ``end``, or on the curve offset(t) =
     ``around`` (c0, c1, c2; px along ``normal``) from it: a previous fit, so that a narrow search
     follows a deeply concave endplate instead of losing its middle beyond the search radius.
+    ``near_sigma`` (with ``around``): each profile takes the local maximum of its step weighted by a
+    Gaussian of its distance from that curve (SD ``near_sigma`` times the radius), not the strongest.
     """
     base_coef = np.zeros(3) if around is None else np.asarray(around, dtype=float)
     length = float(np.hypot(*(end - start)))
@@ -115,6 +162,13 @@ def fit_side(
     inside = np.abs(off_g) <= radius_px
     g = np.where(inside[None], g, -np.inf)
     j = np.argmax(g, axis=1)
+    if around is not None and near_sigma is not None:
+        # the step nearest the previous curve, unless one further off is much stronger
+        local = np.zeros_like(g, dtype=bool)
+        local[:, 1:-1] = (g[:, 1:-1] > g[:, :-2]) & (g[:, 1:-1] >= g[:, 2:]) & (g[:, 1:-1] > 0)
+        weighted = np.where(local, g, -np.inf) * np.exp(-0.5 * (off_g / (near_sigma * radius_px)) ** 2)[None]
+        near = np.argmax(weighted, axis=1)
+        j = np.where(np.isfinite(weighted[np.arange(len(t)), near]), near, j)
     peak = g[np.arange(len(t)), j]
     # sub-pixel parabola
     jj = np.clip(j, 1, g.shape[1] - 2)
@@ -147,7 +201,16 @@ def fit_side(
     if deg == 2 and abs(coef[2]) / 4 > max_sag_px:
         # implausibly curved: the edge search strayed; a straight side is the safer reading
         return fit_side(
-            image, start, end, normal, radius_px=radius_px, spans=spans, degree=1, noise=noise, around=around
+            image,
+            start,
+            end,
+            normal,
+            radius_px=radius_px,
+            spans=spans,
+            degree=1,
+            noise=noise,
+            around=around,
+            near_sigma=near_sigma,
         )
     res = e - (coef[0] + coef[1] * t + coef[2] * t * t)
     rms = float(np.sqrt(np.mean(res[keep] ** 2))) if keep.any() else float("inf")
@@ -243,6 +306,152 @@ def _consensus(
     return e, np.where(ok, w, 0.0), ok
 
 
+def _side_candidates(
+    image: np.ndarray,
+    start: np.ndarray,
+    end: np.ndarray,
+    normal: np.ndarray,
+    *,
+    radius_px: float,
+    spans: tuple[tuple[float, float], ...],
+    noise: float,
+    max_sag_px: float,
+    top: int = 4,
+) -> list[tuple[SideFit, float]]:
+    """Up to :data:`SIDE_CANDIDATES` edges for one side (searched as :func:`fit_side` searches, without
+    ``around``), each with its support: the lines that most of the profiles' ``top`` strongest steps agree
+    on (distinct lines only), each refitted robustly as a quadratic through the steps near it (a straight
+    line where the quadratic sags implausibly). Support: the summed step of the profiles kept, over the
+    profiles sampled."""
+    length = float(np.hypot(*(end - start)))
+    t = np.concatenate([np.linspace(a, b, max(3, int(np.ceil((b - a) * length)))) for a, b in spans])
+    step = 0.25
+    offsets = np.arange(-radius_px - 1.0, radius_px + 1.0 + step / 2, step)
+    pts = start[None] + t[:, None] * (end - start)[None]
+    prof = _profiles(image, pts, normal, offsets)
+    k = int(round(0.5 / step))
+    g = (prof[:, : -2 * k] - prof[:, 2 * k :]) / (2 * k * step)
+    g = (2 * g + np.vstack([g[:1], g[:-1]]) + np.vstack([g[1:], g[-1:]])) / 4
+    off_g = offsets[k:-k]
+    g = np.where((np.abs(off_g) <= radius_px)[None], g, -np.inf)
+    loc = np.zeros_like(g, dtype=bool)
+    loc[:, 1:-1] = (g[:, 1:-1] > g[:, :-2]) & (g[:, 1:-1] >= g[:, 2:]) & (g[:, 1:-1] > 3.0 * noise)
+    vals = np.where(loc, g, -np.inf)
+    idx = np.argsort(-vals, axis=1)[:, :top]
+    cand_w = np.take_along_axis(vals, idx, axis=1)  # (profiles, top)
+    cand_e = off_g[idx]
+    valid = np.isfinite(cand_w)
+    n = len(t)
+    if valid.sum() < 4:
+        return []
+    # every line through two candidate steps of profiles at least 0.3 of the side apart
+    pi, ci = np.nonzero(valid)
+    pt, pe = t[pi], cand_e[pi, ci]
+    a, b = np.triu_indices(len(pi), k=1)
+    sel = np.abs(pt[a] - pt[b]) >= 0.3
+    a, b = a[sel], b[sel]
+    if len(a) == 0:
+        return []
+    if len(a) > CANDIDATE_LINES:
+        keep = np.linspace(0, len(a) - 1, CANDIDATE_LINES).astype(int)
+        a, b = a[keep], b[keep]
+    slope = (pe[b] - pe[a]) / (pt[b] - pt[a])
+    icpt = pe[a] - slope * pt[a]
+    tol = 1.0 + 0.5 * min(max_sag_px, 4.0)
+    res = np.abs(cand_e[None] - (icpt[:, None, None] + slope[:, None, None] * t[None, :, None]))
+    res = np.where(valid[None], res, np.inf)
+    nearest = res.argmin(axis=2)
+    w_nearest = np.take_along_axis(np.where(valid, cand_w, 0.0)[None], nearest[..., None], axis=2)[..., 0]
+    support = np.where(res.min(axis=2) < tol, w_nearest, 0.0).sum(axis=1)
+    out: list[tuple[SideFit, float]] = []
+    taken: list[tuple[float, float]] = []  # (offset at mid-side, slope) of the lines kept
+    for line in np.argsort(-support):
+        if len(out) >= SIDE_CANDIDATES or support[line] <= 0:
+            break
+        mid = float(icpt[line] + 0.5 * slope[line])
+        if any(abs(mid - m) < 2.0 and abs(slope[line] - sl) < 3.0 for m, sl in taken):
+            continue  # the same edge as a line kept
+        taken.append((mid, float(slope[line])))
+        choice = nearest[line]
+        rows = np.arange(n)
+        ok = np.isfinite(cand_w[rows, choice]) & (res[line, rows, choice] < tol)
+        if ok.sum() < max(3, 0.3 * n):
+            continue
+        e = cand_e[rows, choice]
+        w = np.where(ok, cand_w[rows, choice], 0.0)
+        deg = 2 if ok.sum() >= 8 else 1
+        coef, kept = _robust_fit(t, e, w, ok, deg)
+        if deg == 2 and abs(coef[2]) / 4 > max_sag_px:
+            coef, kept = _robust_fit(t, e, w, ok, 1)
+        r = e - (coef[0] + coef[1] * t + coef[2] * t * t)
+        fit = SideFit(
+            start=start,
+            end=end,
+            normal=normal,
+            coef=coef,
+            inlier_fraction=float(kept.mean()),
+            strength=float(np.median(w[kept]) / max(noise, 1e-9)),
+            rms_px=float(np.sqrt(np.mean(r[kept] ** 2))),
+        )
+        out.append((fit, float(w[kept].sum() / n)))
+    return out
+
+
+def _shape_guided(
+    image: np.ndarray,
+    corners: np.ndarray,
+    fits: list[SideFit],
+    *,
+    radius_px: float,
+    noise: float,
+    px_per_mm: float,
+    mean_shape_mm: np.ndarray,
+) -> list[SideFit]:
+    """The four sides of the wide first search chosen among candidates (:func:`_side_candidates`, and the
+    strongest-step fit ``fits`` of each side) as the combination whose outline scores best: the sum over
+    sides of log(support / the side's best support), less :data:`SHAPE_WEIGHT` times its deviation from the
+    level's mean shape (RMS mm after similarity alignment, :func:`shape_deviation_mm`, plus |log| of its
+    size against the mean's). A crossing bar, another bone's edge or a neighbour's rim can carry the
+    strongest step of most profiles of one side; the body's own edge is then a weaker candidate that makes
+    the outline a body's shape."""
+    centre = corners.mean(axis=0)
+    options: list[list[tuple[SideFit, float]]] = []
+    for s, (i, j) in enumerate(SIDES):
+        a, b = corners[i], corners[j]
+        cands = _side_candidates(
+            image,
+            a,
+            b,
+            _outward_normal(a, b, centre),
+            radius_px=radius_px,
+            spans=SPANS_BODY[s],
+            noise=noise,
+            max_sag_px=MAX_SAG_MM * px_per_mm,
+        )
+        f = fits[s]
+        options.append([*cands, (f, f.strength * noise * f.inlier_fraction)])
+    # each corner once per pair of candidates of its two sides, then every combination at once
+    corner = [
+        _intersect_pairs([f for f, _ in options[(k - 1) % 4]], [f for f, _ in options[k]]) for k in range(4)
+    ]
+    choice = np.array(list(itertools.product(*(range(len(o)) for o in options))))  # (combos, 4 sides)
+    q = np.stack(
+        [corner[k][choice[:, (k - 1) % 4], choice[:, k]] for k in range(4)], axis=1
+    )  # (combos, 4, 2)
+    valid = np.isfinite(q).all(axis=(1, 2))
+    if not valid.any():
+        return fits
+    choice, q = choice[valid], q[valid]
+    dev, size = shape_deviations_mm(q / px_per_mm, mean_shape_mm)
+    support = np.log(
+        np.maximum(np.array([[options[s][i][1] for s, i in enumerate(row)] for row in choice]), 1e-12)
+        / np.maximum(np.array([max(sup for _, sup in opts) for opts in options]), 1e-12)
+    ).sum(axis=1)
+    score = support - SHAPE_WEIGHT * (dev + np.abs(np.log(np.maximum(size, 1e-3))))
+    best = choice[int(np.argmax(score))]
+    return [options[s][i][0] for s, i in enumerate(best)]
+
+
 def _intersect(a: SideFit, b: SideFit) -> np.ndarray | None:
     """Where side ``a`` (near its end, t=1) meets side ``b`` (near its start, t=0)."""
     ta, tb = 1.0, 0.0
@@ -258,6 +467,46 @@ def _intersect(a: SideFit, b: SideFit) -> np.ndarray | None:
     if not (0.5 < ta < 1.5 and -0.5 < tb < 0.5):
         return None
     return a.point(ta)
+
+
+def _intersect_pairs(before: list[SideFit], after: list[SideFit]) -> np.ndarray:
+    """:func:`_intersect` of every side in ``before`` with every side in ``after`` at once: (len(before),
+    len(after), 2), NaN where :func:`_intersect` gives None."""
+
+    def curves(fits: list[SideFit]) -> tuple[np.ndarray, ...]:
+        return (
+            np.array([f.start for f in fits]),
+            np.array([f.end - f.start for f in fits]),
+            np.array([f.normal for f in fits]),
+            np.array([f.coef for f in fits]),
+        )
+
+    sa, da, na, ca = (x[:, None] for x in curves(before))  # (n, 1, ...)
+    sb, db, nb, cb = (x[None] for x in curves(after))  # (1, m, ...)
+    shape = (len(before), len(after))
+    ta, tb = np.ones(shape), np.zeros(shape)
+    ok = np.ones(shape, dtype=bool)
+
+    def at(s, d, n, c, t):
+        off = c[..., 0] + c[..., 1] * t + c[..., 2] * t * t
+        return s + t[..., None] * d + off[..., None] * n, d + (c[..., 1] + 2 * c[..., 2] * t)[..., None] * n
+
+    for _ in range(20):
+        pa, ga = at(sa, da, na, ca, ta)
+        pb, gb = at(sb, db, nb, cb, tb)
+        r = pa - pb
+        det = ga[..., 0] * -gb[..., 1] - (-gb[..., 0]) * ga[..., 1]
+        ok &= np.abs(det) >= 1e-9
+        det = np.where(ok, det, 1.0)
+        # (ga | -gb) d = -r, by Cramer's rule
+        d0 = (-r[..., 0] * -gb[..., 1] - (-gb[..., 0]) * -r[..., 1]) / det
+        d1 = (ga[..., 0] * -r[..., 1] - ga[..., 1] * -r[..., 0]) / det
+        ta, tb = np.where(ok, ta + d0, ta), np.where(ok, tb + d1, tb)
+        if np.all(np.hypot(d0, d1)[ok] < 1e-6):
+            break
+    ok &= (ta > 0.5) & (ta < 1.5) & (tb > -0.5) & (tb < 0.5)
+    point, _ = at(sa, da, na, ca, ta)
+    return np.where(ok[..., None], point, np.nan)
 
 
 def _outward_normal(a: np.ndarray, b: np.ndarray, centre: np.ndarray) -> np.ndarray:
@@ -277,6 +526,7 @@ def refine_corners(
     side_offsets_mm: np.ndarray | None = None,
     radii_mm: tuple[float, ...] = (2.0, 0.8),
     around: list[SideFit] | None = None,
+    mean_shape_mm: np.ndarray | None = None,
 ) -> tuple[np.ndarray | None, dict[str, float], list[SideFit]]:
     """Refine four corners (CORNERS order) on a smoothed float image.
 
@@ -284,7 +534,10 @@ def refine_corners(
     the previous search's fitted curve; ``around`` (fitted sides, e.g. of an earlier call) makes
     even the first search such a narrow one around those curves.
     ``side_offsets_mm`` (4, 2) moves each fitted side outwards at its start and end (fitted:
-    where the annotated outline lies relative to the steepest step). Returns the corners (or None when a side
+    where the annotated outline lies relative to the steepest step). ``mean_shape_mm`` (the level's mean
+    corners, body frame; not for C2): the wide first search chooses each side among candidate edges with
+    the mean shape (:func:`_shape_guided`) and the searches after it prefer steps near the curve found
+    (:data:`NEAR_SIGMA`). Returns the corners (or None when a side
     cannot be found), fit features and the side fits (before the offsets):
     ``inlier`` (worst side's share of profiles on the fitted edge), ``strength``
     (weakest side's median edge step / noise), ``rms_px`` (worst side's residual).
@@ -293,6 +546,7 @@ def refine_corners(
     fits: list[SideFit] = []
     previous: list[SideFit] = []  # this call's previous pass: its fits centre the next search
     guide: list[SideFit] = list(around) if around is not None else []
+    guided = mean_shape_mm is not None and not is_c2
     for n_pass, radius_mm in enumerate(radii_mm):
         wide = n_pass == 0 and around is None  # the first search from a rough start
         spans = SPANS_C2 if is_c2 else (SPANS_BODY if wide else SPANS_BODY_FINE)
@@ -322,6 +576,7 @@ def refine_corners(
                 noise=noise,
                 max_sag_px=MAX_SAG_MM * px_per_mm,
                 around=_curve_about((previous or guide)[s], a, b, n) if previous or guide else None,
+                near_sigma=NEAR_SIGMA if guided else None,
             )
             if is_c2 and s == 0 and (fit is None or abs(np.dot(fit.tangent(0.5), n)) > C2_MAX_TILT * length):
                 # shoulders too faint (or too uneven) for their own tilt: one offset parallel to the
@@ -334,6 +589,16 @@ def refine_corners(
             if fit is None:
                 return None, {"inlier": 0.0, "strength": 0.0, "rms_px": 99.0}, []
             fits[s] = fit
+        if guided and wide:
+            fits = _shape_guided(
+                image,
+                c,
+                fits,
+                radius_px=radius_mm * px_per_mm,
+                noise=noise,
+                px_per_mm=px_per_mm,
+                mean_shape_mm=mean_shape_mm,
+            )
         new = _corners(fits)
         if new is None:
             return None, {"inlier": 0.0, "strength": 0.0, "rms_px": 99.0}, fits
