@@ -114,6 +114,47 @@ def _profiles(image: np.ndarray, points: np.ndarray, normal: np.ndarray, offsets
     return cv2.remap(image, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
+#: Spacing (px) of the samples along each edge profile.
+PROFILE_STEP_PX = 0.25
+
+
+def _edge_steps(
+    image: np.ndarray,
+    start: np.ndarray,
+    end: np.ndarray,
+    normal: np.ndarray,
+    *,
+    radius_px: float,
+    spans: tuple[tuple[float, float], ...],
+    around: np.ndarray | None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The edge step (inside minus outside, over +-0.5 px) along profiles normal to one side, about 1 px
+    apart over ``spans``, every 0.25 px out to ``radius_px`` either way of the chord or of the curve
+    ``around`` (:func:`fit_side`); each profile averaged with its neighbours along the side (1-2-1, within
+    a span: less noise, no blur across the edge), -inf beyond the radius. Returns t (profiles' places along
+    the side), the steps (profiles, offsets), the offsets (px from the centre curve) and that curve's
+    offset from the chord at each t."""
+    base_coef = np.zeros(3) if around is None else np.asarray(around, dtype=float)
+    length = float(np.hypot(*(end - start)))
+    ts = [np.linspace(a, b, max(3, int(np.ceil((b - a) * length / 1.0)))) for a, b in spans]
+    t = np.concatenate(ts)
+    span_id = np.concatenate([np.full(len(x), i) for i, x in enumerate(ts)])
+    step = PROFILE_STEP_PX
+    offsets = np.arange(-radius_px - 1.0, radius_px + 1.0 + step / 2, step)
+    base = base_coef[0] + base_coef[1] * t + base_coef[2] * t * t
+    pts = start[None] + t[:, None] * (end - start)[None] + base[:, None] * normal[None]
+    prof = _profiles(image, pts, normal, offsets)
+    k = int(round(0.5 / step))  # derivative over +-0.5 px
+    g = (prof[:, : -2 * k] - prof[:, 2 * k :]) / (2 * k * step)  # inside minus outside
+    up = np.vstack([g[:1], g[:-1]])
+    down = np.vstack([g[1:], g[-1:]])
+    same_up = np.r_[False, span_id[1:] == span_id[:-1]][:, None]
+    same_down = np.r_[span_id[:-1] == span_id[1:], False][:, None]
+    g = (2 * g + np.where(same_up, up, g) + np.where(same_down, down, g)) / 4
+    off_g = offsets[k:-k]
+    return t, np.where((np.abs(off_g) <= radius_px)[None], g, -np.inf), off_g, base
+
+
 def fit_side(
     image: np.ndarray,
     start: np.ndarray,
@@ -136,31 +177,10 @@ def fit_side(
     ``near_sigma`` (with ``around``): each profile takes the local maximum of its step weighted by a
     Gaussian of its distance from that curve (SD ``near_sigma`` times the radius), not the strongest.
     """
-    base_coef = np.zeros(3) if around is None else np.asarray(around, dtype=float)
-    length = float(np.hypot(*(end - start)))
-    ts = []
-    for a, b in spans:
-        n = max(3, int(np.ceil((b - a) * length / 1.0)))
-        ts.append(np.linspace(a, b, n))
-    t = np.concatenate(ts)
-    span_id = np.concatenate([np.full(len(x), i) for i, x in enumerate(ts)])
-    step = 0.25
-    offsets = np.arange(-radius_px - 1.0, radius_px + 1.0 + step / 2, step)
-    base = base_coef[0] + base_coef[1] * t + base_coef[2] * t * t
-    pts = start[None] + t[:, None] * (end - start)[None] + base[:, None] * normal[None]
-    prof = _profiles(image, pts, normal, offsets)
-    k = int(round(0.5 / step))  # derivative over +-0.5 px
-    g = (prof[:, : -2 * k] - prof[:, 2 * k :]) / (2 * k * step)  # inside minus outside
-    # average each profile with its neighbours along the side (1-2-1, within a span): less noise,
-    # no blur across the edge
-    up = np.vstack([g[:1], g[:-1]])
-    down = np.vstack([g[1:], g[-1:]])
-    same_up = np.r_[False, span_id[1:] == span_id[:-1]][:, None]
-    same_down = np.r_[span_id[:-1] == span_id[1:], False][:, None]
-    g = (2 * g + np.where(same_up, up, g) + np.where(same_down, down, g)) / 4
-    off_g = offsets[k:-k]
-    inside = np.abs(off_g) <= radius_px
-    g = np.where(inside[None], g, -np.inf)
+    t, g, off_g, base = _edge_steps(
+        image, start, end, normal, radius_px=radius_px, spans=spans, around=around
+    )
+    step = PROFILE_STEP_PX
     j = np.argmax(g, axis=1)
     if around is not None and near_sigma is not None:
         # the step nearest the previous curve, unless one further off is much stronger
@@ -323,17 +343,7 @@ def _side_candidates(
     on (distinct lines only), each refitted robustly as a quadratic through the steps near it (a straight
     line where the quadratic sags implausibly). Support: the summed step of the profiles kept, over the
     profiles sampled."""
-    length = float(np.hypot(*(end - start)))
-    t = np.concatenate([np.linspace(a, b, max(3, int(np.ceil((b - a) * length)))) for a, b in spans])
-    step = 0.25
-    offsets = np.arange(-radius_px - 1.0, radius_px + 1.0 + step / 2, step)
-    pts = start[None] + t[:, None] * (end - start)[None]
-    prof = _profiles(image, pts, normal, offsets)
-    k = int(round(0.5 / step))
-    g = (prof[:, : -2 * k] - prof[:, 2 * k :]) / (2 * k * step)
-    g = (2 * g + np.vstack([g[:1], g[:-1]]) + np.vstack([g[1:], g[-1:]])) / 4
-    off_g = offsets[k:-k]
-    g = np.where((np.abs(off_g) <= radius_px)[None], g, -np.inf)
+    t, g, off_g, _ = _edge_steps(image, start, end, normal, radius_px=radius_px, spans=spans, around=None)
     loc = np.zeros_like(g, dtype=bool)
     loc[:, 1:-1] = (g[:, 1:-1] > g[:, :-2]) & (g[:, 1:-1] >= g[:, 2:]) & (g[:, 1:-1] > 3.0 * noise)
     vals = np.where(loc, g, -np.inf)
