@@ -266,18 +266,38 @@ def _robust_fit(
     return coef, keep
 
 
-def _consensus(
+@dataclass(frozen=True)
+class _Lines:
+    """Lines through two of the profiles' strongest steps (:func:`_candidate_lines`): per profile its
+    ``top`` steps (``idx`` into the offsets, strength ``cand_w``, offset ``cand_e``, ``valid``), per line
+    its ``slope`` and intercept ``icpt`` (offset against t), each step's distance from it ``res`` (lines,
+    profiles, top; inf where not valid), the step of each profile nearest it ``nearest`` and its
+    ``support`` (the summed strength of the nearest steps within the tolerance)."""
+
+    idx: np.ndarray
+    cand_w: np.ndarray
+    cand_e: np.ndarray
+    valid: np.ndarray
+    slope: np.ndarray
+    icpt: np.ndarray
+    res: np.ndarray
+    nearest: np.ndarray
+    support: np.ndarray
+
+
+def _candidate_lines(
     t: np.ndarray,
     g: np.ndarray,
     off_g: np.ndarray,
-    step: float,
-    threshold: float,
     *,
+    threshold: float,
+    top: int,
+    max_lines: int,
     tol_px: float,
-    top: int = 3,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-    """Per profile, the step (among its ``top`` strongest) nearest the line most steps support."""
-    n = len(t)
+) -> _Lines | None:
+    """Every line through two of the profiles' ``top`` strongest steps (local maxima above ``threshold``) of
+    profiles at least 0.3 of the side apart (at most ``max_lines``, evenly spread over the pairs), with the
+    support of the steps within ``tol_px`` of it; None with too few steps."""
     loc = np.zeros_like(g, dtype=bool)
     loc[:, 1:-1] = (g[:, 1:-1] > g[:, :-2]) & (g[:, 1:-1] >= g[:, 2:]) & (g[:, 1:-1] > threshold)
     vals = np.where(loc, g, -np.inf)
@@ -294,29 +314,40 @@ def _consensus(
     a, b = a[sel], b[sel]
     if len(a) == 0:
         return None
-    if len(a) > 20000:
-        keep = np.linspace(0, len(a) - 1, 20000).astype(int)
+    if len(a) > max_lines:
+        keep = np.linspace(0, len(a) - 1, max_lines).astype(int)
         a, b = a[keep], b[keep]
     slope = (pe[b] - pe[a]) / (pt[b] - pt[a])
     icpt = pe[a] - slope * pt[a]
     pred = icpt[:, None, None] + slope[:, None, None] * t[None, :, None]  # (L, n, 1)
-    res = np.abs(cand_e[None] - pred)  # (L, n, top)
-    res = np.where(valid[None], res, np.inf)
-    best = res.min(axis=2)
-    support = np.where(
-        best < tol_px,
-        np.take_along_axis(
-            np.where(valid, cand_w, 0.0)[None].repeat(len(a), 0), res.argmin(axis=2)[..., None], axis=2
-        )[..., 0],
-        0.0,
-    ).sum(axis=1)
-    line = int(np.argmax(support))
-    choice = res[line].argmin(axis=1)
-    e = cand_e[np.arange(n), choice]
-    w = cand_w[np.arange(n), choice]
-    ok = np.isfinite(w) & (res[line, np.arange(n), choice] < tol_px)
+    res = np.where(valid[None], np.abs(cand_e[None] - pred), np.inf)  # (L, n, top)
+    nearest = res.argmin(axis=2)
+    w_nearest = np.take_along_axis(np.where(valid, cand_w, 0.0)[None], nearest[..., None], axis=2)[..., 0]
+    support = np.where(res.min(axis=2) < tol_px, w_nearest, 0.0).sum(axis=1)
+    return _Lines(idx, cand_w, cand_e, valid, slope, icpt, res, nearest, support)
+
+
+def _consensus(
+    t: np.ndarray,
+    g: np.ndarray,
+    off_g: np.ndarray,
+    step: float,
+    threshold: float,
+    *,
+    tol_px: float,
+    top: int = 3,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """Per profile, the step (among its ``top`` strongest) nearest the line most steps support."""
+    n = len(t)
+    lines = _candidate_lines(t, g, off_g, threshold=threshold, top=top, max_lines=20000, tol_px=tol_px)
+    if lines is None:
+        return None
+    line = int(np.argmax(lines.support))
+    choice = lines.nearest[line]
+    w = lines.cand_w[np.arange(n), choice]
+    ok = np.isfinite(w) & (lines.res[line, np.arange(n), choice] < tol_px)
     # sub-pixel refinement of the chosen steps
-    j = idx[np.arange(n), choice]
+    j = lines.idx[np.arange(n), choice]
     jj = np.clip(j, 1, g.shape[1] - 2)
     y0, y1, y2 = (g[np.arange(n), jj + d] for d in (-1, 0, 1))
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -344,51 +375,30 @@ def _side_candidates(
     line where the quadratic sags implausibly). Support: the summed step of the profiles kept, over the
     profiles sampled."""
     t, g, off_g, _ = _edge_steps(image, start, end, normal, radius_px=radius_px, spans=spans, around=None)
-    loc = np.zeros_like(g, dtype=bool)
-    loc[:, 1:-1] = (g[:, 1:-1] > g[:, :-2]) & (g[:, 1:-1] >= g[:, 2:]) & (g[:, 1:-1] > 3.0 * noise)
-    vals = np.where(loc, g, -np.inf)
-    idx = np.argsort(-vals, axis=1)[:, :top]
-    cand_w = np.take_along_axis(vals, idx, axis=1)  # (profiles, top)
-    cand_e = off_g[idx]
-    valid = np.isfinite(cand_w)
     n = len(t)
-    if valid.sum() < 4:
-        return []
-    # every line through two candidate steps of profiles at least 0.3 of the side apart
-    pi, ci = np.nonzero(valid)
-    pt, pe = t[pi], cand_e[pi, ci]
-    a, b = np.triu_indices(len(pi), k=1)
-    sel = np.abs(pt[a] - pt[b]) >= 0.3
-    a, b = a[sel], b[sel]
-    if len(a) == 0:
-        return []
-    if len(a) > CANDIDATE_LINES:
-        keep = np.linspace(0, len(a) - 1, CANDIDATE_LINES).astype(int)
-        a, b = a[keep], b[keep]
-    slope = (pe[b] - pe[a]) / (pt[b] - pt[a])
-    icpt = pe[a] - slope * pt[a]
     tol = 1.0 + 0.5 * min(max_sag_px, 4.0)
-    res = np.abs(cand_e[None] - (icpt[:, None, None] + slope[:, None, None] * t[None, :, None]))
-    res = np.where(valid[None], res, np.inf)
-    nearest = res.argmin(axis=2)
-    w_nearest = np.take_along_axis(np.where(valid, cand_w, 0.0)[None], nearest[..., None], axis=2)[..., 0]
-    support = np.where(res.min(axis=2) < tol, w_nearest, 0.0).sum(axis=1)
+    lines = _candidate_lines(
+        t, g, off_g, threshold=3.0 * noise, top=top, max_lines=CANDIDATE_LINES, tol_px=tol
+    )
+    if lines is None:
+        return []
     out: list[tuple[SideFit, float]] = []
     taken: list[tuple[float, float]] = []  # (offset at mid-side, slope) of the lines kept
-    for line in np.argsort(-support):
-        if len(out) >= SIDE_CANDIDATES or support[line] <= 0:
+    rows = np.arange(n)
+    for line in np.argsort(-lines.support):
+        if len(out) >= SIDE_CANDIDATES or lines.support[line] <= 0:
             break
-        mid = float(icpt[line] + 0.5 * slope[line])
-        if any(abs(mid - m) < 2.0 and abs(slope[line] - sl) < 3.0 for m, sl in taken):
+        slope = float(lines.slope[line])
+        mid = float(lines.icpt[line] + 0.5 * slope)
+        if any(abs(mid - m) < 2.0 and abs(slope - sl) < 3.0 for m, sl in taken):
             continue  # the same edge as a line kept
-        taken.append((mid, float(slope[line])))
-        choice = nearest[line]
-        rows = np.arange(n)
-        ok = np.isfinite(cand_w[rows, choice]) & (res[line, rows, choice] < tol)
+        taken.append((mid, slope))
+        choice = lines.nearest[line]
+        ok = np.isfinite(lines.cand_w[rows, choice]) & (lines.res[line, rows, choice] < tol)
         if ok.sum() < max(3, 0.3 * n):
             continue
-        e = cand_e[rows, choice]
-        w = np.where(ok, cand_w[rows, choice], 0.0)
+        e = lines.cand_e[rows, choice]
+        w = np.where(ok, lines.cand_w[rows, choice], 0.0)
         deg = 2 if ok.sum() >= 8 else 1
         coef, kept = _robust_fit(t, e, w, ok, deg)
         if deg == 2 and abs(coef[2]) / 4 > max_sag_px:
