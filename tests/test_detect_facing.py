@@ -60,6 +60,14 @@ def test_too_few_bodies_or_bands_outside_the_image_say_nothing(swapped_case):
     assert side_coherence(image, far) is None
 
 
+def _assert_found_right(det, truth: dict) -> None:
+    """C3-C6 reported, every body reported within 3.5 px of the truth (C2 8 px)."""
+    assert set(BODIES[1:5]) <= set(det.landmarks.corners_px), det.missing
+    for v, c in det.landmarks.corners_px.items():
+        err = float(np.hypot(*(c - truth[v]).T).max())
+        assert err < (3.5 if v is not Vertebra.C2 else 8.0), (v, err)
+
+
 def test_a_column_reported_with_its_sides_swapped_is_found_facing_the_right_way(swapped_case):
     """The detector's own chain search reported C2-C6 of this phantom on their bodies with anterior and
     posterior swapped (every corner 106-114 px off, confidence 1.0); the swap was refused and the column
@@ -69,10 +77,7 @@ def test_a_column_reported_with_its_sides_swapped_is_found_facing_the_right_way(
     a swapped column itself: the next test."""
     image, truth, mpp = swapped_case
     det = detect_landmarks(image, mm_per_px=mpp)
-    assert set(BODIES[1:5]) <= set(det.landmarks.corners_px), det.missing
-    for v, c in det.landmarks.corners_px.items():
-        err = float(np.hypot(*(c - truth[v]).T).max())
-        assert err < (3.5 if v is not Vertebra.C2 else 8.0), (v, err)
+    _assert_found_right(det, truth)
     assert any(w.startswith("the bodies were found on the frame turned") for w in det.warnings), det.warnings
 
 
@@ -95,10 +100,7 @@ def test_a_swapped_column_from_the_frame_as_given_is_refused_and_searched_again(
     monkeypatch.setattr(detect_mod, "_detect_once", first_pass_swapped)
     det = detect_landmarks(image, mm_per_px=mpp)
     assert len(calls) > 1
-    assert set(BODIES[1:5]) <= set(det.landmarks.corners_px), det.missing
-    for v, c in det.landmarks.corners_px.items():
-        err = float(np.hypot(*(c - truth[v]).T).max())
-        assert err < (3.5 if v is not Vertebra.C2 else 8.0), (v, err)
+    _assert_found_right(det, truth)
     assert any("anterior and posterior swapped" in w for w in det.warnings), det.warnings
 
 
