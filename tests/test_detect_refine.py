@@ -151,3 +151,36 @@ def test_sides_intersected_in_pairs_meet_where_each_pair_meets():
             else:
                 assert pairs[i, j] == pytest.approx(one, abs=1e-6)
     assert np.isfinite(pairs[0, :2]).all() and np.isnan(pairs[:, 2]).all()
+
+
+def test_each_lines_support_and_nearest_steps_are_those_of_every_step_weighed_at_once():
+    """_candidate_lines weighs its lines in blocks, one step of each profile at a time; its supports and
+    nearest steps must be those of the direct (lines, profiles, steps) reckoning, ties to the first step,
+    profiles with fewer steps than ``top`` and more lines than one block included."""
+    rng = np.random.default_rng(7)
+    n, m = 40, 60
+    t = np.linspace(0.1, 0.9, n)
+    off = np.linspace(-10.0, 10.0, m)
+    g = rng.normal(0.0, 1.0, (n, m)) + 6.0 * np.exp(-0.5 * ((off[None] - 1.0 - 2.0 * t[:, None]) / 0.6) ** 2)
+    g[::7] = -5.0  # profiles with no step above the threshold
+    g[5, 30], g[5, 34] = 20.0, 20.0  # two equal steps on one profile
+    tol = 1.5
+    lines = refine._candidate_lines(t, g, off, threshold=1.0, top=3, max_lines=5000, tol_px=tol)
+    assert len(lines.slope) > refine._LINES_PER_BLOCK
+    valid = lines.valid
+    res = np.where(
+        valid[None],
+        np.abs(
+            lines.cand_e[None] - (lines.icpt[:, None, None] + lines.slope[:, None, None] * t[None, :, None])
+        ),
+        np.inf,
+    )
+    nearest = res.argmin(axis=2)
+    w = np.take_along_axis(np.where(valid, lines.cand_w, 0.0)[None], nearest[..., None], axis=2)[..., 0]
+    support = np.where(res.min(axis=2) < tol, w, 0.0).sum(axis=1)
+    assert np.array_equal(lines.support, support)
+    assert (~valid).any(axis=1).any() and (lines.support > 0).sum() > 100
+    for line in (0, 1, refine._LINES_PER_BLOCK, len(lines.slope) - 1, int(np.argmax(lines.support))):
+        which, dist = lines.nearest(line)
+        assert np.array_equal(which, nearest[line])
+        assert np.array_equal(dist, res[line].min(axis=1))
