@@ -237,10 +237,15 @@ def _detect_in_views(
         nonlocal best, best_view
         spacing = view.spacing(mm_per_px)
         det = _detect_once(seen, mm_per_px=spacing, mean_of=view.mean_of(mean_of, img.shape), **kw)
+        # bodies found by the search over sizes may be confirmed by the network as that search ran it too
+        sized = any(BODY_SIZE_MARK in w for w in det.warnings)
         if (
             len(det.landmarks.corners_px) > len(best.landmarks.corners_px)
             and (not view.degrees or _lean_deg(det) <= LEANING_UPRIGHT_DEG)
-            and _network_confirms(seen, det, spacing, model_path)
+            and (
+                _network_confirms(seen, det, spacing, model_path)
+                or (sized and _network_confirms(seen, det, None, model_path))
+            )
             and _refused(seen, det, spacing) is None
         ):
             best, best_view = det, view
@@ -902,6 +907,8 @@ BODY_SIZE_SEARCH = (
     "without calibration, and measure {ratio:+.0f} % against the model's mean body at the calibration "
     "({mpp:.3f} mm per pixel, which every mm value uses)"
 )
+#: The part of :data:`BODY_SIZE_SEARCH` that marks a detection made by the search over sizes.
+BODY_SIZE_MARK = BODY_SIZE_SEARCH.split("{why}")[1].split("{ratio")[0]
 #: Warning naming the bodies left out for facing against the rest of the column (:func:`dmx.detect.detector.
 #: facing_by_repeat`).
 FACING_LEFT_OUT = (
