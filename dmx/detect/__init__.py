@@ -474,7 +474,8 @@ def _network_confirms(image: np.ndarray, det: Detection, mm_per_px, model_path) 
     turned a quarter (the column across it) it found the bodies of phantoms of this project's cortical and
     posterior families but labelled them in reverse (C2 on C7), with its own checks passed; the network,
     trained on upright columns (within 20 degrees), labels the levels of a view only where the column
-    stands upright in it."""
+    stands upright in it. ``mm_per_px`` None: the network run over its sizes as without calibration
+    (:func:`dmx.detect.detector.run_heatmap`), for bodies the search over sizes found."""
     from dmx.detect.detector import HEATMAP_THRESHOLD, SAME_BODY_MM, _centre_distance_mm, run_heatmap
 
     net, model = _net_and_model(model_path)
