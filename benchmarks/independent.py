@@ -190,6 +190,12 @@ HELD_OUT_SETS = (
         range(1400, 1440),
         "session 41, drawn after the search of other frames of a cine was written: held out from it",
     ),
+    (
+        "J",
+        2040,
+        range(1600, 1680),
+        "session 50, drawn to judge a change of the C2 test (not kept): held out from every choice before it",
+    ),
 )
 #: Development sets drawn in session 14 by new generators, not held out: D's results led to the level
 #: conflict rule of ``dmx.detect.detector.run_combined`` (seed 934); E was a check of it before the
