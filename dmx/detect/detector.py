@@ -383,9 +383,10 @@ def levels_evidence(
     if any(b.vertebra is BODIES[0] for b in reported_bodies(result, threshold)):
         return None, True
     agree, disagree, n = level_votes(image, result, net, threshold)
+    confirmed = 2 * agree > n
     if disagree and disagree >= agree:
-        return LEVELS_DISPUTED.format(dis=disagree, n=n), 2 * agree > n
-    return None, 2 * agree > n
+        return LEVELS_DISPUTED.format(dis=disagree, n=n), confirmed
+    return None, confirmed
 
 
 __all__ = [
