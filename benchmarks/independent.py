@@ -196,6 +196,12 @@ HELD_OUT_SETS = (
         range(1600, 1680),
         "session 50, drawn to judge a change of the C2 test (not kept): held out from every choice before it",
     ),
+    (
+        "K",
+        2041,
+        range(1700, 1780),
+        "session 51, drawn before its change of the network's level votes was run on it: held out from it",
+    ),
 )
 #: Development sets drawn in session 14 by new generators, not held out: D's results led to the level
 #: conflict rule of ``dmx.detect.detector.run_combined`` (seed 934); E was a check of it before the

@@ -482,6 +482,73 @@ def test_a_template_column_one_vote_of_two_confirms_does_not_overrule_the_networ
         assert levels_evidence(np.zeros((8, 8)), column, None, 0.5) == (None, confirmed), votes
 
 
+def test_a_dispute_by_at_most_half_of_a_template_columns_bodies_is_settled_by_the_c2_test(
+    tmp_path, monkeypatch
+):
+    """The independent renderer's set J, seed 1608 (768 px, 0.285 mm, facing left, MONOCHROME1, heavy
+    shoulders; session 51): the template detector's C3-C5 were right, but the network, lost under the
+    shoulders, labelled one of the three with another level and none with its own; one vote against and none
+    for disputed the column, and nothing was reported. A dispute by no more than half of the bodies is now
+    settled by the C2 test, which confirms these levels: C2-C6 are reported, each on its own body."""
+    from dmx.detect import detector
+    from dmx.detect.detector import levels_evidence
+
+    seq, true = _independent_study(
+        tmp_path,
+        1608,
+        frames=3,
+        size=768,
+        mm_per_px=0.285,
+        facing="left",
+        photometric="MONOCHROME1",
+        heavy_shoulders=True,
+    )
+    det = detect_landmarks(seq.frames[0], mm_per_px=seq.mm_per_px)
+    assert set(BODIES[1:4]) <= set(det.landmarks.corners_px), det.missing
+    for v, c in det.landmarks.corners_px.items():  # each on its own body (a level is about 60 px here)
+        worst = np.hypot(*(c - true[v]).T)[2:] if v is Vertebra.C2 else np.hypot(*(c - true[v]).T)
+        assert worst.max() < 6.0, (v, worst)
+
+    # the rule alone (votes: agree, disagree, bodies; whether the C2 test confirms the column's levels)
+    column = _c2_test_column(False, 4)  # C3-C5 reported, no C2
+    image = np.zeros((8, 8))
+    cases = (
+        ((0, 1, 3), True, False),  # a minority against, the C2 test confirms: kept
+        ((0, 1, 3), False, True),  # ... the C2 test does not: disputed
+        ((1, 1, 2), True, False),  # half against: the C2 test decides
+        ((0, 2, 3), True, True),  # a majority against: disputed whatever the C2 test says
+        ((0, 3, 3), True, True),
+        ((2, 1, 3), False, False),  # more agree than disagree: never disputed
+    )
+    for votes, c2_ok, disputed in cases:
+        monkeypatch.setattr(detector, "level_votes", lambda *a, v=votes, **k: v)
+        monkeypatch.setattr(detector, "c2_confirms", lambda *a, ok=c2_ok, **k: ok)
+        reason, _ = levels_evidence(image, column, None, 0.5, model=object())
+        assert (reason is not None) == disputed, (votes, c2_ok)
+        # without the model (the C2 test not at hand) any dispute as large as the agreement stands
+        reason, _ = levels_evidence(image, column, None, 0.5)
+        assert (reason is not None) == (votes[1] >= votes[0]), votes
+
+
+def test_the_c2_test_confirms_only_where_it_can_weigh_c2s_place(monkeypatch):
+    """c2_confirms: False where c2_parts has no place for C2 (fewer than two bodies) or C2's place is
+    outside the field (NaN), whatever c2_disputed says; otherwise c2_disputed decides."""
+    from dmx.detect import detector
+    from dmx.detect.detector import c2_confirms
+
+    column = _c2_test_column(False, 4)
+    monkeypatch.setattr(detector, "ColumnView", lambda *a, **k: None)
+    for parts, disputed, expected in (
+        ({}, None, False),
+        ({0: (float("nan"), 1.0, float("nan")), -1: (0.5, 1.0, 0.2)}, None, False),
+        ({0: (0.6, 1.0, 0.3), -1: (0.5, 1.0, 0.2)}, None, True),
+        ({0: (0.6, 1.0, 0.3), -1: (0.7, 1.0, 0.2)}, "one level lower", False),
+    ):
+        monkeypatch.setattr(detector, "c2_parts", lambda *a, p=parts, **k: p)
+        monkeypatch.setattr(detector, "c2_disputed", lambda *a, d=disputed, **k: d)
+        assert c2_confirms(np.zeros((8, 8)), column, object(), 0.5) is expected, parts
+
+
 def test_where_the_template_detector_finds_nothing_the_network_column_is_reported(tmp_path):
     """A 1024-px study of the independent renderer (settings of development seed 104, session 11):
     the template detector's chains find no body; the learned network's column, whose levels the
