@@ -567,8 +567,8 @@ def main() -> None:
         const="AB",
         default=None,
         metavar="SETS",
-        help="automatic landmarks on the detection studies of sets A, B, C (HELD_OUT_SETS) and/or "
-        "the development sets D-G (DEVELOPMENT_SETS), then stop",
+        help="automatic landmarks on the detection studies of sets A, B, C, I, J, K (HELD_OUT_SETS) and/or "
+        "the development sets D-H (DEVELOPMENT_SETS), then stop",
     )
     ap.add_argument("--detector", default=None, help="with --detect-held-out: template (default) or heatmap")
     ap.add_argument(
