@@ -387,8 +387,8 @@ def levels_evidence(
 
     With ``model`` (and the chain search's ``maps``) a dispute by no more than half of the reported bodies
     (the rest labelled with their own level or background) is settled by the C2 test
-    (:func:`c2_confirms`): the column is kept where the C2 template, tested where its levels put C2, fits
-    there better than a level above or below (session 51, :func:`c2_confirms`).
+    (:func:`c2_confirms`, session 51): the column is kept where the C2 test, weighing C2 where its levels
+    put it against a level above and below, keeps those levels.
     """
     if any(b.vertebra is BODIES[0] for b in reported_bodies(result, threshold)):
         return None, True
@@ -450,6 +450,7 @@ __all__ = [
     "ColumnResult",
     "ColumnView",
     "Combined",
+    "c2_confirms",
     "c2_dens_scores",
     "c2_disputed",
     "counted_from_own_c2",
