@@ -595,6 +595,91 @@ def _template_stub():
     return make_template(img, np.array([[20.0, 20], [60, 20], [60, 60], [20, 60]]))
 
 
+def _two_body_tracks(c6_deg: np.ndarray, c7_deg: np.ndarray, c7_sd_deg: float, faint: bool = True) -> Tracks:
+    """Tracks of a precise C6 and a noisy C7 turning by the given angles (deg) about their corners."""
+    n = len(c6_deg)
+    quads = (
+        np.array([[140.0, 100.0], [100.0, 100.0], [100.0, 130.0], [140.0, 130.0]]),
+        np.array([[142.0, 140.0], [102.0, 140.0], [102.0, 170.0], [142.0, 170.0]]),
+    )
+    a = np.zeros((n, 2, 2, 3))
+    for v, th in enumerate(np.radians([c6_deg, c7_deg])):  # about the body's centre
+        a[:, v, 0, :2] = np.stack([np.cos(th), -np.sin(th)], -1)
+        a[:, v, 1, :2] = np.stack([np.sin(th), np.cos(th)], -1)
+        a[:, v, :, 2] = quads[v].mean(axis=0) - a[:, v, :, :2] @ quads[v].mean(axis=0)
+    corners = np.stack(
+        [np.einsum("tij,kj->tki", a[:, v, :, :2], q) + a[:, v, None, :, 2] for v, q in enumerate(quads)],
+        axis=1,
+    )
+    return Tracks(
+        (Vertebra.C6, Vertebra.C7),
+        corners,
+        np.ones((n, 2)),
+        tuple((None, None) for _ in range(n)),
+        0,
+        a,
+        precision_px=np.column_stack([np.full(n, 0.05), np.full(n, 0.5)]),
+        rotation_precision_deg=np.column_stack([np.full(n, 0.03), np.full(n, c7_sd_deg)]),
+        faint=((Vertebra.C7, 0.6),) if faint else (),
+    )
+
+
+def test_a_faint_body_is_smoothed_over_as_many_frames_as_its_neighbours_motion_allows():
+    """A faint body's error is its own noise from frame to frame (C7 under dense shoulders: 4x its
+    neighbours'); smoothed over 5 frames like them it stayed noisy, and its first and last frames (often an
+    end of the motion: a key frame) kept their raw pose. Its window is now the one that minimises its noise
+    through the fit plus the bias a quadratic over that window has on its precise neighbour's motion,
+    with the window moved inside the cine at its ends. Where the neighbour's motion is not a quadratic over
+    long windows, the faint body keeps a short one: the choice can fail either way."""
+    from dmx.tracking.smoothing import faint_window
+
+    n = 60
+    t = np.arange(n, dtype=float)
+    slow = 8.0 * np.sin(2 * np.pi * t / n)  # one flexion-extension over the cine
+    wobble = 1.5 * np.sin(2 * np.pi * t / 10)  # a quick wobble no quadratic over 13 frames follows
+
+    def errors(c6: np.ndarray, draws: int = 40, **kw) -> tuple[list[int], np.ndarray, np.ndarray]:
+        """Over noise draws of C7 (0.5 deg a frame, turning 0.8 as much as C6): the windows chosen and
+        C7's errors (draw, frame) smoothed as a faint body and as a body like the others (5 frames)."""
+        wins, faint_err, five_err = [], [], []
+        for seed in range(draws):
+            noise = 0.5 * np.random.default_rng(seed).standard_normal(n)
+            noise[0] = 0.0
+            tr = _two_body_tracks(c6, 0.8 * c6 + noise, 0.5)
+            wins.append(faint_window(tr, 1, 5))
+            for out, sm in (
+                (faint_err, smooth_tracks(tr, **kw)),
+                (five_err, smooth_tracks(dataclasses.replace(tr, faint=()), **kw)),
+            ):
+                got = np.degrees(np.arctan2(sm.transforms[:, 1, 1, 0], sm.transforms[:, 1, 0, 0]))
+                out.append(got - 0.8 * c6)
+        return wins, np.array(faint_err)[:, 1:], np.array(five_err)[:, 1:]
+
+    rms = lambda e: float(np.sqrt(np.mean(e**2)))  # noqa: E731
+    wins, faint_err, five_err = errors(slow)
+    assert min(wins) >= 13
+    assert rms(faint_err) < 0.7 * rms(five_err)
+    assert rms(faint_err[:, -1]) < 0.9 * rms(five_err[:, -1])  # the last frame is smoothed too, from one side
+    tr = _two_body_tracks(slow, 0.8 * slow, 0.5)
+    sm, five = smooth_tracks(tr), smooth_tracks(dataclasses.replace(tr, faint=()))
+    assert sm.smoothing_windows == ((Vertebra.C7, faint_window(tr, 1, 5)),) and five.smoothing_windows == ()
+    np.testing.assert_array_equal(sm.transforms[:, 0], five.transforms[:, 0])  # C6 as before
+    # its stated precision is that of the longer fit (the share common to every frame, from the reference
+    # template's noise, TEMPLATE_NOISE_SHARE, stays: 0.83 of the 5-frame fit's at 17 frames)
+    stated = [np.median(x.rotation_precision_deg[3:-3, 1]) for x in (sm, five)]
+    assert stated[0] < 0.9 * stated[1]
+
+    # with the wobble on both bodies C6 shows it: C7 keeps a short window, and a long one would be worse
+    wins, faint_err, five_err = errors(slow + wobble)
+    assert max(wins) <= 7
+    _, _, forced = errors(slow + wobble, window_frames=15)
+    assert rms(faint_err) < 0.9 * rms(forced)
+    # no precise neighbour, or no stated precision: the common window
+    tr = _two_body_tracks(slow, 0.8 * slow, 0.5)
+    assert faint_window(dataclasses.replace(tr, rotation_precision_deg=None), 1, 5) == 5
+    assert faint_window(dataclasses.replace(tr, faint=((Vertebra.C6, 0.6), (Vertebra.C7, 0.6))), 1, 5) == 5
+
+
 def test_a_faint_body_is_smoothed_on_frames_its_precise_neighbour_keeps_raw():
     """Issue #13: the frame-wide gate keeps every body raw on a frame where one body's motion is not a
     quadratic within its precision; a faint body (``Tracks.faint``), whose error is its own noise, is gated

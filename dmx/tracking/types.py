@@ -68,6 +68,9 @@ class Tracks:
         The bodies whose template holds so much noise that even a good match correlates at less than
         :data:`dmx.tracking.tracker.MATCH_CEILING` (C7 under dense shoulders), with the ZNCC their match
         reached next to the reference: their fits were judged against it and their precision widened.
+    smoothing_windows : tuple of (Vertebra, int)
+        Set by :func:`dmx.tracking.smooth_tracks`: the bodies smoothed over a longer window than the
+        others (a faint body, :func:`dmx.tracking.smoothing.faint_window`), with that window in frames.
     """
 
     vertebrae: tuple[Vertebra, ...]
@@ -82,6 +85,7 @@ class Tracks:
     cost_excess: np.ndarray | None = None
     grid_lines: str | None = None
     faint: tuple[tuple[Vertebra, float], ...] = ()
+    smoothing_windows: tuple[tuple[Vertebra, int], ...] = ()
 
     @property
     def n_frames(self) -> int:
