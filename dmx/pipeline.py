@@ -537,6 +537,7 @@ def build_measurements(
         "tracking": {
             "smoothing": SMOOTHING_METHOD if smooth_frames else None,
             "window_frames": int(smooth_frames),
+            "body_window_frames": {v.value: int(w) for v, w in tracks.smoothing_windows},
             "grid_lines": tracks.grid_lines,
         },
     }

@@ -283,5 +283,10 @@ def test_a_body_tracked_as_faint_as_its_noise_is_named_in_a_warning():
     doc = measure(dataclasses.replace(tracks, faint=((Vertebra.C7, 0.59),)), mm_per_px=(1.0, 1.0))
     said = [w for w in doc["warnings"] if "is faint against its noise" in w]
     assert len(said) == 1 and said[0].startswith("C7 ") and "0.59" in said[0] and "C6-C7" in said[0]
+    assert "smoothed over" not in said[0]
     # the values themselves are the same
     assert doc["levels"] == plain["levels"]
+    # smoothed over a longer window than the others (dmx.tracking.smoothing.faint_window): said too
+    longer = dataclasses.replace(tracks, faint=((Vertebra.C7, 0.59),), smoothing_windows=((Vertebra.C7, 17),))
+    said = [w for w in measure(longer, mm_per_px=(1.0, 1.0))["warnings"] if "is faint against its noise" in w]
+    assert len(said) == 1 and "widened and smoothed over 17 frames;" in said[0]

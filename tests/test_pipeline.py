@@ -491,10 +491,16 @@ def test_tracks_are_smoothed_by_default_and_recorded(phantom, tmp_path, capsys):
     assert smoothed.measurements["tracking"] == {
         "smoothing": "local quadratic (Savitzky-Golay), quality-weighted",
         "window_frames": 5,
+        "body_window_frames": {},  # no faint body
         "grid_lines": None,  # this phantom has none
     }
     raw = pipeline.analyze(study, landmarks_path=lm, smooth_frames=0)
-    assert raw.measurements["tracking"] == {"smoothing": None, "window_frames": 0, "grid_lines": None}
+    assert raw.measurements["tracking"] == {
+        "smoothing": None,
+        "window_frames": 0,
+        "body_window_frames": {},
+        "grid_lines": None,
+    }
     # this phantom runs the whole flexion-extension in 12 frames: too fast for a 5-frame quadratic,
     # so the gate keeps every raw pose (a slower one is smoothed: tests/test_tracking.py)
     ref = read_landmarks(lm)

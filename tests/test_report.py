@@ -511,7 +511,11 @@ def test_methods_state_the_smoothing_when_there_was_some(analysis, html):
     assert "smoothed over" not in html  # the fixture's tracks are raw (no "tracking" record)
     m = dict(analysis.measurements, tracking={"smoothing": "local quadratic", "window_frames": 7})
     h = render_report(dataclasses.replace(analysis, measurements=m), cine=False)
-    assert "smoothed over 7 frames by a local quadratic fit" in h
+    assert "smoothed over 7 frames by a local quadratic fit" in h and "faint against its noise" not in h
+    # a faint body smoothed over more frames (dmx.tracking.smoothing.faint_window) is named with its window
+    m["tracking"] = dict(m["tracking"], body_window_frames={"C7": 17})
+    h = render_report(dataclasses.replace(analysis, measurements=m), cine=False)
+    assert "a body faint against its noise over more frames (C7 over 17)" in h
 
 
 def test_methods_state_the_grid_lines_taken_out_before_tracking(analysis, html):

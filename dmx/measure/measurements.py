@@ -339,12 +339,15 @@ def _study_key_frames(
 def _faint_warnings(tracks: Tracks) -> list[str]:
     """A warning per body the tracker found faint against its noise (``Tracks.faint``), naming its levels."""
     out = []
+    windows = dict(tracks.smoothing_windows)
     for v, rho in tracks.faint:
         levels = [lv.value for lv in LEVELS if v in (lv.upper, lv.lower)]
+        smoothed = f" and smoothed over {windows[v]} frames" if v in windows else ""
         out.append(
             f"{v.value} is faint against its noise (a good match of it correlates at only {rho:.2f}, "
-            "where a clear body reaches 0.97 or more): followed with its uncertainty widened; where a still "
-            "structure lies over it (the shoulders over C7) it may be pulled towards its reference pose, "
+            "where a clear body reaches 0.97 or more): followed with its uncertainty widened"
+            f"{smoothed}; where a still structure lies over it (the shoulders over C7) it may be pulled "
+            "towards its reference pose, "
             f"which the uncertainty does not cover: read the rotation range of {' and '.join(levels)} with "
             "care (at C6-C7 under dense shoulders it has been found up to 1.4 deg off, too large or too "
             "small)"

@@ -580,6 +580,10 @@ def render_report(
         "verdict": verdict,
         "adi": wording.adi_words(m),
         "smoothing": ((m.get("tracking") or {}).get("window_frames") or 0),
+        "body_windows": ", ".join(
+            f"{name} over {w}"
+            for name, w in ((m.get("tracking") or {}).get("body_window_frames") or {}).items()
+        ),
         "grid_lines": (m.get("tracking") or {}).get("grid_lines"),
         "keyframes": _keyframes(analysis, window, verdict, max_side_px=keyframe_max_side_px),
         "rows": _level_rows(analysis, th),
