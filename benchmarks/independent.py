@@ -86,8 +86,10 @@ def set_studies(cache: Path, sets: str):
 
 
 def dmx(args: list[str]) -> tuple[int, str]:
+    """``python -m dmx ARGS`` with this checkout's dmx: ``-P`` keeps the working directory off
+    ``sys.path`` (run from another checkout, its dmx would be imported instead of this one's)."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    r = subprocess.run([sys.executable, "-m", "dmx", *args], capture_output=True, text=True, env=env)
+    r = subprocess.run([sys.executable, "-P", "-m", "dmx", *args], capture_output=True, text=True, env=env)
     return r.returncode, (r.stdout + r.stderr)
 
 
@@ -485,13 +487,18 @@ def shoulders(cache: Path, specs: str, frames: int) -> None:
     extreme is chosen, and its noise enters the ROM (issue #13, session 43). The key frames' true Cobb
     angle short of the true extremes (flexion / extension; #13's target: within 0.5 deg). Last, the
     largest shortfall, each ROM error's mean and RMS over the studies, and in how many studies each level
-    is measured on at least :data:`COVERAGE` of the frames."""
+    is measured on at least :data:`COVERAGE` of the frames. Per study and over them, every level's
+    rotation_rom_deg minus the true ROM (between the true extremes): the error a reader gets, the choice of
+    key frames included (session 52: better key frames can expose a bias the noisy ones offset)."""
     print(
         "\nheavy shoulders, true landmarks: per level frames measured, per-frame |error| median / p95 (deg),"
         " z RMS (error / angle_uncertainty_deg), ROM error at dmx's key frames +- its stated uncertainty,"
         " ROM error at the true key frames"
     )
     rom_errors: dict[str, list[tuple[float, float]]] = {"C5-C6": [], "C6-C7": []}
+    # every level's rotation_rom_deg minus the true ROM (between the true extremes of the Cobb): the
+    # error a reader gets, the key frames' choice included
+    vs_true: dict[str, list[float]] = {lv: [] for lv in LEVELS}
     covered: dict[str, list[bool]] = {"C5-C6": [], "C6-C7": []}  # measured on >= COVERAGE of the frames
     shortfalls: list[float] = []
     for spec in specs.split(","):
@@ -530,10 +537,18 @@ def shoulders(cache: Path, specs: str, frames: int) -> None:
             )
         short = (true_cobb[fl] - true_cobb[tfl], true_cobb[tex] - true_cobb[ex])
         shortfalls.append(max(short))
+        every = []
+        for lv in LEVELS:
+            rom = m["levels"][lv]["rotation_rom_deg"]
+            t = truth["angle_deg"][lv]
+            if rom is not None:
+                vs_true[lv].append(rom - (t[tex] - t[tfl]))
+            every.append(f"{lv} {'null' if rom is None else f'{vs_true[lv][-1]:+.2f}'}")
         print(
             f"  {spec:>7} | key frames {fl}/{ex} (true Cobb short of the extremes by {short[0]:.2f} / "
             f"{short[1]:.2f}), true {tfl}/{tex} | " + " | ".join(row)
         )
+        print(f"  {'':>7} | rotation ROM minus the true ROM: " + ", ".join(every))
     if shortfalls:
         print(
             "  key frames' true Cobb short of the true extremes: at most "
@@ -549,6 +564,17 @@ def shoulders(cache: Path, specs: str, frames: int) -> None:
                 f"{chosen[np.argmax(np.abs(chosen))]:+.2f}; at the true key frames mean "
                 f"{np.mean(sure):+.2f}, RMS {np.sqrt(np.mean(sure**2)):.2f} (#13: 0.2)"
             )
+    pooled = [e for errs in vs_true.values() for e in errs]
+    if pooled:
+        print(
+            "  rotation ROM minus the true ROM (the true extremes), RMS (mean) over the studies: "
+            + ", ".join(
+                f"{lv} {np.sqrt(np.mean(np.square(e))):.2f} ({np.mean(e):+.2f})"
+                for lv, e in vs_true.items()
+                if e
+            )
+            + f"; every level {np.sqrt(np.mean(np.square(pooled))):.2f} (#13: 0.2)"
+        )
     for lv, ok in covered.items():
         if ok:
             print(

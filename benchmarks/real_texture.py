@@ -438,6 +438,7 @@ def main(argv: list[str] | None = None) -> int:
         run = subprocess.run(
             [
                 sys.executable,
+                "-P",  # this checkout's dmx, whatever the working directory holds
                 "-m",
                 "dmx",
                 "analyze",

@@ -68,6 +68,7 @@ def ensure_study(cache: Path) -> Path:
     subprocess.run(
         [
             sys.executable,
+            "-P",
             "-m",
             "dmx",
             "phantom",
@@ -158,7 +159,7 @@ def _run_sampled(cmd: list[str], **kwargs) -> tuple[str, resource.struct_rusage,
 def run_cli(folder: Path, out: Path, profile: str | None) -> tuple[float, float, float, float, float]:
     """``dmx analyze`` in a fresh process: wall s, CPU s (its worker processes included), peak RSS GB
     (of its largest process), peak PSS GB (of all its processes together), CPU s of its main process."""
-    cmd = [sys.executable]
+    cmd = [sys.executable, "-P"]  # -P: this checkout's dmx, whatever the working directory holds
     if profile:
         cmd += ["-m", "cProfile", "-o", profile]
     cmd += [
@@ -227,7 +228,7 @@ print(json.dumps(times))
 def run_stages(folder: Path, out: Path) -> dict[str, float]:
     """The pipeline's steps one by one in a fresh process: seconds per stage, peak RSS and PSS."""
     stdout, _, pss, _ = _run_sampled(
-        [sys.executable, "-c", STAGES_SCRIPT, str(folder), str(out)],
+        [sys.executable, "-P", "-c", STAGES_SCRIPT, str(folder), str(out)],
         env=_env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -294,7 +295,7 @@ print(json.dumps(work))
 def run_track_only(folder: Path, n_frames: int, profile: str | None, processes: int = 1) -> dict[str, float]:
     """Tracking alone on the study's first ``n_frames``, in ``processes`` processes, in a fresh process."""
     res = subprocess.run(
-        [sys.executable, "-c", TRACK_SCRIPT, str(folder), str(n_frames), profile or "", str(processes)],
+        [sys.executable, "-P", "-c", TRACK_SCRIPT, str(folder), str(n_frames), profile or "", str(processes)],
         check=True,
         env=_env(),
         capture_output=True,
