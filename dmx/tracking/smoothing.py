@@ -191,7 +191,9 @@ def smooth_tracks(tracks: Tracks, *, window_frames: int = WINDOW_FRAMES) -> Trac
     the motion is too fast for the frame rate to be a quadratic over the window (or the frame is an
     outlier), and the frame keeps the raw poses of all bodies (tracks without precision estimates
     are smoothed everywhere); a faint body (:attr:`Tracks.faint`) keeps its raw pose only where its own
-    smoothed pose misfits, as its error is its own noise (issue #13). Lost (NaN) frames stay NaN and are
+    smoothed pose misfits, as its error is its own noise (issue #13), and is smoothed over its own window
+    (:func:`faint_window`; moved inside the cine at its ends, see :func:`_windows`), recorded in
+    :attr:`Tracks.smoothing_windows`. Lost (NaN) frames stay NaN and are
     not bridged; the reference frame keeps its landmarks exactly. The corners are recomputed from
     the smoothed transforms, so each body stays rigid. The input is not modified; quality, reasons
     and ``cost_excess`` are kept. ``precision_px`` and ``rotation_precision_deg`` become those of the smoothed
