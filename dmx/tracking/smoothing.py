@@ -60,7 +60,8 @@ def _windows(
     half = window // 2
     offs = np.arange(-half, half + 1)
     t = np.arange(n)
-    if shifted and n >= window:
+    moved = shifted and n >= window  # a cine shorter than the window keeps cut windows
+    if moved:
         start = np.clip(t - half, 0, n - window)
         idx = start[:, None] + np.arange(window)[None, :]
         inside = np.ones_like(idx, dtype=bool)
@@ -72,7 +73,7 @@ def _windows(
     m = inside & valid[idx]
     ww = np.where(m, w[idx], 0.0)
     fit = valid & (m.sum(axis=1) >= 4)
-    if not (shifted and n >= window):
+    if not moved:
         fit &= (m & (rel < 0)).any(axis=1) & (m & (rel > 0)).any(axis=1)
     design = np.stack([np.ones_like(rel), rel, rel * rel], axis=-1)  # (T, W, 3)
     wf, df = ww[fit], design[fit]
@@ -140,12 +141,15 @@ def faint_window(tracks: Tracks, v: int, window_frames: int) -> int:
     if not neighbours or own_valid.sum() < 4:
         return window_frames
     share = TEMPLATE_NOISE_SHARE
+    # each neighbour's rotation and the frames it is measured on, the same for every window
+    rotations = []
+    for j in neighbours:
+        th = _rotation_deg(tracks.transforms[:, j])
+        rotations.append((j, th, np.isfinite(th) & (q[:, j] > 0) & np.isfinite(sd[:, j])))
     best, best_mse = window_frames, np.inf
     for w in range(window_frames, min(FAINT_WINDOW_MAX, n if n % 2 else n - 1) + 1, 2):
         bias2 = []
-        for j in neighbours:
-            th = _rotation_deg(tracks.transforms[:, j])
-            valid = np.isfinite(th) & (q[:, j] > 0) & np.isfinite(sd[:, j])
+        for j, th, valid in rotations:
             idx, c, fit = _windows(valid, q[:, j], w, shifted=w > window_frames)
             if not fit.any():
                 continue
