@@ -802,6 +802,32 @@ def _photometric(
     return x[0], x[1]
 
 
+def coherent_weights(level: _Level, e: np.ndarray, sigma_px: float) -> np.ndarray:
+    """Tukey weights of the residual ``e`` smoothed over ``sigma_px`` (level pixels): what misfits coherently.
+
+    A structure that does not move with the body (the shoulders' soft edge, the mandible's border seen
+    through the body) leaves, wherever the template holds it, a residual that is small pixel by pixel,
+    within the noise that scales the robust weights, and so pulls the pose; but it is spatially coherent
+    where the noise is not. Smoothed with a Gaussian of ``sigma_px`` over the template's pixels (a
+    normalised convolution: pixels the template does not use do not count), the noise averages out and
+    such a residual stands out against the smoothed residual's own robust scale (1.4826 x its median
+    absolute deviation); its pixels are weighed down with Tukey's biweight at ``_TUKEY_C`` times that
+    scale. Returns float32 weights (N,) in 0..1, to multiply the fit's pixelwise robust weights.
+    """
+    h, w = level.shape
+    grid = np.zeros(h * w, np.float32)
+    used = np.zeros(h * w, np.float32)
+    grid[level.idx] = e
+    used[level.idx] = 1.0
+    k = 2 * int(3 * sigma_px) + 1
+    num = cv2.GaussianBlur(grid.reshape(h, w), (k, k), sigma_px, borderType=cv2.BORDER_CONSTANT)
+    den = cv2.GaussianBlur(used.reshape(h, w), (k, k), sigma_px, borderType=cv2.BORDER_CONSTANT)
+    smooth = (num / np.maximum(den, 1e-6)).ravel()[level.idx]
+    dev = np.abs(smooth - np.float32(_median(smooth)))
+    scale = 1.4826 * _median(dev) + 1e-9
+    return _tukey_weights(dev * np.float32(1.0 / (_TUKEY_C * scale)))
+
+
 def _tukey_weights(r: np.ndarray) -> np.ndarray:
     """Tukey's biweight ``(1 - min(r, 1)^2)^2`` of float32 ``r``, computed in place (``r`` is returned)."""
     np.minimum(r, np.float32(1.0), out=r)
@@ -825,6 +851,7 @@ def _fit_level(
     plane: bool,
     abort_step_px: float | None,
     outlier_spread_px: float = 0.0,
+    coherent_sigma_px: float = 0.0,
 ) -> tuple[np.ndarray, int, bool, np.ndarray | None] | None:
     """Gauss-Newton iterations on pyramid level ``lvl`` from full-resolution pose ``a``.
 
@@ -874,6 +901,8 @@ def _fit_level(
             scale_t = max(sigma, rs)
             r = ae * np.float32(1.0 / (_TUKEY_C * scale_t))
             robust_w = _tukey_weights(r)
+            if coherent_sigma_px > 0 and lvl == 0:
+                robust_w *= coherent_weights(level, e, coherent_sigma_px)
             if outlier_spread_px > 0:
                 robust_w = spread_outliers(level, robust_w, outlier_spread_px / level.scale)
         if not ok:
@@ -912,6 +941,7 @@ def register(
     first_level: int | None = None,
     plane: bool = True,
     outlier_spread_px: float = 0.0,
+    coherent_sigma_px: float = 0.0,
 ) -> Fit:
     """Robustly register ``template`` to the frame region ``roi``, starting from ``initial``.
 
@@ -939,6 +969,10 @@ def register(
     outlier_spread_px : float
         If > 0, every rejected pixel's neighbours within this radius (full-resolution pixels) are
         rejected too (:func:`spread_outliers`); 0 (default) leaves the fit unchanged.
+    coherent_sigma_px : float
+        If > 0, at the finest level the robust weights are multiplied by :func:`coherent_weights` of the
+        residual smoothed over this many pixels: a residual too faint pixel by pixel but coherent over an
+        area (an edge that does not move with the body) no longer pulls the pose. 0 (default): unchanged.
     """
     n = len(template.levels)
     start = n - 1 if first_level is None else min(first_level, n - 1)
@@ -949,7 +983,16 @@ def register(
         # a good guess (a prediction): the finest level alone, unless its first step shows the guess
         # was not that good, in which case start again from ``start`` as below
         run = _fit_level(
-            template, 0, roi, a0, max_iterations, tolerance_px, plane, _FINE_ONLY_STEP_PX, outlier_spread_px
+            template,
+            0,
+            roi,
+            a0,
+            max_iterations,
+            tolerance_px,
+            plane,
+            _FINE_ONLY_STEP_PX,
+            outlier_spread_px,
+            coherent_sigma_px,
         )
         if run is not None and run[3] is None:  # no step taken (mostly outside the region): as below
             run = None
@@ -961,7 +1004,16 @@ def register(
             if template.levels[lvl].idx.size < 12:
                 continue
             res = _fit_level(
-                template, lvl, roi, a, max_iterations, tolerance_px, plane, None, outlier_spread_px
+                template,
+                lvl,
+                roi,
+                a,
+                max_iterations,
+                tolerance_px,
+                plane,
+                None,
+                outlier_spread_px,
+                coherent_sigma_px,
             )
             assert res is not None
             a, it_l, converged, robust_w = res

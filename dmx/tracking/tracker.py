@@ -224,6 +224,14 @@ CONSISTENCY_FRAMES = 20
 CONSISTENCY_STEP_DEG = 1.0
 CONSISTENCY_STEP_FRAC = 0.05
 
+#: :meth:`_Tracker.reweight_inconsistent` also weighs down, at the finest level, the residual that misfits
+#: coherently over a Gaussian of this many pixels (:func:`dmx.tracking.register.coherent_weights`): the
+#: soft edge of the mandible or the shoulders, too faint pixel by pixel for the robust weights, pulled C3
+#: and C6 (session 53, docs/tracking.md). Not for a faint body (``Template.match_ceiling`` below 1), whose
+#: template is mostly the still structure over it: applied in every fit, it lost the independent renderer's
+#: C7 under heavy shoulders. 0: off.
+COHERENT_SIGMA_PX = 4.0
+
 #: Fewest confidently tracked frames (trusted, other than the reference) from which the reliability of a
 #: body's template pixels is estimated (:meth:`_Tracker.refit_unreliable`); with fewer, the body is left
 #: as the passes left it.
@@ -975,6 +983,7 @@ class _Tracker:
         template: Template | None = None,
         outlier_spread_px: float | None = None,
         settle: bool = True,
+        coherent_sigma_px: float = 0.0,
     ) -> tuple[Fit, float]:
         """Register body ``i`` on ``frame`` from pose ``guess`` against its template (or ``template``, e.g.
         its body layer alone: :meth:`refine_still_layers`); the fit and its quality. ``outlier_spread_px``
@@ -984,7 +993,9 @@ class _Tracker:
         tolerance. For a template whose own noise limits its match (:data:`MATCH_CEILING`), unless
         ``settle`` is False, a fit that stops at the iteration limit is started again where it stopped, and
         when that fit converges or moves no corner more than :data:`STATIONARY_PX`, it stopped at an
-        optimum: the second fit counts as converged (:meth:`_settled`)."""
+        optimum: the second fit counts as converged (:meth:`_settled`). ``coherent_sigma_px`` > 0 weighs down
+        the residual that misfits coherently over an area (:func:`dmx.tracking.register.coherent_weights`;
+        :meth:`_consistent_refit`)."""
         tpl = self.templates[i] if template is None else template
         assert tpl is not None
         spread = self.opt.outlier_spread_px if outlier_spread_px is None else outlier_spread_px
@@ -1002,6 +1013,7 @@ class _Tracker:
                 max_iterations=max_iterations,
                 first_level=first_level,
                 outlier_spread_px=spread,
+                coherent_sigma_px=coherent_sigma_px,
             )
             if first_level is not None:
                 # a prediction: filter only what a fit staying within INNER_SLACK_PX of it samples; the
@@ -1025,22 +1037,38 @@ class _Tracker:
                     max_iterations=max_iterations,
                     first_level=1,
                     outlier_spread_px=spread,
+                    coherent_sigma_px=coherent_sigma_px,
                 )
         if fit is None:
             fit = Fit(guess, False, 0.0, 0.0, float("nan"), float("nan"), 0.0, float("inf"), 0)
         if settle and tpl.match_ceiling < 1.0:
-            fit = self._settled(i, frame, fit, tpl, outlier_spread_px)
+            fit = self._settled(i, frame, fit, tpl, outlier_spread_px, coherent_sigma_px)
         return fit, _quality(fit, min_visible=self.opt.min_visible, template=tpl)
 
     def _settled(
-        self, i: int, frame: np.ndarray, fit: Fit, template: Template, outlier_spread_px: float | None
+        self,
+        i: int,
+        frame: np.ndarray,
+        fit: Fit,
+        template: Template,
+        outlier_spread_px: float | None,
+        coherent_sigma_px: float = 0.0,
     ) -> Fit:
         """``fit`` of body ``i`` on ``frame``, or where it stopped at the iteration limit with most of the
         body in view, a fit started again from its result that converges or moves no corner more than
         :data:`STATIONARY_PX`, counted as converged (see :meth:`fit_at`)."""
         if fit.converged or fit.visible <= 0.9 or not self.has_corners[i]:
             return fit
-        again, _ = self.fit_at(i, frame, fit.transform, 1, template, outlier_spread_px, settle=False)
+        again, _ = self.fit_at(
+            i,
+            frame,
+            fit.transform,
+            1,
+            template,
+            outlier_spread_px,
+            settle=False,
+            coherent_sigma_px=coherent_sigma_px,
+        )
         if again.converged or _corner_gap(again.transform, fit.transform, self.quads[i]) <= STATIONARY_PX:
             return replace(again, converged=True)
         return fit
@@ -1995,9 +2023,14 @@ class _Tracker:
         centre = self.centres[i]
         out: list[tuple[int, np.ndarray, float | None, float, float]] = []
         change: dict[int, np.ndarray | None] = {}  # key frame -> (rotation, shift) in body coordinates
+        # what misfits coherently over an area is weighed down too, but not for a faint body
+        # (COHERENT_SIGMA_PX)
+        coherent = COHERENT_SIGMA_PX if weighted.match_ceiling >= 1.0 else 0.0
 
         def refit(t: int) -> np.ndarray | None:
-            fit, quality = self.fit_at(i, self.frames[t], self._pose(t, i), 1, template=weighted)
+            fit, quality = self.fit_at(
+                i, self.frames[t], self._pose(t, i), 1, template=weighted, coherent_sigma_px=coherent
+            )
             if quality < self.opt.min_quality:
                 return None
             out.append((t, fit.transform, fit.corner_std_px, fit.rotation_std_rad, quality))
