@@ -16,7 +16,7 @@ import pytest
 from test_detect import _independent_renderer
 
 from dmx.tracking import track
-from dmx.tracking.register import make_template, reweighted, rigid
+from dmx.tracking.register import FrameROI, make_template, register, reweighted, rigid
 from dmx.tracking.reliability import residual_variance
 
 
@@ -81,6 +81,55 @@ def test_reweighted_scales_the_static_weights_on_every_level():
     assert (coarse.weight[xc < 62] < 0.05 * tpl.levels[1].weight[xc < 62]).all()
     assert (coarse.weight[xc > 68] > 0.95 * tpl.levels[1].weight[xc > 68]).all()
     np.testing.assert_array_equal(cut.levels[0].values, tpl.levels[0].values)
+
+
+def test_a_still_soft_edge_turns_a_body_too_little_unless_its_coherent_misfit_is_weighed_down():
+    """A soft edge that stays still (the shoulders' upper border, the mandible's) across a textured body in
+    noise: pixel by pixel its misfit is within the noise, so the robust weights keep it and the rigid fit
+    is pulled back towards the reference pose (the independent renderer's C6: 1-2 % too little). Smoothed
+    over 4 px the misfit stands out and is weighed down (``coherent_sigma_px``); without an edge the fit is
+    the same either way. Measured over 16 fits: rotation 2.2 % too little without, 1.2 % with; without the
+    edge 0.30 and 0.28 % too little, the relative error's RMS 1.06 and 1.17 %."""
+    h, w = 240, 220
+    yy, xx = np.mgrid[:h, :w].astype(np.float64)
+    inside = ((xx - 110) / 45.0) ** 4 + ((yy - 120) / 38.0) ** 4 < 1
+    quad = np.array([[65.0, 82.0], [155.0, 82.0], [155.0, 158.0], [65.0, 158.0]])
+    centre = quad.mean(axis=0)
+    d = (yy - 140.0) * math.cos(math.radians(20.0)) - (xx - 110.0) * math.sin(math.radians(20.0))
+    edge = 30.0 / (1.0 + np.exp(-d / 6.0))  # 30 grey levels over about 20 px, across the lower third
+
+    def relative_errors(still: np.ndarray, seed: int, coherent: float) -> np.ndarray:
+        rng = np.random.default_rng(seed)
+        body = 40.0 * inside + cv2.GaussianBlur(rng.normal(0, 12, (h, w)), (0, 0), 2.0) * inside
+        body = cv2.GaussianBlur(body, (0, 0), 1.0).astype(np.float32)
+
+        def frame(theta: float) -> np.ndarray:
+            moved = cv2.warpAffine(body, rigid(math.radians(theta), 0.0, 0.0, centre)[:2], (w, h))
+            return (60.0 + moved + still + rng.normal(0, 2.0, (h, w))).astype(np.float32)
+
+        tpl = make_template(frame(0.0), quad, highpass_sigma_px=9.0)
+        out = []
+        for theta in (-4.0, -2.0, 2.0, 4.0):
+            guess = rigid(math.radians(theta), 0.0, 0.0, tpl.centre_px)
+            fit = register(
+                tpl,
+                FrameROI(frame(theta), (0, 0, w, h), tpl),
+                guess,
+                first_level=1,
+                coherent_sigma_px=coherent,
+            )
+            out.append((math.degrees(math.atan2(fit.transform[1, 0], fit.transform[0, 0])) - theta) / theta)
+        return np.array(out)
+
+    for still in (edge, np.zeros_like(edge)):
+        plain = np.concatenate([relative_errors(still, s, 0.0) for s in range(4)])
+        weighed = np.concatenate([relative_errors(still, s, 4.0) for s in range(4)])
+        if still is edge:
+            assert plain.mean() < -0.015  # pulled towards the reference pose
+            assert abs(weighed.mean()) < 0.6 * abs(plain.mean())
+        else:
+            assert abs(weighed.mean() - plain.mean()) < 0.002
+            assert np.sqrt(np.mean(weighed**2)) < 1.3 * np.sqrt(np.mean(plain**2))  # a little less precise
 
 
 def test_the_mandible_over_c3_no_longer_turns_c2_c3_and_c3_c4(tmp_path):
