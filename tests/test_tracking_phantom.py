@@ -38,7 +38,8 @@ def test_phantom_corner_accuracy(kwargs):
 def test_the_precise_refit_lowers_the_angle_error_in_noise():
     # a low-dose phantom (3000 photons): the consistency refit through the finer pre-filter
     # (tracker.PRECISE_BLUR_PX, refine_precise) against the passes' template: per-frame segmental angle
-    # error median 0.127 -> 0.100 deg
+    # error median 0.114 -> 0.100 deg (0.127 -> 0.100 before session 53's coherent weights, which lower the
+    # passes' template's)
     from dmx.tracking.types import rigid_from_corners
 
     ph = phantom.make_phantom(frames=30, rows=384, cols=384, seed=2, photons=3000)
@@ -55,7 +56,7 @@ def test_the_precise_refit_lowers_the_angle_error_in_noise():
         return float(np.nanmedian(np.abs(seg(tr.corners_px[:, idx]) - seg(truth))))
 
     refined, passes = median_error(), median_error(precise_blur_px=None)
-    assert refined < 0.85 * passes, (refined, passes)
+    assert refined < 0.92 * passes, (refined, passes)
 
 
 @pytest.mark.parametrize("adi_mm", [1.5, 3.0])

@@ -802,6 +802,12 @@ def _photometric(
     return x[0], x[1]
 
 
+#: The weights of :func:`coherent_weights` are estimated again on this many first iterations of the finest
+#: level, then kept: estimated on every one, they moved with the pose and a fit from 1-2 px off (the rod
+#: over C3 in ``tests/test_tracking_reliability.py``) stepped back and forth without converging.
+COHERENT_ITERATIONS = 3
+
+
 def coherent_weights(level: _Level, e: np.ndarray, sigma_px: float) -> np.ndarray:
     """Tukey weights of the residual ``e`` smoothed over ``sigma_px`` (level pixels): what misfits coherently.
 
@@ -867,6 +873,7 @@ def _fit_level(
     tol = tolerance_px / level.scale if lvl == 0 else 0.1  # coarse levels: a tenth of their pixel
     rad_l = 0.5 * template.size_px * math.sqrt(2) / level.scale
     robust_w = None
+    coherent = None
     last_w = None
     converged = False
     iters = 0
@@ -902,7 +909,9 @@ def _fit_level(
             r = ae * np.float32(1.0 / (_TUKEY_C * scale_t))
             robust_w = _tukey_weights(r)
             if coherent_sigma_px > 0 and lvl == 0:
-                robust_w *= coherent_weights(level, e, coherent_sigma_px)
+                if coherent is None or it < COHERENT_ITERATIONS:
+                    coherent = coherent_weights(level, e, coherent_sigma_px)
+                robust_w *= coherent
             if outlier_spread_px > 0:
                 robust_w = spread_outliers(level, robust_w, outlier_spread_px / level.scale)
         if not ok:
