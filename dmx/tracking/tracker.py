@@ -228,8 +228,9 @@ CONSISTENCY_STEP_FRAC = 0.05
 #: coherently over a Gaussian of this many pixels (:func:`dmx.tracking.register.coherent_weights`): the
 #: soft edge of the mandible or the shoulders, too faint pixel by pixel for the robust weights, pulled C3
 #: and C6 (session 53, docs/tracking.md). Not for a faint body (``Template.match_ceiling`` below 1), whose
-#: template is mostly the still structure over it: applied in every fit, it lost the independent renderer's
-#: C7 under heavy shoulders. 0: off.
+#: template is mostly the still structure over it: for the independent renderer's C7 under heavy shoulders
+#: it made C6-C7's rotation ROM worse (error RMS 0.60 -> 0.74 deg on seeds 301-308), and applied in every
+#: fit of the passes it lost that C7 (seed 301). 0: off.
 COHERENT_SIGMA_PX = 4.0
 
 #: Fewest confidently tracked frames (trusted, other than the reference) from which the reliability of a
