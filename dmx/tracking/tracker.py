@@ -2080,9 +2080,9 @@ class _Tracker:
         stays still while the body moves (the shoulders over C6-C7) pulls the rigid fit towards keeping
         it in place: a bias at the optimum. From the poses of the passes, each body's region is split
         into the still layer and the body layer (:func:`dmx.tracking.layers.static_layer`). A body is
-        registered again on every tracked frame, from its pose, with the frames minus the still layer
-        against a template cut from the body layer (the mean of the frames moved back to the reference)
-        when its still layer is at least :data:`STILL_LAYER_MIN` as strong as its template
+        registered again on every tracked frame but the reference, from its pose, with the frames minus the
+        still layer against a template cut from the body layer (the mean of the frames moved back to the
+        reference) when its still layer is at least :data:`STILL_LAYER_MIN` as strong as its template
         (:func:`dmx.tracking.layers.still_strength`) and, on :data:`STILL_LAYER_PROBES` of its frames,
         the two-layer fit's mean robust cost (``Fit.robust_cost``) is lower than that of the same body
         layer without a still layer (as little noise in its template) by at least
@@ -2233,8 +2233,12 @@ class _Tracker:
         self, i: int, layers: Layers, body_tpl: Template, poses: list[tuple[int, np.ndarray]]
     ) -> None:
         """Body ``i`` registered again on frames ``poses`` (from those poses) with ``layers``' still layer
-        taken out, against ``body_tpl`` (see :meth:`refine_still_layers`)."""
+        taken out, against ``body_tpl`` (see :meth:`refine_still_layers`). The reference frame keeps its
+        landmarks: the body layer is the mean of the frames moved back to it, not that frame, so a fit there
+        would move the corners every measurement and the smoothing start from."""
         for t, a in poses:
+            if t == self.ref:
+                continue
             fit, quality = self.fit_at(i, layers.remove_still(self.frames[t]), a, 1, template=body_tpl)
             if quality < self.opt.min_quality:
                 continue
