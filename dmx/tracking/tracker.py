@@ -270,6 +270,12 @@ REFIT_SAME_PX = 1.0
 #: there is followed at 0.02-0.03 of its size (within 0.3 px), lost again at 0.05.
 FINE_HIGHPASS_FRAC = 0.03
 
+#: Where a neighbour carries a lost body across a long gap in the fine refit's second round, their relative
+#: rotation is predicted from the next level's (:meth:`_Tracker._chain_carried`) when that level turned by at
+#: least this much (degrees) over the frames all three are tracked on; otherwise the neighbour's pose is
+#: carried as it is.
+CHAIN_MIN_SPREAD_DEG = 1.0
+
 #: ... and so is a body followed with its robust cost this far above its clear cost (an occluder over a good
 #: part of it: C3 and C4 under the mandible's band, 0.2-0.5; C2 under the skull base in extension, 0.15),
 #: from its pose, unless a still layer was taken out of it (:meth:`_Tracker.refine_still_layers`). On the
@@ -919,6 +925,9 @@ class _Tracker:
         # (frame, body) found again by refit_unreliable or refit_fine, or refitted there on fine detail
         self.recovered: set[tuple[int, int]] = set()
         self.fine_refitted: set[tuple[int, int]] = set()  # (frame, body) lost, found again by refit_fine
+        # body -> the pixels refit_unreliable cut its template without (and the static ones): refit_fine's
+        # second round cuts its fine template without them too
+        self.unreliable_pixels: dict[int, np.ndarray] = {}
         # bodies of the current frame whose refit from a neighbour near to clear slid into their fit from afar
         self.slid: set[int] = set()
         self.top_dropped: set[int] = set()  # the top body, given up on the current frame by its own checks
@@ -2354,6 +2363,7 @@ class _Tracker:
         if not UNRELIABLE_MIN <= part <= UNRELIABLE_MAX:
             return None
         exclude = unreliable if self.static is None else unreliable | self.static
+        self.unreliable_pixels[i] = exclude
         cleaned = self._recut(i, self.frames[self.ref], exclude)
         if cleaned is None:
             return None
@@ -2410,6 +2420,14 @@ class _Tracker:
         fine fit of lowest robust cost with a trusted quality is followed when it passes
         :meth:`_refit_checks` (a plausible step, the neighbours' support and anatomy).
 
+        A fine template can still hold an occluder's outline where it lay on the reference frame (the
+        `occluders` family's mandible across C3: from the true pose the fit collapses on most of the frames
+        it covers). So the frames still lost after that get a second round, for a body whose template
+        :meth:`refit_unreliable` cut again without the pixels that do not move with it: a fine template cut
+        without those pixels too, and, since such a gap can be long, neighbours that carry the body with the
+        turn the next level predicts (:meth:`_chain_carried`) for the starts and the checks. It only adds
+        frames the first round left lost.
+
         Before those, the frames where the body is followed with its robust cost more than
         :data:`COVERED_EXCESS` above its clear cost (the band's edges pull that fit) are registered with
         the fine template from their pose, which they take when trusted and the same checks pass; not
@@ -2440,55 +2458,69 @@ class _Tracker:
                 )
                 if q >= self.opt.min_quality and self._refit_checks(i, t, fit.transform, t):
                     self._found_again(t, i, fit, q, clear_cost)
-            for t, s in self._nearest_first(i, lost):
-                starts = [self._pose(s, i)]
-                for step in (-1, 1):
-                    near, far = t + step, t + 2 * step
-                    if 0 <= far < self.frames.shape[0] and self._tracked(i)[[near, far]].all():
-                        a1, a2 = self._pose(near, i), self._pose(far, i)
-                        starts.append(a1 @ _rigid_inv(a2) @ a1)
-                starts += self._neighbour_starts(i, t)
-                best: tuple[Fit, float] | None = None
-                tried = []
-                for start in starts:
-                    coarse, _q = self.fit_at(i, self.frames[t], start, None)
-                    # from where the own template took the start, and from the start itself (the same fit
-                    # where the coarse fit left it unmoved)
-                    moved = not np.array_equal(coarse.transform, start)
-                    for fine_start in (coarse.transform, start) if moved else (start,):
-                        fit, q = self.fit_at(
-                            i, self.frames[t], fine_start, 1, template=template, outlier_spread_px=spread
-                        )
-                        tried.append(q)
-                        if q >= self.opt.min_quality and (
-                            best is None or fit.robust_cost < best[0].robust_cost
-                        ):
-                            best = (fit, q)
-                if best is None:
-                    _log.debug(
-                        "%s frame %d: no trusted fine fit (best quality %.2f)",
-                        self.verts[i].value,
-                        t,
-                        max(tried),
-                    )
-                    continue
-                fit, q = best
-                if not self._refit_checks(i, t, fit.transform, s):
-                    _log.debug("%s frame %d: the fine fit fails the refit checks", self.verts[i].value, t)
-                    continue
-                self.fine_refitted.add((t, i))
-                self._found_again(t, i, fit, q, clear_cost)  # its cost excess against the fine template
+            self._fine_refit_lost(i, lost, template, clear_cost)
+            # second round, on the frames still lost: without the pixels that do not move with the body
+            still = {t for t in lost if self.reason[t][i] in REFIT_REASONS}
+            if still and i in self.unreliable_pixels:
+                cleaned = self._fine_template(i, self.unreliable_pixels[i])
+                if cleaned is not None:
+                    self._fine_refit_lost(i, still, *cleaned, chain=True)
 
-    def _fine_template(self, i: int) -> tuple[Template, float] | None:
+    def _fine_refit_lost(
+        self, i: int, lost: set[int], template: Template, clear_cost: float, chain: bool = False
+    ) -> None:
+        """Body ``i`` registered with the fine ``template`` on the frames ``lost``, nearest to a followed
+        frame first (see :meth:`refit_fine`); with ``chain``, its neighbours carry it as
+        :meth:`_chain_carried` does, for the starts and the checks."""
+        spread = template.highpass_sigma_px
+        for t, s in self._nearest_first(i, lost):
+            starts = [self._pose(s, i)]
+            for step in (-1, 1):
+                near, far = t + step, t + 2 * step
+                if 0 <= far < self.frames.shape[0] and self._tracked(i)[[near, far]].all():
+                    a1, a2 = self._pose(near, i), self._pose(far, i)
+                    starts.append(a1 @ _rigid_inv(a2) @ a1)
+            starts += self._neighbour_starts(i, t, chain=chain)
+            best: tuple[Fit, float] | None = None
+            tried = []
+            for start in starts:
+                coarse, _q = self.fit_at(i, self.frames[t], start, None)
+                # from where the own template took the start, and from the start itself (the same fit
+                # where the coarse fit left it unmoved)
+                moved = not np.array_equal(coarse.transform, start)
+                for fine_start in (coarse.transform, start) if moved else (start,):
+                    fit, q = self.fit_at(
+                        i, self.frames[t], fine_start, 1, template=template, outlier_spread_px=spread
+                    )
+                    tried.append(q)
+                    if q >= self.opt.min_quality and (best is None or fit.robust_cost < best[0].robust_cost):
+                        best = (fit, q)
+            if best is None:
+                _log.debug(
+                    "%s frame %d: no trusted fine fit (best quality %.2f)",
+                    self.verts[i].value,
+                    t,
+                    max(tried),
+                )
+                continue
+            fit, q = best
+            if not self._refit_checks(i, t, fit.transform, s, chain=chain):
+                _log.debug("%s frame %d: the fine fit fails the refit checks", self.verts[i].value, t)
+                continue
+            self.fine_refitted.add((t, i))
+            self._found_again(t, i, fit, q, clear_cost)  # its cost excess against the fine template
+
+    def _fine_template(self, i: int, exclude: np.ndarray | None = None) -> tuple[Template, float] | None:
         """Body ``i``'s template high-passed at :data:`FINE_HIGHPASS_FRAC` of its size (see
         :meth:`refit_fine`), its expected residual calibrated as :meth:`calibrate_residuals` calibrates the
         passes' (the smallest residual of its fits from the tracked poses on the frames next to the
         reference, never below its own estimate), and its robust cost there (its clear cost). Where no fit
         on a frame next to the reference converges (C2 of the mandible case's seed 41: its fine fit on
         frame 1 oscillated to the iteration limit), the frames two from it are used. None when it cannot
-        be cut or no fit on those frames converges."""
+        be cut or no fit on those frames converges. ``exclude``: the pixels to cut it without (default: the
+        static ones)."""
         sigma = max(self.opt.blur_sigma_px, FINE_HIGHPASS_FRAC * self.sizes[i])
-        fine = self._cut(i, self.frames[self.ref], self.static, sigma)
+        fine = self._cut(i, self.frames[self.ref], self.static if exclude is None else exclude, sigma)
         if fine is None:
             return None
         tracked = self._tracked(i)
@@ -2538,11 +2570,12 @@ class _Tracker:
             todo.discard(t)
             yield t, int(tracked[np.argmin(np.abs(tracked - t))])
 
-    def _neighbour_starts(self, i: int, t: int) -> list[np.ndarray]:
-        """Body ``i``'s pose on frame ``t`` as each followed neighbour carries it (:meth:`_carried`)."""
+    def _neighbour_starts(self, i: int, t: int, chain: bool = False) -> list[np.ndarray]:
+        """Body ``i``'s pose on frame ``t`` as each followed neighbour carries it (:meth:`_carried`; with
+        ``chain``, :meth:`_chain_carried`)."""
         starts = []
         for j in (i - 1, i + 1):
-            carried = self._carried(i, j, t)
+            carried = self._chain_carried(i, j, t) if chain else self._carried(i, j, t)
             if carried is not None:
                 starts.append(carried[0])
         return starts
@@ -2586,14 +2619,51 @@ class _Tracker:
         s = int(both[np.argmin(np.abs(both - t))])
         return self._pose(t, j) @ _rigid_inv(self._pose(s, j)) @ self._pose(s, i), s
 
-    def _refit_checks(self, i: int, t: int, a: np.ndarray, s: int) -> bool:
+    def _chain_carried(self, i: int, j: int, t: int) -> tuple[np.ndarray, int] | None:
+        """Body ``i``'s pose on frame ``t`` as neighbour ``j`` carries it (:meth:`_carried`), turned about the
+        disc between them by the change of their relative rotation that the level beyond ``j`` predicts.
+
+        Held fixed from the nearest frame where both are followed, ``j``'s pose carries ``i`` several pixels
+        off across a long gap in the motion (C3 lost under the mandible for 15 frames of flexion while C3-C4
+        flexes by several degrees). Segmental rotations move together through a flexion-extension sweep,
+        so ``i``-``j``'s relative rotation is predicted by a line fitted to it against ``j``-``k``'s (``k``
+        the body beyond ``j``) over the frames where all three are followed, and the carried pose is turned by
+        the difference about the middle of ``j``'s endplate facing ``i``. Without such frames (at least
+        :data:`RELIABLE_FRAMES`, ``j``-``k`` turning by :data:`CHAIN_MIN_SPREAD_DEG` over them) or ``k``
+        followed on ``t``, the pose :meth:`_carried` gives."""
+        carried = self._carried(i, j, t)
+        k = j + (j - i)
+        if carried is None or not (0 <= k < self.n_v) or not self.has_corners[k] or not self._tracked(k)[t]:
+            return carried
+        common = np.flatnonzero(self._tracked(i) & self._tracked(j) & self._tracked(k))
+        if common.size < RELIABLE_FRAMES:
+            return carried
+
+        def turn(frames: np.ndarray | int, upper: int, lower: int) -> np.ndarray:
+            """Rotation of body ``upper`` relative to body ``lower`` (degrees, in -180..180)."""
+            a, b = self.transforms[frames, upper], self.transforms[frames, lower]
+            d = np.arctan2(a[..., 1, 0], a[..., 0, 0]) - np.arctan2(b[..., 1, 0], b[..., 0, 0])
+            return np.degrees(np.angle(np.exp(1j * d)))
+
+        x = turn(common, j, k)
+        if np.ptp(x) < CHAIN_MIN_SPREAD_DEG:
+            return carried
+        slope, intercept = np.polyfit(x, turn(common, i, j), 1)
+        cand, s_j = carried
+        change = slope * float(turn(t, j, k)) + intercept - float(turn(s_j, i, j))
+        change = (change + 180.0) % 360.0 - 180.0
+        facing = _corners(self._pose(t, j), self.quads[j])
+        disc = facing[:2].mean(axis=0) if j > i else facing[2:].mean(axis=0)
+        return rigid(math.radians(change), 0.0, 0.0, disc) @ cand, s_j
+
+    def _refit_checks(self, i: int, t: int, a: np.ndarray, s: int, chain: bool = False) -> bool:
         """A refit ``a`` of body ``i`` on frame ``t`` may be followed: a plausible step from its pose on the
         nearest tracked frame ``s`` when that is close, and at least one tracked neighbour (the next body
         beyond a lost one, the limits scaled by the segments between), every one of which carries it there
         from the nearest frame where both are tracked (within :data:`DRAG_LAND_FRAC` of its size plus
         :data:`DRAG_LAND_STEP_FRAC` per frame between, per segment: as close as a refit must start to
         confirm a fit far from clear), supports it (:func:`dmx.tracking.robust.inconsistent`) and keeps the
-        anatomy."""
+        anatomy. With ``chain``, an adjacent neighbour carries it as :meth:`_chain_carried` does."""
         if abs(t - s) <= 3 and not self.plausible(i, a, None, self._pose(s, i)):
             return False
         size = self.sizes[i]
@@ -2601,7 +2671,7 @@ class _Tracker:
         for step in (-1, 1):
             for segments in (1, 2):
                 j = i + step * segments
-                carried = self._carried(i, j, t)
+                carried = self._chain_carried(i, j, t) if segments == 1 and chain else self._carried(i, j, t)
                 if carried is None:
                     continue
                 cand, s_j = carried
