@@ -70,7 +70,14 @@ from dmx.tracking.reliability import (
     template_share,
     unreliable_mask,
 )
-from dmx.tracking.robust import inconsistent, reject_inconsistent, reject_jumps, segmental_jumps, static_mask
+from dmx.tracking.robust import (
+    inconsistent,
+    reject_inconsistent,
+    reject_jumps,
+    segmental_jumps,
+    segmental_motion,
+    static_mask,
+)
 from dmx.tracking.types import Tracks
 from dmx.tracking.workers import ForkedChains, ForkedWorkers, can_fork
 
@@ -2639,18 +2646,16 @@ class _Tracker:
         if common.size < RELIABLE_FRAMES:
             return carried
 
-        def turn(frames: np.ndarray | int, upper: int, lower: int) -> np.ndarray:
-            """Rotation of body ``upper`` relative to body ``lower`` (degrees, in -180..180)."""
-            a, b = self.transforms[frames, upper], self.transforms[frames, lower]
-            d = np.arctan2(a[..., 1, 0], a[..., 0, 0]) - np.arctan2(b[..., 1, 0], b[..., 0, 0])
-            return np.degrees(np.angle(np.exp(1j * d)))
+        def turn(f: int, upper: int, lower: int) -> float:
+            """Rotation (deg) of body ``upper`` relative to body ``lower`` on frame ``f``."""
+            return segmental_motion(self._pose(f, upper), self._pose(f, lower), self.centres[upper])[0]
 
-        x = turn(common, j, k)
+        x = np.array([turn(f, j, k) for f in common])
         if np.ptp(x) < CHAIN_MIN_SPREAD_DEG:
             return carried
-        slope, intercept = np.polyfit(x, turn(common, i, j), 1)
+        slope, intercept = np.polyfit(x, [turn(f, i, j) for f in common], 1)
         cand, s_j = carried
-        change = slope * float(turn(t, j, k)) + intercept - float(turn(s_j, i, j))
+        change = slope * turn(t, j, k) + intercept - turn(s_j, i, j)
         change = (change + 180.0) % 360.0 - 180.0
         facing = _corners(self._pose(t, j), self.quads[j])
         disc = facing[:2].mean(axis=0) if j > i else facing[2:].mean(axis=0)
