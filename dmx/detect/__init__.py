@@ -435,6 +435,10 @@ def _lean_deg(det: Detection) -> float:
 #: of them at their own levels (centres within ``dmx.detect.detector.SAME_BODY_MM``) and none of them at
 #: another level (:func:`_network_confirms`).
 VIEW_CONFIRMED = 2
+#: Where the network's outlines on a view are too few to confirm its bodies' levels, they are confirmed when
+#: the network's segmentation at the calibrated size puts at least this many of their centres on their own
+#: level and at least this many times as many there as on another (:func:`_segmentation_confirms`).
+SEGMENTATION_CONFIRMED = (3, 3.0)
 
 
 def _net_and_model(model_path):
@@ -475,7 +479,9 @@ def _network_confirms(image: np.ndarray, det: Detection, mm_per_px, model_path) 
     posterior families but labelled them in reverse (C2 on C7), with its own checks passed; the network,
     trained on upright columns (within 20 degrees), labels the levels of a view only where the column
     stands upright in it. ``mm_per_px`` None: the network run over its sizes as without calibration
-    (:func:`dmx.detect.detector.run_heatmap`), for bodies the search over sizes found."""
+    (:func:`dmx.detect.detector.run_heatmap`), for bodies the search over sizes found. Where its outlines do
+    not confirm them (too few, or one at another level), its segmentation may (:func:`_segmentation_confirms`:
+    its outlines on a view can be fewer than its regions; session 55)."""
     from dmx.detect.detector import HEATMAP_THRESHOLD, SAME_BODY_MM, _centre_distance_mm, run_heatmap
 
     net, model = _net_and_model(model_path)
@@ -492,9 +498,28 @@ def _network_confirms(image: np.ndarray, det: Detection, mm_per_px, model_path) 
         c = np.asarray(c, float)
         near = [u for u, p in labels if _centre_distance_mm(p, c, network.mm_per_px) <= SAME_BODY_MM]
         if any(u != v for u in near):
-            return False
+            return _segmentation_confirms(image, det, mm_per_px, net)
         agree += v in near
-    return agree >= VIEW_CONFIRMED
+    return agree >= VIEW_CONFIRMED or _segmentation_confirms(image, det, mm_per_px, net)
+
+
+def _segmentation_confirms(image: np.ndarray, det: Detection, mm_per_px, net) -> bool:
+    """Whether the learned network's segmentation of ``image`` (a view of the frame) at the calibrated size
+    puts most of ``det``'s body centres on their own levels (:data:`SEGMENTATION_CONFIRMED`): the levels
+    confirmed where the network's own outlines are too few to (:func:`_network_confirms`). False without a
+    calibrated size."""
+    mpp = _mean_spacing(mm_per_px)
+    if mpp is None:
+        return False
+    found = net.bodies_in_windows(image, mpp)
+    levels = [
+        (BODIES.index(v), found.level_at(np.asarray(c, float).mean(axis=0)))
+        for v, c in det.landmarks.corners_px.items()
+    ]
+    agree = sum(own == seen for own, seen in levels)
+    other = sum(seen >= 0 and seen != own for own, seen in levels)
+    need, ratio = SEGMENTATION_CONFIRMED
+    return agree >= need and agree >= ratio * other
 
 
 #: Bands along each side's outward normal (mm from the outline; negative inside) compared by
