@@ -1038,6 +1038,47 @@ def test_the_c2_test_does_not_weigh_c2_above_a_c2_the_column_reports(monkeypatch
     assert "one level lower" in c2_disputed(np.zeros((8, 8)), _c2_test_column(False), None, 0.5)
 
 
+def test_the_c2_test_does_not_weigh_c2_above_the_networks_c2_region(monkeypatch):
+    """Session 55: a network column that does not report its C2 but whose network found C2's region is not
+    refused for C2 fitting better one level above (all-family 1430013's parts: the dens template fits the
+    skull base above its right C2 best); without the region it still is. The shift below is still weighed
+    with a region (the network's miscount under the shoulders: its columns a level low have C2 regions
+    too), and a template detector's column (no region) or a moved one is tested as before."""
+    from dataclasses import replace as replaced
+
+    from dmx.detect import detector
+    from dmx.detect.detector import c2_disputed
+
+    parts: dict[int, tuple[float, float, float]] = {}
+    monkeypatch.setattr(detector, "c2_parts", lambda *a, **k: parts)
+    column = _c2_test_column(False)
+    with_region = replaced(column, network_c2_region=0.86)
+    parts.update({-1: (0.465, 1.234, 0.566), 0: (0.655, 1.153, 0.588), 1: (0.759, 1.154, 0.358)})  # 1430013's
+    assert "one level higher" in c2_disputed(np.zeros((8, 8)), column, None, 0.5)
+    assert c2_disputed(np.zeros((8, 8)), with_region, None, 0.5) is None
+    # the independent renderer's D914 (session 55's c2_columns run), a level low, its C2 region 0.54
+    parts.update({-1: (0.78, 1.36, 0.50), 0: (0.73, 1.18, 0.38), 1: (0.68, 0.88, 0.17)})
+    assert "one level lower" in c2_disputed(np.zeros((8, 8)), with_region, None, 0.5)
+
+
+def test_a_network_column_whose_c2_region_is_found_but_not_outlined_is_kept_at_its_levels():
+    """All-family 1430013 (generator 14343; drawn in session 55 and looked at): the network's column C3-C6
+    is right, its C2 region (probability 0.86) lies on C2 but C2's outline is not reported, and the C2 test
+    refused the column because the dens template fits the skull base above C2 best: nothing was reported.
+    The region now counts as the column's C2 for that shift: C3-C6 reported within 2 px."""
+    from dmx.phantom import draw_appearance
+    from dmx.training.fit import training_specs
+
+    kw = training_specs(14, seed=14343, first_seed=1430000)[13]
+    kw["appearance"] = draw_appearance("all", seed=kw["seed"], max_size_px=768)
+    ph = make_phantom(**kw)
+    ref = kw["reference_frame"]
+    det = detect_landmarks(_display(ph, ref), mm_per_px=float(np.mean(ph.truth["mm_per_px"])), frame=ref)
+    errs = _errors(det, ph.landmarks.corners_px)
+    assert set(BODIES[1:5]) <= set(errs), det.missing
+    assert max(errs.values()) <= 2.0, errs
+
+
 def test_a_column_counted_from_its_own_c2_is_not_refused_where_c2_is_too_near_the_edge(monkeypatch):
     """c2_disputed with the C2 test's parts given, where the column's C2 place cannot be tested (its dens
     above the image's top: parts close to all-family 1140004's, session 35): a column reporting its C2 among
