@@ -1066,14 +1066,8 @@ def test_a_network_column_whose_c2_region_is_found_but_not_outlined_is_kept_at_i
     is right, its C2 region (probability 0.86) lies on C2 but C2's outline is not reported, and the C2 test
     refused the column because the dens template fits the skull base above C2 best: nothing was reported.
     The region now counts as the column's C2 for that shift: C3-C6 reported within 2 px."""
-    from dmx.phantom import draw_appearance
-    from dmx.training.fit import training_specs
-
-    kw = training_specs(14, seed=14343, first_seed=1430000)[13]
-    kw["appearance"] = draw_appearance("all", seed=kw["seed"], max_size_px=768)
-    ph = make_phantom(**kw)
-    ref = kw["reference_frame"]
-    det = detect_landmarks(_display(ph, ref), mm_per_px=float(np.mean(ph.truth["mm_per_px"])), frame=ref)
+    ph, ref, img, mpp = _all_family(14343, 1430000, 13)
+    det = detect_landmarks(img, mm_per_px=mpp, frame=ref)
     errs = _errors(det, ph.landmarks.corners_px)
     assert set(BODIES[1:5]) <= set(errs), det.missing
     assert max(errs.values()) <= 2.0, errs
@@ -1652,11 +1646,9 @@ def test_a_column_leaning_half_way_across_the_frame_is_found_turned_an_eighth():
     body ("the learned network reports fewer than 2 bodies to check its levels by"); turned an eighth
     clockwise and inverted, C4-C7 are found and mapped back within 2 px (0.4-0.8 px measured)."""
     ph, det = _acquisition_phantom(7171, 800000, 0)
-    errs = _errors(det, ph.landmarks.corners_px)
-    assert set(BODIES[2:6]) <= set(errs), det.missing
-    assert max(errs.values()) <= 2.0, errs
-    (view,) = [w for w in det.warnings if w.startswith("the bodies were found on the frame")]
-    assert "inverted and turned an eighth clockwise" in view, view
+    _found_within_2px_on_view(
+        det, ph.landmarks.corners_px, BODIES[2:6], "inverted and turned an eighth clockwise"
+    )
 
 
 def test_a_column_found_by_the_search_over_sizes_on_another_view_may_be_confirmed_over_sizes():
@@ -1665,14 +1657,8 @@ def test_a_column_found_by_the_search_over_sizes_on_another_view_may_be_confirme
     over sizes found C2-C7, but the network's confirmation of that view ran at the calibrated size only, where
     it labels this column otherwise, and every body was lost (the frame as given: the facing disputed). The
     confirmation now also runs as the search ran the network, over its sizes: C3-C6 reported within 2 px."""
-    from dmx.phantom import draw_appearance
-    from dmx.training.fit import training_specs
-
-    kw = training_specs(14, seed=13838, first_seed=1380000)[13]
-    kw["appearance"] = draw_appearance("all", seed=kw["seed"], max_size_px=768)
-    ph = make_phantom(**kw)
-    ref = kw["reference_frame"]
-    det = detect_landmarks(_display(ph, ref), mm_per_px=float(np.mean(ph.truth["mm_per_px"])), frame=ref)
+    ph, ref, img, mpp = _all_family(13838, 1380000, 13)
+    det = detect_landmarks(img, mm_per_px=mpp, frame=ref)
     errs = _errors(det, ph.landmarks.corners_px)
     assert set(BODIES[1:5]) <= set(errs), det.missing
     assert max(errs[v] for v in BODIES[1:5]) <= 2.0, errs
@@ -1680,17 +1666,33 @@ def test_a_column_found_by_the_search_over_sizes_on_another_view_may_be_confirme
     assert any(BODY_SIZE_MARK in w for w in det.warnings), det.warnings
 
 
-def _all_family_1420012():
-    """All-family phantom 1420012 (generator 14242; held out in session 54, looked at in session 55): bone
-    dark, its column lying across the frame, C2 at the right; its reference frame and pixel size."""
+def _all_family(generator: int, first: int, index: int):
+    """All-family phantom ``first + index`` of ``generator``, as ``benchmarks/heldout.py`` draws it: the
+    phantom, its reference frame's index, that frame in display polarity and the mean pixel size."""
     from dmx.phantom import draw_appearance
     from dmx.training.fit import training_specs
 
-    kw = training_specs(13, seed=14242, first_seed=1420000)[12]
+    kw = training_specs(index + 1, seed=generator, first_seed=first)[index]
     kw["appearance"] = draw_appearance("all", seed=kw["seed"], max_size_px=768)
     ph = make_phantom(**kw)
     ref = kw["reference_frame"]
     return ph, ref, _display(ph, ref), float(np.mean(ph.truth["mm_per_px"]))
+
+
+def _all_family_1420012():
+    """All-family phantom 1420012 (generator 14242; held out in session 54, looked at in session 55): bone
+    dark, its column lying across the frame, C2 at the right."""
+    return _all_family(14242, 1420000, 12)
+
+
+def _found_within_2px_on_view(det: Detection, truth: dict, levels, words: str) -> None:
+    """``det`` reports ``levels`` (and every body it reports) within 2 px of ``truth``, found on the view that
+    ``words`` names."""
+    errs = _errors(det, truth)
+    assert set(levels) <= set(errs), det.missing
+    assert max(errs.values()) <= 2.0, errs
+    (view,) = [w for w in det.warnings if w.startswith("the bodies were found on the frame")]
+    assert words in view, view
 
 
 def test_a_view_whose_levels_the_networks_segmentation_confirms_is_kept():
@@ -1701,11 +1703,9 @@ def test_a_view_whose_levels_the_networks_segmentation_confirms_is_kept():
     levels and C6's on C7's: confirmed by it (`_segmentation_confirms`), C3-C6 are reported within 2 px."""
     ph, ref, img, mpp = _all_family_1420012()
     det = detect_landmarks(img, mm_per_px=mpp, frame=ref)
-    errs = _errors(det, ph.landmarks.corners_px)
-    assert set(BODIES[1:5]) <= set(errs), det.missing
-    assert max(errs.values()) <= 2.0, errs
-    (view,) = [w for w in det.warnings if w.startswith("the bodies were found on the frame")]
-    assert "inverted and turned a quarter anticlockwise" in view, view
+    _found_within_2px_on_view(
+        det, ph.landmarks.corners_px, BODIES[1:5], "inverted and turned a quarter anticlockwise"
+    )
 
 
 def test_the_networks_segmentation_does_not_confirm_levels_reversed_or_one_off():
