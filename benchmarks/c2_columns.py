@@ -85,14 +85,12 @@ def columns(tag: str, image: np.ndarray, truth: dict, mm_per_px: float, net, mod
         dens = _shown({s: d for s, (d, _, _) in parts.items()})
         plain = _shown({s: p for s, (_, _, p) in parts.items()})
         # kept though another weighed shift scored higher: the near tie the dens contrast settled
-        weighed = D._shifts_weighed(corr, reported)
+        weighed = D._shifts_weighed(corr, reported, network.network_c2_region)
         tie = reason is None and any(s != 0 and np.isfinite(v) and v >= corr[0] for s, v in weighed.items())
         labels = ",".join(b.vertebra.value for b in reported)
-        # the network's C2 region (its class probability there; 0: no region), outlined and reported or not
-        c2_region = float(network.bodies[0].features[D.HEATMAP_FEATURES.index("region_prob")])
         print(
             f"{tag} {view:<8} {labels:<18} {kind:<6} {decision:<8} C2 test {score} dens {dens} plain {plain} "
-            f"shifts {shifts} C2 region {c2_region:.2f}"
+            f"shifts {shifts} C2 region {network.network_c2_region:.2f}"
             f"{' (a near tie the dens contrast settled)' if tie else ''}",
             flush=True,
         )

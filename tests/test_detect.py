@@ -1043,7 +1043,7 @@ def test_the_c2_test_does_not_weigh_c2_above_the_networks_c2_region(monkeypatch)
     refused for C2 fitting better one level above (all-family 1430013's parts: the dens template fits the
     skull base above its right C2 best); without the region it still is. The shift below is still weighed
     with a region (the network's miscount under the shoulders: its columns a level low have C2 regions
-    too), and a template detector's column (no region) or a moved one is tested as before."""
+    too)."""
     from dataclasses import replace as replaced
 
     from dmx.detect import detector
@@ -1726,19 +1726,20 @@ def test_the_networks_segmentation_does_not_confirm_levels_reversed_or_one_off()
     levels = [v for v in BODIES[:5] if v in true]
     assert levels == list(BODIES[:5])
     net, _ = _net_and_model(None)
+    found = net.bodies_in_windows(seen, mpp)
 
     def confirms(labels) -> bool:
         marks = Landmarks(
             frame=ref, corners_px={new: true[old] for old, new in zip(levels, labels, strict=True)}
         )
-        return _segmentation_confirms(seen, Detection(marks, {}, ()), (mpp, mpp), net)
+        return _segmentation_confirms(Detection(marks, {}, ()), found)
 
     assert confirms(levels)
     assert not confirms(levels[::-1])
     assert not confirms(list(BODIES[1:6]))  # each one level lower
     # without a calibrated size it does not confirm (the search over sizes has its own confirmation)
     marks = Landmarks(frame=ref, corners_px={v: true[v] for v in levels})
-    assert not _segmentation_confirms(seen, Detection(marks, {}, ()), None, net)
+    assert not _segmentation_confirms(Detection(marks, {}, ()), None)
 
 
 def test_bodies_darker_than_around_them_are_told_apart(phantom):

@@ -487,7 +487,10 @@ def _network_confirms(image: np.ndarray, det: Detection, mm_per_px, model_path) 
     net, model = _net_and_model(model_path)
     if net is None:
         return False
-    network = run_heatmap(image, model, net, mm_per_px=_mean_spacing(mm_per_px))
+    mpp = _mean_spacing(mm_per_px)
+    # the network run once at the calibrated size: its outlines, then its segmentation where they fail
+    found = net.bodies_in_windows(np.asarray(image, dtype=np.float32), mpp) if mpp is not None else None
+    network = run_heatmap(image, model, net, mm_per_px=mpp, found=found)
     labels = [
         (b.vertebra, b.corners_px)
         for b in network.bodies
@@ -498,20 +501,19 @@ def _network_confirms(image: np.ndarray, det: Detection, mm_per_px, model_path) 
         c = np.asarray(c, float)
         near = [u for u, p in labels if _centre_distance_mm(p, c, network.mm_per_px) <= SAME_BODY_MM]
         if any(u != v for u in near):
-            return _segmentation_confirms(image, det, mm_per_px, net)
+            return _segmentation_confirms(det, found)
         agree += v in near
-    return agree >= VIEW_CONFIRMED or _segmentation_confirms(image, det, mm_per_px, net)
+    return agree >= VIEW_CONFIRMED or _segmentation_confirms(det, found)
 
 
-def _segmentation_confirms(image: np.ndarray, det: Detection, mm_per_px, net) -> bool:
-    """Whether the learned network's segmentation of ``image`` (a view of the frame) at the calibrated size
-    puts most of ``det``'s body centres on their own levels (:data:`SEGMENTATION_CONFIRMED`): the levels
-    confirmed where the network's own outlines are too few to (:func:`_network_confirms`). False without a
-    calibrated size."""
-    mpp = _mean_spacing(mm_per_px)
-    if mpp is None:
+def _segmentation_confirms(det: Detection, found) -> bool:
+    """Whether the learned network's segmentation ``found`` (its bodies on a view of the frame at the
+    calibrated size, :meth:`dmx.detect.heatmap.HeatmapNet.bodies_in_windows`) puts most of ``det``'s body
+    centres on their own levels (:data:`SEGMENTATION_CONFIRMED`): the levels confirmed where the network's
+    own outlines are too few to (:func:`_network_confirms`). False without a calibrated size (``found``
+    None)."""
+    if found is None:
         return False
-    found = net.bodies_in_windows(image, mpp)
     levels = [
         (BODIES.index(v), found.level_at(np.asarray(c, float).mean(axis=0)))
         for v, c in det.landmarks.corners_px.items()

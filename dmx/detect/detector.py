@@ -563,6 +563,7 @@ def run_heatmap(
     *,
     mm_per_px: float | None,
     maps: dict[str, ChainMaps] | None = None,
+    found=None,
 ) -> ColumnResult:
     """Corners of C2..C7 from the segmentation network, refined on the full-resolution image.
 
@@ -575,13 +576,17 @@ def run_heatmap(
     body: :data:`HEATMAP_FEATURES`. Where the network found neither C2's nor C7's region, no body is
     reported (:data:`NO_COLUMN_END`): its levels would be a guess.
     ``maps``: the template detector's :class:`dmx.detect.column.ChainMaps` by facing (:func:`run`),
-    whose smoothed images the edge search reads (kept there for the column's checks).
+    whose smoothed images the edge search reads (kept there for the column's checks). ``found``: the
+    network's bodies on ``image`` at ``mm_per_px`` (:meth:`dmx.detect.heatmap.HeatmapNet.bodies_in_windows`),
+    where the caller has them already.
     """
     from dmx.detect.heatmap import UNCALIBRATED_SWEEP_MM
 
     img = np.asarray(image, dtype=np.float32)
     if mm_per_px is not None:
-        return _heatmap_column(img, net.bodies_in_windows(img, mm_per_px), model, maps, True)
+        if found is None:
+            found = net.bodies_in_windows(img, mm_per_px)
+        return _heatmap_column(img, found, model, maps, True)
     # without calibration: the size whose refined outlines report the most bodies, then the one with the
     # most evidence of the network's own (its regions' scores alone were a near tie between a size that
     # outlines three bodies and one that outlines none)
