@@ -1856,6 +1856,32 @@ def test_a_leaning_column_is_kept_only_where_the_network_confirms_it_stood_uprig
     assert _leaning_unconfirmed(img, wrong, mpp, None)[0] == VIEW_WHY_LEANING
 
 
+def test_a_column_read_from_the_wrong_end_leaning_40_degrees_is_refused():
+    """Session 56: all-family 1450002 (generator 14545), turned a quarter and flexed, so that its column runs
+    from C7 at the top left to C2 at the bottom right, 129 degrees from upright. The network, on the frame
+    as given at a searched size, labelled C5, C4, C3 as C2, C3, C4 (read from the wrong end, each outline
+    turned half round), their chord leaning 43 degrees: below the 45 degrees from which the leaning check
+    asked the network to confirm the levels stood upright, and the C2 template confirmed them (C2 149 px and
+    C3-C4 65 px off). From LEANING_CHECK_DEG = 40 it is checked, and refused: the network does not see those
+    levels on the view that stands them upright. Nothing within 3 px is lost, nothing beyond 3 px reported."""
+    from dmx.detect import LEANING_CHECK_DEG, VIEW_WHY_LEANING, _lean_deg, _leaning_unconfirmed
+
+    ph, ref, img, mpp = _all_family(14545, 1450000, 2)
+    truth = ph.landmarks.corners_px
+    half_turn = [2, 3, 0, 1]  # superior and inferior, anterior and posterior swapped
+    wrong = {
+        Vertebra.C2: truth[Vertebra.C5],
+        Vertebra.C3: truth[Vertebra.C4],
+        Vertebra.C4: truth[Vertebra.C3],
+    }
+    wrong = Detection(Landmarks(frame=ref, corners_px={v: c[half_turn] for v, c in wrong.items()}), {}, ())
+    assert LEANING_CHECK_DEG < _lean_deg(wrong) < 45.0
+    assert _leaning_unconfirmed(img, wrong, (mpp, mpp), None)[0] == VIEW_WHY_LEANING
+    det = detect_landmarks(img, mm_per_px=mpp, frame=ref)
+    errs = _errors(det, truth)
+    assert all(e <= 3.0 for e in errs.values()), errs
+
+
 def test_a_column_leaning_back_across_a_turned_frame_is_not_reported_upside_down():
     """Phantom 1040018 of generator 10404 (first held out in session 25; acquisition look, the frame turned
     91 degrees, the column leaning back 126 degrees, 407 px): the frame as given reported C2-C5 upside down

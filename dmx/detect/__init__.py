@@ -355,12 +355,12 @@ def _leaning_unconfirmed(image: np.ndarray, det: Detection, mm_per_px, model_pat
 #: A column on the frame as given whose chord leans more than this (degrees) is kept only where the learned
 #: network confirms its levels on a view turned an eighth (:func:`_leaning_unconfirmed`); between this and
 #: :data:`ACROSS_DEG` it stands within 20 degrees of upright in one of them.
-LEANING_CHECK_DEG = 45.0
+LEANING_CHECK_DEG = 40.0
 #: The reason :data:`VIEW_FOUND` gives for a leaning column refused on the frame as given.
 VIEW_WHY_LEANING = "those found leaned half-way across the frame, their levels unconfirmed"
 #: Why a leaning column on the frame as given was refused (:func:`_leaning_unconfirmed`).
 LEANING_UNCONFIRMED = (
-    "the column found leans half-way across the frame (its chord more than 45 degrees from upright) and the "
+    "the column found leans half-way across the frame (its chord more than 40 degrees from upright) and the "
     "learned network, on the frame turned an eighth to stand it upright, does not confirm its levels"
 )
 #: Warning of a template detector's chain kept below its minimum score because the learned network's
