@@ -252,9 +252,11 @@ def _detect_in_views(
             return True
         return False
 
+    gated = []  # the views turned a quarter not searched for their evidence
     for k, view in enumerate(VIEWS):
         if view.turns and evidence_in(k) < TURNED_EVIDENCE * upright:
-            continue  # the column is not clearly more upright there: not searched (a detection's cost)
+            gated.append(view)  # the column is not clearly more upright there: not searched yet (a detection)
+            continue
         seen = view.image(img)
         if search(view, seen) and len(best.landmarks.corners_px) >= VIEW_ENOUGH:
             break
@@ -265,7 +267,17 @@ def _detect_in_views(
         inverted = upright_inverted > upright_as_given
         seen_views = [(view, view.image(img)) for view in LEANING_VIEWS if view.inverted == inverted]
         evidence = [_column_evidence(seen, view.spacing(mm_per_px), model_path) for view, seen in seen_views]
-        search(*seen_views[int(np.argmax(evidence))])
+        order = np.argsort(evidence)[::-1]
+        search(*seen_views[order[0]])
+        # still nothing: the views passed over for their evidence are searched too, the other way turned an
+        # eighth first (session 56: the network's evidence did not point to the view its column was found in)
+        if len(best.landmarks.corners_px) < MIN_VIEW_BODIES:
+            for j in order[1:]:
+                search(*seen_views[j])
+            for view in gated:
+                if len(best.landmarks.corners_px) >= VIEW_ENOUGH:
+                    break
+                search(view, view.image(img))
     if best_view is None:
         return best
     corners = {v: best_view.back(c, img.shape) for v, c in best.landmarks.corners_px.items()}
