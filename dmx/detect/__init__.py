@@ -214,8 +214,10 @@ def _detect_in_views(
 
     refused = (
         _refused(img, best, mm_per_px)
-        or _leaning_unconfirmed(img, best, mm_per_px, model_path)
+        # a column the network sees far more clearly turned a quarter is refused as such before its lean is
+        # weighed (1290005: read from the wrong end, its chord leaning 40-45 degrees: both refuse it)
         or (_turned_column(best, evidence_in) if min(img.shape) >= MIN_SIDE_PX else None)
+        or _leaning_unconfirmed(img, best, mm_per_px, model_path)
     )
     if refused is not None:
         # refused here, searched for again in the other views (an inverted and turned ones among them)
