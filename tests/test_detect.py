@@ -2015,6 +2015,29 @@ def test_the_c2_column_benchmark_tells_right_columns_from_columns_a_level_off():
     assert module.column_class(column([(2, 9.0), (3, 31.0)]), truth) == ("mixed", [None, None])
 
 
+def test_the_view_ceiling_benchmark_counts_right_outlines_per_view(phantom):
+    """benchmarks/view_ceiling.py (session 56): on the upright test phantom the network outlines C3-C6 within
+    3 px of their own levels on the frame as given at confidence 0.5 or more, and none at that confidence on
+    the views that lay the column across (turned a quarter; one of them outlines two right at low confidence);
+    each of the ten views is counted."""
+    import importlib.util
+    from pathlib import Path
+
+    from dmx.detect import LEANING_VIEWS, VIEWS, _net_and_model
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "view_ceiling.py"
+    spec = importlib.util.spec_from_file_location("view_ceiling", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    net, model = _net_and_model(None)
+    mpp = float(np.mean(phantom.truth["mm_per_px"]))
+    views = module.right_per_view(_display(phantom, 3), phantom.landmarks.corners_px, mpp, net, model)
+    assert len(views) == 1 + len(VIEWS) + len(LEANING_VIEWS)
+    assert views["as given"] == (4, 4), views
+    assert all(views[v.words][1] == 0 for v in VIEWS if v.turns), views
+    assert max(views[v.words][0] for v in VIEWS if v.turns) < 4, views
+
+
 def test_a_lone_template_body_is_left_out_with_its_reason(monkeypatch):
     """All-family 1160004 (session 35): the template detector's chain reported one body (a "C6" 61-74 px
     off, its corners permuted, every other level refused), and it was the final output. A lone body from
