@@ -23,24 +23,26 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from heldout import RIGHT_PX, _reference, _specs  # noqa: E402  (a set drawn as heldout.py draws it)
+
 from dmx.anatomy import BODIES  # noqa: E402
 
-#: A body is right when its worst corner is within this many pixels of its level's true corners.
-RIGHT_PX = 3.0
 #: C3-C6, the bodies #12's main target counts.
 COUNTED = BODIES[1:5]
 
 
 def right_per_view(image: np.ndarray, truth: dict, mpp: float, net, model) -> dict[str, tuple[int, int]]:
-    """Per view (its words; ``as given``), how many of C3-C6 the network outlines within :data:`RIGHT_PX` of
-    their own level's truth: (at any confidence, at confidence >= 0.5)."""
+    """Per view (its words; ``as given``), how many of C3-C6 the network outlines within ``RIGHT_PX`` (as
+    ``benchmarks/heldout.py`` counts a body right) of their own level's truth: (at any confidence, at
+    confidence >= 0.5)."""
     from dmx.detect import LEANING_VIEWS, VIEWS, _View
     from dmx.detect.detector import HEATMAP_THRESHOLD, run_heatmap
 
     out = {}
     for view in (_View(False, 0, "as given"), *VIEWS, *LEANING_VIEWS):
-        spacing = view.spacing((mpp, mpp))
-        res = run_heatmap(view.image(image), model, net, mm_per_px=float(np.mean(spacing)))
+        res = run_heatmap(
+            view.image(image), model, net, mm_per_px=mpp
+        )  # square pixels: the same in every view
         right = [
             b.confidence
             for b in res.bodies
@@ -63,18 +65,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cache", help="keep the rendered frames here (benchmarks/heldout.py's cache)")
     args = p.parse_args(argv)
 
-    import detection
-
     from dmx.detect import _net_and_model
-    from dmx.phantom import draw_appearance
-    from dmx.training.fit import training_specs
 
     net, model = _net_and_model(None)
-    detection.CACHE = args.cache
     total_any = total_conf = 0
-    for kw in training_specs(args.n, seed=args.generator, first_seed=args.first):
-        kw["appearance"] = draw_appearance(args.family, seed=kw["seed"], max_size_px=768)
-        image, truth, mpp = detection.reference_frame(kw)
+    for kw in _specs(args):
+        image, truth, mpp = _reference(kw, args.cache)
         views = right_per_view(image, truth, mpp, net, model)
         best = max(views, key=lambda w: views[w][0])
         most_conf = max(n for _, n in views.values())
