@@ -269,7 +269,8 @@ def _detect_in_views(
         inverted = upright_inverted > upright_as_given
         seen_views = [(view, view.image(img)) for view in LEANING_VIEWS if view.inverted == inverted]
         evidence = [_column_evidence(seen, view.spacing(mm_per_px), model_path) for view, seen in seen_views]
-        order = np.argsort(evidence)[::-1]
+        # most evidence first; of a tie the first, as np.argmax chose before session 56
+        order = np.argsort(-np.asarray(evidence), kind="stable")
         search(*seen_views[order[0]])
         # still nothing: the views passed over for their evidence are searched too, the other way turned an
         # eighth first (session 56: the network's evidence did not point to the view its column was found in)
