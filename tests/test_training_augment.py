@@ -62,3 +62,39 @@ def test_a_bad_family_share_is_one_usage_error(share, tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert "--family-share" in err[-1] and "Traceback" not in "\n".join(err)
     assert not (tmp_path / "d.npz").exists()
+
+
+def _turn_deg(corners: np.ndarray) -> np.ndarray:
+    """Each body's superior endplate direction (first corner to second), degrees, folded to -90..90."""
+    d = corners[:, 1] - corners[:, 0]
+    a = np.degrees(np.arctan2(d[:, 1], d[:, 0]))
+    return (a + 90) % 180 - 90
+
+
+def test_the_crops_are_turned_within_the_rotation_range_asked():
+    img = np.zeros((256, 256), np.uint8)
+    corners = np.array(
+        [
+            [[100.0 + 20 * b, 100.0], [120 + 20 * b, 100], [120 + 20 * b, 118], [100 + 20 * b, 118]]
+            for b in range(6)
+        ]
+    )
+
+    def turns(rotate_deg):
+        return np.array(
+            [
+                _turn_deg(_augment(np.random.default_rng(s), img, corners, 112, 0.0, rotate_deg)[1])[0]
+                for s in range(200)
+            ]
+        )
+
+    default = turns(20.0)
+    assert np.abs(default).max() <= 20.0 + 1e-3 and np.abs(default).max() > 18.0
+    # the default draws as the shipped recipe did (a rotation range of 20 degrees)
+    np.testing.assert_array_equal(
+        _augment(np.random.default_rng(5), img, corners, 112)[1],
+        _augment(np.random.default_rng(5), img, corners, 112, 0.0, 20.0)[1],
+    )
+    wide = turns(40.0)
+    assert np.abs(wide).max() <= 40.0 + 1e-3 and (np.abs(wide) > 25.0).sum() >= 40
+    assert np.abs(turns(0.0)).max() < 1e-3

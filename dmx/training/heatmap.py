@@ -24,12 +24,15 @@ Targets, drawn per training crop from the true corners: the segmentation (backgr
 each body's corner quadrilateral; a body less than :data:`MIN_VISIBILITY` visible is ignored by
 the loss) and four corner-type maps (Gaussian peaks). Loss: class-weighted cross-entropy + soft
 Dice on the segmentation, CenterNet's focal loss on the corner maps (:func:`_loss`). Training
-adds random crops (resampled to the network's pixel size), flips, rotations (+-20 deg), scale
-(0.8-1.25), gamma, contrast, blur, edge enhancement, noise, shading and, sometimes, inverted
-polarity; AdamW with a cosine learning rate over a wall-clock budget (``--minutes``). The torch
-state is kept beside the output (``OUT.pt``) every 3 minutes and at the end; a ``train`` run that
-finds it resumes (the budget then counts every run's minutes). Deterministic for a given data
-file and seed up to PyTorch's own CPU non-determinism and the wall-clock budget.
+adds random crops (resampled to the network's pixel size), flips, rotations (+-20 deg;
+``--rotate-deg``), scale (0.8-1.25), gamma, contrast, blur, edge enhancement, noise, shading and,
+sometimes, inverted polarity; AdamW with a cosine learning rate over a wall-clock budget
+(``--minutes``). The torch state is kept beside the output (``OUT.pt``) every 3 minutes and at
+the end; a ``train`` run that finds it resumes (the budget then counts every run's minutes).
+``--init X.onnx`` starts from an exported network's weights instead of random ones
+(:func:`load_onnx_weights`: a fine-tuning run; its batch norms stay frozen as the export folded
+them). Deterministic for a given data file and seed up to PyTorch's own CPU non-determinism and
+the wall-clock budget.
 """
 
 from __future__ import annotations
@@ -312,12 +315,21 @@ def _overlaps(rng: np.random.Generator, out: np.ndarray) -> np.ndarray:
     return out
 
 
+#: Training crops are turned by up to this many degrees either way (``--rotate-deg``).
+ROTATE_DEG = 20.0
+
+
 def _augment(
-    rng: np.random.Generator, img: np.ndarray, corners: np.ndarray, crop: int, overlaps: float = 0.0
+    rng: np.random.Generator,
+    img: np.ndarray,
+    corners: np.ndarray,
+    crop: int,
+    overlaps: float = 0.0,
+    rotate_deg: float = ROTATE_DEG,
 ):
     """Random similarity transform + crop, then photometric changes; returns float image and corners.
     With probability ``overlaps`` generic structures are drawn over the crop (:func:`_overlaps`)."""
-    ang = np.deg2rad(rng.uniform(-20, 20))
+    ang = np.deg2rad(rng.uniform(-rotate_deg, rotate_deg))
     s = float(np.exp(rng.uniform(np.log(0.8), np.log(1.25))))
     flip = rng.random() < 0.5
     # centre the crop near the column most of the time
@@ -414,12 +426,12 @@ def _loss(p, seg, hm, body_weight: float = BODY_WEIGHT, corner_weight: float = C
     return ce + dice + corner_weight * focal, (ce.item(), dice.item(), focal.item())
 
 
-def _batch(rng, images, corners, visible, idx, crop, overlaps=0.0):
+def _batch(rng, images, corners, visible, idx, crop, overlaps=0.0, rotate_deg=ROTATE_DEG):
     import torch
 
     xs, segs, hms = [], [], []
     for i in idx:
-        x, c = _augment(rng, images[i], corners[i], crop, overlaps)
+        x, c = _augment(rng, images[i], corners[i], crop, overlaps, rotate_deg)
         s, h = _targets(c, visible[i], crop)
         xs.append(x)
         segs.append(s)
@@ -447,11 +459,15 @@ def train(
     body_weight: float = BODY_WEIGHT,
     corner_weight: float = CORNER_WEIGHT,
     overlaps: float = 0.0,
+    rotate_deg: float = ROTATE_DEG,
+    init: Path | None = None,
 ) -> None:
     """Fit the network on the data file (frames drawn with an ``exclude`` family are left out).
 
     ``state`` (default: ``out`` with ``.pt``) keeps the torch state every few minutes and at the
     end; a run finding it resumes from it (the learning-rate schedule spans all runs' minutes).
+    ``init``: start from an exported network's weights (:func:`load_onnx_weights`; its batch norms
+    stay frozen as the export folded them) instead of random ones.
     """
     import torch
 
@@ -469,6 +485,12 @@ def train(
     )
     net = build_net(width)
     print(f"{sum(p.numel() for p in net.parameters())} parameters", flush=True)
+    frozen = init is not None
+    if state.is_file():
+        frozen = bool(torch.load(state, weights_only=False).get("frozen_bn", False))
+    elif init is not None:
+        load_onnx_weights(net, init)
+        print(f"started from {init} (batch norms frozen)", flush=True)
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
     done_s, step = 0.0, 0
     if state.is_file():
@@ -493,18 +515,19 @@ def train(
                 "step": step,
                 "minutes": minutes,
                 "width": width,
+                "frozen_bn": frozen,
             },
             state,
         )
 
-    net.train()
+    _train_mode(net, frozen)
     while time.time() - t0 < total_s:
         frac = (time.time() - t0) / total_s
         warm = min(1.0, (step + 1) / 100)
         for g in opt.param_groups:
             g["lr"] = warm * lr * (0.5 * (1 + np.cos(np.pi * min(frac, 1.0)))) + 2e-5
         idx = rng.integers(0, len(images), batch)
-        x, seg, hm = _batch(rng, images, corners, visible, idx, crop, overlaps)
+        x, seg, hm = _batch(rng, images, corners, visible, idx, crop, overlaps, rotate_deg)
         p = net(x)
         loss, parts = _loss(p, seg, hm, body_weight, corner_weight)
         opt.zero_grad()
@@ -524,6 +547,55 @@ def train(
     save()
     export(net, out)
     print(f"wrote {out} after {step} steps ({time.time() - t0:.0f} s)")
+
+
+def _train_mode(net, frozen_bn: bool) -> None:
+    """``net.train()``, with its batch norms kept in eval mode when they are frozen (a network started
+    from exported weights: the export folded each norm into its convolution)."""
+    from torch import nn
+
+    net.train()
+    if frozen_bn:
+        for m in net.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.eval()
+
+
+def load_onnx_weights(net, onnx_path: Path) -> None:
+    """Set ``net`` (:func:`build_net` of the same width) to an exported network's weights.
+
+    The export folds each batch norm into the convolution before it (eval mode), so the ONNX file holds
+    each block's convolution with a bias; here the convolution takes the folded weight and its batch norm
+    becomes the identity plus that bias (running mean 0, variance 1 - eps, scale 1), which is exact in eval
+    mode; :func:`train` keeps such norms in eval mode. The convolutions are matched in the graph's order
+    of execution (encoder, then the decoder from the deepest level up); the transposed convolutions and
+    the head by name."""
+    import onnx
+    import torch
+    from onnx import numpy_helper
+
+    model = onnx.load(str(onnx_path))
+    init = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    convs = [n for n in model.graph.node if n.op_type == "Conv" and not n.input[1].startswith("head.")]
+    blocks = [*net.enc, *reversed(net.dec)]
+    pairs = [p for b in blocks for p in ((b[0], b[1]), (b[3], b[4]))]
+    if len(convs) != len(pairs):
+        raise ValueError(f"{onnx_path}: {len(convs)} convolutions, the network has {len(pairs)}")
+    with torch.no_grad():
+        for node, (conv, bn) in zip(convs, pairs, strict=True):
+            w, b = np.array(init[node.input[1]]), np.array(init[node.input[2]])
+            if tuple(w.shape) != tuple(conv.weight.shape):
+                raise ValueError(
+                    f"{onnx_path}: weight {w.shape} where the network has {tuple(conv.weight.shape)}"
+                )
+            conv.weight.copy_(torch.from_numpy(w))
+            bn.running_mean.zero_()
+            bn.running_var.fill_(1.0 - bn.eps)
+            bn.weight.fill_(1.0)
+            bn.bias.copy_(torch.from_numpy(b))
+        for name, p in net.named_parameters():
+            if name.startswith(("up.", "head.")):
+                p.copy_(torch.from_numpy(np.array(init[name])))
 
 
 def export_state(state: Path, out: Path) -> None:
@@ -656,6 +728,12 @@ def main(argv: list[str] | None = None) -> None:
         default=0.0,
         help="share of training crops with generic structures drawn over them (0: none)",
     )
+    b.add_argument(
+        "--rotate-deg", type=float, default=ROTATE_DEG, help="crops turned by up to this many degrees"
+    )
+    b.add_argument(
+        "--init", type=Path, default=None, help="start from this exported network (ONNX) of the same width"
+    )
     e = sub.add_parser("export", help="ONNX from a saved torch state (OUT.pt of a train run)")
     e.add_argument("--state", type=Path, required=True)
     e.add_argument("--out", type=Path, required=True)
@@ -701,6 +779,8 @@ def main(argv: list[str] | None = None) -> None:
             body_weight=args.body_weight,
             corner_weight=args.corner_weight,
             overlaps=args.overlaps,
+            rotate_deg=args.rotate_deg,
+            init=args.init,
         )
 
 
