@@ -2019,7 +2019,9 @@ def test_the_view_ceiling_benchmark_counts_right_outlines_per_view(phantom):
     """benchmarks/view_ceiling.py (session 56): on the upright test phantom the network outlines C3-C6 within
     3 px of their own levels on the frame as given at confidence 0.5 or more, and none at that confidence on
     the views that lay the column across (turned a quarter; one of them outlines two right at low confidence);
-    each of the ten views is counted."""
+    each of the ten views is counted, and so are the outlines at that confidence beyond 3 px (none as given,
+    two inverted) and, without the truth, the bodies at that confidence and their summed confidence (as given
+    first)."""
     import importlib.util
     from pathlib import Path
 
@@ -2033,7 +2035,10 @@ def test_the_view_ceiling_benchmark_counts_right_outlines_per_view(phantom):
     mpp = float(np.mean(phantom.truth["mm_per_px"]))
     views = module.right_per_view(_display(phantom, 3), phantom.landmarks.corners_px, mpp, net, model)
     assert len(views) == 1 + len(VIEWS) + len(LEANING_VIEWS)
-    assert views["as given"] == (4, 4), views
+    assert views["as given"][:4] == (4, 4, 0, 5), views  # five of C2-C7 at confidence >= 0.5 as given
+    assert views["as given"][4] > max(v[4] for w, v in views.items() if w != "as given"), views
+    # inverted, the network outlines two of C3-C6 at confidence >= 0.5 beyond 3 px: counted as wrong
+    assert views["inverted (bone dark in it)"][1:3] == (0, 2), views
     assert all(views[v.words][1] == 0 for v in VIEWS if v.turns), views
     assert max(views[v.words][0] for v in VIEWS if v.turns) < 4, views
 
