@@ -485,16 +485,17 @@ def train(
     )
     net = build_net(width)
     print(f"{sum(p.numel() for p in net.parameters())} parameters", flush=True)
-    frozen = init is not None
-    if state.is_file():
-        frozen = bool(torch.load(state, weights_only=False).get("frozen_bn", False))
-    elif init is not None:
-        load_onnx_weights(net, init)
-        print(f"started from {init} (batch norms frozen)", flush=True)
+    st = torch.load(state, weights_only=False) if state.is_file() else None
+    if st is not None:
+        frozen = bool(st.get("frozen_bn", False))  # as the run that saved it trained
+    else:
+        frozen = init is not None
+        if init is not None:
+            load_onnx_weights(net, init)
+            print(f"started from {init} (batch norms frozen)", flush=True)
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
     done_s, step = 0.0, 0
-    if state.is_file():
-        st = torch.load(state, weights_only=False)
+    if st is not None:
         net.load_state_dict(st["net"])
         opt.load_state_dict(st["opt"])
         done_s, step = float(st["seconds"]), int(st["step"])
