@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -35,9 +36,17 @@ from dmx.anatomy import BODIES  # noqa: E402
 COUNTED = BODIES[1:5]
 
 
-def right_per_view(
-    image: np.ndarray, truth: dict, mpp: float, net, model
-) -> dict[str, tuple[int, int, int, int, float]]:
+class ViewCount(NamedTuple):
+    """One view's outlines (:func:`right_per_view`)."""
+
+    right: int  #: C3-C6 within RIGHT_PX of their own level, at any confidence
+    right_sure: int  #: of those, at confidence >= 0.5
+    wrong_sure: int  #: C3-C6 at confidence >= 0.5 beyond RIGHT_PX (or of a level not in the image)
+    sure: int  #: C2-C7 at confidence >= 0.5, without the truth
+    sure_sum: float  #: the sum of their confidences
+
+
+def right_per_view(image: np.ndarray, truth: dict, mpp: float, net, model) -> dict[str, ViewCount]:
     """Per view (its words; ``as given``), how many of C3-C6 the network outlines within ``RIGHT_PX`` (as
     ``benchmarks/heldout.py`` counts a body right) of their own level's truth: (at any confidence, at
     confidence >= 0.5), how many it outlines at confidence >= 0.5 beyond ``RIGHT_PX`` of it (a body of
@@ -67,7 +76,7 @@ def right_per_view(
                 right.append(b.confidence)
             elif b.confidence >= HEATMAP_THRESHOLD:
                 wrong += 1
-        out[view.words] = (
+        out[view.words] = ViewCount(
             len(right),
             sum(c >= HEATMAP_THRESHOLD for c in right),
             wrong,
@@ -93,21 +102,24 @@ def main(argv: list[str] | None = None) -> int:
     for kw in _specs(args):
         image, truth, mpp = _reference(kw, args.cache)
         views = right_per_view(image, truth, mpp, net, model)
-        best = max(views, key=lambda w: views[w][0])
+        best = max(views, key=lambda w: views[w].right)
         # the view with the most right at confidence >= 0.5; of equals, the one with the fewest wrong there
-        best_conf = min(views, key=lambda w: (-views[w][1], views[w][2]))
-        most_conf, wrong = views[best_conf][1:3]
+        sure = views[min(views, key=lambda w: (-views[w].right_sure, views[w].wrong_sure))]
         # the network's own choice: the most bodies at confidence >= 0.5, then their summed confidence
-        own = max(views, key=lambda w: views[w][3:5])
-        total_any += views[best][0]
-        total_conf += most_conf
-        total_wrong += wrong
-        own_right += views[own][1]
-        own_wrong += views[own][2]
-        print(f"{kw['seed']}  C3-C6 right in one view: {views[best][0]} ({best[:60]}), ", end="")
-        print(f"at confidence >= 0.5: {most_conf} (beyond {RIGHT_PX:g} px there: {wrong}); ", end="")
+        own = max(views, key=lambda w: (views[w].sure, views[w].sure_sum))
+        total_any += views[best].right
+        total_conf += sure.right_sure
+        total_wrong += sure.wrong_sure
+        own_right += views[own].right_sure
+        own_wrong += views[own].wrong_sure
+        print(f"{kw['seed']}  C3-C6 right in one view: {views[best].right} ({best[:60]}), ", end="")
         print(
-            f"in the network's own choice ({own[:40]}): {views[own][1]} right, {views[own][2]} beyond",
+            f"at confidence >= 0.5: {sure.right_sure} (beyond {RIGHT_PX:g} px there: {sure.wrong_sure}); ",
+            end="",
+        )
+        print(
+            f"in the network's own choice ({own[:40]}): {views[own].right_sure} right, "
+            f"{views[own].wrong_sure} beyond",
             flush=True,
         )
     n = len(COUNTED) * args.n
