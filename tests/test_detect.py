@@ -1952,6 +1952,57 @@ def test_where_nothing_is_found_the_views_passed_over_for_their_evidence_are_sea
     assert "turned a quarter" in view, view
 
 
+def test_a_column_read_upside_down_on_a_quarter_view_is_refused_where_the_opposite_view_reads_it_reversed(
+    phantom, monkeypatch
+):
+    """Session 58: a network trained on crops turned 30 degrees at most (models/candidates/heatmap-s57.onnx)
+    read this phantom turned a quarter anticlockwise, on the view turned a quarter anticlockwise again (the
+    column upside down), as upright: C2 on C7, C2-C5 45-307 px off. The view turned the other way shows the
+    same column from its other end; where the network there labels the column's bodies in reverse order,
+    the column is refused and the search goes on (here to that view, which finds it right)."""
+    import dmx.detect as detect_mod
+    from dmx.detect import VIEWS, _lies_across, _opposite_reads_reversed
+
+    frame = _display(phantom, 3)
+    h, w = frame.shape
+    img = np.ascontiguousarray(np.rot90(frame, 1))
+    spacing = tuple(phantom.truth["mm_per_px"])
+    anticlockwise = VIEWS[1]
+    assert anticlockwise.turns == 1 and not anticlockwise.inverted
+    # on the view turned anticlockwise (the frame turned a half turn) the column stands upside down
+    upside_down = {
+        v: np.stack([w - 1 - c[:, 0], h - 1 - c[:, 1]], 1) for v, c in phantom.landmarks.corners_px.items()
+    }
+    read_upright = dict(zip(BODIES, [upside_down[v] for v in reversed(BODIES)], strict=True))
+    wrong = Detection(
+        Landmarks(frame=3, corners_px=read_upright, confidence=dict.fromkeys(BODIES, 1.0)), {}, ()
+    )
+    right = Detection(
+        Landmarks(frame=3, corners_px=upside_down, confidence=dict.fromkeys(BODIES, 1.0)), {}, ()
+    )
+    assert not _lies_across(wrong)  # upright in its view: only the opposite view tells
+    assert _opposite_reads_reversed(img, anticlockwise, wrong, anticlockwise.spacing(spacing), None)
+    assert not _opposite_reads_reversed(img, anticlockwise, right, anticlockwise.spacing(spacing), None)
+
+    real = detect_mod._detect_once
+
+    def upside_down_read_upright(image, **kw):
+        # the view turned anticlockwise: the frame turned a half turn
+        if image.shape == (h, w) and np.array_equal(image, np.rot90(frame, 2)):
+            return wrong
+        return real(image, **kw)
+
+    monkeypatch.setattr(detect_mod, "_detect_once", upside_down_read_upright)
+    # that network confirmed the levels it read on the view itself (the shipped one does not)
+    monkeypatch.setattr(detect_mod, "_network_confirms", lambda *a, **k: True)
+    det = detect_landmarks(img, mm_per_px=spacing, frame=3)
+    truth = {v: np.stack([c[:, 1], w - 1 - c[:, 0]], 1) for v, c in phantom.landmarks.corners_px.items()}
+    errs = _errors(det, truth)
+    assert len(errs) >= 5 and max(errs.values()) <= 2.0, (errs, det.missing)
+    (view,) = [x for x in det.warnings if x.startswith("the bodies were found on the frame")]
+    assert "turned a quarter clockwise" in view, view
+
+
 def test_an_upright_frame_is_not_searched_in_other_views(detection):
     assert not any("found on the frame" in w for w in detection.warnings)
 

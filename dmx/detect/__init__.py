@@ -249,6 +249,7 @@ def _detect_in_views(
                 or (sized and _network_confirms(seen, det, None, model_path))
             )
             and _refused(seen, det, spacing) is None
+            and not (view.turns and _opposite_reads_reversed(img, view, det, spacing, model_path))
         ):
             best, best_view = det, view
             return True
@@ -519,6 +520,44 @@ def _network_confirms(image: np.ndarray, det: Detection, mm_per_px, model_path) 
             return _segmentation_confirms(det, found)
         agree += v in near
     return agree >= VIEW_CONFIRMED or _segmentation_confirms(det, found)
+
+
+def _opposite_reads_reversed(img: np.ndarray, view: _View, det: Detection, mm_per_px, model_path) -> bool:
+    """Whether the learned network, on the view turned a half turn from ``view`` (a view turned a quarter;
+    the other quarter, same polarity), labels the bodies of ``det`` (found on ``view``) in the reverse
+    order: the two views show one column from its two ends, so one of them shows it upside down, and
+    where each reads its own upright the levels cannot be told from them (:data:`OPPOSITE_MATCHED`).
+    Compared on the frame as given: ``det``'s bodies and the network's outlines at or above its
+    threshold whose centres lie within ``dmx.detect.detector.SAME_BODY_MM``; reversed where at least two
+    bodies are matched and, ordered by ``det``'s levels, the network's levels fall at every step.
+    False without the network. Session 58: a network fine-tuned on crops turned 30 degrees at most read
+    this project's phantom turned a quarter anticlockwise, on the view turned back the wrong way (the
+    column upside down), as upright: C2-C5 45-307 px off, with the right column on the other view."""
+    from dmx.detect.detector import HEATMAP_THRESHOLD, SAME_BODY_MM, _centre_distance_mm, run_heatmap
+
+    net, model = _net_and_model(model_path)
+    if net is None:
+        return False
+    other = _View(view.inverted, view.turns + 2, "")
+    network = run_heatmap(other.image(img), model, net, mm_per_px=_mean_spacing(mm_per_px))
+    labels = [
+        (BODIES.index(b.vertebra), other.back(b.corners_px, img.shape))
+        for b in network.bodies
+        if b.corners_px is not None and b.confidence >= HEATMAP_THRESHOLD
+    ]
+    pairs = []
+    for v, c in det.landmarks.corners_px.items():
+        c = view.back(c, img.shape)
+        near = [u for u, p in labels if _centre_distance_mm(p, c, network.mm_per_px) <= SAME_BODY_MM]
+        if len(near) == 1:
+            pairs.append((BODIES.index(v), near[0]))
+    seen = [u for _, u in sorted(pairs)]
+    return len(seen) >= OPPOSITE_MATCHED and all(b < a for a, b in zip(seen, seen[1:], strict=False))
+
+
+#: Bodies of a column found on a view turned a quarter that the network, on the opposite view, must label
+#: in reverse order for the column to be refused (:func:`_opposite_reads_reversed`).
+OPPOSITE_MATCHED = 2
 
 
 def _segmentation_confirms(det: Detection, found) -> bool:
