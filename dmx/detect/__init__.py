@@ -499,7 +499,8 @@ def _network_confirms(image: np.ndarray, det: Detection, mm_per_px, model_path) 
     stands upright in it. ``mm_per_px`` None: the network run over its sizes as without calibration
     (:func:`dmx.detect.detector.run_heatmap`), for bodies the search over sizes found. Where its outlines do
     not confirm them (too few, or one at another level), its segmentation may (:func:`_segmentation_confirms`:
-    its outlines on a view can be fewer than its regions; session 55)."""
+    its outlines on a view can be fewer than its regions; session 55). Never confirmed where one of its
+    outlines has a body of ``det`` upside down or facing the other way (:func:`_outlined_otherwise`)."""
     from dmx.detect.detector import HEATMAP_THRESHOLD, SAME_BODY_MM, _centre_distance_mm, run_heatmap
 
     net, model = _net_and_model(model_path)
@@ -514,6 +515,8 @@ def _network_confirms(image: np.ndarray, det: Detection, mm_per_px, model_path) 
         for b in network.bodies
         if b.corners_px is not None and b.confidence >= HEATMAP_THRESHOLD
     ]
+    if _outlined_otherwise(det, labels, network.mm_per_px):
+        return False
     agree = 0
     for v, c in det.landmarks.corners_px.items():
         c = np.asarray(c, float)
@@ -574,6 +577,36 @@ def _opposite_reads_reversed(img: np.ndarray, view: _View, det: Detection, mm_pe
 #: Bodies of a column found on a view turned a quarter that the network, on the opposite view, must label
 #: in reverse order for the column to be refused (:func:`_opposite_reads_reversed`).
 OPPOSITE_MATCHED = 2
+
+
+def _outlined_otherwise(det: Detection, labels, mm_per_px: float) -> bool:
+    """Whether a body of ``det`` is outlined the other way round than the learned network outlines the same
+    body (``labels``: its reported bodies as (level, corners) on the same image; centres within
+    ``dmx.detect.detector.SAME_BODY_MM``): upside down (its superior endplate's midpoint where the network
+    has the inferior one) or facing the other way (anterior and posterior swapped), the directions more
+    than 90 degrees apart. The template detector's corners assume an upright column and choose the facing
+    by what lies around it; a network trained on crops turned any way and flipped (session 58's candidate)
+    outlines each body by its own anatomy, and its levels alone no longer tell. All-family 1510013
+    (generator 15151; the frame turned 94 degrees and flipped, bone dark): on the view inverted and turned a
+    quarter clockwise, C4 and C5 at their own places with anterior and posterior swapped (corners 47 px off),
+    the network there facing them right."""
+    from dmx.detect.detector import SAME_BODY_MM, _centre_distance_mm
+
+    def up(c: np.ndarray) -> np.ndarray:
+        return (c[0] + c[1]) / 2.0 - (c[2] + c[3]) / 2.0
+
+    def forward(c: np.ndarray) -> np.ndarray:
+        return (c[0] + c[3]) / 2.0 - (c[1] + c[2]) / 2.0
+
+    for c in det.landmarks.corners_px.values():
+        c = np.asarray(c, float)
+        for _, p in labels:
+            p = np.asarray(p, float)
+            if _centre_distance_mm(p, c, mm_per_px) > SAME_BODY_MM:
+                continue
+            if float(np.dot(up(c), up(p))) < 0.0 or float(np.dot(forward(c), forward(p))) < 0.0:
+                return True
+    return False
 
 
 def _segmentation_confirms(det: Detection, found) -> bool:
