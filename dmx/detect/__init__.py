@@ -129,7 +129,9 @@ def detect_landmarks(
     given leaning half-way across it whose levels the learned network does not confirm with the column
     stood upright (:func:`_leaning_unconfirmed`, :data:`LEANING_UNCONFIRMED`).
     Where the frame as given reports fewer than two bodies, it is searched again inverted (bone dark,
-    as fluoroscopy shows it) and turned a quarter either way (the column across the image), and, where
+    as fluoroscopy shows it) and turned a quarter either way (the column across the image; a column refused
+    where the network reads it the other way round on the other quarter: :func:`_opposite_reads_reversed`),
+    and, where
     still fewer than :data:`VIEW_ENOUGH` are found, turned an eighth (a column leaning half-way across:
     :data:`LEANING_VIEWS`); the view reporting the most bodies is kept where the learned network
     confirms their levels in it (:func:`_network_confirms`), its corners mapped back to this frame,
@@ -572,7 +574,7 @@ def _opposite_reads_reversed(img: np.ndarray, view: _View, det: Detection, mm_pe
     return len(there) >= len(read(view)[0])
 
 
-#: Bodies of a column found on a view turned a quarter that the network, on the opposite view, must label
+#: Bodies of a column found on a turned view that the network, on the opposite view, must label
 #: in reverse order for the column to be refused (:func:`_opposite_reads_reversed`).
 OPPOSITE_MATCHED = 2
 
