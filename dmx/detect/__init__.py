@@ -501,7 +501,13 @@ def _network_confirms(image: np.ndarray, det: Detection, mm_per_px, model_path) 
     not confirm them (too few, or one at another level), its segmentation may (:func:`_segmentation_confirms`:
     its outlines on a view can be fewer than its regions; session 55). Never confirmed where one of its
     outlines has a body of ``det`` upside down or facing the other way (:func:`_outlined_otherwise`)."""
-    from dmx.detect.detector import HEATMAP_THRESHOLD, SAME_BODY_MM, _centre_distance_mm, run_heatmap
+    from dmx.detect.detector import (
+        HEATMAP_THRESHOLD,
+        SAME_BODY_MM,
+        _centre_distance_mm,
+        reported_bodies,
+        run_heatmap,
+    )
 
     net, model = _net_and_model(model_path)
     if net is None:
@@ -510,11 +516,7 @@ def _network_confirms(image: np.ndarray, det: Detection, mm_per_px, model_path) 
     # the network run once at the calibrated size: its outlines, then its segmentation where they fail
     found = net.bodies_in_windows(np.asarray(image, dtype=np.float32), mpp) if mpp is not None else None
     network = run_heatmap(image, model, net, mm_per_px=mpp, found=found)
-    labels = [
-        (b.vertebra, b.corners_px)
-        for b in network.bodies
-        if b.corners_px is not None and b.confidence >= HEATMAP_THRESHOLD
-    ]
+    labels = [(b.vertebra, b.corners_px) for b in reported_bodies(network, HEATMAP_THRESHOLD)]
     if _outlined_otherwise(det, labels, network.mm_per_px):
         return False
     agree = 0
@@ -544,7 +546,13 @@ def _opposite_reads_reversed(img: np.ndarray, view: _View, det: Detection, mm_pe
     upright (3 bodies reported; on the opposite view 5): C2-C5 45-307 px off; all-family 1470015 likewise
     (4 against 5). The shipped network reads 1470017's column right on one view (5 bodies) and two of its
     bodies reversed on the other (2): kept."""
-    from dmx.detect.detector import HEATMAP_THRESHOLD, SAME_BODY_MM, _centre_distance_mm, run_heatmap
+    from dmx.detect.detector import (
+        HEATMAP_THRESHOLD,
+        SAME_BODY_MM,
+        _centre_distance_mm,
+        reported_bodies,
+        run_heatmap,
+    )
 
     net, model = _net_and_model(model_path)
     if net is None:
@@ -556,8 +564,7 @@ def _opposite_reads_reversed(img: np.ndarray, view: _View, det: Detection, mm_pe
         column = run_heatmap(v.image(img), model, net, mm_per_px=mpp)
         bodies = [
             (BODIES.index(b.vertebra), v.back(b.corners_px, img.shape))
-            for b in column.bodies
-            if b.corners_px is not None and b.confidence >= HEATMAP_THRESHOLD
+            for b in reported_bodies(column, HEATMAP_THRESHOLD)
         ]
         return bodies, column.mm_per_px
 
@@ -591,12 +598,7 @@ def _outlined_otherwise(det: Detection, labels, mm_per_px: float) -> bool:
     quarter clockwise, C4 and C5 at their own places with anterior and posterior swapped (corners 47 px off),
     the network there facing them right."""
     from dmx.detect.detector import SAME_BODY_MM, _centre_distance_mm
-
-    def up(c: np.ndarray) -> np.ndarray:
-        return (c[0] + c[1]) / 2.0 - (c[2] + c[3]) / 2.0
-
-    def forward(c: np.ndarray) -> np.ndarray:
-        return (c[0] + c[3]) / 2.0 - (c[1] + c[2]) / 2.0
+    from dmx.detect.pose import directions
 
     for c in det.landmarks.corners_px.values():
         c = np.asarray(c, float)
@@ -604,7 +606,7 @@ def _outlined_otherwise(det: Detection, labels, mm_per_px: float) -> bool:
             p = np.asarray(p, float)
             if _centre_distance_mm(p, c, mm_per_px) > SAME_BODY_MM:
                 continue
-            if float(np.dot(up(c), up(p))) < 0.0 or float(np.dot(forward(c), forward(p))) < 0.0:
+            if any(float(np.dot(a, b)) < 0.0 for a, b in zip(directions(c), directions(p), strict=True)):
                 return True
     return False
 

@@ -11,7 +11,7 @@ from dmx.anatomy import BODIES, Vertebra
 from dmx.detect.column import Chain, ChainMaps, coarse, maps_facing, next_chain
 from dmx.detect.field import exposed_field
 from dmx.detect.model import FEATURES, DetectorModel
-from dmx.detect.pose import axes, pose_from_corners, to_image_px
+from dmx.detect.pose import axes, directions, pose_from_corners, to_image_px
 from dmx.detect.refine import UNSTABLE_PX, refine_corners, shape_deviation_mm, stability_px
 
 #: What a cine offers the detector (:func:`run_combined`'s ``mean_of``): given corners on the detected
@@ -1648,9 +1648,7 @@ def _facing_sign(corners_px: np.ndarray) -> int:
     """The spec's facing sign of one body (section 3: ``sign(cross(a, s))``, ``a`` from the posterior to
     the anterior corners, ``s`` from the inferior to the superior ones): the same for every body of one
     spine, whatever the image's tilt."""
-    c = np.asarray(corners_px, dtype=float)
-    a = c[[0, 3]].mean(axis=0) - c[[1, 2]].mean(axis=0)
-    v = c[[0, 1]].mean(axis=0) - c[[2, 3]].mean(axis=0)
+    a, v = directions(corners_px)
     return int(np.sign(a[0] * v[1] - a[1] * v[0]))
 
 

@@ -20,10 +20,18 @@ def axes(theta_deg: float) -> tuple[np.ndarray, np.ndarray]:
     return e_u, e_v
 
 
+def directions(corners_px: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A body's anterior and superior directions on the image (px, not unit): from the midpoint of its
+    posterior corners to that of its anterior ones, and from its inferior corners' midpoint to its superior
+    ones' (CORNERS order)."""
+    c = np.asarray(corners_px, dtype=float)
+    return 0.5 * (c[0] + c[3]) - 0.5 * (c[1] + c[2]), 0.5 * (c[0] + c[1]) - 0.5 * (c[2] + c[3])
+
+
 def pose_from_corners(corners_px: np.ndarray) -> tuple[np.ndarray, float]:
     """Centre (px) and tilt (deg) of a body from its four corners (CORNERS order, facing right)."""
     c = np.asarray(corners_px, dtype=float)
-    up = 0.5 * (c[0] + c[1]) - 0.5 * (c[2] + c[3])
+    _, up = directions(c)
     theta = float(np.degrees(np.arctan2(up[0], -up[1])))
     return c.mean(axis=0), theta
 
