@@ -1666,6 +1666,34 @@ def test_a_column_found_by_the_search_over_sizes_on_another_view_may_be_confirme
     assert any(BODY_SIZE_MARK in w for w in det.warnings), det.warnings
 
 
+def test_a_view_is_kept_where_the_network_confirms_it_at_a_size_and_outlines_it_otherwise_at_none(
+    monkeypatch,
+):
+    """The rule of :func:`dmx.detect._confirmed_at_its_sizes`: the network's reading at the calibrated size,
+    and for bodies the search over sizes found over its sizes too; kept where one confirms and none outlines a
+    body the other way round."""
+    import dmx.detect as detect_mod
+    from dmx.detect import READ_CONFIRMED, READ_OTHERWISE, READ_UNCONFIRMED, _confirmed_at_its_sizes
+
+    det = Detection(Landmarks(frame=0, corners_px={}), {}, ())
+    for calibrated, over_sizes, sized, kept in (
+        (READ_CONFIRMED, READ_UNCONFIRMED, False, True),
+        (READ_UNCONFIRMED, READ_CONFIRMED, False, False),  # over sizes only for bodies that search found
+        (READ_UNCONFIRMED, READ_CONFIRMED, True, True),
+        (READ_CONFIRMED, READ_UNCONFIRMED, True, True),
+        (READ_CONFIRMED, READ_OTHERWISE, True, False),
+        (READ_OTHERWISE, READ_CONFIRMED, True, False),
+        (READ_OTHERWISE, READ_CONFIRMED, False, False),
+        (READ_UNCONFIRMED, READ_UNCONFIRMED, True, False),
+    ):
+        reads = {0.3: calibrated, None: over_sizes}
+        monkeypatch.setattr(detect_mod, "_network_reads", lambda image, d, mm, path, r=reads: r[mm])
+        assert _confirmed_at_its_sizes(np.zeros((8, 8)), det, 0.3, sized, None) is kept, (
+            calibrated,
+            over_sizes,
+        )
+
+
 def _all_family(generator: int, first: int, index: int):
     """All-family phantom ``first + index`` of ``generator``, as ``benchmarks/heldout.py`` draws it: the
     phantom, its reference frame's index, that frame in display polarity and the mean pixel size."""

@@ -133,9 +133,11 @@ def detect_landmarks(
     where the network reads it the other way round on the other quarter: :func:`_opposite_reads_reversed`),
     and, where
     still fewer than :data:`VIEW_ENOUGH` are found, turned an eighth (a column leaning half-way across:
-    :data:`LEANING_VIEWS`); the view reporting the most bodies is kept where the learned network
-    confirms their levels in it (:func:`_network_confirms`), its corners mapped back to this frame,
-    with a warning saying how it was found (:data:`VIEWS`, :data:`VIEW_FOUND`).
+    :data:`LEANING_VIEWS`, the polarity where the network sees more of a column first); the view reporting
+    the most bodies is kept where the learned network confirms their levels in it and outlines none of them
+    the other way round, at the calibrated size and, for bodies the search over sizes found, over its sizes
+    (:func:`_confirmed_at_its_sizes`), its corners mapped back to this frame, with a warning saying how it
+    was found (:data:`VIEWS`, :data:`VIEW_FOUND`).
 
     Parameters
     ----------
@@ -246,10 +248,7 @@ def _detect_in_views(
         if (
             len(det.landmarks.corners_px) > len(best.landmarks.corners_px)
             and (not view.degrees or _lean_deg(det) <= LEANING_UPRIGHT_DEG)
-            and (
-                _network_confirms(seen, det, spacing, model_path)
-                or (sized and _network_confirms(seen, det, None, model_path))
-            )
+            and _confirmed_at_its_sizes(seen, det, spacing, sized, model_path)
             and _refused(seen, det, spacing) is None
             and not (view.turns and _opposite_reads_reversed(img, view, det, spacing, model_path))
         ):
@@ -276,7 +275,10 @@ def _detect_in_views(
         order = np.argsort(-np.asarray(evidence), kind="stable")
         search(*seen_views[order[0]])
         # still nothing: the views passed over for their evidence are searched too, the other way turned an
-        # eighth first (session 56: the network's evidence did not point to the view its column was found in)
+        # eighth first (session 56: the network's evidence did not point to the view its column was found in),
+        # then those of the other polarity, most evidence first (session 59: a network trained on both
+        # polarities sees about as much of a column either way; acquisition 800000 of generator 7171, bone
+        # dark, had more of it as given; its bodies refused there as darker than around them)
         if len(best.landmarks.corners_px) < MIN_VIEW_BODIES:
             for j in order[1:]:
                 search(*seen_views[j])
@@ -284,6 +286,13 @@ def _detect_in_views(
                 if len(best.landmarks.corners_px) >= VIEW_ENOUGH:
                     break
                 search(view, view.image(img))
+        if len(best.landmarks.corners_px) < MIN_VIEW_BODIES:
+            other = [(view, view.image(img)) for view in LEANING_VIEWS if view.inverted != inverted]
+            evidence = [_column_evidence(seen, view.spacing(mm_per_px), model_path) for view, seen in other]
+            for j in np.argsort(-np.asarray(evidence), kind="stable"):
+                if len(best.landmarks.corners_px) >= MIN_VIEW_BODIES:
+                    break
+                search(*other[j])
     if best_view is None:
         return best
     corners = {v: best_view.back(c, img.shape) for v, c in best.landmarks.corners_px.items()}
@@ -490,17 +499,46 @@ def _column_evidence(image: np.ndarray, mm_per_px, model_path) -> float:
     return max(net.bodies_in_windows(image, size).score() for size in sizes)
 
 
+def _confirmed_at_its_sizes(seen: np.ndarray, det: Detection, spacing, sized: bool, model_path) -> bool:
+    """Whether the learned network confirms the column ``det`` found on a view (its image ``seen``) at the
+    calibrated size ``spacing`` or, for bodies the search over sizes found (``sized``), over its sizes too,
+    and outlines none of them the other way round at either (:func:`_network_reads`). A network trained on
+    crops flipped and turned any way (session 58's candidate) may face a column the wrong way at one size
+    and the right way at another: all-family 1380013 (the development set), inverted and found by the search
+    over sizes, C3-C7 at their own places with anterior and posterior swapped (77-86 px), the network at the
+    calibrated size facing them the same wrong way, over its sizes the right way. Such a view is not kept."""
+    reads = [_network_reads(seen, det, spacing, model_path)]
+    if sized:
+        reads.append(_network_reads(seen, det, None, model_path))
+    return READ_CONFIRMED in reads and READ_OTHERWISE not in reads
+
+
+#: What the learned network makes of a column (:func:`_network_reads`): its levels confirmed; not
+#: confirmed; a body outlined the other way round (:func:`_outlined_otherwise`).
+READ_CONFIRMED, READ_UNCONFIRMED, READ_OTHERWISE = "confirmed", "unconfirmed", "otherwise"
+
+
 def _network_confirms(image: np.ndarray, det: Detection, mm_per_px, model_path) -> bool:
-    """Whether the learned network, on ``image`` (a view of the frame), confirms the levels of ``det``'s
-    bodies (:data:`VIEW_CONFIRMED`). The template detector's levels assume an upright column: on a frame
-    turned a quarter (the column across it) it found the bodies of phantoms of this project's cortical and
-    posterior families but labelled them in reverse (C2 on C7), with its own checks passed; the network,
-    trained on upright columns (within 20 degrees), labels the levels of a view only where the column
-    stands upright in it. ``mm_per_px`` None: the network run over its sizes as without calibration
+    """Whether the learned network confirms the levels of ``det``'s bodies on ``image``
+    (:func:`_network_reads`)."""
+    return _network_reads(image, det, mm_per_px, model_path) == READ_CONFIRMED
+
+
+def _network_reads(image: np.ndarray, det: Detection, mm_per_px, model_path) -> str:
+    """What the learned network, on ``image`` (a view of the frame), makes of ``det``'s bodies: whether it
+    confirms their levels (:data:`VIEW_CONFIRMED`; :data:`READ_CONFIRMED`, else :data:`READ_UNCONFIRMED`).
+    The template detector's levels assume an upright column: on a frame turned a quarter (the column across
+    it) it found the bodies of phantoms of this project's cortical and posterior families but labelled them
+    in reverse (C2 on C7), with its own checks passed; the network shipped until session 59, trained on
+    upright columns (within 20 degrees), labelled the levels of a view only where the column stood upright
+    in it (the one shipped since, trained on crops turned any way, labels them on any view; the checks on
+    its facing and on the opposite view, :func:`_outlined_otherwise` and :func:`_opposite_reads_reversed`,
+    stand for that). ``mm_per_px`` None: the network run over its sizes as without calibration
     (:func:`dmx.detect.detector.run_heatmap`), for bodies the search over sizes found. Where its outlines do
     not confirm them (too few, or one at another level), its segmentation may (:func:`_segmentation_confirms`:
     its outlines on a view can be fewer than its regions; session 55). Never confirmed where one of its
-    outlines has a body of ``det`` upside down or facing the other way (:func:`_outlined_otherwise`)."""
+    outlines has a body of ``det`` upside down or facing the other way (:func:`_outlined_otherwise`;
+    :data:`READ_OTHERWISE`)."""
     from dmx.detect.detector import (
         HEATMAP_THRESHOLD,
         SAME_BODY_MM,
@@ -511,22 +549,24 @@ def _network_confirms(image: np.ndarray, det: Detection, mm_per_px, model_path) 
 
     net, model = _net_and_model(model_path)
     if net is None:
-        return False
+        return READ_UNCONFIRMED
     mpp = _mean_spacing(mm_per_px)
     # the network run once at the calibrated size: its outlines, then its segmentation where they fail
     found = net.bodies_in_windows(np.asarray(image, dtype=np.float32), mpp) if mpp is not None else None
     network = run_heatmap(image, model, net, mm_per_px=mpp, found=found)
     labels = [(b.vertebra, b.corners_px) for b in reported_bodies(network, HEATMAP_THRESHOLD)]
     if _outlined_otherwise(det, labels, network.mm_per_px):
-        return False
+        return READ_OTHERWISE
     agree = 0
     for v, c in det.landmarks.corners_px.items():
         c = np.asarray(c, float)
         near = [u for u, p in labels if _centre_distance_mm(p, c, network.mm_per_px) <= SAME_BODY_MM]
         if any(u != v for u in near):
-            return _segmentation_confirms(det, found)
+            agree = -1
+            break
         agree += v in near
-    return agree >= VIEW_CONFIRMED or _segmentation_confirms(det, found)
+    confirmed = agree >= VIEW_CONFIRMED or _segmentation_confirms(det, found)
+    return READ_CONFIRMED if confirmed else READ_UNCONFIRMED
 
 
 def _opposite_reads_reversed(img: np.ndarray, view: _View, det: Detection, mm_per_px, model_path) -> bool:
