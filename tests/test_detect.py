@@ -2254,6 +2254,29 @@ def test_a_view_whose_column_faces_the_other_way_than_the_network_outlines_it_is
     assert not errs or max(errs.values()) <= 3.0, errs
 
 
+@pytest.mark.parametrize("flip", ["upside down", "turned a half turn"])
+def test_a_frame_stored_upside_down_is_searched_turned_a_half_turn(phantom, flip):
+    """Session 58: a frame stored flipped top to bottom (or turned a half turn) showed its column upside
+    down, and nothing was reported (the network placed the one body found at another level). It is searched
+    turned a half turn, where the column stands upright, its corners mapped back."""
+    frame = _display(phantom, 3)
+    h, w = frame.shape
+    if flip == "upside down":
+        img = frame[::-1]
+        truth = {v: np.stack([c[:, 0], h - 1 - c[:, 1]], 1) for v, c in phantom.landmarks.corners_px.items()}
+    else:
+        img = np.rot90(frame, 2)
+        truth = {
+            v: np.stack([w - 1 - c[:, 0], h - 1 - c[:, 1]], 1)
+            for v, c in phantom.landmarks.corners_px.items()
+        }
+    det = detect_landmarks(np.ascontiguousarray(img), mm_per_px=tuple(phantom.truth["mm_per_px"]), frame=3)
+    errs = _errors(det, truth)
+    assert len(errs) >= 5 and max(errs.values()) <= 2.0, (errs, det.missing)
+    (view,) = [x for x in det.warnings if x.startswith("the bodies were found on the frame")]
+    assert "turned a half turn" in view, view
+
+
 def test_an_upright_frame_is_not_searched_in_other_views(detection):
     assert not any("found on the frame" in w for w in detection.warnings)
 

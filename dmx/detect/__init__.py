@@ -129,9 +129,9 @@ def detect_landmarks(
     given leaning half-way across it whose levels the learned network does not confirm with the column
     stood upright (:func:`_leaning_unconfirmed`, :data:`LEANING_UNCONFIRMED`).
     Where the frame as given reports fewer than two bodies, it is searched again inverted (bone dark,
-    as fluoroscopy shows it) and turned a quarter either way (the column across the image; a column refused
-    where the network reads it the other way round on the other quarter: :func:`_opposite_reads_reversed`),
-    and, where
+    as fluoroscopy shows it), turned a quarter either way (the column across the image) and a half turn
+    (upside down), each view's column refused where the network reads it the other way round on the
+    view turned a half turn from it (:func:`_opposite_reads_reversed`), and, where
     still fewer than :data:`VIEW_ENOUGH` are found, turned an eighth (a column leaning half-way across:
     :data:`LEANING_VIEWS`, the polarity where the network sees more of a column first); the view reporting
     the most bodies is kept where the learned network confirms their levels in it and outlines none of them
@@ -313,7 +313,7 @@ def _turned_column(det: Detection, evidence_in: Callable[[int], float]) -> tuple
     wrong end."""
     if len(det.landmarks.corners_px) < MIN_VIEW_BODIES:
         return None
-    turned = max(evidence_in(k) for k, view in enumerate(VIEWS) if view.turns and not view.inverted)
+    turned = max(evidence_in(k) for k, view in enumerate(VIEWS) if view.turns % 2 and not view.inverted)
     if turned <= 0.0 or turned < TURNED_REFUSE * evidence_in(-1):
         return None
     return VIEW_WHY_TURNED, TURNED_COLUMN
@@ -570,16 +570,16 @@ def _network_reads(image: np.ndarray, det: Detection, mm_per_px, model_path) -> 
 
 
 def _opposite_reads_reversed(img: np.ndarray, view: _View, det: Detection, mm_per_px, model_path) -> bool:
-    """Whether the column ``det`` found on ``view`` (a view turned a quarter) is read the other way round on
-    the opposite view (the other quarter, same polarity: the same column seen from its other end, one of
-    the two showing it upside down) at least as fully as the learned network reads any column on ``view``
-    itself: the network there labels ``det``'s bodies in reverse order (compared on the frame as given: its
-    outlines at or above its threshold whose centres lie within ``dmx.detect.detector.SAME_BODY_MM`` of
-    ``det``'s; at least :data:`OPPOSITE_MATCHED` matched and, ordered by ``det``'s levels, the network's
-    levels falling at every step), and it reports at least as many bodies there as on ``view``. A network
-    trained on upright columns may read an upside-down one as upright; where it does so on both views, the
-    view on which it reads more bodies is the one that shows the column as it was trained on. False without
-    the network.
+    """Whether the column ``det`` found on ``view`` (a view turned a quarter or a half turn) is read the other
+    way round on the opposite view (turned a half turn from it, same polarity: the other quarter, or the frame
+    as given; the same column seen from its other end, one of the two showing it upside down) at least as
+    fully as the learned network reads any column on ``view`` itself: the network there labels ``det``'s
+    bodies in reverse order (compared on the frame as given: its outlines at or above its threshold whose
+    centres lie within ``dmx.detect.detector.SAME_BODY_MM`` of ``det``'s; at least :data:`OPPOSITE_MATCHED`
+    matched and, ordered by ``det``'s levels, the network's levels falling at every step), and it reports at
+    least as many bodies there as on ``view``. A network trained on upright columns may read an upside-down
+    one as upright; where it does so on both views, the view on which it reads more bodies is the one that
+    shows the column as it was trained on. False without the network.
 
     Session 58: a network fine-tuned on crops turned 30 degrees at most (models/candidates/heatmap-s57.onnx)
     read this project's test phantom turned a quarter, on the view where the column stands upside down, as
@@ -817,6 +817,8 @@ class _View:
             return np.stack([w - 1 - p[:, 1], p[:, 0]], axis=1)
         if self.turns == 3:
             return np.stack([p[:, 1], h - 1 - p[:, 0]], axis=1)
+        if self.turns == 2:
+            return np.stack([w - 1 - p[:, 0], h - 1 - p[:, 1]], axis=1)
         return p.copy()
 
     def mean_of(self, mean_of, shape: tuple[int, int]):
@@ -837,14 +839,17 @@ class _View:
 #: The other views of a frame searched where it reports fewer than :data:`MIN_VIEW_BODIES` bodies, in
 #: order (a later view is kept only where it reports more bodies than every earlier one; the search stops at
 #: one reporting :data:`VIEW_ENOUGH`): bone dark (as
-#: fluoroscopy displays it, or a MONOCHROME2 file stored inverted), and the column lying across the
-#: image (a landscape frame stored turned), either polarity.
+#: fluoroscopy displays it, or a MONOCHROME2 file stored inverted), the column lying across the
+#: image (a landscape frame stored turned), either polarity, and upside down (a frame stored flipped top to
+#: bottom, or turned a half turn: session 58), either polarity.
 VIEWS = (
     _View(True, 0, "inverted (bone dark in it)"),
     _View(False, 1, "turned a quarter anticlockwise (the column across it)"),
     _View(False, 3, "turned a quarter clockwise (the column across it)"),
     _View(True, 1, "inverted and turned a quarter anticlockwise (bone dark, the column across it)"),
     _View(True, 3, "inverted and turned a quarter clockwise (bone dark, the column across it)"),
+    _View(False, 2, "turned a half turn (the column upside down on it)"),
+    _View(True, 2, "inverted and turned a half turn (bone dark, the column upside down on it)"),
 )
 
 #: Views turned an eighth, either way and either polarity: the network and the template detector look for
