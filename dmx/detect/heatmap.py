@@ -75,10 +75,12 @@ class Bodies:
     the anterior corners are on; ``labels`` the network's level map (0 background, 1..6 C2..C7;
     regions off the column cleared) and ``factor`` image px -> its px; ``class_prob`` the mean
     probability of each body class over each body's region ((6, 6), row: the region's level);
-    ``facing_vote`` the signed evidence for the facing (:func:`_facing_vote_from_image`: the
-    difference between the two sides of the column on the 0..1 input; its size says how clear
-    the facing is); ``origin`` the image pixel (x, y) where the window the network saw begins
-    (:meth:`HeatmapNet.bodies_in_windows`; ``labels`` cover that window only).
+    ``facing_vote`` the signed evidence for the facing taken (``facing_maps`` where that is clear,
+    else :func:`_facing_vote_from_image`: the difference between the two sides of the column on the 0..1
+    input; its size says how clear the facing is); ``facing_maps`` the corner maps' mean anterior-against-
+    posterior difference near the bodies (:data:`FACING_MAPS_MIN`); ``origin`` the image pixel (x, y) where
+    the window the network saw begins (:meth:`HeatmapNet.bodies_in_windows`; ``labels`` cover that window
+    only).
     """
 
     corners_px: np.ndarray
@@ -93,6 +95,7 @@ class Bodies:
     class_prob: np.ndarray | None = None
     facing_vote: float = float("nan")
     origin: tuple[int, int] = (0, 0)
+    facing_maps: float = float("nan")
 
     def level_at(self, point_px: np.ndarray) -> int:
         """The level (0..5 for C2..C7, -1 background) the network gave the image point."""
@@ -211,9 +214,10 @@ def decode(out: np.ndarray, factor: float, mm_per_px: float, image: np.ndarray |
     Each body's region is the largest connected part of the pixels that are more likely a body
     than background and whose most probable body is that one; regions off the column or out of
     their levels' order are dropped (:func:`on_column`). The column's direction at a body
-    comes from its neighbours' regions. The facing comes from the network's input ``image`` when
-    given (:func:`_facing_vote_from_image`: the posterior elements beside the bodies), otherwise
-    from the corner maps (anterior against posterior corner types on either side of the bodies).
+    comes from its neighbours' regions. The facing comes from the corner maps (anterior against posterior
+    corner types on either side of the bodies, ``facing_maps``) where they are clear
+    (:data:`FACING_MAPS_MIN`) or no ``image`` is given, otherwise from the network's input ``image``
+    (:func:`_facing_vote_from_image`: the posterior elements beside the bodies).
     Each corner is the maximum of its
     corner type's map within the region grown by 2 pixels (so the neighbouring bodies' corners,
     across the disc, do not compete), refined by a log-parabola through its neighbours; where
@@ -269,11 +273,16 @@ def decode(out: np.ndarray, factor: float, mm_per_px: float, image: np.ndarray |
     for b in regions:
         a = np.array([-up[b][1], up[b][0]])  # the +x side when the head is up (-y)
         side[b] = np.sign((xx - centre[b][0]) * a[0] + (yy - centre[b][1]) * a[1])
-    if image is not None:
+    # the corner maps' facing: anterior corner types on the +perpendicular side (facing right) against
+    # posterior ones, as a mean over the pixels near the bodies (-2..2)
+    ant_minus_post = cmap[0] + cmap[3] - cmap[1] - cmap[2]
+    n_near = sum(int(np.sum(near[b])) for b in regions)
+    by_maps = sum(float(np.sum(np.where(near[b], ant_minus_post * side[b], 0.0))) for b in regions)
+    by_maps /= max(n_near, 1)
+    if image is not None and abs(by_maps) < FACING_MAPS_MIN:
         vote = _facing_vote_from_image(image, column, centre)
-    else:  # anterior corner types on the +perpendicular side: facing right
-        ant_minus_post = cmap[0] + cmap[3] - cmap[1] - cmap[2]
-        vote = sum(float(np.sum(np.where(near[b], ant_minus_post * side[b], 0.0))) for b in regions)
+    else:
+        vote = by_maps
     sign = 1.0 if vote >= 0 else -1.0
     for b, region in regions.items():
         u = up[b]
@@ -312,8 +321,19 @@ def decode(out: np.ndarray, factor: float, mm_per_px: float, image: np.ndarray |
         factor,
         class_prob=class_prob,
         facing_vote=float(vote),
+        facing_maps=float(by_maps),
     )
 
+
+#: The corner maps tell the facing (:func:`decode`) where their mean anterior-against-posterior difference
+#: over the pixels near the bodies is at least this (of -2..2); below it the image beside the column does
+#: (:func:`_facing_vote_from_image`). Set in session 59 on development sets only: the network shipped since
+#: then (trained on crops flipped and turned any way, its corner maps following the bones) gave 0.061-0.122
+#: on all-family 1380000+-1400000+ (60 frames as given; the facing right on all 60, where the image beside
+#: the column had two wrong, 1380013 and 1390015, voting 0.025 and 0.005) and 0.078-0.103 on the
+#: independent renderer's D-G (240, all right); the network before it at most 0.006, its facing by the maps
+#: wrong on 24 of those 60: with it the image decides, as before.
+FACING_MAPS_MIN = 0.03
 
 #: Band beside the bodies (network px from the nearest body pixel) compared for the facing.
 FACING_BAND_PX = (2.0, 12.0)
