@@ -852,14 +852,12 @@ def _one_level_low(real_run_heatmap):
     """``run_heatmap`` playing a network that labels every body one level low, as the network shipped until
     session 59 did under heavy shoulders (it takes the lowest body it sees for C7): C3-C6 as C4-C7, C2 and
     C7 not outlined, no C2 region of its own."""
-    from dmx.detect.detector import BodyResult
 
     def run(*args, **kw):
         column = real_run_heatmap(*args, **kw)
-        bodies = list(column.bodies)
-        low = [BodyResult(BODIES[0], None, bodies[0].features, 0.0, "not found")]
-        low += [replace(bodies[0], vertebra=BODIES[1], corners_px=None, confidence=0.0, problem="not found")]
-        low += [replace(b, vertebra=BODIES[k + 1]) for k, b in enumerate(bodies[1:5], start=1)]
+        gone = dict(corners_px=None, confidence=0.0, problem="not found")
+        low = [replace(b, **gone) for b in column.bodies[:2]]  # C2, C3: not outlined
+        low += [replace(b, vertebra=BODIES[k + 1]) for k, b in enumerate(column.bodies[1:5], start=1)]
         return replace(column, bodies=tuple(low), network_c2_region=0.0)
 
     return run
@@ -1463,15 +1461,20 @@ class _LouderAt:
 
     def bodies_in_windows(self, image, mm_per_px):
         found = self.net.bodies_in_windows(image, mm_per_px)
-        if mm_per_px != self.size:
-            return found
-        loud = self.loud
+        return _Scored(found, self.loud) if mm_per_px == self.size else found
 
-        class Loud(type(found)):
-            def score(self) -> float:
-                return loud
 
-        return Loud(**{f.name: getattr(found, f.name) for f in __import__("dataclasses").fields(found)})
+class _Scored:
+    """Bodies found (:class:`dmx.detect.heatmap.Bodies`) as they are, their evidence ``score`` given."""
+
+    def __init__(self, found, score: float) -> None:
+        self.found, self.given = found, score
+
+    def __getattr__(self, name):
+        return getattr(self.found, name)
+
+    def score(self) -> float:
+        return self.given
 
 
 def test_without_calibration_the_network_size_that_outlines_bodies_wins(tmp_path):

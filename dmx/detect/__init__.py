@@ -269,30 +269,33 @@ def _detect_in_views(
         # a view turned an eighth: in the polarity where the network sees more of an upright column, the
         # way it sees more of one turned is searched (its column must stand upright there: search())
         inverted = upright_inverted > upright_as_given
-        seen_views = [(view, view.image(img)) for view in LEANING_VIEWS if view.inverted == inverted]
-        evidence = [_column_evidence(seen, view.spacing(mm_per_px), model_path) for view, seen in seen_views]
-        # most evidence first; of a tie the first, as np.argmax chose before session 56
-        order = np.argsort(-np.asarray(evidence), kind="stable")
-        search(*seen_views[order[0]])
+
+        def ranked(polarity: bool) -> list[tuple[_View, np.ndarray]]:
+            """The views turned an eighth of one polarity (``inverted``) and their images, most network
+            evidence first; of a tie the first, as np.argmax chose before session 56."""
+            views = [(view, view.image(img)) for view in LEANING_VIEWS if view.inverted == polarity]
+            evidence = [_column_evidence(seen, view.spacing(mm_per_px), model_path) for view, seen in views]
+            return [views[j] for j in np.argsort(-np.asarray(evidence), kind="stable")]
+
+        first, *rest = ranked(inverted)
+        search(*first)
         # still nothing: the views passed over for their evidence are searched too, the other way turned an
         # eighth first (session 56: the network's evidence did not point to the view its column was found in),
         # then those of the other polarity, most evidence first (session 59: a network trained on both
         # polarities sees about as much of a column either way; acquisition 800000 of generator 7171, bone
         # dark, had more of it as given; its bodies refused there as darker than around them)
         if len(best.landmarks.corners_px) < MIN_VIEW_BODIES:
-            for j in order[1:]:
-                search(*seen_views[j])
+            for view, seen in rest:
+                search(view, seen)
             for view in gated:
                 if len(best.landmarks.corners_px) >= VIEW_ENOUGH:
                     break
                 search(view, view.image(img))
         if len(best.landmarks.corners_px) < MIN_VIEW_BODIES:
-            other = [(view, view.image(img)) for view in LEANING_VIEWS if view.inverted != inverted]
-            evidence = [_column_evidence(seen, view.spacing(mm_per_px), model_path) for view, seen in other]
-            for j in np.argsort(-np.asarray(evidence), kind="stable"):
+            for view, seen in ranked(not inverted):
                 if len(best.landmarks.corners_px) >= MIN_VIEW_BODIES:
                     break
-                search(*other[j])
+                search(view, seen)
     if best_view is None:
         return best
     corners = {v: best_view.back(c, img.shape) for v, c in best.landmarks.corners_px.items()}
@@ -557,15 +560,15 @@ def _network_reads(image: np.ndarray, det: Detection, mm_per_px, model_path) -> 
     labels = [(b.vertebra, b.corners_px) for b in reported_bodies(network, HEATMAP_THRESHOLD)]
     if _outlined_otherwise(det, labels, network.mm_per_px):
         return READ_OTHERWISE
-    agree = 0
+    agree, other_level = 0, False
     for v, c in det.landmarks.corners_px.items():
         c = np.asarray(c, float)
         near = [u for u, p in labels if _centre_distance_mm(p, c, network.mm_per_px) <= SAME_BODY_MM]
-        if any(u != v for u in near):
-            agree = -1
+        other_level = any(u != v for u in near)
+        if other_level:
             break
         agree += v in near
-    confirmed = agree >= VIEW_CONFIRMED or _segmentation_confirms(det, found)
+    confirmed = (not other_level and agree >= VIEW_CONFIRMED) or _segmentation_confirms(det, found)
     return READ_CONFIRMED if confirmed else READ_UNCONFIRMED
 
 
