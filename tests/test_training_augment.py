@@ -98,3 +98,27 @@ def test_the_crops_are_turned_within_the_rotation_range_asked():
     wide = turns(40.0)
     assert np.abs(wide).max() <= 40.0 + 1e-3 and (np.abs(wide) > 25.0).sum() >= 40
     assert np.abs(turns(0.0)).max() < 1e-3
+
+
+def test_the_data_holds_each_bodys_share_in_the_field_and_field_targets_keep_a_c7_under_the_shoulders(
+    tmp_path,
+):
+    """Session 60: the phantom's visibility counts a body any occluder overlaps as hidden, so C7 under the
+    all-family shoulders (plainly outlined there) was never a training target. The data file now holds each
+    body's share inside the exposed field too, and ``--targets field`` makes such a C7 a target."""
+    from dmx.training.heatmap import heatmap_specs, make_data, target_bodies
+
+    kw = heatmap_specs(1, seed=60, first_seed=440000, family_share=(1.0, 1.0))[0]
+    out = tmp_path / "d.npz"
+    make_data(1, out, workers=1, seed=60, first_seed=440000, family_share=(1.0, 1.0))
+    d = np.load(out)
+    assert kw["appearance"].families  # every family drawn, the shoulders among them
+    assert d["in_field"].shape == d["visibility"].shape == (d["images"].shape[0], 6)
+    # the field's share is never below the visible share (what is outside the field is hidden too)
+    assert np.all(d["in_field"] >= d["visibility"] - 1e-6)
+    by_sight, by_field = target_bodies(d, "visibility"), target_bodies(d, "field")
+    assert not by_sight[:, 5].any()  # C7: hidden under the shoulders by the phantom's visibility
+    assert by_field[:, 5].all()  # inside the field on every frame: a target
+    assert np.array_equal(by_field, d["in_field"] >= 0.7)
+    with pytest.raises(SystemExit, match="no in_field"):
+        target_bodies({"visibility": d["visibility"]}, "field")

@@ -62,6 +62,13 @@ STORE_MM_PER_PX = 0.8
 #: A body counts as visible (a target) above this visible share (the default shoulders leave
 #: 0.38 of C7, which stays plainly visible); a less visible one is ignored by the loss.
 MIN_VISIBILITY = 0.3
+#: With ``--targets field`` (session 60) a body is a target where this share of it lies inside the exposed
+#: field (the image less the collimator blades), whatever bone or soft tissue lies over it: the phantom's
+#: visibility counts any overlap by the mandible or the shoulders as hidden, so that C7 (visibility 0 on
+#: every all-family phantom, though plainly outlined under the shoulders) was never a target there.
+MIN_IN_FIELD = 0.7
+#: What makes a body a training target: its visible share (``visibility``) or its share in the field.
+TARGETS = ("visibility", "field")
 
 
 def heatmap_specs(
@@ -158,12 +165,14 @@ def _store(img: np.ndarray, corners: np.ndarray, mm_per_px: float) -> tuple[np.n
     return np.round(out * 255).astype(np.uint8), c.astype(np.float32)
 
 
-def render(kw: dict[str, Any]) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray], int]:
-    """One phantom's frames as stored training images, their corners and visibility."""
+def render(
+    kw: dict[str, Any],
+) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray], list[np.ndarray], int]:
+    """One phantom's frames as stored training images, their corners, visibility and share in the field."""
     ph = make_phantom(**kw)
     p = ph.truth["params"]
     mpp = float(np.mean(ph.truth["mm_per_px"]))
-    imgs, cors, vis = [], [], []
+    imgs, cors, vis, field = [], [], [], []
     for f in range(ph.frames.shape[0]):
         img = ph.frames[f].astype(np.float32)
         if p["photometric"] == "MONOCHROME1":
@@ -175,7 +184,8 @@ def render(kw: dict[str, Any]) -> tuple[list[np.ndarray], list[np.ndarray], list
         imgs.append(im8)
         cors.append(c)
         vis.append(np.array([ph.truth["visibility"][v.value][f] for v in BODIES], dtype=np.float32))
-    return imgs, cors, vis, _family_mask(kw)
+        field.append(np.array([ph.truth["in_field"][v.value][f] for v in BODIES], dtype=np.float32))
+    return imgs, cors, vis, field, _family_mask(kw)
 
 
 def make_data(
@@ -189,13 +199,14 @@ def make_data(
 ) -> None:
     """Render ``n`` phantoms (4 frames each) into one .npz training file."""
     specs = heatmap_specs(n, seed=seed, first_seed=first_seed, family_share=family_share)
-    imgs, cors, vis, fams = [], [], [], []
+    imgs, cors, vis, field, fams = [], [], [], [], []
     t0 = time.time()
     with ProcessPoolExecutor(workers) as pool:
-        for i, (im, c, v, m) in enumerate(pool.map(render, specs, chunksize=2)):
+        for i, (im, c, v, f, m) in enumerate(pool.map(render, specs, chunksize=2)):
             imgs += im
             cors += c
             vis += v
+            field += f
             fams += [m] * len(im)
             if (i + 1) % 25 == 0:
                 print(f"{i + 1}/{n} phantoms, {time.time() - t0:.0f} s", flush=True)
@@ -205,6 +216,7 @@ def make_data(
         images=np.stack(imgs),
         corners=np.stack(cors),
         visibility=np.stack(vis),
+        in_field=np.stack(field),
         families=np.array(fams, dtype=np.uint8),
         family_names=np.array(FAMILIES),
     )
@@ -426,6 +438,19 @@ def _loss(p, seg, hm, body_weight: float = BODY_WEIGHT, corner_weight: float = C
     return ce + dice + corner_weight * focal, (ce.item(), dice.item(), focal.item())
 
 
+def target_bodies(d, targets: str = "visibility", name: object = "the data file") -> np.ndarray:
+    """Which bodies of each stored frame are training targets (frames, 6) bool: at least
+    :data:`MIN_VISIBILITY` visible (``visibility``) or at least :data:`MIN_IN_FIELD` inside the exposed
+    field (``field``; the data must hold ``in_field``, written since session 60)."""
+    if targets == "field":
+        if "in_field" not in getattr(d, "files", d):
+            raise SystemExit(f"{name}: no in_field (written since session 60): render the data again")
+        return np.asarray(d["in_field"]) >= MIN_IN_FIELD
+    if targets == "visibility":
+        return np.asarray(d["visibility"]) >= MIN_VISIBILITY
+    raise SystemExit(f"--targets must be one of {', '.join(TARGETS)}, not {targets!r}")
+
+
 def _batch(rng, images, corners, visible, idx, crop, overlaps=0.0, rotate_deg=ROTATE_DEG):
     import torch
 
@@ -461,8 +486,13 @@ def train(
     overlaps: float = 0.0,
     rotate_deg: float = ROTATE_DEG,
     init: Path | None = None,
+    targets: str = "visibility",
 ) -> None:
     """Fit the network on the data file (frames drawn with an ``exclude`` family are left out).
+
+    ``targets``: a body is a target where it is at least :data:`MIN_VISIBILITY` visible
+    (``visibility``) or at least :data:`MIN_IN_FIELD` inside the exposed field (``field``: the data
+    file must hold ``in_field``, written since session 60); any other body is ignored by the loss.
 
     ``state`` (default: ``out`` with ``.pt``) keeps the torch state every few minutes and at the
     end; a run finding it resumes from it (the learning-rate schedule spans all runs' minutes).
@@ -479,9 +509,11 @@ def train(
     bad = sum(1 << names.index(f) for f in exclude)
     keep = (d["families"] & bad) == 0
     images, corners = d["images"][keep], d["corners"][keep]
-    visible = d["visibility"][keep] >= MIN_VISIBILITY
+    visible = target_bodies(d, targets, data)[keep]
     print(
-        f"{keep.sum()} of {keep.size} frames (excluded families: {', '.join(exclude) or 'none'})", flush=True
+        f"{keep.sum()} of {keep.size} frames (excluded families: {', '.join(exclude) or 'none'}); "
+        f"targets by {targets}: {visible.mean():.1%} of the bodies",
+        flush=True,
     )
     net = build_net(width)
     print(f"{sum(p.numel() for p in net.parameters())} parameters", flush=True)
@@ -735,6 +767,12 @@ def main(argv: list[str] | None = None) -> None:
     b.add_argument(
         "--init", type=Path, default=None, help="start from this exported network (ONNX) of the same width"
     )
+    b.add_argument(
+        "--targets",
+        choices=TARGETS,
+        default="visibility",
+        help="a body is a target by its visible share (default) or by its share in the exposed field",
+    )
     e = sub.add_parser("export", help="ONNX from a saved torch state (OUT.pt of a train run)")
     e.add_argument("--state", type=Path, required=True)
     e.add_argument("--out", type=Path, required=True)
@@ -782,6 +820,7 @@ def main(argv: list[str] | None = None) -> None:
             overlaps=args.overlaps,
             rotate_deg=args.rotate_deg,
             init=args.init,
+            targets=args.targets,
         )
 
 
