@@ -8,8 +8,9 @@ drawn after every choice it is used to judge (docs/detection.md says which were)
     ``dmx analyze``'s detector (:func:`dmx.detect.detect_landmarks`, other views included) on each
     phantom's reference frame: per phantom the bodies reported (``!`` and the worst corner in px where
     beyond 3 px; ``C2w`` for a C2 found from its walls that is beyond only by its placed superior
-    corners, counted apart too) and any warning about another view; then C3-C6 / C2 / C7 right,
-    reports beyond 3 px, corner median and maximum of the right ones, seconds per image.
+    corners, ``C2m`` for another C2 beyond only by them: counted apart too) and any warning about another
+    view; then C3-C6 / C2 / C7 right, reports beyond 3 px, corner median and maximum of the right ones,
+    seconds per image, and the bodies found among those less than :data:`CLIPPED_SHARE` clipped.
     ``--bone-dark`` redraws every phantom of the acquisition look with bone shown dark.
 ``detect-cine``
     Each phantom as a 30-frame cine, detected as ``dmx analyze`` does
@@ -175,8 +176,10 @@ def detect(args) -> None:
 def _right_and_wrong(det, truth: dict) -> tuple[list, list[float], list[str], list[float]]:
     """The levels of ``det`` within :data:`RIGHT_PX` of the truth (``truth``: each body's true corners
     ``(4, 2)`` at ``det``'s frame), their corner errors, the marks printed (``!`` and px beyond) and, for a
-    C2 found from its walls (:data:`dmx.detect.C2_WALLS`) that is beyond only by its superior corners, how
-    far (px) those lie along the true posterior wall: :func:`_walls_c2_error`."""
+    C2 beyond only by what it does not measure (its superior corners serve the posterior wall's line and
+    tracking, spec section 1; found from its walls, :data:`dmx.detect.C2_WALLS`, or otherwise since session
+    60), how far (px) its posterior-superior corner lies along the true posterior wall:
+    :func:`_walls_c2_error`. Such a C2 still counts as beyond."""
     right, errs, marks, placed = [], [], [], []
     walls = C2_WALLS in det.warnings
     for v, c in det.landmarks.corners_px.items():
@@ -187,11 +190,13 @@ def _right_and_wrong(det, truth: dict) -> tuple[list, list[float], list[str], li
             errs += e.tolist()
             marks.append(v.value)
             continue
-        if walls and v is Vertebra.C2:
+        if v is Vertebra.C2:
             measured, along = _walls_c2_error(c, true)
             if measured <= RIGHT_PX:
+                # C2's superior corners (where its body meets the dens) serve only the posterior wall's
+                # line and tracking (spec section 1): what it measures is within RIGHT_PX
                 placed.append(along)
-                marks.append(f"{v.value}w:{e.max():.0f}!")
+                marks.append(f"{v.value}{'w' if walls else 'm'}:{e.max():.0f}!")
                 continue
         marks.append(f"{v.value}:{e.max():.0f}!")
     return right, errs, marks, placed
@@ -217,8 +222,9 @@ def _walls_note(placed: list[float]) -> str:
     if not placed:
         return ""
     return (
-        f" (of which {len(placed)} a C2 found from its walls whose measured parts are within {RIGHT_PX:g} px,"
-        f" its superior corners placed {min(placed):+.0f} to {max(placed):+.0f} px along its posterior wall)"
+        f" (of which {len(placed)} a C2 whose measured parts (inferior corners, posterior wall line) are"
+        f" within {RIGHT_PX:g} px, its posterior-superior corner {min(placed):+.0f} to {max(placed):+.0f} px "
+        "along its posterior wall: marked C2w found from its walls, C2m otherwise)"
     )
 
 

@@ -1800,15 +1800,29 @@ def test_a_column_leaning_half_way_across_the_frame_is_found_turned_an_eighth(mo
     )
 
 
-def test_a_column_the_network_faces_otherwise_at_one_of_its_sizes_is_not_kept(monkeypatch):
+def _model_with_network(tmp_path, network: str):
+    """A model path (``detector.npz``) with ``models/candidates/<network>`` beside it as the network: a test
+    plays a network shipped before with the detector's code of today."""
+    import shutil
+    from pathlib import Path
+
+    models = Path(__file__).resolve().parents[1] / "models"
+    shutil.copyfile(models / "detector.npz", tmp_path / "detector.npz")
+    shutil.copyfile(models / "candidates" / network, tmp_path / "heatmap.onnx")
+    return tmp_path / "detector.npz"
+
+
+def test_a_column_the_network_faces_otherwise_at_one_of_its_sizes_is_not_kept(monkeypatch, tmp_path):
     """All-family phantom 1380013 (generator 13838; the development set): on the view inverted, the search
     over sizes finds C3-C7 at their own places but facing the wrong way (anterior and posterior swapped,
-    77-86 px off). With the network shipped since session 59 and its facing taken from the image beside the
-    column (as until session 59: played by :data:`dmx.detect.heatmap.FACING_MAPS_MIN` set beyond reach), the
-    network at the calibrated size faced them the same wrong way, so it confirmed them there; over its sizes
-    it faced them the right way. The view was kept on the confirmation at the calibrated size alone: C3-C7
-    reported facing the wrong way; now it is not kept (nothing reported). With the facing from the network's
-    corner maps (session 59) the network faces them right at both sizes, and C3-C6 are found right."""
+    77-86 px off). With the network shipped in session 59 (``models/candidates/heatmap-s58.onnx``) and its
+    facing taken from the image beside the column (as until session 59: played by
+    :data:`dmx.detect.heatmap.FACING_MAPS_MIN` set beyond reach), the network at the calibrated size faced
+    them the same wrong way, so it confirmed them there; over its sizes it faced them the right way. The view
+    was kept on the confirmation at the calibrated size alone: C3-C7 reported facing the wrong way; now it is
+    not kept (nothing reported). With the facing from the network's corner maps (session 59) the network faces
+    them right at both sizes, and C3-C6 are found right; so does the network shipped since session 60, which
+    reads them the other way round at both sizes."""
     import dmx.detect.heatmap as heatmap_mod
     from dmx.detect import READ_CONFIRMED, READ_OTHERWISE, VIEWS, _detect_once, _network_reads
 
@@ -1817,10 +1831,10 @@ def test_a_column_the_network_faces_otherwise_at_one_of_its_sizes_is_not_kept(mo
     view = VIEWS[0]
     assert not view.turns and view.inverted
     seen = view.image(img)
+    s58 = _model_with_network(tmp_path, "heatmap-s58.onnx")
     monkeypatch.setattr(heatmap_mod, "FACING_MAPS_MIN", np.inf)  # the image beside the column decides
-    monkeypatch.setattr(heatmap_mod, "_NETS", {})
     found = _detect_once(
-        seen, mm_per_px=view.spacing(mpp), frame=ref, model_path=None, method=None, mean_of=None
+        seen, mm_per_px=view.spacing(mpp), frame=ref, model_path=s58, method=None, mean_of=None
     )
     assert any(BODY_SIZE_MARK in w for w in found.warnings), found.warnings  # found by the search over sizes
     assert set(BODIES[1:6]) <= set(found.landmarks.corners_px), found.missing
@@ -1828,19 +1842,20 @@ def test_a_column_the_network_faces_otherwise_at_one_of_its_sizes_is_not_kept(mo
         c = view.back(c, img.shape)
         assert np.hypot(*(c.mean(axis=0) - truth[v].mean(axis=0))) < 5.0, v
         assert np.hypot(*(c - truth[v]).T).max() > 50.0, v
-    assert _network_reads(seen, found, view.spacing(mpp), None) == READ_CONFIRMED
-    assert _network_reads(seen, found, None, None) == READ_OTHERWISE
-    det = detect_landmarks(img, mm_per_px=mpp, frame=ref)
+    assert _network_reads(seen, found, view.spacing(mpp), s58) == READ_CONFIRMED
+    assert _network_reads(seen, found, None, s58) == READ_OTHERWISE
+    det = detect_landmarks(img, mm_per_px=mpp, frame=ref, model_path=s58)
     assert all(e < 3.0 for e in _errors(det, truth).values()), _errors(det, truth)
 
     monkeypatch.undo()  # the facing from the corner maps: right at both sizes
-    assert _network_reads(seen, found, view.spacing(mpp), None) == READ_OTHERWISE
-    assert _network_reads(seen, found, None, None) == READ_OTHERWISE
-    det = detect_landmarks(img, mm_per_px=mpp, frame=ref)
-    errs = _errors(det, truth)
-    assert set(BODIES[1:5]) <= set(errs) and max(errs[v] for v in BODIES[1:5]) <= 2.0, errs
-    for v, c in det.landmarks.corners_px.items():  # every body reported on its own
-        assert np.hypot(*(c.mean(axis=0) - truth[v].mean(axis=0))) < 5.0, v
+    for path in (s58, None):  # session 58's network, and the one shipped now
+        assert _network_reads(seen, found, view.spacing(mpp), path) == READ_OTHERWISE
+        assert _network_reads(seen, found, None, path) == READ_OTHERWISE
+        det = detect_landmarks(img, mm_per_px=mpp, frame=ref, model_path=path)
+        errs = _errors(det, truth)
+        assert set(BODIES[1:5]) <= set(errs) and max(errs[v] for v in BODIES[1:5]) <= 2.0, (path, errs)
+        for v, c in det.landmarks.corners_px.items():  # every body reported on its own
+            assert np.hypot(*(c.mean(axis=0) - truth[v].mean(axis=0))) < 5.0, v
 
 
 def test_the_facing_comes_from_the_networks_corner_maps_where_they_are_clear(monkeypatch):
@@ -2397,13 +2412,13 @@ def test_the_view_ceiling_benchmark_counts_right_outlines_per_view(phantom):
     """benchmarks/view_ceiling.py (session 56): each of the twelve views is counted: the outlines within 3 px
     of their own levels, those at confidence 0.5 or more, those at that confidence beyond 3 px, and, without
     the truth, the bodies at that confidence and their summed confidence. On the upright test phantom the
-    network shipped since session 59 (trained on crops turned any way and either polarity) outlines C3-C6
-    right at that confidence as given, turned an eighth either way and turned a quarter clockwise, the column
-    across the frame (its predecessor, trained upright: as given only); turned a quarter anticlockwise (the
-    column upside down) two right at low confidence and two wrong, turned a half turn (upside down) one right
-    at low confidence and three wrong (the opposite-view check stands for those); inverted (bone shown dark,
-    the phantom's bone bright) none right and three or four wrong at that confidence (the detector refuses
-    bodies darker than around them)."""
+    network shipped since session 60 (trained on crops turned any way and either polarity, C7 a target under
+    the shoulders) outlines C3-C6 right at that confidence as given (five of C2-C7 sure; session 59's six),
+    turned an eighth either way and turned a quarter clockwise, the column across the frame (the network
+    before session 59, trained upright: as given only); turned a quarter anticlockwise and a half turn (the
+    column upside down) one or two right at low confidence and three or two wrong (the opposite-view check
+    stands for those); inverted (bone shown dark, the phantom's bone bright) none right and three or four
+    wrong at that confidence, or none at all (the detector refuses bodies darker than around them)."""
     import importlib.util
     from pathlib import Path
 
@@ -2417,19 +2432,19 @@ def test_the_view_ceiling_benchmark_counts_right_outlines_per_view(phantom):
     mpp = float(np.mean(phantom.truth["mm_per_px"]))
     views = module.right_per_view(_display(phantom, 3), phantom.landmarks.corners_px, mpp, net, model)
     assert len(views) == 1 + len(VIEWS) + len(LEANING_VIEWS)
-    assert views["as given"][:4] == (4, 4, 0, 6), views  # six of C2-C7 at confidence >= 0.5 as given
+    assert views["as given"][:4] == (4, 4, 0, 5), views  # five of C2-C7 at confidence >= 0.5 as given
     for view in LEANING_VIEWS:
         assert views[view.words][:4] == ((0, 0, 4, 5) if view.inverted else (4, 4, 0, 6)), (view.words, views)
     quarters = {
         view.words: tuple(views[view.words][:3]) for view in VIEWS if view.turns % 2 and not view.inverted
     }
-    assert sorted(quarters.values()) == [(2, 0, 2), (4, 4, 0)], quarters
+    assert sorted(quarters.values()) == [(1, 0, 3), (4, 4, 0)], quarters
     (half,) = [view.words for view in VIEWS if view.turns == 2 and not view.inverted]
-    assert views[half][:3] == (1, 0, 3), views  # upside down: read wrong at confidence >= 0.5
+    assert views[half][:3] == (2, 0, 2), views  # upside down: read wrong at confidence >= 0.5
     for view in VIEWS:
         if view.inverted:
             right, right_sure, wrong_sure = views[view.words][:3]
-            assert right == right_sure == 0 and wrong_sure == 3, (view.words, views)
+            assert right == right_sure == 0 and wrong_sure in (0, 3), (view.words, views)
 
 
 def test_a_lone_template_body_is_left_out_with_its_reason(monkeypatch):

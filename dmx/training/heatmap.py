@@ -448,7 +448,7 @@ def target_bodies(d, targets: str = "visibility", name: object = "the data file"
         return np.asarray(d["in_field"]) >= MIN_IN_FIELD
     if targets == "visibility":
         return np.asarray(d["visibility"]) >= MIN_VISIBILITY
-    raise SystemExit(f"--targets must be one of {', '.join(TARGETS)}, not {targets!r}")
+    raise ValueError(f"targets must be one of {', '.join(TARGETS)}, not {targets!r}")
 
 
 def _batch(rng, images, corners, visible, idx, crop, overlaps=0.0, rotate_deg=ROTATE_DEG):
