@@ -109,7 +109,7 @@ def _reference(kw: dict, cache: str | None) -> tuple[np.ndarray, dict, float]:
 
 #: A body counts as clipped in the summary where at least this share of its pixels lie at the frame's
 #: extreme values (the detector saturated or the image windowed there: no edge to find). Session 60: on the
-#: all-family phantoms C7 under the shoulders is 30-74 % clipped on most frames.
+#: all-family phantoms C7 under the shoulders is clipped on 75 of 120 frames (up to about two thirds of it).
 CLIPPED_SHARE = 0.25
 
 

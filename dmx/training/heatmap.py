@@ -16,23 +16,24 @@ probability one half (``--family-share LO,HI``: with a probability drawn per pha
 at 0.5-0.75 mm, the acquisition family's image and pixel size scaled to that range), four frames
 each (neutral, flexion, neutral, extension), random curve, facing, polarity, bits, noise, blur,
 tilt, ROM and anatomy. Every frame is stored at :data:`STORE_MM_PER_PX`, normalised as at
-inference (:func:`dmx.detect.heatmap.net_input`), with its true corners, the bodies' visibility and the
-families it was drawn with, so that a family can be left out at training time (``--exclude``)
-without generating the data again.
+inference (:func:`dmx.detect.heatmap.net_input`), with its true corners, the bodies' visibility,
+their share inside the exposed field (since session 60) and the families it was drawn with, so that a
+family can be left out at training time (``--exclude``) without generating the data again.
 
-Targets, drawn per training crop from the true corners: the segmentation (background, C2..C7:
-each body's corner quadrilateral; a body less than :data:`MIN_VISIBILITY` visible is ignored by
-the loss) and four corner-type maps (Gaussian peaks). Loss: class-weighted cross-entropy + soft
-Dice on the segmentation, CenterNet's focal loss on the corner maps (:func:`_loss`). Training
-adds random crops (resampled to the network's pixel size), flips, rotations (+-20 deg;
-``--rotate-deg``), scale (0.8-1.25), gamma, contrast, blur, edge enhancement, noise, shading and,
-sometimes, inverted polarity; AdamW with a cosine learning rate over a wall-clock budget
-(``--minutes``). The torch state is kept beside the output (``OUT.pt``) every 3 minutes and at
-the end; a ``train`` run that finds it resumes (the budget then counts every run's minutes).
-``--init X.onnx`` starts from an exported network's weights instead of random ones
-(:func:`load_onnx_weights`: a fine-tuning run; its batch norms stay frozen as the export folded
-them). Deterministic for a given data file and seed up to PyTorch's own CPU non-determinism and
-the wall-clock budget.
+Targets, drawn per training crop from the true corners: the segmentation (background, C2..C7: each
+body's corner quadrilateral; a body less than :data:`MIN_VISIBILITY` visible is ignored by the loss, or
+with ``--targets field`` one less than :data:`MIN_IN_FIELD` inside the exposed field: C7 under the
+shoulders, which the phantom's visibility counts as hidden, is then a target) and four corner-type maps
+(Gaussian peaks). Loss: class-weighted cross-entropy + soft Dice on the segmentation, CenterNet's focal
+loss on the corner maps (:func:`_loss`). Training adds random crops (resampled to the network's pixel
+size), flips, rotations (+-20 deg; ``--rotate-deg``), scale (0.8-1.25), gamma, contrast, blur, edge
+enhancement, noise, shading and, sometimes, inverted polarity; AdamW with a cosine learning rate over a
+wall-clock budget (``--minutes``). The torch state is kept beside the output (``OUT.pt``) every 3
+minutes and at the end; a ``train`` run that finds it resumes (the budget then counts every run's
+minutes). ``--init X.onnx`` starts from an exported network's weights instead of random ones
+(:func:`load_onnx_weights`: a fine-tuning run; its batch norms stay frozen as the export folded them).
+Deterministic for a given data file and seed up to PyTorch's own CPU non-determinism and the wall-clock
+budget.
 """
 
 from __future__ import annotations
