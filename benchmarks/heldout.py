@@ -113,23 +113,31 @@ def _reference(kw: dict, cache: str | None) -> tuple[np.ndarray, dict, float]:
 CLIPPED_SHARE = 0.25
 
 
-def clipped_share(image: np.ndarray, corners: np.ndarray) -> float:
-    """The share of a body's pixels (inside its corner quadrilateral) in patches clipped at the frame's
-    minimum or maximum: pixels whose whole 3x3 neighbourhood lies at that value (noise that reaches an
-    extreme pixel by pixel leaves the edges, a saturated patch does not)."""
+def clipped_patches(image: np.ndarray) -> np.ndarray:
+    """The frame's pixels in patches clipped at its minimum or maximum: pixels whose whole 3x3 neighbourhood
+    lies at that value (noise that reaches an extreme pixel by pixel leaves the edges, a saturated patch
+    does not)."""
     import cv2
 
     im = np.asarray(image)
-    mask = np.zeros(im.shape, np.uint8)
-    q = np.round(np.asarray(corners, dtype=float)[[0, 1, 3, 2]] * 16).astype(np.int32)
-    cv2.fillConvexPoly(mask, q, 1, shift=4)
-    if not mask.any():
-        return 1.0
     kernel = np.ones((3, 3), np.uint8)
     patch = np.zeros(im.shape, bool)
     for extreme in (im.min(), im.max()):
         patch |= cv2.erode((im == extreme).astype(np.uint8), kernel) > 0
-    return float(patch[mask > 0].mean())
+    return patch
+
+
+def clipped_share(patches: np.ndarray, corners: np.ndarray) -> float:
+    """The share of a body's pixels (inside its corner quadrilateral) in the frame's clipped ``patches``
+    (:func:`clipped_patches`)."""
+    import cv2
+
+    mask = np.zeros(patches.shape, np.uint8)
+    q = np.round(np.asarray(corners, dtype=float)[[0, 1, 3, 2]] * 16).astype(np.int32)
+    cv2.fillConvexPoly(mask, q, 1, shift=4)
+    if not mask.any():
+        return 1.0
+    return float(patches[mask > 0].mean())
 
 
 def detect(args) -> None:
@@ -147,8 +155,9 @@ def detect(args) -> None:
         right, e, marks, placed = _right_and_wrong(det, truth)
         for v in right:
             found[v] += 1
+        patches = clipped_patches(img)
         for v in BODIES:
-            if clipped_share(img, truth[v]) < CLIPPED_SHARE:
+            if clipped_share(patches, truth[v]) < CLIPPED_SHARE:
                 clear[v] += 1
                 found_clear[v] += v in right
         wrong += len(det.landmarks.corners_px) - len(right)
