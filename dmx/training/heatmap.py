@@ -491,9 +491,7 @@ def train(
 ) -> None:
     """Fit the network on the data file (frames drawn with an ``exclude`` family are left out).
 
-    ``targets``: a body is a target where it is at least :data:`MIN_VISIBILITY` visible
-    (``visibility``) or at least :data:`MIN_IN_FIELD` inside the exposed field (``field``: the data
-    file must hold ``in_field``, written since session 60); any other body is ignored by the loss.
+    ``targets``: which bodies are targets (:func:`target_bodies`); any other is ignored by the loss.
 
     ``state`` (default: ``out`` with ``.pt``) keeps the torch state every few minutes and at the
     end; a run finding it resumes from it (the learning-rate schedule spans all runs' minutes).
