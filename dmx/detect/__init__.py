@@ -13,12 +13,13 @@ Public interface (stable; the implementation behind it may change):
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from dmx.analysis import Detection
+from dmx.analysis import LOW_CONFIDENCE, Detection
 from dmx.anatomy import BODIES, Vertebra
 from dmx.detect.field import exposed_field as _exposed_field
 from dmx.io.sequence import Sequence
@@ -118,6 +119,7 @@ def detect_landmarks(
     method: str | None = None,
     mean_of=None,
     views: bool = True,
+    calibrated: bool = True,
 ) -> Detection:
     """Find the corners of C2-C7 on one display-polarity frame (higher = brighter = bone).
 
@@ -169,6 +171,12 @@ def detect_landmarks(
         False: the frame as given only, the other views not searched (:func:`dmx.pipeline.detect_on_sequence`
         on a cine's other frames, where frame 0 was searched in every view). A column found there is still
         refused where the network sees it far more clearly turned a quarter (:func:`_turned_column`).
+    calibrated : bool
+        ``template`` only. True (the default): each body's confidence is the chance that its corners are
+        right (:func:`dmx.detect.calibrate.calibrated_confidence`, from the detector's confidence and the
+        outline's shape), a body below :data:`dmx.detect.calibrate.MIN_CHANCE` left out with the reason.
+        False: the detector's own confidence (the calibration's data:
+        ``benchmarks/confidence_calibration.py dump``).
 
     Returns
     -------
@@ -198,7 +206,44 @@ def detect_landmarks(
         mean_of=mean_of,
         views=views,
     )
-    return _cut_by_field_edge(img, found)
+    found = _cut_by_field_edge(img, found)
+    if calibrated and detector_method(method) == "template":
+        found = _calibrated(found, model_path)
+    return found
+
+
+def _low_confidence(v: Vertebra, c: float) -> str:
+    return f"{v.value}: low confidence {c:.2f}; check its corners"
+
+
+def _calibrated(det: Detection, model_path) -> Detection:
+    """``det`` with each reported body's confidence replaced by the calibrated chance that its corners are
+    right (:mod:`dmx.detect.calibrate`), those below :data:`dmx.detect.calibrate.MIN_CHANCE` left out with
+    the reason, and the low-confidence warnings said again from the new values."""
+    from dmx.detect.calibrate import MIN_CHANCE, UNLIKE_A_BODY, calibrated_confidence
+
+    lm = det.landmarks
+    if not lm.corners_px:
+        return det
+    mean = _cached_model(Path(model_path) if model_path is not None else model_file()).mean_shape_mm
+    corners, confidence, missing = {}, {}, dict(det.missing)
+    for v, c in lm.corners_px.items():
+        chance = calibrated_confidence(lm.confidence[v], c, v, mean)
+        if chance < MIN_CHANCE:
+            missing[v] = UNLIKE_A_BODY.format(chance=100 * chance)
+        else:
+            corners[v], confidence[v] = c, round(chance, 4)
+    old = {_low_confidence(v, c) for v, c in lm.confidence.items() if c < LOW_CONFIDENCE}
+    warnings = [w for w in det.warnings if w not in old]
+    warnings += [_low_confidence(v, c) for v, c in confidence.items() if c < LOW_CONFIDENCE]
+    if not corners:
+        warnings.append("no body reported: every outline found is more likely wrong than right")
+    return replace(
+        det,
+        landmarks=replace(lm, corners_px=corners, confidence=confidence),
+        missing=missing,
+        warnings=tuple(warnings),
+    )
 
 
 def _detect_in_views(
@@ -1050,8 +1095,8 @@ def _detect_once(
     for v, words in on_mean:
         warnings.append(MEAN_ADDED.format(level=v.value, frames=words))
     for v, c in confidence.items():
-        if c < 0.8:
-            warnings.append(f"{v.value}: low confidence {c:.2f}; check its corners")
+        if c < LOW_CONFIDENCE:
+            warnings.append(_low_confidence(v, c))
     return Detection(
         Landmarks(frame=frame, corners_px=corners, confidence=confidence), missing, tuple(warnings)
     )
