@@ -70,7 +70,7 @@ def bodies(paths: list[str]) -> list[dict]:
     """Every reported body of the dumps: set, seed, level, the detector's confidence, the model's inputs,
     and whether its worst corner is within :data:`RIGHT_PX`."""
     from dmx.detect import model_file
-    from dmx.detect.calibrate import log_deviation
+    from dmx.detect.calibrate import model_inputs
     from dmx.detect.model import load_model
 
     mean = load_model(model_file()).mean_shape_mm
@@ -88,10 +88,7 @@ def bodies(paths: list[str]) -> list[dict]:
                         "seed": r["seed"],
                         "level": name,
                         "detector": r["conf"][name],
-                        "confidence": r["conf"][name],
-                        "log_deviation": log_deviation(c, v, mean),
-                        "c2": float(v == Vertebra.C2),
-                        "c7": float(v == Vertebra.C7),
+                        **model_inputs(r["conf"][name], c, v, mean),
                         "err": err,
                         "right": err <= RIGHT_PX,
                     }

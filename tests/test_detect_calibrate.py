@@ -50,7 +50,7 @@ def test_the_mean_outline_deviates_by_nothing_at_any_size_turn_and_facing_and_a_
     assert d_big == pytest.approx(d, rel=1e-6)  # scale-free and the same facing either way
 
 
-def test_the_chance_falls_with_the_deviation_and_the_detectors_doubt_and_is_lower_for_c2_and_c7(mean):
+def test_the_chance_falls_with_the_deviation_and_the_detectors_doubt_and_c2s_is_its_levels_rate(mean):
     c4 = _image_outline(mean[2], scale=5.0, turn_deg=0.0, shift=(0, 0), mirror=False)
     skew = np.array([[-1.0, 0.0], [-1.0, 0.0], [0.0, 0.0], [0.0, 0.0]])
     chances = [
