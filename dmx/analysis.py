@@ -25,7 +25,8 @@ if TYPE_CHECKING:  # annotations only: the bottom layer does not import io or tr
 #: Detector confidence below which a body is flagged for review (report, review page, summary):
 #: the detector's own "low confidence; check its corners" warning. The confidence reported is the
 #: calibrated chance that the body's corners are right (:mod:`dmx.detect.calibrate`), a body below
-#: one half left out; on the development sets 95.5 % of the bodies at 0.8 or more were right.
+#: one half left out; on held-out phantoms 96-97 % of the bodies at 0.8 or more were right, and C2
+#: (its level's rate, about 0.76) is always below it.
 LOW_CONFIDENCE = 0.8
 
 #: File names :func:`dmx.pipeline.write_outputs` writes into a study's output folder.

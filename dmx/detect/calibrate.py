@@ -1,23 +1,23 @@
 """The reported confidence of each body: the chance that its corners are right, fitted on development sets.
 
 The detector's own confidence (:func:`dmx.detect.detector.heatmap_confidence`, the template detector's
-confidence model and the rules around them) is about 1.0 on almost every body it reports, wrong ones
+confidence model and the rules around them) is 0.9 or more on almost every body it reports, wrong ones
 included: on the all-family development sets 1380000+-1490000+ (issue #12, session 61; 240 phantoms,
-972 bodies reported) 87 had a corner beyond 3 px, 73 of them at 0.9 or more. What told them apart there,
+972 bodies reported) on 887, 65 of them with a corner beyond 3 px. What told right from wrong there,
 besides that confidence, was the outline's shape: a body beyond 3 px deviates from its level's mean shape
 (after similarity alignment, :func:`outline_deviation`) by a median 2 % of its depth, a right one by 1 %
 (area under the ROC curve 0.87; the detector's confidence 0.70; the network's corner maps and the
-neighbours' spacing added 0.02 and are not used).
+neighbours' spacing added 0.01-0.03 and are not used).
 
 :func:`calibrated_confidence` is a logistic model of the outcome "worst corner within 3 px" on the
-detector's confidence, the log of that deviation (not for C2: :data:`C2_SHAPE`) and the level (C2 and C7
-are wrong more often), fitted by ``benchmarks/confidence_calibration.py fit`` (:data:`COEFFICIENTS`). A
-body whose chance is below :data:`MIN_CHANCE` is left out with the reason (:data:`UNLIKE_A_BODY`); the
-others are reported with the chance as their confidence, so that a body at 0.9 is right about nine times
-in ten and "low confidence; check its corners" (below 0.8) points at the likely wrong ones. Figures
-(docs/detection.md, "Session 61"): on the sets drawn after the fit (1570000+, 1580000+) 99.1 % of the
-bodies at 0.9 or more were within 3 px (the detector's own confidence: 91.2 %), 90.5 % of all reported
-(88.3 % before; 4 wrong ones and 1 right one left out).
+detector's confidence, the log of that deviation and the level, fitted by
+``benchmarks/confidence_calibration.py fit`` (:data:`COEFFICIENTS`); C2's chance is its level's rate
+(:data:`C2_SHAPE`), about 0.76, below the 0.8 under which a body is warned "low confidence; check its
+corners". A body whose chance is below :data:`MIN_CHANCE` is left out with the reason
+(:data:`UNLIKE_A_BODY`); the others are reported with the chance as their confidence. On the all-family
+sets 1570000+ and 1580000+, drawn after the fit, 99.1 % of the bodies at 0.9 or more were within 3 px (the
+detector's own confidence: 91.2 %), and the bodies below 0.8 held 13 of the 18 wrong ones reported; one
+wrong body was left out, no right one (docs/detection.md, "Session 61").
 """
 
 from __future__ import annotations
