@@ -141,7 +141,10 @@ def test_low_confidence_is_omitted(tmp_path, phantom):
     strict = replace(load_model(model_file()), conf_threshold=0.999999)
     path = tmp_path / "strict.npz"
     strict.save(path)
-    det = detect_landmarks(_display(phantom, 3), mm_per_px=tuple(phantom.truth["mm_per_px"]), model_path=path)
+    # the detector's own confidence (calibrated=False): the calibrated chance replaces it after this threshold
+    det = detect_landmarks(
+        _display(phantom, 3), mm_per_px=tuple(phantom.truth["mm_per_px"]), model_path=path, calibrated=False
+    )
     for v in BODIES:
         assert (v in det.landmarks.corners_px) != (v in det.missing)
     assert any("confidence" in r for r in det.missing.values())
@@ -1334,7 +1337,10 @@ def test_a_c2_without_shoulders_is_found_from_its_walls(tmp_path):
     assert err[2:].max() < 2.5, err
     wall = [np.degrees(np.arctan2(*(q[1] - q[2]))) for q in (c2, true[Vertebra.C2])]
     assert abs(wall[0] - wall[1]) < 2.0, wall
-    assert det.landmarks.confidence[Vertebra.C2] == det.landmarks.confidence[Vertebra.C3]
+    # the detector gives it C3's confidence; reported, C2's chance is its level's rate (dmx.detect.calibrate)
+    own = detect_landmarks(seq.frames[0], mm_per_px=seq.mm_per_px, calibrated=False)
+    assert own.landmarks.confidence[Vertebra.C2] == own.landmarks.confidence[Vertebra.C3]
+    assert det.landmarks.confidence[Vertebra.C2] < 0.8
 
 
 def test_no_c2_is_made_from_walls_that_are_not_there(tmp_path):
