@@ -220,7 +220,7 @@ def _calibrated(det: Detection, model_path) -> Detection:
     """``det`` with each reported body's confidence replaced by the calibrated chance that its corners are
     right (:mod:`dmx.detect.calibrate`), those below :data:`dmx.detect.calibrate.MIN_CHANCE` left out with
     the reason, and the low-confidence warnings said again from the new values."""
-    from dmx.detect.calibrate import MIN_CHANCE, UNLIKE_A_BODY, calibrated_confidence
+    from dmx.detect.calibrate import MIN_CHANCE, MORE_LIKELY_WRONG, calibrated_confidence
 
     lm = det.landmarks
     if not lm.corners_px:
@@ -230,7 +230,7 @@ def _calibrated(det: Detection, model_path) -> Detection:
     for v, c in lm.corners_px.items():
         chance = calibrated_confidence(lm.confidence[v], c, v, mean)
         if chance < MIN_CHANCE:
-            missing[v] = UNLIKE_A_BODY.format(chance=100 * chance)
+            missing[v] = MORE_LIKELY_WRONG.format(chance=100 * chance)
         else:
             corners[v], confidence[v] = c, round(chance, 4)
     old = {_low_confidence(v, c) for v, c in lm.confidence.items() if c < LOW_CONFIDENCE}

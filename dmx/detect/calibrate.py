@@ -14,7 +14,7 @@ detector's confidence, the log of that deviation and the level, fitted by
 ``benchmarks/confidence_calibration.py fit`` (:data:`COEFFICIENTS`); C2's chance is its level's rate
 (:data:`C2_SHAPE`), about 0.76, below the 0.8 under which a body is warned "low confidence; check its
 corners". A body whose chance is below :data:`MIN_CHANCE` is left out with the reason
-(:data:`UNLIKE_A_BODY`); the others are reported with the chance as their confidence. On the all-family
+(:data:`MORE_LIKELY_WRONG`); the others are reported with the chance as their confidence. On the all-family
 sets 1570000+ and 1580000+, drawn after the fit, 99.1 % of the bodies at 0.9 or more were within 3 px (the
 detector's own confidence: 91.2 %), and the bodies below 0.8 held 13 of the 18 wrong ones reported; one
 wrong body was left out, no right one (docs/detection.md, "Session 61").
@@ -67,13 +67,10 @@ MIN_DEVIATION = 0.003
 MIN_CHANCE = 0.5
 
 #: Why a body is left out by the calibration (``{chance}`` in percent).
-UNLIKE_A_BODY = (
+MORE_LIKELY_WRONG = (
     "left out: its corners are more likely wrong than right (calibrated chance {chance:.0f} %, from the "
     "detector's confidence and the outline's shape)"
 )
-
-#: The level's mean shape is in the body frame facing right: this facing sign (image y down).
-_MEAN_FACING = -1
 
 
 def outline_deviation(corners_px: np.ndarray, vertebra: Vertebra, mean_shape_mm: np.ndarray) -> float:
@@ -84,9 +81,11 @@ def outline_deviation(corners_px: np.ndarray, vertebra: Vertebra, mean_shape_mm:
     from dmx.detect.refine import shape_deviations_mm
 
     c = np.asarray(corners_px, dtype=float)
-    if _facing_sign(c) != _MEAN_FACING:
-        c = c * np.array([-1.0, 1.0])
     mean = np.asarray(mean_shape_mm)[BODIES.index(vertebra)]
+    if _facing_sign(c) != _facing_sign(
+        mean * np.array([1.0, -1.0])
+    ):  # the body frame's v is up, image y down
+        c = c * np.array([-1.0, 1.0])
     dev, _ = shape_deviations_mm(c[None], mean)
     depth = 0.5 * (np.hypot(*(mean[0] - mean[1])) + np.hypot(*(mean[3] - mean[2])))
     return float(dev[0] / depth)
