@@ -122,14 +122,28 @@ def chances(rows: list[dict], coefficients: dict[str, float]) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-z))
 
 
-GROUPS = (("C2", ("C2",)), ("C3-C6", ("C3", "C4", "C5", "C6")), ("C7", ("C7",)), ("all", tuple(BODIES)))
+GROUPS = (
+    ("C2", ("C2",)),
+    ("C3-C6", ("C3", "C4", "C5", "C6")),
+    ("C7", ("C7",)),
+    ("all", tuple(v.value for v in BODIES)),
+)
+
+
+def shares(right: np.ndarray, confidence: np.ndarray) -> str:
+    """The share of bodies within 3 px among those at or above a few confidences."""
+    line = "share right at confidence >="
+    for t in (0.5, 0.7, 0.8, 0.9):
+        k = confidence >= t
+        line += f"  {t}: {100 * right[k].mean():.1f} % of {k.sum()}"
+    return line
 
 
 def table(rows: list[dict], p: np.ndarray, min_chance: float) -> None:
     right = np.array([r["right"] for r in rows])
     level = np.array([r["level"] for r in rows])
     for name, levels in GROUPS:
-        m = np.isin(level, [str(v) if isinstance(v, str) else v.value for v in levels])
+        m = np.isin(level, levels)
         kept = m & (p >= min_chance)
         share, share_kept = (
             100 * (m & right).sum() / max(m.sum(), 1),
@@ -143,11 +157,7 @@ def table(rows: list[dict], p: np.ndarray, min_chance: float) -> None:
             f"wrong ones left out {int((m & ~kept & ~right).sum())}"
         )
         print(line)
-    line = "share right at confidence >="
-    for t in (0.5, 0.7, 0.8, 0.9):
-        k = p >= t
-        line += f"  {t}: {100 * right[k].mean():.1f} % of {k.sum()}"
-    print(line)
+    print(shares(right, p))
 
 
 def fit(args) -> None:
@@ -173,13 +183,7 @@ def check(args) -> None:
     print(f"{len(rows)} bodies of {len({r['seed'] for r in rows})} phantoms; the shipped coefficients:")
     table(rows, chances(rows, COEFFICIENTS), MIN_CHANCE)
     print("the detector's own confidence:")
-    line = "share right at confidence >="
-    right = np.array([r["right"] for r in rows])
-    own = np.array([r["detector"] for r in rows])
-    for t in (0.5, 0.7, 0.8, 0.9):
-        k = own >= t
-        line += f"  {t}: {100 * right[k].mean():.1f} % of {k.sum()}"
-    print(line)
+    print(shares(np.array([r["right"] for r in rows]), np.array([r["detector"] for r in rows])))
 
 
 def main() -> None:

@@ -422,11 +422,9 @@ def family_row(name: str, st: dict) -> str:
 
 def family_table(families: list[str], n: int, *, max_size_px: int, model_path: str | None = None) -> None:
     """The detector (default: the shipped one, fitted on the default look only) on each family."""
-    from pathlib import Path
+    from dmx.detect import _cached_model
 
-    from dmx.detect import _cached_model, model_file
-
-    model = _cached_model(Path(model_path) if model_path else model_file())
+    model = _cached_model(model_path or None)
     print(FAMILY_HEAD)
     for name in ["default", *families, "all"]:
         fam = None if name == "default" else name

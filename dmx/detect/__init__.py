@@ -225,7 +225,7 @@ def _calibrated(det: Detection, model_path) -> Detection:
     lm = det.landmarks
     if not lm.corners_px:
         return det
-    mean = _cached_model(Path(model_path) if model_path is not None else model_file()).mean_shape_mm
+    mean = _cached_model(model_path).mean_shape_mm
     corners, confidence, missing = {}, {}, dict(det.missing)
     for v, c in lm.corners_px.items():
         chance = calibrated_confidence(lm.confidence[v], c, v, mean)
@@ -522,7 +522,7 @@ def _net_and_model(model_path):
     net_path = (Path(model_path) if model_path is not None else model_file()).with_name(NET_NAME)
     if not net_path.is_file():
         return None, None
-    return load_net(net_path), _cached_model(Path(model_path) if model_path is not None else model_file())
+    return load_net(net_path), _cached_model(model_path)
 
 
 def _mean_spacing(mm_per_px) -> float | None:
@@ -942,7 +942,7 @@ def _detect_once(
     if min(img.shape) < MIN_SIDE_PX:
         reason = f"image too small for automatic detection ({img.shape[1]} x {img.shape[0]} px)"
         return Detection(Landmarks(frame=frame, corners_px={}), {v: reason for v in BODIES}, ())
-    model = _cached_model(Path(model_path) if model_path is not None else model_file())
+    model = _cached_model(model_path)
     mpp = _mean_spacing(mm_per_px)
     warnings: list[str] = []
     searched_again: float | None = None  # without calibration: the size the bodies found were searched at
@@ -1214,10 +1214,11 @@ NETWORK_MARK = "found by the learned network"
 _MODELS: dict[tuple[Path, int], object] = {}
 
 
-def _cached_model(path: Path):
+def _cached_model(path: str | Path | None = None):
+    """The detector model at ``path`` (None: :func:`model_file`), loaded once per file version."""
     from dmx.detect.model import load_model
 
-    key = path.resolve()
+    key = (Path(path) if path is not None else model_file()).resolve()
     stamp = (key, key.stat().st_mtime_ns)
     if stamp not in _MODELS:
         _MODELS[stamp] = load_model(key)
