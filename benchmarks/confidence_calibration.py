@@ -4,7 +4,8 @@
     ``dmx analyze``'s detector (:func:`dmx.detect.detect_landmarks`, other views included) on the reference
     frame of each phantom of a set (as ``benchmarks/heldout.py detect``: ``--family``, ``--n``,
     ``--generator``, ``--first``, ``--cache``), **without** the calibration: one JSON line per phantom with
-    the bodies reported, their corners and the detector's own confidence, and the true corners.
+    the bodies reported, their corners and the detector's own confidence, the reasons of those not
+    reported, and the true corners.
 ``fit DUMP...``
     The logistic model of "worst corner within 3 px" on those bodies (the detector's confidence, the log
     of :func:`dmx.detect.calibrate.outline_deviation`, C2, C7): leave-one-set-out figures (each set's
@@ -60,6 +61,7 @@ def dump(args) -> None:
                 "conf": {v.value: float(lm.confidence[v]) for v in lm.corners_px},
                 "truth": {v.value: np.asarray(truth[v]).tolist() for v in BODIES},
                 "warnings": list(det.warnings),
+                "missing": {v.value: why for v, why in det.missing.items()},
             }
             out.write(json.dumps(record) + "\n")
             out.flush()

@@ -8,7 +8,7 @@ import pytest
 
 from dmx.analysis import Detection
 from dmx.anatomy import BODIES, Vertebra
-from dmx.detect import _calibrated, model_file
+from dmx.detect import _calibrated, _warned_low, model_file
 from dmx.detect.calibrate import MIN_CHANCE, calibrated_confidence, outline_deviation
 from dmx.detect.model import load_model
 from dmx.landmarks import Landmarks
@@ -87,7 +87,7 @@ def test_detection_keeps_a_plain_outline_with_its_chance_and_leaves_out_a_missha
             confidence={Vertebra.C4: 0.75, Vertebra.C7: 0.75},
         ),
         {Vertebra.C2: "not found: x"},
-        ("C4: low confidence 0.75; check its corners", "another warning"),
+        ("another warning",),
     )
     assert calibrated_confidence(0.75, unlike, Vertebra.C7, mean) < MIN_CHANCE
     out = _calibrated(det, None)
@@ -97,9 +97,29 @@ def test_detection_keeps_a_plain_outline_with_its_chance_and_leaves_out_a_missha
     assert chance == pytest.approx(calibrated_confidence(0.75, plain, Vertebra.C4, mean), abs=1e-4)
     assert out.missing[Vertebra.C2] == "not found: x"
     assert out.missing[Vertebra.C7].startswith("left out: its corners are more likely wrong than right")
-    assert "another warning" in out.warnings
-    assert "C4: low confidence 0.75; check its corners" not in out.warnings
-    assert (f"C4: low confidence {chance:.2f}; check its corners" in out.warnings) == (chance < 0.8)
+    assert out.warnings == (
+        "another warning",
+    )  # the low-confidence ones are made once, from the final values
+    warned = _warned_low(out)
+    assert warned.warnings[:1] == ("another warning",)
+    assert (f"C4: low confidence {chance:.2f}; check its corners" in warned.warnings) == (chance < 0.8)
+    assert len(warned.warnings) == 1 + (chance < 0.8)  # nothing said of C7, left out
+
+
+def test_low_confidence_warnings_name_only_the_bodies_reported_with_their_final_confidence():
+    """Session 62: each body reported below LOW_CONFIDENCE is warned once, with the confidence reported; a
+    body left out (by the field-edge cut or the calibration) is not warned "check its corners"."""
+    corners = {v: np.zeros((4, 2)) for v in (Vertebra.C3, Vertebra.C4, Vertebra.C5)}
+    det = Detection(
+        Landmarks(
+            frame=0, corners_px=corners, confidence={Vertebra.C3: 0.95, Vertebra.C4: 0.62, Vertebra.C5: 0.8}
+        ),
+        {Vertebra.C6: "left out: x"},
+        ("first",),
+    )
+    assert _warned_low(det).warnings == ("first", "C4: low confidence 0.62; check its corners")
+    high = Detection(Landmarks(frame=0, corners_px=corners, confidence=dict.fromkeys(corners, 0.9)), {}, ())
+    assert _warned_low(high) is high
 
 
 def test_detect_landmarks_reports_the_calibrated_chance_of_each_body_it_found(mean):
@@ -120,3 +140,10 @@ def test_detect_landmarks_reports_the_calibrated_chance_of_each_body_it_found(me
         else:
             assert v not in out.landmarks.corners_px and "more likely wrong than right" in out.missing[v]
     assert any(out.landmarks.confidence[v] != raw.landmarks.confidence[v] for v in out.landmarks.corners_px)
+    for det in (raw, out):  # "check its corners" said once per body reported low, with the value reported
+        conf = det.landmarks.confidence
+        said = [w for w in det.warnings if "low confidence" in w]
+        assert said == [
+            f"{v.value}: low confidence {c:.2f}; check its corners" for v, c in conf.items() if c < 0.8
+        ]
+    assert any("low confidence" in w for w in out.warnings)  # the sample's C2 (its level's rate, 0.76)

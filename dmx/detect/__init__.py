@@ -209,7 +209,16 @@ def detect_landmarks(
     found = _cut_by_field_edge(img, found)
     if calibrated and detector_method(method) == "template":
         found = _calibrated(found, model_path)
-    return found
+    return _warned_low(found)
+
+
+def _warned_low(det: Detection) -> Detection:
+    """``det`` with a "check its corners" warning for each body reported below
+    :data:`dmx.analysis.LOW_CONFIDENCE`, made once from the confidences finally reported (after the view
+    chosen, the field-edge cut and the calibration)."""
+    conf = det.landmarks.confidence
+    low = [_low_confidence(v, conf[v]) for v in det.landmarks.corners_px if conf[v] < LOW_CONFIDENCE]
+    return replace(det, warnings=(*det.warnings, *low)) if low else det
 
 
 def _low_confidence(v: Vertebra, c: float) -> str:
@@ -219,7 +228,7 @@ def _low_confidence(v: Vertebra, c: float) -> str:
 def _calibrated(det: Detection, model_path) -> Detection:
     """``det`` with each reported body's confidence replaced by the calibrated chance that its corners are
     right (:mod:`dmx.detect.calibrate`), those below :data:`dmx.detect.calibrate.MIN_CHANCE` left out with
-    the reason, and the low-confidence warnings said again from the new values."""
+    the reason."""
     from dmx.detect.calibrate import MIN_CHANCE, MORE_LIKELY_WRONG, calibrated_confidence
 
     lm = det.landmarks
@@ -233,9 +242,7 @@ def _calibrated(det: Detection, model_path) -> Detection:
             missing[v] = MORE_LIKELY_WRONG.format(chance=100 * chance)
         else:
             corners[v], confidence[v] = c, round(chance, 4)
-    old = {_low_confidence(v, c) for v, c in lm.confidence.items() if c < LOW_CONFIDENCE}
-    warnings = [w for w in det.warnings if w not in old]
-    warnings += [_low_confidence(v, c) for v, c in confidence.items() if c < LOW_CONFIDENCE]
+    warnings = list(det.warnings)
     if not corners:
         warnings.append("no body reported: every outline found is more likely wrong than right")
     return replace(
@@ -1094,9 +1101,6 @@ def _detect_once(
         warnings.append(NEIGHBOUR_ADDED.format(levels=", ".join(v.value for v in neighbours)))
     for v, words in on_mean:
         warnings.append(MEAN_ADDED.format(level=v.value, frames=words))
-    for v, c in confidence.items():
-        if c < LOW_CONFIDENCE:
-            warnings.append(_low_confidence(v, c))
     return Detection(
         Landmarks(frame=frame, corners_px=corners, confidence=confidence), missing, tuple(warnings)
     )
