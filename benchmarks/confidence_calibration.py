@@ -28,6 +28,7 @@ Session 61's data and fit (the development sets; the held-out ones only checked)
 from __future__ import annotations
 
 import argparse
+import collections
 import json
 
 import numpy as np
@@ -183,9 +184,32 @@ def check(args) -> None:
 
     rows = bodies(args.dumps)
     print(f"{len(rows)} bodies of {len({r['seed'] for r in rows})} phantoms; the shipped coefficients:")
-    table(rows, chances(rows, COEFFICIENTS), MIN_CHANCE)
+    p = chances(rows, COEFFICIENTS)
+    table(rows, p, MIN_CHANCE)
     print("the detector's own confidence:")
     print(shares(np.array([r["right"] for r in rows]), np.array([r["detector"] for r in rows])))
+    found(args.dumps, rows, p >= MIN_CHANCE)
+
+
+def found(paths: list[str], rows: list[dict], kept: np.ndarray) -> None:
+    """What ``dmx analyze``'s detector reports per level over every phantom of the dumps (the calibration
+    applied: ``kept``, per row of ``rows``): right (within 3 px) and beyond, and the commonest reasons of
+    the others (dumps made before session 62 hold no reasons)."""
+    records = [json.loads(line) for path in paths for line in open(path)]
+    out = {(r["seed"], r["level"]): r["right"] for r, k in zip(rows, kept, strict=True) if k}
+    print(f"reported per level over all {len(records)} phantoms (calibrated):")
+    for v in BODIES:
+        right = sum(1 for (_, level), ok in out.items() if level == v.value and ok)
+        wrong = sum(1 for (_, level), ok in out.items() if level == v.value and not ok)
+        why = collections.Counter(
+            r.get("missing", {}).get(v.value, "left out by the calibration").split(" (")[0][:70]
+            for r in records
+            if (r["seed"], v.value) not in out
+        )
+        common = "; ".join(f"{n} {w}" for w, n in why.most_common(3))
+        print(f"  {v.value}: right {right:3d}, beyond 3 px {wrong:2d}; not reported: {common}")
+    mid = [ok for (_, level), ok in out.items() if level in ("C3", "C4", "C5", "C6")]
+    print(f"  C3-C6: right {sum(mid)} of {4 * len(records)}, beyond 3 px {len(mid) - sum(mid)}")
 
 
 def main() -> None:
