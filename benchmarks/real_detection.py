@@ -92,15 +92,16 @@ FROM_HAND_MM = (0.22, 0.26, 0.30)
 
 
 def from_hand(img: np.ndarray, truth: dict) -> None:
-    """Per pixel size and body: the edge refinement from the hand-placed corners (the detector's radii after
-    the network, the level's mean shape guiding C3-C7 as in the detector), its worst corner against those
-    corners, its edge features, and whether it passes the edge and shape factors of
-    :func:`dmx.detect.detector.heatmap_confidence` (the network's own factors set to pass)."""
+    """Per pixel size and body: the edge refinement from the hand-placed corners
+    (:func:`refine_from_truth.refine_from`: the detector's radii after the network, the level's mean shape
+    guiding C3-C7), its worst corner against those corners, its edge features, and whether it passes the
+    edge and shape factors of :func:`dmx.detect.detector.heatmap_confidence` (the network's own factors set
+    to pass)."""
+    from refine_from_truth import refine_from  # benchmarks/refine_from_truth.py
+
     from dmx.detect import model_file
-    from dmx.detect.detector import HEATMAP_REFINE_RADII_MM, heatmap_confidence
     from dmx.detect.model import load_model
     from dmx.detect.pose import smoothed
-    from dmx.detect.refine import refine_corners, shape_deviation_mm
     from dmx.measure.geometry import facing
 
     model = load_model(model_file())
@@ -109,31 +110,17 @@ def from_hand(img: np.ndarray, truth: dict) -> None:
     for mpp in FROM_HAND_MM:
         cells = []
         for v, true in truth.items():
-            k = BODIES.index(v)
             right = bool(facing(true) < 0)  # the spec's h: -1 facing right; the refinement wants right
             sm, noise = smoothed(img if right else img[:, ::-1].copy(), mpp)
             start = true if right else np.c_[w - 1 - true[:, 0], true[:, 1]]
-            out, feats, _ = refine_corners(
-                sm,
-                start,
-                is_c2=k == 0,
-                px_per_mm=1.0 / mpp,
-                noise=noise,
-                side_offsets_mm=model.side_offsets_mm[0 if k == 0 else 1],
-                radii_mm=HEATMAP_REFINE_RADII_MM,
-                mean_shape_mm=None if k == 0 else model.mean_shape_mm[k],
-            )
+            out, feats, _, passes = refine_from(sm, noise, start, BODIES.index(v), mpp, model)
             if out is None:
                 cells.append(f"{v.value} no outline")
                 continue
-            dev, size = shape_deviation_mm(out * mpp, model.mean_shape_mm[k])
-            passes = heatmap_confidence(
-                {**feats, "shape_mm": dev, "size_ratio": size, "region_prob": 1.0, "on_region": 1.0}
-            )
             e = float(np.hypot(*(out - start).T).max())
             cells.append(
                 f"{v.value} {e:.1f} (inliers {feats['inlier']:.2f}, rms {feats['rms_px']:.2f} px, "
-                f"{'passes' if passes >= 0.5 else 'fails'})"
+                f"{'passes' if passes else 'fails'})"
             )
         print(f"  {mpp:.2f} mm/px: " + "; ".join(cells))
 

@@ -50,6 +50,36 @@ def _edge_and_shape(feats: dict, dev_mm: float, size: float) -> float:
     )
 
 
+def refine_from(
+    sm: np.ndarray,
+    noise: float,
+    start: np.ndarray,
+    k: int,
+    mpp: float,
+    model,
+    radii: tuple[float, ...] = HEATMAP_REFINE_RADII_MM,
+    shaped: bool = True,
+):
+    """The detector's edge refinement of body ``k`` (``BODIES`` index; C2 by its shoulders) from ``start``
+    (facing right) on the smoothed image ``sm`` (:func:`dmx.detect.pose.smoothed`), the level's mean shape
+    guiding C3-C7 where ``shaped``: :func:`refine_corners`' corners (or None), features and side fits, and
+    whether the outline passes the edge and shape factors (:func:`_edge_and_shape`)."""
+    out, feats, fits = refine_corners(
+        sm,
+        start,
+        is_c2=k == 0,
+        px_per_mm=1.0 / mpp,
+        noise=noise,
+        side_offsets_mm=model.side_offsets_mm[0 if k == 0 else 1],
+        radii_mm=radii,
+        mean_shape_mm=model.mean_shape_mm[k] if shaped and k else None,
+    )
+    if out is None:
+        return None, feats, fits, False
+    dev, size = shape_deviation_mm(out * mpp, model.mean_shape_mm[k])
+    return out, feats, fits, _edge_and_shape(feats, dev, size) >= 0.5
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--family", default="all", help="appearance family (benchmarks/heldout.py)")
@@ -91,23 +121,12 @@ def main() -> None:
                 views[right] = smoothed(im if right else im[:, ::-1].copy(), mpp)
             sm, noise = views[right]
             start = true if right else np.c_[w - 1 - true[:, 0], true[:, 1]]
-            out, feats, fits = refine_corners(
-                sm,
-                start,
-                is_c2=k == 0,
-                px_per_mm=1.0 / mpp,
-                noise=noise,
-                side_offsets_mm=model.side_offsets_mm[0 if k == 0 else 1],
-                radii_mm=radii,
-                mean_shape_mm=None if args.strongest or k == 0 else model.mean_shape_mm[k],
-            )
+            out, feats, fits, passes = refine_from(sm, noise, start, k, mpp, model, radii, not args.strongest)
             if out is None:
                 tally[v]["no outline"] += 1
                 marks.append(f"{v.value}:-")
                 continue
             err = float(np.hypot(*(out - start).T).max())
-            dev, size = shape_deviation_mm(out * mpp, model.mean_shape_mm[k])
-            passes = _edge_and_shape(feats, dev, size) >= 0.5
             if err <= RIGHT_PX:
                 tally[v]["right, passes" if passes else "right, fails"] += 1
                 marks.append(v.value if passes else f"{v.value}?")
