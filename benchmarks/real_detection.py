@@ -109,9 +109,12 @@ def from_hand(img: np.ndarray, truth: dict) -> None:
     print("the edge refinement from the hand-placed corners (worst corner against them, px):")
     for mpp in FROM_HAND_MM:
         cells = []
+        views: dict[bool, tuple[np.ndarray, float]] = {}  # the smoothed image by facing, made once per size
         for v, true in truth.items():
             right = bool(facing(true) < 0)  # the spec's h: -1 facing right; the refinement wants right
-            sm, noise = smoothed(img if right else img[:, ::-1].copy(), mpp)
+            if right not in views:
+                views[right] = smoothed(img if right else img[:, ::-1].copy(), mpp)
+            sm, noise = views[right]
             start = true if right else np.c_[w - 1 - true[:, 0], true[:, 1]]
             out, feats, _, passes = refine_from(sm, noise, start, BODIES.index(v), mpp, model)
             if out is None:
