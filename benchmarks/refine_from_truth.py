@@ -18,6 +18,11 @@ start either; the difference between this count and ``benchmarks/heldout.py dete
 what the network, the votes and the level checks lose. Sets are drawn as in ``benchmarks/heldout.py``::
 
     python benchmarks/refine_from_truth.py --family all --n 20 --generator 13232 --first 1320000 --cache DIR
+
+``--mean-of N`` draws each phantom as a cine of ``--frames`` frames (the same motion over more frames) and
+refines each body on the mean of the ``N`` frames around the reference frame moved back with that body's
+**true** motion (the phantom's ``transforms_px``): what an outline on a cine's motion-compensated mean could
+reach with a perfect registration (session 63). ``N`` 1 is the reference frame of the same cine.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from __future__ import annotations
 import argparse
 from collections import Counter
 
+import detection  # benchmarks/detection.py: the phantoms' display frames
 import heldout  # benchmarks/heldout.py: the sets and their cached reference frames
 import numpy as np
 
@@ -35,6 +41,7 @@ from dmx.detect.model import load_model
 from dmx.detect.pose import smoothed
 from dmx.detect.refine import refine_corners, shape_deviation_mm, side_offsets_px
 from dmx.measure.geometry import facing
+from dmx.phantom import make_phantom
 
 #: A body is right when its worst corner is within this (px).
 RIGHT_PX = 3.0
@@ -80,6 +87,27 @@ def refine_from(
     return out, feats, fits, _edge_and_shape(feats, dev, size) >= 0.5
 
 
+def true_motion_mean(frames: np.ndarray, transforms: list, ref: int, n: int) -> np.ndarray:
+    """The mean of the ``n`` frames around ``ref`` (fewer at the cine's ends: the window is moved inside it),
+    each moved back to the reference frame with one body's true motion (``transforms[f]``: 2x3, reference
+    px -> frame ``f`` px)."""
+    import cv2
+
+    t, h, w = frames.shape
+    lo = int(np.clip(ref - n // 2, 0, max(0, t - n)))
+    hi = min(t, lo + n)
+    acc = np.zeros((h, w), np.float64)
+    for f in range(lo, hi):
+        acc += cv2.warpAffine(
+            np.asarray(frames[f], np.float32),
+            np.asarray(transforms[f], float),
+            (w, h),
+            flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+            borderMode=cv2.BORDER_REPLICATE,
+        )
+    return (acc / (hi - lo)).astype(np.float32)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--family", default="all", help="appearance family (benchmarks/heldout.py)")
@@ -97,18 +125,30 @@ def main() -> None:
         action="store_true",
         help="each side from every profile's strongest step (no mean shape: sessions up to 47)",
     )
+    ap.add_argument(
+        "--mean-of",
+        type=int,
+        default=0,
+        help="refine on the mean of this many frames moved back with each body's true motion (0: one frame)",
+    )
+    ap.add_argument("--frames", type=int, default=120, help="with --mean-of: frames per cine")
     args = ap.parse_args()
     args.bone_dark = False
     radii = tuple(float(r) for r in args.radii.split(","))
     model = load_model(model_file())
     tally = {v: Counter() for v in BODIES}
     sides = Counter()
-    for kw in heldout._specs(args):
-        img, truth, mpp = heldout._reference(kw, args.cache)
+    for kw in heldout._specs(args, args.frames if args.mean_of else None):
+        if args.mean_of:
+            ph = make_phantom(**kw)
+            cine, ref = detection.display(ph), kw["reference_frame"]
+            img, truth = cine[ref], dict(ph.landmarks.corners_px)
+            mpp = float(np.mean(ph.truth["mm_per_px"]))
+        else:
+            img, truth, mpp = heldout._reference(kw, args.cache)
         acq = kw["appearance"].acquisition
-        im = np.asarray(img, dtype=np.float32)
-        if acq is not None and acq.inverted:
-            im = -im  # bone shown dark: the refinement looks for bright bone
+        sign = -1.0 if acq is not None and acq.inverted else 1.0  # bone shown dark: refined as bright bone
+        im = sign * np.asarray(img, dtype=np.float32)
         h, w = im.shape
         views: dict[bool, tuple[np.ndarray, float]] = {}
         marks = []
@@ -117,9 +157,13 @@ def main() -> None:
             if (true < 2).any() or (true[:, 0] > w - 3).any() or (true[:, 1] > h - 3).any():
                 continue
             right = bool(facing(true) < 0)  # the spec's h: -1 facing right
-            if right not in views:
-                views[right] = smoothed(im if right else im[:, ::-1].copy(), mpp)
-            sm, noise = views[right]
+            if args.mean_of:  # this body's own mean: not shared between bodies
+                mean = sign * true_motion_mean(cine, ph.truth["transforms_px"][v.value], ref, args.mean_of)
+                sm, noise = smoothed(mean if right else mean[:, ::-1].copy(), mpp)
+            else:
+                if right not in views:
+                    views[right] = smoothed(im if right else im[:, ::-1].copy(), mpp)
+                sm, noise = views[right]
             start = true if right else np.c_[w - 1 - true[:, 0], true[:, 1]]
             out, feats, fits, passes = refine_from(sm, noise, start, k, mpp, model, radii, not args.strongest)
             if out is None:
