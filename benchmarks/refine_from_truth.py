@@ -42,6 +42,7 @@ from dmx.detect.pose import smoothed
 from dmx.detect.refine import refine_corners, shape_deviation_mm, side_offsets_px
 from dmx.measure.geometry import facing
 from dmx.phantom import make_phantom
+from dmx.tracking.temporal import moved_mean
 
 #: A body is right when its worst corner is within this (px).
 RIGHT_PX = 3.0
@@ -90,22 +91,13 @@ def refine_from(
 def true_motion_mean(frames: np.ndarray, transforms: list, ref: int, n: int) -> np.ndarray:
     """The mean of the ``n`` frames around ``ref`` (fewer at the cine's ends: the window is moved inside it),
     each moved back to the reference frame with one body's true motion (``transforms[f]``: 2x3, reference
-    px -> frame ``f`` px)."""
-    import cv2
-
+    px -> frame ``f`` px), as :func:`dmx.tracking.temporal.moved_mean` moves them with a tracked one."""
     t, h, w = frames.shape
     lo = int(np.clip(ref - n // 2, 0, max(0, t - n)))
     hi = min(t, lo + n)
-    acc = np.zeros((h, w), np.float64)
-    for f in range(lo, hi):
-        acc += cv2.warpAffine(
-            np.asarray(frames[f], np.float32),
-            np.asarray(transforms[f], float),
-            (w, h),
-            flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-            borderMode=cv2.BORDER_REPLICATE,
-        )
-    return (acc / (hi - lo)).astype(np.float32)
+    poses = [np.vstack([np.asarray(m, float), [0.0, 0.0, 1.0]]) for m in transforms]
+    total, used = moved_mean(frames, poses, np.eye(3), range(lo, hi), (0, 0, w, h))
+    return (total / used).astype(np.float32)
 
 
 def main() -> None:
