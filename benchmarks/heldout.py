@@ -354,9 +354,8 @@ class _Angles:
     inside: int  # of them with both bodies inside the exposed field (IN_FIELD)
     inside_measured: int  # of those, measured
     body_frames: int = 0  # body-frames followed (corners given), C2-C7
-    wrong_bodies: dict[str, list[int]] = dataclasses.field(
-        default_factory=dict
-    )  # frames followed > RIGHT_PX off
+    # the frames each body is followed > RIGHT_PX off
+    wrong_bodies: dict[str, list[int]] = dataclasses.field(default_factory=dict)
     wrong_angles: int = 0  # level-frames measured with |raw angle error| > WRONG_ANGLE_DEG
     uncovered: int = 0  # ... of them beyond UNCOVERED_Z times their stated angle_uncertainty_deg (or none)
     z: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0))  # raw error / stated uncertainty
@@ -368,6 +367,15 @@ WRONG_ANGLE_DEG = 1.0
 #: ... and its stated uncertainty does not cover it when the error exceeds this many times
 #: ``angle_uncertainty_deg`` (1 SD)
 UNCOVERED_Z = 3.0
+
+
+def _true_tracks(ph) -> dict[Vertebra, np.ndarray]:
+    """A phantom's true corners per body C2-C7 on every frame, ``(T, 4, 2)`` in :data:`CORNERS` order."""
+    tracks = ph.truth["tracks"]
+    return {
+        v: np.array([tracks[v.value][c.value] for c in CORNERS], dtype=float).transpose(1, 0, 2)
+        for v in ph.landmarks.corners_px
+    }
 
 
 def _angle_errors(kw: dict, **options) -> _Angles:
@@ -386,10 +394,11 @@ def _angle_errors(kw: dict, **options) -> _Angles:
     total = inside = inside_measured = body_frames = wrong_angles = uncovered = 0
     zs: list[np.ndarray] = []
     wrong_bodies: dict[str, list[int]] = {}
+    truth = _true_tracks(ph)
     for j, v in enumerate(tracks.vertebrae):
-        if v.value not in ph.truth["tracks"]:
+        if v not in truth:
             continue
-        true = np.stack([np.asarray(ph.truth["tracks"][v.value][c.value], float) for c in CORNERS], axis=1)
+        true = truth[v]
         got_c = tracks.corners_px[:, j]
         followed = np.isfinite(got_c).all(axis=(1, 2))
         err = np.hypot(*np.moveaxis(got_c - true, -1, 0)).max(axis=1)
@@ -423,11 +432,11 @@ def _angle_errors(kw: dict, **options) -> _Angles:
         total,
         inside,
         inside_measured,
-        body_frames,
-        wrong_bodies,
-        wrong_angles,
-        uncovered,
-        np.concatenate(zs) if zs else np.zeros(0),
+        body_frames=body_frames,
+        wrong_bodies=wrong_bodies,
+        wrong_angles=wrong_angles,
+        uncovered=uncovered,
+        z=np.concatenate(zs) if zs else np.zeros(0),
     )
 
 
@@ -562,12 +571,7 @@ def _key_views(spec: dict) -> tuple[np.ndarray, int, int, dict]:
     ``{vertebra: (T, 4, 2)}``."""
     ph = make_phantom(**spec)
     key = ph.truth["key_frames"]
-    tracks = ph.truth["tracks"]
-    truth = {
-        v: np.array([tracks[v.value][c.value] for c in CORNERS], dtype=float).transpose(1, 0, 2)
-        for v in ph.landmarks.corners_px
-    }
-    return detection.display(ph), int(key["flexion"]), int(key["extension"]), truth
+    return detection.display(ph), int(key["flexion"]), int(key["extension"]), _true_tracks(ph)
 
 
 def static_grid(args) -> None:
