@@ -489,9 +489,9 @@ def test_a_template_column_one_vote_of_two_confirms_does_not_overrule_the_networ
         worst = np.hypot(*(c - true[v]).T)[2:] if v is Vertebra.C2 else np.hypot(*(c - true[v]).T)
         assert worst.max() < 10.0, (v, worst)
     # the template detector's levels left out for the network's column (session 50's machines); or, on
-    # session 63's (an AMD EPYC; code, model and packages as before, so floating point rounded otherwise),
-    # its chain finds C3-C5 at their own levels and the network adds C6-C7 below them, confirmed by those
-    # bodies. Either way no body is a level off (above); the rule itself is checked below, votes given
+    # session 63's (an AMD EPYC; code, model and packages as before: presumably floating point rounded
+    # otherwise, not proven), its chain finds C3-C5 at their own levels and the network adds C6-C7 below
+    # them. Either way no body is a level off (above); the rule itself is checked below, votes given
     left_out = any("the template detector's bodies left out" in w for w in det.warnings)
     added_below = any("C6, C7 found by the learned network" in w for w in det.warnings)
     assert left_out or added_below, det.warnings
